@@ -1,0 +1,200 @@
+/**
+ * The postgres plugin: Capabilities of category `database`, type `postgres`.
+ *
+ * Dependents, in order: a Secret `<capability>-config` with the connection
+ * settings (the binding contract of the original Halkyon), a StatefulSet
+ * running the official postgres image with a volume claim template, and a
+ * Service. Ready when the StatefulSet reports all its replicas ready.
+ */
+import { randomBytes } from "node:crypto"
+import { definePlugin, dependent, pending, ready, type Context } from "../../src/sdk/index.ts"
+
+/** Supported major versions; the version picks the image tag. */
+export const Versions = ["14", "15", "16", "17", "18"] as const
+export const DefaultVersion = "17"
+
+type Labels = Readonly<Record<string, string>>
+interface Metadata { readonly name: string; readonly namespace: string; readonly labels?: Labels; readonly [key: string]: unknown }
+
+export interface Secret {
+  readonly apiVersion: "v1"
+  readonly kind: "Secret"
+  readonly metadata: Metadata
+  readonly type?: string
+  readonly data?: Readonly<Record<string, string>>
+  readonly stringData?: Readonly<Record<string, string>>
+}
+
+interface EnvVar { readonly name: string; readonly value?: string; readonly valueFrom?: unknown }
+interface Container {
+  readonly name: string
+  readonly image: string
+  readonly env?: ReadonlyArray<EnvVar>
+  readonly ports?: ReadonlyArray<{ readonly name?: string; readonly containerPort: number }>
+  readonly [key: string]: unknown
+}
+
+export interface StatefulSet {
+  readonly apiVersion: "apps/v1"
+  readonly kind: "StatefulSet"
+  readonly metadata: Metadata & { readonly generation?: number }
+  readonly spec: {
+    readonly replicas?: number
+    readonly serviceName: string
+    readonly selector: { readonly matchLabels: Labels }
+    readonly template: { readonly metadata: { readonly labels: Labels }; readonly spec: { readonly containers: ReadonlyArray<Container>; readonly [key: string]: unknown } }
+    readonly volumeClaimTemplates?: ReadonlyArray<unknown>
+  }
+  readonly status?: { readonly replicas?: number; readonly readyReplicas?: number; readonly observedGeneration?: number }
+}
+
+export interface Service {
+  readonly apiVersion: "v1"
+  readonly kind: "Service"
+  readonly metadata: Metadata
+  readonly spec: { readonly selector: Labels; readonly ports: ReadonlyArray<{ readonly name: string; readonly port: number; readonly targetPort: number }> }
+}
+
+const labels = (ctx: Context): Labels => ({
+  "app.kubernetes.io/name": "postgres",
+  "app.kubernetes.io/instance": ctx.name,
+  "app.kubernetes.io/managed-by": "halkyon"
+})
+const selector = (ctx: Context): Labels => ({ "app.kubernetes.io/name": "postgres", "app.kubernetes.io/instance": ctx.name })
+const port = (ctx: Context) => Number(ctx.parameters.DB_PORT)
+const secretName = (ctx: Context) => `${ctx.name}-config`
+
+/** The connection settings a workload binds to, as plain strings. */
+const connectionSettings = (ctx: Context, password: string): Record<string, string> => {
+  const settings = {
+    DB_HOST: `${ctx.name}.${ctx.namespace}.svc`,
+    DB_PORT: String(port(ctx)),
+    DB_NAME: ctx.parameters.DB_NAME ?? "sample-db",
+    DB_USER: ctx.parameters.DB_USER ?? "admin",
+    DB_PASSWORD: password
+  }
+  return {
+    ...settings,
+    DATABASE_URL: `postgresql://${encodeURIComponent(settings.DB_USER)}:${encodeURIComponent(password)}@${settings.DB_HOST}:${settings.DB_PORT}/${encodeURIComponent(settings.DB_NAME)}`
+  }
+}
+
+const decodeData = (secret: Secret): Record<string, string> =>
+  Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]))
+
+const configSecret = dependent<Secret>({
+  id: "config-secret",
+  apiVersion: "v1",
+  kind: "Secret",
+  build: (ctx) => ({
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name: secretName(ctx), namespace: ctx.namespace, labels: labels(ctx) },
+    type: "Opaque",
+    stringData: connectionSettings(ctx, ctx.parameters.DB_PASSWORD ?? randomBytes(18).toString("base64url"))
+  }),
+  // A generated password is kept: only a password set in the Capability replaces it.
+  update: (existing, desired, ctx) => {
+    const current = decodeData(existing)
+    const password = ctx.parameters.DB_PASSWORD ?? current.DB_PASSWORD ?? desired.stringData?.DB_PASSWORD ?? ""
+    const wanted = connectionSettings(ctx, password)
+    const same = Object.keys(wanted).length === Object.keys(current).length &&
+      Object.entries(wanted).every(([k, v]) => current[k] === v)
+    return same ? undefined : { ...desired, stringData: wanted }
+  }
+})
+
+const image = (ctx: Context) => `postgres:${ctx.version}`
+
+const statefulSet = dependent<StatefulSet>({
+  id: "statefulset",
+  apiVersion: "apps/v1",
+  kind: "StatefulSet",
+  build: (ctx) => {
+    const fromSecret = (key: string) => ({ secretKeyRef: { name: secretName(ctx), key } })
+    return {
+      apiVersion: "apps/v1",
+      kind: "StatefulSet",
+      metadata: { name: ctx.name, namespace: ctx.namespace, labels: labels(ctx) },
+      spec: {
+        replicas: 1,
+        serviceName: ctx.name,
+        selector: { matchLabels: selector(ctx) },
+        template: {
+          metadata: { labels: labels(ctx) },
+          spec: {
+            containers: [{
+              name: "postgres",
+              image: image(ctx),
+              env: [
+                { name: "POSTGRES_USER", valueFrom: fromSecret("DB_USER") },
+                { name: "POSTGRES_PASSWORD", valueFrom: fromSecret("DB_PASSWORD") },
+                { name: "POSTGRES_DB", valueFrom: fromSecret("DB_NAME") },
+                { name: "PGPORT", value: String(port(ctx)) },
+                { name: "PGDATA", value: "/var/lib/postgresql/data/pgdata" }
+              ],
+              ports: [{ name: "postgres", containerPort: port(ctx) }],
+              readinessProbe: { exec: { command: ["sh", "-c", "pg_isready -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\""] }, periodSeconds: 5 },
+              volumeMounts: [{ name: "data", mountPath: "/var/lib/postgresql/data" }]
+            }]
+          }
+        },
+        volumeClaimTemplates: [{
+          metadata: { name: "data" },
+          spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } }
+        }]
+      }
+    }
+  },
+  // The image and port follow the Capability; the volume claim template cannot change.
+  update: (existing, desired) => {
+    const have = existing.spec.template.spec.containers.find((c) => c.name === "postgres")
+    const want = desired.spec.template.spec.containers[0]
+    const same = have !== undefined && want !== undefined && have.image === want.image &&
+      have.ports?.[0]?.containerPort === want.ports?.[0]?.containerPort &&
+      JSON.stringify(have.env) === JSON.stringify(want.env)
+    return same ? undefined : desired
+  },
+  ready: (observed) => {
+    const want = observed.spec.replicas ?? 1
+    const have = observed.status?.readyReplicas ?? 0
+    const current = (observed.status?.observedGeneration ?? 0) >= (observed.metadata.generation ?? 0)
+    return have >= want && current
+      ? ready("ReplicasReady", `${have}/${want} replicas ready`)
+      : pending("ReplicasNotReady", `${have}/${want} replicas ready`)
+  }
+})
+
+const service = dependent<Service>({
+  id: "service",
+  apiVersion: "v1",
+  kind: "Service",
+  build: (ctx) => ({
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name: ctx.name, namespace: ctx.namespace, labels: labels(ctx) },
+    spec: { selector: selector(ctx), ports: [{ name: "postgres", port: port(ctx), targetPort: port(ctx) }] }
+  }),
+  update: (existing, desired) => {
+    const have = existing.spec.ports[0]
+    const want = desired.spec.ports[0]
+    return have?.port === want?.port && have?.targetPort === want?.targetPort ? undefined : desired
+  }
+})
+
+export const postgres = definePlugin({
+  name: "postgres",
+  category: "database",
+  types: [{ type: "postgres", versions: Versions, defaultVersion: DefaultVersion }],
+  parameters: [
+    { name: "DB_USER", description: "the database user", default: "admin" },
+    { name: "DB_PASSWORD", description: "the user's password; generated when absent", secret: true },
+    { name: "DB_NAME", description: "the database to create", default: "sample-db" },
+    { name: "DB_PORT", description: "the port postgres listens on", default: "5432" }
+  ],
+  validate: (ctx) => {
+    const p = Number(ctx.parameters.DB_PORT)
+    return Number.isInteger(p) && p > 0 && p < 65536 ? [] : [`parameter DB_PORT must be a port number (1-65535), got "${ctx.parameters.DB_PORT}"`]
+  },
+  dependents: [configSecret, statefulSet, service]
+})

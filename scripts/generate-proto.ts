@@ -1,0 +1,41 @@
+/**
+ * Generates TypeScript from the .proto files in proto/ into src/gen/ (or the
+ * folder given as the first argument, which the staleness test uses).
+ * buf and protoc-gen-es come from npm, so nothing else needs installing.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+
+const root = resolve(import.meta.dir, "..")
+const out = resolve(process.argv[2] ?? join(root, "src/gen"))
+const bin = join(root, "node_modules/.bin")
+
+const work = mkdtempSync(join(tmpdir(), "halkyon-gen-"))
+try {
+  const template = join(work, "buf.gen.yaml")
+  writeFileSync(
+    template,
+    JSON.stringify({
+      version: "v2",
+      clean: true,
+      plugins: [{
+        local: join(bin, "protoc-gen-es"),
+        out,
+        opt: ["target=ts", "import_extension=ts"],
+        include_imports: false
+      }]
+    })
+  )
+  const result = Bun.spawnSync([join(bin, "buf"), "generate", "--template", template], {
+    cwd: join(root, "proto"),
+    stdout: "inherit",
+    stderr: "inherit"
+  })
+  if (result.exitCode !== 0) {
+    console.error(`buf generate failed with exit code ${result.exitCode}`)
+    process.exit(1)
+  }
+} finally {
+  rmSync(work, { recursive: true, force: true })
+}

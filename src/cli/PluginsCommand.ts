@@ -1,0 +1,102 @@
+/**
+ * `halkyon plugins list`: starts every plugin of the plugins folder once,
+ * prints what each provides and how it started, and stops them. Exits
+ * non-zero when any plugin failed, with the reason for each.
+ */
+import { Console, Effect, Layer } from "effect"
+import { Command, Flag } from "effect/cli"
+import { HostConfig } from "../config/HostConfig.ts"
+import { PluginClient } from "../plugin-client/PluginClient.ts"
+import { PluginHost, type PluginStatus } from "../plugin-host/PluginHost.ts"
+import { PluginRegistry } from "../registry/PluginRegistry.ts"
+import { type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
+import { withLogging } from "./Logging.ts"
+import { NodeServices } from "@effect/platform-node"
+
+/** One row of `plugins list --output json`. */
+export interface PluginListing {
+  readonly name: string
+  readonly form: string
+  readonly category: string
+  readonly types: ReadonlyArray<{ readonly type: string; readonly versions: ReadonlyArray<string> }>
+  readonly protocolVersion: number | null
+  readonly startMs: number | null
+  readonly state: string
+  readonly error?: string
+}
+
+const toListing = (s: PluginStatus): PluginListing => ({
+  name: s.name,
+  form: s.form,
+  category: s.launched?.description.category ?? "",
+  types: s.launched?.description.types.map((t) => ({ type: t.type, versions: [...t.versions] })) ?? [],
+  protocolVersion: s.protocolVersion ?? null,
+  startMs: s.startMs ?? null,
+  state: s.state,
+  ...(s.error === undefined ? {} : { error: s.error })
+})
+
+/** Renders rows as a kubectl-style table: upper-case headers, columns padded. */
+export const renderTable = (rows: ReadonlyArray<PluginListing>): string => {
+  const header = ["NAME", "FORM", "CATEGORY", "TYPES", "PROTOCOL", "START(MS)", "STATE"]
+  const cells = rows.map((r) => [
+    r.name,
+    r.form,
+    r.category || "-",
+    r.types.map((t) => `${t.type}@${t.versions.join(",")}`).join(" ") || "-",
+    r.protocolVersion === null ? "-" : String(r.protocolVersion),
+    r.startMs === null ? "-" : String(r.startMs),
+    r.state
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? "").length)))
+  return [header, ...cells].map((row) => row.map((c, i) => c.padEnd(widths[i] ?? 0)).join("   ").trimEnd()).join("\n")
+}
+
+const listFlags = {
+  ...hostFlags,
+  output: Flag.Literals("output", ["table", "json"]).pipe(
+    Flag.withAlias("o"),
+    Flag.withDescription("output format"),
+    Flag.withDefault("table")
+  )
+}
+
+const listPlugins = Effect.fn("plugins.list")(function*(flags: HostFlagValues & { readonly output: "table" | "json" }) {
+  const settings = hostSettings(flags, { watch: false, restart: false })
+  const rows = yield* Effect.gen(function*() {
+    const host = yield* PluginHost
+    yield* host.awaitSettled
+    return (yield* host.statuses).map(toListing)
+  }).pipe(
+    Effect.provide(
+      PluginHost.layer.pipe(
+        Layer.provide(Layer.mergeAll(HostConfig.layer(settings), PluginRegistry.layer, PluginClient.layer, NodeServices.layer))
+      )
+    )
+  )
+  if (flags.output === "json") yield* Console.log(JSON.stringify(rows, null, 2))
+  else if (rows.length === 0) yield* Console.log(`No plugins found in ${settings.pluginsDir}.`)
+  else yield* Console.log(renderTable(rows))
+  const failed = rows.filter((r) => r.state !== "running")
+  if (failed.length > 0) {
+    // The reasons also went to the log; the table form repeats them under it.
+    if (flags.output === "table") {
+      yield* Console.error("")
+      for (const r of failed) yield* Console.error(`${r.name}: ${r.error ?? r.state}`)
+    }
+    process.exitCode = 1
+  }
+})
+
+const list = Command.make("list", listFlags, (flags) => withLogging(listPlugins(flags))).pipe(
+  Command.withDescription("Start every plugin of the plugins folder once and list what it provides"),
+  Command.withExamples([
+    { command: "halkyon plugins list --plugins-dir dist/plugins", description: "List the plugins built by npm run build:plugins" },
+    { command: "halkyon plugins list -o json", description: "The same, as JSON" }
+  ])
+)
+
+export const pluginsCommand = Command.make("plugins").pipe(
+  Command.withDescription("Manage and inspect capability plugins"),
+  Command.withSubcommands([list])
+)

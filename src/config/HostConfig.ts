@@ -1,0 +1,52 @@
+/**
+ * HostConfig: how plugins are found, started, called, supervised and
+ * stopped. The CLI builds it from flags, which fall back on HALKYON_*
+ * variables and then on these defaults.
+ */
+import { Context, Layer, Schema } from "effect"
+
+export const HostSettings = Schema.Struct({
+  /** The plugins folder. */
+  pluginsDir: Schema.String,
+  /** Watch the folder and load, stop or restart plugins as files come and go. */
+  watch: Schema.Boolean,
+  /** Restart a plugin that crashes or stops answering. Off for one-shot commands. */
+  restart: Schema.Boolean,
+  handshakeTimeoutMs: Schema.Number,
+  callTimeoutMs: Schema.Number,
+  shutdownGraceMs: Schema.Number,
+  autoMtls: Schema.Boolean,
+  healthIntervalMs: Schema.Number,
+  /** First restart delay; doubles at each crash in a row. */
+  restartBaseMs: Schema.Number,
+  /** Longest restart delay. */
+  restartMaxMs: Schema.Number,
+  protocolVersions: Schema.Array(Schema.Number)
+})
+export type HostSettings = typeof HostSettings.Type
+
+export const defaultHostSettings: HostSettings = {
+  pluginsDir: "./plugins",
+  watch: true,
+  restart: true,
+  handshakeTimeoutMs: 10_000,
+  callTimeoutMs: 10_000,
+  shutdownGraceMs: 2_000,
+  autoMtls: true,
+  healthIntervalMs: 5_000,
+  restartBaseMs: 500,
+  restartMaxMs: 60_000,
+  protocolVersions: [1]
+}
+
+/** Reads a kubectl-style duration ("500ms", "10s", "2m") as milliseconds. */
+export const parseDurationMs = (text: string): number => {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim())
+  if (match === null) throw new Error(`"${text}" is not a duration: use a number with ms, s, m or h, e.g. 10s`)
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as "ms" | "s" | "m" | "h"]
+  return Number(match[1]) * unit
+}
+
+export class HostConfig extends Context.Service<HostConfig, HostSettings>()("halkyon/config/HostConfig") {
+  static readonly layer = (settings: HostSettings) => Layer.succeed(HostConfig, HostConfig.of(settings))
+}

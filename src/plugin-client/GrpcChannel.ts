@@ -1,0 +1,84 @@
+/**
+ * A grpc-js channel to one plugin, typed by the generated service
+ * descriptors: the address and credentials from the handshake (AutoMTLS: the
+ * plugin's certificate is the only trusted root, ours the client certificate).
+ */
+import * as grpc from "@grpc/grpc-js"
+import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf"
+import type { Handshake } from "../protocol/Handshake.ts"
+import { derToPem, type Certificate } from "../protocol/Mtls.ts"
+
+export interface ChannelOptions {
+  readonly handshake: Handshake
+  /** Our certificate, when AutoMTLS is on. */
+  readonly certificate: Certificate | undefined
+}
+
+export const target = (handshake: Handshake): string =>
+  handshake.network === "unix" ? `unix://${handshake.address}` : handshake.address
+
+export const makeChannel = ({ handshake, certificate }: ChannelOptions): grpc.Client => {
+  if (certificate !== undefined && handshake.certificate !== undefined) {
+    const credentials = grpc.credentials.createSsl(
+      Buffer.from(derToPem(handshake.certificate)),
+      Buffer.from(certificate.keyPem),
+      Buffer.from(certificate.certPem)
+    )
+    // The plugin's certificate names localhost, whatever the socket path.
+    return new grpc.Client(target(handshake), credentials, {
+      "grpc.ssl_target_name_override": "localhost",
+      "grpc.default_authority": "localhost"
+    })
+  }
+  return new grpc.Client(target(handshake), grpc.credentials.createInsecure(), { "grpc.default_authority": "localhost" })
+}
+
+export const methodPath = (method: DescMethod) => `/${method.parent.typeName}/${method.name}`
+
+/** One unary call with a deadline; resolves or rejects with grpc-js's ServiceError. */
+export const unaryCall = <I extends DescMessage, O extends DescMessage>(
+  channel: grpc.Client,
+  method: DescMethod & { input: I; output: O },
+  request: MessageInitShape<I>,
+  timeoutMs: number,
+  signal?: AbortSignal
+): Promise<MessageShape<O>> =>
+  new Promise((resolve, reject) => {
+    const call = channel.makeUnaryRequest(
+      methodPath(method),
+      (value: MessageShape<I>) => Buffer.from(toBinary(method.input, value)),
+      (bytes: Buffer) => fromBinary(method.output, bytes),
+      create(method.input, request),
+      new grpc.Metadata(),
+      { deadline: Date.now() + timeoutMs },
+      (error, response) => (error || response === undefined ? reject(error) : resolve(response))
+    )
+    signal?.addEventListener("abort", () => call.cancel(), { once: true })
+  })
+
+/** Opens a server stream (no deadline: it lives as long as the connection). */
+export const serverStream = <I extends DescMessage, O extends DescMessage>(
+  channel: grpc.Client,
+  method: DescMethod & { input: I; output: O },
+  request: MessageInitShape<I>
+): grpc.ClientReadableStream<MessageShape<O>> =>
+  channel.makeServerStreamRequest(
+    methodPath(method),
+    (value: MessageShape<I>) => Buffer.from(toBinary(method.input, value)),
+    (bytes: Buffer) => fromBinary(method.output, bytes),
+    create(method.input, request)
+  )
+
+/** Opens a bidi stream and leaves it open, as go-plugin's broker expects. */
+export const bidiStream = <I extends DescMessage, O extends DescMessage>(
+  channel: grpc.Client,
+  method: DescMethod & { input: I; output: O }
+): grpc.ClientDuplexStream<MessageShape<I>, MessageShape<O>> =>
+  channel.makeBidiStreamRequest(
+    methodPath(method),
+    (value: MessageShape<I>) => Buffer.from(toBinary(method.input, value)),
+    (bytes: Buffer) => fromBinary(method.output, bytes)
+  )
+
+export const isServiceError = (e: unknown): e is grpc.ServiceError =>
+  typeof e === "object" && e !== null && "code" in e && "details" in e

@@ -1,0 +1,215 @@
+/**
+ * PluginClient: typed RPC to a plugin that has handshaken. Every call has a
+ * deadline and fails with a tagged error (Errors.ts); objects travel as JSON
+ * and are decoded with Schema on arrival. Connecting also opens go-plugin's
+ * stdio stream (relayed into our log) and broker stream, as go-plugin hosts do.
+ *
+ * It does not start or supervise processes: that is the plugin host's job.
+ */
+import * as grpc from "@grpc/grpc-js"
+import type { DescMessage, DescMethod, MessageInitShape, MessageShape } from "@bufbuild/protobuf"
+import { Context, Effect, Layer, Schema, type Scope } from "effect"
+import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.ts"
+import {
+  CapabilityPlugin,
+  ConditionState,
+  type PluginDescription
+} from "../gen/halkyon/capability/v1/capability_pb.ts"
+import { GRPCBroker } from "../gen/plugin/grpc_broker_pb.ts"
+import { GRPCController } from "../gen/plugin/grpc_controller_pb.ts"
+import { GRPCStdio, StdioData_Channel } from "../gen/plugin/grpc_stdio_pb.ts"
+import type { Handshake } from "../protocol/Handshake.ts"
+import type { Certificate } from "../protocol/Mtls.ts"
+import { PluginCallFailed, type PluginCallError, PluginTimeout, PluginUnavailable } from "./Errors.ts"
+import { bidiStream, isServiceError, makeChannel, serverStream, unaryCall } from "./GrpcChannel.ts"
+
+/** A Kubernetes object as a plugin returns it: kind and name at least. */
+export const KubeObject = Schema.Struct({
+  apiVersion: Schema.String,
+  kind: Schema.String,
+  metadata: Schema.Struct({ name: Schema.String, namespace: Schema.optional(Schema.String) })
+})
+const decodeKubeObject = Schema.decodeUnknownExit(Schema.fromJsonString(KubeObject))
+
+export interface BuiltDependent {
+  readonly id: string
+  /** The object exactly as the plugin built it (JSON), checked to be a Kubernetes object. */
+  readonly object: Record<string, unknown>
+}
+
+export type Observation =
+  | { readonly id: string; readonly object: unknown }
+  | { readonly id: string; readonly error: { readonly reason: string; readonly message: string; readonly code: number } }
+
+export interface DependentCondition {
+  readonly id: string
+  readonly state: "ready" | "pending" | "failed"
+  readonly reason: string
+  readonly message: string
+  readonly attributes: Readonly<Record<string, string>>
+}
+
+/** One live connection to a plugin. */
+export interface PluginConnection {
+  readonly describe: Effect.Effect<PluginDescription, PluginCallError>
+  readonly checkValidity: (capability: unknown) => Effect.Effect<ReadonlyArray<string>, PluginCallError>
+  readonly buildDependents: (capability: unknown) => Effect.Effect<ReadonlyArray<BuiltDependent>, PluginCallError>
+  readonly updateDependent: (
+    id: string,
+    capability: unknown,
+    existing: unknown
+  ) => Effect.Effect<{ readonly needsUpdate: boolean; readonly updated: Record<string, unknown> | undefined }, PluginCallError>
+  readonly evaluateConditions: (
+    capability: unknown,
+    observed: ReadonlyArray<Observation>
+  ) => Effect.Effect<ReadonlyArray<DependentCondition>, PluginCallError>
+  /** A health check of service "plugin"; fails unless SERVING. */
+  readonly ping: Effect.Effect<void, PluginCallError>
+  /** Asks the plugin to stop. UNAVAILABLE counts as success: Go plugins stop before answering. */
+  readonly shutdown: Effect.Effect<void, PluginCallError>
+}
+
+export interface ConnectOptions {
+  /** The plugin's name, for errors and logs. */
+  readonly name: string
+  readonly handshake: Handshake
+  readonly certificate: Certificate | undefined
+  /** Deadline of each call. */
+  readonly callTimeoutMs: number
+  /** Receives what the plugin sends over go-plugin's stdio stream. */
+  readonly onStdio?: (channel: "stdout" | "stderr", data: Uint8Array) => void
+}
+
+const encoder = new TextEncoder()
+const json = (value: unknown) => encoder.encode(JSON.stringify(value))
+
+const stateName: Record<ConditionState, DependentCondition["state"]> = {
+  [ConditionState.UNSPECIFIED]: "failed",
+  [ConditionState.READY]: "ready",
+  [ConditionState.PENDING]: "pending",
+  [ConditionState.FAILED]: "failed"
+}
+
+export class PluginClient extends Context.Service<PluginClient, {
+  /** Connects to a plugin that has handshaken; the connection closes with the scope. */
+  readonly connect: (options: ConnectOptions) => Effect.Effect<PluginConnection, never, Scope.Scope>
+}>()("halkyon/plugin-client/PluginClient") {
+  static readonly layer = Layer.succeed(PluginClient, PluginClient.of({ connect: (options) => connect(options) }))
+}
+
+const connect = Effect.fnUntraced(function*(options: ConnectOptions) {
+  const { name, callTimeoutMs } = options
+  const channel = yield* Effect.acquireRelease(
+    Effect.sync(() => makeChannel(options)),
+    (channel) => Effect.sync(() => channel.close())
+  )
+
+  const call = <I extends DescMessage, O extends DescMessage>(
+    method: DescMethod & { input: I; output: O },
+    request: MessageInitShape<I>,
+    timeoutMs = callTimeoutMs
+  ): Effect.Effect<MessageShape<O>, PluginCallError> =>
+    Effect.tryPromise({
+      try: (signal) => unaryCall(channel, method, request, timeoutMs, signal),
+      catch: (error) => toCallError(name, method.name, timeoutMs, error)
+    })
+
+  yield* openSideStreams(channel, options)
+
+  const malformed = (method: string, detail: string) =>
+    new PluginCallFailed({ plugin: name, method, code: grpc.status.INTERNAL, detail: `the plugin returned ${detail}` })
+
+  const connection: PluginConnection = {
+    describe: call(CapabilityPlugin.method.describe, {}),
+    checkValidity: (capability) =>
+      call(CapabilityPlugin.method.checkValidity, { capability: json(capability) }).pipe(Effect.map((r) => r.errors)),
+    buildDependents: (capability) =>
+      call(CapabilityPlugin.method.buildDependents, { capability: json(capability) }).pipe(
+        Effect.flatMap((r) =>
+          Effect.forEach(r.dependents, (d) => {
+            const text = new TextDecoder().decode(d.object)
+            const decoded = decodeKubeObject(text)
+            return decoded._tag === "Success"
+              ? Effect.succeed({ id: d.id, object: JSON.parse(text) as Record<string, unknown> })
+              : Effect.fail(malformed("BuildDependents", `dependent ${d.id} that is not a Kubernetes object: ${decoded.cause}`))
+          })
+        )
+      ),
+    updateDependent: (id, capability, existing) =>
+      call(CapabilityPlugin.method.updateDependent, { id, capability: json(capability), existing: json(existing) }).pipe(
+        Effect.flatMap((r): Effect.Effect<{ needsUpdate: boolean; updated: Record<string, unknown> | undefined }, PluginCallError> => {
+          if (!r.needsUpdate) return Effect.succeed({ needsUpdate: false, updated: undefined })
+          const text = new TextDecoder().decode(r.updated)
+          return decodeKubeObject(text)._tag === "Success"
+            ? Effect.succeed({ needsUpdate: true, updated: JSON.parse(text) as Record<string, unknown> })
+            : Effect.fail(malformed("UpdateDependent", `an updated ${id} that is not a Kubernetes object`))
+        })
+      ),
+    evaluateConditions: (capability, observed) =>
+      call(CapabilityPlugin.method.evaluateConditions, {
+        capability: json(capability),
+        observed: observed.map((o) =>
+          "error" in o
+            ? { id: o.id, observation: { case: "error" as const, value: o.error } }
+            : { id: o.id, observation: { case: "object" as const, value: json(o.object) } }
+        )
+      }).pipe(
+        Effect.map((r) =>
+          r.conditions.map((c) => ({
+            id: c.id,
+            state: stateName[c.state] ?? "failed",
+            reason: c.reason,
+            message: c.message,
+            attributes: { ...c.attributes }
+          }))
+        )
+      ),
+    ping: call(Health.method.check, { service: "plugin" }).pipe(
+      Effect.flatMap((r) =>
+        r.status === HealthCheckResponse_ServingStatus.SERVING
+          ? Effect.void
+          : Effect.fail(new PluginUnavailable({ plugin: name, method: "Health.Check", detail: `status ${HealthCheckResponse_ServingStatus[r.status]}` }))
+      )
+    ),
+    shutdown: call(GRPCController.method.shutdown, {}).pipe(
+      Effect.asVoid,
+      Effect.catchTag("PluginUnavailable", () => Effect.void)
+    )
+  }
+  return connection
+})
+
+/** go-plugin hosts open the stdio and broker streams right after connecting. */
+const openSideStreams = (channel: grpc.Client, options: ConnectOptions) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const stdio = serverStream(channel, GRPCStdio.method.streamStdio, {})
+      stdio.on("data", (data: { channel: StdioData_Channel; data: Uint8Array }) =>
+        options.onStdio?.(data.channel === StdioData_Channel.STDOUT ? "stdout" : "stderr", data.data)
+      )
+      // UNIMPLEMENTED (older plugins) and the end of the connection are expected.
+      stdio.on("error", () => {})
+      const broker = bidiStream(channel, GRPCBroker.method.startStream)
+      broker.on("error", () => {})
+      broker.on("data", () => {})
+      return { stdio, broker }
+    }),
+    ({ stdio, broker }) =>
+      Effect.sync(() => {
+        stdio.cancel()
+        broker.cancel()
+      })
+  )
+
+const toCallError = (plugin: string, method: string, timeoutMs: number, error: unknown): PluginCallError => {
+  if (!isServiceError(error)) return new PluginUnavailable({ plugin, method, detail: String(error) })
+  switch (error.code) {
+    case grpc.status.DEADLINE_EXCEEDED:
+      return new PluginTimeout({ plugin, method, timeoutMs })
+    case grpc.status.UNAVAILABLE:
+    case grpc.status.CANCELLED:
+      return new PluginUnavailable({ plugin, method, detail: error.details })
+    default:
+      return new PluginCallFailed({ plugin, method, code: error.code, detail: error.details })
+  }
+}

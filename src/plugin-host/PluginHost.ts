@@ -1,0 +1,238 @@
+/**
+ * PluginHost: the plugins of the plugins folder, each started, supervised and
+ * stopped.
+ *
+ * Each plugin file gets a supervisor fiber: launch (PluginProcess), register
+ * in the registry, then watch for its exit or for failed health checks. A
+ * plugin that stops is marked unavailable and restarted with capped
+ * exponential backoff; one that keeps crashing is reported at error level and
+ * waits longer each time, never in a tight loop. The folder is watched: a new
+ * file is loaded, a removed one stopped and unregistered, a replaced one
+ * restarted. One bad plugin never stops the others.
+ *
+ * Closing the layer's scope stops every plugin at once (Shutdown, grace,
+ * SIGTERM, SIGKILL) and removes their socket folders.
+ */
+import { watch } from "node:fs"
+import { Context, Duration, Effect, FiberMap, Layer, Option, Schedule } from "effect"
+import { ChildProcessSpawner } from "effect/process"
+import { HostConfig, type HostSettings } from "../config/HostConfig.ts"
+import { PluginClient } from "../plugin-client/PluginClient.ts"
+import { PluginRegistry } from "../registry/PluginRegistry.ts"
+import { type PluginFile, type PluginForm, scanFolder, type SkippedEntry } from "./PluginFiles.ts"
+import { launch, type LaunchedPlugin } from "./PluginProcess.ts"
+
+export type PluginState = "starting" | "running" | "restarting" | "failed"
+
+export interface PluginStatus {
+  readonly name: string
+  readonly path: string
+  readonly form: PluginForm
+  readonly state: PluginState
+  readonly pid: number | undefined
+  /** Spawn to handshake, in ms, of the latest start. */
+  readonly startMs: number | undefined
+  readonly protocolVersion: number | undefined
+  readonly launched: LaunchedPlugin | undefined
+  /** Why the latest start failed or the plugin stopped. */
+  readonly error: string | undefined
+  readonly restarts: number
+}
+
+/** Consecutive failed health checks before a plugin counts as hung. */
+const HealthFailures = 3
+/** A plugin that ran this long is no longer "crashing": its backoff resets. */
+const StableAfterMs = 60_000
+
+export class PluginHost extends Context.Service<PluginHost, {
+  readonly statuses: Effect.Effect<ReadonlyArray<PluginStatus>>
+  readonly skipped: Effect.Effect<ReadonlyArray<SkippedEntry>>
+  /** Completes once every plugin found so far has started or failed once. */
+  readonly awaitSettled: Effect.Effect<void>
+  /** Reads the folder again now (the watcher also does). */
+  readonly rescan: Effect.Effect<void>
+}>()("halkyon/plugin-host/PluginHost") {
+  static readonly layer = Layer.effect(PluginHost, Effect.suspend(() => make()))
+}
+
+const make = Effect.fn("PluginHost.make")(function*() {
+  const config = yield* HostConfig
+  const registry = yield* PluginRegistry
+  const services = yield* Effect.context<ChildProcessSpawner.ChildProcessSpawner | PluginClient>()
+  const statuses = new Map<string, PluginStatus>()
+  const files = new Map<string, PluginFile>()
+  let skipped: ReadonlyArray<SkippedEntry> = []
+  const supervisors = yield* FiberMap.make<string>()
+
+  const setStatus = (file: PluginFile, patch: Partial<PluginStatus>) => {
+    const current = statuses.get(file.name) ?? {
+      name: file.name,
+      path: file.path,
+      form: file.form,
+      state: "starting" as const,
+      pid: undefined,
+      startMs: undefined,
+      protocolVersion: undefined,
+      launched: undefined,
+      error: undefined,
+      restarts: 0
+    }
+    statuses.set(file.name, { ...current, ...patch })
+  }
+
+  /** Runs one start of the plugin until it stops; fails with the reason it stopped. */
+  const runOnce = (file: PluginFile) =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const launched = yield* launch(file, config)
+        setStatus(file, {
+          state: "running",
+          pid: launched.pid,
+          startMs: launched.startMs,
+          protocolVersion: launched.handshake.appVersion,
+          launched,
+          error: undefined
+        })
+        yield* registry.register(file.name, launched.description, launched.connection)
+        yield* Effect.logInfo(`plugin ${file.name} running`).pipe(
+          Effect.annotateLogs({
+            plugin: file.name,
+            pid: launched.pid,
+            category: launched.description.category,
+            types: launched.description.types.map((t) => `${t.type}@${t.versions.join("|")}`).join(","),
+            startMs: launched.startMs
+          })
+        )
+        const exited = launched.exited.pipe(Effect.map((code) => `exited with code ${code}`))
+        const hung = healthWatch(launched, config)
+        return yield* Effect.raceFirst(exited, hung)
+      })
+    ).pipe(
+      Effect.provideContext(services),
+      Effect.catch((error) => Effect.succeed(error.message))
+    )
+
+  const supervise = Effect.fn("PluginHost.supervise")(function*(file: PluginFile) {
+    let crashes = 0
+    for (;;) {
+      const began = Date.now()
+      const reason = yield* runOnce(file)
+      yield* registry.markUnavailable(file.name, reason)
+      if (!config.restart) {
+        setStatus(file, { state: "failed", error: reason, pid: undefined, launched: undefined })
+        yield* Effect.logError(reason).pipe(Effect.annotateLogs({ plugin: file.name }))
+        return
+      }
+      crashes = Date.now() - began > StableAfterMs ? 1 : crashes + 1
+      const delay = Math.min(config.restartBaseMs * 2 ** (crashes - 1), config.restartMaxMs)
+      const restarts = (statuses.get(file.name)?.restarts ?? 0) + 1
+      setStatus(file, { state: "restarting", error: reason, pid: undefined, launched: undefined, restarts })
+      const log = crashes >= 5 ? Effect.logError : Effect.logWarning
+      yield* log(
+        crashes >= 5
+          ? `plugin ${file.name} keeps failing (${crashes} times in a row): ${reason}; next try in ${delay} ms`
+          : `plugin ${file.name} stopped: ${reason}; restarting in ${delay} ms`
+      ).pipe(Effect.annotateLogs({ plugin: file.name, restarts }))
+      yield* Effect.sleep(Duration.millis(delay))
+    }
+  })
+
+  const start = (file: PluginFile) =>
+    Effect.gen(function*() {
+      files.set(file.name, file)
+      statuses.delete(file.name)
+      setStatus(file, {})
+      yield* FiberMap.run(supervisors, file.name, supervise(file))
+    })
+
+  const stop = (name: string) =>
+    Effect.gen(function*() {
+      files.delete(name)
+      statuses.delete(name)
+      yield* FiberMap.remove(supervisors, name)
+      yield* registry.unregister(name)
+      yield* Effect.logInfo(`plugin ${name} removed from the plugins folder: stopped`).pipe(Effect.annotateLogs({ plugin: name }))
+    })
+
+  const rescan = Effect.gen(function*() {
+    const scan = yield* Effect.try(() => scanFolder(config.pluginsDir)).pipe(
+      Effect.tapError((e) => Effect.logError(`cannot read the plugins folder ${config.pluginsDir}: ${String(e.cause)}`)),
+      Effect.option
+    )
+    if (Option.isNone(scan)) return
+    for (const entry of scan.value.skipped) {
+      if (!skipped.some((s) => s.path === entry.path && s.reason === entry.reason)) {
+        yield* Effect.logWarning(`skipping ${entry.path}: it ${entry.reason}`)
+      }
+    }
+    skipped = scan.value.skipped
+    const found = new Map(scan.value.plugins.map((p) => [p.name, p]))
+    for (const name of [...files.keys()]) if (!found.has(name)) yield* stop(name)
+    for (const file of found.values()) {
+      const known = files.get(file.name)
+      if (known === undefined) yield* start(file)
+      else if (known.fingerprint !== file.fingerprint) {
+        yield* Effect.logInfo(`plugin ${file.name} was replaced: restarting it`).pipe(Effect.annotateLogs({ plugin: file.name }))
+        yield* start(file)
+      }
+    }
+  }).pipe(Effect.withSpan("PluginHost.rescan"))
+
+  yield* rescan
+  if (config.watch) yield* watchFolder(config, rescan)
+
+  const awaitSettled = Effect.gen(function*() {
+    while ([...statuses.values()].some((s) => s.state === "starting")) yield* Effect.sleep(Duration.millis(10))
+  })
+
+  return PluginHost.of({
+    statuses: Effect.sync(() => [...statuses.values()].sort((a, b) => a.name.localeCompare(b.name))),
+    skipped: Effect.sync(() => skipped),
+    awaitSettled,
+    rescan
+  })
+})
+
+/** Completes with a reason when the plugin fails HealthFailures pings in a row. */
+const healthWatch = (launched: LaunchedPlugin, config: HostSettings) =>
+  Effect.gen(function*() {
+    let failures = 0
+    for (;;) {
+      yield* Effect.sleep(Duration.millis(config.healthIntervalMs))
+      const ok = yield* launched.connection.ping.pipe(Effect.as(true), Effect.catch(() => Effect.succeed(false)))
+      failures = ok ? 0 : failures + 1
+      if (failures >= HealthFailures) return `stopped answering health checks (${failures} in a row)`
+    }
+  })
+
+/**
+ * Rescans when the folder changes (debounced: a copy fires many events), and
+ * every few seconds in case an event was missed.
+ */
+const watchFolder = (config: HostSettings, rescan: Effect.Effect<void>) =>
+  Effect.gen(function*() {
+    const changed = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        let flag = false
+        const watcher = (() => {
+          try {
+            return watch(config.pluginsDir, () => {
+              flag = true
+            })
+          } catch {
+            return undefined
+          }
+        })()
+        return { take: () => ((flag = false), true), peek: () => flag, watcher }
+      }),
+      ({ watcher }) => Effect.sync(() => watcher?.close())
+    )
+    let ticks = 0
+    yield* Effect.gen(function*() {
+      ticks += 1
+      if (changed.peek() || ticks % 20 === 0) {
+        changed.take()
+        yield* rescan
+      }
+    }).pipe(Effect.repeat(Schedule.spaced(Duration.millis(150))), Effect.forkScoped)
+  })

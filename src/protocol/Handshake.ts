@@ -1,0 +1,115 @@
+/**
+ * The go-plugin handshake: the constants a host and a plugin share, and the
+ * one line a plugin prints on stdout once it listens. Pure: no I/O here, so
+ * both sides (the operator's host and the SDK) and the tests use it as is.
+ *
+ * Line format (go-plugin docs/internals.md):
+ * `CORE|APP|NETWORK|ADDRESS|PROTOCOL|CERT[|MUX]`
+ */
+
+/** The magic cookie: a UX guard that stops a plugin being run by hand. */
+export const MagicCookieKey = "HALKYON_CAPABILITY_PLUGIN"
+export const MagicCookieValue = "io.halkyon.capability.plugin"
+
+/** go-plugin's core protocol version; always 1. */
+export const CoreProtocolVersion = 1
+
+/** The app protocol versions this build of halkyon speaks. */
+export const SupportedAppProtocolVersions: ReadonlyArray<number> = [1]
+
+/** The message go-plugin prints when a plugin is run without its host. */
+export const RunByHandMessage =
+  "This binary is a plugin. These are not meant to be executed directly.\n" +
+  "Please execute the program that consumes these plugins, which will\n" +
+  "load any plugins automatically\n"
+
+export interface Handshake {
+  readonly coreVersion: number
+  readonly appVersion: number
+  readonly network: "unix" | "tcp"
+  readonly address: string
+  readonly protocol: string
+  /** The plugin's DER certificate (AutoMTLS), when it sent one. */
+  readonly certificate: Uint8Array | undefined
+  /** The multiplexing answer (field 7), when the plugin sent one. */
+  readonly multiplexed: boolean | undefined
+}
+
+/** Why a handshake line could not be accepted, with the evidence. */
+export type HandshakeProblem =
+  | { readonly _tag: "Malformed"; readonly line: string; readonly detail: string }
+  | { readonly _tag: "CoreVersion"; readonly line: string; readonly got: string }
+  | { readonly _tag: "NetRpc"; readonly line: string }
+  | { readonly _tag: "UnknownProtocol"; readonly line: string; readonly protocol: string }
+  | { readonly _tag: "NoSharedVersion"; readonly line: string; readonly got: number; readonly offered: ReadonlyArray<number> }
+
+/**
+ * Formats the line a plugin prints. The certificate is base64 without `=`
+ * padding (Go's RawStdEncoding), and empty when the host sent none.
+ */
+export const formatHandshake = (h: Omit<Handshake, "coreVersion">): string => {
+  const cert = h.certificate === undefined ? "" : Buffer.from(h.certificate).toString("base64").replace(/=+$/, "")
+  const fields = [String(CoreProtocolVersion), String(h.appVersion), h.network, h.address, h.protocol, cert]
+  if (h.multiplexed !== undefined) fields.push(String(h.multiplexed))
+  return fields.join("|")
+}
+
+/**
+ * Parses the line a plugin printed, checking it against the app protocol
+ * versions the host offered.
+ */
+export const parseHandshake = (
+  raw: string,
+  offered: ReadonlyArray<number>
+): { readonly ok: true; readonly handshake: Handshake } | { readonly ok: false; readonly problem: HandshakeProblem } => {
+  const line = raw.replace(/\r?\n$/, "")
+  const fail = (problem: HandshakeProblem) => ({ ok: false as const, problem })
+  const parts = line.split("|")
+  if (parts.length < 4) {
+    return fail({ _tag: "Malformed", line, detail: `expected at least 4 fields separated by "|", got ${parts.length}` })
+  }
+  const [core, app, network, address, protocol = "netrpc", cert = "", mux] = parts as [string, string, string, string, ...Array<string>]
+  if (core !== String(CoreProtocolVersion)) return fail({ _tag: "CoreVersion", line, got: core })
+  const appVersion = Number(app)
+  if (!/^\d+$/.test(app)) return fail({ _tag: "Malformed", line, detail: `app protocol version "${app}" is not a number` })
+  if (network !== "unix" && network !== "tcp") {
+    return fail({ _tag: "Malformed", line, detail: `network "${network}" is neither unix nor tcp` })
+  }
+  if (address === "") return fail({ _tag: "Malformed", line, detail: "the address is empty" })
+  if (protocol === "netrpc") return fail({ _tag: "NetRpc", line })
+  if (protocol !== "grpc") return fail({ _tag: "UnknownProtocol", line, protocol })
+  if (!offered.includes(appVersion)) return fail({ _tag: "NoSharedVersion", line, got: appVersion, offered })
+  // go-plugin only treats field 6 as a certificate when it is longer than 50 characters.
+  const certificate = cert.length > 50 ? new Uint8Array(Buffer.from(cert, "base64")) : undefined
+  return {
+    ok: true,
+    handshake: {
+      coreVersion: CoreProtocolVersion,
+      appVersion,
+      network,
+      address,
+      protocol,
+      certificate,
+      multiplexed: mux === undefined ? undefined : mux === "true"
+    }
+  }
+}
+
+/**
+ * Picks the app protocol version a plugin answers with: the highest it shares
+ * with the host's offer, or, when none is shared, its own lowest (go-plugin's
+ * rule), which the host then reports as a mismatch.
+ */
+export const negotiateVersion = (offered: ReadonlyArray<number>, supported: ReadonlyArray<number>): number => {
+  const shared = supported.filter((v) => offered.includes(v))
+  if (shared.length > 0) return Math.max(...shared)
+  return Math.min(...supported)
+}
+
+/** Reads `PLUGIN_PROTOCOL_VERSIONS` ("1,2"): numbers only, others ignored. */
+export const parseOfferedVersions = (value: string | undefined): ReadonlyArray<number> =>
+  (value ?? "")
+    .split(",")
+    .map((v) => v.trim())
+    .filter((v) => /^\d+$/.test(v))
+    .map(Number)

@@ -1,0 +1,99 @@
+/**
+ * AutoMTLS certificates: each side of a go-plugin connection makes a throwaway
+ * self-signed certificate and trusts exactly the peer's.
+ *
+ * The certificate follows go-plugin's template (CN and DNS SAN `localhost`,
+ * CA flag, server and client auth, ~30 years). It is written as DER here, in a
+ * few lines, rather than through an X.509 library: the template never
+ * changes, and a library would add start-up time to every plugin.
+ */
+import { createPrivateKey, generateKeyPairSync, randomBytes, sign, X509Certificate } from "node:crypto"
+
+export interface Certificate {
+  /** PEM of the certificate. */
+  readonly certPem: string
+  /** PEM (PKCS#8) of its private key. */
+  readonly keyPem: string
+  /** The certificate as DER, for the handshake line. */
+  readonly der: Uint8Array
+}
+
+// DER building blocks: tag, length, value.
+const length = (n: number): Buffer => {
+  if (n < 0x80) return Buffer.from([n])
+  const bytes: Array<number> = []
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff)
+  return Buffer.from([0x80 | bytes.length, ...bytes])
+}
+const tlv = (tag: number, ...content: ReadonlyArray<Buffer>): Buffer => {
+  const value = Buffer.concat(content)
+  return Buffer.concat([Buffer.from([tag]), length(value.length), value])
+}
+const sequence = (...content: ReadonlyArray<Buffer>) => tlv(0x30, ...content)
+const oid = (dotted: string): Buffer => {
+  const [a = 0, b = 0, ...rest] = dotted.split(".").map(Number)
+  const bytes: Array<number> = [a * 40 + b]
+  for (const arc of rest) {
+    const chunk: Array<number> = [arc & 0x7f]
+    for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) chunk.unshift((v & 0x7f) | 0x80)
+    bytes.push(...chunk)
+  }
+  return tlv(0x06, Buffer.from(bytes))
+}
+const time = (date: Date): Buffer => {
+  const iso = date.toISOString().replace(/[-:T]/g, "").slice(0, 14) + "Z"
+  // RFC 5280: UTCTime until 2049, GeneralizedTime from 2050.
+  return date.getUTCFullYear() < 2050 ? tlv(0x17, Buffer.from(iso.slice(2))) : tlv(0x18, Buffer.from(iso))
+}
+const extension = (id: string, critical: boolean, value: Buffer) =>
+  sequence(oid(id), ...(critical ? [tlv(0x01, Buffer.from([0xff]))] : []), tlv(0x04, value))
+
+const EcdsaWithSha256 = sequence(oid("1.2.840.10045.4.3.2"))
+const LocalhostName = sequence(tlv(0x31, sequence(oid("2.5.4.3"), tlv(0x0c, Buffer.from("localhost")))))
+const ThirtyYearsMs = 30 * 365 * 24 * 3600 * 1000
+
+/** Makes a fresh self-signed ECDSA P-256 certificate for one plugin connection. */
+export const generateCertificate = (): Certificate => {
+  const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" })
+  const serial = randomBytes(16)
+  serial[0] = (serial[0] ?? 0) & 0x7f // a positive INTEGER
+  const now = Date.now()
+  const tbs = sequence(
+    tlv(0xa0, tlv(0x02, Buffer.from([2]))), // version v3
+    tlv(0x02, serial),
+    EcdsaWithSha256,
+    LocalhostName,
+    sequence(time(new Date(now - 30_000)), time(new Date(now + ThirtyYearsMs))),
+    LocalhostName,
+    publicKey.export({ type: "spki", format: "der" }),
+    tlv(
+      0xa3,
+      sequence(
+        extension("2.5.29.19", true, sequence(tlv(0x01, Buffer.from([0xff])))), // CA
+        // digitalSignature, keyEncipherment, keyAgreement, keyCertSign
+        extension("2.5.29.15", true, tlv(0x03, Buffer.from([0x02, 0xac]))),
+        extension("2.5.29.37", false, sequence(oid("1.3.6.1.5.5.7.3.1"), oid("1.3.6.1.5.5.7.3.2"))),
+        extension("2.5.29.17", false, sequence(tlv(0x82, Buffer.from("localhost"))))
+      )
+    )
+  )
+  const signature = sign("sha256", tbs, privateKey)
+  const der = sequence(tbs, EcdsaWithSha256, tlv(0x03, Buffer.from([0]), signature))
+  return {
+    certPem: derToPem(der),
+    keyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+    der: new Uint8Array(der)
+  }
+}
+
+/** Wraps a DER certificate in PEM armour. */
+export const derToPem = (der: Uint8Array): string => {
+  const body = Buffer.from(der).toString("base64").replace(/(.{64})/g, "$1\n").replace(/\n$/, "")
+  return `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`
+}
+
+/** Reads a PEM certificate sent by a peer; throws with a reason when it is not one. */
+export const parseCertificatePem = (pem: string): X509Certificate => new X509Certificate(pem)
+
+/** Checks a private key PEM parses; used by tests. */
+export const parsePrivateKeyPem = (pem: string) => createPrivateKey(pem)

@@ -1,0 +1,174 @@
+/**
+ * What a plugin author writes: the capability logic, nothing about RPC.
+ *
+ * A plugin declares its category, the types and versions it serves, the
+ * parameters it understands, and its dependents in the order they are applied.
+ * For each dependent it says how to build it from the Capability, optionally
+ * how to update an existing one, and optionally how to tell it is ready.
+ * `serve` (Serve.ts) turns that into a go-plugin gRPC plugin.
+ */
+import type { Capability } from "../api/Capability.ts"
+
+/** A Kubernetes object, as JSON. */
+export interface KubeObject {
+  readonly apiVersion: string
+  readonly kind: string
+  readonly metadata: { readonly name: string; readonly namespace?: string }
+}
+
+/** A Capability type the plugin serves, e.g. postgres 15, 16, 17. */
+export interface TypeDefinition {
+  readonly type: string
+  readonly versions: ReadonlyArray<string>
+  /** Used when a Capability names no version. Default: the last of `versions`. */
+  readonly defaultVersion?: string
+}
+
+/** A parameter the plugin understands, read from `spec.parameters`. */
+export interface ParameterDefinition {
+  readonly name: string
+  readonly description?: string
+  readonly required?: boolean
+  /** A secret parameter's value is never logged nor listed. */
+  readonly secret?: boolean
+  /** Used when the Capability does not set the parameter. */
+  readonly default?: string
+}
+
+/** The Capability as a dependent's functions see it: parameters resolved. */
+export interface Context {
+  readonly capability: Capability
+  /** The Capability's name. */
+  readonly name: string
+  /** The Capability's namespace. */
+  readonly namespace: string
+  /** The requested version, or the type's default version. */
+  readonly version: string
+  /** Declared parameters with defaults applied, plus any others the Capability sets. */
+  readonly parameters: Readonly<Record<string, string | undefined>>
+}
+
+export type ConditionState = "ready" | "pending" | "failed"
+
+/** How ready a dependent is. */
+export interface Condition {
+  readonly state: ConditionState
+  /** A CamelCase word, e.g. "ReplicasNotReady". */
+  readonly reason?: string
+  readonly message?: string
+  readonly attributes?: Readonly<Record<string, string>>
+}
+
+/** Why fetching a dependent from the API server failed. */
+export interface FetchError {
+  /** The Kubernetes status reason, e.g. "NotFound". */
+  readonly reason: string
+  readonly message: string
+  readonly code: number
+}
+
+/** One Kubernetes object the Capability needs. */
+export interface DependentDefinition<O extends KubeObject = KubeObject> {
+  /** Stable across plugin versions, e.g. "config-secret". */
+  readonly id: string
+  readonly apiVersion: string
+  readonly kind: string
+  /** Builds the desired object. Name and namespace usually derive from the Capability's. */
+  build(context: Context): O
+  /**
+   * Given the existing object and the freshly built one, returns the object to
+   * apply, or undefined when nothing needs to change. When absent, an existing
+   * dependent is left as it is.
+   */
+  update?(existing: O, desired: O, context: Context): O | undefined
+  /** Tells how ready the observed object is. When absent, it does not count for readiness. */
+  ready?(observed: O, context: Context): Condition
+  /** Default: true. The operator watches objects of this kind. */
+  readonly watched?: boolean
+  /** Default: true. A controller owner reference to the Capability is set. */
+  readonly owned?: boolean
+  /** Default: true. The operator creates the object when it is missing. */
+  readonly created?: boolean
+}
+
+export interface PluginDefinition {
+  /** The plugin's name in logs and listings, e.g. "postgres". */
+  readonly name: string
+  /** The Capability category served, e.g. "database". */
+  readonly category: string
+  readonly types: ReadonlyArray<TypeDefinition>
+  readonly parameters?: ReadonlyArray<ParameterDefinition>
+  /** Extra validity checks; each returned string is an error for the user. */
+  readonly validate?: (context: Context) => ReadonlyArray<string>
+  /** In the order they are applied. */
+  // Method syntax in DependentDefinition keeps a dependent of a narrower object
+  // type assignable here.
+  readonly dependents: ReadonlyArray<DependentDefinition>
+}
+
+/**
+ * Declares a plugin. Checks the declaration, so a mistake fails when the plugin
+ * starts rather than on the first Capability.
+ *
+ * @example
+ * ```ts
+ * import { definePlugin, dependent, serve } from "halkyon/sdk"
+ *
+ * const plugin = definePlugin({
+ *   name: "memcached",
+ *   category: "cache",
+ *   types: [{ type: "memcached", versions: ["1.6"] }],
+ *   dependents: [
+ *     dependent({
+ *       id: "service",
+ *       apiVersion: "v1",
+ *       kind: "Service",
+ *       build: (ctx) => ({ apiVersion: "v1", kind: "Service", metadata: { name: ctx.name, namespace: ctx.namespace } })
+ *     })
+ *   ]
+ * })
+ * serve(plugin)
+ * ```
+ */
+export const definePlugin = (definition: PluginDefinition): PluginDefinition => {
+  const problems: Array<string> = []
+  if (definition.name.trim() === "") problems.push("name is empty")
+  if (definition.category.trim() === "") problems.push("category is empty")
+  if (definition.types.length === 0) problems.push("no types are declared")
+  for (const t of definition.types) {
+    if (t.versions.length === 0) problems.push(`type ${t.type} declares no versions`)
+    if (t.defaultVersion !== undefined && !t.versions.includes(t.defaultVersion)) {
+      problems.push(`type ${t.type}: default version ${t.defaultVersion} is not one of ${t.versions.join(", ")}`)
+    }
+  }
+  const ids = new Set<string>()
+  for (const d of definition.dependents) {
+    if (ids.has(d.id)) problems.push(`dependent id ${d.id} is used twice`)
+    ids.add(d.id)
+  }
+  if (problems.length > 0) throw new Error(`invalid plugin definition: ${problems.join("; ")}`)
+  return definition
+}
+
+/**
+ * Declares a dependent with its object type, so `build`, `update` and
+ * `ready` agree on it.
+ *
+ * @example
+ * ```ts
+ * const service = dependent<Service>({
+ *   id: "service",
+ *   apiVersion: "v1",
+ *   kind: "Service",
+ *   build: (ctx) => ({ apiVersion: "v1", kind: "Service", metadata: { name: ctx.name }, spec: { ports: [{ port: 5432 }] } })
+ * })
+ * ```
+ */
+export const dependent = <O extends KubeObject>(definition: DependentDefinition<O>): DependentDefinition<O> => definition
+
+/** A ready condition. @example `ready("ReplicasReady", "1/1 replicas ready")` */
+export const ready = (reason = "Ready", message = ""): Condition => ({ state: "ready", reason, message })
+/** A pending condition. @example `pending("ReplicasNotReady", "0/1 replicas ready")` */
+export const pending = (reason: string, message: string): Condition => ({ state: "pending", reason, message })
+/** A failed condition. @example `failed("ImagePullFailed", "image postgres:99 not found")` */
+export const failed = (reason: string, message: string): Condition => ({ state: "failed", reason, message })

@@ -1,0 +1,22 @@
+/**
+ * The halkyon plugin SDK: what plugin authors import. A plugin declares its
+ * capability logic with `definePlugin` and `dependent`, then calls `serve`.
+ * See plugins/README.md for a walk-through and plugins/postgres for a full
+ * plugin.
+ */
+export type { Capability, CapabilitySpec, Parameter } from "../api/Capability.ts"
+export { parameterValue } from "../api/Capability.ts"
+export type {
+  Condition,
+  ConditionState,
+  Context,
+  DependentDefinition,
+  FetchError,
+  KubeObject,
+  ParameterDefinition,
+  PluginDefinition,
+  TypeDefinition
+} from "./Plugin.ts"
+export { definePlugin, dependent, failed, pending, ready } from "./Plugin.ts"
+export { serve, type ServeOptions } from "./Serve.ts"
+export { makeLogger, type Logger } from "./Log.ts"

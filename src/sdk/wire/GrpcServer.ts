@@ -1,0 +1,252 @@
+/**
+ * A small gRPC server on node:http2, for plugins.
+ *
+ * Why not @grpc/grpc-js here: a plugin is started for every host start and
+ * every restart, and loading grpc-js (with protobufjs) costs a bundled plugin
+ * more start-up time than the whole rest of the plugin. The server side of
+ * gRPC over HTTP/2 is small: length-prefixed messages in DATA frames, the
+ * status in trailers. The host side keeps grpc-js, which is exercised against
+ * this server by every test, and issue #6's conformance suite checks it
+ * against go-plugin's own Go client.
+ *
+ * It does not do compression, and it does not enforce deadlines (the client
+ * does; a plugin's work is short).
+ */
+import * as http2 from "node:http2"
+import type { AddressInfo } from "node:net"
+import { fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape, create } from "@bufbuild/protobuf"
+import type { DescMethod } from "@bufbuild/protobuf"
+
+/** gRPC status codes used by plugins. */
+export const Status = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  FAILED_PRECONDITION: 9,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14
+} as const
+
+/** An error a handler throws to answer with a given status. */
+export class GrpcError extends Error {
+  constructor(readonly code: number, message: string, readonly metadata: Record<string, string> = {}) {
+    super(message)
+  }
+}
+
+/** An open server stream: the handler sends messages until it ends or the client goes. */
+export interface ServerStream<O extends DescMessage> {
+  send(message: MessageInitShape<O>): void
+  end(): void
+  readonly closed: Promise<void>
+}
+
+type Route =
+  | { readonly kind: "unary"; readonly handle: (body: Uint8Array) => Promise<Uint8Array> }
+  | { readonly kind: "stream"; readonly open: (body: Uint8Array | undefined, stream: RawStream) => void }
+
+interface RawStream {
+  send(message: Uint8Array): void
+  end(): void
+  readonly closed: Promise<void>
+}
+
+export interface ListenOptions {
+  readonly unixSocket?: string
+  readonly tcp?: { readonly host: string; readonly minPort: number; readonly maxPort: number }
+  readonly tls?: { readonly certPem: string; readonly keyPem: string; readonly clientCaPem: string }
+}
+
+/** Frames one message: compressed flag (0), 4-byte big-endian length, bytes. */
+const frame = (message: Uint8Array): Buffer => {
+  const out = Buffer.allocUnsafe(5 + message.length)
+  out[0] = 0
+  out.writeUInt32BE(message.length, 1)
+  out.set(message, 5)
+  return out
+}
+
+/** gRPC's percent-encoding of grpc-message: printable ASCII except `%` passes. */
+const encodeGrpcMessage = (message: string): string =>
+  Array.from(Buffer.from(message, "utf8"))
+    .map((b) => (b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, "0")}`))
+    .join("")
+
+/** Splits an incoming byte stream into messages as they complete. */
+class MessageReader {
+  private buffer: Buffer = Buffer.alloc(0)
+  push(chunk: Buffer): Array<Uint8Array> {
+    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk])
+    const messages: Array<Uint8Array> = []
+    while (this.buffer.length >= 5) {
+      const size = this.buffer.readUInt32BE(1)
+      if (this.buffer.length < 5 + size) break
+      messages.push(new Uint8Array(this.buffer.subarray(5, 5 + size)))
+      this.buffer = this.buffer.subarray(5 + size)
+    }
+    return messages
+  }
+}
+
+export class GrpcServer {
+  private readonly routes = new Map<string, Route>()
+  private readonly streams = new Set<http2.ServerHttp2Stream>()
+  private server: http2.Http2Server | http2.Http2SecureServer | undefined
+
+  /** Registers a unary method. */
+  unary<I extends DescMessage, O extends DescMessage>(
+    method: DescMethod & { input: I; output: O },
+    handle: (request: MessageShape<I>) => Promise<MessageInitShape<O>> | MessageInitShape<O>
+  ): this {
+    this.routes.set(path(method), {
+      kind: "unary",
+      handle: async (body) => {
+        const request = fromBinary(method.input, body)
+        const response = await handle(request)
+        return toBinary(method.output, create(method.output, response))
+      }
+    })
+    return this
+  }
+
+  /** Registers a server-streaming or bidi method; the handler owns the stream. */
+  stream<I extends DescMessage, O extends DescMessage>(
+    method: DescMethod & { input: I; output: O },
+    open: (request: MessageShape<I> | undefined, stream: ServerStream<O>) => void
+  ): this {
+    this.routes.set(path(method), {
+      kind: "stream",
+      open: (body, raw) =>
+        open(body === undefined ? undefined : fromBinary(method.input, body), {
+          send: (message) => raw.send(toBinary(method.output, create(method.output, message))),
+          end: () => raw.end(),
+          closed: raw.closed
+        })
+    })
+    return this
+  }
+
+  /** Starts listening; resolves with the address to put in the handshake. */
+  listen(options: ListenOptions): Promise<{ network: "unix" | "tcp"; address: string }> {
+    const server = options.tls
+      ? http2.createSecureServer({
+          cert: options.tls.certPem,
+          key: options.tls.keyPem,
+          ca: options.tls.clientCaPem,
+          requestCert: true,
+          rejectUnauthorized: true,
+          minVersion: "TLSv1.2",
+          ALPNProtocols: ["h2"]
+        })
+      : http2.createServer()
+    server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.dispatch(stream, headers))
+    // A TLS peer that presents a wrong certificate must not crash the plugin.
+    server.on("sessionError", () => {})
+    server.on("tlsClientError", () => {})
+    this.server = server
+    return new Promise((resolve, reject) => {
+      server.once("error", reject)
+      if (options.unixSocket !== undefined) {
+        const socket = options.unixSocket
+        server.listen(socket, () => resolve({ network: "unix", address: socket }))
+      } else {
+        const tcp = options.tcp ?? { host: "127.0.0.1", minPort: 0, maxPort: 0 }
+        const port = tcp.minPort === 0 ? 0 : tcp.minPort + Math.floor(Math.random() * (tcp.maxPort - tcp.minPort + 1))
+        server.listen(port, tcp.host, () => {
+          const address = server.address() as AddressInfo
+          resolve({ network: "tcp", address: `${tcp.host}:${address.port}` })
+        })
+      }
+    })
+  }
+
+  /** Ends open streams with OK, stops accepting, and closes the listener. */
+  close(): Promise<void> {
+    // Open streams already answer OK in their trailers: ending them sends it.
+    for (const stream of this.streams) if (!stream.closed && !stream.destroyed) stream.end()
+    const server = this.server
+    if (server === undefined) return Promise.resolve()
+    return new Promise((resolve) => server.close(() => resolve()))
+  }
+
+  private dispatch(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
+    stream.on("error", () => {})
+    const route = this.routes.get(String(headers[":path"]))
+    if (route === undefined) {
+      endStream(stream, Status.UNIMPLEMENTED, `unknown method ${String(headers[":path"])}`)
+      return
+    }
+    const reader = new MessageReader()
+    if (route.kind === "unary") {
+      const received: Array<Uint8Array> = []
+      stream.on("data", (chunk: Buffer) => received.push(...reader.push(chunk)))
+      stream.on("end", () => {
+        const body = received[0]
+        if (body === undefined) {
+          endStream(stream, Status.INTERNAL, "no request message")
+          return
+        }
+        route.handle(body).then(
+          (response) => {
+            if (stream.closed) return
+            stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true })
+            stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }))
+            stream.end(frame(response))
+          },
+          (error: unknown) => {
+            const { code, message, metadata } = error instanceof GrpcError
+              ? error
+              : { code: Status.INTERNAL, message: `plugin error: ${String(error instanceof Error ? error.message : error)}`, metadata: {} }
+            endStream(stream, code, message, metadata)
+          }
+        )
+      })
+      return
+    }
+    this.streams.add(stream)
+    const closed = new Promise<void>((resolve) => stream.once("close", () => {
+      this.streams.delete(stream)
+      resolve()
+    }))
+    stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true })
+    stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }))
+    let opened = false
+    const raw: RawStream = {
+      send: (message) => {
+        if (!stream.closed && !stream.destroyed) stream.write(frame(message))
+      },
+      end: () => {
+        if (!stream.closed && !stream.destroyed) stream.end()
+      },
+      closed
+    }
+    // Server streams start on their one request; bidi streams start at once.
+    stream.on("data", (chunk: Buffer) => {
+      for (const message of reader.push(chunk)) {
+        if (!opened) {
+          opened = true
+          route.open(message, raw)
+        }
+      }
+    })
+    stream.on("end", () => {
+      if (!opened) {
+        opened = true
+        route.open(undefined, raw)
+      }
+    })
+  }
+}
+
+const path = (method: DescMethod) => `/${method.parent.typeName}/${method.name}`
+
+const endStream = (stream: http2.ServerHttp2Stream, code: number, message: string, metadata: Record<string, string> = {}) => {
+  if (stream.closed || stream.destroyed) return
+  const status = { "grpc-status": String(code), ...(message === "" ? {} : { "grpc-message": encodeGrpcMessage(message) }), ...metadata }
+  // Trailers-only response: the status travels in the headers.
+  stream.respond({ ":status": 200, "content-type": "application/grpc", ...status }, { endStream: true })
+}
