@@ -3,8 +3,8 @@
  * closes every scope (and so stops every plugin) on exit, SIGINT or SIGTERM.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Effect } from "effect"
-import { Command } from "effect/cli"
+import { Console, Effect } from "effect"
+import { CliError, Command } from "effect/cli"
 import { LogFormat } from "./cli/Logging.ts"
 import { pluginsCommand } from "./cli/PluginsCommand.ts"
 import { versionCommand } from "./cli/VersionCommand.ts"
@@ -16,8 +16,19 @@ const halkyon = Command.make("halkyon").pipe(
   Command.withSubcommands([versionCommand, pluginsCommand])
 )
 
+/** Our errors carry a message for the user: print it, not a stack trace. */
+const reportFailure = (error: unknown) =>
+  CliError.isCliError(error)
+    ? Effect.fail(error)
+    : Console.error(`error: ${error instanceof Error ? error.message : String(error)}`).pipe(
+        Effect.andThen(Effect.sync(() => {
+          process.exitCode = 1
+        }))
+      )
+
 halkyon.pipe(
   Command.run({ version }),
+  Effect.catch(reportFailure),
   Effect.provide(NodeServices.layer),
   NodeRuntime.runMain
 )

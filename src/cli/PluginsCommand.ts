@@ -5,7 +5,7 @@
  */
 import { Console, Effect, Layer } from "effect"
 import { Command, Flag } from "effect/cli"
-import { HostConfig } from "../config/HostConfig.ts"
+import { HostConfig, type HostSettings } from "../config/HostConfig.ts"
 import { PluginClient } from "../plugin-client/PluginClient.ts"
 import { PluginHost, type PluginStatus } from "../plugin-host/PluginHost.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
@@ -52,6 +52,12 @@ export const renderTable = (rows: ReadonlyArray<PluginListing>): string => {
   return [header, ...cells].map((row) => row.map((c, i) => c.padEnd(widths[i] ?? 0)).join("   ").trimEnd()).join("\n")
 }
 
+/** The plugin host with everything it needs, for one command. */
+const hostLayer = (settings: HostSettings) =>
+  PluginHost.layer.pipe(
+    Layer.provide(Layer.mergeAll(HostConfig.layer(settings), PluginRegistry.layer, PluginClient.layer, NodeServices.layer))
+  )
+
 const listFlags = {
   ...hostFlags,
   output: Flag.Literals("output", ["table", "json"]).pipe(
@@ -67,13 +73,7 @@ const listPlugins = Effect.fn("plugins.list")(function*(flags: HostFlagValues & 
     const host = yield* PluginHost
     yield* host.awaitSettled
     return (yield* host.statuses).map(toListing)
-  }).pipe(
-    Effect.provide(
-      PluginHost.layer.pipe(
-        Layer.provide(Layer.mergeAll(HostConfig.layer(settings), PluginRegistry.layer, PluginClient.layer, NodeServices.layer))
-      )
-    )
-  )
+  }).pipe(Effect.provide(hostLayer(settings)))
   if (flags.output === "json") yield* Console.log(JSON.stringify(rows, null, 2))
   else if (rows.length === 0) yield* Console.log(`No plugins found in ${settings.pluginsDir}.`)
   else yield* Console.log(renderTable(rows))
@@ -96,7 +96,26 @@ const list = Command.make("list", listFlags, (flags) => withLogging(listPlugins(
   ])
 )
 
+const watchPlugins = Effect.fn("plugins.watch")(function*(flags: HostFlagValues) {
+  const settings = hostSettings(flags)
+  yield* Effect.gen(function*() {
+    const host = yield* PluginHost
+    yield* host.awaitSettled
+    const statuses = yield* host.statuses
+    yield* Effect.logInfo(`watching ${settings.pluginsDir}: ${statuses.filter((s) => s.state === "running").length} of ${statuses.length} plugins running; Ctrl-C stops them`)
+    return yield* Effect.never
+  }).pipe(Effect.provide(hostLayer(settings)))
+})
+
+const watch = Command.make("watch", hostFlags, (flags) => withLogging(watchPlugins(flags))).pipe(
+  Command.withDescription(
+    "Start the plugins of the plugins folder and supervise them until interrupted, logging what happens: " +
+      "plugins added, removed or replaced in the folder are loaded, stopped or restarted (a plugin author's development loop)"
+  ),
+  Command.withExamples([{ command: "halkyon plugins watch --plugins-dir dist/plugins --log-level debug", description: "Rebuild a plugin and watch it restart" }])
+)
+
 export const pluginsCommand = Command.make("plugins").pipe(
   Command.withDescription("Manage and inspect capability plugins"),
-  Command.withSubcommands([list])
+  Command.withSubcommands([list, watch])
 )

@@ -75,3 +75,11 @@ export type PluginStartError =
   | PluginBadHandshake
   | PluginNotRunnable
   | PluginDescribeFailed
+
+export class PluginsFolderMissing extends Schema.TaggedError<PluginsFolderMissing>()("PluginsFolderMissing", {
+  path: Schema.String
+}) {
+  override get message() {
+    return `the plugins folder ${this.path} does not exist or is not a folder: create it, or point --plugins-dir (HALKYON_PLUGINS_DIR) at the folder holding your plugins`
+  }
+}

@@ -13,7 +13,7 @@
  * Closing the layer's scope stops every plugin at once (Shutdown, grace,
  * SIGTERM, SIGKILL) and removes their socket folders.
  */
-import { watch } from "node:fs"
+import { statSync, watch } from "node:fs"
 import { Context, Duration, Effect, FiberMap, Layer, Option, Schedule } from "effect"
 import { ChildProcessSpawner } from "effect/process"
 import { HostConfig, type HostSettings } from "../config/HostConfig.ts"
@@ -21,6 +21,7 @@ import { PluginClient } from "../plugin-client/PluginClient.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { type PluginFile, type PluginForm, scanFolder, type SkippedEntry } from "./PluginFiles.ts"
 import { launch, type LaunchedPlugin } from "./PluginProcess.ts"
+import { PluginsFolderMissing } from "./Errors.ts"
 
 export type PluginState = "starting" | "running" | "restarting" | "failed"
 
@@ -37,6 +38,14 @@ export interface PluginStatus {
   /** Why the latest start failed or the plugin stopped. */
   readonly error: string | undefined
   readonly restarts: number
+}
+
+const isFolder = (path: string) => {
+  try {
+    return statSync(path).isDirectory()
+  } catch {
+    return false
+  }
 }
 
 /** Consecutive failed health checks before a plugin counts as hung. */
@@ -57,6 +66,7 @@ export class PluginHost extends Context.Service<PluginHost, {
 
 const make = Effect.fn("PluginHost.make")(function*() {
   const config = yield* HostConfig
+  if (!isFolder(config.pluginsDir)) return yield* new PluginsFolderMissing({ path: config.pluginsDir })
   const registry = yield* PluginRegistry
   const services = yield* Effect.context<ChildProcessSpawner.ChildProcessSpawner | PluginClient>()
   const statuses = new Map<string, PluginStatus>()
@@ -147,10 +157,11 @@ const make = Effect.fn("PluginHost.make")(function*() {
 
   const stop = (name: string) =>
     Effect.gen(function*() {
+      // Unregistered first, so that no new call goes to a plugin being stopped.
       files.delete(name)
-      statuses.delete(name)
-      yield* FiberMap.remove(supervisors, name)
       yield* registry.unregister(name)
+      yield* FiberMap.remove(supervisors, name)
+      statuses.delete(name)
       yield* Effect.logInfo(`plugin ${name} removed from the plugins folder: stopped`).pipe(Effect.annotateLogs({ plugin: name }))
     })
 

@@ -150,16 +150,6 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     Effect.flatMap((code) => Deferred.succeed(exitCode, code)),
     Effect.forkScoped
   )
-  // On close: Shutdown over RPC, then wait up to the grace for the exit; the
-  // spawner's own finalizer then signals the group if it is still alive.
-  const connectionRef: { current: PluginConnection | undefined } = { current: undefined }
-  yield* Effect.addFinalizer(() =>
-    Effect.gen(function*() {
-      if (yield* Deferred.isDone(exitCode)) return
-      if (connectionRef.current !== undefined) yield* connectionRef.current.shutdown.pipe(Effect.ignore)
-      yield* Deferred.await(exitCode).pipe(Effect.timeoutOption(Duration.millis(options.shutdownGraceMs)))
-    })
-  )
 
   // Wait for the first line, the exit or the timeout, whichever comes first.
   const line = yield* Deferred.await(firstLine).pipe(
@@ -208,7 +198,16 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
       if (text !== "") Effect.runFork(Effect.logInfo(text).pipe(Effect.annotateLogs({ plugin: file.name, stream: channel })))
     }
   })
-  connectionRef.current = connection
+  // On close, before the connection closes: Shutdown over RPC, then wait up to
+  // the grace for the exit; the spawner's own finalizer then signals the
+  // process group if it is still alive.
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      if (yield* Deferred.isDone(exitCode)) return
+      yield* connection.shutdown.pipe(Effect.timeoutOption(Duration.millis(options.shutdownGraceMs)), Effect.ignore)
+      yield* Deferred.await(exitCode).pipe(Effect.timeoutOption(Duration.millis(options.shutdownGraceMs)))
+    })
+  )
   const description = yield* connection.describe.pipe(
     Effect.mapError((e) => new PluginDescribeFailed({ plugin: file.name, detail: e.message }))
   )

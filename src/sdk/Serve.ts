@@ -11,7 +11,7 @@
  * - it exits on its own within a second when its host dies, removing its
  *   socket (go-plugin plugins are left running).
  */
-import { chownSync, chmodSync, existsSync, readFileSync, rmSync } from "node:fs"
+import { chownSync, chmodSync, existsSync, readFileSync, rmdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { randomBytes } from "node:crypto"
@@ -81,17 +81,26 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
   const server = new GrpcServer()
   let stopping = false
   let socketPath: string | undefined
-  const stop = (why: string) => {
+  const stop = (why: string, orphaned = false) => {
     if (stopping) return
     stopping = true
     logger.debug("plugin stopping", { reason: why })
+    const finish = () => {
+      if (socketPath !== undefined) rmSync(socketPath, { force: true })
+      // Orphaned, we also remove the host's socket folder, which it can no
+      // longer do; rmdir only succeeds when it is empty.
+      if (orphaned && env.PLUGIN_UNIX_SOCKET_DIR) {
+        try {
+          rmdirSync(env.PLUGIN_UNIX_SOCKET_DIR)
+        } catch {
+          // another plugin's socket is still there, or it is gone already
+        }
+      }
+      process.exit(0)
+    }
     // A stop must not hang: exit even if a connection refuses to close.
-    setTimeout(() => finish(), 500).unref()
+    setTimeout(finish, 500).unref()
     server.close().then(finish, finish)
-  }
-  const finish = () => {
-    if (socketPath !== undefined) rmSync(socketPath, { force: true })
-    process.exit(0)
   }
 
   server
@@ -115,7 +124,7 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
   process.on("SIGTERM", () => stop("SIGTERM"))
   const parent = process.ppid
   setInterval(() => {
-    if (process.ppid !== parent) stop("the host process exited")
+    if (process.ppid !== parent) stop("the host process exited", true)
   }, ParentCheckMs).unref()
 
   const tls = certificate === undefined || clientCert === undefined

@@ -1,0 +1,33 @@
+import { describe, expect, test } from "bun:test"
+import { X509Certificate } from "node:crypto"
+import { generateCertificate } from "../src/protocol/Mtls.ts"
+
+describe("AutoMTLS certificate", () => {
+  const cert = generateCertificate()
+  const x509 = new X509Certificate(cert.certPem)
+
+  test("is self-signed for localhost, as go-plugin's", () => {
+    expect(x509.subject).toBe("CN=localhost")
+    expect(x509.issuer).toBe("CN=localhost")
+    expect(x509.subjectAltName).toBe("DNS:localhost")
+    expect(x509.ca).toBe(true)
+    expect(x509.verify(x509.publicKey)).toBe(true)
+    expect(x509.checkHost("localhost")).toBe("localhost")
+  })
+
+  test("is valid from 30 s ago for about 30 years", () => {
+    const from = new Date(x509.validFrom).getTime()
+    const to = new Date(x509.validTo).getTime()
+    expect(Date.now() - from).toBeGreaterThanOrEqual(29_000)
+    expect(Date.now() - from).toBeLessThan(120_000)
+    expect((to - Date.now()) / (365 * 24 * 3600 * 1000)).toBeGreaterThan(29.9)
+  })
+
+  test("allows server and client auth", () => {
+    expect(x509.keyUsage).toEqual(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"])
+  })
+
+  test("each certificate is new", () => {
+    expect(generateCertificate().certPem).not.toBe(cert.certPem)
+  })
+})
