@@ -31,3 +31,11 @@ describe("AutoMTLS certificate", () => {
     expect(generateCertificate().certPem).not.toBe(cert.certPem)
   })
 })
+
+test("every generated certificate is accepted by TLS (minimal DER, e.g. the serial)", async () => {
+  const { createSecureContext } = await import("node:tls")
+  for (let i = 0; i < 400; i++) {
+    const c = generateCertificate()
+    expect(() => createSecureContext({ cert: c.certPem, key: c.keyPem, ca: c.certPem })).not.toThrow()
+  }
+})

@@ -45,7 +45,7 @@ export const renderTable = (rows: ReadonlyArray<PluginListing>): string => {
     r.category || "-",
     r.types.map((t) => `${t.type}@${t.versions.join(",")}`).join(" ") || "-",
     r.protocolVersion === null ? "-" : String(r.protocolVersion),
-    r.startMs === null ? "-" : String(r.startMs),
+    r.startMs === null ? "-" : String(Math.round(r.startMs)),
     r.state
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? "").length)))

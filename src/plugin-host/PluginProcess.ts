@@ -49,8 +49,9 @@ export interface LaunchedPlugin {
   readonly exited: Effect.Effect<number>
 }
 
-/** How many stderr lines are kept to explain a failed start. */
+/** How many stderr lines are kept to explain a failed start, and their longest length. */
 const StderrTail = 20
+const MaxEvidenceLine = 300
 
 /**
  * The environment a plugin gets: what go-plugin defines, PATH and locale.
@@ -102,7 +103,7 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
   const certificate = options.autoMtls ? generateCertificate() : undefined
   const [command, args] = file.form === "bundle" ? [process.execPath, [file.path]] : [file.path, []]
 
-  const started = Date.now()
+  const started = performance.now()
   const handle = yield* spawner.spawn(
     ChildProcess.make(command, args, {
       env: pluginEnv(options, socketDir, certificate, file.form === "bundle"),
@@ -133,7 +134,8 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     Stream.decodeText(),
     Stream.splitLines,
     Stream.runForEach((line) => {
-      stderrTail.push(line)
+      // Bun's crash reports hold lines of thousands of spaces: keep evidence short.
+      stderrTail.push(line.length > MaxEvidenceLine ? `${line.trimEnd().slice(0, MaxEvidenceLine)}…` : line.trimEnd())
       if (stderrTail.length > StderrTail) stderrTail.shift()
       const parsed = parseLogLine(line)
       return Effect.logWithLevel(levelName[parsed.level])(parsed.message).pipe(
@@ -167,7 +169,7 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     const code = yield* Deferred.await(exitCode).pipe(Effect.timeoutOption(Duration.seconds(2)))
     return yield* new PluginExitedEarly({ plugin: file.name, exitCode: Option.getOrElse(code, () => -1), stderr: yield* stderrLines })
   }
-  const startMs = Date.now() - started
+  const startMs = Math.round((performance.now() - started) * 10) / 10
   const parsed = parseHandshake(line.value, options.protocolVersions)
   if (!parsed.ok) {
     const p = parsed.problem

@@ -56,7 +56,9 @@ const ThirtyYearsMs = 30 * 365 * 24 * 3600 * 1000
 export const generateCertificate = (): Certificate => {
   const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" })
   const serial = randomBytes(16)
-  serial[0] = (serial[0] ?? 0) & 0x7f // a positive INTEGER
+  // A positive INTEGER in minimal DER: top bit clear, and never a leading zero
+  // byte (BoringSSL rejects a non-minimal serial as an invalid certificate).
+  serial[0] = ((serial[0] ?? 0) & 0x7f) | 0x40
   const now = Date.now()
   const tbs = sequence(
     tlv(0xa0, tlv(0x02, Buffer.from([2]))), // version v3
