@@ -24,8 +24,8 @@ describe("handshake line", () => {
     })
   }
 
-  test("a certificate round-trips through the line without base64 padding", () => {
-    const cert = generateCertificate()
+  test("a certificate round-trips through the line without base64 padding", async () => {
+    const cert = await generateCertificate()
     const line = formatHandshake({ appVersion: 1, network: "unix", address: "/tmp/p", protocol: "grpc", certificate: cert.der, multiplexed: undefined })
     const field = line.split("|")[5] ?? ""
     expect(field.endsWith("=")).toBe(false)

@@ -1,10 +1,15 @@
-import { describe, expect, test } from "bun:test"
+import { beforeAll, describe, expect, test } from "bun:test"
 import { X509Certificate } from "node:crypto"
-import { generateCertificate } from "../src/protocol/Mtls.ts"
+import { createSecureContext } from "node:tls"
+import { type Certificate, generateCertificate } from "../src/protocol/Mtls.ts"
 
 describe("AutoMTLS certificate", () => {
-  const cert = generateCertificate()
-  const x509 = new X509Certificate(cert.certPem)
+  let cert: Certificate
+  let x509: X509Certificate
+  beforeAll(async () => {
+    cert = await generateCertificate()
+    x509 = new X509Certificate(cert.certPem)
+  })
 
   test("is self-signed for localhost, as go-plugin's", () => {
     expect(x509.subject).toBe("CN=localhost")
@@ -27,15 +32,16 @@ describe("AutoMTLS certificate", () => {
     expect(x509.keyUsage).toEqual(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"])
   })
 
-  test("each certificate is new", () => {
-    expect(generateCertificate().certPem).not.toBe(cert.certPem)
+  test("each certificate is new", async () => {
+    expect((await generateCertificate()).certPem).not.toBe(cert.certPem)
   })
-})
 
-test("every generated certificate is accepted by TLS (minimal DER, e.g. the serial)", async () => {
-  const { createSecureContext } = await import("node:tls")
-  for (let i = 0; i < 400; i++) {
-    const c = generateCertificate()
-    expect(() => createSecureContext({ cert: c.certPem, key: c.keyPem, ca: c.certPem })).not.toThrow()
-  }
+  test("every generated certificate is accepted by TLS and verifies (minimal DER: serial, signature)", async () => {
+    for (let i = 0; i < 400; i++) {
+      const c = await generateCertificate()
+      expect(() => createSecureContext({ cert: c.certPem, key: c.keyPem, ca: c.certPem })).not.toThrow()
+      const x = new X509Certificate(c.certPem)
+      expect(x.verify(x.publicKey)).toBe(true)
+    }
+  })
 })

@@ -5,8 +5,8 @@
 import { describe, expect, test } from "bun:test"
 import * as grpc from "@grpc/grpc-js"
 import { Effect } from "effect"
-import { CapabilityPlugin } from "../src/gen/halkyon/capability/v1/capability_pb.ts"
 import { makeChannel, unaryCall } from "../src/plugin-client/GrpcChannel.ts"
+import { Describe } from "../src/protocol/Methods.ts"
 import { generateCertificate } from "../src/protocol/Mtls.ts"
 import { launchOptions, withPlugin } from "./support/launch.ts"
 import { builtPlugin, forms } from "./support/paths.ts"
@@ -151,9 +151,9 @@ for (const { form, file } of forms(builtPlugin, "postgres")) {
 test("a client presenting a certificate the plugin did not get is rejected", () =>
   withPlugin(builtPlugin("postgres"), launchOptions({ autoMtls: true }), (plugin) =>
     Effect.promise(async () => {
-      const stranger = generateCertificate()
+      const stranger = await generateCertificate()
       const channel = makeChannel({ handshake: plugin.handshake, certificate: stranger })
-      const error = await unaryCall(channel, CapabilityPlugin.method.describe, {}, 2_000).then(
+      const error = await unaryCall(channel, Describe, {}, 2_000).then(
         () => undefined,
         (e: grpc.ServiceError) => e
       )

@@ -6,7 +6,6 @@
  * running the official postgres image with a volume claim template, and a
  * Service. Ready when the StatefulSet reports all its replicas ready.
  */
-import { randomBytes } from "node:crypto"
 import { definePlugin, dependent, pending, ready, type Context } from "../../src/sdk/index.ts"
 
 /** Supported major versions; the version picks the image tag. */
@@ -79,6 +78,9 @@ const connectionSettings = (ctx: Context, password: string): Record<string, stri
   }
 }
 
+/** 24 random URL-safe characters, from WebCrypto. */
+const generatePassword = () => Buffer.from(crypto.getRandomValues(new Uint8Array(18))).toString("base64url")
+
 const decodeData = (secret: Secret): Record<string, string> =>
   Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]))
 
@@ -91,7 +93,7 @@ const configSecret = dependent<Secret>({
     kind: "Secret",
     metadata: { name: secretName(ctx), namespace: ctx.namespace, labels: labels(ctx) },
     type: "Opaque",
-    stringData: connectionSettings(ctx, ctx.parameters.DB_PASSWORD ?? randomBytes(18).toString("base64url"))
+    stringData: connectionSettings(ctx, ctx.parameters.DB_PASSWORD ?? generatePassword())
   }),
   // A generated password is kept: only a password set in the Capability replaces it.
   update: (existing, desired, ctx) => {

@@ -4,8 +4,8 @@
  * plugin's certificate is the only trusted root, ours the client certificate).
  */
 import * as grpc from "@grpc/grpc-js"
-import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf"
 import type { Handshake } from "../protocol/Handshake.ts"
+import type { Method } from "../protocol/Rpc.ts"
 import { derToPem, type Certificate } from "../protocol/Mtls.ts"
 
 export interface ChannelOptions {
@@ -33,22 +33,14 @@ export const makeChannel = ({ handshake, certificate }: ChannelOptions): grpc.Cl
   return new grpc.Client(target(handshake), grpc.credentials.createInsecure(), { "grpc.default_authority": "localhost" })
 }
 
-export const methodPath = (method: DescMethod) => `/${method.parent.typeName}/${method.name}`
-
 /** One unary call with a deadline; resolves or rejects with grpc-js's ServiceError. */
-export const unaryCall = <I extends DescMessage, O extends DescMessage>(
-  channel: grpc.Client,
-  method: DescMethod & { input: I; output: O },
-  request: MessageInitShape<I>,
-  timeoutMs: number,
-  signal?: AbortSignal
-): Promise<MessageShape<O>> =>
+export const unaryCall = <I, O>(channel: grpc.Client, method: Method<I, O>, request: I, timeoutMs: number, signal?: AbortSignal): Promise<O> =>
   new Promise((resolve, reject) => {
     const call = channel.makeUnaryRequest(
-      methodPath(method),
-      (value: MessageShape<I>) => Buffer.from(toBinary(method.input, value)),
-      (bytes: Buffer) => fromBinary(method.output, bytes),
-      create(method.input, request),
+      method.path,
+      (value: I) => Buffer.from(method.request.encode(value).finish()),
+      (bytes: Buffer) => method.response.decode(bytes),
+      request,
       new grpc.Metadata(),
       { deadline: Date.now() + timeoutMs },
       (error, response) => (error || response === undefined ? reject(error) : resolve(response))
@@ -57,27 +49,20 @@ export const unaryCall = <I extends DescMessage, O extends DescMessage>(
   })
 
 /** Opens a server stream (no deadline: it lives as long as the connection). */
-export const serverStream = <I extends DescMessage, O extends DescMessage>(
-  channel: grpc.Client,
-  method: DescMethod & { input: I; output: O },
-  request: MessageInitShape<I>
-): grpc.ClientReadableStream<MessageShape<O>> =>
+export const serverStream = <I, O>(channel: grpc.Client, method: Method<I, O>, request: I): grpc.ClientReadableStream<O> =>
   channel.makeServerStreamRequest(
-    methodPath(method),
-    (value: MessageShape<I>) => Buffer.from(toBinary(method.input, value)),
-    (bytes: Buffer) => fromBinary(method.output, bytes),
-    create(method.input, request)
+    method.path,
+    (value: I) => Buffer.from(method.request.encode(value).finish()),
+    (bytes: Buffer) => method.response.decode(bytes),
+    request
   )
 
 /** Opens a bidi stream and leaves it open, as go-plugin's broker expects. */
-export const bidiStream = <I extends DescMessage, O extends DescMessage>(
-  channel: grpc.Client,
-  method: DescMethod & { input: I; output: O }
-): grpc.ClientDuplexStream<MessageShape<I>, MessageShape<O>> =>
+export const bidiStream = <I, O>(channel: grpc.Client, method: Method<I, O>): grpc.ClientDuplexStream<I, O> =>
   channel.makeBidiStreamRequest(
-    methodPath(method),
-    (value: MessageShape<I>) => Buffer.from(toBinary(method.input, value)),
-    (bytes: Buffer) => fromBinary(method.output, bytes)
+    method.path,
+    (value: I) => Buffer.from(method.request.encode(value).finish()),
+    (bytes: Buffer) => method.response.decode(bytes)
   )
 
 export const isServiceError = (e: unknown): e is grpc.ServiceError =>

@@ -7,18 +7,23 @@
  * It does not start or supervise processes: that is the plugin host's job.
  */
 import * as grpc from "@grpc/grpc-js"
-import type { DescMessage, DescMethod, MessageInitShape, MessageShape } from "@bufbuild/protobuf"
 import { Context, Effect, Layer, Schema, type Scope } from "effect"
-import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.ts"
-import {
-  CapabilityPlugin,
-  ConditionState,
-  type PluginDescription
-} from "../gen/halkyon/capability/v1/capability_pb.ts"
-import { GRPCBroker } from "../gen/plugin/grpc_broker_pb.ts"
-import { GRPCController } from "../gen/plugin/grpc_controller_pb.ts"
-import { GRPCStdio, StdioData_Channel } from "../gen/plugin/grpc_stdio_pb.ts"
+import { HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health.ts"
+import { ConditionState, type PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
+import { type StdioData, StdioData_Channel } from "../gen/plugin/grpc_stdio.ts"
 import type { Handshake } from "../protocol/Handshake.ts"
+import {
+  BuildDependents,
+  CheckValidity,
+  Describe,
+  EvaluateConditions,
+  HealthCheck,
+  Shutdown,
+  StartStream,
+  StreamStdio,
+  UpdateDependent
+} from "../protocol/Methods.ts"
+import type { Method } from "../protocol/Rpc.ts"
 import type { Certificate } from "../protocol/Mtls.ts"
 import { PluginCallFailed, type PluginCallError, PluginTimeout, PluginUnavailable } from "./Errors.ts"
 import { bidiStream, isServiceError, makeChannel, serverStream, unaryCall } from "./GrpcChannel.ts"
@@ -81,13 +86,12 @@ export interface ConnectOptions {
 }
 
 const encoder = new TextEncoder()
-const json = (value: unknown) => encoder.encode(JSON.stringify(value))
+const json = (value: unknown) => Buffer.from(encoder.encode(JSON.stringify(value)))
 
-const stateName: Record<ConditionState, DependentCondition["state"]> = {
-  [ConditionState.UNSPECIFIED]: "failed",
-  [ConditionState.READY]: "ready",
-  [ConditionState.PENDING]: "pending",
-  [ConditionState.FAILED]: "failed"
+const stateName: Partial<Record<ConditionState, DependentCondition["state"]>> = {
+  [ConditionState.CONDITION_STATE_READY]: "ready",
+  [ConditionState.CONDITION_STATE_PENDING]: "pending",
+  [ConditionState.CONDITION_STATE_FAILED]: "failed"
 }
 
 export class PluginClient extends Context.Service<PluginClient, {
@@ -104,11 +108,7 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions) {
     (channel) => Effect.sync(() => channel.close())
   )
 
-  const call = <I extends DescMessage, O extends DescMessage>(
-    method: DescMethod & { input: I; output: O },
-    request: MessageInitShape<I>,
-    timeoutMs = callTimeoutMs
-  ): Effect.Effect<MessageShape<O>, PluginCallError> =>
+  const call = <I, O>(method: Method<I, O>, request: I, timeoutMs = callTimeoutMs): Effect.Effect<O, PluginCallError> =>
     Effect.tryPromise({
       try: (signal) => unaryCall(channel, method, request, timeoutMs, signal),
       catch: (error) => toCallError(name, method.name, timeoutMs, error)
@@ -120,11 +120,11 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions) {
     new PluginCallFailed({ plugin: name, method, code: grpc.status.INTERNAL, detail: `the plugin returned ${detail}` })
 
   const connection: PluginConnection = {
-    describe: call(CapabilityPlugin.method.describe, {}),
+    describe: call(Describe, {}),
     checkValidity: (capability) =>
-      call(CapabilityPlugin.method.checkValidity, { capability: json(capability) }).pipe(Effect.map((r) => r.errors)),
+      call(CheckValidity, { capability: json(capability) }).pipe(Effect.map((r) => r.errors)),
     buildDependents: (capability) =>
-      call(CapabilityPlugin.method.buildDependents, { capability: json(capability) }).pipe(
+      call(BuildDependents, { capability: json(capability) }).pipe(
         Effect.flatMap((r) =>
           Effect.forEach(r.dependents, (d) => {
             const text = new TextDecoder().decode(d.object)
@@ -136,7 +136,7 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions) {
         )
       ),
     updateDependent: (id, capability, existing) =>
-      call(CapabilityPlugin.method.updateDependent, { id, capability: json(capability), existing: json(existing) }).pipe(
+      call(UpdateDependent, { id, capability: json(capability), existing: json(existing) }).pipe(
         Effect.flatMap((r): Effect.Effect<{ needsUpdate: boolean; updated: Record<string, unknown> | undefined }, PluginCallError> => {
           if (!r.needsUpdate) return Effect.succeed({ needsUpdate: false, updated: undefined })
           const text = new TextDecoder().decode(r.updated)
@@ -146,12 +146,12 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions) {
         })
       ),
     evaluateConditions: (capability, observed) =>
-      call(CapabilityPlugin.method.evaluateConditions, {
+      call(EvaluateConditions, {
         capability: json(capability),
         observed: observed.map((o) =>
           "error" in o
-            ? { id: o.id, observation: { case: "error" as const, value: o.error } }
-            : { id: o.id, observation: { case: "object" as const, value: json(o.object) } }
+            ? { id: o.id, observation: { $case: "error" as const, value: o.error } }
+            : { id: o.id, observation: { $case: "object" as const, value: json(o.object) } }
         )
       }).pipe(
         Effect.map((r) =>
@@ -164,14 +164,14 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions) {
           }))
         )
       ),
-    ping: call(Health.method.check, { service: "plugin" }).pipe(
+    ping: call(HealthCheck, { service: "plugin" }).pipe(
       Effect.flatMap((r) =>
         r.status === HealthCheckResponse_ServingStatus.SERVING
           ? Effect.void
           : Effect.fail(new PluginUnavailable({ plugin: name, method: "Health.Check", detail: `status ${HealthCheckResponse_ServingStatus[r.status]}` }))
       )
     ),
-    shutdown: call(GRPCController.method.shutdown, {}).pipe(
+    shutdown: call(Shutdown, {}).pipe(
       Effect.asVoid,
       Effect.catchTag("PluginUnavailable", () => Effect.void)
     )
@@ -183,13 +183,13 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions) {
 const openSideStreams = (channel: grpc.Client, options: ConnectOptions) =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const stdio = serverStream(channel, GRPCStdio.method.streamStdio, {})
-      stdio.on("data", (data: { channel: StdioData_Channel; data: Uint8Array }) =>
+      const stdio = serverStream(channel, StreamStdio, {})
+      stdio.on("data", (data: StdioData) =>
         options.onStdio?.(data.channel === StdioData_Channel.STDOUT ? "stdout" : "stderr", data.data)
       )
       // UNIMPLEMENTED (older plugins) and the end of the connection are expected.
       stdio.on("error", () => {})
-      const broker = bidiStream(channel, GRPCBroker.method.startStream)
+      const broker = bidiStream(channel, StartStream)
       broker.on("error", () => {})
       broker.on("data", () => {})
       return { stdio, broker }

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Deferred, Duration, Effect, Fiber, Option, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
-import type { PluginDescription } from "../gen/halkyon/capability/v1/capability_pb.ts"
+import type { PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
 import { PluginClient, type PluginConnection } from "../plugin-client/PluginClient.ts"
 import { type Handshake, MagicCookieKey, MagicCookieValue, parseHandshake } from "../protocol/Handshake.ts"
 import { type Certificate, generateCertificate } from "../protocol/Mtls.ts"
@@ -100,7 +100,7 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
   const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
   const client = yield* PluginClient
   const socketDir = yield* socketFolder
-  const certificate = options.autoMtls ? generateCertificate() : undefined
+  const certificate = options.autoMtls ? yield* Effect.promise(generateCertificate) : undefined
   const [command, args] = file.form === "bundle" ? [process.execPath, [file.path]] : [file.path, []]
 
   const started = performance.now()

@@ -11,7 +11,7 @@
  * It does not start plugins: PluginHost registers what it has launched.
  */
 import { Context, Effect, Layer, PubSub, Stream } from "effect"
-import type { PluginDescription } from "../gen/halkyon/capability/v1/capability_pb.ts"
+import type { PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
 import type { PluginConnection } from "../plugin-client/PluginClient.ts"
 import { NoPluginFound, PluginNotAvailable } from "./Errors.ts"
 

@@ -5,25 +5,20 @@
  * Capability that cannot be decoded is INVALID_ARGUMENT, an author's function
  * that throws is INTERNAL naming the dependent.
  */
-import type { MessageInitShape } from "@bufbuild/protobuf"
-import { decodeCapabilityJson, type Capability } from "../api/Capability.ts"
-import {
-  CapabilityPlugin,
-  ConditionState,
-  type DependentConditionSchema,
-  type PluginDescriptionSchema
-} from "../gen/halkyon/capability/v1/capability_pb.ts"
+import type { Capability } from "../api/Capability.ts"
+import { ConditionState, type DependentCondition, type PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
+import { BuildDependents, CheckValidity, Describe, EvaluateConditions, UpdateDependent } from "../protocol/Methods.ts"
 import type { Condition, Context, DependentDefinition, KubeObject, PluginDefinition, TypeDefinition } from "./Plugin.ts"
 import { GrpcError, type GrpcServer, Status } from "./wire/GrpcServer.ts"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
-const toJson = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value))
+const toJson = (value: unknown): Buffer => Buffer.from(encoder.encode(JSON.stringify(value)))
 
 /** The default version of a type: declared, or the last listed. */
 export const defaultVersion = (t: TypeDefinition): string => t.defaultVersion ?? t.versions[t.versions.length - 1] ?? ""
 
-export const describe = (plugin: PluginDefinition): MessageInitShape<typeof PluginDescriptionSchema> => ({
+export const describe = (plugin: PluginDefinition): PluginDescription => ({
   name: plugin.name,
   category: plugin.category,
   types: plugin.types.map((t) => ({ type: t.type, versions: [...t.versions], defaultVersion: defaultVersion(t) })),
@@ -46,7 +41,16 @@ export const describe = (plugin: PluginDefinition): MessageInitShape<typeof Plug
   }))
 })
 
-const decode = (bytes: Uint8Array): Capability => {
+/**
+ * The Capability schema (effect's Schema) is loaded on the first call rather
+ * than at start-up: evaluating it costs a bundled plugin ~8 ms before its
+ * handshake, and the first call comes after the handshake anyway.
+ */
+let capabilityModule: Promise<typeof import("../api/Capability.ts")> | undefined
+const loadCapabilitySchema = () => (capabilityModule ??= import("../api/Capability.ts"))
+
+const decode = async (bytes: Uint8Array): Promise<Capability> => {
+  const { decodeCapabilityJson } = await loadCapabilitySchema()
   try {
     return decodeCapabilityJson(decoder.decode(bytes))
   } catch (error) {
@@ -123,47 +127,50 @@ const conditionFromFetchError = (d: DependentDefinition, context: Context, error
     : { state: "failed", reason: error.reason || "FetchFailed", message: error.message }
 
 const stateOf: Record<Condition["state"], ConditionState> = {
-  ready: ConditionState.READY,
-  pending: ConditionState.PENDING,
-  failed: ConditionState.FAILED
+  ready: ConditionState.CONDITION_STATE_READY,
+  pending: ConditionState.CONDITION_STATE_PENDING,
+  failed: ConditionState.CONDITION_STATE_FAILED
 }
 
 /** Registers the CapabilityPlugin service for `plugin` on `server`. */
 export const registerCapabilityService = (server: GrpcServer, plugin: PluginDefinition): void => {
   const description = describe(plugin)
-  const { describe: describeMethod, checkValidity, buildDependents, updateDependent, evaluateConditions } = CapabilityPlugin.method
   server
-    .unary(describeMethod, () => description)
-    .unary(checkValidity, (request) => ({ errors: guarded("validity check", () => validate(plugin, decode(request.capability))) }))
-    .unary(buildDependents, (request) => {
-      const context = makeContext(plugin, decode(request.capability))
+    .unary(Describe, () => description)
+    .unary(CheckValidity, async (request) => {
+      const capability = await decode(request.capability)
+      return { errors: guarded("validity check", () => validate(plugin, capability)) }
+    })
+    .unary(BuildDependents, async (request) => {
+      const context = makeContext(plugin, await decode(request.capability))
       return {
         dependents: plugin.dependents.map((d) => ({ id: d.id, object: toJson(guarded(`building dependent ${d.id}`, () => d.build(context))) }))
       }
     })
-    .unary(updateDependent, (request) => {
+    .unary(UpdateDependent, async (request) => {
       const d = findDependent(plugin, request.id)
-      if (d.update === undefined) return { needsUpdate: false }
+      if (d.update === undefined) return { needsUpdate: false, updated: Buffer.alloc(0) }
       const update = d.update.bind(d)
-      const context = makeContext(plugin, decode(request.capability))
+      const context = makeContext(plugin, await decode(request.capability))
       const existing = guarded(`reading existing ${d.id}`, () => JSON.parse(decoder.decode(request.existing)) as KubeObject)
       const desired = guarded(`building dependent ${d.id}`, () => d.build(context))
       const updated = guarded(`updating dependent ${d.id}`, () => update(existing, desired, context))
-      return updated === undefined ? { needsUpdate: false } : { needsUpdate: true, updated: toJson(updated) }
+      return updated === undefined ? { needsUpdate: false, updated: Buffer.alloc(0) } : { needsUpdate: true, updated: toJson(updated) }
     })
-    .unary(evaluateConditions, (request) => {
-      const context = makeContext(plugin, decode(request.capability))
-      const conditions: Array<MessageInitShape<typeof DependentConditionSchema>> = []
+    .unary(EvaluateConditions, async (request) => {
+      const context = makeContext(plugin, await decode(request.capability))
+      const conditions: Array<DependentCondition> = []
       for (const observed of request.observed) {
         const d = findDependent(plugin, observed.id)
         const ready = d.ready
         if (ready === undefined) continue
         const condition = guarded(`evaluating dependent ${d.id}`, (): Condition => {
-          switch (observed.observation.case) {
+          switch (observed.observation?.$case) {
             case "object":
               return ready.call(d, JSON.parse(decoder.decode(observed.observation.value)) as KubeObject, context)
             case "error":
               return conditionFromFetchError(d, context, observed.observation.value)
+            case undefined:
             default:
               return { state: "failed", reason: "NoObservation", message: `no object nor error was sent for ${d.id}` }
           }

@@ -4,8 +4,6 @@
  * nothing else is ever written there, so console output is routed here too.
  */
 
-import { inspect } from "node:util"
-
 export type Level = "trace" | "debug" | "info" | "warn" | "error"
 
 /** An hclog timestamp: RFC 3339 with exactly 6 fractional digits. */
@@ -40,7 +38,8 @@ export const makeLogger = (module: string, write: (line: string) => void = (line
 
 /** Routes console.* to the logger, so a stray console.log never breaks the protocol. */
 export const captureConsole = (logger: Logger): void => {
-  const text = (args: ReadonlyArray<unknown>) => args.map((a) => (typeof a === "string" ? a : inspect(a))).join(" ")
+  // Bun.inspect rather than node:util, which costs a bundled plugin ~4 ms to load.
+  const text = (args: ReadonlyArray<unknown>) => args.map((a) => (typeof a === "string" ? a : Bun.inspect(a))).join(" ")
   console.log = (...args: Array<unknown>) => logger.info(text(args))
   console.info = (...args: Array<unknown>) => logger.info(text(args))
   console.debug = (...args: Array<unknown>) => logger.debug(text(args))

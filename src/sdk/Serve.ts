@@ -10,15 +10,14 @@
  *   Shutdown RPC stop it promptly;
  * - it exits on its own within a second when its host dies, removing its
  *   socket (go-plugin plugins are left running).
+ *
+ * Start-up time matters (a plugin starts with its host and at each restart):
+ * this module loads no node: builtin before the handshake but http2, which
+ * gRPC needs. Files are touched through a lazily loaded node:fs, randomness
+ * and keys come from WebCrypto.
  */
-import { chownSync, chmodSync, existsSync, readFileSync, rmdirSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { randomBytes } from "node:crypto"
-import { HealthCheckResponse_ServingStatus, Health } from "../gen/grpc/health/v1/health_pb.ts"
-import { GRPCBroker } from "../gen/plugin/grpc_broker_pb.ts"
-import { GRPCController } from "../gen/plugin/grpc_controller_pb.ts"
-import { GRPCStdio } from "../gen/plugin/grpc_stdio_pb.ts"
+import { HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health.ts"
+import { HealthCheck, Shutdown, StartStream, StreamStdio } from "../protocol/Methods.ts"
 import {
   formatHandshake,
   MagicCookieKey,
@@ -59,6 +58,7 @@ const ParentCheckMs = 250
  * ```
  */
 export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): void => {
+  const loadedMs = performance.now()
   const env = options.env ?? process.env
   if (env[MagicCookieKey] !== MagicCookieValue) {
     process.stderr.write(RunByHandMessage)
@@ -76,16 +76,16 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
     options.protocolVersions ?? SupportedAppProtocolVersions
   )
   const clientCert = env.PLUGIN_CLIENT_CERT
-  const certificate = clientCert !== undefined && clientCert !== "" ? generateCertificate() : undefined
 
   const server = new GrpcServer()
   let stopping = false
-  let socketPath: string | undefined
+  const socketPath = process.platform === "win32" ? undefined : newSocketPath(env)
   const stop = (why: string, orphaned = false) => {
     if (stopping) return
     stopping = true
     logger.debug("plugin stopping", { reason: why })
-    const finish = () => {
+    const finish = async () => {
+      const { rmdirSync, rmSync } = await import("node:fs")
       if (socketPath !== undefined) rmSync(socketPath, { force: true })
       // Orphaned, we also remove the host's socket folder, which it can no
       // longer do; rmdir only succeeds when it is empty.
@@ -99,25 +99,25 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
       process.exit(0)
     }
     // A stop must not hang: exit even if a connection refuses to close.
-    setTimeout(finish, 500).unref()
+    setTimeout(() => void finish(), 500).unref()
     server.close().then(finish, finish)
   }
 
   server
-    .unary(Health.method.check, (request) => ({
+    .unary(HealthCheck, (request) => ({
       status: request.service === "" || request.service === "plugin"
         ? HealthCheckResponse_ServingStatus.SERVING
         : HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN
     }))
-    .unary(GRPCController.method.shutdown, () => {
+    .unary(Shutdown, () => {
       // Answer first, then stop: the host waits for the reply.
       setTimeout(() => stop("Shutdown RPC"), 1)
       return {}
     })
     // Our logs go straight to stderr; the stdio stream is held open for hosts
     // that read it, as go-plugin hosts do.
-    .stream(GRPCStdio.method.streamStdio, () => {})
-    .stream(GRPCBroker.method.startStream, () => {})
+    .stream(StreamStdio, () => {})
+    .stream(StartStream, () => {})
   registerCapabilityService(server, plugin)
 
   process.on("SIGINT", () => logger.debug("ignoring SIGINT: the host stops plugins"))
@@ -127,51 +127,66 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
     if (process.ppid !== parent) stop("the host process exited", true)
   }, ParentCheckMs).unref()
 
-  const tls = certificate === undefined || clientCert === undefined
-    ? undefined
-    : { certPem: certificate.certPem, keyPem: certificate.keyPem, clientCaPem: clientCert }
-
-  let listening: ReturnType<GrpcServer["listen"]>
-  if (process.platform === "win32") {
-    const minPort = Number(env.PLUGIN_MIN_PORT ?? 10000)
-    const maxPort = Number(env.PLUGIN_MAX_PORT ?? 25000)
-    listening = server.listen({ tcp: { host: "127.0.0.1", minPort, maxPort }, tls })
-  } else {
-    const dir = env.PLUGIN_UNIX_SOCKET_DIR || tmpdir()
-    socketPath = join(dir, `plugin${randomBytes(5).toString("hex")}`)
-    if (Buffer.byteLength(socketPath) > MaxSocketPath) {
-      fatal(`socket path ${socketPath} is ${Buffer.byteLength(socketPath)} bytes, longer than the ${MaxSocketPath} the OS allows: set a shorter PLUGIN_UNIX_SOCKET_DIR`)
-    }
-    listening = server.listen({ unixSocket: socketPath, tls })
-  }
   // Keep the process alive while serving: the intervals above are unref'd.
   const keepAlive = setInterval(() => {}, 1 << 30)
-  listening.then(
-    ({ network, address }) => {
-      if (network === "unix") shareSocket(address, env.PLUGIN_UNIX_SOCKET_GROUP, fatal)
+  listen(server, env, clientCert, socketPath).then(
+    ({ network, address, certificate }) => {
       const mux = env.PLUGIN_MULTIPLEX_GRPC === "true" ? false : undefined
       process.stdout.write(formatHandshake({ appVersion, network, address, protocol: "grpc", certificate: certificate?.der, multiplexed: mux }) + "\n")
-      logger.debug("plugin serving", { network, address, protocol_version: appVersion, mtls: certificate !== undefined })
+      logger.debug("plugin serving", {
+        network,
+        address,
+        protocol_version: appVersion,
+        mtls: certificate !== undefined,
+        uptime_ms: Math.round(performance.now() * 10) / 10,
+        loaded_ms: Math.round(loadedMs * 10) / 10
+      })
     },
     (error: unknown) => {
       clearInterval(keepAlive)
-      fatal(`could not listen: ${error instanceof Error ? error.message : String(error)}`)
+      fatal(error instanceof Error ? error.message : String(error))
     }
   )
 }
 
-/** Applies PLUGIN_UNIX_SOCKET_GROUP: the socket goes to that group, mode 0660. */
-const shareSocket = (socket: string, group: string | undefined, fatal: (message: string) => void) => {
-  if (group === undefined || group === "") return
-  const gid = /^\d+$/.test(group) ? Number(group) : lookupGroup(group)
-  if (gid === undefined) return fatal(`PLUGIN_UNIX_SOCKET_GROUP names group "${group}", which does not exist`)
-  chownSync(socket, -1, gid)
-  chmodSync(socket, 0o660)
+/** A fresh socket path in the folder the host made for us, like go-plugin's. */
+const newSocketPath = (env: Readonly<Record<string, string | undefined>>) => {
+  const dir = (env.PLUGIN_UNIX_SOCKET_DIR || process.env.TMPDIR || "/tmp").replace(/\/+$/, "")
+  const suffix = Array.from(crypto.getRandomValues(new Uint8Array(5)), (b) => b.toString(16).padStart(2, "0")).join("")
+  return `${dir}/plugin${suffix}`
 }
 
-const lookupGroup = (name: string): number | undefined => {
-  if (!existsSync("/etc/group")) return undefined
-  const line = readFileSync("/etc/group", "utf8").split("\n").find((l) => l.split(":")[0] === name)
-  const gid = line?.split(":")[2]
-  return gid === undefined ? undefined : Number(gid)
+/** Listens where the host asked, with AutoMTLS when it sent a certificate. */
+const listen = async (
+  server: GrpcServer,
+  env: Readonly<Record<string, string | undefined>>,
+  clientCert: string | undefined,
+  socketPath: string | undefined
+) => {
+  const certificate = clientCert !== undefined && clientCert !== "" ? await generateCertificate() : undefined
+  const tls = certificate === undefined || clientCert === undefined
+    ? undefined
+    : { certPem: certificate.certPem, keyPem: certificate.keyPem, clientCaPem: clientCert }
+  if (socketPath === undefined) {
+    const minPort = Number(env.PLUGIN_MIN_PORT ?? 10000)
+    const maxPort = Number(env.PLUGIN_MAX_PORT ?? 25000)
+    return { ...(await server.listen({ tcp: { host: "127.0.0.1", minPort, maxPort }, tls })), certificate }
+  }
+  if (Buffer.byteLength(socketPath) > MaxSocketPath) {
+    throw new Error(`socket path ${socketPath} is ${Buffer.byteLength(socketPath)} bytes, longer than the ${MaxSocketPath} the OS allows: set a shorter PLUGIN_UNIX_SOCKET_DIR`)
+  }
+  const listening = await server.listen({ unixSocket: socketPath, tls })
+  await shareSocket(socketPath, env.PLUGIN_UNIX_SOCKET_GROUP)
+  return { ...listening, certificate }
+}
+
+/** Applies PLUGIN_UNIX_SOCKET_GROUP: the socket goes to that group, mode 0660. */
+const shareSocket = async (socket: string, group: string | undefined) => {
+  if (group === undefined || group === "") return
+  const { chmodSync, chownSync, existsSync, readFileSync } = await import("node:fs")
+  const line = existsSync("/etc/group") ? readFileSync("/etc/group", "utf8").split("\n").find((l) => l.split(":")[0] === group) : undefined
+  const gid = /^\d+$/.test(group) ? Number(group) : line === undefined ? undefined : Number(line.split(":")[2])
+  if (gid === undefined) throw new Error(`PLUGIN_UNIX_SOCKET_GROUP names group "${group}", which does not exist`)
+  chownSync(socket, -1, gid)
+  chmodSync(socket, 0o660)
 }

@@ -5,7 +5,6 @@
  * plugin.
  */
 export type { Capability, CapabilitySpec, Parameter } from "../api/Capability.ts"
-export { parameterValue } from "../api/Capability.ts"
 export type {
   Condition,
   ConditionState,

@@ -14,8 +14,7 @@
  */
 import * as http2 from "node:http2"
 import type { AddressInfo } from "node:net"
-import { fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape, create } from "@bufbuild/protobuf"
-import type { DescMethod } from "@bufbuild/protobuf"
+import type { Method } from "../../protocol/Rpc.ts"
 
 /** gRPC status codes used by plugins. */
 export const Status = {
@@ -39,8 +38,8 @@ export class GrpcError extends Error {
 }
 
 /** An open server stream: the handler sends messages until it ends or the client goes. */
-export interface ServerStream<O extends DescMessage> {
-  send(message: MessageInitShape<O>): void
+export interface ServerStream<O> {
+  send(message: O): void
   end(): void
   readonly closed: Promise<void>
 }
@@ -98,31 +97,21 @@ export class GrpcServer {
   private server: http2.Http2Server | http2.Http2SecureServer | undefined
 
   /** Registers a unary method. */
-  unary<I extends DescMessage, O extends DescMessage>(
-    method: DescMethod & { input: I; output: O },
-    handle: (request: MessageShape<I>) => Promise<MessageInitShape<O>> | MessageInitShape<O>
-  ): this {
-    this.routes.set(path(method), {
+  unary<I, O>(method: Method<I, O>, handle: (request: I) => Promise<O> | O): this {
+    this.routes.set(method.path, {
       kind: "unary",
-      handle: async (body) => {
-        const request = fromBinary(method.input, body)
-        const response = await handle(request)
-        return toBinary(method.output, create(method.output, response))
-      }
+      handle: async (body) => method.response.encode(await handle(method.request.decode(body))).finish()
     })
     return this
   }
 
   /** Registers a server-streaming or bidi method; the handler owns the stream. */
-  stream<I extends DescMessage, O extends DescMessage>(
-    method: DescMethod & { input: I; output: O },
-    open: (request: MessageShape<I> | undefined, stream: ServerStream<O>) => void
-  ): this {
-    this.routes.set(path(method), {
+  stream<I, O>(method: Method<I, O>, open: (request: I | undefined, stream: ServerStream<O>) => void): this {
+    this.routes.set(method.path, {
       kind: "stream",
       open: (body, raw) =>
-        open(body === undefined ? undefined : fromBinary(method.input, body), {
-          send: (message) => raw.send(toBinary(method.output, create(method.output, message))),
+        open(body === undefined ? undefined : method.request.decode(body), {
+          send: (message) => raw.send(method.response.encode(message).finish()),
           end: () => raw.end(),
           closed: raw.closed
         })
@@ -241,8 +230,6 @@ export class GrpcServer {
     })
   }
 }
-
-const path = (method: DescMethod) => `/${method.parent.typeName}/${method.name}`
 
 const endStream = (stream: http2.ServerHttp2Stream, code: number, message: string, metadata: Record<string, string> = {}) => {
   if (stream.closed || stream.destroyed) return
