@@ -1,6 +1,6 @@
 /**
- * Builds every plugin in plugins/ (and the test fixtures in test/fixtures/plugins/)
- * for this machine, in both forms:
+ * Builds every plugin in plugins/ (and, with --with-test-fixtures, the test
+ * plugins in test/fixtures/plugins/) for this machine, in both forms:
  * - dist/plugins/<name>: a native executable (bun build --compile --bytecode);
  * - dist/plugins/<name>.js: a single-file bundle run by the host's own runtime.
  * A plugin is a folder with a main.ts.
@@ -44,7 +44,7 @@ export const buildPlugin = (name: string, source: string, outDir: string) => {
 if (import.meta.main) {
   const all = [
     ...targets(join(root, "plugins"), join(root, "dist/plugins")),
-    ...targets(join(root, "test/fixtures/plugins"), join(root, "dist/test-plugins"))
+    ...(process.argv.includes("--with-test-fixtures") ? targets(join(root, "test/fixtures/plugins"), join(root, "dist/test-plugins")) : [])
   ]
   for (const t of all) {
     const started = performance.now()

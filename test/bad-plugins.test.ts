@@ -3,6 +3,9 @@
  * error quoting the evidence, and never hangs.
  */
 import { describe, expect, test } from "bun:test"
+import { mkdirSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { Effect } from "effect"
 import { launchFailure, launchOptions, withPlugin } from "./support/launch.ts"
 import { badPlugin, forms, testPlugin } from "./support/paths.ts"
@@ -41,6 +44,23 @@ describe("a plugin that fails to start", () => {
     const { tag, message } = await launchFailure(badPlugin("README.txt"), launchOptions()).catch((e: Error) => ({ tag: "thrown", message: e.message }))
     expect(tag).toBe("thrown")
     expect(message).toContain("neither an executable nor a .js bundle")
+  })
+
+  test("would get a socket path longer than the OS allows: said before spawning", async () => {
+    const saved = process.env.TMPDIR
+    const long = join(tmpdir(), "x".repeat(100))
+    mkdirSync(long, { recursive: true })
+    process.env.TMPDIR = long
+    try {
+      const { tag, message } = await launchFailure(testPlugin("flaky.js"), launchOptions())
+      expect(tag).toBe("PluginNotRunnable")
+      expect(message).toContain("over the 107 the OS allows")
+      expect(message).toContain("set TMPDIR to a shorter folder")
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR
+      else process.env.TMPDIR = saved
+      rmSync(long, { recursive: true, force: true })
+    }
   })
 
   for (const { form, file } of forms(testPlugin, "oldproto")) {
@@ -89,6 +109,20 @@ describe("a plugin that fails mid-call", () => {
           expect(ping._tag).toBe("PluginTimeout")
         })
       ))
+
+    test(`sees only the environment a plugin needs (${form}), not the operator's secrets`, () => {
+      process.env.GITHUB_TOKEN = "do-not-leak"
+      return withPlugin(file, launchOptions(), (plugin) =>
+        Effect.gen(function*() {
+          const [config] = yield* plugin.connection.buildDependents(cap("env"))
+          const names = String((config?.object.data as { names: string }).names).split(",")
+          expect(names).not.toContain("GITHUB_TOKEN")
+          expect(names).toContain("HALKYON_CAPABILITY_PLUGIN")
+          expect(names).toContain("PLUGIN_PROTOCOL_VERSIONS")
+          expect(names.every((n) => /^(HALKYON_CAPABILITY_PLUGIN|PLUGIN_[A-Z_]+|PATH|TZ|LANG|BUN_BE_BUN)$/.test(n) || ["PWD", "SHLVL", "_", "OLDPWD"].includes(n))).toBe(true)
+        })
+      ).finally(() => delete process.env.GITHUB_TOKEN)
+    })
 
     test(`throws (${form}): an internal error naming the dependent`, () =>
       withPlugin(file, launchOptions(), (plugin) =>

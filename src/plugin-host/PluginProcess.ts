@@ -49,6 +49,9 @@ export interface LaunchedPlugin {
   readonly exited: Effect.Effect<number>
 }
 
+/** Longest unix socket path (sun_path less its NUL): 104 bytes on macOS, 108 on Linux. */
+const MaxSocketPath = process.platform === "darwin" ? 103 : 107
+
 /** How many stderr lines are kept to explain a failed start, and their longest length. */
 const StderrTail = 20
 const MaxEvidenceLine = 300
@@ -89,17 +92,31 @@ const checkRunnable = (file: PluginFile): Effect.Effect<void, PluginNotRunnable>
   })
 
 /** Makes the private socket folder (0700, short path) and removes it with the scope. */
-const socketFolder = Effect.acquireRelease(
-  Effect.sync(() => mkdtempSync(join(tmpdir(), "hk-"))),
-  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-)
+const socketFolder = (file: PluginFile) =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => mkdtempSync(join(tmpdir(), "hk-")),
+      catch: (e) =>
+        new PluginNotRunnable({ plugin: file.name, path: file.path, detail: `no socket folder could be made in ${tmpdir()}: ${String(e)}` })
+    }),
+    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
 
 export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFile, options: LaunchOptions) {
   yield* Effect.annotateCurrentSpan({ plugin: file.name })
   yield* checkRunnable(file)
   const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
   const client = yield* PluginClient
-  const socketDir = yield* socketFolder
+  const socketDir = yield* socketFolder(file)
+  // The plugin names its socket <dir>/plugin<10 hex>; the OS caps the path.
+  const socketBytes = Buffer.byteLength(socketDir) + "/plugin".length + 10
+  if (socketBytes > MaxSocketPath) {
+    return yield* new PluginNotRunnable({
+      plugin: file.name,
+      path: file.path,
+      detail: `its socket path would be ${socketBytes} bytes, over the ${MaxSocketPath} the OS allows under ${socketDir}: set TMPDIR to a shorter folder`
+    })
+  }
   const certificate = options.autoMtls ? yield* Effect.promise(generateCertificate) : undefined
   const [command, args] = file.form === "bundle" ? [process.execPath, [file.path]] : [file.path, []]
 
