@@ -40,10 +40,10 @@ for (const { form, file } of forms(builtPlugin, "postgres")) {
               ["DB_NAME", "sample-db", false],
               ["DB_PORT", "5432", false]
             ])
-            expect(d.dependents.map((x) => [x.id, x.kind, x.watched, x.owned, x.created, x.updated, x.checkedForReadiness])).toEqual([
-              ["config-secret", "Secret", true, true, true, true, false],
-              ["statefulset", "StatefulSet", true, true, true, true, true],
-              ["service", "Service", true, true, true, true, false]
+            expect(d.dependents.map((x) => [x.id, x.kind, x.watched, x.owned, x.created, x.updated, x.checkedForReadiness, x.binding])).toEqual([
+              ["config-secret", "Secret", true, true, true, true, false, true],
+              ["statefulset", "StatefulSet", true, true, true, true, true, false],
+              ["service", "Service", true, true, true, true, false, false]
             ])
           })
         ))

@@ -88,6 +88,7 @@ const configSecret = dependent<Secret>({
   id: "config-secret",
   apiVersion: "v1",
   kind: "Secret",
+  binding: true,
   build: (ctx) => ({
     apiVersion: "v1",
     kind: "Secret",

@@ -37,7 +37,8 @@ export const describe = (plugin: PluginDefinition): PluginDescription => ({
     owned: d.owned ?? true,
     created: d.created ?? true,
     updated: d.update !== undefined,
-    checkedForReadiness: d.ready !== undefined
+    checkedForReadiness: d.ready !== undefined,
+    binding: d.binding ?? false
   }))
 })
 

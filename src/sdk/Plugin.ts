@@ -89,6 +89,11 @@ export interface DependentDefinition<O extends KubeObject = KubeObject> {
   readonly owned?: boolean
   /** Default: true. The operator creates the object when it is missing. */
   readonly created?: boolean
+  /**
+   * Default: false. This Secret holds the settings a workload binds to: the
+   * operator publishes its name in the Capability's status.
+   */
+  readonly binding?: boolean
 }
 
 export interface PluginDefinition {

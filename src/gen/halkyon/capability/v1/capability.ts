@@ -92,6 +92,11 @@ export interface DependentInfo {
    * Capability's readiness.
    */
   checkedForReadiness: boolean;
+  /**
+   * binding: this Secret holds the settings a workload binds to; the operator
+   * publishes its name in the Capability's status.
+   */
+  binding: boolean;
 }
 
 /** Capability is the owning halkyon.io/v1beta1 Capability, as JSON. */
@@ -466,6 +471,7 @@ function createBaseDependentInfo(): DependentInfo {
     created: false,
     updated: false,
     checkedForReadiness: false,
+    binding: false,
   };
 }
 
@@ -494,6 +500,9 @@ export const DependentInfo: MessageFns<DependentInfo> = {
     }
     if (message.checkedForReadiness !== false) {
       writer.uint32(64).bool(message.checkedForReadiness);
+    }
+    if (message.binding !== false) {
+      writer.uint32(72).bool(message.binding);
     }
     return writer;
   },
@@ -573,6 +582,14 @@ export const DependentInfo: MessageFns<DependentInfo> = {
             }
 
             message.checkedForReadiness = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.binding = reader.bool();
             continue;
           }
         }
