@@ -7,13 +7,14 @@ import { Console, Effect } from "effect"
 import { CliError, Command } from "effect/cli"
 import { LogFormat } from "./cli/Logging.ts"
 import { pluginsCommand } from "./cli/PluginsCommand.ts"
+import { runCommand } from "./cli/RunCommand.ts"
 import { versionCommand } from "./cli/VersionCommand.ts"
 import { version } from "./Version.ts"
 
 const halkyon = Command.make("halkyon").pipe(
   Command.withGlobalFlags([LogFormat]),
   Command.withDescription("A Kubernetes operator that provisions capabilities (databases, caches, brokers…) through plugins"),
-  Command.withSubcommands([versionCommand, pluginsCommand])
+  Command.withSubcommands([runCommand, versionCommand, pluginsCommand])
 )
 
 /** Our errors carry a message for the user: print it, not a stack trace. */

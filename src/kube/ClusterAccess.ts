@@ -1,0 +1,55 @@
+/**
+ * Finds the cluster as kubectl does: `--kubeconfig`, then `KUBECONFIG`
+ * (a list of files), then `~/.kube/config`, then the in-cluster service
+ * account; `--context` picks a context. Authentication (client certificates,
+ * tokens, exec plugins) is client-node's.
+ */
+import { existsSync } from "node:fs"
+import { homedir } from "node:os"
+import { join } from "node:path"
+import { KubeConfig } from "@kubernetes/client-node"
+import { Effect, Schema } from "effect"
+
+export class ClusterAccessError extends Schema.TaggedError<ClusterAccessError>()("ClusterAccessError", {
+  detail: Schema.String
+}) {
+  override get message() {
+    return `cannot reach a cluster: ${this.detail}`
+  }
+}
+
+export interface ClusterAccessOptions {
+  readonly kubeconfig: string | undefined
+  readonly context: string | undefined
+}
+
+const inCluster = () => existsSync("/var/run/secrets/kubernetes.io/serviceaccount/token") && process.env.KUBERNETES_SERVICE_HOST !== undefined
+
+export const loadKubeConfig = Effect.fn("ClusterAccess.load")(function*(options: ClusterAccessOptions) {
+  const kc = new KubeConfig()
+  yield* Effect.try({
+    try: () => {
+      if (options.kubeconfig !== undefined) {
+        if (!existsSync(options.kubeconfig)) throw new Error(`the kubeconfig ${options.kubeconfig} does not exist`)
+        kc.loadFromFile(options.kubeconfig)
+      } else if (process.env.KUBECONFIG !== undefined && process.env.KUBECONFIG !== "") {
+        kc.loadFromDefault()
+      } else if (existsSync(join(homedir(), ".kube", "config"))) {
+        kc.loadFromFile(join(homedir(), ".kube", "config"))
+      } else if (inCluster()) {
+        kc.loadFromCluster()
+      } else {
+        throw new Error("no kubeconfig found: pass --kubeconfig, set KUBECONFIG, create ~/.kube/config, or run in a cluster")
+      }
+      if (options.context !== undefined) {
+        if (kc.getContextObject(options.context) === null) {
+          throw new Error(`context "${options.context}" is not in the kubeconfig; it has: ${kc.getContexts().map((c) => c.name).join(", ")}`)
+        }
+        kc.setCurrentContext(options.context)
+      }
+      if (kc.getCurrentCluster() === null) throw new Error("the kubeconfig's current context names no cluster")
+    },
+    catch: (e) => new ClusterAccessError({ detail: e instanceof Error ? e.message : String(e) })
+  })
+  return kc
+})

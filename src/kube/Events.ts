@@ -1,0 +1,43 @@
+/**
+ * Records Kubernetes Events about a Capability (core/v1 Events, as
+ * `kubectl describe` shows them). Failing to record an Event is logged, never
+ * a reconcile failure.
+ */
+import { Effect } from "effect"
+import { KubeClient, type KubeObject } from "./KubeClient.ts"
+
+export type EventType = "Normal" | "Warning"
+
+export const recordEvent = Effect.fn("Events.record")(function*(
+  about: KubeObject,
+  type: EventType,
+  reason: string,
+  message: string
+) {
+  const kube = yield* KubeClient
+  const now = new Date().toISOString().replace(/\.\d{3}Z$/, "Z")
+  const suffix = Array.from(crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, "0")).join("")
+  yield* kube
+    .create({
+      apiVersion: "v1",
+      kind: "Event",
+      metadata: { name: `${about.metadata.name}.${suffix}`, namespace: about.metadata.namespace ?? "default" },
+      involvedObject: {
+        apiVersion: about.apiVersion,
+        kind: about.kind,
+        name: about.metadata.name,
+        namespace: about.metadata.namespace,
+        uid: about.metadata.uid,
+        resourceVersion: about.metadata.resourceVersion
+      },
+      type,
+      reason,
+      message: message.length > 1000 ? `${message.slice(0, 1000)}…` : message,
+      source: { component: "halkyon" },
+      reportingComponent: "halkyon",
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1
+    })
+    .pipe(Effect.catch((e) => Effect.logWarning(`could not record event ${reason} for ${about.metadata.namespace}/${about.metadata.name}: ${e.message}`)))
+})

@@ -1,0 +1,284 @@
+/**
+ * KubeClient: the operator's access to the API server, for any kind, by
+ * apiVersion and kind: get, list, watch, server-side apply, status patches,
+ * deletes and Events. Kinds are mapped to their REST paths by discovery,
+ * cached per group version.
+ *
+ * Requests go through node-fetch with the https.Agent that client-node builds
+ * from the kubeconfig (client certificates, tokens, exec plugins): Bun's own
+ * fetch ignores an agent's CA and client certificate.
+ *
+ * It does not cache objects or retry: the controller's watches and work queue
+ * do that.
+ */
+import { createInterface } from "node:readline"
+import type { KubeConfig } from "@kubernetes/client-node"
+import { Context, Effect, Layer, Schema, Stream } from "effect"
+import fetch, { type RequestInit } from "node-fetch"
+
+/** A Kubernetes object as JSON: kind and metadata at least. */
+export interface KubeObject {
+  readonly apiVersion: string
+  readonly kind: string
+  readonly metadata: {
+    readonly name: string
+    readonly namespace?: string
+    readonly uid?: string
+    readonly generation?: number
+    readonly resourceVersion?: string
+    readonly labels?: Readonly<Record<string, string>>
+    readonly ownerReferences?: ReadonlyArray<OwnerReference>
+    readonly deletionTimestamp?: string
+    readonly creationTimestamp?: string
+  }
+  readonly [key: string]: unknown
+}
+
+export interface OwnerReference {
+  readonly apiVersion: string
+  readonly kind: string
+  readonly name: string
+  readonly uid: string
+  readonly controller?: boolean
+  readonly blockOwnerDeletion?: boolean
+}
+
+export interface ObjectRef {
+  readonly apiVersion: string
+  readonly kind: string
+  readonly namespace?: string | undefined
+  readonly name: string
+}
+
+export interface ListOptions {
+  readonly namespace?: string | undefined
+  readonly labelSelector?: string | undefined
+}
+
+export type WatchEvent =
+  | { readonly type: "ADDED" | "MODIFIED" | "DELETED"; readonly object: KubeObject }
+  | { readonly type: "BOOKMARK"; readonly resourceVersion: string }
+
+/** What the API server answered, when it was not a success. */
+export class KubeApiError extends Schema.TaggedError<KubeApiError>()("KubeApiError", {
+  /** HTTP status; 0 when the server could not be reached. */
+  code: Schema.Number,
+  /** The Status reason, e.g. NotFound, Conflict, Expired, Forbidden. */
+  reason: Schema.String,
+  detail: Schema.String,
+  request: Schema.String
+}) {
+  override get message() {
+    return this.code === 0
+      ? `the API server could not be reached (${this.request}): ${this.detail}`
+      : `${this.request} failed: ${this.detail} (${this.reason}, HTTP ${this.code})`
+  }
+  get notFound() {
+    return this.code === 404
+  }
+}
+
+const Status = Schema.Struct({ reason: Schema.optional(Schema.String), message: Schema.optional(Schema.String) })
+const decodeStatus = Schema.decodeUnknownOption(Status)
+
+const APIResourceList = Schema.Struct({
+  resources: Schema.Array(Schema.Struct({ name: Schema.String, kind: Schema.String, namespaced: Schema.Boolean }))
+})
+const decodeResources = Schema.decodeUnknownEffect(APIResourceList)
+
+/** How long a single request may take; watches are bounded by the server's timeoutSeconds. */
+const RequestTimeoutMs = 30_000
+
+export class KubeClient extends Context.Service<KubeClient, {
+  readonly get: (ref: ObjectRef) => Effect.Effect<KubeObject, KubeApiError>
+  readonly list: (
+    apiVersion: string,
+    kind: string,
+    options?: ListOptions
+  ) => Effect.Effect<{ readonly items: ReadonlyArray<KubeObject>; readonly resourceVersion: string }, KubeApiError>
+  /** Streams changes from `resourceVersion`; ends when the server closes the watch. */
+  readonly watch: (
+    apiVersion: string,
+    kind: string,
+    options: ListOptions & { readonly resourceVersion: string; readonly timeoutSeconds?: number }
+  ) => Stream.Stream<WatchEvent, KubeApiError>
+  /** Server-side apply with a field manager; conflicts are forced (we own what we apply). */
+  readonly apply: (object: KubeObject, fieldManager: string) => Effect.Effect<KubeObject, KubeApiError>
+  /** A JSON merge patch of the status subresource. */
+  readonly patchStatus: (ref: ObjectRef, status: unknown) => Effect.Effect<KubeObject, KubeApiError>
+  readonly delete: (ref: ObjectRef) => Effect.Effect<void, KubeApiError>
+  /** Creates an object (used for Events). */
+  readonly create: (object: KubeObject) => Effect.Effect<KubeObject, KubeApiError>
+  /** The server's URL, for logs. */
+  readonly server: string
+}>()("halkyon/kube/KubeClient") {
+  static readonly layer = (kc: KubeConfig) => Layer.effect(KubeClient, make(kc))
+}
+
+const make = Effect.fnUntraced(function*(kc: KubeConfig) {
+  const server = (kc.getCurrentCluster()?.server ?? "").replace(/\/+$/, "")
+  const discovery = new Map<string, Map<string, { plural: string; namespaced: boolean }>>()
+
+  const request = (
+    method: string,
+    path: string,
+    options: { body?: unknown; contentType?: string; signal?: AbortSignal; stream?: boolean } = {}
+  ) =>
+    Effect.tryPromise({
+      try: async (signal) => {
+        const init = (await kc.applyToFetchOptions({})) as RequestInit
+        const headers = init.headers as unknown as { set(k: string, v: string): void }
+        headers.set("Accept", "application/json")
+        if (options.body !== undefined) headers.set("Content-Type", options.contentType ?? "application/json")
+        // A watch outlives this effect: only its own controller may abort it.
+        const signals = (options.stream === true ? [options.signal] : [signal, options.signal, AbortSignal.timeout(RequestTimeoutMs)])
+          .filter((s): s is AbortSignal => s !== undefined)
+        const response = await fetch(`${server}${path}`, {
+          ...init,
+          method,
+          ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+          signal: AbortSignal.any(signals) as RequestInit["signal"]
+        })
+        return response
+      },
+      catch: (e) => new KubeApiError({ code: 0, reason: "Unreachable", detail: e instanceof Error ? e.message : String(e), request: `${method} ${path}` })
+    }).pipe(
+      Effect.flatMap((response) => {
+        if (response.ok) return Effect.succeed(response)
+        return Effect.tryPromise({ try: () => response.text(), catch: () => new Error("unreadable") }).pipe(
+          Effect.orElseSucceed(() => ""),
+          Effect.flatMap((text) => {
+            const status = decodeStatus((() => {
+              try {
+                return JSON.parse(text) as unknown
+              } catch {
+                return {}
+              }
+            })())
+            const reason = status._tag === "Some" ? status.value.reason ?? response.statusText : response.statusText
+            const detail = status._tag === "Some" ? status.value.message ?? text : text
+            return Effect.fail(new KubeApiError({ code: response.status, reason, detail, request: `${method} ${path}` }))
+          })
+        )
+      })
+    )
+
+  const json = (method: string, path: string, options: { body?: unknown; contentType?: string } = {}) =>
+    request(method, path, options).pipe(
+      Effect.flatMap((response) =>
+        Effect.tryPromise({
+          try: () => response.json() as Promise<unknown>,
+          catch: (e) => new KubeApiError({ code: response.status, reason: "BadResponse", detail: String(e), request: `${method} ${path}` })
+        })
+      )
+    )
+
+  const resourcesOf = (apiVersion: string, refresh: boolean) =>
+    Effect.gen(function*() {
+      const cached = discovery.get(apiVersion)
+      if (cached !== undefined && !refresh) return cached
+      const path = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`
+      const list = yield* json("GET", path).pipe(
+        Effect.flatMap((body) =>
+          decodeResources(body).pipe(
+            Effect.mapError((e) => new KubeApiError({ code: 200, reason: "BadResponse", detail: e.message, request: `GET ${path}` }))
+          )
+        )
+      )
+      const byKind = new Map(list.resources.filter((r) => !r.name.includes("/")).map((r) => [r.kind, { plural: r.name, namespaced: r.namespaced }]))
+      discovery.set(apiVersion, byKind)
+      return byKind
+    })
+
+  /** The REST path of a kind (and of one object of it). A kind unknown in the cache triggers one rediscovery. */
+  const pathOf = (apiVersion: string, kind: string, namespace: string | undefined, name?: string) =>
+    Effect.gen(function*() {
+      let resource = (yield* resourcesOf(apiVersion, false)).get(kind)
+      if (resource === undefined) resource = (yield* resourcesOf(apiVersion, true)).get(kind)
+      if (resource === undefined) {
+        return yield* new KubeApiError({ code: 404, reason: "NotFound", detail: `the server has no kind ${kind} in ${apiVersion} (is its CRD installed?)`, request: `discover ${apiVersion}` })
+      }
+      const base = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`
+      const ns = resource.namespaced && namespace !== undefined ? `/namespaces/${encodeURIComponent(namespace)}` : ""
+      return `${base}${ns}/${resource.plural}${name === undefined ? "" : `/${encodeURIComponent(name)}`}`
+    })
+
+  const query = (params: Record<string, string | number | boolean | undefined>) => {
+    const entries = Object.entries(params).filter((e): e is [string, string | number | boolean] => e[1] !== undefined)
+    return entries.length === 0 ? "" : `?${new URLSearchParams(entries.map(([k, v]): [string, string] => [k, String(v)])).toString()}`
+  }
+
+  const asObject = (value: unknown) => value as KubeObject
+
+  const get = (ref: ObjectRef) =>
+    pathOf(ref.apiVersion, ref.kind, ref.namespace, ref.name).pipe(Effect.flatMap((path) => json("GET", path)), Effect.map(asObject))
+
+  const list = (apiVersion: string, kind: string, options: ListOptions = {}) =>
+    pathOf(apiVersion, kind, options.namespace).pipe(
+      Effect.flatMap((path) => json("GET", `${path}${query({ labelSelector: options.labelSelector })}`)),
+      Effect.map((body) => {
+        const b = body as { items?: Array<KubeObject>; metadata?: { resourceVersion?: string } }
+        // Lists omit each item's apiVersion and kind.
+        return { items: (b.items ?? []).map((i) => ({ ...i, apiVersion, kind })), resourceVersion: b.metadata?.resourceVersion ?? "" }
+      })
+    )
+
+  const watch = (apiVersion: string, kind: string, options: ListOptions & { resourceVersion: string; timeoutSeconds?: number }) =>
+    Stream.unwrap(
+      Effect.gen(function*() {
+        const path = yield* pathOf(apiVersion, kind, options.namespace)
+        const abort = yield* Effect.acquireRelease(Effect.sync(() => new AbortController()), (c) => Effect.sync(() => c.abort()))
+        const url = `${path}${query({
+          watch: true,
+          allowWatchBookmarks: true,
+          resourceVersion: options.resourceVersion,
+          labelSelector: options.labelSelector,
+          timeoutSeconds: options.timeoutSeconds ?? 300
+        })}`
+        const response = yield* request("GET", url, { signal: abort.signal, stream: true })
+        // Aborting the watch errors the body and the line reader: that is its
+        // normal end, surfaced (if at all) through the iterator below.
+        response.body.on("error", () => {})
+        const lines = createInterface({ input: response.body })
+        lines.on("error", () => {})
+        yield* Effect.addFinalizer(() => Effect.sync(() => lines.close()))
+        return Stream.fromAsyncIterable(lines, (e) => new KubeApiError({ code: 0, reason: "WatchBroken", detail: String(e), request: `WATCH ${path}` })).pipe(
+          Stream.filter((line) => line.trim() !== ""),
+          Stream.mapEffect((line) => {
+            const event = JSON.parse(line) as { type: string; object: KubeObject & { code?: number; reason?: string; message?: string } }
+            if (event.type === "ERROR") {
+              // e.g. 410 Expired: the resource version is too old; the caller relists.
+              return Effect.fail(new KubeApiError({ code: event.object.code ?? 500, reason: event.object.reason ?? "Error", detail: event.object.message ?? "", request: `WATCH ${path}` }))
+            }
+            if (event.type === "BOOKMARK") return Effect.succeed<WatchEvent>({ type: "BOOKMARK", resourceVersion: event.object.metadata.resourceVersion ?? "" })
+            return Effect.succeed<WatchEvent>({ type: event.type as "ADDED" | "MODIFIED" | "DELETED", object: { ...event.object, apiVersion, kind } })
+          })
+        )
+      })
+    )
+
+  const apply = (object: KubeObject, fieldManager: string) =>
+    pathOf(object.apiVersion, object.kind, object.metadata.namespace, object.metadata.name).pipe(
+      Effect.flatMap((path) =>
+        json("PATCH", `${path}${query({ fieldManager, force: true })}`, { body: object, contentType: "application/apply-patch+yaml" })
+      ),
+      Effect.map(asObject)
+    )
+
+  const patchStatus = (ref: ObjectRef, status: unknown) =>
+    pathOf(ref.apiVersion, ref.kind, ref.namespace, ref.name).pipe(
+      Effect.flatMap((path) => json("PATCH", `${path}/status`, { body: { status }, contentType: "application/merge-patch+json" })),
+      Effect.map(asObject)
+    )
+
+  const remove = (ref: ObjectRef) =>
+    pathOf(ref.apiVersion, ref.kind, ref.namespace, ref.name).pipe(Effect.flatMap((path) => request("DELETE", path)), Effect.asVoid)
+
+  const create = (object: KubeObject) =>
+    pathOf(object.apiVersion, object.kind, object.metadata.namespace).pipe(
+      Effect.flatMap((path) => json("POST", path, { body: object })),
+      Effect.map(asObject)
+    )
+
+  return KubeClient.of({ get, list, watch, apply, patchStatus, delete: remove, create, server })
+})

@@ -1,0 +1,136 @@
+/**
+ * Controller: wires watches to the work queue and the queue to workers.
+ *
+ * - Capabilities are watched; every event enqueues the Capability's key.
+ * - Dependents are watched, for every kind a registered plugin declares as
+ *   watched, selecting objects labelled as ours; an event enqueues the
+ *   owning Capability, so a dependent deleted or changed by hand is repaired.
+ * - When the registry changes, Capabilities waiting for a plugin are
+ *   enqueued, new dependent kinds get a watch and CapabilityInfos are synced.
+ * - `concurrency` workers take keys; one key is never processed twice at
+ *   once. A reconcile in progress finishes before the controller stops.
+ */
+import { Duration, Effect, FiberMap, Ref, Stream } from "effect"
+import { ApiVersion } from "../api/Capability.ts"
+import { KubeClient, type KubeObject } from "../kube/KubeClient.ts"
+import { PluginRegistry } from "../registry/PluginRegistry.ts"
+import { syncCapabilityInfos } from "./CapabilityInfoSync.ts"
+import { inform } from "./Informer.ts"
+import { CapabilityLabel, Reconciler } from "./Reconciler.ts"
+import { makeWorkQueue } from "./WorkQueue.ts"
+
+export interface ControllerOptions {
+  /** Only this namespace; all namespaces when undefined. */
+  readonly namespace: string | undefined
+  readonly concurrency: number
+  /** Told of every reconcile, for metrics. */
+  readonly onReconciled?: (result: "success" | "error" | "requeue", seconds: number) => void
+  readonly onQueueDepth?: (depth: number) => void
+}
+
+export interface RunningController {
+  /** True once Capabilities have been listed (the cache is in sync). */
+  readonly synced: Effect.Effect<boolean>
+  /** Completes when the first list is done. */
+  readonly awaitSynced: Effect.Effect<void>
+}
+
+const keyOf = (object: KubeObject) => `${object.metadata.namespace ?? ""}/${object.metadata.name}`
+
+/** The Capability that controls a dependent, from its controller owner reference. */
+const ownerKey = (object: KubeObject): string | undefined => {
+  const owner = object.metadata.ownerReferences?.find((r) => r.controller === true && r.kind === "Capability" && r.apiVersion === ApiVersion)
+  if (owner !== undefined) return `${object.metadata.namespace ?? ""}/${owner.name}`
+  const label = object.metadata.labels?.[CapabilityLabel]
+  return label === undefined ? undefined : `${object.metadata.namespace ?? ""}/${label}`
+}
+
+export const startController = Effect.fn("Controller.start")(function*(options: ControllerOptions) {
+  const registry = yield* PluginRegistry
+  const reconciler = yield* Reconciler
+  const services = yield* Effect.context<KubeClient | PluginRegistry>()
+  const queue = yield* makeWorkQueue({ baseMs: 200, maxMs: 60_000 })
+  const synced = yield* Ref.make(false)
+
+  // Capabilities.
+  yield* inform({
+    apiVersion: ApiVersion,
+    kind: "Capability",
+    namespace: options.namespace,
+    onObject: (object) => queue.add(keyOf(object)),
+    onSynced: Ref.set(synced, true)
+  }).pipe(Effect.forkScoped)
+
+  // Dependents, one watch per kind that plugins declare as watched.
+  const dependentWatches = yield* FiberMap.make<string>()
+  const watchDependents = Effect.gen(function*() {
+    const kinds = new Map<string, { apiVersion: string; kind: string }>()
+    for (const entry of yield* registry.entries) {
+      for (const d of entry.description.dependents) if (d.watched) kinds.set(`${d.apiVersion}/${d.kind}`, { apiVersion: d.apiVersion, kind: d.kind })
+    }
+    for (const [id, { apiVersion, kind }] of kinds) {
+      yield* FiberMap.run(
+        dependentWatches,
+        id,
+        inform({
+          apiVersion,
+          kind,
+          namespace: options.namespace,
+          labelSelector: CapabilityLabel,
+          onObject: (object) => {
+            const key = ownerKey(object)
+            return key === undefined ? Effect.void : queue.add(key)
+          }
+        }).pipe(Effect.provideContext(services)),
+        { onlyIfMissing: true }
+      )
+    }
+  })
+
+  const onRegistryChange = Effect.gen(function*() {
+    yield* watchDependents
+    for (const key of yield* reconciler.waitingForPlugin) yield* queue.add(key)
+    yield* syncCapabilityInfos().pipe(Effect.catch((e) => Effect.logWarning(`syncing CapabilityInfos failed: ${e.message}`)))
+  })
+  yield* onRegistryChange
+  yield* registry.changes.pipe(
+    // A burst of registrations (start-up, a folder of plugins) is handled once.
+    Stream.debounce(Duration.millis(100)),
+    Stream.runForEach(() => onRegistryChange),
+    Effect.forkScoped
+  )
+
+  const worker = Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function*() {
+      const key = yield* restore(queue.take)
+      const started = performance.now()
+      const exit = yield* reconciler.reconcile(key).pipe(Effect.exit)
+      const seconds = (performance.now() - started) / 1000
+      if (exit._tag === "Success") {
+        yield* queue.forget(key)
+        const after = exit.value.requeueAfterMs
+        if (after !== undefined) yield* queue.addAfter(key, after)
+        options.onReconciled?.(after === undefined ? "success" : "requeue", seconds)
+      } else {
+        const delay = yield* queue.addRateLimited(key)
+        const reason = exit.cause.reasons[0]
+        const message = reason?._tag === "Fail" ? reason.error.message : String(exit.cause)
+        yield* Effect.logWarning(`reconciling capability ${key} failed: ${message}; retrying in ${delay} ms`).pipe(
+          Effect.annotateLogs({ capability: key })
+        )
+        options.onReconciled?.("error", seconds)
+      }
+      yield* queue.done(key)
+      options.onQueueDepth?.(yield* queue.depth)
+    })
+  )
+  for (let i = 0; i < options.concurrency; i++) yield* Effect.forever(worker).pipe(Effect.forkScoped)
+
+  const running: RunningController = {
+    synced: Ref.get(synced),
+    awaitSynced: Effect.gen(function*() {
+      while (!(yield* Ref.get(synced))) yield* Effect.sleep(Duration.millis(20))
+    })
+  }
+  return running
+})

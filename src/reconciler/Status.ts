@@ -1,0 +1,80 @@
+/**
+ * The Capability's status as Kubernetes conventions want it, computed from
+ * what a reconcile found. Pure: no I/O, so it is tested by table.
+ *
+ * - `conditions` holds one `Ready` condition (True/False/Unknown) whose
+ *   lastTransitionTime changes only when its status does;
+ * - `dependents` says how each dependent is doing;
+ * - the status is written only when something other than time changed.
+ */
+import type { CapabilityStatus, Condition, DependentStatus } from "../api/Capability.ts"
+
+export type ReadyState = "True" | "False" | "Unknown"
+
+export interface Outcome {
+  readonly ready: ReadyState
+  readonly reason: string
+  readonly message: string
+  readonly dependents?: ReadonlyArray<DependentStatus> | undefined
+  readonly bindingSecret?: string | undefined
+  readonly plugin?: string | undefined
+  readonly version?: string | undefined
+}
+
+const ReadyType = "Ready"
+
+export const readyCondition = (status: CapabilityStatus | undefined): Condition | undefined =>
+  status?.conditions?.find((c) => c.type === ReadyType)
+
+/** The status to write for `outcome`, keeping what the previous status says about unchanged facts. */
+export const nextStatus = (
+  previous: CapabilityStatus | undefined,
+  outcome: Outcome,
+  generation: number | undefined,
+  now: Date
+): CapabilityStatus => {
+  const before = readyCondition(previous)
+  const transitioned = before === undefined || before.status !== outcome.ready
+  const ready: Condition = {
+    type: ReadyType,
+    status: outcome.ready,
+    reason: outcome.reason,
+    message: outcome.message,
+    ...(generation === undefined ? {} : { observedGeneration: generation }),
+    lastTransitionTime: transitioned ? now.toISOString().replace(/\.\d{3}Z$/, "Z") : before.lastTransitionTime
+  }
+  return {
+    ...(generation === undefined ? {} : { observedGeneration: generation }),
+    conditions: [...(previous?.conditions ?? []).filter((c) => c.type !== ReadyType), ready],
+    // Facts a failed reconcile did not get to are kept from the previous status.
+    ...(outcome.dependents === undefined
+      ? previous?.dependents === undefined ? {} : { dependents: previous.dependents }
+      : { dependents: outcome.dependents }),
+    ...(outcome.bindingSecret === undefined
+      ? previous?.bindingSecret === undefined ? {} : { bindingSecret: previous.bindingSecret }
+      : { bindingSecret: outcome.bindingSecret }),
+    ...(outcome.plugin === undefined ? {} : { plugin: outcome.plugin }),
+    ...(outcome.version === undefined ? {} : { version: outcome.version })
+  }
+}
+
+/** Compares two statuses as JSON with keys sorted, so field order never forces a write. */
+export const sameStatus = (a: CapabilityStatus | undefined, b: CapabilityStatus | undefined): boolean =>
+  canonical(a) === canonical(b)
+
+const canonical = (value: unknown): string =>
+  JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([x], [y]) => x.localeCompare(y)))
+      : v
+  )
+
+/** The Ready outcome from the dependents' states: failed beats pending beats ready. */
+export const rollUp = (dependents: ReadonlyArray<DependentStatus & { readonly failed: boolean }>): Pick<Outcome, "ready" | "reason" | "message"> => {
+  const failed = dependents.filter((d) => d.failed)
+  const pending = dependents.filter((d) => !d.ready && !d.failed)
+  const describe = (d: DependentStatus) => `${d.kind} ${d.name}: ${d.message || d.reason}`
+  if (failed.length > 0) return { ready: "False", reason: "DependentFailed", message: failed.map(describe).join(", ") }
+  if (pending.length > 0) return { ready: "False", reason: "DependentsNotReady", message: pending.map(describe).join(", ") }
+  return { ready: "True", reason: "Ready", message: `all ${dependents.length} dependents are ready` }
+}
