@@ -6,6 +6,7 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect } from "effect"
 import { CliError, Command } from "effect/cli"
 import { LogFormat } from "./cli/Logging.ts"
+import { manifestsCommand } from "./cli/ManifestsCommand.ts"
 import { pluginsCommand } from "./cli/PluginsCommand.ts"
 import { runCommand } from "./cli/RunCommand.ts"
 import { versionCommand } from "./cli/VersionCommand.ts"
@@ -14,7 +15,7 @@ import { version } from "./Version.ts"
 const halkyon = Command.make("halkyon").pipe(
   Command.withGlobalFlags([LogFormat]),
   Command.withDescription("A Kubernetes operator that provisions capabilities (databases, caches, brokers…) through plugins"),
-  Command.withSubcommands([runCommand, versionCommand, pluginsCommand])
+  Command.withSubcommands([runCommand, manifestsCommand, pluginsCommand, versionCommand])
 )
 
 /** Our errors carry a message for the user: print it, not a stack trace. */

@@ -162,7 +162,8 @@ const statefulSet = dependent<StatefulSet>({
     const want = observed.spec.replicas ?? 1
     const have = observed.status?.readyReplicas ?? 0
     const current = (observed.status?.observedGeneration ?? 0) >= (observed.metadata.generation ?? 0)
-    return have >= want && current
+    if (!current) return pending("RolloutPending", `waiting for the StatefulSet controller to roll out generation ${observed.metadata.generation}`)
+    return have >= want
       ? ready("ReplicasReady", `${have}/${want} replicas ready`)
       : pending("ReplicasNotReady", `${have}/${want} replicas ready`)
   }

@@ -104,6 +104,8 @@ export class KubeClient extends Context.Service<KubeClient, {
   ) => Stream.Stream<WatchEvent, KubeApiError>
   /** Server-side apply with a field manager; conflicts are forced (we own what we apply). */
   readonly apply: (object: KubeObject, fieldManager: string) => Effect.Effect<KubeObject, KubeApiError>
+  /** A JSON merge patch (lists are replaced whole), as `fieldManager`. */
+  readonly mergePatch: (ref: ObjectRef, patch: unknown, fieldManager: string) => Effect.Effect<KubeObject, KubeApiError>
   /** A JSON merge patch of the status subresource. */
   readonly patchStatus: (ref: ObjectRef, status: unknown) => Effect.Effect<KubeObject, KubeApiError>
   readonly delete: (ref: ObjectRef) => Effect.Effect<void, KubeApiError>
@@ -265,11 +267,13 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
       Effect.map(asObject)
     )
 
-  const patchStatus = (ref: ObjectRef, status: unknown) =>
+  const patch = (ref: ObjectRef, body: unknown, suffix: string, fieldManager: string | undefined) =>
     pathOf(ref.apiVersion, ref.kind, ref.namespace, ref.name).pipe(
-      Effect.flatMap((path) => json("PATCH", `${path}/status`, { body: { status }, contentType: "application/merge-patch+json" })),
+      Effect.flatMap((path) => json("PATCH", `${path}${suffix}${query({ fieldManager })}`, { body, contentType: "application/merge-patch+json" })),
       Effect.map(asObject)
     )
+  const mergePatch = (ref: ObjectRef, body: unknown, fieldManager: string) => patch(ref, body, "", fieldManager)
+  const patchStatus = (ref: ObjectRef, status: unknown) => patch(ref, { status }, "/status", undefined)
 
   const remove = (ref: ObjectRef) =>
     pathOf(ref.apiVersion, ref.kind, ref.namespace, ref.name).pipe(Effect.flatMap((path) => request("DELETE", path)), Effect.asVoid)
@@ -280,5 +284,5 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
       Effect.map(asObject)
     )
 
-  return KubeClient.of({ get, list, watch, apply, patchStatus, delete: remove, create, server })
+  return KubeClient.of({ get, list, watch, apply, mergePatch, patchStatus, delete: remove, create, server })
 })

@@ -10,7 +10,7 @@
  * - `concurrency` workers take keys; one key is never processed twice at
  *   once. A reconcile in progress finishes before the controller stops.
  */
-import { Duration, Effect, FiberMap, Ref, Stream } from "effect"
+import { Duration, Effect, FiberMap, Ref, Schedule, Stream } from "effect"
 import { ApiVersion } from "../api/Capability.ts"
 import { KubeClient, type KubeObject } from "../kube/KubeClient.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
@@ -90,7 +90,11 @@ export const startController = Effect.fn("Controller.start")(function*(options: 
   const onRegistryChange = Effect.gen(function*() {
     yield* watchDependents
     for (const key of yield* reconciler.waitingForPlugin) yield* queue.add(key)
-    yield* syncCapabilityInfos().pipe(Effect.catch((e) => Effect.logWarning(`syncing CapabilityInfos failed: ${e.message}`)))
+    yield* syncCapabilityInfos().pipe(
+      Effect.tapError((e) => Effect.logWarning(`syncing CapabilityInfos failed: ${e.message}; retrying`)),
+      Effect.retry({ schedule: Schedule.exponential(Duration.millis(250), 2), times: 8 }),
+      Effect.catch(() => Effect.logError("CapabilityInfos could not be synced; they will be on the next plugin change"))
+    )
   })
   yield* onRegistryChange
   yield* registry.changes.pipe(

@@ -172,7 +172,17 @@ const make = Effect.fnUntraced(function*() {
       if (info === undefined || !info.updated) return existing
       const decision = yield* resolution.connection.updateDependent(dependent.id, raw, existing)
       if (!decision.needsUpdate || decision.updated === undefined) return existing
-      return yield* kube.apply(withOwnership(decision.updated, raw, info), FieldManager)
+      const updated = withOwnership(decision.updated, raw, info)
+      // Fields another manager set (a hand edit's list items, say) survive an
+      // apply, or make it invalid (two ports of one name). Then a merge patch,
+      // whose lists replace the server's whole, puts the plugin's object back.
+      const replace = Effect.logDebug(`${ref.kind} ${ref.namespace}/${ref.name}: fields another manager set stand in the way of the apply; replacing them`).pipe(
+        Effect.andThen(kube.mergePatch(ref, updated, FieldManager))
+      )
+      const applied = yield* kube.apply(updated, FieldManager).pipe(Effect.map((o): KubeObject | undefined => o), Effect.catchIf((e) => e.code === 422, () => Effect.succeed(undefined)))
+      if (applied === undefined) return yield* replace
+      const again = yield* resolution.connection.updateDependent(dependent.id, raw, applied)
+      return again.needsUpdate ? yield* replace : applied
     })
 
   return Reconciler.of({ reconcile, waitingForPlugin: Effect.sync(() => [...waiting]) })

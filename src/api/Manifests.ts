@@ -1,0 +1,149 @@
+/**
+ * Everything a cluster needs to run halkyon, in the order `kubectl apply -f -`
+ * must create it: the CRDs, the namespace, the ServiceAccount and its
+ * least-privilege RBAC, and the operator's Deployment.
+ *
+ * The objects are client-node models, so `dumpYaml` and
+ * `KubernetesObjectApi.patch` serialize them as the API server expects.
+ */
+import type {
+  V1ClusterRole,
+  V1ClusterRoleBinding,
+  V1CustomResourceDefinition,
+  V1Deployment,
+  V1Namespace,
+  V1PolicyRule,
+  V1ServiceAccount
+} from "@kubernetes/client-node"
+import { version } from "../Version.ts"
+import { CapabilityInfoResource, CapabilityResource, capabilityCrd, capabilityInfoCrd } from "./Crds.ts"
+
+export const defaultNamespace = "halkyon-system"
+export const defaultImage = `ghcr.io/halkyonio/halkyon:${version}`
+
+/** The name of the ServiceAccount, ClusterRole, ClusterRoleBinding and Deployment. */
+export const operatorName = "halkyon"
+
+export const healthPort = 8081
+export const metricsPort = 8080
+
+export interface ManifestOptions {
+  /** Where the operator runs; created unless it is "default". */
+  readonly namespace?: string
+  readonly image?: string
+}
+
+export type Manifest =
+  | V1CustomResourceDefinition
+  | V1Namespace
+  | V1ServiceAccount
+  | V1ClusterRole
+  | V1ClusterRoleBinding
+  | V1Deployment
+
+const labels = { "app.kubernetes.io/name": operatorName, "app.kubernetes.io/component": "operator" }
+
+const readWrite = ["get", "list", "watch", "create", "update", "patch", "delete"]
+
+/**
+ * What the operator does and nothing more. Plugins describe the objects the
+ * operator applies for them; the rules below cover the bundled plugins'
+ * kinds. A plugin that adds other kinds needs rules for them added here, or
+ * applying its objects is forbidden.
+ */
+export const operatorRules: ReadonlyArray<V1PolicyRule> = [
+  // Capabilities are the users': the operator reads them and writes their status, never creates or deletes them.
+  { apiGroups: [CapabilityResource.group], resources: [CapabilityResource.plural], verbs: ["get", "list", "watch", "update", "patch"] },
+  { apiGroups: [CapabilityResource.group], resources: [`${CapabilityResource.plural}/status`], verbs: ["get", "update", "patch"] },
+  // Dependents name their Capability as owner with blockOwnerDeletion, which the
+  // OwnerReferencesPermissionEnforcement admission plugin allows only to who may update its finalizers.
+  { apiGroups: [CapabilityResource.group], resources: [`${CapabilityResource.plural}/finalizers`], verbs: ["update"] },
+  // CapabilityInfos are the operator's own: one per registered (category, type).
+  { apiGroups: [CapabilityInfoResource.group], resources: [CapabilityInfoResource.plural], verbs: readWrite },
+  { apiGroups: ["", "events.k8s.io"], resources: ["events"], verbs: ["create", "patch"] },
+  // Leader election.
+  { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "list", "watch", "create", "update", "patch"] },
+  // The bundled plugins' dependents.
+  { apiGroups: [""], resources: ["secrets", "services", "configmaps"], verbs: readWrite },
+  { apiGroups: ["apps"], resources: ["statefulsets", "deployments"], verbs: readWrite }
+]
+
+const deployment = (namespace: string, image: string): V1Deployment => ({
+  apiVersion: "apps/v1",
+  kind: "Deployment",
+  metadata: { name: operatorName, namespace, labels },
+  spec: {
+    // One replica: leader election keeps a second one (during a rollout, say) from reconciling too.
+    replicas: 1,
+    selector: { matchLabels: { "app.kubernetes.io/name": operatorName } },
+    template: {
+      metadata: { labels },
+      spec: {
+        serviceAccountName: operatorName,
+        securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
+        containers: [
+          {
+            name: "operator",
+            image,
+            args: [
+              "run",
+              "--leader-elect",
+              "--plugins-dir", "/plugins",
+              "--health-addr", `:${healthPort}`,
+              "--metrics-addr", `:${metricsPort}`
+            ],
+            env: [{ name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } }],
+            ports: [
+              { name: "health", containerPort: healthPort, protocol: "TCP" },
+              { name: "metrics", containerPort: metricsPort, protocol: "TCP" }
+            ],
+            livenessProbe: { httpGet: { path: "/healthz", port: healthPort }, initialDelaySeconds: 5, periodSeconds: 10 },
+            readinessProbe: { httpGet: { path: "/readyz", port: healthPort }, initialDelaySeconds: 2, periodSeconds: 5 },
+            // Requests only: plugins run as processes inside this container, so its memory grows with them.
+            resources: { requests: { cpu: "100m", memory: "128Mi" } },
+            securityContext: {
+              runAsNonRoot: true,
+              runAsUser: 65532,
+              readOnlyRootFilesystem: true,
+              allowPrivilegeEscalation: false,
+              capabilities: { drop: ["ALL"] },
+              seccompProfile: { type: "RuntimeDefault" }
+            },
+            volumeMounts: [
+              { name: "plugins", mountPath: "/plugins" },
+              // The root filesystem is read-only; plugins' socket folders and the runtime's scratch files go here.
+              { name: "tmp", mountPath: "/tmp" }
+            ]
+          }
+        ],
+        volumes: [
+          { name: "plugins", emptyDir: {} },
+          { name: "tmp", emptyDir: {} }
+        ]
+      }
+    }
+  }
+})
+
+/** The objects to apply, in order: CRDs first, so the API serves the kinds before anything uses them. */
+export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest> => {
+  const namespace = options.namespace ?? defaultNamespace
+  const image = options.image ?? defaultImage
+  const namespaceObject: ReadonlyArray<V1Namespace> =
+    namespace === "default" ? [] : [{ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace, labels } }]
+  return [
+    capabilityCrd(),
+    capabilityInfoCrd(),
+    ...namespaceObject,
+    { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: operatorName, namespace, labels } },
+    { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name: operatorName, labels }, rules: [...operatorRules] },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRoleBinding",
+      metadata: { name: operatorName, labels },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: operatorName },
+      subjects: [{ kind: "ServiceAccount", name: operatorName, namespace }]
+    },
+    deployment(namespace, image)
+  ]
+}

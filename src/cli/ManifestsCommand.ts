@@ -1,0 +1,35 @@
+/**
+ * `halkyon manifests`: prints what a cluster needs to run halkyon (CRDs,
+ * namespace, RBAC, Deployment) as multi-document YAML for `kubectl apply -f -`.
+ */
+import { dumpYaml } from "@kubernetes/client-node"
+import { Console } from "effect"
+import { Command, Flag } from "effect/cli"
+import { defaultImage, defaultNamespace, type Manifest, manifests } from "../api/Manifests.ts"
+
+/** One YAML document per object, `---` between them, in apply order. */
+export const renderManifests = (objects: ReadonlyArray<Manifest>): string =>
+  objects.map((object) => dumpYaml(object).trimEnd()).join("\n---\n")
+
+const flags = {
+  namespace: Flag.String("namespace").pipe(
+    Flag.withAlias("n"),
+    Flag.withDescription("namespace the operator runs in (created unless it is default)"),
+    Flag.withDefault(defaultNamespace)
+  ),
+  image: Flag.String("image").pipe(
+    Flag.withDescription("the operator's container image"),
+    Flag.withDefault(defaultImage)
+  )
+}
+
+export const manifestsCommand = Command.make("manifests", flags, (options) => Console.log(renderManifests(manifests(options)))).pipe(
+  Command.withDescription("Print the CRDs, RBAC and Deployment that install halkyon, as YAML for kubectl apply"),
+  Command.withExamples([
+    { command: "halkyon manifests | kubectl apply -f -", description: "Install halkyon in the halkyon-system namespace" },
+    {
+      command: "halkyon manifests --namespace operators --image registry.example.com/halkyon:dev | kubectl apply -f -",
+      description: "Install it elsewhere, from another image"
+    }
+  ])
+)

@@ -1,0 +1,121 @@
+/**
+ * A real API server for a test file, with halkyon's CRDs installed, and the
+ * compiled operator run against it as a user would run it.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { type ControlPlane, startControlPlane } from "../../scripts/control-plane/start.ts"
+import { capabilityCrd, capabilityInfoCrd } from "../../src/api/Crds.ts"
+import { eventually, root } from "./paths.ts"
+
+export interface ApiResponse {
+  readonly status: number
+  readonly body: Record<string, unknown>
+}
+
+/** Reads a nested field of Kubernetes JSON: dig(obj, "status", "conditions"). */
+export const dig = <T>(value: unknown, ...path: ReadonlyArray<string | number>): T | undefined => {
+  let current: unknown = value
+  for (const key of path) {
+    if (current === null || typeof current !== "object") return undefined
+    current = (current as Record<string | number, unknown>)[key]
+  }
+  return current as T | undefined
+}
+
+export interface Cluster {
+  readonly plane: ControlPlane
+  readonly api: (method: string, path: string, body?: unknown, contentType?: string) => Promise<ApiResponse>
+}
+
+export const startCluster = async (): Promise<Cluster> => {
+  const plane = await startControlPlane()
+  const api = async (method: string, path: string, body?: unknown, contentType = "application/json"): Promise<ApiResponse> => {
+    const response = await fetch(`${plane.server}${path}`, {
+      method,
+      headers: { "content-type": contentType, accept: "application/json" },
+      body: body === undefined ? null : JSON.stringify(body),
+      tls: { ca: plane.caCertPem, cert: plane.adminCertPem, key: plane.adminKeyPem },
+      keepalive: false
+    })
+    const text = await response.text()
+    return { status: response.status, body: text === "" ? {} : JSON.parse(text) }
+  }
+  for (const crd of [capabilityCrd(), capabilityInfoCrd()]) {
+    const created = await api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    if (created.status !== 201) throw new Error(`installing a CRD failed: ${JSON.stringify(created.body)}`)
+  }
+  const established = await eventually(async () => {
+    for (const name of ["capabilities.halkyon.io", "capabilityinfos.halkyon.io"]) {
+      const crd = await api("GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`)
+      const conditions = dig<Array<{ type: string; status: string }>>(crd.body, "status", "conditions") ?? []
+      if (!conditions.some((c) => c.type === "Established" && c.status === "True")) return false
+    }
+    return true
+  }, 30_000)
+  if (!established) throw new Error("the CRDs were not established within 30 s")
+  return { plane, api }
+}
+
+export interface Operator {
+  readonly proc: ReturnType<typeof Bun.spawn>
+  /** Every stderr line so far. */
+  readonly logs: Array<string>
+  readonly stop: (signal?: NodeJS.Signals) => Promise<number>
+}
+
+/** Runs the compiled operator against the cluster, as `halkyon run`. */
+export const startOperator = (cluster: Cluster, pluginsDir: string, args: ReadonlyArray<string> = []): Operator => {
+  const proc = Bun.spawn(
+    [join(root, "dist/halkyon"), "run", "--kubeconfig", cluster.plane.kubeconfigPath, "--plugins-dir", pluginsDir, "--call-timeout", "3s", ...args],
+    { stdout: "pipe", stderr: "pipe", env: { ...process.env, HALKYON_SHUTDOWN_GRACE: "1s" } }
+  )
+  const logs: Array<string> = []
+  void (async () => {
+    const decoder = new TextDecoder()
+    let rest = ""
+    for await (const chunk of proc.stderr) {
+      rest += decoder.decode(chunk)
+      const lines = rest.split("\n")
+      rest = lines.pop() ?? ""
+      logs.push(...lines)
+      if (process.env.HALKYON_TEST_LOGS === "1") for (const l of lines) console.error(`[operator] ${l}`)
+    }
+  })()
+  return {
+    proc,
+    logs,
+    stop: async (signal = "SIGTERM") => {
+      proc.kill(signal)
+      return proc.exited
+    }
+  }
+}
+
+/** A kubeconfig file for the same cluster with another user (a bearer token). */
+export const kubeconfigWithToken = (cluster: Cluster, token: string) => {
+  const dir = mkdtempSync(join(tmpdir(), "halkyon-kubeconfig-"))
+  const path = join(dir, "kubeconfig")
+  writeFileSync(
+    path,
+    JSON.stringify({
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [{ name: "local", cluster: { server: cluster.plane.server, "certificate-authority-data": Buffer.from(cluster.plane.caCertPem).toString("base64") } }],
+      users: [{ name: "operator", user: { token } }],
+      contexts: [{ name: "operator", context: { cluster: "local", user: "operator" } }],
+      "current-context": "operator"
+    })
+  )
+  return { path, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** The Capability's Ready condition, as `kubectl wait --for=condition=Ready` reads it. */
+export const readyOf = (capability: ApiResponse) =>
+  (dig<Array<{ type: string; status: string; reason: string; message: string; observedGeneration?: number }>>(capability.body, "status", "conditions") ?? []).find(
+    (c) => c.type === "Ready"
+  )
+
+export const capabilityPath = (namespace: string, name = "") =>
+  `/apis/halkyon.io/v1beta1/namespaces/${namespace}/capabilities${name === "" ? "" : `/${name}`}`
