@@ -54,7 +54,9 @@ export const startCluster = async (): Promise<Cluster> => {
     }
     return true
   }, 30_000)
-  if (!established) throw new Error("the CRDs were not established within 30 s")
+  // Established CRDs still answer 429 until their storage is initialized.
+  const served = established && (await eventually(async () => (await api("GET", "/apis/halkyon.io/v1beta1/capabilities")).status === 200, 30_000))
+  if (!served) throw new Error("the CRDs were not established and served within 30 s")
   return { plane, api }
 }
 
@@ -66,9 +68,14 @@ export interface Operator {
 }
 
 /** Runs the compiled operator against the cluster, as `halkyon run`. */
-export const startOperator = (cluster: Cluster, pluginsDir: string, args: ReadonlyArray<string> = []): Operator => {
+export const startOperator = (
+  cluster: Cluster,
+  pluginsDir: string,
+  args: ReadonlyArray<string> = [],
+  kubeconfig = cluster.plane.kubeconfigPath
+): Operator => {
   const proc = Bun.spawn(
-    [join(root, "dist/halkyon"), "run", "--kubeconfig", cluster.plane.kubeconfigPath, "--plugins-dir", pluginsDir, "--call-timeout", "3s", ...args],
+    [join(root, "dist/halkyon"), "run", "--kubeconfig", kubeconfig, "--plugins-dir", pluginsDir, "--call-timeout", "3s", ...args],
     { stdout: "pipe", stderr: "pipe", env: { ...process.env, HALKYON_SHUTDOWN_GRACE: "1s" } }
   )
   const logs: Array<string> = []
