@@ -1,0 +1,107 @@
+/**
+ * npm run demo: halkyon end to end on this machine, in a minute.
+ * Builds the operator and the plugins, starts a local control plane
+ * (kube-apiserver + etcd), installs the CRDs, runs the operator with the
+ * postgres plugin, applies samples/postgres.yaml, and follows it to Ready.
+ * Ctrl-C tears everything down (--no-wait: tear down at once, for scripts).
+ *
+ * There is no kubelet here, so no pod ever runs: the demo marks the
+ * StatefulSet ready itself, as a kubelet would once postgres answered.
+ */
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import { dumpYaml, loadYaml } from "@kubernetes/client-node"
+import { capabilityCrd, capabilityInfoCrd } from "../src/api/Crds.ts"
+import { buildPlugin } from "./build-plugins.ts"
+import { buildOperator } from "./build.ts"
+import { startControlPlane } from "./control-plane/start.ts"
+
+const root = resolve(import.meta.dir, "..")
+const wait = !process.argv.includes("--no-wait")
+const step = (text: string) => console.log(`\n==> ${text}`)
+const since = (t0: number) => `${((performance.now() - t0) / 1000).toFixed(1)} s`
+
+const t0 = performance.now()
+step("building the operator and the postgres plugin")
+const operatorBinary = buildOperator()
+const { bundle } = buildPlugin("postgres", join(root, "plugins/postgres/main.ts"), join(root, "dist/plugins"))
+
+step("starting a local control plane (kube-apiserver + etcd; the first run builds them, which takes a few minutes)")
+const plane = await startControlPlane()
+console.log(`    API server ${plane.server}; to look around: export KUBECONFIG=${plane.kubeconfigPath}`)
+const pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-demo-plugins-"))
+let operator: ReturnType<typeof Bun.spawn> | undefined
+const teardown = async () => {
+  operator?.kill("SIGTERM")
+  await operator?.exited
+  await plane.stop()
+  rmSync(pluginsDir, { recursive: true, force: true })
+}
+process.on("SIGINT", () => void teardown().then(() => process.exit(130)))
+
+const api = async (method: string, path: string, body?: unknown, contentType = "application/json") => {
+  const response = await fetch(`${plane.server}${path}`, {
+    method,
+    headers: { "content-type": contentType },
+    body: body === undefined ? null : JSON.stringify(body),
+    tls: { ca: plane.caCertPem, cert: plane.adminCertPem, key: plane.adminKeyPem },
+    keepalive: false
+  })
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> }
+}
+const until = async (what: string, check: () => Promise<boolean>, timeoutMs = 60_000) => {
+  const end = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await Bun.sleep(100)
+  }
+}
+
+try {
+  step("installing the CRDs (halkyon manifests prints them with RBAC and a Deployment for a real cluster)")
+  for (const crd of [capabilityCrd(), capabilityInfoCrd()]) await api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+  await until("the CRDs", async () => (await api("GET", "/apis/halkyon.io/v1beta1/capabilities")).status === 200)
+
+  step(`starting the operator: ${operatorBinary} run --plugins-dir ${pluginsDir}`)
+  copyFileSync(bundle, join(pluginsDir, "postgres.js"))
+  operator = Bun.spawn([operatorBinary, "run", "--kubeconfig", plane.kubeconfigPath, "--plugins-dir", pluginsDir], { stdout: "inherit", stderr: "inherit" })
+  await until("the operator's CapabilityInfo", async () => (await api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/database-postgres")).status === 200)
+
+  step("applying samples/postgres.yaml")
+  const sample = loadYaml<Record<string, unknown>>(readFileSync(join(root, "samples/postgres.yaml"), "utf8"))
+  console.log(dumpYaml(sample).replace(/^/gm, "    "))
+  await api("POST", "/apis/halkyon.io/v1beta1/namespaces/default/capabilities", sample)
+
+  step("its dependents appear, in the plugin's order, owned by the Capability")
+  const dependents = [
+    ["Secret", "/api/v1/namespaces/default/secrets/postgres-db-config"],
+    ["StatefulSet", "/apis/apps/v1/namespaces/default/statefulsets/postgres-db"],
+    ["Service", "/api/v1/namespaces/default/services/postgres-db"]
+  ] as const
+  for (const [kind, path] of dependents) {
+    await until(kind, async () => (await api("GET", path)).status === 200)
+    const object = (await api("GET", path)).body as { metadata: { name: string; ownerReferences?: Array<{ kind: string; name: string }> } }
+    const owner = object.metadata.ownerReferences?.[0]
+    console.log(`    ${kind.padEnd(12)} ${object.metadata.name.padEnd(20)} owned by ${owner?.kind}/${owner?.name}`)
+  }
+
+  step("marking the StatefulSet ready (no kubelet runs here: this is what it would report once postgres answers)")
+  const sts = (await api("GET", dependents[1][1])).body as { metadata: { generation: number } }
+  await api("PATCH", `${dependents[1][1]}/status`, { status: { replicas: 1, readyReplicas: 1, availableReplicas: 1, observedGeneration: sts.metadata.generation } }, "application/merge-patch+json")
+
+  step("waiting for Ready (kubectl wait --for=condition=Ready capability/postgres-db)")
+  await until("Ready", async () => {
+    const c = (await api("GET", "/apis/halkyon.io/v1beta1/namespaces/default/capabilities/postgres-db")).body as { status?: { conditions?: Array<{ type: string; status: string }> } }
+    return c.status?.conditions?.some((x) => x.type === "Ready" && x.status === "True") ?? false
+  })
+  const done = (await api("GET", "/apis/halkyon.io/v1beta1/namespaces/default/capabilities/postgres-db")).body as { status: unknown }
+  console.log(dumpYaml({ status: done.status }).replace(/^/gm, "    "))
+  console.log(`capability/postgres-db is Ready, ${since(t0)} after the demo started.`)
+  if (wait) {
+    console.log("\nThe control plane and the operator keep running; Ctrl-C tears everything down.")
+    await new Promise(() => {})
+  }
+} finally {
+  if (!wait) await teardown()
+}
