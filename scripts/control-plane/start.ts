@@ -265,7 +265,7 @@ function apiserverArgs(apiserver: string, layout: Layout): string[] {
     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
     `--service-account-key-file=${pki("sa.pub")}`,
     `--service-account-signing-key-file=${pki("sa.key")}`,
-    "--service-cluster-ip-range=10.0.0.0/24",
+    "--service-cluster-ip-range=10.0.0.0/16",
     // No kube-controller-manager runs, so nothing would ever create the service-account tokens
     // this admission plugin waits for.
     "--disable-admission-plugins=ServiceAccount",

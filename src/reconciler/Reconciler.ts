@@ -33,6 +33,9 @@ export interface ReconcileResult {
 
 const decodeCapability = Schema.decodeUnknownExit(Capability)
 
+/** What one reconcile found, and whether to look again soon (retry) or with backoff (failure). */
+type Attempt = Outcome & { readonly retry?: boolean; readonly failure?: KubeApiError }
+
 /** How long to wait before retrying a Capability whose plugin is down or restarting. */
 const PluginRetryMs = 5_000
 
@@ -102,16 +105,18 @@ const make = Effect.fnUntraced(function*() {
     waiting.delete(key)
     const outcome = yield* provision(raw, resolved.success).pipe(
       Effect.catchTag(["PluginUnavailable", "PluginTimeout"], (e) =>
-        Effect.succeed<Outcome & { retry?: boolean }>({ ready: "Unknown", reason: "PluginUnavailable", message: e.message, retry: true })
+        Effect.succeed<Attempt>({ ready: "Unknown", reason: "PluginUnavailable", message: e.message, retry: true })
       ),
-      Effect.catchTag("PluginCallFailed", (e) => Effect.succeed<Outcome>({ ready: "False", reason: "PluginError", message: e.message }))
+      Effect.catchTag("PluginCallFailed", (e) => Effect.succeed<Attempt>({ ready: "False", reason: "PluginError", message: e.message }))
     )
-    yield* report(raw, previous, { ...outcome, plugin: resolved.success.plugin, version: resolved.success.version })
-    return "retry" in outcome && outcome.retry === true ? { requeueAfterMs: PluginRetryMs } : {}
+    const { failure, retry, ...reported } = outcome
+    yield* report(raw, previous, { ...reported, plugin: resolved.success.plugin, version: resolved.success.version })
+    if (failure !== undefined) return yield* failure
+    return retry === true ? { requeueAfterMs: PluginRetryMs } : {}
   })
 
   /** Validity, dependents in order, conditions: what the Ready condition should say. */
-  const provision = (raw: KubeObject, resolution: Resolution): Effect.Effect<Outcome, PluginCallError | KubeApiError> =>
+  const provision = (raw: KubeObject, resolution: Resolution): Effect.Effect<Attempt, PluginCallError | KubeApiError> =>
     Effect.gen(function*() {
       const { connection, description } = resolution
       const errors = yield* connection.checkValidity(raw)
@@ -129,7 +134,9 @@ const make = Effect.fnUntraced(function*() {
             ready: "False",
             reason: "ApplyFailed",
             message: `${String(dependent.object.kind)} ${nameOf(dependent.object)} (${dependent.id}) could not be applied: ${e.detail}`,
-            dependents: observed.map((o) => dependentStatus(o.built, true, "Applied", ""))
+            dependents: observed.map((o) => dependentStatus(o.built, true, "Applied", "")),
+            // Retried with backoff once the status says why.
+            failure: e
           }
         }
         if (result.success !== undefined) observed.push({ built: dependent, info, object: result.success })
