@@ -153,6 +153,24 @@ describe("a postgres Capability", () => {
   })
 })
 
+describe("health and metrics", () => {
+  test("/healthz and /readyz answer 200, /metrics counts reconciles and plugin calls", async () => {
+    const health = operator.endpoint("health")
+    const metrics = operator.endpoint("metrics")
+    expect(health).toBeDefined()
+    expect((await fetch(`${health}/healthz`)).status).toBe(200)
+    expect((await fetch(`${health}/readyz`)).status).toBe(200)
+    const response = await fetch(`${metrics}/metrics`)
+    expect(response.headers.get("content-type")).toContain("text/plain; version=0.0.4")
+    const text = await response.text()
+    const success = Number(/^halkyon_reconcile_total\{result="success"\} (\d+)$/m.exec(text)?.[1] ?? 0)
+    expect(success).toBeGreaterThan(0)
+    expect(text).toMatch(/^halkyon_reconcile_duration_seconds_count \d+$/m)
+    expect(text).toMatch(/^halkyon_plugin_call_duration_seconds_count\{plugin="postgres.js",method="BuildDependents"\} \d+$/m)
+    expect(text).toMatch(/^halkyon_workqueue_depth \d+$/m)
+  })
+})
+
 describe("a Capability no plugin serves", () => {
   test("fails saying what is available, then becomes Ready when a plugin for it is dropped in, without a restart", async () => {
     expect((await createCapability("queue", { category: "test", type: "flaky", parameters: [] })).status).toBe(201)

@@ -6,10 +6,11 @@ import { Config } from "effect"
 import { Flag } from "effect/cli"
 import { defaultHostSettings, type HostSettings, parseDurationMs } from "../config/HostConfig.ts"
 
-const duration = (name: string, env: string, fallback: number, description: string) =>
+/** A kubectl-style duration flag ("500ms", "10s"), read as milliseconds, with an optional variable as fallback. */
+export const durationFlag = (name: string, fallback: number, description: string, env?: string) =>
   Flag.String(name).pipe(
-    Flag.withDescription(`${description} (e.g. 500ms, 10s; env ${env})`),
-    Flag.withFallbackConfig(Config.String(env)),
+    Flag.withDescription(`${description} (e.g. 500ms, 10s${env === undefined ? "" : `; env ${env}`})`),
+    (flag) => (env === undefined ? flag : Flag.withFallbackConfig(flag, Config.String(env))),
     Flag.withDefault(`${fallback}ms`),
     Flag.mapTryCatch(parseDurationMs, (e) => (e instanceof Error ? e.message : String(e)))
   )
@@ -20,9 +21,9 @@ export const hostFlags = {
     Flag.withFallbackConfig(Config.String("HALKYON_PLUGINS_DIR")),
     Flag.withDefault(defaultHostSettings.pluginsDir)
   ),
-  handshakeTimeout: duration("handshake-timeout", "HALKYON_HANDSHAKE_TIMEOUT", defaultHostSettings.handshakeTimeoutMs, "how long a plugin may take to start"),
-  callTimeout: duration("call-timeout", "HALKYON_CALL_TIMEOUT", defaultHostSettings.callTimeoutMs, "deadline of each call to a plugin"),
-  shutdownGrace: duration("shutdown-grace", "HALKYON_SHUTDOWN_GRACE", defaultHostSettings.shutdownGraceMs, "time a plugin gets to stop before it is signalled"),
+  handshakeTimeout: durationFlag("handshake-timeout", defaultHostSettings.handshakeTimeoutMs, "how long a plugin may take to start", "HALKYON_HANDSHAKE_TIMEOUT"),
+  callTimeout: durationFlag("call-timeout", defaultHostSettings.callTimeoutMs, "deadline of each call to a plugin", "HALKYON_CALL_TIMEOUT"),
+  shutdownGrace: durationFlag("shutdown-grace", defaultHostSettings.shutdownGraceMs, "time a plugin gets to stop before it is signalled", "HALKYON_SHUTDOWN_GRACE"),
   autoMtls: Flag.Boolean("auto-mtls").pipe(
     Flag.withDescription("encrypt and authenticate plugin connections with throwaway certificates; --no-auto-mtls turns it off (env HALKYON_AUTO_MTLS)"),
     Flag.withFallbackConfig(Config.Boolean("HALKYON_AUTO_MTLS")),

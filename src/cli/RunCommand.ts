@@ -4,7 +4,8 @@
  * taking work, let in-flight reconciles finish, and stop the plugins.
  */
 import { NodeServices } from "@effect/platform-node"
-import { Effect, Layer, Option } from "effect"
+import { hostname } from "node:os"
+import { Config, Effect, Layer, Option, Schema } from "effect"
 import { Command, Flag } from "effect/cli"
 import { HostConfig } from "../config/HostConfig.ts"
 import { loadKubeConfig } from "../kube/ClusterAccess.ts"
@@ -14,7 +15,10 @@ import { PluginHost } from "../plugin-host/PluginHost.ts"
 import { startController } from "../reconciler/Controller.ts"
 import { Reconciler } from "../reconciler/Reconciler.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
-import { type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
+import { HttpEndpoints, Readiness } from "../operator/HttpEndpoints.ts"
+import { LeaderElection } from "../operator/LeaderElection.ts"
+import { Metrics } from "../operator/Metrics.ts"
+import { durationFlag, type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
 
 export const runFlags = {
@@ -32,6 +36,27 @@ export const runFlags = {
   concurrency: Flag.Int("concurrency").pipe(
     Flag.withDescription("how many Capabilities are reconciled at once"),
     Flag.withDefault(4)
+  ),
+  leaderElect: Flag.Boolean("leader-elect").pipe(
+    Flag.withDescription("elect a leader through a coordination.k8s.io Lease, so that only one of several replicas reconciles"),
+    Flag.withDefault(false)
+  ),
+  leaderElectionNamespace: Flag.String("leader-election-namespace").pipe(
+    Flag.withDescription("namespace of the Lease (default: the pod's namespace, POD_NAMESPACE, or default)"),
+    Flag.withFallbackConfig(Config.String("POD_NAMESPACE")),
+    Flag.withDefault("default")
+  ),
+  leaderElectionId: Flag.String("leader-election-id").pipe(Flag.withDescription("name of the Lease"), Flag.withDefault("halkyon-operator")),
+  leaseDuration: durationFlag("lease-duration", 15_000, "how long a Lease holds without renewal"),
+  renewDeadline: durationFlag("renew-deadline", 10_000, "how long the leader keeps trying to renew before it steps down"),
+  retryPeriod: durationFlag("retry-period", 2_000, "how often candidates try to acquire, and the leader to renew"),
+  healthAddr: Flag.String("health-addr").pipe(
+    Flag.withDescription('where /healthz and /readyz are served, e.g. ":8081"; "0" disables'),
+    Flag.withDefault(":8081")
+  ),
+  metricsAddr: Flag.String("metrics-addr").pipe(
+    Flag.withDescription('where /metrics (Prometheus) is served, e.g. ":8080"; "0" disables'),
+    Flag.withDefault(":8080")
   )
 }
 
@@ -40,6 +65,20 @@ export interface RunFlagValues extends HostFlagValues {
   readonly context: Option.Option<string>
   readonly namespace: Option.Option<string>
   readonly concurrency: number
+  readonly leaderElect: boolean
+  readonly leaderElectionNamespace: string
+  readonly leaderElectionId: string
+  readonly leaseDuration: number
+  readonly renewDeadline: number
+  readonly retryPeriod: number
+  readonly healthAddr: string
+  readonly metricsAddr: string
+}
+
+export class LeadershipLost extends Schema.TaggedError<LeadershipLost>()("LeadershipLost", { lease: Schema.String }) {
+  override get message() {
+    return `lost the leadership of lease ${this.lease}: exiting, so that this replica restarts as a candidate while another reconciles`
+  }
 }
 
 export const runOperator = Effect.fn("run")(function*(flags: RunFlagValues) {
@@ -52,21 +91,61 @@ export const runOperator = Effect.fn("run")(function*(flags: RunFlagValues) {
     Layer.provide(Layer.mergeAll(HostConfig.layer(settings), PluginClient.layer, NodeServices.layer))
   )
   const kube = KubeClient.layer(kc)
-  const layer = Reconciler.layer.pipe(Layer.provideMerge(Layer.mergeAll(plugins, kube)))
+  const observability = Layer.mergeAll(Metrics.layer, Readiness.layer)
+  const endpoints = HttpEndpoints.layer({ healthAddr: flags.healthAddr, metricsAddr: flags.metricsAddr })
+  const lease = `${flags.leaderElectionNamespace}/${flags.leaderElectionId}`
+  const election = flags.leaderElect
+    ? LeaderElection.layer({
+        kubeconfig: kc,
+        namespace: flags.leaderElectionNamespace,
+        name: flags.leaderElectionId,
+        identity: `${hostname()}_${crypto.randomUUID()}`,
+        leaseDurationMs: flags.leaseDuration,
+        renewDeadlineMs: flags.renewDeadline,
+        retryPeriodMs: flags.retryPeriod
+      })
+    : Layer.empty
+  // Closing order on exit is the reverse: the controller stops (in-flight
+  // reconciles finish), then the Lease is released, then plugins stop.
+  const layer = Reconciler.layer.pipe(
+    Layer.provideMerge(Layer.mergeAll(plugins, kube, election, endpoints)),
+    Layer.provideMerge(observability)
+  )
 
   yield* Effect.gen(function*() {
     const host = yield* PluginHost
     const kubeClient = yield* KubeClient
+    const readiness = yield* Readiness
+    const metrics = yield* Metrics
+    const served = yield* HttpEndpoints
     yield* host.awaitSettled
     const statuses = yield* host.statuses
     yield* Effect.logInfo(
       `operator starting against ${kubeClient.server} (${namespace === undefined ? "all namespaces" : `namespace ${namespace}`}); ` +
-        `${statuses.filter((s) => s.state === "running").length} of ${statuses.length} plugins running`
+        `${statuses.filter((s) => s.state === "running").length} of ${statuses.length} plugins running` +
+        (served.health === undefined ? "" : `; health on ${served.health.host}:${served.health.port}`) +
+        (served.metrics === undefined ? "" : `; metrics on ${served.metrics.host}:${served.metrics.port}`)
     )
-    const controller = yield* startController({ namespace, concurrency: flags.concurrency })
+    const leadership = yield* Effect.serviceOption(LeaderElection)
+    if (Option.isSome(leadership)) {
+      // A standby is ready: it serves probes and takes over when elected.
+      yield* readiness.markReady
+      yield* Effect.logInfo(`waiting to lead (lease ${lease}, identity ${leadership.value.identity})`)
+      yield* leadership.value.awaitLeadership
+      yield* readiness.markNotReady("syncing caches")
+    }
+    const controller = yield* startController({
+      namespace,
+      concurrency: flags.concurrency,
+      onReconciled: metrics.reconciled,
+      onQueueDepth: metrics.queueDepth
+    })
     yield* controller.awaitSynced
+    yield* readiness.markReady
     yield* Effect.logInfo("operator ready: caches synced")
-    return yield* Effect.never
+    if (Option.isNone(leadership)) return yield* Effect.never
+    yield* leadership.value.lost
+    return yield* new LeadershipLost({ lease })
   }).pipe(Effect.scoped, Effect.provide(layer))
 })
 

@@ -7,7 +7,7 @@
  * It does not start or supervise processes: that is the plugin host's job.
  */
 import * as grpc from "@grpc/grpc-js"
-import { Context, Effect, Layer, Schema, type Scope } from "effect"
+import { Context, Effect, Layer, Option, Schema, type Scope } from "effect"
 import { HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health.ts"
 import { ConditionState, type PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
 import { type StdioData, StdioData_Channel } from "../gen/plugin/grpc_stdio.ts"
@@ -24,6 +24,7 @@ import {
   UpdateDependent
 } from "../protocol/Methods.ts"
 import type { Method } from "../protocol/Rpc.ts"
+import { Metrics } from "../operator/Metrics.ts"
 import type { Certificate } from "../protocol/Mtls.ts"
 import { PluginCallFailed, type PluginCallError, PluginTimeout, PluginUnavailable } from "./Errors.ts"
 import { bidiStream, isServiceError, makeChannel, serverStream, unaryCall } from "./GrpcChannel.ts"
@@ -85,6 +86,9 @@ export interface ConnectOptions {
   readonly onStdio?: (channel: "stdout" | "stderr", data: Uint8Array) => void
 }
 
+/** Told of every call and how long it took, failed ones included (for metrics). */
+export type CallObserver = (plugin: string, method: string, seconds: number) => void
+
 const encoder = new TextEncoder()
 const json = (value: unknown) => Buffer.from(encoder.encode(JSON.stringify(value)))
 
@@ -98,10 +102,17 @@ export class PluginClient extends Context.Service<PluginClient, {
   /** Connects to a plugin that has handshaken; the connection closes with the scope. */
   readonly connect: (options: ConnectOptions) => Effect.Effect<PluginConnection, never, Scope.Scope>
 }>()("halkyon/plugin-client/PluginClient") {
-  static readonly layer = Layer.succeed(PluginClient, PluginClient.of({ connect: (options) => connect(options) }))
+  /** Calls are timed into Metrics when a Metrics service is provided. */
+  static readonly layer = Layer.effect(
+    PluginClient,
+    Effect.map(Effect.serviceOption(Metrics), (metrics) => {
+      const observe: CallObserver | undefined = Option.isSome(metrics) ? metrics.value.pluginCall : undefined
+      return PluginClient.of({ connect: (options) => connect(options, observe) })
+    })
+  )
 }
 
-const connect = Effect.fnUntraced(function*(options: ConnectOptions) {
+const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: CallObserver | undefined) {
   const { name, callTimeoutMs } = options
   const channel = yield* Effect.acquireRelease(
     Effect.sync(() => makeChannel(options)),
@@ -109,9 +120,12 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions) {
   )
 
   const call = <I, O>(method: Method<I, O>, request: I, timeoutMs = callTimeoutMs): Effect.Effect<O, PluginCallError> =>
-    Effect.tryPromise({
-      try: (signal) => unaryCall(channel, method, request, timeoutMs, signal),
-      catch: (error) => toCallError(name, method.name, timeoutMs, error)
+    Effect.suspend(() => {
+      const started = performance.now()
+      return Effect.tryPromise({
+        try: (signal) => unaryCall(channel, method, request, timeoutMs, signal),
+        catch: (error) => toCallError(name, method.name, timeoutMs, error)
+      }).pipe(Effect.ensuring(Effect.sync(() => observe?.(name, method.name, (performance.now() - started) / 1000))))
     })
 
   yield* openSideStreams(channel, options)

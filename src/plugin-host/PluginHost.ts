@@ -18,6 +18,7 @@ import { Context, Duration, Effect, FiberMap, Layer, Option, Schedule } from "ef
 import { ChildProcessSpawner } from "effect/process"
 import { HostConfig, type HostSettings } from "../config/HostConfig.ts"
 import { PluginClient } from "../plugin-client/PluginClient.ts"
+import { Metrics } from "../operator/Metrics.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { type PluginFile, type PluginForm, scanFolder, type SkippedEntry } from "./PluginFiles.ts"
 import { launch, type LaunchedPlugin } from "./PluginProcess.ts"
@@ -68,6 +69,7 @@ const make = Effect.fn("PluginHost.make")(function*() {
   const config = yield* HostConfig
   if (!isFolder(config.pluginsDir)) return yield* new PluginsFolderMissing({ path: config.pluginsDir })
   const registry = yield* PluginRegistry
+  const metrics = yield* Effect.serviceOption(Metrics)
   const services = yield* Effect.context<ChildProcessSpawner.ChildProcessSpawner | PluginClient>()
   const statuses = new Map<string, PluginStatus>()
   const files = new Map<string, PluginFile>()
@@ -137,6 +139,7 @@ const make = Effect.fn("PluginHost.make")(function*() {
       const delay = Math.min(config.restartBaseMs * 2 ** (crashes - 1), config.restartMaxMs)
       const restarts = (statuses.get(file.name)?.restarts ?? 0) + 1
       setStatus(file, { state: "restarting", error: reason, pid: undefined, launched: undefined, restarts })
+      if (Option.isSome(metrics)) metrics.value.pluginRestarted(file.name)
       const log = crashes >= 5 ? Effect.logError : Effect.logWarning
       yield* log(
         crashes >= 5

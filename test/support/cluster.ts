@@ -65,6 +65,8 @@ export interface Operator {
   /** Every stderr line so far. */
   readonly logs: Array<string>
   readonly stop: (signal?: NodeJS.Signals) => Promise<number>
+  /** The base URL of an endpoint ("health" or "metrics"), once the operator logged it. */
+  readonly endpoint: (which: "health" | "metrics") => string | undefined
 }
 
 /** Runs the compiled operator against the cluster, as `halkyon run`. */
@@ -75,7 +77,12 @@ export const startOperator = (
   kubeconfig = cluster.plane.kubeconfigPath
 ): Operator => {
   const proc = Bun.spawn(
-    [join(root, "dist/halkyon"), "run", "--kubeconfig", kubeconfig, "--plugins-dir", pluginsDir, "--call-timeout", "3s", ...args],
+    [
+      join(root, "dist/halkyon"), "run", "--kubeconfig", kubeconfig, "--plugins-dir", pluginsDir, "--call-timeout", "3s",
+      // Free ports, read back from the start-up log (several operators may run at once).
+      "--health-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
+      ...args
+    ],
     { stdout: "pipe", stderr: "pipe", env: { ...process.env, HALKYON_SHUTDOWN_GRACE: "1s" } }
   )
   const logs: Array<string> = []
@@ -96,6 +103,13 @@ export const startOperator = (
     stop: async (signal = "SIGTERM") => {
       proc.kill(signal)
       return proc.exited
+    },
+    endpoint: (which) => {
+      for (const line of logs) {
+        const match = new RegExp(`${which} on ([0-9.]+:\\d+)`).exec(line)
+        if (match !== null) return `http://${match[1]}`
+      }
+      return undefined
     }
   }
 }
