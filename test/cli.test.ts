@@ -40,6 +40,16 @@ for (const host of hosts) {
       }
     })
 
+    test("manifests prints the install YAML; --crds-only just the CRDs", () => {
+      const all = run([...host.command, "manifests"])
+      expect(all.code).toBe(0)
+      expect([...all.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual([
+        "CustomResourceDefinition", "CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"
+      ])
+      const crds = run([...host.command, "manifests", "--crds-only"])
+      expect([...crds.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual(["CustomResourceDefinition", "CustomResourceDefinition"])
+    })
+
     test("plugins list shows both forms and exits 0", () => {
       const folder = pluginsFolder(builtPlugin("postgres"), builtPlugin("postgres.js"))
       try {

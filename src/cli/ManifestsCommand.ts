@@ -20,16 +20,23 @@ const flags = {
   image: Flag.String("image").pipe(
     Flag.withDescription("the operator's container image"),
     Flag.withDefault(defaultImage)
+  ),
+  crdsOnly: Flag.Boolean("crds-only").pipe(
+    Flag.withDescription("print only the CRDs (to run the operator outside the cluster, with halkyon run)"),
+    Flag.withDefault(false)
   )
 }
 
-export const manifestsCommand = Command.make("manifests", flags, (options) => Console.log(renderManifests(manifests(options)))).pipe(
+export const manifestsCommand = Command.make("manifests", flags, ({ crdsOnly, ...options }) =>
+  Console.log(renderManifests(manifests(options).filter((m) => !crdsOnly || m.kind === "CustomResourceDefinition")))
+).pipe(
   Command.withDescription("Print the CRDs, RBAC and Deployment that install halkyon, as YAML for kubectl apply"),
   Command.withExamples([
     { command: "halkyon manifests | kubectl apply -f -", description: "Install halkyon in the halkyon-system namespace" },
     {
       command: "halkyon manifests --namespace operators --image registry.example.com/halkyon:dev | kubectl apply -f -",
       description: "Install it elsewhere, from another image"
-    }
+    },
+    { command: "halkyon manifests --crds-only | kubectl apply -f -", description: "Only the CRDs, for halkyon run on a laptop" }
   ])
 )
