@@ -4,7 +4,8 @@
  *
  * For each N (default 200 and 1000; BENCH_SIZES=50,100 to change):
  * - floor: the same objects (Capability, Secret, StatefulSet, Service, status)
- *   created straight through the API, 16 requests at a time;
+ *   written straight through the API, 16 requests at a time, once created
+ *   (POST) and once server-side applied as the operator writes them;
  * - operator: N Capabilities created at once; the time until every dependent
  *   is applied and every status written, and the operator's peak RSS.
  * Prints figures; asserts nothing.
@@ -56,16 +57,24 @@ const capability = (name: string) => ({
   spec: { category: "database", type: "postgres", version: "16", parameters: [{ name: "DB_PASSWORD", value: "bench" }] }
 })
 
-/** The floor: what the operator writes, written directly. */
-const floor = async (ns: string, n: number) => {
+/**
+ * The floor: what the operator writes, written directly: each Capability,
+ * then its Secret, StatefulSet and Service, then its status. `write` is
+ * "create" (POST) or "apply" (server-side apply, as the operator writes).
+ */
+const floor = async (ns: string, n: number, write: "create" | "apply") => {
   await api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })
   const names = Array.from({ length: n }, (_, i) => `db-${i}`)
+  const put = (collection: string, object: { apiVersion: string; kind: string; metadata: { name: string; ownerReferences: Array<unknown> }; [field: string]: unknown }) =>
+    write === "create"
+      ? api("POST", collection, object)
+      : api("PATCH", `${collection}/${object.metadata.name}?fieldManager=bench&force=true`, object, "application/apply-patch+yaml")
   const t0 = performance.now()
   await pool(names, concurrency, async (name) => {
     const cap = (await api("POST", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`, capability(name))) as { metadata: { uid: string } }
     const owner = [{ apiVersion: "halkyon.io/v1beta1", kind: "Capability", name, uid: cap.metadata.uid, controller: true }]
-    await api("POST", `/api/v1/namespaces/${ns}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: `${name}-config`, ownerReferences: owner }, stringData: { DB_PASSWORD: "bench" } })
-    await api("POST", `/apis/apps/v1/namespaces/${ns}/statefulsets`, {
+    await put(`/api/v1/namespaces/${ns}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: `${name}-config`, ownerReferences: owner }, stringData: { DB_PASSWORD: "bench" } })
+    await put(`/apis/apps/v1/namespaces/${ns}/statefulsets`, {
       apiVersion: "apps/v1",
       kind: "StatefulSet",
       metadata: { name, ownerReferences: owner },
@@ -75,26 +84,48 @@ const floor = async (ns: string, n: number) => {
         template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: "postgres", image: "postgres:16" }] } }
       }
     })
-    await api("POST", `/api/v1/namespaces/${ns}/services`, { apiVersion: "v1", kind: "Service", metadata: { name, ownerReferences: owner }, spec: { selector: { app: name }, ports: [{ port: 5432 }] } })
+    await put(`/api/v1/namespaces/${ns}/services`, { apiVersion: "v1", kind: "Service", metadata: { name, ownerReferences: owner }, spec: { selector: { app: name }, ports: [{ port: 5432 }] } })
     await api("PATCH", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities/${name}/status`, { status: { conditions: [{ type: "Ready", status: "False", reason: "DependentsNotReady", message: "", lastTransitionTime: "2026-01-01T00:00:00Z" }] } }, "application/merge-patch+json")
   })
   return (performance.now() - t0) / 1000
 }
 
+/** Completes when every Capability of the namespace has all three dependents reported in its status. */
+const untilAllReported = async (ns: string, n: number) => {
+  const response = await fetch(`${plane.server}/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities?watch=true&resourceVersion=0`, {
+    tls: { ca: plane.caCertPem, cert: plane.adminCertPem, key: plane.adminKeyPem }
+  })
+  const done = new Set<string>()
+  const decoder = new TextDecoder()
+  let rest = ""
+  for await (const chunk of response.body ?? []) {
+    rest += decoder.decode(chunk)
+    const lines = rest.split("\n")
+    rest = lines.pop() ?? ""
+    for (const line of lines) {
+      const event = JSON.parse(line) as {
+        object: { metadata: { name: string }; status?: { dependents?: Array<unknown>; conditions?: Array<{ type: string; reason: string }> } }
+      }
+      const status = event.object.status
+      if (status?.dependents?.length === 3 && status.conditions?.some((c) => c.type === "Ready" && c.reason === "DependentsNotReady")) {
+        done.add(event.object.metadata.name)
+      }
+    }
+    if (done.size === n) break
+  }
+  if (done.size !== n) throw new Error(`the watch ended with ${done.size} of ${n} Capabilities reported`)
+}
+
 /** The operator: N Capabilities at once, until every one has its status. */
 const operatorRun = async (ns: string, n: number, operatorPid: number) => {
   const names = Array.from({ length: n }, (_, i) => `db-${i}`)
+  // One watch tells when each Capability has its status: polling a list of
+  // N objects would itself load the API server and slow what it measures.
+  const finished = untilAllReported(ns, n)
   const t0 = performance.now()
   await pool(names, concurrency, (name) => api("POST", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`, capability(name)))
   const created = (performance.now() - t0) / 1000
-  for (;;) {
-    const list = (await api("GET", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`)) as {
-      items: Array<{ status?: { dependents?: Array<unknown>; conditions?: Array<{ type: string; reason: string }> } }>
-    }
-    const done = list.items.filter((c) => c.status?.dependents?.length === 3 && c.status.conditions?.some((x) => x.type === "Ready" && x.reason === "DependentsNotReady")).length
-    if (done === n) break
-    await Bun.sleep(50)
-  }
+  await finished
   const total = (performance.now() - t0) / 1000
   const services = (await api("GET", `/api/v1/namespaces/${ns}/services`)) as { items: Array<unknown> }
   if (services.items.length !== n) throw new Error(`expected ${n} Services, found ${services.items.length}`)
@@ -114,25 +145,30 @@ try {
   }
   const operatorConcurrency = process.env.BENCH_OPERATOR_CONCURRENCY ?? "8"
   console.log(`halkyon reconcile benchmark: local kube-apiserver + etcd, ${navigator.hardwareConcurrency} cores; operator --concurrency ${operatorConcurrency}; API clients ${concurrency} at a time\n`)
-  console.log("capabilities   floor (direct API)   operator   ratio   operator peak RSS")
+  console.log("capabilities   floor: create   floor: apply   operator   ratio to create / apply   operator peak RSS")
+  const details: Array<string> = []
   for (const n of sizes) {
-    const floorSeconds = await floor(`floor-${n}`, n)
+    const floorSeconds = await floor(`floor-${n}`, n, "create")
+    const applySeconds = await floor(`floor-apply-${n}`, n, "apply")
     await api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: `op-${n}` } })
     // A fresh operator per size, watching only its namespace, ready before the clock starts.
     const ns = `op-${n}`
     const proc = Bun.spawn(
       [join(root, "dist/halkyon"), "run", "--kubeconfig", plane.kubeconfigPath, "--plugins-dir", pluginsDir, "-n", ns,
-        "--concurrency", operatorConcurrency, "--log-level", process.env.BENCH_LOG_LEVEL ?? "info"],
+        "--concurrency", operatorConcurrency, "--log-level", process.env.BENCH_LOG_LEVEL ?? "info",
+        "--health-addr", "0", "--metrics-addr", "127.0.0.1:0"],
       { stdout: "ignore", stderr: "pipe" }
     )
     operator = proc
     const reader = proc.stderr.getReader()
     const log = process.env.BENCH_OPERATOR_LOG === undefined ? undefined : Bun.file(process.env.BENCH_OPERATOR_LOG).writer()
-    for (let seen = ""; !seen.includes("operator ready");) {
+    let seen = ""
+    while (!seen.includes("operator ready")) {
       const { value, done } = await reader.read()
       if (done) throw new Error(`the operator exited: ${seen}`)
       seen += new TextDecoder().decode(value)
     }
+    const metricsUrl = `http://${/metrics on ([0-9.]+:\d+)/.exec(seen)?.[1]}/metrics`
     // Keep draining its log so it never blocks on a full pipe.
     void (async () => {
       for (;;) {
@@ -142,14 +178,30 @@ try {
       }
       await log?.end()
     })()
-    const run = await operatorRun(ns, n, operator.pid)
-    operator.kill("SIGTERM")
+    const run = await operatorRun(ns, n, proc.pid)
+    const metrics = await (await fetch(metricsUrl)).text()
+    const sum = (pattern: RegExp) => [...metrics.matchAll(pattern)].reduce((total, m) => total + Number(m[1]), 0)
+    const reconciles = sum(/^halkyon_reconcile_total\{[^}]*\} (\d+)$/gm)
+    const calls = sum(/^halkyon_plugin_call_duration_seconds_count\{[^}]*\} (\d+)$/gm)
+    const callSeconds = sum(/^halkyon_plugin_call_duration_seconds_sum\{[^}]*\} ([\d.e+-]+)$/gm)
+    const reconcileSeconds = sum(/^halkyon_reconcile_duration_seconds_sum ([\d.e+-]+)$/gm)
+    const cpu = (pid: number | undefined) => {
+      if (pid === undefined) return NaN
+      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? []
+      return (Number(fields[11]) + Number(fields[12])) / 100
+    }
+    const pluginPid = Number(/pid=(\d+)/.exec(seen)?.[1])
+    const apiserverPid = plane.pids().apiserver
+    details.push(`${n}: CPU seconds: operator ${cpu(proc.pid).toFixed(1)}, plugin ${cpu(pluginPid).toFixed(1)}, kube-apiserver ${cpu(apiserverPid).toFixed(1)} (cumulative)`)
+    details.push(`${n}: ${reconciles} reconciles (${(reconcileSeconds / Math.max(reconciles, 1) * 1000).toFixed(1)} ms each), ${calls} plugin calls (${(callSeconds / Math.max(calls, 1) * 1000).toFixed(2)} ms each)`)
+    proc.kill("SIGTERM")
     await operator.exited
     operator = undefined
     console.log(
-      `${String(n).padStart(12)}   ${`${floorSeconds.toFixed(2)} s`.padStart(18)}   ${`${run.total.toFixed(2)} s`.padStart(8)}   ${(run.total / floorSeconds).toFixed(2).padStart(5)}   ${run.peakRssMb.toFixed(0)} MB`
+      `${String(n).padStart(12)}   ${`${floorSeconds.toFixed(2)} s`.padStart(13)}   ${`${applySeconds.toFixed(2)} s`.padStart(12)}   ${`${run.total.toFixed(2)} s`.padStart(8)}   ${`${(run.total / floorSeconds).toFixed(2)} / ${(run.total / applySeconds).toFixed(2)}`.padStart(23)}   ${run.peakRssMb.toFixed(0)} MB`
     )
   }
+  console.log(`\n${details.join("\n")}`)
 } finally {
   operator?.kill("SIGTERM")
   await operator?.exited

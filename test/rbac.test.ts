@@ -89,3 +89,9 @@ test("the operator, as that ServiceAccount, provisions a Capability end to end",
   expect((dig<Array<unknown>>(events.body, "items") ?? []).length).toBeGreaterThan(0)
   expect(operator.logs.filter((l) => l.includes("403") || l.includes("Forbidden"))).toEqual([])
 }, 60_000)
+
+test("a plugin removed from the folder takes its CapabilityInfo with it", async () => {
+  rmSync(join(pluginsDir, "flaky.js"))
+  expect(await eventually(async () => (await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/test-flaky")).status === 404, 15_000)).toBe(true)
+  expect((await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/database-postgres")).status).toBe(200)
+}, 30_000)

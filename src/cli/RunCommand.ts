@@ -13,6 +13,7 @@ import { KubeClient } from "../kube/KubeClient.ts"
 import { PluginClient } from "../plugin-client/PluginClient.ts"
 import { PluginHost } from "../plugin-host/PluginHost.ts"
 import { startController } from "../reconciler/Controller.ts"
+import { ObjectCache } from "../reconciler/ObjectCache.ts"
 import { Reconciler } from "../reconciler/Reconciler.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { HttpEndpoints, Readiness } from "../operator/HttpEndpoints.ts"
@@ -108,7 +109,7 @@ export const runOperator = Effect.fn("run")(function*(flags: RunFlagValues) {
   // Closing order on exit is the reverse: the controller stops (in-flight
   // reconciles finish), then the Lease is released, then plugins stop.
   const layer = Reconciler.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(plugins, kube, election, endpoints)),
+    Layer.provideMerge(Layer.mergeAll(plugins, kube, election, endpoints, ObjectCache.layer)),
     Layer.provideMerge(observability)
   )
 

@@ -11,6 +11,7 @@
  * It does not cache objects or retry: the controller's watches and work queue
  * do that.
  */
+import https from "node:https"
 import { createInterface } from "node:readline"
 import type { KubeConfig } from "@kubernetes/client-node"
 import { Context, Effect, Layer, Schema, Stream } from "effect"
@@ -117,9 +118,37 @@ export class KubeClient extends Context.Service<KubeClient, {
   static readonly layer = (kc: KubeConfig) => Layer.effect(KubeClient, make(kc))
 }
 
+/** How long the TLS agent and auth headers built from the kubeconfig are reused (tokens rotate). */
+const AuthRefreshMs = 60_000
+
 const make = Effect.fnUntraced(function*(kc: KubeConfig) {
   const server = (kc.getCurrentCluster()?.server ?? "").replace(/\/+$/, "")
   const discovery = new Map<string, Map<string, { plural: string; namespaced: boolean }>>()
+
+  // client-node builds a new https.Agent per call, without keep-alive: every
+  // request would pay a TLS handshake. One keep-alive agent is reused instead,
+  // rebuilt now and then so that rotated tokens and exec credentials are seen.
+  let auth: { at: number; init: Promise<{ agent: https.Agent; headers: Record<string, string> }> } | undefined
+  const fetchInit = () => {
+    if (auth === undefined || Date.now() - auth.at > AuthRefreshMs) {
+      const previous = auth
+      auth = {
+        at: Date.now(),
+        init: (async () => {
+          const init = (await kc.applyToFetchOptions({})) as RequestInit & { agent?: https.Agent }
+          const options = init.agent?.options ?? {}
+          const headers: Record<string, string> = {}
+          ;(init.headers as unknown as { forEach(f: (v: string, k: string) => void): void }).forEach((v, k) => {
+            headers[k] = v
+          })
+          return { agent: new https.Agent({ ...options, keepAlive: true, maxSockets: 64 }), headers }
+        })()
+      }
+      // The old agent's idle sockets close once its requests are done.
+      void previous?.init.then(({ agent }) => setTimeout(() => agent.destroy(), RequestTimeoutMs).unref(), () => {})
+    }
+    return auth.init
+  }
 
   const request = (
     method: string,
@@ -128,15 +157,15 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
   ) =>
     Effect.tryPromise({
       try: async (signal) => {
-        const init = (await kc.applyToFetchOptions({})) as RequestInit
-        const headers = init.headers as unknown as { set(k: string, v: string): void }
-        headers.set("Accept", "application/json")
-        if (options.body !== undefined) headers.set("Content-Type", options.contentType ?? "application/json")
+        const { agent, headers: authHeaders } = await fetchInit()
+        const headers: Record<string, string> = { ...authHeaders, Accept: "application/json" }
+        if (options.body !== undefined) headers["Content-Type"] = options.contentType ?? "application/json"
         // A watch outlives this effect: only its own controller may abort it.
         const signals = (options.stream === true ? [options.signal] : [signal, options.signal, AbortSignal.timeout(RequestTimeoutMs)])
           .filter((s): s is AbortSignal => s !== undefined)
         const response = await fetch(`${server}${path}`, {
-          ...init,
+          agent,
+          headers,
           method,
           ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
           signal: AbortSignal.any(signals) as RequestInit["signal"]

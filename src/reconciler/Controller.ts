@@ -17,6 +17,7 @@ import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { syncCapabilityInfos } from "./CapabilityInfoSync.ts"
 import { inform } from "./Informer.ts"
 import { CapabilityLabel, Reconciler } from "./Reconciler.ts"
+import { ObjectCache } from "./ObjectCache.ts"
 import { makeWorkQueue } from "./WorkQueue.ts"
 
 export interface ControllerOptions {
@@ -48,17 +49,33 @@ const ownerKey = (object: KubeObject): string | undefined => {
 export const startController = Effect.fn("Controller.start")(function*(options: ControllerOptions) {
   const registry = yield* PluginRegistry
   const reconciler = yield* Reconciler
+  const cache = yield* ObjectCache
   const services = yield* Effect.context<KubeClient | PluginRegistry>()
   const queue = yield* makeWorkQueue({ baseMs: 200, maxMs: 60_000 })
   const synced = yield* Ref.make(false)
 
-  // Capabilities.
+  // Capabilities. Like controller-runtime's GenerationChangedPredicate, an
+  // update that leaves the generation alone (our own status writes, labels)
+  // is not a reason to reconcile; a new object, a new generation, a deletion
+  // or a relist is.
+  const generations = new Map<string, number | undefined>()
   yield* inform({
     apiVersion: ApiVersion,
     kind: "Capability",
     namespace: options.namespace,
-    onObject: (object) => queue.add(keyOf(object)),
-    onSynced: Ref.set(synced, true)
+    onObject: (object, deleted) => {
+      const key = keyOf(object)
+      if (deleted) cache.remove(object)
+      else cache.put(object)
+      if (deleted) {
+        generations.delete(key)
+        return queue.add(key)
+      }
+      const seen = generations.has(key) ? generations.get(key) : -1
+      generations.set(key, object.metadata.generation)
+      return seen === object.metadata.generation ? Effect.void : queue.add(key)
+    },
+    onSynced: Ref.set(synced, true).pipe(Effect.andThen(Effect.sync(() => cache.markSynced(ApiVersion, "Capability"))))
   }).pipe(Effect.forkScoped)
 
   // Dependents, one watch per kind that plugins declare as watched.
@@ -77,10 +94,15 @@ export const startController = Effect.fn("Controller.start")(function*(options: 
           kind,
           namespace: options.namespace,
           labelSelector: CapabilityLabel,
-          onObject: (object) => {
+          onObject: (object, deleted) => {
+            // The echo of a write the reconciler made (and cached) needs no new reconcile.
+            if (!deleted && cache.holds(object)) return Effect.void
+            if (deleted) cache.remove(object)
+            else cache.put(object)
             const key = ownerKey(object)
             return key === undefined ? Effect.void : queue.add(key)
-          }
+          },
+          onSynced: Effect.sync(() => cache.markSynced(apiVersion, kind))
         }).pipe(Effect.provideContext(services)),
         { onlyIfMissing: true }
       )

@@ -16,10 +16,11 @@ import { Context, Effect, Layer, Schema } from "effect"
 import { ApiVersion, Capability, type CapabilityStatus, type DependentStatus } from "../api/Capability.ts"
 import type { DependentInfo } from "../gen/halkyon/capability/v1/capability.ts"
 import { recordEvent } from "../kube/Events.ts"
-import { KubeApiError, KubeClient, type KubeObject } from "../kube/KubeClient.ts"
+import { KubeApiError, KubeClient, type KubeObject, type ObjectRef } from "../kube/KubeClient.ts"
 import type { PluginCallError } from "../plugin-client/Errors.ts"
 import type { BuiltDependent, Observation } from "../plugin-client/PluginClient.ts"
 import { PluginRegistry, type Resolution } from "../registry/PluginRegistry.ts"
+import { ObjectCache } from "./ObjectCache.ts"
 import { nextStatus, type Outcome, readyCondition, rollUp, sameStatus } from "./Status.ts"
 
 export const FieldManager = "halkyon"
@@ -50,6 +51,23 @@ export class Reconciler extends Context.Service<Reconciler, {
 const make = Effect.fnUntraced(function*() {
   const kube = yield* KubeClient
   const registry = yield* PluginRegistry
+  const cache = yield* ObjectCache
+
+  /**
+   * The cached object; on a miss, undefined when its kind's informer has
+   * listed everything of ours, else the API server's answer.
+   */
+  const read = (ref: ObjectRef) => {
+    const hit = cache.get(ref)
+    if (hit !== undefined || cache.synced(ref.apiVersion, ref.kind)) return Effect.succeed<KubeObject | undefined>(hit)
+    return kube.get(ref).pipe(
+      Effect.tap((o) => Effect.sync(() => cache.put(o))),
+      Effect.map((o): KubeObject | undefined => o),
+      Effect.catchIf((e) => e.notFound, () => Effect.succeed(undefined))
+    )
+  }
+  /** Every write's answer goes into the cache at once (write-through). */
+  const remember = (o: KubeObject) => Effect.sync(() => cache.put(o))
   const context = yield* Effect.context<KubeClient>()
   const waiting = new Set<string>()
 
@@ -58,26 +76,28 @@ const make = Effect.fnUntraced(function*() {
     Effect.gen(function*() {
       const status = nextStatus(previous, outcome, raw.metadata.generation, new Date())
       if (sameStatus(previous, status)) return
-      yield* kube.patchStatus({ apiVersion: ApiVersion, kind: "Capability", namespace: raw.metadata.namespace, name: raw.metadata.name }, status)
+      yield* kube.patchStatus({ apiVersion: ApiVersion, kind: "Capability", namespace: raw.metadata.namespace, name: raw.metadata.name }, status).pipe(
+        Effect.tap(remember)
+      )
       const before = readyCondition(previous)
       const key = `${raw.metadata.namespace}/${raw.metadata.name}`
       if (before?.status !== outcome.ready || before.reason !== outcome.reason) {
         yield* Effect.logInfo(`capability ${key}: Ready=${outcome.ready} (${outcome.reason}) ${outcome.message}`).pipe(
           Effect.annotateLogs({ capability: key, ready: outcome.ready, reason: outcome.reason })
         )
-        yield* recordEvent(raw, outcome.ready === "False" && outcome.reason !== "DependentsNotReady" ? "Warning" : "Normal", outcome.reason, outcome.message).pipe(
-          Effect.provideContext(context)
-        )
+        // Events mark what a user acts on: Ready, or a failure. Waiting for
+        // dependents is progress, logged but not an Event (one per Capability
+        // created would double the API writes of a large rollout).
+        if (outcome.reason !== "DependentsNotReady") {
+          yield* recordEvent(raw, outcome.ready === "True" ? "Normal" : "Warning", outcome.reason, outcome.message).pipe(Effect.provideContext(context))
+        }
       }
     })
 
   const reconcile = Effect.fn("Reconciler.reconcile")(function*(key: string) {
     const [namespace = "", name = ""] = key.split("/")
     yield* Effect.annotateCurrentSpan({ capability: key })
-    const raw = yield* kube.get({ apiVersion: ApiVersion, kind: "Capability", namespace, name }).pipe(
-      Effect.map((o): KubeObject | undefined => o),
-      Effect.catchIf((e) => e.notFound, () => Effect.succeed(undefined))
-    )
+    const raw = yield* read({ apiVersion: ApiVersion, kind: "Capability", namespace, name })
     // Deleted: the garbage collector removes the dependents through their owner references.
     if (raw === undefined || raw.metadata.deletionTimestamp !== undefined) {
       waiting.delete(key)
@@ -168,13 +188,10 @@ const make = Effect.fnUntraced(function*() {
     Effect.gen(function*() {
       const desired = withOwnership(dependent.object, raw, info)
       const ref = { apiVersion: desired.apiVersion, kind: desired.kind, namespace: desired.metadata.namespace, name: desired.metadata.name }
-      const existing = yield* kube.get(ref).pipe(
-        Effect.map((o): KubeObject | undefined => o),
-        Effect.catchIf((e) => e.notFound, () => Effect.succeed(undefined))
-      )
+      const existing = yield* read(ref)
       if (existing === undefined) {
         if (info !== undefined && !info.created) return undefined
-        return yield* kube.apply(desired, FieldManager)
+        return yield* kube.apply(desired, FieldManager).pipe(Effect.tap(remember))
       }
       if (info === undefined || !info.updated) return existing
       const decision = yield* resolution.connection.updateDependent(dependent.id, raw, existing)
@@ -184,9 +201,14 @@ const make = Effect.fnUntraced(function*() {
       // apply, or make it invalid (two ports of one name). Then a merge patch,
       // whose lists replace the server's whole, puts the plugin's object back.
       const replace = Effect.logDebug(`${ref.kind} ${ref.namespace}/${ref.name}: fields another manager set stand in the way of the apply; replacing them`).pipe(
-        Effect.andThen(kube.mergePatch(ref, updated, FieldManager))
+        Effect.andThen(kube.mergePatch(ref, updated, FieldManager)),
+        Effect.tap(remember)
       )
-      const applied = yield* kube.apply(updated, FieldManager).pipe(Effect.map((o): KubeObject | undefined => o), Effect.catchIf((e) => e.code === 422, () => Effect.succeed(undefined)))
+      const applied = yield* kube.apply(updated, FieldManager).pipe(
+        Effect.tap(remember),
+        Effect.map((o): KubeObject | undefined => o),
+        Effect.catchIf((e) => e.code === 422, () => Effect.succeed(undefined))
+      )
       if (applied === undefined) return yield* replace
       const again = yield* resolution.connection.updateDependent(dependent.id, raw, applied)
       return again.needsUpdate ? yield* replace : applied
