@@ -3,15 +3,11 @@
  * prints what each provides and how it started, and stops them. Exits
  * non-zero when any plugin failed, with the reason for each.
  */
-import { Console, Effect, Layer } from "effect"
+import { Console, Effect } from "effect"
 import { Command, Flag } from "effect/cli"
-import { HostConfig, type HostSettings } from "../config/HostConfig.ts"
-import { PluginClient } from "../plugin-client/PluginClient.ts"
 import { PluginHost, type PluginStatus } from "../plugin-host/PluginHost.ts"
-import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
-import { NodeServices } from "@effect/platform-node"
 
 /** One row of `plugins list --output json`. */
 export interface PluginListing {
@@ -52,12 +48,6 @@ export const renderTable = (rows: ReadonlyArray<PluginListing>): string => {
   return [header, ...cells].map((row) => row.map((c, i) => c.padEnd(widths[i] ?? 0)).join("   ").trimEnd()).join("\n")
 }
 
-/** The plugin host with everything it needs, for one command. */
-const hostLayer = (settings: HostSettings) =>
-  PluginHost.layer.pipe(
-    Layer.provide(Layer.mergeAll(HostConfig.layer(settings), PluginRegistry.layer, PluginClient.layer, NodeServices.layer))
-  )
-
 const listFlags = {
   ...hostFlags,
   output: Flag.Literals("output", ["table", "json"]).pipe(
@@ -73,7 +63,7 @@ const listPlugins = Effect.fn("plugins.list")(function*(flags: HostFlagValues & 
     const host = yield* PluginHost
     yield* host.awaitSettled
     return (yield* host.statuses).map(toListing)
-  }).pipe(Effect.provide(hostLayer(settings)))
+  }).pipe(Effect.provide(PluginHost.live(settings)))
   if (flags.output === "json") yield* Console.log(JSON.stringify(rows, null, 2))
   else if (rows.length === 0) yield* Console.log(`No plugins found in ${settings.pluginsDir}.`)
   else yield* Console.log(renderTable(rows))
@@ -104,7 +94,7 @@ const watchPlugins = Effect.fn("plugins.watch")(function*(flags: HostFlagValues)
     const statuses = yield* host.statuses
     yield* Effect.logInfo(`watching ${settings.pluginsDir}: ${statuses.filter((s) => s.state === "running").length} of ${statuses.length} plugins running; Ctrl-C stops them`)
     return yield* Effect.never
-  }).pipe(Effect.provide(hostLayer(settings)))
+  }).pipe(Effect.provide(PluginHost.live(settings)))
 })
 
 const watch = Command.make("watch", hostFlags, (flags) => withLogging(watchPlugins(flags))).pipe(

@@ -3,19 +3,15 @@
  * their dependents, and reconciles them until SIGINT or SIGTERM, which stop
  * taking work, let in-flight reconciles finish, and stop the plugins.
  */
-import { NodeServices } from "@effect/platform-node"
 import { hostname } from "node:os"
 import { Config, Effect, Layer, Option, Schema } from "effect"
 import { Command, Flag } from "effect/cli"
-import { HostConfig } from "../config/HostConfig.ts"
 import { loadKubeConfig } from "../kube/ClusterAccess.ts"
 import { KubeClient } from "../kube/KubeClient.ts"
-import { PluginClient } from "../plugin-client/PluginClient.ts"
 import { PluginHost } from "../plugin-host/PluginHost.ts"
 import { startController } from "../reconciler/Controller.ts"
 import { ObjectCache } from "../reconciler/ObjectCache.ts"
 import { Reconciler } from "../reconciler/Reconciler.ts"
-import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { HttpEndpoints, Readiness } from "../operator/HttpEndpoints.ts"
 import { LeaderElection } from "../operator/LeaderElection.ts"
 import { Metrics } from "../operator/Metrics.ts"
@@ -87,10 +83,7 @@ export const runOperator = Effect.fn("run")(function*(flags: RunFlagValues) {
   const kc = yield* loadKubeConfig({ kubeconfig: Option.getOrUndefined(flags.kubeconfig), context: Option.getOrUndefined(flags.context) })
   const settings = hostSettings(flags)
   const namespace = Option.getOrUndefined(flags.namespace)
-  const plugins = PluginHost.layer.pipe(
-    Layer.provideMerge(PluginRegistry.layer),
-    Layer.provide(Layer.mergeAll(HostConfig.layer(settings), PluginClient.layer, NodeServices.layer))
-  )
+  const plugins = PluginHost.live(settings)
   const kube = KubeClient.layer(kc)
   const observability = Layer.mergeAll(Metrics.layer, Readiness.layer)
   const endpoints = HttpEndpoints.layer({ healthAddr: flags.healthAddr, metricsAddr: flags.metricsAddr })

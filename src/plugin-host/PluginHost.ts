@@ -15,7 +15,8 @@
  */
 import { statSync, watch } from "node:fs"
 import { Context, Duration, Effect, FiberMap, Layer, Option, Schedule } from "effect"
-import { ChildProcessSpawner } from "effect/process"
+import { NodeServices } from "@effect/platform-node"
+import type { ChildProcessSpawner } from "effect/process"
 import { HostConfig, type HostSettings } from "../config/HostConfig.ts"
 import { PluginClient } from "../plugin-client/PluginClient.ts"
 import { Metrics } from "../operator/Metrics.ts"
@@ -63,6 +64,13 @@ export class PluginHost extends Context.Service<PluginHost, {
   readonly rescan: Effect.Effect<void>
 }>()("halkyon/plugin-host/PluginHost") {
   static readonly layer = Layer.effect(PluginHost, Effect.suspend(() => make()))
+
+  /** The host over `settings` with all it needs, exposing the registry it fills. */
+  static readonly live = (settings: HostSettings) =>
+    PluginHost.layer.pipe(
+      Layer.provideMerge(PluginRegistry.layer),
+      Layer.provide(Layer.mergeAll(HostConfig.layer(settings), PluginClient.layer, NodeServices.layer))
+    )
 }
 
 const make = Effect.fn("PluginHost.make")(function*() {
