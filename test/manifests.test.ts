@@ -115,7 +115,7 @@ beforeAll(async () => {
   for (const crd of crds) await apply(crd)
   for (const crd of crds) await establishedWithin(crd.metadata?.name ?? "", 30_000)
   for (const object of all.filter((o) => o.kind !== "CustomResourceDefinition")) await apply(object)
-}, 600_000)
+}, 30 * 60_000)
 
 afterAll(async () => {
   await plane?.stop()
