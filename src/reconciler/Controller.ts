@@ -57,13 +57,14 @@ export const startController = Effect.fn("Controller.start")(function*(options: 
   // Capabilities. Like controller-runtime's GenerationChangedPredicate, an
   // update that leaves the generation alone (our own status writes, labels)
   // is not a reason to reconcile; a new object, a new generation, a deletion
-  // or a relist is.
+  // or a relist is (after an outage, a dependent deleted meanwhile shows only
+  // as an absence, which a reconcile of its owner repairs).
   const generations = new Map<string, number | undefined>()
   yield* inform({
     apiVersion: ApiVersion,
     kind: "Capability",
     namespace: options.namespace,
-    onObject: (object, deleted) => {
+    onObject: (object, deleted, listed) => {
       const key = keyOf(object)
       if (deleted) cache.remove(object)
       else cache.put(object)
@@ -73,7 +74,7 @@ export const startController = Effect.fn("Controller.start")(function*(options: 
       }
       const seen = generations.has(key) ? generations.get(key) : -1
       generations.set(key, object.metadata.generation)
-      return seen === object.metadata.generation ? Effect.void : queue.add(key)
+      return !listed && seen === object.metadata.generation ? Effect.void : queue.add(key)
     },
     onSynced: Ref.set(synced, true).pipe(Effect.andThen(Effect.sync(() => cache.markSynced(ApiVersion, "Capability"))))
   }).pipe(Effect.forkScoped)

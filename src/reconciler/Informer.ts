@@ -11,8 +11,8 @@ import { type KubeApiError, KubeClient, type KubeObject, type ListOptions } from
 export interface InformerOptions extends ListOptions {
   readonly apiVersion: string
   readonly kind: string
-  /** Called for each listed object and each change. */
-  readonly onObject: (object: KubeObject, deleted: boolean) => Effect.Effect<void>
+  /** Called for each listed object (`listed`) and each change. */
+  readonly onObject: (object: KubeObject, deleted: boolean, listed: boolean) => Effect.Effect<void>
   /** Called after every successful list: the cache is in sync. */
   readonly onSynced?: Effect.Effect<void>
 }
@@ -28,7 +28,7 @@ export const inform = Effect.fn("Informer.run")(function*(options: InformerOptio
       Effect.tapError((e) => Effect.logWarning(`listing ${what} failed: ${e.message}; retrying`)),
       Effect.retry(relistBackoff)
     )
-    for (const item of listed.items) yield* options.onObject(item, false)
+    for (const item of listed.items) yield* options.onObject(item, false, true)
     if (options.onSynced !== undefined) yield* options.onSynced
     let resourceVersion = listed.resourceVersion
     // Watch until the version expires or the connection breaks, then relist.
@@ -41,7 +41,7 @@ export const inform = Effect.fn("Informer.run")(function*(options: InformerOptio
               return Effect.void
             }
             resourceVersion = event.object.metadata.resourceVersion ?? resourceVersion
-            return options.onObject(event.object, event.type === "DELETED")
+            return options.onObject(event.object, event.type === "DELETED", false)
           }),
           Effect.as(undefined),
           Effect.catch((e: KubeApiError) => Effect.succeed(e))
