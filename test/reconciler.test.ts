@@ -195,6 +195,28 @@ describe("a Capability no plugin serves", () => {
   })
 })
 
+describe("an object in the way", () => {
+  test("a dependent's name held by an object another owner controls is not taken over", async () => {
+    const foreign = await cluster.api("POST", `/api/v1/namespaces/${ns}/configmaps`, {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: {
+        name: "taken",
+        labels: { "halkyon.io/capability": "taken" },
+        ownerReferences: [{ apiVersion: "v1", kind: "ConfigMap", name: "someone", uid: "00000000-0000-0000-0000-000000000001", controller: true }]
+      },
+      data: { mine: "yes" }
+    })
+    expect(foreign.status).toBe(201)
+    expect((await createCapability("taken", { category: "test", type: "flaky", parameters: [] })).status).toBe(201)
+    const failed = await waitReady("taken", "False", "ApplyFailed")
+    expect(readyOf(failed)?.message).toContain("already exists and is controlled by another owner")
+    const after = await cluster.api("GET", `/api/v1/namespaces/${ns}/configmaps/taken`)
+    expect(dig(after.body, "metadata", "ownerReferences", 0, "name")).toBe("someone")
+    expect(dig(after.body, "data")).toEqual({ mine: "yes" })
+  })
+})
+
 describe("a plugin that crashes mid-reconcile", () => {
   test("shows as PluginUnavailable, then recovers by itself", async () => {
     expect((await createCapability("crashy", { category: "test", type: "flaky", parameters: [{ name: "MODE", value: "crash" }] })).status).toBe(201)

@@ -89,6 +89,8 @@ const decodeResources = Schema.decodeUnknownEffect(APIResourceList)
 
 /** How long a single request may take; watches are bounded by the server's timeoutSeconds. */
 const RequestTimeoutMs = 30_000
+/** How long the server keeps a watch open before the client watches again. */
+const WatchTimeoutSeconds = 300
 
 export class KubeClient extends Context.Service<KubeClient, {
   readonly get: (ref: ObjectRef) => Effect.Effect<KubeObject, KubeApiError>
@@ -103,8 +105,12 @@ export class KubeClient extends Context.Service<KubeClient, {
     kind: string,
     options: ListOptions & { readonly resourceVersion: string; readonly timeoutSeconds?: number }
   ) => Stream.Stream<WatchEvent, KubeApiError>
-  /** Server-side apply with a field manager; conflicts are forced (we own what we apply). */
-  readonly apply: (object: KubeObject, fieldManager: string) => Effect.Effect<KubeObject, KubeApiError>
+  /**
+   * Server-side apply with a field manager. Conflicts are forced (we own what
+   * we apply) unless `force` is false, when a field another manager set to
+   * another value fails the apply (409).
+   */
+  readonly apply: (object: KubeObject, fieldManager: string, options?: { readonly force?: boolean }) => Effect.Effect<KubeObject, KubeApiError>
   /** A JSON merge patch (lists are replaced whole), as `fieldManager`. */
   readonly mergePatch: (ref: ObjectRef, patch: unknown, fieldManager: string) => Effect.Effect<KubeObject, KubeApiError>
   /** A JSON merge patch of the status subresource. */
@@ -144,8 +150,9 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
           return { agent: new https.Agent({ ...options, keepAlive: true, maxSockets: 64 }), headers }
         })()
       }
-      // The old agent's idle sockets close once its requests are done.
-      void previous?.init.then(({ agent }) => setTimeout(() => agent.destroy(), RequestTimeoutMs).unref(), () => {})
+      // The old agent is destroyed once every request it carries has ended:
+      // watches last up to WatchTimeoutSeconds.
+      void previous?.init.then(({ agent }) => setTimeout(() => agent.destroy(), (WatchTimeoutSeconds + 60) * 1000).unref(), () => {})
     }
     return auth.init
   }
@@ -160,8 +167,12 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
         const { agent, headers: authHeaders } = await fetchInit()
         const headers: Record<string, string> = { ...authHeaders, Accept: "application/json" }
         if (options.body !== undefined) headers["Content-Type"] = options.contentType ?? "application/json"
-        // A watch outlives this effect: only its own controller may abort it.
-        const signals = (options.stream === true ? [options.signal] : [signal, options.signal, AbortSignal.timeout(RequestTimeoutMs)])
+        // A watch outlives this effect: only its own controller may abort it,
+        // or its deadline, should the server's timeoutSeconds never arrive
+        // (a half-open connection).
+        const signals = (options.stream === true
+          ? [options.signal, AbortSignal.timeout((WatchTimeoutSeconds + 30) * 1000)]
+          : [signal, options.signal, AbortSignal.timeout(RequestTimeoutMs)])
           .filter((s): s is AbortSignal => s !== undefined)
         const response = await fetch(`${server}${path}`, {
           agent,
@@ -264,7 +275,7 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
           allowWatchBookmarks: true,
           resourceVersion: options.resourceVersion,
           labelSelector: options.labelSelector,
-          timeoutSeconds: options.timeoutSeconds ?? 300
+          timeoutSeconds: options.timeoutSeconds ?? WatchTimeoutSeconds
         })}`
         const response = yield* request("GET", url, { signal: abort.signal, stream: true })
         // Aborting the watch errors the body and the line reader: that is its
@@ -275,8 +286,13 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
         yield* Effect.addFinalizer(() => Effect.sync(() => lines.close()))
         return Stream.fromAsyncIterable(lines, (e) => new KubeApiError({ code: 0, reason: "WatchBroken", detail: String(e), request: `WATCH ${path}` })).pipe(
           Stream.filter((line) => line.trim() !== ""),
-          Stream.mapEffect((line) => {
-            const event = JSON.parse(line) as { type: string; object: KubeObject & { code?: number; reason?: string; message?: string } }
+          Stream.mapEffect((line) =>
+            Effect.try({
+              try: () => JSON.parse(line) as { type: string; object: KubeObject & { code?: number; reason?: string; message?: string } },
+              catch: (e) => new KubeApiError({ code: 0, reason: "WatchBroken", detail: `unreadable watch event: ${String(e)}`, request: `WATCH ${path}` })
+            })
+          ),
+          Stream.mapEffect((event) => {
             if (event.type === "ERROR") {
               // e.g. 410 Expired: the resource version is too old; the caller relists.
               return Effect.fail(new KubeApiError({ code: event.object.code ?? 500, reason: event.object.reason ?? "Error", detail: event.object.message ?? "", request: `WATCH ${path}` }))
@@ -288,10 +304,10 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
       })
     )
 
-  const apply = (object: KubeObject, fieldManager: string) =>
+  const apply = (object: KubeObject, fieldManager: string, options: { readonly force?: boolean } = {}) =>
     pathOf(object.apiVersion, object.kind, object.metadata.namespace, object.metadata.name).pipe(
       Effect.flatMap((path) =>
-        json("PATCH", `${path}${query({ fieldManager, force: true })}`, { body: object, contentType: "application/apply-patch+yaml" })
+        json("PATCH", `${path}${query({ fieldManager, force: options.force ?? true })}`, { body: object, contentType: "application/apply-patch+yaml" })
       ),
       Effect.map(asObject)
     )
@@ -305,7 +321,7 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
   const patchStatus = (ref: ObjectRef, status: unknown) => patch(ref, { status }, "/status", undefined)
 
   const remove = (ref: ObjectRef) =>
-    pathOf(ref.apiVersion, ref.kind, ref.namespace, ref.name).pipe(Effect.flatMap((path) => request("DELETE", path)), Effect.asVoid)
+    pathOf(ref.apiVersion, ref.kind, ref.namespace, ref.name).pipe(Effect.flatMap((path) => json("DELETE", path)), Effect.asVoid)
 
   const create = (object: KubeObject) =>
     pathOf(object.apiVersion, object.kind, object.metadata.namespace).pipe(

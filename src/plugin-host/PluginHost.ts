@@ -238,9 +238,14 @@ const watchFolder = (config: HostSettings, rescan: Effect.Effect<void>) =>
         let flag = false
         const watcher = (() => {
           try {
-            return watch(config.pluginsDir, () => {
+            const watcher = watch(config.pluginsDir, () => {
               flag = true
             })
+            // The folder removed or made unreadable: the periodic rescan reports it.
+            watcher.on("error", () => {
+              flag = true
+            })
+            return watcher
           } catch {
             return undefined
           }

@@ -119,13 +119,15 @@ export const startController = Effect.fn("Controller.start")(function*(options: 
       Effect.catch(() => Effect.logError("CapabilityInfos could not be synced; they will be on the next plugin change"))
     )
   })
-  yield* onRegistryChange
+  // Subscribed before the first handling, so that no change in between is lost.
   yield* registry.changes.pipe(
     // A burst of registrations (start-up, a folder of plugins) is handled once.
     Stream.debounce(Duration.millis(100)),
     Stream.runForEach(() => onRegistryChange),
     Effect.forkScoped
   )
+  yield* Effect.yieldNow
+  yield* onRegistryChange
 
   const worker = Effect.uninterruptibleMask((restore) =>
     Effect.gen(function*() {

@@ -23,12 +23,26 @@ const relistBackoff = Schedule.min([Schedule.exponential(Duration.millis(250), 2
 export const inform = Effect.fn("Informer.run")(function*(options: InformerOptions) {
   const kube = yield* KubeClient
   const what = `${options.kind}${options.namespace === undefined ? "" : ` in ${options.namespace}`}`
+  // What the last list and the watches since have shown, so that a relist can
+  // tell what was deleted while the watch was down.
+  const known = new Map<string, KubeObject>()
+  const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ""}/${o.metadata.name}`
   for (;;) {
     const listed = yield* kube.list(options.apiVersion, options.kind, options).pipe(
       Effect.tapError((e) => Effect.logWarning(`listing ${what} failed: ${e.message}; retrying`)),
       Effect.retry(relistBackoff)
     )
-    for (const item of listed.items) yield* options.onObject(item, false, true)
+    const listedKeys = new Set(listed.items.map(keyOf))
+    for (const [key, gone] of known) {
+      if (!listedKeys.has(key)) {
+        known.delete(key)
+        yield* options.onObject(gone, true, true)
+      }
+    }
+    for (const item of listed.items) {
+      known.set(keyOf(item), item)
+      yield* options.onObject(item, false, true)
+    }
     if (options.onSynced !== undefined) yield* options.onSynced
     let resourceVersion = listed.resourceVersion
     // Watch until the version expires or the connection breaks, then relist.
@@ -41,6 +55,8 @@ export const inform = Effect.fn("Informer.run")(function*(options: InformerOptio
               return Effect.void
             }
             resourceVersion = event.object.metadata.resourceVersion ?? resourceVersion
+            if (event.type === "DELETED") known.delete(keyOf(event.object))
+            else known.set(keyOf(event.object), event.object)
             return options.onObject(event.object, event.type === "DELETED", false)
           }),
           Effect.as(undefined),

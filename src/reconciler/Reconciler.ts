@@ -76,7 +76,9 @@ const make = Effect.fnUntraced(function*() {
     Effect.gen(function*() {
       const status = nextStatus(previous, outcome, raw.metadata.generation, new Date())
       if (sameStatus(previous, status)) return
-      yield* kube.patchStatus({ apiVersion: ApiVersion, kind: "Capability", namespace: raw.metadata.namespace, name: raw.metadata.name }, status).pipe(
+      // A merge patch keeps keys it does not name: null removes the facts that no longer hold.
+      const patch = { plugin: null, version: null, bindingSecret: null, dependents: null, ...status }
+      yield* kube.patchStatus({ apiVersion: ApiVersion, kind: "Capability", namespace: raw.metadata.namespace, name: raw.metadata.name }, patch).pipe(
         Effect.tap(remember)
       )
       const before = readyCondition(previous)
@@ -191,7 +193,19 @@ const make = Effect.fnUntraced(function*() {
       const existing = yield* read(ref)
       if (existing === undefined) {
         if (info !== undefined && !info.created) return undefined
-        return yield* kube.apply(desired, FieldManager).pipe(Effect.tap(remember))
+        // Not forced: should an object of that name exist that is not ours
+        // (the cache holds only ours), its manager's fields make this fail
+        // with a conflict rather than be taken over.
+        return yield* kube.apply(desired, FieldManager, { force: false }).pipe(Effect.tap(remember))
+      }
+      const owners = existing.metadata.ownerReferences ?? []
+      if (owners.some((o) => o.controller === true && o.uid !== raw.metadata.uid)) {
+        return yield* new KubeApiError({
+          code: 409,
+          reason: "AlreadyExists",
+          detail: `a ${ref.kind} named ${ref.name} already exists and is controlled by another owner`,
+          request: `apply ${ref.kind} ${ref.namespace}/${ref.name}`
+        })
       }
       if (info === undefined || !info.updated) return existing
       const decision = yield* resolution.connection.updateDependent(dependent.id, raw, existing)
