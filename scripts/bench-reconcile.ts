@@ -3,9 +3,10 @@
  * on the local control plane, against the floor that control plane sets.
  *
  * For each N (default 200 and 1000; BENCH_SIZES=50,100 to change):
- * - floor: the same objects (Capability, Secret, StatefulSet, Service, status)
- *   written straight through the API, 16 requests at a time, once created
- *   (POST) and once server-side applied as the operator writes them;
+ * - floor: the same objects (the Capability, the very Secret, StatefulSet and
+ *   Service the postgres plugin builds, the status) written straight through
+ *   the API, 16 requests at a time, once created (POST) and once server-side
+ *   applied as the operator writes them;
  * - operator: N Capabilities created at once; the time until every dependent
  *   is applied and every status written, and the operator's peak RSS.
  * Prints figures; asserts nothing.
@@ -14,7 +15,14 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "nod
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { capabilityCrd, capabilityInfoCrd } from "../src/api/Crds.ts"
+import type { KubeObject } from "../src/kube/KubeClient.ts"
+import { withOwnership } from "../src/reconciler/Reconciler.ts"
+import { makeContext } from "../src/sdk/CapabilityService.ts"
+import { postgres } from "../plugins/postgres/plugin.ts"
 import { startControlPlane } from "./control-plane/start.ts"
+
+const collectionOf = (ns: string, kind: string) =>
+  ({ Secret: `/api/v1/namespaces/${ns}/secrets`, StatefulSet: `/apis/apps/v1/namespaces/${ns}/statefulsets`, Service: `/api/v1/namespaces/${ns}/services` })[kind] ?? ""
 
 const root = resolve(import.meta.dir, "..")
 const sizes = (process.env.BENCH_SIZES ?? "200,1000").split(",").map(Number)
@@ -24,7 +32,9 @@ for (const [file, script, args] of [[join(root, "dist/halkyon"), "build.ts", []]
   if (!existsSync(file)) Bun.spawnSync([process.execPath, join(root, "scripts", script), ...args], { stdout: "inherit", stderr: "inherit" })
 }
 
-const plane = await startControlPlane()
+// Each measurement gets a fresh control plane: etcd's size would otherwise
+// favour whatever runs first.
+let plane!: Awaited<ReturnType<typeof startControlPlane>>
 const api = async (method: string, path: string, body?: unknown, contentType = "application/json") => {
   for (let attempt = 0; ; attempt++) {
     const response = await fetch(`${plane.server}${path}`, {
@@ -65,26 +75,19 @@ const capability = (name: string) => ({
 const floor = async (ns: string, n: number, write: "create" | "apply") => {
   await api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })
   const names = Array.from({ length: n }, (_, i) => `db-${i}`)
-  const put = (collection: string, object: { apiVersion: string; kind: string; metadata: { name: string; ownerReferences: Array<unknown> }; [field: string]: unknown }) =>
+  const put = (collection: string, object: KubeObject) =>
     write === "create"
       ? api("POST", collection, object)
       : api("PATCH", `${collection}/${object.metadata.name}?fieldManager=bench&force=true`, object, "application/apply-patch+yaml")
   const t0 = performance.now()
   await pool(names, concurrency, async (name) => {
-    const cap = (await api("POST", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`, capability(name))) as { metadata: { uid: string } }
-    const owner = [{ apiVersion: "halkyon.io/v1beta1", kind: "Capability", name, uid: cap.metadata.uid, controller: true }]
-    await put(`/api/v1/namespaces/${ns}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: `${name}-config`, ownerReferences: owner }, stringData: { DB_PASSWORD: "bench" } })
-    await put(`/apis/apps/v1/namespaces/${ns}/statefulsets`, {
-      apiVersion: "apps/v1",
-      kind: "StatefulSet",
-      metadata: { name, ownerReferences: owner },
-      spec: {
-        serviceName: name,
-        selector: { matchLabels: { app: name } },
-        template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: "postgres", image: "postgres:16" }] } }
-      }
-    })
-    await put(`/api/v1/namespaces/${ns}/services`, { apiVersion: "v1", kind: "Service", metadata: { name, ownerReferences: owner }, spec: { selector: { app: name }, ports: [{ port: 5432 }] } })
+    const cap = (await api("POST", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`, capability(name))) as KubeObject
+    // Exactly the objects the operator applies: the plugin's own, with our label and owner reference.
+    const context = makeContext(postgres, { ...cap, spec: capability(name).spec })
+    for (const dependent of postgres.dependents) {
+      const object = withOwnership(dependent.build(context) as unknown as Record<string, unknown>, cap, undefined)
+      await put(collectionOf(ns, object.kind), object)
+    }
     await api("PATCH", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities/${name}/status`, { status: { conditions: [{ type: "Ready", status: "False", reason: "DependentsNotReady", message: "", lastTransitionTime: "2026-01-01T00:00:00Z" }] } }, "application/merge-patch+json")
   })
   return (performance.now() - t0) / 1000
@@ -133,78 +136,82 @@ const operatorRun = async (ns: string, n: number, operatorPid: number) => {
   return { created, total, peakRssMb: hwm }
 }
 
-const pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-bench-plugins-"))
-copyFileSync(join(root, "dist/plugins/postgres.js"), join(pluginsDir, "postgres.js"))
-let operator: ReturnType<typeof Bun.spawn> | undefined
-try {
+/** A fresh control plane with the CRDs served, for one measurement. */
+const freshPlane = async () => {
+  plane = await startControlPlane()
   for (const crd of [capabilityCrd(), capabilityInfoCrd()]) await api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
-  for (;;) {
-    const ok = await api("GET", "/apis/halkyon.io/v1beta1/capabilities").then(() => true, () => false)
-    if (ok) break
-    await Bun.sleep(100)
-  }
-  const operatorConcurrency = process.env.BENCH_OPERATOR_CONCURRENCY ?? "8"
-  console.log(`halkyon reconcile benchmark: local kube-apiserver + etcd, ${navigator.hardwareConcurrency} cores; operator --concurrency ${operatorConcurrency}; API clients ${concurrency} at a time\n`)
-  console.log("capabilities   floor: create   floor: apply   operator   ratio to create / apply   operator peak RSS")
-  const details: Array<string> = []
-  for (const n of sizes) {
-    const floorSeconds = await floor(`floor-${n}`, n, "create")
-    const applySeconds = await floor(`floor-apply-${n}`, n, "apply")
-    await api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: `op-${n}` } })
-    // A fresh operator per size, watching only its namespace, ready before the clock starts.
-    const ns = `op-${n}`
-    const proc = Bun.spawn(
-      [join(root, "dist/halkyon"), "run", "--kubeconfig", plane.kubeconfigPath, "--plugins-dir", pluginsDir, "-n", ns,
-        "--concurrency", operatorConcurrency, "--log-level", process.env.BENCH_LOG_LEVEL ?? "info",
-        "--health-addr", "0", "--metrics-addr", "127.0.0.1:0"],
-      { stdout: "ignore", stderr: "pipe" }
-    )
-    operator = proc
+  while (!(await api("GET", "/apis/halkyon.io/v1beta1/capabilities").then(() => true, () => false))) await Bun.sleep(100)
+}
+
+const cpuSeconds = (pid: number | undefined) => {
+  if (pid === undefined || Number.isNaN(pid)) return NaN
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? []
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
+/** Runs the compiled operator on namespace `ns` and measures N Capabilities through it. */
+const measureOperator = async (ns: string, n: number, operatorConcurrency: string) => {
+  await api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })
+  const proc = Bun.spawn(
+    [join(root, "dist/halkyon"), "run", "--kubeconfig", plane.kubeconfigPath, "--plugins-dir", pluginsDir, "-n", ns,
+      "--concurrency", operatorConcurrency, "--log-level", process.env.BENCH_LOG_LEVEL ?? "info",
+      "--health-addr", "0", "--metrics-addr", "127.0.0.1:0"],
+    { stdout: "ignore", stderr: "pipe" }
+  )
+  operator = proc
+  try {
     const reader = proc.stderr.getReader()
-    const log = process.env.BENCH_OPERATOR_LOG === undefined ? undefined : Bun.file(process.env.BENCH_OPERATOR_LOG).writer()
     let seen = ""
     while (!seen.includes("operator ready")) {
       const { value, done } = await reader.read()
       if (done) throw new Error(`the operator exited: ${seen}`)
       seen += new TextDecoder().decode(value)
     }
-    const metricsUrl = `http://${/metrics on ([0-9.]+:\d+)/.exec(seen)?.[1]}/metrics`
     // Keep draining its log so it never blocks on a full pipe.
     void (async () => {
-      for (;;) {
-        const { value, done } = await reader.read()
-        if (done) break
-        log?.write(value)
-      }
-      await log?.end()
+      for (;;) if ((await reader.read()).done) break
     })()
+    const apiserverBefore = cpuSeconds(plane.pids().apiserver)
     const run = await operatorRun(ns, n, proc.pid)
-    const metrics = await (await fetch(metricsUrl)).text()
+    const metrics = await (await fetch(`http://${/metrics on ([0-9.]+:\d+)/.exec(seen)?.[1]}/metrics`)).text()
     const sum = (pattern: RegExp) => [...metrics.matchAll(pattern)].reduce((total, m) => total + Number(m[1]), 0)
     const reconciles = sum(/^halkyon_reconcile_total\{[^}]*\} (\d+)$/gm)
     const calls = sum(/^halkyon_plugin_call_duration_seconds_count\{[^}]*\} (\d+)$/gm)
-    const callSeconds = sum(/^halkyon_plugin_call_duration_seconds_sum\{[^}]*\} ([\d.e+-]+)$/gm)
-    const reconcileSeconds = sum(/^halkyon_reconcile_duration_seconds_sum ([\d.e+-]+)$/gm)
-    const cpu = (pid: number | undefined) => {
-      if (pid === undefined) return NaN
-      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? []
-      return (Number(fields[11]) + Number(fields[12])) / 100
-    }
-    const pluginPid = Number(/pid=(\d+)/.exec(seen)?.[1])
-    const apiserverPid = plane.pids().apiserver
-    details.push(`${n}: CPU seconds: operator ${cpu(proc.pid).toFixed(1)}, plugin ${cpu(pluginPid).toFixed(1)}, kube-apiserver ${cpu(apiserverPid).toFixed(1)} (cumulative)`)
-    details.push(`${n}: ${reconciles} reconciles (${(reconcileSeconds / Math.max(reconciles, 1) * 1000).toFixed(1)} ms each), ${calls} plugin calls (${(callSeconds / Math.max(calls, 1) * 1000).toFixed(2)} ms each)`)
+    const detail =
+      `${n}: ${reconciles} reconciles, ${calls} plugin calls; CPU seconds: operator ${cpuSeconds(proc.pid).toFixed(1)}, ` +
+      `plugin ${cpuSeconds(Number(/pid=(\d+)/.exec(seen)?.[1])).toFixed(1)}, kube-apiserver ${(cpuSeconds(plane.pids().apiserver) - apiserverBefore).toFixed(1)}`
+    return { ...run, detail }
+  } finally {
     proc.kill("SIGTERM")
-    await operator.exited
+    await proc.exited
     operator = undefined
+  }
+}
+
+const pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-bench-plugins-"))
+copyFileSync(join(root, "dist/plugins/postgres.js"), join(pluginsDir, "postgres.js"))
+let operator: ReturnType<typeof Bun.spawn> | undefined
+try {
+  const operatorConcurrency = process.env.BENCH_OPERATOR_CONCURRENCY ?? "8"
+  console.log(`halkyon reconcile benchmark: local kube-apiserver + etcd, ${navigator.hardwareConcurrency} cores; operator --concurrency ${operatorConcurrency}; API clients ${concurrency} at a time; a fresh control plane per measurement\n`)
+  console.log("capabilities   floor: create   floor: apply   operator   ratio to create / apply   operator peak RSS")
+  const details: Array<string> = []
+  for (const n of sizes) {
+    await freshPlane()
+    const createSeconds = await floor(`floor-${n}`, n, "create").finally(() => plane.stop())
+    await freshPlane()
+    const applySeconds = await floor(`floor-apply-${n}`, n, "apply").finally(() => plane.stop())
+    await freshPlane()
+    const run = await measureOperator(`op-${n}`, n, operatorConcurrency).finally(() => plane.stop())
+    details.push(run.detail)
     console.log(
-      `${String(n).padStart(12)}   ${`${floorSeconds.toFixed(2)} s`.padStart(13)}   ${`${applySeconds.toFixed(2)} s`.padStart(12)}   ${`${run.total.toFixed(2)} s`.padStart(8)}   ${`${(run.total / floorSeconds).toFixed(2)} / ${(run.total / applySeconds).toFixed(2)}`.padStart(23)}   ${run.peakRssMb.toFixed(0)} MB`
+      `${String(n).padStart(12)}   ${`${createSeconds.toFixed(2)} s`.padStart(13)}   ${`${applySeconds.toFixed(2)} s`.padStart(12)}   ${`${run.total.toFixed(2)} s`.padStart(8)}   ${`${(run.total / createSeconds).toFixed(2)} / ${(run.total / applySeconds).toFixed(2)}`.padStart(23)}   ${run.peakRssMb.toFixed(0)} MB`
     )
   }
   console.log(`\n${details.join("\n")}`)
 } finally {
   operator?.kill("SIGTERM")
   await operator?.exited
-  await plane.stop()
+  await plane?.stop()
   rmSync(pluginsDir, { recursive: true, force: true })
 }

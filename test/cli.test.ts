@@ -128,6 +128,20 @@ for (const host of hosts) {
   })
 }
 
+test("the compiled operator ignores a .env and a bunfig.toml in the folder it starts in", () => {
+  const folder = pluginsFolder()
+  try {
+    Bun.write(join(folder.dir, ".env"), "HALKYON_PLUGINS_DIR=/from-dotenv\n")
+    Bun.write(join(folder.dir, "bunfig.toml"), "preload = [\"./nothing.ts\"]\n")
+    const result = Bun.spawnSync([join(root, "dist/halkyon"), "plugins", "list"], { cwd: folder.dir, stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "" } })
+    const stderr = result.stderr.toString()
+    expect(stderr).toContain("the plugins folder ./plugins does not exist")
+    expect(stderr).not.toContain("/from-dotenv")
+  } finally {
+    folder.cleanup()
+  }
+})
+
 describe("a plugin run by hand", () => {
   for (const [form, command] of [["executable", [builtPlugin("postgres")]], ["bundle", [bun, builtPlugin("postgres.js")]]] as const) {
     test(`prints go-plugin's message and exits 1 (${form})`, () => {

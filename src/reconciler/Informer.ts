@@ -27,6 +27,18 @@ export const inform = Effect.fn("Informer.run")(function*(options: InformerOptio
   // tell what was deleted while the watch was down.
   const known = new Map<string, KubeObject>()
   const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ""}/${o.metadata.name}`
+  // Enough of an object to report its deletion: who it is, and who owns it.
+  const skeleton = (o: KubeObject): KubeObject => ({
+    apiVersion: o.apiVersion,
+    kind: o.kind,
+    metadata: {
+      name: o.metadata.name,
+      ...(o.metadata.namespace === undefined ? {} : { namespace: o.metadata.namespace }),
+      ...(o.metadata.resourceVersion === undefined ? {} : { resourceVersion: o.metadata.resourceVersion }),
+      ...(o.metadata.labels === undefined ? {} : { labels: o.metadata.labels }),
+      ...(o.metadata.ownerReferences === undefined ? {} : { ownerReferences: o.metadata.ownerReferences })
+    }
+  })
   for (;;) {
     const listed = yield* kube.list(options.apiVersion, options.kind, options).pipe(
       Effect.tapError((e) => Effect.logWarning(`listing ${what} failed: ${e.message}; retrying`)),
@@ -40,7 +52,7 @@ export const inform = Effect.fn("Informer.run")(function*(options: InformerOptio
       }
     }
     for (const item of listed.items) {
-      known.set(keyOf(item), item)
+      known.set(keyOf(item), skeleton(item))
       yield* options.onObject(item, false, true)
     }
     if (options.onSynced !== undefined) yield* options.onSynced
@@ -56,7 +68,7 @@ export const inform = Effect.fn("Informer.run")(function*(options: InformerOptio
             }
             resourceVersion = event.object.metadata.resourceVersion ?? resourceVersion
             if (event.type === "DELETED") known.delete(keyOf(event.object))
-            else known.set(keyOf(event.object), event.object)
+            else known.set(keyOf(event.object), skeleton(event.object))
             return options.onObject(event.object, event.type === "DELETED", false)
           }),
           Effect.as(undefined),
