@@ -15,7 +15,7 @@ import { Deferred, Duration, Effect, Fiber, Option, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
 import type { PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
 import { PluginClient, type PluginConnection } from "../plugin-client/PluginClient.ts"
-import { type Handshake, MagicCookieKey, MagicCookieValue, parseHandshake } from "../protocol/Handshake.ts"
+import { type Handshake, MagicCookieKey, MagicCookieValue, MaxSocketPathBytes, parseHandshake, socketPathIn } from "../protocol/Handshake.ts"
 import { type Certificate, generateCertificate } from "../protocol/Mtls.ts"
 import {
   PluginBadHandshake,
@@ -48,9 +48,6 @@ export interface LaunchedPlugin {
   /** Completes with the exit code when the process exits. */
   readonly exited: Effect.Effect<number>
 }
-
-/** Longest unix socket path (sun_path less its NUL): 104 bytes on macOS, 108 on Linux. */
-const MaxSocketPath = process.platform === "darwin" ? 103 : 107
 
 /** How many stderr lines are kept to explain a failed start, and their longest length. */
 const StderrTail = 20
@@ -108,13 +105,13 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
   const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
   const client = yield* PluginClient
   const socketDir = yield* socketFolder(file)
-  // The plugin names its socket <dir>/plugin<10 hex>; the OS caps the path.
-  const socketBytes = Buffer.byteLength(socketDir) + "/plugin".length + 10
-  if (socketBytes > MaxSocketPath) {
+  // The plugin names its socket as socketPathIn does; the OS caps the path.
+  const socketBytes = Buffer.byteLength(socketPathIn(socketDir))
+  if (socketBytes > MaxSocketPathBytes) {
     return yield* new PluginNotRunnable({
       plugin: file.name,
       path: file.path,
-      detail: `its socket path would be ${socketBytes} bytes, over the ${MaxSocketPath} the OS allows under ${socketDir}: set TMPDIR to a shorter folder`
+      detail: `its socket path would be ${socketBytes} bytes, over the ${MaxSocketPathBytes} the OS allows under ${socketDir}: set TMPDIR to a shorter folder`
     })
   }
   const certificate = options.autoMtls ? yield* Effect.promise(generateCertificate) : undefined

@@ -17,6 +17,13 @@ export const CoreProtocolVersion = 1
 /** The app protocol versions this build of halkyon speaks. */
 export const SupportedAppProtocolVersions: ReadonlyArray<number> = [1]
 
+/** Longest unix socket path the OS accepts (sun_path less its NUL): 104 bytes on macOS, 108 on Linux. */
+export const MaxSocketPathBytes = process.platform === "darwin" ? 103 : 107
+
+/** A plugin's socket in its folder: `plugin` and 10 random hex digits, like go-plugin's. */
+export const socketPathIn = (dir: string): string =>
+  `${dir.replace(/\/+$/, "")}/plugin${Array.from(crypto.getRandomValues(new Uint8Array(5)), (b) => b.toString(16).padStart(2, "0")).join("")}`
+
 /** The message go-plugin prints when a plugin is run without its host. */
 export const RunByHandMessage =
   "This binary is a plugin. These are not meant to be executed directly.\n" +

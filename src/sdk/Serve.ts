@@ -22,9 +22,11 @@ import {
   formatHandshake,
   MagicCookieKey,
   MagicCookieValue,
+  MaxSocketPathBytes,
   negotiateVersion,
   parseOfferedVersions,
   RunByHandMessage,
+  socketPathIn,
   SupportedAppProtocolVersions
 } from "../protocol/Handshake.ts"
 import { generateCertificate } from "../protocol/Mtls.ts"
@@ -40,8 +42,6 @@ export interface ServeOptions {
   readonly env?: Readonly<Record<string, string | undefined>>
 }
 
-/** Longest unix socket path the OS accepts (sun_path), less the NUL. */
-const MaxSocketPath = process.platform === "darwin" ? 103 : 107
 /** How often the plugin checks that its host is alive. */
 const ParentCheckMs = 250
 
@@ -149,12 +149,9 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
   )
 }
 
-/** A fresh socket path in the folder the host made for us, like go-plugin's. */
-const newSocketPath = (env: Readonly<Record<string, string | undefined>>) => {
-  const dir = (env.PLUGIN_UNIX_SOCKET_DIR || process.env.TMPDIR || "/tmp").replace(/\/+$/, "")
-  const suffix = Array.from(crypto.getRandomValues(new Uint8Array(5)), (b) => b.toString(16).padStart(2, "0")).join("")
-  return `${dir}/plugin${suffix}`
-}
+/** A fresh socket path in the folder the host made for us. */
+const newSocketPath = (env: Readonly<Record<string, string | undefined>>) =>
+  socketPathIn(env.PLUGIN_UNIX_SOCKET_DIR || process.env.TMPDIR || "/tmp")
 
 /** Listens where the host asked, with AutoMTLS when it sent a certificate. */
 const listen = async (
@@ -172,8 +169,8 @@ const listen = async (
     const maxPort = Number(env.PLUGIN_MAX_PORT ?? 25000)
     return { ...(await server.listen({ tcp: { host: "127.0.0.1", minPort, maxPort }, tls })), certificate }
   }
-  if (Buffer.byteLength(socketPath) > MaxSocketPath) {
-    throw new Error(`socket path ${socketPath} is ${Buffer.byteLength(socketPath)} bytes, longer than the ${MaxSocketPath} the OS allows: set a shorter PLUGIN_UNIX_SOCKET_DIR`)
+  if (Buffer.byteLength(socketPath) > MaxSocketPathBytes) {
+    throw new Error(`socket path ${socketPath} is ${Buffer.byteLength(socketPath)} bytes, longer than the ${MaxSocketPathBytes} the OS allows: set a shorter PLUGIN_UNIX_SOCKET_DIR`)
   }
   const listening = await server.listen({ unixSocket: socketPath, tls })
   await shareSocket(socketPath, env.PLUGIN_UNIX_SOCKET_GROUP)
