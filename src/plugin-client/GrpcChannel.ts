@@ -33,13 +33,16 @@ export const makeChannel = ({ handshake, certificate }: ChannelOptions): grpc.Cl
   return new grpc.Client(target(handshake), grpc.credentials.createInsecure(), { "grpc.default_authority": "localhost" })
 }
 
+/** grpc-js's serializer and deserializer for a method's messages. */
+const codecs = <I, O>(method: Method<I, O>) =>
+  [(value: I) => Buffer.from(method.request.encode(value).finish()), (bytes: Buffer) => method.response.decode(bytes)] as const
+
 /** One unary call with a deadline; resolves or rejects with grpc-js's ServiceError. */
 export const unaryCall = <I, O>(channel: grpc.Client, method: Method<I, O>, request: I, timeoutMs: number, signal?: AbortSignal): Promise<O> =>
   new Promise((resolve, reject) => {
     const call = channel.makeUnaryRequest(
       method.path,
-      (value: I) => Buffer.from(method.request.encode(value).finish()),
-      (bytes: Buffer) => method.response.decode(bytes),
+      ...codecs(method),
       request,
       new grpc.Metadata(),
       { deadline: Date.now() + timeoutMs },
@@ -52,8 +55,7 @@ export const unaryCall = <I, O>(channel: grpc.Client, method: Method<I, O>, requ
 export const serverStream = <I, O>(channel: grpc.Client, method: Method<I, O>, request: I): grpc.ClientReadableStream<O> =>
   channel.makeServerStreamRequest(
     method.path,
-    (value: I) => Buffer.from(method.request.encode(value).finish()),
-    (bytes: Buffer) => method.response.decode(bytes),
+    ...codecs(method),
     request
   )
 
@@ -61,8 +63,7 @@ export const serverStream = <I, O>(channel: grpc.Client, method: Method<I, O>, r
 export const bidiStream = <I, O>(channel: grpc.Client, method: Method<I, O>): grpc.ClientDuplexStream<I, O> =>
   channel.makeBidiStreamRequest(
     method.path,
-    (value: I) => Buffer.from(method.request.encode(value).finish()),
-    (bytes: Buffer) => method.response.decode(bytes)
+    ...codecs(method)
   )
 
 export const isServiceError = (e: unknown): e is grpc.ServiceError =>

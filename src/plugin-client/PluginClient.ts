@@ -23,7 +23,7 @@ import {
   StreamStdio,
   UpdateDependent
 } from "../protocol/Methods.ts"
-import type { Method } from "../protocol/Rpc.ts"
+import { jsonBytes, jsonText, type Method } from "../protocol/Rpc.ts"
 import { Metrics } from "../operator/Metrics.ts"
 import type { Certificate } from "../protocol/Mtls.ts"
 import { PluginCallFailed, type PluginCallError, PluginTimeout, PluginUnavailable } from "./Errors.ts"
@@ -89,8 +89,6 @@ export interface ConnectOptions {
 /** Told of every call and how long it took, failed ones included (for metrics). */
 export type CallObserver = (plugin: string, method: string, seconds: number) => void
 
-const encoder = new TextEncoder()
-const json = (value: unknown) => Buffer.from(encoder.encode(JSON.stringify(value)))
 
 const stateName: Partial<Record<ConditionState, DependentCondition["state"]>> = {
   [ConditionState.CONDITION_STATE_READY]: "ready",
@@ -136,12 +134,12 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
   const connection: PluginConnection = {
     describe: call(Describe, {}),
     checkValidity: (capability) =>
-      call(CheckValidity, { capability: json(capability) }).pipe(Effect.map((r) => r.errors)),
+      call(CheckValidity, { capability: jsonBytes(capability) }).pipe(Effect.map((r) => r.errors)),
     buildDependents: (capability) =>
-      call(BuildDependents, { capability: json(capability) }).pipe(
+      call(BuildDependents, { capability: jsonBytes(capability) }).pipe(
         Effect.flatMap((r) =>
           Effect.forEach(r.dependents, (d) => {
-            const text = new TextDecoder().decode(d.object)
+            const text = jsonText(d.object)
             const decoded = decodeKubeObject(text)
             return decoded._tag === "Success"
               ? Effect.succeed({ id: d.id, object: JSON.parse(text) as Record<string, unknown> })
@@ -150,10 +148,10 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
         )
       ),
     updateDependent: (id, capability, existing) =>
-      call(UpdateDependent, { id, capability: json(capability), existing: json(existing) }).pipe(
+      call(UpdateDependent, { id, capability: jsonBytes(capability), existing: jsonBytes(existing) }).pipe(
         Effect.flatMap((r): Effect.Effect<{ needsUpdate: boolean; updated: Record<string, unknown> | undefined }, PluginCallError> => {
           if (!r.needsUpdate) return Effect.succeed({ needsUpdate: false, updated: undefined })
-          const text = new TextDecoder().decode(r.updated)
+          const text = jsonText(r.updated)
           return decodeKubeObject(text)._tag === "Success"
             ? Effect.succeed({ needsUpdate: true, updated: JSON.parse(text) as Record<string, unknown> })
             : Effect.fail(malformed("UpdateDependent", `an updated ${id} that is not a Kubernetes object`))
@@ -161,11 +159,11 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
       ),
     evaluateConditions: (capability, observed) =>
       call(EvaluateConditions, {
-        capability: json(capability),
+        capability: jsonBytes(capability),
         observed: observed.map((o) =>
           "error" in o
             ? { id: o.id, observation: { $case: "error" as const, value: o.error } }
-            : { id: o.id, observation: { $case: "object" as const, value: json(o.object) } }
+            : { id: o.id, observation: { $case: "object" as const, value: jsonBytes(o.object) } }
         )
       }).pipe(
         Effect.map((r) =>

@@ -3,6 +3,12 @@
  * messages, taken from the generated service definitions (src/gen). Pure.
  */
 
+/** Kubernetes objects and Capabilities travel as JSON bytes (UTF-8): these encode them… */
+export const jsonBytes = (value: unknown): Buffer => Buffer.from(JSON.stringify(value), "utf8")
+
+/** …and give their text back. */
+export const jsonText = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8")
+
 /** What generated code gives for each message: encode and decode. */
 export interface Codec<T> {
   encode(message: T): { finish(): Uint8Array }

@@ -8,12 +8,10 @@
 import type { Capability } from "../api/Capability.ts"
 import { ConditionState, type DependentCondition, type PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
 import { BuildDependents, CheckValidity, Describe, EvaluateConditions, UpdateDependent } from "../protocol/Methods.ts"
+import { jsonBytes, jsonText } from "../protocol/Rpc.ts"
 import type { Condition, Context, DependentDefinition, KubeObject, PluginDefinition, TypeDefinition } from "./Plugin.ts"
 import { GrpcError, type GrpcServer, Status } from "./wire/GrpcServer.ts"
 
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
-const toJson = (value: unknown): Buffer => Buffer.from(encoder.encode(JSON.stringify(value)))
 
 /** The default version of a type: declared, or the last listed. */
 export const defaultVersion = (t: TypeDefinition): string => t.defaultVersion ?? t.versions[t.versions.length - 1] ?? ""
@@ -53,7 +51,7 @@ const loadCapabilitySchema = () => (capabilityModule ??= import("../api/Capabili
 const decode = async (bytes: Uint8Array): Promise<Capability> => {
   const { decodeCapabilityJson } = await loadCapabilitySchema()
   try {
-    return decodeCapabilityJson(decoder.decode(bytes))
+    return decodeCapabilityJson(jsonText(bytes))
   } catch (error) {
     throw new GrpcError(Status.INVALID_ARGUMENT, `the Capability could not be read: ${error instanceof Error ? error.message : String(error)}`)
   }
@@ -145,7 +143,7 @@ export const registerCapabilityService = (server: GrpcServer, plugin: PluginDefi
     .unary(BuildDependents, async (request) => {
       const context = makeContext(plugin, await decode(request.capability))
       return {
-        dependents: plugin.dependents.map((d) => ({ id: d.id, object: toJson(guarded(`building dependent ${d.id}`, () => d.build(context))) }))
+        dependents: plugin.dependents.map((d) => ({ id: d.id, object: jsonBytes(guarded(`building dependent ${d.id}`, () => d.build(context))) }))
       }
     })
     .unary(UpdateDependent, async (request) => {
@@ -153,10 +151,10 @@ export const registerCapabilityService = (server: GrpcServer, plugin: PluginDefi
       if (d.update === undefined) return { needsUpdate: false, updated: Buffer.alloc(0) }
       const update = d.update.bind(d)
       const context = makeContext(plugin, await decode(request.capability))
-      const existing = guarded(`reading existing ${d.id}`, () => JSON.parse(decoder.decode(request.existing)) as KubeObject)
+      const existing = guarded(`reading existing ${d.id}`, () => JSON.parse(jsonText(request.existing)) as KubeObject)
       const desired = guarded(`building dependent ${d.id}`, () => d.build(context))
       const updated = guarded(`updating dependent ${d.id}`, () => update(existing, desired, context))
-      return updated === undefined ? { needsUpdate: false, updated: Buffer.alloc(0) } : { needsUpdate: true, updated: toJson(updated) }
+      return updated === undefined ? { needsUpdate: false, updated: Buffer.alloc(0) } : { needsUpdate: true, updated: jsonBytes(updated) }
     })
     .unary(EvaluateConditions, async (request) => {
       const context = makeContext(plugin, await decode(request.capability))
@@ -168,7 +166,7 @@ export const registerCapabilityService = (server: GrpcServer, plugin: PluginDefi
         const condition = guarded(`evaluating dependent ${d.id}`, (): Condition => {
           switch (observed.observation?.$case) {
             case "object":
-              return ready.call(d, JSON.parse(decoder.decode(observed.observation.value)) as KubeObject, context)
+              return ready.call(d, JSON.parse(jsonText(observed.observation.value)) as KubeObject, context)
             case "error":
               return conditionFromFetchError(d, context, observed.observation.value)
             case undefined:
