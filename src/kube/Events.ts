@@ -5,6 +5,7 @@
  */
 import { Effect } from "effect"
 import { KubeClient, type KubeObject } from "./KubeClient.ts"
+import { kubeTime } from "./Time.ts"
 
 export type EventType = "Normal" | "Warning"
 
@@ -15,8 +16,8 @@ export const recordEvent = Effect.fn("Events.record")(function*(
   message: string
 ) {
   const kube = yield* KubeClient
-  const now = new Date().toISOString().replace(/\.\d{3}Z$/, "Z")
-  const suffix = Array.from(crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, "0")).join("")
+  const now = kubeTime(new Date())
+  const suffix = crypto.randomUUID().slice(0, 8)
   yield* kube
     .create({
       apiVersion: "v1",

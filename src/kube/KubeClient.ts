@@ -35,6 +35,9 @@ export interface KubeObject {
   readonly [key: string]: unknown
 }
 
+/** A namespaced object's key, "namespace/name" (cluster-scoped: "/name"), as work queues use it. */
+export const objectKey = (object: KubeObject): string => `${object.metadata.namespace ?? ""}/${object.metadata.name}`
+
 export interface OwnerReference {
   readonly apiVersion: string
   readonly kind: string

@@ -12,7 +12,7 @@
  */
 import { Duration, Effect, FiberMap, Ref, Schedule, Stream } from "effect"
 import { ApiVersion } from "../api/Capability.ts"
-import { KubeClient, type KubeObject } from "../kube/KubeClient.ts"
+import { KubeClient, type KubeObject, objectKey } from "../kube/KubeClient.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { syncCapabilityInfos } from "./CapabilityInfoSync.ts"
 import { inform } from "./Informer.ts"
@@ -35,8 +35,6 @@ export interface RunningController {
   /** Completes when the first list is done. */
   readonly awaitSynced: Effect.Effect<void>
 }
-
-const keyOf = (object: KubeObject) => `${object.metadata.namespace ?? ""}/${object.metadata.name}`
 
 /** The Capability that controls a dependent, from its controller owner reference. */
 const ownerKey = (object: KubeObject): string | undefined => {
@@ -65,7 +63,7 @@ export const startController = Effect.fn("Controller.start")(function*(options: 
     kind: "Capability",
     namespace: options.namespace,
     onObject: (object, deleted, listed) => {
-      const key = keyOf(object)
+      const key = objectKey(object)
       if (deleted) cache.remove(object)
       else cache.put(object)
       if (deleted) {

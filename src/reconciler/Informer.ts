@@ -6,7 +6,7 @@
  * missed (handlers are level-based: they only enqueue keys).
  */
 import { Duration, Effect, Schedule, Stream } from "effect"
-import { type KubeApiError, KubeClient, type KubeObject, type ListOptions } from "../kube/KubeClient.ts"
+import { type KubeApiError, KubeClient, type KubeObject, type ListOptions, objectKey } from "../kube/KubeClient.ts"
 
 export interface InformerOptions extends ListOptions {
   readonly apiVersion: string
@@ -26,7 +26,6 @@ export const inform = Effect.fn("Informer.run")(function*(options: InformerOptio
   // What the last list and the watches since have shown, so that a relist can
   // tell what was deleted while the watch was down.
   const known = new Map<string, KubeObject>()
-  const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ""}/${o.metadata.name}`
   // Enough of an object to report its deletion: who it is, and who owns it.
   const skeleton = (o: KubeObject): KubeObject => ({
     apiVersion: o.apiVersion,
@@ -44,7 +43,7 @@ export const inform = Effect.fn("Informer.run")(function*(options: InformerOptio
       Effect.tapError((e) => Effect.logWarning(`listing ${what} failed: ${e.message}; retrying`)),
       Effect.retry(relistBackoff)
     )
-    const listedKeys = new Set(listed.items.map(keyOf))
+    const listedKeys = new Set(listed.items.map(objectKey))
     for (const [key, gone] of known) {
       if (!listedKeys.has(key)) {
         known.delete(key)
@@ -52,7 +51,7 @@ export const inform = Effect.fn("Informer.run")(function*(options: InformerOptio
       }
     }
     for (const item of listed.items) {
-      known.set(keyOf(item), skeleton(item))
+      known.set(objectKey(item), skeleton(item))
       yield* options.onObject(item, false, true)
     }
     if (options.onSynced !== undefined) yield* options.onSynced
@@ -67,8 +66,8 @@ export const inform = Effect.fn("Informer.run")(function*(options: InformerOptio
               return Effect.void
             }
             resourceVersion = event.object.metadata.resourceVersion ?? resourceVersion
-            if (event.type === "DELETED") known.delete(keyOf(event.object))
-            else known.set(keyOf(event.object), skeleton(event.object))
+            if (event.type === "DELETED") known.delete(objectKey(event.object))
+            else known.set(objectKey(event.object), skeleton(event.object))
             return options.onObject(event.object, event.type === "DELETED", false)
           }),
           Effect.as(undefined),

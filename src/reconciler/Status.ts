@@ -8,6 +8,7 @@
  * - the status is written only when something other than time changed.
  */
 import type { CapabilityStatus, Condition, DependentStatus } from "../api/Capability.ts"
+import { kubeTime } from "../kube/Time.ts"
 
 export type ReadyState = "True" | "False" | "Unknown"
 
@@ -41,7 +42,7 @@ export const nextStatus = (
     reason: outcome.reason,
     message: outcome.message,
     ...(generation === undefined ? {} : { observedGeneration: generation }),
-    lastTransitionTime: transitioned ? now.toISOString().replace(/\.\d{3}Z$/, "Z") : before.lastTransitionTime
+    lastTransitionTime: transitioned ? kubeTime(now) : before.lastTransitionTime
   }
   return {
     ...(generation === undefined ? {} : { observedGeneration: generation }),
