@@ -87,18 +87,6 @@ export const Capability = Schema.Struct({
 })
 export type Capability = typeof Capability.Type
 
-/** Reasons of the Ready condition, each a state the README documents. */
-export const ReadyReason = {
-  Ready: "Ready",
-  DependentsNotReady: "DependentsNotReady",
-  InvalidSpec: "InvalidSpec",
-  NoPlugin: "NoPlugin",
-  Invalid: "Invalid",
-  ApplyFailed: "ApplyFailed",
-  DependentFailed: "DependentFailed",
-  PluginUnavailable: "PluginUnavailable",
-  PluginError: "PluginError"
-} as const
 
 /**
  * CapabilityInfo (cluster-scoped, short name `capinfo`): one per registered
@@ -137,6 +125,3 @@ export const capabilityInfoName = (category: string, type: string) => `${categor
 /** Decodes a Capability from the JSON bytes that travel over the wire. */
 export const decodeCapabilityJson = Schema.decodeUnknownSync(Schema.fromJsonString(Capability))
 
-/** Looks a parameter up by name; names compare exactly, as in the original. */
-export const parameterValue = (capability: Capability, name: string): string | undefined =>
-  capability.spec.parameters?.find((p) => p.name === name)?.value
