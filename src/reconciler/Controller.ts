@@ -10,7 +10,7 @@
  * - `concurrency` workers take keys; one key is never processed twice at
  *   once. A reconcile in progress finishes before the controller stops.
  */
-import { Duration, Effect, FiberMap, Ref, Schedule, Stream } from "effect"
+import { Deferred, Duration, Effect, FiberMap, Schedule, Stream } from "effect"
 import { ApiVersion } from "../api/Capability.ts"
 import { KubeClient, type KubeObject, objectKey } from "../kube/KubeClient.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
@@ -30,8 +30,6 @@ export interface ControllerOptions {
 }
 
 export interface RunningController {
-  /** True once Capabilities have been listed (the cache is in sync). */
-  readonly synced: Effect.Effect<boolean>
   /** Completes when the first list is done. */
   readonly awaitSynced: Effect.Effect<void>
 }
@@ -50,7 +48,7 @@ export const startController = Effect.fn("Controller.start")(function*(options: 
   const cache = yield* ObjectCache
   const services = yield* Effect.context<KubeClient | PluginRegistry>()
   const queue = yield* makeWorkQueue({ baseMs: 200, maxMs: 60_000 })
-  const synced = yield* Ref.make(false)
+  const synced = yield* Deferred.make<void>()
 
   // Capabilities. Like controller-runtime's GenerationChangedPredicate, an
   // update that leaves the generation alone (our own status writes, labels)
@@ -74,7 +72,7 @@ export const startController = Effect.fn("Controller.start")(function*(options: 
       generations.set(key, object.metadata.generation)
       return !listed && seen === object.metadata.generation ? Effect.void : queue.add(key)
     },
-    onSynced: Ref.set(synced, true).pipe(Effect.andThen(Effect.sync(() => cache.markSynced(ApiVersion, "Capability"))))
+    onSynced: Deferred.succeed(synced, undefined).pipe(Effect.andThen(Effect.sync(() => cache.markSynced(ApiVersion, "Capability"))))
   }).pipe(Effect.forkScoped)
 
   // Dependents, one watch per kind that plugins declare as watched.
@@ -154,10 +152,7 @@ export const startController = Effect.fn("Controller.start")(function*(options: 
   for (let i = 0; i < options.concurrency; i++) yield* Effect.forever(worker).pipe(Effect.forkScoped)
 
   const running: RunningController = {
-    synced: Ref.get(synced),
-    awaitSynced: Effect.gen(function*() {
-      while (!(yield* Ref.get(synced))) yield* Effect.sleep(Duration.millis(20))
-    })
+    awaitSynced: Deferred.await(synced)
   }
   return running
 })
