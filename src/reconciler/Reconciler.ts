@@ -16,7 +16,7 @@ import { Context, Effect, Layer, Schema } from "effect"
 import { ApiVersion, Capability, type CapabilityStatus, type DependentStatus } from "../api/Capability.ts"
 import type { DependentInfo } from "../gen/halkyon/capability/v1/capability.ts"
 import { recordEvent } from "../kube/Events.ts"
-import { KubeApiError, KubeClient, type KubeObject, type ObjectRef } from "../kube/KubeClient.ts"
+import { KubeApiError, KubeClient, type KubeObject, objectKey, type ObjectRef } from "../kube/KubeClient.ts"
 import type { PluginCallError } from "../plugin-client/Errors.ts"
 import type { BuiltDependent, Observation } from "../plugin-client/PluginClient.ts"
 import { PluginRegistry, type Resolution } from "../registry/PluginRegistry.ts"
@@ -82,7 +82,7 @@ const make = Effect.fnUntraced(function*() {
         Effect.tap(remember)
       )
       const before = readyCondition(previous)
-      const key = `${raw.metadata.namespace}/${raw.metadata.name}`
+      const key = objectKey(raw)
       if (before?.status !== outcome.ready || before.reason !== outcome.reason) {
         yield* Effect.logInfo(`capability ${key}: Ready=${outcome.ready} (${outcome.reason}) ${outcome.message}`).pipe(
           Effect.annotateLogs({ capability: key, ready: outcome.ready, reason: outcome.reason })
