@@ -119,7 +119,7 @@ describe("a plugin that fails mid-call", () => {
           expect(names).not.toContain("GITHUB_TOKEN")
           expect(names).toContain("HALKYON_CAPABILITY_PLUGIN")
           expect(names).toContain("PLUGIN_PROTOCOL_VERSIONS")
-          expect(names.every((n) => /^(HALKYON_CAPABILITY_PLUGIN|PLUGIN_[A-Z_]+|PATH|TZ|LANG|BUN_BE_BUN)$/.test(n) || ["PWD", "SHLVL", "_", "OLDPWD"].includes(n))).toBe(true)
+          expect(names.every((n) => /^(HALKYON_CAPABILITY_PLUGIN|HALKYON_HOST_PID|PLUGIN_[A-Z_]+|PATH|TZ|LANG|BUN_BE_BUN)$/.test(n) || ["PWD", "SHLVL", "_", "OLDPWD"].includes(n))).toBe(true)
         })
       ).finally(() => delete process.env.GITHUB_TOKEN)
     })

@@ -152,6 +152,17 @@ describe("a plugin run by hand", () => {
     })
   }
 
+  test("whose host died before it started watching (HALKYON_HOST_PID names a gone process) exits by itself", async () => {
+    const proc = Bun.spawn([builtPlugin("postgres")], {
+      env: { [MagicCookieKey]: MagicCookieValue, PLUGIN_PROTOCOL_VERSIONS: "1", HALKYON_HOST_PID: "999999" },
+      stdout: "pipe",
+      stderr: "pipe"
+    })
+    const started = Date.now()
+    expect(await proc.exited).toBe(0)
+    expect(Date.now() - started).toBeLessThan(2_000)
+  })
+
   test("with the cookie, it handshakes on stdout and logs hclog JSON on stderr only", async () => {
     const proc = Bun.spawn([builtPlugin("postgres")], {
       env: { [MagicCookieKey]: MagicCookieValue, PLUGIN_PROTOCOL_VERSIONS: "1", PLUGIN_MULTIPLEX_GRPC: "true" },

@@ -15,7 +15,7 @@ import { Deferred, Duration, Effect, Fiber, Option, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
 import type { PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
 import { PluginClient, type PluginConnection } from "../plugin-client/PluginClient.ts"
-import { type Handshake, MagicCookieKey, MagicCookieValue, MaxSocketPathBytes, parseHandshake, socketPathIn } from "../protocol/Handshake.ts"
+import { type Handshake, HostPidKey, MagicCookieKey, MagicCookieValue, MaxSocketPathBytes, parseHandshake, socketPathIn } from "../protocol/Handshake.ts"
 import { type Certificate, generateCertificate } from "../protocol/Mtls.ts"
 import {
   PluginBadHandshake,
@@ -59,6 +59,7 @@ const MaxEvidenceLine = 300
  */
 const pluginEnv = (options: LaunchOptions, socketDir: string, certificate: Certificate | undefined, bundle: boolean) => ({
   [MagicCookieKey]: MagicCookieValue,
+  [HostPidKey]: String(process.pid),
   PLUGIN_PROTOCOL_VERSIONS: options.protocolVersions.join(","),
   PLUGIN_UNIX_SOCKET_DIR: socketDir,
   PLUGIN_MIN_PORT: "10000",

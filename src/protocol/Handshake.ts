@@ -24,6 +24,13 @@ export const MaxSocketPathBytes = process.platform === "darwin" ? 103 : 107
 export const socketPathIn = (dir: string): string =>
   `${dir.replace(/\/+$/, "")}/plugin${Array.from(crypto.getRandomValues(new Uint8Array(5)), (b) => b.toString(16).padStart(2, "0")).join("")}`
 
+/**
+ * halkyon's host names its pid here, so that a plugin whose host died before
+ * the plugin even started watching (its parent is then already init) still
+ * notices. Go hosts do not set it; plugins then watch the parent they start with.
+ */
+export const HostPidKey = "HALKYON_HOST_PID"
+
 /** The message go-plugin prints when a plugin is run without its host. */
 export const RunByHandMessage =
   "This binary is a plugin. These are not meant to be executed directly.\n" +

@@ -20,6 +20,7 @@ import { HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health.
 import { HealthCheck, Shutdown, StartStream, StreamStdio } from "../protocol/Methods.ts"
 import {
   formatHandshake,
+  HostPidKey,
   MagicCookieKey,
   MagicCookieValue,
   MaxSocketPathBytes,
@@ -122,7 +123,8 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
 
   process.on("SIGINT", () => logger.debug("ignoring SIGINT: the host stops plugins"))
   process.on("SIGTERM", () => stop("SIGTERM"))
-  const parent = process.ppid
+  // Our host names its pid: a host that died before this line ran is caught too.
+  const parent = Number(env[HostPidKey]) || process.ppid
   setInterval(() => {
     if (process.ppid !== parent) stop("the host process exited", true)
   }, ParentCheckMs).unref()
