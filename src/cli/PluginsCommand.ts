@@ -8,6 +8,7 @@ import { Command, Flag } from "effect/cli"
 import { PluginHost, type PluginStatus } from "../plugin-host/PluginHost.ts"
 import { type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
+import { installCommand } from "./InstallCommand.ts"
 
 /** One row of `plugins list --output json`. */
 export interface PluginListing {
@@ -107,5 +108,5 @@ const watch = Command.make("watch", hostFlags, (flags) => withLogging(watchPlugi
 
 export const pluginsCommand = Command.make("plugins").pipe(
   Command.withDescription("Manage and inspect capability plugins"),
-  Command.withSubcommands([list, watch])
+  Command.withSubcommands([list, watch, installCommand])
 )

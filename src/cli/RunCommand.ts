@@ -4,7 +4,7 @@
  * taking work, let in-flight reconciles finish, and stop the plugins.
  */
 import { hostname } from "node:os"
-import { Config, Effect, Layer, Option, Schema } from "effect"
+import { Config, Effect, Layer, Option, Result, Schema } from "effect"
 import { Command, Flag } from "effect/cli"
 import { loadKubeConfig } from "../kube/ClusterAccess.ts"
 import { KubeClient } from "../kube/KubeClient.ts"
@@ -17,9 +17,30 @@ import { LeaderElection } from "../operator/LeaderElection.ts"
 import { Metrics } from "../operator/Metrics.ts"
 import { durationFlag, type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
+import { installListed, releaseFlags, type ReleaseFlagValues, settingsFor } from "./PluginSources.ts"
+import { PluginDownloader } from "../downloader/PluginDownloader.ts"
+
+/**
+ * Installs what --plugins / HALKYON_PLUGINS names before plugins load. A
+ * failure is reported, and the operator runs with the plugins it has.
+ */
+const installNamed = Effect.fn("run.installPlugins")(function*(flags: RunFlagValues) {
+  const settings = yield* settingsFor(flags.pluginsDir, flags)
+  const { results, invalid } = yield* installListed([flags.plugins], { repair: false }).pipe(
+    Effect.provide(PluginDownloader.layer(settings))
+  )
+  const failed = results.filter(Result.isFailure).length + invalid.length
+  if (failed > 0) yield* Effect.logWarning(`${failed} of ${results.length + invalid.length} plugins named in --plugins/HALKYON_PLUGINS could not be installed; running with the plugins the folder has`)
+})
 
 export const runFlags = {
   ...hostFlags,
+  plugins: Flag.String("plugins").pipe(
+    Flag.withDescription("plugins to install into the plugins folder before starting, comma-separated org/repo@tag (env HALKYON_PLUGINS)"),
+    Flag.withFallbackConfig(Config.String("HALKYON_PLUGINS")),
+    Flag.withDefault("")
+  ),
+  ...releaseFlags,
   kubeconfig: Flag.File("kubeconfig").pipe(
     Flag.withDescription("the kubeconfig to use (default: KUBECONFIG, then ~/.kube/config, then in-cluster)"),
     Flag.optional
@@ -57,7 +78,8 @@ export const runFlags = {
   )
 }
 
-export interface RunFlagValues extends HostFlagValues {
+export interface RunFlagValues extends HostFlagValues, ReleaseFlagValues {
+  readonly plugins: string
   readonly kubeconfig: Option.Option<string>
   readonly context: Option.Option<string>
   readonly namespace: Option.Option<string>
@@ -82,6 +104,7 @@ export const runOperator = Effect.fn("run")(function*(flags: RunFlagValues) {
   if (flags.concurrency < 1) return yield* Effect.fail(new Error(`--concurrency must be at least 1, got ${flags.concurrency}`))
   const kc = yield* loadKubeConfig({ kubeconfig: Option.getOrUndefined(flags.kubeconfig), context: Option.getOrUndefined(flags.context) })
   const settings = hostSettings(flags)
+  if (flags.plugins.trim() !== "") yield* installNamed(flags)
   const namespace = Option.getOrUndefined(flags.namespace)
   const plugins = PluginHost.live(settings)
   const kube = KubeClient.layer(kc)
@@ -147,6 +170,7 @@ export const runCommand = Command.make("run", runFlags, (flags) => withLogging(r
   Command.withDescription("Run the operator: reconcile Capabilities with the plugins of the plugins folder until interrupted"),
   Command.withExamples([
     { command: "halkyon run --plugins-dir dist/plugins", description: "Run against the current kubeconfig context" },
-    { command: "halkyon run --kubeconfig ./kubeconfig --context kind-dev -n shop", description: "One namespace of another cluster" }
+    { command: "halkyon run --kubeconfig ./kubeconfig --context kind-dev -n shop", description: "One namespace of another cluster" },
+    { command: "HALKYON_PLUGINS=acme/redis@v2.1.0 halkyon run --plugins-dir ./plugins", description: "Install a plugin from its release, then run" }
   ])
 )

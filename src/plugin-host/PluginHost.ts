@@ -24,6 +24,7 @@ import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { type PluginFile, type PluginForm, scanFolder, type SkippedEntry } from "./PluginFiles.ts"
 import { launch, type LaunchedPlugin } from "./PluginProcess.ts"
 import { PluginsFolderMissing } from "./Errors.ts"
+import { checkInstalled } from "../downloader/InstalledCheck.ts"
 
 export type PluginState = "starting" | "running" | "restarting" | "failed"
 
@@ -162,7 +163,14 @@ const make = Effect.fn("PluginHost.make")(function*() {
     Effect.gen(function*() {
       files.set(file.name, file)
       statuses.delete(file.name)
+      yield* FiberMap.remove(supervisors, file.name)
       setStatus(file, {})
+      const refused = yield* checkInstalled(config.pluginsDir, file.name).pipe(Effect.flip, Effect.option)
+      if (Option.isSome(refused)) {
+        yield* registry.unregister(file.name)
+        setStatus(file, { state: "failed", error: refused.value.message })
+        return yield* Effect.logError(`not starting plugin ${file.name}: ${refused.value.message}`).pipe(Effect.annotateLogs({ plugin: file.name }))
+      }
       yield* FiberMap.run(supervisors, file.name, supervise(file))
     })
 

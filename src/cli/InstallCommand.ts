@@ -1,0 +1,67 @@
+/**
+ * `halkyon plugins install [SPEC...]`: installs plugins from their releases
+ * into the plugins folder (HALKYON_PLUGINS when no SPEC is given), one line
+ * per plugin on stdout. Exits non-zero if any entry was bad or failed; the
+ * others are installed all the same.
+ */
+import { Config, Console, Effect, Result } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { PluginDownloader } from "../downloader/PluginDownloader.ts"
+import { ExpectedForm } from "../downloader/PluginSpec.ts"
+import { defaultHostSettings } from "../config/HostConfig.ts"
+import { installListed, releaseFlags, type ReleaseFlagValues, settingsFor } from "./PluginSources.ts"
+import { withLogging } from "./Logging.ts"
+
+const installFlags = {
+  specs: Argument.String("spec").pipe(
+    Argument.withDescription(`plugins to install, each ${ExpectedForm} (default: HALKYON_PLUGINS)`),
+    Argument.variadic()
+  ),
+  pluginsDir: Flag.String("plugins-dir").pipe(
+    Flag.withDescription("folder to install into, created if missing (env HALKYON_PLUGINS_DIR)"),
+    Flag.withFallbackConfig(Config.String("HALKYON_PLUGINS_DIR")),
+    Flag.withDefault(defaultHostSettings.pluginsDir)
+  ),
+  ...releaseFlags
+}
+
+interface InstallFlagValues extends ReleaseFlagValues {
+  readonly specs: ReadonlyArray<string>
+  readonly pluginsDir: string
+}
+
+const fromEnvironment = Config.String("HALKYON_PLUGINS").pipe(Config.withDefault(""))
+
+const installPlugins = Effect.fn("plugins.install")(function*(flags: InstallFlagValues) {
+  const lists = flags.specs.length > 0 ? flags.specs : [yield* fromEnvironment]
+  if (lists.every((l) => l.trim() === "" || l.split(",").every((e) => e.trim() === ""))) {
+    return yield* Effect.fail(new Error(`name the plugins to install, e.g. halkyon plugins install ${ExpectedForm.split(", e.g. ")[1]}, or set HALKYON_PLUGINS`))
+  }
+  const settings = yield* settingsFor(flags.pluginsDir, flags)
+  const { results, specs, invalid } = yield* installListed(lists, { repair: true }).pipe(
+    Effect.provide(PluginDownloader.layer(settings))
+  )
+  for (const [index, result] of results.entries()) {
+    if (Result.isSuccess(result)) {
+      const { entry } = result.success
+      yield* Console.log(
+        `${entry.spec}: ${result.success.result} ${entry.files.map((f) => f.path).join(", ")} in ${flags.pluginsDir} ` +
+          `(sha256 ${entry.sha256.slice(0, 12)}…, ${entry.checksum === "verified" ? "verified against checksums.txt" : "no checksums.txt published"})`
+      )
+    } else yield* Console.log(`${specs[index]}: failed (see above)`)
+  }
+  if (invalid.length > 0 || results.some(Result.isFailure)) process.exitCode = 1
+})
+
+export const installCommand = Command.make("install", installFlags, (flags) => withLogging(installPlugins(flags))).pipe(
+  Command.withDescription(
+    "Install plugins from their GitHub-style releases into the plugins folder: the archive for this platform, " +
+      "checked against the release's checksums.txt, unpacked safely and recorded in plugins.lock. " +
+      "A plugin already installed and intact is skipped; a new tag replaces the old one."
+  ),
+  Command.withExamples([
+    { command: "halkyon plugins install halkyon-io/postgres-plugin@v1.0.0 --plugins-dir ./plugins", description: "Install one plugin" },
+    { command: "HALKYON_PLUGINS=acme/redis@v2.1.0,acme/kafka@v0.3.0 halkyon plugins install", description: "Install what HALKYON_PLUGINS names" },
+    { command: "halkyon plugins install acme/redis@v2.1.0 --release-base-url https://mirror.example.com --require-checksums", description: "From a mirror, verified" }
+  ])
+)

@@ -1,0 +1,236 @@
+/**
+ * `plugins.lock`, the record of what `halkyon plugins install` put in a
+ * plugins folder: per release (one per repository), its spec, the asset's
+ * URL and SHA-256, and each file it installed with the file's own SHA-256.
+ *
+ * Installs commit through a journal so that a process killed at any moment
+ * leaves a state the next run completes: the new files wait in a staging
+ * folder beside the plugins, the journal (written atomically) names the
+ * moves and the new lock, then the moves, the lock and the cleanup happen.
+ * Whoever finds a journal finishes it first.
+ */
+import { createReadStream, existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs"
+import { closeSync, fsyncSync, openSync, writeSync } from "node:fs"
+import { createHash } from "node:crypto"
+import { join } from "node:path"
+import { Effect, Schema } from "effect"
+
+export const LockFileName = "plugins.lock"
+const JournalName = ".plugins.lock.journal"
+/** Staging folders are dot-named, so the plugin host never takes them for plugins. */
+export const StagingPrefix = ".halkyon-install-"
+
+export const InstalledFile = Schema.Struct({
+  path: Schema.String,
+  sha256: Schema.String,
+  size: Schema.Number
+})
+export type InstalledFile = typeof InstalledFile.Type
+
+export const LockEntry = Schema.Struct({
+  spec: Schema.String,
+  repository: Schema.String,
+  tag: Schema.String,
+  asset: Schema.String,
+  sha256: Schema.String,
+  /** "unpublished" when the release had no checksums.txt to verify against. */
+  checksum: Schema.Literals(["verified", "unpublished"]),
+  files: Schema.Array(InstalledFile),
+  installedAt: Schema.String
+})
+export type LockEntry = typeof LockEntry.Type
+
+export const PluginLockFile = Schema.Struct({
+  version: Schema.Literal(1),
+  plugins: Schema.Array(LockEntry)
+})
+export type PluginLockFile = typeof PluginLockFile.Type
+
+const Journal = Schema.Struct({
+  staging: Schema.String,
+  moves: Schema.Array(Schema.String),
+  removes: Schema.Array(Schema.String),
+  lock: PluginLockFile
+})
+type Journal = typeof Journal.Type
+
+const decodeLock = Schema.decodeUnknownExit(Schema.fromJsonString(PluginLockFile))
+const decodeJournal = Schema.decodeUnknownExit(Schema.fromJsonString(Journal))
+
+export const emptyLock: PluginLockFile = { version: 1, plugins: [] }
+
+export class LockUnreadable extends Schema.TaggedError<LockUnreadable>()("LockUnreadable", {
+  path: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `${this.path} cannot be read (${this.detail}); move it away and install the plugins again`
+  }
+}
+
+export class FileConflict extends Schema.TaggedError<FileConflict>()("FileConflict", {
+  spec: Schema.String,
+  file: Schema.String,
+  owner: Schema.String
+}) {
+  override get message() {
+    return this.owner === ""
+      ? `cannot install ${this.spec}: ${this.file} is already in the plugins folder and was not installed by halkyon; remove or rename it, then install again`
+      : `cannot install ${this.spec}: ${this.file} belongs to ${this.owner}, installed in the same folder; plugins from two releases cannot share a file name`
+  }
+}
+
+export class LockWriteFailed extends Schema.TaggedError<LockWriteFailed>()("LockWriteFailed", {
+  dir: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `could not update the plugins folder ${this.dir}: ${this.detail}; check that it is writable and has space, then install again (an interrupted install is completed by the next run)`
+  }
+}
+
+const describe = (e: unknown) => (e instanceof Error ? e.message : String(e))
+
+/** Writes a file so that readers see the old or the new content, never a part. */
+const writeAtomically = (path: string, text: string) => {
+  const temp = `${path}.tmp-${process.pid}`
+  const fd = openSync(temp, "w", 0o644)
+  try {
+    writeSync(fd, text)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  renameSync(temp, path)
+}
+
+/** The top-level names a release's files occupy in the plugins folder. */
+export const topLevelNames = (files: ReadonlyArray<{ readonly path: string }>): ReadonlyArray<string> => [
+  ...new Set(files.map((f) => f.path.split("/")[0] ?? f.path))
+]
+
+export const readLock = (dir: string): Effect.Effect<PluginLockFile, LockUnreadable> =>
+  Effect.suspend(() => {
+    const path = join(dir, LockFileName)
+    let text: string
+    try {
+      text = readFileSync(path, "utf8")
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return Effect.succeed(emptyLock)
+      return Effect.fail(new LockUnreadable({ path, detail: describe(e) }))
+    }
+    const decoded = decodeLock(text)
+    return decoded._tag === "Success"
+      ? Effect.succeed(decoded.value)
+      : Effect.fail(new LockUnreadable({ path, detail: "not a halkyon plugins.lock" }))
+  })
+
+/** SHA-256 of a file, streamed. */
+export const hashFile = (path: string): Effect.Effect<string, Error> =>
+  Effect.tryPromise({
+    try: async () => {
+      const hash = createHash("sha256")
+      for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer)
+      return hash.digest("hex")
+    },
+    catch: (e) => (e instanceof Error ? e : new Error(String(e)))
+  })
+
+/** What differs between the folder and the lock's record of an install; empty when they agree. */
+export const verifyEntry = Effect.fn("PluginLock.verifyEntry")(function*(dir: string, entry: LockEntry) {
+  const problems: Array<string> = []
+  for (const file of entry.files) {
+    const path = join(dir, file.path)
+    if (!existsSync(path)) {
+      problems.push(`${file.path} is missing`)
+      continue
+    }
+    const actual = yield* hashFile(path).pipe(Effect.catch((e) => Effect.succeed(`unreadable: ${e.message}`)))
+    if (actual !== file.sha256) problems.push(`${file.path} has changed (SHA-256 ${actual}, installed ${file.sha256})`)
+  }
+  return problems
+})
+
+/** Moves staged files into place, drops what the replaced release had, writes the lock, and cleans up. */
+const roll = (dir: string, journal: Journal) => {
+  const staging = join(dir, journal.staging)
+  for (const name of journal.moves) {
+    const from = join(staging, name)
+    if (!existsSync(from)) continue // moved before an interruption
+    const to = join(dir, name)
+    // rename() replaces a file in one step, but not a non-empty folder.
+    if (existsSync(to) && statSync(to).isDirectory()) rmSync(to, { recursive: true, force: true })
+    renameSync(from, to)
+  }
+  for (const name of journal.removes) rmSync(join(dir, name), { recursive: true, force: true })
+  writeAtomically(join(dir, LockFileName), JSON.stringify(journal.lock, null, 2) + "\n")
+  rmSync(staging, { recursive: true, force: true })
+  rmSync(join(dir, JournalName), { force: true })
+}
+
+/**
+ * Finishes an install that was interrupted after its journal was written,
+ * and removes staging folders of installs interrupted before. Returns the
+ * spec it completed, if any.
+ */
+export const recover = (dir: string): Effect.Effect<string | undefined, LockWriteFailed> =>
+  Effect.try({
+    try: () => {
+      let completed: string | undefined
+      const journalPath = join(dir, JournalName)
+      if (existsSync(journalPath)) {
+        const journal = decodeJournal(readFileSync(journalPath, "utf8"))
+        if (journal._tag === "Success") {
+          roll(dir, journal.value)
+          completed = journal.value.lock.plugins.map((p) => p.spec).join(", ")
+        } else rmSync(journalPath, { force: true })
+      }
+      if (existsSync(dir)) {
+        for (const entry of readdirSync(dir)) {
+          if (entry.startsWith(StagingPrefix)) rmSync(join(dir, entry), { recursive: true, force: true })
+        }
+      }
+      return completed
+    },
+    catch: (e) => new LockWriteFailed({ dir, detail: describe(e) })
+  })
+
+/**
+ * Puts the files staged in `staging` (a folder name inside `dir`) in place of
+ * the release the entry's repository had, and records the entry.
+ * Fails, changing nothing, when a file would take the place of one that
+ * belongs to another release or that nobody installed.
+ */
+export const commit = (dir: string, staging: string, entry: LockEntry): Effect.Effect<"installed" | "replaced", LockUnreadable | FileConflict | LockWriteFailed> =>
+  Effect.gen(function*() {
+    const lock = yield* readLock(dir)
+    const previous = lock.plugins.find((p) => p.repository === entry.repository)
+    const moves = topLevelNames(entry.files)
+    const previousNames = new Set(previous === undefined ? [] : topLevelNames(previous.files))
+    for (const name of moves) {
+      const owner = lock.plugins.find((p) => p !== previous && topLevelNames(p.files).includes(name))
+      if (owner !== undefined) return yield* new FileConflict({ spec: entry.spec, file: name, owner: owner.spec })
+      if (!previousNames.has(name) && existsSync(join(dir, name))) return yield* new FileConflict({ spec: entry.spec, file: name, owner: "" })
+    }
+    const journal: Journal = {
+      staging,
+      moves,
+      removes: [...previousNames].filter((name) => !moves.includes(name)),
+      lock: {
+        version: 1,
+        plugins: [...lock.plugins.filter((p) => p !== previous), entry].sort((a, b) => a.repository.localeCompare(b.repository))
+      }
+    }
+    yield* Effect.try({
+      try: () => {
+        writeAtomically(join(dir, JournalName), JSON.stringify(journal))
+        roll(dir, journal)
+      },
+      catch: (e) => new LockWriteFailed({ dir, detail: describe(e) })
+    })
+    return previous === undefined ? "installed" as const : "replaced" as const
+  })
+
+/** The lock's entry for a top-level file of the folder, if an install put it there. */
+export const entryOwning = (lock: PluginLockFile, name: string): LockEntry | undefined =>
+  lock.plugins.find((p) => p.files.some((f) => f.path === name))

@@ -1,0 +1,212 @@
+/**
+ * HTTP GETs of release assets, done as release pages need: redirects
+ * followed by hand so that a token meant for the release host never reaches
+ * another host (GitHub redirects downloads to object storage), a timeout for
+ * the answer and another for each read of the body, and retries with
+ * exponential backoff on network errors, 5xx and 429 (waiting as long as
+ * Retry-After asks). A 404 is an answer, not a failure to retry.
+ * HTTPS_PROXY / HTTP_PROXY / NO_PROXY are honoured by the runtime's fetch.
+ */
+import { Duration, Effect, Schedule, Schema, Scope } from "effect"
+
+export interface HttpSettings {
+  /** Sent as a bearer token, to `tokenOrigin` only. */
+  readonly token: string | undefined
+  readonly tokenOrigin: string
+  /** From sending the request to the response's headers. */
+  readonly answerTimeoutMs: number
+  /** Longest wait for the next piece of a body. */
+  readonly readTimeoutMs: number
+  /** Tries in all, the first included. */
+  readonly attempts: number
+  readonly backoffBaseMs: number
+  /** A longer Retry-After than this is cut down to it. */
+  readonly maxRetryAfterMs: number
+}
+
+export const defaultHttpSettings = (base: string, token: string | undefined): HttpSettings => ({
+  token,
+  tokenOrigin: new URL(base).origin,
+  answerTimeoutMs: 30_000,
+  readTimeoutMs: 30_000,
+  attempts: 5,
+  backoffBaseMs: 500,
+  maxRetryAfterMs: 60_000
+})
+
+const MaxRedirects = 10
+
+export class AssetNotFound extends Schema.TaggedError<AssetNotFound>()("AssetNotFound", { url: Schema.String }) {
+  override get message() {
+    return `${this.url} does not exist (HTTP 404)`
+  }
+}
+
+export class DownloadRefused extends Schema.TaggedError<DownloadRefused>()("DownloadRefused", {
+  url: Schema.String,
+  status: Schema.Number
+}) {
+  override get message() {
+    const hint = this.status === 401 || this.status === 403
+      ? "the release may be private or the host's rate limit reached: set GITHUB_TOKEN to a token that can read it"
+      : "check the release's address (--release-base-url, HALKYON_RELEASE_BASE_URL)"
+    return `${this.url} answered HTTP ${this.status}: ${hint}`
+  }
+}
+
+export class DownloadFailed extends Schema.TaggedError<DownloadFailed>()("DownloadFailed", {
+  url: Schema.String,
+  attempts: Schema.Number,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `could not download ${this.url} (${this.attempts} ${this.attempts === 1 ? "try" : "tries"}): ${this.detail}; check the network, the proxy (HTTPS_PROXY, NO_PROXY) and that the release host is up, then run the install again`
+  }
+}
+
+/** A failure worth another try. */
+export class Transient extends Schema.TaggedError<Transient>()("Transient", {
+  url: Schema.String,
+  detail: Schema.String,
+  retryAfterMs: Schema.optional(Schema.Number)
+}) {}
+
+export interface AssetBody {
+  /** Where the bytes came from, after redirects. */
+  readonly url: string
+  /** Content-Length, when the server sent one. */
+  readonly size: number | undefined
+  /** The next piece of the body, or undefined at its end. */
+  readonly read: Effect.Effect<Uint8Array | undefined, Transient>
+}
+
+const describe = (error: unknown) => (error instanceof Error ? error.message : String(error))
+
+/** Retry-After as seconds or an HTTP date, in ms. */
+export const parseRetryAfter = (value: string | null, now = Date.now()): number | undefined => {
+  if (value === null) return undefined
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000
+  const date = Date.parse(value)
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now)
+}
+
+const isRedirect = (status: number) => [301, 302, 303, 307, 308].includes(status)
+
+/** Sends one GET, following redirects; the body is read within the scope. */
+const open = (url: URL, settings: HttpSettings) =>
+  Effect.gen(function*() {
+    const controller = new AbortController()
+    yield* Effect.addFinalizer(() => Effect.sync(() => controller.abort()))
+    let current = url
+    for (let hop = 0; hop <= MaxRedirects; hop++) {
+      const headers: Record<string, string> = { "user-agent": "halkyon", accept: "application/octet-stream" }
+      if (settings.token !== undefined && current.origin === settings.tokenOrigin) headers.authorization = `Bearer ${settings.token}`
+      const target = current.href
+      const response = yield* Effect.tryPromise({
+        try: () => fetch(target, { redirect: "manual", headers, signal: controller.signal }),
+        catch: (e) => new Transient({ url: target, detail: describe(e) })
+      }).pipe(
+        Effect.timeoutOrElse({
+          duration: Duration.millis(settings.answerTimeoutMs),
+          orElse: () => Effect.fail(new Transient({ url: target, detail: `no answer within ${settings.answerTimeoutMs} ms` }))
+        })
+      )
+      if (isRedirect(response.status)) {
+        const location = response.headers.get("location")
+        void response.body?.cancel()
+        if (location === null) return yield* new Transient({ url: target, detail: `HTTP ${response.status} without a Location` })
+        const next = new URL(location, current)
+        if (current.protocol === "https:" && next.protocol !== "https:") {
+          return yield* new DownloadRefused({ url: target, status: response.status })
+        }
+        current = next
+        continue
+      }
+      if (response.status === 404) {
+        void response.body?.cancel()
+        return yield* new AssetNotFound({ url: url.href })
+      }
+      if (response.status === 429 || response.status === 408 || response.status >= 500) {
+        void response.body?.cancel()
+        const retryAfterMs = parseRetryAfter(response.headers.get("retry-after"))
+        return yield* new Transient({
+          url: target,
+          detail: `HTTP ${response.status}`,
+          ...(retryAfterMs === undefined ? {} : { retryAfterMs: Math.min(retryAfterMs, settings.maxRetryAfterMs) })
+        })
+      }
+      if (response.status < 200 || response.status > 299 || response.body === null) {
+        void response.body?.cancel()
+        return yield* new DownloadRefused({ url: target, status: response.status })
+      }
+      return { response, body: response.body, url: target }
+    }
+    return yield* new Transient({ url: url.href, detail: `more than ${MaxRedirects} redirects` })
+  })
+
+const asBody = (opened: { response: Response; body: ReadableStream<Uint8Array>; url: string }, settings: HttpSettings): AssetBody => {
+  const reader = opened.body.getReader()
+  const length = opened.response.headers.get("content-length")
+  const size = length === null || !/^\d+$/.test(length) ? undefined : Number(length)
+  let received = 0
+  const read = Effect.tryPromise({
+    try: () => reader.read(),
+    catch: (e) => new Transient({ url: opened.url, detail: `the download broke off after ${received} bytes: ${describe(e)}` })
+  }).pipe(
+    Effect.timeoutOrElse({
+      duration: Duration.millis(settings.readTimeoutMs),
+      orElse: () => Effect.fail(new Transient({ url: opened.url, detail: `no data for ${settings.readTimeoutMs} ms after ${received} bytes` }))
+    }),
+    Effect.flatMap(({ done, value }) => {
+      if (!done) {
+        received += value.byteLength
+        return Effect.succeed(value)
+      }
+      if (size !== undefined && received !== size) {
+        return Effect.fail(new Transient({ url: opened.url, detail: `the body ended after ${received} of ${size} bytes` }))
+      }
+      return Effect.succeed(undefined)
+    })
+  )
+  return { url: opened.url, size, read }
+}
+
+/**
+ * GETs `url` and hands its body to `consume`, trying again from scratch on
+ * transient failures, in the body or in `consume`'s reads. Each try runs in
+ * a scope of its own, so whatever `consume` made for a failed try is gone
+ * before the next.
+ */
+export const download = <A, E, R>(
+  url: URL,
+  settings: HttpSettings,
+  consume: (body: AssetBody) => Effect.Effect<A, E, R>
+): Effect.Effect<A, Exclude<E, Transient> | AssetNotFound | DownloadRefused | DownloadFailed, Exclude<R, Scope.Scope>> => {
+  let tries = 0
+  const once = Effect.scoped(
+    Effect.gen(function*() {
+      tries += 1
+      const opened = yield* open(url, settings)
+      return yield* consume(asBody(opened, settings))
+    })
+  ).pipe(
+    Effect.tapError((e) =>
+      e instanceof Transient && tries < settings.attempts
+        ? Effect.logWarning(`download of ${url.href} failed (try ${tries} of ${settings.attempts}): ${e.detail}; trying again`)
+        : Effect.void
+    )
+  )
+  const schedule = Schedule.exponential(Duration.millis(settings.backoffBaseMs)).pipe(
+    Schedule.upTo({ times: settings.attempts - 1 }),
+    Schedule.modifyDelay(({ input, duration }) =>
+      Effect.succeed(input instanceof Transient && input.retryAfterMs !== undefined ? Duration.millis(input.retryAfterMs) : duration)
+    )
+  )
+  return once.pipe(
+    Effect.retry({ schedule, while: (e) => e instanceof Transient }),
+    Effect.catchIf(
+      (e): e is Transient => e instanceof Transient,
+      (e) => Effect.fail(new DownloadFailed({ url: url.href, attempts: tries, detail: e.detail }))
+    )
+  ) as Effect.Effect<A, Exclude<E, Transient> | AssetNotFound | DownloadRefused | DownloadFailed, Exclude<R, Scope.Scope>>
+}

@@ -1,0 +1,133 @@
+/**
+ * Unpacks a plugin's `.tar.gz` release archive into a folder as it streams
+ * in, refusing anything a plugin archive has no business holding: entries
+ * other than regular files and folders (links, devices, FIFOs), absolute
+ * paths, `..` segments, and archives over the size or file-count caps. A
+ * refusal aborts the whole archive; the caller throws the folder away.
+ */
+import { Effect, Schema } from "effect"
+import { Unpack } from "tar"
+
+export interface ExtractLimits {
+  /** Total bytes of all files once unpacked. */
+  readonly maxBytes: number
+  readonly maxFiles: number
+}
+
+export const DefaultLimits: ExtractLimits = { maxBytes: 1024 * 1024 * 1024, maxFiles: 1000 }
+
+export class UnsafeArchive extends Schema.TaggedError<UnsafeArchive>()("UnsafeArchive", {
+  asset: Schema.String,
+  entry: Schema.String,
+  problem: Schema.String
+}) {
+  override get message() {
+    return `refused ${this.asset}: entry ${JSON.stringify(this.entry)} ${this.problem}. Nothing was installed; a plugin archive holds only regular files and folders inside it, so ask the plugin's publisher to fix the release`
+  }
+}
+
+export class DamagedArchive extends Schema.TaggedError<DamagedArchive>()("DamagedArchive", {
+  asset: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `${this.asset} is not a readable .tar.gz archive (${this.detail}). Nothing was installed; check that the release asset is complete`
+  }
+}
+
+export interface ExtractedEntry {
+  /** Relative to the extraction folder, with forward slashes. */
+  readonly path: string
+  readonly type: "file" | "folder"
+  readonly size: number
+}
+
+export interface Extraction {
+  /** Feeds the next chunk of the compressed archive, waiting if the disk is behind. */
+  readonly write: (chunk: Uint8Array) => Effect.Effect<void, UnsafeArchive | DamagedArchive>
+  /** Ends the archive and waits until every file is on disk. */
+  readonly finish: Effect.Effect<ReadonlyArray<ExtractedEntry>, UnsafeArchive | DamagedArchive>
+}
+
+/** Why an entry's path is refused, if it is. */
+const pathProblem = (path: string): string | undefined => {
+  if (path.startsWith("/") || /^[A-Za-z]:/.test(path)) return "has an absolute path"
+  if (path.includes("\\")) return "has a backslash in its path"
+  if (path.split("/").includes("..")) return "climbs out of the archive with .."
+  if (path.includes("\0")) return "has a NUL byte in its path"
+  return undefined
+}
+
+const typeNames: Record<string, string> = {
+  SymbolicLink: "a symbolic link",
+  Link: "a hard link",
+  CharacterDevice: "a character device",
+  BlockDevice: "a block device",
+  FIFO: "a FIFO"
+}
+
+/** Starts unpacking into `dir`, an empty folder the caller owns. */
+export const startExtraction = (dir: string, asset: string, limits: ExtractLimits = DefaultLimits): Extraction => {
+  const entries: Array<ExtractedEntry> = []
+  let bytes = 0
+  let failure: UnsafeArchive | DamagedArchive | undefined
+  const refuse = (entry: string, problem: string) => {
+    failure ??= new UnsafeArchive({ asset, entry, problem })
+    unpack.abort(failure)
+    return false
+  }
+  const unpack: Unpack = new Unpack({
+    cwd: dir,
+    strict: true,
+    preserveOwner: false,
+    processUmask: 0o022,
+    maxDepth: 32,
+    filter: (path, entry) => {
+      if (!("type" in entry)) return false
+      const name = path.replace(/^\.\//, "")
+      const problem = pathProblem(name)
+      if (problem !== undefined) return refuse(path, problem)
+      const type = entry.type === "Directory" ? "folder" : entry.type === "File" || entry.type === "OldFile" || entry.type === "ContiguousFile" ? "file" : undefined
+      if (type === undefined) {
+        const link = entry.linkpath === undefined ? "" : ` (to ${JSON.stringify(entry.linkpath)})`
+        return refuse(path, `is ${typeNames[entry.type] ?? `of type ${entry.type}`}${link}`)
+      }
+      bytes += entry.size ?? 0
+      if (bytes > limits.maxBytes) return refuse(path, `takes the unpacked size over the ${limits.maxBytes}-byte cap`)
+      if (entries.length + 1 > limits.maxFiles) return refuse(path, `takes the archive over the ${limits.maxFiles}-entry cap`)
+      const clean = name.replace(/\/+$/, "")
+      if (clean !== "" && clean !== ".") entries.push({ path: clean, type, size: entry.size ?? 0 })
+      return true
+    }
+  })
+  const done = new Promise<void>((resolve) => {
+    unpack.on("close", () => resolve())
+    unpack.on("error", (error: unknown) => {
+      failure ??= new DamagedArchive({ asset, detail: error instanceof Error ? error.message : String(error) })
+      resolve()
+    })
+  })
+  const check = Effect.suspend(() => (failure === undefined ? Effect.void : Effect.fail(failure)))
+
+  return {
+    write: (chunk) =>
+      Effect.gen(function*() {
+        yield* check
+        if (!unpack.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))) {
+          yield* Effect.callback<void>((resume) => {
+            const go = () => resume(Effect.void)
+            unpack.once("drain", go)
+            void done.then(go)
+          })
+        }
+        yield* check
+      }),
+    finish: Effect.gen(function*() {
+      yield* check
+      unpack.end()
+      yield* Effect.promise(() => done)
+      yield* check
+      return entries
+    })
+  }
+}
