@@ -39,18 +39,18 @@ export class InvalidPluginSpec extends Schema.TaggedError<InvalidPluginSpec>()("
 export const parsePluginSpec = (entry: string): PluginSpec | InvalidPluginSpec => {
   const text = entry.trim()
   const at = text.lastIndexOf("@")
-  if (at < 0) return new InvalidPluginSpec({ entry, problem: "no @tag" })
+  if (at < 0) return new InvalidPluginSpec({ entry: text, problem: "no @tag" })
   const repository = text.slice(0, at)
   const tag = text.slice(at + 1)
   const parts = repository.split("/")
-  if (parts.length !== 2) return new InvalidPluginSpec({ entry, problem: "the repository must be org/repo" })
+  if (parts.length !== 2) return new InvalidPluginSpec({ entry: text, problem: "the repository must be org/repo" })
   const [org = "", repo = ""] = parts
   for (const [what, value] of [["org", org], ["repo", repo]] as const) {
     if (!namePart.test(value) || value === "." || value === "..") {
-      return new InvalidPluginSpec({ entry, problem: `${JSON.stringify(value)} is not a valid ${what} name` })
+      return new InvalidPluginSpec({ entry: text, problem: `${JSON.stringify(value)} is not a valid ${what} name` })
     }
   }
-  if (tag === "" || badTag.test(tag)) return new InvalidPluginSpec({ entry, problem: `${JSON.stringify(tag)} is not a valid tag` })
+  if (tag === "" || badTag.test(tag)) return new InvalidPluginSpec({ entry: text, problem: `${JSON.stringify(tag)} is not a valid tag` })
   return new PluginSpec({ org, repo, tag })
 }
 

@@ -53,7 +53,7 @@ export interface Extraction {
 const pathProblem = (path: string): string | undefined => {
   if (path.startsWith("/") || /^[A-Za-z]:/.test(path)) return "has an absolute path"
   if (path.includes("\\")) return "has a backslash in its path"
-  if (path.split("/").includes("..")) return "climbs out of the archive with .."
+  if (path.split("/").includes("..")) return "climbs out of the archive (..)"
   if (path.includes("\0")) return "has a NUL byte in its path"
   return undefined
 }

@@ -74,7 +74,8 @@ export const startOperator = (
   cluster: Cluster,
   pluginsDir: string,
   args: ReadonlyArray<string> = [],
-  kubeconfig = cluster.plane.kubeconfigPath
+  kubeconfig = cluster.plane.kubeconfigPath,
+  env: Record<string, string> = {}
 ): Operator => {
   const proc = Bun.spawn(
     [
@@ -83,7 +84,7 @@ export const startOperator = (
       "--health-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
       ...args
     ],
-    { stdout: "pipe", stderr: "pipe", env: { ...process.env, HALKYON_SHUTDOWN_GRACE: "1s" } }
+    { stdout: "pipe", stderr: "pipe", env: { ...process.env, HALKYON_SHUTDOWN_GRACE: "1s", ...env } }
   )
   const logs: Array<string> = []
   void (async () => {

@@ -46,8 +46,8 @@ export const makeTestCa = (): TestCa => {
 export type Answer =
   | { readonly kind: "bytes"; readonly body: Uint8Array; readonly throttle?: { readonly chunk: number; readonly everyMs: number } }
   | { readonly kind: "status"; readonly status: number; readonly headers?: Record<string, string> }
-  /** Sends headers and part of the body, then resets (RST) or closes (FIN) the connection. */
-  | { readonly kind: "broken"; readonly body: Uint8Array; readonly sendBytes: number; readonly ending: "reset" | "close" }
+  /** Sends headers and part of the body, then drops the connection (no TLS close) or closes it cleanly. */
+  | { readonly kind: "broken"; readonly body: Uint8Array; readonly sendBytes: number; readonly ending: "drop" | "close" }
 
 /** An asset's answers by try: the last one repeats. */
 export type Asset = Uint8Array | ReadonlyArray<Answer>
@@ -83,7 +83,7 @@ const answer = (res: ServerResponse, a: Answer) => {
       if (socket === null) return
       socket.write(`HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: ${a.body.byteLength}\r\n\r\n`)
       socket.write(a.body.subarray(0, a.sendBytes))
-      setTimeout(() => (a.ending === "reset" ? socket.resetAndDestroy() : socket.end()), 50)
+      setTimeout(() => (a.ending === "drop" ? socket.destroy() : socket.end()), 50)
       return
     }
     case "bytes": {
