@@ -16,7 +16,7 @@ import { MalformedChecksums, parseChecksums } from "./Checksums.ts"
 import { type Platform, archiveNames, assetUrl, ChecksumsAsset, thisPlatform } from "./ReleaseAsset.ts"
 import { type AssetBody, defaultHttpSettings, download, type DownloadFailed, type DownloadRefused, type HttpSettings, Transient } from "./ReleaseHttp.ts"
 import { type DamagedArchive, DefaultLimits, type ExtractLimits, startExtraction, type UnsafeArchive } from "./SafeExtract.ts"
-import { commit, type FileConflict, hashFile, type LockEntry, type LockUnreadable, LockWriteFailed, readLock, recover, StagingPrefix, verifyEntry } from "./PluginLock.ts"
+import { commit, type FileConflict, type LockEntry, type LockUnreadable, LockWriteFailed, readLock, recover, StagingPrefix, verifyEntry } from "./PluginLock.ts"
 import { progressFor } from "./Progress.ts"
 import type { PluginSpec } from "./PluginSpec.ts"
 
@@ -184,11 +184,7 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
       if (hidden !== undefined) {
         return yield* new NotAPluginArchive({ spec: spec.toString(), asset, detail: `${hidden.path} is a dot-file, which the plugins folder reserves` })
       }
-      const installed = yield* Effect.forEach(files, (f) =>
-        hashFile(join(staging, f.path)).pipe(
-          Effect.map((sha256) => ({ path: f.path, sha256, size: f.size })),
-          Effect.orDie
-        ))
+      const installed = files.map((f) => ({ path: f.path, sha256: f.sha256, size: f.size }))
       const entry: LockEntry = {
         spec: spec.toString(),
         repository: spec.repository,
