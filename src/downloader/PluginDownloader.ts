@@ -11,8 +11,8 @@ import { mkdirSync } from "node:fs"
 import { mkdtemp, rm } from "node:fs/promises"
 import { createHash } from "node:crypto"
 import { basename, join } from "node:path"
-import { Context, Effect, Layer, Result, Schema, Semaphore } from "effect"
-import { MalformedChecksums, parseChecksums } from "./Checksums.ts"
+import { Context, Effect, Fiber, Layer, Result, Schema, Semaphore } from "effect"
+import { type Checksums, MalformedChecksums, parseChecksums } from "./Checksums.ts"
 import { type Platform, archiveNames, assetUrl, ChecksumsAsset, thisPlatform } from "./ReleaseAsset.ts"
 import { type AssetBody, defaultHttpSettings, download, type DownloadFailed, type DownloadRefused, type HttpSettings, Transient } from "./ReleaseHttp.ts"
 import { type DamagedArchive, DefaultLimits, type ExtractLimits, startExtraction, type UnsafeArchive } from "./SafeExtract.ts"
@@ -152,7 +152,7 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
   })
 
   /** One try at one archive: download, unpack, verify, commit. */
-  const receive = (spec: PluginSpec, asset: string, expected: string | undefined) => (body: AssetBody) =>
+  const receive = (spec: PluginSpec, asset: string, published: Effect.Effect<Checksums | undefined, InstallError>) => (body: AssetBody) =>
     Effect.gen(function*() {
       const staging = yield* Effect.acquireRelease(
         Effect.promise(() => mkdtemp(join(dir, StagingPrefix))),
@@ -172,6 +172,11 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
       }).pipe(Effect.ensuring(progress.finish))
       const entries = yield* extraction.finish
       const actual = hash.digest("hex")
+      const sums = yield* published
+      const expected = sums?.get(asset)
+      if (sums !== undefined && expected === undefined) {
+        return yield* new NotAPluginArchive({ spec: spec.toString(), asset, detail: "the release's checksums.txt has no line for it, so it cannot be verified" })
+      }
       if (expected !== undefined && actual !== expected) {
         return yield* new ChecksumMismatch({ spec: spec.toString(), asset, expected, actual })
       }
@@ -216,18 +221,13 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
       if (!options.repair) return yield* new PluginModified({ spec: spec.toString(), dir, problems })
       yield* Effect.logWarning(`${spec} was changed since it was installed (${problems.join("; ")}): installing it again`)
     }
-    const sums = yield* fetchChecksums(spec)
-    const candidates = archiveNames(settings.platform)
+    // checksums.txt is fetched while the archive downloads, and awaited before anything is committed.
+    const published = yield* Effect.forkScoped(fetchChecksums(spec))
     const tried: Array<string> = []
-    for (const asset of candidates) {
+    for (const asset of archiveNames(settings.platform)) {
       const url = assetUrl(settings.releaseBase, spec, asset)
-      // A release's checksums.txt lists every asset it has: no need to ask for others.
-      if (sums !== undefined && !sums.has(asset)) {
-        tried.push(`${asset} (not in checksums.txt)`)
-        continue
-      }
       yield* Effect.logInfo(`downloading ${spec} from ${url.href}`)
-      const outcome = yield* download(url, http, receive(spec, asset, sums?.get(asset))).pipe(
+      const outcome = yield* download(url, http, receive(spec, asset, Fiber.join(published))).pipe(
         Effect.catchTag("AssetNotFound", () => Effect.succeed(undefined))
       )
       if (outcome === undefined) {
@@ -239,8 +239,10 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
       )
       return outcome
     }
+    // Without an archive, a missing or bad checksums.txt is still worth saying.
+    yield* Fiber.join(published)
     return yield* new NoReleaseAsset({ spec: spec.toString(), platform: `${settings.platform.os}/${settings.platform.arch}`, tried })
-  })
+  }, Effect.scoped)
 
   const installAll = (specs: ReadonlyArray<PluginSpec>, options: InstallOptions) =>
     Effect.forEach(
