@@ -282,6 +282,22 @@ describe("halkyon plugins install (compiled binary)", () => {
     })
   }
 
+  for (const stall of ["silent", "stall"] as const) {
+    test(`a host that ${stall === "silent" ? "never answers" : "stops sending mid-body"} times out and is tried again (--download-timeout)`, async () => {
+      const dir = freshFolder()
+      const archive = tarGz([{ path: "postgres.js", body: bundle }])
+      const first = stall === "silent" ? ({ kind: "silent" } as const) : ({ kind: "stall", body: archive, sendBytes: 1000 } as const)
+      servers.publish(`acme/${stall}@v1`, {
+        [archName]: [first, { kind: "bytes", body: archive }],
+        "checksums.txt": encode(checksums({ [archName]: archive }))
+      })
+      const result = await install([`acme/${stall}@v1`, "--plugins-dir", dir, "--download-timeout", "700ms"])
+      expect(result.code).toBe(0)
+      expect(result.stderr).toContain(stall === "silent" ? "no answer within 700 ms; trying again" : "no data for 700 ms after 1000 bytes; trying again")
+      expect(servers.tries(`acme/${stall}@v1`, archName)).toBe(2)
+    })
+  }
+
   test("a checksum mismatch installs nothing and names the file and both sums", async () => {
     const archive = tarGz([{ path: "evil.js", body: "console.log('not what was published')" }])
     const published = "0".repeat(64)
@@ -481,7 +497,7 @@ describe("halkyon plugins install (compiled binary)", () => {
   test("--help describes the command", () => {
     const help = Bun.spawnSync([halkyon, "plugins", "install", "--help"], { stdout: "pipe" })
     expect(help.exitCode).toBe(0)
-    for (const text of ["--release-base-url", "--require-checksums", "--plugins-dir", "HALKYON_PLUGINS", "checksums.txt"]) {
+    for (const text of ["--release-base-url", "--require-checksums", "--download-timeout", "--plugins-dir", "HALKYON_PLUGINS", "checksums.txt"]) {
       expect(help.stdout.toString()).toContain(text)
     }
   })

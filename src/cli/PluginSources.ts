@@ -8,6 +8,7 @@ import { Flag } from "effect/cli"
 import { downloaderSettings, type DownloaderSettings, type InstallOptions, PluginDownloader } from "../downloader/PluginDownloader.ts"
 import { DefaultReleaseBase } from "../downloader/ReleaseAsset.ts"
 import { parsePluginSpecs } from "../downloader/PluginSpec.ts"
+import { durationFlag } from "./HostFlags.ts"
 
 export const releaseFlags = {
   releaseBaseUrl: Flag.String("release-base-url").pipe(
@@ -25,6 +26,12 @@ export const releaseFlags = {
       () => "--release-base-url must be an http(s) URL, e.g. https://github.com"
     )
   ),
+  downloadTimeout: durationFlag(
+    "download-timeout",
+    30_000,
+    "how long a release host may take to answer, and to send each next piece of a download, before the try counts as failed",
+    "HALKYON_DOWNLOAD_TIMEOUT"
+  ),
   requireChecksums: Flag.Boolean("require-checksums").pipe(
     Flag.withDescription("refuse releases that publish no checksums.txt (env HALKYON_REQUIRE_CHECKSUMS)"),
     Flag.withFallbackConfig(Config.Boolean("HALKYON_REQUIRE_CHECKSUMS")),
@@ -34,6 +41,7 @@ export const releaseFlags = {
 
 export interface ReleaseFlagValues {
   readonly releaseBaseUrl: string
+  readonly downloadTimeout: number
   readonly requireChecksums: boolean
 }
 
@@ -46,6 +54,7 @@ export const settingsFor = (pluginsDir: string, flags: ReleaseFlagValues) =>
     return downloaderSettings(pluginsDir, {
       releaseBase: flags.releaseBaseUrl,
       requireChecksums: flags.requireChecksums,
+      http: { answerTimeoutMs: flags.downloadTimeout, readTimeoutMs: flags.downloadTimeout },
       token: Option.match(token, { onNone: () => undefined, onSome: (t) => Redacted.value(t) || undefined })
     }) satisfies DownloaderSettings
   })

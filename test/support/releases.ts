@@ -46,6 +46,10 @@ export const makeTestCa = (): TestCa => {
 export type Answer =
   | { readonly kind: "bytes"; readonly body: Uint8Array; readonly throttle?: { readonly chunk: number; readonly everyMs: number } }
   | { readonly kind: "status"; readonly status: number; readonly headers?: Record<string, string> }
+  /** Takes the request and never answers. */
+  | { readonly kind: "silent" }
+  /** Sends headers and part of the body, then nothing more, keeping the connection open. */
+  | { readonly kind: "stall"; readonly body: Uint8Array; readonly sendBytes: number }
   /** Sends headers and part of the body, then drops the connection (no TLS close) or closes it cleanly. */
   | { readonly kind: "broken"; readonly body: Uint8Array; readonly sendBytes: number; readonly ending: "drop" | "close" }
 
@@ -74,6 +78,12 @@ const listen = (server: Server, host: string) =>
 
 const answer = (res: ServerResponse, a: Answer) => {
   switch (a.kind) {
+    case "silent":
+      return
+    case "stall":
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(a.body.byteLength) })
+      res.write(a.body.subarray(0, a.sendBytes))
+      return
     case "status":
       res.writeHead(a.status, { "content-length": "0", ...a.headers })
       res.end()
