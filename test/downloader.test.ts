@@ -348,6 +348,23 @@ describe("halkyon plugins install (compiled binary)", () => {
     expect(snapshot(dir)).toEqual(before)
   })
 
+  test("two processes installing into one folder at once both end up in the lock", async () => {
+    const dir = freshFolder()
+    const releases = ["acme/one@v1", "acme/two@v1", "acme/three@v1", "acme/four@v1"]
+    for (const [i, release] of releases.entries()) {
+      const archive = tarGz([{ path: `p${i}.js`, body: bundle }])
+      servers.publish(release, { [archName]: archive, "checksums.txt": encode(checksums({ [archName]: archive })) })
+    }
+    const [a, b] = await Promise.all([
+      install([releases[0] ?? "", releases[1] ?? "", "--plugins-dir", dir]),
+      install([releases[2] ?? "", releases[3] ?? "", "--plugins-dir", dir])
+    ])
+    expect([a?.code, b?.code]).toEqual([0, 0])
+    const lock = JSON.parse(readFileSync(join(dir, "plugins.lock"), "utf8"))
+    expect(lock.plugins.map((p: { spec: string }) => p.spec).sort()).toEqual([...releases].sort())
+    expect(readdirSync(dir).sort()).toEqual(["p0.js", "p1.js", "p2.js", "p3.js", "plugins.lock"])
+  })
+
   test("bad entries are reported and the good ones still install", async () => {
     const dir = freshFolder()
     publishPostgres("acme/good@v1")

@@ -16,7 +16,7 @@ import { type Checksums, MalformedChecksums, parseChecksums } from "./Checksums.
 import { type Platform, archiveNames, assetUrl, ChecksumsAsset, thisPlatform } from "./ReleaseAsset.ts"
 import { type AssetBody, defaultHttpSettings, download, type DownloadFailed, type DownloadRefused, type HttpSettings, Transient } from "./ReleaseHttp.ts"
 import { type DamagedArchive, DefaultLimits, type ExtractLimits, startExtraction, type UnsafeArchive } from "./SafeExtract.ts"
-import { commit, type FileConflict, type LockEntry, type LockUnreadable, LockWriteFailed, readLock, recover, StagingPrefix, verifyEntry } from "./PluginLock.ts"
+import { commit, exclusively, type FileConflict, type FolderBusy, type LockEntry, type LockUnreadable, LockWriteFailed, readLock, recover, stagingPrefix, verifyEntry } from "./PluginLock.ts"
 import { progressFor } from "./Progress.ts"
 import type { PluginSpec } from "./PluginSpec.ts"
 
@@ -155,7 +155,7 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
   const receive = (spec: PluginSpec, asset: string, published: Effect.Effect<Checksums | undefined, InstallError>) => (body: AssetBody) =>
     Effect.gen(function*() {
       const staging = yield* Effect.acquireRelease(
-        Effect.promise(() => mkdtemp(join(dir, StagingPrefix))),
+        Effect.promise(() => mkdtemp(join(dir, stagingPrefix()))),
         (path) => Effect.promise(() => rm(path, { recursive: true, force: true }))
       )
       const extraction = startExtraction(staging, asset, settings.limits)
@@ -200,7 +200,7 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
         files: installed,
         installedAt: new Date().toISOString()
       }
-      const result = yield* committing.withPermits(1)(commit(dir, basename(staging), entry))
+      const result = yield* committing.withPermits(1)(exclusively(dir, commit(dir, basename(staging), entry)))
       return { spec: spec.toString(), result, entry } satisfies InstallOutcome
     })
 
@@ -209,7 +209,7 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
       try: () => mkdirSync(dir, { recursive: true }),
       catch: (e) => new LockWriteFailed({ dir, detail: e instanceof Error ? e.message : String(e) })
     })
-    const completed = yield* committing.withPermits(1)(recover(dir))
+    const completed = yield* committing.withPermits(1)(exclusively(dir, recover(dir)))
     if (completed !== undefined) yield* Effect.logInfo(`completed an install interrupted earlier in ${dir}`)
     const current = (yield* readLock(dir)).plugins.find((p) => p.repository === spec.repository)
     if (current !== undefined && current.tag === spec.tag) {
@@ -272,3 +272,4 @@ export type InstallError =
   | FileConflict
   | LockUnreadable
   | LockWriteFailed
+  | FolderBusy

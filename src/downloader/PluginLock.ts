@@ -13,12 +13,22 @@ import { createReadStream, existsSync, readdirSync, readFileSync, renameSync, rm
 import { closeSync, fsyncSync, openSync, writeSync } from "node:fs"
 import { createHash } from "node:crypto"
 import { join } from "node:path"
-import { Effect, Schema } from "effect"
+import { Duration, Effect, Schema } from "effect"
 
 export const LockFileName = "plugins.lock"
 const JournalName = ".plugins.lock.journal"
-/** Staging folders are dot-named, so the plugin host never takes them for plugins. */
-export const StagingPrefix = ".halkyon-install-"
+/** Held while a process commits to the folder, naming its pid. */
+const MutexName = ".plugins.lock.mutex"
+/**
+ * Staging folders are dot-named, so the plugin host never takes them for
+ * plugins, and carry their process's pid, so that leftovers can be told from
+ * installs under way.
+ */
+export const stagingPrefix = (pid = process.pid) => `.halkyon-install-${pid}-`
+const stagingOwner = (entry: string) => {
+  const match = /^\.halkyon-install-(\d+)-/.exec(entry)
+  return match === null ? undefined : Number(match[1])
+}
 
 export const InstalledFile = Schema.Struct({
   path: Schema.String,
@@ -89,7 +99,64 @@ export class LockWriteFailed extends Schema.TaggedError<LockWriteFailed>()("Lock
   }
 }
 
+export class FolderBusy extends Schema.TaggedError<FolderBusy>()("FolderBusy", {
+  dir: Schema.String,
+  pid: Schema.Number
+}) {
+  override get message() {
+    return `another halkyon (pid ${this.pid}) has been installing into ${this.dir} for over a minute; wait for it, or if no halkyon is running remove ${join(this.dir, MutexName)}`
+  }
+}
+
 const describe = (e: unknown) => (e instanceof Error ? e.message : String(e))
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/**
+ * Runs `effect` while this process alone may change the folder's lock: two
+ * installs at once (a user's `plugins install` beside `run`) must not each
+ * write a lock without the other's entry. A mutex left by a killed process
+ * is taken over.
+ */
+export const exclusively = <A, E, R>(dir: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | FolderBusy | LockWriteFailed, R> => {
+  const path = join(dir, MutexName)
+  const acquire = Effect.gen(function*() {
+    const deadline = Date.now() + 60_000
+    for (;;) {
+      const holder = yield* Effect.try({
+        try: () => {
+          try {
+            const fd = openSync(path, "wx", 0o644)
+            writeSync(fd, String(process.pid))
+            closeSync(fd)
+            return undefined
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
+            const pid = Number(readFileSync(path, "utf8").trim())
+            if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) {
+              rmSync(path, { force: true })
+              return 0
+            }
+            return pid
+          }
+        },
+        catch: (e) => new LockWriteFailed({ dir, detail: describe(e) })
+      })
+      if (holder === undefined) return
+      if (holder === 0) continue
+      if (Date.now() > deadline) return yield* new FolderBusy({ dir, pid: holder })
+      yield* Effect.sleep(Duration.millis(50))
+    }
+  })
+  return Effect.acquireUseRelease(acquire, () => effect, () => Effect.sync(() => rmSync(path, { force: true })))
+}
 
 /** Writes a file so that readers see the old or the new content, never a part. */
 const writeAtomically = (path: string, text: string) => {
@@ -170,7 +237,7 @@ const roll = (dir: string, journal: Journal) => {
 
 /**
  * Finishes an install that was interrupted after its journal was written,
- * and removes staging folders of installs interrupted before. Returns the
+ * and removes staging folders of installs whose process is gone. Returns the
  * spec it completed, if any.
  */
 export const recover = (dir: string): Effect.Effect<string | undefined, LockWriteFailed> =>
@@ -187,7 +254,9 @@ export const recover = (dir: string): Effect.Effect<string | undefined, LockWrit
       }
       if (existsSync(dir)) {
         for (const entry of readdirSync(dir)) {
-          if (entry.startsWith(StagingPrefix)) rmSync(join(dir, entry), { recursive: true, force: true })
+          // Staging folders of installs still running (here or in another process) are theirs.
+          const pid = stagingOwner(entry)
+          if (pid !== undefined && pid !== process.pid && !isAlive(pid)) rmSync(join(dir, entry), { recursive: true, force: true })
         }
       }
       return completed
