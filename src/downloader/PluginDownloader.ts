@@ -155,7 +155,10 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
   const receive = (spec: PluginSpec, asset: string, published: Effect.Effect<Checksums | undefined, InstallError>) => (body: AssetBody) =>
     Effect.gen(function*() {
       const staging = yield* Effect.acquireRelease(
-        Effect.promise(() => mkdtemp(join(dir, stagingPrefix()))),
+        Effect.tryPromise({
+          try: () => mkdtemp(join(dir, stagingPrefix())),
+          catch: (e) => new LockWriteFailed({ dir, detail: e instanceof Error ? e.message : String(e) })
+        }),
         (path) => Effect.promise(() => rm(path, { recursive: true, force: true }))
       )
       const extraction = startExtraction(staging, asset, settings.limits)
