@@ -149,14 +149,35 @@ const asBody = (opened: { response: Response; body: ReadableStream<Uint8Array>; 
   const length = opened.response.headers.get("content-length")
   const size = length === null || !/^\d+$/.test(length) ? undefined : Number(length)
   let received = 0
+  let stalled = false
+  // A plain timer per read: racing each of a large body's reads against an
+  // Effect timeout cost more than the hashing.
+  const next = () =>
+    new Promise<Awaited<ReturnType<typeof reader.read>>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        stalled = true
+        reject(new Error("stalled"))
+        void reader.cancel().catch(() => undefined)
+      }, settings.readTimeoutMs)
+      reader.read().then(
+        (result) => {
+          clearTimeout(timer)
+          resolve(result)
+        },
+        (error: unknown) => {
+          clearTimeout(timer)
+          reject(error)
+        }
+      )
+    })
   const read = Effect.tryPromise({
-    try: () => reader.read(),
-    catch: (e) => new Transient({ url: opened.url, detail: `the download broke off after ${received} bytes: ${describe(e)}` })
+    try: next,
+    catch: (e) =>
+      new Transient({
+        url: opened.url,
+        detail: stalled ? `no data for ${settings.readTimeoutMs} ms after ${received} bytes` : `the download broke off after ${received} bytes: ${describe(e)}`
+      })
   }).pipe(
-    Effect.timeoutOrElse({
-      duration: Duration.millis(settings.readTimeoutMs),
-      orElse: () => Effect.fail(new Transient({ url: opened.url, detail: `no data for ${settings.readTimeoutMs} ms after ${received} bytes` }))
-    }),
     Effect.flatMap(({ done, value }) => {
       if (!done) {
         received += value.byteLength
