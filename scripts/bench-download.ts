@@ -5,7 +5,7 @@
  * behind a redirect, as GitHub serves releases; the compiled binary installs
  * it (download, SHA-256, unpack, commit) and `curl -L` fetches the same
  * file to disk in the same run, alternating. Medians of BENCH_RUNS runs.
- * Peak RSS for two archive sizes shows whether memory stays flat (streamed).
+ * Peak RSS for three archive sizes shows whether memory stays flat (streamed).
  */
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
@@ -46,7 +46,7 @@ try {
   console.log(`bench:download: ${Runs} runs per figure, medians; loopback HTTPS with a redirect; ${goOs}/${goArch}`)
   console.log("")
   console.log("archive   curl -L (ms)   halkyon install (ms)   ratio   curl RSS (MB)   halkyon peak RSS (MB)")
-  for (const megabytes of [5, 50]) {
+  for (const megabytes of [5, 50, 200]) {
     const archive = tarGz([{ path: "big-plugin", body: randomBytes(megabytes * 1_000_000), mode: 0o755 }])
     const release = `bench/size-${megabytes}@v1`
     servers.publish(release, { [asset]: archive, "checksums.txt": new TextEncoder().encode(checksums({ [asset]: archive })) })
