@@ -248,4 +248,24 @@ describe("SIGTERM", () => {
     expect(readyOf(await capability("slow"))?.status).toBe("True")
     expect(await processesMatching(pluginsDir)).toEqual([])
   }, 60_000)
+
+  test("a reconcile that would outlast --graceful-shutdown-timeout is abandoned, and the operator exits", async () => {
+    const later = startOperator(cluster, pluginsDir, ["--call-timeout", "60s", "--graceful-shutdown-timeout", "1s"])
+    try {
+      if (!(await eventually(() => later.logs.some((l) => l.includes("operator ready")), 30_000))) throw new Error(later.logs.join("\n"))
+      expect((await createCapability("stuck", { category: "test", type: "flaky", parameters: [{ name: "MODE", value: "hang" }] })).status).toBe(201)
+      // The plugin now spins in its build for good; the call's deadline is a minute away.
+      await Bun.sleep(1500)
+      const stopping = performance.now()
+      const code = await later.stop("SIGTERM")
+      const tookMs = performance.now() - stopping
+      expect([0, 130, 143]).toContain(code)
+      expect(later.logs.join("\n")).toContain("reconcile of capability shop/stuck did not finish within 1000 ms of shutdown: abandoned")
+      // Bounded by the 1 s, then the plugins' stop (grace, SIGTERM, SIGKILL): far from the minute.
+      expect(tookMs).toBeLessThan(20_000)
+      expect(await processesMatching(pluginsDir)).toEqual([])
+    } finally {
+      if (later.proc.exitCode === null) await later.stop("SIGKILL")
+    }
+  }, 60_000)
 })

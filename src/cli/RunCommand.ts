@@ -55,6 +55,11 @@ export const runFlags = {
     Flag.withDescription("how many Capabilities are reconciled at once"),
     Flag.withDefault(4)
   ),
+  gracefulShutdownTimeout: durationFlag(
+    "graceful-shutdown-timeout",
+    30_000,
+    "on SIGTERM, how long in-flight reconciles may take to finish before they are abandoned"
+  ),
   leaderElect: Flag.Boolean("leader-elect").pipe(
     Flag.withDescription("elect a leader through a coordination.k8s.io Lease, so that only one of several replicas reconciles"),
     Flag.withDefault(false)
@@ -84,6 +89,7 @@ export interface RunFlagValues extends HostFlagValues, ReleaseFlagValues {
   readonly context: Option.Option<string>
   readonly namespace: Option.Option<string>
   readonly concurrency: number
+  readonly gracefulShutdownTimeout: number
   readonly leaderElect: boolean
   readonly leaderElectionNamespace: string
   readonly leaderElectionId: string
@@ -154,6 +160,7 @@ export const runOperator = Effect.fn("run")(function*(flags: RunFlagValues) {
     const controller = yield* startController({
       namespace,
       concurrency: flags.concurrency,
+      shutdownTimeoutMs: flags.gracefulShutdownTimeout,
       onReconciled: metrics.reconciled,
       onQueueDepth: metrics.queueDepth
     })

@@ -8,9 +8,11 @@
  * - When the registry changes, Capabilities waiting for a plugin are
  *   enqueued, new dependent kinds get a watch and CapabilityInfos are synced.
  * - `concurrency` workers take keys; one key is never processed twice at
- *   once. A reconcile in progress finishes before the controller stops.
+ *   once. A reconcile in progress finishes before the controller stops, or
+ *   is abandoned once `shutdownTimeoutMs` has passed (the next leader, or the
+ *   next start, reconciles it again).
  */
-import { Deferred, Duration, Effect, FiberMap, Schedule, Stream } from "effect"
+import { Deferred, Duration, Effect, Fiber, FiberMap, Schedule, Stream } from "effect"
 import { ApiVersion } from "../api/Capability.ts"
 import { KubeClient, type KubeObject, objectKey } from "../kube/KubeClient.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
@@ -24,6 +26,8 @@ export interface ControllerOptions {
   /** Only this namespace; all namespaces when undefined. */
   readonly namespace: string | undefined
   readonly concurrency: number
+  /** How long in-flight reconciles may take to finish once the controller is stopping. */
+  readonly shutdownTimeoutMs: number
   /** Told of every reconcile, for metrics. */
   readonly onReconciled?: (result: "success" | "error" | "requeue", seconds: number) => void
   readonly onQueueDepth?: (depth: number) => void
@@ -41,6 +45,35 @@ const ownerKey = (object: KubeObject): string | undefined => {
   const label = object.metadata.labels?.[CapabilityLabel]
   return label === undefined ? undefined : `${object.metadata.namespace ?? ""}/${label}`
 }
+
+/**
+ * Runs a reconcile to its end, unless the worker is interrupted (the
+ * operator is stopping): then it gets `boundMs` more before it is
+ * interrupted too.
+ */
+const finishWithin = <A>(
+  reconcile: Effect.Effect<A>,
+  key: string,
+  boundMs: number,
+  restore: <X, E, R>(effect: Effect.Effect<X, E, R>) => Effect.Effect<X, E, R>
+) =>
+  Effect.gen(function*() {
+    const fiber = yield* Effect.forkChild(Effect.interruptible(reconcile))
+    return yield* restore(Fiber.join(fiber)).pipe(
+      Effect.onInterrupt(() =>
+        Fiber.await(fiber).pipe(
+          Effect.timeoutOrElse({
+            duration: Duration.millis(boundMs),
+            orElse: () =>
+              Effect.logWarning(`reconcile of capability ${key} did not finish within ${boundMs} ms of shutdown: abandoned, it is reconciled again at the next start`).pipe(
+                Effect.annotateLogs({ capability: key }),
+                Effect.andThen(Fiber.interrupt(fiber))
+              )
+          })
+        )
+      )
+    )
+  })
 
 export const startController = Effect.fn("Controller.start")(function*(options: ControllerOptions) {
   const registry = yield* PluginRegistry
@@ -129,7 +162,7 @@ export const startController = Effect.fn("Controller.start")(function*(options: 
     Effect.gen(function*() {
       const key = yield* restore(queue.take)
       const started = performance.now()
-      const exit = yield* reconciler.reconcile(key).pipe(Effect.exit)
+      const exit = yield* finishWithin(reconciler.reconcile(key).pipe(Effect.exit), key, options.shutdownTimeoutMs, restore)
       const seconds = (performance.now() - started) / 1000
       if (exit._tag === "Success") {
         yield* queue.forget(key)

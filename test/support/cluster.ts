@@ -79,7 +79,8 @@ export const startOperator = (
 ): Operator => {
   const proc = Bun.spawn(
     [
-      join(root, "dist/halkyon"), "run", "--kubeconfig", kubeconfig, "--plugins-dir", pluginsDir, "--call-timeout", "3s",
+      join(root, "dist/halkyon"), "run", "--kubeconfig", kubeconfig, "--plugins-dir", pluginsDir,
+      ...(args.includes("--call-timeout") ? [] : ["--call-timeout", "3s"]),
       // Free ports, read back from the start-up log (several operators may run at once).
       "--health-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
       ...args
