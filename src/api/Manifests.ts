@@ -80,6 +80,8 @@ const deployment = (namespace: string, image: string): V1Deployment => ({
       metadata: { labels },
       spec: {
         serviceAccountName: operatorName,
+        // Room for --graceful-shutdown-timeout (30 s) and the plugins' own stop before the kubelet's SIGKILL.
+        terminationGracePeriodSeconds: 45,
         securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
         containers: [
           {
