@@ -245,9 +245,13 @@ func rpcs(ctx context.Context, cp capabilityv1.CapabilityPluginClient, out map[s
 		_, err = cp.UpdateDependent(ctx, &capabilityv1.UpdateDependentRequest{Id: "no-such-dependent", Capability: capability, Existing: first.Object})
 		out["updateUnknownDependent"] = fmt.Sprint(err)
 	}
-	// One more observation: a dependent that is missing from the cluster.
-	if len(observed) > 0 {
-		observed = append(observed, &capabilityv1.ObservedDependent{Id: observed[len(observed)-1].Id, Observation: &capabilityv1.ObservedDependent_Error{Error: &capabilityv1.FetchError{Reason: "NotFound", Message: "not found", Code: 404}}})
+	// One more observation: the first dependent checked for readiness, missing from the cluster.
+	for _, info := range d.Dependents {
+		if !info.CheckedForReadiness {
+			continue
+		}
+		observed = append(observed, &capabilityv1.ObservedDependent{Id: info.Id, Observation: &capabilityv1.ObservedDependent_Error{Error: &capabilityv1.FetchError{Reason: "NotFound", Message: "not found", Code: 404}}})
+		break
 	}
 	e, err := cp.EvaluateConditions(ctx, &capabilityv1.EvaluateConditionsRequest{Capability: capability, Observed: observed})
 	if err != nil {
