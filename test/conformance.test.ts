@@ -18,7 +18,7 @@ import { Effect, Layer, Logger, References } from "effect"
 import { PluginClient } from "../src/plugin-client/PluginClient.ts"
 import { launch, type LaunchOptions } from "../src/plugin-host/PluginProcess.ts"
 import { launchFailure, launchOptions, pluginFile, withPlugin } from "./support/launch.ts"
-import { addPlugin, builtPlugin, bun, eventually, pluginsFolder, root, testPlugin } from "./support/paths.ts"
+import { addPlugin, builtPlugin, bun, eventually, pluginsFolder, processesMatching, root, testPlugin } from "./support/paths.ts"
 
 interface LogEntry { level: string; message: string; module: string; fields: Record<string, unknown> }
 interface GoHostReport {
@@ -186,6 +186,23 @@ describe("conformance table: our host loads Go plugins built on go-plugin", () =
     expect(line("an error line")).toMatch(/level=ERROR .*error="disk full"/)
     expect(line("a plain warning")).toMatch(/level=WARN /)
     expect(line("stdout after the handshake")).toMatch(/level=INFO .*plugin=logs .*stream=stdout/)
+  })
+})
+
+describe("beyond go-plugin: a Go plugin served by go/shared", () => {
+  test("exits when its host is killed with SIGKILL, as SDK plugins do (bare go-plugin plugins keep running)", async () => {
+    const dir = pluginsFolder(builtPlugin("redis"))
+    const host = Bun.spawn([`${root}/dist/halkyon`, "plugins", "watch", "--plugins-dir", dir.dir], { stdout: "pipe", stderr: "pipe" })
+    const plugins = async () => (await processesMatching(dir.dir)).filter((pid) => pid !== host.pid)
+    try {
+      expect(await eventually(async () => (await plugins()).length === 1, 10_000)).toBe(true)
+      host.kill("SIGKILL")
+      await host.exited
+      expect(await eventually(async () => (await plugins()).length === 0, 2_000)).toBe(true)
+    } finally {
+      host.kill("SIGKILL")
+      dir.cleanup()
+    }
   })
 })
 

@@ -9,6 +9,9 @@ package shared
 
 import (
 	"context"
+	"os"
+	"strconv"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -58,12 +61,36 @@ func NewLogger(name string) hclog.Logger {
 }
 
 // Serve serves impl as a halkyon plugin until the host stops it. It exits the
-// process; run by hand, it prints go-plugin's message and exits 1.
+// process; run by hand, it prints go-plugin's message and exits 1. Unlike a
+// bare go-plugin plugin, it also exits when its host dies.
 func Serve(impl capabilityv1.CapabilityPluginServer, logger hclog.Logger) {
+	go watchHost(logger)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         PluginSet(impl),
 		GRPCServer:      plugin.DefaultGRPCServer,
 		Logger:          logger,
 	})
+}
+
+// HostPidKey is where halkyon's host names its pid, so that a plugin whose
+// host died before the plugin started watching (its parent is then already
+// init) still notices. Go hosts do not set it.
+const HostPidKey = "HALKYON_HOST_PID"
+
+// watchHost exits the plugin within a quarter of a second of its host's
+// death. go-plugin leaves a plugin running when its host is killed (the
+// plugin is re-parented); halkyon's SDK plugins exit, and so do Go plugins
+// served here. (Windows does not re-parent: there it never fires.)
+func watchHost(logger hclog.Logger) {
+	host := os.Getppid()
+	if pid, err := strconv.Atoi(os.Getenv(HostPidKey)); err == nil && pid > 0 {
+		host = pid
+	}
+	for range time.Tick(250 * time.Millisecond) {
+		if os.Getppid() != host {
+			logger.Debug("plugin stopping", "reason", "the host process exited")
+			os.Exit(0)
+		}
+	}
 }
