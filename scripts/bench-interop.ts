@@ -7,7 +7,8 @@
  *   compiled executable and as a bundle.
  * - Under a Go go-plugin host (test/conformance -mode bench, go-plugin's own
  *   client): the same three plugins.
- * For each: start to handshake (spawn to the handshake line) p50/p95, and
+ * For each: start to handshake (spawn to the handshake line; for go-plugin's
+ * host, read from its log's timestamps) p50/p95, and
  * the CheckValidity round trip p50/p99, AutoMTLS off and on. Each TypeScript
  * figure is also given as a ratio to the Go plugin's under the same host
  * (targets: start-up within 2x, round trips within 1.5x).
@@ -148,5 +149,5 @@ const table = (title: string, pick: (f: Figures) => ReadonlyArray<number>, tail:
 }
 table("start to handshake", (f) => f.start, 95, 2)
 table("RPC round trip (CheckValidity)", (f) => f.call, 99, 1.5)
-console.log("\"!\" marks a ratio over its target. Our host times spawn to handshake line; go-plugin's host times Client.Start,")
-console.log("which also makes its own AutoMTLS certificate before spawning.")
+console.log("\"!\" marks a ratio over its target. Both hosts time spawn to handshake line (go-plugin's from its own log's")
+console.log("microsecond timestamps, \"starting plugin\" to \"using plugin\"), so neither counts the host's own certificate.")
