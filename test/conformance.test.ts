@@ -58,8 +58,9 @@ const launchLogging = async (path: string, options: LaunchOptions) => {
   await Effect.runPromise(
     Effect.scoped(Effect.gen(function*() {
       const plugin = yield* launch(pluginFile(path), options)
-      // The stdio stream and the stderr relay run beside the launch: wait for their last line.
-      yield* Effect.promise(() => eventually(() => lines.some((l) => l.includes("stdout after the handshake") || l.includes("a plain warning") && path.endsWith(".js")), 5_000))
+      // The stderr relay and the stdio stream run beside the launch: wait for the last line of each.
+      const seen = (text: string) => lines.some((l) => l.includes(text))
+      yield* Effect.promise(() => eventually(() => seen("a plain warning") && seen("stdout after the handshake"), 5_000))
       return plugin
     })).pipe(
       Effect.provide(Layer.mergeAll(PluginClient.layer, NodeServices.layer, collect)),
