@@ -80,7 +80,8 @@ export const executableName = (name: string, platform: Platform) => (platform.os
 
 /**
  * Cross-builds the Go plugin in `dir` for every release platform into
- * `<outRoot>/<name>/<os>_<arch>/<name>[.exe]`; returns the files built.
+ * `<outRoot>/<name>/<os>_<arch>/<name>[.exe]`; returns `{ os, arch, file }`
+ * for each, ready for the release archives.
  */
 export const crossBuildGoPlugin = (
   name: string,
@@ -89,6 +90,7 @@ export const crossBuildGoPlugin = (
   platforms: ReadonlyArray<Platform> = ReleasePlatforms
 ) =>
   platforms.map((platform) => ({
-    platform,
+    os: platform.os,
+    arch: platform.arch,
     file: buildGo(dir, join(outRoot, name, `${platform.os}_${platform.arch}`, executableName(name, platform)), platform)
   }))
