@@ -3,15 +3,10 @@
  * plugins in test/fixtures/plugins/) for this machine, in both forms:
  * - dist/plugins/<name>: a native executable (bun build --compile --bytecode);
  * - dist/plugins/<name>.js: a single-file bundle run by the host's own runtime.
- * A plugin is a folder with a main.ts, or a Go plugin: a folder with a go.mod,
- * built (CGO off) into dist/plugins/<name> for this machine and cross-built
- * for the release platforms into dist/plugin-builds/ (go-plugin-build.ts).
- * --with-test-fixtures also builds the Go fixture plugins and the Go
- * conformance host (test/conformance).
+ * A plugin is a folder with a main.ts.
  */
 import { existsSync, mkdirSync, readdirSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { buildGo, crossBuildGoPlugin, isGoPlugin } from "./go-plugin-build.ts"
 
 const root = resolve(import.meta.dir, "..")
 const bun = process.execPath
@@ -47,6 +42,27 @@ export const buildPlugin = (name: string, source: string, outDir: string) => {
 }
 
 if (import.meta.main) {
+  // Go plugins (a folder with a go.mod): built with CGO off into
+  // dist/plugins/<name> for this machine, and cross-built for the release
+  // platforms into dist/plugin-builds/<name>/<os>_<arch>/ (go-plugin-build.ts).
+  // --with-test-fixtures adds the Go fixture plugins and the Go conformance host.
+  const go = await import("./go-plugin-build.ts")
+  for (const name of readdirSync(join(root, "plugins")).filter((n) => go.isGoPlugin(join(root, "plugins", n)))) {
+    const started = performance.now()
+    const dir = join(root, "plugins", name)
+    go.buildGo(dir, join(root, "dist/plugins", name))
+    const builds = go.crossBuildGoPlugin(name, dir)
+    console.log(`built Go plugin dist/plugins/${name} and ${builds.length} release builds in dist/plugin-builds/${name} in ${Math.round(performance.now() - started)} ms`)
+  }
+  if (process.argv.includes("--with-test-fixtures")) {
+    const started = performance.now()
+    const fixtures = join(root, "test/fixtures/go-plugins")
+    for (const name of readdirSync(fixtures).filter((n) => existsSync(join(fixtures, n, "main.go")))) {
+      go.buildGo(join(fixtures, name), join(root, "dist/test-plugins", `go-${name}`))
+    }
+    go.buildGo(join(root, "test/conformance"), join(root, "dist/conformance/conformance"))
+    console.log(`built the Go test fixtures and conformance host in ${Math.round(performance.now() - started)} ms`)
+  }
   const all = [
     ...targets(join(root, "plugins"), join(root, "dist/plugins")),
     ...(process.argv.includes("--with-test-fixtures") ? targets(join(root, "test/fixtures/plugins"), join(root, "dist/test-plugins")) : [])
@@ -55,22 +71,5 @@ if (import.meta.main) {
     const started = performance.now()
     const { executable, bundle } = buildPlugin(t.name, t.source, t.outDir)
     console.log(`built ${executable} and ${bundle} in ${Math.round(performance.now() - started)} ms`)
-  }
-  const goPlugins = readdirSync(join(root, "plugins")).filter((name) => isGoPlugin(join(root, "plugins", name)))
-  for (const name of goPlugins) {
-    const started = performance.now()
-    const dir = join(root, "plugins", name)
-    buildGo(dir, join(root, "dist/plugins", name))
-    const builds = crossBuildGoPlugin(name, dir)
-    console.log(`built Go plugin dist/plugins/${name} and ${builds.length} release builds in dist/plugin-builds/${name} in ${Math.round(performance.now() - started)} ms`)
-  }
-  if (process.argv.includes("--with-test-fixtures")) {
-    const started = performance.now()
-    const fixtures = join(root, "test/fixtures/go-plugins")
-    for (const name of readdirSync(fixtures).filter((n) => existsSync(join(fixtures, n, "main.go")))) {
-      buildGo(join(fixtures, name), join(root, "dist/test-plugins", `go-${name}`))
-    }
-    buildGo(join(root, "test/conformance"), join(root, "dist/conformance/conformance"))
-    console.log(`built the Go test fixtures and conformance host in ${Math.round(performance.now() - started)} ms`)
   }
 }
