@@ -102,6 +102,8 @@ for (const autoMtls of [true, false]) {
           const upgraded = yield* connection.updateDependent("deployment", capability([], "8.0"), deployment?.object)
           expect(JSON.stringify(upgraded.updated)).toContain('"image":"redis:8.0"')
           expect((yield* connection.updateDependent("service", capability(), service?.object)).needsUpdate).toBe(false)
+          const named = { ...service?.object, spec: { ports: [{ name: "redis", port: 6379, targetPort: "redis" }] } }
+          expect((yield* connection.updateDependent("service", capability(), named)).needsUpdate).toBe(true)
           const unknown = yield* Effect.flip(connection.updateDependent("statefulset", capability(), {}))
           expect(unknown.message).toContain('plugin redis has no dependent "statefulset"; it has: config-secret, deployment, service')
         })

@@ -131,8 +131,9 @@ func (p *redis) UpdateDependent(_ context.Context, r *capabilityv1.UpdateDepende
 				} `json:"spec"`
 			} `json:"template"`
 			Ports []struct {
-				Port       int `json:"port"`
-				TargetPort int `json:"targetPort"`
+				Port int `json:"port"`
+				// targetPort is an int or a port name.
+				TargetPort any `json:"targetPort"`
 			} `json:"ports"`
 		} `json:"spec"`
 	}
@@ -169,7 +170,7 @@ func (p *redis) UpdateDependent(_ context.Context, r *capabilityv1.UpdateDepende
 		desired = want
 	case serviceID:
 		port := portOf(ctx)
-		if len(existing.Spec.Ports) > 0 && existing.Spec.Ports[0].Port == port && existing.Spec.Ports[0].TargetPort == port {
+		if len(existing.Spec.Ports) > 0 && existing.Spec.Ports[0].Port == port && fmt.Sprint(existing.Spec.Ports[0].TargetPort) == strconv.Itoa(port) {
 			return &capabilityv1.UpdateDependentResponse{}, nil
 		}
 		desired = service(ctx)
