@@ -42,6 +42,27 @@ export const buildPlugin = (name: string, source: string, outDir: string) => {
 }
 
 if (import.meta.main) {
+  // Go plugins (a folder with a go.mod): built with CGO off into
+  // dist/plugins/<name> for this machine, and cross-built for the release
+  // platforms into dist/plugin-builds/<name>/<os>_<arch>/ (go-plugin-build.ts).
+  // --with-test-fixtures adds the Go fixture plugins and the Go conformance host.
+  const go = await import("./go-plugin-build.ts")
+  for (const name of readdirSync(join(root, "plugins")).filter((n) => go.isGoPlugin(join(root, "plugins", n)))) {
+    const started = performance.now()
+    const dir = join(root, "plugins", name)
+    go.buildGo(dir, join(root, "dist/plugins", name))
+    const builds = go.crossBuildGoPlugin(name, dir)
+    console.log(`built Go plugin dist/plugins/${name} and ${builds.length} release builds in dist/plugin-builds/${name} in ${Math.round(performance.now() - started)} ms`)
+  }
+  if (process.argv.includes("--with-test-fixtures")) {
+    const started = performance.now()
+    const fixtures = join(root, "test/fixtures/go-plugins")
+    for (const name of readdirSync(fixtures).filter((n) => existsSync(join(fixtures, n, "main.go")))) {
+      go.buildGo(join(fixtures, name), join(root, "dist/test-plugins", `go-${name}`))
+    }
+    go.buildGo(join(root, "test/conformance"), join(root, "dist/conformance/conformance"))
+    console.log(`built the Go test fixtures and conformance host in ${Math.round(performance.now() - started)} ms`)
+  }
   const all = [
     ...targets(join(root, "plugins"), join(root, "dist/plugins")),
     ...(process.argv.includes("--with-test-fixtures") ? targets(join(root, "test/fixtures/plugins"), join(root, "dist/test-plugins")) : [])

@@ -7,6 +7,8 @@
  * code builds its descriptors when loaded, which cost a bundled plugin ~12 ms
  * of start-up; these functions cost nothing until called.
  * buf and ts-proto come from npm, so nothing else needs installing.
+ * Run without an argument (npm run generate), it then regenerates the Go
+ * code too (generate-go-proto.ts).
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -47,3 +49,5 @@ try {
 } finally {
   rmSync(work, { recursive: true, force: true })
 }
+
+if (process.argv[2] === undefined) await import("./generate-go-proto.ts")

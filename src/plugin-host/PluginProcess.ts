@@ -205,6 +205,9 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     })
   }
 
+  // go-plugin's stdio stream arrives in a grpc-js callback: log it with this
+  // fiber's services, so it goes through the host's own logger and level.
+  const services = yield* Effect.context<never>()
   const connection = yield* client.connect({
     name: file.name,
     handshake,
@@ -212,7 +215,7 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     callTimeoutMs: options.callTimeoutMs,
     onStdio: (channel, data) => {
       const text = new TextDecoder().decode(data).trimEnd()
-      if (text !== "") Effect.runFork(Effect.logInfo(text).pipe(Effect.annotateLogs({ plugin: file.name, stream: channel })))
+      if (text !== "") Effect.runForkWith(services)(Effect.logInfo(text).pipe(Effect.annotateLogs({ plugin: file.name, stream: channel })))
     }
   })
   // On close, before the connection closes: Shutdown over RPC, then wait up to
