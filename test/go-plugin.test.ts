@@ -5,11 +5,12 @@
  * Deployment available by patching its status, as a Deployment controller would.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
+import { loadYaml } from "@kubernetes/client-node"
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator } from "./support/cluster.ts"
-import { builtPlugin, eventually } from "./support/paths.ts"
+import { builtPlugin, eventually, root } from "./support/paths.ts"
 
 let cluster: Cluster
 let operator: Operator
@@ -110,5 +111,14 @@ describe("a redis Capability served by the Go plugin", () => {
     expect(created.status).toBe(201)
     const invalid = await waitReady("badport", "False", "Invalid")
     expect(readyOf(invalid)?.message).toContain('parameter REDIS_PORT must be a port number (1-65535), got "none"')
+  })
+
+  test("samples/redis.yaml applies as it is and provisions a redis cache", async () => {
+    const sample = loadYaml<Record<string, unknown>>(readFileSync(join(root, "samples/redis.yaml"), "utf8"))
+    expect((await cluster.api("POST", capabilityPath(ns), sample)).status).toBe(201)
+    const pending = await waitReady("redis-cache", "False", "DependentsNotReady")
+    expect(dig(pending.body, "status", "bindingSecret")).toBe("redis-cache-config")
+    const deployment = await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/deployments/redis-cache`)
+    expect(dig(deployment.body, "spec", "template", "spec", "containers", 0, "image")).toBe("redis:8.0")
   })
 })
