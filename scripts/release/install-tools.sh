@@ -11,7 +11,9 @@ command -v buildah >/dev/null || packages+=(buildah)
 command -v qemu-aarch64-static >/dev/null || packages+=(qemu-user-static)
 command -v unshare >/dev/null || packages+=(util-linux)
 foreign=$(dpkg --print-foreign-architectures)
-if [ ${#packages[@]} -eq 0 ] && grep -qx arm64 <<<"$foreign"; then
+# arm64 added but apt's lists never fetched for it: an update is due too.
+arm64_known() { apt-cache policy libc6:arm64 2>/dev/null | grep -Eq 'Candidate: [0-9]'; }
+if [ ${#packages[@]} -eq 0 ] && grep -qx arm64 <<<"$foreign" && arm64_known; then
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
