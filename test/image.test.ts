@@ -10,8 +10,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { chmodSync, copyFileSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import type { V1Deployment } from "@kubernetes/client-node"
 import pkg from "../package.json" with { type: "json" }
 import { gitCommit } from "../scripts/build.ts"
+import { manifests } from "../src/api/Manifests.ts"
 import { ensureImages, type ImageArch, imageArchive } from "../scripts/image.ts"
 import { installHint } from "../scripts/release/debian.ts"
 import { executableKind } from "./support/binaries.ts"
@@ -95,6 +97,18 @@ for (const arch of ["amd64", "arm64"] as const) {
     })
   })
 }
+
+test("the Deployment of halkyon manifests fits the image: its user, its writable folders, its ports, its default image name", () => {
+  const { config } = image("amd64")
+  const deployment = manifests().find((m) => m.kind === "Deployment") as V1Deployment
+  const container = deployment.spec?.template.spec?.containers[0]
+  expect(`${container?.securityContext?.runAsUser}:${container?.securityContext?.runAsUser}`).toBe(config.config.User ?? "")
+  expect(container?.securityContext?.readOnlyRootFilesystem).toBe(true)
+  expect(container?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(["/plugins", "/tmp"])
+  expect(container?.args).toContain("/plugins")
+  expect(container?.ports?.map((p) => `${p.containerPort}/tcp`).sort()).toEqual(Object.keys(config.config.ExposedPorts ?? {}).sort())
+  expect(container?.image).toBe(`ghcr.io/halkyonio/halkyon:${pkg.version}`)
+})
 
 describe("the linux/amd64 image, run from its root filesystem alone", () => {
   test("halkyon version prints version, commit and platform", () => {
