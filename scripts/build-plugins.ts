@@ -3,10 +3,16 @@
  * plugins in test/fixtures/plugins/) for this machine, in both forms:
  * - dist/plugins/<name>: a native executable (bun build --compile --bytecode);
  * - dist/plugins/<name>.js: a single-file bundle run by the host's own runtime.
+ * With --release (npm run build:plugins), every plugin in plugins/ is also
+ * cross-compiled for each release platform into dist/plugin-builds/<name>/
+ * and archived into dist/plugin-releases/<name>/, ready to host as a GitHub
+ * release's assets (scripts/release/plugin-archives.ts).
  * A plugin is a folder with a main.ts.
  */
-import { existsSync, mkdirSync, readdirSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs"
 import { join, resolve } from "node:path"
+import { type PluginBuild, pluginBuildsDir, writePluginRelease } from "./release/plugin-archives.ts"
+import { executableName, releaseTargets } from "./release/targets.ts"
 
 const root = resolve(import.meta.dir, "..")
 const bun = process.execPath
@@ -31,14 +37,34 @@ const run = (args: ReadonlyArray<string>) => {
   }
 }
 
+/** Compiles a plugin into a native executable, for this machine or a `bun-<os>-<arch>` target. */
+export const compilePlugin = (source: string, outfile: string, target?: string) => {
+  mkdirSync(join(outfile, ".."), { recursive: true })
+  run(["build", "--compile", "--bytecode", "--format=esm", "--minify", ...(target === undefined ? [] : [`--target=${target}`]), source, "--outfile", outfile])
+  return outfile
+}
+
 /** Builds one plugin in both forms; returns the two paths. */
 export const buildPlugin = (name: string, source: string, outDir: string) => {
   mkdirSync(outDir, { recursive: true })
-  const executable = join(outDir, name)
+  const executable = compilePlugin(source, join(outDir, name))
   const bundle = join(outDir, `${name}.js`)
-  run(["build", "--compile", "--bytecode", "--format=esm", "--minify", source, "--outfile", executable])
   run(["build", "--target=bun", "--format=esm", "--minify", source, "--outfile", bundle])
   return { executable, bundle }
+}
+
+/**
+ * Cross-compiles a TypeScript plugin for every release platform into
+ * dist/plugin-builds/<name>/<os>_<arch>/ and writes its release folder;
+ * returns the release's files.
+ */
+export const releasePlugin = async (name: string, source = join(root, "plugins", name, "main.ts")) => {
+  const builds: Array<PluginBuild> = releaseTargets.map((t) => ({
+    os: t.os,
+    arch: t.arch,
+    file: compilePlugin(source, join(pluginBuildsDir(name), `${t.os}_${t.arch}`, executableName(name, t.os)), t.bunTarget)
+  }))
+  return writePluginRelease(name, builds)
 }
 
 if (import.meta.main) {
@@ -71,5 +97,13 @@ if (import.meta.main) {
     const started = performance.now()
     const { executable, bundle } = buildPlugin(t.name, t.source, t.outDir)
     console.log(`built ${executable} and ${bundle} in ${Math.round(performance.now() - started)} ms`)
+  }
+  if (process.argv.includes("--release")) {
+    for (const t of targets(join(root, "plugins"), join(root, "dist/plugins"))) {
+      const started = performance.now()
+      const files = await releasePlugin(t.name, t.source)
+      const sizes = files.filter((f) => f.endsWith(".tar.gz")).map((f) => statSync(f).size / 1e6)
+      console.log(`wrote the ${t.name} release (${files.length} files, archives ${Math.min(...sizes).toFixed(1)}–${Math.max(...sizes).toFixed(1)} MB) in ${join(root, "dist/plugin-releases", t.name)} in ${Math.round(performance.now() - started)} ms`)
+    }
   }
 }

@@ -48,7 +48,9 @@ const api = async (method: string, path: string, body?: unknown, contentType = "
     tls: { ca: plane.caCertPem, cert: plane.adminCertPem, key: plane.adminKeyPem },
     keepalive: false
   })
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> }
+  // Not JSON while a CRD is not served yet: a 404 answers "404 page not found" as plain text.
+  const text = await response.text()
+  return { status: response.status, body: (response.headers.get("content-type")?.includes("json") ? JSON.parse(text) : {}) as Record<string, unknown> }
 }
 const until = async (what: string, check: () => Promise<boolean>, timeoutMs = 60_000) => {
   const end = Date.now() + timeoutMs

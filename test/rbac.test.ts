@@ -85,9 +85,11 @@ test("the operator, as that ServiceAccount, provisions a Capability end to end",
   // CapabilityInfos and Events were written with the same identity.
   const infos = await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos")
   expect((dig<Array<{ metadata: { name: string } }>>(infos.body, "items") ?? []).map((i) => i.metadata.name).sort()).toEqual(["database-postgres", "test-flaky"])
-  const events = await cluster.api("GET", "/api/v1/namespaces/apps/events")
-  expect((dig<Array<unknown>>(events.body, "items") ?? []).length).toBeGreaterThan(0)
-  expect(operator.logs.filter((l) => l.includes("403") || l.includes("Forbidden"))).toEqual([])
+  // The Ready Event is recorded just after the status is written: wait for it rather than race it.
+  const events = async () => (dig<Array<unknown>>((await cluster.api("GET", "/api/v1/namespaces/apps/events")).body, "items") ?? []).length
+  expect(await eventually(async () => (await events()) > 0, 10_000)).toBe(true)
+  // "HTTP 403", as the API errors read: a bare "403" also matches log timestamps (12:00:00.403Z).
+  expect(operator.logs.filter((l) => l.includes("HTTP 403") || l.includes("Forbidden"))).toEqual([])
 }, 60_000)
 
 test("a plugin removed from the folder takes its CapabilityInfo with it", async () => {
