@@ -3,7 +3,7 @@
 # release tests need: buildah (builds the image without a Docker daemon),
 # qemu-user-static (runs the linux/arm64 binary on x86-64), and arm64 among
 # apt's architectures (the image's arm64 glibc and tini come from arm64 .debs).
-# Run as root; CI runs it from .ci/run.
+# Run as root; `npm test` runs it before the tests.
 set -euo pipefail
 
 packages=()
