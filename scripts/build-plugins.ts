@@ -6,8 +6,9 @@
  * With --release (npm run build:plugins), every plugin in plugins/ is also
  * cross-compiled for each release platform into dist/plugin-builds/<name>/
  * and archived into dist/plugin-releases/<name>/, ready to host as a GitHub
- * release's assets (scripts/release/plugin-archives.ts).
- * A plugin is a folder with a main.ts.
+ * release's assets (scripts/release/plugin-archives.ts). Go plugins (a
+ * folder with a go.mod) get the same, built by scripts/go-plugin-build.ts.
+ * A TypeScript plugin is a folder with a main.ts.
  */
 import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs"
 import { join, resolve } from "node:path"
@@ -79,6 +80,10 @@ if (import.meta.main) {
     go.buildGo(dir, join(root, "dist/plugins", name))
     const builds = go.crossBuildGoPlugin(name, dir)
     console.log(`built Go plugin dist/plugins/${name} and ${builds.length} release builds in dist/plugin-builds/${name} in ${Math.round(performance.now() - started)} ms`)
+    if (process.argv.includes("--release")) {
+      const files = await writePluginRelease(name, builds)
+      console.log(`wrote the ${name} release (${files.length} files) in ${join(root, "dist/plugin-releases", name)}`)
+    }
   }
   if (process.argv.includes("--with-test-fixtures")) {
     const started = performance.now()

@@ -8,7 +8,7 @@
  * archives built byte by byte, so that tests can make the hostile ones.
  */
 import { createHash } from "node:crypto"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { createReadStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { createServer, type Server } from "node:https"
 import type { AddressInfo } from "node:net"
@@ -46,6 +46,8 @@ export const makeTestCa = (): TestCa => {
 export type Answer =
   | { readonly kind: "bytes"; readonly body: Uint8Array; readonly throttle?: { readonly chunk: number; readonly everyMs: number } }
   | { readonly kind: "status"; readonly status: number; readonly headers?: Record<string, string> }
+  /** A file on disk, streamed (a whole release folder need not sit in memory). */
+  | { readonly kind: "file"; readonly path: string }
   /** Takes the request and never answers. */
   | { readonly kind: "silent" }
   /** Sends headers and part of the body, then nothing more, keeping the connection open. */
@@ -79,6 +81,10 @@ const listen = (server: Server, host: string) =>
 const answer = (res: ServerResponse, a: Answer) => {
   switch (a.kind) {
     case "silent":
+      return
+    case "file":
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(statSync(a.path).size) })
+      createReadStream(a.path).pipe(res)
       return
     case "stall":
       res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(a.body.byteLength) })
@@ -234,5 +240,9 @@ export const checksums = (assets: Record<string, Uint8Array>) =>
   Object.entries(assets)
     .map(([name, bytes]) => `${sha256(bytes)}  ${name}`)
     .join("\n") + "\n"
+
+/** A release folder as it is (say dist/plugin-releases/<name>), every file an asset. */
+export const folderAssets = (dir: string): Record<string, Asset> =>
+  Object.fromEntries(readdirSync(dir).map((name) => [name, [{ kind: "file", path: join(dir, name) }]]))
 
 export const removeCa = (ca: TestCa) => rmSync(ca.dir, { recursive: true, force: true })
