@@ -23,6 +23,8 @@ import { CapabilityInfoResource, CapabilityResource, capabilityCrd } from "../sr
 import { defaultImage, defaultNamespace, manifests, operatorName, operatorRules } from "../src/api/Manifests.ts"
 import { manifestsCommand } from "../src/cli/ManifestsCommand.ts"
 import { type ControlPlane, startControlPlane } from "../scripts/control-plane/start.ts"
+import { join } from "node:path"
+import { root } from "./support/paths.ts"
 
 const namespace = "halkyon-test"
 const image = "registry.example.com/halkyon:test"
@@ -309,4 +311,16 @@ test("the YAML the command prints parses back into the same objects", async () =
   expect(loadAllYaml(defaults)).toEqual([...manifests({ namespace: defaultNamespace, image: defaultImage })])
   expect(defaults).toContain(`namespace: ${defaultNamespace}`)
   expect(defaults).toContain(`image: ${defaultImage}`)
+})
+
+test("--plugins sets HALKYON_PLUGINS on the operator, normalized; a bad entry is refused with the expected form", async () => {
+  const printed = await runManifestsCommand(["--plugins", " acme/redis@v2.1.0, ,acme/kafka@v1"])
+  const deployment = loadAllYaml(printed).find((m) => (m as { kind?: string }).kind === "Deployment") as V1Deployment
+  expect(deployment.spec?.template.spec?.containers[0]?.env).toContainEqual({ name: "HALKYON_PLUGINS", value: "acme/redis@v2.1.0,acme/kafka@v1" })
+  const without = loadAllYaml(await runManifestsCommand([])).find((m) => (m as { kind?: string }).kind === "Deployment") as V1Deployment
+  expect(without.spec?.template.spec?.containers[0]?.env?.map((e) => e.name)).toEqual(["POD_NAMESPACE"])
+
+  const bad = Bun.spawnSync([join(root, "dist/halkyon"), "manifests", "--plugins", "nonsense"], { stdout: "pipe", stderr: "pipe" })
+  expect(bad.exitCode).not.toBe(0)
+  expect(bad.stderr.toString()).toContain('invalid plugin "nonsense": no @tag; expected org/repo@tag')
 })

@@ -31,6 +31,8 @@ export interface ManifestOptions {
   /** Where the operator runs; created unless it is "default". */
   readonly namespace?: string
   readonly image?: string
+  /** Plugins the operator installs from their releases at start (HALKYON_PLUGINS), e.g. "acme/redis@v2.1.0". */
+  readonly plugins?: string
 }
 
 export type Manifest =
@@ -68,7 +70,7 @@ export const operatorRules: ReadonlyArray<V1PolicyRule> = [
   { apiGroups: ["apps"], resources: ["statefulsets", "deployments"], verbs: readWrite }
 ]
 
-const deployment = (namespace: string, image: string): V1Deployment => ({
+const deployment = (namespace: string, image: string, plugins: string | undefined): V1Deployment => ({
   apiVersion: "apps/v1",
   kind: "Deployment",
   metadata: { name: operatorName, namespace, labels },
@@ -94,7 +96,10 @@ const deployment = (namespace: string, image: string): V1Deployment => ({
               "--health-addr", `:${healthPort}`,
               "--metrics-addr", `:${metricsPort}`
             ],
-            env: [{ name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } }],
+            env: [
+              { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+              ...(plugins === undefined || plugins === "" ? [] : [{ name: "HALKYON_PLUGINS", value: plugins }])
+            ],
             ports: [
               { name: "health", containerPort: healthPort, protocol: "TCP" },
               { name: "metrics", containerPort: metricsPort, protocol: "TCP" }
@@ -146,6 +151,6 @@ export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: operatorName },
       subjects: [{ kind: "ServiceAccount", name: operatorName, namespace }]
     },
-    deployment(namespace, image)
+    deployment(namespace, image, options.plugins)
   ]
 }

@@ -6,6 +6,7 @@ import { dumpYaml } from "@kubernetes/client-node"
 import { Console } from "effect"
 import { Command, Flag } from "effect/cli"
 import { defaultImage, defaultNamespace, type Manifest, manifests } from "../api/Manifests.ts"
+import { ExpectedForm, parsePluginSpecs } from "../downloader/PluginSpec.ts"
 
 /** One YAML document per object, `---` between them, in apply order. */
 export const renderManifests = (objects: ReadonlyArray<Manifest>): string =>
@@ -20,6 +21,18 @@ const flags = {
   image: Flag.String("image").pipe(
     Flag.withDescription("the operator's container image"),
     Flag.withDefault(defaultImage)
+  ),
+  plugins: Flag.String("plugins").pipe(
+    Flag.withDescription(`plugins the operator installs from their releases at start, comma-separated ${ExpectedForm} (sets HALKYON_PLUGINS)`),
+    Flag.withDefault(""),
+    Flag.mapTryCatch(
+      (text) => {
+        const { specs, invalid } = parsePluginSpecs([text])
+        if (invalid.length > 0) throw new Error(invalid.map((e) => e.message).join("; "))
+        return specs.map(String).join(",")
+      },
+      (e) => (e instanceof Error ? e.message : String(e))
+    )
   ),
   crdsOnly: Flag.Boolean("crds-only").pipe(
     Flag.withDescription("print only the CRDs (to run the operator outside the cluster, with halkyon run)"),
@@ -37,6 +50,7 @@ export const manifestsCommand = Command.make("manifests", flags, ({ crdsOnly, ..
       command: "halkyon manifests --namespace operators --image registry.example.com/halkyon:dev | kubectl apply -f -",
       description: "Install it elsewhere, from another image"
     },
-    { command: "halkyon manifests --crds-only | kubectl apply -f -", description: "Only the CRDs, for halkyon run on a laptop" }
+    { command: "halkyon manifests --crds-only | kubectl apply -f -", description: "Only the CRDs, for halkyon run on a laptop" },
+    { command: "halkyon manifests --plugins acme/redis@v2.1.0 | kubectl apply -f -", description: "An operator that installs the redis plugin from its release at start" }
   ])
 )
