@@ -4,18 +4,18 @@
  * deletes and Events. Kinds are mapped to their REST paths by discovery,
  * cached per group version.
  *
- * Requests go through node-fetch with the https.Agent that client-node builds
- * from the kubeconfig (client certificates, tokens, exec plugins): Bun's own
- * fetch ignores an agent's CA and client certificate.
+ * Requests go through the runtime's own fetch, given the CA, client
+ * certificate and headers that client-node derives from the kubeconfig
+ * (client certificates, tokens, exec plugins) as fetch's `tls` option; it
+ * keeps connections alive by itself. (An https.Agent through node-fetch did
+ * the same at several times the CPU per request.)
  *
  * It does not cache objects or retry: the controller's watches and work queue
  * do that.
  */
-import https from "node:https"
-import { createInterface } from "node:readline"
+import type https from "node:https"
 import type { KubeConfig } from "@kubernetes/client-node"
 import { Context, Effect, Layer, Schema, Stream } from "effect"
-import fetch, { type RequestInit } from "node-fetch"
 
 /** A Kubernetes object as JSON: kind and metadata at least. */
 export interface KubeObject {
@@ -127,35 +127,45 @@ export class KubeClient extends Context.Service<KubeClient, {
   static readonly layer = (kc: KubeConfig) => Layer.effect(KubeClient, make(kc))
 }
 
-/** How long the TLS agent and auth headers built from the kubeconfig are reused (tokens rotate). */
+/** The TLS settings fetch takes. */
+interface TlsOptions {
+  readonly ca?: string
+  readonly cert?: string
+  readonly key?: string
+  readonly rejectUnauthorized?: boolean
+  readonly serverName?: string
+}
+
+/** How long the TLS settings and auth headers derived from the kubeconfig are reused (tokens rotate). */
 const AuthRefreshMs = 60_000
 
 const make = Effect.fnUntraced(function*(kc: KubeConfig) {
   const server = (kc.getCurrentCluster()?.server ?? "").replace(/\/+$/, "")
   const discovery = new Map<string, Map<string, { plural: string; namespaced: boolean }>>()
 
-  // client-node builds a new https.Agent per call, without keep-alive: every
-  // request would pay a TLS handshake. One keep-alive agent is reused instead,
-  // rebuilt now and then so that rotated tokens and exec credentials are seen.
-  let auth: { at: number; init: Promise<{ agent: https.Agent; headers: Record<string, string> }> } | undefined
+  // What client-node derives from the kubeconfig, reused for a while and then
+  // derived again, so that rotated tokens and exec credentials are seen.
+  let auth: { at: number; init: Promise<{ tls: TlsOptions; headers: Record<string, string> }> } | undefined
   const fetchInit = () => {
     if (auth === undefined || Date.now() - auth.at > AuthRefreshMs) {
-      const previous = auth
       auth = {
         at: Date.now(),
         init: (async () => {
-          const init = (await kc.applyToFetchOptions({})) as RequestInit & { agent?: https.Agent }
-          const options = init.agent?.options ?? {}
+          const options: https.RequestOptions = {}
+          await kc.applyToHTTPSOptions(options)
           const headers: Record<string, string> = {}
-          ;(init.headers as unknown as { forEach(f: (v: string, k: string) => void): void }).forEach((v, k) => {
-            headers[k] = v
-          })
-          return { agent: new https.Agent({ ...options, keepAlive: true, maxSockets: 64 }), headers }
+          for (const [k, v] of Object.entries(options.headers ?? {})) if (v !== undefined) headers[k] = String(v)
+          const pem = (value: unknown) => (value === undefined || value === null ? undefined : Buffer.isBuffer(value) ? value.toString("utf8") : String(value))
+          const tls: TlsOptions = {
+            ...(pem(options.ca) === undefined ? {} : { ca: pem(options.ca) }),
+            ...(pem(options.cert) === undefined ? {} : { cert: pem(options.cert) }),
+            ...(pem(options.key) === undefined ? {} : { key: pem(options.key) }),
+            ...(options.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+            ...(typeof options.servername === "string" ? { serverName: options.servername } : {})
+          }
+          return { tls, headers }
         })()
       }
-      // The old agent is destroyed once every request it carries has ended:
-      // watches last up to WatchTimeoutSeconds.
-      void previous?.init.then(({ agent }) => setTimeout(() => agent.destroy(), (WatchTimeoutSeconds + 60) * 1000).unref(), () => {})
     }
     return auth.init
   }
@@ -167,7 +177,7 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
   ) =>
     Effect.tryPromise({
       try: async (signal) => {
-        const { agent, headers: authHeaders } = await fetchInit()
+        const { tls, headers: authHeaders } = await fetchInit()
         const headers: Record<string, string> = { ...authHeaders, Accept: "application/json" }
         if (options.body !== undefined) headers["Content-Type"] = options.contentType ?? "application/json"
         // A watch outlives this effect: only its own controller may abort it,
@@ -178,11 +188,11 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
           : [signal, options.signal, AbortSignal.timeout(RequestTimeoutMs)])
           .filter((s): s is AbortSignal => s !== undefined)
         const response = await fetch(`${server}${path}`, {
-          agent,
+          tls,
           headers,
           method,
           ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
-          signal: AbortSignal.any(signals) as RequestInit["signal"]
+          signal: AbortSignal.any(signals)
         })
         return response
       },
@@ -281,13 +291,15 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
           timeoutSeconds: options.timeoutSeconds ?? WatchTimeoutSeconds
         })}`
         const response = yield* request("GET", url, { signal: abort.signal, stream: true })
-        // Aborting the watch errors the body and the line reader: that is its
-        // normal end, surfaced (if at all) through the iterator below.
-        response.body.on("error", () => {})
-        const lines = createInterface({ input: response.body })
-        lines.on("error", () => {})
-        yield* Effect.addFinalizer(() => Effect.sync(() => lines.close()))
-        return Stream.fromAsyncIterable(lines, (e) => new KubeApiError({ code: 0, reason: "WatchBroken", detail: String(e), request: `WATCH ${path}` })).pipe(
+        const body = response.body
+        if (body === null) return yield* new KubeApiError({ code: 0, reason: "WatchBroken", detail: "the watch answered without a body", request: `WATCH ${path}` })
+        return Stream.fromReadableStream({
+          evaluate: () => body,
+          // Aborting the watch (its scope closing) errors the body: that is its normal end.
+          onError: (e) => new KubeApiError({ code: 0, reason: "WatchBroken", detail: String(e), request: `WATCH ${path}` })
+        }).pipe(
+          Stream.decodeText,
+          Stream.splitLines,
           Stream.filter((line) => line.trim() !== ""),
           Stream.mapEffect((line) =>
             Effect.try({
