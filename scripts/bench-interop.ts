@@ -15,14 +15,10 @@
  *
  * Builds what it needs first (npm run build:plugins, the conformance host).
  */
-import { NodeServices } from "@effect/platform-node"
-import { Effect, Layer, Logger } from "effect"
 import { existsSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { PluginClient } from "../src/plugin-client/PluginClient.ts"
-import { classify, type PluginFile } from "../src/plugin-host/PluginFiles.ts"
-import { launch, type LaunchOptions } from "../src/plugin-host/PluginProcess.ts"
 import { buildGo } from "./go-plugin-build.ts"
+import { percentile, pluginFile, roundTrips, startTimes } from "./plugin-timing.ts"
 
 const root = resolve(import.meta.dir, "..")
 const plugins = join(root, "dist/plugins")
@@ -59,44 +55,11 @@ interface Figures {
   readonly call: ReadonlyArray<number>
 }
 
-const percentile = (values: ReadonlyArray<number>, p: number) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN
+/** Under our host: starts, then round trips on one plugin. */
+const ourHost = async (subject: Subject, autoMtls: boolean): Promise<Figures> => {
+  const file = pluginFile(subject.file)
+  return { start: await startTimes(file, autoMtls, Starts), call: await roundTrips(file, autoMtls, subject.capability, Calls) }
 }
-
-const options = (autoMtls: boolean): LaunchOptions => ({
-  handshakeTimeoutMs: 10_000,
-  callTimeoutMs: 10_000,
-  shutdownGraceMs: 2_000,
-  autoMtls,
-  protocolVersions: [1]
-})
-
-const services = Layer.mergeAll(PluginClient.layer, NodeServices.layer, Logger.layer([]))
-
-/** Under our host: starts (first two discarded, they warm the page cache), then round trips on one plugin. */
-const ourHost = (subject: Subject, autoMtls: boolean): Promise<Figures> =>
-  Effect.runPromise(
-    Effect.gen(function*() {
-      const file = classify(subject.file) as PluginFile
-      const start: Array<number> = []
-      for (let i = 0; i < Starts + 2; i++) {
-        const ms = yield* Effect.scoped(Effect.map(launch(file, options(autoMtls)), (p) => p.startMs))
-        if (i >= 2) start.push(ms)
-      }
-      const call = yield* Effect.scoped(Effect.gen(function*() {
-        const plugin = yield* launch(file, options(autoMtls))
-        const times: Array<number> = []
-        for (let i = 0; i < Calls + 200; i++) {
-          const t0 = performance.now()
-          yield* plugin.connection.checkValidity(subject.capability)
-          if (i >= 200) times.push(performance.now() - t0)
-        }
-        return times
-      }))
-      return { start, call }
-    }).pipe(Effect.provide(services))
-  )
 
 /** Under go-plugin's own host: the Go conformance program in bench mode. */
 const goHost = async (subject: Subject, autoMtls: boolean): Promise<Figures> => {

@@ -4,15 +4,10 @@
  * AutoMTLS; unary RPC round trip p50/p99; the host's RSS with 10 plugins.
  * Run `npm run build && npm run build:plugins` first (it does so if needed).
  */
-import { NodeServices } from "@effect/platform-node"
-import { Effect, Layer, Logger } from "effect"
-import type { ChildProcessSpawner } from "effect/process"
 import { existsSync, mkdtempSync, copyFileSync, chmodSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
-import { PluginClient } from "../src/plugin-client/PluginClient.ts"
-import { classify, type PluginFile } from "../src/plugin-host/PluginFiles.ts"
-import { launch, type LaunchOptions } from "../src/plugin-host/PluginProcess.ts"
+import { percentile, pluginFile, roundTrips, startTimes } from "./plugin-timing.ts"
 
 const root = resolve(import.meta.dir, "..")
 const plugins = join(root, "dist/plugins")
@@ -24,48 +19,6 @@ const ensureBuilt = () => {
     if (!existsSync(file)) Bun.spawnSync([process.execPath, join(root, "scripts", script)], { stdout: "inherit", stderr: "inherit" })
   }
 }
-
-const percentile = (values: ReadonlyArray<number>, p: number) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN
-}
-
-const options = (autoMtls: boolean): LaunchOptions => ({
-  handshakeTimeoutMs: 10_000,
-  callTimeoutMs: 10_000,
-  shutdownGraceMs: 2_000,
-  autoMtls,
-  protocolVersions: [1]
-})
-
-const services = Layer.mergeAll(PluginClient.layer, NodeServices.layer, Logger.layer([]))
-const run = <A, E>(effect: Effect.Effect<A, E, PluginClient | ChildProcessSpawner.ChildProcessSpawner>) =>
-  Effect.runPromise(effect.pipe(Effect.provide(services)))
-
-const fileOf = (path: string) => classify(path) as PluginFile
-
-const startTimes = async (file: PluginFile, autoMtls: boolean) => {
-  const times: Array<number> = []
-  // Two warm-up starts: the first one pays for the page cache.
-  for (let i = 0; i < Starts + 2; i++) {
-    const ms = await run(Effect.scoped(Effect.map(launch(file, options(autoMtls)), (p) => p.startMs)))
-    if (i >= 2) times.push(ms)
-  }
-  return times
-}
-
-const roundTrips = (file: PluginFile, autoMtls: boolean) =>
-  run(Effect.scoped(Effect.gen(function*() {
-    const plugin = yield* launch(file, options(autoMtls))
-    const capability = { metadata: { name: "db", namespace: "default" }, spec: { category: "database", type: "postgres", version: "17" } }
-    const times: Array<number> = []
-    for (let i = 0; i < Calls + 200; i++) {
-      const t0 = performance.now()
-      yield* plugin.connection.checkValidity(capability)
-      if (i >= 200) times.push(performance.now() - t0)
-    }
-    return times
-  })))
 
 const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN)
 
@@ -100,13 +53,14 @@ console.log(`halkyon plugin runtime benchmark (${Starts} starts, ${Calls} calls 
 console.log("start to handshake (ms)           p50      p95")
 for (const [form, path] of [["compiled (--bytecode)", join(plugins, "postgres")], ["bundle (.js)", join(plugins, "postgres.js")]] as const) {
   for (const mtls of [false, true]) {
-    const times = await startTimes(fileOf(path), mtls)
+    const times = await startTimes(pluginFile(path), mtls, Starts)
     console.log(`  ${`${form}, mTLS ${mtls ? "on " : "off"}`.padEnd(30)} ${fmt(percentile(times, 50)).padStart(6)}   ${fmt(percentile(times, 95)).padStart(6)}`)
   }
 }
 console.log("\nunary RPC round trip (ms)         p50      p99")
 for (const mtls of [false, true]) {
-  const times = await roundTrips(fileOf(join(plugins, "postgres")), mtls)
+  const postgres = { metadata: { name: "db", namespace: "default" }, spec: { category: "database", type: "postgres", version: "17" } }
+  const times = await roundTrips(pluginFile(join(plugins, "postgres")), mtls, postgres, Calls)
   console.log(`  ${`CheckValidity, mTLS ${mtls ? "on " : "off"}`.padEnd(30)} ${fmt(percentile(times, 50)).padStart(6)}   ${fmt(percentile(times, 99)).padStart(6)}`)
 }
 const rss = await hostWithTenPlugins()
