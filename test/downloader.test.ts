@@ -13,7 +13,7 @@ import { join } from "node:path"
 import { goArch, goOs } from "../src/Version.ts"
 import { parsePluginSpecs } from "../src/downloader/PluginSpec.ts"
 import { builtPlugin, eventually, root } from "./support/paths.ts"
-import { type Cluster, startCluster, startOperator } from "./support/cluster.ts"
+import { type Cluster, startCluster, startOperator, untilReady } from "./support/cluster.ts"
 import {
   type Asset,
   checksums,
@@ -541,7 +541,7 @@ describe("halkyon run with HALKYON_PLUGINS (compiled binary, local control plane
       HALKYON_PLUGINS: plugins,
       HALKYON_RELEASE_BASE_URL: servers.base
     })
-    const ready = await eventually(() => operator.logs.some((l) => l.includes("operator ready")), 60_000, 50)
+    const ready = await untilReady(operator, 60_000).then(() => true, () => false)
     await operator.stop()
     return { ready, logs: operator.logs.join("\n").replaceAll('\\"', '"') }
   }

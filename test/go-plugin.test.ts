@@ -9,7 +9,7 @@ import { loadYaml } from "@kubernetes/client-node"
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator } from "./support/cluster.ts"
+import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator, untilReady } from "./support/cluster.ts"
 import { builtPlugin, eventually, root } from "./support/paths.ts"
 
 let cluster: Cluster
@@ -38,9 +38,7 @@ beforeAll(async () => {
   copyFileSync(builtPlugin("redis"), join(pluginsDir, "redis"))
   copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
   Bun.spawnSync(["chmod", "+x", join(pluginsDir, "redis")])
-  operator = startOperator(cluster, pluginsDir)
-  const ready = await eventually(() => operator.logs.some((l) => l.includes("operator ready")), 30_000)
-  if (!ready) throw new Error(`the operator did not become ready:\n${operator.logs.join("\n")}`)
+  operator = await untilReady(startOperator(cluster, pluginsDir))
 }, 30 * 60_000)
 
 afterAll(async () => {

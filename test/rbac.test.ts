@@ -8,7 +8,7 @@ import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { type Manifest, manifests } from "../src/api/Manifests.ts"
-import { capabilityPath, type Cluster, dig, kubeconfigWithToken, type Operator, readyOf, startCluster, startOperator } from "./support/cluster.ts"
+import { capabilityPath, type Cluster, dig, kubeconfigWithToken, type Operator, readyOf, startCluster, startOperator, untilReady } from "./support/cluster.ts"
 import { builtPlugin, eventually, testPlugin } from "./support/paths.ts"
 
 let cluster: Cluster
@@ -69,7 +69,7 @@ test("the ServiceAccount's token can do what the operator needs and no more", as
 
 test("the operator, as that ServiceAccount, provisions a Capability end to end", async () => {
   operator = startOperator(cluster, pluginsDir, [], kubeconfig.path)
-  expect(await eventually(() => operator?.logs.some((l) => l.includes("operator ready")) ?? false, 30_000)).toBe(true)
+  await untilReady(operator)
   const created = await cluster.api("POST", capabilityPath("apps"), {
     apiVersion: "halkyon.io/v1beta1",
     kind: "Capability",

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator } from "./support/cluster.ts"
+import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator, untilReady } from "./support/cluster.ts"
 import { builtPlugin, eventually, processesMatching, testPlugin } from "./support/paths.ts"
 
 let cluster: Cluster
@@ -54,9 +54,7 @@ beforeAll(async () => {
   expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
   pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-operator-plugins-"))
   copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
-  operator = startOperator(cluster, pluginsDir, process.env.HALKYON_TEST_LOGS === "1" ? ["--log-level", "debug"] : [])
-  const ready = await eventually(() => operator.logs.some((l) => l.includes("operator ready")), 30_000)
-  if (!ready) throw new Error(`the operator did not become ready:\n${operator.logs.join("\n")}`)
+  operator = await untilReady(startOperator(cluster, pluginsDir, process.env.HALKYON_TEST_LOGS === "1" ? ["--log-level", "debug"] : []))
 }, 30 * 60_000)
 
 afterAll(async () => {
@@ -252,7 +250,7 @@ describe("SIGTERM", () => {
   test("a reconcile that would outlast --graceful-shutdown-timeout is abandoned, and the operator exits", async () => {
     const later = startOperator(cluster, pluginsDir, ["--call-timeout", "60s", "--graceful-shutdown-timeout", "1s"])
     try {
-      if (!(await eventually(() => later.logs.some((l) => l.includes("operator ready")), 30_000))) throw new Error(later.logs.join("\n"))
+      await untilReady(later)
       expect((await createCapability("stuck", { category: "test", type: "flaky", parameters: [{ name: "MODE", value: "hang" }] })).status).toBe(201)
       // The plugin now spins in its build for good; the call's deadline is a minute away.
       await Bun.sleep(1500)

@@ -116,6 +116,13 @@ export const startOperator = (
   }
 }
 
+/** Waits for the operator's "operator ready" line; fails with its log when it does not come. */
+export const untilReady = async (operator: Operator, timeoutMs = 30_000) => {
+  const ready = await eventually(() => operator.logs.some((l) => l.includes("operator ready")), timeoutMs, 50)
+  if (!ready) throw new Error(`the operator did not become ready within ${timeoutMs} ms:\n${operator.logs.join("\n")}`)
+  return operator
+}
+
 /** A kubeconfig file for the same cluster with another user (a bearer token). */
 export const kubeconfigWithToken = (cluster: Cluster, token: string) => {
   const dir = mkdtempSync(join(tmpdir(), "halkyon-kubeconfig-"))
