@@ -9,6 +9,10 @@
  *   applied as the operator writes them;
  * - operator: N Capabilities created at once; the time until every dependent
  *   is applied and every status written, and the operator's peak RSS.
+ * Each of the three is measured on a fresh control plane, and the trio is
+ * repeated BENCH_REPEAT times (default 3; two cores shared by kube-apiserver,
+ * etcd, the operator and its plugin make single runs move by 15%): every
+ * run is printed, then the medians.
  * Prints figures; asserts nothing.
  */
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -27,6 +31,8 @@ const collectionOf = (ns: string, kind: string) =>
 const root = resolve(import.meta.dir, "..")
 const sizes = (process.env.BENCH_SIZES ?? "200,1000").split(",").map(Number)
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 16)
+const repeat = Number(process.env.BENCH_REPEAT ?? 3)
+const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN
 
 for (const [file, script, args] of [[join(root, "dist/halkyon"), "build.ts", []], [join(root, "dist/plugins/postgres.js"), "build-plugins.ts", []]] as const) {
   if (!existsSync(file)) Bun.spawnSync([process.execPath, join(root, "scripts", script), ...args], { stdout: "inherit", stderr: "inherit" })
@@ -196,18 +202,35 @@ try {
   console.log(`halkyon reconcile benchmark: local kube-apiserver + etcd, ${navigator.hardwareConcurrency} cores; operator --concurrency ${operatorConcurrency}; API clients ${concurrency} at a time; a fresh control plane per measurement\n`)
   console.log("capabilities   floor: create   floor: apply   operator   ratio to create / apply   operator peak RSS")
   const details: Array<string> = []
-  for (const n of sizes) {
-    await freshPlane()
-    const createSeconds = await floor(`floor-${n}`, n, "create").finally(() => plane.stop())
-    await freshPlane()
-    const applySeconds = await floor(`floor-apply-${n}`, n, "apply").finally(() => plane.stop())
-    await freshPlane()
-    const run = await measureOperator(`op-${n}`, n, operatorConcurrency).finally(() => plane.stop())
-    details.push(run.detail)
+  const row = (label: string, create: number, apply: number, total: number, rss: number) =>
     console.log(
-      `${String(n).padStart(12)}   ${`${createSeconds.toFixed(2)} s`.padStart(13)}   ${`${applySeconds.toFixed(2)} s`.padStart(12)}   ${`${run.total.toFixed(2)} s`.padStart(8)}   ${`${(run.total / createSeconds).toFixed(2)} / ${(run.total / applySeconds).toFixed(2)}`.padStart(23)}   ${run.peakRssMb.toFixed(0)} MB`
+      `${label.padStart(12)}   ${`${create.toFixed(2)} s`.padStart(13)}   ${`${apply.toFixed(2)} s`.padStart(12)}   ${`${total.toFixed(2)} s`.padStart(8)}   ${`${(total / create).toFixed(2)} / ${(total / apply).toFixed(2)}`.padStart(23)}   ${rss.toFixed(0)} MB`
     )
+  const summaries: Array<() => void> = []
+  for (const n of sizes) {
+    const runs: Array<{ create: number; apply: number; total: number; rss: number }> = []
+    for (let r = 0; r < repeat; r++) {
+      await freshPlane()
+      const createSeconds = await floor(`floor-${n}-${r}`, n, "create").finally(() => plane.stop())
+      await freshPlane()
+      const applySeconds = await floor(`floor-apply-${n}-${r}`, n, "apply").finally(() => plane.stop())
+      await freshPlane()
+      const run = await measureOperator(`op-${n}-${r}`, n, operatorConcurrency).finally(() => plane.stop())
+      details.push(run.detail)
+      runs.push({ create: createSeconds, apply: applySeconds, total: run.total, rss: run.peakRssMb })
+      row(`${n} #${r + 1}`, createSeconds, applySeconds, run.total, run.peakRssMb)
+    }
+    summaries.push(() => {
+      const ratios = runs.map((x) => x.total / x.create)
+      const applyRatios = runs.map((x) => x.total / x.apply)
+      console.log(
+        `${String(n).padStart(12)}   ${`${median(runs.map((x) => x.create)).toFixed(2)} s`.padStart(13)}   ${`${median(runs.map((x) => x.apply)).toFixed(2)} s`.padStart(12)}   ` +
+          `${`${median(runs.map((x) => x.total)).toFixed(2)} s`.padStart(8)}   ${`${median(ratios).toFixed(2)} / ${median(applyRatios).toFixed(2)}`.padStart(23)}   ${Math.max(...runs.map((x) => x.rss)).toFixed(0)} MB (max)`
+      )
+    })
   }
+  console.log(`\nmedians over ${repeat} runs (the ratio column: median of the runs' ratios)`)
+  for (const summary of summaries) summary()
   console.log(`\n${details.join("\n")}`)
 } finally {
   operator?.kill("SIGTERM")
