@@ -419,6 +419,9 @@ describe("halkyon plugins install (compiled binary)", () => {
       files: [{ path: "late.js", sha256: sha256("// late"), size: 7 }],
       installedAt: new Date().toISOString()
     }
+    // And a half-written lock of a writer that died (its pid: a process that has exited).
+    const dead = Bun.spawnSync(["true"]).pid
+    writeFileSync(join(dir, `.tmp-plugins.lock-${dead}`), "{ half")
     writeFileSync(
       join(dir, ".plugins.lock.journal"),
       JSON.stringify({ staging, moves: ["late.js"], removes: [], lock: { version: 1, plugins: [...lock.plugins, entry] } })

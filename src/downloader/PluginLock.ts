@@ -12,11 +12,12 @@
 import { createReadStream, existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs"
 import { closeSync, fsyncSync, openSync, writeSync } from "node:fs"
 import { createHash } from "node:crypto"
-import { join } from "node:path"
+import { basename, dirname, join } from "node:path"
 import { Duration, Effect, Schema } from "effect"
 
 export const LockFileName = "plugins.lock"
 const JournalName = ".plugins.lock.journal"
+const TempPrefix = ".tmp-"
 /** Held while a process commits to the folder, naming its pid. */
 const MutexName = ".plugins.lock.mutex"
 /**
@@ -25,6 +26,10 @@ const MutexName = ".plugins.lock.mutex"
  * installs under way.
  */
 export const stagingPrefix = (pid = process.pid) => `.halkyon-install-${pid}-`
+const tempOwner = (entry: string) => {
+  const match = /^\.tmp-.*-(\d+)$/.exec(entry)
+  return match === null ? undefined : Number(match[1])
+}
 const stagingOwner = (entry: string) => {
   const match = /^\.halkyon-install-(\d+)-/.exec(entry)
   return match === null ? undefined : Number(match[1])
@@ -160,7 +165,8 @@ export const exclusively = <A, E, R>(dir: string, effect: Effect.Effect<A, E, R>
 
 /** Writes a file so that readers see the old or the new content, never a part. */
 const writeAtomically = (path: string, text: string) => {
-  const temp = `${path}.tmp-${process.pid}`
+  // Dot-named and pid-tagged: the plugin host ignores it, and recover() removes it if its writer died.
+  const temp = join(dirname(path), `${TempPrefix}${basename(path)}-${process.pid}`)
   const fd = openSync(temp, "w", 0o644)
   try {
     writeSync(fd, text)
@@ -255,7 +261,7 @@ export const recover = (dir: string): Effect.Effect<string | undefined, LockWrit
       if (existsSync(dir)) {
         for (const entry of readdirSync(dir)) {
           // Staging folders of installs still running (here or in another process) are theirs.
-          const pid = stagingOwner(entry)
+          const pid = stagingOwner(entry) ?? tempOwner(entry)
           if (pid !== undefined && pid !== process.pid && !isAlive(pid)) rmSync(join(dir, entry), { recursive: true, force: true })
         }
       }
