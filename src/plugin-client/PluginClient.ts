@@ -128,15 +128,25 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
 
   yield* openSideStreams(channel, options)
 
+  // One reconcile hands the same Capability object to three or four calls:
+  // it is encoded once (cached objects are replaced, never changed, on update).
+  const encoded = new WeakMap<object, Buffer>()
+  const capabilityBytes = (capability: unknown) => {
+    if (typeof capability !== "object" || capability === null) return jsonBytes(capability)
+    let bytes = encoded.get(capability)
+    if (bytes === undefined) encoded.set(capability, bytes = jsonBytes(capability))
+    return bytes
+  }
+
   const malformed = (method: string, detail: string) =>
     new PluginCallFailed({ plugin: name, method, code: grpc.status.INTERNAL, detail: `the plugin returned ${detail}` })
 
   const connection: PluginConnection = {
     describe: call(Describe, {}),
     checkValidity: (capability) =>
-      call(CheckValidity, { capability: jsonBytes(capability) }).pipe(Effect.map((r) => r.errors)),
+      call(CheckValidity, { capability: capabilityBytes(capability) }).pipe(Effect.map((r) => r.errors)),
     buildDependents: (capability) =>
-      call(BuildDependents, { capability: jsonBytes(capability) }).pipe(
+      call(BuildDependents, { capability: capabilityBytes(capability) }).pipe(
         Effect.flatMap((r) =>
           Effect.forEach(r.dependents, (d) => {
             const text = jsonText(d.object)
@@ -148,7 +158,7 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
         )
       ),
     updateDependent: (id, capability, existing) =>
-      call(UpdateDependent, { id, capability: jsonBytes(capability), existing: jsonBytes(existing) }).pipe(
+      call(UpdateDependent, { id, capability: capabilityBytes(capability), existing: jsonBytes(existing) }).pipe(
         Effect.flatMap((r): Effect.Effect<{ needsUpdate: boolean; updated: Record<string, unknown> | undefined }, PluginCallError> => {
           if (!r.needsUpdate) return Effect.succeed({ needsUpdate: false, updated: undefined })
           const text = jsonText(r.updated)
@@ -159,7 +169,7 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
       ),
     evaluateConditions: (capability, observed) =>
       call(EvaluateConditions, {
-        capability: jsonBytes(capability),
+        capability: capabilityBytes(capability),
         observed: observed.map((o) =>
           "error" in o
             ? { id: o.id, observation: { $case: "error" as const, value: o.error } }

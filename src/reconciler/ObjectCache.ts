@@ -28,8 +28,8 @@ const newer = (candidate: KubeObject, current: KubeObject | undefined) => {
   return Number.isNaN(a) || Number.isNaN(b) || a >= b
 }
 
-/** managedFields are often most of an object's size, and nothing here reads them. */
-const withoutManagedFields = (object: KubeObject): KubeObject => {
+/** managedFields are often most of an object's size, and neither we nor plugins read them. */
+export const withoutManagedFields = (object: KubeObject): KubeObject => {
   if (!("managedFields" in object.metadata)) return object
   const { managedFields: _managedFields, ...metadata } = object.metadata as KubeObject["metadata"] & { managedFields?: unknown }
   return { ...object, metadata }

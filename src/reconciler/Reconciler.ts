@@ -20,7 +20,7 @@ import { KubeApiError, KubeClient, type KubeObject, objectKey, type ObjectRef } 
 import type { PluginCallError } from "../plugin-client/Errors.ts"
 import type { BuiltDependent, Observation } from "../plugin-client/PluginClient.ts"
 import { PluginRegistry, type Resolution } from "../registry/PluginRegistry.ts"
-import { ObjectCache } from "./ObjectCache.ts"
+import { ObjectCache, withoutManagedFields } from "./ObjectCache.ts"
 import { nextStatus, type Outcome, readyCondition, rollUp, sameStatus } from "./Status.ts"
 
 export const FieldManager = "halkyon"
@@ -32,7 +32,15 @@ export interface ReconcileResult {
   readonly requeueAfterMs?: number
 }
 
-const decodeCapability = Schema.decodeUnknownExit(Capability)
+const decodeExit = Schema.decodeUnknownExit(Capability)
+// The cache replaces objects on update and never changes them: a version
+// reconciled again (a dependent's event, a retry) is not decoded again.
+const decodedVersions = new WeakMap<KubeObject, ReturnType<typeof decodeExit>>()
+const decodeCapability = (raw: KubeObject) => {
+  let exit = decodedVersions.get(raw)
+  if (exit === undefined) decodedVersions.set(raw, exit = decodeExit(raw))
+  return exit
+}
 
 /** What one reconcile found, and whether to look again soon (retry) or with backoff (failure). */
 type Attempt = Outcome & { readonly retry?: boolean; readonly failure?: KubeApiError }
@@ -161,7 +169,7 @@ const make = Effect.fnUntraced(function*() {
             failure: e
           }
         }
-        if (result.success !== undefined) observed.push({ built: dependent, info, object: result.success })
+        if (result.success !== undefined) observed.push({ built: dependent, info, object: withoutManagedFields(result.success) })
       }
       const checked = observed.filter((o) => o.info?.checkedForReadiness === true)
       const observations: Array<Observation> = checked.map((o) => ({ id: o.built.id, object: o.object }))

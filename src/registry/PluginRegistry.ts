@@ -95,13 +95,14 @@ export class PluginRegistry extends Context.Service<PluginRegistry, {
       })
 
       const resolve = Effect.fn("PluginRegistry.resolve")(function*(category: string, type: string, version: string) {
-        const notFound = new NoPluginFound({ category, type, version, available: available() })
+        // Built only when needed: it lists what is available, and every error captures a stack.
+        const notFound = () => new NoPluginFound({ category, type, version, available: available() })
         const entry = claimants(key(category, type))[0]
-        if (entry === undefined || entry.description.category.toLowerCase() !== category.toLowerCase()) return yield* notFound
+        if (entry === undefined || entry.description.category.toLowerCase() !== category.toLowerCase()) return yield* notFound()
         const info = entry.description.types.find((t) => t.type.toLowerCase() === type.toLowerCase())
-        if (info === undefined) return yield* notFound
+        if (info === undefined) return yield* notFound()
         const chosen = version === "" ? info.defaultVersion : version
-        if (!info.versions.includes(chosen)) return yield* notFound
+        if (!info.versions.includes(chosen)) return yield* notFound()
         if (!entry.available) return yield* new PluginNotAvailable({ plugin: entry.plugin, reason: entry.reason })
         return { plugin: entry.plugin, description: entry.description, connection: entry.connection, version: chosen }
       })
