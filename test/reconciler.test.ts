@@ -150,6 +150,24 @@ describe("a postgres Capability", () => {
   })
 })
 
+describe("the echoes of the operator's own writes", () => {
+  test("do not make a Capability reconciled again: one reconcile from creation to its status", async () => {
+    const reconciles = async () => {
+      const text = await (await fetch(`${operator.endpoint("metrics")}/metrics`)).text()
+      return [...text.matchAll(/^halkyon_reconcile_total\{[^}]*\} (\d+)$/gm)].reduce((total, m) => total + Number(m[1]), 0)
+    }
+    const before = await reconciles()
+    expect((await createCapability("quiet", { category: "database", type: "postgres", version: "16", parameters: [{ name: "DB_USER", value: "q" }] })).status).toBe(201)
+    await waitReady("quiet", "False", "DependentsNotReady")
+    // The watch events of its three dependents and of its status have had time to arrive.
+    await Bun.sleep(1_500)
+    expect(await reconciles() - before).toBe(1)
+    // A change by another hand still is a reason: the StatefulSet's status, here.
+    await markStatefulSetReady("quiet")
+    await waitReady("quiet", "True", "Ready")
+  })
+})
+
 describe("health and metrics", () => {
   test("/healthz and /readyz answer 200, /metrics counts reconciles and plugin calls", async () => {
     const health = operator.endpoint("health")

@@ -31,6 +31,8 @@ export interface KubeObject {
     readonly ownerReferences?: ReadonlyArray<OwnerReference>
     readonly deletionTimestamp?: string
     readonly creationTimestamp?: string
+    /** Who set which fields: the server keeps one entry per manager and operation. */
+    readonly managedFields?: ReadonlyArray<{ readonly manager?: string; readonly operation?: string; readonly subresource?: string }>
   }
   readonly [key: string]: unknown
 }

@@ -18,7 +18,7 @@ import { KubeClient, type KubeObject, objectKey } from "../kube/KubeClient.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { syncCapabilityInfos } from "./CapabilityInfoSync.ts"
 import { inform } from "./Informer.ts"
-import { CapabilityLabel, Reconciler } from "./Reconciler.ts"
+import { CapabilityLabel, FieldManager, Reconciler } from "./Reconciler.ts"
 import { ObjectCache } from "./ObjectCache.ts"
 import { makeWorkQueue } from "./WorkQueue.ts"
 
@@ -44,6 +44,16 @@ const ownerKey = (object: KubeObject): string | undefined => {
   if (owner !== undefined) return `${object.metadata.namespace ?? ""}/${owner.name}`
   const label = object.metadata.labels?.[CapabilityLabel]
   return label === undefined ? undefined : `${object.metadata.namespace ?? ""}/${label}`
+}
+
+/**
+ * Whether the operator set every field of the object: its event is then the
+ * echo of our own write (one that arrived before the write's answer was
+ * cached, say). A hand edit, or a controller's status update, adds a manager.
+ */
+const writtenByUsAlone = (object: KubeObject): boolean => {
+  const managers = object.metadata.managedFields
+  return managers !== undefined && managers.length > 0 && managers.every((m) => m.manager === FieldManager)
 }
 
 /**
@@ -125,10 +135,11 @@ export const startController = Effect.fn("Controller.start")(function*(options: 
           namespace: options.namespace,
           labelSelector: CapabilityLabel,
           onObject: (object, deleted) => {
-            // The echo of a write the reconciler made (and cached) needs no new reconcile.
+            // The echo of a write the reconciler made needs no new reconcile.
             if (!deleted && cache.holds(object)) return Effect.void
             if (deleted) cache.remove(object)
             else cache.put(object)
+            if (!deleted && writtenByUsAlone(object)) return Effect.void
             const key = ownerKey(object)
             return key === undefined ? Effect.void : queue.add(key)
           },
