@@ -85,6 +85,8 @@ const floor = async (ns: string, n: number, write: "create" | "apply") => {
     write === "create"
       ? api("POST", collection, object)
       : api("PATCH", `${collection}/${object.metadata.name}?fieldManager=bench&force=true`, object, "application/apply-patch+yaml")
+  const before = planeCpu()
+  const client = process.cpuUsage()
   const t0 = performance.now()
   await pool(names, concurrency, async (name) => {
     const cap = (await api("POST", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`, capability(name))) as KubeObject
@@ -96,7 +98,9 @@ const floor = async (ns: string, n: number, write: "create" | "apply") => {
     }
     await api("PATCH", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities/${name}/status`, { status: { conditions: [{ type: "Ready", status: "False", reason: "DependentsNotReady", message: "", lastTransitionTime: "2026-01-01T00:00:00Z" }] } }, "application/merge-patch+json")
   })
-  return (performance.now() - t0) / 1000
+  const seconds = (performance.now() - t0) / 1000
+  const { user, system } = process.cpuUsage(client)
+  return { seconds, detail: `${n}, floor ${write}: CPU seconds: this client ${((user + system) / 1e6).toFixed(1)}, ${planeCpuSince(before)}` }
 }
 
 /** Completes when every Capability of the namespace has all three dependents reported in its status. */
@@ -154,12 +158,17 @@ const cpuSeconds = (pid: number | undefined) => {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? []
   return (Number(fields[11]) + Number(fields[12])) / 100
 }
+const planeCpu = () => ({ apiserver: cpuSeconds(plane.pids().apiserver), etcd: cpuSeconds(plane.pids().etcd) })
+const planeCpuSince = (before: ReturnType<typeof planeCpu>) => {
+  const now = planeCpu()
+  return `kube-apiserver ${(now.apiserver - before.apiserver).toFixed(1)}, etcd ${(now.etcd - before.etcd).toFixed(1)}`
+}
 
 /** Runs the compiled operator on namespace `ns` and measures N Capabilities through it. */
 const measureOperator = async (ns: string, n: number, operatorConcurrency: string) => {
   await api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })
   const proc = Bun.spawn(
-    [join(root, "dist/halkyon"), "run", "--kubeconfig", plane.kubeconfigPath, "--plugins-dir", pluginsDir, "-n", ns,
+    [...operatorCommand, "run", "--kubeconfig", plane.kubeconfigPath, "--plugins-dir", pluginsDir, "-n", ns,
       "--concurrency", operatorConcurrency, "--log-level", process.env.BENCH_LOG_LEVEL ?? "info",
       "--health-addr", "0", "--metrics-addr", "127.0.0.1:0"],
     { stdout: "ignore", stderr: "pipe" }
@@ -177,7 +186,7 @@ const measureOperator = async (ns: string, n: number, operatorConcurrency: strin
     void (async () => {
       for (;;) if ((await reader.read()).done) break
     })()
-    const apiserverBefore = cpuSeconds(plane.pids().apiserver)
+    const before = planeCpu()
     const run = await operatorRun(ns, n, proc.pid)
     const metrics = await (await fetch(`http://${/metrics on ([0-9.]+:\d+)/.exec(seen)?.[1]}/metrics`)).text()
     const sum = (pattern: RegExp) => [...metrics.matchAll(pattern)].reduce((total, m) => total + Number(m[1]), 0)
@@ -185,7 +194,7 @@ const measureOperator = async (ns: string, n: number, operatorConcurrency: strin
     const calls = sum(/^halkyon_plugin_call_duration_seconds_count\{[^}]*\} (\d+)$/gm)
     const detail =
       `${n}: ${reconciles} reconciles, ${calls} plugin calls; CPU seconds: operator ${cpuSeconds(proc.pid).toFixed(1)}, ` +
-      `plugin ${cpuSeconds(Number(/pid=(\d+)/.exec(seen)?.[1])).toFixed(1)}, kube-apiserver ${(cpuSeconds(plane.pids().apiserver) - apiserverBefore).toFixed(1)}`
+      `plugin ${cpuSeconds(Number(/pid=(\d+)/.exec(seen)?.[1])).toFixed(1)}, ${planeCpuSince(before)}`
     return { ...run, detail }
   } finally {
     proc.kill("SIGTERM")
@@ -194,6 +203,8 @@ const measureOperator = async (ns: string, n: number, operatorConcurrency: strin
   }
 }
 
+// BENCH_OPERATOR="bun --cpu-prof-md src/main.ts" runs the operator from source, to profile it.
+const operatorCommand = process.env.BENCH_OPERATOR?.split(" ") ?? [join(root, "dist/halkyon")]
 const pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-bench-plugins-"))
 copyFileSync(join(root, "dist/plugins/postgres.js"), join(pluginsDir, "postgres.js"))
 let operator: ReturnType<typeof Bun.spawn> | undefined
@@ -211,9 +222,11 @@ try {
     const runs: Array<{ create: number; apply: number; total: number; rss: number }> = []
     for (let r = 0; r < repeat; r++) {
       await freshPlane()
-      const createSeconds = await floor(`floor-${n}-${r}`, n, "create").finally(() => plane.stop())
+      const create = await floor(`floor-${n}-${r}`, n, "create").finally(() => plane.stop())
       await freshPlane()
-      const applySeconds = await floor(`floor-apply-${n}-${r}`, n, "apply").finally(() => plane.stop())
+      const apply = await floor(`floor-apply-${n}-${r}`, n, "apply").finally(() => plane.stop())
+      const [createSeconds, applySeconds] = [create.seconds, apply.seconds]
+      details.push(create.detail, apply.detail)
       await freshPlane()
       const run = await measureOperator(`op-${n}-${r}`, n, operatorConcurrency).finally(() => plane.stop())
       details.push(run.detail)
