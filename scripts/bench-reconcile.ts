@@ -10,9 +10,10 @@
  * - operator: N Capabilities created at once; the time until every dependent
  *   is applied and every status written, and the operator's peak RSS.
  * Each of the three is measured on a fresh control plane, and the trio is
- * repeated BENCH_REPEAT times (default 3; two cores shared by kube-apiserver,
- * etcd, the operator and its plugin make single runs move by 15%): every
- * run is printed, then the medians.
+ * repeated BENCH_REPEAT times (default 5; two cores shared by kube-apiserver,
+ * etcd, the operator and its plugin make single runs move by 15%, and the
+ * machine's speed drifts over minutes), every other trio in reverse order:
+ * every run is printed, then the medians.
  * Prints figures; asserts nothing.
  */
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -21,6 +22,8 @@ import { join, resolve } from "node:path"
 import { capabilityCrd, capabilityInfoCrd } from "../src/api/Crds.ts"
 import type { KubeObject } from "../src/kube/KubeClient.ts"
 import { withOwnership } from "../src/reconciler/Reconciler.ts"
+import { nextStatus, rollUp, sameStatus } from "../src/reconciler/Status.ts"
+import type { CapabilityStatus } from "../src/api/Capability.ts"
 import { makeContext } from "../src/sdk/CapabilityService.ts"
 import { postgres } from "../plugins/postgres/plugin.ts"
 import { startControlPlane } from "./control-plane/start.ts"
@@ -31,7 +34,8 @@ const collectionOf = (ns: string, kind: string) =>
 const root = resolve(import.meta.dir, "..")
 const sizes = (process.env.BENCH_SIZES ?? "200,1000").split(",").map(Number)
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 16)
-const repeat = Number(process.env.BENCH_REPEAT ?? 3)
+const repeat = Number(process.env.BENCH_REPEAT ?? 5)
+const endBy = process.env.BENCH_END === "watch" ? "watch" : "log"
 const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN
 
 for (const [file, script, args] of [[join(root, "dist/halkyon"), "build.ts", []], [join(root, "dist/plugins/postgres.js"), "build-plugins.ts", []]] as const) {
@@ -74,6 +78,23 @@ const capability = (name: string) => ({
 })
 
 /**
+ * The status the operator writes for a Capability whose dependents are
+ * applied and whose StatefulSet has not rolled out (no controller runs here),
+ * as test/reconciler.test.ts checks it, built by the operator's own code.
+ */
+const statusOf = (cap: KubeObject) => {
+  const name = cap.metadata.name
+  const rollout = "waiting for the StatefulSet controller to roll out generation 1"
+  const dependents = [
+    { id: "config-secret", kind: "Secret", name: `${name}-config`, ready: true, reason: "Applied", message: "" },
+    { id: "statefulset", kind: "StatefulSet", name, ready: false, reason: "RolloutPending", message: rollout },
+    { id: "service", kind: "Service", name, ready: true, reason: "Applied", message: "" }
+  ]
+  const outcome = { ...rollUp(dependents.map((d) => ({ ...d, failed: false }))), dependents, bindingSecret: `${name}-config`, plugin: "postgres.js", version: "16" }
+  return nextStatus(undefined, outcome, cap.metadata.generation, new Date())
+}
+
+/**
  * The floor: what the operator writes, written directly: each Capability,
  * then its Secret, StatefulSet and Service, then its status. `write` is
  * "create" (POST) or "apply" (server-side apply, as the operator writes).
@@ -96,7 +117,7 @@ const floor = async (ns: string, n: number, write: "create" | "apply") => {
       const object = withOwnership(dependent.build(context) as unknown as Record<string, unknown>, cap, undefined)
       await put(collectionOf(ns, object.kind), object)
     }
-    await api("PATCH", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities/${name}/status`, { status: { conditions: [{ type: "Ready", status: "False", reason: "DependentsNotReady", message: "", lastTransitionTime: "2026-01-01T00:00:00Z" }] } }, "application/merge-patch+json")
+    await api("PATCH", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities/${name}/status`, { status: statusOf(cap) }, "application/merge-patch+json")
   })
   const seconds = (performance.now() - t0) / 1000
   const { user, system } = process.cpuUsage(client)
@@ -129,17 +150,65 @@ const untilAllReported = async (ns: string, n: number) => {
   if (done.size !== n) throw new Error(`the watch ended with ${done.size} of ${n} Capabilities reported`)
 }
 
-/** The operator: N Capabilities at once, until every one has its status. */
-const operatorRun = async (ns: string, n: number, operatorPid: number) => {
+/**
+ * Reads the operator's log (which must be drained anyway) and resolves once
+ * N Capabilities of `ns` have logged their first Ready condition: the
+ * operator logs it right after its status write returns.
+ */
+const untilLogged = (log: { read(): Promise<{ value?: Uint8Array; done: boolean }> }, ns: string, n: number) => {
+  const written = new Set<string>()
+  const pattern = new RegExp(`capability ${ns}/([^:]+): Ready=`, "g")
+  let resolve!: () => void
+  const done = new Promise<void>((r) => (resolve = r))
+  const decoder = new TextDecoder()
+  let rest = ""
+  void (async () => {
+    for (;;) {
+      const { value, done: ended } = await log.read()
+      if (ended) break
+      const text = rest + decoder.decode(value, { stream: true })
+      const cut = text.lastIndexOf("\n") + 1
+      rest = text.slice(cut)
+      for (const m of text.slice(0, cut).matchAll(pattern)) written.add(m[1] ?? "")
+      if (written.size >= n) resolve()
+    }
+  })()
+  return done
+}
+
+/**
+ * Every Capability of the namespace, read once: each must have the status the
+ * floor writes (but for the time of its transition), or the floor is not the
+ * operator's work.
+ */
+const checkAllReported = async (ns: string, n: number) => {
+  const list = (await api("GET", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`)) as { items: Array<KubeObject & { status?: unknown }> }
+  const timeless = (status: unknown) => JSON.parse(JSON.stringify(status, (key, value: unknown) => (key === "lastTransitionTime" ? undefined : value))) as CapabilityStatus
+  const differs = (c: KubeObject & { status?: unknown }) => !sameStatus(timeless(c.status), timeless(statusOf(c)))
+  const other = list.items.filter(differs)
+  if (list.items.length !== n || other.length > 0) {
+    throw new Error(`${list.items.length - other.length} of ${n} Capabilities have the floor's status; one has ${JSON.stringify(other[0]?.status)}`)
+  }
+}
+
+/**
+ * The operator: N Capabilities at once, until every one has its status. The
+ * end is seen through one watch of the Capabilities (BENCH_END=watch, what a
+ * user would see) or, by default, the operator's log line that follows each
+ * status write: timed like the floor, by the writer, and without a watch of
+ * 2N events loading the two cores the operator shares. Then every status is
+ * checked through the API.
+ */
+const operatorRun = async (ns: string, n: number, operatorPid: number, logged: Promise<void>) => {
   const names = Array.from({ length: n }, (_, i) => `db-${i}`)
-  // One watch tells when each Capability has its status: polling a list of
-  // N objects would itself load the API server and slow what it measures.
-  const finished = untilAllReported(ns, n)
+  // Polling a list of N objects would itself load the API server and slow what it measures.
+  const finished = endBy === "watch" ? untilAllReported(ns, n) : logged
   const t0 = performance.now()
   await pool(names, concurrency, (name) => api("POST", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`, capability(name)))
   const created = (performance.now() - t0) / 1000
   await finished
   const total = (performance.now() - t0) / 1000
+  await checkAllReported(ns, n)
   const services = (await api("GET", `/api/v1/namespaces/${ns}/services`)) as { items: Array<unknown> }
   if (services.items.length !== n) throw new Error(`expected ${n} Services, found ${services.items.length}`)
   const hwm = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${operatorPid}/status`, "utf8"))?.[1] ?? NaN) / 1024
@@ -182,13 +251,12 @@ const measureOperator = async (ns: string, n: number, operatorConcurrency: strin
       if (done) throw new Error(`the operator exited: ${seen}`)
       seen += new TextDecoder().decode(value)
     }
-    // Keep draining its log so it never blocks on a full pipe.
-    void (async () => {
-      for (;;) if ((await reader.read()).done) break
-    })()
+    // Draining its log, so that it never blocks on a full pipe, tells when its statuses are written.
+    const logged = untilLogged(reader, ns, n)
     const before = planeCpu()
-    const run = await operatorRun(ns, n, proc.pid)
-    const metrics = await (await fetch(`http://${/metrics on ([0-9.]+:\d+)/.exec(seen)?.[1]}/metrics`)).text()
+    const metricsUrl = `http://${/metrics on ([0-9.]+:\d+)/.exec(seen)?.[1]}/metrics`
+    const run = await operatorRun(ns, n, proc.pid, logged)
+    const metrics = await (await fetch(metricsUrl)).text()
     const sum = (pattern: RegExp) => [...metrics.matchAll(pattern)].reduce((total, m) => total + Number(m[1]), 0)
     const reconciles = sum(/^halkyon_reconcile_total\{[^}]*\} (\d+)$/gm)
     const calls = sum(/^halkyon_plugin_call_duration_seconds_count\{[^}]*\} (\d+)$/gm)
@@ -210,7 +278,7 @@ copyFileSync(join(root, "dist/plugins/postgres.js"), join(pluginsDir, "postgres.
 let operator: ReturnType<typeof Bun.spawn> | undefined
 try {
   const operatorConcurrency = process.env.BENCH_OPERATOR_CONCURRENCY ?? "8"
-  console.log(`halkyon reconcile benchmark: local kube-apiserver + etcd, ${navigator.hardwareConcurrency} cores; operator --concurrency ${operatorConcurrency}; API clients ${concurrency} at a time; a fresh control plane per measurement\n`)
+  console.log(`halkyon reconcile benchmark: local kube-apiserver + etcd, ${navigator.hardwareConcurrency} cores; operator --concurrency ${operatorConcurrency}; API clients ${concurrency} at a time; a fresh control plane per measurement; the end seen by ${endBy === "watch" ? "a watch of the Capabilities" : "the operator's log line after each status write, then checked through the API"}\n`)
   console.log("capabilities   floor: create   floor: apply   operator   ratio to create / apply   operator peak RSS")
   const details: Array<string> = []
   const row = (label: string, create: number, apply: number, total: number, rss: number) =>
@@ -221,15 +289,32 @@ try {
   for (const n of sizes) {
     const runs: Array<{ create: number; apply: number; total: number; rss: number }> = []
     for (let r = 0; r < repeat; r++) {
-      await freshPlane()
-      const create = await floor(`floor-${n}-${r}`, n, "create").finally(() => plane.stop())
-      await freshPlane()
-      const apply = await floor(`floor-apply-${n}-${r}`, n, "apply").finally(() => plane.stop())
+      const measureCreate = async () => {
+        await freshPlane()
+        return floor(`floor-${n}-${r}`, n, "create").finally(() => plane.stop())
+      }
+      const measureApply = async () => {
+        await freshPlane()
+        return floor(`floor-apply-${n}-${r}`, n, "apply").finally(() => plane.stop())
+      }
+      const measureRun = async () => {
+        await freshPlane()
+        return measureOperator(`op-${n}-${r}`, n, operatorConcurrency).finally(() => plane.stop())
+      }
+      // The machine's speed drifts over minutes: every other run measures in
+      // the reverse order, so that drift does not always favour one side.
+      let create, apply, run
+      if (r % 2 === 0) {
+        create = await measureCreate()
+        apply = await measureApply()
+        run = await measureRun()
+      } else {
+        run = await measureRun()
+        apply = await measureApply()
+        create = await measureCreate()
+      }
       const [createSeconds, applySeconds] = [create.seconds, apply.seconds]
-      details.push(create.detail, apply.detail)
-      await freshPlane()
-      const run = await measureOperator(`op-${n}-${r}`, n, operatorConcurrency).finally(() => plane.stop())
-      details.push(run.detail)
+      details.push(create.detail, apply.detail, run.detail)
       runs.push({ create: createSeconds, apply: applySeconds, total: run.total, rss: run.peakRssMb })
       row(`${n} #${r + 1}`, createSeconds, applySeconds, run.total, run.peakRssMb)
     }
