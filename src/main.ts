@@ -2,7 +2,9 @@
  * halkyon's command line: the command tree, logging, and the runtime that
  * closes every scope (and so stops every plugin) on exit, SIGINT or SIGTERM.
  */
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
+// Deep imports: the package index also loads its HTTP client and server (node:http, an https Agent…).
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Console, Effect } from "effect"
 import { CliError, Command } from "effect/cli"
 import { LogFormat } from "./cli/Logging.ts"

@@ -2,15 +2,19 @@
  * `halkyon manifests`: prints what a cluster needs to run halkyon (CRDs,
  * namespace, RBAC, Deployment) as multi-document YAML for `kubectl apply -f -`.
  */
-import { dumpYaml } from "@kubernetes/client-node"
-import { Console } from "effect"
+import { Console, Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { defaultImage, defaultNamespace, type Manifest, manifests } from "../api/Manifests.ts"
 import { ExpectedForm, parsePluginSpecs } from "../downloader/PluginSpec.ts"
 
-/** One YAML document per object, `---` between them, in apply order. */
-export const renderManifests = (objects: ReadonlyArray<Manifest>): string =>
-  objects.map((object) => dumpYaml(object).trimEnd()).join("\n---\n")
+/**
+ * One YAML document per object, `---` between them, in apply order. The
+ * Kubernetes client (whose YAML dumper this is) is loaded only here, not at
+ * every start of the binary.
+ */
+const renderManifests = (objects: ReadonlyArray<Manifest>) =>
+  Effect.map(Effect.promise(() => import("@kubernetes/client-node")), ({ dumpYaml }) =>
+    objects.map((object) => dumpYaml(object).trimEnd()).join("\n---\n"))
 
 const flags = {
   namespace: Flag.String("namespace").pipe(
@@ -41,7 +45,7 @@ const flags = {
 }
 
 export const manifestsCommand = Command.make("manifests", flags, ({ crdsOnly, ...options }) =>
-  Console.log(renderManifests(manifests(options).filter((m) => !crdsOnly || m.kind === "CustomResourceDefinition")))
+  Effect.flatMap(renderManifests(manifests(options).filter((m) => !crdsOnly || m.kind === "CustomResourceDefinition")), Console.log)
 ).pipe(
   Command.withDescription("Print the CRDs, RBAC and Deployment that install halkyon, as YAML for kubectl apply"),
   Command.withExamples([

@@ -5,7 +5,7 @@
  */
 import { Console, Effect } from "effect"
 import { Command, Flag } from "effect/cli"
-import { PluginHost, type PluginStatus } from "../plugin-host/PluginHost.ts"
+import type { PluginStatus } from "../plugin-host/PluginHost.ts"
 import { type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
 import { installCommand } from "./InstallCommand.ts"
@@ -58,8 +58,12 @@ const listFlags = {
   )
 }
 
+/** The plugin host (with grpc-js), loaded when a command starts plugins rather than at every start of the binary. */
+const loadPluginHost = Effect.promise(() => import("../plugin-host/PluginHost.ts")).pipe(Effect.map((m) => m.PluginHost))
+
 const listPlugins = Effect.fn("plugins.list")(function*(flags: HostFlagValues & { readonly output: "table" | "json" }) {
   const settings = hostSettings(flags, { watch: false, restart: false })
+  const PluginHost = yield* loadPluginHost
   const rows = yield* Effect.gen(function*() {
     const host = yield* PluginHost
     yield* host.awaitSettled
@@ -89,6 +93,7 @@ const list = Command.make("list", listFlags, (flags) => withLogging(listPlugins(
 
 const watchPlugins = Effect.fn("plugins.watch")(function*(flags: HostFlagValues) {
   const settings = hostSettings(flags)
+  const PluginHost = yield* loadPluginHost
   yield* Effect.gen(function*() {
     const host = yield* PluginHost
     yield* host.awaitSettled

@@ -15,7 +15,7 @@
  */
 import { statSync, watch } from "node:fs"
 import { Context, Duration, Effect, FiberMap, Layer, Option, Schedule } from "effect"
-import { NodeServices } from "@effect/platform-node"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import type { ChildProcessSpawner } from "effect/process"
 import { HostConfig, type HostSettings } from "../config/HostConfig.ts"
 import { PluginClient } from "../plugin-client/PluginClient.ts"
