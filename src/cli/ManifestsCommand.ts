@@ -7,14 +7,9 @@ import { Command, Flag } from "effect/cli"
 import { defaultImage, defaultNamespace, type Manifest, manifests } from "../api/Manifests.ts"
 import { ExpectedForm, parsePluginSpecs } from "../downloader/PluginSpec.ts"
 
-/**
- * One YAML document per object, `---` between them, in apply order. The
- * Kubernetes client (whose YAML dumper this is) is loaded only here, not at
- * every start of the binary.
- */
+/** The YAML of the objects, its module loaded only when it is printed. */
 const renderManifests = (objects: ReadonlyArray<Manifest>) =>
-  Effect.map(Effect.promise(() => import("@kubernetes/client-node")), ({ dumpYaml }) =>
-    objects.map((object) => dumpYaml(object).trimEnd()).join("\n---\n"))
+  Effect.map(Effect.promise(() => import("./ManifestYaml.ts")), (yaml) => yaml.renderManifests(objects))
 
 const flags = {
   namespace: Flag.String("namespace").pipe(
