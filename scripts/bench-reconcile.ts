@@ -2,7 +2,8 @@
  * npm run bench:reconcile: how fast the operator provisions many Capabilities
  * on the local control plane, against the floor that control plane sets.
  *
- * For each N (default 200 and 1000; BENCH_SIZES=50,100 to change):
+ * For each N (default 200 and 1000; BENCH_SIZES=50,100 to change; the
+ * postgres plugin's bundle, or its executable with BENCH_PLUGIN=postgres):
  * - floor: the same objects (the Capability, the very Secret, StatefulSet and
  *   Service the postgres plugin builds, the status) written straight through
  *   the API, 16 requests at a time, once created (POST) and once server-side
@@ -35,10 +36,12 @@ const root = resolve(import.meta.dir, "..")
 const sizes = (process.env.BENCH_SIZES ?? "200,1000").split(",").map(Number)
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 16)
 const repeat = Number(process.env.BENCH_REPEAT ?? 5)
+/** The postgres plugin's form: its bundle (default) or, with BENCH_PLUGIN=postgres, its executable. */
+const pluginName = process.env.BENCH_PLUGIN === "postgres" ? "postgres" : "postgres.js"
 const endBy = process.env.BENCH_END === "watch" ? "watch" : "log"
 const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN
 
-for (const [file, script, args] of [[join(root, "dist/halkyon"), "build.ts", []], [join(root, "dist/plugins/postgres.js"), "build-plugins.ts", []]] as const) {
+for (const [file, script, args] of [[join(root, "dist/halkyon"), "build.ts", []], [join(root, "dist/plugins", pluginName), "build-plugins.ts", []]] as const) {
   if (!existsSync(file)) Bun.spawnSync([process.execPath, join(root, "scripts", script), ...args], { stdout: "inherit", stderr: "inherit" })
 }
 
@@ -90,7 +93,7 @@ const statusOf = (cap: KubeObject) => {
     { id: "statefulset", kind: "StatefulSet", name, ready: false, reason: "RolloutPending", message: rollout },
     { id: "service", kind: "Service", name, ready: true, reason: "Applied", message: "" }
   ]
-  const outcome = { ...rollUp(dependents.map((d) => ({ ...d, failed: false }))), dependents, bindingSecret: `${name}-config`, plugin: "postgres.js", version: "16" }
+  const outcome = { ...rollUp(dependents.map((d) => ({ ...d, failed: false }))), dependents, bindingSecret: `${name}-config`, plugin: pluginName, version: "16" }
   return nextStatus(undefined, outcome, cap.metadata.generation, new Date())
 }
 
@@ -274,7 +277,7 @@ const measureOperator = async (ns: string, n: number, operatorConcurrency: strin
 // BENCH_OPERATOR="bun --cpu-prof-md src/main.ts" runs the operator from source, to profile it.
 const operatorCommand = process.env.BENCH_OPERATOR?.split(" ") ?? [join(root, "dist/halkyon")]
 const pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-bench-plugins-"))
-copyFileSync(join(root, "dist/plugins/postgres.js"), join(pluginsDir, "postgres.js"))
+copyFileSync(join(root, "dist/plugins", pluginName), join(pluginsDir, pluginName))
 let operator: ReturnType<typeof Bun.spawn> | undefined
 try {
   const operatorConcurrency = process.env.BENCH_OPERATOR_CONCURRENCY ?? "8"
