@@ -12,9 +12,10 @@
  *   socket (go-plugin plugins are left running).
  *
  * Start-up time matters (a plugin starts with its host and at each restart):
- * this module loads no node: builtin before the handshake but http2, which
- * gRPC needs. Files are touched through a lazily loaded node:fs, randomness
- * and keys come from WebCrypto.
+ * this module loads no node: builtin before the handshake but the one its
+ * listener needs (node:net, or node:http2 with AutoMTLS); without TLS,
+ * node:http2 loads right after the handshake. Files are touched through a
+ * lazily loaded node:fs, randomness and keys come from WebCrypto.
  */
 import { HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health.ts"
 import { HealthCheck, Shutdown, StartStream, StreamStdio } from "../protocol/Methods.ts"
@@ -135,6 +136,7 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
     ({ network, address, certificate }) => {
       const mux = env.PLUGIN_MULTIPLEX_GRPC === "true" ? false : undefined
       process.stdout.write(formatHandshake({ appVersion, network, address, protocol: "grpc", certificate: certificate?.der, multiplexed: mux }) + "\n")
+      server.serving.catch((error: unknown) => fatal(`cannot serve gRPC: ${error instanceof Error ? error.message : String(error)}`))
       logger.debug("plugin serving", {
         network,
         address,
