@@ -127,10 +127,13 @@ export class GrpcServer {
 
   /**
    * Starts listening; resolves with the address to put in the handshake.
-   * Without TLS, HTTP/2 is loaded just after: `serving` says when, or why not.
+   * `prepare` (registering routes, say) completes before the first request
+   * is read. Without TLS, it and HTTP/2 are loaded just after the handshake:
+   * `serving` says when, or why not.
    */
-  async listen(options: ListenOptions): Promise<{ network: "unix" | "tcp"; address: string }> {
+  async listen(options: ListenOptions, prepare: () => Promise<void> = async () => {}): Promise<{ network: "unix" | "tcp"; address: string }> {
     if (options.tls !== undefined) {
+      await prepare()
       const http2 = await import("node:http2")
       const server = http2.createSecureServer({
         cert: options.tls.certPem,
@@ -160,7 +163,7 @@ export class GrpcServer {
     const address = await listenOn(listener, options)
     // A macrotask: the caller's handshake, printed once this resolves, goes first.
     this.serving = new Promise((resolve) => setImmediate(resolve)).then(async () => {
-      const http2 = await import("node:http2")
+      const [http2] = await Promise.all([import("node:http2"), prepare()])
       server = http2.createServer()
       this.serveOn(server)
       for (const socket of waiting.splice(0)) handOver(socket)
