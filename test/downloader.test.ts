@@ -522,6 +522,15 @@ describe("halkyon plugins install (compiled binary)", () => {
     }
   })
 
+  test("--plugins-dir naming a file is refused, and the file is left as it was", async () => {
+    const file = join(freshFolder(), "not-a-folder")
+    writeFileSync(file, "mine")
+    const result = await install(["acme/redis@v1", "--plugins-dir", file])
+    expect(result.code).toBe(1)
+    expect(result.stderr).toContain(`${file} is a file, not a folder`)
+    expect(readFileSync(file, "utf8")).toBe("mine")
+  })
+
   test("no spec and no HALKYON_PLUGINS: says what to do", async () => {
     const result = await install(["--plugins-dir", freshFolder()])
     expect(result.code).toBe(1)

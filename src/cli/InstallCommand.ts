@@ -4,6 +4,7 @@
  * per plugin on stdout. Exits non-zero if any entry was bad or failed; the
  * others are installed all the same.
  */
+import { existsSync, statSync } from "node:fs"
 import { Config, Console, Effect, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { PluginDownloader } from "../downloader/PluginDownloader.ts"
@@ -20,7 +21,15 @@ const installFlags = {
   pluginsDir: Flag.String("plugins-dir").pipe(
     Flag.withDescription("folder to install into, created if missing (env HALKYON_PLUGINS_DIR)"),
     Flag.withFallbackConfig(Config.String("HALKYON_PLUGINS_DIR")),
-    Flag.withDefault(defaultHostSettings.pluginsDir)
+    Flag.withDefault(defaultHostSettings.pluginsDir),
+    // Missing is fine (it is created); a file in its place is not.
+    Flag.mapTryCatch(
+      (path) => {
+        if (existsSync(path) && !statSync(path).isDirectory()) throw new Error(`${path} is a file, not a folder`)
+        return path
+      },
+      (e) => (e instanceof Error ? e.message : String(e))
+    )
   ),
   ...releaseFlags
 }
