@@ -101,6 +101,8 @@ export class GrpcServer {
   private readonly streams = new Set<http2.ServerHttp2Stream>()
   private readonly sessions = new Set<http2.ServerHttp2Session>()
   private listener: NetServer | http2.Http2SecureServer | undefined
+  /** Resolves once HTTP/2 requests are served; fails if node:http2 could not be loaded. */
+  serving: Promise<void> = Promise.resolve()
 
   /** Registers a unary method. */
   unary<I, O>(method: Method<I, O>, handle: (request: I) => Promise<O> | O): this {
@@ -148,7 +150,6 @@ export class GrpcServer {
       server.on("tlsClientError", () => {})
       this.serveOn(server)
       this.listener = server
-      this.serving = Promise.resolve()
       return listenOn(server, options)
     }
     const net = await import("node:net")
@@ -170,9 +171,6 @@ export class GrpcServer {
     })
     return address
   }
-
-  /** Resolves once HTTP/2 requests are served; fails if node:http2 could not be loaded. */
-  serving: Promise<void> = Promise.resolve()
 
   /** Ends open streams with OK, closes the sessions, stops accepting, and closes the listener. */
   close(): Promise<void> {
