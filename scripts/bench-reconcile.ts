@@ -14,7 +14,8 @@
  * repeated BENCH_REPEAT times (default 5; two cores shared by kube-apiserver,
  * etcd, the operator and its plugin make single runs move by 15%, and the
  * machine's speed drifts over minutes), every other trio in reverse order:
- * every run is printed, then the medians.
+ * every run is printed, then the medians. BENCH_ONLY=operator skips the
+ * floors (to profile the operator, or compare its CPU seconds between builds).
  * Prints figures; asserts nothing.
  */
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -39,6 +40,7 @@ const repeat = Number(process.env.BENCH_REPEAT ?? 5)
 /** The postgres plugin's form: its bundle (default) or, with BENCH_PLUGIN=postgres, its executable. */
 const pluginName = process.env.BENCH_PLUGIN === "postgres" ? "postgres" : "postgres.js"
 const endBy = process.env.BENCH_END === "watch" ? "watch" : "log"
+const operatorOnly = process.env.BENCH_ONLY === "operator"
 const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN
 
 for (const [file, script, args] of [[join(root, "dist/halkyon"), "build.ts", []], [join(root, "dist/plugins", pluginName), "build-plugins.ts", []]] as const) {
@@ -307,7 +309,10 @@ try {
       // The machine's speed drifts over minutes: every other run measures in
       // the reverse order, so that drift does not always favour one side.
       let create, apply, run
-      if (r % 2 === 0) {
+      if (operatorOnly) {
+        run = await measureRun()
+        create = apply = { seconds: NaN, detail: "" }
+      } else if (r % 2 === 0) {
         create = await measureCreate()
         apply = await measureApply()
         run = await measureRun()
@@ -317,7 +322,7 @@ try {
         create = await measureCreate()
       }
       const [createSeconds, applySeconds] = [create.seconds, apply.seconds]
-      details.push(create.detail, apply.detail, run.detail)
+      details.push(...[create.detail, apply.detail, run.detail].filter((d) => d !== ""))
       runs.push({ create: createSeconds, apply: applySeconds, total: run.total, rss: run.peakRssMb })
       row(`${n} #${r + 1}`, createSeconds, applySeconds, run.total, run.peakRssMb)
     }

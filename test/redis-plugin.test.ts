@@ -1,6 +1,6 @@
 /**
  * Every RPC of the Go redis plugin through the host's real launch path
- * (process, go-plugin handshake, grpc-js client), AutoMTLS on and off: the
+ * (process, go-plugin handshake, gRPC client), AutoMTLS on and off: the
  * same checks the postgres plugin gets in plugin-rpc.test.ts.
  */
 import { describe, expect, test } from "bun:test"

@@ -58,7 +58,7 @@ const listFlags = {
   )
 }
 
-/** The plugin host (with grpc-js), loaded when a command starts plugins rather than at every start of the binary. */
+/** The plugin host (with its gRPC client and node:http2), loaded when a command starts plugins rather than at every start of the binary. */
 const loadPluginHost = Effect.promise(() => import("../plugin-host/PluginHost.ts")).pipe(Effect.map((m) => m.PluginHost))
 
 const listPlugins = Effect.fn("plugins.list")(function*(flags: HostFlagValues & { readonly output: "table" | "json" }) {

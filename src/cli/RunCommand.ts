@@ -77,7 +77,7 @@ export interface RunFlagValues extends HostFlagValues, ReleaseFlagValues {
 
 export const runCommand = Command.make("run", runFlags, (flags) =>
   // Loaded when the operator runs: `halkyon version`, `manifests` or `plugins
-  // install` start without the Kubernetes client, grpc-js and the reconciler.
+  // install` start without the Kubernetes client, the plugin host and the reconciler.
   withLogging(Effect.flatMap(Effect.promise(() => import("../operator/Operator.ts")), (operator) => operator.runOperator(flags)))).pipe(
   Command.withDescription("Run the operator: reconcile Capabilities with the plugins of the plugins folder until interrupted"),
   Command.withExamples([

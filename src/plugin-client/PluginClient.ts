@@ -6,7 +6,6 @@
  *
  * It does not start or supervise processes: that is the plugin host's job.
  */
-import * as grpc from "@grpc/grpc-js"
 import { Context, Effect, Layer, Option, Schema, type Scope } from "effect"
 import { HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health.ts"
 import { ConditionState, type PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
@@ -23,11 +22,12 @@ import {
   StreamStdio,
   UpdateDependent
 } from "../protocol/Methods.ts"
+import { Status } from "../protocol/GrpcWire.ts"
 import { jsonBytes, jsonText, type Method } from "../protocol/Rpc.ts"
 import { Metrics } from "../operator/Metrics.ts"
 import type { Certificate } from "../protocol/Mtls.ts"
 import { PluginCallFailed, type PluginCallError, PluginTimeout, PluginUnavailable } from "./Errors.ts"
-import { bidiStream, isServiceError, makeChannel, serverStream, unaryCall } from "./GrpcChannel.ts"
+import { CallError, type Channel, makeChannel } from "./GrpcChannel.ts"
 
 /** A Kubernetes object as a plugin returns it: kind and name at least. */
 export const KubeObject = Schema.Struct({
@@ -35,7 +35,18 @@ export const KubeObject = Schema.Struct({
   kind: Schema.String,
   metadata: Schema.Struct({ name: Schema.String, namespace: Schema.optional(Schema.String) })
 })
-const decodeKubeObject = Schema.decodeUnknownExit(Schema.fromJsonString(KubeObject))
+const isKubeObject = Schema.is(KubeObject)
+
+/** A plugin's JSON object, parsed once and checked against KubeObject; undefined if it is not one. */
+const parseKubeObject = (bytes: Uint8Array): Record<string, unknown> | undefined => {
+  let value: unknown
+  try {
+    value = JSON.parse(jsonText(bytes))
+  } catch {
+    return undefined
+  }
+  return isKubeObject(value) ? (value as Record<string, unknown>) : undefined
+}
 
 export interface BuiltDependent {
   readonly id: string
@@ -118,12 +129,14 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
   )
 
   const call = <I, O>(method: Method<I, O>, request: I, timeoutMs = callTimeoutMs): Effect.Effect<O, PluginCallError> =>
-    Effect.suspend(() => {
+    Effect.callback<O, PluginCallError>((resume) => {
       const started = performance.now()
-      return Effect.tryPromise({
-        try: (signal) => unaryCall(channel, method, request, timeoutMs, signal),
-        catch: (error) => toCallError(name, method.name, timeoutMs, error)
-      }).pipe(Effect.ensuring(Effect.sync(() => observe?.(name, method.name, (performance.now() - started) / 1000))))
+      const cancel = channel.unary(method, request, timeoutMs, (outcome) => {
+        observe?.(name, method.name, (performance.now() - started) / 1000)
+        resume(outcome instanceof CallError ? Effect.fail(toCallError(name, method.name, timeoutMs, outcome)) : Effect.succeed(outcome))
+      })
+      // Interrupted (the reconcile was abandoned): the call is cancelled, and still observed.
+      return Effect.sync(cancel)
     })
 
   yield* openSideStreams(channel, options)
@@ -139,7 +152,7 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
   }
 
   const malformed = (method: string, detail: string) =>
-    new PluginCallFailed({ plugin: name, method, code: grpc.status.INTERNAL, detail: `the plugin returned ${detail}` })
+    new PluginCallFailed({ plugin: name, method, code: Status.INTERNAL, detail: `the plugin returned ${detail}` })
 
   const connection: PluginConnection = {
     describe: call(Describe, {}),
@@ -149,11 +162,10 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
       call(BuildDependents, { capability: capabilityBytes(capability) }).pipe(
         Effect.flatMap((r) =>
           Effect.forEach(r.dependents, (d) => {
-            const text = jsonText(d.object)
-            const decoded = decodeKubeObject(text)
-            return decoded._tag === "Success"
-              ? Effect.succeed({ id: d.id, object: JSON.parse(text) as Record<string, unknown> })
-              : Effect.fail(malformed("BuildDependents", `dependent ${d.id} that is not a Kubernetes object: ${decoded.cause}`))
+            const object = parseKubeObject(d.object)
+            return object !== undefined
+              ? Effect.succeed({ id: d.id, object })
+              : Effect.fail(malformed("BuildDependents", `dependent ${d.id} that is not a Kubernetes object (JSON with apiVersion, kind and metadata.name)`))
           })
         )
       ),
@@ -161,9 +173,9 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
       call(UpdateDependent, { id, capability: capabilityBytes(capability), existing: jsonBytes(existing) }).pipe(
         Effect.flatMap((r): Effect.Effect<{ needsUpdate: boolean; updated: Record<string, unknown> | undefined }, PluginCallError> => {
           if (!r.needsUpdate) return Effect.succeed({ needsUpdate: false, updated: undefined })
-          const text = jsonText(r.updated)
-          return decodeKubeObject(text)._tag === "Success"
-            ? Effect.succeed({ needsUpdate: true, updated: JSON.parse(text) as Record<string, unknown> })
+          const updated = parseKubeObject(r.updated)
+          return updated !== undefined
+            ? Effect.succeed({ needsUpdate: true, updated })
             : Effect.fail(malformed("UpdateDependent", `an updated ${id} that is not a Kubernetes object`))
         })
       ),
@@ -202,18 +214,14 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
 })
 
 /** go-plugin hosts open the stdio and broker streams right after connecting. */
-const openSideStreams = (channel: grpc.Client, options: ConnectOptions) =>
+const openSideStreams = (channel: Channel, options: ConnectOptions) =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const stdio = serverStream(channel, StreamStdio, {})
-      stdio.on("data", (data: StdioData) =>
+      // UNIMPLEMENTED (older plugins) and the end of the connection end them quietly.
+      const stdio = channel.serverStream(StreamStdio, {}, (data: StdioData) =>
         options.onStdio?.(data.channel === StdioData_Channel.STDOUT ? "stdout" : "stderr", data.data)
       )
-      // UNIMPLEMENTED (older plugins) and the end of the connection are expected.
-      stdio.on("error", () => {})
-      const broker = bidiStream(channel, StartStream)
-      broker.on("error", () => {})
-      broker.on("data", () => {})
+      const broker = channel.bidiStream(StartStream)
       return { stdio, broker }
     }),
     ({ stdio, broker }) =>
@@ -223,13 +231,12 @@ const openSideStreams = (channel: grpc.Client, options: ConnectOptions) =>
       })
   )
 
-const toCallError = (plugin: string, method: string, timeoutMs: number, error: unknown): PluginCallError => {
-  if (!isServiceError(error)) return new PluginUnavailable({ plugin, method, detail: String(error) })
+const toCallError = (plugin: string, method: string, timeoutMs: number, error: CallError): PluginCallError => {
   switch (error.code) {
-    case grpc.status.DEADLINE_EXCEEDED:
+    case Status.DEADLINE_EXCEEDED:
       return new PluginTimeout({ plugin, method, timeoutMs })
-    case grpc.status.UNAVAILABLE:
-    case grpc.status.CANCELLED:
+    case Status.UNAVAILABLE:
+    case Status.CANCELLED:
       return new PluginUnavailable({ plugin, method, detail: error.details })
     default:
       return new PluginCallFailed({ plugin, method, code: error.code, detail: error.details })

@@ -205,7 +205,7 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     })
   }
 
-  // go-plugin's stdio stream arrives in a grpc-js callback: log it with this
+  // go-plugin's stdio stream arrives in an HTTP/2 callback: log it with this
   // fiber's services, so it goes through the host's own logger and level.
   const services = yield* Effect.context<never>()
   const connection = yield* client.connect({
