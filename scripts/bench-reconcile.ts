@@ -232,10 +232,19 @@ const cpuSeconds = (pid: number | undefined) => {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? []
   return (Number(fields[11]) + Number(fields[12])) / 100
 }
-const planeCpu = () => ({ apiserver: cpuSeconds(plane.pids().apiserver), etcd: cpuSeconds(plane.pids().etcd) })
+/** The machine's idle and busy CPU seconds so far (/proc/stat: idle and iowait count as idle). */
+const machineCpu = () => {
+  const fields = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "").trim().split(/\s+/).slice(1).map(Number)
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0)
+  const all = fields.slice(0, 8).reduce((a, b) => a + b, 0)
+  return { idle: idle / 100, busy: (all - idle) / 100 }
+}
+const planeCpu = () => ({ apiserver: cpuSeconds(plane.pids().apiserver), etcd: cpuSeconds(plane.pids().etcd), machine: machineCpu() })
 const planeCpuSince = (before: ReturnType<typeof planeCpu>) => {
   const now = planeCpu()
-  return `kube-apiserver ${(now.apiserver - before.apiserver).toFixed(1)}, etcd ${(now.etcd - before.etcd).toFixed(1)}`
+  const idle = now.machine.idle - before.machine.idle
+  const busy = now.machine.busy - before.machine.busy
+  return `kube-apiserver ${(now.apiserver - before.apiserver).toFixed(1)}, etcd ${(now.etcd - before.etcd).toFixed(1)}; machine ${(100 * idle / (idle + busy)).toFixed(0)}% idle`
 }
 
 /** Runs the compiled operator on namespace `ns` and measures N Capabilities through it. */

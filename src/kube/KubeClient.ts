@@ -92,6 +92,20 @@ const APIResourceList = Schema.Struct({
 })
 const decodeResources = Schema.decodeUnknownEffect(APIResourceList)
 
+/** A non-2xx answer as an error, with the reason and message of the Status the server sent. */
+const refusal = (response: Response, text: string, request: string): KubeApiError => {
+  const status = decodeStatus((() => {
+    try {
+      return JSON.parse(text) as unknown
+    } catch {
+      return {}
+    }
+  })())
+  const reason = status._tag === "Some" ? status.value.reason ?? response.statusText : response.statusText
+  const detail = status._tag === "Some" ? status.value.message ?? text : text
+  return new KubeApiError({ code: response.status, reason, detail, request })
+}
+
 /** How long a single request may take; watches are bounded by the server's timeoutSeconds. */
 const RequestTimeoutMs = 30_000
 /** How long the server keeps a watch open before the client watches again. */
@@ -172,63 +186,73 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
     return auth.init
   }
 
-  const request = (
+  /**
+   * Sends one request and hands the response to `read`, all within one
+   * deadline (RequestTimeoutMs; a watch's is its server-side timeout and a
+   * margin, should that never arrive on a half-open connection). A watch
+   * outlives this effect: only its own `signal` or its deadline ends it. A
+   * non-2xx answer fails with the Status the server sent. One controller
+   * and one timer per request: this is the operator's hottest path.
+   */
+  const send = <A>(
     method: string,
     path: string,
-    options: { body?: unknown; contentType?: string; signal?: AbortSignal; stream?: boolean } = {}
-  ) =>
-    Effect.tryPromise({
-      try: async (signal) => {
-        const { tls, headers: authHeaders } = await fetchInit()
-        const headers: Record<string, string> = { ...authHeaders, Accept: "application/json" }
-        if (options.body !== undefined) headers["Content-Type"] = options.contentType ?? "application/json"
-        // A watch outlives this effect: only its own controller may abort it,
-        // or its deadline, should the server's timeoutSeconds never arrive
-        // (a half-open connection).
-        const signals = (options.stream === true
-          ? [options.signal, AbortSignal.timeout((WatchTimeoutSeconds + 30) * 1000)]
-          : [signal, options.signal, AbortSignal.timeout(RequestTimeoutMs)])
-          .filter((s): s is AbortSignal => s !== undefined)
-        const response = await fetch(`${server}${path}`, {
-          tls,
-          headers,
-          method,
-          ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
-          signal: AbortSignal.any(signals)
-        })
-        return response
-      },
-      catch: (e) => new KubeApiError({ code: 0, reason: "Unreachable", detail: e instanceof Error ? e.message : String(e), request: `${method} ${path}` })
-    }).pipe(
-      Effect.flatMap((response) => {
-        if (response.ok) return Effect.succeed(response)
-        return Effect.tryPromise({ try: () => response.text(), catch: () => new Error("unreadable") }).pipe(
-          Effect.orElseSucceed(() => ""),
-          Effect.flatMap((text) => {
-            const status = decodeStatus((() => {
-              try {
-                return JSON.parse(text) as unknown
-              } catch {
-                return {}
-              }
-            })())
-            const reason = status._tag === "Some" ? status.value.reason ?? response.statusText : response.statusText
-            const detail = status._tag === "Some" ? status.value.message ?? text : text
-            return Effect.fail(new KubeApiError({ code: response.status, reason, detail, request: `${method} ${path}` }))
+    options: { body?: unknown; contentType?: string; signal?: AbortSignal; stream?: boolean },
+    read: (response: Response) => Promise<A>
+  ): Effect.Effect<A, KubeApiError> =>
+    Effect.callback<A, KubeApiError>((resume) => {
+      const label = `${method} ${path}`
+      const controller = new AbortController()
+      const deadlineMs = options.stream === true ? (WatchTimeoutSeconds + 30) * 1000 : RequestTimeoutMs
+      const timer = setTimeout(() => controller.abort(new Error(`no answer within ${deadlineMs} ms`)), deadlineMs)
+      const outer = options.signal
+      const stop = () => {
+        clearTimeout(timer)
+        controller.abort(outer?.reason)
+      }
+      outer?.addEventListener("abort", stop, { once: true })
+      const settle = (effect: Effect.Effect<A, KubeApiError>) => {
+        if (options.stream !== true) {
+          clearTimeout(timer)
+          outer?.removeEventListener("abort", stop)
+        }
+        resume(effect)
+      }
+      const unreachable = (e: unknown) =>
+        Effect.fail(new KubeApiError({ code: 0, reason: "Unreachable", detail: e instanceof Error ? e.message : String(e), request: label }))
+      fetchInit()
+        .then(({ tls, headers }) =>
+          fetch(`${server}${path}`, {
+            tls,
+            headers: options.body === undefined
+              ? { ...headers, Accept: "application/json" }
+              : { ...headers, Accept: "application/json", "Content-Type": options.contentType ?? "application/json" },
+            method,
+            ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+            signal: controller.signal
           })
         )
-      })
-    )
+        .then(
+          (response) => {
+            if (!response.ok) {
+              return response.text().then(
+                (text) => settle(Effect.fail(refusal(response, text, label))),
+                () => settle(Effect.fail(refusal(response, "", label)))
+              )
+            }
+            return read(response).then(
+              (value) => settle(Effect.succeed(value)),
+              (e: unknown) => settle(Effect.fail(new KubeApiError({ code: response.status, reason: "BadResponse", detail: String(e), request: label })))
+            )
+          },
+          (e: unknown) => settle(unreachable(e))
+        )
+      // Interrupted (the operator is stopping): the request is aborted.
+      return Effect.sync(stop)
+    })
 
   const json = (method: string, path: string, options: { body?: unknown; contentType?: string } = {}) =>
-    request(method, path, options).pipe(
-      Effect.flatMap((response) =>
-        Effect.tryPromise({
-          try: () => response.json() as Promise<unknown>,
-          catch: (e) => new KubeApiError({ code: response.status, reason: "BadResponse", detail: String(e), request: `${method} ${path}` })
-        })
-      )
-    )
+    send(method, path, options, (response) => response.json() as Promise<unknown>)
 
   const resourcesOf = (apiVersion: string, refresh: boolean) =>
     Effect.gen(function*() {
@@ -247,22 +271,33 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
       return byKind
     })
 
+  const restPath = (apiVersion: string, resource: { plural: string; namespaced: boolean }, namespace: string | undefined, name: string | undefined) => {
+    const base = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`
+    const ns = resource.namespaced && namespace !== undefined ? `/namespaces/${encodeURIComponent(namespace)}` : ""
+    return `${base}${ns}/${resource.plural}${name === undefined ? "" : `/${encodeURIComponent(name)}`}`
+  }
+
   /** The REST path of a kind (and of one object of it). A kind unknown in the cache triggers one rediscovery. */
-  const pathOf = (apiVersion: string, kind: string, namespace: string | undefined, name?: string) =>
-    Effect.gen(function*() {
+  const pathOf = (apiVersion: string, kind: string, namespace: string | undefined, name?: string) => {
+    const known = discovery.get(apiVersion)?.get(kind)
+    if (known !== undefined) return Effect.succeed(restPath(apiVersion, known, namespace, name))
+    return Effect.gen(function*() {
       let resource = (yield* resourcesOf(apiVersion, false)).get(kind)
       if (resource === undefined) resource = (yield* resourcesOf(apiVersion, true)).get(kind)
       if (resource === undefined) {
         return yield* new KubeApiError({ code: 404, reason: "NotFound", detail: `the server has no kind ${kind} in ${apiVersion} (is its CRD installed?)`, request: `discover ${apiVersion}` })
       }
-      const base = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`
-      const ns = resource.namespaced && namespace !== undefined ? `/namespaces/${encodeURIComponent(namespace)}` : ""
-      return `${base}${ns}/${resource.plural}${name === undefined ? "" : `/${encodeURIComponent(name)}`}`
+      return restPath(apiVersion, resource, namespace, name)
     })
+  }
 
   const query = (params: Record<string, string | number | boolean | undefined>) => {
-    const entries = Object.entries(params).filter((e): e is [string, string | number | boolean] => e[1] !== undefined)
-    return entries.length === 0 ? "" : `?${new URLSearchParams(entries.map(([k, v]): [string, string] => [k, String(v)])).toString()}`
+    let text = ""
+    for (const key in params) {
+      const value = params[key]
+      if (value !== undefined) text += `${text === "" ? "?" : "&"}${key}=${encodeURIComponent(String(value))}`
+    }
+    return text
   }
 
   const asObject = (value: unknown) => value as KubeObject
@@ -292,7 +327,7 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
           labelSelector: options.labelSelector,
           timeoutSeconds: options.timeoutSeconds ?? WatchTimeoutSeconds
         })}`
-        const response = yield* request("GET", url, { signal: abort.signal, stream: true })
+        const response = yield* send("GET", url, { signal: abort.signal, stream: true }, (r) => Promise.resolve(r))
         const body = response.body
         if (body === null) return yield* new KubeApiError({ code: 0, reason: "WatchBroken", detail: "the watch answered without a body", request: `WATCH ${path}` })
         return Stream.fromReadableStream({
@@ -303,19 +338,21 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
           Stream.decodeText,
           Stream.splitLines,
           Stream.filter((line) => line.trim() !== ""),
-          Stream.mapEffect((line) =>
-            Effect.try({
-              try: () => JSON.parse(line) as { type: string; object: KubeObject & { code?: number; reason?: string; message?: string } },
-              catch: (e) => new KubeApiError({ code: 0, reason: "WatchBroken", detail: `unreadable watch event: ${String(e)}`, request: `WATCH ${path}` })
-            })
-          ),
-          Stream.mapEffect((event) => {
+          Stream.mapEffect((line) => {
+            let event: { type: string; object: KubeObject & { code?: number; reason?: string; message?: string } }
+            try {
+              event = JSON.parse(line) as typeof event
+            } catch (e) {
+              return Effect.fail(new KubeApiError({ code: 0, reason: "WatchBroken", detail: `unreadable watch event: ${String(e)}`, request: `WATCH ${path}` }))
+            }
             if (event.type === "ERROR") {
               // e.g. 410 Expired: the resource version is too old; the caller relists.
               return Effect.fail(new KubeApiError({ code: event.object.code ?? 500, reason: event.object.reason ?? "Error", detail: event.object.message ?? "", request: `WATCH ${path}` }))
             }
             if (event.type === "BOOKMARK") return Effect.succeed<WatchEvent>({ type: "BOOKMARK", resourceVersion: event.object.metadata.resourceVersion ?? "" })
-            return Effect.succeed<WatchEvent>({ type: event.type as "ADDED" | "MODIFIED" | "DELETED", object: { ...event.object, apiVersion, kind } })
+            // Watch events name their object's kind, as lists do not; a copy only when one does not.
+            const object = event.object.apiVersion === apiVersion && event.object.kind === kind ? event.object : { ...event.object, apiVersion, kind }
+            return Effect.succeed<WatchEvent>({ type: event.type as "ADDED" | "MODIFIED" | "DELETED", object })
           })
         )
       })

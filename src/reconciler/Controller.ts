@@ -137,9 +137,11 @@ export const startController = Effect.fn("Controller.start")(function*(options: 
           onObject: (object, deleted) => {
             // The echo of a write the reconciler made needs no new reconcile.
             if (!deleted && cache.holds(object)) return Effect.void
+            // Asked before the cache takes the object (and drops its managedFields).
+            const ours = !deleted && writtenByUsAlone(object)
             if (deleted) cache.remove(object)
             else cache.put(object)
-            if (!deleted && writtenByUsAlone(object)) return Effect.void
+            if (ours) return Effect.void
             const key = ownerKey(object)
             return key === undefined ? Effect.void : queue.add(key)
           },

@@ -20,7 +20,7 @@ import { KubeApiError, KubeClient, type KubeObject, objectKey, type ObjectRef } 
 import type { PluginCallError } from "../plugin-client/Errors.ts"
 import type { BuiltDependent, Observation } from "../plugin-client/PluginClient.ts"
 import { PluginRegistry, type Resolution } from "../registry/PluginRegistry.ts"
-import { ObjectCache, withoutManagedFields } from "./ObjectCache.ts"
+import { ObjectCache } from "./ObjectCache.ts"
 import { nextStatus, type Outcome, readyCondition, rollUp, sameStatus } from "./Status.ts"
 
 export const FieldManager = "halkyon"
@@ -169,7 +169,8 @@ const make = Effect.fnUntraced(function*() {
             failure: e
           }
         }
-        if (result.success !== undefined) observed.push({ built: dependent, info, object: withoutManagedFields(result.success) })
+        // Objects read or written went through the cache, which dropped their managedFields.
+        if (result.success !== undefined) observed.push({ built: dependent, info, object: result.success })
       }
       const checked = observed.filter((o) => o.info?.checkedForReadiness === true)
       const observations: Array<Observation> = checked.map((o) => ({ id: o.built.id, object: o.object }))
