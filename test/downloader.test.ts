@@ -319,7 +319,9 @@ describe("halkyon plugins install (compiled binary)", () => {
     { name: "a hard link", entries: [{ path: "ok.js", body: "1" }, { path: "hard", type: "hardlink", linkTarget: "/etc/shadow" }], says: 'entry "hard" is a hard link' },
     { name: "a device file", entries: [{ path: "dev", type: "chardev" }], says: 'entry "dev" is a character device' },
     { name: "an oversized file", entries: [{ path: "huge.js", body: "x", claimedSize: 2 * 1024 ** 3 }], says: "over the 1073741824-byte cap" },
-    { name: "too many files", entries: Array.from({ length: 1001 }, (_, i) => ({ path: `f${i}`, body: "" })), says: 'entry "f1000" takes the archive over the 1000-entry cap' }
+    { name: "too many files", entries: Array.from({ length: 1001 }, (_, i) => ({ path: `f${i}`, body: "" })), says: 'entry "f1000" takes the archive over the 1000-entry cap' },
+    { name: "a path twice", entries: [{ path: "ok.js", body: "1" }, { path: "ok.js", body: "2" }], says: 'entry "ok.js" appears twice in the archive' },
+    { name: "a path 33 folders deep", entries: [{ path: `${Array(33).fill("d").join("/")}/x.js`, body: "x" }], says: "is nested more than 32 levels deep" }
   ]
   for (const h of hostile) {
     test(`an archive with ${h.name} is refused and nothing lands anywhere`, async () => {

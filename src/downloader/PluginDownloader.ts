@@ -162,16 +162,14 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
         (path) => Effect.promise(() => rm(path, { recursive: true, force: true }))
       )
       const extraction = startExtraction(staging, asset, settings.limits)
+      yield* Effect.addFinalizer(() => Effect.sync(extraction.abort))
       const hash = sha256Hex()
-      const progress = progressFor(`${spec}`, body.size)
-      yield* Effect.gen(function*() {
-        for (;;) {
-          const chunk = yield* body.read
-          if (chunk === undefined) break
-          hash.update(chunk)
-          yield* extraction.write(chunk)
-          yield* progress.advance(chunk.byteLength)
-        }
+      const services = yield* Effect.context<never>()
+      const progress = progressFor(`${spec}`, body.size, (line) => Effect.runForkWith(services)(Effect.logInfo(line)))
+      yield* body.forEach((chunk) => {
+        hash.update(chunk)
+        progress.advance(chunk.byteLength)
+        return extraction.write(chunk)
       }).pipe(Effect.ensuring(progress.finish))
       const entries = yield* extraction.finish
       const actual = hash.digest("hex")

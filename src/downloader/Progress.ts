@@ -6,7 +6,8 @@
 import { Effect } from "effect"
 
 export interface Progress {
-  readonly advance: (bytes: number) => Effect.Effect<void>
+  /** Counts bytes received; a plain function, called for every piece of a download. */
+  readonly advance: (bytes: number) => void
   readonly finish: Effect.Effect<void>
 }
 
@@ -16,7 +17,13 @@ const BarWidth = 24
 const RedrawMs = 100
 const LogEveryMs = 5_000
 
-export const progressFor = (label: string, total: number | undefined, terminal = process.stderr.isTTY === true): Progress => {
+/** `log` receives the periodic lines written off a terminal. */
+export const progressFor = (
+  label: string,
+  total: number | undefined,
+  log: (line: string) => void,
+  terminal = process.stderr.isTTY === true
+): Progress => {
   const started = Date.now()
   let received = 0
   let shownAt = 0
@@ -34,21 +41,20 @@ export const progressFor = (label: string, total: number | undefined, terminal =
     return `[${"#".repeat(filled)}${"-".repeat(BarWidth - filled)}] `
   }
   return {
-    advance: (bytes) =>
-      Effect.suspend(() => {
-        received += bytes
-        const now = Date.now()
-        if (terminal) {
-          if (now - shownAt < RedrawMs) return Effect.void
-          shownAt = now
-          drawn = true
-          process.stderr.write(`\r\x1b[K${label} ${bar()}${describe()}`)
-          return Effect.void
-        }
-        if (now - (shownAt || started) < LogEveryMs) return Effect.void
+    advance: (bytes) => {
+      received += bytes
+      const now = Date.now()
+      if (terminal) {
+        if (now - shownAt < RedrawMs) return
         shownAt = now
-        return Effect.logInfo(`downloading ${label}: ${describe()}`)
-      }),
+        drawn = true
+        process.stderr.write(`\r\x1b[K${label} ${bar()}${describe()}`)
+        return
+      }
+      if (now - (shownAt || started) < LogEveryMs) return
+      shownAt = now
+      log(`downloading ${label}: ${describe()}`)
+    },
     finish: Effect.sync(() => {
       if (drawn) process.stderr.write("\r\x1b[K")
     })

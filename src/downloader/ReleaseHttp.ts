@@ -78,6 +78,12 @@ export interface AssetBody {
   readonly size: number | undefined
   /** The next piece of the body, or undefined at its end. */
   readonly read: Effect.Effect<Uint8Array | undefined, Transient>
+  /**
+   * Hands every piece of the body to `take`, in order, waiting whenever it
+   * returns a promise: one effect for a whole large body, whose pieces would
+   * each cost an effect's run through `read`.
+   */
+  readonly forEach: (take: (chunk: Uint8Array) => Promise<void> | undefined) => Effect.Effect<void, Transient>
 }
 
 const describe = (error: unknown) => (error instanceof Error ? error.message : String(error))
@@ -170,26 +176,45 @@ const asBody = (opened: { response: Response; body: ReadableStream<Uint8Array>; 
         }
       )
     })
-  const read = Effect.tryPromise({
-    try: next,
-    catch: (e) =>
-      new Transient({
-        url: opened.url,
-        detail: stalled ? `no data for ${settings.readTimeoutMs} ms after ${received} bytes` : `the download broke off after ${received} bytes: ${describe(e)}`
-      })
-  }).pipe(
+  const broken = (e: unknown) =>
+    new Transient({
+      url: opened.url,
+      detail: stalled ? `no data for ${settings.readTimeoutMs} ms after ${received} bytes` : `the download broke off after ${received} bytes: ${describe(e)}`
+    })
+  const ended = () =>
+    size !== undefined && received !== size
+      ? new Transient({ url: opened.url, detail: `the body ended after ${received} of ${size} bytes` })
+      : undefined
+  const read = Effect.tryPromise({ try: next, catch: broken }).pipe(
     Effect.flatMap(({ done, value }) => {
       if (!done) {
         received += value.byteLength
         return Effect.succeed(value)
       }
-      if (size !== undefined && received !== size) {
-        return Effect.fail(new Transient({ url: opened.url, detail: `the body ended after ${received} of ${size} bytes` }))
-      }
-      return Effect.succeed(undefined)
+      const short = ended()
+      return short === undefined ? Effect.succeed(undefined) : Effect.fail(short)
     })
   )
-  return { url: opened.url, size, read }
+  const forEach = (take: (chunk: Uint8Array) => Promise<void> | undefined) =>
+    Effect.flatMap(
+      Effect.tryPromise({
+        try: async () => {
+          for (;;) {
+            const { done, value } = await next()
+            if (done) return
+            received += value.byteLength
+            const wait = take(value)
+            if (wait !== undefined) await wait
+          }
+        },
+        catch: broken
+      }),
+      () => {
+        const short = ended()
+        return short === undefined ? Effect.void : Effect.fail(short)
+      }
+    )
+  return { url: opened.url, size, read, forEach }
 }
 
 /**
