@@ -48,13 +48,28 @@ export const describe = (plugin: PluginDefinition): PluginDescription => ({
 let capabilityModule: Promise<typeof import("../api/Capability.ts")> | undefined
 const loadCapabilitySchema = () => (capabilityModule ??= import("../api/Capability.ts"))
 
+/**
+ * One reconcile sends the same Capability, byte for byte, in three or four
+ * calls: the last few decoded are kept by their JSON text, so each is decoded
+ * once (a Schema decode costs more than the rest of a call's work).
+ */
+const RecentCapabilities = 64
+const recent = new Map<string, Capability>()
+
 const decode = async (bytes: Uint8Array): Promise<Capability> => {
+  const text = jsonText(bytes)
+  const known = recent.get(text)
+  if (known !== undefined) return known
   const { decodeCapabilityJson } = await loadCapabilitySchema()
+  let capability: Capability
   try {
-    return decodeCapabilityJson(jsonText(bytes))
+    capability = decodeCapabilityJson(text)
   } catch (error) {
     throw new GrpcError(Status.INVALID_ARGUMENT, `the Capability could not be read: ${error instanceof Error ? error.message : String(error)}`)
   }
+  if (recent.size >= RecentCapabilities) recent.delete(recent.keys().next().value as string)
+  recent.set(text, capability)
+  return capability
 }
 
 const findType = (plugin: PluginDefinition, capability: Capability): TypeDefinition | undefined =>
