@@ -12,10 +12,11 @@
  *   socket (go-plugin plugins are left running).
  *
  * Start-up time matters (a plugin starts with its host and at each restart):
- * this module loads no node: builtin before the handshake but the one its
- * listener needs (node:net, or node:http2 with AutoMTLS); without TLS,
- * node:http2 loads right after the handshake. Files are touched through a
- * lazily loaded node:fs, randomness and keys come from WebCrypto.
+ * before the handshake this module loads no node: builtin and no generated
+ * code. It listens with Bun.listen (Bun's TLS for AutoMTLS), prints the
+ * handshake, and only then loads node:http2 and the services (GrpcServer's
+ * `listen`, then `serve`). Files are touched through a lazily loaded
+ * node:fs, randomness and keys come from WebCrypto.
  */
 import {
   formatHandshake,
@@ -102,8 +103,8 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
     server.close().then(finish, finish)
   }
 
-  // The services and their generated code are loaded when the server needs
-  // them: without TLS, after the handshake (GrpcServer.listen says when).
+  // The services and their generated code are loaded after the handshake,
+  // with HTTP/2 (GrpcServer.serve).
   const registerServices = async () => {
     const [{ HealthCheckResponse_ServingStatus }, { HealthCheck, Shutdown, StartStream, StreamStdio }, { registerCapabilityService }] = await Promise.all([
       import("../gen/grpc/health/v1/health.ts"),
@@ -138,27 +139,34 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
 
   // Keep the process alive while serving: the intervals above are unref'd.
   const keepAlive = setInterval(() => {}, 1 << 30)
-  listen(server, env, clientCert, socketPath, registerServices).then(
-    ({ network, address, certificate }) => {
-      const mux = env.PLUGIN_MULTIPLEX_GRPC === "true" ? false : undefined
-      // Bun.stdout, not process.stdout: the latter builds a Node stream (0.6 ms) before the handshake.
-      void Bun.write(Bun.stdout, formatHandshake({ appVersion, network, address, protocol: "grpc", certificate: certificate?.der, multiplexed: mux }) + "\n")
-      server.serving.catch((error: unknown) => fatal(`cannot serve gRPC: ${error instanceof Error ? error.message : String(error)}`))
-      logger.debug("plugin serving", {
-        network,
-        address,
-        protocol_version: appVersion,
-        mtls: certificate !== undefined,
-        uptime_ms: Math.round(performance.now() * 10) / 10,
-        loaded_ms: Math.round(loadedMs * 10) / 10
-      })
-    },
-    (error: unknown) => {
-      clearInterval(keepAlive)
-      fatal(error instanceof Error ? error.message : String(error))
-    }
-  )
+  // Listen, announce, serve: as go-plugin's Go servers do.
+  const start = async () => {
+    const { network, address, certificate } = await listen(server, env, clientCert, socketPath)
+    const mux = env.PLUGIN_MULTIPLEX_GRPC === "true" ? false : undefined
+    // Bun.stdout, not process.stdout: the latter builds a Node stream (0.6 ms) before the handshake.
+    await Bun.write(Bun.stdout, formatHandshake({ appVersion, network, address, protocol: "grpc", certificate: certificate?.der, multiplexed: mux }) + "\n")
+    const handshakeMs = performance.now()
+    // Only now do HTTP/2 and the services load; connections made meanwhile wait.
+    const serving = server.serve(registerServices).catch((error: unknown) => {
+      throw new Error(`cannot serve gRPC: ${messageOf(error)}`)
+    })
+    logger.debug("plugin serving", {
+      network,
+      address,
+      protocol_version: appVersion,
+      mtls: certificate !== undefined,
+      uptime_ms: Math.round(handshakeMs * 10) / 10,
+      loaded_ms: Math.round(loadedMs * 10) / 10
+    })
+    await serving
+  }
+  void start().catch((error: unknown) => {
+    clearInterval(keepAlive)
+    fatal(messageOf(error))
+  })
 }
+
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error))
 
 /** A fresh socket path in the folder the host made for us. */
 const newSocketPath = (env: Readonly<Record<string, string | undefined>>) =>
@@ -169,8 +177,7 @@ const listen = async (
   server: GrpcServer,
   env: Readonly<Record<string, string | undefined>>,
   clientCert: string | undefined,
-  socketPath: string | undefined,
-  registerServices: () => Promise<void>
+  socketPath: string | undefined
 ) => {
   const certificate = clientCert !== undefined && clientCert !== "" ? await generateCertificate() : undefined
   const tls = certificate === undefined || clientCert === undefined
@@ -179,13 +186,17 @@ const listen = async (
   if (socketPath === undefined) {
     const minPort = Number(env.PLUGIN_MIN_PORT ?? 10000)
     const maxPort = Number(env.PLUGIN_MAX_PORT ?? 25000)
-    return { ...(await server.listen({ tcp: { host: "127.0.0.1", minPort, maxPort }, tls }, registerServices)), certificate }
+    return { ...server.listen({ tcp: { host: "127.0.0.1", minPort, maxPort }, tls }), certificate }
   }
   if (Buffer.byteLength(socketPath) > MaxSocketPathBytes) {
     throw new Error(`socket path ${socketPath} is ${Buffer.byteLength(socketPath)} bytes, longer than the ${MaxSocketPathBytes} the OS allows: set a shorter PLUGIN_UNIX_SOCKET_DIR`)
   }
-  const listening = await server.listen({ unixSocket: socketPath, tls }, registerServices)
-  await shareSocket(socketPath, env.PLUGIN_UNIX_SOCKET_GROUP)
+  const listening = server.listen({ unixSocket: socketPath, tls })
+  // A socket that cannot be shared is not left behind (Bun removes it when the listener stops).
+  await shareSocket(socketPath, env.PLUGIN_UNIX_SOCKET_GROUP).catch(async (error: unknown) => {
+    await server.close()
+    throw error
+  })
   return { ...listening, certificate }
 }
 
