@@ -23,6 +23,7 @@
  */
 import type * as http2 from "node:http2"
 import type { Method } from "../../protocol/Rpc.ts"
+import { loadConnectionStream } from "./ConnectionStream.ts"
 import { type Address, Listener, type ListenOptions } from "./Listener.ts"
 
 /** gRPC status codes used by plugins. */
@@ -137,7 +138,7 @@ export class GrpcServer {
   async serve(prepare: () => Promise<void> = async () => {}): Promise<void> {
     const listener = this.listener
     if (listener === undefined) throw new Error("serve() before listen()")
-    const [http2, { ConnectionStream }] = await Promise.all([import("node:http2"), import("./ConnectionStream.ts"), prepare()])
+    const [http2, ConnectionStream] = await Promise.all([import("node:http2"), loadConnectionStream(), prepare()])
     const server = http2.createServer()
     this.serveOn(server)
     listener.serve((connection) => server.emit("connection", new ConnectionStream(connection)))
