@@ -3,6 +3,9 @@
  * plugins in test/fixtures/plugins/) for this machine, in both forms:
  * - dist/plugins/<name>: a native executable (bun build --compile --bytecode);
  * - dist/plugins/<name>.js: a single-file bundle run by the host's own runtime.
+ *   What the SDK loads after the handshake (src/sdk/Services.ts) is bundled
+ *   on its own and carried in it as a string (src/sdk/ServicesLoader.ts says
+ *   why): the bundle then parses only what it runs before its handshake.
  * With --release (npm run build:plugins), every plugin in plugins/ is also
  * cross-compiled for each release platform into dist/plugin-builds/<name>/
  * and archived into dist/plugin-releases/<name>/, ready to host as a GitHub
@@ -10,6 +13,7 @@
  * folder with a go.mod) get the same, built by scripts/go-plugin-build.ts.
  * A TypeScript plugin is a folder with a main.ts.
  */
+import type { BunPlugin } from "bun"
 import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { type PluginBuild, pluginBuildsDir, writePluginRelease } from "./release/plugin-archives.ts"
@@ -46,13 +50,45 @@ export const compilePlugin = (source: string, outfile: string, target?: string) 
 }
 
 /** Builds one plugin in both forms; returns the two paths. */
-export const buildPlugin = (name: string, source: string, outDir: string) => {
+export const buildPlugin = async (name: string, source: string, outDir: string) => {
   mkdirSync(outDir, { recursive: true })
   const executable = compilePlugin(source, join(outDir, name))
   const bundle = join(outDir, `${name}.js`)
-  run(["build", "--target=bun", "--format=esm", "--minify", source, "--outfile", bundle])
+  await Bun.write(bundle, await bundleText(source, [carryServices(await bundleText(join(root, "src/sdk/Services.ts")))]))
   return { executable, bundle }
 }
+
+/** Bundles an entry point into one ES module for Bun, minified, as `bun build --target=bun --format=esm --minify` does. */
+const bundleText = async (entry: string, plugins: Array<BunPlugin> = []) => {
+  const result = await Bun.build({ entrypoints: [entry], target: "bun", format: "esm", minify: true, plugins })
+  const output = result.outputs[0]
+  if (!result.success || output === undefined || result.outputs.length !== 1) {
+    throw new Error(`bundling ${entry} failed:\n${result.logs.map(String).join("\n")}`)
+  }
+  return output.text()
+}
+
+/**
+ * Replaces src/sdk/ServicesLoader.ts with one that imports Services.ts from
+ * a string (`services`, its own bundle) through a Blob URL, once.
+ */
+const carryServices = (services: string): BunPlugin => ({
+  name: "halkyon-carry-services",
+  setup(build) {
+    const loader = join(root, "src/sdk/ServicesLoader.ts")
+    build.onLoad({ filter: new RegExp(`^${loader.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}$`) }, () => ({
+      loader: "js",
+      contents: [
+        `const services = ${JSON.stringify(services)}`,
+        "let loaded",
+        "export const loadServices = () => (loaded ??= (async () => {",
+        '  const url = URL.createObjectURL(new Blob([services], { type: "text/javascript" }))',
+        "  try { return await import(url) } finally { URL.revokeObjectURL(url) }",
+        "})())"
+      ].join("\n")
+    }))
+  }
+})
 
 /**
  * Cross-compiles a TypeScript plugin for every release platform into
@@ -100,7 +136,7 @@ if (import.meta.main) {
   ]
   for (const t of all) {
     const started = performance.now()
-    const { executable, bundle } = buildPlugin(t.name, t.source, t.outDir)
+    const { executable, bundle } = await buildPlugin(t.name, t.source, t.outDir)
     console.log(`built ${executable} and ${bundle} in ${Math.round(performance.now() - started)} ms`)
   }
   if (process.argv.includes("--release")) {

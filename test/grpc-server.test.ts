@@ -20,7 +20,7 @@ import { makeChannel, unaryCall } from "../src/plugin-client/GrpcChannel.ts"
 import { BuildDependents, Describe, StreamStdio } from "../src/protocol/Methods.ts"
 import { type Certificate, generateCertificate } from "../src/protocol/Mtls.ts"
 import { GrpcServer } from "../src/sdk/wire/GrpcServer.ts"
-import type { Address } from "../src/sdk/wire/Listener.ts"
+import { type Address, Listener } from "../src/sdk/wire/Listener.ts"
 
 const cleanups: Array<() => Promise<void> | void> = []
 afterEach(async () => {
@@ -38,21 +38,20 @@ interface Peers {
   readonly host: Certificate
 }
 
-/** A server listening on a fresh unix socket (AutoMTLS when `peers` is given); not serving yet. */
+/**
+ * A listener on a fresh unix socket (AutoMTLS when `peers` is given), as a
+ * plugin opens it before its handshake, and a server with the tests' routes
+ * that does not serve it yet: Describe names the plugin, BuildDependents
+ * echoes its request back reversed.
+ */
 const listening = (peers?: Peers) => {
-  const server = new GrpcServer()
   const tlsOptions = peers === undefined ? undefined : { certPem: peers.plugin.certPem, keyPem: peers.plugin.keyPem, clientCaPem: peers.host.certPem }
-  const address = server.listen({ unixSocket: join(socketDir(), "plugin.sock"), tls: tlsOptions })
-  cleanups.push(() => server.close())
-  return { server, address }
-}
-
-/** The routes the tests call: Describe names the plugin, BuildDependents echoes its request back reversed. */
-const routes = (server: GrpcServer) => async () => {
-  server
+  const listener = Listener.open({ unixSocket: join(socketDir(), "plugin.sock"), tls: tlsOptions })
+  const server = new GrpcServer()
     .unary(Describe, () => ({ name: "wire", category: "test", types: [], parameters: [], dependents: [] }))
     .unary(BuildDependents, (request) => ({ dependents: [{ id: "echo", object: Buffer.from(request.capability).reverse() }] }))
-    .stream(StreamStdio, () => {})
+  cleanups.push(() => server.close(), () => listener.close())
+  return { server, listener, address: listener.address }
 }
 
 const handshakeOf = (address: Address, peers?: Peers): Handshake => ({
@@ -103,7 +102,7 @@ for (const autoMtls of [false, true]) {
 
     test("a call made before HTTP/2 is loaded waits, and is answered once it is", async () => {
       const p = await peers()
-      const { server, address } = listening(p)
+      const { server, listener, address } = listening(p)
       let answered = false
       const call = unaryCall(channelTo(address, p), Describe, {}, 5_000).then((response) => {
         answered = true
@@ -112,14 +111,14 @@ for (const autoMtls of [false, true]) {
       // Long enough for grpc-js to connect and send its request: the bytes are held.
       await Bun.sleep(150)
       expect(answered).toBe(false)
-      await server.serve(routes(server))
+      await server.serve(listener)
       expect((await call).name).toBe("wire")
     })
 
     test("3 MiB requests and responses cross intact, several at once, more than the socket takes at once", async () => {
       const p = await peers()
-      const { server, address } = listening(p)
-      await server.serve(routes(server))
+      const { server, listener, address } = listening(p)
+      await server.serve(listener)
       const channel = wideOpenChannelTo(address, p)
       const request = pattern(3 * 1024 * 1024)
       const responses = await Promise.all(
@@ -135,12 +134,12 @@ for (const autoMtls of [false, true]) {
 
     test("a host that disconnects ends its session and its open streams", async () => {
       const p = await peers()
-      const { server, address } = listening(p)
+      const { server, listener, address } = listening(p)
       let streamClosed: Promise<void> | undefined
       server.stream(StreamStdio, (_request, stream) => {
         streamClosed = stream.closed
       })
-      await server.serve()
+      await server.serve(listener)
       // A host whose connection drops (it was killed, say): no GOAWAY, no RST_STREAM.
       const socket = p === undefined
         ? net.connect(address.address)
@@ -159,8 +158,8 @@ for (const autoMtls of [false, true]) {
 
     test("close() ends served and waiting connections, and resolves", async () => {
       const p = await peers()
-      const { server, address } = listening(p)
-      await server.serve(routes(server))
+      const { server, listener, address } = listening(p)
+      await server.serve(listener)
       const channel = channelTo(address, p)
       expect((await unaryCall(channel, Describe, {}, 5_000)).name).toBe("wire")
       const started = performance.now()
@@ -175,8 +174,8 @@ for (const autoMtls of [false, true]) {
 describe("AutoMTLS on Bun.listen", () => {
   test("a client with another certificate, or none, is refused; the server goes on serving the host", async () => {
     const peers = await newPeers()
-    const { server, address } = listening(peers)
-    await server.serve(routes(server))
+    const { server, listener, address } = listening(peers)
+    await server.serve(listener)
     const stranger = await generateCertificate()
     const refused = await unaryCall(channelTo(address, peers, stranger), Describe, {}, 2_000).then(() => undefined, (e: grpc.ServiceError) => e)
     expect(refused?.code).toBe(grpc.status.UNAVAILABLE)
@@ -200,8 +199,8 @@ describe("AutoMTLS on Bun.listen", () => {
 
   test("negotiates h2 and refuses TLS below 1.2", async () => {
     const peers = await newPeers()
-    const { server, address } = listening(peers)
-    await server.serve(routes(server))
+    const { server, listener, address } = listening(peers)
+    await server.serve(listener)
     const connect = (options: tls.ConnectionOptions) =>
       new Promise<{ alpn: string | false | null; version: string | null } | { error: string }>((resolve) => {
         const socket = tls.connect({ path: address.address, servername: "localhost", ca: peers.plugin.certPem, cert: peers.host.certPem, key: peers.host.keyPem, ALPNProtocols: ["h2"], ...options })
@@ -241,18 +240,19 @@ describe("the TCP listener (Windows, or no socket folder)", () => {
       const blocker = Bun.listen({ hostname: "127.0.0.1", port, socket: { data() {} } })
       cleanups.push(() => blocker.stop(true))
     }
-    const server = new GrpcServer()
-    cleanups.push(() => server.close())
-    const address = server.listen({ tcp: { host: "127.0.0.1", minPort, maxPort } })
+    const listener = Listener.open({ tcp: { host: "127.0.0.1", minPort, maxPort } })
+    const server = new GrpcServer().unary(Describe, () => ({ name: "wire", category: "test", types: [], parameters: [], dependents: [] }))
+    cleanups.push(() => server.close(), () => listener.close())
+    const address = listener.address
     expect(address).toEqual({ network: "tcp", address: `127.0.0.1:${maxPort}` })
-    await server.serve(routes(server))
+    await server.serve(listener)
     expect((await unaryCall(channelTo(address), Describe, {}, 2_000)).name).toBe("wire")
   })
 
   test("says so when every port of the range is taken", () => {
     const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } })
     cleanups.push(() => taken.stop(true))
-    expect(() => new GrpcServer().listen({ tcp: { host: "127.0.0.1", minPort: taken.port, maxPort: taken.port } })).toThrow(
+    expect(() => Listener.open({ tcp: { host: "127.0.0.1", minPort: taken.port, maxPort: taken.port } })).toThrow(
       `no free port on 127.0.0.1 between ${taken.port} and ${taken.port}`
     )
   })

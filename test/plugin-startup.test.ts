@@ -1,19 +1,43 @@
 /**
- * What a plugin loads before its handshake. node: builtins and the
- * services' generated code come after it (src/sdk/Serve.ts); a static import
- * anywhere in a bundle breaks that quietly: Bun's bundler hoists the static
+ * What a plugin loads and parses before its handshake. node: builtins and
+ * the services' generated code come after it (src/sdk/Serve.ts); a static
+ * import anywhere breaks that quietly: Bun's bundler hoists the static
  * imports of builtins out of lazily loaded modules to the top of the bundle,
  * so they load first (a static node:stream import once cost ~2.5 ms there).
+ * A bundle also carries its post-handshake code as a string, so that it is
+ * not parsed at start (src/sdk/ServicesLoader.ts).
  */
 import { expect, test } from "bun:test"
-import { builtPlugin, testPlugin } from "./support/paths.ts"
+import { join } from "node:path"
+import { builtPlugin, root, testPlugin } from "./support/paths.ts"
 
 /** The module specifiers a minified bundle imports statically. */
-const staticImports = async (bundle: string) =>
-  Array.from((await Bun.file(bundle).text()).matchAll(/(?:^|[;}\n])\s*import\s*(?:[\w$]+\s*,?\s*)?(?:\{[^}]*\}|\*\s*as\s+[\w$]+)?\s*(?:from\s*)?"([^"]+)"/g), (m) => m[1])
+const staticImports = (text: string) =>
+  Array.from(text.matchAll(/(?:^|[;}\n])\s*import\s*(?:[\w$]+\s*,?\s*)?(?:\{[^}]*\}|\*\s*as\s+[\w$]+)?\s*(?:from\s*)?"([^"]+)"/g), (m) => m[1])
 
 test("a plugin bundle imports no module statically: nothing loads before the handshake but the bundle", async () => {
   for (const bundle of [builtPlugin("postgres.js"), testPlugin("conform.js")]) {
-    expect({ bundle, imports: await staticImports(bundle) }).toEqual({ bundle, imports: [] })
+    expect({ bundle, imports: staticImports(await Bun.file(bundle).text()) }).toEqual({ bundle, imports: [] })
   }
+})
+
+test("nor does what a compiled plugin is built from (there, what loads after the handshake is in the same module)", async () => {
+  const built = await Bun.build({ entrypoints: [join(root, "plugins/postgres/main.ts")], target: "bun", format: "esm", minify: true })
+  expect(staticImports((await built.outputs[0]?.text()) ?? "")).toEqual([])
+})
+
+test("a plugin bundle carries what loads after the handshake as a string, loaded from a Blob URL", async () => {
+  const text = await Bun.file(builtPlugin("postgres.js")).text()
+  expect(text.match(/URL\.createObjectURL/g)?.length).toBe(1)
+  // The string is a bundle of its own (the minifier writes it as a template literal).
+  const start = text.indexOf("`// @bun\n")
+  const end = text.slice(start + 1).search(/(?<!\\)`/) + start + 1
+  expect(start).toBeGreaterThan(0)
+  const carried = text.slice(start, end + 1)
+  const parsedAtStart = text.slice(0, start) + text.slice(end + 1)
+  // The generated code, the bridge into node:http2 and effect are in the string only.
+  for (const marker of ["plugin.GRPCBroker", "createServer", "allowHalfOpen", "~effect/Cause"]) {
+    expect({ marker, carried: carried.includes(marker), parsedAtStart: parsedAtStart.includes(marker) }).toEqual({ marker, carried: true, parsedAtStart: false })
+  }
+  expect(parsedAtStart.length).toBeLessThan(30_000)
 })

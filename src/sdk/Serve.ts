@@ -13,10 +13,11 @@
  *
  * Start-up time matters (a plugin starts with its host and at each restart):
  * before the handshake this module loads no node: builtin and no generated
- * code. It listens with Bun.listen (Bun's TLS for AutoMTLS), prints the
- * handshake, and only then loads node:http2 and the services (GrpcServer's
- * `listen`, then `serve`). Files are touched through a lazily loaded
- * node:fs, randomness and keys come from WebCrypto.
+ * code. It listens with Bun.listen (wire/Listener.ts; Bun's TLS for
+ * AutoMTLS), prints the handshake, and only then loads Services.ts, which
+ * brings node:http2, the generated code and the services, and serves the
+ * connections that came in the meantime first. Files are touched through a
+ * lazily loaded node:fs, randomness and keys come from WebCrypto.
  */
 import {
   formatHandshake,
@@ -30,10 +31,12 @@ import {
   socketPathIn,
   SupportedAppProtocolVersions
 } from "../protocol/Handshake.ts"
-import { generateCertificate } from "../protocol/Mtls.ts"
+import { type Certificate, generateCertificate } from "../protocol/Mtls.ts"
 import { captureConsole, makeLogger } from "./Log.ts"
 import type { PluginDefinition } from "./Plugin.ts"
-import { GrpcServer } from "./wire/GrpcServer.ts"
+import type { Serving } from "./Services.ts"
+import { loadServices } from "./ServicesLoader.ts"
+import { Listener } from "./wire/Listener.ts"
 
 export interface ServeOptions {
   /** App protocol versions this plugin speaks. Default: the SDK's. */
@@ -77,7 +80,8 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
   )
   const clientCert = env.PLUGIN_CLIENT_CERT
 
-  const server = new GrpcServer()
+  let listener: Listener | undefined
+  let serving: Serving | undefined
   let stopping = false
   const socketPath = process.platform === "win32" ? undefined : newSocketPath(env)
   const stop = (why: string, orphaned = false) => {
@@ -100,33 +104,8 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
     }
     // A stop must not hang: exit even if a connection refuses to close.
     setTimeout(() => void finish(), 500).unref()
-    server.close().then(finish, finish)
-  }
-
-  // The services and their generated code are loaded after the handshake,
-  // with HTTP/2 (GrpcServer.serve).
-  const registerServices = async () => {
-    const [{ HealthCheckResponse_ServingStatus }, { HealthCheck, Shutdown, StartStream, StreamStdio }, { registerCapabilityService }] = await Promise.all([
-      import("../gen/grpc/health/v1/health.ts"),
-      import("../protocol/Methods.ts"),
-      import("./CapabilityService.ts")
-    ])
-    server
-      .unary(HealthCheck, (request) => ({
-        status: request.service === "" || request.service === "plugin"
-          ? HealthCheckResponse_ServingStatus.SERVING
-          : HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN
-      }))
-      .unary(Shutdown, () => {
-        // Answer first, then stop: the host waits for the reply.
-        setTimeout(() => stop("Shutdown RPC"), 1)
-        return {}
-      })
-      // Our logs go straight to stderr; the stdio stream is held open for hosts
-      // that read it, as go-plugin hosts do.
-      .stream(StreamStdio, () => {})
-      .stream(StartStream, () => {})
-    registerCapabilityService(server, plugin)
+    const closing = (serving ?? listener)?.close() ?? Promise.resolve()
+    void closing.then(finish, finish)
   }
 
   process.on("SIGINT", () => logger.debug("ignoring SIGINT: the host stops plugins"))
@@ -141,15 +120,20 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
   const keepAlive = setInterval(() => {}, 1 << 30)
   // Listen, announce, serve: as go-plugin's Go servers do.
   const start = async () => {
-    const { network, address, certificate } = await listen(server, env, clientCert, socketPath)
+    const listening = await listen(env, clientCert, socketPath)
+    listener = listening.listener
+    const { network, address } = listening.listener.address
+    const certificate = listening.certificate
     const mux = env.PLUGIN_MULTIPLEX_GRPC === "true" ? false : undefined
     // Bun.stdout, not process.stdout: the latter builds a Node stream (0.6 ms) before the handshake.
     await Bun.write(Bun.stdout, formatHandshake({ appVersion, network, address, protocol: "grpc", certificate: certificate?.der, multiplexed: mux }) + "\n")
     const handshakeMs = performance.now()
-    // Only now do HTTP/2 and the services load; connections made meanwhile wait.
-    const serving = server.serve(registerServices).catch((error: unknown) => {
-      throw new Error(`cannot serve gRPC: ${messageOf(error)}`)
-    })
+    // Only now do HTTP/2, the services and their generated code load; connections made meanwhile wait.
+    const services = loadServices()
+      .then(({ serveServices }) => serveServices(listening.listener, plugin, stop))
+      .catch((error: unknown) => {
+        throw new Error(`cannot serve gRPC: ${messageOf(error)}`)
+      })
     logger.debug("plugin serving", {
       network,
       address,
@@ -158,7 +142,8 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
       uptime_ms: Math.round(handshakeMs * 10) / 10,
       loaded_ms: Math.round(loadedMs * 10) / 10
     })
-    await serving
+    // Stopped while they loaded? The listener is closed then, and serves nothing.
+    serving = await services
   }
   void start().catch((error: unknown) => {
     clearInterval(keepAlive)
@@ -174,11 +159,10 @@ const newSocketPath = (env: Readonly<Record<string, string | undefined>>) =>
 
 /** Listens where the host asked, with AutoMTLS when it sent a certificate. */
 const listen = async (
-  server: GrpcServer,
   env: Readonly<Record<string, string | undefined>>,
   clientCert: string | undefined,
   socketPath: string | undefined
-) => {
+): Promise<{ readonly listener: Listener; readonly certificate: Certificate | undefined }> => {
   const certificate = clientCert !== undefined && clientCert !== "" ? await generateCertificate() : undefined
   const tls = certificate === undefined || clientCert === undefined
     ? undefined
@@ -186,18 +170,18 @@ const listen = async (
   if (socketPath === undefined) {
     const minPort = Number(env.PLUGIN_MIN_PORT ?? 10000)
     const maxPort = Number(env.PLUGIN_MAX_PORT ?? 25000)
-    return { ...server.listen({ tcp: { host: "127.0.0.1", minPort, maxPort }, tls }), certificate }
+    return { listener: Listener.open({ tcp: { host: "127.0.0.1", minPort, maxPort }, tls }), certificate }
   }
   if (Buffer.byteLength(socketPath) > MaxSocketPathBytes) {
     throw new Error(`socket path ${socketPath} is ${Buffer.byteLength(socketPath)} bytes, longer than the ${MaxSocketPathBytes} the OS allows: set a shorter PLUGIN_UNIX_SOCKET_DIR`)
   }
-  const listening = server.listen({ unixSocket: socketPath, tls })
+  const listener = Listener.open({ unixSocket: socketPath, tls })
   // A socket that cannot be shared is not left behind (Bun removes it when the listener stops).
   await shareSocket(socketPath, env.PLUGIN_UNIX_SOCKET_GROUP).catch(async (error: unknown) => {
-    await server.close()
+    await listener.close()
     throw error
   })
-  return { ...listening, certificate }
+  return { listener, certificate }
 }
 
 /** Applies PLUGIN_UNIX_SOCKET_GROUP: the socket goes to that group, mode 0660. */

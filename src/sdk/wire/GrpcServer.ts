@@ -12,19 +12,15 @@
  * It does not do compression, and it does not enforce deadlines (the client
  * does; a plugin's work is short).
  *
- * It starts as go-plugin's Go servers do: listen, announce, then serve.
- * `listen` opens the socket (Listener.ts: Bun.listen, with Bun's TLS for
- * AutoMTLS) and loads nothing else; the caller prints the handshake; `serve`
- * then loads node:http2 and the services' generated code, and hands it every
- * connection through a Duplex (ConnectionStream.ts), those that came in the
- * meantime first. Before the handshake, a node:net listener cost a bundled
- * plugin ~10 ms more than Bun.listen, node:http2's secure server more still
- * (Listener.ts has the figures).
+ * It is loaded, and node:http2 with it, after the plugin's handshake: the
+ * socket is opened before (Listener.ts, Bun.listen), and `serve` hands every
+ * connection to node:http2 through a Duplex (ConnectionStream.ts), those
+ * that came in the meantime first.
  */
 import type * as http2 from "node:http2"
 import type { Method } from "../../protocol/Rpc.ts"
 import { loadConnectionStream } from "./ConnectionStream.ts"
-import { type Address, Listener, type ListenOptions } from "./Listener.ts"
+import type { Listener } from "./Listener.ts"
 
 /** gRPC status codes used by plugins. */
 export const Status = {
@@ -124,21 +120,13 @@ export class GrpcServer {
     return this
   }
 
-  /** Listens (and nothing more); returns the address to put in the handshake. Connections wait for `serve`. */
-  listen(options: ListenOptions): Address {
-    this.listener = Listener.open(options)
-    return this.listener.address
-  }
-
   /**
-   * Loads node:http2 and, with `prepare` (registering routes, say), what the
-   * routes need, then serves every connection: call it once the handshake is
-   * out. Rejects if that cannot be loaded.
+   * Loads node:http2 and serves every connection of `listener` (opened
+   * before the handshake), those that waited first. Register routes before.
    */
-  async serve(prepare: () => Promise<void> = async () => {}): Promise<void> {
-    const listener = this.listener
-    if (listener === undefined) throw new Error("serve() before listen()")
-    const [http2, ConnectionStream] = await Promise.all([import("node:http2"), loadConnectionStream(), prepare()])
+  async serve(listener: Listener): Promise<void> {
+    this.listener = listener
+    const [http2, ConnectionStream] = await Promise.all([import("node:http2"), loadConnectionStream()])
     const server = http2.createServer()
     this.serveOn(server)
     listener.serve((connection) => server.emit("connection", new ConnectionStream(connection)))
