@@ -43,6 +43,7 @@ export const loadConnectionStream = async (): Promise<ConnectionStreamClass> => 
         },
         drain: () => this.flush(),
         close: (error) => {
+          if (this.destroyed) return
           this.push(null)
           this.destroy(error)
         }

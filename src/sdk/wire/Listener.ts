@@ -120,6 +120,7 @@ export class Listener {
 
   /** Listens on the unix socket, or on a free port of the TCP range (go-plugin's PLUGIN_MIN_PORT..PLUGIN_MAX_PORT). */
   static open(options: ListenOptions): Listener {
+    // Set before any handler runs: Bun calls them from the event loop, after this returns.
     let listener: Listener | undefined
     const handlers = socketHandlers(options.tls !== undefined, {
       opened: (connection) => listener?.opened(connection),
