@@ -25,7 +25,7 @@ const since = (t0: number) => `${((performance.now() - t0) / 1000).toFixed(1)} s
 const t0 = performance.now()
 step("building the operator and the postgres plugin")
 const operatorBinary = buildOperator()
-const { bundle } = buildPlugin("postgres", join(root, "plugins/postgres/main.ts"), join(root, "dist/plugins"))
+const { bundle } = await buildPlugin("postgres", join(root, "plugins/postgres/main.ts"), join(root, "dist/plugins"))
 
 step("starting a local control plane (kube-apiserver + etcd; the first run builds them, which takes a few minutes)")
 const plane = await startControlPlane()

@@ -12,9 +12,11 @@
  *   socket (go-plugin plugins are left running).
  *
  * Start-up time matters (a plugin starts with its host and at each restart):
- * this module loads no node: builtin before the handshake but the one its
- * listener needs (node:net, or node:http2 with AutoMTLS); without TLS,
- * node:http2 loads right after the handshake. Files are touched through a
+ * before the handshake this module loads no node: builtin and no generated
+ * code. It listens with Bun.listen (wire/Listener.ts; Bun's TLS for
+ * AutoMTLS), prints the handshake, and only then loads Services.ts, which
+ * brings node:http2, the generated code and the services, and serves the
+ * connections that came in the meantime first. Files are touched through a
  * lazily loaded node:fs, randomness and keys come from WebCrypto.
  */
 import {
@@ -29,10 +31,12 @@ import {
   socketPathIn,
   SupportedAppProtocolVersions
 } from "../protocol/Handshake.ts"
-import { generateCertificate } from "../protocol/Mtls.ts"
+import type { Certificate } from "../protocol/Mtls.ts"
 import { captureConsole, makeLogger } from "./Log.ts"
 import type { PluginDefinition } from "./Plugin.ts"
-import { GrpcServer } from "./wire/GrpcServer.ts"
+import type { Serving } from "./Services.ts"
+import { loadServices } from "./ServicesLoader.ts"
+import { Listener } from "./wire/Listener.ts"
 
 export interface ServeOptions {
   /** App protocol versions this plugin speaks. Default: the SDK's. */
@@ -76,7 +80,8 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
   )
   const clientCert = env.PLUGIN_CLIENT_CERT
 
-  const server = new GrpcServer()
+  let listener: Listener | undefined
+  let serving: Serving | undefined
   let stopping = false
   const socketPath = process.platform === "win32" ? undefined : newSocketPath(env)
   const stop = (why: string, orphaned = false) => {
@@ -99,33 +104,8 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
     }
     // A stop must not hang: exit even if a connection refuses to close.
     setTimeout(() => void finish(), 500).unref()
-    server.close().then(finish, finish)
-  }
-
-  // The services and their generated code are loaded when the server needs
-  // them: without TLS, after the handshake (GrpcServer.listen says when).
-  const registerServices = async () => {
-    const [{ HealthCheckResponse_ServingStatus }, { HealthCheck, Shutdown, StartStream, StreamStdio }, { registerCapabilityService }] = await Promise.all([
-      import("../gen/grpc/health/v1/health.ts"),
-      import("../protocol/Methods.ts"),
-      import("./CapabilityService.ts")
-    ])
-    server
-      .unary(HealthCheck, (request) => ({
-        status: request.service === "" || request.service === "plugin"
-          ? HealthCheckResponse_ServingStatus.SERVING
-          : HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN
-      }))
-      .unary(Shutdown, () => {
-        // Answer first, then stop: the host waits for the reply.
-        setTimeout(() => stop("Shutdown RPC"), 1)
-        return {}
-      })
-      // Our logs go straight to stderr; the stdio stream is held open for hosts
-      // that read it, as go-plugin hosts do.
-      .stream(StreamStdio, () => {})
-      .stream(StartStream, () => {})
-    registerCapabilityService(server, plugin)
+    const closing = (serving ?? listener)?.close() ?? Promise.resolve()
+    void closing.then(finish, finish)
   }
 
   process.on("SIGINT", () => logger.debug("ignoring SIGINT: the host stops plugins"))
@@ -138,27 +118,40 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
 
   // Keep the process alive while serving: the intervals above are unref'd.
   const keepAlive = setInterval(() => {}, 1 << 30)
-  listen(server, env, clientCert, socketPath, registerServices).then(
-    ({ network, address, certificate }) => {
-      const mux = env.PLUGIN_MULTIPLEX_GRPC === "true" ? false : undefined
-      // Bun.stdout, not process.stdout: the latter builds a Node stream (0.6 ms) before the handshake.
-      void Bun.write(Bun.stdout, formatHandshake({ appVersion, network, address, protocol: "grpc", certificate: certificate?.der, multiplexed: mux }) + "\n")
-      server.serving.catch((error: unknown) => fatal(`cannot serve gRPC: ${error instanceof Error ? error.message : String(error)}`))
-      logger.debug("plugin serving", {
-        network,
-        address,
-        protocol_version: appVersion,
-        mtls: certificate !== undefined,
-        uptime_ms: Math.round(performance.now() * 10) / 10,
-        loaded_ms: Math.round(loadedMs * 10) / 10
+  // Listen, announce, serve: as go-plugin's Go servers do.
+  const start = async () => {
+    const listening = await listen(env, clientCert, socketPath)
+    listener = listening.listener
+    const { network, address } = listening.listener.address
+    const certificate = listening.certificate
+    const mux = env.PLUGIN_MULTIPLEX_GRPC === "true" ? false : undefined
+    // Bun.stdout, not process.stdout: the latter builds a Node stream (0.6 ms) before the handshake.
+    await Bun.write(Bun.stdout, formatHandshake({ appVersion, network, address, protocol: "grpc", certificate: certificate?.der, multiplexed: mux }) + "\n")
+    const handshakeMs = performance.now()
+    // Only now do HTTP/2, the services and their generated code load; connections made meanwhile wait.
+    const services = loadServices()
+      .then(({ serveServices }) => serveServices(listening.listener, plugin, stop))
+      .catch((error: unknown) => {
+        throw new Error(`cannot serve gRPC: ${messageOf(error)}`)
       })
-    },
-    (error: unknown) => {
-      clearInterval(keepAlive)
-      fatal(error instanceof Error ? error.message : String(error))
-    }
-  )
+    logger.debug("plugin serving", {
+      network,
+      address,
+      protocol_version: appVersion,
+      mtls: certificate !== undefined,
+      uptime_ms: Math.round(handshakeMs * 10) / 10,
+      loaded_ms: Math.round(loadedMs * 10) / 10
+    })
+    // Stopped while they loaded? The listener is closed then, and serves nothing.
+    serving = await services
+  }
+  void start().catch((error: unknown) => {
+    clearInterval(keepAlive)
+    fatal(messageOf(error))
+  })
 }
+
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error))
 
 /** A fresh socket path in the folder the host made for us. */
 const newSocketPath = (env: Readonly<Record<string, string | undefined>>) =>
@@ -166,27 +159,30 @@ const newSocketPath = (env: Readonly<Record<string, string | undefined>>) =>
 
 /** Listens where the host asked, with AutoMTLS when it sent a certificate. */
 const listen = async (
-  server: GrpcServer,
   env: Readonly<Record<string, string | undefined>>,
   clientCert: string | undefined,
-  socketPath: string | undefined,
-  registerServices: () => Promise<void>
-) => {
-  const certificate = clientCert !== undefined && clientCert !== "" ? await generateCertificate() : undefined
+  socketPath: string | undefined
+): Promise<{ readonly listener: Listener; readonly certificate: Certificate | undefined }> => {
+  // Mtls.ts only with AutoMTLS: evaluating it (its DER constants) cost a plugin ~0.6 ms before its handshake.
+  const certificate = clientCert !== undefined && clientCert !== "" ? await (await import("../protocol/Mtls.ts")).generateCertificate() : undefined
   const tls = certificate === undefined || clientCert === undefined
     ? undefined
     : { certPem: certificate.certPem, keyPem: certificate.keyPem, clientCaPem: clientCert }
   if (socketPath === undefined) {
     const minPort = Number(env.PLUGIN_MIN_PORT ?? 10000)
     const maxPort = Number(env.PLUGIN_MAX_PORT ?? 25000)
-    return { ...(await server.listen({ tcp: { host: "127.0.0.1", minPort, maxPort }, tls }, registerServices)), certificate }
+    return { listener: Listener.open({ tcp: { host: "127.0.0.1", minPort, maxPort }, tls }), certificate }
   }
   if (Buffer.byteLength(socketPath) > MaxSocketPathBytes) {
     throw new Error(`socket path ${socketPath} is ${Buffer.byteLength(socketPath)} bytes, longer than the ${MaxSocketPathBytes} the OS allows: set a shorter PLUGIN_UNIX_SOCKET_DIR`)
   }
-  const listening = await server.listen({ unixSocket: socketPath, tls }, registerServices)
-  await shareSocket(socketPath, env.PLUGIN_UNIX_SOCKET_GROUP)
-  return { ...listening, certificate }
+  const listener = Listener.open({ unixSocket: socketPath, tls })
+  // A socket that cannot be shared is not left behind (Bun removes it when the listener stops).
+  await shareSocket(socketPath, env.PLUGIN_UNIX_SOCKET_GROUP).catch(async (error: unknown) => {
+    await listener.close()
+    throw error
+  })
+  return { listener, certificate }
 }
 
 /** Applies PLUGIN_UNIX_SOCKET_GROUP: the socket goes to that group, mode 0660. */

@@ -12,14 +12,15 @@
  * It does not do compression, and it does not enforce deadlines (the client
  * does; a plugin's work is short).
  *
- * Without TLS it starts as go-plugin's Go servers do: listen, announce, then
- * serve. The listener is node:net's, which loads in a fraction of
- * node:http2's time; connections made before node:http2 is loaded (right
- * after the handshake) wait, paused, and are served as soon as it is.
+ * It is loaded, and node:http2 with it, after the plugin's handshake: the
+ * socket is opened before (Listener.ts, Bun.listen), and `serve` hands every
+ * connection to node:http2 through a Duplex (ConnectionStream.ts), those
+ * that came in the meantime first.
  */
 import type * as http2 from "node:http2"
-import type { AddressInfo, Server as NetServer, Socket } from "node:net"
 import type { Method } from "../../protocol/Rpc.ts"
+import { loadConnectionStream } from "./ConnectionStream.ts"
+import type { Listener } from "./Listener.ts"
 
 /** gRPC status codes used by plugins. */
 export const Status = {
@@ -59,12 +60,6 @@ interface RawStream {
   readonly closed: Promise<void>
 }
 
-export interface ListenOptions {
-  readonly unixSocket?: string
-  readonly tcp?: { readonly host: string; readonly minPort: number; readonly maxPort: number }
-  readonly tls?: { readonly certPem: string; readonly keyPem: string; readonly clientCaPem: string }
-}
-
 /** Frames one message: compressed flag (0), 4-byte big-endian length, bytes. */
 const frame = (message: Uint8Array): Buffer => {
   const out = Buffer.allocUnsafe(5 + message.length)
@@ -100,9 +95,7 @@ export class GrpcServer {
   private readonly routes = new Map<string, Route>()
   private readonly streams = new Set<http2.ServerHttp2Stream>()
   private readonly sessions = new Set<http2.ServerHttp2Session>()
-  private listener: NetServer | http2.Http2SecureServer | undefined
-  /** Resolves once HTTP/2 requests are served; fails if node:http2 could not be loaded. */
-  serving: Promise<void> = Promise.resolve()
+  private listener: Listener | undefined
 
   /** Registers a unary method. */
   unary<I, O>(method: Method<I, O>, handle: (request: I) => Promise<O> | O): this {
@@ -128,61 +121,29 @@ export class GrpcServer {
   }
 
   /**
-   * Starts listening; resolves with the address to put in the handshake.
-   * `prepare` (registering routes, say) completes before the first request
-   * is read. Without TLS, it and HTTP/2 are loaded just after the handshake:
-   * `serving` says when, or why not.
+   * Loads node:http2 and serves every connection of `listener` (opened
+   * before the handshake), those that waited first. Register routes before.
    */
-  async listen(options: ListenOptions, prepare: () => Promise<void> = async () => {}): Promise<{ network: "unix" | "tcp"; address: string }> {
-    if (options.tls !== undefined) {
-      await prepare()
-      const http2 = await import("node:http2")
-      const server = http2.createSecureServer({
-        cert: options.tls.certPem,
-        key: options.tls.keyPem,
-        ca: options.tls.clientCaPem,
-        requestCert: true,
-        rejectUnauthorized: true,
-        minVersion: "TLSv1.2",
-        ALPNProtocols: ["h2"]
-      })
-      // A TLS peer that presents a wrong certificate must not crash the plugin.
-      server.on("tlsClientError", () => {})
-      this.serveOn(server)
-      this.listener = server
-      return listenOn(server, options)
-    }
-    const net = await import("node:net")
-    let server: http2.Http2Server | undefined
-    const waiting: Array<Socket> = []
-    const handOver = (socket: Socket) => {
-      server?.emit("connection", socket)
-      socket.resume()
-    }
-    const listener = net.createServer({ pauseOnConnect: true }, (socket) => (server === undefined ? waiting.push(socket) : handOver(socket)))
+  async serve(listener: Listener): Promise<void> {
     this.listener = listener
-    const address = await listenOn(listener, options)
-    // A macrotask: the caller's handshake, printed once this resolves, goes first.
-    this.serving = new Promise((resolve) => setImmediate(resolve)).then(async () => {
-      const [http2] = await Promise.all([import("node:http2"), prepare()])
-      server = http2.createServer()
-      this.serveOn(server)
-      for (const socket of waiting.splice(0)) handOver(socket)
-    })
-    return address
+    const [http2, ConnectionStream] = await Promise.all([import("node:http2"), loadConnectionStream()])
+    const server = http2.createServer()
+    this.serveOn(server)
+    listener.serve((connection) => server.emit("connection", new ConnectionStream(connection)))
   }
 
-  /** Ends open streams with OK, closes the sessions, stops accepting, and closes the listener. */
+  /**
+   * Ends open streams with OK, closes the sessions, stops accepting, and
+   * resolves once every connection has closed (a session closes its own).
+   */
   close(): Promise<void> {
     // Open streams already answer OK in their trailers: ending them sends it.
     for (const stream of this.streams) if (!stream.closed && !stream.destroyed) stream.end()
     for (const session of this.sessions) if (!session.closed) session.close()
-    const listener = this.listener
-    if (listener === undefined) return Promise.resolve()
-    return new Promise((resolve) => listener.close(() => resolve()))
+    return this.listener?.close() ?? Promise.resolve()
   }
 
-  private serveOn(server: http2.Http2Server | http2.Http2SecureServer) {
+  private serveOn(server: http2.Http2Server) {
     server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.dispatch(stream, headers))
     server.on("session", (session: http2.ServerHttp2Session) => {
       this.sessions.add(session)
@@ -266,20 +227,3 @@ const endStream = (stream: http2.ServerHttp2Stream, code: number, message: strin
   // Trailers-only response: the status travels in the headers.
   stream.respond({ ":status": 200, "content-type": "application/grpc", ...status }, { endStream: true })
 }
-
-/** Listens on the unix socket, or on a port of the TCP range, and resolves with the handshake's address. */
-const listenOn = (listener: NetServer | http2.Http2SecureServer, options: ListenOptions) =>
-  new Promise<{ network: "unix" | "tcp"; address: string }>((resolve, reject) => {
-    listener.once("error", reject)
-    if (options.unixSocket !== undefined) {
-      const socket = options.unixSocket
-      listener.listen(socket, () => resolve({ network: "unix", address: socket }))
-      return
-    }
-    const tcp = options.tcp ?? { host: "127.0.0.1", minPort: 0, maxPort: 0 }
-    const port = tcp.minPort === 0 ? 0 : tcp.minPort + Math.floor(Math.random() * (tcp.maxPort - tcp.minPort + 1))
-    listener.listen(port, tcp.host, () => {
-      const address = listener.address() as AddressInfo
-      resolve({ network: "tcp", address: `${tcp.host}:${address.port}` })
-    })
-  })
