@@ -1,5 +1,5 @@
 /**
- * The SDK's gRPC server in-process, against the host's grpc-js client, with
+ * The SDK's gRPC server in-process, against the host's gRPC client, with
  * AutoMTLS on and off: what the Bun.listen socket and its bridge into
  * node:http2 (src/sdk/wire) must get right. Connections made between the
  * handshake and HTTP/2's loading wait and are served; messages larger than
@@ -8,7 +8,6 @@
  * a client that leaves ends its streams; close() ends the connections.
  */
 import { afterEach, describe, expect, test } from "bun:test"
-import * as grpc from "@grpc/grpc-js"
 import { mkdtempSync, rmSync } from "node:fs"
 import * as http2 from "node:http2"
 import * as net from "node:net"
@@ -16,7 +15,9 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as tls from "node:tls"
 import type { Handshake } from "../src/protocol/Handshake.ts"
-import { makeChannel, unaryCall } from "../src/plugin-client/GrpcChannel.ts"
+import { CallError, type Channel, makeChannel } from "../src/plugin-client/GrpcChannel.ts"
+import { Status } from "../src/protocol/GrpcWire.ts"
+import type { Method } from "../src/protocol/Rpc.ts"
 import { BuildDependents, Describe, StreamStdio } from "../src/protocol/Methods.ts"
 import { type Certificate, generateCertificate } from "../src/protocol/Mtls.ts"
 import { GrpcServer } from "../src/sdk/wire/GrpcServer.ts"
@@ -70,22 +71,12 @@ const channelTo = (address: Address, peers?: Peers, as?: Certificate) => {
   return channel
 }
 
-/**
- * A channel whose HTTP/2 windows are wide open (as grpc-go's grow to be):
- * the server may then write megabytes at once, more than the socket takes.
- */
-const wideOpenChannelTo = (address: Address, peers?: Peers) => {
-  const credentials = peers === undefined
-    ? grpc.credentials.createInsecure()
-    : grpc.credentials.createSsl(Buffer.from(peers.plugin.certPem), Buffer.from(peers.host.keyPem), Buffer.from(peers.host.certPem))
-  const channel = new grpc.Client(`unix://${address.address}`, credentials, {
-    "grpc.default_authority": "localhost",
-    "grpc.ssl_target_name_override": "localhost",
-    "grpc-node.flow_control_window": 64 * 1024 * 1024
-  })
-  cleanups.push(() => channel.close())
-  return channel
-}
+/** One call through the host's channel, as a promise: rejects with the CallError. */
+const unaryCall = <I, O>(channel: Channel, method: Method<I, O>, request: I, timeoutMs: number) =>
+  new Promise<O>((resolve, reject) => channel.unary(method, request, timeoutMs, (outcome) => (outcome instanceof CallError ? reject(outcome) : resolve(outcome))))
+
+/** The status code a call failed with, or undefined when it succeeded. */
+const failureCode = (call: Promise<unknown>) => call.then(() => undefined, (e: unknown) => (e instanceof CallError ? e.code : -1))
 
 const newPeers = async (): Promise<Peers> => ({ plugin: await generateCertificate(), host: await generateCertificate() })
 
@@ -108,7 +99,7 @@ for (const autoMtls of [false, true]) {
         answered = true
         return response
       })
-      // Long enough for grpc-js to connect and send its request: the bytes are held.
+      // Long enough for the client to connect and send its request: the bytes are held.
       await Bun.sleep(150)
       expect(answered).toBe(false)
       await server.serve(listener)
@@ -119,7 +110,8 @@ for (const autoMtls of [false, true]) {
       const p = await peers()
       const { server, listener, address } = listening(p)
       await server.serve(listener)
-      const channel = wideOpenChannelTo(address, p)
+      // The host's windows are as wide as a message: the server may write megabytes at once, more than the socket takes.
+      const channel = channelTo(address, p)
       const request = pattern(3 * 1024 * 1024)
       const responses = await Promise.all(
         Array.from({ length: 4 }, () => unaryCall(channel, BuildDependents, { capability: request }, 20_000))
@@ -165,8 +157,7 @@ for (const autoMtls of [false, true]) {
       const started = performance.now()
       await server.close()
       expect(performance.now() - started).toBeLessThan(400)
-      const error = await unaryCall(channel, Describe, {}, 1_000).then(() => undefined, (e: grpc.ServiceError) => e)
-      expect(error?.code).toBe(grpc.status.UNAVAILABLE)
+      expect(await failureCode(unaryCall(channel, Describe, {}, 1_000))).toBe(Status.UNAVAILABLE)
     })
   })
 }
@@ -177,8 +168,7 @@ describe("AutoMTLS on Bun.listen", () => {
     const { server, listener, address } = listening(peers)
     await server.serve(listener)
     const stranger = await generateCertificate()
-    const refused = await unaryCall(channelTo(address, peers, stranger), Describe, {}, 2_000).then(() => undefined, (e: grpc.ServiceError) => e)
-    expect(refused?.code).toBe(grpc.status.UNAVAILABLE)
+    expect(await failureCode(unaryCall(channelTo(address, peers, stranger), Describe, {}, 2_000))).toBe(Status.UNAVAILABLE)
     const withoutCertificate = await new Promise<string>((resolve) => {
       const socket = tls.connect({ path: address.address, servername: "localhost", ca: peers.plugin.certPem, ALPNProtocols: ["h2"] })
       socket.on("error", (e) => resolve(e.message))

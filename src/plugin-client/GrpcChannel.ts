@@ -21,7 +21,7 @@ import * as http2 from "node:http2"
 import { connect as netConnect, type Socket } from "node:net"
 import { connect as tlsConnect } from "node:tls"
 import type { Handshake } from "../protocol/Handshake.ts"
-import { codeForHttpStatus, decodeGrpcMessage, FramingError, frame, MessageReader, Status } from "../protocol/GrpcWire.ts"
+import { codeForHttpStatus, decodeGrpcMessage, FramingError, frame, MaxMessageBytes, MessageReader, Status } from "../protocol/GrpcWire.ts"
 import { derToPem, type Certificate } from "../protocol/Mtls.ts"
 import type { Method } from "../protocol/Rpc.ts"
 import { version } from "../Version.ts"
@@ -58,6 +58,15 @@ export interface Channel {
   readonly close: () => void
 }
 
+/**
+ * HTTP/2 receive windows as wide as the largest message, for each call and
+ * for the connection: a plugin's answer then comes in one go rather than in
+ * 64 KiB steps, each waiting for our window update (grpc-go's windows grow
+ * to this by themselves).
+ */
+const StreamWindowBytes = MaxMessageBytes
+const ConnectionWindowBytes = 4 * MaxMessageBytes
+
 /** After close, how long calls still running may take before the connection is destroyed. */
 const CloseGraceMs = 1_000
 
@@ -86,7 +95,11 @@ export const makeChannel = ({ handshake, certificate }: ChannelOptions): Channel
   /** The live connection, or a new one. */
   const connection = (): http2.ClientHttp2Session => {
     if (session !== undefined && !session.closed && !session.destroyed) return session
-    const fresh = http2.connect(secure ? "https://localhost" : "http://localhost", { createConnection: dial })
+    const fresh = http2.connect(secure ? "https://localhost" : "http://localhost", {
+      createConnection: dial,
+      settings: { initialWindowSize: StreamWindowBytes }
+    })
+    fresh.once("connect", () => fresh.setLocalWindowSize(ConnectionWindowBytes))
     // A failed or lost connection fails its streams, which say so; nothing else listens.
     fresh.on("error", () => {})
     const forget = () => {

@@ -5,9 +5,9 @@
  * every restart, and loading grpc-js (with protobufjs) costs a bundled plugin
  * more start-up time than the whole rest of the plugin. The server side of
  * gRPC over HTTP/2 is small: length-prefixed messages in DATA frames, the
- * status in trailers. The host side keeps grpc-js, which is exercised against
- * this server by every test, and issue #6's conformance suite checks it
- * against go-plugin's own Go client.
+ * status in trailers (protocol/GrpcWire.ts, shared with the host's client,
+ * which every test runs against this server; issue #6's conformance suite
+ * checks it against go-plugin's own Go client).
  *
  * It does not do compression, and it does not enforce deadlines (the client
  * does; a plugin's work is short).
@@ -18,23 +18,10 @@
  * that came in the meantime first.
  */
 import type * as http2 from "node:http2"
+import { encodeGrpcMessage, FramingError, frame, MessageReader, Status } from "../../protocol/GrpcWire.ts"
 import type { Method } from "../../protocol/Rpc.ts"
 import { loadConnectionStream } from "./ConnectionStream.ts"
 import type { Listener } from "./Listener.ts"
-
-/** gRPC status codes used by plugins. */
-export const Status = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  FAILED_PRECONDITION: 9,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14
-} as const
 
 /** An error a handler throws to answer with a given status. */
 export class GrpcError extends Error {
@@ -60,36 +47,8 @@ interface RawStream {
   readonly closed: Promise<void>
 }
 
-/** Frames one message: compressed flag (0), 4-byte big-endian length, bytes. */
-const frame = (message: Uint8Array): Buffer => {
-  const out = Buffer.allocUnsafe(5 + message.length)
-  out[0] = 0
-  out.writeUInt32BE(message.length, 1)
-  out.set(message, 5)
-  return out
-}
-
-/** gRPC's percent-encoding of grpc-message: printable ASCII except `%` passes. */
-const encodeGrpcMessage = (message: string): string =>
-  Array.from(Buffer.from(message, "utf8"))
-    .map((b) => (b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, "0")}`))
-    .join("")
-
-/** Splits an incoming byte stream into messages as they complete. */
-class MessageReader {
-  private buffer: Buffer = Buffer.alloc(0)
-  push(chunk: Buffer): Array<Uint8Array> {
-    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk])
-    const messages: Array<Uint8Array> = []
-    while (this.buffer.length >= 5) {
-      const size = this.buffer.readUInt32BE(1)
-      if (this.buffer.length < 5 + size) break
-      messages.push(new Uint8Array(this.buffer.subarray(5, 5 + size)))
-      this.buffer = this.buffer.subarray(5 + size)
-    }
-    return messages
-  }
-}
+/** gRPC status codes, for handlers that throw a GrpcError. */
+export { Status }
 
 export class GrpcServer {
   private readonly routes = new Map<string, Route>()
@@ -162,7 +121,13 @@ export class GrpcServer {
     const reader = new MessageReader()
     if (route.kind === "unary") {
       const received: Array<Uint8Array> = []
-      stream.on("data", (chunk: Buffer) => received.push(...reader.push(chunk)))
+      stream.on("data", (chunk: Buffer) => {
+        try {
+          received.push(...reader.push(chunk))
+        } catch (error) {
+          endStream(stream, Status.INTERNAL, error instanceof FramingError ? `the host sent ${error.message}` : String(error))
+        }
+      })
       stream.on("end", () => {
         const body = received[0]
         if (body === undefined) {
@@ -205,7 +170,15 @@ export class GrpcServer {
     }
     // Server streams start on their one request; bidi streams start at once.
     stream.on("data", (chunk: Buffer) => {
-      for (const message of reader.push(chunk)) {
+      let messages: Array<Uint8Array>
+      try {
+        messages = reader.push(chunk)
+      } catch {
+        // A compressed or oversized message: its status was sent already, so the stream is reset.
+        stream.close()
+        return
+      }
+      for (const message of messages) {
         if (!opened) {
           opened = true
           route.open(message, raw)
