@@ -52,7 +52,12 @@ const run = (args: ReadonlyArray<string>) => {
  */
 export const compilePlugin = (source: string, outfile: string, target?: string) => {
   mkdirSync(join(outfile, ".."), { recursive: true })
-  run(["build", "--compile", "--bytecode", "--format=esm", "--minify", "--splitting", ...(target === undefined ? [] : [`--target=${target}`]), source, "--outfile", outfile])
+  run([
+    "build", "--compile", "--bytecode", "--format=esm", "--minify", "--splitting",
+    // Wherever it is started, a plugin must not pick up a .env or bunfig.toml (as the operator's build).
+    "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig",
+    ...(target === undefined ? [] : [`--target=${target}`]), source, "--outfile", outfile
+  ])
   return outfile
 }
 

@@ -142,6 +142,31 @@ test("the compiled operator ignores a .env and a bunfig.toml in the folder it st
   }
 })
 
+test("plugins started from a folder with a .env and a bunfig.toml do not read them, in either form", () => {
+  // A preload that does not exist: a plugin that read this bunfig.toml would fail to start.
+  const workdir = pluginsFolder()
+  const plugins = pluginsFolder(builtPlugin("postgres"), builtPlugin("postgres.js"))
+  try {
+    Bun.write(join(workdir.dir, ".env"), "PLUGIN_PROTOCOL_VERSIONS=99\n")
+    Bun.write(join(workdir.dir, "bunfig.toml"), "preload = [\"./missing-preload.ts\"]\n")
+    // A relative --plugins-dir: plugins start in folders of their own, so their paths are made absolute.
+    const relative = join("..", plugins.dir.split("/").pop() ?? "")
+    const result = Bun.spawnSync([join(root, "dist/halkyon"), "plugins", "list", "--plugins-dir", relative, "--output", "json"], {
+      cwd: workdir.dir,
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { PATH: process.env.PATH ?? "" }
+    })
+    expect(result.stderr.toString()).not.toContain("missing-preload")
+    const listed = JSON.parse(result.stdout.toString()) as Array<{ name: string; state: string; protocolVersion: number }>
+    expect(listed.map((p) => [p.name, p.state, p.protocolVersion]).sort()).toEqual([["postgres", "running", 1], ["postgres.js", "running", 1]])
+    expect(result.exitCode).toBe(0)
+  } finally {
+    workdir.cleanup()
+    plugins.cleanup()
+  }
+})
+
 describe("a plugin run by hand", () => {
   for (const [form, command] of [["executable", [builtPlugin("postgres")]], ["bundle", [bun, builtPlugin("postgres.js")]]] as const) {
     test(`prints go-plugin's message and exits 1 (${form})`, () => {

@@ -10,7 +10,7 @@
  */
 import { mkdtempSync, rmSync, statSync, accessSync, constants } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { join, resolve } from "node:path"
 import { Deferred, Duration, Effect, Fiber, Option, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
 import type { PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
@@ -116,13 +116,17 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     })
   }
   const certificate = options.autoMtls ? yield* Effect.promise(generateCertificate) : undefined
-  const [command, args] = file.form === "bundle" ? [process.execPath, [file.path]] : [file.path, []]
+  const path = resolve(file.path)
+  const [command, args] = file.form === "bundle" ? [process.execPath, [path]] : [path, []]
 
   const started = performance.now()
   const handle = yield* spawner.spawn(
     ChildProcess.make(command, args, {
       env: pluginEnv(options, socketDir, certificate, file.form === "bundle"),
       extendEnv: false,
+      // Its own empty folder, not the operator's: the runtime a TypeScript
+      // plugin carries would read a .env or bunfig.toml found where it starts.
+      cwd: socketDir,
       killSignal: "SIGTERM",
       forceKillAfter: Duration.millis(options.shutdownGraceMs)
     })
