@@ -15,7 +15,7 @@ import { dumpYaml, loadYaml } from "@kubernetes/client-node"
 import { capabilityCrd, capabilityInfoCrd } from "../src/api/Crds.ts"
 import { buildPlugin } from "./build-plugins.ts"
 import { buildOperator } from "./build.ts"
-import { startControlPlane } from "./control-plane/start.ts"
+import { startControlPlane } from "../test/support/control-plane/start.ts"
 
 const root = resolve(import.meta.dir, "..")
 const wait = !process.argv.includes("--no-wait")

@@ -16,7 +16,7 @@ import { type Checksums, MalformedChecksums, parseChecksums } from "./Checksums.
 import { type Platform, archiveNames, assetUrl, ChecksumsAsset, thisPlatform } from "./ReleaseAsset.ts"
 import { type AssetBody, defaultHttpSettings, download, type DownloadFailed, type DownloadRefused, type HttpSettings, Transient } from "./ReleaseHttp.ts"
 import { type DamagedArchive, DefaultLimits, type ExtractLimits, startExtraction, type UnsafeArchive } from "./SafeExtract.ts"
-import { commit, exclusively, type FileConflict, type FolderBusy, type LockEntry, type LockUnreadable, LockWriteFailed, readLock, recover, stagingPrefix, verifyEntry } from "./PluginLock.ts"
+import { commit, exclusively, type FileConflict, type FolderBusy, type LockEntry, type LockUnreadable, LockWriteFailed, readLock, recover, stagingPrefix, verifyEntry } from "../lock/PluginLock.ts"
 import { progressFor } from "./Progress.ts"
 import type { PluginSpec } from "./PluginSpec.ts"
 

@@ -16,7 +16,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import { Context, Effect, Layer, Schema } from "effect"
-import { Metrics } from "./Metrics.ts"
+import { Metrics } from "../metrics/Metrics.ts"
 
 export type ReadinessState = { readonly ready: true } | { readonly ready: false; readonly reason: string }
 

@@ -13,11 +13,11 @@ import { loadKubeConfig } from "../kube/ClusterAccess.ts"
 import { KubeClient } from "../kube/KubeClient.ts"
 import { PluginHost } from "../plugin-host/PluginHost.ts"
 import { startController } from "../reconciler/Controller.ts"
-import { ObjectCache } from "../reconciler/ObjectCache.ts"
+import { ObjectCache } from "../controller/ObjectCache.ts"
 import { Reconciler } from "../reconciler/Reconciler.ts"
 import { HttpEndpoints, Readiness } from "./HttpEndpoints.ts"
 import { LeaderElection } from "./LeaderElection.ts"
-import { Metrics } from "./Metrics.ts"
+import { Metrics } from "../metrics/Metrics.ts"
 
 /**
  * Installs what --plugins / HALKYON_PLUGINS names before plugins load. A

@@ -24,7 +24,7 @@ import {
 } from "../protocol/Methods.ts"
 import { Status } from "../protocol/GrpcWire.ts"
 import { jsonBytes, jsonText, type Method } from "../protocol/Rpc.ts"
-import { Metrics } from "../operator/Metrics.ts"
+import { Metrics } from "../metrics/Metrics.ts"
 import type { Certificate } from "../protocol/Mtls.ts"
 import { PluginCallFailed, type PluginCallError, PluginTimeout, PluginUnavailable } from "./Errors.ts"
 import { CallError, type Channel, makeChannel } from "./GrpcChannel.ts"

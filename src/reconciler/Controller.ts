@@ -17,10 +17,10 @@ import { ApiVersion } from "../api/Capability.ts"
 import { KubeClient, type KubeObject, objectKey } from "../kube/KubeClient.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { syncCapabilityInfos } from "./CapabilityInfoSync.ts"
-import { inform } from "./Informer.ts"
+import { inform } from "../controller/Informer.ts"
 import { CapabilityLabel, FieldManager, Reconciler } from "./Reconciler.ts"
-import { ObjectCache } from "./ObjectCache.ts"
-import { makeWorkQueue } from "./WorkQueue.ts"
+import { ObjectCache } from "../controller/ObjectCache.ts"
+import { makeWorkQueue } from "../controller/WorkQueue.ts"
 
 export interface ControllerOptions {
   /** Only this namespace; all namespaces when undefined. */

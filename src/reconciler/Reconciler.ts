@@ -20,7 +20,7 @@ import { KubeApiError, KubeClient, type KubeObject, objectKey, type ObjectRef } 
 import type { PluginCallError } from "../plugin-client/Errors.ts"
 import type { BuiltDependent, Observation } from "../plugin-client/PluginClient.ts"
 import { PluginRegistry, type Resolution } from "../registry/PluginRegistry.ts"
-import { ObjectCache } from "./ObjectCache.ts"
+import { ObjectCache } from "../controller/ObjectCache.ts"
 import { nextStatus, type Outcome, readyCondition, rollUp, sameStatus } from "./Status.ts"
 
 export const FieldManager = "halkyon"

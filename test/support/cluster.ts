@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { type ControlPlane, startControlPlane } from "../../scripts/control-plane/start.ts"
+import { type ControlPlane, startControlPlane } from "./control-plane/start.ts"
 import { capabilityCrd, capabilityInfoCrd } from "../../src/api/Crds.ts"
 import { eventually, root } from "./paths.ts"
 

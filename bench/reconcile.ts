@@ -1,0 +1,355 @@
+/**
+ * npm run bench:reconcile: how fast the operator provisions many Capabilities
+ * on the local control plane, against the floor that control plane sets.
+ *
+ * For each N (default 200 and 1000; BENCH_SIZES=50,100 to change; the
+ * postgres plugin's bundle, or its executable with BENCH_PLUGIN=postgres):
+ * - floor: the same objects (the Capability, the very Secret, StatefulSet and
+ *   Service the postgres plugin builds, the status) written straight through
+ *   the API, 16 requests at a time, once created (POST) and once server-side
+ *   applied as the operator writes them;
+ * - operator: N Capabilities created at once; the time until every dependent
+ *   is applied and every status written, and the operator's peak RSS.
+ * Each of the three is measured on a fresh control plane, and the trio is
+ * repeated BENCH_REPEAT times (default 5; two cores shared by kube-apiserver,
+ * etcd, the operator and its plugin make single runs move by 15%, and the
+ * machine's speed drifts over minutes), every other trio in reverse order:
+ * every run is printed, then the medians. BENCH_ONLY=operator skips the
+ * floors (to profile the operator, or compare its CPU seconds between builds).
+ * Prints figures; asserts nothing.
+ */
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import { capabilityCrd, capabilityInfoCrd } from "../src/api/Crds.ts"
+import type { KubeObject } from "../src/kube/KubeClient.ts"
+import { withOwnership } from "../src/reconciler/Reconciler.ts"
+import { nextStatus, rollUp, sameStatus } from "../src/reconciler/Status.ts"
+import type { CapabilityStatus } from "../src/api/Capability.ts"
+import { makeContext } from "../src/sdk/CapabilityService.ts"
+import { postgres } from "../plugins/postgres/plugin.ts"
+import { startControlPlane } from "../test/support/control-plane/start.ts"
+
+const collectionOf = (ns: string, kind: string) =>
+  ({ Secret: `/api/v1/namespaces/${ns}/secrets`, StatefulSet: `/apis/apps/v1/namespaces/${ns}/statefulsets`, Service: `/api/v1/namespaces/${ns}/services` })[kind] ?? ""
+
+const root = resolve(import.meta.dir, "..")
+const sizes = (process.env.BENCH_SIZES ?? "200,1000").split(",").map(Number)
+const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 16)
+const repeat = Number(process.env.BENCH_REPEAT ?? 5)
+/** The postgres plugin's form: its bundle (default) or, with BENCH_PLUGIN=postgres, its executable. */
+const pluginName = process.env.BENCH_PLUGIN === "postgres" ? "postgres" : "postgres.js"
+const endBy = process.env.BENCH_END === "watch" ? "watch" : "log"
+const operatorOnly = process.env.BENCH_ONLY === "operator"
+const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN
+
+for (const [file, script, args] of [[join(root, "dist/halkyon"), "build.ts", []], [join(root, "dist/plugins", pluginName), "build-plugins.ts", []]] as const) {
+  if (!existsSync(file)) Bun.spawnSync([process.execPath, join(root, "scripts", script), ...args], { stdout: "inherit", stderr: "inherit" })
+}
+
+// Each measurement gets a fresh control plane: etcd's size would otherwise
+// favour whatever runs first.
+let plane!: Awaited<ReturnType<typeof startControlPlane>>
+const api = async (method: string, path: string, body?: unknown, contentType = "application/json") => {
+  for (let attempt = 0; ; attempt++) {
+    const response = await fetch(`${plane.server}${path}`, {
+      method,
+      headers: { "content-type": contentType },
+      body: body === undefined ? null : JSON.stringify(body),
+      tls: { ca: plane.caCertPem, cert: plane.adminCertPem, key: plane.adminKeyPem }
+    })
+    const text = await response.text()
+    // The API server sheds load with 429: wait and retry, as clients do.
+    if (response.status === 429 && attempt < 20) {
+      await Bun.sleep(100)
+      continue
+    }
+    if (response.status >= 300) throw new Error(`${method} ${path}: ${response.status} ${text.slice(0, 300)}`)
+    return JSON.parse(text) as Record<string, unknown>
+  }
+}
+const pool = async <T>(items: ReadonlyArray<T>, limit: number, f: (item: T) => Promise<unknown>) => {
+  let next = 0
+  await Promise.all(Array.from({ length: limit }, async () => {
+    while (next < items.length) await f(items[next++] as T)
+  }))
+}
+
+const capability = (name: string) => ({
+  apiVersion: "halkyon.io/v1beta1",
+  kind: "Capability",
+  metadata: { name },
+  spec: { category: "database", type: "postgres", version: "16", parameters: [{ name: "DB_PASSWORD", value: "bench" }] }
+})
+
+/**
+ * The status the operator writes for a Capability whose dependents are
+ * applied and whose StatefulSet has not rolled out (no controller runs here),
+ * as test/reconciler.test.ts checks it, built by the operator's own code.
+ */
+const statusOf = (cap: KubeObject) => {
+  const name = cap.metadata.name
+  const rollout = "waiting for the StatefulSet controller to roll out generation 1"
+  const dependents = [
+    { id: "config-secret", kind: "Secret", name: `${name}-config`, ready: true, reason: "Applied", message: "" },
+    { id: "statefulset", kind: "StatefulSet", name, ready: false, reason: "RolloutPending", message: rollout },
+    { id: "service", kind: "Service", name, ready: true, reason: "Applied", message: "" }
+  ]
+  const outcome = { ...rollUp(dependents.map((d) => ({ ...d, failed: false }))), dependents, bindingSecret: `${name}-config`, plugin: pluginName, version: "16" }
+  return nextStatus(undefined, outcome, cap.metadata.generation, new Date())
+}
+
+/**
+ * The floor: what the operator writes, written directly: each Capability,
+ * then its Secret, StatefulSet and Service, then its status. `write` is
+ * "create" (POST) or "apply" (server-side apply, as the operator writes).
+ */
+const floor = async (ns: string, n: number, write: "create" | "apply") => {
+  await api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })
+  const names = Array.from({ length: n }, (_, i) => `db-${i}`)
+  const put = (collection: string, object: KubeObject) =>
+    write === "create"
+      ? api("POST", collection, object)
+      : api("PATCH", `${collection}/${object.metadata.name}?fieldManager=bench&force=true`, object, "application/apply-patch+yaml")
+  const before = planeCpu()
+  const client = process.cpuUsage()
+  const t0 = performance.now()
+  await pool(names, concurrency, async (name) => {
+    const cap = (await api("POST", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`, capability(name))) as KubeObject
+    // Exactly the objects the operator applies: the plugin's own, with our label and owner reference.
+    const context = makeContext(postgres, { ...cap, spec: capability(name).spec })
+    for (const dependent of postgres.dependents) {
+      const object = withOwnership(dependent.build(context) as unknown as Record<string, unknown>, cap, undefined)
+      await put(collectionOf(ns, object.kind), object)
+    }
+    await api("PATCH", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities/${name}/status`, { status: statusOf(cap) }, "application/merge-patch+json")
+  })
+  const seconds = (performance.now() - t0) / 1000
+  const { user, system } = process.cpuUsage(client)
+  return { seconds, detail: `${n}, floor ${write}: CPU seconds: this client ${((user + system) / 1e6).toFixed(1)}, ${planeCpuSince(before)}` }
+}
+
+/** Completes when every Capability of the namespace has all three dependents reported in its status. */
+const untilAllReported = async (ns: string, n: number) => {
+  const response = await fetch(`${plane.server}/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities?watch=true&resourceVersion=0`, {
+    tls: { ca: plane.caCertPem, cert: plane.adminCertPem, key: plane.adminKeyPem }
+  })
+  const done = new Set<string>()
+  const decoder = new TextDecoder()
+  let rest = ""
+  for await (const chunk of response.body ?? []) {
+    rest += decoder.decode(chunk)
+    const lines = rest.split("\n")
+    rest = lines.pop() ?? ""
+    for (const line of lines) {
+      const event = JSON.parse(line) as {
+        object: { metadata: { name: string }; status?: { dependents?: Array<unknown>; conditions?: Array<{ type: string; reason: string }> } }
+      }
+      const status = event.object.status
+      if (status?.dependents?.length === 3 && status.conditions?.some((c) => c.type === "Ready" && c.reason === "DependentsNotReady")) {
+        done.add(event.object.metadata.name)
+      }
+    }
+    if (done.size === n) break
+  }
+  if (done.size !== n) throw new Error(`the watch ended with ${done.size} of ${n} Capabilities reported`)
+}
+
+/**
+ * Reads the operator's log (which must be drained anyway) and resolves once
+ * N Capabilities of `ns` have logged their first Ready condition: the
+ * operator logs it right after its status write returns.
+ */
+const untilLogged = (log: { read(): Promise<{ value?: Uint8Array; done: boolean }> }, ns: string, n: number) => {
+  const written = new Set<string>()
+  const pattern = new RegExp(`capability ${ns}/([^:]+): Ready=`, "g")
+  let resolve!: () => void
+  const done = new Promise<void>((r) => (resolve = r))
+  const decoder = new TextDecoder()
+  let rest = ""
+  void (async () => {
+    for (;;) {
+      const { value, done: ended } = await log.read()
+      if (ended) break
+      const text = rest + decoder.decode(value, { stream: true })
+      const cut = text.lastIndexOf("\n") + 1
+      rest = text.slice(cut)
+      for (const m of text.slice(0, cut).matchAll(pattern)) written.add(m[1] ?? "")
+      if (written.size >= n) resolve()
+    }
+  })()
+  return done
+}
+
+/**
+ * Every Capability of the namespace, read once: each must have the status the
+ * floor writes (but for the time of its transition), or the floor is not the
+ * operator's work.
+ */
+const checkAllReported = async (ns: string, n: number) => {
+  const list = (await api("GET", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`)) as { items: Array<KubeObject & { status?: unknown }> }
+  const timeless = (status: unknown) => JSON.parse(JSON.stringify(status, (key, value: unknown) => (key === "lastTransitionTime" ? undefined : value))) as CapabilityStatus
+  const differs = (c: KubeObject & { status?: unknown }) => !sameStatus(timeless(c.status), timeless(statusOf(c)))
+  const other = list.items.filter(differs)
+  if (list.items.length !== n || other.length > 0) {
+    throw new Error(`${list.items.length - other.length} of ${n} Capabilities have the floor's status; one has ${JSON.stringify(other[0]?.status)}`)
+  }
+}
+
+/**
+ * The operator: N Capabilities at once, until every one has its status. The
+ * end is seen through one watch of the Capabilities (BENCH_END=watch, what a
+ * user would see) or, by default, the operator's log line that follows each
+ * status write: timed like the floor, by the writer, and without a watch of
+ * 2N events loading the two cores the operator shares. Then every status is
+ * checked through the API.
+ */
+const operatorRun = async (ns: string, n: number, operatorPid: number, logged: Promise<void>) => {
+  const names = Array.from({ length: n }, (_, i) => `db-${i}`)
+  // Polling a list of N objects would itself load the API server and slow what it measures.
+  const finished = endBy === "watch" ? untilAllReported(ns, n) : logged
+  const t0 = performance.now()
+  await pool(names, concurrency, (name) => api("POST", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`, capability(name)))
+  const created = (performance.now() - t0) / 1000
+  await finished
+  const total = (performance.now() - t0) / 1000
+  await checkAllReported(ns, n)
+  const services = (await api("GET", `/api/v1/namespaces/${ns}/services`)) as { items: Array<unknown> }
+  if (services.items.length !== n) throw new Error(`expected ${n} Services, found ${services.items.length}`)
+  const hwm = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${operatorPid}/status`, "utf8"))?.[1] ?? NaN) / 1024
+  return { created, total, peakRssMb: hwm }
+}
+
+/** A fresh control plane with the CRDs served, for one measurement. */
+const freshPlane = async () => {
+  plane = await startControlPlane()
+  for (const crd of [capabilityCrd(), capabilityInfoCrd()]) await api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+  while (!(await api("GET", "/apis/halkyon.io/v1beta1/capabilities").then(() => true, () => false))) await Bun.sleep(100)
+}
+
+const cpuSeconds = (pid: number | undefined) => {
+  if (pid === undefined || Number.isNaN(pid)) return NaN
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? []
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+/** The machine's idle and busy CPU seconds so far (/proc/stat: idle and iowait count as idle). */
+const machineCpu = () => {
+  const fields = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "").trim().split(/\s+/).slice(1).map(Number)
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0)
+  const all = fields.slice(0, 8).reduce((a, b) => a + b, 0)
+  return { idle: idle / 100, busy: (all - idle) / 100 }
+}
+const planeCpu = () => ({ apiserver: cpuSeconds(plane.pids().apiserver), etcd: cpuSeconds(plane.pids().etcd), machine: machineCpu() })
+const planeCpuSince = (before: ReturnType<typeof planeCpu>) => {
+  const now = planeCpu()
+  const idle = now.machine.idle - before.machine.idle
+  const busy = now.machine.busy - before.machine.busy
+  return `kube-apiserver ${(now.apiserver - before.apiserver).toFixed(1)}, etcd ${(now.etcd - before.etcd).toFixed(1)}; machine ${(100 * idle / (idle + busy)).toFixed(0)}% idle`
+}
+
+/** Runs the compiled operator on namespace `ns` and measures N Capabilities through it. */
+const measureOperator = async (ns: string, n: number, operatorConcurrency: string) => {
+  await api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })
+  const proc = Bun.spawn(
+    [...operatorCommand, "run", "--kubeconfig", plane.kubeconfigPath, "--plugins-dir", pluginsDir, "-n", ns,
+      "--concurrency", operatorConcurrency, "--log-level", process.env.BENCH_LOG_LEVEL ?? "info",
+      "--health-addr", "0", "--metrics-addr", "127.0.0.1:0"],
+    { stdout: "ignore", stderr: "pipe" }
+  )
+  operator = proc
+  try {
+    const reader = proc.stderr.getReader()
+    let seen = ""
+    while (!seen.includes("operator ready")) {
+      const { value, done } = await reader.read()
+      if (done) throw new Error(`the operator exited: ${seen}`)
+      seen += new TextDecoder().decode(value)
+    }
+    // Draining its log, so that it never blocks on a full pipe, tells when its statuses are written.
+    const logged = untilLogged(reader, ns, n)
+    const before = planeCpu()
+    const metricsUrl = `http://${/metrics on ([0-9.]+:\d+)/.exec(seen)?.[1]}/metrics`
+    const run = await operatorRun(ns, n, proc.pid, logged)
+    const metrics = await (await fetch(metricsUrl)).text()
+    const sum = (pattern: RegExp) => [...metrics.matchAll(pattern)].reduce((total, m) => total + Number(m[1]), 0)
+    const reconciles = sum(/^halkyon_reconcile_total\{[^}]*\} (\d+)$/gm)
+    const calls = sum(/^halkyon_plugin_call_duration_seconds_count\{[^}]*\} (\d+)$/gm)
+    const detail =
+      `${n}: ${reconciles} reconciles, ${calls} plugin calls; CPU seconds: operator ${cpuSeconds(proc.pid).toFixed(1)}, ` +
+      `plugin ${cpuSeconds(Number(/pid=(\d+)/.exec(seen)?.[1])).toFixed(1)}, ${planeCpuSince(before)}`
+    return { ...run, detail }
+  } finally {
+    proc.kill("SIGTERM")
+    await proc.exited
+    operator = undefined
+  }
+}
+
+// BENCH_OPERATOR="bun --cpu-prof-md src/main.ts" runs the operator from source, to profile it.
+const operatorCommand = process.env.BENCH_OPERATOR?.split(" ") ?? [join(root, "dist/halkyon")]
+const pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-bench-plugins-"))
+copyFileSync(join(root, "dist/plugins", pluginName), join(pluginsDir, pluginName))
+let operator: ReturnType<typeof Bun.spawn> | undefined
+try {
+  const operatorConcurrency = process.env.BENCH_OPERATOR_CONCURRENCY ?? "8"
+  console.log(`halkyon reconcile benchmark: local kube-apiserver + etcd, ${navigator.hardwareConcurrency} cores; operator --concurrency ${operatorConcurrency}; API clients ${concurrency} at a time; a fresh control plane per measurement; the end seen by ${endBy === "watch" ? "a watch of the Capabilities" : "the operator's log line after each status write, then checked through the API"}\n`)
+  console.log("capabilities   floor: create   floor: apply   operator   ratio to create / apply   operator peak RSS")
+  const details: Array<string> = []
+  const row = (label: string, create: number, apply: number, total: number, rss: number) =>
+    console.log(
+      `${label.padStart(12)}   ${`${create.toFixed(2)} s`.padStart(13)}   ${`${apply.toFixed(2)} s`.padStart(12)}   ${`${total.toFixed(2)} s`.padStart(8)}   ${`${(total / create).toFixed(2)} / ${(total / apply).toFixed(2)}`.padStart(23)}   ${rss.toFixed(0)} MB`
+    )
+  const summaries: Array<() => void> = []
+  for (const n of sizes) {
+    const runs: Array<{ create: number; apply: number; total: number; rss: number }> = []
+    for (let r = 0; r < repeat; r++) {
+      const measureCreate = async () => {
+        await freshPlane()
+        return floor(`floor-${n}-${r}`, n, "create").finally(() => plane.stop())
+      }
+      const measureApply = async () => {
+        await freshPlane()
+        return floor(`floor-apply-${n}-${r}`, n, "apply").finally(() => plane.stop())
+      }
+      const measureRun = async () => {
+        await freshPlane()
+        return measureOperator(`op-${n}-${r}`, n, operatorConcurrency).finally(() => plane.stop())
+      }
+      // The machine's speed drifts over minutes: every other run measures in
+      // the reverse order, so that drift does not always favour one side.
+      let create, apply, run
+      if (operatorOnly) {
+        run = await measureRun()
+        create = apply = { seconds: NaN, detail: "" }
+      } else if (r % 2 === 0) {
+        create = await measureCreate()
+        apply = await measureApply()
+        run = await measureRun()
+      } else {
+        run = await measureRun()
+        apply = await measureApply()
+        create = await measureCreate()
+      }
+      const [createSeconds, applySeconds] = [create.seconds, apply.seconds]
+      details.push(...[create.detail, apply.detail, run.detail].filter((d) => d !== ""))
+      runs.push({ create: createSeconds, apply: applySeconds, total: run.total, rss: run.peakRssMb })
+      row(`${n} #${r + 1}`, createSeconds, applySeconds, run.total, run.peakRssMb)
+    }
+    summaries.push(() => {
+      const ratios = runs.map((x) => x.total / x.create)
+      const applyRatios = runs.map((x) => x.total / x.apply)
+      console.log(
+        `${String(n).padStart(12)}   ${`${median(runs.map((x) => x.create)).toFixed(2)} s`.padStart(13)}   ${`${median(runs.map((x) => x.apply)).toFixed(2)} s`.padStart(12)}   ` +
+          `${`${median(runs.map((x) => x.total)).toFixed(2)} s`.padStart(8)}   ${`${median(ratios).toFixed(2)} / ${median(applyRatios).toFixed(2)}`.padStart(23)}   ${Math.max(...runs.map((x) => x.rss)).toFixed(0)} MB (max)`
+      )
+    })
+  }
+  console.log(`\nmedians over ${repeat} runs (the ratio column: median of the runs' ratios)`)
+  for (const summary of summaries) summary()
+  console.log(`\n${details.join("\n")}`)
+} finally {
+  operator?.kill("SIGTERM")
+  await operator?.exited
+  await plane?.stop()
+  rmSync(pluginsDir, { recursive: true, force: true })
+}

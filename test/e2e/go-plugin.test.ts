@@ -1,0 +1,122 @@
+/**
+ * The Go redis plugin (plugins/redis, built on go-plugin) loaded by the
+ * compiled operator exactly as TypeScript plugins are, next to one, against a
+ * real kube-apiserver and etcd. No kubelet runs here: the test marks the
+ * Deployment available by patching its status, as a Deployment controller would.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { loadYaml } from "@kubernetes/client-node"
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import { builtPlugin, eventually, root } from "../support/paths.ts"
+
+let cluster: Cluster
+let operator: Operator
+let pluginsDir: string
+const ns = "cache"
+
+const capability = (name: string) => cluster.api("GET", capabilityPath(ns, name))
+
+const waitReady = async (name: string, status: string, reason: string) => {
+  let last: unknown
+  const ok = await eventually(async () => {
+    const c = await capability(name)
+    last = c.body.status
+    const ready = readyOf(c)
+    return ready?.status === status && ready.reason === reason
+  }, 20_000, 100)
+  if (!ok) throw new Error(`${name} never reached Ready=${status} (${reason}); last status: ${JSON.stringify(last)}`)
+  return capability(name)
+}
+
+beforeAll(async () => {
+  cluster = await startCluster()
+  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
+  pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-go-plugins-"))
+  copyFileSync(builtPlugin("redis"), join(pluginsDir, "redis"))
+  copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
+  Bun.spawnSync(["chmod", "+x", join(pluginsDir, "redis")])
+  operator = await untilReady(startOperator(cluster, pluginsDir))
+}, 30 * 60_000)
+
+afterAll(async () => {
+  await operator?.stop()
+  await cluster?.plane.stop()
+  if (pluginsDir !== undefined) rmSync(pluginsDir, { recursive: true, force: true })
+})
+
+describe("a redis Capability served by the Go plugin", () => {
+  test("the operator registers the Go plugin beside the TypeScript one", async () => {
+    const info = await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/cache-redis")
+    expect(info.status).toBe(200)
+    expect(dig(info.body, "spec")).toMatchObject({ category: "cache", type: "redis", versions: ["7.2", "7.4", "8.0"], defaultVersion: "8.0", plugin: "redis" })
+    expect((await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/database-postgres")).status).toBe(200)
+  })
+
+  test("gets a Secret, a Deployment and a Service in order, and becomes Ready when the Deployment is available", async () => {
+    const created = await cluster.api("POST", capabilityPath(ns), {
+      apiVersion: "halkyon.io/v1beta1",
+      kind: "Capability",
+      metadata: { name: "sessions" },
+      spec: { category: "Cache", type: "Redis", version: "7.4", parameters: [{ name: "REDIS_PASSWORD", value: "s3cret" }] }
+    })
+    expect(created.status).toBe(201)
+    const pending = await waitReady("sessions", "False", "DependentsNotReady")
+    expect(readyOf(pending)?.message).toBe("Deployment sessions: waiting for the Deployment controller to roll out generation 1")
+    expect(dig(pending.body, "status")).toMatchObject({ bindingSecret: "sessions-config", plugin: "redis", version: "7.4" })
+    const uid = dig<string>(pending.body, "metadata", "uid")
+    const paths = [`/api/v1/namespaces/${ns}/secrets/sessions-config`, `/apis/apps/v1/namespaces/${ns}/deployments/sessions`, `/api/v1/namespaces/${ns}/services/sessions`]
+    const objects = await Promise.all(paths.map((p) => cluster.api("GET", p)))
+    for (const o of objects) {
+      expect(o.status).toBe(200)
+      expect(dig(o.body, "metadata", "ownerReferences")).toEqual([
+        { apiVersion: "halkyon.io/v1beta1", kind: "Capability", name: "sessions", uid, controller: true, blockOwnerDeletion: true }
+      ])
+    }
+    const revisions = objects.map((o) => Number(dig<string>(o.body, "metadata", "resourceVersion")))
+    expect([...revisions].sort((a, b) => a - b)).toEqual(revisions)
+    const [secret, deployment, service] = objects
+    const data = Object.fromEntries(Object.entries(dig<Record<string, string>>(secret?.body, "data") ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()]))
+    expect(data).toEqual({ REDIS_HOST: `sessions.${ns}.svc`, REDIS_PORT: "6379", REDIS_PASSWORD: "s3cret", REDIS_URL: `redis://:s3cret@sessions.${ns}.svc:6379/0` })
+    expect(dig(deployment?.body, "spec", "template", "spec", "containers", 0, "image")).toBe("redis:7.4")
+    expect(dig(service?.body, "spec", "ports", 0, "port")).toBe(6379)
+
+    const generation = dig<number>(deployment?.body, "metadata", "generation")
+    const patched = await cluster.api(
+      "PATCH",
+      `/apis/apps/v1/namespaces/${ns}/deployments/sessions/status`,
+      { status: { observedGeneration: generation, replicas: 1, updatedReplicas: 1, readyReplicas: 1, availableReplicas: 1 } },
+      "application/merge-patch+json"
+    )
+    expect(patched.status).toBe(200)
+    const ready = await waitReady("sessions", "True", "Ready")
+    expect(dig(ready.body, "status", "dependents")).toEqual([
+      { id: "config-secret", kind: "Secret", name: "sessions-config", ready: true, reason: "Applied", message: "" },
+      { id: "deployment", kind: "Deployment", name: "sessions", ready: true, reason: "ReplicasAvailable", message: "1/1 replicas available" },
+      { id: "service", kind: "Service", name: "sessions", ready: true, reason: "Applied", message: "" }
+    ])
+  })
+
+  test("a bad parameter is refused by the Go plugin's validity check", async () => {
+    const created = await cluster.api("POST", capabilityPath(ns), {
+      apiVersion: "halkyon.io/v1beta1",
+      kind: "Capability",
+      metadata: { name: "badport" },
+      spec: { category: "cache", type: "redis", parameters: [{ name: "REDIS_PORT", value: "none" }] }
+    })
+    expect(created.status).toBe(201)
+    const invalid = await waitReady("badport", "False", "Invalid")
+    expect(readyOf(invalid)?.message).toContain('parameter REDIS_PORT must be a port number (1-65535), got "none"')
+  })
+
+  test("samples/redis.yaml applies as it is and provisions a redis cache", async () => {
+    const sample = loadYaml<Record<string, unknown>>(readFileSync(join(root, "samples/redis.yaml"), "utf8"))
+    expect((await cluster.api("POST", capabilityPath(ns), sample)).status).toBe(201)
+    const pending = await waitReady("redis-cache", "False", "DependentsNotReady")
+    expect(dig(pending.body, "status", "bindingSecret")).toBe("redis-cache-config")
+    const deployment = await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/deployments/redis-cache`)
+    expect(dig(deployment.body, "spec", "template", "spec", "containers", 0, "image")).toBe("redis:8.0")
+  })
+})

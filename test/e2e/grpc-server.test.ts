@@ -1,0 +1,249 @@
+/**
+ * The SDK's gRPC server in-process, against the host's gRPC client, with
+ * AutoMTLS on and off: what the Bun.listen socket and its bridge into
+ * node:http2 (src/sdk/wire) must get right. Connections made between the
+ * handshake and HTTP/2's loading wait and are served; messages larger than
+ * the socket's buffers cross intact both ways (writes the socket only partly
+ * takes); a peer that is not the host is refused while the server goes on;
+ * a client that leaves ends its streams; close() ends the connections.
+ */
+import { afterEach, describe, expect, test } from "bun:test"
+import { mkdtempSync, rmSync } from "node:fs"
+import * as http2 from "node:http2"
+import * as net from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import * as tls from "node:tls"
+import type { Handshake } from "../../src/protocol/Handshake.ts"
+import { CallError, type Channel, makeChannel } from "../../src/plugin-client/GrpcChannel.ts"
+import { Status } from "../../src/protocol/GrpcWire.ts"
+import type { Method } from "../../src/protocol/Rpc.ts"
+import { BuildDependents, Describe, StreamStdio } from "../../src/protocol/Methods.ts"
+import { type Certificate, generateCertificate } from "../../src/protocol/Mtls.ts"
+import { GrpcServer } from "../../src/sdk/wire/GrpcServer.ts"
+import { type Address, Listener } from "../../src/sdk/wire/Listener.ts"
+
+const cleanups: Array<() => Promise<void> | void> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+const socketDir = () => {
+  const dir = mkdtempSync(join(tmpdir(), "halkyon-grpc-"))
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+interface Peers {
+  readonly plugin: Certificate
+  readonly host: Certificate
+}
+
+/**
+ * A listener on a fresh unix socket (AutoMTLS when `peers` is given), as a
+ * plugin opens it before its handshake, and a server with the tests' routes
+ * that does not serve it yet: Describe names the plugin, BuildDependents
+ * echoes its request back reversed.
+ */
+const listening = (peers?: Peers) => {
+  const tlsOptions = peers === undefined ? undefined : { certPem: peers.plugin.certPem, keyPem: peers.plugin.keyPem, clientCaPem: peers.host.certPem }
+  const listener = Listener.open({ unixSocket: join(socketDir(), "plugin.sock"), tls: tlsOptions })
+  const server = new GrpcServer()
+    .unary(Describe, () => ({ name: "wire", category: "test", types: [], parameters: [], dependents: [] }))
+    .unary(BuildDependents, (request) => ({ dependents: [{ id: "echo", object: Buffer.from(request.capability).reverse() }] }))
+  cleanups.push(() => server.close(), () => listener.close())
+  return { server, listener, address: listener.address }
+}
+
+const handshakeOf = (address: Address, peers?: Peers): Handshake => ({
+  coreVersion: 1,
+  appVersion: 1,
+  network: address.network,
+  address: address.address,
+  protocol: "grpc",
+  certificate: peers?.plugin.der,
+  multiplexed: undefined
+})
+
+const channelTo = (address: Address, peers?: Peers, as?: Certificate) => {
+  const channel = makeChannel({ handshake: handshakeOf(address, peers), certificate: as ?? peers?.host })
+  cleanups.push(() => channel.close())
+  return channel
+}
+
+/** One call through the host's channel, as a promise: rejects with the CallError. */
+const unaryCall = <I, O>(channel: Channel, method: Method<I, O>, request: I, timeoutMs: number) =>
+  new Promise<O>((resolve, reject) => channel.unary(method, request, timeoutMs, (outcome) => (outcome instanceof CallError ? reject(outcome) : resolve(outcome))))
+
+/** The status code a call failed with, or undefined when it succeeded. */
+const failureCode = (call: Promise<unknown>) => call.then(() => undefined, (e: unknown) => (e instanceof CallError ? e.code : -1))
+
+const newPeers = async (): Promise<Peers> => ({ plugin: await generateCertificate(), host: await generateCertificate() })
+
+/** Bytes that show where they were cut or shuffled: every position holds its own number, mod 251. */
+const pattern = (size: number) => {
+  const bytes = Buffer.allocUnsafe(size)
+  for (let i = 0; i < size; i++) bytes[i] = i % 251
+  return bytes
+}
+
+for (const autoMtls of [false, true]) {
+  describe(`gRPC server on Bun.listen (AutoMTLS ${autoMtls ? "on" : "off"})`, () => {
+    const peers = () => (autoMtls ? newPeers() : Promise.resolve(undefined))
+
+    test("a call made before HTTP/2 is loaded waits, and is answered once it is", async () => {
+      const p = await peers()
+      const { server, listener, address } = listening(p)
+      let answered = false
+      const call = unaryCall(channelTo(address, p), Describe, {}, 5_000).then((response) => {
+        answered = true
+        return response
+      })
+      // Long enough for the client to connect and send its request: the bytes are held.
+      await Bun.sleep(150)
+      expect(answered).toBe(false)
+      await server.serve(listener)
+      expect((await call).name).toBe("wire")
+    })
+
+    test("3 MiB requests and responses cross intact, several at once, more than the socket takes at once", async () => {
+      const p = await peers()
+      const { server, listener, address } = listening(p)
+      await server.serve(listener)
+      // The host's windows are as wide as a message: the server may write megabytes at once, more than the socket takes.
+      const channel = channelTo(address, p)
+      const request = pattern(3 * 1024 * 1024)
+      const responses = await Promise.all(
+        Array.from({ length: 4 }, () => unaryCall(channel, BuildDependents, { capability: request }, 20_000))
+      )
+      const expected = Buffer.from(request).reverse()
+      for (const response of responses) {
+        const object = Buffer.from(response.dependents[0]?.object ?? new Uint8Array())
+        expect(object.length).toBe(expected.length)
+        expect(object.equals(expected)).toBe(true)
+      }
+    })
+
+    test("a host that disconnects ends its session and its open streams", async () => {
+      const p = await peers()
+      const { server, listener, address } = listening(p)
+      let streamClosed: Promise<void> | undefined
+      server.stream(StreamStdio, (_request, stream) => {
+        streamClosed = stream.closed
+      })
+      await server.serve(listener)
+      // A host whose connection drops (it was killed, say): no GOAWAY, no RST_STREAM.
+      const socket = p === undefined
+        ? net.connect(address.address)
+        : tls.connect({ path: address.address, servername: "localhost", ca: p.plugin.certPem, cert: p.host.certPem, key: p.host.keyPem, ALPNProtocols: ["h2"] })
+      const session = http2.connect("http://localhost", { createConnection: () => socket })
+      session.on("error", () => {})
+      const stream = session.request({ ":method": "POST", ":path": StreamStdio.path, "content-type": "application/grpc", te: "trailers" })
+      stream.on("error", () => {})
+      stream.write(Buffer.from([0, 0, 0, 0, 0]))
+      for (let i = 0; i < 200 && streamClosed === undefined; i++) await Bun.sleep(10)
+      expect(streamClosed).toBeDefined()
+      socket.destroy()
+      const outcome = await Promise.race([streamClosed?.then(() => "closed"), Bun.sleep(2_000).then(() => "still open")])
+      expect(outcome).toBe("closed")
+    })
+
+    test("close() ends served and waiting connections, and resolves", async () => {
+      const p = await peers()
+      const { server, listener, address } = listening(p)
+      await server.serve(listener)
+      const channel = channelTo(address, p)
+      expect((await unaryCall(channel, Describe, {}, 5_000)).name).toBe("wire")
+      const started = performance.now()
+      await server.close()
+      expect(performance.now() - started).toBeLessThan(400)
+      expect(await failureCode(unaryCall(channel, Describe, {}, 1_000))).toBe(Status.UNAVAILABLE)
+    })
+  })
+}
+
+describe("AutoMTLS on Bun.listen", () => {
+  test("a client with another certificate, or none, is refused; the server goes on serving the host", async () => {
+    const peers = await newPeers()
+    const { server, listener, address } = listening(peers)
+    await server.serve(listener)
+    const stranger = await generateCertificate()
+    expect(await failureCode(unaryCall(channelTo(address, peers, stranger), Describe, {}, 2_000))).toBe(Status.UNAVAILABLE)
+    const withoutCertificate = await new Promise<string>((resolve) => {
+      const socket = tls.connect({ path: address.address, servername: "localhost", ca: peers.plugin.certPem, ALPNProtocols: ["h2"] })
+      socket.on("error", (e) => resolve(e.message))
+      socket.on("close", () => resolve("closed"))
+      socket.on("secureConnect", () => socket.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+    })
+    expect(withoutCertificate).toMatch(/CERTIFICATE_REQUIRED|closed/)
+    // Plain bytes to a TLS socket: not a TLS client at all.
+    await new Promise<void>((resolve) => {
+      const socket = net.connect(address.address, () => socket.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+      // Read (the TLS alert): a paused socket would never see its end.
+      socket.resume()
+      socket.on("error", () => resolve())
+      socket.on("close", () => resolve())
+    })
+    expect((await unaryCall(channelTo(address, peers), Describe, {}, 2_000)).name).toBe("wire")
+  })
+
+  test("negotiates h2 and refuses TLS below 1.2", async () => {
+    const peers = await newPeers()
+    const { server, listener, address } = listening(peers)
+    await server.serve(listener)
+    const connect = (options: tls.ConnectionOptions) =>
+      new Promise<{ alpn: string | false | null; version: string | null } | { error: string }>((resolve) => {
+        const socket = tls.connect({ path: address.address, servername: "localhost", ca: peers.plugin.certPem, cert: peers.host.certPem, key: peers.host.keyPem, ALPNProtocols: ["h2"], ...options })
+        socket.on("secureConnect", () => {
+          resolve({ alpn: socket.alpnProtocol ?? null, version: socket.getProtocol() })
+          socket.end()
+        })
+        socket.on("error", (e) => resolve({ error: e.message }))
+      })
+    expect(await connect({ minVersion: "TLSv1.2", maxVersion: "TLSv1.2" })).toEqual({ alpn: "h2", version: "TLSv1.2" })
+    expect(await connect({})).toEqual({ alpn: "h2", version: "TLSv1.3" })
+    // Bun's own TLS client offers nothing below 1.2 either: openssl does, when it is there.
+    const openssl = Bun.which("openssl")
+    if (openssl !== null) {
+      const dir = socketDir()
+      await Bun.write(join(dir, "host.pem"), peers.host.certPem)
+      await Bun.write(join(dir, "host.key"), peers.host.keyPem)
+      const run = Bun.spawn([openssl, "s_client", "-unix", address.address, "-tls1_1", "-cert", join(dir, "host.pem"), "-key", join(dir, "host.key")], {
+        stdin: "ignore",
+        stdout: "pipe",
+        stderr: "pipe"
+      })
+      const output = (await new Response(run.stdout).text()) + (await new Response(run.stderr).text())
+      await run.exited
+      expect(output).toMatch(/protocol version|no protocols available|unsupported protocol/i)
+    }
+    expect((await unaryCall(channelTo(address, peers), Describe, {}, 2_000)).name).toBe("wire")
+  })
+})
+
+describe("the TCP listener (Windows, or no socket folder)", () => {
+  test("takes the free port of PLUGIN_MIN_PORT..PLUGIN_MAX_PORT when the others are taken", async () => {
+    const minPort = 20_000 + Math.floor(Math.random() * 4_000)
+    const maxPort = minPort + 2
+    // The first two ports are ours, the last must be free (it is, all but always).
+    for (const port of [minPort, minPort + 1]) {
+      const blocker = Bun.listen({ hostname: "127.0.0.1", port, socket: { data() {} } })
+      cleanups.push(() => blocker.stop(true))
+    }
+    const listener = Listener.open({ tcp: { host: "127.0.0.1", minPort, maxPort } })
+    const server = new GrpcServer().unary(Describe, () => ({ name: "wire", category: "test", types: [], parameters: [], dependents: [] }))
+    cleanups.push(() => server.close(), () => listener.close())
+    const address = listener.address
+    expect(address).toEqual({ network: "tcp", address: `127.0.0.1:${maxPort}` })
+    await server.serve(listener)
+    expect((await unaryCall(channelTo(address), Describe, {}, 2_000)).name).toBe("wire")
+  })
+
+  test("says so when every port of the range is taken", () => {
+    const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } })
+    cleanups.push(() => taken.stop(true))
+    expect(() => Listener.open({ tcp: { host: "127.0.0.1", minPort: taken.port, maxPort: taken.port } })).toThrow(
+      `no free port on 127.0.0.1 between ${taken.port} and ${taken.port}`
+    )
+  })
+})

@@ -1,0 +1,211 @@
+/**
+ * The container image (npm run image), unpacked from its OCI archive and run
+ * from its root filesystem alone, as the `halkyon manifests` Deployment runs
+ * it: the image's entrypoint (tini) as PID 1 and its user, the root read-only,
+ * /tmp and /plugins mounted writable. The amd64 image runs natively; the
+ * arm64 image's binary runs under qemu-user with the image's own files as its
+ * only root.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { chmodSync, copyFileSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import type { V1Deployment } from "@kubernetes/client-node"
+import pkg from "../../package.json" with { type: "json" }
+import { gitCommit } from "../../scripts/build.ts"
+import { manifests } from "../../src/api/Manifests.ts"
+import { ensureImages, type ImageArch, imageArchive } from "../../scripts/image.ts"
+import { installHint } from "../../scripts/release/debian.ts"
+import { executableKind } from "../support/binaries.ts"
+import { capabilityPath, type Cluster, dig, startCluster } from "../support/cluster.ts"
+import { childrenOf, containerCommand, containerInit, type ImageConfig, unpackImage } from "../support/image.ts"
+import { builtPlugin, eventually } from "../support/paths.ts"
+
+const images = new Map<ImageArch, { dir: string; rootfs: string; config: ImageConfig }>()
+
+beforeAll(async () => {
+  if (process.getuid?.() !== 0) throw new Error("the image tests unpack and chroot into the image: run them as root")
+  await ensureImages()
+  for (const arch of ["amd64", "arm64"] as const) images.set(arch, unpackImage(imageArchive(arch)))
+}, 300_000)
+
+afterAll(() => {
+  for (const image of images.values()) rmSync(image.dir, { recursive: true, force: true })
+})
+
+const image = (arch: ImageArch) => {
+  const found = images.get(arch)
+  if (found === undefined) throw new Error(`the ${arch} image was not unpacked`)
+  return found
+}
+
+/** Every path in a root filesystem with its type, mode and owner: `f 755 0:0 /usr/bin/tini`. */
+const inventory = (rootfs: string) => {
+  const lines: Array<string> = []
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(join(rootfs, dir)).sort()) {
+      const path = `${dir}/${entry}`
+      const s = lstatSync(join(rootfs, path))
+      const type = s.isDirectory() ? "d" : s.isSymbolicLink() ? "l" : "f"
+      lines.push(`${type} ${(s.mode & 0o7777).toString(8)} ${s.uid}:${s.gid} ${path}`)
+      if (s.isDirectory()) walk(path)
+    }
+  }
+  walk("")
+  return lines
+}
+
+const run = (command: ReadonlyArray<string>) => {
+  const result = Bun.spawnSync([...command], { stdout: "pipe", stderr: "pipe" })
+  return { code: result.exitCode, stdout: result.stdout.toString(), stderr: result.stderr.toString() }
+}
+
+const glibcFiles = {
+  amd64: ["d 755 0:0 /lib64", "f 755 0:0 /lib64/ld-linux-x86-64.so.2", "d 755 0:0 /lib/x86_64-linux-gnu"],
+  arm64: ["f 755 0:0 /lib/ld-linux-aarch64.so.1", "d 755 0:0 /lib/aarch64-linux-gnu"]
+}
+
+for (const arch of ["amd64", "arm64"] as const) {
+  describe(`the linux/${arch} image`, () => {
+    test("is configured to run tini, then halkyon, as the non-root user", () => {
+      const { config } = image(arch)
+      expect({ os: config.os, architecture: config.architecture }).toEqual({ os: "linux", architecture: arch })
+      expect(config.config.User).toBe("65532:65532")
+      expect(config.config.Entrypoint).toEqual(["/usr/bin/tini", "--", "/usr/local/bin/halkyon"])
+      expect(Object.keys(config.config.ExposedPorts ?? {}).sort()).toEqual(["8080/tcp", "8081/tcp"])
+    })
+
+    test("holds the binary, glibc's loader and four libraries, tini, CA certificates, users, and writable /plugins and /tmp: nothing else", () => {
+      const triplet = arch === "amd64" ? "x86_64-linux-gnu" : "aarch64-linux-gnu"
+      const expected = [
+        "d 755 0:0 /etc", "f 644 0:0 /etc/group", "f 644 0:0 /etc/nsswitch.conf", "f 644 0:0 /etc/passwd",
+        "d 755 0:0 /etc/ssl", "d 755 0:0 /etc/ssl/certs", "f 644 0:0 /etc/ssl/certs/ca-certificates.crt",
+        "d 755 0:0 /lib",
+        ...["libc.so.6", "libdl.so.2", "libm.so.6", "libpthread.so.0"].map((l) => `f 755 0:0 /lib/${triplet}/${l}`),
+        ...glibcFiles[arch],
+        "d 755 65532:65532 /plugins",
+        "d 1777 0:0 /tmp",
+        "d 755 0:0 /usr", "d 755 0:0 /usr/bin", "f 755 0:0 /usr/bin/tini",
+        "d 755 0:0 /usr/local", "d 755 0:0 /usr/local/bin", "f 755 0:0 /usr/local/bin/halkyon"
+      ]
+      expect(inventory(image(arch).rootfs).sort()).toEqual(expected.sort())
+      const { rootfs } = image(arch)
+      expect(readFileSync(join(rootfs, "etc/passwd"), "utf8")).toContain("halkyon:x:65532:65532:")
+      expect(readFileSync(join(rootfs, "etc/group"), "utf8")).toContain("halkyon:x:65532:")
+      expect(readFileSync(join(rootfs, "etc/ssl/certs/ca-certificates.crt"), "utf8").match(/BEGIN CERTIFICATE/g)?.length).toBeGreaterThan(100)
+      for (const binary of ["usr/local/bin/halkyon", "usr/bin/tini"]) expect(executableKind(join(rootfs, binary))).toEqual({ format: "ELF", arch })
+    })
+  })
+}
+
+test("the Deployment of halkyon manifests fits the image: its user, its writable folders, its ports, its default image name", () => {
+  const { config } = image("amd64")
+  const deployment = manifests().find((m) => m.kind === "Deployment") as V1Deployment
+  const container = deployment.spec?.template.spec?.containers[0]
+  expect(`${container?.securityContext?.runAsUser}:${container?.securityContext?.runAsUser}`).toBe(config.config.User ?? "")
+  expect(container?.securityContext?.readOnlyRootFilesystem).toBe(true)
+  expect(container?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(["/plugins", "/tmp"])
+  expect(container?.args).toContain("/plugins")
+  expect(container?.ports?.map((p) => `${p.containerPort}/tcp`).sort()).toEqual(Object.keys(config.config.ExposedPorts ?? {}).sort())
+  expect(container?.image).toBe(`ghcr.io/halkyonio/halkyon:${pkg.version}`)
+})
+
+describe("the linux/amd64 image, run from its root filesystem alone", () => {
+  test("halkyon version prints version, commit and platform", () => {
+    const { rootfs, config } = image("amd64")
+    const { code, stdout, stderr } = run(containerCommand(rootfs, config, ["version"]))
+    expect({ code, stderr }).toEqual({ code: 0, stderr: "" })
+    expect(stdout).toBe(`halkyon ${pkg.version} (commit ${gitCommit()}) linux/amd64\n`)
+  })
+
+  test("halkyon manifests prints the install YAML", () => {
+    const { rootfs, config } = image("amd64")
+    const { code, stdout, stderr } = run(containerCommand(rootfs, config, ["manifests", "--image", "example.com/halkyon:test"]))
+    expect({ code, stderr }).toEqual({ code: 0, stderr: "" })
+    expect([...stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual([
+      "CustomResourceDefinition", "CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"
+    ])
+    expect(stdout).toContain("image: example.com/halkyon:test")
+  })
+
+  describe("halkyon run against the local control plane", () => {
+    let cluster: Cluster
+    const ns = "image-test"
+    const tmp = mkdtempSync(join(tmpdir(), "halkyon-container-tmp-"))
+    const plugins = mkdtempSync(join(tmpdir(), "halkyon-container-plugins-"))
+
+    beforeAll(async () => {
+      cluster = await startCluster()
+      expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
+    }, 180_000)
+
+    afterAll(async () => {
+      await cluster?.plane.stop()
+      rmSync(tmp, { recursive: true, force: true })
+      rmSync(plugins, { recursive: true, force: true })
+    })
+
+    test("becomes ready as PID 1's child, as user 65532, runs the postgres plugin from /plugins, provisions a Capability, and stops cleanly on SIGTERM", async () => {
+      const { rootfs, config } = image("amd64")
+      // The emptyDir volumes of the Deployment (writable by anyone), /plugins holding the plugin.
+      chmodSync(tmp, 0o1777)
+      chmodSync(plugins, 0o777)
+      copyFileSync(cluster.plane.kubeconfigPath, join(tmp, "kubeconfig"))
+      chmodSync(join(tmp, "kubeconfig"), 0o644)
+      copyFileSync(builtPlugin("postgres"), join(plugins, "postgres"))
+      chmodSync(join(plugins, "postgres"), 0o755)
+      const args = ["run", "--kubeconfig", "/tmp/kubeconfig", "--plugins-dir", "/plugins", "--health-addr", "127.0.0.1:0", "--metrics-addr", "0", "--namespace", ns]
+      const proc = Bun.spawn(containerCommand(rootfs, config, args, { mounts: { "/tmp": tmp, "/plugins": plugins } }), { stdout: "pipe", stderr: "pipe" })
+      let stderr = ""
+      void (async () => {
+        for await (const chunk of proc.stderr) stderr += new TextDecoder().decode(chunk)
+      })()
+      try {
+        const health = () => /health on ([0-9.]+:\d+)/.exec(stderr)?.[1]
+        expect(await eventually(() => health() !== undefined, 30_000)).toBe(true)
+        const readyz = async () => (await fetch(`http://${health()}/readyz`).catch(() => undefined))?.status === 200
+        expect({ ready: await eventually(readyz, 30_000), stderr: "" }).toEqual({ ready: true, stderr: "" })
+
+        // PID 1 of the container is tini; its child, the operator, runs as the image's user, and runs the plugin.
+        const init = containerInit(proc.pid) ?? 0
+        expect(readFileSync(`/proc/${init}/comm`, "utf8").trim()).toBe("tini")
+        const [operator = 0] = childrenOf(init)
+        expect(/^Uid:\s+65532\s/m.test(readFileSync(`/proc/${operator}/status`, "utf8"))).toBe(true)
+        const plugins = () => childrenOf(operator).map((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[0])
+        expect({ plugins: plugins(), stderr }).toEqual({ plugins: ["/plugins/postgres"], stderr })
+
+        const created = await cluster.api("POST", capabilityPath(ns), {
+          apiVersion: "halkyon.io/v1beta1",
+          kind: "Capability",
+          metadata: { name: "db" },
+          spec: { category: "database", type: "postgres", version: "16" }
+        })
+        expect(created.status).toBe(201)
+        const provisioned = await eventually(async () => {
+          const status = (await cluster.api("GET", capabilityPath(ns, "db"))).body
+          return (dig<Array<unknown>>(status, "status", "dependents") ?? []).length === 3
+        }, 30_000)
+        expect({ provisioned, stderr: provisioned ? "" : stderr }).toEqual({ provisioned: true, stderr: "" })
+        expect((await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets`)).body.items).toHaveLength(1)
+
+        // tini passes SIGTERM to the operator, which stops its plugin (whose socket folder in /tmp goes) and exits.
+        const sockets = () => readdirSync(tmp).filter((f) => f.startsWith("hk-"))
+        expect(sockets()).toHaveLength(1)
+        process.kill(init, "SIGTERM")
+        expect({ code: await proc.exited, sockets: sockets() }).toEqual({ code: 130, sockets: [] })
+      } finally {
+        proc.kill("SIGKILL")
+      }
+    }, 120_000)
+  })
+})
+
+describe("the linux/arm64 image's binary", () => {
+  test("runs halkyon version with only the image's files as its root (qemu-user)", () => {
+    if (Bun.which("qemu-aarch64-static") === null) throw new Error(`qemu-aarch64-static is not installed: ${installHint}`)
+    const { rootfs } = image("arm64")
+    const { code, stdout, stderr } = run(["qemu-aarch64-static", "-L", rootfs, join(rootfs, "usr/local/bin/halkyon"), "version"])
+    expect({ code, stderr }).toEqual({ code: 0, stderr: "" })
+    expect(stdout).toBe(`halkyon ${pkg.version} (commit ${gitCommit()}) linux/arm64\n`)
+  })
+})

@@ -1,0 +1,85 @@
+/**
+ * Two compiled operators with --leader-elect on one cluster: only the leader
+ * reconciles; kill it and the other takes over within the lease duration;
+ * stop it with SIGTERM and the Lease is released for an immediate takeover.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test"
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator } from "../support/cluster.ts"
+import { eventually, testPlugin } from "../support/paths.ts"
+
+let cluster: Cluster
+let pluginsDir: string
+const operators: Array<Operator> = []
+const LeaseMs = 3_000
+const election = ["--leader-elect", "--lease-duration", `${LeaseMs}ms`, "--renew-deadline", "2s", "--retry-period", "250ms"]
+
+const start = () => {
+  const operator = startOperator(cluster, pluginsDir, election)
+  operators.push(operator)
+  return operator
+}
+const leads = (o: Operator) => o.logs.some((l) => l.includes("operator ready: caches synced"))
+const standsBy = (o: Operator) => o.logs.some((l) => l.includes("waiting to lead"))
+const create = (name: string) =>
+  cluster.api("POST", capabilityPath("default"), {
+    apiVersion: "halkyon.io/v1beta1",
+    kind: "Capability",
+    metadata: { name },
+    spec: { category: "test", type: "flaky" }
+  })
+const reconciledBy = (o: Operator, name: string) => o.logs.some((l) => l.includes(`capability default/${name}: Ready=`))
+const readyWithin = (name: string, ms: number) =>
+  eventually(async () => readyOf(await cluster.api("GET", capabilityPath("default", name)))?.status === "True", ms, 50)
+
+beforeAll(async () => {
+  cluster = await startCluster()
+  pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-election-plugins-"))
+  copyFileSync(testPlugin("flaky.js"), join(pluginsDir, "flaky.js"))
+}, 30 * 60_000)
+
+afterAll(async () => {
+  for (const o of operators) await o.stop("SIGKILL")
+  await cluster?.plane.stop()
+  if (pluginsDir !== undefined) rmSync(pluginsDir, { recursive: true, force: true })
+})
+
+test("of two instances only the leader reconciles; killed, the other takes over within the lease duration", async () => {
+  const first = start()
+  expect(await eventually(() => leads(first), 30_000)).toBe(true)
+  const second = start()
+  expect(await eventually(() => standsBy(second), 30_000)).toBe(true)
+  // The standby is ready (it serves probes), but does not reconcile.
+  expect(await eventually(async () => (await fetch(`${second.endpoint("health")}/readyz`)).status === 200, 5_000)).toBe(true)
+  expect((await create("one")).status).toBe(201)
+  expect(await readyWithin("one", 15_000)).toBe(true)
+  expect(reconciledBy(first, "one")).toBe(true)
+  expect(reconciledBy(second, "one")).toBe(false)
+
+  await first.stop("SIGKILL")
+  const killed = Date.now()
+  expect(await eventually(() => leads(second), LeaseMs + 5_000, 50)).toBe(true)
+  const takeover = Date.now() - killed
+  // A killed leader cannot release the Lease: the other waits for it to expire.
+  expect(takeover).toBeLessThan(LeaseMs + 2_000)
+  expect((await create("two")).status).toBe(201)
+  expect(await readyWithin("two", 15_000)).toBe(true)
+  expect(reconciledBy(second, "two")).toBe(true)
+  const lease = await cluster.api("GET", "/apis/coordination.k8s.io/v1/namespaces/default/leases/halkyon-operator")
+  expect(dig<number>(lease.body, "spec", "leaseTransitions")).toBe(1)
+}, 120_000)
+
+test("a leader stopped with SIGTERM releases the Lease: the standby takes over at once", async () => {
+  const [, second] = operators
+  if (second === undefined) throw new Error("the first test did not start two operators")
+  const third = start()
+  expect(await eventually(() => standsBy(third), 30_000)).toBe(true)
+  expect([0, 130, 143]).toContain(await second.stop("SIGTERM"))
+  const stopped = Date.now()
+  expect(await eventually(() => leads(third), LeaseMs, 50)).toBe(true)
+  expect(Date.now() - stopped).toBeLessThan(LeaseMs)
+  expect((await create("three")).status).toBe(201)
+  expect(await readyWithin("three", 15_000)).toBe(true)
+}, 120_000)

@@ -1,0 +1,287 @@
+/**
+ * The operator end to end: the compiled binary against a real kube-apiserver
+ * and etcd, with real plugin processes. There is no kubelet nor
+ * controller-manager: tests mark workloads ready by patching their status,
+ * and check owner references rather than cascading deletion.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import { builtPlugin, eventually, processesMatching, testPlugin } from "../support/paths.ts"
+
+let cluster: Cluster
+let operator: Operator
+let pluginsDir: string
+
+const ns = "shop"
+
+const createCapability = (name: string, spec: Record<string, unknown>) =>
+  cluster.api("POST", capabilityPath(ns), { apiVersion: "halkyon.io/v1beta1", kind: "Capability", metadata: { name }, spec })
+
+const capability = (name: string) => cluster.api("GET", capabilityPath(ns, name))
+
+/** Waits until the Capability's Ready condition matches; fails with the last status seen. */
+const waitReady = async (name: string, status: string, reason?: string, timeoutMs = 20_000) => {
+  let last: unknown
+  const ok = await eventually(async () => {
+    const c = await capability(name)
+    last = c.body.status
+    const ready = readyOf(c)
+    return ready?.status === status && (reason === undefined || ready.reason === reason)
+  }, timeoutMs, 100)
+  if (!ok) throw new Error(`${name} never reached Ready=${status}${reason === undefined ? "" : ` (${reason})`}; last status: ${JSON.stringify(last)}`)
+  return capability(name)
+}
+
+const markStatefulSetReady = async (name: string) => {
+  const sts = await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}`)
+  const generation = dig<number>(sts.body, "metadata", "generation")
+  const patched = await cluster.api(
+    "PATCH",
+    `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}/status`,
+    { status: { replicas: 1, readyReplicas: 1, availableReplicas: 1, observedGeneration: generation } },
+    "application/merge-patch+json"
+  )
+  expect(patched.status).toBe(200)
+}
+
+const exists = async (path: string) => (await cluster.api("GET", path)).status === 200
+
+beforeAll(async () => {
+  cluster = await startCluster()
+  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
+  pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-operator-plugins-"))
+  copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
+  operator = await untilReady(startOperator(cluster, pluginsDir, process.env.HALKYON_TEST_LOGS === "1" ? ["--log-level", "debug"] : []))
+}, 30 * 60_000)
+
+afterAll(async () => {
+  await operator?.stop()
+  await cluster?.plane.stop()
+  if (pluginsDir !== undefined) rmSync(pluginsDir, { recursive: true, force: true })
+})
+
+describe("a postgres Capability", () => {
+  test("gets its dependents in order, owned by it, and becomes Ready when the StatefulSet is", async () => {
+    expect((await createCapability("orders", { category: "database", type: "postgres", version: "16", parameters: [{ name: "DB_USER", value: "admin" }] })).status).toBe(201)
+    const pending = await waitReady("orders", "False", "DependentsNotReady")
+    // No StatefulSet controller runs here: the new StatefulSet's generation is never observed.
+    expect(readyOf(pending)?.message).toBe("StatefulSet orders: waiting for the StatefulSet controller to roll out generation 1")
+    expect(dig(pending.body, "status", "bindingSecret")).toBe("orders-config")
+    const uid = dig<string>(pending.body, "metadata", "uid")
+    const paths = [`/api/v1/namespaces/${ns}/secrets/orders-config`, `/apis/apps/v1/namespaces/${ns}/statefulsets/orders`, `/api/v1/namespaces/${ns}/services/orders`]
+    const objects = await Promise.all(paths.map((p) => cluster.api("GET", p)))
+    for (const o of objects) {
+      expect(o.status).toBe(200)
+      expect(dig(o.body, "metadata", "ownerReferences")).toEqual([
+        { apiVersion: "halkyon.io/v1beta1", kind: "Capability", name: "orders", uid, controller: true, blockOwnerDeletion: true }
+      ])
+      expect(dig(o.body, "metadata", "managedFields", 0, "manager")).toBe("halkyon")
+    }
+    // etcd revisions tell the order the objects were written in.
+    const revisions = objects.map((o) => Number(dig<string>(o.body, "metadata", "resourceVersion")))
+    expect([...revisions].sort((a, b) => a - b)).toEqual(revisions)
+    expect(dig(pending.body, "status", "dependents")).toEqual([
+      { id: "config-secret", kind: "Secret", name: "orders-config", ready: true, reason: "Applied", message: "" },
+      { id: "statefulset", kind: "StatefulSet", name: "orders", ready: false, reason: "RolloutPending", message: "waiting for the StatefulSet controller to roll out generation 1" },
+      { id: "service", kind: "Service", name: "orders", ready: true, reason: "Applied", message: "" }
+    ])
+
+    await markStatefulSetReady("orders")
+    const ready = await waitReady("orders", "True", "Ready")
+    // What `kubectl wait --for=condition=Ready` checks, and that it is about this generation.
+    expect(readyOf(ready)).toMatchObject({ status: "True", reason: "Ready", observedGeneration: dig<number>(ready.body, "metadata", "generation") })
+    expect(dig(ready.body, "status", "observedGeneration")).toBe(dig<number>(ready.body, "metadata", "generation"))
+    const events = await cluster.api("GET", `/api/v1/namespaces/${ns}/events?fieldSelector=involvedObject.name%3Dorders`)
+    const reasons = (dig<Array<{ reason: string; type: string }>>(events.body, "items") ?? []).map((e) => `${e.type}/${e.reason}`)
+    expect(reasons).toEqual(["Normal/Ready"])
+  })
+
+  test("changed parameters update the dependents", async () => {
+    const before = await capability("orders")
+    const patched = await cluster.api(
+      "PATCH",
+      capabilityPath(ns, "orders"),
+      { spec: { version: "17", parameters: [{ name: "DB_USER", value: "admin" }, { name: "DB_NAME", value: "orders" }] } },
+      "application/merge-patch+json"
+    )
+    expect(patched.status).toBe(200)
+    expect(await eventually(async () => {
+      const sts = await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/orders`)
+      return dig(sts.body, "spec", "template", "spec", "containers", 0, "image") === "postgres:17"
+    }, 15_000)).toBe(true)
+    expect(await eventually(async () => {
+      const secret = await cluster.api("GET", `/api/v1/namespaces/${ns}/secrets/orders-config`)
+      return Buffer.from(dig<string>(secret.body, "data", "DB_NAME") ?? "", "base64").toString() === "orders"
+    }, 15_000)).toBe(true)
+    const generation = dig<number>((await capability("orders")).body, "metadata", "generation") ?? 0
+    expect(generation).toBeGreaterThan(dig<number>(before.body, "metadata", "generation") ?? 0)
+    expect(await eventually(async () => readyOf(await capability("orders"))?.observedGeneration === generation, 15_000)).toBe(true)
+  })
+
+  test("a dependent deleted by hand is recreated", async () => {
+    const service = await cluster.api("GET", `/api/v1/namespaces/${ns}/services/orders`)
+    expect((await cluster.api("DELETE", `/api/v1/namespaces/${ns}/services/orders`)).status).toBe(200)
+    expect(await eventually(async () => {
+      const again = await cluster.api("GET", `/api/v1/namespaces/${ns}/services/orders`)
+      return again.status === 200 && dig(again.body, "metadata", "uid") !== dig(service.body, "metadata", "uid")
+    }, 15_000)).toBe(true)
+  })
+
+  test("a dependent changed by hand is repaired, and the unchanged status is not rewritten", async () => {
+    await markStatefulSetReady("orders")
+    await waitReady("orders", "True", "Ready")
+    const before = dig<string>((await capability("orders")).body, "metadata", "resourceVersion")
+    const changed = await cluster.api(
+      "PATCH",
+      `/api/v1/namespaces/${ns}/services/orders`,
+      { spec: { ports: [{ name: "postgres", port: 6000, targetPort: 6000 }] } },
+      "application/merge-patch+json"
+    )
+    expect(changed.status).toBe(200)
+    expect(await eventually(async () => {
+      const service = await cluster.api("GET", `/api/v1/namespaces/${ns}/services/orders`)
+      return dig(service.body, "spec", "ports", 0, "port") === 5432
+    }, 15_000)).toBe(true)
+    await Bun.sleep(500)
+    expect(dig<string>((await capability("orders")).body, "metadata", "resourceVersion")).toBe(before)
+  })
+})
+
+describe("the echoes of the operator's own writes", () => {
+  test("do not make a Capability reconciled again: one reconcile from creation to its status", async () => {
+    const reconciles = async () => {
+      const text = await (await fetch(`${operator.endpoint("metrics")}/metrics`)).text()
+      return [...text.matchAll(/^halkyon_reconcile_total\{[^}]*\} (\d+)$/gm)].reduce((total, m) => total + Number(m[1]), 0)
+    }
+    const before = await reconciles()
+    expect((await createCapability("quiet", { category: "database", type: "postgres", version: "16", parameters: [{ name: "DB_USER", value: "q" }] })).status).toBe(201)
+    await waitReady("quiet", "False", "DependentsNotReady")
+    // The watch events of its three dependents and of its status have had time to arrive.
+    await Bun.sleep(1_500)
+    expect(await reconciles() - before).toBe(1)
+    // A change by another hand still is a reason: the StatefulSet's status, here.
+    await markStatefulSetReady("quiet")
+    await waitReady("quiet", "True", "Ready")
+  })
+})
+
+describe("health and metrics", () => {
+  test("/healthz and /readyz answer 200, /metrics counts reconciles and plugin calls", async () => {
+    const health = operator.endpoint("health")
+    const metrics = operator.endpoint("metrics")
+    expect(health).toBeDefined()
+    expect((await fetch(`${health}/healthz`)).status).toBe(200)
+    expect((await fetch(`${health}/readyz`)).status).toBe(200)
+    const response = await fetch(`${metrics}/metrics`)
+    expect(response.headers.get("content-type")).toContain("text/plain; version=0.0.4")
+    const text = await response.text()
+    const success = Number(/^halkyon_reconcile_total\{result="success"\} (\d+)$/m.exec(text)?.[1] ?? 0)
+    expect(success).toBeGreaterThan(0)
+    expect(text).toMatch(/^halkyon_reconcile_duration_seconds_count \d+$/m)
+    expect(text).toMatch(/^halkyon_plugin_call_duration_seconds_count\{plugin="postgres.js",method="BuildDependents"\} \d+$/m)
+    expect(text).toMatch(/^halkyon_workqueue_depth \d+$/m)
+  })
+})
+
+describe("a Capability no plugin serves", () => {
+  test("fails saying what is available, then becomes Ready when a plugin for it is dropped in, without a restart", async () => {
+    expect((await createCapability("queue", { category: "test", type: "flaky", parameters: [] })).status).toBe(201)
+    const failed = await waitReady("queue", "False", "NoPlugin")
+    expect(readyOf(failed)?.message).toBe(
+      'no plugin serves category "test", type "flaky"; available: database/postgres (14, 15, 16, 17, 18) from plugin postgres.js'
+    )
+    const events = await cluster.api("GET", `/api/v1/namespaces/${ns}/events?fieldSelector=involvedObject.name%3Dqueue`)
+    expect((dig<Array<{ reason: string; type: string }>>(events.body, "items") ?? []).map((e) => `${e.type}/${e.reason}`)).toContain("Warning/NoPlugin")
+    copyFileSync(testPlugin("flaky.js"), join(pluginsDir, "flaky.js"))
+    const ready = await waitReady("queue", "True", "Ready")
+    expect(dig(ready.body, "status", "plugin")).toBe("flaky.js")
+    expect(await exists(`/api/v1/namespaces/${ns}/configmaps/queue`)).toBe(true)
+    // Its CapabilityInfo appeared too.
+    const info = await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/test-flaky")
+    expect(dig(info.body, "spec", "plugin")).toBe("flaky.js")
+  })
+
+  test("a spec without a type is refused by the API server", async () => {
+    const refused = await createCapability("broken", { category: "database" })
+    expect(refused.status).toBe(422)
+    expect(JSON.stringify(refused.body)).toContain("spec.type")
+  })
+})
+
+describe("an object in the way", () => {
+  test("a dependent's name held by an object another owner controls is not taken over", async () => {
+    const foreign = await cluster.api("POST", `/api/v1/namespaces/${ns}/configmaps`, {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: {
+        name: "taken",
+        labels: { "halkyon.io/capability": "taken" },
+        ownerReferences: [{ apiVersion: "v1", kind: "ConfigMap", name: "someone", uid: "00000000-0000-0000-0000-000000000001", controller: true }]
+      },
+      data: { mine: "yes" }
+    })
+    expect(foreign.status).toBe(201)
+    expect((await createCapability("taken", { category: "test", type: "flaky", parameters: [] })).status).toBe(201)
+    const failed = await waitReady("taken", "False", "ApplyFailed")
+    expect(readyOf(failed)?.message).toContain("already exists and is controlled by another owner")
+    const after = await cluster.api("GET", `/api/v1/namespaces/${ns}/configmaps/taken`)
+    expect(dig(after.body, "metadata", "ownerReferences", 0, "name")).toBe("someone")
+    expect(dig(after.body, "data")).toEqual({ mine: "yes" })
+  })
+})
+
+describe("a plugin that crashes mid-reconcile", () => {
+  test("shows as PluginUnavailable, then recovers by itself", async () => {
+    expect((await createCapability("crashy", { category: "test", type: "flaky", parameters: [{ name: "MODE", value: "crash" }] })).status).toBe(201)
+    const down = await waitReady("crashy", "Unknown", "PluginUnavailable")
+    expect(readyOf(down)?.message).toContain("plugin flaky.js")
+    const fixed = await cluster.api("PATCH", capabilityPath(ns, "crashy"), { spec: { parameters: [{ name: "MODE", value: "ok" }] } }, "application/merge-patch+json")
+    expect(fixed.status).toBe(200)
+    await waitReady("crashy", "True", "Ready", 30_000)
+  }, 60_000)
+})
+
+describe("the API server restarting", () => {
+  test("the operator's watches resume: a Capability created after the restart is reconciled", async () => {
+    await cluster.plane.restartApiServer()
+    expect((await createCapability("after-restart", { category: "test", type: "flaky", parameters: [] })).status).toBe(201)
+    await waitReady("after-restart", "True", "Ready", 30_000)
+    expect(operator.proc.exitCode).toBe(null)
+  }, 120_000)
+})
+
+describe("SIGTERM", () => {
+  test("mid-reconcile, the reconcile finishes: dependents and status are written, plugins stopped", async () => {
+    expect((await createCapability("slow", { category: "test", type: "flaky", parameters: [{ name: "MODE", value: "slow" }] })).status).toBe(201)
+    // The plugin takes 2 s to build: stop the operator in the middle of it.
+    await Bun.sleep(800)
+    const code = await operator.stop("SIGTERM")
+    expect([0, 130, 143]).toContain(code)
+    expect(await exists(`/api/v1/namespaces/${ns}/configmaps/slow`)).toBe(true)
+    expect(readyOf(await capability("slow"))?.status).toBe("True")
+    expect(await processesMatching(pluginsDir)).toEqual([])
+  }, 60_000)
+
+  test("a reconcile that would outlast --graceful-shutdown-timeout is abandoned, and the operator exits", async () => {
+    const later = startOperator(cluster, pluginsDir, ["--call-timeout", "60s", "--graceful-shutdown-timeout", "1s"])
+    try {
+      await untilReady(later)
+      expect((await createCapability("stuck", { category: "test", type: "flaky", parameters: [{ name: "MODE", value: "hang" }] })).status).toBe(201)
+      // The plugin now spins in its build for good; the call's deadline is a minute away.
+      await Bun.sleep(1500)
+      const stopping = performance.now()
+      const code = await later.stop("SIGTERM")
+      const tookMs = performance.now() - stopping
+      expect([0, 130, 143]).toContain(code)
+      expect(later.logs.join("\n")).toContain("reconcile of capability shop/stuck did not finish within 1000 ms of shutdown: abandoned")
+      // Bounded by the 1 s, then the plugins' stop (grace, SIGTERM, SIGKILL): far from the minute.
+      expect(tookMs).toBeLessThan(20_000)
+      expect(await processesMatching(pluginsDir)).toEqual([])
+    } finally {
+      if (later.proc.exitCode === null) await later.stop("SIGKILL")
+    }
+  }, 60_000)
+})
