@@ -269,14 +269,14 @@ const make = Effect.fnUntraced(function*() {
   const write = (raw: KubeObject, step: Step, resolution: Resolution): Effect.Effect<KubeObject, KubeApiError | Conflict | PluginCallError> =>
     Effect.gen(function*() {
       if ("create" in step) {
-        // Create-only: a fresh uid as precondition fails the apply on any
-        // object of that name that exists (the cache holds only ours), which
-        // is then never taken over.
-        const desired = { ...step.create, metadata: { ...step.create.metadata, uid: crypto.randomUUID() } }
+        // Create-only: a resourceVersion no object can have is ignored by a
+        // create and fails (409) the apply on any object of that name that
+        // exists (the cache holds only ours), which is then never taken over.
+        const desired = { ...step.create, metadata: { ...step.create.metadata, resourceVersion: CreateOnly } }
         return yield* kube.apply(desired, FieldManager, { force: false }).pipe(
           Effect.tap(remember),
           Effect.catchIf(
-            (e) => e.code === 409 || e.code === 422,
+            (e) => e.code === 409,
             (e) =>
               kube.get(refOf(step.create)).pipe(
                 Effect.catchIf((g) => g.notFound, () => Effect.fail(e)),
@@ -313,6 +313,9 @@ const make = Effect.fnUntraced(function*() {
   return Reconciler.of({ reconcile, waitingForPlugin: Effect.sync(() => [...waiting]) })
 })
 
+/** The largest resourceVersion the API server parses: a precondition that only a create meets. */
+const CreateOnly = "18446744073709551615"
+
 /** One dependent, checked, and what the reconcile does with it. */
 type Step = { readonly dependent: BuiltDependent; readonly info: DependentInfo } & (
   | { readonly create: KubeObject }
@@ -333,8 +336,7 @@ export const controlledBy = (object: KubeObject, capability: KubeObject): boolea
 const holders = (o: KubeObject): string => {
   const owners = (o.metadata.ownerReferences ?? []).map((r) => `${r.controller === true ? "controlled" : "owned"} by ${r.kind} ${r.name}`)
   const managers = [...new Set((o.metadata.managedFields ?? []).map((m) => m.manager ?? "").filter((m) => m !== ""))]
-  const parts = [...owners, ...(managers.length === 0 ? [] : [`managed by ${managers.join(", ")}`])]
-  return parts.length === 0 ? "no owner reference" : parts.join("; ")
+  return [...(owners.length === 0 ? ["no owner reference"] : owners), ...(managers.length === 0 ? [] : [`managed by ${managers.join(", ")}`])].join("; ")
 }
 
 const nameOf = (object: Record<string, unknown>) => String((object.metadata as { name?: unknown } | undefined)?.name ?? "")
