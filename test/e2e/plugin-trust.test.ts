@@ -12,7 +12,7 @@ import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
-import { builtPlugin, eventually, testPlugin } from "../support/paths.ts"
+import { builtPlugin, eventually, root, testPlugin } from "../support/paths.ts"
 
 let cluster: Cluster
 let operator: Operator
@@ -206,4 +206,20 @@ describe("a hostile plugin", () => {
     for (const rule of ["namespaced", "namespace", "declared", "count", "size", "identity"]) expect(count(rule)).toBeGreaterThan(0)
     expect(text).not.toContain('halkyon_plugin_violations_total{plugin="postgres.js"')
   })
+
+  test("plugins list --operator shows each plugin's violation count, in the table and as JSON", () => {
+    const list = (...extra: ReadonlyArray<string>) => {
+      const result = Bun.spawnSync([join(root, "dist/halkyon"), "plugins", "list", "--plugins-dir", pluginsDir, "--operator", operator.endpoint("metrics") ?? "", ...extra])
+      expect({ code: result.exitCode, stderr: result.exitCode === 0 ? "" : result.stderr.toString() }).toEqual({ code: 0, stderr: "" })
+      return result.stdout.toString()
+    }
+    const rows = JSON.parse(list("-o", "json")) as Array<{ name: string; violations: number }>
+    const counts = Object.fromEntries(rows.map((r) => [r.name, r.violations]))
+    expect(counts["hostile.js"]).toBeGreaterThanOrEqual(8)
+    expect(counts["postgres.js"]).toBe(0)
+    const lines = list().trim().split("\n")
+    expect(lines[0]).toMatch(/^NAME\s+FORM\s+CATEGORY\s+TYPES\s+PROTOCOL\s+START\(MS\)\s+STATE\s+VIOLATIONS$/)
+    expect(lines.find((l) => l.startsWith("hostile.js"))).toMatch(new RegExp(`running\\s+${counts["hostile.js"]}$`))
+    expect(lines.find((l) => l.startsWith("postgres.js"))).toMatch(/running\s+0$/)
+  }, 60_000)
 })
