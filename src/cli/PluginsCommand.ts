@@ -5,8 +5,9 @@
  * `--operator`, each plugin's violation count comes from a running
  * operator's /metrics (this command reconciles nothing, so it has none).
  */
-import { Console, Duration, Effect, Option } from "effect"
+import { Console, Duration, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
+import { Metrics } from "../metrics/Metrics.ts"
 import type { PluginStatus } from "../plugin-host/PluginHost.ts"
 import { type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
@@ -101,7 +102,7 @@ const listPlugins = Effect.fn("plugins.list")(function*(
     const host = yield* PluginHost
     yield* host.awaitSettled
     return (yield* host.statuses).map(toListing)
-  }).pipe(Effect.provide(PluginHost.live(settings)))
+  }).pipe(Effect.provide(PluginHost.live(settings).pipe(Layer.provide(Metrics.layer))))
   const rows = violations === undefined ? listed : listed.map((r) => ({ ...r, violations: violations.get(r.name) ?? 0 }))
   if (flags.output === "json") yield* Console.log(JSON.stringify(rows, null, 2))
   else if (rows.length === 0) yield* Console.log(`No plugins found in ${settings.pluginsDir}.`)
@@ -135,7 +136,7 @@ const watchPlugins = Effect.fn("plugins.watch")(function*(flags: HostFlagValues)
     const statuses = yield* host.statuses
     yield* Effect.logInfo(`watching ${settings.pluginsDir}: ${statuses.filter((s) => s.state === "running").length} of ${statuses.length} plugins running; Ctrl-C stops them`)
     return yield* Effect.never
-  }).pipe(Effect.provide(PluginHost.live(settings)))
+  }).pipe(Effect.provide(PluginHost.live(settings).pipe(Layer.provide(Metrics.layer))))
 })
 
 const watch = Command.make("watch", hostFlags, (flags) => withLogging(watchPlugins(flags))).pipe(
