@@ -67,11 +67,11 @@ const make = Effect.fnUntraced(function*() {
    * The cached object; on a miss, undefined when its kind's informer has
    * listed everything of ours, else the API server's answer.
    */
-  const read = (ref: ObjectRef) => {
+  const read = (ref: ObjectRef, keep: (o: KubeObject) => boolean = () => true) => {
     const hit = cache.get(ref)
     if (hit !== undefined || cache.synced(ref.apiVersion, ref.kind)) return Effect.succeed<KubeObject | undefined>(hit)
     return kube.get(ref).pipe(
-      Effect.tap((o) => Effect.sync(() => cache.put(o))),
+      Effect.tap((o) => Effect.sync(() => keep(o) && cache.put(o))),
       Effect.map((o): KubeObject | undefined => o),
       Effect.catchIf((e) => e.notFound, () => Effect.succeed(undefined))
     )
@@ -166,7 +166,8 @@ const make = Effect.fnUntraced(function*() {
         const info = infos.get(dependent.id)
         if (info === undefined) continue
         const desired = withOwnership(dependent.object, raw, info)
-        const existing = yield* read(refOf(desired))
+        // Cached only when ours: no watch would tell the cache that someone else's went away.
+        const existing = yield* read(refOf(desired), (o) => controlledBy(o, raw))
         if (existing === undefined) {
           if (info.created) plan.push({ dependent, info, create: desired })
           continue
