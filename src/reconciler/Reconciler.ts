@@ -4,10 +4,15 @@
  * an event):
  *
  * decode the spec -> find the plugin -> the plugin's validity check -> its
- * dependents, applied in order by server-side apply (field manager halkyon,
- * a controller owner reference to the Capability), stopping at the first
- * failure -> their conditions -> the status, written only when it changed ->
- * an Event when the Ready condition changes.
+ * dependents, checked (DependentRules.ts); the existing ones read, refused
+ * unless this Capability controls them (Conflict), and their updates asked
+ * for and checked, all before the first write -> the dependents applied in
+ * order by server-side apply (field manager halkyon, a controller owner
+ * reference to the Capability; create-only for new ones, the existing uid as
+ * precondition for updates), stopping at the first failure -> their
+ * conditions, the plugin shown only objects this Capability controls -> the
+ * status, written only when it changed -> an Event when the Ready condition
+ * changes. A rule broken is PluginViolation, with nothing written.
  *
  * It returns when to look again, or fails with an API error to be retried
  * with backoff. It does not watch or queue: the Controller does.
@@ -353,9 +358,8 @@ const dependentStatus = (built: BuiltDependent, ready: boolean, reason: string, 
 /**
  * The object to apply: what the plugin built (checked by DependentRules), in
  * the Capability's namespace, labelled as ours, owned by the Capability
- * (unless the plugin says not), and
- * without the fields an apply must not carry (a plugin may hand back an
- * object as read from the server).
+ * (unless the plugin says not), and without the fields an apply must not
+ * carry (a plugin may hand back an object as read from the server).
  */
 export const withOwnership = (object: Record<string, unknown>, owner: KubeObject, info: DependentInfo | undefined): KubeObject => {
   const { status: _status, ...rest } = object
