@@ -12,6 +12,7 @@ import type { PluginStatus } from "../plugin-host/PluginHost.ts"
 import { type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
 import { installCommand } from "./InstallCommand.ts"
+import { lockCommand } from "./LockCommand.ts"
 
 /** One row of `plugins list --output json`. */
 export interface PluginListing {
@@ -149,5 +150,5 @@ const watch = Command.make("watch", hostFlags, (flags) => withLogging(watchPlugi
 
 export const pluginsCommand = Command.make("plugins").pipe(
   Command.withDescription("Manage and inspect capability plugins"),
-  Command.withSubcommands([list, watch, installCommand])
+  Command.withSubcommands([list, watch, installCommand, lockCommand])
 )
