@@ -1,11 +1,19 @@
 /**
  * `halkyon manifests`: prints what a cluster needs to run halkyon (CRDs,
  * namespace, RBAC, Deployment) as multi-document YAML for `kubectl apply -f -`.
+ *
+ * With --plugins-dir, every plugin of that folder is started once, as
+ * `plugins list` does, and its Describe gives the kinds of its own role;
+ * plugins named in --plugins must be installed there first. A plugin that
+ * does not start fails the command: RBAC printed without it would refuse
+ * its dependents.
  */
-import { Console, Effect } from "effect"
+import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import { defaultImage, defaultNamespace, type Manifest, manifests } from "../api/Manifests.ts"
+import { defaultImage, defaultNamespace, type Manifest, manifests, type PluginDeclaration } from "../api/Manifests.ts"
 import { ExpectedForm, parsePluginSpecs } from "../downloader/PluginSpec.ts"
+import { readLock } from "../lock/PluginLock.ts"
+import { defaultHostSettings } from "../config/HostConfig.ts"
 
 /** The YAML of the objects, its module loaded only when it is printed. */
 const renderManifests = (objects: ReadonlyArray<Manifest>) =>
@@ -33,14 +41,60 @@ const flags = {
       (e) => (e instanceof Error ? e.message : String(e))
     )
   ),
+  pluginsDir: Flag.Directory("plugins-dir").pipe(
+    Flag.withDescription(
+      "folder of the plugins the operator runs: each is started once and gets a ServiceAccount and a role with exactly the kinds its Describe declares"
+    ),
+    Flag.optional
+  ),
+  watchNamespace: Flag.String("watch-namespace").pipe(
+    Flag.withDescription("the one namespace the operator serves (run --namespace): plugins' roles are bound there only (default: all namespaces)"),
+    Flag.optional
+  ),
   crdsOnly: Flag.Boolean("crds-only").pipe(
     Flag.withDescription("print only the CRDs (to run the operator outside the cluster, with halkyon run)"),
     Flag.withDefault(false)
   )
 }
 
-export const manifestsCommand = Command.make("manifests", flags, ({ crdsOnly, ...options }) =>
-  Effect.flatMap(renderManifests(manifests(options).filter((m) => !crdsOnly || m.kind === "CustomResourceDefinition")), Console.log)
+/** The plugins of the folder, as their Describe declares them; fails naming each plugin that did not start. */
+const describePlugins = Effect.fn("manifests.describePlugins")(function*(pluginsDir: string, named: string) {
+  const specs = named === "" ? [] : named.split(",")
+  if (specs.length > 0) {
+    const lock = yield* readLock(pluginsDir)
+    const missing = specs.filter((spec) => !lock.plugins.some((p) => p.spec === spec))
+    if (missing.length > 0) {
+      return yield* Effect.fail(
+        new Error(`${missing.join(", ")} not installed in ${pluginsDir}: install first (halkyon plugins install --plugins-dir ${pluginsDir} ${missing.join(" ")})`)
+      )
+    }
+  }
+  const { PluginHost } = yield* Effect.promise(() => import("../plugin-host/PluginHost.ts"))
+  const statuses = yield* Effect.gen(function*() {
+    const host = yield* PluginHost
+    yield* host.awaitSettled
+    return yield* host.statuses
+  }).pipe(Effect.provide(PluginHost.live({ ...defaultHostSettings, pluginsDir, watch: false, restart: false })))
+  const failed = statuses.filter((s) => s.launched === undefined)
+  if (failed.length > 0) {
+    return yield* Effect.fail(new Error(`plugins that did not start, whose roles would be missing: ${failed.map((s) => `${s.name} (${s.error ?? s.state})`).join("; ")}`))
+  }
+  return statuses.flatMap((s): ReadonlyArray<PluginDeclaration> =>
+    s.launched === undefined ? [] : [{ name: s.name, dependents: s.launched.description.dependents }]
+  )
+})
+
+export const manifestsCommand = Command.make("manifests", flags, ({ crdsOnly, pluginsDir, watchNamespace, ...options }) =>
+  Effect.gen(function*() {
+    const dir = Option.getOrUndefined(pluginsDir)
+    if (dir === undefined && options.plugins !== "") {
+      return yield* Effect.fail(new Error("--plugins needs --plugins-dir, the folder they are installed in, to read what each declares"))
+    }
+    const pluginRoles = dir === undefined || crdsOnly ? [] : yield* describePlugins(dir, options.plugins)
+    const servedNamespace = Option.getOrUndefined(watchNamespace)
+    const objects = manifests({ ...options, pluginRoles, ...(servedNamespace === undefined ? {} : { servedNamespace }) })
+    yield* Console.log(yield* renderManifests(objects.filter((m) => !crdsOnly || m.kind === "CustomResourceDefinition")))
+  })
 ).pipe(
   Command.withDescription("Print the CRDs, RBAC and Deployment that install halkyon, as YAML for kubectl apply"),
   Command.withExamples([
@@ -50,6 +104,13 @@ export const manifestsCommand = Command.make("manifests", flags, ({ crdsOnly, ..
       description: "Install it elsewhere, from another image"
     },
     { command: "halkyon manifests --crds-only | kubectl apply -f -", description: "Only the CRDs, for halkyon run on a laptop" },
-    { command: "halkyon manifests --plugins acme/redis@v2.1.0 | kubectl apply -f -", description: "An operator that installs the redis plugin from its release at start" }
+    {
+      command: "halkyon manifests --plugins-dir dist/plugins | kubectl apply -f -",
+      description: "With a ServiceAccount and a role for each plugin of the folder, from what it declares"
+    },
+    {
+      command: "halkyon manifests --plugins acme/redis@v2.1.0 --plugins-dir ./plugins | kubectl apply -f -",
+      description: "An operator that installs the redis plugin from its release at start (install it into ./plugins first)"
+    }
   ])
 )

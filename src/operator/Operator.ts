@@ -15,6 +15,7 @@ import { PluginHost } from "../plugin-host/PluginHost.ts"
 import { startController } from "../reconciler/Controller.ts"
 import { ObjectCache } from "../controller/ObjectCache.ts"
 import { Reconciler } from "../reconciler/Reconciler.ts"
+import { PluginIdentity } from "../reconciler/PluginIdentity.ts"
 import { HttpEndpoints, Readiness } from "./HttpEndpoints.ts"
 import { LeaderElection } from "./LeaderElection.ts"
 import { Metrics } from "../metrics/Metrics.ts"
@@ -46,6 +47,13 @@ export const runOperator = Effect.fn("run")(function*(flags: RunFlagValues) {
   const namespace = Option.getOrUndefined(flags.namespace)
   const plugins = PluginHost.live(settings)
   const kube = KubeClient.layer(kc)
+  const identity = PluginIdentity.layer({
+    mode: flags.impersonate,
+    namespace: flags.operatorNamespace,
+    regenerate: `halkyon manifests --namespace ${flags.operatorNamespace} --plugins-dir ${flags.pluginsDir}` +
+      (flags.plugins.trim() === "" ? "" : ` --plugins ${flags.plugins.trim()}`) +
+      (namespace === undefined ? "" : ` --watch-namespace ${namespace}`)
+  }).pipe(Layer.provide(kube))
   const observability = Layer.mergeAll(Metrics.layer, Readiness.layer)
   const endpoints = HttpEndpoints.layer({ healthAddr: flags.healthAddr, metricsAddr: flags.metricsAddr })
   const lease = `${flags.leaderElectionNamespace}/${flags.leaderElectionId}`
@@ -63,7 +71,7 @@ export const runOperator = Effect.fn("run")(function*(flags: RunFlagValues) {
   // Closing order on exit is the reverse: the controller stops (in-flight
   // reconciles finish), then the Lease is released, then plugins stop.
   const layer = Reconciler.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(plugins, kube, election, endpoints, ObjectCache.layer)),
+    Layer.provideMerge(Layer.mergeAll(plugins, kube, identity, election, endpoints, ObjectCache.layer)),
     Layer.provideMerge(observability)
   )
 
@@ -75,6 +83,7 @@ export const runOperator = Effect.fn("run")(function*(flags: RunFlagValues) {
     const served = yield* HttpEndpoints
     yield* host.awaitSettled
     const statuses = yield* host.statuses
+    yield* (yield* PluginIdentity).decide(statuses.filter((s) => s.state === "running").map((s) => s.name))
     yield* Effect.logInfo(
       `operator starting against ${kubeClient.server} (${namespace === undefined ? "all namespaces" : `namespace ${namespace}`}); ` +
         `${statuses.filter((s) => s.state === "running").length} of ${statuses.length} plugins running` +

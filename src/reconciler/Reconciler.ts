@@ -5,9 +5,10 @@
  *
  * decode the spec -> find the plugin -> the plugin's validity check -> its
  * dependents, applied in order by server-side apply (field manager halkyon,
- * a controller owner reference to the Capability), stopping at the first
- * failure -> their conditions -> the status, written only when it changed ->
- * an Event when the Ready condition changes.
+ * a controller owner reference to the Capability) as the plugin's own
+ * identity (PluginIdentity), stopping at the first failure -> their
+ * conditions -> the status, written only when it changed -> an Event when
+ * the Ready condition changes.
  *
  * It returns when to look again, or fails with an API error to be retried
  * with backoff. It does not watch or queue: the Controller does.
@@ -16,11 +17,13 @@ import { Context, Effect, Layer, Schema } from "effect"
 import { ApiVersion, Capability, type CapabilityStatus, type DependentStatus } from "../api/Capability.ts"
 import type { DependentInfo } from "../gen/halkyon/capability/v1/capability.ts"
 import { recordEvent } from "../kube/Events.ts"
-import { KubeApiError, KubeClient, type KubeObject, objectKey, type ObjectRef } from "../kube/KubeClient.ts"
+import { type KubeApi, KubeApiError, KubeClient, type KubeObject, objectKey, type ObjectRef } from "../kube/KubeClient.ts"
+import { groupOf, missingPermission } from "../api/PluginRbac.ts"
 import type { PluginCallError } from "../plugin-client/Errors.ts"
 import type { BuiltDependent, Observation } from "../plugin-client/PluginClient.ts"
 import { PluginRegistry, type Resolution } from "../registry/PluginRegistry.ts"
 import { ObjectCache } from "../controller/ObjectCache.ts"
+import { PluginIdentity } from "./PluginIdentity.ts"
 import { nextStatus, type Outcome, readyCondition, rollUp, sameStatus } from "./Status.ts"
 
 export const FieldManager = "halkyon"
@@ -60,15 +63,16 @@ const make = Effect.fnUntraced(function*() {
   const kube = yield* KubeClient
   const registry = yield* PluginRegistry
   const cache = yield* ObjectCache
+  const identity = yield* PluginIdentity
 
   /**
    * The cached object; on a miss, undefined when its kind's informer has
-   * listed everything of ours, else the API server's answer.
+   * listed everything of ours, else the API server's answer (asked as `as`).
    */
-  const read = (ref: ObjectRef) => {
+  const read = (ref: ObjectRef, as: KubeApi = kube) => {
     const hit = cache.get(ref)
     if (hit !== undefined || cache.synced(ref.apiVersion, ref.kind)) return Effect.succeed<KubeObject | undefined>(hit)
-    return kube.get(ref).pipe(
+    return as.get(ref).pipe(
       Effect.tap((o) => Effect.sync(() => cache.put(o))),
       Effect.map((o): KubeObject | undefined => o),
       Effect.catchIf((e) => e.notFound, () => Effect.succeed(undefined))
@@ -160,6 +164,16 @@ const make = Effect.fnUntraced(function*() {
         if (result._tag === "Failure") {
           const e = result.failure
           if (e._tag !== "KubeApiError" || e.code === 0) return yield* e
+          if (e.code === 403) {
+            return {
+              ready: "False",
+              reason: "Forbidden",
+              message: forbiddenMessage(e, dependent, resolution.plugin, raw.metadata.namespace),
+              dependents: observed.map((o) => dependentStatus(o.built, true, "Applied", "")),
+              // Retried with backoff: the RBAC may be applied meanwhile.
+              failure: e
+            }
+          }
           return {
             ready: "False",
             reason: "ApplyFailed",
@@ -197,9 +211,10 @@ const make = Effect.fnUntraced(function*() {
    */
   const applyDependent = (raw: KubeObject, dependent: BuiltDependent, info: DependentInfo | undefined, resolution: Resolution) =>
     Effect.gen(function*() {
+      const kube = identity.clientFor(resolution.plugin)
       const desired = withOwnership(dependent.object, raw, info)
       const ref = { apiVersion: desired.apiVersion, kind: desired.kind, namespace: desired.metadata.namespace, name: desired.metadata.name }
-      const existing = yield* read(ref)
+      const existing = yield* read(ref, kube)
       if (existing === undefined) {
         if (info !== undefined && !info.created) return undefined
         // Not forced: should an object of that name exist that is not ours
@@ -236,6 +251,25 @@ const make = Effect.fnUntraced(function*() {
       const again = yield* resolution.connection.updateDependent(dependent.id, raw, applied)
       return again.needsUpdate ? yield* replace : applied
     })
+
+  /**
+   * A 403 on a dependent: the permission the API server named (verb, group,
+   * resource, namespace), who lacked it, and the command that regenerates
+   * the RBAC.
+   */
+  const forbiddenMessage = (e: KubeApiError, dependent: BuiltDependent, plugin: string, namespace: string | undefined) => {
+    const object = `${String(dependent.object.kind)} ${nameOf(dependent.object)} (${dependent.id})`
+    const named = missingPermission(e.detail)
+    const who = identity.userOf(plugin) ?? named?.user ?? "the operator"
+    const permission = named === undefined
+      ? `${e.request.split(" ")[0] ?? ""} ${String(dependent.object.kind)} in API group "${groupOf(String(dependent.object.apiVersion))}"` +
+        ` in namespace ${namespace ?? ""}`
+      : `${named.verb} on resource "${named.resource}" in API group "${named.group}"` +
+        (named.namespace === undefined ? "" : ` in namespace ${named.namespace}`)
+    return `${object}: the API server refused ${who} ${permission} (plugin ${plugin}: its role lacks this permission, ` +
+      `e.g. the plugin declares a kind its RBAC was not generated for). Regenerate and apply the RBAC: ` +
+      `${identity.settings.regenerate} | kubectl apply -f -`
+  }
 
   return Reconciler.of({ reconcile, waitingForPlugin: Effect.sync(() => [...waiting]) })
 })
