@@ -14,6 +14,7 @@ import { defaultImage, defaultNamespace, type Manifest, manifests, type PluginDe
 import { ExpectedForm, parsePluginSpecs } from "../downloader/PluginSpec.ts"
 import { readLock } from "../lock/PluginLock.ts"
 import { defaultHostSettings } from "../config/HostConfig.ts"
+import { withLogging } from "./Logging.ts"
 
 /** The YAML of the objects, its module loaded only when it is printed. */
 const renderManifests = (objects: ReadonlyArray<Manifest>) =>
@@ -90,7 +91,8 @@ export const manifestsCommand = Command.make("manifests", flags, ({ crdsOnly, pl
     if (dir === undefined && options.plugins !== "") {
       return yield* Effect.fail(new Error("--plugins needs --plugins-dir, the folder they are installed in, to read what each declares"))
     }
-    const pluginRoles = dir === undefined || crdsOnly ? [] : yield* describePlugins(dir, options.plugins)
+    // The plugins' start-up logs go to stderr, as every command's: stdout is the YAML alone.
+    const pluginRoles = dir === undefined || crdsOnly ? [] : yield* withLogging(describePlugins(dir, options.plugins))
     const servedNamespace = Option.getOrUndefined(watchNamespace)
     const objects = manifests({ ...options, pluginRoles, ...(servedNamespace === undefined ? {} : { servedNamespace }) })
     yield* Console.log(yield* renderManifests(objects.filter((m) => !crdsOnly || m.kind === "CustomResourceDefinition")))

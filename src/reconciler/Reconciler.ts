@@ -260,7 +260,7 @@ const make = Effect.fnUntraced(function*() {
   const forbiddenMessage = (e: KubeApiError, dependent: BuiltDependent, plugin: string, namespace: string | undefined) => {
     const object = `${String(dependent.object.kind)} ${nameOf(dependent.object)} (${dependent.id})`
     const named = missingPermission(e.detail)
-    const who = identity.userOf(plugin) ?? named?.user ?? "the operator"
+    const who = named?.user ?? identity.userOf(plugin) ?? "the operator"
     const permission = named === undefined
       ? `${e.request.split(" ")[0] ?? ""} ${String(dependent.object.kind)} in API group "${groupOf(String(dependent.object.apiVersion))}"` +
         ` in namespace ${namespace ?? ""}`
