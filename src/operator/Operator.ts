@@ -52,7 +52,8 @@ export const runOperator = Effect.fn("run")(function*(flags: RunFlagValues) {
     namespace: flags.operatorNamespace,
     regenerate: `halkyon manifests --namespace ${flags.operatorNamespace} --plugins-dir ${flags.pluginsDir}` +
       (flags.plugins.trim() === "" ? "" : ` --plugins ${flags.plugins.trim()}`) +
-      (namespace === undefined ? "" : ` --watch-namespace ${namespace}`)
+      (namespace === undefined ? "" : ` --watch-namespace ${namespace}`),
+    servedNamespace: namespace
   }).pipe(Layer.provide(kube))
   const observability = Layer.mergeAll(Metrics.layer, Readiness.layer)
   const endpoints = HttpEndpoints.layer({ healthAddr: flags.healthAddr, metricsAddr: flags.metricsAddr })
@@ -83,7 +84,9 @@ export const runOperator = Effect.fn("run")(function*(flags: RunFlagValues) {
     const served = yield* HttpEndpoints
     yield* host.awaitSettled
     const statuses = yield* host.statuses
-    yield* (yield* PluginIdentity).decide(statuses.filter((s) => s.state === "running").map((s) => s.name))
+    yield* (yield* PluginIdentity).decide(
+      statuses.flatMap((s) => (s.launched === undefined ? [] : [{ name: s.name, dependents: s.launched.description.dependents }]))
+    )
     yield* Effect.logInfo(
       `operator starting against ${kubeClient.server} (${namespace === undefined ? "all namespaces" : `namespace ${namespace}`}); ` +
         `${statuses.filter((s) => s.state === "running").length} of ${statuses.length} plugins running` +

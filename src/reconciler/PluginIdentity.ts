@@ -6,18 +6,23 @@
  * its Describe; otherwise plugins act with the operator's own identity.
  *
  * Whether impersonation is on is decided once, at start (`decide`), from the
- * mode and a SelfSubjectAccessReview per plugin then present:
- * - always: on; start fails when the operator may not impersonate one of them;
+ * mode and, for each plugin then present, two SelfSubjectAccessReviews: may
+ * the operator impersonate its ServiceAccount, and may that ServiceAccount
+ * (impersonated) get its first declared kind, i.e. is its role bound:
+ * - always: on; start fails when the operator may not impersonate one of
+ *   them (a role not bound is a warning, and 403s with the fix later);
  * - never: off;
- * - auto: on when the operator may impersonate every one of them, else off,
- *   said once in the log.
+ * - auto: on when both hold for every plugin, else off, said once in the
+ *   log. A laptop's admin may impersonate anyone, but without the RBAC of
+ *   `halkyon manifests` applied its plugins' ServiceAccounts could do
+ *   nothing: they act with the user's identity then.
  *
  * It does not check what plugins return (the reconciler does) and never
  * changes its mind after start: a plugin added later is impersonated too, and
  * a 403 then names the missing grant.
  */
 import { Context, Effect, Layer, Schema } from "effect"
-import { pluginServiceAccountName, pluginUser } from "../api/PluginRbac.ts"
+import { type DeclaredDependent, groupOf, pluginServiceAccountName, pluginUser, resourceOf } from "../api/PluginRbac.ts"
 import { type KubeApi, type KubeApiError, KubeClient } from "../kube/KubeClient.ts"
 
 export type ImpersonationMode = "auto" | "always" | "never"
@@ -29,6 +34,14 @@ export interface PluginIdentitySettings {
   readonly namespace: string
   /** The command that regenerates the RBAC, for messages. */
   readonly regenerate: string
+  /** The one namespace the operator serves, where plugins' roles are bound; undefined: all. */
+  readonly servedNamespace: string | undefined
+}
+
+/** A plugin present at start, with the kinds it declares. */
+export interface PresentPlugin {
+  readonly name: string
+  readonly dependents: ReadonlyArray<Pick<DeclaredDependent, "apiVersion" | "kind">>
 }
 
 export class ImpersonationRefused extends Schema.TaggedError<ImpersonationRefused>()("ImpersonationRefused", {
@@ -50,19 +63,19 @@ export class PluginIdentity extends Context.Service<PluginIdentity, {
   /** Whether plugins act as their own ServiceAccounts. */
   readonly impersonating: Effect.Effect<boolean>
   /** Decides, once, from the mode and the plugins present at start. */
-  readonly decide: (plugins: ReadonlyArray<string>) => Effect.Effect<void, ImpersonationRefused | KubeApiError>
+  readonly decide: (plugins: ReadonlyArray<PresentPlugin>) => Effect.Effect<void, ImpersonationRefused | KubeApiError>
   readonly settings: PluginIdentitySettings
 }>()("halkyon/reconciler/PluginIdentity") {
   static readonly layer = (settings: PluginIdentitySettings) => Layer.effect(PluginIdentity, make(settings))
 }
 
-/** Whether the API server lets the current identity impersonate a ServiceAccount (any, without a name). */
-const mayImpersonate = (kube: KubeApi, namespace: string, name: string | undefined) =>
+/** Whether the API server lets the client's identity do something (a SelfSubjectAccessReview). */
+const may = (kube: KubeApi, attributes: Record<string, string | undefined>) =>
   kube.create({
     apiVersion: "authorization.k8s.io/v1",
     kind: "SelfSubjectAccessReview",
     metadata: { name: "" },
-    spec: { resourceAttributes: { verb: "impersonate", group: "", resource: "serviceaccounts", namespace, ...(name === undefined ? {} : { name }) } }
+    spec: { resourceAttributes: Object.fromEntries(Object.entries(attributes).filter(([, v]) => v !== undefined)) }
   }).pipe(Effect.map((review) => (review as { status?: { allowed?: boolean } }).status?.allowed === true))
 
 const make = Effect.fnUntraced(function*(settings: PluginIdentitySettings) {
@@ -77,18 +90,32 @@ const make = Effect.fnUntraced(function*(settings: PluginIdentitySettings) {
     return client
   }
 
-  const decide = Effect.fn("PluginIdentity.decide")(function*(plugins: ReadonlyArray<string>) {
+  const decide = Effect.fn("PluginIdentity.decide")(function*(plugins: ReadonlyArray<PresentPlugin>) {
     if (settings.mode === "never") {
       yield* Effect.logWarning("--impersonate=never: plugins act with the operator's own identity; the API server does not confine them to their roles")
       return
     }
-    const names = [...new Set(plugins.map(pluginServiceAccountName))].sort()
     const refused: Array<string> = []
+    const unbound: Array<string> = []
     // With no plugin yet, whether any ServiceAccount of the namespace may be impersonated.
-    for (const name of names.length === 0 ? [undefined] : names) {
-      if (!(yield* mayImpersonate(kube, settings.namespace, name))) refused.push(`${settings.namespace}/${name ?? "*"}`)
+    const checked = plugins.length === 0 ? [undefined] : [...plugins].sort((a, b) => a.name.localeCompare(b.name))
+    for (const plugin of checked) {
+      const name = plugin === undefined ? undefined : pluginServiceAccountName(plugin.name)
+      const id = `${settings.namespace}/${name ?? "*"}`
+      if (!(yield* may(kube, { verb: "impersonate", group: "", resource: "serviceaccounts", namespace: settings.namespace, name }))) {
+        refused.push(id)
+        continue
+      }
+      const first = plugin?.dependents[0]
+      if (plugin === undefined || first === undefined) continue
+      const as = kube.impersonating(pluginUser(settings.namespace, plugin.name))
+      const bound = yield* may(as, { verb: "get", group: groupOf(first.apiVersion), resource: resourceOf(first.kind), namespace: settings.servedNamespace })
+      if (!bound) unbound.push(id)
     }
-    if (refused.length === 0) {
+    if (refused.length === 0 && (unbound.length === 0 || settings.mode === "always")) {
+      if (unbound.length > 0) {
+        yield* Effect.logWarning(`no role is bound to ${unbound.join(", ")}: their plugins' writes will be refused until \`${settings.regenerate}\` is applied`)
+      }
       on = true
       yield* Effect.logInfo(`plugins act as their own ServiceAccounts (${PluginUserPattern(settings.namespace)}), held by the API server to their roles`)
       return
@@ -96,8 +123,12 @@ const make = Effect.fnUntraced(function*(settings: PluginIdentitySettings) {
     if (settings.mode === "always") {
       return yield* new ImpersonationRefused({ user: "the operator", refused, regenerate: settings.regenerate })
     }
+    const why = [
+      ...(refused.length === 0 ? [] : [`the operator may not impersonate ${refused.join(", ")}`]),
+      ...(unbound.length === 0 ? [] : [`no role is bound to ${unbound.join(", ")}`])
+    ].join(" and ")
     yield* Effect.logWarning(
-      `plugins act with your identity: the operator may not impersonate ${refused.join(", ")}, so the API server does not confine plugins to their roles ` +
+      `plugins act with your identity: ${why}, so the API server does not confine plugins to their roles ` +
         `(apply the RBAC from \`${settings.regenerate}\` to confine them, or pass --impersonate=never to silence this)`
     )
   })

@@ -5,7 +5,7 @@
  * dependents as that plugin's ServiceAccount (impersonation), which the API
  * server holds to the role derived from the plugin's Describe.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test"
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -228,3 +228,51 @@ test("a plugin whose role lacks a kind it declares gets the API server's 403: Re
   expect((await apply(role, `${rbac}/clusterroles`)).status).toBe(200)
   expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db2")))?.reason === "DependentsNotReady", 60_000)).toBe(true)
 }, 90_000)
+
+describe("halkyon run --impersonate: auto with an admin kubeconfig, always with the operator token", () => {
+  const laptop = async (args: ReadonlyArray<string>, kubeconfigPath: string, files: ReadonlyArray<[string, string]>) => {
+    const dir = mkdtempSync(join(tmpdir(), "halkyon-rbac-laptop-"))
+    for (const [from, as] of files) copyFileSync(from, join(dir, as))
+    // A namespace of its own, with no Capability: these operators only start.
+    const started = startOperator(cluster, dir, ["-n", "laptop", "--operator-namespace", "halkyon-system", ...args], kubeconfigPath)
+    return { started, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+  }
+
+  test("auto impersonates when it may and the plugins' roles are bound", async () => {
+    const { started, cleanup } = await laptop([], cluster.plane.kubeconfigPath, [[builtPlugin("postgres.js"), "postgres.js"]])
+    try {
+      await untilReady(started)
+      expect(started.logs.filter((l) => l.includes("plugins act as their own ServiceAccounts"))).toHaveLength(1)
+      expect(started.logs.filter((l) => l.includes("plugins act with your identity"))).toEqual([])
+    } finally {
+      await started.stop()
+      cleanup()
+    }
+  }, 60_000)
+
+  test("auto says once, at start, that plugins act with the user's identity when a plugin has no role bound", async () => {
+    // A plugin `halkyon manifests` was never run for: its ServiceAccount holds no role.
+    const { started, cleanup } = await laptop([], cluster.plane.kubeconfigPath, [[builtPlugin("postgres.js"), "unlisted.js"]])
+    try {
+      await untilReady(started)
+      const said = started.logs.filter((l) => l.includes("plugins act with your identity"))
+      expect(said).toHaveLength(1)
+      expect(said[0]).toContain("no role is bound to halkyon-system/halkyon-plugin-unlisted-js")
+      expect(said[0]).toContain("halkyon manifests --namespace halkyon-system --plugins-dir")
+    } finally {
+      await started.stop()
+      cleanup()
+    }
+  }, 60_000)
+
+  test("always fails at start when the operator may not impersonate a plugin's ServiceAccount", async () => {
+    // The operator's token may impersonate only the ServiceAccounts the manifests named.
+    const { started, cleanup } = await laptop(["--impersonate", "always"], kubeconfig.path, [[builtPlugin("postgres.js"), "unlisted.js"]])
+    try {
+      expect(await started.proc.exited).not.toBe(0)
+      expect(started.logs.join("\n")).toContain("--impersonate=always, but the API server does not let the operator impersonate halkyon-system/halkyon-plugin-unlisted-js")
+    } finally {
+      cleanup()
+    }
+  }, 60_000)
+})
