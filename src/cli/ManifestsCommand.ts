@@ -8,13 +8,15 @@
  * does not start fails the command: RBAC printed without it would refuse
  * its dependents.
  */
-import { Console, Effect, Option } from "effect"
+import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { defaultImage, defaultNamespace, type Manifest, manifests, type PluginDeclaration } from "../api/Manifests.ts"
-import { ExpectedForm, parsePluginSpecs } from "../downloader/PluginSpec.ts"
+import { ExpectedForm } from "../downloader/Errors.ts"
+import { parsePluginSpecs } from "../downloader/PluginSpec.ts"
 import { readLock } from "../lock/PluginLock.ts"
 import { defaultHostSettings } from "../config/HostConfig.ts"
 import { withLogging } from "./Logging.ts"
+import { Metrics } from "../metrics/Metrics.ts"
 
 /** The YAML of the objects, its module loaded only when it is printed. */
 const renderManifests = (objects: ReadonlyArray<Manifest>) =>
@@ -75,7 +77,7 @@ const describePlugins = Effect.fn("manifests.describePlugins")(function*(plugins
     const host = yield* PluginHost
     yield* host.awaitSettled
     return yield* host.statuses
-  }).pipe(Effect.provide(PluginHost.live({ ...defaultHostSettings, pluginsDir, watch: false, restart: false })))
+  }).pipe(Effect.provide(PluginHost.live({ ...defaultHostSettings, pluginsDir, watch: false, restart: false }).pipe(Layer.provide(Metrics.layer))))
   const failed = statuses.filter((s) => s.launched === undefined)
   if (failed.length > 0) {
     return yield* Effect.fail(new Error(`plugins that did not start, whose roles would be missing: ${failed.map((s) => `${s.name} (${s.error ?? s.state})`).join("; ")}`))

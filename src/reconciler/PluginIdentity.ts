@@ -23,7 +23,8 @@
  */
 import { Context, Effect, Layer, Schema } from "effect"
 import { type DeclaredDependent, groupOf, pluginServiceAccountName, pluginUser, resourceOf } from "../api/PluginRbac.ts"
-import { type KubeApi, type KubeApiError, KubeClient } from "../kube/KubeClient.ts"
+import type { KubeApiError } from "../kube/Errors.ts"
+import { type KubeApi, KubeClient } from "../kube/KubeClient.ts"
 
 export type ImpersonationMode = "auto" | "always" | "never"
 export const ImpersonationModes: ReadonlyArray<ImpersonationMode> = ["auto", "always", "never"]
