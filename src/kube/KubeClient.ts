@@ -2,7 +2,9 @@
  * KubeClient: the operator's access to the API server, for any kind, by
  * apiVersion and kind: get, list, watch, server-side apply, status patches,
  * deletes and Events. Kinds are mapped to their REST paths by discovery,
- * cached per group version.
+ * cached per group version. `impersonating(user)` gives the same client
+ * acting as another user (Impersonate-User), as the operator acts as each
+ * plugin's ServiceAccount.
  *
  * Requests go through the runtime's own fetch, given the CA, client
  * certificate and headers that client-node derives from the kubeconfig
