@@ -22,7 +22,7 @@
  * a 403 then names the missing grant.
  */
 import { Context, Effect, Layer, Schema } from "effect"
-import { type DeclaredDependent, groupOf, pluginServiceAccountName, pluginUser, resourceOf } from "../api/PluginRbac.ts"
+import { type DeclaredDependent, groupOf, missingPermission, pluginServiceAccountName, pluginUser, resourceOf } from "../api/PluginRbac.ts"
 import type { KubeApiError } from "../kube/Errors.ts"
 import { type KubeApi, KubeClient } from "../kube/KubeClient.ts"
 
@@ -144,3 +144,29 @@ const make = Effect.fnUntraced(function*(settings: PluginIdentitySettings) {
 })
 
 const PluginUserPattern = (namespace: string) => `system:serviceaccount:${namespace}:halkyon-plugin-<name>`
+
+/**
+ * The status message of a 403 on a plugin's dependent: who the API server
+ * saw, the permission it refused (verb, resource, group, namespace, read
+ * from its answer), why, and the command that regenerates the RBAC.
+ */
+export const describeForbidden = (refusal: {
+  /** The API server's message. */
+  readonly detail: string
+  /** The dependent, e.g. "StatefulSet db (statefulset)". */
+  readonly object: string
+  readonly plugin: string
+  /** The plugin's ServiceAccount user when impersonating. */
+  readonly actingAs: string | undefined
+  readonly regenerate: string
+}): string => {
+  const named = missingPermission(refusal.detail)
+  const fix = `Regenerate and apply the RBAC: ${refusal.regenerate} | kubectl apply -f -`
+  if (named === undefined) return `${refusal.object}: the API server refused it to ${refusal.actingAs ?? "the operator"}: ${refusal.detail}. ${fix}`
+  const where = named.namespace === undefined ? "" : ` in namespace ${named.namespace}`
+  const permission = `${named.verb} on resource "${named.resource}" in API group "${named.group}"${where}`
+  const why = named.verb === "impersonate"
+    ? `the operator may not act as plugin ${refusal.plugin}'s ServiceAccount: the RBAC was generated without this plugin`
+    : `plugin ${refusal.plugin}'s role lacks this permission, e.g. the plugin declares a kind its RBAC was not generated for`
+  return `${refusal.object}: the API server refused ${named.user} ${permission} (${why}). ${fix}`
+}

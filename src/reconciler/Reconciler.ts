@@ -19,13 +19,12 @@ import type { DependentInfo } from "../gen/halkyon/capability/v1/capability.ts"
 import { recordEvent } from "../kube/Events.ts"
 import { type KubeApi, KubeClient, type ObjectRef } from "../kube/KubeClient.ts"
 import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
-import { groupOf, missingPermission } from "../api/PluginRbac.ts"
 import type { PluginCallError } from "../plugin-client/Errors.ts"
 import type { BuiltDependent, Observation } from "../plugin-client/PluginClient.ts"
 import { PluginRegistry, type Resolution } from "../registry/PluginRegistry.ts"
 import { ObjectCache } from "../controller/ObjectCache.ts"
 import type { ReconcileResult } from "../controller/Workers.ts"
-import { PluginIdentity } from "./PluginIdentity.ts"
+import { describeForbidden, PluginIdentity } from "./PluginIdentity.ts"
 import { nextStatus, type Outcome, readyCondition, rollUp, sameStatus } from "./Status.ts"
 import { KubeApiError } from "../kube/Errors.ts"
 
@@ -167,7 +166,13 @@ const make = Effect.fnUntraced(function*() {
             return {
               ready: "False",
               reason: "Forbidden",
-              message: forbiddenMessage(e, dependent, resolution.plugin, raw.metadata.namespace),
+              message: describeForbidden({
+                detail: e.detail,
+                object: `${String(dependent.object.kind)} ${nameOf(dependent.object)} (${dependent.id})`,
+                plugin: resolution.plugin,
+                actingAs: identity.userOf(resolution.plugin),
+                regenerate: identity.settings.regenerate
+              }),
               dependents: observed.map((o) => dependentStatus(o.built, true, "Applied", "")),
               // Retried with backoff: the RBAC may be applied meanwhile.
               failure: e
@@ -250,25 +255,6 @@ const make = Effect.fnUntraced(function*() {
       const again = yield* resolution.connection.updateDependent(dependent.id, raw, applied)
       return again.needsUpdate ? yield* replace : applied
     })
-
-  /**
-   * A 403 on a dependent: the permission the API server named (verb, group,
-   * resource, namespace), who lacked it, and the command that regenerates
-   * the RBAC.
-   */
-  const forbiddenMessage = (e: KubeApiError, dependent: BuiltDependent, plugin: string, namespace: string | undefined) => {
-    const object = `${String(dependent.object.kind)} ${nameOf(dependent.object)} (${dependent.id})`
-    const named = missingPermission(e.detail)
-    const who = named?.user ?? identity.userOf(plugin) ?? "the operator"
-    const permission = named === undefined
-      ? `${e.request.split(" ")[0] ?? ""} ${String(dependent.object.kind)} in API group "${groupOf(String(dependent.object.apiVersion))}"` +
-        ` in namespace ${namespace ?? ""}`
-      : `${named.verb} on resource "${named.resource}" in API group "${named.group}"` +
-        (named.namespace === undefined ? "" : ` in namespace ${named.namespace}`)
-    return `${object}: the API server refused ${who} ${permission} (plugin ${plugin}: its role lacks this permission, ` +
-      `e.g. the plugin declares a kind its RBAC was not generated for). Regenerate and apply the RBAC: ` +
-      `${identity.settings.regenerate} | kubectl apply -f -`
-  }
 
   return Reconciler.of({ reconcile, waitingForPlugin: Effect.sync(() => [...waiting]) })
 })

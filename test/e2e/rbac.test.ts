@@ -229,6 +229,26 @@ test("a plugin whose role lacks a kind it declares gets the API server's 403: Re
   expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db2")))?.reason === "DependentsNotReady", 60_000)).toBe(true)
 }, 90_000)
 
+test("a plugin added after the manifests were generated is not impersonated: Forbidden, naming the grant and the command", async () => {
+  // flaky.js under a new name: `halkyon manifests` never saw it, so the operator may not impersonate its ServiceAccount.
+  copyFileSync(testPlugin("flaky.js"), join(pluginsDir, "late.js"))
+  const created = await cluster.api("POST", capabilityPath("apps"), {
+    apiVersion: "halkyon.io/v1beta1",
+    kind: "Capability",
+    metadata: { name: "late" },
+    spec: { category: "test", type: "flaky", parameters: [] }
+  })
+  expect(created.status).toBe(201)
+  expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "late")))?.reason === "Forbidden", 20_000)).toBe(true)
+  const message = readyOf(await cluster.api("GET", capabilityPath("apps", "late")))?.message ?? ""
+  expect(message).toContain(`refused ${operatorUser} impersonate on resource "serviceaccounts" in API group "" in namespace halkyon-system`)
+  expect(message).toContain("the operator may not act as plugin late.js's ServiceAccount")
+  expect(message).toContain("halkyon manifests --namespace halkyon-system --plugins-dir")
+  // Nothing written, as the operator or otherwise.
+  expect((await cluster.api("GET", "/api/v1/namespaces/apps/configmaps/late")).status).toBe(404)
+  rmSync(join(pluginsDir, "late.js"))
+}, 60_000)
+
 describe("halkyon run --impersonate: auto with an admin kubeconfig, always with the operator token", () => {
   const laptop = async (args: ReadonlyArray<string>, kubeconfigPath: string, files: ReadonlyArray<[string, string]>) => {
     const dir = mkdtempSync(join(tmpdir(), "halkyon-rbac-laptop-"))

@@ -15,6 +15,7 @@ import {
   pluginUser,
   resourceOf
 } from "../../src/api/PluginRbac.ts"
+import { describeForbidden } from "../../src/reconciler/PluginIdentity.ts"
 
 const dependent = (apiVersion: string, kind: string, flags: Partial<DeclaredDependent> = {}): DeclaredDependent => ({
   apiVersion,
@@ -156,5 +157,39 @@ describe("the permission a Forbidden answer names", () => {
   test("cluster-scoped, and a message of another form", () => {
     expect(missingPermission('User "u" cannot list resource "nodes" in API group "" at the cluster scope')?.namespace).toBeUndefined()
     expect(missingPermission("something else")).toBeUndefined()
+  })
+})
+
+describe("the Forbidden status message", () => {
+  const base = {
+    object: "StatefulSet db (statefulset)",
+    plugin: "postgres.js",
+    actingAs: "system:serviceaccount:halkyon-system:halkyon-plugin-postgres-js",
+    regenerate: "halkyon manifests --namespace halkyon-system --plugins-dir /plugins"
+  }
+
+  test("a role without the kind: the permission, who lacked it, and the command", () => {
+    const detail = 'statefulsets.apps "db" is forbidden: User "system:serviceaccount:halkyon-system:halkyon-plugin-postgres-js" cannot patch ' +
+      'resource "statefulsets" in API group "apps" in the namespace "shop"'
+    expect(describeForbidden({ ...base, detail })).toBe(
+      'StatefulSet db (statefulset): the API server refused system:serviceaccount:halkyon-system:halkyon-plugin-postgres-js patch on resource ' +
+        '"statefulsets" in API group "apps" in namespace shop (plugin postgres.js\'s role lacks this permission, e.g. the plugin declares a kind ' +
+        "its RBAC was not generated for). Regenerate and apply the RBAC: halkyon manifests --namespace halkyon-system --plugins-dir /plugins | kubectl apply -f -"
+    )
+  })
+
+  test("a plugin the RBAC was generated without: the operator may not impersonate it", () => {
+    const detail = 'users "system:serviceaccount:halkyon-system:halkyon-plugin-late-js" is forbidden: User "system:serviceaccount:halkyon-system:halkyon" ' +
+      'cannot impersonate resource "serviceaccounts" in API group "" in the namespace "halkyon-system"'
+    const message = describeForbidden({ ...base, plugin: "late.js", detail })
+    expect(message).toContain('refused system:serviceaccount:halkyon-system:halkyon impersonate on resource "serviceaccounts"')
+    expect(message).toContain("the operator may not act as plugin late.js's ServiceAccount: the RBAC was generated without this plugin")
+    expect(message).toContain("| kubectl apply -f -")
+  })
+
+  test("an answer of another form is quoted whole", () => {
+    expect(describeForbidden({ ...base, detail: "denied by a webhook" })).toStartWith(
+      "StatefulSet db (statefulset): the API server refused it to system:serviceaccount:halkyon-system:halkyon-plugin-postgres-js: denied by a webhook."
+    )
   })
 })
