@@ -97,7 +97,7 @@ export const startController = Effect.fn("CapabilityController.start")(function*
     onSynced: Deferred.succeed(synced, undefined).pipe(Effect.andThen(Effect.sync(() => cache.markSynced(ApiVersion, "Capability"))))
   }).pipe(Effect.forkScoped)
 
-  // Dependents, one watch per kind that plugins declare as watched.
+  // Dependents, one watch per kind that plugins declare as watched (per plugin and kind when plugins act as themselves).
   const dependentWatches = yield* FiberMap.make<string>()
   const watchDependents = Effect.gen(function*() {
     const kinds = new Map<string, { apiVersion: string; kind: string; plugin: string }>()
