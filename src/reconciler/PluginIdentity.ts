@@ -61,8 +61,6 @@ export class PluginIdentity extends Context.Service<PluginIdentity, {
   readonly clientFor: (plugin: string) => KubeApi
   /** The user a plugin acts as; undefined when it acts with the operator's identity. */
   readonly userOf: (plugin: string) => string | undefined
-  /** Whether plugins act as their own ServiceAccounts. */
-  readonly impersonating: Effect.Effect<boolean>
   /** Decides, once, from the mode and the plugins present at start. */
   readonly decide: (plugins: ReadonlyArray<PresentPlugin>) => Effect.Effect<void, ImpersonationRefused | KubeApiError>
   readonly settings: PluginIdentitySettings
@@ -93,7 +91,7 @@ const make = Effect.fnUntraced(function*(settings: PluginIdentitySettings) {
 
   const decide = Effect.fn("PluginIdentity.decide")(function*(plugins: ReadonlyArray<PresentPlugin>) {
     if (settings.mode === "never") {
-      yield* Effect.logWarning("--impersonate=never: plugins act with the operator's own identity; the API server does not confine them to their roles")
+      yield* Effect.logInfo("--impersonate=never: plugins act with the operator's own identity; the API server does not confine them to their roles")
       return
     }
     const refused: Array<string> = []
@@ -130,14 +128,13 @@ const make = Effect.fnUntraced(function*(settings: PluginIdentitySettings) {
     ].join(" and ")
     yield* Effect.logWarning(
       `plugins act with your identity: ${why}, so the API server does not confine plugins to their roles ` +
-        `(apply the RBAC from \`${settings.regenerate}\` to confine them, or pass --impersonate=never to silence this)`
+        `(apply the RBAC from \`${settings.regenerate}\` to confine them, or pass --impersonate=never to choose this explicitly)`
     )
   })
 
   return PluginIdentity.of({
     clientFor,
     userOf: (plugin) => (on ? pluginUser(settings.namespace, plugin) : undefined),
-    impersonating: Effect.sync(() => on),
     decide,
     settings
   })
