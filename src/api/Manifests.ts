@@ -88,7 +88,12 @@ export const operatorNamespacedRules = (plugins: ReadonlyArray<string>): Readonl
   { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
   ...(plugins.length === 0
     ? []
-    : [{ apiGroups: [""], resources: ["serviceaccounts"], verbs: ["impersonate"], resourceNames: [...new Set(plugins.map(pluginServiceAccountName))].sort() }])
+    : [{
+        apiGroups: [""],
+        resources: ["serviceaccounts"],
+        verbs: ["impersonate"],
+        resourceNames: [...new Set(plugins.map(pluginServiceAccountName))].sort()
+      }])
 ]
 
 const rbacGroup = "rbac.authorization.k8s.io"
@@ -101,10 +106,21 @@ const pluginObjects = (plugin: PluginDeclaration, namespace: string, servedNames
   const subjects = [{ kind: "ServiceAccount", name, namespace }]
   return [
     { apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace, labels: pluginLabels } },
-    { apiVersion: `${rbacGroup}/v1`, kind: "ClusterRole", metadata: { name, labels: pluginLabels }, rules: [...pluginRules(plugin.dependents)] },
+    {
+      apiVersion: `${rbacGroup}/v1`,
+      kind: "ClusterRole",
+      metadata: { name, labels: pluginLabels },
+      rules: [...pluginRules(plugin.dependents)]
+    },
     servedNamespace === undefined
       ? { apiVersion: `${rbacGroup}/v1`, kind: "ClusterRoleBinding", metadata: { name, labels: pluginLabels }, roleRef, subjects }
-      : { apiVersion: `${rbacGroup}/v1`, kind: "RoleBinding", metadata: { name, namespace: servedNamespace, labels: pluginLabels }, roleRef, subjects }
+      : {
+          apiVersion: `${rbacGroup}/v1`,
+          kind: "RoleBinding",
+          metadata: { name, namespace: servedNamespace, labels: pluginLabels },
+          roleRef,
+          subjects
+        }
   ]
 }
 

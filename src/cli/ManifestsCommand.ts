@@ -8,7 +8,7 @@
  * does not start fails the command: RBAC printed without it would refuse
  * its dependents.
  */
-import { Console, Effect, Layer, Option } from "effect"
+import { Console, Effect, Layer, Option, Schema } from "effect"
 import { Command, Flag } from "effect/cli"
 import { defaultImage, defaultNamespace, type Manifest, manifests, type PluginDeclaration } from "../api/Manifests.ts"
 import { ExpectedForm } from "../downloader/Errors.ts"
@@ -46,18 +46,40 @@ const flags = {
   ),
   pluginsDir: Flag.Directory("plugins-dir").pipe(
     Flag.withDescription(
-      "folder of the plugins the operator runs: each is started once and gets a ServiceAccount and a role with exactly the kinds its Describe declares"
+      "folder of the plugins the operator runs: each is started once and gets a ServiceAccount and a role " +
+        "with exactly the kinds its Describe declares"
     ),
     Flag.optional
   ),
   watchNamespace: Flag.String("watch-namespace").pipe(
-    Flag.withDescription("the one namespace the operator serves (run --namespace): plugins' roles are bound there only (default: all namespaces)"),
+    Flag.withDescription(
+      "the one namespace the operator serves (run --namespace): plugins' roles are bound there only (default: all namespaces)"
+    ),
     Flag.optional
   ),
   crdsOnly: Flag.Boolean("crds-only").pipe(
     Flag.withDescription("print only the CRDs (to run the operator outside the cluster, with halkyon run)"),
     Flag.withDefault(false)
   )
+}
+
+/** Why `halkyon manifests` cannot print the plugins' roles. */
+export class PluginRolesUnknown extends Schema.TaggedError<PluginRolesUnknown>()("PluginRolesUnknown", {
+  problem: Schema.Literals(["no folder", "not installed", "not started"]),
+  pluginsDir: Schema.String,
+  plugins: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    switch (this.problem) {
+      case "no folder":
+        return "--plugins needs --plugins-dir, the folder they are installed in, to read what each declares"
+      case "not installed":
+        return `${this.plugins.join(", ")} not installed in ${this.pluginsDir}: install first ` +
+          `(halkyon plugins install --plugins-dir ${this.pluginsDir} ${this.plugins.join(" ")})`
+      case "not started":
+        return `plugins of ${this.pluginsDir} that did not start, whose roles would be missing: ${this.plugins.join("; ")}`
+    }
+  }
 }
 
 /** The plugins of the folder, as their Describe declares them; fails naming each plugin that did not start. */
@@ -67,9 +89,7 @@ const describePlugins = Effect.fn("manifests.describePlugins")(function*(plugins
     const lock = yield* readLock(pluginsDir)
     const missing = specs.filter((spec) => !lock.plugins.some((p) => p.spec === spec))
     if (missing.length > 0) {
-      return yield* Effect.fail(
-        new Error(`${missing.join(", ")} not installed in ${pluginsDir}: install first (halkyon plugins install --plugins-dir ${pluginsDir} ${missing.join(" ")})`)
-      )
+      return yield* new PluginRolesUnknown({ problem: "not installed", pluginsDir, plugins: missing })
     }
   }
   const { PluginHost } = yield* Effect.promise(() => import("../plugin-host/PluginHost.ts"))
@@ -77,10 +97,12 @@ const describePlugins = Effect.fn("manifests.describePlugins")(function*(plugins
     const host = yield* PluginHost
     yield* host.awaitSettled
     return yield* host.statuses
-  }).pipe(Effect.provide(PluginHost.live({ ...defaultHostSettings, pluginsDir, watch: false, restart: false }).pipe(Layer.provide(Metrics.layer))))
+  }).pipe(
+    Effect.provide(PluginHost.live({ ...defaultHostSettings, pluginsDir, watch: false, restart: false }).pipe(Layer.provide(Metrics.layer)))
+  )
   const failed = statuses.filter((s) => s.launched === undefined)
   if (failed.length > 0) {
-    return yield* Effect.fail(new Error(`plugins that did not start, whose roles would be missing: ${failed.map((s) => `${s.name} (${s.error ?? s.state})`).join("; ")}`))
+    return yield* new PluginRolesUnknown({ problem: "not started", pluginsDir, plugins: failed.map((s) => `${s.name} (${s.error ?? s.state})`) })
   }
   return statuses.flatMap((s): ReadonlyArray<PluginDeclaration> =>
     s.launched === undefined ? [] : [{ name: s.name, dependents: s.launched.description.dependents }]
@@ -91,7 +113,7 @@ export const manifestsCommand = Command.make("manifests", flags, ({ crdsOnly, pl
   Effect.gen(function*() {
     const dir = Option.getOrUndefined(pluginsDir)
     if (dir === undefined && options.plugins !== "") {
-      return yield* Effect.fail(new Error("--plugins needs --plugins-dir, the folder they are installed in, to read what each declares"))
+      return yield* new PluginRolesUnknown({ problem: "no folder", pluginsDir: "", plugins: [options.plugins] })
     }
     // The plugins' start-up logs go to stderr, as every command's: stdout is the YAML alone.
     const pluginRoles = dir === undefined || crdsOnly ? [] : yield* withLogging(describePlugins(dir, options.plugins))

@@ -91,7 +91,9 @@ const make = Effect.fnUntraced(function*(settings: PluginIdentitySettings) {
 
   const decide = Effect.fn("PluginIdentity.decide")(function*(plugins: ReadonlyArray<PresentPlugin>) {
     if (settings.mode === "never") {
-      yield* Effect.logInfo("--impersonate=never: plugins act with the operator's own identity; the API server does not confine them to their roles")
+      yield* Effect.logInfo(
+        "--impersonate=never: plugins act with the operator's own identity; the API server does not confine them to their roles"
+      )
       return
     }
     const refused: Array<string> = []
@@ -108,15 +110,24 @@ const make = Effect.fnUntraced(function*(settings: PluginIdentitySettings) {
       const first = plugin?.dependents[0]
       if (plugin === undefined || first === undefined) continue
       const as = kube.impersonating(pluginUser(settings.namespace, plugin.name))
-      const bound = yield* may(as, { verb: "get", group: groupOf(first.apiVersion), resource: resourceOf(first.kind), namespace: settings.servedNamespace })
+      const bound = yield* may(as, {
+        verb: "get",
+        group: groupOf(first.apiVersion),
+        resource: resourceOf(first.kind),
+        namespace: settings.servedNamespace
+      })
       if (!bound) unbound.push(id)
     }
     if (refused.length === 0 && (unbound.length === 0 || settings.mode === "always")) {
       if (unbound.length > 0) {
-        yield* Effect.logWarning(`no role is bound to ${unbound.join(", ")}: their plugins' writes will be refused until \`${settings.regenerate}\` is applied`)
+        yield* Effect.logWarning(
+          `no role is bound to ${unbound.join(", ")}: their plugins' writes will be refused until \`${settings.regenerate}\` is applied`
+        )
       }
       on = true
-      yield* Effect.logInfo(`plugins act as their own ServiceAccounts (${PluginUserPattern(settings.namespace)}), held by the API server to their roles`)
+      yield* Effect.logInfo(
+        `plugins act as their own ServiceAccounts (${PluginUserPattern(settings.namespace)}), held by the API server to their roles`
+      )
       return
     }
     if (settings.mode === "always") {
@@ -159,7 +170,9 @@ export const describeForbidden = (refusal: {
 }): string => {
   const named = missingPermission(refusal.detail)
   const fix = `Regenerate and apply the RBAC: ${refusal.regenerate} | kubectl apply -f -`
-  if (named === undefined) return `${refusal.object}: the API server refused it to ${refusal.actingAs ?? "the operator"}: ${refusal.detail}. ${fix}`
+  if (named === undefined) {
+    return `${refusal.object}: the API server refused it to ${refusal.actingAs ?? "the operator"}: ${refusal.detail}. ${fix}`
+  }
   const where = named.namespace === undefined ? "" : ` in namespace ${named.namespace}`
   const permission = `${named.verb} on resource "${named.resource}" in API group "${named.group}"${where}`
   const why = named.verb === "impersonate"
