@@ -11,6 +11,7 @@ import type {
   V1ClusterRole,
   V1ClusterRoleBinding,
   V1CustomResourceDefinition,
+  V1ConfigMap,
   V1Deployment,
   V1Namespace,
   V1PolicyRule,
@@ -44,6 +45,12 @@ export interface ManifestOptions {
    * are then bound there only. Undefined: all namespaces.
    */
   readonly servedNamespace?: string
+  /**
+   * A lock file's text (halkyon plugins lock): put into a ConfigMap mounted
+   * read-only, it is the authority on what the operator installs, and only
+   * what an install recorded may run.
+   */
+  readonly lock?: string
 }
 
 /** A plugin by name, with the dependents its Describe declares. */
@@ -51,6 +58,9 @@ export interface PluginDeclaration {
   readonly name: string
   readonly dependents: ReadonlyArray<DeclaredDependent>
 }
+
+export const pluginsLockConfigMap = "halkyon-plugins-lock"
+export const pluginsLockPath = "/etc/halkyon/plugins-lock.json"
 
 export type Manifest =
   | V1CustomResourceDefinition
@@ -61,6 +71,7 @@ export type Manifest =
   | V1Role
   | V1RoleBinding
   | V1Deployment
+  | V1ConfigMap
 
 const labels = { "app.kubernetes.io/name": operatorName, "app.kubernetes.io/component": "operator" }
 
@@ -189,6 +200,32 @@ const deployment = (namespace: string, image: string, plugins: string | undefine
   }
 })
 
+/** The Deployment running with the lock file of the ConfigMap: --lock names it, --require-locked refuses anything else. */
+const withPluginsLock = (deployment: V1Deployment): V1Deployment => {
+  const template = deployment.spec!.template
+  const pod = template.spec!
+  return {
+    ...deployment,
+    spec: {
+      ...deployment.spec!,
+      template: {
+        ...template,
+        spec: {
+          ...pod,
+          containers: pod.containers.map((c) =>
+            c.name !== "operator" ? c : {
+              ...c,
+              args: [...(c.args ?? []), "--lock", pluginsLockPath, "--require-locked"],
+              volumeMounts: [...(c.volumeMounts ?? []), { name: "plugins-lock", mountPath: "/etc/halkyon", readOnly: true }]
+            }
+          ),
+          volumes: [...(pod.volumes ?? []), { name: "plugins-lock", configMap: { name: pluginsLockConfigMap } }]
+        }
+      }
+    }
+  }
+}
+
 /** The objects to apply, in order: CRDs first, so the API serves the kinds before anything uses them. */
 export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest> => {
   const namespace = options.namespace ?? defaultNamespace
@@ -223,6 +260,16 @@ export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest
       subjects: [{ kind: "ServiceAccount", name: operatorName, namespace }]
     },
     ...plugins.flatMap((p) => pluginObjects(p, namespace, options.servedNamespace)),
-    deployment(namespace, image, options.plugins, options.servedNamespace)
+    ...(options.lock === undefined
+      ? [deployment(namespace, image, options.plugins, options.servedNamespace)]
+      : [
+        {
+          apiVersion: "v1",
+          kind: "ConfigMap",
+          metadata: { name: pluginsLockConfigMap, namespace, labels },
+          data: { "plugins-lock.json": options.lock }
+        } satisfies V1ConfigMap,
+        withPluginsLock(deployment(namespace, image, options.plugins, options.servedNamespace))
+      ])
   ]
 }

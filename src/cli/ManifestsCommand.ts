@@ -4,9 +4,10 @@
  *
  * With --plugins-dir, every plugin of that folder is started once, as
  * `plugins list` does, and its Describe gives the kinds of its own role;
- * plugins named in --plugins must be installed there first. A plugin that
- * does not start fails the command: RBAC printed without it would refuse
- * its dependents.
+ * plugins named in --plugins must be installed there first (without
+ * --plugins-dir they get no role, with a warning). A plugin that does not
+ * start fails the command: RBAC printed without it would refuse its
+ * dependents.
  */
 import { Console, Effect, Layer, Option, Schema } from "effect"
 import { Command, Flag } from "effect/cli"
@@ -14,6 +15,7 @@ import { defaultImage, defaultNamespace, type Manifest, manifests, type PluginDe
 import { ExpectedForm } from "../downloader/Errors.ts"
 import { parsePluginSpecs } from "../downloader/PluginSpec.ts"
 import { readLock } from "../lock/PluginLock.ts"
+import { readReleaseLock } from "../lock/ReleaseLock.ts"
 import { defaultHostSettings } from "../config/HostConfig.ts"
 import { withLogging } from "./Logging.ts"
 import { Metrics } from "../metrics/Metrics.ts"
@@ -57,22 +59,36 @@ const flags = {
     ),
     Flag.optional
   ),
+  lock: Flag.File("lock").pipe(
+    Flag.withDescription("a lock file (halkyon plugins lock): shipped in a ConfigMap, it decides what the operator installs, and only installed plugins run"),
+    Flag.optional
+  ),
   crdsOnly: Flag.Boolean("crds-only").pipe(
     Flag.withDescription("print only the CRDs (to run the operator outside the cluster, with halkyon run)"),
     Flag.withDefault(false)
   )
 }
 
+/** The lock file's text, checked, and checked against --plugins: what it does not list would be refused at start. */
+const lockText = Effect.fnUntraced(function*(path: string, plugins: string) {
+  const lock = yield* readReleaseLock(path)
+  for (const spec of parsePluginSpecs([plugins]).specs) {
+    const locked = lock.plugins.find((p) => p.repository === spec.repository)
+    if (locked?.tag !== spec.tag) {
+      return yield* Effect.fail(new Error(`--plugins names ${spec}, which the lock file ${path} does not list${locked === undefined ? "" : ` (it pins ${locked.tag})`}: lock it first with halkyon plugins lock ${spec} --lock ${path}`))
+    }
+  }
+  return JSON.stringify(lock, null, 2) + "\n"
+})
+
 /** Why `halkyon manifests` cannot print the plugins' roles. */
 export class PluginRolesUnknown extends Schema.TaggedError<PluginRolesUnknown>()("PluginRolesUnknown", {
-  problem: Schema.Literals(["no folder", "not installed", "not started"]),
+  problem: Schema.Literals(["not installed", "not started"]),
   pluginsDir: Schema.String,
   plugins: Schema.Array(Schema.String)
 }) {
   override get message() {
     switch (this.problem) {
-      case "no folder":
-        return "--plugins needs --plugins-dir, the folder they are installed in, to read what each declares"
       case "not installed":
         return `${this.plugins.join(", ")} not installed in ${this.pluginsDir}: install first ` +
           `(halkyon plugins install --plugins-dir ${this.pluginsDir} ${this.plugins.join(" ")})`
@@ -109,16 +125,28 @@ const describePlugins = Effect.fn("manifests.describePlugins")(function*(plugins
   )
 })
 
-export const manifestsCommand = Command.make("manifests", flags, ({ crdsOnly, pluginsDir, watchNamespace, ...options }) =>
+export const manifestsCommand = Command.make("manifests", flags, ({ crdsOnly, pluginsDir, watchNamespace, lock, ...options }) =>
   Effect.gen(function*() {
+    const text = Option.isSome(lock) ? yield* lockText(lock.value, options.plugins) : undefined
     const dir = Option.getOrUndefined(pluginsDir)
     if (dir === undefined && options.plugins !== "") {
-      return yield* new PluginRolesUnknown({ problem: "no folder", pluginsDir: "", plugins: [options.plugins] })
+      // Printed all the same (the YAML is still right for everything else), but the operator, which impersonates
+      // each plugin, will refuse to start until the roles are applied: fail closed, and say so now.
+      yield* Console.error(
+        `warning: no roles for ${options.plugins.split(",").join(", ")} in this output: without --plugins-dir (the folder they are ` +
+          "installed in) what they declare is unknown, and the operator will not start until their roles are applied. " +
+          "Install them (halkyon plugins install --plugins-dir DIR ...) and add --plugins-dir DIR."
+      )
     }
     // The plugins' start-up logs go to stderr, as every command's: stdout is the YAML alone.
     const pluginRoles = dir === undefined || crdsOnly ? [] : yield* withLogging(describePlugins(dir, options.plugins))
     const servedNamespace = Option.getOrUndefined(watchNamespace)
-    const objects = manifests({ ...options, pluginRoles, ...(servedNamespace === undefined ? {} : { servedNamespace }) })
+    const objects = manifests({
+      ...options,
+      pluginRoles,
+      ...(servedNamespace === undefined ? {} : { servedNamespace }),
+      ...(text === undefined ? {} : { lock: text })
+    })
     yield* Console.log(yield* renderManifests(objects.filter((m) => !crdsOnly || m.kind === "CustomResourceDefinition")))
   })
 ).pipe(
@@ -137,6 +165,7 @@ export const manifestsCommand = Command.make("manifests", flags, ({ crdsOnly, pl
     {
       command: "halkyon manifests --plugins acme/redis@v2.1.0 --plugins-dir ./plugins | kubectl apply -f -",
       description: "An operator that installs the redis plugin from its release at start (install it into ./plugins first)"
-    }
+    },
+    { command: "halkyon manifests --lock halkyon.lock | kubectl apply -f -", description: "An operator that installs what the lock file pins, and runs nothing else" }
   ])
 )
