@@ -5,11 +5,11 @@
  * laxer than the server, the tests built on it would prove too little.
  */
 import { describe, expect, test } from "bun:test"
-import { Effect, Fiber, Stream } from "effect"
+import { Effect, Fiber, type Scope, Stream } from "effect"
 import type { KubeObject, WatchEvent } from "../../src/kube/KubeClient.ts"
 import { makeFakeKube, parseLabelSelector } from "../support/FakeKube.ts"
 
-const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(Effect.scoped(effect))
+const run = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => Effect.runPromise(Effect.scoped(effect))
 
 const configMap = (name: string, data: Record<string, string>, labels?: Record<string, string>): KubeObject => ({
   apiVersion: "v1",
