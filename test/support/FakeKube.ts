@@ -19,10 +19,11 @@
  *   with 410 Expired when that version was compacted away; a label selector
  *   turns objects that stop (start) matching into DELETED (ADDED) events.
  *
- * Tests steer it with `compact`, `bookmark`, `endWatches`, `dropWatches` and
- * `intercept` (to fail chosen requests), and read `requests` and `objects`.
+ * Tests steer it with `compact`, `bookmark`, `endWatches`, `dropWatches`,
+ * `holdWatches`/`resumeWatches` and `intercept` (to fail chosen requests), and
+ * read `requests` and `objects`.
  */
-import { Cause, Clock, Effect, Layer, Queue, Stream } from "effect"
+import { Cause, Clock, Effect, Latch, Layer, Queue, Stream } from "effect"
 import { KubeApiError, KubeClient, type KubeObject, type ListOptions, type ObjectRef, type WatchEvent } from "../../src/kube/KubeClient.ts"
 
 export type Verb = "get" | "list" | "watch" | "apply" | "mergePatch" | "patchStatus" | "delete" | "create"
@@ -227,6 +228,9 @@ export interface FakeKube {
   readonly dropWatches: () => void
   /** Open watches. */
   readonly watchCount: () => number
+  /** Holds new watch requests (a slow or restarting server) until `resumeWatches`; they then start from the version they name. */
+  readonly holdWatches: () => void
+  readonly resumeWatches: () => void
 }
 
 export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
@@ -240,6 +244,7 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
   let revision = 0
   let compactedBelow = 0
   let uids = 0
+  const watchGate = Latch.makeUnsafe(true)
 
   const namespaceOf = (kind: string, namespace: string | undefined) => (clusterScoped.has(kind) ? undefined : namespace ?? "default")
   const keyOf = (apiVersion: string, kind: string, namespace: string | undefined, name: string) =>
@@ -276,7 +281,7 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
 
   const notify = (change: Change) => {
     history.push(change)
-    for (const w of watchers) {
+    for (const w of [...watchers]) {
       const event = eventFor(w, change)
       if (event !== undefined) Queue.offerUnsafe(w.queue, event)
     }
@@ -378,6 +383,7 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
   const watch = (apiVersion: string, kind: string, options: ListOptions & { readonly resourceVersion: string; readonly timeoutSeconds?: number }) =>
     Stream.unwrap(Effect.gen(function*() {
       const request: Request = { verb: "watch", apiVersion, kind, namespace: options.namespace }
+      yield* watchGate.await
       yield* admit(request)
       // "0": any version will do; the server starts with the objects as they are.
       const fromAny = options.resourceVersion === "0"
@@ -565,18 +571,23 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       history.length = 0
     },
     bookmark: () => {
-      for (const w of watchers) Queue.offerUnsafe(w.queue, { type: "BOOKMARK", resourceVersion: String(revision) })
+      for (const w of [...watchers]) Queue.offerUnsafe(w.queue, { type: "BOOKMARK", resourceVersion: String(revision) })
     },
+    // Watchers are copied before they are told: a watcher told may watch again at once, which must not be told too.
     endWatches: () => {
-      for (const w of watchers) Queue.endUnsafe(w.queue)
+      const open = [...watchers]
       watchers.clear()
+      for (const w of open) Queue.endUnsafe(w.queue)
     },
     dropWatches: () => {
-      for (const w of watchers) {
+      const open = [...watchers]
+      watchers.clear()
+      for (const w of open) {
         Queue.failCauseUnsafe(w.queue, Cause.fail(new KubeApiError({ code: 0, reason: "WatchBroken", detail: "connection reset", request: `WATCH ${w.kind}` })))
       }
-      watchers.clear()
     },
-    watchCount: () => watchers.size
+    watchCount: () => watchers.size,
+    holdWatches: () => void Latch.closeUnsafe(watchGate),
+    resumeWatches: () => void Latch.openUnsafe(watchGate)
   }
 }
