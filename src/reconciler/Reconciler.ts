@@ -21,16 +21,13 @@ import type { PluginCallError } from "../plugin-client/Errors.ts"
 import type { BuiltDependent, Observation } from "../plugin-client/PluginClient.ts"
 import { PluginRegistry, type Resolution } from "../registry/PluginRegistry.ts"
 import { ObjectCache } from "../controller/ObjectCache.ts"
+import type { ReconcileResult } from "../controller/Workers.ts"
 import { nextStatus, type Outcome, readyCondition, rollUp, sameStatus } from "./Status.ts"
 
 export const FieldManager = "halkyon"
 /** Set on every dependent, so that watches select only ours. */
 export const CapabilityLabel = "halkyon.io/capability"
 
-export interface ReconcileResult {
-  /** Look again after this long (a plugin is unavailable). */
-  readonly requeueAfterMs?: number
-}
 
 const decodeExit = Schema.decodeUnknownExit(Capability)
 // The cache replaces objects on update and never changes them: a version
