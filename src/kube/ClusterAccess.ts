@@ -40,7 +40,8 @@ export const loadKubeConfig = Effect.fn("ClusterAccess.load")(function*(options:
         if (!existsSync(options.kubeconfig)) throw new Error(`the kubeconfig ${options.kubeconfig} does not exist`)
         kc.loadFromFile(options.kubeconfig)
       } else if (process.env.KUBECONFIG !== undefined && process.env.KUBECONFIG !== "") {
-        kc.loadFromDefault()
+        // As kubectl: the first file's current-context holds (client-node's default lets the last one win).
+        kc.loadFromDefault(undefined, true)
       } else if (existsSync(join(home, ".kube", "config"))) {
         kc.loadFromFile(join(home, ".kube", "config"))
       } else if (inCluster(root)) {
