@@ -313,10 +313,15 @@ describe("Reconciler", () => {
         yield* w.kube.client.create(capability())
         yield* register(w)
         yield* w.reconciler.reconcile(Key)
-        yield* w.kube.client.delete({ apiVersion: "v1", kind: "Secret", namespace: "shop", name: "db-config" })
+        const secretRef = { apiVersion: "v1", kind: "Secret", namespace: "shop", name: "db-config" }
+        const secret = yield* w.kube.client.get(secretRef)
+        yield* w.kube.client.delete(secretRef)
+        // What the Secret informer does with the deletion's event.
+        w.cache.remove(secret)
         w.plugin.behaviour.replicas = 2
-        // The reconciler's cache has not seen the deletion (no informer here): it reads the cache, which says the Secret exists.
         yield* w.reconciler.reconcile(Key)
+        expect(dependents(w).sort()).toEqual(["Secret db-config", "StatefulSet db"])
+        expect((yield* w.kube.client.get(secretRef)).metadata.uid).not.toBe(secret.metadata.uid)
         const [statefulSet] = w.kube.objects("apps/v1", "StatefulSet", "shop")
         expect((statefulSet as { spec?: { replicas?: number } } | undefined)?.spec?.replicas).toBe(2)
         expect(w.plugin.calls.filter((c) => c === "updateDependent").length).toBeGreaterThanOrEqual(2)
