@@ -25,19 +25,14 @@ import {
 import { Status } from "../protocol/GrpcWire.ts"
 import { jsonBytes, jsonText, type Method } from "../protocol/Rpc.ts"
 import { Metrics } from "../metrics/Metrics.ts"
+import { TypedObjectSchema } from "../kube/KubeObject.ts"
 import type { Certificate } from "../protocol/Mtls.ts"
 import { PluginCallFailed, type PluginCallError, PluginTimeout, PluginUnavailable } from "./Errors.ts"
 import { CallError, type Channel, makeChannel } from "./GrpcChannel.ts"
 
-/** A Kubernetes object as a plugin returns it: kind and name at least. */
-export const KubeObject = Schema.Struct({
-  apiVersion: Schema.String,
-  kind: Schema.String,
-  metadata: Schema.Struct({ name: Schema.String, namespace: Schema.optional(Schema.String) })
-})
-const isKubeObject = Schema.is(KubeObject)
+const isKubeObject = Schema.is(TypedObjectSchema)
 
-/** A plugin's JSON object, parsed once and checked against KubeObject; undefined if it is not one. */
+/** A plugin's JSON object, parsed once and checked against TypedObjectSchema; undefined if it is not one. */
 const parseKubeObject = (bytes: Uint8Array): Record<string, unknown> | undefined => {
   let value: unknown
   try {

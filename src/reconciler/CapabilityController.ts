@@ -15,7 +15,8 @@
  */
 import { Deferred, Duration, Effect, FiberMap, Schedule, Stream } from "effect"
 import { ApiVersion } from "../api/Capability.ts"
-import { KubeClient, type KubeObject, objectKey } from "../kube/KubeClient.ts"
+import { KubeClient } from "../kube/KubeClient.ts"
+import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { syncCapabilityInfos } from "./CapabilityInfoSync.ts"
 import { inform } from "../controller/Informer.ts"
