@@ -24,7 +24,9 @@
  * read `requests` and `objects`.
  */
 import { Cause, Clock, Effect, Latch, Layer, Queue, Stream } from "effect"
-import { KubeApiError, KubeClient, type KubeObject, type ListOptions, type ObjectRef, type WatchEvent } from "../../src/kube/KubeClient.ts"
+import { KubeApiError } from "../../src/kube/Errors.ts"
+import { KubeClient, type ListOptions, type ObjectRef, type WatchEvent } from "../../src/kube/KubeClient.ts"
+import type { KubeObject } from "../../src/kube/KubeObject.ts"
 
 export type Verb = "get" | "list" | "watch" | "apply" | "mergePatch" | "patchStatus" | "delete" | "create"
 
@@ -478,11 +480,11 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       // Identity is the server's.
       const metadata = { ...(merged.metadata as Record<string, Json>) }
       for (const field of ServerMetadata) {
-        const kept = (existing.object.metadata as Record<string, Json>)[field]
+        const kept = (existing.object.metadata as unknown as Record<string, Json>)[field]
         if (kept === undefined) delete metadata[field]
         else metadata[field] = kept
       }
-      const next = { ...merged, metadata } as Stored["object"]
+      const next = { ...merged, metadata } as unknown as Stored["object"]
       takeOver(existing, existing.object, next, fieldManager, time)
       existing.object = next
       return commit(key, existing, before, "MODIFIED")
@@ -549,7 +551,7 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       const metadata: Record<string, Json> = { ...(rest.metadata as Record<string, Json>), uid: `uid-${++uids}`, creationTimestamp: time }
       for (const field of ["resourceVersion", "generation", "managedFields", "deletionTimestamp"]) delete metadata[field]
       if (namespace !== undefined) metadata.namespace = namespace
-      const stored: Stored = { object: { ...rest, metadata } as Stored["object"], managers: new Map() }
+      const stored: Stored = { object: { ...rest, metadata } as unknown as Stored["object"], managers: new Map() }
       takeOver(stored, {}, stored.object, defaultManager, time)
       return commit(key, stored, undefined, "ADDED")
     })

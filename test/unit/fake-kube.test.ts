@@ -6,7 +6,8 @@
  */
 import { describe, expect, test } from "bun:test"
 import { Effect, Fiber, type Scope, Stream } from "effect"
-import type { KubeObject, WatchEvent } from "../../src/kube/KubeClient.ts"
+import type { WatchEvent } from "../../src/kube/KubeClient.ts"
+import type { KubeObject } from "../../src/kube/KubeObject.ts"
 import { makeFakeKube, parseLabelSelector } from "../support/FakeKube.ts"
 
 const run = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => Effect.runPromise(Effect.scoped(effect))

@@ -8,7 +8,9 @@ import { describe, expect, test } from "bun:test"
 import { Effect, Logger, Queue, type Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { inform } from "../../src/controller/Informer.ts"
-import type { KubeClient, KubeObject } from "../../src/kube/KubeClient.ts"
+import { KubeApiError } from "../../src/kube/Errors.ts"
+import type { KubeClient } from "../../src/kube/KubeClient.ts"
+import type { KubeObject } from "../../src/kube/KubeObject.ts"
 import { type FakeKube, makeFakeKube } from "../support/FakeKube.ts"
 
 interface Seen {
@@ -183,8 +185,7 @@ describe("Informer", () => {
     run(Effect.gen(function*() {
       const kube = makeFakeKube()
       yield* kube.client.create(configMap("a", "1"))
-      const { KubeApiError } = yield* Effect.promise(() => import("../../src/kube/KubeClient.ts"))
-      const stop = kube.intercept((r) => (r.verb === "list" ? new KubeApiError({ code: 503, reason: "ServiceUnavailable", detail: "etcd", request: "list" }) : undefined))
+            const stop = kube.intercept((r) => (r.verb === "list" ? new KubeApiError({ code: 503, reason: "ServiceUnavailable", detail: "etcd", request: "list" }) : undefined))
       const informer = yield* start(kube)
       yield* until(() => lists(kube) === 1, "a first list")
       yield* TestClock.adjust(250)

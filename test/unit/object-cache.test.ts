@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "bun:test"
 import { Effect } from "effect"
-import type { KubeObject } from "../../src/kube/KubeClient.ts"
+import type { KubeObject } from "../../src/kube/KubeObject.ts"
 import { ObjectCache } from "../../src/controller/ObjectCache.ts"
 
 const secret = (resourceVersion: string | undefined, data = "x"): KubeObject => ({
