@@ -8,9 +8,10 @@
  *   another manager owns with another value is a 409 Conflict unless forced
  *   (which takes the field over); fields a manager stops applying are removed
  *   unless another manager owns them; merge patches and creates are "Update"
- *   operations that take over the fields they change; managedFields render
- *   as the server's (FieldsV1). Lists are atomic (the real server merges
- *   some lists by key; the fake does not);
+ *   operations that take over the fields they change; as on the server, one
+ *   managedFields entry per manager, operation and subresource (FieldsV1).
+ *   Lists are atomic (the real server merges some lists by key; the fake
+ *   does not);
  * - generation counts changes outside metadata and status; the status is a
  *   subresource (ignored by apply and merge patches of the object);
  * - owner references are kept, and deleting an owner deletes its dependents
@@ -52,7 +53,9 @@ export interface FakeKubeOptions {
 type Json = unknown
 type Path = ReadonlyArray<string>
 
+/** One managedFields entry: the server keeps one per manager, operation and subresource. */
 interface ManagerEntry {
+  readonly manager: string
   operation: "Apply" | "Update"
   subresource?: "status"
   fields: Map<string, Path>
@@ -61,8 +64,11 @@ interface ManagerEntry {
 
 interface Stored {
   object: Record<string, Json> & KubeObject
+  /** By entryKey. */
   managers: Map<string, ManagerEntry>
 }
+
+const entryKey = (manager: string, operation: ManagerEntry["operation"], subresource?: "status") => `${manager}\u0000${operation}\u0000${subresource ?? ""}`
 
 interface Change {
   readonly rv: number
@@ -269,8 +275,8 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
 
   const render = (stored: Stored): KubeObject => {
     const object = clone(stored.object)
-    const managedFields = [...stored.managers].map(([manager, entry]) => ({
-      manager,
+    const managedFields = [...stored.managers.values()].map((entry) => ({
+      manager: entry.manager,
       operation: entry.operation,
       apiVersion: object.apiVersion,
       time: entry.time,
@@ -339,12 +345,13 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       for (const k of removed) entry.fields.delete(k)
     }
     if (changed.length > 0) {
-      const entry = stored.managers.get(manager) ?? { operation: "Update" as const, fields: new Map<string, Path>(), time, ...(subresource === undefined ? {} : { subresource }) }
+      const id = entryKey(manager, "Update", subresource)
+      const entry = stored.managers.get(id) ?? { manager, operation: "Update" as const, fields: new Map<string, Path>(), time, ...(subresource === undefined ? {} : { subresource }) }
       for (const [k, p] of changed) entry.fields.set(k, p)
       entry.time = time
-      stored.managers.set(manager, entry)
+      stored.managers.set(id, entry)
     }
-    for (const [m, entry] of stored.managers) if (entry.fields.size === 0) stored.managers.delete(m)
+    for (const [id, entry] of stored.managers) if (entry.fields.size === 0) stored.managers.delete(id)
   }
 
   const statusPaths = (status: Json): Map<string, Path> => {
@@ -422,17 +429,20 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
         const metadata = { ...(created.metadata as Record<string, Json> | undefined), name: object.metadata.name, uid: `uid-${++uids}`, creationTimestamp: time }
         const stored: Stored = {
           object: { ...created, metadata: namespace === undefined ? metadata : { ...metadata, namespace } } as Stored["object"],
-          managers: new Map([[fieldManager, { operation: "Apply", fields: applied, time }]])
+          managers: new Map([[entryKey(fieldManager, "Apply"), { manager: fieldManager, operation: "Apply", fields: applied, time }]])
         }
         return commit(key, stored, undefined, "ADDED")
       }
       yield* precondition(request, existing, object)
       const force = applyOptions.force ?? true
+      const mineKey = entryKey(fieldManager, "Apply")
+      // Every other entry counts, this manager's own Update entry included (as on the server).
+      const others = [...existing.managers].filter(([id, e]) => id !== mineKey && e.subresource === undefined).map(([, e]) => e)
       const conflicts: Array<string> = []
       for (const [k, path] of applied) {
-        for (const [manager, entry] of existing.managers) {
-          if (manager === fieldManager || entry.subresource !== undefined || !entry.fields.has(k)) continue
-          if (!deepEqual(at(existing.object, path), at(object, path))) conflicts.push(`conflict with "${manager}": .${path.join(".")}`)
+        for (const entry of others) {
+          if (!entry.fields.has(k) || deepEqual(at(existing.object, path), at(object, path))) continue
+          conflicts.push(`conflict with "${entry.manager}"${entry.operation === "Update" ? ` using ${object.apiVersion}` : ""}: .${path.join(".")}`)
         }
       }
       if (conflicts.length > 0 && !force) {
@@ -440,26 +450,24 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       }
       const before = render(existing)
       const next = clone(existing.object) as Record<string, Json>
-      const mine = existing.managers.get(fieldManager)
-      // Fields this manager applied before and no longer does go, unless someone else owns them too.
+      const mine = existing.managers.get(mineKey)
+      // Fields this manager applied before and no longer does go, unless another entry owns them too.
       for (const [k, path] of mine?.fields ?? []) {
         if (applied.has(k)) continue
-        const shared = [...existing.managers].some(([m, e]) => m !== fieldManager && e.fields.has(k))
-        if (!shared) deleteAt(next, path)
+        if (!others.some((e) => e.fields.has(k))) deleteAt(next, path)
       }
       for (const path of applied.values()) setAt(next, path, at(object, path))
       if (force) {
-        for (const [manager, entry] of existing.managers) {
-          if (manager === fieldManager || entry.subresource !== undefined) continue
+        for (const entry of others) {
           for (const [k, path] of applied) if (entry.fields.has(k) && !deepEqual(at(before, path), at(object, path))) entry.fields.delete(k)
-          if (entry.fields.size === 0) existing.managers.delete(manager)
         }
+        for (const [id, entry] of existing.managers) if (entry.fields.size === 0) existing.managers.delete(id)
       }
-      existing.managers.set(fieldManager, { operation: "Apply", fields: applied, time })
+      existing.managers.set(mineKey, { manager: fieldManager, operation: "Apply", fields: applied, time })
       const unchanged = deepEqual(next, existing.object)
       existing.object = next as Stored["object"]
       // A no-op apply writes nothing: the resourceVersion stays, no event.
-      if (unchanged && mine !== undefined && mine.operation === "Apply" && [...applied.keys()].every((k) => mine.fields.has(k)) && mine.fields.size === applied.size) {
+      if (unchanged && mine !== undefined && [...applied.keys()].every((k) => mine.fields.has(k)) && mine.fields.size === applied.size) {
         return render(existing)
       }
       return commit(key, existing, before, "MODIFIED")
@@ -506,9 +514,11 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       const changed = [...fresh].filter(([k, p]) => !old.has(k) || !deepEqual(at(existing.object, p), at({ status: next }, p)))
       for (const entry of existing.managers.values()) for (const k of old.keys()) if (!fresh.has(k)) entry.fields.delete(k)
       if (changed.length > 0) {
-        const entry = existing.managers.get(defaultManager) ?? { operation: "Update" as const, subresource: "status" as const, fields: new Map<string, Path>(), time }
+        const id = entryKey(defaultManager, "Update", "status")
+        const entry = existing.managers.get(id) ?? { manager: defaultManager, operation: "Update" as const, subresource: "status" as const, fields: new Map<string, Path>(), time }
         for (const [k, p] of changed) entry.fields.set(k, p)
-        existing.managers.set(defaultManager, entry)
+        entry.time = time
+        existing.managers.set(id, entry)
       }
       existing.object = { ...existing.object, status: next }
       return commit(key, existing, before, "MODIFIED")

@@ -76,6 +76,18 @@ describe("FakeKube", () => {
       expect(again.metadata.resourceVersion).toBe(after.metadata.resourceVersion)
     })))
 
+  test("one entry per manager and operation: a manager's own update is not pruned by its apply, and conflicts with it", () =>
+    run(Effect.gen(function*() {
+      const kube = makeFakeKube()
+      yield* kube.client.apply(configMap("a", { x: "1" }), "alice")
+      yield* kube.client.mergePatch(ref("a"), { data: { z: "1" } }, "alice")
+      const after = yield* kube.client.apply(configMap("a", { x: "2" }), "alice")
+      expect(after.data).toEqual({ x: "2", z: "1" })
+      expect(after.metadata.managedFields?.map((m) => `${m.manager} ${m.operation}`)).toEqual(["alice Apply", "alice Update"])
+      const conflict = yield* Effect.flip(kube.client.apply(configMap("a", { x: "2", z: "2" }), "alice", { force: false }))
+      expect(conflict.detail).toContain('conflict with "alice" using v1: .data.z')
+    })))
+
   test("owner references are kept, and deleting the owner deletes its dependents", () =>
     run(Effect.gen(function*() {
       const kube = makeFakeKube()
