@@ -29,11 +29,16 @@ import {
   type V1Lease,
   V1MicroTime
 } from "@kubernetes/client-node"
-import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Layer } from "effect"
 import { LeaderElectionInvalidOptions, LeaseApiError } from "./Errors.ts"
+
+/** The three Lease calls the election makes, as client-node's CoordinationV1Api has them. */
+export type LeaseApi = Pick<CoordinationV1Api, "readNamespacedLease" | "createNamespacedLease" | "replaceNamespacedLease">
 
 export interface LeaderElectionOptions {
   readonly kubeconfig: KubeConfig
+  /** The Lease API; client-node's, from the kubeconfig, unless given (tests give an in-memory one). */
+  readonly leaseApi?: LeaseApi | undefined
   readonly namespace: string
   /** The Lease's name. */
   readonly name: string
@@ -98,8 +103,6 @@ const recordOf = (lease: V1Lease): LeaseRecord => ({
 
 const expired = (record: LeaseRecord, now: number) => record.renewTime === undefined || record.renewTime + record.durationMs < now
 
-/** Monotonic milliseconds, for our own deadlines; Lease times use the wall clock other replicas share. */
-const monotonic = () => performance.now()
 
 const validate = (o: LeaderElectionOptions): string | undefined => {
   if (o.identity === "") return "the identity is empty"
@@ -120,7 +123,12 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
   const { namespace, name, identity, renewDeadlineMs, retryPeriodMs } = options
   const leaseName = `${namespace}/${name}`
   const leaseDurationSeconds = Math.ceil(options.leaseDurationMs / 1000)
-  const api = options.kubeconfig.makeApiClient(CoordinationV1Api)
+  const api: LeaseApi = options.leaseApi ?? options.kubeconfig.makeApiClient(CoordinationV1Api)
+  // Effect's Clock rather than Date.now and performance.now, so that TestClock drives the timing.
+  const clock = yield* Clock.Clock
+  /** Monotonic milliseconds, for our own deadlines; Lease times use the wall clock other replicas share. */
+  const monotonic = () => Number(clock.monotonicTimeNanosUnsafe()) / 1_000_000
+  const wallNow = () => clock.currentTimeMillisUnsafe()
   const annotate = Effect.annotateLogs({ lease: leaseName, identity })
 
   // The state is written by the election fiber only (and by the release
@@ -203,7 +211,7 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
     if (leading && observed !== undefined) {
       const record = recordOf(observed)
       const sentAt = monotonic()
-      const renewed = yield* update("update", observed, { ...ours(Date.now()), acquireTime: record.acquireTime, transitions: record.transitions }).pipe(
+      const renewed = yield* update("update", observed, { ...ours(wallNow()), acquireTime: record.acquireTime, transitions: record.transitions }).pipe(
         Effect.map((lease) => ({ _tag: "Held", lease, sentAt }) as const),
         Effect.catchIf((e) => e.code === 409 || e.code === 404, () => Effect.succeed(undefined))
       )
@@ -212,7 +220,7 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
     const current = yield* read
     if (current === undefined) {
       const sentAt = monotonic()
-      const now = Date.now()
+      const now = wallNow()
       const lease = yield* call("create", (o) =>
         api.createNamespacedLease({
           namespace,
@@ -222,13 +230,13 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
     }
     observed = current
     const record = recordOf(current)
-    if (record.holder !== "" && record.holder !== identity && !expired(record, Date.now())) {
+    if (record.holder !== "" && record.holder !== identity && !expired(record, wallNow())) {
       return { _tag: "HeldByOther", holder: record.holder, expiresAt: (record.renewTime ?? 0) + record.durationMs } as Attempt
     }
     // Renewing our own Lease keeps its acquireTime and count; taking it over is a transition.
     const mine = record.holder === identity
     const sentAt = monotonic()
-    const now = Date.now()
+    const now = wallNow()
     const lease = yield* update("update", current, {
       ...ours(now),
       acquireTime: mine ? record.acquireTime ?? now : now,
@@ -320,7 +328,7 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
       yield* Effect.logDebug(`lease ${leaseName} is held by ${outcome.holder}`)
     }
     // Try again right when the Lease expires rather than up to a period later.
-    return Math.min(untilNextPeriod(), Math.max(0, outcome.expiresAt - Date.now() + 1))
+    return Math.min(untilNextPeriod(), Math.max(0, outcome.expiresAt - wallNow() + 1))
   })
 
   const loop = Effect.gen(function*() {
@@ -339,7 +347,7 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
     const base = observed
     // Stop claiming leadership before the Lease is free.
     endTerm()
-    const now = Date.now()
+    const now = wallNow()
     const freed = { holder: "", durationSeconds: 1, acquireTime: now, renewTime: now, transitions: recordOf(base).transitions }
     const written = yield* update("release", base, freed).pipe(
       // A renewal interrupted in flight may have landed: retry on the Lease as it is, if it is still ours.

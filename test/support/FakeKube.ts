@@ -29,7 +29,7 @@ import { KubeApiError } from "../../src/kube/Errors.ts"
 import { KubeClient, type ListOptions, type ObjectRef, type WatchEvent } from "../../src/kube/KubeClient.ts"
 import type { KubeObject } from "../../src/kube/KubeObject.ts"
 
-export type Verb = "get" | "list" | "watch" | "apply" | "mergePatch" | "patchStatus" | "delete" | "create"
+export type Verb = "get" | "list" | "watch" | "apply" | "mergePatch" | "patchStatus" | "delete" | "create" | "replace"
 
 export interface Request {
   readonly verb: Verb
@@ -218,6 +218,11 @@ export interface FakeKube {
   /** The KubeClient service, backed by this fake. */
   readonly client: KubeClient["Service"]
   readonly layer: Layer.Layer<KubeClient>
+  /**
+   * A PUT, which KubeClient does not make but client-node's typed APIs do
+   * (the Lease's): the whole object but its status, at the resourceVersion it names.
+   */
+  readonly replace: (object: KubeObject, fieldManager?: string) => Effect.Effect<KubeObject, KubeApiError>
   /** Every request, in order. */
   readonly requests: Array<Request>
   /** Fails the requests `decide` answers with an error (until the returned function is called). */
@@ -566,11 +571,37 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       return commit(key, stored, undefined, "ADDED")
     })
 
+  const replace = (object: KubeObject, fieldManager = defaultManager) =>
+    Effect.gen(function*() {
+      const namespace = namespaceOf(object.kind, object.metadata.namespace)
+      const request: Request = { verb: "replace", apiVersion: object.apiVersion, kind: object.kind, namespace, name: object.metadata.name, fieldManager }
+      yield* admit(request)
+      const time = yield* now
+      const key = keyOf(object.apiVersion, object.kind, namespace, object.metadata.name)
+      const existing = store.get(key)
+      if (existing === undefined) return yield* missing(request)
+      yield* precondition(request, existing, object)
+      const before = render(existing)
+      const { status: _ignored, ...rest } = clone(object) as Record<string, Json>
+      const metadata: Record<string, Json> = { ...(rest.metadata as Record<string, Json>) }
+      for (const field of ServerMetadata) {
+        const kept = (existing.object.metadata as unknown as Record<string, Json>)[field]
+        if (kept === undefined) delete metadata[field]
+        else metadata[field] = kept
+      }
+      const previousStatus = (existing.object as { status?: Json }).status
+      const next = { ...rest, metadata, ...(previousStatus === undefined ? {} : { status: previousStatus }) } as unknown as Stored["object"]
+      takeOver(existing, existing.object, next, fieldManager, time)
+      existing.object = next
+      return commit(key, existing, before, "MODIFIED")
+    })
+
   const client = KubeClient.of({ get, list, watch, apply, mergePatch, patchStatus, delete: remove, create, server: "fake://kube" })
 
   return {
     client,
     layer: Layer.succeed(KubeClient, client),
+    replace,
     requests,
     intercept: (decide) => {
       interceptors.add(decide)
