@@ -140,10 +140,11 @@ describe("LeaderElection", () => {
     run((kube) =>
       Effect.gen(function*() {
         const [a, b] = yield* Effect.all([candidate(kube, "a"), candidate(kube, "b")])
+        const leaders = Effect.map(Effect.all([a.election.isLeader, b.election.isLeader]), (both) => both.filter(Boolean))
         yield* flush
+        expect(yield* leaders).toEqual([true])
         yield* advance(6_000)
-        const leaders = [yield* a.election.isLeader, yield* b.election.isLeader].filter(Boolean)
-        expect(leaders).toEqual([true])
+        expect(yield* leaders).toEqual([true])
         expect(kube.requests.filter((r) => r.verb === "create").length).toBe(2)
       })
     ))
