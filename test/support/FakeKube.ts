@@ -68,7 +68,8 @@ interface Stored {
   managers: Map<string, ManagerEntry>
 }
 
-const entryKey = (manager: string, operation: ManagerEntry["operation"], subresource?: "status") => `${manager}\u0000${operation}\u0000${subresource ?? ""}`
+const entryKey = (manager: string, operation: ManagerEntry["operation"], subresource?: "status") =>
+  `${manager}\u0000${operation}\u0000${subresource ?? ""}`
 
 interface Change {
   readonly rv: number
@@ -99,7 +100,9 @@ const deepEqual = (a: Json, b: Json): boolean => {
 }
 
 /** Metadata the server owns: never part of a manager's fields. */
-const ServerMetadata = new Set(["name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp", "managedFields", "selfLink"])
+const ServerMetadata = new Set([
+  "name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp", "managedFields", "selfLink"
+])
 
 /** The leaf paths of an object's fields (objects recurse; lists, scalars and empty objects are leaves). */
 const leaves = (value: Json, prefix: Path = [], out = new Map<string, Path>()): Map<string, Path> => {
@@ -197,7 +200,8 @@ export const parseLabelSelector = (selector: string | undefined): (labels: Reado
     if ((m = part.match(/^([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)$/)) !== null) {
       const [, key = "", op, list = ""] = m
       const values = new Set(list.split(",").map((v) => v.trim()))
-      requirements.push(op === "in" ? (l) => l[key] !== undefined && values.has(l[key]) : (l) => l[key] === undefined || !values.has(l[key]))
+      const inSet = (l: Readonly<Record<string, string>>) => l[key] !== undefined && values.has(l[key])
+      requirements.push(op === "in" ? inSet : (l) => !inSet(l))
     } else if ((m = part.match(/^([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)$/)) !== null) {
       const [, key = "", op, value = ""] = m
       requirements.push(op === "!=" ? (l) => l[key] !== value : (l) => l[key] === value)
@@ -318,7 +322,8 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
   const commit = (key: string, stored: Stored, before: KubeObject | undefined, type: Change["type"]) => {
     revision += 1
     const previousGeneration = stored.object.metadata.generation ?? 0
-    const generation = before === undefined ? 1 : deepEqual(specOf(before), specOf(stored.object)) ? previousGeneration : previousGeneration + 1
+    const specChanged = before !== undefined && !deepEqual(specOf(before), specOf(stored.object))
+    const generation = before === undefined ? 1 : specChanged ? previousGeneration + 1 : previousGeneration
     stored.object = { ...stored.object, metadata: { ...stored.object.metadata, resourceVersion: String(revision), generation } }
     if (type === "DELETED") store.delete(key)
     else store.set(key, stored)
@@ -333,8 +338,9 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
   const precondition = (request: Request, stored: Stored, object: Json) => {
     const wanted = (at(object, ["metadata", "resourceVersion"]) as string | undefined)
     if (wanted !== undefined && wanted !== stored.object.metadata.resourceVersion) {
-      return Effect.fail(error(request, 409, "Conflict",
-        `Operation cannot be fulfilled on ${request.kind} "${request.name}": the object has been modified; please apply your changes to the latest version and try again`))
+      const detail = `Operation cannot be fulfilled on ${request.kind} "${request.name}": the object has been modified; ` +
+        "please apply your changes to the latest version and try again"
+      return Effect.fail(error(request, 409, "Conflict", detail))
     }
     return Effect.void
   }
@@ -351,7 +357,14 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
     }
     if (changed.length > 0) {
       const id = entryKey(manager, "Update", subresource)
-      const entry = stored.managers.get(id) ?? { manager, operation: "Update" as const, fields: new Map<string, Path>(), time, ...(subresource === undefined ? {} : { subresource }) }
+      const entry = stored.managers.get(id) ??
+        {
+          manager,
+          operation: "Update" as const,
+          fields: new Map<string, Path>(),
+          time,
+          ...(subresource === undefined ? {} : { subresource })
+        }
       for (const [k, p] of changed) entry.fields.set(k, p)
       entry.time = time
       stored.managers.set(id, entry)
@@ -386,15 +399,23 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       .filter((o) => selector(o.metadata.labels))
   }
 
+  /** The matching objects as the server answers them. */
+  const renderAll = (apiVersion: string, kind: string, options: ListOptions) =>
+    matching(apiVersion, kind, options).map((o) =>
+      render(store.get(keyOf(apiVersion, kind, o.metadata.namespace, o.metadata.name)) as Stored))
+
   const list = (apiVersion: string, kind: string, options: ListOptions = {}) =>
     admit({ verb: "list", apiVersion, kind, namespace: options.namespace }).pipe(
       Effect.andThen(Effect.sync(() => {
-        const items = matching(apiVersion, kind, options).map((o) => render(store.get(keyOf(apiVersion, kind, o.metadata.namespace, o.metadata.name)) as Stored))
-        return { items, resourceVersion: String(revision) }
+        return { items: renderAll(apiVersion, kind, options), resourceVersion: String(revision) }
       }))
     )
 
-  const watch = (apiVersion: string, kind: string, options: ListOptions & { readonly resourceVersion: string; readonly timeoutSeconds?: number }) =>
+  const watch = (
+    apiVersion: string,
+    kind: string,
+    options: ListOptions & { readonly resourceVersion: string; readonly timeoutSeconds?: number }
+  ) =>
     Stream.unwrap(Effect.gen(function*() {
       const request: Request = { verb: "watch", apiVersion, kind, namespace: options.namespace }
       yield* watchGate.await
@@ -408,10 +429,11 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
         return yield* error(request, 410, "Expired", `too old resource version: ${from} (${compactedBelow})`)
       }
       const queue = yield* Queue.unbounded<WatchEvent, KubeApiError | Cause.Done>()
-      const watcher: Watcher = { apiVersion, kind, namespace: options.namespace, selector: parseLabelSelector(options.labelSelector), queue }
+      const selector = parseLabelSelector(options.labelSelector)
+      const watcher: Watcher = { apiVersion, kind, namespace: options.namespace, selector, queue }
       // Replay and subscription in one step, so that no change falls between them.
       const replay: Array<WatchEvent> = fromAny
-        ? matching(apiVersion, kind, options).map((o) => ({ type: "ADDED", object: render(store.get(keyOf(apiVersion, kind, o.metadata.namespace, o.metadata.name)) as Stored) }))
+        ? renderAll(apiVersion, kind, options).map((object) => ({ type: "ADDED", object }))
         : history.filter((c) => c.rv > from).map((c) => eventFor(watcher, c)).filter((e) => e !== undefined)
       Queue.offerAllUnsafe(queue, replay)
       yield* Effect.acquireRelease(Effect.sync(() => watchers.add(watcher)), () => Effect.sync(() => watchers.delete(watcher)))
@@ -421,7 +443,8 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
   const apply = (object: KubeObject, fieldManager: string, applyOptions: { readonly force?: boolean } = {}) =>
     Effect.gen(function*() {
       const namespace = namespaceOf(object.kind, object.metadata.namespace)
-      const request: Request = { verb: "apply", apiVersion: object.apiVersion, kind: object.kind, namespace, name: object.metadata.name, fieldManager }
+      const { apiVersion, kind } = object
+      const request: Request = { verb: "apply", apiVersion, kind, namespace, name: object.metadata.name, fieldManager }
       yield* admit(request)
       const time = yield* now
       const key = keyOf(object.apiVersion, object.kind, namespace, object.metadata.name)
@@ -431,7 +454,8 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
         if (object.metadata.resourceVersion !== undefined) return yield* missing(request)
         const created: Record<string, Json> = { apiVersion: object.apiVersion, kind: object.kind }
         for (const path of applied.values()) setAt(created, path, at(object, path))
-        const metadata = { ...(created.metadata as Record<string, Json> | undefined), name: object.metadata.name, uid: `uid-${++uids}`, creationTimestamp: time }
+        const fromApply = created.metadata as Record<string, Json> | undefined
+        const metadata = { ...fromApply, name: object.metadata.name, uid: `uid-${++uids}`, creationTimestamp: time }
         const stored: Stored = {
           object: { ...created, metadata: namespace === undefined ? metadata : { ...metadata, namespace } } as Stored["object"],
           managers: new Map([[entryKey(fieldManager, "Apply"), { manager: fieldManager, operation: "Apply", fields: applied, time }]])
@@ -447,11 +471,13 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       for (const [k, path] of applied) {
         for (const entry of others) {
           if (!entry.fields.has(k) || deepEqual(at(existing.object, path), at(object, path))) continue
-          conflicts.push(`conflict with "${entry.manager}"${entry.operation === "Update" ? ` using ${object.apiVersion}` : ""}: .${path.join(".")}`)
+          const using = entry.operation === "Update" ? ` using ${object.apiVersion}` : ""
+          conflicts.push(`conflict with "${entry.manager}"${using}: .${path.join(".")}`)
         }
       }
       if (conflicts.length > 0 && !force) {
-        return yield* error(request, 409, "Conflict", `Apply failed with ${conflicts.length} conflict${conflicts.length === 1 ? "" : "s"}: ${conflicts.join(", ")}`)
+        const count = `${conflicts.length} conflict${conflicts.length === 1 ? "" : "s"}`
+        return yield* error(request, 409, "Conflict", `Apply failed with ${count}: ${conflicts.join(", ")}`)
       }
       const before = render(existing)
       const next = clone(existing.object) as Record<string, Json>
@@ -480,7 +506,7 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
 
   const mergePatch = (ref: ObjectRef, patch: unknown, fieldManager: string) =>
     Effect.gen(function*() {
-      const request: Request = { verb: "mergePatch", apiVersion: ref.apiVersion, kind: ref.kind, namespace: ref.namespace, name: ref.name, fieldManager }
+      const request: Request = { verb: "mergePatch", ...ref, fieldManager }
       yield* admit(request)
       const time = yield* now
       const key = keyOf(ref.apiVersion, ref.kind, ref.namespace, ref.name)
@@ -520,7 +546,8 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       for (const entry of existing.managers.values()) for (const k of old.keys()) if (!fresh.has(k)) entry.fields.delete(k)
       if (changed.length > 0) {
         const id = entryKey(defaultManager, "Update", "status")
-        const entry = existing.managers.get(id) ?? { manager: defaultManager, operation: "Update" as const, subresource: "status" as const, fields: new Map<string, Path>(), time }
+        const entry = existing.managers.get(id) ??
+          { manager: defaultManager, operation: "Update" as const, subresource: "status" as const, fields: new Map<string, Path>(), time }
         for (const [k, p] of changed) entry.fields.set(k, p)
         entry.time = time
         existing.managers.set(id, entry)
@@ -574,7 +601,8 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
   const replace = (object: KubeObject, fieldManager = defaultManager) =>
     Effect.gen(function*() {
       const namespace = namespaceOf(object.kind, object.metadata.namespace)
-      const request: Request = { verb: "replace", apiVersion: object.apiVersion, kind: object.kind, namespace, name: object.metadata.name, fieldManager }
+      const { apiVersion, kind } = object
+      const request: Request = { verb: "replace", apiVersion, kind, namespace, name: object.metadata.name, fieldManager }
       yield* admit(request)
       const time = yield* now
       const key = keyOf(object.apiVersion, object.kind, namespace, object.metadata.name)
@@ -607,7 +635,7 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       interceptors.add(decide)
       return () => void interceptors.delete(decide)
     },
-    objects: (apiVersion, kind, namespace) => matching(apiVersion, kind, { namespace }).map((o) => render(store.get(keyOf(apiVersion, kind, o.metadata.namespace, o.metadata.name)) as Stored)),
+    objects: (apiVersion, kind, namespace) => renderAll(apiVersion, kind, { namespace }),
     resourceVersion: () => String(revision),
     compact: () => {
       compactedBelow = revision
@@ -626,7 +654,8 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       const open = [...watchers]
       watchers.clear()
       for (const w of open) {
-        Queue.failCauseUnsafe(w.queue, Cause.fail(new KubeApiError({ code: 0, reason: "WatchBroken", detail: "connection reset", request: `WATCH ${w.kind}` })))
+        const broken = new KubeApiError({ code: 0, reason: "WatchBroken", detail: "connection reset", request: `WATCH ${w.kind}` })
+        Queue.failCauseUnsafe(w.queue, Cause.fail(broken))
       }
     },
     watchCount: () => watchers.size,

@@ -19,11 +19,14 @@ const answer = async (effect: Effect.Effect<KubeObject, KubeApiError>): Promise<
   if (Exit.isSuccess(exit)) return exit.value as V1Lease
   const error = Cause.squash(exit.cause) as KubeApiError
   if (error.code === 0) throw new Error(error.detail)
-  throw new ApiException(error.code, error.message, JSON.stringify({ kind: "Status", reason: error.reason, message: error.detail, code: error.code }), {})
+  const status = { kind: "Status", reason: error.reason, message: error.detail, code: error.code }
+  throw new ApiException(error.code, error.message, JSON.stringify(status), {})
 }
 
+const LeaseType = { apiVersion: "coordination.k8s.io/v1", kind: "Lease" }
+
 export const fakeLeaseApi = (kube: FakeKube): LeaseApi => ({
-  readNamespacedLease: ({ name, namespace }) => answer(kube.client.get({ apiVersion: "coordination.k8s.io/v1", kind: "Lease", namespace, name })),
-  createNamespacedLease: ({ body }) => answer(kube.client.create(wire({ apiVersion: "coordination.k8s.io/v1", kind: "Lease", ...body }))),
-  replaceNamespacedLease: ({ body }) => answer(kube.replace(wire({ apiVersion: "coordination.k8s.io/v1", kind: "Lease", ...body })))
+  readNamespacedLease: ({ name, namespace }) => answer(kube.client.get({ ...LeaseType, namespace, name })),
+  createNamespacedLease: ({ body }) => answer(kube.client.create(wire({ ...LeaseType, ...body }))),
+  replaceNamespacedLease: ({ body }) => answer(kube.replace(wire({ ...LeaseType, ...body })))
 }) as LeaseApi

@@ -23,9 +23,22 @@ export interface PluginBehaviour {
   replicas: number
 }
 
+const dependent = (id: string, apiVersion: string, kind: string, roles: Partial<DependentInfo>): DependentInfo => ({
+  id,
+  apiVersion,
+  kind,
+  watched: true,
+  owned: true,
+  created: true,
+  updated: false,
+  checkedForReadiness: false,
+  binding: false,
+  ...roles
+})
+
 export const databaseDependents: Array<DependentInfo> = [
-  { id: "secret", apiVersion: "v1", kind: "Secret", watched: true, owned: true, created: true, updated: false, checkedForReadiness: false, binding: true },
-  { id: "statefulset", apiVersion: "apps/v1", kind: "StatefulSet", watched: true, owned: true, created: true, updated: true, checkedForReadiness: true, binding: false }
+  dependent("secret", "v1", "Secret", { binding: true }),
+  dependent("statefulset", "apps/v1", "StatefulSet", { updated: true, checkedForReadiness: true })
 ]
 
 export const databaseDescription = (name = "pg"): PluginDescription => ({
@@ -66,17 +79,28 @@ export const makeFakePlugin = (initial: Partial<PluginBehaviour> = {}): FakePlug
     checkValidity: () => call("checkValidity", () => behaviour.validity),
     buildDependents: (capability) =>
       call("buildDependents", (): ReadonlyArray<BuiltDependent> => [
-        { id: "secret", object: { apiVersion: "v1", kind: "Secret", metadata: { name: `${nameOf(capability)}-config` }, stringData: { password: "p" } } },
+        {
+          id: "secret",
+          object: { apiVersion: "v1", kind: "Secret", metadata: { name: `${nameOf(capability)}-config` }, stringData: { password: "p" } }
+        },
         { id: "statefulset", object: statefulSet(capability) }
       ]),
     updateDependent: (_id, capability, existing) =>
       call("updateDependent", () => {
         const replicas = (existing as { spec?: { replicas?: number } }).spec?.replicas
-        return replicas === behaviour.replicas ? { needsUpdate: false, updated: undefined } : { needsUpdate: true, updated: statefulSet(capability) }
+        return replicas === behaviour.replicas
+          ? { needsUpdate: false, updated: undefined }
+          : { needsUpdate: true, updated: statefulSet(capability) }
       }),
     evaluateConditions: (_capability, observed) =>
       call("evaluateConditions", () =>
-        observed.map((o) => ({ id: o.id, state: behaviour.state, reason: Reasons[behaviour.state], message: `the StatefulSet is ${behaviour.state}`, attributes: {} }))
+        observed.map((o) => ({
+          id: o.id,
+          state: behaviour.state,
+          reason: Reasons[behaviour.state],
+          message: `the StatefulSet is ${behaviour.state}`,
+          attributes: {}
+        }))
       ),
     ping: Effect.void,
     shutdown: Effect.void

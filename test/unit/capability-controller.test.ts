@@ -51,21 +51,31 @@ const start = Effect.fnUntraced(function*(registerFirst: boolean) {
   const registry = Context.get(context, PluginRegistry)
   if (registerFirst) yield* registry.register("pg", databaseDescription(), plugin.connection)
   const reconciles: Array<ReconcileOutcome> = []
-  const controller = yield* startController({ namespace: undefined, concurrency: 2, shutdownTimeoutMs: 1_000, onReconciled: (outcome) => void reconciles.push(outcome) }).pipe(
-    Effect.provideContext(context)
-  )
+  const controller = yield* startController({
+    namespace: undefined,
+    concurrency: 2,
+    shutdownTimeoutMs: 1_000,
+    onReconciled: (outcome) => void reconciles.push(outcome)
+  }).pipe(Effect.provideContext(context))
   yield* controller.awaitSynced
   const harness: Harness = { kube, plugin, registry, reconciles }
   return harness
 })
 
 const readyOf = (h: Harness) =>
-  Effect.runPromise(h.kube.client.get(capabilityRef)).then((o) => (o as { status?: CapabilityStatus }).status?.conditions?.find((c) => c.type === "Ready")?.reason)
+  Effect.runPromise(h.kube.client.get(capabilityRef)).then((o) =>
+    (o as { status?: CapabilityStatus }).status?.conditions?.find((c) => c.type === "Ready")?.reason
+  )
 const replicas = (h: Harness) =>
   Effect.runPromise(h.kube.client.get(statefulSetRef)).then((o) => (o as { spec?: { replicas?: number } }).spec?.replicas, () => undefined)
 
 const createCapability = (h: Harness) =>
-  h.kube.client.create({ apiVersion: ApiVersion, kind: "Capability", metadata: { name: "db", namespace: "shop" }, spec: { category: "database", type: "postgres" } })
+  h.kube.client.create({
+    apiVersion: ApiVersion,
+    kind: "Capability",
+    metadata: { name: "db", namespace: "shop" },
+    spec: { category: "database", type: "postgres" }
+  })
 
 const run = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) =>
   Effect.runPromise(effect.pipe(Effect.scoped, Effect.provide(TestClock.layer()), Effect.provide(Logger.layer([]))))

@@ -49,11 +49,17 @@ const kubeconfig = (path: string, names: ReadonlyArray<string>) => {
   return path
 }
 
+const defaults = () => ({ kubeconfig: undefined, context: undefined, home: join(dir, "home") })
+
 /** The options with an empty home folder and no service account, unless given. */
 const load = (options: Partial<ClusterAccessOptions>) =>
   Effect.runPromise(
-    loadKubeConfig({ kubeconfig: undefined, context: undefined, home: join(dir, "home"), serviceAccountRoot: join(dir, "none"), ...options }).pipe(
-      Effect.map((kc) => ({ server: kc.getCurrentCluster()?.server, context: kc.getCurrentContext(), contexts: kc.getContexts().map((c) => c.name) })),
+    loadKubeConfig({ ...defaults(), serviceAccountRoot: join(dir, "none"), ...options }).pipe(
+      Effect.map((kc) => ({
+        server: kc.getCurrentCluster()?.server,
+        context: kc.getCurrentContext(),
+        contexts: kc.getContexts().map((c) => c.name)
+      })),
       Effect.catchTag("ClusterAccessError", (e) => Effect.succeed({ error: e.message }))
     )
   )
@@ -101,7 +107,11 @@ describe("ClusterAccess", () => {
 
   test("--context picks a context; an unknown one is an error naming those there are", async () => {
     const file = kubeconfig(join(dir, "k.yaml"), ["dev", "prod"])
-    expect(await load({ kubeconfig: file, context: "prod" })).toEqual({ server: "https://prod.example:6443", context: "prod", contexts: ["dev", "prod"] })
+    expect(await load({ kubeconfig: file, context: "prod" })).toEqual({
+      server: "https://prod.example:6443",
+      context: "prod",
+      contexts: ["dev", "prod"]
+    })
     expect(await load({ kubeconfig: file, context: "qa" })).toEqual({
       error: 'cannot reach a cluster: context "qa" is not in the kubeconfig; it has: dev, prod'
     })
@@ -111,7 +121,7 @@ describe("ClusterAccess", () => {
     const root = serviceAccount(join(dir, "pod"))
     process.env.KUBERNETES_SERVICE_HOST = "10.0.0.1"
     process.env.KUBERNETES_SERVICE_PORT = "443"
-    const kc = await Effect.runPromise(loadKubeConfig({ kubeconfig: undefined, context: undefined, home: join(dir, "home"), serviceAccountRoot: root }))
+    const kc = await Effect.runPromise(loadKubeConfig({ ...defaults(), serviceAccountRoot: root }))
     expect(kc.getCurrentCluster()?.server).toBe("https://10.0.0.1:443")
     expect(kc.getCurrentCluster()?.caFile).toBe(join(root, "var/run/secrets/kubernetes.io/serviceaccount/ca.crt"))
     expect(kc.getContextObject(kc.getCurrentContext())?.namespace).toBe("operators")

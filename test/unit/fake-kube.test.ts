@@ -18,15 +18,22 @@ const configMap = (name: string, data: Record<string, string>, labels?: Record<s
   metadata: { name, namespace: "ns", ...(labels === undefined ? {} : { labels }) },
   data
 })
+const told = (e: WatchEvent) => (e.type === "BOOKMARK" ? e.type : `${e.type} ${e.object.metadata.name}`)
 const ref = (name: string) => ({ apiVersion: "v1", kind: "ConfigMap", namespace: "ns", name })
 
 describe("FakeKube", () => {
   test("resourceVersions increase with every write; generation only with the spec", () =>
     run(Effect.gen(function*() {
       const kube = makeFakeKube()
-      const a = yield* kube.client.create({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "d", namespace: "ns" }, spec: { replicas: 1 } })
-      const b = yield* kube.client.mergePatch({ apiVersion: "apps/v1", kind: "Deployment", namespace: "ns", name: "d" }, { spec: { replicas: 2 } }, "me")
-      const c = yield* kube.client.patchStatus({ apiVersion: "apps/v1", kind: "Deployment", namespace: "ns", name: "d" }, { readyReplicas: 2 })
+      const deployment = { apiVersion: "apps/v1", kind: "Deployment", namespace: "ns", name: "d" }
+      const a = yield* kube.client.create({
+        apiVersion: "apps/v1",
+        kind: "Deployment",
+        metadata: { name: "d", namespace: "ns" },
+        spec: { replicas: 1 }
+      })
+      const b = yield* kube.client.mergePatch(deployment, { spec: { replicas: 2 } }, "me")
+      const c = yield* kube.client.patchStatus(deployment, { readyReplicas: 2 })
       expect(Number(b.metadata.resourceVersion)).toBeGreaterThan(Number(a.metadata.resourceVersion))
       expect(Number(c.metadata.resourceVersion)).toBeGreaterThan(Number(b.metadata.resourceVersion))
       expect([a.metadata.generation, b.metadata.generation, c.metadata.generation]).toEqual([1, 2, 2])
@@ -38,7 +45,8 @@ describe("FakeKube", () => {
       const kube = makeFakeKube()
       const first = yield* kube.client.create(configMap("a", { x: "1" }))
       yield* kube.client.mergePatch(ref("a"), { data: { x: "2" } }, "me")
-      const stale = yield* Effect.flip(kube.client.mergePatch(ref("a"), { metadata: { resourceVersion: first.metadata.resourceVersion }, data: { x: "3" } }, "me"))
+      const stalePatch = { metadata: { resourceVersion: first.metadata.resourceVersion }, data: { x: "3" } }
+      const stale = yield* Effect.flip(kube.client.mergePatch(ref("a"), stalePatch, "me"))
       expect([stale.code, stale.reason]).toEqual([409, "Conflict"])
       const missing = yield* Effect.flip(kube.client.get(ref("nope")))
       expect(missing.notFound).toBe(true)
@@ -58,7 +66,8 @@ describe("FakeKube", () => {
       expect(conflict.detail).toContain('conflict with "alice": .data.y')
       const forced = yield* kube.client.apply(configMap("a", { x: "1", y: "2" }), "bob", { force: true })
       expect(forced.data).toEqual({ x: "1", y: "2" })
-      const managers = Object.fromEntries((forced.metadata.managedFields ?? []).map((m) => [m.manager, (m as { fieldsV1?: unknown }).fieldsV1]))
+      const entries = forced.metadata.managedFields ?? []
+      const managers = Object.fromEntries(entries.map((m) => [m.manager, (m as { fieldsV1?: unknown }).fieldsV1]))
       expect(managers.alice).toEqual({ "f:data": { "f:x": {} } })
       expect(managers.bob).toEqual({ "f:data": { "f:x": {}, "f:y": {} } })
     })))
@@ -93,7 +102,8 @@ describe("FakeKube", () => {
       const kube = makeFakeKube()
       const owner = yield* kube.client.create(configMap("owner", {}))
       const ownerReferences = [{ apiVersion: "v1", kind: "ConfigMap", name: "owner", uid: owner.metadata.uid ?? "", controller: true }]
-      const dependent = yield* kube.client.apply({ ...configMap("dep", { a: "b" }), metadata: { name: "dep", namespace: "ns", ownerReferences } }, "me")
+      const owned = { ...configMap("dep", { a: "b" }), metadata: { name: "dep", namespace: "ns", ownerReferences } }
+      const dependent = yield* kube.client.apply(owned, "me")
       expect(dependent.metadata.ownerReferences).toEqual(ownerReferences)
       yield* kube.client.delete(ref("owner"))
       expect(kube.objects("v1", "ConfigMap")).toEqual([])
@@ -123,7 +133,7 @@ describe("FakeKube", () => {
       yield* kube.client.create(configMap("b", {}))
       const seen: Array<string> = []
       const fiber = yield* kube.client.watch("v1", "ConfigMap", { resourceVersion: "0", labelSelector: "ours" }).pipe(
-        Stream.runForEach((e: WatchEvent) => Effect.sync(() => void seen.push(e.type === "BOOKMARK" ? `BOOKMARK` : `${e.type} ${e.object.metadata.name}`))),
+        Stream.runForEach((e: WatchEvent) => Effect.sync(() => void seen.push(told(e)))),
         Effect.forkScoped
       )
       yield* Effect.yieldNow
@@ -139,7 +149,7 @@ describe("FakeKube", () => {
         Stream.take(3),
         Stream.runCollect
       )
-      expect(replayed.map((e) => (e.type === "BOOKMARK" ? e.type : `${e.type} ${e.object.metadata.name}`))).toEqual(["ADDED b", "MODIFIED b", "MODIFIED a"])
+      expect(replayed.map(told)).toEqual(["ADDED b", "MODIFIED b", "MODIFIED a"])
     })))
 
   test("a watch from a compacted resourceVersion fails with 410 Expired", () =>
@@ -148,7 +158,8 @@ describe("FakeKube", () => {
       const a = yield* kube.client.create(configMap("a", {}))
       yield* kube.client.mergePatch(ref("a"), { data: { x: "1" } }, "me")
       kube.compact()
-      const gone = yield* Effect.flip(Stream.runDrain(kube.client.watch("v1", "ConfigMap", { resourceVersion: a.metadata.resourceVersion ?? "" })))
+      const watch = kube.client.watch("v1", "ConfigMap", { resourceVersion: a.metadata.resourceVersion ?? "" })
+      const gone = yield* Effect.flip(Stream.runDrain(watch))
       expect([gone.code, gone.reason]).toEqual([410, "Expired"])
     })))
 })

@@ -51,7 +51,12 @@ const start = Effect.fnUntraced(function*(kube: FakeKube, labelSelector?: string
     namespace: "ns",
     labelSelector,
     onObject: (object, deleted, listed) =>
-      Queue.offer(seen, { name: object.metadata.name, deleted, listed, ...(deleted ? {} : { value: (object.data as { value?: unknown }).value }) }),
+      Queue.offer(seen, {
+        name: object.metadata.name,
+        deleted,
+        listed,
+        ...(deleted ? {} : { value: (object.data as { value?: unknown }).value })
+      }),
     onSynced: Queue.offer(synced, undefined)
   }).pipe(
     Effect.provide(kube.layer),
@@ -185,7 +190,8 @@ describe("Informer", () => {
     run(Effect.gen(function*() {
       const kube = makeFakeKube()
       yield* kube.client.create(configMap("a", "1"))
-            const stop = kube.intercept((r) => (r.verb === "list" ? new KubeApiError({ code: 503, reason: "ServiceUnavailable", detail: "etcd", request: "list" }) : undefined))
+            const refusal = new KubeApiError({ code: 503, reason: "ServiceUnavailable", detail: "etcd", request: "list" })
+      const stop = kube.intercept((r) => (r.verb === "list" ? refusal : undefined))
       const informer = yield* start(kube)
       yield* until(() => lists(kube) === 1, "a first list")
       yield* TestClock.adjust(250)

@@ -27,7 +27,8 @@ interface Candidate {
 const candidate = (kube: FakeKube, identity: string, timing = Timing) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    const layer = LeaderElection.layer({ kubeconfig: new KubeConfig(), leaseApi: fakeLeaseApi(kube), namespace: "ops", name: "halkyon", identity, ...timing })
+    const leaseApi = fakeLeaseApi(kube)
+    const layer = LeaderElection.layer({ kubeconfig: new KubeConfig(), leaseApi, namespace: "ops", name: "halkyon", identity, ...timing })
     const context = yield* Layer.buildWithScope(layer, scope)
     const result: Candidate = { election: Context.get(context, LeaderElection), stop: Scope.close(scope, Exit.void) }
     return result
@@ -49,7 +50,13 @@ const advance = (ms: number, step = 250) =>
 
 const leaseSpec = (kube: FakeKube) =>
   Effect.map(kube.client.get(leaseRef), (lease) => {
-    const spec = lease.spec as { holderIdentity?: string; leaseDurationSeconds?: number; renewTime?: string; acquireTime?: string; leaseTransitions?: number }
+    const spec = lease.spec as {
+      holderIdentity?: string
+      leaseDurationSeconds?: number
+      renewTime?: string
+      acquireTime?: string
+      leaseTransitions?: number
+    }
     return {
       holder: spec.holderIdentity,
       durationSeconds: spec.leaseDurationSeconds,

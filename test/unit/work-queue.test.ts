@@ -10,7 +10,8 @@ import { TestClock } from "effect/testing"
 import { makeWorkQueue } from "../../src/controller/WorkQueue.ts"
 
 const backoff = { baseMs: 200, maxMs: 5_000 }
-const run = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => Effect.runPromise(effect.pipe(Effect.scoped, Effect.provide(TestClock.layer())))
+const run = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) =>
+  Effect.runPromise(effect.pipe(Effect.scoped, Effect.provide(TestClock.layer())))
 
 describe("WorkQueue", () => {
   test("a key added many times is queued once", () =>

@@ -61,7 +61,8 @@ const start = Effect.fnUntraced(function*(
   return harness
 })
 
-const run = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => Effect.runPromise(effect.pipe(Effect.scoped, Effect.provide(TestClock.layer())))
+const run = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) =>
+  Effect.runPromise(effect.pipe(Effect.scoped, Effect.provide(TestClock.layer())))
 
 /** Lets the workers run what is ready now, without time passing. */
 const settle = Effect.gen(function*() {
@@ -144,7 +145,8 @@ describe("Workers", () => {
   test("shutdown: a reconcile in flight finishes within the timeout, and the workers stop", () =>
     run(Effect.gen(function*() {
       let finished = false
-      const w = yield* start(() => Effect.sleep(500).pipe(Effect.andThen(Effect.sync(() => void (finished = true))), Effect.as({})), { shutdownTimeoutMs: 1_000 })
+      const reconcile = () => Effect.sleep(500).pipe(Effect.andThen(Effect.sync(() => void (finished = true))), Effect.as({}))
+      const w = yield* start(reconcile, { shutdownTimeoutMs: 1_000 })
       yield* w.queue.add("a")
       yield* settle
       const stopping = yield* Effect.forkChild(w.stop)
@@ -165,9 +167,9 @@ describe("Workers", () => {
   test("shutdown: a reconcile that outlasts the timeout is abandoned, with a warning", () =>
     run(Effect.gen(function*() {
       let interrupted = false
-      const w = yield* start(() => Effect.sleep(60_000).pipe(Effect.as({}), Effect.onInterrupt(() => Effect.sync(() => void (interrupted = true)))), {
-        shutdownTimeoutMs: 1_000
-      })
+      const reconcile = () =>
+        Effect.sleep(60_000).pipe(Effect.as({}), Effect.onInterrupt(() => Effect.sync(() => void (interrupted = true))))
+      const w = yield* start(reconcile, { shutdownTimeoutMs: 1_000 })
       yield* w.queue.add("a")
       yield* settle
       const stopping = yield* Effect.forkChild(w.stop)
@@ -178,6 +180,8 @@ describe("Workers", () => {
       yield* TestClock.adjust(1)
       yield* Fiber.join(stopping)
       expect(interrupted).toBe(true)
-      expect(w.logs).toContain("reconcile of thing a did not finish within 1000 ms of shutdown: abandoned, it is reconciled again at the next start")
+      expect(w.logs).toContain(
+        "reconcile of thing a did not finish within 1000 ms of shutdown: abandoned, it is reconciled again at the next start"
+      )
     })))
 })
