@@ -48,6 +48,12 @@ export interface FakeKubeOptions {
    * status patches); the real one derives it from the User-Agent.
    */
   readonly defaultManager?: string
+  /**
+   * Scheduler turns between a write's commit and its answer, so that the
+   * watch event of a write can arrive before the writer hears back, as over a
+   * network. None by default.
+   */
+  readonly answerLagTurns?: number
 }
 
 type Json = unknown
@@ -624,7 +630,20 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       return commit(key, existing, before, "MODIFIED")
     })
 
-  const client = KubeClient.of({ get, list, watch, apply, mergePatch, patchStatus, delete: remove, create, server: "fake://kube" })
+  const lagTurns = options.answerLagTurns ?? 0
+  const lagged = <A extends ReadonlyArray<unknown>, B, E>(write: (...args: A) => Effect.Effect<B, E>) => (...args: A) =>
+    lagTurns === 0 ? write(...args) : write(...args).pipe(Effect.tap(() => Effect.repeat(Effect.yieldNow, { times: lagTurns - 1 })))
+  const client = KubeClient.of({
+    get,
+    list,
+    watch,
+    apply: lagged(apply),
+    mergePatch: lagged(mergePatch),
+    patchStatus: lagged(patchStatus),
+    delete: lagged(remove),
+    create: lagged(create),
+    server: "fake://kube"
+  })
 
   return {
     client,
