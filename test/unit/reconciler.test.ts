@@ -308,6 +308,22 @@ describe("Reconciler", () => {
       })
     ))
 
+  test("an update the API server refuses as an apply (422: another manager's fields make it invalid) is made by a merge patch", () =>
+    run((w) =>
+      Effect.gen(function*() {
+        yield* w.kube.client.create(capability())
+        yield* register(w)
+        yield* w.reconciler.reconcile(Key)
+        w.plugin.behaviour.replicas = 3
+        w.kube.intercept((r) => (r.verb === "apply" && r.kind === "StatefulSet" ? refusal(422, "Invalid") : undefined))
+        expect(yield* w.reconciler.reconcile(Key)).toEqual({})
+        const statefulSet = yield* w.kube.client.get({ apiVersion: "apps/v1", kind: "StatefulSet", namespace: "shop", name: "db" })
+        expect((statefulSet as { spec?: { replicas?: number } }).spec?.replicas).toBe(3)
+        expect(w.kube.requests.filter((r) => r.verb === "mergePatch").map((r) => `${r.kind} ${r.fieldManager}`)).toEqual(["StatefulSet halkyon"])
+        expect(readyOf(yield* statusOf(w))?.reason).toBe("Ready")
+      })
+    ))
+
   test("a dependent deleted by hand is created again; one the plugin wants changed is updated", () =>
     run((w) =>
       Effect.gen(function*() {
