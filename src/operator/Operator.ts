@@ -126,6 +126,8 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
     yield* Effect.logInfo("operator ready: caches synced")
     if (Option.isNone(leadership)) return yield* Effect.never
     yield* leadership.value.lost
+    // Another replica may lead within moments: nothing in flight may go on writing.
+    yield* controller.fence
     return yield* new LeadershipLost({ lease })
   }).pipe(Effect.scoped, Effect.provide(layer))
 

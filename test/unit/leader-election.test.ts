@@ -2,7 +2,8 @@
  * Leader election's timing, on TestClock, against the in-memory API server's
  * Leases (resourceVersions and conflicts as the server's): a free Lease is
  * taken at once and renewed every retry period; another candidate takes it
- * only once it has expired, and right then; a leader whose renewals fail
+ * only once its record has gone unchanged for the lease duration by the
+ * candidate's own clock, and right then; a leader whose renewals fail
  * steps down at the renew deadline, before the Lease expires; closing the
  * scope releases it; of two candidates racing, one leads.
  */
@@ -24,11 +25,12 @@ interface Candidate {
   readonly stop: Effect.Effect<void>
 }
 
-const candidate = (kube: FakeKube, identity: string, timing = Timing) =>
+const candidate = (kube: FakeKube, identity: string, timing = Timing, wallClock?: () => number) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
     const leaseApi = fakeLeaseApi(kube)
-    const layer = LeaderElection.layer({ kubeconfig: new KubeConfig(), leaseApi, namespace: "ops", name: "halkyon", identity, ...timing })
+    const where = { namespace: "ops", name: "halkyon" }
+    const layer = LeaderElection.layer({ kubeconfig: new KubeConfig(), leaseApi, ...where, identity, ...timing, wallClock })
     const context = yield* Layer.buildWithScope(layer, scope)
     const result: Candidate = { election: Context.get(context, LeaderElection), stop: Scope.close(scope, Exit.void) }
     return result
@@ -86,7 +88,7 @@ describe("LeaderElection", () => {
       })
     ))
 
-  test("another candidate takes a Lease only once it has expired, and right then", () =>
+  test("another candidate takes a Lease only once its record has not changed for the lease duration, and right then", () =>
     run((kube) =>
       Effect.gen(function*() {
         const a = yield* candidate(kube, "a")
@@ -99,10 +101,30 @@ describe("LeaderElection", () => {
         yield* advance(15_000)
         expect(yield* b.election.isLeader).toBe(false)
         expect((yield* leaseSpec(kube)).holder).toBe("a")
-        // Renewed at 0 for 15 s: expired one millisecond after 15 s, and b tries right then.
+        // Seen unchanged by b since 0, for 15 s: expired one millisecond after, and b tries right then.
         yield* advance(1, 1)
         expect(yield* b.election.isLeader).toBe(true)
         expect(yield* leaseSpec(kube)).toEqual({ holder: "b", durationSeconds: 15, renewMs: 15_001, acquireMs: 15_001, transitions: 1 })
+      })
+    ))
+
+  test("expiry counts from when the candidate first saw the record, whatever its renewTime says (clock skew)", () =>
+    run((kube) =>
+      Effect.gen(function*() {
+        // a's wall clock is an hour ahead: its renewTime lies in everyone else's future.
+        const ahead = yield* TestClock.testClockWith((c) => Effect.succeed(() => c.currentTimeMillisUnsafe() + 3_600_000))
+        const a = yield* candidate(kube, "a", Timing, ahead)
+        yield* a.election.awaitLeadership
+        const restore = kube.intercept(() => unreachable)
+        yield* a.stop
+        restore()
+        yield* advance(5_000)
+        const b = yield* candidate(kube, "b")
+        yield* advance(15_000)
+        expect(yield* b.election.isLeader).toBe(false)
+        yield* advance(1, 1)
+        expect(yield* b.election.isLeader).toBe(true)
+        expect((yield* leaseSpec(kube)).holder).toBe("b")
       })
     ))
 
