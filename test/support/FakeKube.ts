@@ -340,8 +340,13 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
 
   const now = Clock.currentTimeMillis.pipe(Effect.map((ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z")))
 
-  /** A write naming a resourceVersion must name the current one. */
+  /** A write naming a resourceVersion must name the current one; one naming a uid, the object's. */
   const precondition = (request: Request, stored: Stored, object: Json) => {
+    const uid = at(object, ["metadata", "uid"]) as string | undefined
+    if (uid !== undefined && uid !== stored.object.metadata.uid) {
+      const detail = `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${stored.object.metadata.uid ?? ""}`
+      return Effect.fail(error(request, 409, "Conflict", detail))
+    }
     const wanted = (at(object, ["metadata", "resourceVersion"]) as string | undefined)
     if (wanted !== undefined && wanted !== stored.object.metadata.resourceVersion) {
       const detail = `Operation cannot be fulfilled on ${request.kind} "${request.name}": the object has been modified; ` +
@@ -456,8 +461,8 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       const key = keyOf(object.apiVersion, object.kind, namespace, object.metadata.name)
       const existing = store.get(key)
       const applied = leaves(object)
+      // A create ignores a resourceVersion and a uid (as the server: they are preconditions of updates only).
       if (existing === undefined) {
-        if (object.metadata.resourceVersion !== undefined) return yield* missing(request)
         const created: Record<string, Json> = { apiVersion: object.apiVersion, kind: object.kind }
         for (const path of applied.values()) setAt(created, path, at(object, path))
         const fromApply = created.metadata as Record<string, Json> | undefined
@@ -642,6 +647,8 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
     patchStatus: lagged(patchStatus),
     delete: lagged(remove),
     create: lagged(create),
+    // Every kind is served; the cluster-scoped ones are those named in the options.
+    namespaced: (_apiVersion, kind) => Effect.succeed(!clusterScoped.has(kind)),
     server: "fake://kube"
   })
 

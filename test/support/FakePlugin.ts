@@ -21,6 +21,8 @@ export interface PluginBehaviour {
   failing: { readonly method: PluginMethod; readonly error: PluginCallError } | undefined
   /** The StatefulSet's replicas: a change makes updateDependent ask for an update. */
   replicas: number
+  /** A namespace the plugin puts its StatefulSet in (a plugin breaking the rules); the Capability's when undefined. */
+  foreignNamespace: string | undefined
 }
 
 const dependent = (id: string, apiVersion: string, kind: string, roles: Partial<DependentInfo>): DependentInfo => ({
@@ -49,6 +51,12 @@ export const databaseDescription = (name = "pg"): PluginDescription => ({
   dependents: databaseDependents
 })
 
+/** A built object with its size as the plugin would have sent it. */
+const sized = (d: { readonly id: string; readonly object: Record<string, unknown> }): BuiltDependent => ({
+  ...d,
+  bytes: JSON.stringify(d.object).length
+})
+
 const Reasons = { ready: "Ready", pending: "RolloutPending", failed: "CrashLoopBackOff" } as const
 
 const nameOf = (capability: unknown) => (capability as { metadata: { name: string } }).metadata.name
@@ -61,7 +69,14 @@ export interface FakePlugin {
 }
 
 export const makeFakePlugin = (initial: Partial<PluginBehaviour> = {}): FakePlugin => {
-  const behaviour: PluginBehaviour = { validity: [], state: "ready", failing: undefined, replicas: 1, ...initial }
+  const behaviour: PluginBehaviour = {
+    validity: [],
+    state: "ready",
+    failing: undefined,
+    replicas: 1,
+    foreignNamespace: undefined,
+    ...initial
+  }
   const calls: Array<string> = []
   const call = <A>(method: PluginMethod, answer: () => A): Effect.Effect<A, PluginCallError> =>
     Effect.suspend(() => {
@@ -71,7 +86,10 @@ export const makeFakePlugin = (initial: Partial<PluginBehaviour> = {}): FakePlug
   const statefulSet = (capability: unknown): Record<string, unknown> => ({
     apiVersion: "apps/v1",
     kind: "StatefulSet",
-    metadata: { name: nameOf(capability) },
+    metadata: {
+      name: nameOf(capability),
+      ...(behaviour.foreignNamespace === undefined ? {} : { namespace: behaviour.foreignNamespace })
+    },
     spec: { replicas: behaviour.replicas, serviceName: nameOf(capability) }
   })
   const connection: PluginConnection = {
@@ -79,18 +97,18 @@ export const makeFakePlugin = (initial: Partial<PluginBehaviour> = {}): FakePlug
     checkValidity: () => call("checkValidity", () => behaviour.validity),
     buildDependents: (capability) =>
       call("buildDependents", (): ReadonlyArray<BuiltDependent> => [
-        {
+        sized({
           id: "secret",
           object: { apiVersion: "v1", kind: "Secret", metadata: { name: `${nameOf(capability)}-config` }, stringData: { password: "p" } }
-        },
-        { id: "statefulset", object: statefulSet(capability) }
+        }),
+        sized({ id: "statefulset", object: statefulSet(capability) })
       ]),
     updateDependent: (_id, capability, existing) =>
       call("updateDependent", () => {
         const replicas = (existing as { spec?: { replicas?: number } }).spec?.replicas
-        return replicas === behaviour.replicas
-          ? { needsUpdate: false, updated: undefined }
-          : { needsUpdate: true, updated: statefulSet(capability) }
+        if (replicas === behaviour.replicas) return { needsUpdate: false, updated: undefined, bytes: 0 }
+        const updated = statefulSet(capability)
+        return { needsUpdate: true, updated, bytes: JSON.stringify(updated).length }
       }),
     evaluateConditions: (_capability, observed) =>
       call("evaluateConditions", () =>

@@ -11,6 +11,7 @@ import { Context, Effect, Layer, Logger, type Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { ApiVersion, type CapabilityStatus } from "../../src/api/Capability.ts"
 import { ObjectCache } from "../../src/controller/ObjectCache.ts"
+import { Metrics } from "../../src/metrics/Metrics.ts"
 import type { ReconcileOutcome } from "../../src/controller/Workers.ts"
 import { startController } from "../../src/reconciler/CapabilityController.ts"
 import { Reconciler } from "../../src/reconciler/Reconciler.ts"
@@ -46,7 +47,7 @@ const settle = Effect.gen(function*() {
 const start = Effect.fnUntraced(function*(registerFirst: boolean, answerLagTurns = 0) {
   const kube = makeFakeKube({ answerLagTurns })
   const plugin = makeFakePlugin()
-  const services = Layer.mergeAll(kube.layer, PluginRegistry.layer, ObjectCache.layer)
+  const services = Layer.mergeAll(kube.layer, PluginRegistry.layer, ObjectCache.layer, Metrics.layer)
   const context = yield* Layer.build(Reconciler.layer.pipe(Layer.provideMerge(services)))
   const registry = Context.get(context, PluginRegistry)
   if (registerFirst) yield* registry.register("pg", databaseDescription(), plugin.connection)

@@ -55,6 +55,22 @@ describe("FakeKube", () => {
       expect((yield* Effect.flip(kube.client.delete(ref("nope")))).code).toBe(404)
     })))
 
+  test("preconditions: a resourceVersion or uid in an apply binds an update, and a create ignores them", () =>
+    run(Effect.gen(function*() {
+      const kube = makeFakeKube()
+      const never = "18446744073709551615"
+      const withMeta = (data: Record<string, string>, meta: Record<string, string>) =>
+        ({ ...configMap("a", data), metadata: { name: "a", namespace: "ns", ...meta } })
+      const created = yield* kube.client.apply(withMeta({ x: "1" }, { resourceVersion: never, uid: "mine" }), "me")
+      expect(created.metadata.uid).not.toBe("mine")
+      const again = yield* Effect.flip(kube.client.apply(withMeta({ x: "2" }, { resourceVersion: never }), "me"))
+      expect(again.code).toBe(409)
+      const otherUid = yield* Effect.flip(kube.client.apply(withMeta({ x: "2" }, { uid: "someone-else" }), "me"))
+      expect(otherUid.detail).toContain("Precondition failed: UID in precondition: someone-else")
+      const sameUid = yield* kube.client.apply(withMeta({ x: "2" }, { uid: created.metadata.uid ?? "" }), "me")
+      expect(sameUid.data).toEqual({ x: "2" })
+    })))
+
   test("server-side apply: another manager's field with another value conflicts unless forced, which takes it over", () =>
     run(Effect.gen(function*() {
       const kube = makeFakeKube()

@@ -12,6 +12,7 @@ import { Context, Effect, Exit, Layer, Logger } from "effect"
 import { TestClock } from "effect/testing"
 import { ApiVersion, type CapabilityStatus } from "../../src/api/Capability.ts"
 import { ObjectCache } from "../../src/controller/ObjectCache.ts"
+import { Metrics } from "../../src/metrics/Metrics.ts"
 import { KubeApiError } from "../../src/kube/Errors.ts"
 import type { KubeObject } from "../../src/kube/KubeObject.ts"
 import { PluginCallFailed, PluginTimeout, PluginUnavailable } from "../../src/plugin-client/Errors.ts"
@@ -39,7 +40,7 @@ interface World {
 
 const world = Effect.gen(function*() {
   const kube = makeFakeKube()
-  const services = Layer.mergeAll(kube.layer, PluginRegistry.layer, ObjectCache.layer)
+  const services = Layer.mergeAll(kube.layer, PluginRegistry.layer, ObjectCache.layer, Metrics.layer)
   const context = yield* Layer.build(Reconciler.layer.pipe(Layer.provideMerge(services)))
   const world: World = { kube, plugin: makeFakePlugin(), registry: Context.get(context, PluginRegistry), cache: Context.get(context, ObjectCache), reconciler: Context.get(context, Reconciler) }
   return world
@@ -139,11 +140,11 @@ const table: ReadonlyArray<Row> = [
         const ownerReferences = [{ apiVersion: "apps/v1", kind: "Deployment", name: "other", uid: "someone-else", controller: true }]
         yield* w.kube.client.create({ apiVersion: "apps/v1", kind: "StatefulSet", metadata: { name: "db", namespace: "shop", ownerReferences }, spec: { replicas: 3 } })
       }),
-    ready: "False", reason: "ApplyFailed", message: "a StatefulSet named db already exists and is controlled by another owner", returned: { failsWith: 409 },
-    event: "Warning ApplyFailed", dependents: ["Secret db-config", "StatefulSet db"]
+    ready: "False", reason: "Conflict", message: "StatefulSet shop/db (id statefulset) already exists and is not controlled by this Capability (controlled by Deployment other",
+    returned: { failsWith: 409 }, event: "Warning Conflict", dependents: ["StatefulSet db"]
   },
   {
-    name: "a dependent's name is taken by an object that is not ours, whose fields its manager set otherwise",
+    name: "a dependent's name is taken by an object that is not ours, found only by the create-only apply (its kind listed, so not read first)",
     arrange: (w) =>
       Effect.gen(function*() {
         yield* register(w)
@@ -151,8 +152,15 @@ const table: ReadonlyArray<Row> = [
         // As once the StatefulSet informer has listed: the cache holds every StatefulSet of ours, and this one is not.
         w.cache.markSynced("apps/v1", "StatefulSet")
       }),
-    ready: "False", reason: "ApplyFailed", message: 'conflict with "kubectl": .spec.replicas', returned: { failsWith: 409 },
-    event: "Warning ApplyFailed", dependents: ["Secret db-config", "StatefulSet db"]
+    ready: "False", reason: "Conflict", message: "(no owner reference; managed by kubectl)", returned: { failsWith: 409 },
+    // The Secret, planned as a create too, was written before the StatefulSet's apply found the conflict.
+    event: "Warning Conflict", dependents: ["Secret db-config", "StatefulSet db"]
+  },
+  {
+    name: "the plugin returns an object outside the Capability's namespace",
+    arrange: (w) => Effect.andThen(register(w), Effect.sync(() => void (w.plugin.behaviour.foreignNamespace = "kube-system"))),
+    ready: "False", reason: "PluginViolation", message: 'plugin pg broke rule "namespace": StatefulSet kube-system/db (id statefulset) is not in the Capability',
+    returned: "done", event: "Warning PluginViolation", dependents: []
   },
   {
     name: "dependents applied, not ready yet",
