@@ -107,7 +107,15 @@ const deepEqual = (a: Json, b: Json): boolean => {
 
 /** Metadata the server owns: never part of a manager's fields. */
 const ServerMetadata = new Set([
-  "name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp", "managedFields", "selfLink"
+  "name",
+  "namespace",
+  "uid",
+  "resourceVersion",
+  "generation",
+  "creationTimestamp",
+  "deletionTimestamp",
+  "managedFields",
+  "selfLink"
 ])
 
 /** The leaf paths of an object's fields (objects recurse; lists, scalars and empty objects are leaves). */
@@ -347,7 +355,7 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       const detail = `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${stored.object.metadata.uid ?? ""}`
       return Effect.fail(error(request, 409, "Conflict", detail))
     }
-    const wanted = (at(object, ["metadata", "resourceVersion"]) as string | undefined)
+    const wanted = at(object, ["metadata", "resourceVersion"]) as string | undefined
     if (wanted !== undefined && wanted !== stored.object.metadata.resourceVersion) {
       const detail = `Operation cannot be fulfilled on ${request.kind} "${request.name}": the object has been modified; ` +
         "please apply your changes to the latest version and try again"
@@ -413,7 +421,8 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
   /** The matching objects as the server answers them. */
   const renderAll = (apiVersion: string, kind: string, options: ListOptions) =>
     matching(apiVersion, kind, options).map((o) =>
-      render(store.get(keyOf(apiVersion, kind, o.metadata.namespace, o.metadata.name)) as Stored))
+      render(store.get(keyOf(apiVersion, kind, o.metadata.namespace, o.metadata.name)) as Stored)
+    )
 
   const list = (apiVersion: string, kind: string, options: ListOptions = {}) =>
     admit({ verb: "list", apiVersion, kind, namespace: options.namespace }).pipe(

@@ -25,8 +25,9 @@ const answer = async (effect: Effect.Effect<KubeObject, KubeApiError>): Promise<
 
 const LeaseType = { apiVersion: "coordination.k8s.io/v1", kind: "Lease" }
 
-export const fakeLeaseApi = (kube: FakeKube): LeaseApi => ({
-  readNamespacedLease: ({ name, namespace }) => answer(kube.client.get({ ...LeaseType, namespace, name })),
-  createNamespacedLease: ({ body }) => answer(kube.client.create(wire({ ...LeaseType, ...body }))),
-  replaceNamespacedLease: ({ body }) => answer(kube.replace(wire({ ...LeaseType, ...body })))
-}) as LeaseApi
+export const fakeLeaseApi = (kube: FakeKube): LeaseApi =>
+  ({
+    readNamespacedLease: ({ name, namespace }) => answer(kube.client.get({ ...LeaseType, namespace, name })),
+    createNamespacedLease: ({ body }) => answer(kube.client.create(wire({ ...LeaseType, ...body }))),
+    replaceNamespacedLease: ({ body }) => answer(kube.replace(wire({ ...LeaseType, ...body })))
+  }) as LeaseApi

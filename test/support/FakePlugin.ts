@@ -118,8 +118,7 @@ export const makeFakePlugin = (initial: Partial<PluginBehaviour> = {}): FakePlug
           reason: Reasons[behaviour.state],
           message: `the StatefulSet is ${behaviour.state}`,
           attributes: {}
-        }))
-      ),
+        }))),
     ping: Effect.void,
     shutdown: Effect.void
   }

@@ -113,7 +113,7 @@ describe("ClusterAccess", () => {
       contexts: ["dev", "prod"]
     })
     expect(await load({ kubeconfig: file, context: "qa" })).toEqual({
-      error: 'cannot reach a cluster: context "qa" is not in the kubeconfig; it has: dev, prod'
+      error: "cannot reach a cluster: context \"qa\" is not in the kubeconfig; it has: dev, prod"
     })
   })
 

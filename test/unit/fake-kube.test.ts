@@ -59,8 +59,10 @@ describe("FakeKube", () => {
     run(Effect.gen(function*() {
       const kube = makeFakeKube()
       const never = "18446744073709551615"
-      const withMeta = (data: Record<string, string>, meta: Record<string, string>) =>
-        ({ ...configMap("a", data), metadata: { name: "a", namespace: "ns", ...meta } })
+      const withMeta = (data: Record<string, string>, meta: Record<string, string>) => ({
+        ...configMap("a", data),
+        metadata: { name: "a", namespace: "ns", ...meta }
+      })
       const created = yield* kube.client.apply(withMeta({ x: "1" }, { resourceVersion: never, uid: "mine" }), "me")
       expect(created.metadata.uid).not.toBe("mine")
       const again = yield* Effect.flip(kube.client.apply(withMeta({ x: "2" }, { resourceVersion: never }), "me"))
@@ -79,7 +81,7 @@ describe("FakeKube", () => {
       yield* kube.client.apply(configMap("a", { x: "1" }), "bob", { force: false })
       const conflict = yield* Effect.flip(kube.client.apply(configMap("a", { y: "2" }), "bob", { force: false }))
       expect(conflict.code).toBe(409)
-      expect(conflict.detail).toContain('conflict with "alice": .data.y')
+      expect(conflict.detail).toContain("conflict with \"alice\": .data.y")
       const forced = yield* kube.client.apply(configMap("a", { x: "1", y: "2" }), "bob", { force: true })
       expect(forced.data).toEqual({ x: "1", y: "2" })
       const entries = forced.metadata.managedFields ?? []
@@ -110,7 +112,7 @@ describe("FakeKube", () => {
       expect(after.data).toEqual({ x: "2", z: "1" })
       expect(after.metadata.managedFields?.map((m) => `${m.manager} ${m.operation}`)).toEqual(["alice Apply", "alice Update"])
       const conflict = yield* Effect.flip(kube.client.apply(configMap("a", { x: "2", z: "2" }), "alice", { force: false }))
-      expect(conflict.detail).toContain('conflict with "alice" using v1: .data.z')
+      expect(conflict.detail).toContain("conflict with \"alice\" using v1: .data.z")
     })))
 
   test("owner references are kept, and deleting the owner deletes its dependents", () =>

@@ -190,7 +190,7 @@ describe("Informer", () => {
     run(Effect.gen(function*() {
       const kube = makeFakeKube()
       yield* kube.client.create(configMap("a", "1"))
-            const refusal = new KubeApiError({ code: 503, reason: "ServiceUnavailable", detail: "etcd", request: "list" })
+      const refusal = new KubeApiError({ code: 503, reason: "ServiceUnavailable", detail: "etcd", request: "list" })
       const stop = kube.intercept((r) => (r.verb === "list" ? refusal : undefined))
       const informer = yield* start(kube)
       yield* until(() => lists(kube) === 1, "a first list")

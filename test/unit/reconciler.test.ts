@@ -42,7 +42,13 @@ const world = Effect.gen(function*() {
   const kube = makeFakeKube()
   const services = Layer.mergeAll(kube.layer, PluginRegistry.layer, ObjectCache.layer, Metrics.layer)
   const context = yield* Layer.build(Reconciler.layer.pipe(Layer.provideMerge(services)))
-  const world: World = { kube, plugin: makeFakePlugin(), registry: Context.get(context, PluginRegistry), cache: Context.get(context, ObjectCache), reconciler: Context.get(context, Reconciler) }
+  const world: World = {
+    kube,
+    plugin: makeFakePlugin(),
+    registry: Context.get(context, PluginRegistry),
+    cache: Context.get(context, ObjectCache),
+    reconciler: Context.get(context, Reconciler)
+  }
   return world
 })
 
@@ -54,7 +60,10 @@ const statusOf = (w: World) => Effect.map(w.kube.client.get(capabilityRef), (o) 
 const readyOf = (status: CapabilityStatus | undefined) => status?.conditions?.find((c) => c.type === "Ready")
 const events = (w: World) => w.kube.objects("v1", "Event", "shop").map((e) => `${String(e.type)} ${String(e.reason)}`)
 const statusWrites = (w: World) => w.kube.requests.filter((r) => r.verb === "patchStatus").length
-const dependents = (w: World) => [...w.kube.objects("v1", "Secret", "shop"), ...w.kube.objects("apps/v1", "StatefulSet", "shop")].map((o) => `${o.kind} ${o.metadata.name}`)
+const dependents = (w: World) =>
+  [...w.kube.objects("v1", "Secret", "shop"), ...w.kube.objects("apps/v1", "StatefulSet", "shop")].map((o) =>
+    `${o.kind} ${o.metadata.name}`
+  )
 const refusal = (code: number, reason: string) => new KubeApiError({ code, reason, detail: `refused: ${reason}`, request: "test" })
 
 /** What reconcile returned: done, look again after a while, or a failure (retried with backoff) with its HTTP code. */
@@ -81,56 +90,117 @@ const table: ReadonlyArray<Row> = [
     name: "a spec that does not decode",
     spec: { category: "database" },
     arrange: register,
-    ready: "False", reason: "InvalidSpec", message: "the Capability cannot be read", returned: "done", event: "Warning InvalidSpec", dependents: []
+    ready: "False",
+    reason: "InvalidSpec",
+    message: "the Capability cannot be read",
+    returned: "done",
+    event: "Warning InvalidSpec",
+    dependents: []
   },
   {
     name: "no plugin serves the type",
     spec: { category: "database", type: "mysql" },
     arrange: register,
-    ready: "False", reason: "NoPlugin", message: 'no plugin serves category "database", type "mysql"', returned: "done", event: "Warning NoPlugin", dependents: []
+    ready: "False",
+    reason: "NoPlugin",
+    message: "no plugin serves category \"database\", type \"mysql\"",
+    returned: "done",
+    event: "Warning NoPlugin",
+    dependents: []
   },
   {
     name: "the plugin finds the Capability invalid",
-    arrange: (w) => Effect.andThen(register(w), Effect.sync(() => void (w.plugin.behaviour.validity = ["size must be positive", "no such tier"]))),
-    ready: "False", reason: "Invalid", message: "size must be positive; no such tier", returned: "done", event: "Warning Invalid", dependents: []
+    arrange: (w) =>
+      Effect.andThen(register(w), Effect.sync(() => void (w.plugin.behaviour.validity = ["size must be positive", "no such tier"]))),
+    ready: "False",
+    reason: "Invalid",
+    message: "size must be positive; no such tier",
+    returned: "done",
+    event: "Warning Invalid",
+    dependents: []
   },
   {
     name: "the plugin is registered but unavailable (restarting)",
     arrange: (w) => Effect.andThen(register(w), w.registry.markUnavailable("pg", "exited with code 2")),
-    ready: "Unknown", reason: "PluginUnavailable", message: "plugin pg is not available right now: exited with code 2", returned: { requeueAfterMs: 5_000 },
-    event: "Warning PluginUnavailable", dependents: []
+    ready: "Unknown",
+    reason: "PluginUnavailable",
+    message: "plugin pg is not available right now: exited with code 2",
+    returned: { requeueAfterMs: 5_000 },
+    event: "Warning PluginUnavailable",
+    dependents: []
   },
   {
     name: "the plugin goes away during a call",
     arrange: (w) =>
-      Effect.andThen(register(w), Effect.sync(() => {
-        w.plugin.behaviour.failing = { method: "buildDependents", error: new PluginUnavailable({ plugin: "pg", method: "BuildDependents", detail: "connection reset" }) }
-      })),
-    ready: "Unknown", reason: "PluginUnavailable", message: "connection reset", returned: { requeueAfterMs: 5_000 }, event: "Warning PluginUnavailable", dependents: []
+      Effect.andThen(
+        register(w),
+        Effect.sync(() => {
+          w.plugin.behaviour.failing = {
+            method: "buildDependents",
+            error: new PluginUnavailable({ plugin: "pg", method: "BuildDependents", detail: "connection reset" })
+          }
+        })
+      ),
+    ready: "Unknown",
+    reason: "PluginUnavailable",
+    message: "connection reset",
+    returned: { requeueAfterMs: 5_000 },
+    event: "Warning PluginUnavailable",
+    dependents: []
   },
   {
     name: "the plugin does not answer in time",
     arrange: (w) =>
-      Effect.andThen(register(w), Effect.sync(() => {
-        w.plugin.behaviour.failing = { method: "evaluateConditions", error: new PluginTimeout({ plugin: "pg", method: "EvaluateConditions", timeoutMs: 10_000 }) }
-      })),
-    ready: "Unknown", reason: "PluginUnavailable", message: "did not answer EvaluateConditions within 10000 ms", returned: { requeueAfterMs: 5_000 },
-    event: "Warning PluginUnavailable", dependents: ["Secret db-config", "StatefulSet db"]
+      Effect.andThen(
+        register(w),
+        Effect.sync(() => {
+          w.plugin.behaviour.failing = {
+            method: "evaluateConditions",
+            error: new PluginTimeout({ plugin: "pg", method: "EvaluateConditions", timeoutMs: 10_000 })
+          }
+        })
+      ),
+    ready: "Unknown",
+    reason: "PluginUnavailable",
+    message: "did not answer EvaluateConditions within 10000 ms",
+    returned: { requeueAfterMs: 5_000 },
+    event: "Warning PluginUnavailable",
+    dependents: ["Secret db-config", "StatefulSet db"]
   },
   {
     name: "the plugin answers with an error",
     arrange: (w) =>
-      Effect.andThen(register(w), Effect.sync(() => {
-        w.plugin.behaviour.failing = { method: "checkValidity", error: new PluginCallFailed({ plugin: "pg", method: "CheckValidity", code: 13, detail: "nil pointer" }) }
-      })),
-    ready: "False", reason: "PluginError", message: "plugin pg failed CheckValidity: nil pointer", returned: "done", event: "Warning PluginError", dependents: []
+      Effect.andThen(
+        register(w),
+        Effect.sync(() => {
+          w.plugin.behaviour.failing = {
+            method: "checkValidity",
+            error: new PluginCallFailed({ plugin: "pg", method: "CheckValidity", code: 13, detail: "nil pointer" })
+          }
+        })
+      ),
+    ready: "False",
+    reason: "PluginError",
+    message: "plugin pg failed CheckValidity: nil pointer",
+    returned: "done",
+    event: "Warning PluginError",
+    dependents: []
   },
   {
     name: "the API server refuses a dependent (422)",
     arrange: (w) =>
-      Effect.andThen(register(w), Effect.sync(() => void w.kube.intercept((r) => (r.verb === "apply" && r.kind === "StatefulSet" ? refusal(422, "Invalid") : undefined)))),
-    ready: "False", reason: "ApplyFailed", message: "StatefulSet db (statefulset) could not be applied: refused: Invalid", returned: { failsWith: 422 },
-    event: "Warning ApplyFailed", dependents: ["Secret db-config"]
+      Effect.andThen(
+        register(w),
+        Effect.sync(() =>
+          void w.kube.intercept((r) => (r.verb === "apply" && r.kind === "StatefulSet" ? refusal(422, "Invalid") : undefined))
+        )
+      ),
+    ready: "False",
+    reason: "ApplyFailed",
+    message: "StatefulSet db (statefulset) could not be applied: refused: Invalid",
+    returned: { failsWith: 422 },
+    event: "Warning ApplyFailed",
+    dependents: ["Secret db-config"]
   },
   {
     name: "a dependent's name is taken by an object another owner controls",
@@ -138,46 +208,82 @@ const table: ReadonlyArray<Row> = [
       Effect.gen(function*() {
         yield* register(w)
         const ownerReferences = [{ apiVersion: "apps/v1", kind: "Deployment", name: "other", uid: "someone-else", controller: true }]
-        yield* w.kube.client.create({ apiVersion: "apps/v1", kind: "StatefulSet", metadata: { name: "db", namespace: "shop", ownerReferences }, spec: { replicas: 3 } })
+        yield* w.kube.client.create({
+          apiVersion: "apps/v1",
+          kind: "StatefulSet",
+          metadata: { name: "db", namespace: "shop", ownerReferences },
+          spec: { replicas: 3 }
+        })
       }),
-    ready: "False", reason: "Conflict", message: "StatefulSet shop/db (id statefulset) already exists and is not controlled by this Capability (controlled by Deployment other",
-    returned: { failsWith: 409 }, event: "Warning Conflict", dependents: ["StatefulSet db"]
+    ready: "False",
+    reason: "Conflict",
+    message: "StatefulSet shop/db (id statefulset) already exists and is not controlled by this Capability (controlled by Deployment other",
+    returned: { failsWith: 409 },
+    event: "Warning Conflict",
+    dependents: ["StatefulSet db"]
   },
   {
-    name: "a dependent's name is taken by an object that is not ours, found only by the create-only apply (its kind listed, so not read first)",
+    name:
+      "a dependent's name is taken by an object that is not ours, found only by the create-only apply (its kind listed, so not read first)",
     arrange: (w) =>
       Effect.gen(function*() {
         yield* register(w)
-        yield* w.kube.client.apply({ apiVersion: "apps/v1", kind: "StatefulSet", metadata: { name: "db", namespace: "shop" }, spec: { replicas: 3 } }, "kubectl")
+        yield* w.kube.client.apply({
+          apiVersion: "apps/v1",
+          kind: "StatefulSet",
+          metadata: { name: "db", namespace: "shop" },
+          spec: { replicas: 3 }
+        }, "kubectl")
         // As once the StatefulSet informer has listed: the cache holds every StatefulSet of ours, and this one is not.
         w.cache.markSynced("apps/v1", "StatefulSet")
       }),
-    ready: "False", reason: "Conflict", message: "(no owner reference; managed by kubectl)", returned: { failsWith: 409 },
+    ready: "False",
+    reason: "Conflict",
+    message: "(no owner reference; managed by kubectl)",
+    returned: { failsWith: 409 },
     // The Secret, planned as a create too, was written before the StatefulSet's apply found the conflict.
-    event: "Warning Conflict", dependents: ["Secret db-config", "StatefulSet db"]
+    event: "Warning Conflict",
+    dependents: ["Secret db-config", "StatefulSet db"]
   },
   {
     name: "the plugin returns an object outside the Capability's namespace",
     arrange: (w) => Effect.andThen(register(w), Effect.sync(() => void (w.plugin.behaviour.foreignNamespace = "kube-system"))),
-    ready: "False", reason: "PluginViolation", message: 'plugin pg broke rule "namespace": StatefulSet kube-system/db (id statefulset) is not in the Capability',
-    returned: "done", event: "Warning PluginViolation", dependents: []
+    ready: "False",
+    reason: "PluginViolation",
+    message: "plugin pg broke rule \"namespace\": StatefulSet kube-system/db (id statefulset) is not in the Capability",
+    returned: "done",
+    event: "Warning PluginViolation",
+    dependents: []
   },
   {
     name: "dependents applied, not ready yet",
     arrange: (w) => Effect.andThen(register(w), Effect.sync(() => void (w.plugin.behaviour.state = "pending"))),
-    ready: "False", reason: "DependentsNotReady", message: "StatefulSet db: the StatefulSet is pending", returned: "done", event: undefined,
+    ready: "False",
+    reason: "DependentsNotReady",
+    message: "StatefulSet db: the StatefulSet is pending",
+    returned: "done",
+    event: undefined,
     dependents: ["Secret db-config", "StatefulSet db"]
   },
   {
     name: "a dependent failed",
     arrange: (w) => Effect.andThen(register(w), Effect.sync(() => void (w.plugin.behaviour.state = "failed"))),
-    ready: "False", reason: "DependentFailed", message: "StatefulSet db: the StatefulSet is failed", returned: "done", event: "Warning DependentFailed",
+    ready: "False",
+    reason: "DependentFailed",
+    message: "StatefulSet db: the StatefulSet is failed",
+    returned: "done",
+    event: "Warning DependentFailed",
     dependents: ["Secret db-config", "StatefulSet db"]
   },
   {
     name: "every dependent ready",
     arrange: register,
-    ready: "True", reason: "Ready", message: "all 2 dependents are ready", returned: "done", event: "Normal Ready", dependents: ["Secret db-config", "StatefulSet db"]
+    ready: "True",
+    reason: "Ready",
+    message: "all 2 dependents are ready",
+    returned: "done",
+    event: "Normal Ready",
+    dependents: ["Secret db-config", "StatefulSet db"]
   }
 ]
 
@@ -247,7 +353,14 @@ describe("Reconciler", () => {
         const owner = yield* w.kube.client.get(capabilityRef)
         expect(statefulSet?.metadata.labels).toEqual({ "halkyon.io/capability": "db" })
         expect(statefulSet?.metadata.ownerReferences).toEqual([
-          { apiVersion: ApiVersion, kind: "Capability", name: "db", uid: owner.metadata.uid ?? "", controller: true, blockOwnerDeletion: true }
+          {
+            apiVersion: ApiVersion,
+            kind: "Capability",
+            name: "db",
+            uid: owner.metadata.uid ?? "",
+            controller: true,
+            blockOwnerDeletion: true
+          }
         ])
         expect(statefulSet?.metadata.managedFields?.map((m) => m.manager)).toEqual(["halkyon"])
       })
@@ -327,7 +440,9 @@ describe("Reconciler", () => {
         expect(yield* w.reconciler.reconcile(Key)).toEqual({})
         const statefulSet = yield* w.kube.client.get({ apiVersion: "apps/v1", kind: "StatefulSet", namespace: "shop", name: "db" })
         expect((statefulSet as { spec?: { replicas?: number } }).spec?.replicas).toBe(3)
-        expect(w.kube.requests.filter((r) => r.verb === "mergePatch").map((r) => `${r.kind} ${r.fieldManager}`)).toEqual(["StatefulSet halkyon"])
+        expect(w.kube.requests.filter((r) => r.verb === "mergePatch").map((r) => `${r.kind} ${r.fieldManager}`)).toEqual([
+          "StatefulSet halkyon"
+        ])
         expect(readyOf(yield* statusOf(w))?.reason).toBe("Ready")
       })
     ))
