@@ -19,7 +19,7 @@
  * It returns when to look again, or fails with an API error to be retried
  * with backoff. It does not watch or queue: the Controller does.
  */
-import { Context, Data, Effect, Layer, Schema } from "effect"
+import { Clock, Context, Data, Effect, Layer, Schema } from "effect"
 import { ApiVersion, Capability, type CapabilityStatus, type DependentStatus } from "../api/Capability.ts"
 import type { DependentInfo } from "../gen/halkyon/capability/v1/capability.ts"
 import { recordEvent } from "../kube/Events.ts"
@@ -93,7 +93,7 @@ const make = Effect.fnUntraced(function*() {
   /** Writes the status when it changed, with an Event when Ready changed. */
   const report = (raw: KubeObject, previous: CapabilityStatus | undefined, outcome: Outcome) =>
     Effect.gen(function*() {
-      const status = nextStatus(previous, outcome, raw.metadata.generation, new Date())
+      const status = nextStatus(previous, outcome, raw.metadata.generation, new Date(yield* Clock.currentTimeMillis))
       if (sameStatus(previous, status)) return
       // A merge patch keeps keys it does not name: null removes the facts that no longer hold.
       const patch = { plugin: null, version: null, bindingSecret: null, dependents: null, ...status }
