@@ -10,6 +10,7 @@ import { ConditionState, type DependentCondition, type PluginDescription } from 
 import { BuildDependents, CheckValidity, Describe, EvaluateConditions, UpdateDependent } from "../protocol/Methods.ts"
 import { jsonBytes, jsonText } from "../protocol/Rpc.ts"
 import type { Condition, Context, DependentDefinition, KubeObject, PluginDefinition, TypeDefinition } from "./Plugin.ts"
+import * as Messages from "./Messages.ts"
 import { GrpcError, type GrpcServer, Status } from "./wire/GrpcServer.ts"
 
 
@@ -65,7 +66,7 @@ const decode = async (bytes: Uint8Array): Promise<Capability> => {
   try {
     capability = decodeCapabilityJson(text)
   } catch (error) {
-    throw new GrpcError(Status.INVALID_ARGUMENT, `the Capability could not be read: ${error instanceof Error ? error.message : String(error)}`)
+    throw new GrpcError(Status.INVALID_ARGUMENT, Messages.unreadableCapability(error instanceof Error ? error.message : String(error)))
   }
   if (recent.size >= RecentCapabilities) recent.delete(recent.keys().next().value as string)
   recent.set(text, capability)
@@ -98,19 +99,19 @@ export const validate = (plugin: PluginDefinition, capability: Capability): Arra
   const errors: Array<string> = []
   const { category, type: typeName, version } = capability.spec
   if (category.toLowerCase() !== plugin.category.toLowerCase()) {
-    errors.push(`category "${category}" is not served by plugin ${plugin.name} (it serves "${plugin.category}")`)
+    errors.push(Messages.categoryNotServed(category, plugin.name, plugin.category))
   }
   const type = findType(plugin, capability)
   if (type === undefined) {
-    errors.push(`type "${typeName}" is not served by plugin ${plugin.name}; supported types: ${plugin.types.map((t) => t.type).join(", ")}`)
+    errors.push(Messages.typeNotServed(typeName, plugin.name, plugin.types.map((t) => t.type)))
     return errors
   }
   if (version !== undefined && version !== "" && !type.versions.includes(version)) {
-    errors.push(`version "${version}" of ${type.type} is not supported; supported versions: ${type.versions.join(", ")}`)
+    errors.push(Messages.versionNotSupported(version, type.type, type.versions))
   }
   const context = makeContext(plugin, capability)
   for (const p of plugin.parameters ?? []) {
-    if (p.required === true && (context.parameters[p.name] ?? "") === "") errors.push(`parameter ${p.name} is required`)
+    if (p.required === true && (context.parameters[p.name] ?? "") === "") errors.push(Messages.parameterRequired(p.name))
   }
   if (errors.length === 0 && plugin.validate !== undefined) errors.push(...plugin.validate(context))
   return errors
@@ -122,14 +123,14 @@ const guarded = <A>(what: string, f: () => A): A => {
     return f()
   } catch (error) {
     if (error instanceof GrpcError) throw error
-    throw new GrpcError(Status.INTERNAL, `${what} failed: ${error instanceof Error ? error.message : String(error)}`)
+    throw new GrpcError(Status.INTERNAL, Messages.failed(what, error instanceof Error ? error.message : String(error)))
   }
 }
 
-const findDependent = (plugin: PluginDefinition, id: string): DependentDefinition => {
+export const findDependent = (plugin: PluginDefinition, id: string): DependentDefinition => {
   const found = plugin.dependents.find((d) => d.id === id)
   if (found === undefined) {
-    throw new GrpcError(Status.NOT_FOUND, `plugin ${plugin.name} has no dependent "${id}"; it has: ${plugin.dependents.map((d) => d.id).join(", ")}`)
+    throw new GrpcError(Status.NOT_FOUND, Messages.unknownDependent(plugin.name, id, plugin.dependents.map((d) => d.id)))
   }
   return found
 }
@@ -137,7 +138,7 @@ const findDependent = (plugin: PluginDefinition, id: string): DependentDefinitio
 /** A dependent's condition when fetching it failed: missing is pending, anything else failed. */
 const conditionFromFetchError = (d: DependentDefinition, context: Context, error: { reason: string; message: string }): Condition =>
   error.reason === "NotFound"
-    ? { state: "pending", reason: "NotFound", message: `${d.kind} for ${context.name} does not exist yet` }
+    ? { state: "pending", reason: "NotFound", message: Messages.dependentMissing(d.kind, context.name) }
     : { state: "failed", reason: error.reason || "FetchFailed", message: error.message }
 
 const stateOf: Record<Condition["state"], ConditionState> = {
@@ -186,7 +187,7 @@ export const registerCapabilityService = (server: GrpcServer, plugin: PluginDefi
               return conditionFromFetchError(d, context, observed.observation.value)
             case undefined:
             default:
-              return { state: "failed", reason: "NoObservation", message: `no object nor error was sent for ${d.id}` }
+              return { state: "failed", reason: "NoObservation", message: Messages.noObservation(d.id) }
           }
         })
         conditions.push({
