@@ -55,7 +55,11 @@ beforeAll(() => {
   project = mkdtempSync(join(tmpdir(), "halkyon-go-author-"))
   writeFileSync(join(project, "go.mod"), goMod)
   writeFileSync(join(project, "main.go"), mainGo)
-  const tidy = Bun.spawnSync([goBinary(), "mod", "tidy"], { cwd: project, env: { ...process.env, GOWORK: "off", GOFLAGS: "" }, stderr: "pipe" })
+  const tidy = Bun.spawnSync([goBinary(), "mod", "tidy"], {
+    cwd: project,
+    env: { ...process.env, GOWORK: "off", GOFLAGS: "" },
+    stderr: "pipe"
+  })
   if (tidy.exitCode !== 0) throw new Error(`go mod tidy failed: ${tidy.stderr.toString()}`)
   plugin = buildGo(project, join(project, "bin/memcached"))
 }, 300_000)
@@ -76,12 +80,21 @@ describe("a Go plugin project outside the repository, on the Go SDK", () => {
           name: "memcached",
           category: "cache",
           types: [{ type: "memcached", versions: ["1.5", "1.6"], defaultVersion: "1.6" }],
-          parameters: [{ name: "PORT", description: "the port memcached listens on", required: false, secret: false, defaultValue: "11211" }]
+          parameters: [{
+            name: "PORT",
+            description: "the port memcached listens on",
+            required: false,
+            secret: false,
+            defaultValue: "11211"
+          }]
         })
-        expect(description.dependents.map((d) => [d.id, d.apiVersion, d.kind, d.watched, d.owned, d.created, d.updated, d.checkedForReadiness, d.binding]))
+        expect(
+          description.dependents.map((
+            d
+          ) => [d.id, d.apiVersion, d.kind, d.watched, d.owned, d.created, d.updated, d.checkedForReadiness, d.binding])
+        )
           .toEqual([["service", "v1", "Service", true, true, true, false, false, false]])
-      })
-    ))
+      })))
 
   test("builds its dependents and checks validity with the SDK's messages", () =>
     withPlugin(plugin, launchOptions(), ({ connection }) =>
@@ -102,7 +115,8 @@ describe("a Go plugin project outside the repository, on the Go SDK", () => {
             spec: { ports: [{ port: "11212" }], selector: { version: "1.6" } }
           }
         ]])
-        expect(yield* connection.checkValidity(capability("1.4"))).toEqual(['version "1.4" of memcached is not supported; supported versions: 1.5, 1.6'])
-      })
-    ))
+        expect(yield* connection.checkValidity(capability("1.4"))).toEqual([
+          "version \"1.4\" of memcached is not supported; supported versions: 1.5, 1.6"
+        ])
+      })))
 })

@@ -25,14 +25,22 @@ const capability = (spec: Record<string, unknown>) => ({
   metadata: { name: "sessions", namespace: "shop" },
   spec
 })
-const valid = capability({ category: "cache", type: "redis", parameters: [{ name: "PASSWORD", value: "x" }, { name: "PORT", value: "7000" }] })
+const valid = capability({
+  category: "cache",
+  type: "redis",
+  parameters: [{ name: "PASSWORD", value: "x" }, { name: "PORT", value: "7000" }]
+})
 
 /** An RPC's answer, or its gRPC code and the plugin's message when it fails. */
 const answer = <A>(call: Effect.Effect<A, { readonly _tag: string }>) =>
   call.pipe(
     Effect.map((value) => ({ value })),
     Effect.catch((e) =>
-      Effect.succeed({ failed: e._tag, code: "code" in e ? Number(e.code) : undefined, detail: "detail" in e ? String(e.detail) : undefined })
+      Effect.succeed({
+        failed: e._tag,
+        code: "code" in e ? Number(e.code) : undefined,
+        detail: "detail" in e ? String(e.detail) : undefined
+      })
     )
   )
 
@@ -41,7 +49,11 @@ const answers = (connection: PluginConnection) =>
   Effect.gen(function*() {
     const validity = []
     for (const c of fixtures.cases) validity.push(yield* answer(connection.checkValidity(capability(c.spec))))
-    const ownCheck = yield* answer(connection.checkValidity(capability({ category: "cache", type: "redis", parameters: [{ name: "PASSWORD", value: "x" }, { name: "TLS", value: "maybe" }] })))
+    const ownCheck = yield* answer(
+      connection.checkValidity(
+        capability({ category: "cache", type: "redis", parameters: [{ name: "PASSWORD", value: "x" }, { name: "TLS", value: "maybe" }] })
+      )
+    )
     const unreadable = yield* answer(connection.checkValidity({ metadata: { name: "x" }, spec: { type: "redis" } }))
     const built = yield* connection.buildDependents(valid)
     const config = built.find((d) => d.id === "config-secret")?.object ?? {}
@@ -71,18 +83,36 @@ describe("a TypeScript and a Go plugin declaring the same thing", () => {
     const ts = await run(testPlugin("parity"))
     const go = await run(testPlugin("go-parity"))
     // The unreadable Capability's reason comes from each language's decoder: only its start is shared.
-    const common = (a: typeof ts) => ({ ...a, unreadable: { ...a.unreadable, detail: "detail" in a.unreadable ? a.unreadable.detail?.split(": ")[0] : "" } })
+    const common = (a: typeof ts) => ({
+      ...a,
+      unreadable: { ...a.unreadable, detail: "detail" in a.unreadable ? a.unreadable.detail?.split(": ")[0] : "" }
+    })
     expect(common(go)).toEqual(common(ts))
 
     expect(ts.validity).toEqual(fixtures.cases.map((c) => ({ value: c.errors })))
-    expect(ts.ownCheck).toEqual({ value: ['parameter TLS must be on or off, got "maybe"'] })
+    expect(ts.ownCheck).toEqual({ value: ["parameter TLS must be on or off, got \"maybe\""] })
     expect(common(ts).unreadable).toEqual({ failed: "PluginCallFailed", code: 3, detail: "the Capability could not be read" })
     expect(ts.built).toEqual([
-      ["config-secret", { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "sessions-config", namespace: "shop" }, data: { name: "sessions", namespace: "shop", version: "8.0", port: "7000" } }],
-      ["deployment", { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "sessions", namespace: "shop" }, spec: { replicas: 1 } }],
+      ["config-secret", {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: "sessions-config", namespace: "shop" },
+        data: { name: "sessions", namespace: "shop", version: "8.0", port: "7000" }
+      }],
+      ["deployment", {
+        apiVersion: "apps/v1",
+        kind: "Deployment",
+        metadata: { name: "sessions", namespace: "shop" },
+        spec: { replicas: 1 }
+      }],
       ["service", { apiVersion: "v1", kind: "Service", metadata: { name: "sessions", namespace: "shop" } }]
     ])
-    expect(ts.updates.map((u) => ("value" in u ? u.value.needsUpdate : u.detail))).toEqual([false, true, false, ...fixtures.unknownDependents.map((u) => u.message)])
+    expect(ts.updates.map((u) => ("value" in u ? u.value.needsUpdate : u.detail))).toEqual([
+      false,
+      true,
+      false,
+      ...fixtures.unknownDependents.map((u) => u.message)
+    ])
     expect("value" in ts.conditions ? ts.conditions.value.map((c) => [c.id, c.state, c.reason, c.message]) : ts.conditions).toEqual([
       ["deployment", "pending", "NotAvailable", "0 available"],
       ["deployment", "ready", "Available", "2 available"],
@@ -90,6 +120,10 @@ describe("a TypeScript and a Go plugin declaring the same thing", () => {
       ["deployment", "failed", "Forbidden", "deployments is forbidden"],
       ["deployment", "failed", "FetchFailed", "connection reset"]
     ])
-    expect(ts.unknownObserved).toEqual({ failed: "PluginCallFailed", code: 5, detail: 'plugin kv has no dependent "statefulset"; it has: config-secret, deployment, service' })
+    expect(ts.unknownObserved).toEqual({
+      failed: "PluginCallFailed",
+      code: 5,
+      detail: "plugin kv has no dependent \"statefulset\"; it has: config-secret, deployment, service"
+    })
   }, 60_000)
 })

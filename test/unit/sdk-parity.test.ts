@@ -30,12 +30,19 @@ const fixtures = JSON.parse(readFileSync(join(import.meta.dir, "../../go/sdk/tes
 
 const toPlugin = (d: Declaration): PluginDefinition => ({
   ...d,
-  dependents: d.dependents.map((id) => ({ id, apiVersion: "v1", kind: "ConfigMap", build: () => ({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: id } }) }))
+  dependents: d.dependents.map((id) => ({
+    id,
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    build: () => ({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: id } })
+  }))
 })
 
 /** The Capability the Go test builds around the same spec. */
 const capability = (spec: unknown) =>
-  decodeCapabilityJson(JSON.stringify({ apiVersion: "halkyon.io/v1beta1", kind: "Capability", metadata: { name: "sessions", namespace: "shop" }, spec }))
+  decodeCapabilityJson(
+    JSON.stringify({ apiVersion: "halkyon.io/v1beta1", kind: "Capability", metadata: { name: "sessions", namespace: "shop" }, spec })
+  )
 
 /** The message `f` throws with, exactly. */
 const thrown = (f: () => unknown): string => {
