@@ -78,6 +78,8 @@ func decodeCapability(raw []byte) (*Capability, error) {
 	switch {
 	case wire.Metadata == nil || wire.Spec == nil:
 		return nil, errors.New("metadata and spec are required")
+	case wire.Metadata.Name == "":
+		return nil, errors.New("metadata.name is required")
 	case wire.Spec.Category == nil || *wire.Spec.Category == "" || wire.Spec.Type == nil || *wire.Spec.Type == "":
 		return nil, errors.New("spec.category and spec.type are required and not empty")
 	}

@@ -96,8 +96,11 @@ func (s *server) BuildDependents(_ context.Context, r *capabilityv1.BuildDepende
 
 func (s *server) UpdateDependent(_ context.Context, r *capabilityv1.UpdateDependentRequest) (*capabilityv1.UpdateDependentResponse, error) {
 	d, err := s.dependent(r.Id)
-	if err != nil || d.Update == nil {
-		return &capabilityv1.UpdateDependentResponse{}, err
+	if err != nil {
+		return nil, err
+	}
+	if d.Update == nil {
+		return &capabilityv1.UpdateDependentResponse{}, nil
 	}
 	c, err := s.capability(r.Capability)
 	if err != nil {
