@@ -31,6 +31,19 @@ const create = (name: string) =>
     spec: { category: "test", type: "flaky" }
   })
 const reconciledBy = (o: Operator, name: string) => o.logs.some((l) => l.includes(`capability default/${name}: Ready=`))
+/**
+ * How many reconciles an operator ran, summed over results, from its own /metrics. A standby that
+ * reconciled would count here even when its status write changed nothing and it logged no line.
+ */
+const reconciles = async (o: Operator) => {
+  const endpoint = o.endpoint("metrics")
+  if (endpoint === undefined) throw new Error(`the operator logged no metrics endpoint:\n${o.logs.join("\n")}`)
+  const response = await fetch(`${endpoint}/metrics`)
+  expect(response.status).toBe(200)
+  const text = await response.text()
+  // Families with labels appear with their first series: an empty family is a count of zero.
+  return [...text.matchAll(/^halkyon_reconcile_total\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0)
+}
 const readyWithin = (name: string, ms: number) =>
   eventually(async () => readyOf(await cluster.api("GET", capabilityPath("default", name)))?.status === "True", ms, 50)
 
@@ -56,7 +69,10 @@ test("of two instances only the leader reconciles; killed, the other takes over 
   expect((await create("one")).status).toBe(201)
   expect(await readyWithin("one", 15_000)).toBe(true)
   expect(reconciledBy(first, "one")).toBe(true)
-  expect(reconciledBy(second, "one")).toBe(false)
+  expect(await eventually(async () => (await reconciles(first)) > 0, 5_000)).toBe(true)
+  // Both watch the same Capability; the standby must not have run a single reconcile of it.
+  expect(await reconciles(second)).toBe(0)
+  expect(leads(second)).toBe(false)
 
   await first.stop("SIGKILL")
   const killed = Date.now()
@@ -67,6 +83,7 @@ test("of two instances only the leader reconciles; killed, the other takes over 
   expect((await create("two")).status).toBe(201)
   expect(await readyWithin("two", 15_000)).toBe(true)
   expect(reconciledBy(second, "two")).toBe(true)
+  expect(await reconciles(second)).toBeGreaterThan(0)
   const lease = await cluster.api("GET", "/apis/coordination.k8s.io/v1/namespaces/default/leases/halkyon-operator")
   expect(dig<number>(lease.body, "spec", "leaseTransitions")).toBe(1)
 }, 120_000)
