@@ -106,7 +106,8 @@ for (const host of hosts) {
         const created = [...socketFolders()].filter((f) => !before.has(f))
         expect(created.length).toBe(2)
         proc.kill("SIGTERM")
-        await proc.exited
+        // A clean stop by signal exits 0, as Kubernetes expects of a pod it stops.
+        expect(await proc.exited).toBe(0)
         expect(await processesMatching(folder.dir)).toEqual([])
         for (const f of created) expect(existsSync(join(tmpdir(), f))).toBe(false)
       } finally {
