@@ -44,6 +44,16 @@ const reconciles = async (o: Operator) => {
   // Families with labels appear with their first series: an empty family is a count of zero.
   return [...text.matchAll(/^halkyon_reconcile_total\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0)
 }
+/** Watches of Capabilities open on kube-apiserver right now, from its own /metrics: every operator that runs a controller holds one. */
+const capabilityWatches = async () => {
+  const { plane } = cluster
+  const response = await fetch(`${plane.server}/metrics`, { tls: { ca: plane.caCertPem, cert: plane.adminCertPem, key: plane.adminKeyPem }, keepalive: false })
+  expect(response.status).toBe(200)
+  const text = await response.text()
+  return [...text.matchAll(/^apiserver_longrunning_requests\{([^}]*)\} (\d+)$/gm)]
+    .filter((m) => (m[1] ?? "").includes('resource="capabilities"') && (m[1] ?? "").includes('verb="WATCH"'))
+    .reduce((sum, m) => sum + Number(m[2]), 0)
+}
 const readyWithin = (name: string, ms: number) =>
   eventually(async () => readyOf(await cluster.api("GET", capabilityPath("default", name)))?.status === "True", ms, 50)
 
@@ -62,16 +72,20 @@ afterAll(async () => {
 test("of two instances only the leader reconciles; killed, the other takes over within the lease duration", async () => {
   const first = start()
   expect(await eventually(() => leads(first), 30_000)).toBe(true)
+  expect(await eventually(async () => (await capabilityWatches()) > 0, 10_000)).toBe(true)
+  const leaderWatches = await capabilityWatches()
   const second = start()
   expect(await eventually(() => standsBy(second), 30_000)).toBe(true)
-  // The standby is ready (it serves probes), but does not reconcile.
+  // The standby is ready (it serves probes), but does not reconcile: it does not even watch Capabilities.
   expect(await eventually(async () => (await fetch(`${second.endpoint("health")}/readyz`)).status === 200, 5_000)).toBe(true)
+  expect(await capabilityWatches()).toBe(leaderWatches)
   expect((await create("one")).status).toBe(201)
   expect(await readyWithin("one", 15_000)).toBe(true)
   expect(reconciledBy(first, "one")).toBe(true)
   expect(await eventually(async () => (await reconciles(first)) > 0, 5_000)).toBe(true)
-  // Both watch the same Capability; the standby must not have run a single reconcile of it.
+  // The standby has not run a single reconcile, by its own count.
   expect(await reconciles(second)).toBe(0)
+  expect(await capabilityWatches()).toBe(leaderWatches)
   expect(leads(second)).toBe(false)
 
   await first.stop("SIGKILL")
