@@ -68,7 +68,7 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
   const kc = yield* loadKubeConfig({ kubeconfig: options.kubeconfig, context: options.context })
   const install = options.install
   const namespace = options.namespace
-  const plugins = PluginHost.live(options.host)
+  const plugins = PluginHost.layer(options.host)
   const kube = KubeClient.layer(kc)
   // Probes answer from the start, installs included: a slow download is not a dead pod.
   const endpoints = HttpEndpoints.layer({ healthAddr: options.healthAddr, metricsAddr: options.metricsAddr }).pipe(

@@ -1,12 +1,14 @@
 /**
  * What the README shows users typing, typed with a real kubectl (of kube-apiserver's release) against
  * a real API server and the compiled operator: applying the CRDs and a Capability, `kubectl wait
- * --for=condition=Ready`, the columns of `kubectl get cap` and `kubectl explain capability.spec`.
+ * --for=condition=Ready`, the columns of `kubectl get cap` and `kubectl explain capability.spec`
+ * (the descriptions the CRD's schema carries, as kubectl shows them).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { capabilityCrd } from "../../src/api/Crds.ts"
 import { capabilityPath, type Cluster, kubectl, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
 import { eventually, root, testPlugin } from "../support/paths.ts"
 
@@ -102,15 +104,21 @@ describe("kubectl, as the README uses it", () => {
     expect(explained.stdout).toMatch(/^KIND:\s+Capability$/m)
     expect(explained.stdout).toMatch(/^VERSION:\s+v1beta1$/m)
     expect(explained.stdout).toMatch(/^FIELD: spec <Object>$/m)
-    const fields = [...explained.stdout.matchAll(/^ {2}(\w+)\s+<([^>]+)>( -required-)?\n {4}(.*)$/gm)].map((m) => [m[1], m[2], m[3] !== undefined, m[4]])
-    // What is true today: the schema carries no descriptions for spec or its fields (another issue adds them;
-    // this table changes with it).
-    expect(explained.stdout).toMatch(/^DESCRIPTION:\n {4}<empty>$/m)
+    // Each field of spec, its type, whether it is required and its description, as the CRD's schema has them
+    // (kubectl wraps descriptions: compare them with whitespace collapsed).
+    const collapse = (text: string | undefined) => (text ?? "").replace(/\s+/g, " ").trim()
+    const fields = [...explained.stdout.matchAll(/^ {2}(\w+)\t<([^>]+)>( -required-)?\n((?: {4}.*\n)+)/gm)]
+      .map((m) => [m[1], m[2], m[3] !== undefined, collapse(m[4])])
+    const spec = capabilityCrd().spec.versions[0]?.schema?.openAPIV3Schema?.properties?.spec
+    const described = (name: string) => collapse(spec?.properties?.[name]?.description)
     expect(fields).toEqual([
-      ["category", "string", true, "<no description>"],
-      ["parameters", "[]Object", false, "<no description>"],
-      ["type", "string", true, "<no description>"],
-      ["version", "string", false, "<no description>"]
+      ["category", "string", true, described("category")],
+      ["parameters", "[]Object", false, described("parameters")],
+      ["type", "string", true, described("type")],
+      ["version", "string", false, described("version")]
     ])
+    for (const [, , , description] of fields) expect(description).not.toMatch(/^$|<no description>/)
+    const specDescription = /^DESCRIPTION:\n((?: {4}.*\n)+)FIELDS:$/m.exec(explained.stdout)?.[1]
+    expect(collapse(specDescription)).toBe(collapse(spec?.description))
   })
 })
