@@ -81,7 +81,8 @@ test("of two instances only the leader reconciles; killed, the other takes over 
   expect(await capabilityWatches()).toBe(leaderWatches)
   expect((await create("one")).status).toBe(201)
   expect(await readyWithin("one", 15_000)).toBe(true)
-  expect(reconciledBy(first, "one")).toBe(true)
+  // The log line follows the status write: wait for it.
+  expect(await eventually(() => reconciledBy(first, "one"), 5_000)).toBe(true)
   expect(await eventually(async () => (await reconciles(first)) > 0, 5_000)).toBe(true)
   // The standby has not run a single reconcile, by its own count.
   expect(await reconciles(second)).toBe(0)
@@ -96,7 +97,7 @@ test("of two instances only the leader reconciles; killed, the other takes over 
   expect(takeover).toBeLessThan(LeaseMs + 2_000)
   expect((await create("two")).status).toBe(201)
   expect(await readyWithin("two", 15_000)).toBe(true)
-  expect(reconciledBy(second, "two")).toBe(true)
+  expect(await eventually(() => reconciledBy(second, "two"), 5_000)).toBe(true)
   expect(await reconciles(second)).toBeGreaterThan(0)
   const lease = await cluster.api("GET", "/apis/coordination.k8s.io/v1/namespaces/default/leases/halkyon-operator")
   expect(dig<number>(lease.body, "spec", "leaseTransitions")).toBe(1)

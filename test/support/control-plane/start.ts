@@ -318,7 +318,7 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
       // kube-apiserver first: it would otherwise log storms of etcd connection errors while exiting.
-      apiserver?.proc.unref(); // mutation: kube-apiserver left running
+      if (apiserver !== undefined) await terminate(apiserver);
       if (etcd !== undefined) await terminate(etcd);
       apiserver = etcd = undefined;
       rmSync(dir, { recursive: true, force: true });
@@ -329,7 +329,7 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
   const entry = {
     stop,
     killNow(): void {
-      for (const child of [etcd]) if (child !== undefined) signalGroup(child.proc.pid, "SIGKILL");
+      for (const child of [apiserver, etcd]) if (child !== undefined) signalGroup(child.proc.pid, "SIGKILL");
       rmSync(dir, { recursive: true, force: true });
     },
   };
