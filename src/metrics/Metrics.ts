@@ -248,6 +248,12 @@ export class Metrics extends Context.Service<Metrics, {
   readonly pluginRestarted: (plugin: string) => void
   /** Records one RPC to a plugin and how long it took, failed calls included. */
   readonly pluginCall: (plugin: string, method: string, seconds: number) => void
+  /** Counts a plugin's log lines dropped over its rate limit. */
+  readonly pluginLogLinesDropped: (plugin: string, lines: number) => void
+  /** Counts a circuit breaker trip: the plugin timed out too often and is restarted. */
+  readonly pluginBreakerTripped: (plugin: string) => void
+  /** Counts a call refused because the plugin had its share of the workers in flight. */
+  readonly pluginCallRejected: (plugin: string) => void
   readonly render: () => string
   /** For metrics declared elsewhere; rendered with the others. */
   readonly registry: MetricsRegistry
@@ -269,7 +275,25 @@ export const makeMetrics = (): Metrics["Service"] => {
     ["plugin", "method"],
     pluginCallBuckets
   )
+  const logLinesDropped = registry.counter(
+    "halkyon_plugin_log_lines_dropped_total",
+    "Plugin log lines not relayed because the plugin logged faster than its rate limit.",
+    ["plugin"]
+  )
+  const breakerTrips = registry.counter(
+    "halkyon_plugin_breaker_trips_total",
+    "Times a plugin was marked degraded and restarted after calls in a row timed out.",
+    ["plugin"]
+  )
+  const callsRejected = registry.counter(
+    "halkyon_plugin_calls_rejected_total",
+    "Plugin calls not made because the plugin already had its share of the reconcile workers; the Capability is retried later.",
+    ["plugin"]
+  )
   return Metrics.of({
+    pluginLogLinesDropped: (plugin, lines) => logLinesDropped.inc({ plugin }, lines),
+    pluginBreakerTripped: (plugin) => breakerTrips.inc({ plugin }),
+    pluginCallRejected: (plugin) => callsRejected.inc({ plugin }),
     reconciled: (result, seconds) => {
       reconcileTotal.inc({ result })
       reconcileDuration.observe({}, seconds)
