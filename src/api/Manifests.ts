@@ -93,6 +93,7 @@ const deployment = (namespace: string, image: string, plugins: string | undefine
               "run",
               "--leader-elect",
               "--plugins-dir", "/plugins",
+              // Explicit: outside a pod the defaults are loopback only.
               "--health-addr", `:${healthPort}`,
               "--metrics-addr", `:${metricsPort}`
             ],

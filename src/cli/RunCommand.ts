@@ -4,6 +4,7 @@
  */
 import { Config, Effect, type Option } from "effect"
 import { Command, Flag } from "effect/cli"
+import { defaultListenAddress, HealthPort, MetricsPort } from "../config/ListenDefaults.ts"
 import { durationFlag, type HostFlagValues, hostFlags } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
 import { releaseFlags, type ReleaseFlagValues } from "./PluginSources.ts"
@@ -49,12 +50,12 @@ export const runFlags = {
   renewDeadline: durationFlag("renew-deadline", 10_000, "how long the leader keeps trying to renew before it steps down"),
   retryPeriod: durationFlag("retry-period", 2_000, "how often candidates try to acquire, and the leader to renew"),
   healthAddr: Flag.String("health-addr").pipe(
-    Flag.withDescription('where /healthz and /readyz are served, e.g. ":8081"; "0" disables'),
-    Flag.withDefault(":8081")
+    Flag.withDescription('where /healthz and /readyz are served, e.g. ":8081"; "0" disables (default: ":8081" in a pod, "127.0.0.1:8081" elsewhere)'),
+    Flag.withDefault(defaultListenAddress(HealthPort))
   ),
   metricsAddr: Flag.String("metrics-addr").pipe(
-    Flag.withDescription('where /metrics (Prometheus) is served, e.g. ":8080"; "0" disables'),
-    Flag.withDefault(":8080")
+    Flag.withDescription('where /metrics (Prometheus) is served, e.g. ":8080"; "0" disables (default: ":8080" in a pod, "127.0.0.1:8080" elsewhere)'),
+    Flag.withDefault(defaultListenAddress(MetricsPort))
   )
 }
 
