@@ -61,6 +61,18 @@ export class BoundedLines {
     return this.dropped > 0
   }
 
+  /** The start of the line in progress (its first `maxBytes` bytes), for evidence; "" when none. */
+  partial(maxBytes: number): string {
+    let text = ""
+    let left = maxBytes
+    for (const part of this.parts) {
+      if (left <= 0) break
+      text += decoder.decode(part.subarray(0, left), { stream: true })
+      left -= part.length
+    }
+    return text + decoder.decode()
+  }
+
   /** Bytes held for the line in progress: never more than the cap. */
   get held(): number {
     return this.kept

@@ -238,7 +238,9 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
   const stderrLines = Effect.gen(function*() {
     // Let the stderr relay catch up so the evidence is complete.
     yield* Fiber.await(stderrDone).pipe(Effect.timeoutOption(Duration.millis(200)))
-    return [...stderrTail]
+    // A line still unfinished (a flood without newline) shows by its start.
+    const unfinished = stderrSplitter.partial(MaxEvidenceLine).trimEnd()
+    return unfinished === "" ? [...stderrTail] : [...stderrTail, `${unfinished}…`]
   })
   if (Option.isNone(line)) {
     return yield* new PluginHandshakeTimeout({ plugin: file.name, timeoutMs: options.handshakeTimeoutMs, stderr: yield* stderrLines })
@@ -262,6 +264,9 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     return yield* new PluginBadHandshake({ plugin: file.name, kind: p._tag, line: p.line, detail })
   }
   const handshake = parsed.handshake
+  // Checked before anything else about it: the host connects nowhere the plugin was not told to listen.
+  const refused = addressProblem(handshake, socketDir, process.platform) ?? socketProblem(handshake)
+  if (refused !== undefined) return yield* new PluginBadHandshake({ plugin: file.name, kind: "Address", line: line.value.line, detail: refused })
   if (certificate !== undefined && handshake.certificate === undefined) {
     return yield* new PluginBadHandshake({
       plugin: file.name,
@@ -270,9 +275,6 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
       detail: "AutoMTLS is on but the plugin sent no certificate (is it built with an SDK that supports AutoMTLS?)"
     })
   }
-
-  const refused = addressProblem(handshake, socketDir, process.platform) ?? socketProblem(handshake)
-  if (refused !== undefined) return yield* new PluginBadHandshake({ plugin: file.name, kind: "Address", line: line.value.line, detail: refused })
 
   // go-plugin's stdio stream arrives in an HTTP/2 callback: log it with this
   // fiber's services, so it goes through the host's own logger and level.

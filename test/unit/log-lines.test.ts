@@ -30,6 +30,7 @@ describe("bounded line splitter", () => {
       most = Math.max(most, lines.held)
     }
     expect(most).toBe(MaxLogLineBytes)
+    expect(lines.partial(5)).toBe("AAAAA")
     const last = lines.end()
     expect(last?.text.length).toBe(MaxLogLineBytes)
     expect(last?.truncatedBytes).toBe(64 * 1024 * 1024 - MaxLogLineBytes)
