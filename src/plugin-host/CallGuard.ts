@@ -4,7 +4,7 @@
  * - a budget: at most `permits` calls in flight (its share of the reconcile
  *   workers); a call that cannot start within `waitMs` fails with PluginBusy,
  *   so that the Capability is retried with backoff instead of holding a worker;
- * - a circuit breaker: after `threshold` calls in a row time out, the plugin
+ * - a circuit breaker: after `threshold` calls in a row of one method time out, the plugin
  *   is degraded (every call fails at once with PluginUnavailable) and
  *   `tripped` completes, for the host to restart it, even if the plugin still
  *   answers health checks.
@@ -20,19 +20,22 @@ export type CallOutcome = "ok" | "timeout" | "other"
 
 /**
  * The breaker's state machine. Pure: `record` says what a call's outcome
- * does to it, and returns true on the one call that trips it. Only timeouts
- * count: a plugin that answers with errors is answering.
+ * does to it, and returns true on the one call that trips it. Timeouts count
+ * per method, and only an answer to that method (success or error) resets
+ * its count: a plugin that answers CheckValidity at once and hangs in every
+ * BuildDependents is hung all the same.
  */
 export class Breaker {
-  private timeouts = 0
+  private readonly timeouts = new Map<string, number>()
   private open = false
 
   constructor(readonly threshold: number) {}
 
-  record(outcome: CallOutcome): boolean {
+  record(method: string, outcome: CallOutcome): boolean {
     if (this.open) return false
-    this.timeouts = outcome === "timeout" ? this.timeouts + 1 : 0
-    if (this.timeouts < this.threshold) return false
+    const count = outcome === "timeout" ? (this.timeouts.get(method) ?? 0) + 1 : 0
+    this.timeouts.set(method, count)
+    if (count < this.threshold) return false
     this.open = true
     return true
   }
@@ -41,8 +44,11 @@ export class Breaker {
     return this.open ? "open" : "closed"
   }
 
+  /** The longest run of timeouts in a row of any one method. */
   get consecutiveTimeouts(): number {
-    return this.timeouts
+    let most = 0
+    for (const n of this.timeouts.values()) most = Math.max(most, n)
+    return most
   }
 }
 
@@ -94,9 +100,9 @@ export const guardConnection = Effect.fnUntraced(function*(inner: PluginConnecti
                     const outcome: CallOutcome = exit._tag === "Success"
                       ? "ok"
                       : exit.cause.reasons.some((r) => r._tag === "Fail" && r.error._tag === "PluginTimeout") ? "timeout" : "other"
-                    if (!breaker.record(outcome)) return Effect.void
+                    if (!breaker.record(method, outcome)) return Effect.void
                     options.onTrip?.(options.plugin)
-                    return Deferred.succeed(trip, `degraded: ${options.threshold} calls in a row timed out (the latest ${method}), though it may still answer health checks`)
+                    return Deferred.succeed(trip, `degraded: ${options.threshold} calls in a row timed out (${method}), though it may still answer health checks`)
                   })
                 )
               )

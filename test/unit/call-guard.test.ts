@@ -13,21 +13,26 @@ import { Breaker, guardConnection } from "../../src/plugin-host/CallGuard.ts"
 describe("breaker state machine", () => {
   test("trips once, on the threshold's timeout in a row", () => {
     const breaker = new Breaker(3)
-    expect([breaker.record("timeout"), breaker.record("timeout")]).toEqual([false, false])
+    expect([breaker.record("Build", "timeout"), breaker.record("Build", "timeout")]).toEqual([false, false])
     expect(breaker.state).toBe("closed")
-    expect(breaker.record("timeout")).toBe(true)
+    expect(breaker.record("Build", "timeout")).toBe(true)
     expect(breaker.state).toBe("open")
-    expect(breaker.record("timeout")).toBe(false)
+    expect(breaker.record("Build", "timeout")).toBe(false)
   })
-  test("an answer, even an error, resets the count", () => {
+  test("an answer to the method, even an error, resets its count", () => {
     const breaker = new Breaker(2)
-    breaker.record("timeout")
-    breaker.record("ok")
-    breaker.record("timeout")
-    breaker.record("other")
+    breaker.record("Build", "timeout")
+    breaker.record("Build", "ok")
+    breaker.record("Build", "timeout")
+    breaker.record("Build", "other")
     expect(breaker.consecutiveTimeouts).toBe(0)
-    expect(breaker.record("timeout")).toBe(false)
-    expect(breaker.record("timeout")).toBe(true)
+    expect(breaker.record("Build", "timeout")).toBe(false)
+    expect(breaker.record("Build", "timeout")).toBe(true)
+  })
+  test("answers to another method do not hide a method that always hangs", () => {
+    const breaker = new Breaker(3)
+    const trips = [1, 2, 3].flatMap(() => [breaker.record("CheckValidity", "ok"), breaker.record("BuildDependents", "timeout")])
+    expect(trips).toEqual([false, false, false, false, false, true])
   })
 })
 
@@ -101,7 +106,7 @@ describe("circuit breaker", () => {
         yield* TestClock.adjust("1 second")
         expect((yield* Fiber.join(call))._tag).toBe("PluginTimeout")
       }
-      expect(yield* Deferred.await(tripped)).toContain("3 calls in a row timed out (the latest BuildDependents)")
+      expect(yield* Deferred.await(tripped)).toContain("3 calls in a row timed out (BuildDependents)")
       expect(trips).toEqual(["hung"])
       const refused = yield* Effect.flip(guard.connection.checkValidity({}))
       expect(refused._tag).toBe("PluginUnavailable")
