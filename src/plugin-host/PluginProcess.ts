@@ -107,6 +107,23 @@ export interface LaunchObserver {
   readonly logLinesDropped: (plugin: string, lines: number) => void
 }
 
+/**
+ * Plugin output read since memory was last reclaimed, all plugins together.
+ * Each chunk read from a pipe is garbage at once, and the runtime lets that
+ * garbage pile up well past the one capped line kept per stream: a plugin
+ * flooding its output would raise the operator's peak memory by tens of MB
+ * (docs/security.md). A full collection every ReclaimEveryBytes keeps the
+ * peak down; ordinary plugin logs never come near it.
+ */
+let readSinceReclaim = 0
+const ReclaimEveryBytes = 64 * 1024 * 1024
+const reclaimAfterFlood = (bytes: number) => {
+  readSinceReclaim += bytes
+  if (readSinceReclaim < ReclaimEveryBytes) return
+  readSinceReclaim = 0
+  Bun.gc(true)
+}
+
 /** The handshake line, or the start of one over the cap; undefined when stdout closed first. */
 type FirstLine = { readonly line: string } | { readonly tooLong: string } | undefined
 
@@ -190,6 +207,7 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
   yield* handle.stdout.pipe(
     Stream.runForEach((chunk) =>
       Effect.gen(function*() {
+        reclaimAfterFlood(chunk.length)
         for (const line of stdoutLines.push(chunk)) yield* onStdoutLine(line)
         // No need to wait for the newline of a handshake already too long.
         if (!handshakeSeen && stdoutLines.overflowing) yield* takeHandshake({ tooLong: "" })
@@ -215,7 +233,10 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     return relay("stderr", parsed.level, message, parsed.fields)
   }
   const stderrDone = yield* handle.stderr.pipe(
-    Stream.runForEach((chunk) => Effect.forEach(stderrSplitter.push(chunk), onStderrLine, { discard: true })),
+    Stream.runForEach((chunk) => {
+      reclaimAfterFlood(chunk.length)
+      return Effect.forEach(stderrSplitter.push(chunk), onStderrLine, { discard: true })
+    }),
     Effect.andThen(Effect.suspend(() => {
       const last = stderrSplitter.end()
       return last === undefined ? Effect.void : onStderrLine(last)
