@@ -9,6 +9,7 @@ import { TestClock } from "effect/testing"
 import { PluginTimeout } from "../../src/plugin-client/Errors.ts"
 import type { PluginConnection } from "../../src/plugin-client/PluginClient.ts"
 import { Breaker, guardConnection } from "../../src/plugin-host/CallGuard.ts"
+import { pluginRetryMs } from "../../src/reconciler/Reconciler.ts"
 
 describe("breaker state machine", () => {
   test("trips once, on the threshold's timeout in a row", () => {
@@ -120,4 +121,10 @@ describe("circuit breaker", () => {
       expect(guard.connection.ping).toBe(inner.ping)
       expect(guard.connection.describe).toBe(inner.describe)
     })))
+})
+
+describe("retrying a Capability whose plugin is down, busy or timing out", () => {
+  test("exponential from 1 s, capped at a minute", () => {
+    expect([1, 2, 3, 4, 5, 6, 7, 8].map(pluginRetryMs)).toEqual([1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000])
+  })
 })
