@@ -9,7 +9,9 @@
  */
 import { Effect } from "effect"
 import { ApiVersion, type CapabilityInfoSpec, capabilityInfoName } from "../api/Capability.ts"
-import { type KubeApiError, KubeClient, type KubeObject } from "../kube/KubeClient.ts"
+import type { KubeApiError } from "../kube/Errors.ts"
+import { KubeClient } from "../kube/KubeClient.ts"
+import type { KubeObject } from "../kube/KubeObject.ts"
 import { descriptionProblem } from "../registry/Names.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { FieldManager } from "./Reconciler.ts"
