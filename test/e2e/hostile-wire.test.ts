@@ -3,7 +3,7 @@
  * (test/fixtures/wire/chunked-answer.ts, real unix socket, node:http2): a 4
  * MiB gRPC answer written 1 KiB at a time. The host's channel must take it
  * whole without blocking its event loop (reassembly used to be quadratic:
- * the loop was held 873 ms here before, see docs/security.md).
+ * the loop was held up to 1.8 s here before, see docs/security.md).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -36,7 +36,7 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true })
 })
 
-test("a 4 MiB answer in 1 KiB chunks arrives whole, and the event loop is never held 100 ms", async () => {
+test("a 4 MiB answer in 1 KiB chunks arrives whole, and the event loop is never held 250 ms", async () => {
   const channel = makeChannel({
     handshake: { coreVersion: 1, appVersion: 1, network: "unix", address: socket(), protocol: "grpc", certificate: undefined, multiplexed: undefined },
     certificate: undefined
@@ -58,5 +58,8 @@ test("a 4 MiB answer in 1 KiB chunks arrives whole, and the event loop is never 
   expect(outcome.name.length).toBe(MaxMessageBytes - 64)
   expect(peerLog).toContain("writes 4096")
   console.log(`4 MiB in 4096 writes of 1 KiB: ${tookMs.toFixed(0)} ms, the event loop at most ${worstLateMs.toFixed(1)} ms late`)
-  expect(worstLateMs).toBeLessThan(100)
+  // Typically 10 to 65 ms here (the answer's own decoding included); before, 414 to 1,817 ms. The
+  // bound leaves room for a shared machine that deschedules this process; the linearity itself is
+  // proven by test/unit/grpc-wire.test.ts.
+  expect(worstLateMs).toBeLessThan(250)
 })
