@@ -22,6 +22,8 @@ export const HostSettings = Schema.Struct({
   /** Longest restart delay. */
   restartMaxMs: Schema.Number,
   protocolVersions: Schema.Array(Schema.Number),
+  /** Start only plugin files that an install recorded in the folder's plugins.lock (hand-copied ones are refused). */
+  requireLocked: Schema.Boolean,
   /** Calls in flight to one plugin at most: its share of the reconcile workers. */
   pluginCallPermits: Schema.Number,
   /** How long a call may wait for one of those before its Capability is retried later. */
@@ -43,6 +45,7 @@ export const defaultHostSettings: HostSettings = {
   restartBaseMs: 500,
   restartMaxMs: 60_000,
   protocolVersions: [1],
+  requireLocked: false,
   pluginCallPermits: 2,
   pluginCallWaitMs: 500,
   breakerThreshold: 3

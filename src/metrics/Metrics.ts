@@ -254,6 +254,10 @@ export class Metrics extends Context.Service<Metrics, {
   readonly pluginBreakerTripped: (plugin: string) => void
   /** Counts a call refused because the plugin had its share of the workers in flight. */
   readonly pluginCallRejected: (plugin: string) => void
+  /** Counts a reconcile refused because the plugin's answer broke a rule (reconciler/DependentRules.ts). */
+  readonly pluginViolation: (plugin: string, rule: string) => void
+  /** Violations counted so far for a plugin, every rule together. */
+  readonly pluginViolations: (plugin: string) => number
   readonly render: () => string
   /** For metrics declared elsewhere; rendered with the others. */
   readonly registry: MetricsRegistry
@@ -290,6 +294,12 @@ export const makeMetrics = (): Metrics["Service"] => {
     "Plugin calls not made because the plugin already had its share of the reconcile workers; the Capability is retried later.",
     ["plugin"]
   )
+  const pluginViolations = registry.counter(
+    "halkyon_plugin_violations_total",
+    "Reconciles refused because a plugin's answer broke a rule (an undeclared id, another namespace, a cluster-scoped kind...), by plugin and rule.",
+    ["plugin", "rule"]
+  )
+  const violationsByPlugin = new Map<string, number>()
   return Metrics.of({
     pluginLogLinesDropped: (plugin, lines) => logLinesDropped.inc({ plugin }, lines),
     pluginBreakerTripped: (plugin) => breakerTrips.inc({ plugin }),
@@ -301,6 +311,11 @@ export const makeMetrics = (): Metrics["Service"] => {
     queueDepth: (depth) => queueDepth.set({}, depth),
     pluginRestarted: (plugin) => pluginRestarts.inc({ plugin }),
     pluginCall: (plugin, method, seconds) => pluginCallDuration.observe({ plugin, method }, seconds),
+    pluginViolation: (plugin, rule) => {
+      pluginViolations.inc({ plugin, rule })
+      violationsByPlugin.set(plugin, (violationsByPlugin.get(plugin) ?? 0) + 1)
+    },
+    pluginViolations: (plugin) => violationsByPlugin.get(plugin) ?? 0,
     render: () => registry.render(),
     registry
   })

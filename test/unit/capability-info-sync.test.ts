@@ -32,7 +32,10 @@ const matches = (object: KubeObject, selector: string) =>
 
 const fakeApi = (store: Map<string, KubeObject>, refuse: (o: KubeObject) => boolean = () => false) => {
   const unused = () => Effect.die(new Error("not used by the sync"))
-  return Layer.succeed(KubeClient, KubeClient.of({
+  const api: KubeClient["Service"] = KubeClient.of({
+    namespaced: unused,
+    impersonating: () => api,
+    actingAs: undefined,
     get: unused,
     watch: () => unused() as never,
     mergePatch: unused,
@@ -47,7 +50,8 @@ const fakeApi = (store: Map<string, KubeObject>, refuse: (o: KubeObject) => bool
     list: (_apiVersion, _kind, options) =>
       Effect.succeed({ items: [...store.values()].filter((o) => matches(o, options?.labelSelector ?? "")), resourceVersion: "1" }),
     delete: (ref) => Effect.sync(() => void store.delete(ref.name))
-  }))
+  })
+  return Layer.succeed(KubeClient, api)
 }
 
 const operator = (store: Map<string, KubeObject>, namespace: string | undefined, plugins: ReadonlyArray<PluginDescription>, refuse?: (o: KubeObject) => boolean) =>

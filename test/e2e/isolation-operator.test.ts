@@ -18,7 +18,7 @@ import { eventually, testPlugin } from "../support/paths.ts"
 let cluster: Cluster
 let operator: Operator
 let pluginsDir: string
-const ns = "hostile"
+const ns = "isolation"
 
 const capability = (name: string, type: string) =>
   cluster.api("POST", capabilityPath(ns), {
@@ -44,10 +44,10 @@ const metrics = async () => (await fetch(`${operator.endpoint("metrics")}/metric
 beforeAll(async () => {
   cluster = await startCluster()
   expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
-  pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-hostile-plugins-"))
+  pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-isolation-plugins-"))
   copyFileSync(testPlugin("flaky.js"), join(pluginsDir, "flaky.js"))
-  copyFileSync(testPlugin("go-hostile"), join(pluginsDir, "stall"))
-  for (const name of ["flood-stdout.js", "flood-stderr.js", "badcategory.js"]) copyFileSync(testPlugin("hostile.js"), join(pluginsDir, name))
+  copyFileSync(testPlugin("go-stall"), join(pluginsDir, "stall"))
+  for (const name of ["flood-stdout.js", "flood-stderr.js", "badcategory.js"]) copyFileSync(testPlugin("noisy.js"), join(pluginsDir, name))
   operator = await untilReady(startOperator(cluster, pluginsDir, ["--concurrency", "2", "--call-timeout", "1s", "--namespace", ns]))
 }, 30 * 60_000)
 
@@ -69,7 +69,7 @@ describe("floods without a newline", () => {
 
 describe("a plugin that hangs in BuildDependents but answers health checks", () => {
   test("the well-behaved plugin's Capabilities reach Ready meanwhile; the hung one's report PluginUnavailable; the breaker trips", async () => {
-    for (let i = 0; i < 4; i++) expect((await capability(`stalled-${i}`, "hostile-stall")).status).toBe(201)
+    for (let i = 0; i < 4; i++) expect((await capability(`stalled-${i}`, "stall")).status).toBe(201)
     for (let i = 0; i < 4; i++) expect((await capability(`good-${i}`, "flaky")).status).toBe(201)
     const allGood = await eventually(async () => {
       for (let i = 0; i < 4; i++) if ((await readyReason(`good-${i}`)) !== "True/Ready") return false
@@ -93,24 +93,24 @@ describe("a plugin whose category is not a valid name", () => {
     }
     expect(await eventually(async () => (await names()).some((i) => i.metadata.name === "test-flaky"), 10_000)).toBe(true)
     const items = await names()
-    expect(items.map((i) => i.metadata.name)).not.toContain("bad_category-hostile-badcategory")
+    expect(items.map((i) => i.metadata.name)).not.toContain("bad_category-noisy-badcategory")
     expect(items.find((i) => i.metadata.name === "test-flaky")?.metadata.labels?.["halkyon.io/operator-namespace"]).toBe(ns)
   })
 
   test("a second operator serving another namespace, stopping with no plugins, deletes none of the first one's", async () => {
-    const emptyDir = mkdtempSync(join(tmpdir(), "halkyon-hostile-empty-"))
+    const emptyDir = mkdtempSync(join(tmpdir(), "halkyon-isolation-empty-"))
     try {
-      copyFileSync(testPlugin("hostile.js"), join(emptyDir, "other.js"))
+      copyFileSync(testPlugin("noisy.js"), join(emptyDir, "other.js"))
       const second = await untilReady(startOperator(cluster, emptyDir, ["--namespace", "elsewhere"]))
       const info = async (name: string) => (await cluster.api("GET", `/apis/halkyon.io/v1beta1/capabilityinfos/${name}`)).status
-      expect(await eventually(async () => (await info("test-hostile-ok")) === 200, 10_000)).toBe(true)
+      expect(await eventually(async () => (await info("test-noisy-ok")) === 200, 10_000)).toBe(true)
       await second.stop()
       // Restarted with nothing to serve: it removes its own, and only its own.
       rmSync(join(emptyDir, "other.js"))
       const again = await untilReady(startOperator(cluster, emptyDir, ["--namespace", "elsewhere"]))
-      expect(await eventually(async () => (await info("test-hostile-ok")) === 404, 10_000)).toBe(true)
+      expect(await eventually(async () => (await info("test-noisy-ok")) === 404, 10_000)).toBe(true)
       expect(await info("test-flaky")).toBe(200)
-      expect(await info("test-hostile-stall")).toBe(200)
+      expect(await info("test-stall")).toBe(200)
       await again.stop()
     } finally {
       rmSync(emptyDir, { recursive: true, force: true })

@@ -45,7 +45,7 @@ describe("a handshake that points elsewhere, or never ends", () => {
 describe("a plugin's log lines", () => {
   test("forged plugin and capability fields are nested under plugin_fields; a burst past the rate limit is dropped and counted", async () => {
     const folder = pluginsFolder()
-    addPlugin(folder.dir, testPlugin("hostile.js"), "forge.js")
+    addPlugin(folder.dir, testPlugin("noisy.js"), "forge.js")
     try {
       await withHost(testSettings(folder.dir), Effect.gen(function*() {
         yield* awaitState("forge.js", "running")
@@ -75,7 +75,7 @@ describe("a plugin's log lines", () => {
 describe("a plugin whose category is not a valid name", () => {
   test("is refused at load, once, and the others still serve", async () => {
     const folder = pluginsFolder()
-    addPlugin(folder.dir, testPlugin("hostile.js"), "badcategory.js")
+    addPlugin(folder.dir, testPlugin("noisy.js"), "badcategory.js")
     addPlugin(folder.dir, testPlugin("flaky.js"))
     try {
       await withHost(testSettings(folder.dir), Effect.gen(function*() {
@@ -95,13 +95,13 @@ describe("a plugin whose category is not a valid name", () => {
 describe("a plugin that hangs in BuildDependents but answers health checks", () => {
   test("after 3 calls in a row time out it is degraded, its calls fail at once, and it is restarted", async () => {
     const folder = pluginsFolder()
-    addPlugin(folder.dir, testPlugin("go-hostile"), "stall")
+    addPlugin(folder.dir, testPlugin("go-stall"), "stall")
     try {
       await withHost(testSettings(folder.dir, { callTimeoutMs: 500 }), Effect.gen(function*() {
         yield* awaitState("stall", "running")
         const registry = yield* PluginRegistry
         const host = yield* PluginHost
-        const { connection } = yield* registry.resolve("test", "hostile-stall", "")
+        const { connection } = yield* registry.resolve("test", "stall", "")
         // Health checks keep passing meanwhile: the host's own watch would not restart it.
         for (let i = 0; i < 3; i++) {
           const failed = yield* Effect.flip(connection.buildDependents({}))
@@ -110,7 +110,7 @@ describe("a plugin that hangs in BuildDependents but answers health checks", () 
         const degraded = yield* Effect.flip(connection.buildDependents({}))
         expect(degraded._tag).toBe("PluginUnavailable")
         expect(degraded.message).toContain("degraded after 3 calls in a row timed out")
-        const unavailable = yield* Effect.flip(registry.resolve("test", "hostile-stall", ""))
+        const unavailable = yield* Effect.flip(registry.resolve("test", "stall", ""))
         expect(unavailable.message).toContain("3 calls in a row timed out")
         // Restarted, and serving again (its calls would hang again: it is that kind of plugin).
         const restarted = yield* Effect.promise(() =>
@@ -120,7 +120,7 @@ describe("a plugin that hangs in BuildDependents but answers health checks", () 
           }, 10_000)
         )
         expect(restarted).toBe(true)
-        expect((yield* registry.resolve("test", "hostile-stall", "")).plugin).toBe("stall")
+        expect((yield* registry.resolve("test", "stall", "")).plugin).toBe("stall")
       }))
       expect(logLines.some((l) => l.includes("plugin stall stopped: degraded: 3 calls in a row timed out"))).toBe(true)
     } finally {
