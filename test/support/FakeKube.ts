@@ -658,7 +658,10 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
     create: lagged(create),
     // Every kind is served; the cluster-scoped ones are those named in the options.
     namespaced: (_apiVersion, kind) => Effect.succeed(!clusterScoped.has(kind)),
-    server: "fake://kube"
+    server: "fake://kube",
+    // No RBAC here: an impersonating client acts as its user in name only.
+    impersonating: (user) => ({ ...client, actingAs: user }),
+    actingAs: undefined
   })
 
   return {
@@ -698,3 +701,6 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
     resumeWatches: () => void Latch.openUnsafe(watchGate)
   }
 }
+
+/** PluginIdentity settings for tests on this fake: no impersonation, so plugins act with the client's identity. */
+export const withoutImpersonation = { mode: "never", namespace: "halkyon-system", regenerate: "halkyon manifests", servedNamespace: undefined } as const

@@ -12,11 +12,12 @@ import { TestClock } from "effect/testing"
 import { ApiVersion, type CapabilityStatus } from "../../src/api/Capability.ts"
 import { ObjectCache } from "../../src/controller/ObjectCache.ts"
 import { Metrics } from "../../src/metrics/Metrics.ts"
+import { PluginIdentity } from "../../src/reconciler/PluginIdentity.ts"
 import type { ReconcileOutcome } from "../../src/controller/Workers.ts"
 import { startController } from "../../src/reconciler/CapabilityController.ts"
 import { Reconciler } from "../../src/reconciler/Reconciler.ts"
 import { PluginRegistry } from "../../src/registry/PluginRegistry.ts"
-import { type FakeKube, makeFakeKube } from "../support/FakeKube.ts"
+import { type FakeKube, makeFakeKube, withoutImpersonation } from "../support/FakeKube.ts"
 import { databaseDescription, type FakePlugin, makeFakePlugin } from "../support/FakePlugin.ts"
 
 const capabilityRef = { apiVersion: ApiVersion, kind: "Capability", namespace: "shop", name: "db" }
@@ -47,7 +48,10 @@ const settle = Effect.gen(function*() {
 const start = Effect.fnUntraced(function*(registerFirst: boolean, answerLagTurns = 0) {
   const kube = makeFakeKube({ answerLagTurns })
   const plugin = makeFakePlugin()
-  const services = Layer.mergeAll(kube.layer, PluginRegistry.layer, ObjectCache.layer, Metrics.layer)
+  // Without impersonation: plugins act with the client's own identity (the fake has no RBAC).
+  const services = Layer.mergeAll(PluginIdentity.layer(withoutImpersonation), PluginRegistry.layer, ObjectCache.layer, Metrics.layer).pipe(
+    Layer.provideMerge(kube.layer)
+  )
   const context = yield* Layer.build(Reconciler.layer.pipe(Layer.provideMerge(services)))
   const registry = Context.get(context, PluginRegistry)
   if (registerFirst) yield* registry.register("pg", databaseDescription(), plugin.connection)

@@ -13,12 +13,13 @@ import { TestClock } from "effect/testing"
 import { ApiVersion, type CapabilityStatus } from "../../src/api/Capability.ts"
 import { ObjectCache } from "../../src/controller/ObjectCache.ts"
 import { Metrics } from "../../src/metrics/Metrics.ts"
+import { PluginIdentity } from "../../src/reconciler/PluginIdentity.ts"
 import { KubeApiError } from "../../src/kube/Errors.ts"
 import type { KubeObject } from "../../src/kube/KubeObject.ts"
 import { PluginCallFailed, PluginTimeout, PluginUnavailable } from "../../src/plugin-client/Errors.ts"
 import { Reconciler } from "../../src/reconciler/Reconciler.ts"
 import { PluginRegistry } from "../../src/registry/PluginRegistry.ts"
-import { type FakeKube, makeFakeKube } from "../support/FakeKube.ts"
+import { type FakeKube, makeFakeKube, withoutImpersonation } from "../support/FakeKube.ts"
 import { databaseDescription, type FakePlugin, makeFakePlugin } from "../support/FakePlugin.ts"
 
 const Key = "shop/db"
@@ -40,7 +41,10 @@ interface World {
 
 const world = Effect.gen(function*() {
   const kube = makeFakeKube()
-  const services = Layer.mergeAll(kube.layer, PluginRegistry.layer, ObjectCache.layer, Metrics.layer)
+  // Without impersonation: plugins act with the client's own identity (the fake has no RBAC).
+  const services = Layer.mergeAll(PluginIdentity.layer(withoutImpersonation), PluginRegistry.layer, ObjectCache.layer, Metrics.layer).pipe(
+    Layer.provideMerge(kube.layer)
+  )
   const context = yield* Layer.build(Reconciler.layer.pipe(Layer.provideMerge(services)))
   const world: World = {
     kube,
