@@ -79,7 +79,13 @@ export const guardConnection = Effect.fnUntraced(function*(inner: PluginConnecti
   const guarded = <A>(method: string, call: Effect.Effect<A, PluginCallError>): Effect.Effect<A, PluginCallError> =>
     Effect.suspend(() => {
       if (breaker.state === "open") {
-        return Effect.fail(new PluginUnavailable({ plugin: options.plugin, method, detail: `degraded after ${options.threshold} calls in a row timed out; it is being restarted` }))
+        return Effect.fail(
+          new PluginUnavailable({
+            plugin: options.plugin,
+            method,
+            detail: `degraded after ${options.threshold} calls in a row timed out; it is being restarted`
+          })
+        )
       }
       return Effect.scoped(
         Semaphore.takeScoped(semaphore, 1).pipe(
@@ -99,10 +105,15 @@ export const guardConnection = Effect.fnUntraced(function*(inner: PluginConnecti
                     if (exit._tag === "Failure" && exit.cause.reasons.every((r) => r._tag === "Interrupt")) return Effect.void
                     const outcome: CallOutcome = exit._tag === "Success"
                       ? "ok"
-                      : exit.cause.reasons.some((r) => r._tag === "Fail" && r.error._tag === "PluginTimeout") ? "timeout" : "other"
+                      : exit.cause.reasons.some((r) => r._tag === "Fail" && r.error._tag === "PluginTimeout")
+                      ? "timeout"
+                      : "other"
                     if (!breaker.record(method, outcome)) return Effect.void
                     options.onTrip?.(options.plugin)
-                    return Deferred.succeed(trip, `degraded: ${options.threshold} calls in a row timed out (${method}), though it may still answer health checks`)
+                    return Deferred.succeed(
+                      trip,
+                      `degraded: ${options.threshold} calls in a row timed out (${method}), though it may still answer health checks`
+                    )
                   })
                 )
               )

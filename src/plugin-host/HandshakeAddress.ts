@@ -14,7 +14,9 @@ const LoopbackHosts = new Set(["127.0.0.1", "::1", "[::1]", "localhost"])
 export const addressProblem = (handshake: Handshake, socketDir: string, platform: string): string | undefined => {
   if (handshake.network === "unix") {
     // The host dials the path as given: a relative one would name a file where the operator runs.
-    if (!isAbsolute(handshake.address)) return `its unix socket ${handshake.address} is not an absolute path in the folder the host made for it (${socketDir})`
+    if (!isAbsolute(handshake.address)) {
+      return `its unix socket ${handshake.address} is not an absolute path in the folder the host made for it (${socketDir})`
+    }
     const inside = relative(resolve(socketDir), resolve(socketDir, handshake.address))
     if (inside === "" || inside.startsWith("..") || isAbsolute(inside)) {
       return `its unix socket ${handshake.address} is outside the folder the host made for it (${socketDir})`

@@ -43,7 +43,9 @@ const metrics = async () => (await fetch(`${operator.endpoint("metrics")}/metric
 
 beforeAll(async () => {
   cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
+  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
+    201
+  )
   pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-isolation-plugins-"))
   copyFileSync(testPlugin("flaky.js"), join(pluginsDir, "flaky.js"))
   copyFileSync(testPlugin("go-stall"), join(pluginsDir, "stall"))
@@ -68,20 +70,32 @@ describe("floods without a newline", () => {
 })
 
 describe("a plugin that hangs in BuildDependents but answers health checks", () => {
-  test("the well-behaved plugin's Capabilities reach Ready meanwhile; the hung one's report PluginUnavailable; the breaker trips", async () => {
-    for (let i = 0; i < 4; i++) expect((await capability(`stalled-${i}`, "stall")).status).toBe(201)
-    for (let i = 0; i < 4; i++) expect((await capability(`good-${i}`, "flaky")).status).toBe(201)
-    const allGood = await eventually(async () => {
-      for (let i = 0; i < 4; i++) if ((await readyReason(`good-${i}`)) !== "True/Ready") return false
-      return true
-    }, 30_000, 200)
-    expect(allGood).toBe(true)
-    const stalledReported = await eventually(async () => (await readyReason("stalled-0")) === "Unknown/PluginUnavailable", 30_000, 200)
-    expect(stalledReported).toBe(true)
-    const tripped = await eventually(async () => /halkyon_plugin_breaker_trips_total\{plugin="stall"\} [1-9]/.test(await metrics()), 30_000, 250)
-    expect(tripped).toBe(true)
-    expect(operator.logs.some((l) => l.includes("plugin stall stopped: degraded: 3 calls in a row timed out"))).toBe(true)
-  }, 90_000)
+  test(
+    "the well-behaved plugin's Capabilities reach Ready meanwhile; the hung one's report PluginUnavailable; the breaker trips",
+    async () => {
+      for (let i = 0; i < 4; i++) expect((await capability(`stalled-${i}`, "stall")).status).toBe(201)
+      for (let i = 0; i < 4; i++) expect((await capability(`good-${i}`, "flaky")).status).toBe(201)
+      const allGood = await eventually(
+        async () => {
+          for (let i = 0; i < 4; i++) if ((await readyReason(`good-${i}`)) !== "True/Ready") return false
+          return true
+        },
+        30_000,
+        200
+      )
+      expect(allGood).toBe(true)
+      const stalledReported = await eventually(async () => (await readyReason("stalled-0")) === "Unknown/PluginUnavailable", 30_000, 200)
+      expect(stalledReported).toBe(true)
+      const tripped = await eventually(
+        async () => /halkyon_plugin_breaker_trips_total\{plugin="stall"\} [1-9]/.test(await metrics()),
+        30_000,
+        250
+      )
+      expect(tripped).toBe(true)
+      expect(operator.logs.some((l) => l.includes("plugin stall stopped: degraded: 3 calls in a row timed out"))).toBe(true)
+    },
+    90_000
+  )
 })
 
 describe("a plugin whose category is not a valid name", () => {

@@ -38,7 +38,15 @@ afterAll(() => {
 
 test("a 4 MiB answer in 1 KiB chunks arrives whole, and the event loop is never held 250 ms", async () => {
   const channel = makeChannel({
-    handshake: { coreVersion: 1, appVersion: 1, network: "unix", address: socket(), protocol: "grpc", certificate: undefined, multiplexed: undefined },
+    handshake: {
+      coreVersion: 1,
+      appVersion: 1,
+      network: "unix",
+      address: socket(),
+      protocol: "grpc",
+      certificate: undefined,
+      multiplexed: undefined
+    },
     certificate: undefined
   })
   // A 5 ms timer: how late it ever fires is how long the loop was held.

@@ -45,7 +45,9 @@ const fakeConnection = (callMs: number, hang: () => boolean): PluginConnection =
     checkValidity: () => Effect.succeed([]),
     buildDependents: () =>
       Effect.sleep(Duration.millis(callMs)).pipe(
-        Effect.andThen(hang() ? Effect.fail(new PluginTimeout({ plugin: "p", method: "BuildDependents", timeoutMs: callMs })) : Effect.succeed([]))
+        Effect.andThen(
+          hang() ? Effect.fail(new PluginTimeout({ plugin: "p", method: "BuildDependents", timeoutMs: callMs })) : Effect.succeed([])
+        )
       ),
     updateDependent: () => unused,
     evaluateConditions: () => Effect.succeed([]),
@@ -67,7 +69,10 @@ describe("call budget", () => {
         threshold: 3,
         onBusy: (p) => void busy.push(p)
       })
-      const [first, second, third] = yield* Effect.forEach([1, 2, 3], () => Effect.forkChild(Effect.result(guard.connection.buildDependents({}))))
+      const [first, second, third] = yield* Effect.forEach(
+        [1, 2, 3],
+        () => Effect.forkChild(Effect.result(guard.connection.buildDependents({})))
+      )
       yield* TestClock.adjust("499 millis")
       expect(third?.pollUnsafe()).toBeUndefined()
       yield* TestClock.adjust("1 millis")

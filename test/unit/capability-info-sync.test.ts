@@ -43,7 +43,9 @@ const fakeApi = (store: Map<string, KubeObject>, refuse: (o: KubeObject) => bool
     create: unused,
     server: "memory",
     apply: (object) => {
-      if (refuse(object)) return Effect.fail(new KubeApiError({ code: 422, reason: "Invalid", detail: "refused", request: `apply ${object.metadata.name}` }))
+      if (refuse(object)) {
+        return Effect.fail(new KubeApiError({ code: 422, reason: "Invalid", detail: "refused", request: `apply ${object.metadata.name}` }))
+      }
       store.set(object.metadata.name, object)
       return Effect.succeed(object)
     },
@@ -54,12 +56,19 @@ const fakeApi = (store: Map<string, KubeObject>, refuse: (o: KubeObject) => bool
   return Layer.succeed(KubeClient, api)
 }
 
-const operator = (store: Map<string, KubeObject>, namespace: string | undefined, plugins: ReadonlyArray<PluginDescription>, refuse?: (o: KubeObject) => boolean) =>
-  Effect.runPromise(Effect.gen(function*() {
-    const registry = yield* PluginRegistry
-    for (const d of plugins) yield* registry.register(d.name, d, {} as PluginConnection)
-    yield* syncCapabilityInfos(namespace).pipe(Effect.ignore)
-  }).pipe(Effect.provide(Layer.mergeAll(PluginRegistry.layer, fakeApi(store, refuse))), Effect.provide(Logger.layer([]))))
+const operator = (
+  store: Map<string, KubeObject>,
+  namespace: string | undefined,
+  plugins: ReadonlyArray<PluginDescription>,
+  refuse?: (o: KubeObject) => boolean
+) =>
+  Effect.runPromise(
+    Effect.gen(function*() {
+      const registry = yield* PluginRegistry
+      for (const d of plugins) yield* registry.register(d.name, d, {} as PluginConnection)
+      yield* syncCapabilityInfos(namespace).pipe(Effect.ignore)
+    }).pipe(Effect.provide(Layer.mergeAll(PluginRegistry.layer, fakeApi(store, refuse))), Effect.provide(Logger.layer([])))
+  )
 
 test("two operators serving different namespaces: each deletes only its own stale CapabilityInfos", async () => {
   const store = new Map<string, KubeObject>()
@@ -67,7 +76,10 @@ test("two operators serving different namespaces: each deletes only its own stal
   await operator(store, "team-b", [description("cache", "redis")])
   await operator(store, undefined, [description("queue", "kafka")])
   expect([...store.keys()].sort()).toEqual(["cache-redis", "database-postgres", "queue-kafka"])
-  expect(store.get("database-postgres")?.metadata.labels).toEqual({ "app.kubernetes.io/managed-by": "halkyon", "halkyon.io/operator-namespace": "team-a" })
+  expect(store.get("database-postgres")?.metadata.labels).toEqual({
+    "app.kubernetes.io/managed-by": "halkyon",
+    "halkyon.io/operator-namespace": "team-a"
+  })
   expect(store.get("queue-kafka")?.metadata.labels).toEqual({ "app.kubernetes.io/managed-by": "halkyon" })
   // team-b restarts with no plugin: only its own goes.
   await operator(store, "team-b", [])
@@ -85,6 +97,11 @@ test("selectors name one instance each", () => {
 test("one CapabilityInfo the API refuses: the others are applied, and stale ones still removed", async () => {
   const store = new Map<string, KubeObject>()
   await operator(store, undefined, [description("old", "gone")])
-  await operator(store, undefined, [description("database", "postgres"), description("cache", "redis")], (o) => o.metadata.name === "cache-redis")
+  await operator(
+    store,
+    undefined,
+    [description("database", "postgres"), description("cache", "redis")],
+    (o) => o.metadata.name === "cache-redis"
+  )
   expect([...store.keys()]).toEqual(["database-postgres"])
 })

@@ -67,7 +67,7 @@ describe("log rate limit", () => {
 
 describe("relayed plugin fields", () => {
   test("forged plugin and capability fields stay under plugin_fields", () => {
-    const parsed = parseLogLine('{"@level":"info","@message":"hi","plugin":"postgres","capability":"prod/payments"}')
+    const parsed = parseLogLine("{\"@level\":\"info\",\"@message\":\"hi\",\"plugin\":\"postgres\",\"capability\":\"prod/payments\"}")
     expect(relayAnnotations("evil", "stderr", parsed.fields)).toEqual({
       plugin: "evil",
       stream: "stderr",

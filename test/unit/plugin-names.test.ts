@@ -24,20 +24,22 @@ describe("DNS-1123 labels", () => {
 describe("a plugin's description", () => {
   test("a bad category or any bad type is named", () => {
     expect(descriptionProblem(description("database", "postgres"))).toBeUndefined()
-    expect(descriptionProblem(description("Data_Base", "postgres"))).toContain('its category "Data_Base" is not a valid name')
-    expect(descriptionProblem(description("database", "postgres", "My SQL"))).toContain('its type "My SQL" is not a valid name')
+    expect(descriptionProblem(description("Data_Base", "postgres"))).toContain("its category \"Data_Base\" is not a valid name")
+    expect(descriptionProblem(description("database", "postgres", "My SQL"))).toContain("its type \"My SQL\" is not a valid name")
     expect(descriptionProblem(description("database"))).toBe("it declares no type")
   })
 
   test("the registry refuses it, and keeps serving the others", () =>
-    Effect.runPromise(Effect.gen(function*() {
-      const registry = yield* PluginRegistry
-      const connection = {} as PluginConnection
-      yield* registry.register("good", description("database", "postgres"), connection)
-      const refused = yield* Effect.flip(registry.register("evil", description("Bad_Category", "x"), connection))
-      expect(refused._tag).toBe("InvalidPluginDescription")
-      expect(refused.message).toContain("plugin evil is refused")
-      expect((yield* registry.entries).map((e) => e.plugin)).toEqual(["good"])
-      expect((yield* registry.resolve("database", "postgres", "")).plugin).toBe("good")
-    }).pipe(Effect.provide(PluginRegistry.layer))))
+    Effect.runPromise(
+      Effect.gen(function*() {
+        const registry = yield* PluginRegistry
+        const connection = {} as PluginConnection
+        yield* registry.register("good", description("database", "postgres"), connection)
+        const refused = yield* Effect.flip(registry.register("evil", description("Bad_Category", "x"), connection))
+        expect(refused._tag).toBe("InvalidPluginDescription")
+        expect(refused.message).toContain("plugin evil is refused")
+        expect((yield* registry.entries).map((e) => e.plugin)).toEqual(["good"])
+        expect((yield* registry.resolve("database", "postgres", "")).plugin).toBe("good")
+      }).pipe(Effect.provide(PluginRegistry.layer))
+    ))
 })
