@@ -9,6 +9,7 @@ import { Console, Effect } from "effect"
 import { CliError, Command } from "effect/cli"
 import { LogFormat } from "./cli/Logging.ts"
 import { manifestsCommand } from "./cli/ManifestsCommand.ts"
+import { pluginRunnerCommand } from "./cli/PluginRunnerCommand.ts"
 import { pluginsCommand } from "./cli/PluginsCommand.ts"
 import { runCommand } from "./cli/RunCommand.ts"
 import { versionCommand } from "./cli/VersionCommand.ts"
@@ -17,7 +18,7 @@ import { version } from "./Version.ts"
 const halkyon = Command.make("halkyon").pipe(
   Command.withGlobalFlags([LogFormat]),
   Command.withDescription("A Kubernetes operator that provisions capabilities (databases, caches, brokers…) through plugins"),
-  Command.withSubcommands([runCommand, manifestsCommand, pluginsCommand, versionCommand])
+  Command.withSubcommands([runCommand, manifestsCommand, pluginsCommand, pluginRunnerCommand, versionCommand])
 )
 
 /** Our errors carry a message for the user: print it, not a stack trace. */

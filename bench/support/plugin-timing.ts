@@ -9,6 +9,7 @@ import { Effect, Layer, Logger } from "effect"
 import { PluginClient } from "../../src/plugin-client/PluginClient.ts"
 import { classify, type PluginFile } from "../../src/plugin-host/PluginFiles.ts"
 import { launch, type LaunchOptions } from "../../src/plugin-host/PluginProcess.ts"
+import { PluginLauncher } from "../../src/plugin-host/PluginLauncher.ts"
 
 export const percentile = (values: ReadonlyArray<number>, p: number) => {
   const sorted = [...values].sort((a, b) => a - b)
@@ -23,7 +24,7 @@ export const launchOptions = (autoMtls: boolean): LaunchOptions => ({
   protocolVersions: [1]
 })
 
-const services = Layer.mergeAll(PluginClient.layer, NodeServices.layer, Logger.layer([]))
+const services = Layer.mergeAll(PluginClient.layer, PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)), Logger.layer([]))
 
 export const pluginFile = (path: string) => classify(path) as PluginFile
 

@@ -21,7 +21,9 @@ export const HostSettings = Schema.Struct({
   restartBaseMs: Schema.Number,
   /** Longest restart delay. */
   restartMaxMs: Schema.Number,
-  protocolVersions: Schema.Array(Schema.Number)
+  protocolVersions: Schema.Array(Schema.Number),
+  /** The socket of a `halkyon plugin-runner` that spawns plugins; absent: they are spawned here. */
+  pluginRunner: Schema.optionalKey(Schema.String)
 })
 export type HostSettings = typeof HostSettings.Type
 

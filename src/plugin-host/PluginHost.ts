@@ -16,13 +16,15 @@
 import { statSync, watch } from "node:fs"
 import { Context, Duration, Effect, FiberMap, Layer, Option, Schedule } from "effect"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import type { ChildProcessSpawner } from "effect/process"
 import { HostConfig, type HostSettings } from "../config/HostConfig.ts"
 import { PluginClient } from "../plugin-client/PluginClient.ts"
 import { Metrics } from "../metrics/Metrics.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { type PluginFile, type PluginForm, scanFolder, type SkippedEntry } from "./PluginFiles.ts"
 import { launch, type LaunchedPlugin } from "./PluginProcess.ts"
+import { PluginLauncher } from "./PluginLauncher.ts"
+import { hardenPluginHost } from "./ProcessHardening.ts"
+import { runnerLauncher } from "./RunnerLauncher.ts"
 import { PluginsFolderMissing } from "./Errors.ts"
 import { checkInstalled } from "../lock/InstalledCheck.ts"
 
@@ -66,11 +68,20 @@ export class PluginHost extends Context.Service<PluginHost, {
 }>()("halkyon/plugin-host/PluginHost") {
   static readonly layer = Layer.effect(PluginHost, Effect.suspend(() => make()))
 
-  /** The host over `settings` with all it needs, exposing the registry it fills. */
+  /**
+   * The host over `settings` with all it needs, exposing the registry it
+   * fills. Plugins are spawned here, or by the plugin runner settings name;
+   * this process first makes its /proc entries unreadable to them.
+   */
   static readonly live = (settings: HostSettings) =>
     PluginHost.layer.pipe(
       Layer.provideMerge(PluginRegistry.layer),
-      Layer.provide(Layer.mergeAll(HostConfig.layer(settings), PluginClient.layer, NodeServices.layer))
+      Layer.provide(Layer.effectDiscard(hardenPluginHost)),
+      Layer.provide(Layer.mergeAll(
+        HostConfig.layer(settings),
+        PluginClient.layer,
+        settings.pluginRunner === undefined ? PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)) : runnerLauncher(settings.pluginRunner)
+      ))
     )
 }
 
@@ -79,7 +90,7 @@ const make = Effect.fn("PluginHost.make")(function*() {
   if (!isFolder(config.pluginsDir)) return yield* new PluginsFolderMissing({ path: config.pluginsDir })
   const registry = yield* PluginRegistry
   const metrics = yield* Effect.serviceOption(Metrics)
-  const services = yield* Effect.context<ChildProcessSpawner.ChildProcessSpawner | PluginClient>()
+  const services = yield* Effect.context<PluginLauncher | PluginClient>()
   const statuses = new Map<string, PluginStatus>()
   const files = new Map<string, PluginFile>()
   let skipped: ReadonlyArray<SkippedEntry> = []

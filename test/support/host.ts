@@ -7,6 +7,7 @@ import { Effect, Layer, Logger } from "effect"
 import { defaultHostSettings, HostConfig, type HostSettings } from "../../src/config/HostConfig.ts"
 import { PluginClient } from "../../src/plugin-client/PluginClient.ts"
 import { PluginHost } from "../../src/plugin-host/PluginHost.ts"
+import { PluginLauncher } from "../../src/plugin-host/PluginLauncher.ts"
 import { PluginRegistry } from "../../src/registry/PluginRegistry.ts"
 
 export const testSettings = (pluginsDir: string, overrides: Partial<HostSettings> = {}): HostSettings => ({
@@ -27,7 +28,7 @@ const collect = Logger.layer([Logger.make((o) => void logLines.push(Logger.forma
 
 export const hostLayer = (settings: HostSettings) =>
   PluginHost.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(HostConfig.layer(settings), PluginRegistry.layer, PluginClient.layer, NodeServices.layer)),
+    Layer.provideMerge(Layer.mergeAll(HostConfig.layer(settings), PluginRegistry.layer, PluginClient.layer, PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)), NodeServices.layer)),
     Layer.provide(collect)
   )
 
