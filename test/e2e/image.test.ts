@@ -104,7 +104,7 @@ test("the Deployment of halkyon manifests fits the image: its user, its writable
   const container = deployment.spec?.template.spec?.containers[0]
   expect(`${container?.securityContext?.runAsUser}:${container?.securityContext?.runAsUser}`).toBe(config.config.User ?? "")
   expect(container?.securityContext?.readOnlyRootFilesystem).toBe(true)
-  expect(container?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(["/plugins", "/tmp"])
+  expect(container?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(["/plugins", "/run/halkyon", "/tmp", "/var/run/secrets/kubernetes.io/serviceaccount"])
   expect(container?.args).toContain("/plugins")
   expect(container?.ports?.map((p) => `${p.containerPort}/tcp`).sort()).toEqual(Object.keys(config.config.ExposedPorts ?? {}).sort())
   expect(container?.image).toBe(`ghcr.io/halkyonio/halkyon:${pkg.version}`)
