@@ -128,8 +128,10 @@ const serveConnection = (settings: Required<RunnerSettings>, served: Served, soc
       socket.end()
     }
     spawned.once("error", (e) => {
+      if (spawned.pid !== undefined) return
       served.children.delete(spawned)
-      if (spawned.pid === undefined) refuse(`cannot start ${path}: ${e.message}`)
+      if (socketDir !== undefined) rmSync(socketDir, { recursive: true, force: true })
+      refuse(`cannot start ${path}: ${e.message}`)
     })
     spawned.once("spawn", () => {
       send(encodeFrame({ _tag: "Started", pid: spawned.pid!, socketDir: socketDir! }))
