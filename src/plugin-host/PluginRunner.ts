@@ -125,6 +125,7 @@ const serveConnection = (settings: Required<RunnerSettings>, served: Served, soc
       served.children.delete(spawned)
       if (socketDir !== undefined) rmSync(socketDir, { recursive: true, force: true })
       send(encodeFrame({ _tag: "Exited", code: exitCode }))
+      served.log(`plugin ${request.plugin} (pid ${spawned.pid}) exited with code ${exitCode}`)
       socket.end()
     }
     spawned.once("error", (e) => {
