@@ -14,7 +14,9 @@
  *   operator leaves no plugin process within 2 s.
  *
  * Run as root, the test runs the operator and the runner as those uids
- * (setpriv): root plugins could read anything. Run as an ordinary user, both
+ * (setpriv): root plugins could read anything. The operator then also gets,
+ * as in its container, a ServiceAccount token at the standard path in a mount
+ * namespace of its own (unshare). Run as an ordinary user, both
  * run as that user, and the test checks what the design promises then: the
  * environment stays out of reach, the kubeconfig does not.
  */
@@ -30,6 +32,23 @@ const operatorUid = 65532
 const runnerUid = 65533
 /** setpriv's words to run a command as `uid` in the operator's group; none when not root. */
 const as = (uid: number) => (isRoot ? ["setpriv", `--reuid=${uid}`, `--regid=${operatorUid}`, "--clear-groups", "--"] : [])
+const tokenDir = "/run/secrets/kubernetes.io/serviceaccount"
+/** A value only the operator's ServiceAccount token file holds. */
+const token = `token-${crypto.randomUUID()}`
+/**
+ * Runs the operator as in its container: in a mount namespace of its own
+ * where a ServiceAccount token (the operator's, mode 0600) sits at the
+ * standard path, seen by nothing outside it. Root only; else as `as`.
+ */
+const asOperatorWithToken = () =>
+  isRoot
+    ? [
+        "unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+        `mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p ${tokenDir} && printf %s "$HALKYON_TEST_TOKEN" > ${tokenDir}/token && ` +
+          `chown ${operatorUid}:${operatorUid} ${tokenDir}/token && chmod 600 ${tokenDir}/token && exec "$@"`,
+        "sh", ...as(operatorUid)
+      ]
+    : []
 const own = (path: string, uid: number, mode: number) => {
   if (isRoot) chownSync(path, uid, operatorUid)
   chmodSync(path, mode)
@@ -66,7 +85,7 @@ const privateKubeconfig = () => {
 
 /** A value only the operator's environment holds. */
 const secret = `s3cr3t-${crypto.randomUUID()}`
-const operatorEnv = () => ({ HALKYON_TEST_SECRET: secret, HOME: folder("halkyon-isolation-home-") })
+const operatorEnv = () => ({ HALKYON_TEST_SECRET: secret, HALKYON_TEST_TOKEN: token, HOME: folder("halkyon-isolation-home-") })
 
 const createCapability = (ns: string, name: string, type: string, version: string) =>
   cluster.api("POST", capabilityPath(ns), {
@@ -86,7 +105,10 @@ const loot = async (ns: string, name: string) => {
     data = dig<Record<string, string>>((await cluster.api("GET", `/api/v1/namespaces/${ns}/configmaps/${name}`)).body, "data")
     return data !== undefined
   }, 30_000, 100)
-  if (!built || data === undefined) throw new Error(`the hostile plugin's ConfigMap ${ns}/${name} never appeared`)
+  if (!built || data === undefined) {
+    const status = (await cluster.api("GET", capabilityPath(ns, name))).body.status
+    throw new Error(`the hostile plugin's ConfigMap ${ns}/${name} never appeared; the Capability's status: ${JSON.stringify(status)}`)
+  }
   return data
 }
 
@@ -134,14 +156,14 @@ describe("on a laptop: plugins are the operator's children", () => {
   beforeAll(async () => {
     await namespace(ns)
     plugins = pluginsFolder()
-    operator = await untilReady(startOperator(cluster, plugins, ["--namespace", ns], privateKubeconfig(), operatorEnv(), as(operatorUid)))
+    operator = await untilReady(startOperator(cluster, plugins, ["--namespace", ns], privateKubeconfig(), operatorEnv(), asOperatorWithToken()))
   }, 60_000)
 
   afterAll(async () => {
     await operator?.stop()
   })
 
-  test("the hostile plugin cannot read the operator's environment (PR_SET_DUMPABLE 0), and can read its kubeconfig (same user)", async () => {
+  test("the hostile plugin cannot read the operator's environment (PR_SET_DUMPABLE 0), and can read its kubeconfig and token (same user)", async () => {
     expect((await createCapability(ns, "heist", "hostile", "1")).status).toBe(201)
     const found = await loot(ns, "heist")
     // Its parent is the operator: refused, while the plugin reads its own parent's cmdline and stat.
@@ -149,7 +171,9 @@ describe("on a laptop: plugins are the operator's children", () => {
     expect(JSON.stringify(found)).not.toContain(secret)
     // What this mode does not close: the kubeconfig belongs to the plugin's own user.
     expect(found.kubeconfig).toMatch(/kubeconfig: read /)
-    expect(found.token).not.toStartWith("read ")
+    // Nor a token in the operator's filesystem: why the cluster runs plugins in another container (root only: a mount namespace).
+    if (isRoot) expect(found.token).toBe(`read ${token}`)
+    else expect(found.token).not.toStartWith("read ")
   }, 60_000)
 })
 
@@ -178,7 +202,7 @@ describe("through halkyon plugin-runner, as another uid", () => {
     })()
     if (!(await eventually(() => existsSync(socket), 15_000))) throw new Error(`the plugin runner did not listen on ${socket}:\n${runnerLogs.join("")}`)
     operator = await untilReady(
-      startOperator(cluster, plugins, ["--namespace", ns, "--plugin-runner", socket], privateKubeconfig(), operatorEnv(), as(operatorUid))
+      startOperator(cluster, plugins, ["--namespace", ns, "--plugin-runner", socket], privateKubeconfig(), operatorEnv(), asOperatorWithToken())
     )
   }, 60_000)
 
@@ -219,7 +243,9 @@ describe("through halkyon plugin-runner, as another uid", () => {
     expect(found.kubeconfig).toContain("/kubeconfig: ")
     if (isRoot) expect(found.kubeconfig).not.toContain("kubeconfig: read ")
     else expect(found.kubeconfig).toMatch(/kubeconfig: read /)
-    expect(found.token).not.toStartWith("read ")
+    // The token sits in the operator's mount namespace (as root; its container in a pod): the path does not exist here.
+    expect(found.token).toBe("ENOENT")
+    expect(JSON.stringify(found)).not.toContain(token)
   }, 60_000)
 
   test("a plugin killed by hand is restarted through the runner", async () => {
