@@ -2,6 +2,8 @@
  * halkyon's command line: the command tree, logging, and the runtime that
  * closes every scope (and so stops every plugin) on exit, SIGINT or SIGTERM.
  */
+// First: a start of halkyon that is the Landlock helper for a plugin ends here.
+import "./plugin-host/LandlockEntry.ts"
 // Deep imports: the package index also loads its HTTP client and server (node:http, an https Agent…).
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"

@@ -23,7 +23,9 @@ export const HostSettings = Schema.Struct({
   restartMaxMs: Schema.Number,
   protocolVersions: Schema.Array(Schema.Number),
   /** The socket of a `halkyon plugin-runner` that spawns plugins; absent: they are spawned here. */
-  pluginRunner: Schema.optionalKey(Schema.String)
+  pluginRunner: Schema.optionalKey(Schema.String),
+  /** Files local plugins must not read (the kubeconfig files), enforced where the kernel offers Landlock. */
+  hiddenFromPlugins: Schema.optionalKey(Schema.Array(Schema.String))
 })
 export type HostSettings = typeof HostSettings.Type
 

@@ -9,7 +9,7 @@ import { hostSettings } from "../cli/HostFlags.ts"
 import { installListed, settingsFor } from "../cli/PluginSources.ts"
 import type { RunFlagValues } from "../cli/RunCommand.ts"
 import { PluginDownloader } from "../downloader/PluginDownloader.ts"
-import { loadKubeConfig } from "../kube/ClusterAccess.ts"
+import { kubeconfigPaths, loadKubeConfig } from "../kube/ClusterAccess.ts"
 import { KubeClient } from "../kube/KubeClient.ts"
 import { PluginHost } from "../plugin-host/PluginHost.ts"
 import { startController } from "../reconciler/Controller.ts"
@@ -41,7 +41,8 @@ export class LeadershipLost extends Schema.TaggedError<LeadershipLost>()("Leader
 export const runOperator = Effect.fn("run")(function*(flags: RunFlagValues) {
   if (flags.concurrency < 1) return yield* Effect.fail(new Error(`--concurrency must be at least 1, got ${flags.concurrency}`))
   const kc = yield* loadKubeConfig({ kubeconfig: Option.getOrUndefined(flags.kubeconfig), context: Option.getOrUndefined(flags.context) })
-  const settings = hostSettings(flags)
+  const kubeconfig = { kubeconfig: Option.getOrUndefined(flags.kubeconfig), context: Option.getOrUndefined(flags.context) }
+  const settings = hostSettings(flags, { hiddenFromPlugins: kubeconfigPaths(kubeconfig) })
   if (flags.plugins.trim() !== "") yield* installNamed(flags)
   const namespace = Option.getOrUndefined(flags.namespace)
   const plugins = PluginHost.live(settings)

@@ -76,11 +76,13 @@ export class PluginHost extends Context.Service<PluginHost, {
   static readonly live = (settings: HostSettings) =>
     PluginHost.layer.pipe(
       Layer.provideMerge(PluginRegistry.layer),
-      Layer.provide(Layer.effectDiscard(hardenPluginHost)),
+      Layer.provide(Layer.effectDiscard(hardenPluginHost(settings))),
       Layer.provide(Layer.mergeAll(
         HostConfig.layer(settings),
         PluginClient.layer,
-        settings.pluginRunner === undefined ? PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)) : runnerLauncher(settings.pluginRunner)
+        settings.pluginRunner === undefined
+          ? PluginLauncher.localHiding(settings.hiddenFromPlugins ?? []).pipe(Layer.provide(NodeServices.layer))
+          : runnerLauncher(settings.pluginRunner)
       ))
     )
 }

@@ -16,6 +16,7 @@ import { Context, Duration, Effect, Layer, type Scope, type Stream } from "effec
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
 import { HostPidKey, MaxSocketPathBytes, socketPathIn } from "../protocol/Handshake.ts"
 import { PluginNotRunnable } from "./Errors.ts"
+import { type ExecPlan, LandlockExecKey, landlockAbi } from "./Landlock.ts"
 import type { PluginFile } from "./PluginFiles.ts"
 
 export interface LaunchSpec {
@@ -42,8 +43,31 @@ export class PluginLauncher extends Context.Service<PluginLauncher, {
   readonly where: string
   readonly spawn: (spec: LaunchSpec) => Effect.Effect<SpawnedPlugin, PluginNotRunnable, Scope.Scope>
 }>()("halkyon/plugin-host/PluginLauncher") {
-  /** Spawns plugins as children of this process. */
-  static readonly local = Layer.effect(PluginLauncher, Effect.suspend(() => makeLocal()))
+  /** Spawns plugins as children of this process; `hidden` files are kept from them where Landlock can. */
+  static readonly local = Layer.effect(PluginLauncher, Effect.suspend(() => makeLocal([])))
+  static readonly localHiding = (hidden: ReadonlyArray<string>) => Layer.effect(PluginLauncher, Effect.suspend(() => makeLocal(hidden)))
+}
+
+/** A compiled halkyon can start itself as the Landlock helper; `bun src/main.ts` cannot. */
+const isCompiled = () => typeof Bun !== "undefined" && (Bun.main.includes("$bunfs") || Bun.main.includes("~BUN"))
+
+/**
+ * How a plugin is started: directly, or through this executable as the
+ * Landlock helper (Landlock.ts) when files are to be hidden and the kernel can.
+ */
+const commandFor = (hidden: ReadonlyArray<string>, command: string, args: ReadonlyArray<string>, env: Record<string, string>) => {
+  if (hidden.length === 0) return { command, args, env }
+  const { BUN_BE_BUN, ...rest } = env
+  const plan: ExecPlan = { hidden, command, args, env: BUN_BE_BUN === undefined ? {} : { BUN_BE_BUN } }
+  return { command: process.execPath, args: [], env: { ...rest, [LandlockExecKey]: JSON.stringify(plan) } }
+}
+
+/** Whether local plugins can be kept from `hidden` here, and if not, why. */
+export const hidingAvailable = (hidden: ReadonlyArray<string>): { readonly ok: true } | { readonly ok: false; readonly reason: string } => {
+  if (hidden.length === 0) return { ok: false, reason: "nothing to hide" }
+  if (process.platform !== "linux") return { ok: false, reason: `Landlock is Linux's (this is ${process.platform})` }
+  if (!isCompiled()) return { ok: false, reason: "only the compiled halkyon can start plugins through its Landlock helper" }
+  return landlockAbi() > 0 ? { ok: true } : { ok: false, reason: "this kernel offers no Landlock" }
 }
 
 /** Makes the private socket folder (0700, short path) and removes it with the scope. */
@@ -57,8 +81,9 @@ const socketFolder = (file: PluginFile) =>
     (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
   )
 
-const makeLocal = Effect.fn("PluginLauncher.local")(function*() {
+const makeLocal = Effect.fn("PluginLauncher.local")(function*(hiddenPaths: ReadonlyArray<string>) {
   const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
+  const hidden = hidingAvailable(hiddenPaths).ok ? hiddenPaths : []
   const spawn = Effect.fn("PluginLauncher.spawn")(function*(spec: LaunchSpec) {
     const { file } = spec
     const socketDir = yield* socketFolder(file)
@@ -72,10 +97,15 @@ const makeLocal = Effect.fn("PluginLauncher.local")(function*() {
       })
     }
     const path = resolve(file.path)
-    const [command, args] = file.form === "bundle" ? [process.execPath, [path]] : [path, []]
+    const [plugin, pluginArgs] = file.form === "bundle" ? [process.execPath, [path]] : [path, []]
+    const { command, args, env } = commandFor(hidden, plugin, pluginArgs, {
+      ...spec.env,
+      PLUGIN_UNIX_SOCKET_DIR: socketDir,
+      [HostPidKey]: String(process.pid)
+    })
     const handle = yield* spawner.spawn(
       ChildProcess.make(command, args, {
-        env: { ...spec.env, PLUGIN_UNIX_SOCKET_DIR: socketDir, [HostPidKey]: String(process.pid) },
+        env,
         extendEnv: false,
         // Its own empty folder, not the operator's: the runtime a TypeScript
         // plugin carries would read a .env or bunfig.toml found where it starts.

@@ -9,6 +9,8 @@
  * files the user can read (a kubeconfig): docs/security.md says what holds.
  */
 import { Effect } from "effect"
+import type { HostSettings } from "../config/HostConfig.ts"
+import { hidingAvailable } from "./PluginLauncher.ts"
 
 const PR_SET_DUMPABLE = 4
 const PR_GET_DUMPABLE = 3
@@ -36,9 +38,15 @@ export const makeUndumpable: Effect.Effect<Hardening> = Effect.promise(async ():
   }
 })
 
-/** Hardens this process once, logging the outcome. */
-export const hardenPluginHost = Effect.gen(function*() {
-  const outcome = yield* makeUndumpable
-  if (outcome.applied) yield* Effect.logDebug("this process's /proc entries are now unreadable to plugins (PR_SET_DUMPABLE 0)")
-  else yield* Effect.logWarning(`plugins running as this user can read this process's /proc entries (environment included): ${outcome.reason}`)
-})
+/** Hardens this process once, and says what local plugins can read of its credentials. */
+export const hardenPluginHost = (settings: HostSettings) =>
+  Effect.gen(function*() {
+    const outcome = yield* makeUndumpable
+    if (outcome.applied) yield* Effect.logDebug("this process's /proc entries are now unreadable to plugins (PR_SET_DUMPABLE 0)")
+    else yield* Effect.logWarning(`plugins running as this user can read this process's /proc entries (environment included): ${outcome.reason}`)
+    const hidden = settings.hiddenFromPlugins ?? []
+    if (settings.pluginRunner !== undefined || hidden.length === 0) return
+    const hiding = hidingAvailable(hidden)
+    if (hiding.ok) yield* Effect.logDebug(`plugins cannot read ${hidden.join(", ")} (Landlock)`)
+    else yield* Effect.logWarning(`plugins can read the kubeconfig files (${hidden.join(", ")}): ${hiding.reason}`)
+  })

@@ -6,7 +6,8 @@
  *
  * - On a laptop (plugins are the operator's children, same user): the
  *   operator's environment is out of reach (PR_SET_DUMPABLE 0); its
- *   kubeconfig is not (same user, no Landlock: docs/security.md).
+ *   kubeconfig too where the kernel offers Landlock (else it is readable,
+ *   and the test checks that); a token in its filesystem is not.
  * - Through `halkyon plugin-runner` as another uid, as in the pod `halkyon
  *   manifests` writes (operator 65532, runner 65533, group 65532): postgres
  *   Capabilities reach Ready through it, the hostile plugin reads nothing of
@@ -26,8 +27,11 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
 import { builtPlugin, eventually, processesMatching, root, testPlugin } from "../support/paths.ts"
+import { landlockAbi } from "../../src/plugin-host/Landlock.ts"
 
 const isRoot = process.getuid?.() === 0
+/** Whether this kernel lets the operator keep its kubeconfig files from local plugins. */
+const landlock = landlockAbi() > 0
 const operatorUid = 65532
 const runnerUid = 65533
 /** setpriv's words to run a command as `uid` in the operator's group; none when not root. */
@@ -163,14 +167,17 @@ describe("on a laptop: plugins are the operator's children", () => {
     await operator?.stop()
   })
 
-  test("the hostile plugin cannot read the operator's environment (PR_SET_DUMPABLE 0), and can read its kubeconfig and token (same user)", async () => {
+  test(`the hostile plugin cannot read the operator's environment (PR_SET_DUMPABLE 0) ${landlock ? "nor" : "but can read"} its kubeconfig (Landlock), and can read its token (same user)`, async () => {
     expect((await createCapability(ns, "heist", "hostile", "1")).status).toBe(201)
     const found = await loot(ns, "heist")
+    expect(operator.logs.some((l) => l.includes("plugins can read the kubeconfig files"))).toBe(!landlock)
     // Its parent is the operator: refused, while the plugin reads its own parent's cmdline and stat.
     expect(found.environ).toContain(`${operator.proc.pid}: EACCES`)
     expect(JSON.stringify(found)).not.toContain(secret)
-    // What this mode does not close: the kubeconfig belongs to the plugin's own user.
-    expect(found.kubeconfig).toMatch(/kubeconfig: read /)
+    // The kubeconfig belongs to the plugin's own user: only Landlock keeps it out of reach.
+    expect(found.kubeconfig).toContain("/kubeconfig: ")
+    if (landlock) expect(found.kubeconfig).not.toContain("kubeconfig: read ")
+    else expect(found.kubeconfig).toMatch(/kubeconfig: read /)
     // Nor a token in the operator's filesystem: why the cluster runs plugins in another container (root only: a mount namespace).
     if (isRoot) expect(found.token).toBe(`read ${token}`)
     else expect(found.token).not.toStartWith("read ")
