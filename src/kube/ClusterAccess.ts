@@ -6,17 +6,10 @@
  */
 import { existsSync } from "node:fs"
 import { homedir } from "node:os"
-import { delimiter, join } from "node:path"
+import { join } from "node:path"
 import { KubeConfig } from "@kubernetes/client-node"
-import { Effect, Schema } from "effect"
-
-export class ClusterAccessError extends Schema.TaggedError<ClusterAccessError>()("ClusterAccessError", {
-  detail: Schema.String
-}) {
-  override get message() {
-    return `cannot reach a cluster: ${this.detail}`
-  }
-}
+import { Effect } from "effect"
+import { ClusterAccessError } from "./Errors.ts"
 
 export interface ClusterAccessOptions {
   readonly kubeconfig: string | undefined
@@ -24,16 +17,6 @@ export interface ClusterAccessOptions {
 }
 
 const inCluster = () => existsSync("/var/run/secrets/kubernetes.io/serviceaccount/token") && process.env.KUBERNETES_SERVICE_HOST !== undefined
-
-/**
- * Every kubeconfig file (and ~/.kube, with its caches) this process may read
- * its credentials from, whichever it loads: what plugins must not read.
- */
-export const kubeconfigPaths = (options: ClusterAccessOptions): Array<string> => [
-  ...(options.kubeconfig === undefined ? [] : [options.kubeconfig]),
-  ...(process.env.KUBECONFIG ?? "").split(delimiter).filter((p) => p !== ""),
-  join(homedir(), ".kube")
-]
 
 export const loadKubeConfig = Effect.fn("ClusterAccess.load")(function*(options: ClusterAccessOptions) {
   const kc = new KubeConfig()

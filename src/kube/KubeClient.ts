@@ -16,38 +16,8 @@
 import type https from "node:https"
 import type { KubeConfig } from "@kubernetes/client-node"
 import { Context, Effect, Layer, Schema, Stream } from "effect"
-
-/** A Kubernetes object as JSON: kind and metadata at least. */
-export interface KubeObject {
-  readonly apiVersion: string
-  readonly kind: string
-  readonly metadata: {
-    readonly name: string
-    readonly namespace?: string
-    readonly uid?: string
-    readonly generation?: number
-    readonly resourceVersion?: string
-    readonly labels?: Readonly<Record<string, string>>
-    readonly ownerReferences?: ReadonlyArray<OwnerReference>
-    readonly deletionTimestamp?: string
-    readonly creationTimestamp?: string
-    /** Who set which fields: the server keeps one entry per manager and operation. */
-    readonly managedFields?: ReadonlyArray<{ readonly manager?: string; readonly operation?: string; readonly subresource?: string }>
-  }
-  readonly [key: string]: unknown
-}
-
-/** A namespaced object's key, "namespace/name" (cluster-scoped: "/name"), as work queues use it. */
-export const objectKey = (object: KubeObject): string => `${object.metadata.namespace ?? ""}/${object.metadata.name}`
-
-export interface OwnerReference {
-  readonly apiVersion: string
-  readonly kind: string
-  readonly name: string
-  readonly uid: string
-  readonly controller?: boolean
-  readonly blockOwnerDeletion?: boolean
-}
+import type { KubeObject } from "./KubeObject.ts"
+import { KubeApiError } from "./Errors.ts"
 
 export interface ObjectRef {
   readonly apiVersion: string
@@ -64,25 +34,6 @@ export interface ListOptions {
 export type WatchEvent =
   | { readonly type: "ADDED" | "MODIFIED" | "DELETED"; readonly object: KubeObject }
   | { readonly type: "BOOKMARK"; readonly resourceVersion: string }
-
-/** What the API server answered, when it was not a success. */
-export class KubeApiError extends Schema.TaggedError<KubeApiError>()("KubeApiError", {
-  /** HTTP status; 0 when the server could not be reached. */
-  code: Schema.Number,
-  /** The Status reason, e.g. NotFound, Conflict, Expired, Forbidden. */
-  reason: Schema.String,
-  detail: Schema.String,
-  request: Schema.String
-}) {
-  override get message() {
-    return this.code === 0
-      ? `the API server could not be reached (${this.request}): ${this.detail}`
-      : `${this.request} failed: ${this.detail} (${this.reason}, HTTP ${this.code})`
-  }
-  get notFound() {
-    return this.code === 404
-  }
-}
 
 const Status = Schema.Struct({ reason: Schema.optional(Schema.String), message: Schema.optional(Schema.String) })
 const decodeStatus = Schema.decodeUnknownOption(Status)
