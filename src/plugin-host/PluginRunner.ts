@@ -20,6 +20,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { accessSync, chmodSync, constants, lstatSync, mkdtempSync, rmSync, statSync } from "node:fs"
 import { createServer, type Server, type Socket } from "node:net"
+import { constants as os } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { Effect, Schema } from "effect"
 import { HostPidKey, MaxSocketPathBytes, socketPathIn } from "../protocol/Handshake.ts"
@@ -151,7 +152,8 @@ const serveConnection = (settings: Required<RunnerSettings>, served: Served, soc
       })
     }
     spawned.once("exit", (code, sig) => {
-      exitCode = code ?? (sig === null ? -1 : 128 + (({ SIGTERM: 15, SIGKILL: 9, SIGINT: 2 } as Record<string, number>)[sig] ?? 0))
+      // A signal is reported as a shell would: 128 + its number.
+      exitCode = code ?? (sig === null ? -1 : 128 + os.signals[sig])
       setTimeout(reportExit, PipeDrainMs).unref()
     })
     spawned.once("close", reportExit)
