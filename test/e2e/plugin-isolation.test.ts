@@ -184,7 +184,7 @@ describe("on a laptop: plugins are the operator's children", () => {
   }, 60_000)
 })
 
-describe("through halkyon plugin-runner, as another uid", () => {
+describe(`through halkyon plugin-runner, ${isRoot ? "as another uid" : "as the same user (not root: no other uid to take)"}`, () => {
   const ns = "runner"
   let operator: Operator
   let plugins: string
