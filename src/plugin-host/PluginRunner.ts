@@ -114,7 +114,8 @@ const serveConnection = (settings: Required<RunnerSettings>, served: Served, soc
       env: { ...request.env, PLUGIN_UNIX_SOCKET_DIR: socketDir, [HostPidKey]: String(process.pid) },
       cwd: socketDir,
       detached: true,
-      stdio: ["ignore", "pipe", "pipe"]
+      // stdin a pipe left open, as the local launcher gives it ("ignore" would need a /dev/null).
+      stdio: ["pipe", "pipe", "pipe"]
     })
     child = spawned
     served.children.add(spawned)

@@ -275,7 +275,8 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
       const runnerInit = containerInit(runner.pid) ?? 0
       const [runnerProcess = 0] = childrenOf(runnerInit)
       const pluginPids = childrenOf(runnerProcess)
-      expect(pluginPids.map((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[0]).sort()).toEqual(["/plugins/hostile", "/plugins/postgres"])
+      const commands = pluginPids.map((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[0]).sort()
+      expect({ commands, stderr: commands.length === 2 ? "" : stderr }).toEqual({ commands: ["/plugins/hostile", "/plugins/postgres"], stderr: "" })
       for (const p of pluginPids) expect(/^Uid:\s+65533\s/m.test(readFileSync(`/proc/${p}/status`, "utf8"))).toBe(true)
 
       const create = (name: string, spec: Record<string, unknown>) =>
