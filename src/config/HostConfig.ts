@@ -22,6 +22,8 @@ export const HostSettings = Schema.Struct({
   /** Longest restart delay. */
   restartMaxMs: Schema.Number,
   protocolVersions: Schema.Array(Schema.Number),
+  /** Start only plugin files that an install recorded in the folder's plugins.lock (hand-copied ones are refused). */
+  requireLocked: Schema.Boolean,
   /** The socket of a `halkyon plugin-runner` that spawns plugins; absent: they are spawned here. */
   pluginRunner: Schema.optionalKey(Schema.String),
   /** Files local plugins must not read (the kubeconfig files), enforced where the kernel offers Landlock. */
@@ -40,7 +42,8 @@ export const defaultHostSettings: HostSettings = {
   healthIntervalMs: 5_000,
   restartBaseMs: 500,
   restartMaxMs: 60_000,
-  protocolVersions: [1]
+  protocolVersions: [1],
+  requireLocked: false
 }
 
 /** Reads a kubectl-style duration ("500ms", "10s", "2m") as milliseconds. */
