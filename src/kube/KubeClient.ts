@@ -88,6 +88,11 @@ export class KubeClient extends Context.Service<KubeClient, {
   readonly delete: (ref: ObjectRef) => Effect.Effect<void, KubeApiError>
   /** Creates an object (used for Events). */
   readonly create: (object: KubeObject) => Effect.Effect<KubeObject, KubeApiError>
+  /**
+   * Whether a kind is namespaced, from discovery (cached per group version);
+   * undefined when the server does not serve the kind.
+   */
+  readonly namespaced: (apiVersion: string, kind: string) => Effect.Effect<boolean | undefined, KubeApiError>
   /** The server's URL, for logs. */
   readonly server: string
 }>()("halkyon/kube/KubeClient") {
@@ -242,6 +247,15 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
     })
   }
 
+  const namespaced = (apiVersion: string, kind: string) => {
+    const known = discovery.get(apiVersion)?.get(kind)
+    if (known !== undefined) return Effect.succeed<boolean | undefined>(known.namespaced)
+    return Effect.gen(function*() {
+      const resource = (yield* resourcesOf(apiVersion, false)).get(kind) ?? (yield* resourcesOf(apiVersion, true)).get(kind)
+      return resource?.namespaced
+    }).pipe(Effect.catchIf((e) => e.notFound, () => Effect.succeed(undefined)))
+  }
+
   const query = (params: Record<string, string | number | boolean | undefined>) => {
     let text = ""
     for (const key in params) {
@@ -334,5 +348,5 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
       Effect.map(asObject)
     )
 
-  return KubeClient.of({ get, list, watch, apply, mergePatch, patchStatus, delete: remove, create, server })
+  return KubeClient.of({ get, list, watch, apply, mergePatch, patchStatus, delete: remove, create, namespaced, server })
 })

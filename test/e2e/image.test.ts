@@ -243,7 +243,7 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
     copyFileSync(cluster.plane.kubeconfigPath, join(operatorTmp, "kubeconfig"))
     chownSync(join(operatorTmp, "kubeconfig"), 65532, 65532)
     chmodSync(join(operatorTmp, "kubeconfig"), 0o600)
-    for (const [from, name] of [[builtPlugin("postgres"), "postgres"], [testPlugin("hostile"), "hostile"]] as const) {
+    for (const [from, name] of [[builtPlugin("postgres"), "postgres"], [testPlugin("snoop"), "snoop"]] as const) {
       copyFileSync(from, join(plugins, name))
       chmodSync(join(plugins, name), 0o755)
     }
@@ -276,7 +276,7 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
       const [runnerProcess = 0] = childrenOf(runnerInit)
       const pluginPids = childrenOf(runnerProcess)
       const commands = pluginPids.map((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[0]).sort()
-      expect({ commands, stderr: commands.length === 2 ? "" : stderr }).toEqual({ commands: ["/plugins/hostile", "/plugins/postgres"], stderr: "" })
+      expect({ commands, stderr: commands.length === 2 ? "" : stderr }).toEqual({ commands: ["/plugins/postgres", "/plugins/snoop"], stderr: "" })
       for (const p of pluginPids) expect(/^Uid:\s+65533\s/m.test(readFileSync(`/proc/${p}/status`, "utf8"))).toBe(true)
 
       const create = (name: string, spec: Record<string, unknown>) =>
@@ -285,9 +285,9 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
       const provisioned = await eventually(async () => (dig<Array<unknown>>((await cluster.api("GET", capabilityPath(ns, "db"))).body, "status", "dependents") ?? []).length === 3, 30_000)
       expect({ provisioned, stderr: provisioned ? "" : stderr }).toEqual({ provisioned: true, stderr: "" })
 
-      // The hostile plugin guesses the operator's paths too.
+      // The snoop plugin guesses the operator's paths too.
       const guesses = ["/tmp/kubeconfig", "/var/run/secrets/kubernetes.io/serviceaccount/token", "/proc/1/environ"].join(":")
-      expect((await create("heist", { category: "test", type: "hostile", version: "1", parameters: [{ name: "ALSO_READ", value: guesses }] })).status).toBe(201)
+      expect((await create("heist", { category: "test", type: "snoop", version: "1", parameters: [{ name: "ALSO_READ", value: guesses }] })).status).toBe(201)
       let loot: Record<string, string> | undefined
       await eventually(async () => (loot = dig((await cluster.api("GET", `/api/v1/namespaces/${ns}/configmaps/heist`)).body, "data")) !== undefined, 30_000)
       expect(loot).toBeDefined()

@@ -1,6 +1,6 @@
 /**
  * Plugins cannot read the operator's credentials (issue 13, point 5), with
- * the hostile fixture plugin, which reports in a ConfigMap what it could read
+ * the snoop fixture plugin (a credential thief), which reports in a ConfigMap what it could read
  * of the operator's environment (/proc/<pid>/environ), of the ServiceAccount
  * token and of every kubeconfig it can name.
  *
@@ -10,7 +10,7 @@
  *   and the test checks that); a token in its filesystem is not.
  * - Through `halkyon plugin-runner` as another uid, as in the pod `halkyon
  *   manifests` writes (operator 65532, runner 65533, group 65532): postgres
- *   Capabilities reach Ready through it, the hostile plugin reads nothing of
+ *   Capabilities reach Ready through it, the snoop plugin reads nothing of
  *   the operator's, a plugin killed by hand is restarted, and a SIGKILL of the
  *   operator leaves no plugin process within 2 s.
  *
@@ -66,11 +66,11 @@ const folder = (prefix: string) => {
   return dir
 }
 
-/** A plugins folder anyone may read, holding the postgres bundle and the hostile executable. */
+/** A plugins folder anyone may read, holding the postgres bundle and the snoop executable. */
 const pluginsFolder = () => {
   const dir = folder("halkyon-isolation-plugins-")
   chmodSync(dir, 0o755)
-  for (const [source, name] of [[builtPlugin("postgres.js"), "postgres.js"], [testPlugin("hostile"), "hostile"]] as const) {
+  for (const [source, name] of [[builtPlugin("postgres.js"), "postgres.js"], [testPlugin("snoop"), "snoop"]] as const) {
     copyFileSync(source, join(dir, name))
     chmodSync(join(dir, name), 0o755)
   }
@@ -96,13 +96,13 @@ const createCapability = (ns: string, name: string, type: string, version: strin
     apiVersion: "halkyon.io/v1beta1",
     kind: "Capability",
     metadata: { name },
-    spec: { category: type === "hostile" ? "test" : "database", type, version }
+    spec: { category: type === "snoop" ? "test" : "database", type, version }
   })
 
 const namespace = async (name: string) =>
   expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name } })).status).toBe(201)
 
-/** What the hostile plugin reported, from the ConfigMap it built. */
+/** What the snoop plugin reported, from the ConfigMap it built. */
 const loot = async (ns: string, name: string) => {
   let data: Record<string, string> | undefined
   const built = await eventually(async () => {
@@ -111,7 +111,7 @@ const loot = async (ns: string, name: string) => {
   }, 30_000, 100)
   if (!built || data === undefined) {
     const status = (await cluster.api("GET", capabilityPath(ns, name))).body.status
-    throw new Error(`the hostile plugin's ConfigMap ${ns}/${name} never appeared; the Capability's status: ${JSON.stringify(status)}`)
+    throw new Error(`the snoop plugin's ConfigMap ${ns}/${name} never appeared; the Capability's status: ${JSON.stringify(status)}`)
   }
   return data
 }
@@ -167,8 +167,8 @@ describe("on a laptop: plugins are the operator's children", () => {
     await operator?.stop()
   })
 
-  test(`the hostile plugin cannot read the operator's environment (PR_SET_DUMPABLE 0) ${landlock ? "nor" : "but can read"} its kubeconfig (Landlock), and can read its token (same user)`, async () => {
-    expect((await createCapability(ns, "heist", "hostile", "1")).status).toBe(201)
+  test(`the snoop plugin cannot read the operator's environment (PR_SET_DUMPABLE 0) ${landlock ? "nor" : "but can read"} its kubeconfig (Landlock), and can read its token (same user)`, async () => {
+    expect((await createCapability(ns, "heist", "snoop", "1")).status).toBe(201)
     const found = await loot(ns, "heist")
     expect(operator.logs.some((l) => l.includes("plugins can read the kubeconfig files"))).toBe(!landlock)
     // Its parent is the operator: refused, while the plugin reads its own parent's cmdline and stat.
@@ -240,8 +240,8 @@ describe(`through halkyon plugin-runner, ${isRoot ? "as another uid" : "as the s
     expect(times.length).toBeGreaterThan(0)
   }, 60_000)
 
-  test("the hostile plugin reads nothing of the operator's: not its environment, its kubeconfig nor its token", async () => {
-    expect((await createCapability(ns, "heist", "hostile", "1")).status).toBe(201)
+  test("the snoop plugin reads nothing of the operator's: not its environment, its kubeconfig nor its token", async () => {
+    expect((await createCapability(ns, "heist", "snoop", "1")).status).toBe(201)
     const found = await loot(ns, "heist")
     expect(JSON.stringify(found)).not.toContain(secret)
     // It did find the operator (its command line is public) and was refused its environment.
