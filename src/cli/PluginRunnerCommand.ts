@@ -26,13 +26,20 @@ const flags = {
 export const pluginRunnerCommand = Command.make("plugin-runner", flags, ({ socket, pluginsDir, socketsDir }) =>
   withLogging(
     Effect.flatMap(Effect.promise(() => import("../plugin-host/PluginRunner.ts")), (runner) =>
-      runner.serveRunner({ socketPath: socket, pluginsDir, ...Option.match(socketsDir, { onNone: () => ({}), onSome: (dir) => ({ socketsDir: dir }) }) }).pipe(
+      runner.serveRunner({
+        socketPath: socket,
+        pluginsDir,
+        ...Option.match(socketsDir, { onNone: () => ({}), onSome: (dir) => ({ socketsDir: dir }) })
+      }).pipe(
         Effect.andThen(Effect.never),
         Effect.scoped
       ))
   )).pipe(
   Command.withDescription("Start, relay and stop plugins for an operator run with --plugin-runner, away from the operator's credentials"),
   Command.withExamples([
-    { command: "halkyon plugin-runner --socket /run/halkyon/runner.sock --plugins-dir /plugins", description: "The runner container of the operator's pod" }
+    {
+      command: "halkyon plugin-runner --socket /run/halkyon/runner.sock --plugins-dir /plugins",
+      description: "The runner container of the operator's pod"
+    }
   ])
 )

@@ -138,9 +138,8 @@ export const runLandlockExec = () => {
   let plan: ExecPlan
   try {
     const parsed = JSON.parse(raw) as ExecPlan
-    if (!Array.isArray(parsed.hidden) || typeof parsed.command !== "string" || !Array.isArray(parsed.args) || typeof parsed.env !== "object") {
-      throw new Error("bad plan")
-    }
+    const valid = Array.isArray(parsed.hidden) && typeof parsed.command === "string" && Array.isArray(parsed.args)
+    if (!valid || typeof parsed.env !== "object" || parsed.env === null) throw new Error("bad plan")
     plan = parsed
   } catch {
     process.stderr.write(`halkyon: ${LandlockExecKey} does not hold a plan: ${raw.slice(0, 200)}\n`)

@@ -93,7 +93,8 @@ const makeLocal = Effect.fn("PluginLauncher.local")(function*(hiddenPaths: Reado
       return yield* new PluginNotRunnable({
         plugin: file.name,
         path: file.path,
-        detail: `its socket path would be ${socketBytes} bytes, over the ${MaxSocketPathBytes} the OS allows under ${socketDir}: set TMPDIR to a shorter folder`
+        detail: `its socket path would be ${socketBytes} bytes, over the ${MaxSocketPathBytes} the OS allows under ${socketDir}: ` +
+          "set TMPDIR to a shorter folder"
       })
     }
     const path = resolve(file.path)

@@ -47,7 +47,8 @@ export class RunnerListenFailed extends Schema.TaggedError<RunnerListenFailed>()
   detail: Schema.String
 }) {
   override get message() {
-    return `the plugin runner cannot listen on ${this.socketPath}: ${this.detail} (the folder must exist and be writable, e.g. a shared emptyDir)`
+    const hint = "the folder must exist and be writable, e.g. a shared emptyDir"
+    return `the plugin runner cannot listen on ${this.socketPath}: ${this.detail} (${hint})`
   }
 }
 

@@ -28,7 +28,9 @@ export const LaunchRequest = Schema.TaggedStruct("Launch", {
   // Keys checked here, not by the Record's key schema, which would drop a bad key silently.
   env: Schema.Record(Schema.String, EnvValue).check(
     Schema.isMaxProperties(64),
-    Schema.makeFilter((env: Record<string, string>) => Object.keys(env).every((k) => EnvName.test(k)) || "environment variable names are A-Z, 0-9 and _")
+    Schema.makeFilter((env: Record<string, string>) =>
+      Object.keys(env).every((k) => EnvName.test(k)) || "environment variable names are A-Z, 0-9 and _"
+    )
   ),
   /** Between SIGTERM and SIGKILL when the operator's connection drops. */
   graceMs: Milliseconds

@@ -123,7 +123,7 @@ describe("the linux/amd64 image, run from its root filesystem alone", () => {
     const { code, stdout, stderr } = run(containerCommand(rootfs, config, ["manifests", "--image", "example.com/halkyon:test"]))
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" })
     expect([...stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual([
-      "CustomResourceDefinition", "CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"
+      "CustomResourceDefinition", "CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment"
     ])
     expect(stdout).toContain("image: example.com/halkyon:test")
   })
@@ -250,12 +250,16 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
     const mounts = (spec: V1Container | undefined, volumes: Record<string, string>) =>
       Object.fromEntries((spec?.volumeMounts ?? []).map((m) => [m.mountPath, volumes[m.name] ?? ""]))
     const volumes = { plugins, runner: shared, "runner-tmp": runnerTmp, tmp: operatorTmp, "kube-api-access": tokenDir }
-    const runner = Bun.spawn(containerCommand(rootfs, as(runnerSpec?.securityContext?.runAsUser), runnerSpec?.args, { mounts: mounts(runnerSpec, volumes) }), {
-      stdout: "pipe",
-      stderr: "pipe"
+    const runnerCommand = containerCommand(rootfs, as(runnerSpec?.securityContext?.runAsUser), runnerSpec?.args, {
+      mounts: mounts(runnerSpec, volumes)
     })
+    const runner = Bun.spawn(runnerCommand, { stdout: "pipe", stderr: "pipe" })
+    // The pod's args but leader election and impersonation (no plugin ServiceAccounts here: rbac.test.ts covers them), probes on loopback.
+    const podArgs = operatorSpec?.args ?? []
     const args = [
-      ...(operatorSpec?.args ?? []).filter((a) => a !== "--leader-elect").map((a) => (a.startsWith(":") ? "127.0.0.1:0" : a)),
+      ...podArgs
+        .filter((a, i) => a !== "--leader-elect" && a !== "--impersonate" && podArgs[i - 1] !== "--impersonate")
+        .map((a) => (a.startsWith(":") ? "127.0.0.1:0" : a)),
       "--kubeconfig", "/tmp/kubeconfig", "--namespace", ns
     ]
     let operator: ReturnType<typeof Bun.spawn> | undefined
@@ -276,20 +280,26 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
       const [runnerProcess = 0] = childrenOf(runnerInit)
       const pluginPids = childrenOf(runnerProcess)
       const commands = pluginPids.map((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[0]).sort()
-      expect({ commands, stderr: commands.length === 2 ? "" : stderr }).toEqual({ commands: ["/plugins/postgres", "/plugins/snoop"], stderr: "" })
+      expect({ commands, stderr: commands.length === 2 ? "" : stderr }).toEqual({
+        commands: ["/plugins/postgres", "/plugins/snoop"],
+        stderr: ""
+      })
       for (const p of pluginPids) expect(/^Uid:\s+65533\s/m.test(readFileSync(`/proc/${p}/status`, "utf8"))).toBe(true)
 
       const create = (name: string, spec: Record<string, unknown>) =>
         cluster.api("POST", capabilityPath(ns), { apiVersion: "halkyon.io/v1beta1", kind: "Capability", metadata: { name }, spec })
       expect((await create("db", { category: "database", type: "postgres", version: "16" })).status).toBe(201)
-      const provisioned = await eventually(async () => (dig<Array<unknown>>((await cluster.api("GET", capabilityPath(ns, "db"))).body, "status", "dependents") ?? []).length === 3, 30_000)
+      const dependents = async () => dig<Array<unknown>>((await cluster.api("GET", capabilityPath(ns, "db"))).body, "status", "dependents") ?? []
+      const provisioned = await eventually(async () => (await dependents()).length === 3, 30_000)
       expect({ provisioned, stderr: provisioned ? "" : stderr }).toEqual({ provisioned: true, stderr: "" })
 
       // The snoop plugin guesses the operator's paths too.
       const guesses = ["/tmp/kubeconfig", "/var/run/secrets/kubernetes.io/serviceaccount/token", "/proc/1/environ"].join(":")
-      expect((await create("heist", { category: "test", type: "snoop", version: "1", parameters: [{ name: "ALSO_READ", value: guesses }] })).status).toBe(201)
+      const heist = { category: "test", type: "snoop", version: "1", parameters: [{ name: "ALSO_READ", value: guesses }] }
+      expect((await create("heist", heist)).status).toBe(201)
       let loot: Record<string, string> | undefined
-      await eventually(async () => (loot = dig((await cluster.api("GET", `/api/v1/namespaces/${ns}/configmaps/heist`)).body, "data")) !== undefined, 30_000)
+      const configMap = `/api/v1/namespaces/${ns}/configmaps/heist`
+      await eventually(async () => (loot = dig((await cluster.api("GET", configMap)).body, "data")) !== undefined, 30_000)
       expect(loot).toBeDefined()
       expect(JSON.stringify(loot)).not.toContain(secret)
       expect(JSON.stringify(loot)).not.toContain(token)

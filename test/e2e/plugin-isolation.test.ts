@@ -160,14 +160,18 @@ describe("on a laptop: plugins are the operator's children", () => {
   beforeAll(async () => {
     await namespace(ns)
     plugins = pluginsFolder()
-    operator = await untilReady(startOperator(cluster, plugins, ["--namespace", ns], privateKubeconfig(), operatorEnv(), asOperatorWithToken()))
+    operator = await untilReady(
+      startOperator(cluster, plugins, ["--namespace", ns], privateKubeconfig(), operatorEnv(), asOperatorWithToken())
+    )
   }, 60_000)
 
   afterAll(async () => {
     await operator?.stop()
   })
 
-  test(`the snoop plugin cannot read the operator's environment (PR_SET_DUMPABLE 0) ${landlock ? "nor" : "but can read"} its kubeconfig (Landlock), and can read its token (same user)`, async () => {
+  const kubeconfigClause = landlock ? "nor its kubeconfig (Landlock)" : "but can read its kubeconfig (no Landlock here)"
+  const title = `the snoop plugin cannot read the operator's environment (PR_SET_DUMPABLE 0) ${kubeconfigClause}, and can read its token (same user)`
+  test(title, async () => {
     expect((await createCapability(ns, "heist", "snoop", "1")).status).toBe(201)
     const found = await loot(ns, "heist")
     expect(operator.logs.some((l) => l.includes("plugins can read the kubeconfig files"))).toBe(!landlock)
@@ -207,9 +211,13 @@ describe(`through halkyon plugin-runner, ${isRoot ? "as another uid" : "as the s
     void (async () => {
       for await (const chunk of runner.stderr as ReadableStream<Uint8Array>) runnerLogs.push(new TextDecoder().decode(chunk))
     })()
-    if (!(await eventually(() => existsSync(socket), 15_000))) throw new Error(`the plugin runner did not listen on ${socket}:\n${runnerLogs.join("")}`)
+    if (!(await eventually(() => existsSync(socket), 15_000))) {
+      throw new Error(`the plugin runner did not listen on ${socket}:\n${runnerLogs.join("")}`)
+    }
     operator = await untilReady(
-      startOperator(cluster, plugins, ["--namespace", ns, "--plugin-runner", socket], privateKubeconfig(), operatorEnv(), asOperatorWithToken())
+      startOperator(
+        cluster, plugins, ["--namespace", ns, "--plugin-runner", socket], privateKubeconfig(), operatorEnv(), asOperatorWithToken()
+      )
     )
   }, 60_000)
 

@@ -12,7 +12,13 @@ import {
   type ToRunner
 } from "../../src/plugin-host/RunnerProtocol.ts"
 
-const launch: ToRunner = { _tag: "Launch", plugin: "postgres.js", form: "bundle", env: { PATH: "/usr/bin", PLUGIN_PROTOCOL_VERSIONS: "1" }, graceMs: 1000 }
+const launch: ToRunner = {
+  _tag: "Launch",
+  plugin: "postgres.js",
+  form: "bundle",
+  env: { PATH: "/usr/bin", PLUGIN_PROTOCOL_VERSIONS: "1" },
+  graceMs: 1000
+}
 const replies: ReadonlyArray<FromRunner> = [
   { _tag: "Started", pid: 4242, socketDir: "/run/halkyon/hk-abc" },
   { _tag: "Refused", message: "postgres.js is not a regular file" },
