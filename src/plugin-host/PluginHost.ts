@@ -143,6 +143,8 @@ const make = Effect.fn("PluginHost.make")(function*() {
           onBusy: metrics.pluginCallRejected,
           onTrip: metrics.pluginBreakerTripped
         })
+        // Registered before it is "running": that state settles awaitSettled, after which callers resolve it.
+        yield* registry.register(file.name, launched.description, guarded.connection)
         setStatus(file, {
           state: "running",
           pid: launched.pid,
@@ -151,7 +153,6 @@ const make = Effect.fn("PluginHost.make")(function*() {
           launched,
           error: undefined
         })
-        yield* registry.register(file.name, launched.description, guarded.connection)
         yield* Effect.logInfo(`plugin ${file.name} running`).pipe(
           Effect.annotateLogs({
             plugin: file.name,
