@@ -71,20 +71,19 @@ export class PluginHost extends Context.Service<PluginHost, {
   /** Reads the folder again now (the watcher also does). */
   readonly rescan: Effect.Effect<void>
 }>()("halkyon/plugin-host/PluginHost") {
-  static readonly layer = Layer.effect(PluginHost, Effect.suspend(() => make()))
-
   /**
-   * The host over `settings` with all it needs, exposing the registry it
-   * fills. Plugins are spawned here, or by the plugin runner settings name;
-   * this process first makes its /proc entries unreadable to them.
+   * The host over `settings` with all it needs but metrics, exposing the
+   * registry it fills. Plugins are spawned here, or by the plugin runner the
+   * settings name; this process first makes its /proc entries unreadable to them.
    */
-  static readonly live = (settings: HostSettings) =>
-    PluginHost.layer.pipe(
+  static readonly layer = (settings: HostSettings) =>
+    Layer.effect(PluginHost, Effect.suspend(() => make())).pipe(
       Layer.provideMerge(PluginRegistry.layer),
       Layer.provide(Layer.effectDiscard(hardenPluginHost(settings))),
       Layer.provide(Layer.mergeAll(
         HostConfig.layer(settings),
         PluginClient.layer,
+        NodeServices.layer,
         settings.pluginRunner === undefined
           ? PluginLauncher.localHiding(settings.hiddenFromPlugins ?? []).pipe(Layer.provide(NodeServices.layer))
           : runnerLauncher(settings.pluginRunner)
