@@ -20,7 +20,6 @@
 import { statSync, watch } from "node:fs"
 import { Context, Deferred, Duration, Effect, FiberMap, Layer, Option, Schedule } from "effect"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import type { ChildProcessSpawner } from "effect/process"
 import { HostConfig, type HostSettings } from "../config/HostConfig.ts"
 import { PluginClient } from "../plugin-client/PluginClient.ts"
 import { Metrics } from "../metrics/Metrics.ts"
@@ -28,6 +27,9 @@ import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { type PluginFile, type PluginForm, scanFolder, type SkippedEntry } from "./PluginFiles.ts"
 import { guardConnection } from "./CallGuard.ts"
 import { launch, type LaunchedPlugin } from "./PluginProcess.ts"
+import { PluginLauncher } from "./PluginLauncher.ts"
+import { hardenPluginHost } from "./ProcessHardening.ts"
+import { runnerLauncher } from "./RunnerLauncher.ts"
 import { PluginsFolderMissing } from "./Errors.ts"
 import { checkInstalled } from "../lock/InstalledCheck.ts"
 
@@ -69,11 +71,23 @@ export class PluginHost extends Context.Service<PluginHost, {
   /** Reads the folder again now (the watcher also does). */
   readonly rescan: Effect.Effect<void>
 }>()("halkyon/plugin-host/PluginHost") {
-  /** The host over `settings` with all it needs but metrics, exposing the registry it fills. */
+  /**
+   * The host over `settings` with all it needs but metrics, exposing the
+   * registry it fills. Plugins are spawned here, or by the plugin runner the
+   * settings name; this process first makes its /proc entries unreadable to them.
+   */
   static readonly layer = (settings: HostSettings) =>
     Layer.effect(PluginHost, Effect.suspend(() => make())).pipe(
       Layer.provideMerge(PluginRegistry.layer),
-      Layer.provide(Layer.mergeAll(HostConfig.layer(settings), PluginClient.layer, NodeServices.layer))
+      Layer.provide(Layer.effectDiscard(hardenPluginHost(settings))),
+      Layer.provide(Layer.mergeAll(
+        HostConfig.layer(settings),
+        PluginClient.layer,
+        NodeServices.layer,
+        settings.pluginRunner === undefined
+          ? PluginLauncher.localHiding(settings.hiddenFromPlugins ?? []).pipe(Layer.provide(NodeServices.layer))
+          : runnerLauncher(settings.pluginRunner)
+      ))
     )
 }
 
@@ -82,7 +96,7 @@ const make = Effect.fn("PluginHost.make")(function*() {
   if (!isFolder(config.pluginsDir)) return yield* new PluginsFolderMissing({ path: config.pluginsDir })
   const registry = yield* PluginRegistry
   const metrics = yield* Metrics
-  const services = yield* Effect.context<ChildProcessSpawner.ChildProcessSpawner | PluginClient>()
+  const services = yield* Effect.context<PluginLauncher | PluginClient>()
   const statuses = new Map<string, PluginStatus>()
   const files = new Map<string, PluginFile>()
   let skipped: ReadonlyArray<SkippedEntry> = []
@@ -128,6 +142,8 @@ const make = Effect.fn("PluginHost.make")(function*() {
           onBusy: metrics.pluginCallRejected,
           onTrip: metrics.pluginBreakerTripped
         })
+        // Registered before it is "running": that state settles awaitSettled, after which callers resolve it.
+        yield* registry.register(file.name, launched.description, guarded.connection)
         setStatus(file, {
           state: "running",
           pid: launched.pid,
@@ -136,7 +152,6 @@ const make = Effect.fn("PluginHost.make")(function*() {
           launched,
           error: undefined
         })
-        yield* registry.register(file.name, launched.description, guarded.connection)
         yield* Effect.logInfo(`plugin ${file.name} running`).pipe(
           Effect.annotateLogs({
             plugin: file.name,

@@ -76,10 +76,13 @@ export const startOperator = (
   pluginsDir: string,
   args: ReadonlyArray<string> = [],
   kubeconfig = cluster.plane.kubeconfigPath,
-  env: Record<string, string> = {}
+  env: Record<string, string> = {},
+  /** Words before the binary, e.g. setpriv's, to run it as another user. */
+  prefix: ReadonlyArray<string> = []
 ): Operator => {
   const proc = Bun.spawn(
     [
+      ...prefix,
       join(root, "dist/halkyon"), "run", "--kubeconfig", kubeconfig, "--plugins-dir", pluginsDir,
       ...(args.includes("--call-timeout") ? [] : ["--call-timeout", "3s"]),
       // Free ports, read back from the start-up log (several operators may run at once).
