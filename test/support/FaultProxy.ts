@@ -41,6 +41,12 @@ export interface FaultProxy {
   readonly releaseWatches: () => void
   /** Watch requests waiting while held. */
   readonly heldWatches: () => number
+  /** Write requests that `match` picks wait (unanswered) until `releaseWrites`. */
+  readonly holdWrites: (match: (method: string, path: string) => boolean) => void
+  /** Write requests waiting. */
+  readonly heldWrites: () => ReadonlyArray<string>
+  /** Lets the held writes through to the API server (`forward`), or drops them as a connection lost before they were sent. */
+  readonly releaseWrites: (forward: boolean) => void
   readonly stop: () => Promise<void>
 }
 
@@ -55,6 +61,8 @@ export const startFaultProxy = (plane: ControlPlane): FaultProxy => {
   const inFlight = new Set<AbortController>()
   const watches = new Set<AbortController>()
   let held: Array<() => void> | undefined
+  let holdWrite: ((method: string, path: string) => boolean) | undefined
+  const heldWrites: Array<{ readonly what: string; readonly resume: (forward: boolean) => void }> = []
   // While cutting, responses in flight fail (the connection breaks) rather than end.
   let broken = false
 
@@ -68,6 +76,10 @@ export const startFaultProxy = (plane: ControlPlane): FaultProxy => {
       if (!HopHeaders.has(key.toLowerCase())) headers.set(key, value)
     })
     const body = request.method === "GET" || request.method === "HEAD" ? null : await request.arrayBuffer()
+    if (WriteMethods.has(request.method) && holdWrite?.(request.method, url.pathname) === true) {
+      const forward = await new Promise<boolean>((resume) => heldWrites.push({ what: `${request.method} ${url.pathname}`, resume }))
+      if (!forward) return new Response("dropped by the fault proxy", { status: 503 })
+    }
     if (WriteMethods.has(request.method)) writes.push({ method: request.method, path: url.pathname, at: performance.now() })
     forwarded += 1
     const abort = new AbortController()
@@ -167,8 +179,17 @@ export const startFaultProxy = (plane: ControlPlane): FaultProxy => {
       for (const resume of waiting) resume()
     },
     heldWatches: () => held?.length ?? 0,
+    holdWrites: (match) => {
+      holdWrite = match
+    },
+    heldWrites: () => heldWrites.map((w) => w.what),
+    releaseWrites: (forward) => {
+      holdWrite = undefined
+      for (const w of heldWrites.splice(0)) w.resume(forward)
+    },
     stop: async () => {
       proxy.releaseWatches()
+      proxy.releaseWrites(false)
       await proxy.cut()
       rmSync(dir, { recursive: true, force: true })
     }
