@@ -39,6 +39,11 @@ export interface FaultProxy {
   /** While held, new watch requests wait (unanswered) until `releaseWatches`. */
   readonly holdWatches: () => void
   readonly releaseWatches: () => void
+  /** While held, every new request waits (unanswered) until `releaseRequests`: the operator cannot see the API server. */
+  readonly holdRequests: () => void
+  readonly releaseRequests: () => void
+  /** Requests waiting while held. */
+  readonly heldRequests: () => number
   /** Watch requests waiting while held. */
   readonly heldWatches: () => number
   /** Write requests that `match` picks wait (unanswered) until `releaseWrites`. */
@@ -61,15 +66,17 @@ export const startFaultProxy = (plane: ControlPlane): FaultProxy => {
   const inFlight = new Set<AbortController>()
   const watches = new Set<AbortController>()
   let held: Array<() => void> | undefined
+  let heldAll: Array<() => void> | undefined
   let holdWrite: ((method: string, path: string) => boolean) | undefined
   const heldWrites: Array<{ readonly what: string; readonly resume: (forward: boolean) => void }> = []
-  // While cutting, responses in flight fail (the connection breaks) rather than end.
-  let broken = false
+  // Watches ended by endWatches end cleanly; any other upstream failure breaks the response.
+  const endedOnPurpose = new WeakSet<AbortController>()
 
   const handle = async (request: Request): Promise<Response> => {
     const url = new URL(request.url)
     const isWatch = url.searchParams.get("watch") === "true" || url.searchParams.get("watch") === "1"
     if (proxy.delayMs > 0) await Bun.sleep(proxy.delayMs)
+    if (heldAll !== undefined) await new Promise<void>((resolve) => heldAll?.push(resolve))
     if (isWatch && held !== undefined) await new Promise<void>((resolve) => held?.push(resolve))
     const headers = new Headers()
     request.headers.forEach((value, key) => {
@@ -94,7 +101,9 @@ export const startFaultProxy = (plane: ControlPlane): FaultProxy => {
       upstream = await fetch(`${plane.server}${url.pathname}${url.search}`, { method: request.method, headers, body, tls, signal: abort.signal })
     } catch (error) {
       forget()
-      throw error
+      // The API server is down (restarting, say): answered as an unavailable server would be.
+      const detail = error instanceof Error ? error.message : String(error)
+      return Response.json({ kind: "Status", apiVersion: "v1", status: "Failure", message: `fault proxy: ${detail}`, reason: "ServiceUnavailable", code: 503 }, { status: 503 })
     }
     const responseHeaders = new Headers()
     upstream.headers.forEach((value, key) => {
@@ -106,7 +115,7 @@ export const startFaultProxy = (plane: ControlPlane): FaultProxy => {
       return new Response(null, { status: upstream.status, headers: responseHeaders })
     }
     const reader = source.getReader()
-    // An aborted upstream ends this response cleanly (endWatches); a cut closes the connection itself.
+    // Streamed through, so that a watch's events reach the operator as they come.
     const stream = new ReadableStream<Uint8Array>({
       async pull(controller) {
         try {
@@ -118,8 +127,8 @@ export const startFaultProxy = (plane: ControlPlane): FaultProxy => {
         } catch (error) {
           forget()
           try {
-            if (broken) controller.error(error)
-            else controller.close()
+            if (endedOnPurpose.has(abort)) controller.close()
+            else controller.error(error)
           } catch {
             // already closed
           }
@@ -155,19 +164,20 @@ export const startFaultProxy = (plane: ControlPlane): FaultProxy => {
     cut: async () => {
       const current = server
       server = undefined
-      broken = true
       for (const abort of inFlight) abort.abort()
       inFlight.clear()
       watches.clear()
       await current?.stop(true)
     },
     restore: () => {
-      broken = false
       if (server === undefined) listen()
     },
     endWatches: () => {
       const count = watches.size
-      for (const abort of watches) abort.abort()
+      for (const abort of watches) {
+        endedOnPurpose.add(abort)
+        abort.abort()
+      }
       return count
     },
     holdWatches: () => {
@@ -179,6 +189,15 @@ export const startFaultProxy = (plane: ControlPlane): FaultProxy => {
       for (const resume of waiting) resume()
     },
     heldWatches: () => held?.length ?? 0,
+    holdRequests: () => {
+      heldAll ??= []
+    },
+    releaseRequests: () => {
+      const waiting = heldAll ?? []
+      heldAll = undefined
+      for (const resume of waiting) resume()
+    },
+    heldRequests: () => heldAll?.length ?? 0,
     holdWrites: (match) => {
       holdWrite = match
     },
@@ -188,6 +207,7 @@ export const startFaultProxy = (plane: ControlPlane): FaultProxy => {
       for (const w of heldWrites.splice(0)) w.resume(forward)
     },
     stop: async () => {
+      proxy.releaseRequests()
       proxy.releaseWatches()
       proxy.releaseWrites(false)
       await proxy.cut()
