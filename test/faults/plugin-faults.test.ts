@@ -10,7 +10,9 @@
 import { afterAll, beforeAll, expect, test } from "bun:test"
 import { capabilityPath, type Cluster, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
 import { changeVersion, createCapability, createNamespace, FaultNamespace, metric, untilReconciled, until } from "../support/faults.ts"
-import { addPlugin, badPlugin, builtPlugin, pluginsFolder, testPlugin } from "../support/paths.ts"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import { addPlugin, badPlugin, builtPlugin, pluginsFolder, processesMatching, testPlugin } from "../support/paths.ts"
 
 let cluster: Cluster
 let operator: Operator
@@ -47,7 +49,8 @@ beforeAll(async () => {
   cluster = await startCluster()
   await createNamespace(cluster)
   // Assigned before it is ready, so that the sampler times its first restarts too.
-  operator = startOperator(cluster, plugins.dir, ["--call-timeout", "1s"])
+  // Calls time out after 3 s (startOperator's default): the flaky plugin's slow build (2 s) fits.
+  operator = startOperator(cluster, plugins.dir)
   await untilReady(operator)
 }, 120_000)
 
@@ -94,3 +97,34 @@ test("a crash-looping, a crashing and a hung plugin affect only their own Capabi
   expect(operator.logs.filter((l) => l.includes("db-") && l.includes("failed"))).toEqual([])
   expect(operator.proc.exitCode).toBeNull()
 }, 120_000)
+
+/** User plus system CPU time of a process, in clock ticks (fields 14 and 15 of /proc/<pid>/stat). */
+const cpuTicks = (pid: number | undefined) => {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return Number(fields[11]) + Number(fields[12])
+}
+
+// The OOM killer ends a process with SIGKILL; the operator cannot tell it from this one. (No memory limit is set on
+// plugins, so the kernel's own OOM kill is not staged here.)
+test("a plugin SIGKILLed in the middle of a call, as the OOM killer would, is restarted and its Capability reconciled", async () => {
+  // The Capability that crashes the flaky plugin goes, so that only the kill below stops it.
+  const del = await cluster.api("DELETE", capabilityPath(FaultNamespace, "crashes"))
+  expect(del.status).toBe(200)
+  const flaky = join(plugins.dir, "flaky.js")
+  let pid: number | undefined
+  await until("the flaky plugin is running", async () => (pid = (await processesMatching(flaky))[0]) !== undefined, 20_000, 100)
+  if (pid === undefined) throw new Error("the flaky plugin is not running")
+  const before = cpuTicks(pid)
+  const restartsBefore = restartTimes.get("flaky.js")?.length ?? 0
+  await testCapability("killed", "flaky", "slow")
+  // Its build spins for 2 s: a quarter second of CPU spent says it is in the middle of the call.
+  await until("the plugin is busy building", () => cpuTicks(pid) - before > 25, 10_000, 20)
+  process.kill(pid, "SIGKILL")
+  const killed = performance.now()
+  await until("the operator restarted the killed plugin", () => (restartTimes.get("flaky.js")?.length ?? 0) > restartsBefore, 10_000)
+  const ready = await until("the Capability became Ready", async () => (await readyReason("killed")) === "True/Ready", 30_000, 100)
+  console.log(`[faults] plugin SIGKILLed mid-call: its Capability Ready ${Math.round(ready - killed)} ms after the kill`)
+  await untilReconciled(cluster, ["db-0", "db-1", "db-2", "db-3", "db-4"], 5_000)
+  expect(operator.proc.exitCode).toBeNull()
+}, 60_000)
