@@ -46,12 +46,20 @@ test("a cut connection, once restored, loses no change and writes no object twic
 
   const logsBefore = operator.logs.length
   await proxy.cut()
-  await until("the operator saw its watch break", () => operator.logs.slice(logsBefore).some((l) => l.includes("watch of Capability broke")), 15_000)
+  await until(
+    "the operator saw its watch break",
+    () => operator.logs.slice(logsBefore).some((l) => l.includes("watch of Capability broke")),
+    15_000
+  )
   await changeVersion(cluster, "changed", "17")
   await createCapability(cluster, "added", "15")
   await deleteCapability(cluster, "removed")
   // It tried to list again, and could not: it is cut off, not merely between watches.
-  await until("a relist failed", () => operator.logs.slice(logsBefore).some((l) => l.includes("listing Capability") && l.includes("failed")), 15_000)
+  await until(
+    "a relist failed",
+    () => operator.logs.slice(logsBefore).some((l) => l.includes("listing Capability") && l.includes("failed")),
+    15_000
+  )
   const from = proxy.writes.length
   const restored = performance.now()
   proxy.restore()

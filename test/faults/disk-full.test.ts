@@ -23,7 +23,9 @@ const work = mkdtempSync(join(tmpdir(), "halkyon-disk-full-"))
 beforeAll(async () => {
   const probe = Bun.spawnSync(["unshare", "--user", "--map-root-user", "--mount", "true"], { stdout: "pipe", stderr: "pipe" })
   if (probe.exitCode !== 0) {
-    throw new Error(`the disk-full case needs a user and mount namespace (unshare -rm) to mount a small tmpfs without root: ${probe.stderr.toString().trim()}`)
+    throw new Error(
+      `the disk-full case needs a user and mount namespace (unshare -rm) to mount a small tmpfs without root: ${probe.stderr.toString().trim()}`
+    )
   }
   await writePluginRelease("redis", pluginBuildsIn("redis"))
   ca = makeTestCa()
@@ -54,7 +56,19 @@ echo "== list"; "$halkyon" plugins list --plugins-dir "$dir" -o json 2>&1; echo 
 
 test("a plugin install that fills the disk is refused cleanly and leaves the installed plugin as it was", async () => {
   const dir = join(work, "plugins")
-  const proc = Bun.spawn(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", dir, join(root, "dist/halkyon"), servers.base], {
+  const proc = Bun.spawn([
+    "unshare",
+    "--user",
+    "--map-root-user",
+    "--mount",
+    "sh",
+    "-c",
+    script,
+    "sh",
+    dir,
+    join(root, "dist/halkyon"),
+    servers.base
+  ], {
     env: { ...process.env, NODE_EXTRA_CA_CERTS: ca.caFile },
     stdout: "pipe",
     stderr: "pipe"
@@ -64,7 +78,11 @@ test("a plugin install that fills the disk is refused cleanly and leaves the ins
   const sections = new Map<string, string>()
   for (const part of out.split(/^== /m).slice(1)) sections.set(part.slice(0, part.indexOf("\n")), part.slice(part.indexOf("\n") + 1).trim())
   const section = (name: string) => sections.get(name) ?? ""
-  console.log(`[faults] disk full: tmpfs ${section("df")}; second install said: ${section("second").split("\n").filter((l) => !l.startsWith("exit=")).join(" / ")}`)
+  console.log(
+    `[faults] disk full: tmpfs ${section("df")}; second install said: ${
+      section("second").split("\n").filter((l) => !l.startsWith("exit=")).join(" / ")
+    }`
+  )
 
   expect(section("first")).toContain("installed redis")
   expect(section("first")).toEndWith("exit=0")

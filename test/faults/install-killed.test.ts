@@ -44,7 +44,11 @@ afterAll(async () => {
 })
 
 const halkyon = (args: ReadonlyArray<string>) =>
-  Bun.spawn([join(root, "dist/halkyon"), ...args], { env: { ...process.env, NODE_EXTRA_CA_CERTS: ca.caFile }, stdout: "pipe", stderr: "pipe" })
+  Bun.spawn([join(root, "dist/halkyon"), ...args], {
+    env: { ...process.env, NODE_EXTRA_CA_CERTS: ca.caFile },
+    stdout: "pipe",
+    stderr: "pipe"
+  })
 
 const install = async (release: string) => {
   const proc = halkyon(["plugins", "install", release, "--plugins-dir", dir, "--release-base-url", servers.base])
@@ -85,7 +89,11 @@ test("SIGKILL in the middle of a plugin install leaves the installed version int
   // The next try, at full speed, converges.
   servers.publish("halkyon-io/redis-plugin@v1.0.1", folderAssets(pluginReleaseDir("redis")))
   const again = await install("halkyon-io/redis-plugin@v1.0.1")
-  console.log(`[faults] install SIGKILLed with ${(atKill / 1024 / 1024).toFixed(1)} MB unpacked: installed version intact; the next install exited ${again.code}`)
+  console.log(
+    `[faults] install SIGKILLed with ${
+      (atKill / 1024 / 1024).toFixed(1)
+    } MB unpacked: installed version intact; the next install exited ${again.code}`
+  )
   expect(again.code).toBe(0)
   expect(snapshot().lock).toContain("v1.0.1")
   expect(staging()).toEqual([])

@@ -40,13 +40,17 @@ afterAll(async () => {
 const complete = async (name: string) => {
   const capability = await cluster.api("GET", capabilityPath(FaultNamespace, name))
   const uid = dig<string>(capability.body, "metadata", "uid")
-  const listed = (dig<Array<{ kind: string; name: string }>>(capability.body, "status", "dependents") ?? []).map((d) => `${d.kind}/${d.name}`)
+  const listed = (dig<Array<{ kind: string; name: string }>>(capability.body, "status", "dependents") ?? []).map((d) =>
+    `${d.kind}/${d.name}`
+  )
   const paths = [
     `/api/v1/namespaces/${FaultNamespace}/secrets/${name}-config`,
     `/apis/apps/v1/namespaces/${FaultNamespace}/statefulsets/${name}`,
     `/api/v1/namespaces/${FaultNamespace}/services/${name}`
   ]
-  const owners = await Promise.all(paths.map(async (p) => dig<string>((await cluster.api("GET", p)).body, "metadata", "ownerReferences", 0, "uid")))
+  const owners = await Promise.all(
+    paths.map(async (p) => dig<string>((await cluster.api("GET", p)).body, "metadata", "ownerReferences", 0, "uid"))
+  )
   return { owners: owners.map((o) => o === uid), listed }
 }
 
@@ -88,7 +92,9 @@ test("SIGKILL in the middle of a reconcile and of a status write: the next start
   operator = await start()
   await untilReconciled(cluster, ["settled", "midway"], 30_000)
   const secondConverged = Math.round(performance.now() - restartedAgain)
-  console.log(`[faults] SIGKILL: converged ${firstConverged} ms after the restart (mid-reconcile), ${secondConverged} ms (mid-status-write)`)
+  console.log(
+    `[faults] SIGKILL: converged ${firstConverged} ms after the restart (mid-reconcile), ${secondConverged} ms (mid-status-write)`
+  )
 
   for (const name of ["settled", "midway"]) {
     const { owners, listed } = await complete(name)

@@ -77,10 +77,22 @@ test("a crash-looping, a crashing and a hung plugin affect only their own Capabi
   await untilReconciled(cluster, [...healthy, "db-4"], 15_000)
   const secondBatch = performance.now() - changed
 
-  await until("the crashing Capability reported its plugin unavailable", async () => (await readyReason("crashes")) === "Unknown/PluginUnavailable", 20_000)
-  await until("the hung Capability reported its plugin unavailable", async () => (await readyReason("hangs")) === "Unknown/PluginUnavailable", 20_000)
+  await until(
+    "the crashing Capability reported its plugin unavailable",
+    async () => (await readyReason("crashes")) === "Unknown/PluginUnavailable",
+    20_000
+  )
+  await until(
+    "the hung Capability reported its plugin unavailable",
+    async () => (await readyReason("hangs")) === "Unknown/PluginUnavailable",
+    20_000
+  )
   const metrics = operator.endpoint("metrics") ?? ""
-  await until("the hung plugin's breaker tripped", async () => (await metric(metrics, "halkyon_plugin_breaker_trips_total", `plugin="stall"`)) > 0, 30_000)
+  await until(
+    "the hung plugin's breaker tripped",
+    async () => (await metric(metrics, "halkyon_plugin_breaker_trips_total", `plugin="stall"`)) > 0,
+    30_000
+  )
 
   // The plugin that exits at every start: the gaps between its restarts double (0.5 s, 1 s, 2 s, 4 s, …).
   await until("five restarts of the crash-looping plugin", () => (restartTimes.get("exits")?.length ?? 0) >= 5, 40_000)
@@ -89,7 +101,9 @@ test("a crash-looping, a crashing and a hung plugin affect only their own Capabi
   const crashes = restartTimes.get("flaky.js")?.length ?? 0
   const crashesWindow = Math.round(performance.now() - (restartTimes.get("flaky.js")?.[0] ?? performance.now()))
   console.log(
-    `[faults] plugins: crash loop restart gaps ${gaps.join(", ")} ms; the crashing plugin restarted ${crashes} times in ${crashesWindow} ms; ` +
+    `[faults] plugins: crash loop restart gaps ${
+      gaps.join(", ")
+    } ms; the crashing plugin restarted ${crashes} times in ${crashesWindow} ms; ` +
       `healthy Capabilities reconciled in ${Math.round(firstBatch)} ms (4 new), ${Math.round(secondBatch)} ms (1 changed, 1 new) meanwhile`
   )
   for (let i = 1; i < gaps.length; i++) expect(gaps[i] ?? 0).toBeGreaterThan((gaps[i - 1] ?? 0) * 1.5)

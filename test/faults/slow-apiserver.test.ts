@@ -53,7 +53,15 @@ const batch = async (prefix: string) => {
   // From the test's last create to the operator's last write, as the proxy saw it.
   const span = ((batchWrites.at(-1)?.at ?? created) - created) / 1000
   const creating = (created - start) / 1000
-  return { perSecond: BATCH / ((done - start) / 1000), seconds: (done - start) / 1000, span, creating, pluginSeconds, counts, requests: proxy.requests() - requestsFrom }
+  return {
+    perSecond: BATCH / ((done - start) / 1000),
+    seconds: (done - start) / 1000,
+    span,
+    creating,
+    pluginSeconds,
+    counts,
+    requests: proxy.requests() - requestsFrom
+  }
 }
 
 test(`with ${DELAY_MS} ms added to every API request, a batch of ${BATCH} Capabilities is reconciled correctly`, async () => {
@@ -66,9 +74,15 @@ test(`with ${DELAY_MS} ms added to every API request, a batch of ${BATCH} Capabi
   const slow = await batch("slow")
   proxy.delayMs = 0
   console.log(
-    `[faults] slow API server: ${BATCH} Capabilities reconciled in ${slow.seconds.toFixed(1)} s (${slow.perSecond.toFixed(2)}/s; created in ${slow.creating.toFixed(1)} s, last write ` +
-      `${slow.span.toFixed(1)} s after; ${slow.requests} requests; plugin calls ${slow.pluginSeconds.toFixed(1)} s in all) with ${DELAY_MS} ms per request; ${fast.seconds.toFixed(1)} s ` +
-      `(${fast.perSecond.toFixed(2)}/s; created in ${fast.creating.toFixed(1)} s, last write ${fast.span.toFixed(1)} s after; ${fast.requests} requests; plugin calls ${fast.pluginSeconds.toFixed(1)} s in all) without`
+    `[faults] slow API server: ${BATCH} Capabilities reconciled in ${slow.seconds.toFixed(1)} s (${
+      slow.perSecond.toFixed(2)
+    }/s; created in ${slow.creating.toFixed(1)} s, last write ` +
+      `${slow.span.toFixed(1)} s after; ${slow.requests} requests; plugin calls ${
+        slow.pluginSeconds.toFixed(1)
+      } s in all) with ${DELAY_MS} ms per request; ${fast.seconds.toFixed(1)} s ` +
+      `(${fast.perSecond.toFixed(2)}/s; created in ${fast.creating.toFixed(1)} s, last write ${
+        fast.span.toFixed(1)
+      } s after; ${fast.requests} requests; plugin calls ${fast.pluginSeconds.toFixed(1)} s in all) without`
   )
   expect([...slow.counts].filter(([, n]) => n > 1)).toEqual([])
   // Each Capability: three dependents applied and one status written.

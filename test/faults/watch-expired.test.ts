@@ -18,7 +18,10 @@ const plugins = pluginsFolder(builtPlugin("postgres.js"))
 
 /** Compacts etcd (through its HTTP gateway) up to its current revision; returns that revision. */
 const compactEtcd = async (etcdUrl: string) => {
-  const range = await fetch(`${etcdUrl}/v3/kv/range`, { method: "POST", body: JSON.stringify({ key: Buffer.from("/").toString("base64") }) })
+  const range = await fetch(`${etcdUrl}/v3/kv/range`, {
+    method: "POST",
+    body: JSON.stringify({ key: Buffer.from("/").toString("base64") })
+  })
   const revision = Number(((await range.json()) as { header?: { revision?: string } }).header?.revision)
   if (!Number.isFinite(revision) || revision <= 0) throw new Error("etcd did not say its revision")
   const compacted = await fetch(`${etcdUrl}/v3/kv/compaction`, { method: "POST", body: JSON.stringify({ revision, physical: true }) })
@@ -57,10 +60,18 @@ test("a watch whose resourceVersion etcd compacted away gets 410, and the relist
   const released = performance.now()
   proxy.releaseWatches()
 
-  await until("the Capability watch answered 410", () => operator.logs.some((l) => l.includes("watch of Capability") && l.includes("expired: relisting")), 15_000)
+  await until(
+    "the Capability watch answered 410",
+    () => operator.logs.some((l) => l.includes("watch of Capability") && l.includes("expired: relisting")),
+    15_000
+  )
   const reconciled = await untilReconciled(cluster, ["kept", "changed", "added"], 30_000)
   const expired = operator.logs.filter((l) => l.includes("expired: relisting")).length - expiredBefore
-  console.log(`[faults] 410 relist: etcd compacted at revision ${revision}; ${expired} watches expired; every change reconciled ${Math.round(reconciled - released)} ms after the watches were released`)
+  console.log(
+    `[faults] 410 relist: etcd compacted at revision ${revision}; ${expired} watches expired; every change reconciled ${
+      Math.round(reconciled - released)
+    } ms after the watches were released`
+  )
   expect(expired).toBeGreaterThan(0)
   expect(operator.logs.filter((l) => l.includes("removed") && l.includes("failed"))).toEqual([])
   expect(operator.proc.exitCode).toBeNull()

@@ -98,12 +98,21 @@ export const startFaultProxy = (plane: ControlPlane): FaultProxy => {
     }
     let upstream: Response
     try {
-      upstream = await fetch(`${plane.server}${url.pathname}${url.search}`, { method: request.method, headers, body, tls, signal: abort.signal })
+      upstream = await fetch(`${plane.server}${url.pathname}${url.search}`, {
+        method: request.method,
+        headers,
+        body,
+        tls,
+        signal: abort.signal
+      })
     } catch (error) {
       forget()
       // The API server is down (restarting, say): answered as an unavailable server would be.
       const detail = error instanceof Error ? error.message : String(error)
-      return Response.json({ kind: "Status", apiVersion: "v1", status: "Failure", message: `fault proxy: ${detail}`, reason: "ServiceUnavailable", code: 503 }, { status: 503 })
+      return Response.json(
+        { kind: "Status", apiVersion: "v1", status: "Failure", message: `fault proxy: ${detail}`, reason: "ServiceUnavailable", code: 503 },
+        { status: 503 }
+      )
     }
     const responseHeaders = new Headers()
     upstream.headers.forEach((value, key) => {

@@ -40,7 +40,9 @@ export const notReconciled = async (cluster: Cluster, name: string, ns = FaultNa
   if (capability.status !== 200) return `GET ${name}: ${capability.status}`
   const generation = dig<number>(capability.body, "metadata", "generation")
   const ready = readyOf(capability)
-  if (ready === undefined || ready.observedGeneration !== generation) return `${name}: Ready ${JSON.stringify(ready)} is not about generation ${generation}`
+  if (ready === undefined || ready.observedGeneration !== generation) {
+    return `${name}: Ready ${JSON.stringify(ready)} is not about generation ${generation}`
+  }
   const version = dig<string>(capability.body, "spec", "version")
   const uid = dig<string>(capability.body, "metadata", "uid")
   const sts = await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}`)
@@ -54,14 +56,18 @@ export const notReconciled = async (cluster: Cluster, name: string, ns = FaultNa
 /** Waits until every named Capability is reconciled; returns performance.now() then, or throws with what was still wrong. */
 export const untilReconciled = async (cluster: Cluster, names: ReadonlyArray<string>, timeoutMs: number, ns = FaultNamespace) => {
   let wrong: Array<string> = []
-  const ok = await eventually(async () => {
-    wrong = []
-    for (const name of names) {
-      const problem = await notReconciled(cluster, name, ns)
-      if (problem !== undefined) wrong.push(problem)
-    }
-    return wrong.length === 0
-  }, timeoutMs, 100)
+  const ok = await eventually(
+    async () => {
+      wrong = []
+      for (const name of names) {
+        const problem = await notReconciled(cluster, name, ns)
+        if (problem !== undefined) wrong.push(problem)
+      }
+      return wrong.length === 0
+    },
+    timeoutMs,
+    100
+  )
   if (!ok) throw new Error(`not reconciled within ${timeoutMs} ms: ${wrong.join("; ")}`)
   return performance.now()
 }
