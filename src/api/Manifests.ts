@@ -171,9 +171,14 @@ const bindingObjects = (namespace: string, servedNamespace: string | undefined):
       metadata: { name: `${name}-core`, labels: { ...bindingLabels, [BindingAggregationLabel]: "true" } },
       rules: [...bindingRules]
     },
-    servedNamespace === undefined
-      ? { apiVersion: `${rbacGroup}/v1`, kind: "ClusterRoleBinding", metadata: { name, labels: bindingLabels }, roleRef, subjects }
-      : { apiVersion: `${rbacGroup}/v1`, kind: "RoleBinding", metadata: { name, namespace: servedNamespace, labels: bindingLabels }, roleRef, subjects }
+    // The aggregated role, and halkyon's own rules bound directly too: a control plane without the
+    // aggregation controller (a bare kube-apiserver) still grants them.
+    ...[name, `${name}-core`].map((role): Manifest => {
+      const ref = { ...roleRef, name: role }
+      return servedNamespace === undefined
+        ? { apiVersion: `${rbacGroup}/v1`, kind: "ClusterRoleBinding", metadata: { name: role, labels: bindingLabels }, roleRef: ref, subjects }
+        : { apiVersion: `${rbacGroup}/v1`, kind: "RoleBinding", metadata: { name: role, namespace: servedNamespace, labels: bindingLabels }, roleRef: ref, subjects }
+    })
   ]
 }
 
