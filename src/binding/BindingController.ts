@@ -22,7 +22,7 @@ import { Clock, Effect, Schema, type Scope } from "effect"
 import { ApiVersion as CapabilityApiVersion, type Condition } from "../api/Capability.ts"
 import { BindingApiVersion, ServiceBinding, type ServiceBindingStatus } from "../api/ServiceBinding.ts"
 import { inform } from "../controller/Informer.ts"
-import { type ReconcileResult, runWorkers } from "../controller/Workers.ts"
+import { type ReconcileResult, type RunningWorkers, runWorkers } from "../controller/Workers.ts"
 import { makeWorkQueue } from "../controller/WorkQueue.ts"
 import type { KubeApiError } from "../kube/Errors.ts"
 import { type KubeApi, KubeClient, type ObjectRef } from "../kube/KubeClient.ts"
@@ -76,7 +76,7 @@ const canonical = (value: unknown): string =>
 
 export const startBindingController = Effect.fn("BindingController.start")(function*(
   options: BindingControllerOptions
-): Effect.fn.Return<void, never, KubeClient | Scope.Scope> {
+): Effect.fn.Return<RunningWorkers, never, KubeClient | Scope.Scope> {
   const kube = yield* KubeClient
   const queue = yield* makeWorkQueue({ baseMs: 200, maxMs: 60_000 })
   const bindings = new Map<string, KubeObject>()
@@ -351,7 +351,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       return yield* report({ ready: "True", reason: "Projected", message: `projected into ${workload.kind} ${names}`, serviceAvailable: true, secret: service.secret, requeueAfterMs: ResyncMs })
     })
 
-  yield* runWorkers({
+  return yield* runWorkers({
     kind: "servicebinding",
     queue,
     concurrency: options.concurrency,

@@ -146,14 +146,18 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
       onReconciled: metrics.reconciled,
       onQueueDepth: metrics.queueDepth
     })
+    let bindingFence: Effect.Effect<void> = Effect.void
     if (options.serviceBinding !== false) {
       // With --impersonate=always (in a cluster) it acts as its own ServiceAccount, whose role holds workloads and Secrets.
       const as = options.impersonation.mode === "always"
         ? kubeClient.impersonating(bindingServiceAccountUser(options.impersonation.operatorNamespace))
         : kubeClient
-      yield* startBindingController({ namespace, concurrency: 2, shutdownTimeoutMs: options.gracefulShutdownTimeoutMs }).pipe(
+      bindingFence = (yield* startBindingController({ namespace, concurrency: 2, shutdownTimeoutMs: options.gracefulShutdownTimeoutMs }).pipe(
         Effect.provideService(KubeClient, KubeClient.of(as))
-      )
+      )).fence
+      yield* Effect.logInfo(`ServiceBinding controller on (servicebinding.io/v1)${as === kubeClient ? "" : `, as ${as.actingAs}`}`)
+    } else {
+      yield* Effect.logInfo("ServiceBinding controller off (--service-binding=false)")
     }
     yield* controller.awaitSynced
     yield* readiness.markReady
@@ -162,6 +166,7 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
     yield* leadership.value.lost
     // Another replica may lead within moments: nothing in flight may go on writing.
     yield* controller.fence
+    yield* bindingFence
     return yield* new LeadershipLost({ lease })
   }).pipe(Effect.scoped, Effect.provide(layer))
 

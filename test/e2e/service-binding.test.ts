@@ -256,3 +256,20 @@ describe("a ServiceBinding that cannot be projected", () => {
     expect((await bindingReady("nowhere"))?.message).toBe("no Deployment matches the selector app=missing")
   })
 })
+
+describe("halkyon run --service-binding=false", () => {
+  test("leaves ServiceBindings to another implementation: no finalizer, no status, while Capabilities are served", async () => {
+    await operator.stop()
+    operator = await untilReady(startOperator(cluster, pluginsDir, ["--service-binding=false"]))
+    expect(operator.logs.some((l) => l.includes("ServiceBinding controller off (--service-binding=false)"))).toBe(true)
+    await createDeployment("elsewhere", ["app"])
+    await createBinding("theirs", { ...dbBinding, service: { apiVersion: "v1", kind: "Secret", name: "pending-db-config" }, workload: { apiVersion: "apps/v1", kind: "Deployment", name: "elsewhere" } })
+    // A Capability created after the binding is served: the operator has seen what came before it.
+    await createCapability("later")
+    await waitCapability("later", (c) => readyOf(c)?.reason === "DependentsNotReady", "was reconciled")
+    const theirs = await cluster.api("GET", bindingsPath("theirs"))
+    expect(dig(theirs.body, "metadata", "finalizers")).toBeUndefined()
+    expect(dig(theirs.body, "status")).toBeUndefined()
+    expect((await templateOf("elsewhere")).generation).toBe(1)
+  })
+})
