@@ -257,6 +257,50 @@ describe("a ServiceBinding that cannot be projected", () => {
   })
 })
 
+describe("other services and workloads", () => {
+  test("a Secret bound directly, into CronJobs chosen by label selector, with a type override: at spec.jobTemplate.spec.template", async () => {
+    const secret = await cluster.api("POST", `/api/v1/namespaces/${ns}/secrets`, {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "direct" },
+      stringData: { type: "mysql", uri: "mysql://db" }
+    })
+    expect(secret.status).toBe(201)
+    for (const name of ["nightly", "hourly"]) {
+      const created = await cluster.api("POST", `/apis/batch/v1/namespaces/${ns}/cronjobs`, {
+        apiVersion: "batch/v1",
+        kind: "CronJob",
+        metadata: { name, labels: { tier: "batch" } },
+        spec: {
+          schedule: "0 0 * * *",
+          jobTemplate: { spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "job", image: "example.com/job:1" }] } } } }
+        }
+      })
+      expect(created.status).toBe(201)
+    }
+    await createBinding("reports", {
+      type: "mariadb",
+      service: { apiVersion: "v1", kind: "Secret", name: "direct" },
+      workload: { apiVersion: "batch/v1", kind: "CronJob", selector: { matchLabels: { tier: "batch" } } },
+      env: [{ name: "DB_KIND", key: "type" }]
+    })
+    await waitBinding("reports", "True", "Projected")
+    for (const name of ["nightly", "hourly"]) {
+      const cron = await cluster.api("GET", `/apis/batch/v1/namespaces/${ns}/cronjobs/${name}`)
+      const template = dig<Template>(cron.body, "spec", "jobTemplate", "spec", "template")!
+      expect(template.metadata?.annotations?.["type.servicebinding.io/svcb-reports"]).toBe("mariadb")
+      expect(containerOf(template, "job")?.volumeMounts).toEqual([{ name: "svcb-reports", mountPath: "/bindings/reports", readOnly: true }])
+      expect(containerOf(template, "job")?.env).toContainEqual({
+        name: "DB_KIND",
+        valueFrom: { fieldRef: { apiVersion: "v1", fieldPath: "metadata.annotations['type.servicebinding.io/svcb-reports']" } }
+      })
+      const volume = template.spec.volumes?.find((v) => v.name === "svcb-reports") as { projected?: { sources?: Array<Record<string, unknown>> } } | undefined
+      // The Secret's own type is left out: the override takes its place.
+      expect(volume?.projected?.sources?.[0]).toEqual({ secret: { name: "direct", items: [{ key: "uri", path: "uri" }] } })
+    }
+  })
+})
+
 describe("halkyon run --service-binding=false", () => {
   test("leaves ServiceBindings to another implementation: no finalizer, no status, while Capabilities are served", async () => {
     await operator.stop()
