@@ -8,7 +8,7 @@
  * running the official postgres image with a volume claim template, and a
  * Service. Ready when the StatefulSet reports all its replicas ready.
  */
-import { definePlugin, dependent, pending, ready, type Context } from "../../src/sdk/index.ts"
+import { bindingEntries, definePlugin, dependent, pending, ready, type Context } from "../../src/sdk/index.ts"
 
 /** Supported major versions; the version picks the image tag. */
 export const Versions = ["14", "15", "16", "17", "18"] as const
@@ -79,14 +79,16 @@ const connectionSettings = (ctx: Context, password: string): Record<string, stri
     ...settings,
     DATABASE_URL: uri,
     // The Service Binding spec's well-known entries (servicebinding.io): what a ServiceBinding projects as files.
-    type: "postgresql",
-    provider: "halkyon",
-    host: settings.DB_HOST,
-    port: settings.DB_PORT,
-    username: settings.DB_USER,
-    password,
-    database: settings.DB_NAME,
-    uri
+    ...bindingEntries({
+      type: "postgresql",
+      provider: "halkyon",
+      host: settings.DB_HOST,
+      port: settings.DB_PORT,
+      username: settings.DB_USER,
+      password,
+      database: settings.DB_NAME,
+      uri
+    })
   }
 }
 
