@@ -85,7 +85,11 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
   const byCapability = new Map<string, Set<string>>()
   const bySecret = new Map<string, Set<string>>()
   const index = (map: Map<string, Set<string>>, key: string | undefined, binding: string) => {
-    for (const [k, set] of map) if (k !== key) set.delete(binding)
+    for (const [k, set] of map) {
+      if (k === key) continue
+      set.delete(binding)
+      if (set.size === 0) map.delete(k)
+    }
     if (key !== undefined) map.set(key, (map.get(key) ?? new Set()).add(binding))
   }
   const enqueueAll = (keys: Set<string> | undefined) => Effect.forEach([...(keys ?? [])], (k) => queue.add(`b:${k}`), { discard: true })
@@ -262,6 +266,11 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       const manager = bindingFieldManager(raw.metadata.name)
       const decoded = decodeBinding(raw)
       if (decoded._tag === "Failure") {
+        // Unreadable, it names no workload to unbind: its deletion is not held up.
+        if (raw.metadata.deletionTimestamp !== undefined && finalizersOf(raw).includes(UnbindFinalizer)) {
+          yield* setFinalizers(raw, finalizersOf(raw).filter((f) => f !== UnbindFinalizer))
+          return {}
+        }
         yield* writeStatus(raw, raw.metadata.generation, { ready: "False", reason: "InvalidSpec", message: String(decoded.cause), serviceAvailable: false })
         return {}
       }
