@@ -301,6 +301,27 @@ describe("other services and workloads", () => {
   })
 })
 
+describe("a binding that changes its workload", () => {
+  test("unbinds the workload it no longer names, exactly, and binds the new one", async () => {
+    const secret = await cluster.api("POST", `/api/v1/namespaces/${ns}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: "moving" }, stringData: { type: "t", uri: "x://y" } })
+    expect(secret.status).toBe(201)
+    await createDeployment("first", ["app"])
+    await createDeployment("second", ["app"])
+    const original = (await templateOf("first")).template
+    await createBinding("mover", { service: { apiVersion: "v1", kind: "Secret", name: "moving" }, workload: { apiVersion: "apps/v1", kind: "Deployment", name: "first" } })
+    await waitBinding("mover", "True", "Projected")
+    expect(containerOf((await templateOf("first")).template, "app")?.volumeMounts).toEqual([{ name: "svcb-mover", mountPath: "/bindings/mover", readOnly: true }])
+
+    const moved = await cluster.api("PATCH", bindingsPath("mover"), { spec: { workload: { name: "second" } } }, "application/merge-patch+json")
+    expect(moved.status).toBe(200)
+    expect(await eventually(async () => containerOf((await templateOf("second")).template, "app")?.volumeMounts !== undefined, 10_000, 50)).toBe(true)
+    expect(await eventually(async () => containerOf((await templateOf("first")).template, "app")?.volumeMounts === undefined, 10_000, 50)).toBe(true)
+    const first = (await templateOf("first")).template
+    expect(containerOf(first, "app")).toEqual(containerOf(original, "app")!)
+    expect(first.spec.volumes).toBeUndefined()
+  })
+})
+
 describe("halkyon run --service-binding=false", () => {
   test("leaves ServiceBindings to another implementation: no finalizer, no status, while Capabilities are served", async () => {
     await operator.stop()
