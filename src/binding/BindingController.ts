@@ -14,7 +14,9 @@
  * - A Capability bound by a ServiceBinding carries a finalizer; deleting it
  *   waits with Ready=False, reason InUse, naming the bindings, until they go.
  * - Workloads are not watched: a binding is reconciled again every minute
- *   (every few seconds while its workload is missing).
+ *   (every few seconds while its workload is missing). Workloads of its kind
+ *   that hold fields of its manager but are no longer its targets (a name
+ *   changed in the spec, labels that no longer match) are unbound.
  *
  * The worker loop, the queue and the watches are src/controller/'s.
  */
@@ -209,6 +211,20 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       return listed.items
     })
 
+  /**
+   * Workloads of the kind that still hold fields of this binding's manager but
+   * are no longer its targets (renamed in the spec, labels changed, or all of
+   * them on deletion): they are unbound.
+   */
+  const formerlyBound = (namespace: string, workload: ServiceBinding["spec"]["workload"], manager: string, targets: ReadonlyArray<KubeObject>) =>
+    kube.list(workload.apiVersion, workload.kind, { namespace }).pipe(
+      Effect.map(({ items }) =>
+        items.filter((w) =>
+          !targets.some((t) => t.metadata.name === w.metadata.name) && (w.metadata.managedFields ?? []).some((m) => m.manager === manager)
+        )
+      )
+    )
+
   /** An apply of the binding's fields in the workload (none: an unbind). */
   const applyTo = (workload: KubeObject, path: ReadonlyArray<string>, fields: PodTemplate | undefined, manager: string) =>
     kube.apply(
@@ -280,7 +296,9 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       if (raw.metadata.deletionTimestamp !== undefined) {
         if (!finalizersOf(raw).includes(UnbindFinalizer)) return {}
         // Unbind: an empty apply under the binding's manager drops every field it owned, and only those.
-        if (path !== undefined) for (const w of yield* workloadsOf(namespace, sb.spec.workload)) yield* applyTo(w, path, undefined, manager)
+        if (path !== undefined) {
+          for (const w of yield* formerlyBound(namespace, sb.spec.workload, manager, [])) yield* applyTo(w, path, undefined, manager)
+        }
         yield* setFinalizers(raw, finalizersOf(raw).filter((f) => f !== UnbindFinalizer))
         index(bySecret, undefined, key)
         index(byCapability, undefined, key)
@@ -344,7 +362,9 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       }
       const data = ((secret as { data?: Record<string, string> }).data) ?? {}
       const planned = workloads.map((w) => ({ workload: w, fields: intent((at(w, path) ?? {}) as PodTemplate, binding, { name: service.secret, data }) }))
+      const stale = yield* formerlyBound(namespace, workload, manager, workloads)
       const failures: Array<string> = []
+      for (const former of stale) yield* applyTo(former, path, undefined, manager)
       for (const step of planned) {
         const applied = yield* applyTo(step.workload, path, step.fields, manager).pipe(Effect.result)
         if (applied._tag === "Failure") {
