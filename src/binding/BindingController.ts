@@ -13,14 +13,16 @@
  *   removes exactly what the binding owned.
  * - A Capability bound by a ServiceBinding carries a finalizer; deleting it
  *   waits with Ready=False, reason InUse, naming the bindings, until they go.
- * - Workloads are not watched: a binding is reconciled again every minute
- *   (every few seconds while its workload is missing). Workloads of its kind
+ * - Workloads of the kinds bindings name are watched: a new, deleted,
+ *   relabelled or changed (new generation) one enqueues the bindings of its
+ *   namespace that name its kind; a binding is also reconciled again every
+ *   minute. Workloads of its kind
  *   that hold fields of its manager but are no longer its targets (a name
  *   changed in the spec, labels that no longer match) are unbound.
  *
  * The worker loop, the queue and the watches are src/controller/'s.
  */
-import { Clock, Effect, Schema, type Scope } from "effect"
+import { Clock, Effect, FiberMap, Schema, type Scope } from "effect"
 import { ApiVersion as CapabilityApiVersion, type Condition } from "../api/Capability.ts"
 import { BindingApiVersion, ServiceBinding, type ServiceBindingStatus } from "../api/ServiceBinding.ts"
 import { inform } from "../controller/Informer.ts"
@@ -126,6 +128,35 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
     namespace: options.namespace,
     onObject: (object) => enqueueAll(bySecret.get(objectKey(object)))
   }).pipe(Effect.forkScoped)
+
+  // Workloads, one watch per kind that bindings name (started by their first reconcile): a workload created, deleted,
+  // relabelled or given a new spec (a new generation) enqueues the bindings of its namespace that name its kind.
+  // Its status updates, and the echoes of the bindings' own applies once they are no-ops, enqueue nothing.
+  const workloadWatches = yield* FiberMap.make<string>()
+  const workloadSeen = new Map<string, string>()
+  const watchWorkloads = (apiVersion: string, kind: string) =>
+    FiberMap.run(
+      workloadWatches,
+      `${apiVersion}/${kind}`,
+      inform({
+        apiVersion,
+        kind,
+        namespace: options.namespace,
+        onObject: (object, deleted) => {
+          const id = `${apiVersion}/${kind}/${objectKey(object)}`
+          const fingerprint = `${object.metadata.generation ?? ""}|${JSON.stringify(object.metadata.labels ?? {})}`
+          if (deleted) workloadSeen.delete(id)
+          else if (workloadSeen.get(id) === fingerprint) return Effect.void
+          else workloadSeen.set(id, fingerprint)
+          const users = [...bindings.values()].filter((b) => {
+            const w = (b as { spec?: { workload?: { apiVersion?: string; kind?: string } } }).spec?.workload
+            return b.metadata.namespace === object.metadata.namespace && w?.apiVersion === apiVersion && w.kind === kind
+          })
+          return Effect.forEach(users, (b) => queue.add(`b:${objectKey(b)}`), { discard: true })
+        }
+      }).pipe(Effect.provideService(KubeClient, kube)),
+      { onlyIfMissing: true }
+    )
 
   /** Patches metadata.finalizers, guarded by the resourceVersion read. */
   const setFinalizers = (o: KubeObject, finalizers: ReadonlyArray<string>) =>
@@ -314,6 +345,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       const report = (verdict: Verdict) => writeStatus(raw, raw.metadata.generation, verdict).pipe(Effect.as<ReconcileResult>({ requeueAfterMs: verdict.requeueAfterMs }))
 
       const { workload } = sb.spec
+      if (path !== undefined) yield* watchWorkloads(workload.apiVersion, workload.kind)
       if ((workload.name === undefined) === (workload.selector === undefined)) {
         return yield* report({ ready: "False", reason: "InvalidSpec", message: "spec.workload needs a name or a selector, not both", serviceAvailable: false })
       }

@@ -299,6 +299,22 @@ describe("other services and workloads", () => {
       expect(volume?.projected?.sources?.[0]).toEqual({ secret: { name: "direct", items: [{ key: "uri", path: "uri" }] } })
     }
   })
+
+  test("a workload that comes to match the selector later is bound at once (workloads are watched), not at the next resync", async () => {
+    const created = await cluster.api("POST", `/apis/batch/v1/namespaces/${ns}/cronjobs`, {
+      apiVersion: "batch/v1",
+      kind: "CronJob",
+      metadata: { name: "weekly", labels: { tier: "batch" } },
+      spec: { schedule: "0 0 * * 0", jobTemplate: { spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "job", image: "example.com/job:1" }] } } } } }
+    })
+    expect(created.status).toBe(201)
+    const mounted = async () => {
+      const cron = await cluster.api("GET", `/apis/batch/v1/namespaces/${ns}/cronjobs/weekly`)
+      return containerOf(dig<Template>(cron.body, "spec", "jobTemplate", "spec", "template")!, "job")?.volumeMounts !== undefined
+    }
+    // The binding is Ready: its own resync is a minute away.
+    expect(await eventually(mounted, 5_000, 50)).toBe(true)
+  })
 })
 
 describe("a binding that changes its workload", () => {
