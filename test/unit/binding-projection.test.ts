@@ -88,6 +88,15 @@ describe("projection", () => {
       }
     },
     {
+      name: "a root set from elsewhere (valueFrom) is left as it is; the mount goes under /bindings",
+      template: template([container("app", { env: [{ name: "SERVICE_BINDING_ROOT", valueFrom: { configMapKeyRef: { name: "cfg", key: "root" } } }] })]),
+      binding,
+      check: (p) => {
+        expect(envOf(p, "app")).toEqual([{ name: "SERVICE_BINDING_ROOT", valueFrom: { configMapKeyRef: { name: "cfg", key: "root" } } }])
+        expect(mountsOf(p, "app")[0]?.mountPath).toBe("/bindings/db")
+      }
+    },
+    {
       name: "env mappings become secretKeyRef entries, beside the container's own",
       template: web,
       binding: { ...binding, containers: ["app"], env: [{ name: "DATABASE_URL", key: "uri" }] },
