@@ -5,7 +5,8 @@
 import { Console, Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import { defaultImage, defaultNamespace, type Manifest, manifests } from "../api/Manifests.ts"
-import { ExpectedForm, parsePluginSpecs } from "../downloader/PluginSpec.ts"
+import { ExpectedForm } from "../downloader/Errors.ts"
+import { parsePluginSpecs } from "../downloader/PluginSpec.ts"
 
 /** The YAML of the objects, its module loaded only when it is printed. */
 const renderManifests = (objects: ReadonlyArray<Manifest>) =>

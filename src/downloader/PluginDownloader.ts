@@ -11,15 +11,16 @@ import { mkdirSync } from "node:fs"
 import { mkdtemp, rm } from "node:fs/promises"
 import { createHash } from "node:crypto"
 import { basename, join } from "node:path"
-import { Context, Effect, Fiber, Layer, Result, Schema, Semaphore } from "effect"
-import { type Checksums, MalformedChecksums, parseChecksums } from "./Checksums.ts"
+import { Context, Effect, Fiber, Layer, Result, Semaphore } from "effect"
+import { type Checksums, parseChecksums } from "./Checksums.ts"
 import { type Platform, archiveNames, assetUrl, ChecksumsAsset, thisPlatform } from "./ReleaseAsset.ts"
-import { type AssetBody, defaultHttpSettings, download, type DownloadFailed, type DownloadRefused, type HttpSettings, Transient } from "./ReleaseHttp.ts"
-import { type DamagedArchive, DefaultLimits, type ExtractLimits, startExtraction, type UnsafeArchive } from "./SafeExtract.ts"
-import { commit, exclusively, type FileConflict, type FolderBusy, type LockEntry, type LockUnreadable, LockWriteFailed, readLock, recover, stagingPrefix, verifyEntry } from "../lock/PluginLock.ts"
-import { PluginModified } from "../lock/Errors.ts"
+import { type AssetBody, defaultHttpSettings, download, type HttpSettings } from "./ReleaseHttp.ts"
+import { DefaultLimits, type ExtractLimits, startExtraction } from "./SafeExtract.ts"
+import { commit, exclusively, type LockEntry, readLock, recover, stagingPrefix, verifyEntry } from "../lock/PluginLock.ts"
+import { type FileConflict, type FolderBusy, type LockUnreadable, LockWriteFailed, PluginModified } from "../lock/Errors.ts"
 import { progressFor } from "./Progress.ts"
 import type { PluginSpec } from "./PluginSpec.ts"
+import { ChecksumMismatch, ChecksumsMissing, type DamagedArchive, type DownloadFailed, type DownloadRefused, MalformedChecksums, NoReleaseAsset, NotAPluginArchive, Transient, type UnsafeArchive } from "./Errors.ts"
 
 export interface DownloaderSettings {
   readonly pluginsDir: string
@@ -45,46 +46,6 @@ export const downloaderSettings = (pluginsDir: string, overrides: Partial<Downlo
   concurrency: 4,
   ...overrides
 })
-
-export class ChecksumMismatch extends Schema.TaggedError<ChecksumMismatch>()("ChecksumMismatch", {
-  spec: Schema.String,
-  asset: Schema.String,
-  expected: Schema.String,
-  actual: Schema.String
-}) {
-  override get message() {
-    return `${this.asset} of ${this.spec} does not match the release's checksums.txt: expected SHA-256 ${this.expected}, got ${this.actual}. Nothing was installed; the file may have been tampered with or replaced, tell the plugin's publisher`
-  }
-}
-
-export class ChecksumsMissing extends Schema.TaggedError<ChecksumsMissing>()("ChecksumsMissing", {
-  spec: Schema.String,
-  url: Schema.String
-}) {
-  override get message() {
-    return `${this.spec} publishes no checksums.txt (${this.url}) and --require-checksums is set: nothing was installed`
-  }
-}
-
-export class NoReleaseAsset extends Schema.TaggedError<NoReleaseAsset>()("NoReleaseAsset", {
-  spec: Schema.String,
-  platform: Schema.String,
-  tried: Schema.Array(Schema.String)
-}) {
-  override get message() {
-    return `${this.spec} has no release archive for ${this.platform}: tried ${this.tried.join(", ")}. Check the repository and tag, or ask its publisher for a ${this.platform} build`
-  }
-}
-
-export class NotAPluginArchive extends Schema.TaggedError<NotAPluginArchive>()("NotAPluginArchive", {
-  spec: Schema.String,
-  asset: Schema.String,
-  detail: Schema.String
-}) {
-  override get message() {
-    return `${this.asset} of ${this.spec} is not a plugin archive: ${this.detail}. Nothing was installed`
-  }
-}
 
 
 export interface InstallOutcome {

@@ -4,12 +4,12 @@
  * HALKYON_PLUGINS, `halkyon run --plugins` and `halkyon plugins install`.
  */
 import { Schema } from "effect"
+import { InvalidPluginSpec } from "./Errors.ts"
 
 const namePart = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
 // Git refuses these in tag names; a URL path segment must not hold them either.
 const badTag = /[\s/\\?#%~^:*[\]]|\.\.|@\{|^-|^\.|\.$|\.lock$/
 
-export const ExpectedForm = "org/repo@tag, e.g. halkyon-io/postgres-plugin@v1.2.0"
 
 export class PluginSpec extends Schema.Class<PluginSpec>("PluginSpec")({
   org: Schema.String,
@@ -23,15 +23,6 @@ export class PluginSpec extends Schema.Class<PluginSpec>("PluginSpec")({
 
   override toString() {
     return `${this.org}/${this.repo}@${this.tag}`
-  }
-}
-
-export class InvalidPluginSpec extends Schema.TaggedError<InvalidPluginSpec>()("InvalidPluginSpec", {
-  entry: Schema.String,
-  problem: Schema.String
-}) {
-  override get message() {
-    return `invalid plugin ${JSON.stringify(this.entry)}: ${this.problem}; expected ${ExpectedForm}`
   }
 }
 

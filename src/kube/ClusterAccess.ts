@@ -8,15 +8,8 @@ import { existsSync } from "node:fs"
 import { homedir } from "node:os"
 import { join } from "node:path"
 import { KubeConfig } from "@kubernetes/client-node"
-import { Effect, Schema } from "effect"
-
-export class ClusterAccessError extends Schema.TaggedError<ClusterAccessError>()("ClusterAccessError", {
-  detail: Schema.String
-}) {
-  override get message() {
-    return `cannot reach a cluster: ${this.detail}`
-  }
-}
+import { Effect } from "effect"
+import { ClusterAccessError } from "./Errors.ts"
 
 export interface ClusterAccessOptions {
   readonly kubeconfig: string | undefined

@@ -17,6 +17,7 @@ import type https from "node:https"
 import type { KubeConfig } from "@kubernetes/client-node"
 import { Context, Effect, Layer, Schema, Stream } from "effect"
 import type { KubeObject } from "./KubeObject.ts"
+import { KubeApiError } from "./Errors.ts"
 
 export interface ObjectRef {
   readonly apiVersion: string
@@ -33,25 +34,6 @@ export interface ListOptions {
 export type WatchEvent =
   | { readonly type: "ADDED" | "MODIFIED" | "DELETED"; readonly object: KubeObject }
   | { readonly type: "BOOKMARK"; readonly resourceVersion: string }
-
-/** What the API server answered, when it was not a success. */
-export class KubeApiError extends Schema.TaggedError<KubeApiError>()("KubeApiError", {
-  /** HTTP status; 0 when the server could not be reached. */
-  code: Schema.Number,
-  /** The Status reason, e.g. NotFound, Conflict, Expired, Forbidden. */
-  reason: Schema.String,
-  detail: Schema.String,
-  request: Schema.String
-}) {
-  override get message() {
-    return this.code === 0
-      ? `the API server could not be reached (${this.request}): ${this.detail}`
-      : `${this.request} failed: ${this.detail} (${this.reason}, HTTP ${this.code})`
-  }
-  get notFound() {
-    return this.code === 404
-  }
-}
 
 const Status = Schema.Struct({ reason: Schema.optional(Schema.String), message: Schema.optional(Schema.String) })
 const decodeStatus = Schema.decodeUnknownOption(Status)

@@ -14,6 +14,7 @@ import { closeSync, fsyncSync, openSync, writeSync } from "node:fs"
 import { createHash } from "node:crypto"
 import { basename, dirname, join } from "node:path"
 import { Duration, Effect, Schema } from "effect"
+import { FileConflict, FolderBusy, LockUnreadable, LockWriteFailed } from "./Errors.ts"
 
 export const LockFileName = "plugins.lock"
 const JournalName = ".plugins.lock.journal"
@@ -74,45 +75,6 @@ const decodeJournal = Schema.decodeUnknownExit(Schema.fromJsonString(Journal))
 
 export const emptyLock: PluginLockFile = { version: 1, plugins: [] }
 
-export class LockUnreadable extends Schema.TaggedError<LockUnreadable>()("LockUnreadable", {
-  path: Schema.String,
-  detail: Schema.String
-}) {
-  override get message() {
-    return `${this.path} cannot be read (${this.detail}); move it away and install the plugins again`
-  }
-}
-
-export class FileConflict extends Schema.TaggedError<FileConflict>()("FileConflict", {
-  spec: Schema.String,
-  file: Schema.String,
-  owner: Schema.String
-}) {
-  override get message() {
-    return this.owner === ""
-      ? `cannot install ${this.spec}: ${this.file} is already in the plugins folder and was not installed by halkyon; remove or rename it, then install again`
-      : `cannot install ${this.spec}: ${this.file} belongs to ${this.owner}, installed in the same folder; plugins from two releases cannot share a file name`
-  }
-}
-
-export class LockWriteFailed extends Schema.TaggedError<LockWriteFailed>()("LockWriteFailed", {
-  dir: Schema.String,
-  detail: Schema.String
-}) {
-  override get message() {
-    return `could not update the plugins folder ${this.dir}: ${this.detail}; check that it is writable and has space, then install again (an interrupted install is completed by the next run)`
-  }
-}
-
-export class FolderBusy extends Schema.TaggedError<FolderBusy>()("FolderBusy", {
-  dir: Schema.String,
-  pid: Schema.Number
-}) {
-  override get message() {
-    return `another halkyon (pid ${this.pid}) has been installing into ${this.dir} for over a minute; wait for it, or if no halkyon is running remove ${join(this.dir, MutexName)}`
-  }
-}
-
 const describe = (e: unknown) => (e instanceof Error ? e.message : String(e))
 
 const isAlive = (pid: number) => {
@@ -156,7 +118,7 @@ export const exclusively = <A, E, R>(dir: string, effect: Effect.Effect<A, E, R>
       })
       if (holder === undefined) return
       if (holder === 0) continue
-      if (Date.now() > deadline) return yield* new FolderBusy({ dir, pid: holder })
+      if (Date.now() > deadline) return yield* new FolderBusy({ dir, pid: holder, mutex: path })
       yield* Effect.sleep(Duration.millis(50))
     }
   })

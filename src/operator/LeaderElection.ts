@@ -29,7 +29,8 @@ import {
   type V1Lease,
   V1MicroTime
 } from "@kubernetes/client-node"
-import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer } from "effect"
+import { LeaderElectionInvalidOptions, LeaseApiError } from "./Errors.ts"
 
 export interface LeaderElectionOptions {
   readonly kubeconfig: KubeConfig
@@ -44,34 +45,6 @@ export interface LeaderElectionOptions {
   readonly renewDeadlineMs: number
   /** Between two attempts to acquire or renew. */
   readonly retryPeriodMs: number
-}
-
-/** A Lease request the API server refused or never answered; the loop retries it next period. */
-export class LeaseApiError extends Schema.TaggedError<LeaseApiError>()("LeaseApiError", {
-  /** namespace/name */
-  lease: Schema.String,
-  /** "acquire or renew" when a whole round ran out of time. */
-  operation: Schema.Literals(["read", "create", "update", "release", "acquire or renew"]),
-  /** HTTP status; 0 when the server could not be reached or did not answer in time. */
-  code: Schema.Number,
-  /** The Status reason (NotFound, Conflict…), or Unreachable, Timeout. */
-  reason: Schema.String,
-  detail: Schema.String
-}) {
-  override get message() {
-    return this.code === 0
-      ? `${this.operation} of lease ${this.lease} failed: the API server ${this.reason === "Timeout" ? "did not answer in time" : "could not be reached"}: ${this.detail}`
-      : `${this.operation} of lease ${this.lease} failed: ${this.detail} (${this.reason}, HTTP ${this.code})`
-  }
-}
-
-/** Durations that cannot give safe leader election, or a missing name. */
-export class LeaderElectionInvalidOptions extends Schema.TaggedError<LeaderElectionInvalidOptions>()("LeaderElectionInvalidOptions", {
-  detail: Schema.String
-}) {
-  override get message() {
-    return `invalid leader election settings: ${this.detail}`
-  }
 }
 
 export class LeaderElection extends Context.Service<LeaderElection, {

@@ -4,7 +4,7 @@
  * taking work, let in-flight reconciles finish, and stop the plugins.
  */
 import { hostname } from "node:os"
-import { Effect, Layer, Option, Result, Schema } from "effect"
+import { Effect, Layer, Option, Result } from "effect"
 import type { HostSettings } from "../config/HostConfig.ts"
 import { installListed } from "../downloader/InstallListed.ts"
 import { type DownloaderSettings, PluginDownloader } from "../downloader/PluginDownloader.ts"
@@ -17,6 +17,7 @@ import { Reconciler } from "../reconciler/Reconciler.ts"
 import { HttpEndpoints, Readiness } from "./HttpEndpoints.ts"
 import { LeaderElection } from "./LeaderElection.ts"
 import { Metrics } from "../metrics/Metrics.ts"
+import { LeadershipLost } from "./Errors.ts"
 
 /** What the operator runs with; `halkyon run` maps its flags onto it. */
 export interface OperatorOptions {
@@ -61,12 +62,6 @@ const installNamed = Effect.fn("Operator.installPlugins")(function*(install: Non
   const failed = results.filter(Result.isFailure).length + invalid.length
   if (failed > 0) yield* Effect.logWarning(`${failed} of ${results.length + invalid.length} plugins named in --plugins/HALKYON_PLUGINS could not be installed; running with the plugins the folder has`)
 })
-
-export class LeadershipLost extends Schema.TaggedError<LeadershipLost>()("LeadershipLost", { lease: Schema.String }) {
-  override get message() {
-    return `lost the leadership of lease ${this.lease}: exiting, so that this replica restarts as a candidate while another reconciles`
-  }
-}
 
 export const runOperator = Effect.fn("Operator.run")(function*(options: OperatorOptions) {
   if (options.concurrency < 1) return yield* Effect.fail(new Error(`--concurrency must be at least 1, got ${options.concurrency}`))
