@@ -10,6 +10,7 @@ import type {
   V1ClusterRole,
   V1ClusterRoleBinding,
   V1CustomResourceDefinition,
+  V1ConfigMap,
   V1Deployment,
   V1Namespace,
   V1PolicyRule,
@@ -33,7 +34,16 @@ export interface ManifestOptions {
   readonly image?: string
   /** Plugins the operator installs from their releases at start (HALKYON_PLUGINS), e.g. "acme/redis@v2.1.0". */
   readonly plugins?: string
+  /**
+   * A lock file's text (halkyon plugins lock): put into a ConfigMap mounted
+   * read-only, it is the authority on what the operator installs, and only
+   * what an install recorded may run.
+   */
+  readonly lock?: string
 }
+
+export const pluginsLockConfigMap = "halkyon-plugins-lock"
+export const pluginsLockPath = "/etc/halkyon/plugins-lock.json"
 
 export type Manifest =
   | V1CustomResourceDefinition
@@ -42,6 +52,7 @@ export type Manifest =
   | V1ClusterRole
   | V1ClusterRoleBinding
   | V1Deployment
+  | V1ConfigMap
 
 const labels = { "app.kubernetes.io/name": operatorName, "app.kubernetes.io/component": "operator" }
 
@@ -132,6 +143,32 @@ const deployment = (namespace: string, image: string, plugins: string | undefine
   }
 })
 
+/** The Deployment running with the lock file of the ConfigMap: --lock names it, --require-locked refuses anything else. */
+const withPluginsLock = (deployment: V1Deployment): V1Deployment => {
+  const template = deployment.spec!.template
+  const pod = template.spec!
+  return {
+    ...deployment,
+    spec: {
+      ...deployment.spec!,
+      template: {
+        ...template,
+        spec: {
+          ...pod,
+          containers: pod.containers.map((c) =>
+            c.name !== "operator" ? c : {
+              ...c,
+              args: [...(c.args ?? []), "--lock", pluginsLockPath, "--require-locked"],
+              volumeMounts: [...(c.volumeMounts ?? []), { name: "plugins-lock", mountPath: "/etc/halkyon", readOnly: true }]
+            }
+          ),
+          volumes: [...(pod.volumes ?? []), { name: "plugins-lock", configMap: { name: pluginsLockConfigMap } }]
+        }
+      }
+    }
+  }
+}
+
 /** The objects to apply, in order: CRDs first, so the API serves the kinds before anything uses them. */
 export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest> => {
   const namespace = options.namespace ?? defaultNamespace
@@ -151,6 +188,16 @@ export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: operatorName },
       subjects: [{ kind: "ServiceAccount", name: operatorName, namespace }]
     },
-    deployment(namespace, image, options.plugins)
+    ...(options.lock === undefined
+      ? [deployment(namespace, image, options.plugins)]
+      : [
+        {
+          apiVersion: "v1",
+          kind: "ConfigMap",
+          metadata: { name: pluginsLockConfigMap, namespace, labels },
+          data: { "plugins-lock.json": options.lock }
+        } satisfies V1ConfigMap,
+        withPluginsLock(deployment(namespace, image, options.plugins))
+      ])
   ]
 }

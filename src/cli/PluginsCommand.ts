@@ -10,6 +10,7 @@ import type { PluginStatus } from "../plugin-host/PluginHost.ts"
 import { type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
 import { installCommand } from "./InstallCommand.ts"
+import { lockCommand } from "./LockCommand.ts"
 
 /** One row of `plugins list --output json`. */
 export interface PluginListing {
@@ -114,5 +115,5 @@ const watch = Command.make("watch", hostFlags, (flags) => withLogging(watchPlugi
 
 export const pluginsCommand = Command.make("plugins").pipe(
   Command.withDescription("Manage and inspect capability plugins"),
-  Command.withSubcommands([list, watch, installCommand])
+  Command.withSubcommands([list, watch, installCommand, lockCommand])
 )

@@ -76,11 +76,21 @@ export interface RunFlagValues extends HostFlagValues, ReleaseFlagValues {
   readonly metricsAddr: string
 }
 
+/** What to install before the plugins load: --plugins, or else every release of the --lock file. */
+const installOptions = Effect.fnUntraced(function*(flags: RunFlagValues) {
+  if (flags.plugins.trim() === "" && Option.isNone(flags.lock)) return undefined
+  const downloader = yield* settingsFor(flags.pluginsDir, flags)
+  const lists = flags.plugins.trim() !== ""
+    ? [flags.plugins]
+    : (downloader.releaseLock?.lock.plugins ?? []).map((p) => `${p.repository}@${p.tag}`)
+  return { lists, downloader }
+})
+
 /** The operator's options, from the flags (and the variables they fall back to). */
 export const operatorOptions = Effect.fnUntraced(function*(flags: RunFlagValues) {
   const options: OperatorOptions = {
     host: hostSettings(flags),
-    install: flags.plugins.trim() === "" ? undefined : { lists: [flags.plugins], downloader: yield* settingsFor(flags.pluginsDir, flags) },
+    install: yield* installOptions(flags),
     kubeconfig: Option.getOrUndefined(flags.kubeconfig),
     context: Option.getOrUndefined(flags.context),
     namespace: Option.getOrUndefined(flags.namespace),

@@ -21,7 +21,9 @@ export const HostSettings = Schema.Struct({
   restartBaseMs: Schema.Number,
   /** Longest restart delay. */
   restartMaxMs: Schema.Number,
-  protocolVersions: Schema.Array(Schema.Number)
+  protocolVersions: Schema.Array(Schema.Number),
+  /** Start only plugin files that an install recorded in the folder's plugins.lock (hand-copied ones are refused). */
+  requireLocked: Schema.Boolean
 })
 export type HostSettings = typeof HostSettings.Type
 
@@ -36,7 +38,8 @@ export const defaultHostSettings: HostSettings = {
   healthIntervalMs: 5_000,
   restartBaseMs: 500,
   restartMaxMs: 60_000,
-  protocolVersions: [1]
+  protocolVersions: [1],
+  requireLocked: false
 }
 
 /** Reads a kubectl-style duration ("500ms", "10s", "2m") as milliseconds. */

@@ -4,7 +4,7 @@
 import { Schema } from "effect"
 
 /** How a plugin spec is written. */
-export const ExpectedForm = "org/repo@tag, e.g. halkyon-io/postgres-plugin@v1.2.0"
+export const ExpectedForm = "org/repo@tag[#sha256:<archive digest>], e.g. halkyon-io/postgres-plugin@v1.2.0"
 
 export class MalformedChecksums extends Schema.TaggedError<MalformedChecksums>()("MalformedChecksums", {
   url: Schema.String,
@@ -32,7 +32,63 @@ export class ChecksumsMissing extends Schema.TaggedError<ChecksumsMissing>()("Ch
   url: Schema.String
 }) {
   override get message() {
-    return `${this.spec} publishes no checksums.txt (${this.url}) and --require-checksums is set: nothing was installed`
+    return `${this.spec} publishes no checksums.txt (${this.url}), so it cannot be verified: nothing was installed. ` +
+      `Ask its publisher for a checksums.txt, or pass --allow-unverified (HALKYON_ALLOW_UNVERIFIED=true) to install it anyway`
+  }
+}
+
+export class SignatureMissing extends Schema.TaggedError<SignatureMissing>()("SignatureMissing", {
+  spec: Schema.String,
+  url: Schema.String,
+  keys: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `${this.spec} must be signed with ${this.keys.join(" or ")}, but its release has no ${this.url}: nothing was installed`
+  }
+}
+
+export class SignatureInvalid extends Schema.TaggedError<SignatureInvalid>()("SignatureInvalid", {
+  spec: Schema.String,
+  keys: Schema.Array(Schema.String),
+  detail: Schema.String
+}) {
+  override get message() {
+    return `the checksums.txt of ${this.spec} is not signed by ${this.keys.join(" or ")} (${this.detail}): nothing was installed. ` +
+      `The release was altered, or signed with another key; check with its publisher which key signs it`
+  }
+}
+
+export class DigestMismatch extends Schema.TaggedError<DigestMismatch>()("DigestMismatch", {
+  spec: Schema.String,
+  asset: Schema.String,
+  /** Where the expected digest came from: the spec's pin, or the lock file. */
+  source: Schema.String,
+  expected: Schema.String,
+  actual: Schema.String
+}) {
+  override get message() {
+    return `${this.asset} of ${this.spec} has SHA-256 ${this.actual}, but ${this.source} pins ${this.expected}: nothing was installed. ` +
+      `The release changed since it was pinned; pin it again only if its publisher confirms the change`
+  }
+}
+
+export class NotInLock extends Schema.TaggedError<NotInLock>()("NotInLock", {
+  spec: Schema.String,
+  lock: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `${this.spec} is refused by the lock file ${this.lock}: ${this.detail}. To change what is installed, update the lock with: halkyon plugins lock ${this.spec} --lock ${this.lock}`
+  }
+}
+
+export class InstallTimedOut extends Schema.TaggedError<InstallTimedOut>()("InstallTimedOut", {
+  spec: Schema.String,
+  timeoutMs: Schema.Number
+}) {
+  override get message() {
+    return `installing ${this.spec} took longer than ${this.timeoutMs} ms and was abandoned: nothing was installed. ` +
+      `Check the release host, or raise --install-timeout`
   }
 }
 

@@ -11,9 +11,9 @@ import { Duration, Effect, Schedule, Scope } from "effect"
 import { AssetNotFound, DownloadFailed, DownloadRefused, Transient } from "./Errors.ts"
 
 export interface HttpSettings {
-  /** Sent as a bearer token, to `tokenOrigin` only. */
+  /** Sent as a bearer token, to `tokenOrigins` only. */
   readonly token: string | undefined
-  readonly tokenOrigin: string
+  readonly tokenOrigins: ReadonlyArray<string>
   /** From sending the request to the response's headers. */
   readonly answerTimeoutMs: number
   /** Longest wait for the next piece of a body. */
@@ -25,9 +25,9 @@ export interface HttpSettings {
   readonly maxRetryAfterMs: number
 }
 
-export const defaultHttpSettings = (base: string, token: string | undefined): HttpSettings => ({
+export const defaultHttpSettings = (token: string | undefined, tokenOrigins: ReadonlyArray<string>): HttpSettings => ({
   token,
-  tokenOrigin: new URL(base).origin,
+  tokenOrigins,
   answerTimeoutMs: 30_000,
   readTimeoutMs: 30_000,
   attempts: 5,
@@ -72,7 +72,7 @@ const open = (url: URL, settings: HttpSettings) =>
     let current = url
     for (let hop = 0; hop <= MaxRedirects; hop++) {
       const headers: Record<string, string> = { "user-agent": "halkyon", accept: "application/octet-stream" }
-      if (settings.token !== undefined && current.origin === settings.tokenOrigin) headers.authorization = `Bearer ${settings.token}`
+      if (settings.token !== undefined && settings.tokenOrigins.includes(current.origin)) headers.authorization = `Bearer ${settings.token}`
       const target = current.href
       const response = yield* Effect.tryPromise({
         try: () => fetch(target, { redirect: "manual", headers, signal: controller.signal }),

@@ -53,3 +53,14 @@ export class FolderBusy extends Schema.TaggedError<FolderBusy>()("FolderBusy", {
     return `another halkyon (pid ${this.pid}) has been installing into ${this.dir} for over a minute; wait for it, or if no halkyon is running remove ${this.mutex}`
   }
 }
+
+export class PluginNotLocked extends Schema.TaggedError<PluginNotLocked>()("PluginNotLocked", {
+  name: Schema.String,
+  dir: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `not starting ${this.name} from ${this.dir}: ${this.detail}, and only installed plugins may run here (--require-locked). ` +
+      `Install it with halkyon plugins install (a lock file names it), or remove the file`
+  }
+}

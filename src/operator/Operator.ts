@@ -66,25 +66,33 @@ const installNamed = Effect.fn("Operator.installPlugins")(function*(install: Non
 export const runOperator = Effect.fn("Operator.run")(function*(options: OperatorOptions) {
   if (options.concurrency < 1) return yield* Effect.fail(new Error(`--concurrency must be at least 1, got ${options.concurrency}`))
   const kc = yield* loadKubeConfig({ kubeconfig: options.kubeconfig, context: options.context })
-  if (options.install !== undefined && options.install.lists.some((list) => list.trim() !== "")) yield* installNamed(options.install)
+  const install = options.install
   const namespace = options.namespace
   const plugins = PluginHost.live(options.host)
   const kube = KubeClient.layer(kc)
-  const observability = Layer.mergeAll(Metrics.layer, Readiness.layer)
-  const endpoints = HttpEndpoints.layer({ healthAddr: options.healthAddr, metricsAddr: options.metricsAddr })
+  // Probes answer from the start, installs included: a slow download is not a dead pod.
+  const endpoints = HttpEndpoints.layer({ healthAddr: options.healthAddr, metricsAddr: options.metricsAddr }).pipe(
+    Layer.provideMerge(Layer.mergeAll(Metrics.layer, Readiness.layer))
+  )
   const leaderElection = options.leaderElection
   const lease = leaderElection === undefined ? "" : `${leaderElection.namespace}/${leaderElection.name}`
   const election = leaderElection !== undefined
     ? LeaderElection.layer({ kubeconfig: kc, ...leaderElection, identity: `${hostname()}_${crypto.randomUUID()}` })
     : Layer.empty
   // Closing order on exit is the reverse: the controller stops (in-flight
-  // reconciles finish), then the Lease is released, then plugins stop.
-  const layer = Reconciler.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(plugins, kube, election, endpoints, ObjectCache.layer)),
-    Layer.provideMerge(observability)
-  )
+  // reconciles finish), then the Lease is released, then plugins stop, then
+  // the probes.
+  const layer = Reconciler.layer.pipe(Layer.provideMerge(Layer.mergeAll(plugins, kube, election, ObjectCache.layer)))
 
-  yield* Effect.gen(function*() {
+  const installFirst = Effect.gen(function*() {
+    if (install === undefined || install.lists.every((list) => list.trim() === "")) return
+    const readiness = yield* Readiness
+    yield* readiness.markNotReady(`installing ${install.lists.join(",")}`)
+    yield* installNamed(install)
+    yield* readiness.markNotReady("starting")
+  })
+
+  const operate = Effect.gen(function*() {
     const host = yield* PluginHost
     const kubeClient = yield* KubeClient
     const readiness = yield* Readiness
@@ -118,7 +126,11 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
     yield* Effect.logInfo("operator ready: caches synced")
     if (Option.isNone(leadership)) return yield* Effect.never
     yield* leadership.value.lost
+    // Another replica may lead within moments: nothing in flight may go on writing.
+    yield* controller.fence
     return yield* new LeadershipLost({ lease })
   }).pipe(Effect.scoped, Effect.provide(layer))
+
+  yield* installFirst.pipe(Effect.andThen(operate), Effect.scoped, Effect.provide(endpoints))
 })
 

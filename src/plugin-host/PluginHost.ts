@@ -185,7 +185,7 @@ const make = Effect.fn("PluginHost.make")(function*() {
       yield* FiberMap.remove(supervisors, file.name)
       settled.delete(file.name)
       setStatus(file, {})
-      const refused = yield* checkInstalled(config.pluginsDir, file.name).pipe(Effect.flip, Effect.option)
+      const refused = yield* checkInstalled(config.pluginsDir, file.name, config.requireLocked).pipe(Effect.flip, Effect.option)
       if (Option.isSome(refused)) {
         yield* registry.unregister(file.name)
         setStatus(file, { state: "failed", error: refused.value.message })

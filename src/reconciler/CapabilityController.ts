@@ -39,6 +39,8 @@ export interface ControllerOptions {
 export interface RunningController {
   /** Completes when the first list is done. */
   readonly awaitSynced: Effect.Effect<void>
+  /** Reconciles in progress are interrupted at once when the controller stops, not finished (leadership is lost). */
+  readonly fence: Effect.Effect<void>
 }
 
 /** The Capability that controls a dependent, from its controller owner reference. */
@@ -145,7 +147,7 @@ export const startController = Effect.fn("CapabilityController.start")(function*
   yield* Effect.yieldNow
   yield* onRegistryChange
 
-  yield* runWorkers({
+  const workers = yield* runWorkers({
     kind: "capability",
     queue,
     concurrency: options.concurrency,
@@ -156,7 +158,8 @@ export const startController = Effect.fn("CapabilityController.start")(function*
   })
 
   const running: RunningController = {
-    awaitSynced: Deferred.await(synced)
+    awaitSynced: Deferred.await(synced),
+    fence: workers.fence
   }
   return running
 })
