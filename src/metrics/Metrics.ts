@@ -248,6 +248,10 @@ export class Metrics extends Context.Service<Metrics, {
   readonly pluginRestarted: (plugin: string) => void
   /** Records one RPC to a plugin and how long it took, failed calls included. */
   readonly pluginCall: (plugin: string, method: string, seconds: number) => void
+  /** Counts a reconcile refused because the plugin's answer broke a rule (reconciler/DependentRules.ts). */
+  readonly pluginViolation: (plugin: string, rule: string) => void
+  /** Violations counted so far for a plugin, every rule together. */
+  readonly pluginViolations: (plugin: string) => number
   readonly render: () => string
   /** For metrics declared elsewhere; rendered with the others. */
   readonly registry: MetricsRegistry
@@ -269,6 +273,12 @@ export const makeMetrics = (): Metrics["Service"] => {
     ["plugin", "method"],
     pluginCallBuckets
   )
+  const pluginViolations = registry.counter(
+    "halkyon_plugin_violations_total",
+    "Reconciles refused because a plugin's answer broke a rule (an undeclared id, another namespace, a cluster-scoped kind...), by plugin and rule.",
+    ["plugin", "rule"]
+  )
+  const violationsByPlugin = new Map<string, number>()
   return Metrics.of({
     reconciled: (result, seconds) => {
       reconcileTotal.inc({ result })
@@ -277,6 +287,11 @@ export const makeMetrics = (): Metrics["Service"] => {
     queueDepth: (depth) => queueDepth.set({}, depth),
     pluginRestarted: (plugin) => pluginRestarts.inc({ plugin }),
     pluginCall: (plugin, method, seconds) => pluginCallDuration.observe({ plugin, method }, seconds),
+    pluginViolation: (plugin, rule) => {
+      pluginViolations.inc({ plugin, rule })
+      violationsByPlugin.set(plugin, (violationsByPlugin.get(plugin) ?? 0) + 1)
+    },
+    pluginViolations: (plugin) => violationsByPlugin.get(plugin) ?? 0,
     render: () => registry.render(),
     registry
   })
