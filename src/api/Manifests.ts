@@ -161,6 +161,7 @@ const deployment = (namespace: string, image: string, plugins: string | undefine
               // Dependents are written as each plugin's ServiceAccount; the operator's own role holds none of them.
               "--impersonate", "always",
               ...(servedNamespace === undefined ? [] : ["--namespace", servedNamespace]),
+              // Explicit: outside a pod the defaults are loopback only.
               "--health-addr", `:${healthPort}`,
               "--metrics-addr", `:${metricsPort}`
             ],
