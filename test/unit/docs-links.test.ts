@@ -46,7 +46,9 @@ const brokenBecause = (page: string, target: string): string | undefined => {
   const file = path === "" ? page : resolve(dirname(page), decodeURIComponent(path))
   if (!existsSync(file)) return `${relative(root, file)} does not exist`
   if (fragment === undefined || fragment === "") return undefined
-  if (statSync(file).isDirectory() || !file.endsWith(".md")) return `#${fragment} points into ${relative(root, file)}, which has no headings`
+  if (statSync(file).isDirectory() || !file.endsWith(".md")) {
+    return `#${fragment} points into ${relative(root, file)}, which has no headings`
+  }
   return anchorsOf(readFileSync(file, "utf8")).has(fragment.toLowerCase())
     ? undefined
     : `${relative(root, file)} has no heading for #${fragment}`
