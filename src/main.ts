@@ -5,7 +5,7 @@
 // Deep imports: the package index also loads its HTTP client and server (node:http, an https Agent…).
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Console, Effect } from "effect"
+import { Cause, Console, Effect, Exit, Runtime } from "effect"
 import { CliError, Command } from "effect/cli"
 import { LogFormat } from "./cli/Logging.ts"
 import { manifestsCommand } from "./cli/ManifestsCommand.ts"
@@ -30,9 +30,17 @@ const reportFailure = (error: unknown) =>
         }))
       )
 
+/**
+ * SIGINT and SIGTERM interrupt the program; once every scope has closed without a failure, that is
+ * a clean stop and exits 0 (Kubernetes stops a pod with SIGTERM). A failure while stopping still
+ * exits non-zero.
+ */
+const teardown: Runtime.Teardown = (exit, onExit) =>
+  Runtime.defaultTeardown(exit, (code) => onExit(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? 0 : code))
+
 halkyon.pipe(
   Command.run({ version }),
   Effect.catch(reportFailure),
   Effect.provide(NodeServices.layer),
-  NodeRuntime.runMain
+  NodeRuntime.runMain({ teardown })
 )

@@ -69,11 +69,9 @@ export class PluginHost extends Context.Service<PluginHost, {
   /** Reads the folder again now (the watcher also does). */
   readonly rescan: Effect.Effect<void>
 }>()("halkyon/plugin-host/PluginHost") {
-  static readonly layer = Layer.effect(PluginHost, Effect.suspend(() => make()))
-
-  /** The host over `settings` with all it needs, exposing the registry it fills. */
-  static readonly live = (settings: HostSettings) =>
-    PluginHost.layer.pipe(
+  /** The host over `settings` with all it needs but metrics, exposing the registry it fills. */
+  static readonly layer = (settings: HostSettings) =>
+    Layer.effect(PluginHost, Effect.suspend(() => make())).pipe(
       Layer.provideMerge(PluginRegistry.layer),
       Layer.provide(Layer.mergeAll(HostConfig.layer(settings), PluginClient.layer, NodeServices.layer))
     )
