@@ -2,6 +2,8 @@
  * halkyon's command line: the command tree, logging, and the runtime that
  * closes every scope (and so stops every plugin) on exit, SIGINT or SIGTERM.
  */
+// First: a start of halkyon that is the Landlock helper for a plugin ends here.
+import "./plugin-host/LandlockEntry.ts"
 // Deep imports: the package index also loads its HTTP client and server (node:http, an https Agent…).
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
@@ -9,6 +11,7 @@ import { Cause, Console, Effect, Exit, Runtime } from "effect"
 import { CliError, Command } from "effect/cli"
 import { LogFormat } from "./cli/Logging.ts"
 import { manifestsCommand } from "./cli/ManifestsCommand.ts"
+import { pluginRunnerCommand } from "./cli/PluginRunnerCommand.ts"
 import { pluginsCommand } from "./cli/PluginsCommand.ts"
 import { runCommand } from "./cli/RunCommand.ts"
 import { versionCommand } from "./cli/VersionCommand.ts"
@@ -17,7 +20,7 @@ import { version } from "./Version.ts"
 const halkyon = Command.make("halkyon").pipe(
   Command.withGlobalFlags([LogFormat]),
   Command.withDescription("A Kubernetes operator that provisions capabilities (databases, caches, brokers…) through plugins"),
-  Command.withSubcommands([runCommand, manifestsCommand, pluginsCommand, versionCommand])
+  Command.withSubcommands([runCommand, manifestsCommand, pluginsCommand, pluginRunnerCommand, versionCommand])
 )
 
 /** Our errors carry a message for the user: print it, not a stack trace. */

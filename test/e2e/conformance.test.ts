@@ -18,6 +18,7 @@ import { Effect, Layer, Logger, References } from "effect"
 import { PluginClient } from "../../src/plugin-client/PluginClient.ts"
 import { Metrics } from "../../src/metrics/Metrics.ts"
 import { launch, type LaunchOptions } from "../../src/plugin-host/PluginProcess.ts"
+import { PluginLauncher } from "../../src/plugin-host/PluginLauncher.ts"
 import { launchFailure, launchOptions, pluginFile, withPlugin } from "../support/launch.ts"
 import { addPlugin, builtPlugin, bun, eventually, pluginsFolder, processesMatching, root, testPlugin } from "../support/paths.ts"
 
@@ -65,7 +66,7 @@ const launchLogging = async (path: string, options: LaunchOptions) => {
       if (!both) throw new Error(`the stderr relay and the stdio stream did not both deliver their last line:\n${lines.join("\n")}`)
       return plugin
     })).pipe(
-      Effect.provide(Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), NodeServices.layer, collect)),
+      Effect.provide(Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)), collect)),
       Effect.provideService(References.MinimumLogLevel, "All")
     )
   )

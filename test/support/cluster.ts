@@ -76,10 +76,13 @@ export const startOperator = (
   pluginsDir: string,
   args: ReadonlyArray<string> = [],
   kubeconfig = cluster.plane.kubeconfigPath,
-  env: Record<string, string> = {}
+  env: Record<string, string> = {},
+  /** Words before the binary, e.g. setpriv's, to run it as another user. */
+  prefix: ReadonlyArray<string> = []
 ): Operator => {
   const proc = Bun.spawn(
     [
+      ...prefix,
       join(root, "dist/halkyon"), "run", "--kubeconfig", kubeconfig, "--plugins-dir", pluginsDir,
       ...(args.includes("--call-timeout") ? [] : ["--call-timeout", "3s"]),
       // Free ports, read back from the start-up log (several operators may run at once).
@@ -171,4 +174,34 @@ export const kubectl = async (cluster: Cluster, args: ReadonlyArray<string>, std
   )
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
   return { code, stdout, stderr }
+}
+
+/** A long-running kubectl (a `--watch`): the lines it printed so far, and how to stop it. */
+export const kubectlWatch = async (cluster: Cluster, args: ReadonlyArray<string>) => {
+  const binary = await ensureKubectl()
+  const { KUBECONFIG: _ignored, ...env } = process.env
+  const proc = Bun.spawn(
+    [binary, "--kubeconfig", cluster.plane.kubeconfigPath, "--cache-dir", join(cluster.plane.dir, "kubectl-cache"), ...args],
+    { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...env, KUBERC: "off" } }
+  )
+  const lines: Array<string> = []
+  const reading = (async () => {
+    const decoder = new TextDecoder()
+    let rest = ""
+    for await (const chunk of proc.stdout) {
+      rest += decoder.decode(chunk)
+      const parts = rest.split("\n")
+      rest = parts.pop() ?? ""
+      lines.push(...parts)
+    }
+  })()
+  return {
+    lines: () => [...lines],
+    stop: async () => {
+      proc.kill("SIGTERM")
+      await proc.exited
+      await reading
+      return [...lines]
+    }
+  }
 }
