@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ensureKubectl } from "./control-plane/build.ts"
-import { type ControlPlane, startControlPlane } from "./control-plane/start.ts"
+import { type ControlPlane, type StartOptions, startControlPlane } from "./control-plane/start.ts"
 import { capabilityCrd, capabilityInfoCrd, serviceBindingCrd } from "../../src/api/Crds.ts"
 import { eventually, root } from "./paths.ts"
 
@@ -30,8 +30,8 @@ export interface Cluster {
   readonly api: (method: string, path: string, body?: unknown, contentType?: string) => Promise<ApiResponse>
 }
 
-export const startCluster = async (): Promise<Cluster> => {
-  const plane = await startControlPlane()
+export const startCluster = async (options: StartOptions = {}): Promise<Cluster> => {
+  const plane = await startControlPlane(options)
   const api = async (method: string, path: string, body?: unknown, contentType = "application/json"): Promise<ApiResponse> => {
     const response = await fetch(`${plane.server}${path}`, {
       method,
