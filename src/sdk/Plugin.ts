@@ -13,6 +13,23 @@ import type { TypedObject } from "../kube/KubeObject.ts"
 /** A Kubernetes object, as JSON: apiVersion, kind and metadata, and the fields of its kind. */
 export type KubeObject = TypedObject
 
+/**
+ * Any Kubernetes object type a dependent can be declared with: ours
+ * (`KubeObject`) or kubernetes-types' (`import type { Secret } from
+ * "kubernetes-types/core/v1"`), whose apiVersion, kind and metadata are optional.
+ */
+export interface ObjectShape {
+  readonly apiVersion?: string
+  readonly kind?: string
+  readonly metadata?: object
+}
+
+/**
+ * What a dependent's `build` returns: the object, with apiVersion and kind
+ * optional since `dependent()` fills them in from its declaration.
+ */
+export type Built<O extends ObjectShape> = Omit<O, "apiVersion" | "kind"> & Partial<Pick<O, "apiVersion" | "kind">>
+
 /** A Capability type the plugin serves, e.g. postgres 15, 16, 17. */
 export interface TypeDefinition {
   readonly type: string
@@ -64,14 +81,27 @@ export interface FetchError {
   readonly code: number
 }
 
-/** One Kubernetes object the Capability needs. */
-export interface DependentDefinition<O extends KubeObject = KubeObject> {
+/** One Kubernetes object the Capability needs, as `dependent()` returns it. */
+export interface DependentDefinition<O extends ObjectShape = KubeObject> extends DependentOptions<O> {
+  /** Builds the desired object, apiVersion and kind included. */
+  build(context: Context): O
+}
+
+/** What an author declares to `dependent()`. */
+export interface DependentDeclaration<O extends ObjectShape = KubeObject> extends DependentOptions<O> {
+  /**
+   * Builds the desired object. Name and namespace usually derive from the
+   * Capability's; apiVersion and kind may be left out (they are the declared ones).
+   */
+  build(context: Context): Built<O>
+}
+
+/** What a dependent declaration and definition share. */
+export interface DependentOptions<O extends ObjectShape> {
   /** Stable across plugin versions, e.g. "config-secret". */
   readonly id: string
   readonly apiVersion: string
   readonly kind: string
-  /** Builds the desired object. Name and namespace usually derive from the Capability's. */
-  build(context: Context): O
   /**
    * Given the existing object and the freshly built one, returns the object to
    * apply, or undefined when nothing needs to change. When absent, an existing
@@ -105,7 +135,7 @@ export interface PluginDefinition {
   /** In the order they are applied. */
   // Method syntax in DependentDefinition keeps a dependent of a narrower object
   // type assignable here.
-  readonly dependents: ReadonlyArray<DependentDefinition>
+  readonly dependents: ReadonlyArray<DependentDefinition<ObjectShape>>
 }
 
 /**
@@ -114,18 +144,19 @@ export interface PluginDefinition {
  *
  * @example
  * ```ts
- * import { definePlugin, dependent, serve } from "halkyon/sdk"
+ * import { definePlugin, dependent, serve } from "@halkyon/sdk"
+ * import type { Service } from "kubernetes-types/core/v1"
  *
  * const plugin = definePlugin({
  *   name: "memcached",
  *   category: "cache",
  *   types: [{ type: "memcached", versions: ["1.6"] }],
  *   dependents: [
- *     dependent({
+ *     dependent<Service>({
  *       id: "service",
  *       apiVersion: "v1",
  *       kind: "Service",
- *       build: (ctx) => ({ apiVersion: "v1", kind: "Service", metadata: { name: ctx.name, namespace: ctx.namespace } })
+ *       build: (ctx) => ({ metadata: { name: ctx.name, namespace: ctx.namespace }, spec: { ports: [{ port: 11211 }] } })
  *     })
  *   ]
  * })
@@ -154,19 +185,43 @@ export const definePlugin = (definition: PluginDefinition): PluginDefinition => 
 
 /**
  * Declares a dependent with its object type, so `build`, `update` and
- * `ready` agree on it.
+ * `ready` agree on it. apiVersion and kind are written once, in the
+ * declaration: `build` may leave them out, and the built object gets them
+ * (a `build` that returns others throws, naming the dependent).
  *
  * @example
  * ```ts
+ * import type { Service } from "kubernetes-types/core/v1"
+ *
  * const service = dependent<Service>({
  *   id: "service",
  *   apiVersion: "v1",
  *   kind: "Service",
- *   build: (ctx) => ({ apiVersion: "v1", kind: "Service", metadata: { name: ctx.name }, spec: { ports: [{ port: 5432 }] } })
+ *   build: (ctx) => ({ metadata: { name: ctx.name, namespace: ctx.namespace }, spec: { ports: [{ port: 5432 }] } })
  * })
+ * service.build(ctx) // { apiVersion: "v1", kind: "Service", metadata: ..., spec: ... }
  * ```
  */
-export const dependent = <O extends KubeObject>(definition: DependentDefinition<O>): DependentDefinition<O> => definition
+export const dependent = <O extends ObjectShape = KubeObject>(declaration: DependentDeclaration<O>): DependentDefinition<O> => ({
+  ...declaration,
+  build: (context) => withTypeMeta(declaration, declaration.build.call(declaration, context))
+})
+
+/**
+ * The built object with the declared apiVersion and kind first; throws when
+ * it names others, as a mistake in the plugin.
+ */
+export const withTypeMeta = <O extends ObjectShape>(declared: { readonly id: string; readonly apiVersion: string; readonly kind: string }, built: Built<O>): O => {
+  const { apiVersion, kind } = built as ObjectShape
+  if ((apiVersion !== undefined && apiVersion !== declared.apiVersion) || (kind !== undefined && kind !== declared.kind)) {
+    throw new Error(`dependent ${declared.id} is declared as ${declared.apiVersion} ${declared.kind} but built a ${apiVersion ?? declared.apiVersion} ${kind ?? declared.kind}`)
+  }
+  // Declared first, so they lead the object; again after, in case `built` holds them as undefined.
+  const object = { apiVersion: declared.apiVersion, kind: declared.kind, ...built }
+  object.apiVersion = declared.apiVersion
+  object.kind = declared.kind
+  return object as unknown as O
+}
 
 /** A ready condition. @example `ready("ReplicasReady", "1/1 replicas ready")` */
 export const ready = (reason = "Ready", message = ""): Condition => ({ state: "ready", reason, message })
