@@ -160,7 +160,7 @@ export const updateDependent = (plugin: PluginDefinition, id: string, existing: 
 }
 
 /** What was observed of one dependent: the object, or why fetching it failed. */
-export type Observation = { readonly object: ObjectShape } | { readonly error: { readonly reason: string; readonly message: string } }
+export type Observation = { readonly object: object } | { readonly error: { readonly reason: string; readonly message: string } }
 
 /** The condition of each observed dependent that is checked for readiness, in the order observed. */
 export const evaluateConditions = (
@@ -175,7 +175,7 @@ export const evaluateConditions = (
     if (ready === undefined) continue
     const condition = guarded(`evaluating dependent ${d.id}`, (): Condition => {
       if (observation === undefined) return { state: "failed", reason: "NoObservation", message: `no object nor error was sent for ${d.id}` }
-      return "object" in observation ? ready.call(d, observation.object, context) : conditionFromFetchError(d, context, observation.error)
+      return "object" in observation ? ready.call(d, observation.object as ObjectShape, context) : conditionFromFetchError(d, context, observation.error)
     })
     conditions.push({ id: d.id, condition })
   }

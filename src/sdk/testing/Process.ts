@@ -49,7 +49,7 @@ export interface LaunchedPlugin extends AsyncDisposable {
   describe(): Promise<PluginDescription>
   checkValidity(capability: Capability): Promise<Array<string>>
   buildDependents(capability: Capability): Promise<Array<{ readonly id: string; readonly object: ObjectShape }>>
-  updateDependent(capability: Capability, id: string, existing: ObjectShape): Promise<ObjectShape | undefined>
+  updateDependent(capability: Capability, id: string, existing: object): Promise<ObjectShape | undefined>
   evaluateConditions(capability: Capability, observed: Readonly<Record<string, Observation>>): Promise<Record<string, Condition>>
   /** What the plugin wrote to stderr so far (hclog JSON lines). */
   stderr(): string
