@@ -9,7 +9,7 @@ import type { Capability } from "../api/Capability.ts"
 import { ConditionState, type DependentCondition, type ObservedDependent, type PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
 import { BuildDependents, CheckValidity, Describe, EvaluateConditions, UpdateDependent } from "../protocol/Methods.ts"
 import { jsonBytes, jsonText } from "../protocol/Rpc.ts"
-import { type Condition, type Context, type DependentDefinition, type ObjectShape, type PluginDefinition, type TypeDefinition, withTypeMeta } from "./Plugin.ts"
+import type { Built, Condition, Context, DependentDefinition, ObjectShape, PluginDefinition, TypeDefinition } from "./Plugin.ts"
 import { GrpcError, type GrpcServer, Status } from "./wire/GrpcServer.ts"
 
 
@@ -146,16 +146,38 @@ const stateOf: Record<Condition["state"], ConditionState> = {
   failed: ConditionState.CONDITION_STATE_FAILED
 }
 
+/**
+ * A dependent's built object with the declared apiVersion and kind, first;
+ * one that names others is the plugin's mistake. Here rather than in
+ * Plugin.ts: this module is loaded after the handshake, and must share no
+ * module with the code loaded before it (Services.ts says why).
+ */
+const withTypeMeta = (declared: DependentDefinition<ObjectShape>, built: Built<ObjectShape>): ObjectShape => {
+  const { apiVersion, kind } = built
+  if ((apiVersion !== undefined && apiVersion !== declared.apiVersion) || (kind !== undefined && kind !== declared.kind)) {
+    throw new Error(`dependent ${declared.id} is declared as ${declared.apiVersion} ${declared.kind} but built a ${apiVersion ?? declared.apiVersion} ${kind ?? declared.kind}`)
+  }
+  // Declared first, so they lead the object; set again after, in case `built` holds them as undefined.
+  const object: Record<string, unknown> = { apiVersion: declared.apiVersion, kind: declared.kind, ...built }
+  object.apiVersion = declared.apiVersion
+  object.kind = declared.kind
+  return object
+}
+
+/** Builds one dependent, apiVersion and kind filled in. */
+const build = (d: DependentDefinition<ObjectShape>, context: Context): ObjectShape =>
+  guarded(`building dependent ${d.id}`, () => withTypeMeta(d, d.build(context)))
+
 /** The built dependents, in the order they are applied. */
 export const buildDependents = (plugin: PluginDefinition, context: Context): Array<{ readonly id: string; readonly object: ObjectShape }> =>
-  plugin.dependents.map((d) => ({ id: d.id, object: guarded(`building dependent ${d.id}`, () => withTypeMeta(d, d.build(context))) }))
+  plugin.dependents.map((d) => ({ id: d.id, object: build(d, context) }))
 
 /** The object to apply over `existing`, or undefined when it is fine as it is (or the dependent is never updated). */
 export const updateDependent = (plugin: PluginDefinition, id: string, existing: ObjectShape, context: Context): ObjectShape | undefined => {
   const d = findDependent(plugin, id)
   if (d.update === undefined) return undefined
   const update = d.update.bind(d)
-  const desired = guarded(`building dependent ${d.id}`, () => withTypeMeta(d, d.build(context)))
+  const desired = build(d, context)
   return guarded(`updating dependent ${d.id}`, () => update(existing, desired, context))
 }
 

@@ -81,29 +81,21 @@ export interface FetchError {
   readonly code: number
 }
 
-/** One Kubernetes object the Capability needs, as `dependent()` returns it. */
-export interface DependentDefinition<O extends ObjectShape = KubeObject> extends DependentOptions<O> {
-  /** Builds the desired object, apiVersion and kind included. */
-  build(context: Context): O
-}
-
-/** What an author declares to `dependent()`. */
-export interface DependentDeclaration<O extends ObjectShape = KubeObject> extends DependentOptions<O> {
-  /**
-   * Builds the desired object. Name and namespace usually derive from the
-   * Capability's; apiVersion and kind may be left out (they are the declared ones).
-   */
-  build(context: Context): Built<O>
-}
-
-/** What a dependent declaration and definition share. */
-export interface DependentOptions<O extends ObjectShape> {
+/** One Kubernetes object the Capability needs. */
+export interface DependentDefinition<O extends ObjectShape = KubeObject> {
   /** Stable across plugin versions, e.g. "config-secret". */
   readonly id: string
   readonly apiVersion: string
   readonly kind: string
   /**
-   * Given the existing object and the freshly built one, returns the object to
+   * Builds the desired object. Name and namespace usually derive from the
+   * Capability's. apiVersion and kind may be left out: the SDK sends the
+   * object with the declared ones (and refuses one that names others).
+   */
+  build(context: Context): Built<O>
+  /**
+   * Given the existing object and the freshly built one (apiVersion and kind
+   * filled in), returns the object and the freshly built one, returns the object to
    * apply, or undefined when nothing needs to change. When absent, an existing
    * dependent is left as it is.
    */
@@ -186,8 +178,9 @@ export const definePlugin = (definition: PluginDefinition): PluginDefinition => 
 /**
  * Declares a dependent with its object type, so `build`, `update` and
  * `ready` agree on it. apiVersion and kind are written once, in the
- * declaration: `build` may leave them out, and the built object gets them
- * (a `build` that returns others throws, naming the dependent).
+ * declaration: `build` may leave them out, and the object the operator gets
+ * (and `update` is given as desired) has them; a `build` that returns others
+ * fails, naming the dependent.
  *
  * @example
  * ```ts
@@ -199,29 +192,9 @@ export const definePlugin = (definition: PluginDefinition): PluginDefinition => 
  *   kind: "Service",
  *   build: (ctx) => ({ metadata: { name: ctx.name, namespace: ctx.namespace }, spec: { ports: [{ port: 5432 }] } })
  * })
- * service.build(ctx) // { apiVersion: "v1", kind: "Service", metadata: ..., spec: ... }
  * ```
  */
-export const dependent = <O extends ObjectShape = KubeObject>(declaration: DependentDeclaration<O>): DependentDefinition<O> => ({
-  ...declaration,
-  build: (context) => withTypeMeta(declaration, declaration.build.call(declaration, context))
-})
-
-/**
- * The built object with the declared apiVersion and kind first; throws when
- * it names others, as a mistake in the plugin.
- */
-export const withTypeMeta = <O extends ObjectShape>(declared: { readonly id: string; readonly apiVersion: string; readonly kind: string }, built: Built<O>): O => {
-  const { apiVersion, kind } = built as ObjectShape
-  if ((apiVersion !== undefined && apiVersion !== declared.apiVersion) || (kind !== undefined && kind !== declared.kind)) {
-    throw new Error(`dependent ${declared.id} is declared as ${declared.apiVersion} ${declared.kind} but built a ${apiVersion ?? declared.apiVersion} ${kind ?? declared.kind}`)
-  }
-  // Declared first, so they lead the object; again after, in case `built` holds them as undefined.
-  const object = { apiVersion: declared.apiVersion, kind: declared.kind, ...built }
-  object.apiVersion = declared.apiVersion
-  object.kind = declared.kind
-  return object as unknown as O
-}
+export const dependent = <O extends ObjectShape = KubeObject>(definition: DependentDefinition<O>): DependentDefinition<O> => definition
 
 /** A ready condition. @example `ready("ReplicasReady", "1/1 replicas ready")` */
 export const ready = (reason = "Ready", message = ""): Condition => ({ state: "ready", reason, message })
