@@ -36,11 +36,16 @@ import {
   type V1Lease,
   V1MicroTime
 } from "@kubernetes/client-node"
-import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Layer } from "effect"
 import { LeaderElectionInvalidOptions, LeaseApiError } from "./Errors.ts"
+
+/** The three Lease calls the election makes, as client-node's CoordinationV1Api has them. */
+export type LeaseApi = Pick<CoordinationV1Api, "readNamespacedLease" | "createNamespacedLease" | "replaceNamespacedLease">
 
 export interface LeaderElectionOptions {
   readonly kubeconfig: KubeConfig
+  /** The Lease API; client-node's, from the kubeconfig, unless given (tests give an in-memory one). */
+  readonly leaseApi?: LeaseApi | undefined
   readonly namespace: string
   /** The Lease's name. */
   readonly name: string
@@ -109,9 +114,6 @@ const recordOf = (lease: V1Lease): LeaseRecord => ({
 /** What changes at every renewal or transition: a record seen again unchanged is not a sign of life. */
 const recordKey = (record: LeaseRecord) => `${record.holder}|${record.renewTime ?? ""}|${record.acquireTime ?? ""}|${record.transitions}|${record.durationMs}`
 
-/** Monotonic milliseconds, for our own deadlines; Lease times use the wall clock other replicas share. */
-const monotonic = () => performance.now()
-
 const validate = (o: LeaderElectionOptions): string | undefined => {
   if (o.identity === "") return "the identity is empty"
   if (o.name === "" || o.namespace === "") return "the lease needs a name and a namespace"
@@ -129,10 +131,14 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
   const invalid = validate(options)
   if (invalid !== undefined) return yield* new LeaderElectionInvalidOptions({ detail: invalid })
   const { namespace, name, identity, renewDeadlineMs, retryPeriodMs } = options
-  const wallClock = options.wallClock ?? Date.now
+  // Effect's Clock rather than Date.now and performance.now, so that TestClock drives the timing.
+  const clock = yield* Clock.Clock
+  /** Monotonic milliseconds, for our own deadlines; Lease times use the wall clock other replicas share. */
+  const monotonic = () => Number(clock.monotonicTimeNanosUnsafe()) / 1_000_000
+  const wallClock = options.wallClock ?? (() => clock.currentTimeMillisUnsafe())
   const leaseName = `${namespace}/${name}`
   const leaseDurationSeconds = Math.ceil(options.leaseDurationMs / 1000)
-  const api = options.kubeconfig.makeApiClient(CoordinationV1Api)
+  const api: LeaseApi = options.leaseApi ?? options.kubeconfig.makeApiClient(CoordinationV1Api)
   const annotate = Effect.annotateLogs({ lease: leaseName, identity })
 
   // The state is written by the election fiber only (and by the release

@@ -14,6 +14,7 @@ import { PluginHost } from "../plugin-host/PluginHost.ts"
 import { startController } from "../reconciler/CapabilityController.ts"
 import { ObjectCache } from "../controller/ObjectCache.ts"
 import { Reconciler } from "../reconciler/Reconciler.ts"
+import { type ImpersonationMode, PluginIdentity } from "../reconciler/PluginIdentity.ts"
 import { HttpEndpoints, Readiness } from "./HttpEndpoints.ts"
 import { LeaderElection } from "./LeaderElection.ts"
 import { Metrics } from "../metrics/Metrics.ts"
@@ -46,6 +47,14 @@ export interface OperatorOptions {
     readonly renewDeadlineMs: number
     readonly retryPeriodMs: number
   } | undefined
+  /** Whether plugins' dependents are written as their own ServiceAccounts (PluginIdentity). */
+  readonly impersonation: {
+    readonly mode: ImpersonationMode
+    /** Where the plugins' ServiceAccounts are: the namespace `halkyon manifests` installs into. */
+    readonly operatorNamespace: string
+    /** The command that regenerates the RBAC, for messages. */
+    readonly regenerate: string
+  }
   /** Where /healthz and /readyz, and /metrics, are served ("host:port", ":port", or "0" for nowhere). */
   readonly healthAddr: string
   readonly metricsAddr: string
@@ -70,6 +79,12 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
   const namespace = options.namespace
   const plugins = PluginHost.live(options.host)
   const kube = KubeClient.layer(kc)
+  const identity = PluginIdentity.layer({
+    mode: options.impersonation.mode,
+    namespace: options.impersonation.operatorNamespace,
+    regenerate: options.impersonation.regenerate,
+    servedNamespace: namespace
+  }).pipe(Layer.provide(kube))
   // Probes answer from the start, installs included: a slow download is not a dead pod.
   const endpoints = HttpEndpoints.layer({ healthAddr: options.healthAddr, metricsAddr: options.metricsAddr }).pipe(
     Layer.provideMerge(Layer.mergeAll(Metrics.layer, Readiness.layer))
@@ -82,7 +97,7 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
   // Closing order on exit is the reverse: the controller stops (in-flight
   // reconciles finish), then the Lease is released, then plugins stop, then
   // the probes.
-  const layer = Reconciler.layer.pipe(Layer.provideMerge(Layer.mergeAll(plugins, kube, election, ObjectCache.layer)))
+  const layer = Reconciler.layer.pipe(Layer.provideMerge(Layer.mergeAll(plugins, kube, identity, election, ObjectCache.layer)))
 
   const installFirst = Effect.gen(function*() {
     if (install === undefined || install.lists.every((list) => list.trim() === "")) return
@@ -100,6 +115,9 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
     const served = yield* HttpEndpoints
     yield* host.awaitSettled
     const statuses = yield* host.statuses
+    yield* (yield* PluginIdentity).decide(
+      statuses.flatMap((s) => (s.launched === undefined ? [] : [{ name: s.name, dependents: s.launched.description.dependents }]))
+    )
     yield* Effect.logInfo(
       `operator starting against ${kubeClient.server} (${namespace === undefined ? "all namespaces" : `namespace ${namespace}`}); ` +
         `${statuses.filter((s) => s.state === "running").length} of ${statuses.length} plugins running` +

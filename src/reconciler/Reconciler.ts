@@ -9,19 +9,21 @@
  * for and checked, all before the first write -> the dependents applied in
  * order by server-side apply (field manager halkyon, a controller owner
  * reference to the Capability; create-only for new ones, the existing uid as
- * precondition for updates), stopping at the first failure -> their
- * conditions, the plugin shown only objects this Capability controls -> the
- * status, written only when it changed -> an Event when the Ready condition
- * changes. A rule broken is PluginViolation, with nothing written.
+ * precondition for updates) as the plugin's own identity (PluginIdentity),
+ * stopping at the first failure -> their conditions, the plugin shown only
+ * objects this Capability controls -> the status, written only when it
+ * changed -> an Event when the Ready condition changes. A rule broken is
+ * PluginViolation, with nothing written; a write the API server forbids the
+ * plugin's identity is Forbidden, naming the missing permission.
  *
  * It returns when to look again, or fails with an API error to be retried
  * with backoff. It does not watch or queue: the Controller does.
  */
-import { Context, Data, Effect, Layer, Schema } from "effect"
+import { Clock, Context, Data, Effect, Layer, Schema } from "effect"
 import { ApiVersion, Capability, type CapabilityStatus, type DependentStatus } from "../api/Capability.ts"
 import type { DependentInfo } from "../gen/halkyon/capability/v1/capability.ts"
 import { recordEvent } from "../kube/Events.ts"
-import { KubeClient, type ObjectRef } from "../kube/KubeClient.ts"
+import { type KubeApi, KubeClient, type ObjectRef } from "../kube/KubeClient.ts"
 import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
 import type { PluginCallError } from "../plugin-client/Errors.ts"
 import type { BuiltDependent, Observation } from "../plugin-client/PluginClient.ts"
@@ -30,6 +32,7 @@ import { ObjectCache } from "../controller/ObjectCache.ts"
 import type { ReconcileResult } from "../controller/Workers.ts"
 import { Metrics } from "../metrics/Metrics.ts"
 import { checkBuilt, checkUpdated, type Violation } from "./DependentRules.ts"
+import { describeForbidden, PluginIdentity } from "./PluginIdentity.ts"
 import { nextStatus, type Outcome, readyCondition, rollUp, sameStatus } from "./Status.ts"
 import { KubeApiError } from "../kube/Errors.ts"
 
@@ -51,8 +54,15 @@ const decodeCapability = (raw: KubeObject) => {
 /** What one reconcile found, and whether to look again soon (retry) or with backoff (failure). */
 type Attempt = Outcome & { readonly retry?: boolean; readonly failure?: KubeApiError }
 
-/** How long to wait before retrying a Capability whose plugin is down or restarting. */
-const PluginRetryMs = 5_000
+/**
+ * When to retry a Capability whose plugin is down, restarting, timing out or
+ * busy: exponential per Capability (1 s, 2 s, 4 s… up to a minute), reset by
+ * a reconcile that reached its plugin. A hung plugin's Capabilities then cost
+ * fewer and fewer workers, where a fixed delay kept coming back.
+ */
+const PluginRetryBaseMs = 1_000
+const PluginRetryMaxMs = 60_000
+export const pluginRetryMs = (attempt: number): number => Math.min(PluginRetryBaseMs * 2 ** Math.max(0, attempt - 1), PluginRetryMaxMs)
 
 export class Reconciler extends Context.Service<Reconciler, {
   readonly reconcile: (key: string) => Effect.Effect<ReconcileResult, KubeApiError>
@@ -67,15 +77,16 @@ const make = Effect.fnUntraced(function*() {
   const registry = yield* PluginRegistry
   const cache = yield* ObjectCache
   const metrics = yield* Metrics
+  const identity = yield* PluginIdentity
 
   /**
    * The cached object; on a miss, undefined when its kind's informer has
-   * listed everything of ours, else the API server's answer.
+   * listed everything of ours, else the API server's answer (asked as `as`).
    */
-  const read = (ref: ObjectRef, keep: (o: KubeObject) => boolean = () => true) => {
+  const read = (ref: ObjectRef, as: KubeApi = kube, keep: (o: KubeObject) => boolean = () => true) => {
     const hit = cache.get(ref)
     if (hit !== undefined || cache.synced(ref.apiVersion, ref.kind)) return Effect.succeed<KubeObject | undefined>(hit)
-    return kube.get(ref).pipe(
+    return as.get(ref).pipe(
       Effect.tap((o) => Effect.sync(() => keep(o) && cache.put(o))),
       Effect.map((o): KubeObject | undefined => o),
       Effect.catchIf((e) => e.notFound, () => Effect.succeed(undefined))
@@ -85,11 +96,18 @@ const make = Effect.fnUntraced(function*() {
   const remember = (o: KubeObject) => Effect.sync(() => cache.put(o))
   const context = yield* Effect.context<KubeClient>()
   const waiting = new Set<string>()
+  /** Plugin retries in a row, by Capability. */
+  const pluginRetries = new Map<string, number>()
+  const retryLater = (key: string) => {
+    const attempt = (pluginRetries.get(key) ?? 0) + 1
+    pluginRetries.set(key, attempt)
+    return { requeueAfterMs: pluginRetryMs(attempt) }
+  }
 
   /** Writes the status when it changed, with an Event when Ready changed. */
   const report = (raw: KubeObject, previous: CapabilityStatus | undefined, outcome: Outcome) =>
     Effect.gen(function*() {
-      const status = nextStatus(previous, outcome, raw.metadata.generation, new Date())
+      const status = nextStatus(previous, outcome, raw.metadata.generation, new Date(yield* Clock.currentTimeMillis))
       if (sameStatus(previous, status)) return
       // A merge patch keeps keys it does not name: null removes the facts that no longer hold.
       const patch = { plugin: null, version: null, bindingSecret: null, dependents: null, ...status }
@@ -118,6 +136,7 @@ const make = Effect.fnUntraced(function*() {
     // Deleted: the garbage collector removes the dependents through their owner references.
     if (raw === undefined || raw.metadata.deletionTimestamp !== undefined) {
       waiting.delete(key)
+      pluginRetries.delete(key)
       return {}
     }
     const previous = (raw as { status?: CapabilityStatus }).status
@@ -137,19 +156,24 @@ const make = Effect.fnUntraced(function*() {
         return {}
       }
       yield* report(raw, previous, { ready: "Unknown", reason: "PluginUnavailable", message: error.message })
-      return { requeueAfterMs: PluginRetryMs }
+      return retryLater(key)
     }
     waiting.delete(key)
     const outcome = yield* provision(raw, resolved.success).pipe(
       Effect.catchTag(["PluginUnavailable", "PluginTimeout"], (e) =>
-        Effect.succeed<Attempt>({ ready: "Unknown", reason: "PluginUnavailable", message: e.message, retry: true })
+        Effect.succeed<Attempt | "busy">({ ready: "Unknown", reason: "PluginUnavailable", message: e.message, retry: true })
       ),
-      Effect.catchTag("PluginCallFailed", (e) => Effect.succeed<Attempt>({ ready: "False", reason: "PluginError", message: e.message }))
+      Effect.catchTag("PluginCallFailed", (e) => Effect.succeed<Attempt | "busy">({ ready: "False", reason: "PluginError", message: e.message })),
+      Effect.catchTag("PluginBusy", () => Effect.succeed<Attempt | "busy">("busy"))
     )
+    // Its plugin has its share of the workers already: the status stays as it is, the Capability waits its turn.
+    if (outcome === "busy") return retryLater(key)
     const { failure, retry, ...reported } = outcome
     yield* report(raw, previous, { ...reported, plugin: resolved.success.plugin, version: resolved.success.version })
+    if (retry === true) return retryLater(key)
+    pluginRetries.delete(key)
     if (failure !== undefined) return yield* failure
-    return retry === true ? { requeueAfterMs: PluginRetryMs } : {}
+    return {}
   })
 
   /** Validity, dependents checked then written in order, conditions: what the Ready condition should say. */
@@ -164,6 +188,7 @@ const make = Effect.fnUntraced(function*() {
       const refused = checkBuilt(built, description.dependents, namespace, scopes)
       if (refused !== undefined) return yield* violated(raw, resolution, refused)
       const infos = new Map(description.dependents.map((d) => [d.id, d]))
+      const client = identity.clientFor(resolution.plugin)
 
       // Everything the plugin returns is checked before the first write.
       const plan: Array<Step> = []
@@ -172,34 +197,40 @@ const make = Effect.fnUntraced(function*() {
         if (info === undefined) continue
         const desired = withOwnership(dependent.object, raw, info)
         // Cached only when ours: no watch would tell the cache that someone else's went away.
-        const existing = yield* read(refOf(desired), (o) => controlledBy(o, raw))
-        if (existing === undefined) {
+        const existing = yield* read(refOf(desired), client, (o) => controlledBy(o, raw)).pipe(Effect.result)
+        if (existing._tag === "Failure") {
+          if (existing.failure.code === 403) return forbidden(existing.failure, dependent, resolution, [])
+          return yield* existing.failure
+        }
+        if (existing.success === undefined) {
           if (info.created) plan.push({ dependent, info, create: desired })
           continue
         }
         // Not ours: neither written nor shown to the plugin.
-        if (!controlledBy(existing, raw)) return yield* conflict(raw, dependent.id, existing)
+        if (!controlledBy(existing.success, raw)) return yield* conflict(raw, dependent.id, existing.success, client)
+        const current = existing.success
         if (!info.updated) {
-          plan.push({ dependent, info, keep: existing })
+          plan.push({ dependent, info, keep: current })
           continue
         }
-        const decision = yield* connection.updateDependent(dependent.id, raw, existing)
+        const decision = yield* connection.updateDependent(dependent.id, raw, current)
         if (!decision.needsUpdate || decision.updated === undefined) {
-          plan.push({ dependent, info, keep: existing })
+          plan.push({ dependent, info, keep: current })
           continue
         }
-        const wrong = checkUpdated({ id: dependent.id, object: decision.updated, bytes: decision.bytes }, existing, description.dependents, namespace, scopes)
+        const wrong = checkUpdated({ id: dependent.id, object: decision.updated, bytes: decision.bytes }, current, description.dependents, namespace, scopes)
         if (wrong !== undefined) return yield* violated(raw, resolution, wrong)
-        plan.push({ dependent, info, keep: existing, update: withOwnership(decision.updated, raw, info) })
+        plan.push({ dependent, info, keep: current, update: withOwnership(decision.updated, raw, info) })
       }
 
       const observed: Array<{ built: BuiltDependent; info: DependentInfo; object: KubeObject }> = []
       for (const step of plan) {
-        const result = yield* write(raw, step, resolution).pipe(Effect.result)
+        const result = yield* write(raw, step, resolution, client).pipe(Effect.result)
         if (result._tag === "Failure") {
           const e = result.failure
-          if (e._tag === "Conflict") return yield* conflict(raw, step.dependent.id, e.existing)
+          if (e._tag === "Conflict") return yield* conflict(raw, step.dependent.id, e.existing, client)
           if (e._tag !== "KubeApiError" || e.code === 0) return yield* e
+          if (e.code === 403) return forbidden(e, step.dependent, resolution, observed)
           return {
             ready: "False",
             reason: "ApplyFailed",
@@ -242,6 +273,27 @@ const make = Effect.fnUntraced(function*() {
       return (apiVersion: string, kind: string) => known.get(`${apiVersion}/${kind}`)
     })
 
+  /** The API server refused the plugin's identity: the status names the permission and how to grant it; retried with backoff. */
+  const forbidden = (
+    e: KubeApiError,
+    dependent: BuiltDependent,
+    resolution: Resolution,
+    observed: ReadonlyArray<{ readonly built: BuiltDependent }>
+  ): Attempt => ({
+    ready: "False",
+    reason: "Forbidden",
+    message: describeForbidden({
+      detail: e.detail,
+      object: `${String(dependent.object.kind)} ${nameOf(dependent.object)} (${dependent.id})`,
+      plugin: resolution.plugin,
+      actingAs: identity.userOf(resolution.plugin),
+      regenerate: identity.settings.regenerate
+    }),
+    dependents: observed.map((o) => dependentStatus(o.built, true, "Applied", "")),
+    // Retried with backoff: the RBAC may be applied meanwhile.
+    failure: e
+  })
+
   /** A plugin's answer broke a rule: counted, logged, and the Capability fails with nothing written. */
   const violated = (raw: KubeObject, resolution: Resolution, violation: Violation) =>
     Effect.gen(function*() {
@@ -254,10 +306,10 @@ const make = Effect.fnUntraced(function*() {
     })
 
   /** An object of a dependent's name exists that this Capability does not control: never taken over. */
-  const conflict = (raw: KubeObject, id: string, existing: KubeObject) =>
+  const conflict = (raw: KubeObject, id: string, existing: KubeObject, client: KubeApi) =>
     Effect.gen(function*() {
       // The cache drops managedFields: the server's copy names the managers.
-      const full = yield* kube.get(refOf(existing)).pipe(Effect.orElseSucceed(() => existing))
+      const full = yield* client.get(refOf(existing)).pipe(Effect.orElseSucceed(() => existing))
       const what = `${existing.kind} ${objectKey(existing)} (id ${id})`
       const message = `${what} already exists and is not controlled by this Capability (${holders(full)}); ` +
         "halkyon neither changes it nor shows it to the plugin: delete or rename it, or the Capability"
@@ -271,7 +323,12 @@ const make = Effect.fnUntraced(function*() {
     })
 
   /** Creates, updates or keeps one planned dependent; returns it as it now is. */
-  const write = (raw: KubeObject, step: Step, resolution: Resolution): Effect.Effect<KubeObject, KubeApiError | Conflict | PluginCallError> =>
+  const write = (
+    raw: KubeObject,
+    step: Step,
+    resolution: Resolution,
+    kube: KubeApi
+  ): Effect.Effect<KubeObject, KubeApiError | Conflict | PluginCallError> =>
     Effect.gen(function*() {
       if ("create" in step) {
         // Create-only: a resourceVersion no object can have is ignored by a
