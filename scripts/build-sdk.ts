@@ -28,7 +28,9 @@ const readManifest = (path: string) => JSON.parse(readFileSync(path, "utf8")) as
 const run = (command: ReadonlyArray<string>, cwd: string) => {
   const result = Bun.spawnSync([...command], { cwd, stdout: "pipe", stderr: "pipe" })
   if (result.exitCode !== 0) {
-    throw new Error(`${command.join(" ")} failed with exit code ${result.exitCode}:\n${result.stdout.toString()}${result.stderr.toString()}`)
+    throw new Error(
+      `${command.join(" ")} failed with exit code ${result.exitCode}:\n${result.stdout.toString()}${result.stderr.toString()}`
+    )
   }
   return result.stdout.toString()
 }
@@ -61,13 +63,19 @@ export const buildSdk = (): Manifest => {
   const declared = manifest.dependencies ?? {}
   const imported = importedPackages(dist)
   const problems = [
-    ...[...imported].filter((name) => declared[name] === undefined).map((name) => `the SDK imports ${name}, which packages/sdk/package.json does not depend on`),
-    ...Object.keys(declared).filter((name) => !imported.has(name)).map((name) => `packages/sdk/package.json depends on ${name}, which the SDK does not import`),
+    ...[...imported].filter((name) => declared[name] === undefined).map((name) =>
+      `the SDK imports ${name}, which packages/sdk/package.json does not depend on`
+    ),
+    ...Object.keys(declared).filter((name) => !imported.has(name)).map((name) =>
+      `packages/sdk/package.json depends on ${name}, which the SDK does not import`
+    ),
     ...Object.entries(declared).filter(([name, version]) => pins[name] !== version)
       .map(([name, version]) => `packages/sdk/package.json pins ${name}@${version}, the root package.json ${pins[name] ?? "nothing"}`)
   ]
   if (problems.length > 0) throw new Error(problems.join("\n"))
-  if (manifest.version !== rootManifest.version) throw new Error(`packages/sdk is version ${manifest.version}, halkyon ${rootManifest.version}: keep them equal`)
+  if (manifest.version !== rootManifest.version) {
+    throw new Error(`packages/sdk is version ${manifest.version}, halkyon ${rootManifest.version}: keep them equal`)
+  }
   return manifest
 }
 

@@ -36,7 +36,9 @@ const connectionSettings = (ctx: Context, password: string): Record<string, stri
   }
   return {
     ...settings,
-    DATABASE_URL: `postgresql://${encodeURIComponent(settings.DB_USER)}:${encodeURIComponent(password)}@${settings.DB_HOST}:${settings.DB_PORT}/${encodeURIComponent(settings.DB_NAME)}`
+    DATABASE_URL: `postgresql://${encodeURIComponent(settings.DB_USER)}:${
+      encodeURIComponent(password)
+    }@${settings.DB_HOST}:${settings.DB_PORT}/${encodeURIComponent(settings.DB_NAME)}`
   }
 }
 
@@ -155,7 +157,9 @@ export const postgres = definePlugin({
   ],
   validate: (ctx) => {
     const p = Number(ctx.parameters.DB_PORT)
-    return Number.isInteger(p) && p > 0 && p < 65536 ? [] : [`parameter DB_PORT must be a port number (1-65535), got "${ctx.parameters.DB_PORT}"`]
+    return Number.isInteger(p) && p > 0 && p < 65536
+      ? []
+      : [`parameter DB_PORT must be a port number (1-65535), got "${ctx.parameters.DB_PORT}"`]
   },
   dependents: [configSecret, statefulSet, service]
 })

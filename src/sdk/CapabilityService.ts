@@ -6,12 +6,16 @@
  * that throws is INTERNAL naming the dependent.
  */
 import type { Capability } from "../api/Capability.ts"
-import { ConditionState, type DependentCondition, type ObservedDependent, type PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
+import {
+  ConditionState,
+  type DependentCondition,
+  type ObservedDependent,
+  type PluginDescription
+} from "../gen/halkyon/capability/v1/capability.ts"
 import { BuildDependents, CheckValidity, Describe, EvaluateConditions, UpdateDependent } from "../protocol/Methods.ts"
 import { jsonBytes, jsonText } from "../protocol/Rpc.ts"
 import type { Built, Condition, Context, DependentDefinition, ObjectShape, PluginDefinition, TypeDefinition } from "./Plugin.ts"
 import { GrpcError, type GrpcServer, Status } from "./wire/GrpcServer.ts"
-
 
 /** The default version of a type: declared, or the last listed. */
 export const defaultVersion = (t: TypeDefinition): string => t.defaultVersion ?? t.versions[t.versions.length - 1] ?? ""
@@ -65,7 +69,10 @@ const decode = async (bytes: Uint8Array): Promise<Capability> => {
   try {
     capability = decodeCapabilityJson(text)
   } catch (error) {
-    throw new GrpcError(Status.INVALID_ARGUMENT, `the Capability could not be read: ${error instanceof Error ? error.message : String(error)}`)
+    throw new GrpcError(
+      Status.INVALID_ARGUMENT,
+      `the Capability could not be read: ${error instanceof Error ? error.message : String(error)}`
+    )
   }
   if (recent.size >= RecentCapabilities) recent.delete(recent.keys().next().value as string)
   recent.set(text, capability)
@@ -129,13 +136,20 @@ const guarded = <A>(what: string, f: () => A): A => {
 const findDependent = (plugin: PluginDefinition, id: string): DependentDefinition<ObjectShape> => {
   const found = plugin.dependents.find((d) => d.id === id)
   if (found === undefined) {
-    throw new GrpcError(Status.NOT_FOUND, `plugin ${plugin.name} has no dependent "${id}"; it has: ${plugin.dependents.map((d) => d.id).join(", ")}`)
+    throw new GrpcError(
+      Status.NOT_FOUND,
+      `plugin ${plugin.name} has no dependent "${id}"; it has: ${plugin.dependents.map((d) => d.id).join(", ")}`
+    )
   }
   return found
 }
 
 /** A dependent's condition when fetching it failed: missing is pending, anything else failed. */
-const conditionFromFetchError = (d: DependentDefinition<ObjectShape>, context: Context, error: { reason: string; message: string }): Condition =>
+const conditionFromFetchError = (
+  d: DependentDefinition<ObjectShape>,
+  context: Context,
+  error: { reason: string; message: string }
+): Condition =>
   error.reason === "NotFound"
     ? { state: "pending", reason: "NotFound", message: `${d.kind} for ${context.name} does not exist yet` }
     : { state: "failed", reason: error.reason || "FetchFailed", message: error.message }
@@ -155,7 +169,11 @@ const stateOf: Record<Condition["state"], ConditionState> = {
 const withTypeMeta = (declared: DependentDefinition<ObjectShape>, built: Built<ObjectShape>): ObjectShape => {
   const { apiVersion, kind } = built
   if ((apiVersion !== undefined && apiVersion !== declared.apiVersion) || (kind !== undefined && kind !== declared.kind)) {
-    throw new Error(`dependent ${declared.id} is declared as ${declared.apiVersion} ${declared.kind} but built a ${apiVersion ?? declared.apiVersion} ${kind ?? declared.kind}`)
+    throw new Error(
+      `dependent ${declared.id} is declared as ${declared.apiVersion} ${declared.kind} but built a ${apiVersion ?? declared.apiVersion} ${
+        kind ?? declared.kind
+      }`
+    )
   }
   // Declared first, so they lead the object; set again after, in case `built` holds them as undefined.
   const object: Record<string, unknown> = { apiVersion: declared.apiVersion, kind: declared.kind, ...built }
@@ -196,8 +214,12 @@ export const evaluateConditions = (
     const ready = d.ready
     if (ready === undefined) continue
     const condition = guarded(`evaluating dependent ${d.id}`, (): Condition => {
-      if (observation === undefined) return { state: "failed", reason: "NoObservation", message: `no object nor error was sent for ${d.id}` }
-      return "object" in observation ? ready.call(d, observation.object as ObjectShape, context) : conditionFromFetchError(d, context, observation.error)
+      if (observation === undefined) {
+        return { state: "failed", reason: "NoObservation", message: `no object nor error was sent for ${d.id}` }
+      }
+      return "object" in observation
+        ? ready.call(d, observation.object as ObjectShape, context)
+        : conditionFromFetchError(d, context, observation.error)
     })
     conditions.push({ id: d.id, condition })
   }

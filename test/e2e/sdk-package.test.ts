@@ -29,13 +29,20 @@ beforeAll(() => {
   tarball = packSdk(mkdtempSync(join(tmpdir(), "halkyon-sdk-pack-")))
   project = mkdtempSync(join(tmpdir(), "halkyon-sdk-project-"))
   for (const file of readdirSync(fixture)) copyFileSync(join(fixture, file), join(project, file))
-  writeFileSync(join(project, "package.json"), JSON.stringify({
-    name: "memcached-plugin",
-    private: true,
-    type: "module",
-    dependencies: { "@halkyon/sdk": `file:${tarball}` },
-    devDependencies: { "@types/bun": "1.4.5", "kubernetes-types": "1.30.0" }
-  }, null, 2))
+  writeFileSync(
+    join(project, "package.json"),
+    JSON.stringify(
+      {
+        name: "memcached-plugin",
+        private: true,
+        type: "module",
+        dependencies: { "@halkyon/sdk": `file:${tarball}` },
+        devDependencies: { "@types/bun": "1.4.5", "kubernetes-types": "1.30.0" }
+      },
+      null,
+      2
+    )
+  )
   const install = run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts"])
   if (install.code !== 0) throw new Error(`npm install failed:\n${install.output}`)
 }, 240_000)
@@ -53,7 +60,9 @@ describe("@halkyon/sdk in a project outside the repository", () => {
     )
     expect(installed).toContain("@halkyon/sdk")
     expect(installed).toContain("effect")
-    for (const operatorOnly of ["@kubernetes/client-node", "@effect/platform-node", "tar", "typescript"]) expect(installed).not.toContain(operatorOnly)
+    for (const operatorOnly of ["@kubernetes/client-node", "@effect/platform-node", "tar", "typescript"]) {
+      expect(installed).not.toContain(operatorOnly)
+    }
     expect(existsSync(join(project, "node_modules/@halkyon/sdk/dist/sdk/index.d.ts"))).toBe(true)
   })
 
@@ -69,14 +78,18 @@ describe("@halkyon/sdk in a project outside the repository", () => {
     expect(result.code).toBe(0)
   })
 
-  test("its bundle, built as the repository's plugins are, starts and answers the five calls through the real handshake (the process-level harness)", async () => {
-    // What loads after the handshake is carried as a string from the installed package's dist/sdk, as for postgres.
-    const bundle = await bundlePlugin(join(project, "main.ts"), join(project, "dist/memcached.js"))
-    const text = readFileSync(bundle, "utf8")
-    expect(text).toContain("URL.createObjectURL(new Blob(")
-    expect(text).not.toContain("halkyon:services-bundle")
-    const result = run([bun, "test", "launch.test.ts"])
-    expect(result.output).toContain("1 pass")
-    expect(result.code).toBe(0)
-  }, 60_000)
+  test(
+    "its bundle, built as the repository's plugins are, starts and answers the five calls through the real handshake (the process-level harness)",
+    async () => {
+      // What loads after the handshake is carried as a string from the installed package's dist/sdk, as for postgres.
+      const bundle = await bundlePlugin(join(project, "main.ts"), join(project, "dist/memcached.js"))
+      const text = readFileSync(bundle, "utf8")
+      expect(text).toContain("URL.createObjectURL(new Blob(")
+      expect(text).not.toContain("halkyon:services-bundle")
+      const result = run([bun, "test", "launch.test.ts"])
+      expect(result.output).toContain("1 pass")
+      expect(result.code).toBe(0)
+    },
+    60_000
+  )
 })

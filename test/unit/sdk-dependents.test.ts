@@ -29,7 +29,12 @@ describe("dependent()", () => {
         category: "c",
         types: [{ type: "t", versions: ["1"] }],
         dependents: [
-          dependent<ConfigMap>({ id: "settings", apiVersion: "v1", kind: "ConfigMap", build: (ctx) => ({ kind: kind as "ConfigMap", metadata: { name: ctx.name } }) })
+          dependent<ConfigMap>({
+            id: "settings",
+            apiVersion: "v1",
+            kind: "ConfigMap",
+            build: (ctx) => ({ kind: kind as "ConfigMap", metadata: { name: ctx.name } })
+          })
         ]
       })
     const same = testPlugin(plugin("ConfigMap"))
@@ -43,16 +48,20 @@ describe("the postgres plugin in-process", () => {
   test("validates its parameters and the type's versions", () => {
     expect(t.validate(t.capability())).toEqual([])
     expect(t.validate(t.capability({ version: "9", parameters: { DB_PORT: "x" } }))).toEqual([
-      'version "9" of postgres is not supported; supported versions: 14, 15, 16, 17, 18'
+      "version \"9\" of postgres is not supported; supported versions: 14, 15, 16, 17, 18"
     ])
-    expect(t.validate(t.capability({ parameters: { DB_PORT: "x" } }))).toEqual(['parameter DB_PORT must be a port number (1-65535), got "x"'])
+    expect(t.validate(t.capability({ parameters: { DB_PORT: "x" } }))).toEqual([
+      "parameter DB_PORT must be a port number (1-65535), got \"x\""
+    ])
   })
 
   test("updates the StatefulSet when the version changes, and not otherwise", () => {
     const v16 = t.capability({ version: "16" })
     const existing = t.buildOne<StatefulSet>(v16, "statefulset")
     expect(t.update(v16, "statefulset", existing)).toBeUndefined()
-    expect(t.update(t.capability({ version: "17" }), "statefulset", existing)?.spec?.template.spec?.containers[0]?.image).toBe("postgres:17")
+    expect(t.update(t.capability({ version: "17" }), "statefulset", existing)?.spec?.template.spec?.containers[0]?.image).toBe(
+      "postgres:17"
+    )
   })
 
   test("is ready when the StatefulSet's replicas are, pending while missing", () => {

@@ -82,7 +82,9 @@ export const testPlugin = (plugin: PluginDefinition): PluginHarness => ({
   build: (capability) => buildDependents(plugin, makeContext(plugin, capability)),
   buildOne: <O extends ObjectShape>(capability: Capability, id: string) => {
     const found = buildDependents(plugin, makeContext(plugin, capability)).find((d) => d.id === id)
-    if (found === undefined) throw new Error(`plugin ${plugin.name} has no dependent "${id}"; it has: ${plugin.dependents.map((d) => d.id).join(", ")}`)
+    if (found === undefined) {
+      throw new Error(`plugin ${plugin.name} has no dependent "${id}"; it has: ${plugin.dependents.map((d) => d.id).join(", ")}`)
+    }
     return found.object as O
   },
   update: <O extends ObjectShape>(capability: Capability, id: string, existing: O) =>

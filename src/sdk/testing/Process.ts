@@ -114,29 +114,32 @@ export const launchPlugin = async (command: string | ReadonlyArray<string>, opti
     throw error
   }
   const session = http2.connect("http://localhost", {
-    createConnection: () => (handshake.network === "unix" ? connect(handshake.address) : connect(Number(handshake.address.split(":").pop()), "127.0.0.1"))
+    createConnection:
+      () => (handshake.network === "unix" ? connect(handshake.address) : connect(Number(handshake.address.split(":").pop()), "127.0.0.1"))
   })
   session.on("error", () => {})
   const callTimeoutMs = options.callTimeoutMs ?? 10_000
   const call = <I, O>(method: Method<I, O>, request: I) => unary(session, method, request, callTimeoutMs)
   let closing: Promise<number | null> | undefined
-  const close = () =>
-    (closing ??= (async () => {
-      if (child.exitCode === null) await call(Shutdown, {}).catch(() => undefined)
-      const killer = setTimeout(() => child.kill("SIGKILL"), 2_000)
-      const code = await exited
-      clearTimeout(killer)
-      session.destroy()
-      cleanUp()
-      return code
-    })())
+  const close = () => (closing ??= (async () => {
+    if (child.exitCode === null) await call(Shutdown, {}).catch(() => undefined)
+    const killer = setTimeout(() => child.kill("SIGKILL"), 2_000)
+    const code = await exited
+    clearTimeout(killer)
+    session.destroy()
+    cleanUp()
+    return code
+  })())
   return {
     pid: child.pid ?? -1,
     handshake,
     describe: () => call(Describe, {}),
     checkValidity: async (capability) => (await call(CheckValidity, { capability: jsonBytes(capability) })).errors,
     buildDependents: async (capability) =>
-      (await call(BuildDependents, { capability: jsonBytes(capability) })).dependents.map((d) => ({ id: d.id, object: JSON.parse(jsonText(d.object)) as ObjectShape })),
+      (await call(BuildDependents, { capability: jsonBytes(capability) })).dependents.map((d) => ({
+        id: d.id,
+        object: JSON.parse(jsonText(d.object)) as ObjectShape
+      })),
     updateDependent: async (capability, id, existing) => {
       const answer = await call(UpdateDependent, { capability: jsonBytes(capability), id, existing: jsonBytes(existing) })
       return answer.needsUpdate ? (JSON.parse(jsonText(answer.updated)) as ObjectShape) : undefined
@@ -151,12 +154,15 @@ export const launchPlugin = async (command: string | ReadonlyArray<string>, opti
             : { $case: "error" as const, value: { reason: o.error.reason, message: o.error.message, code: 0 } }
         }))
       })
-      return Object.fromEntries(answer.conditions.map((c) => [c.id, {
-        state: stateOf[c.state] ?? "failed",
-        reason: c.reason,
-        message: c.message,
-        attributes: c.attributes
-      } satisfies Condition]))
+      return Object.fromEntries(answer.conditions.map((c) => [
+        c.id,
+        {
+          state: stateOf[c.state] ?? "failed",
+          reason: c.reason,
+          message: c.message,
+          attributes: c.attributes
+        } satisfies Condition
+      ]))
     },
     stderr: () => stderr,
     close,
@@ -176,7 +182,10 @@ const readHandshake = (
 ): Promise<Handshake> =>
   new Promise<Handshake>((resolve, reject) => {
     let out = ""
-    const timer = setTimeout(() => reject(new Error(`the plugin printed no handshake within ${timeoutMs} ms; its stderr:\n${stderr()}`)), timeoutMs)
+    const timer = setTimeout(
+      () => reject(new Error(`the plugin printed no handshake within ${timeoutMs} ms; its stderr:\n${stderr()}`)),
+      timeoutMs
+    )
     void exited.then((code) => {
       clearTimeout(timer)
       reject(new Error(`the plugin exited (code ${code}) before its handshake; its stderr:\n${stderr()}`))
