@@ -7,8 +7,6 @@
  *   What the SDK loads after the handshake (src/sdk/Services.ts) is bundled
  *   on its own and carried in it as a string (src/sdk/ServicesLoader.ts says
  *   why): the bundle then parses only what it runs before its handshake.
- *   `bundlePlugin` does the same for a plugin outside this repository, from
- *   the installed @halkyon/sdk's dist/sdk (scripts/build-sdk.ts).
  * With --release (npm run build:plugins), every plugin in plugins/ is also
  * cross-compiled for each release platform into dist/plugin-builds/<name>/
  * and archived into dist/plugin-releases/<name>/, ready to host as a GitHub
@@ -18,7 +16,7 @@
  */
 import type { BunPlugin } from "bun"
 import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs"
-import { dirname, join, resolve } from "node:path"
+import { join, resolve } from "node:path"
 import { type PluginBuild, pluginBuildsDir, writePluginRelease } from "./release/plugin-archives.ts"
 import { executableName, releaseTargets } from "./release/targets.ts"
 
@@ -67,28 +65,10 @@ export const compilePlugin = (source: string, outfile: string, target?: string) 
 export const buildPlugin = async (name: string, source: string, outDir: string) => {
   mkdirSync(outDir, { recursive: true })
   const executable = compilePlugin(source, join(outDir, name))
-  const bundle = await bundlePlugin(source, join(outDir, `${name}.js`))
+  const bundle = join(outDir, `${name}.js`)
+  const services = await bundleText(join(root, "src/sdk/Services.ts"))
+  await Bun.write(bundle, withServices(await bundleText(source, [carryServices]), services))
   return { executable, bundle }
-}
-
-/**
- * Where the SDK a plugin imports keeps its services loader and the module it
- * loads: src/sdk here (through tsconfig's path for `@halkyon/sdk`), or the
- * installed package's dist/sdk in an outside project (scripts/build-sdk.ts
- * keeps them separate modules there).
- */
-export const sdkModules = (pluginDir: string) => {
-  const index = Bun.resolveSync("@halkyon/sdk", pluginDir)
-  const ext = index.endsWith(".ts") ? "ts" : "js"
-  return { loader: join(dirname(index), `ServicesLoader.${ext}`), services: join(dirname(index), `Services.${ext}`) }
-}
-
-/** Writes a plugin's single-file bundle, carrying what loads after the handshake as a string; returns its path. */
-export const bundlePlugin = async (source: string, outfile: string) => {
-  const sdk = sdkModules(dirname(source))
-  const services = await bundleText(sdk.services)
-  await Bun.write(outfile, withServices(await bundleText(source, [carryServices(sdk.loader)]), services))
-  return outfile
 }
 
 /** Bundles an entry point into one ES module for Bun, minified, as `bun build --target=bun --format=esm --minify` does. */
@@ -105,12 +85,13 @@ const bundleText = async (entry: string, plugins: Array<BunPlugin> = []) => {
 const ServicesPlaceholder = "halkyon:services-bundle"
 
 /**
- * Replaces the SDK's ServicesLoader with one that imports Services from a
- * string through a Blob URL, once.
+ * Replaces src/sdk/ServicesLoader.ts with one that imports Services.ts from
+ * a string through a Blob URL, once.
  */
-const carryServices = (loader: string): BunPlugin => ({
+const carryServices: BunPlugin = {
   name: "halkyon-carry-services",
   setup(build) {
+    const loader = join(root, "src/sdk/ServicesLoader.ts")
     build.onLoad({ filter: new RegExp(`^${loader.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}$`) }, () => ({
       loader: "js",
       contents: [
@@ -123,7 +104,7 @@ const carryServices = (loader: string): BunPlugin => ({
       ].join("\n")
     }))
   }
-})
+}
 
 /**
  * Puts the bundle of Services.ts in the placeholder's place, as a
