@@ -33,7 +33,18 @@ const writeStderr = (line: string): void => {
   Bun.write(Bun.stderr, line).catch(() => {})
 }
 
-/** A logger writing hclog JSON lines for `module` to stderr. */
+/**
+ * A logger writing hclog JSON lines for `module` to stderr, which the
+ * operator relays into its own log at the line's level.
+ *
+ * @example
+ * ```ts
+ * import { makeLogger } from "@halkyon/sdk"
+ *
+ * const log = makeLogger("memcached")
+ * log.info("built deployment", { replicas: 1 })
+ * ```
+ */
 export const makeLogger = (module: string, write: (line: string) => void = writeStderr): Logger => {
   const log = (level: Level, message: string, fields: Readonly<Record<string, unknown>> = {}) =>
     write(JSON.stringify({ "@level": level, "@message": message, "@module": module, "@timestamp": hclogTimestamp(), ...fields }) + "\n")

@@ -54,7 +54,7 @@ const ParentCheckMs = 250
  *
  * @example
  * ```ts
- * import { definePlugin, serve } from "halkyon/sdk"
+ * import { serve } from "@halkyon/sdk"
  * import { plugin } from "./plugin.ts"
  *
  * serve(plugin)
