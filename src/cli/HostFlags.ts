@@ -5,6 +5,7 @@
 import { Config } from "effect"
 import { Flag } from "effect/cli"
 import { defaultHostSettings, type HostSettings, parseDurationMs } from "../config/HostConfig.ts"
+import { parseReattach, type ReattachTarget } from "../protocol/Reattach.ts"
 
 /** A kubectl-style duration flag ("500ms", "10s"), read as milliseconds, with an optional variable as fallback. */
 export const durationFlag = (name: string, fallback: number, description: string, env?: string) =>
@@ -33,6 +34,22 @@ export const hostFlags = {
     Flag.withDescription("encrypt and authenticate plugin connections with throwaway certificates; --no-auto-mtls turns it off (env HALKYON_AUTO_MTLS)"),
     Flag.withFallbackConfig(Config.Boolean("HALKYON_AUTO_MTLS")),
     Flag.withDefault(true)
+  ),
+  reattach: Flag.String("reattach").pipe(
+    Flag.withDescription(
+      "connect to a plugin started by hand (under a debugger) instead of launching one of that name, repeatable; " +
+        "NAME=unix:/path/to/socket as the plugin prints when started with HALKYON_PLUGIN_DEBUG=1. It is not stopped on exit"
+    ),
+    Flag.atLeast(0),
+    Flag.mapTryCatch(
+      (values) =>
+        values.map((value) => {
+          const parsed = parseReattach(value)
+          if (!parsed.ok) throw new Error(parsed.problem)
+          return parsed.target
+        }),
+      (e) => (e instanceof Error ? e.message : String(e))
+    )
   )
 }
 
@@ -43,6 +60,7 @@ export interface HostFlagValues {
   readonly shutdownGrace: number
   readonly autoMtls: boolean
   readonly requireLocked: boolean
+  readonly reattach: ReadonlyArray<ReattachTarget>
 }
 
 export const hostSettings = (flags: HostFlagValues, overrides: Partial<HostSettings> = {}): HostSettings => ({
@@ -53,5 +71,6 @@ export const hostSettings = (flags: HostFlagValues, overrides: Partial<HostSetti
   shutdownGraceMs: flags.shutdownGrace,
   autoMtls: flags.autoMtls,
   requireLocked: flags.requireLocked,
+  reattach: flags.reattach,
   ...overrides
 })

@@ -23,7 +23,9 @@ export const HostSettings = Schema.Struct({
   restartMaxMs: Schema.Number,
   protocolVersions: Schema.Array(Schema.Number),
   /** Start only plugin files that an install recorded in the folder's plugins.lock (hand-copied ones are refused). */
-  requireLocked: Schema.Boolean
+  requireLocked: Schema.Boolean,
+  /** Plugins started by hand (under a debugger) to connect to rather than launch; never stopped by the host. */
+  reattach: Schema.Array(Schema.Struct({ name: Schema.String, network: Schema.Literals(["unix", "tcp"]), address: Schema.String }))
 })
 export type HostSettings = typeof HostSettings.Type
 
@@ -39,7 +41,8 @@ export const defaultHostSettings: HostSettings = {
   restartBaseMs: 500,
   restartMaxMs: 60_000,
   protocolVersions: [1],
-  requireLocked: false
+  requireLocked: false,
+  reattach: []
 }
 
 /** Reads a kubectl-style duration ("500ms", "10s", "2m") as milliseconds. */
