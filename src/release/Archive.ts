@@ -3,7 +3,8 @@
  * level, and the GoReleaser-format checksums.txt beside them. Written
  * in-process (tar from npm, zip by hand) so a build gives the same archives
  * on any OS, whatever tar or zip it has; timestamps are fixed and owners left
- * out, so the same binary gives the same archive bytes.
+ * out, so the same binary gives the same archive bytes. Used by the release
+ * scripts and by `halkyon plugins build --release`.
  */
 import { createHash } from "node:crypto"
 import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
