@@ -194,7 +194,7 @@ export const format = (r: Rendered, output: "yaml" | "json") =>
     if (output === "json") return JSON.stringify(r, null, 2)
     const dump = (o: unknown) => yaml.dump(o, { noRefs: true, lineWidth: -1 }).trimEnd()
     const header = [
-      `# Capability ${r.capability}, rendered by plugin ${r.plugin}: ${r.dependents.length} dependents, in apply order.`,
+      `# Capability ${r.capability}, rendered by plugin ${r.plugin}: ${r.dependents.length} dependent${r.dependents.length === 1 ? "" : "s"}, in apply order.`,
       `# The operator applies each by server-side apply with field manager "${r.fieldManager}", as the plugin's own identity.`,
       `# ${r.ownerUidPlaceholder} stands for the Capability's uid, which the API server assigns.`
     ].join("\n")
