@@ -95,6 +95,7 @@ export const compilePlugin = async (entry: string, outfile: string, target?: Rel
   mkdirSync(dirname(outfile), { recursive: true })
   const result = await Bun.build({
     entrypoints: [entry],
+    throw: false,
     compile: {
       ...(target === undefined ? {} : { target: target.bunTarget as Bun.Build.CompileTarget }),
       outfile,
@@ -107,7 +108,10 @@ export const compilePlugin = async (entry: string, outfile: string, target?: Rel
     minify: true,
     splitting: true
   })
-  if (!result.success) throw new Error(`compiling ${entry}${target === undefined ? "" : ` for ${target.os}/${target.arch}`} failed:\n${result.logs.map(String).join("\n")}`)
+  if (!result.success) {
+    const why = result.logs.map(String).join("\n") || "Bun gave no reason"
+    throw new Error(`compiling ${entry}${target === undefined ? "" : ` for ${target.os}/${target.arch}`} failed: ${why}`)
+  }
   return outfile
 }
 
