@@ -22,6 +22,13 @@ const run = (args: ReadonlyArray<string>, options: { cwd?: string; env?: Record<
   return { code: result.exitCode, stdout: result.stdout.toString(), stderr: result.stderr.toString() }
 }
 
+/** As run, but without blocking this process: the loopback release servers answer from its event loop. */
+const runAsync = async (args: ReadonlyArray<string>, env: Record<string, string> = {}) => {
+  const child = Bun.spawn([halkyon, ...args], { cwd: root, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" })
+  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited])
+  return { code, stdout, stderr }
+}
+
 const write = (name: string, text: string) => {
   const file = join(work, name)
   writeFileSync(file, text)
@@ -163,13 +170,13 @@ describe("plugins build --release on a scaffolded TypeScript project", () => {
     servers = await startReleaseServers(ca)
     servers.publish("acme/memcached@v0.1.0", folderAssets(join(project, "dist/release")))
     const plugins = join(work, "installed")
-    const install = run(
+    const install = await runAsync(
       ["plugins", "install", "acme/memcached@v0.1.0", "--plugins-dir", plugins, "--release-base-url", servers.base, "--require-checksums"],
-      { env: { NODE_EXTRA_CA_CERTS: ca.caFile } }
+      { NODE_EXTRA_CA_CERTS: ca.caFile }
     )
     expect({ code: install.code, stderr: install.code === 0 ? "" : install.stderr }).toEqual({ code: 0, stderr: "" })
     expect(install.stdout).toContain(`acme/memcached@v0.1.0: installed memcached in ${plugins}`)
-    expect(install.stdout).toContain("verified against checksums.txt")
+    expect(install.stdout).toContain("matches checksums.txt")
     const lock = JSON.parse(readFileSync(join(plugins, "plugins.lock"), "utf8"))
     expect(lock.plugins[0].asset.split("/").pop()).toBe(`halkyon_plugin_${goOs}_${goArch}.tar.gz`)
     const list = run(["plugins", "list", "--plugins-dir", plugins, "-o", "json"])
@@ -178,21 +185,42 @@ describe("plugins build --release on a scaffolded TypeScript project", () => {
   }, 300_000)
 })
 
-describe("--reattach", () => {
-  test("render and plugins list connect to a plugin started by hand, which keeps running when halkyon exits", async () => {
-    const plugin = Bun.spawn([builtPlugin("postgres")], { env: { PATH: process.env.PATH ?? "", HALKYON_PLUGIN_DEBUG: "1" }, stdout: "pipe", stderr: "pipe" })
-    try {
-      // The plugin says how to reach it on stderr, once it listens.
-      const reader = plugin.stderr.getReader()
-      let said = ""
-      let value: string | undefined
-      while (value === undefined) {
-        const chunk = await reader.read()
-        if (chunk.done) throw new Error(`the plugin exited without printing its --reattach value:\n${said}`)
-        said += new TextDecoder().decode(chunk.value)
-        value = /--reattach (\S+)/.exec(said)?.[1]
-      }
+/** Starts a built plugin by hand, as an author does under a debugger, and reads the --reattach value it prints. */
+const startByHand = async (name: string) => {
+  const plugin = Bun.spawn([builtPlugin(name)], { env: { PATH: process.env.PATH ?? "", HALKYON_PLUGIN_DEBUG: "1" }, stdout: "pipe", stderr: "pipe" })
+  const reader = plugin.stderr.getReader()
+  let said = ""
+  for (;;) {
+    const chunk = await reader.read()
+    if (chunk.done) throw new Error(`plugin ${name} exited without printing its --reattach value:\n${said}`)
+    said += new TextDecoder().decode(chunk.value)
+    const value = /--reattach (\S+)/.exec(said)?.[1]
+    if (value !== undefined) {
       reader.releaseLock()
+      return { plugin, value }
+    }
+  }
+}
+
+describe("--reattach", () => {
+  test("a Go plugin started by hand is rendered, and keeps running", async () => {
+    const { plugin, value } = await startByHand("redis")
+    try {
+      expect(value).toMatch(/^redis=unix:\//)
+      const file = write("redis.yaml", "apiVersion: halkyon.io/v1beta1\nkind: Capability\nmetadata: { name: cache }\nspec: { category: cache, type: redis }\n")
+      const rendered = run(["plugins", "render", "--reattach", value, "-f", file])
+      expect({ code: rendered.code, stderr: rendered.code === 0 ? "" : rendered.stderr }).toEqual({ code: 0, stderr: "" })
+      expect(rendered.stdout).toContain("rendered by plugin redis")
+      expect(plugin.exitCode).toBeNull()
+    } finally {
+      plugin.kill("SIGINT")
+      await plugin.exited
+    }
+  }, 60_000)
+
+  test("render and plugins list connect to a plugin started by hand, which keeps running when halkyon exits", async () => {
+    const { plugin, value } = await startByHand("postgres")
+    try {
       expect(value).toMatch(/^postgres=unix:\//)
 
       const rendered = run(["plugins", "render", "--reattach", value, "-f", "samples/postgres.yaml"])
