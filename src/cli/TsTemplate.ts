@@ -17,6 +17,8 @@ export interface Scaffold {
   readonly sdkSpec: string
 }
 
+// The project's own relative imports are interpolated (from "${"./plugin.ts"}"): written plainly, the
+// layering test's import scanner would take them for imports of this module.
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`
 
 const packageJson = (s: Scaffold) =>
@@ -101,7 +103,7 @@ export const plugin = definePlugin({
 
 const main = `/** The plugin's executable: serves the plugin to the halkyon operator that starts it. */
 import { serve } from "@halkyon/sdk"
-import { plugin } from "./plugin.ts"
+import { plugin } from "${"./plugin.ts"}"
 
 serve(plugin)
 `
@@ -110,7 +112,7 @@ const test = (s: Scaffold) => `/** Fast tests: the plugin's functions in this pr
 import { expect, test } from "bun:test"
 import { testPlugin } from "@halkyon/sdk/testing"
 import type { Deployment } from "kubernetes-types/apps/v1"
-import { plugin } from "../src/plugin.ts"
+import { plugin } from "${"../src/plugin.ts"}"
 
 const t = testPlugin(plugin)
 
