@@ -19,6 +19,7 @@ import type { KubeObject } from "../kube/KubeObject.ts"
 import { Metrics } from "../metrics/Metrics.ts"
 import { PluginClient, type Observation } from "../plugin-client/PluginClient.ts"
 import { classify } from "../plugin-host/PluginFiles.ts"
+import { PluginLauncher } from "../plugin-host/PluginLauncher.ts"
 import { attach, launch, type LaunchOptions } from "../plugin-host/PluginProcess.ts"
 import type { ReattachTarget } from "../protocol/Reattach.ts"
 import { checkBuilt, FieldManager, violationMessage, withOwnership } from "../reconciler/DependentRules.ts"
@@ -184,7 +185,11 @@ export const render = Effect.fn("plugins.render")(function*(options: RenderOptio
 }, (effect) =>
   effect.pipe(
     Effect.scoped,
-    Effect.provide(Layer.mergeAll(PluginRegistry.layer, PluginClient.layer.pipe(Layer.provide(Metrics.layer)), NodeServices.layer)),
+    Effect.provide(Layer.mergeAll(
+      PluginRegistry.layer,
+      PluginClient.layer.pipe(Layer.provide(Metrics.layer)),
+      PluginLauncher.local.pipe(Layer.provide(NodeServices.layer))
+    )),
     Effect.mapError((e) => (e instanceof RenderFailed ? e : new RenderFailed({ detail: e.message })))
   ))
 

@@ -4,10 +4,13 @@
  */
 import { Config, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
+import { pluginCallPermitsFor } from "../config/HostConfig.ts"
+import { defaultListenAddress, HealthPort, MetricsPort } from "../config/ListenDefaults.ts"
 import type { OperatorOptions } from "../operator/Operator.ts"
 import { durationFlag, type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
 import { releaseFlags, type ReleaseFlagValues, settingsFor } from "./PluginSources.ts"
+import { kubeconfigPaths } from "../kube/KubeconfigPaths.ts"
 
 export const runFlags = {
   ...hostFlags,
@@ -63,12 +66,12 @@ export const runFlags = {
     Flag.withDefault("halkyon-system")
   ),
   healthAddr: Flag.String("health-addr").pipe(
-    Flag.withDescription('where /healthz and /readyz are served, e.g. ":8081"; "0" disables'),
-    Flag.withDefault(":8081")
+    Flag.withDescription('where /healthz and /readyz are served, e.g. ":8081"; "0" disables (default: ":8081" in a pod, "127.0.0.1:8081" elsewhere)'),
+    Flag.withDefault(defaultListenAddress(HealthPort))
   ),
   metricsAddr: Flag.String("metrics-addr").pipe(
-    Flag.withDescription('where /metrics (Prometheus) is served, e.g. ":8080"; "0" disables'),
-    Flag.withDefault(":8080")
+    Flag.withDescription('where /metrics (Prometheus) is served, e.g. ":8080"; "0" disables (default: ":8080" in a pod, "127.0.0.1:8080" elsewhere)'),
+    Flag.withDefault(defaultListenAddress(MetricsPort))
   )
 }
 
@@ -104,7 +107,12 @@ const installOptions = Effect.fnUntraced(function*(flags: RunFlagValues) {
 /** The operator's options, from the flags (and the variables they fall back to). */
 export const operatorOptions = Effect.fnUntraced(function*(flags: RunFlagValues) {
   const options: OperatorOptions = {
-    host: hostSettings(flags),
+    // Each plugin gets at most half the reconcile workers: one plugin's slow calls never hold them all.
+    // The kubeconfig files are kept from local plugins where the kernel offers Landlock (docs/security.md).
+    host: hostSettings(flags, {
+      pluginCallPermits: pluginCallPermitsFor(flags.concurrency),
+      hiddenFromPlugins: kubeconfigPaths(Option.getOrUndefined(flags.kubeconfig))
+    }),
     install: yield* installOptions(flags),
     kubeconfig: Option.getOrUndefined(flags.kubeconfig),
     context: Option.getOrUndefined(flags.context),

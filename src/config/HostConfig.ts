@@ -25,7 +25,17 @@ export const HostSettings = Schema.Struct({
   /** Start only plugin files that an install recorded in the folder's plugins.lock (hand-copied ones are refused). */
   requireLocked: Schema.Boolean,
   /** Plugins started by hand (under a debugger) to connect to rather than launch; never stopped by the host. */
-  reattach: Schema.Array(Schema.Struct({ name: Schema.String, network: Schema.Literals(["unix", "tcp"]), address: Schema.String }))
+  reattach: Schema.Array(Schema.Struct({ name: Schema.String, network: Schema.Literals(["unix", "tcp"]), address: Schema.String })),
+  /** Calls in flight to one plugin at most: its share of the reconcile workers. */
+  pluginCallPermits: Schema.Number,
+  /** How long a call may wait for one of those before its Capability is retried later. */
+  pluginCallWaitMs: Schema.Number,
+  /** Calls in a row that time out before a plugin is marked degraded and restarted. */
+  breakerThreshold: Schema.Number,
+  /** The socket of a `halkyon plugin-runner` that spawns plugins; absent: they are spawned here. */
+  pluginRunner: Schema.optionalKey(Schema.String),
+  /** Files local plugins must not read (the kubeconfig files), enforced where the kernel offers Landlock. */
+  hiddenFromPlugins: Schema.optionalKey(Schema.Array(Schema.String))
 })
 export type HostSettings = typeof HostSettings.Type
 
@@ -42,8 +52,14 @@ export const defaultHostSettings: HostSettings = {
   restartMaxMs: 60_000,
   protocolVersions: [1],
   requireLocked: false,
-  reattach: []
+  reattach: [],
+  pluginCallPermits: 2,
+  pluginCallWaitMs: 500,
+  breakerThreshold: 3
 }
+
+/** A plugin's share of `concurrency` reconcile workers: half, at least one, so that one plugin never holds them all. */
+export const pluginCallPermitsFor = (concurrency: number): number => Math.max(1, Math.ceil(concurrency / 2))
 
 /** Reads a kubectl-style duration ("500ms", "10s", "2m") as milliseconds. */
 export const parseDurationMs = (text: string): number => {

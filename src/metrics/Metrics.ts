@@ -246,8 +246,16 @@ export class Metrics extends Context.Service<Metrics, {
   /** Sets how many Capabilities wait in the work queue. */
   readonly queueDepth: (depth: number) => void
   readonly pluginRestarted: (plugin: string) => void
+  /** A replaced plugin file that could not start; the previous version kept serving. */
+  readonly pluginReplaceFailed: (plugin: string) => void
   /** Records one RPC to a plugin and how long it took, failed calls included. */
   readonly pluginCall: (plugin: string, method: string, seconds: number) => void
+  /** Counts a plugin's log lines dropped over its rate limit. */
+  readonly pluginLogLinesDropped: (plugin: string, lines: number) => void
+  /** Counts a circuit breaker trip: the plugin timed out too often and is restarted. */
+  readonly pluginBreakerTripped: (plugin: string) => void
+  /** Counts a call refused because the plugin had its share of the workers in flight. */
+  readonly pluginCallRejected: (plugin: string) => void
   /** Counts a reconcile refused because the plugin's answer broke a rule (reconciler/DependentRules.ts). */
   readonly pluginViolation: (plugin: string, rule: string) => void
   /** Violations counted so far for a plugin, every rule together. */
@@ -267,11 +275,31 @@ export const makeMetrics = (): Metrics["Service"] => {
   const reconcileDuration = registry.histogram("halkyon_reconcile_duration_seconds", "How long a Capability reconcile took, in seconds.", [], reconcileBuckets)
   const queueDepth = registry.gauge("halkyon_workqueue_depth", "Capabilities waiting in the work queue.")
   const pluginRestarts = registry.counter("halkyon_plugin_restarts_total", "Plugin restarts after the plugin exited or stopped answering.", ["plugin"])
+  const pluginReplaceFailures = registry.counter(
+    "halkyon_plugin_replace_failures_total",
+    "Replaced plugin files that could not start: the previous version kept serving.",
+    ["plugin"]
+  )
   const pluginCallDuration = registry.histogram(
     "halkyon_plugin_call_duration_seconds",
     "How long an RPC to a plugin took, in seconds, failed calls included.",
     ["plugin", "method"],
     pluginCallBuckets
+  )
+  const logLinesDropped = registry.counter(
+    "halkyon_plugin_log_lines_dropped_total",
+    "Plugin log lines not relayed because the plugin logged faster than its rate limit.",
+    ["plugin"]
+  )
+  const breakerTrips = registry.counter(
+    "halkyon_plugin_breaker_trips_total",
+    "Times a plugin was marked degraded and restarted after calls in a row timed out.",
+    ["plugin"]
+  )
+  const callsRejected = registry.counter(
+    "halkyon_plugin_calls_rejected_total",
+    "Plugin calls not made because the plugin already had its share of the reconcile workers; the Capability is retried later.",
+    ["plugin"]
   )
   const pluginViolations = registry.counter(
     "halkyon_plugin_violations_total",
@@ -280,12 +308,16 @@ export const makeMetrics = (): Metrics["Service"] => {
   )
   const violationsByPlugin = new Map<string, number>()
   return Metrics.of({
+    pluginLogLinesDropped: (plugin, lines) => logLinesDropped.inc({ plugin }, lines),
+    pluginBreakerTripped: (plugin) => breakerTrips.inc({ plugin }),
+    pluginCallRejected: (plugin) => callsRejected.inc({ plugin }),
     reconciled: (result, seconds) => {
       reconcileTotal.inc({ result })
       reconcileDuration.observe({}, seconds)
     },
     queueDepth: (depth) => queueDepth.set({}, depth),
     pluginRestarted: (plugin) => pluginRestarts.inc({ plugin }),
+    pluginReplaceFailed: (plugin) => pluginReplaceFailures.inc({ plugin }),
     pluginCall: (plugin, method, seconds) => pluginCallDuration.observe({ plugin, method }, seconds),
     pluginViolation: (plugin, rule) => {
       pluginViolations.inc({ plugin, rule })

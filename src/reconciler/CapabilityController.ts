@@ -140,7 +140,7 @@ export const startController = Effect.fn("CapabilityController.start")(function*
   const onRegistryChange = Effect.gen(function*() {
     yield* watchDependents
     for (const key of yield* reconciler.waitingForPlugin) yield* queue.add(key)
-    yield* syncCapabilityInfos().pipe(
+    yield* syncCapabilityInfos(options.namespace).pipe(
       Effect.tapError((e) => Effect.logWarning(`syncing CapabilityInfos failed: ${e.message}; retrying`)),
       Effect.retry({ schedule: Schedule.exponential(Duration.millis(250), 2), times: 8 }),
       Effect.catch(() => Effect.logError("CapabilityInfos could not be synced; they will be on the next plugin change"))

@@ -53,8 +53,15 @@ const decodeCapability = (raw: KubeObject) => {
 /** What one reconcile found, and whether to look again soon (retry) or with backoff (failure). */
 type Attempt = Outcome & { readonly retry?: boolean; readonly failure?: KubeApiError }
 
-/** How long to wait before retrying a Capability whose plugin is down or restarting. */
-const PluginRetryMs = 5_000
+/**
+ * When to retry a Capability whose plugin is down, restarting, timing out or
+ * busy: exponential per Capability (1 s, 2 s, 4 s… up to a minute), reset by
+ * a reconcile that reached its plugin. A hung plugin's Capabilities then cost
+ * fewer and fewer workers, where a fixed delay kept coming back.
+ */
+const PluginRetryBaseMs = 1_000
+const PluginRetryMaxMs = 60_000
+export const pluginRetryMs = (attempt: number): number => Math.min(PluginRetryBaseMs * 2 ** Math.max(0, attempt - 1), PluginRetryMaxMs)
 
 export class Reconciler extends Context.Service<Reconciler, {
   readonly reconcile: (key: string) => Effect.Effect<ReconcileResult, KubeApiError>
@@ -88,6 +95,13 @@ const make = Effect.fnUntraced(function*() {
   const remember = (o: KubeObject) => Effect.sync(() => cache.put(o))
   const context = yield* Effect.context<KubeClient>()
   const waiting = new Set<string>()
+  /** Plugin retries in a row, by Capability. */
+  const pluginRetries = new Map<string, number>()
+  const retryLater = (key: string) => {
+    const attempt = (pluginRetries.get(key) ?? 0) + 1
+    pluginRetries.set(key, attempt)
+    return { requeueAfterMs: pluginRetryMs(attempt) }
+  }
 
   /** Writes the status when it changed, with an Event when Ready changed. */
   const report = (raw: KubeObject, previous: CapabilityStatus | undefined, outcome: Outcome) =>
@@ -121,6 +135,7 @@ const make = Effect.fnUntraced(function*() {
     // Deleted: the garbage collector removes the dependents through their owner references.
     if (raw === undefined || raw.metadata.deletionTimestamp !== undefined) {
       waiting.delete(key)
+      pluginRetries.delete(key)
       return {}
     }
     const previous = (raw as { status?: CapabilityStatus }).status
@@ -140,19 +155,24 @@ const make = Effect.fnUntraced(function*() {
         return {}
       }
       yield* report(raw, previous, { ready: "Unknown", reason: "PluginUnavailable", message: error.message })
-      return { requeueAfterMs: PluginRetryMs }
+      return retryLater(key)
     }
     waiting.delete(key)
     const outcome = yield* provision(raw, resolved.success).pipe(
       Effect.catchTag(["PluginUnavailable", "PluginTimeout"], (e) =>
-        Effect.succeed<Attempt>({ ready: "Unknown", reason: "PluginUnavailable", message: e.message, retry: true })
+        Effect.succeed<Attempt | "busy">({ ready: "Unknown", reason: "PluginUnavailable", message: e.message, retry: true })
       ),
-      Effect.catchTag("PluginCallFailed", (e) => Effect.succeed<Attempt>({ ready: "False", reason: "PluginError", message: e.message }))
+      Effect.catchTag("PluginCallFailed", (e) => Effect.succeed<Attempt | "busy">({ ready: "False", reason: "PluginError", message: e.message })),
+      Effect.catchTag("PluginBusy", () => Effect.succeed<Attempt | "busy">("busy"))
     )
+    // Its plugin has its share of the workers already: the status stays as it is, the Capability waits its turn.
+    if (outcome === "busy") return retryLater(key)
     const { failure, retry, ...reported } = outcome
     yield* report(raw, previous, { ...reported, plugin: resolved.success.plugin, version: resolved.success.version })
+    if (retry === true) return retryLater(key)
+    pluginRetries.delete(key)
     if (failure !== undefined) return yield* failure
-    return retry === true ? { requeueAfterMs: PluginRetryMs } : {}
+    return {}
   })
 
   /** Validity, dependents checked then written in order, conditions: what the Ready condition should say. */

@@ -7,10 +7,10 @@
  * only root.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { chmodSync, copyFileSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import type { V1Deployment } from "@kubernetes/client-node"
+import type { V1Container, V1Deployment } from "@kubernetes/client-node"
 import pkg from "../../package.json" with { type: "json" }
 import { gitCommit } from "../../scripts/build.ts"
 import { manifests } from "../../src/api/Manifests.ts"
@@ -19,7 +19,7 @@ import { installHint } from "../../scripts/release/debian.ts"
 import { executableKind } from "../support/binaries.ts"
 import { capabilityPath, type Cluster, dig, startCluster } from "../support/cluster.ts"
 import { childrenOf, containerCommand, containerInit, type ImageConfig, unpackImage } from "../support/image.ts"
-import { builtPlugin, eventually } from "../support/paths.ts"
+import { builtPlugin, eventually, testPlugin } from "../support/paths.ts"
 
 const images = new Map<ImageArch, { dir: string; rootfs: string; config: ImageConfig }>()
 
@@ -104,7 +104,7 @@ test("the Deployment of halkyon manifests fits the image: its user, its writable
   const container = deployment.spec?.template.spec?.containers[0]
   expect(`${container?.securityContext?.runAsUser}:${container?.securityContext?.runAsUser}`).toBe(config.config.User ?? "")
   expect(container?.securityContext?.readOnlyRootFilesystem).toBe(true)
-  expect(container?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(["/plugins", "/tmp"])
+  expect(container?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(["/plugins", "/run/halkyon", "/tmp", "/var/run/secrets/kubernetes.io/serviceaccount"])
   expect(container?.args).toContain("/plugins")
   expect(container?.ports?.map((p) => `${p.containerPort}/tcp`).sort()).toEqual(Object.keys(config.config.ExposedPorts ?? {}).sort())
   expect(container?.image).toBe(`ghcr.io/halkyonio/halkyon:${pkg.version}`)
@@ -192,12 +192,131 @@ describe("the linux/amd64 image, run from its root filesystem alone", () => {
         const sockets = () => readdirSync(tmp).filter((f) => f.startsWith("hk-"))
         expect(sockets()).toHaveLength(1)
         process.kill(init, "SIGTERM")
-        expect({ code: await proc.exited, sockets: sockets() }).toEqual({ code: 130, sockets: [] })
+        expect({ code: await proc.exited, sockets: sockets() }).toEqual({ code: 0, sockets: [] })
       } finally {
         proc.kill("SIGKILL")
       }
     }, 120_000)
   })
+})
+
+describe("the linux/amd64 image as the pod of halkyon manifests: the operator, and plugins in the plugin-runner sidecar", () => {
+  let cluster: Cluster
+  const ns = "image-pod"
+  const scratch: Array<string> = []
+  const folder = (mode: number, uid = 0, gid = 0) => {
+    const dir = mkdtempSync(join(tmpdir(), "halkyon-pod-"))
+    scratch.push(dir)
+    chownSync(dir, uid, gid)
+    chmodSync(dir, mode)
+    return dir
+  }
+
+  beforeAll(async () => {
+    cluster = await startCluster()
+    expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
+  }, 180_000)
+
+  afterAll(async () => {
+    await cluster?.plane.stop()
+    for (const dir of scratch) rmSync(dir, { recursive: true, force: true })
+  })
+
+  test("plugins run as 65533 beside the operator, read none of its credentials, reach Ready, and die with the operator", async () => {
+    const { rootfs, config } = image("amd64")
+    const pod = manifests().find((m) => m.kind === "Deployment") as V1Deployment
+    const runnerSpec = pod.spec?.template.spec?.initContainers?.[0]
+    const operatorSpec = pod.spec?.template.spec?.containers[0]
+    const as = (uid: number | undefined) => ({ ...config, config: { ...config.config, User: `${uid}:${operatorSpec?.securityContext?.runAsGroup}` } })
+    // The pod's volumes: emptyDirs group-owned by fsGroup 65532, the token in the operator's only.
+    const plugins = folder(0o2775, 65532, 65532)
+    const shared = folder(0o2775, 0, 65532)
+    const runnerTmp = folder(0o1777)
+    const operatorTmp = folder(0o1777)
+    const tokenDir = folder(0o755)
+    const token = `token-${crypto.randomUUID()}`
+    const secret = `s3cr3t-${crypto.randomUUID()}`
+    writeFileSync(join(tokenDir, "token"), token)
+    chownSync(join(tokenDir, "token"), 0, 65532)
+    chmodSync(join(tokenDir, "token"), 0o640)
+    // Outside a cluster the operator needs a kubeconfig: its own, 0600.
+    copyFileSync(cluster.plane.kubeconfigPath, join(operatorTmp, "kubeconfig"))
+    chownSync(join(operatorTmp, "kubeconfig"), 65532, 65532)
+    chmodSync(join(operatorTmp, "kubeconfig"), 0o600)
+    for (const [from, name] of [[builtPlugin("postgres"), "postgres"], [testPlugin("snoop"), "snoop"]] as const) {
+      copyFileSync(from, join(plugins, name))
+      chmodSync(join(plugins, name), 0o755)
+    }
+    const mounts = (spec: V1Container | undefined, volumes: Record<string, string>) =>
+      Object.fromEntries((spec?.volumeMounts ?? []).map((m) => [m.mountPath, volumes[m.name] ?? ""]))
+    const volumes = { plugins, runner: shared, "runner-tmp": runnerTmp, tmp: operatorTmp, "kube-api-access": tokenDir }
+    const runnerCommand = containerCommand(rootfs, as(runnerSpec?.securityContext?.runAsUser), runnerSpec?.args, {
+      mounts: mounts(runnerSpec, volumes)
+    })
+    const runner = Bun.spawn(runnerCommand, { stdout: "pipe", stderr: "pipe" })
+    // The pod's args but leader election and impersonation (no plugin ServiceAccounts here: rbac.test.ts covers them), probes on loopback.
+    const podArgs = operatorSpec?.args ?? []
+    const args = [
+      ...podArgs
+        .filter((a, i) => a !== "--leader-elect" && a !== "--impersonate" && podArgs[i - 1] !== "--impersonate")
+        .map((a) => (a.startsWith(":") ? "127.0.0.1:0" : a)),
+      "--kubeconfig", "/tmp/kubeconfig", "--namespace", ns
+    ]
+    let operator: ReturnType<typeof Bun.spawn> | undefined
+    let stderr = ""
+    try {
+      expect(await eventually(() => existsSync(join(shared, "runner.sock")), 30_000)).toBe(true)
+      operator = Bun.spawn(containerCommand(rootfs, as(operatorSpec?.securityContext?.runAsUser), args, {
+        mounts: mounts(operatorSpec, volumes),
+        env: { HALKYON_TEST_SECRET: secret }
+      }), { stdout: "pipe", stderr: "pipe" })
+      void (async () => {
+        for await (const chunk of operator.stderr as ReadableStream<Uint8Array>) stderr += new TextDecoder().decode(chunk)
+      })()
+      expect({ ready: await eventually(() => stderr.includes("operator ready"), 60_000), stderr: "" }).toEqual({ ready: true, stderr: "" })
+
+      // The plugins are the runner's children, as 65533, out of the operator's sight (another PID namespace).
+      const runnerInit = containerInit(runner.pid) ?? 0
+      const [runnerProcess = 0] = childrenOf(runnerInit)
+      const pluginPids = childrenOf(runnerProcess)
+      const commands = pluginPids.map((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[0]).sort()
+      expect({ commands, stderr: commands.length === 2 ? "" : stderr }).toEqual({
+        commands: ["/plugins/postgres", "/plugins/snoop"],
+        stderr: ""
+      })
+      for (const p of pluginPids) expect(/^Uid:\s+65533\s/m.test(readFileSync(`/proc/${p}/status`, "utf8"))).toBe(true)
+
+      const create = (name: string, spec: Record<string, unknown>) =>
+        cluster.api("POST", capabilityPath(ns), { apiVersion: "halkyon.io/v1beta1", kind: "Capability", metadata: { name }, spec })
+      expect((await create("db", { category: "database", type: "postgres", version: "16" })).status).toBe(201)
+      const dependents = async () => dig<Array<unknown>>((await cluster.api("GET", capabilityPath(ns, "db"))).body, "status", "dependents") ?? []
+      const provisioned = await eventually(async () => (await dependents()).length === 3, 30_000)
+      expect({ provisioned, stderr: provisioned ? "" : stderr }).toEqual({ provisioned: true, stderr: "" })
+
+      // The snoop plugin guesses the operator's paths too.
+      const guesses = ["/tmp/kubeconfig", "/var/run/secrets/kubernetes.io/serviceaccount/token", "/proc/1/environ"].join(":")
+      const heist = { category: "test", type: "snoop", version: "1", parameters: [{ name: "ALSO_READ", value: guesses }] }
+      expect((await create("heist", heist)).status).toBe(201)
+      let loot: Record<string, string> | undefined
+      const configMap = `/api/v1/namespaces/${ns}/configmaps/heist`
+      await eventually(async () => (loot = dig((await cluster.api("GET", configMap)).body, "data")) !== undefined, 30_000)
+      expect(loot).toBeDefined()
+      expect(JSON.stringify(loot)).not.toContain(secret)
+      expect(JSON.stringify(loot)).not.toContain(token)
+      expect(loot?.token).toBe("ENOENT")
+      expect(loot?.kubeconfig).toContain("/tmp/kubeconfig: ENOENT")
+      expect(loot?.kubeconfig).toContain("/var/run/secrets/kubernetes.io/serviceaccount/token: ENOENT")
+
+      // The operator killed outright: the runner stops its plugins within 2 s, and keeps running.
+      process.kill(containerInit(operator.pid) ?? 0, "SIGKILL")
+      const gone = await eventually(() => childrenOf(runnerProcess).length === 0, 2_000, 20)
+      expect({ gone, left: childrenOf(runnerProcess) }).toEqual({ gone: true, left: [] })
+      expect(runner.exitCode).toBeNull()
+    } finally {
+      operator?.kill("SIGKILL")
+      runner.kill("SIGKILL")
+    }
+  }, 180_000)
 })
 
 describe("the linux/arm64 image's binary", () => {

@@ -259,24 +259,34 @@ describe("SIGTERM", () => {
     // The plugin takes 2 s to build: stop the operator in the middle of it.
     await Bun.sleep(800)
     const code = await operator.stop("SIGTERM")
-    expect([0, 130, 143]).toContain(code)
+    expect(code).toBe(0)
     expect(await exists(`/api/v1/namespaces/${ns}/configmaps/slow`)).toBe(true)
     expect(readyOf(await capability("slow"))?.status).toBe("True")
     expect(await processesMatching(pluginsDir)).toEqual([])
   }, 60_000)
 
   test("a reconcile that would outlast --graceful-shutdown-timeout is abandoned, and the operator exits", async () => {
-    const later = startOperator(cluster, pluginsDir, ["--call-timeout", "60s", "--graceful-shutdown-timeout", "1s"])
+    // A namespace of its own: no start-up reconcile of the other tests' Capabilities takes the flaky
+    // plugin's share of the workers while "stuck" starts (a call that waits past its bound is retried later).
+    const own = "shop-stuck"
+    expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: own } })).status).toBe(201)
+    const later = startOperator(cluster, pluginsDir, ["--call-timeout", "60s", "--graceful-shutdown-timeout", "1s", "--namespace", own])
     try {
       await untilReady(later)
-      expect((await createCapability("stuck", { category: "test", type: "flaky", parameters: [{ name: "MODE", value: "hang" }] })).status).toBe(201)
+      const stuck = await cluster.api("POST", capabilityPath(own), {
+        apiVersion: "halkyon.io/v1beta1",
+        kind: "Capability",
+        metadata: { name: "stuck" },
+        spec: { category: "test", type: "flaky", parameters: [{ name: "MODE", value: "hang" }] }
+      })
+      expect(stuck.status).toBe(201)
       // The plugin now spins in its build for good; the call's deadline is a minute away.
       await Bun.sleep(1500)
       const stopping = performance.now()
       const code = await later.stop("SIGTERM")
       const tookMs = performance.now() - stopping
       expect([0, 130, 143]).toContain(code)
-      expect(later.logs.join("\n")).toContain("reconcile of capability shop/stuck did not finish within 1000 ms of shutdown: abandoned")
+      expect(later.logs.join("\n")).toContain("reconcile of capability shop-stuck/stuck did not finish within 1000 ms of shutdown: abandoned")
       // Bounded by the 1 s, then the plugins' stop (grace, SIGTERM, SIGKILL): far from the minute.
       expect(tookMs).toBeLessThan(20_000)
       expect(await processesMatching(pluginsDir)).toEqual([])

@@ -129,7 +129,8 @@ const table: ReadonlyArray<Row> = [
     ready: "Unknown",
     reason: "PluginUnavailable",
     message: "plugin pg is not available right now: exited with code 2",
-    returned: { requeueAfterMs: 5_000 },
+    // The first of the exponential plugin retries (pluginRetryMs).
+    returned: { requeueAfterMs: 1_000 },
     event: "Warning PluginUnavailable",
     dependents: []
   },
@@ -148,7 +149,8 @@ const table: ReadonlyArray<Row> = [
     ready: "Unknown",
     reason: "PluginUnavailable",
     message: "connection reset",
-    returned: { requeueAfterMs: 5_000 },
+    // The first of the exponential plugin retries (pluginRetryMs).
+    returned: { requeueAfterMs: 1_000 },
     event: "Warning PluginUnavailable",
     dependents: []
   },
@@ -167,7 +169,8 @@ const table: ReadonlyArray<Row> = [
     ready: "Unknown",
     reason: "PluginUnavailable",
     message: "did not answer EvaluateConditions within 10000 ms",
-    returned: { requeueAfterMs: 5_000 },
+    // The first of the exponential plugin retries (pluginRetryMs).
+    returned: { requeueAfterMs: 1_000 },
     event: "Warning PluginUnavailable",
     dependents: ["Secret db-config", "StatefulSet db"]
   },
