@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { goArch, goOs, version } from "../../src/Version.ts"
+import { startByHand } from "../support/byHand.ts"
 import { builtPlugin, root } from "../support/paths.ts"
 import { folderAssets, makeTestCa, removeCa, startReleaseServers } from "../support/releases.ts"
 
@@ -184,23 +185,6 @@ describe("plugins build --release on a scaffolded TypeScript project", () => {
     expect(JSON.parse(list.stdout)).toMatchObject([{ name: "memcached", form: "executable", category: "cache", state: "running" }])
   }, 300_000)
 })
-
-/** Starts a built plugin by hand, as an author does under a debugger, and reads the --reattach value it prints. */
-const startByHand = async (name: string) => {
-  const plugin = Bun.spawn([builtPlugin(name)], { env: { PATH: process.env.PATH ?? "", HALKYON_PLUGIN_DEBUG: "1" }, stdout: "pipe", stderr: "pipe" })
-  const reader = plugin.stderr.getReader()
-  let said = ""
-  for (;;) {
-    const chunk = await reader.read()
-    if (chunk.done) throw new Error(`plugin ${name} exited without printing its --reattach value:\n${said}`)
-    said += new TextDecoder().decode(chunk.value)
-    const value = /--reattach (\S+)/.exec(said)?.[1]
-    if (value !== undefined) {
-      reader.releaseLock()
-      return { plugin, value }
-    }
-  }
-}
 
 describe("--reattach", () => {
   test("a Go plugin started by hand is rendered, and keeps running", async () => {
