@@ -39,10 +39,17 @@ export const detectProject = (dir: string): PluginProject => {
   if (existsSync(join(dir, "package.json"))) {
     const pkg = Schema.decodeUnknownSync(PackageJson)(JSON.parse(readFileSync(join(dir, "package.json"), "utf8")))
     const fromPackage = (pkg.name ?? basename(dir)).replace(/^@[^/]+\//, "").replace(/^halkyon-/, "").replace(/-plugin$/, "")
-    const name = check(pkg.halkyon?.name ?? fromPackage, pkg.halkyon?.name === undefined ? "package.json's name" : "package.json's halkyon.name")
+    const name = check(
+      pkg.halkyon?.name ?? fromPackage,
+      pkg.halkyon?.name === undefined ? "package.json's name" : "package.json's halkyon.name"
+    )
     const candidates = pkg.halkyon?.main === undefined ? ["src/main.ts", "main.ts"] : [pkg.halkyon.main]
     const entry = candidates.map((c) => join(dir, c)).find((c) => existsSync(c))
-    if (entry === undefined) throw new Error(`${dir} has a package.json but no ${candidates.join(" nor ")}: set halkyon.main in package.json to the file that calls serve()`)
+    if (entry === undefined) {
+      throw new Error(
+        `${dir} has a package.json but no ${candidates.join(" nor ")}: set halkyon.main in package.json to the file that calls serve()`
+      )
+    }
     if (!existsSync(join(dir, "node_modules"))) throw new Error(`${dir} has no node_modules: run npm install there first`)
     return { lang: "ts", dir, name, entry }
   }
@@ -52,13 +59,20 @@ export const detectProject = (dir: string): PluginProject => {
     const last = module.split("/").filter((p) => !/^v\d+$/.test(p)).pop() ?? module
     return { lang: "go", dir, name: check(last.replace(/^halkyon-/, "").replace(/-plugin$/, ""), "go.mod's module path") }
   }
-  throw new Error(`${dir} is not a plugin project: it has neither a package.json (TypeScript) nor a go.mod (Go); halkyon plugins new makes one`)
+  throw new Error(
+    `${dir} is not a plugin project: it has neither a package.json (TypeScript) nor a go.mod (Go); halkyon plugins new makes one`
+  )
 }
 
 const buildFlags = {
-  dir: Argument.Directory("dir", { mustExist: true }).pipe(Argument.withDescription("the plugin project (default: the current folder)"), Argument.optional),
+  dir: Argument.Directory("dir", { mustExist: true }).pipe(
+    Argument.withDescription("the plugin project (default: the current folder)"),
+    Argument.optional
+  ),
   release: Flag.Boolean("release").pipe(
-    Flag.withDescription("also build for every release platform and write the release assets (archives and checksums.txt) into OUT/release"),
+    Flag.withDescription(
+      "also build for every release platform and write the release assets (archives and checksums.txt) into OUT/release"
+    ),
     Flag.withDefault(false)
   ),
   out: Flag.String("out").pipe(Flag.withDescription("where the builds go (default: DIR/dist)"), Flag.optional)
@@ -66,67 +80,81 @@ const buildFlags = {
 
 const ms = (since: number) => `${Math.round(performance.now() - since)} ms`
 
-const build = Effect.fn("plugins.build")(function*(flags: { readonly dir: Option.Option<string>; readonly release: boolean; readonly out: Option.Option<string> }) {
-  const dir = resolve(Option.getOrElse(flags.dir, () => "."))
-  const project = yield* Effect.try({ try: () => detectProject(dir), catch: (e) => new BuildFailed({ detail: e instanceof Error ? e.message : String(e) }) })
-  const out = resolve(Option.getOrElse(flags.out, () => join(dir, "dist")))
-  const shown = (path: string) => (relative(process.cwd(), path).startsWith("..") ? path : relative(process.cwd(), path) || ".")
-  const tools = yield* Effect.promise(() => import("../release/PluginBuild.ts"))
-  const { hostTarget, releaseTargets, executableName } = yield* Effect.promise(() => import("../release/Targets.ts"))
-  const attempt = <A>(what: string, f: () => A | Promise<A>) =>
-    Effect.tryPromise({ try: async () => await f(), catch: (e) => new BuildFailed({ detail: `${what}: ${e instanceof Error ? e.message : String(e)}` }) })
-
-  const started = performance.now()
-  const executable = join(out, project.name)
-  if (project.lang === "ts") {
-    yield* attempt(`building ${project.name}`, () => tools.compilePlugin(project.entry, executable))
-    yield* attempt(`bundling ${project.name}`, () => tools.bundlePlugin(project.entry, `${executable}.js`))
-    yield* Console.log(`built ${shown(executable)} (executable for this machine) and ${shown(executable)}.js (bundle, any platform) in ${ms(started)}`)
-  } else {
-    yield* attempt(`building ${project.name}`, () => tools.buildGo(project.dir, executable))
-    yield* Console.log(`built ${shown(executable)} (executable for this machine) in ${ms(started)}`)
-  }
-  if (!flags.release) {
-    const sample = existsSync(join(dir, "samples/capability.yaml")) ? shown(join(dir, "samples/capability.yaml")) : "capability.yaml"
-    yield* Console.log(`try it: halkyon plugins render ${shown(executable)} -f ${sample}`)
-    return
-  }
-
-  // Every release platform; a TypeScript cross build fetches that platform's Bun runtime once (npm registry, then Bun's cache).
-  const builds: Array<{ os: string; arch: string; file: string }> = []
-  const failed: Array<string> = []
-  for (const target of releaseTargets) {
-    const began = performance.now()
-    const file = join(out, "builds", `${target.os}_${target.arch}`, executableName(project.name, target.os))
-    const built = yield* (project.lang === "ts"
-      ? attempt(`${target.os}/${target.arch}`, () => tools.compilePlugin(project.entry, file, target === hostTarget ? undefined : target))
-      : attempt(`${target.os}/${target.arch}`, () => tools.buildGo(project.dir, file, target))).pipe(Effect.result)
-    if (built._tag === "Success") {
-      builds.push({ os: target.os, arch: target.arch, file })
-      yield* Console.log(`built ${target.os}/${target.arch} in ${ms(began)}`)
-    } else failed.push(built.failure.detail)
-  }
-  const { writePluginRelease } = yield* Effect.promise(() => import("../release/PluginRelease.ts"))
-  const releaseDir = join(out, "release")
-  if (builds.length > 0) {
-    const files = yield* attempt("writing the release", () => writePluginRelease(project.name, builds, releaseDir))
-    yield* Console.log(`wrote the release of ${project.name} in ${shown(releaseDir)}: ${files.map((f) => basename(f)).join(", ")}`)
-  }
-  if (failed.length > 0) {
-    const hint = project.lang === "ts"
-      ? "A cross build fetches the target platform's Bun runtime from the npm registry (registry.npmjs.org) the first time, into ~/.bun/install/cache: " +
-        "build where that registry is reachable (the release workflow does), or warm that cache first."
-      : "Go cross-compiles without a network once the module's dependencies are in the module cache (go mod download)."
-    return yield* new BuildFailed({
-      detail: `the release is incomplete: ${releaseTargets.length - failed.length} of ${releaseTargets.length} platforms built; do not publish it.\n  ${failed.join("\n  ")}\n${hint}`
+const build = Effect.fn("plugins.build")(
+  function*(flags: { readonly dir: Option.Option<string>; readonly release: boolean; readonly out: Option.Option<string> }) {
+    const dir = resolve(Option.getOrElse(flags.dir, () => "."))
+    const project = yield* Effect.try({
+      try: () => detectProject(dir),
+      catch: (e) => new BuildFailed({ detail: e instanceof Error ? e.message : String(e) })
     })
+    const out = resolve(Option.getOrElse(flags.out, () => join(dir, "dist")))
+    const shown = (path: string) => (relative(process.cwd(), path).startsWith("..") ? path : relative(process.cwd(), path) || ".")
+    const tools = yield* Effect.promise(() => import("../release/PluginBuild.ts"))
+    const { hostTarget, releaseTargets, executableName } = yield* Effect.promise(() => import("../release/Targets.ts"))
+    const attempt = <A>(what: string, f: () => A | Promise<A>) =>
+      Effect.tryPromise({
+        try: async () => await f(),
+        catch: (e) => new BuildFailed({ detail: `${what}: ${e instanceof Error ? e.message : String(e)}` })
+      })
+
+    const started = performance.now()
+    const executable = join(out, project.name)
+    if (project.lang === "ts") {
+      yield* attempt(`building ${project.name}`, () => tools.compilePlugin(project.entry, executable))
+      yield* attempt(`bundling ${project.name}`, () => tools.bundlePlugin(project.entry, `${executable}.js`))
+      yield* Console.log(
+        `built ${shown(executable)} (executable for this machine) and ${shown(executable)}.js (bundle, any platform) in ${ms(started)}`
+      )
+    } else {
+      yield* attempt(`building ${project.name}`, () => tools.buildGo(project.dir, executable))
+      yield* Console.log(`built ${shown(executable)} (executable for this machine) in ${ms(started)}`)
+    }
+    if (!flags.release) {
+      const sample = existsSync(join(dir, "samples/capability.yaml")) ? shown(join(dir, "samples/capability.yaml")) : "capability.yaml"
+      yield* Console.log(`try it: halkyon plugins render ${shown(executable)} -f ${sample}`)
+      return
+    }
+
+    // Every release platform; a TypeScript cross build fetches that platform's Bun runtime once (npm registry, then Bun's cache).
+    const builds: Array<{ os: string; arch: string; file: string }> = []
+    const failed: Array<string> = []
+    for (const target of releaseTargets) {
+      const began = performance.now()
+      const file = join(out, "builds", `${target.os}_${target.arch}`, executableName(project.name, target.os))
+      const built = yield* (project.lang === "ts"
+        ? attempt(`${target.os}/${target.arch}`, () => tools.compilePlugin(project.entry, file, target === hostTarget ? undefined : target))
+        : attempt(`${target.os}/${target.arch}`, () => tools.buildGo(project.dir, file, target))).pipe(Effect.result)
+      if (built._tag === "Success") {
+        builds.push({ os: target.os, arch: target.arch, file })
+        yield* Console.log(`built ${target.os}/${target.arch} in ${ms(began)}`)
+      } else failed.push(built.failure.detail)
+    }
+    const { writePluginRelease } = yield* Effect.promise(() => import("../release/PluginRelease.ts"))
+    const releaseDir = join(out, "release")
+    if (builds.length > 0) {
+      const files = yield* attempt("writing the release", () => writePluginRelease(project.name, builds, releaseDir))
+      yield* Console.log(`wrote the release of ${project.name} in ${shown(releaseDir)}: ${files.map((f) => basename(f)).join(", ")}`)
+    }
+    if (failed.length > 0) {
+      const hint = project.lang === "ts"
+        ? "A cross build fetches the target platform's Bun runtime from the npm registry (registry.npmjs.org) the first time, into ~/.bun/install/cache: " +
+          "build where that registry is reachable (the release workflow does), or warm that cache first."
+        : "Go cross-compiles without a network once the module's dependencies are in the module cache (go mod download)."
+      return yield* new BuildFailed({
+        detail: `the release is incomplete: ${
+          releaseTargets.length - failed.length
+        } of ${releaseTargets.length} platforms built; do not publish it.\n  ${failed.join("\n  ")}\n${hint}`
+      })
+    }
+    const total = builds.reduce((sum, b) => sum + statSync(b.file).size, 0)
+    yield* Console.log(
+      `${builds.length} platforms (${(total / 1e6).toFixed(0)} MB of executables) in ${ms(started)}. Publish the files of ${
+        shown(releaseDir)
+      } as the assets of a ` +
+        `GitHub release, then: halkyon plugins install OWNER/REPO@TAG`
+    )
   }
-  const total = builds.reduce((sum, b) => sum + statSync(b.file).size, 0)
-  yield* Console.log(
-    `${builds.length} platforms (${(total / 1e6).toFixed(0)} MB of executables) in ${ms(started)}. Publish the files of ${shown(releaseDir)} as the assets of a ` +
-      `GitHub release, then: halkyon plugins install OWNER/REPO@TAG`
-  )
-})
+)
 
 export const buildCommand = Command.make("build", buildFlags, (flags) => withLogging(build(flags))).pipe(
   Command.withDescription(
@@ -138,6 +166,9 @@ export const buildCommand = Command.make("build", buildFlags, (flags) => withLog
   Command.withExamples([
     { command: "halkyon plugins build", description: "Build the project in the current folder into dist/" },
     { command: "halkyon plugins build ./memcached --release", description: "And the release assets into ./memcached/dist/release" },
-    { command: "halkyon plugins build --out /tmp/plugins && halkyon plugins list --plugins-dir /tmp/plugins", description: "Build into a plugins folder and start it" }
+    {
+      command: "halkyon plugins build --out /tmp/plugins && halkyon plugins list --plugins-dir /tmp/plugins",
+      description: "Build into a plugins folder and start it"
+    }
   ])
 )

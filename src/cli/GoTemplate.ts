@@ -227,4 +227,3 @@ export const goProject = (s: GoScaffold): Record<string, string> => ({
   ".gitignore": "dist/\n",
   ".github/workflows/release.yml": workflow(s)
 })
-

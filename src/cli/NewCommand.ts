@@ -36,11 +36,16 @@ const newFlags = {
   name: nameArgument("name", "the plugin's name: its executable, its release (e.g. memcached)"),
   category: lowerFlag("category", "the category of Capabilities it serves (e.g. cache, database)"),
   type: lowerFlag("type", "the type it serves within the category (e.g. memcached)"),
-  lang: Flag.Literals("lang", ["ts", "go"]).pipe(Flag.withDescription("TypeScript (@halkyon/sdk) or Go (halkyon.io/plugins/sdk)"), Flag.withDefault("ts")),
+  lang: Flag.Literals("lang", ["ts", "go"]).pipe(
+    Flag.withDescription("TypeScript (@halkyon/sdk) or Go (halkyon.io/plugins/sdk)"),
+    Flag.withDefault("ts")
+  ),
   dir: Flag.String("dir").pipe(Flag.withDescription("where to write it (default: ./NAME); must be missing or empty"), Flag.optional),
   // For testing against an unreleased SDK: what the project depends on instead of the released ones.
   sdkSpec: Flag.String("sdk").pipe(
-    Flag.withDescription("the @halkyon/sdk dependency to write, e.g. file:/path/to/halkyon-sdk.tgz (env HALKYON_SDK_SPEC; default: this halkyon's version)"),
+    Flag.withDescription(
+      "the @halkyon/sdk dependency to write, e.g. file:/path/to/halkyon-sdk.tgz (env HALKYON_SDK_SPEC; default: this halkyon's version)"
+    ),
     Flag.withFallbackConfig(Config.String("HALKYON_SDK_SPEC")),
     Flag.optional
   ),
@@ -65,20 +70,38 @@ const scaffold = Effect.fn("plugins.new")(function*(flags: {
     if (!statSync(dir).isDirectory()) return yield* Effect.fail(new Error(`${dir} is a file: choose another --dir`))
     const entries = readdirSync(dir)
     if (entries.length > 0) {
-      return yield* Effect.fail(new Error(`${dir} is not empty (it holds ${entries.slice(0, 3).join(", ")}${entries.length > 3 ? ", …" : ""}): halkyon plugins new writes only into a new or empty folder`))
+      return yield* Effect.fail(
+        new Error(
+          `${dir} is not empty (it holds ${entries.slice(0, 3).join(", ")}${
+            entries.length > 3 ? ", …" : ""
+          }): halkyon plugins new writes only into a new or empty folder`
+        )
+      )
     }
   }
-  const settings = { name: flags.name, category: flags.category, type: flags.type, halkyonVersion: version, sdkSpec: Option.getOrElse(flags.sdkSpec, () => version) }
+  const settings = {
+    name: flags.name,
+    category: flags.category,
+    type: flags.type,
+    halkyonVersion: version,
+    sdkSpec: Option.getOrElse(flags.sdkSpec, () => version)
+  }
   const files = flags.lang === "ts"
     ? tsProject(settings)
-    : goProject({ ...settings, goModuleVersion: `v${version}`, goModuleDir: Option.getOrUndefined(Option.map(flags.goModuleDir, (d) => resolve(d))) })
+    : goProject({
+      ...settings,
+      goModuleVersion: `v${version}`,
+      goModuleDir: Option.getOrUndefined(Option.map(flags.goModuleDir, (d) => resolve(d)))
+    })
   for (const [path, text] of Object.entries(files)) {
     const file = join(dir, path)
     mkdirSync(dirname(file), { recursive: true })
     writeFileSync(file, text)
   }
   const shown = relative(process.cwd(), dir).startsWith("..") ? dir : relative(process.cwd(), dir) || "."
-  yield* Console.log(`wrote the ${flags.lang === "ts" ? "TypeScript" : "Go"} plugin ${flags.name} (${flags.category}/${flags.type}) in ${shown}:`)
+  yield* Console.log(
+    `wrote the ${flags.lang === "ts" ? "TypeScript" : "Go"} plugin ${flags.name} (${flags.category}/${flags.type}) in ${shown}:`
+  )
   for (const path of Object.keys(files).sort()) yield* Console.log(`  ${path}`)
   yield* Console.log(
     flags.lang === "ts"
@@ -95,6 +118,9 @@ export const newCommand = Command.make("new", newFlags, scaffold).pipe(
   ),
   Command.withExamples([
     { command: "halkyon plugins new memcached --category cache --type memcached", description: "A TypeScript plugin in ./memcached" },
-    { command: "halkyon plugins new memcached --category cache --type memcached --lang go --dir ~/src/memcached-plugin", description: "A Go plugin" }
+    {
+      command: "halkyon plugins new memcached --category cache --type memcached --lang go --dir ~/src/memcached-plugin",
+      description: "A Go plugin"
+    }
   ])
 )

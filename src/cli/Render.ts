@@ -56,11 +56,21 @@ export interface Rendered {
 
 /** Kinds the API server serves cluster-scoped: with no discovery to ask, render knows these. */
 const clusterScoped = new Set([
-  "v1/Namespace", "v1/Node", "v1/PersistentVolume", "rbac.authorization.k8s.io/v1/ClusterRole",
-  "rbac.authorization.k8s.io/v1/ClusterRoleBinding", "storage.k8s.io/v1/StorageClass", "storage.k8s.io/v1/CSIDriver",
-  "apiextensions.k8s.io/v1/CustomResourceDefinition", "scheduling.k8s.io/v1/PriorityClass", "networking.k8s.io/v1/IngressClass",
-  "admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration", "admissionregistration.k8s.io/v1/MutatingWebhookConfiguration",
-  "apiregistration.k8s.io/v1/APIService", "node.k8s.io/v1/RuntimeClass", "halkyon.io/v1beta1/CapabilityInfo"
+  "v1/Namespace",
+  "v1/Node",
+  "v1/PersistentVolume",
+  "rbac.authorization.k8s.io/v1/ClusterRole",
+  "rbac.authorization.k8s.io/v1/ClusterRoleBinding",
+  "storage.k8s.io/v1/StorageClass",
+  "storage.k8s.io/v1/CSIDriver",
+  "apiextensions.k8s.io/v1/CustomResourceDefinition",
+  "scheduling.k8s.io/v1/PriorityClass",
+  "networking.k8s.io/v1/IngressClass",
+  "admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration",
+  "admissionregistration.k8s.io/v1/MutatingWebhookConfiguration",
+  "apiregistration.k8s.io/v1/APIService",
+  "node.k8s.io/v1/RuntimeClass",
+  "halkyon.io/v1beta1/CapabilityInfo"
 ])
 const scopes = (apiVersion: string, kind: string) => (clusterScoped.has(`${apiVersion}/${kind}`) ? false : undefined)
 
@@ -90,14 +100,18 @@ const readObjects = (file: string) =>
     return objects
   })
 
-const metadataOf = (o: Record<string, unknown>) => (typeof o.metadata === "object" && o.metadata !== null ? (o.metadata as Record<string, unknown>) : {})
+const metadataOf = (
+  o: Record<string, unknown>
+) => (typeof o.metadata === "object" && o.metadata !== null ? (o.metadata as Record<string, unknown>) : {})
 
 /** The Capability of the file, in its namespace, with the placeholder uid the owner references name. */
 const readCapability = (file: string, namespace: string | undefined) =>
   Effect.gen(function*() {
     const found = (yield* readObjects(file)).filter((o) => o.kind === "Capability")
     if (found.length !== 1) {
-      return yield* new RenderFailed({ detail: `${file} holds ${found.length} Capabilities; render takes a file with exactly one (kind: Capability)` })
+      return yield* new RenderFailed({
+        detail: `${file} holds ${found.length} Capabilities; render takes a file with exactly one (kind: Capability)`
+      })
     }
     const raw = found[0] as Record<string, unknown>
     const metadata = metadataOf(raw)
@@ -124,7 +138,9 @@ export const render = Effect.fn("plugins.render")(function*(options: RenderOptio
       const { path } = options.plugin as { readonly path: string }
       const file = classify(path)
       if (file === undefined || !("form" in file)) {
-        return yield* new RenderFailed({ detail: `${path} is not a plugin: it ${file?.reason ?? "is a dotfile"}; name a plugin executable or .js bundle` })
+        return yield* new RenderFailed({
+          detail: `${path} is not a plugin: it ${file?.reason ?? "is a dotfile"}; name a plugin executable or .js bundle`
+        })
       }
       return yield* launch(file, options.launch)
     })
@@ -149,7 +165,11 @@ export const render = Effect.fn("plugins.render")(function*(options: RenderOptio
     })
   }
   const infos = new Map(description.dependents.map((d) => [d.id, d]))
-  const owned = built.map((b) => ({ id: b.id, info: infos.get(b.id) as DependentInfo, object: withOwnership(b.object, capability, infos.get(b.id)) }))
+  const owned = built.map((b) => ({
+    id: b.id,
+    info: infos.get(b.id) as DependentInfo,
+    object: withOwnership(b.object, capability, infos.get(b.id))
+  }))
   const rendered: Rendered = {
     capability: `${capability.metadata.namespace}/${capability.metadata.name}`,
     plugin: name,
@@ -161,7 +181,9 @@ export const render = Effect.fn("plugins.render")(function*(options: RenderOptio
 
   // As the reconciler: the plugin judges the checked dependents it is shown; the others count as applied.
   const seen = owned.map((o) => ({ ...o, observed: observedObjects.find((x) => sameObject(o.object, x)) }))
-  const observations: Array<Observation> = seen.flatMap((o) => (o.info.checkedForReadiness && o.observed !== undefined ? [{ id: o.id, object: o.observed }] : []))
+  const observations: Array<Observation> = seen.flatMap((
+    o
+  ) => (o.info.checkedForReadiness && o.observed !== undefined ? [{ id: o.id, object: o.observed }] : []))
   const conditions = observations.length === 0 ? [] : yield* connection.evaluateConditions(capability, observations)
   const byId = new Map(conditions.map((c) => [c.id, c]))
   const dependents = seen.map((o): DependentStatus & { readonly failed: boolean } => {
@@ -169,18 +191,29 @@ export const render = Effect.fn("plugins.render")(function*(options: RenderOptio
     const c = byId.get(o.id)
     if (c !== undefined) return { ...base, ready: c.state === "ready", reason: c.reason, message: c.message, failed: c.state === "failed" }
     if (o.info.checkedForReadiness && o.observed === undefined) {
-      return { ...base, ready: false, reason: "NotObserved", message: "no observed object of this name was given (--observed)", failed: false }
+      return {
+        ...base,
+        ready: false,
+        reason: "NotObserved",
+        message: "no observed object of this name was given (--observed)",
+        failed: false
+      }
     }
     return { ...base, ready: true, reason: "Applied", message: "", failed: false }
   })
   const binding = seen.find((o) => o.info.binding)
-  const status = nextStatus(undefined, {
-    ...rollUp(dependents),
-    dependents: dependents.map(({ failed: _failed, ...d }) => d),
-    bindingSecret: binding?.object.metadata.name,
-    plugin: name,
-    version: resolution.version
-  }, capability.metadata.generation, new Date())
+  const status = nextStatus(
+    undefined,
+    {
+      ...rollUp(dependents),
+      dependents: dependents.map(({ failed: _failed, ...d }) => d),
+      bindingSecret: binding?.object.metadata.name,
+      plugin: name,
+      version: resolution.version
+    },
+    capability.metadata.generation,
+    new Date()
+  )
   return { ...rendered, status }
 }, (effect) =>
   effect.pipe(
@@ -199,11 +232,15 @@ export const format = (r: Rendered, output: "yaml" | "json") =>
     if (output === "json") return JSON.stringify(r, null, 2)
     const dump = (o: unknown) => yaml.dump(o, { noRefs: true, lineWidth: -1 }).trimEnd()
     const header = [
-      `# Capability ${r.capability}, rendered by plugin ${r.plugin}: ${r.dependents.length} dependent${r.dependents.length === 1 ? "" : "s"}, in apply order.`,
+      `# Capability ${r.capability}, rendered by plugin ${r.plugin}: ${r.dependents.length} dependent${
+        r.dependents.length === 1 ? "" : "s"
+      }, in apply order.`,
       `# The operator applies each by server-side apply with field manager "${r.fieldManager}", as the plugin's own identity.`,
       `# ${r.ownerUidPlaceholder} stands for the Capability's uid, which the API server assigns.`
     ].join("\n")
     const docs = r.dependents.map(dump)
-    const status = r.status === undefined ? [] : [`# The status the observed objects give the Capability:\nstatus:\n${dump(r.status).replace(/^/gm, "  ")}`]
+    const status = r.status === undefined
+      ? []
+      : [`# The status the observed objects give the Capability:\nstatus:\n${dump(r.status).replace(/^/gm, "  ")}`]
     return `${header}\n${[...docs, ...status].join("\n---\n")}\n`
   })

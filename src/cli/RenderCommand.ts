@@ -21,7 +21,9 @@ const renderFlags = {
     Flag.withDescription("the Capability to render, YAML or JSON")
   ),
   observed: Flag.File("observed", { mustExist: true }).pipe(
-    Flag.withDescription("objects as observed in a cluster (YAML or JSON, several documents or a List), repeatable: adds the status they give"),
+    Flag.withDescription(
+      "objects as observed in a cluster (YAML or JSON, several documents or a List), repeatable: adds the status they give"
+    ),
     Flag.atLeast(0)
   ),
   namespace: Flag.String("namespace").pipe(
@@ -29,7 +31,11 @@ const renderFlags = {
     Flag.withDescription("the Capability's namespace when its file names none (default: default)"),
     Flag.optional
   ),
-  output: Flag.Literals("output", ["yaml", "json"]).pipe(Flag.withAlias("o"), Flag.withDescription("output format"), Flag.withDefault("yaml")),
+  output: Flag.Literals("output", ["yaml", "json"]).pipe(
+    Flag.withAlias("o"),
+    Flag.withDescription("output format"),
+    Flag.withDefault("yaml")
+  ),
   handshakeTimeout: hostFlags.handshakeTimeout,
   callTimeout: hostFlags.callTimeout,
   reattach: hostFlags.reattach
@@ -45,7 +51,11 @@ const render = Command.make("render", renderFlags, (flags) =>
       ? { path: flags.plugin.value }
       : undefined
     if (plugin === undefined) {
-      return yield* Effect.fail(new Error("name the plugin to render with (e.g. halkyon plugins render dist/plugins/postgres -f capability.yaml), or --reattach one"))
+      return yield* Effect.fail(
+        new Error(
+          "name the plugin to render with (e.g. halkyon plugins render dist/plugins/postgres -f capability.yaml), or --reattach one"
+        )
+      )
     }
     const { format, render } = yield* Effect.promise(() => import("./Render.ts"))
     const rendered = yield* render({
@@ -57,18 +67,26 @@ const render = Command.make("render", renderFlags, (flags) =>
       launch: { ...defaultHostSettings, handshakeTimeoutMs: flags.handshakeTimeout, callTimeoutMs: flags.callTimeout }
     })
     yield* Console.log((yield* format(rendered, flags.output)).trimEnd())
-  }))
-).pipe(
-  Command.withDescription(
-    "Start a plugin and print what the operator would apply for one Capability: its dependents with namespace, labels, owner reference " +
-      "(the uid a placeholder) and field manager, after the plugin's validity check and the operator's rules. With --observed, the " +
-      "conditions and Ready status those objects would give. Needs no cluster. Exits 1 with the plugin's messages when the Capability is invalid"
-  ),
-  Command.withExamples([
-    { command: "halkyon plugins render dist/plugins/postgres -f samples/postgres.yaml", description: "The Secret, StatefulSet and Service of a postgres Capability" },
-    { command: "halkyon plugins render dist/plugins/postgres -f samples/postgres.yaml --observed live.yaml -o json", description: "And the status that the objects in live.yaml give, as JSON" },
-    { command: "halkyon plugins render --reattach postgres=unix:/tmp/plugin1a2b3c -f samples/postgres.yaml", description: "With a plugin started by hand under a debugger" }
-  ])
-)
+  }))).pipe(
+    Command.withDescription(
+      "Start a plugin and print what the operator would apply for one Capability: its dependents with namespace, labels, owner reference " +
+        "(the uid a placeholder) and field manager, after the plugin's validity check and the operator's rules. With --observed, the " +
+        "conditions and Ready status those objects would give. Needs no cluster. Exits 1 with the plugin's messages when the Capability is invalid"
+    ),
+    Command.withExamples([
+      {
+        command: "halkyon plugins render dist/plugins/postgres -f samples/postgres.yaml",
+        description: "The Secret, StatefulSet and Service of a postgres Capability"
+      },
+      {
+        command: "halkyon plugins render dist/plugins/postgres -f samples/postgres.yaml --observed live.yaml -o json",
+        description: "And the status that the objects in live.yaml give, as JSON"
+      },
+      {
+        command: "halkyon plugins render --reattach postgres=unix:/tmp/plugin1a2b3c -f samples/postgres.yaml",
+        description: "With a plugin started by hand under a debugger"
+      }
+    ])
+  )
 
 export const renderCommand = render

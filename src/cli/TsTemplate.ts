@@ -135,7 +135,9 @@ test("ready once a replica is", () => {
 })
 `
 
-export const sampleCapability = (s: Scaffold) => `# A Capability this plugin serves: halkyon plugins render dist/${s.name} -f samples/capability.yaml
+export const sampleCapability = (
+  s: Scaffold
+) => `# A Capability this plugin serves: halkyon plugins render dist/${s.name} -f samples/capability.yaml
 apiVersion: halkyon.io/v1beta1
 kind: Capability
 metadata:
@@ -172,7 +174,10 @@ dist/
 `
 
 /** The release workflow: on a tag, test, build every platform with halkyon, publish dist/release as the release's assets. */
-export const releaseWorkflow = (s: Scaffold, build: ReadonlyArray<string>) => `# On a tag v*: tests, then the release assets halkyon plugins install downloads,
+export const releaseWorkflow = (
+  s: Scaffold,
+  build: ReadonlyArray<string>
+) => `# On a tag v*: tests, then the release assets halkyon plugins install downloads,
 # published as the GitHub release of that tag.
 name: release
 on:

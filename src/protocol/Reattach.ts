@@ -18,13 +18,18 @@ export interface ReattachTarget {
 export const formatReattach = (t: ReattachTarget): string => `${t.name}=${t.network}:${t.address}`
 
 /** The target a --reattach value names, or why it names none. */
-export const parseReattach = (value: string): { readonly ok: true; readonly target: ReattachTarget } | { readonly ok: false; readonly problem: string } => {
+export const parseReattach = (
+  value: string
+): { readonly ok: true; readonly target: ReattachTarget } | { readonly ok: false; readonly problem: string } => {
   const at = value.indexOf("=")
   const name = at < 0 ? "" : value.slice(0, at).trim()
   const rest = at < 0 ? "" : value.slice(at + 1).trim()
-  const expected = "expected NAME=unix:/path/to/socket or NAME=tcp:127.0.0.1:PORT, as the plugin printed when started with HALKYON_PLUGIN_DEBUG=1"
+  const expected =
+    "expected NAME=unix:/path/to/socket or NAME=tcp:127.0.0.1:PORT, as the plugin printed when started with HALKYON_PLUGIN_DEBUG=1"
   if (name === "" || rest === "") return { ok: false, problem: `--reattach "${value}": ${expected}` }
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) return { ok: false, problem: `--reattach "${value}": the plugin name "${name}" may hold only letters, digits, '.', '_' and '-'` }
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) {
+    return { ok: false, problem: `--reattach "${value}": the plugin name "${name}" may hold only letters, digits, '.', '_' and '-'` }
+  }
   if (rest.startsWith("tcp:")) {
     const address = rest.slice(4)
     if (!/^[^:]+:\d{1,5}$/.test(address)) return { ok: false, problem: `--reattach "${value}": "${address}" is not HOST:PORT; ${expected}` }

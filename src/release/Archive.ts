@@ -73,7 +73,7 @@ export const writeZip = (out: string, file: string, name: string) => {
   central.writeUInt32LE(data.length, 24)
   central.writeUInt16LE(nameBytes.length, 28)
   // extra, comment, disk number, internal attributes: 0
-  central.writeUInt32LE(((0o100755 << 16) >>> 0), 38) // external attributes: regular file, 0755
+  central.writeUInt32LE((0o100755 << 16) >>> 0, 38) // external attributes: regular file, 0755
   central.writeUInt32LE(0, 42) // offset of the local header
 
   const centralOffset = local.length + nameBytes.length + compressed.length

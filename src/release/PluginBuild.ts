@@ -49,7 +49,7 @@ const carryServices = (found: Array<string>): BunPlugin => ({
           `const services = ${JSON.stringify(ServicesPlaceholder)}`,
           "let loaded",
           "export const loadServices = () => (loaded ??= (async () => {",
-          '  const url = URL.createObjectURL(new Blob([services], { type: "text/javascript" }))',
+          "  const url = URL.createObjectURL(new Blob([services], { type: \"text/javascript\" }))",
           "  try { return await import(url) } finally { URL.revokeObjectURL(url) }",
           "})())"
         ].join("\n")
@@ -141,7 +141,9 @@ export const buildGo = (dir: string, outfile: string, platform?: { readonly os: 
   })
   if (result.exitCode !== 0) {
     const where = platform === undefined ? "" : ` for ${platform.os}/${platform.arch}`
-    throw new Error(`go build in ${dir}${where} failed (exit code ${result.exitCode}):\n${result.stdout.toString()}${result.stderr.toString()}`)
+    throw new Error(
+      `go build in ${dir}${where} failed (exit code ${result.exitCode}):\n${result.stdout.toString()}${result.stderr.toString()}`
+    )
   }
   return outfile
 }

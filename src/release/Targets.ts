@@ -24,5 +24,6 @@ export const executableName = (name: string, os: string) => (os === "windows" ? 
 
 /** This machine, as Go names it. */
 export const hostTarget: ReleaseTarget | undefined = releaseTargets.find(
-  (t) => t.os === (process.platform === "win32" ? "windows" : process.platform) && t.arch === (process.arch === "x64" ? "amd64" : process.arch)
+  (t) =>
+    t.os === (process.platform === "win32" ? "windows" : process.platform) && t.arch === (process.arch === "x64" ? "amd64" : process.arch)
 )

@@ -19,7 +19,12 @@ const halkyon = join(root, "dist/halkyon")
 const work = mkdtempSync(join(tmpdir(), "halkyon-author-"))
 
 const run = (args: ReadonlyArray<string>, options: { cwd?: string; env?: Record<string, string> } = {}) => {
-  const result = Bun.spawnSync([halkyon, ...args], { cwd: options.cwd ?? root, env: { ...process.env, ...options.env }, stdout: "pipe", stderr: "pipe" })
+  const result = Bun.spawnSync([halkyon, ...args], {
+    cwd: options.cwd ?? root,
+    env: { ...process.env, ...options.env },
+    stdout: "pipe",
+    stderr: "pipe"
+  })
   return { code: result.exitCode, stdout: result.stdout.toString(), stderr: result.stderr.toString() }
 }
 
@@ -47,20 +52,39 @@ describe("plugins render", () => {
 
   test("with --observed, the conditions and the Ready condition the observed objects give", () => {
     const observed = (readyReplicas: number) =>
-      write(`observed-${readyReplicas}.yaml`, [
-        "apiVersion: v1",
-        "kind: List",
-        "items:",
-        "  - apiVersion: apps/v1",
-        "    kind: StatefulSet",
-        "    metadata: { name: postgres-db, namespace: default, generation: 1 }",
-        "    spec: { replicas: 1 }",
-        `    status: { observedGeneration: 1, replicas: 1, readyReplicas: ${readyReplicas} }`
-      ].join("\n"))
+      write(
+        `observed-${readyReplicas}.yaml`,
+        [
+          "apiVersion: v1",
+          "kind: List",
+          "items:",
+          "  - apiVersion: apps/v1",
+          "    kind: StatefulSet",
+          "    metadata: { name: postgres-db, namespace: default, generation: 1 }",
+          "    spec: { replicas: 1 }",
+          `    status: { observedGeneration: 1, replicas: 1, readyReplicas: ${readyReplicas} }`
+        ].join("\n")
+      )
     const render = (file: string) => {
-      const { code, stdout, stderr } = run(["plugins", "render", builtPlugin("postgres.js"), "-f", "samples/postgres.yaml", "--observed", file, "-o", "json"])
+      const { code, stdout, stderr } = run([
+        "plugins",
+        "render",
+        builtPlugin("postgres.js"),
+        "-f",
+        "samples/postgres.yaml",
+        "--observed",
+        file,
+        "-o",
+        "json"
+      ])
       expect({ code, stderr }).toEqual({ code: 0, stderr: "" })
-      return JSON.parse(stdout) as { status: { conditions: Array<{ type: string; status: string; reason: string; message: string }>; dependents: Array<{ id: string; ready: boolean; reason: string }>; bindingSecret: string } }
+      return JSON.parse(stdout) as {
+        status: {
+          conditions: Array<{ type: string; status: string; reason: string; message: string }>
+          dependents: Array<{ id: string; ready: boolean; reason: string }>
+          bindingSecret: string
+        }
+      }
     }
     const ready = render(observed(1)).status
     expect(ready.conditions).toMatchObject([{ type: "Ready", status: "True", reason: "Ready", message: "all 3 dependents are ready" }])
@@ -71,15 +95,28 @@ describe("plugins render", () => {
     ])
     expect(ready.bindingSecret).toBe("postgres-db-config")
     const pending = render(observed(0)).status
-    expect(pending.conditions).toMatchObject([{ type: "Ready", status: "False", reason: "DependentsNotReady", message: "StatefulSet postgres-db: 0/1 replicas ready" }])
+    expect(pending.conditions).toMatchObject([{
+      type: "Ready",
+      status: "False",
+      reason: "DependentsNotReady",
+      message: "StatefulSet postgres-db: 0/1 replicas ready"
+    }])
   })
 
   test("an invalid Capability exits 1 with the plugin's message", () => {
-    const file = write("invalid.yaml", readFileSync(join(root, "samples/postgres.yaml"), "utf8").replace("value: admin\n", "value: admin\n    - name: DB_PORT\n      value: \"99999\"\n"))
+    const file = write(
+      "invalid.yaml",
+      readFileSync(join(root, "samples/postgres.yaml"), "utf8").replace(
+        "value: admin\n",
+        "value: admin\n    - name: DB_PORT\n      value: \"99999\"\n"
+      )
+    )
     const { code, stdout, stderr } = run(["plugins", "render", builtPlugin("postgres"), "-f", file])
     expect(code).toBe(1)
     expect(stdout).toBe("")
-    expect(stderr).toContain('the Capability is invalid (the operator would set Ready=False, reason Invalid): parameter DB_PORT must be a port number (1-65535), got "99999"')
+    expect(stderr).toContain(
+      "the Capability is invalid (the operator would set Ready=False, reason Invalid): parameter DB_PORT must be a port number (1-65535), got \"99999\""
+    )
   })
 
   test("a Capability no plugin type matches exits 1 naming what the plugin serves", () => {
@@ -95,7 +132,17 @@ describe("plugins new", () => {
     const dir = join(work, "new-ts")
     const first = run(["plugins", "new", "memcached", "--category", "cache", "--type", "memcached", "--dir", dir])
     expect(first.code).toBe(0)
-    for (const file of ["package.json", "tsconfig.json", "src/plugin.ts", "src/main.ts", "test/plugin.test.ts", "README.md", ".gitignore", ".github/workflows/release.yml", "samples/capability.yaml"]) {
+    for (const file of [
+      "package.json",
+      "tsconfig.json",
+      "src/plugin.ts",
+      "src/main.ts",
+      "test/plugin.test.ts",
+      "README.md",
+      ".gitignore",
+      ".github/workflows/release.yml",
+      "samples/capability.yaml"
+    ]) {
       expect(existsSync(join(dir, file))).toBe(true)
     }
     const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"))
@@ -112,10 +159,19 @@ describe("plugins new", () => {
     mkdirSync(dir)
     const first = run(["plugins", "new", "memcached", "--category", "cache", "--type", "memcached", "--lang", "go", "--dir", dir])
     expect(first.code).toBe(0)
-    expect(readdirSync(dir).sort()).toEqual([".github", ".gitignore", ".goreleaser.yaml", "README.md", "go.mod", "main.go", "main_test.go", "samples"])
+    expect(readdirSync(dir).sort()).toEqual([
+      ".github",
+      ".gitignore",
+      ".goreleaser.yaml",
+      "README.md",
+      "go.mod",
+      "main.go",
+      "main_test.go",
+      "samples"
+    ])
     expect(readFileSync(join(dir, "go.mod"), "utf8")).toContain(`require halkyon.io/plugins v${version}`)
     expect(readFileSync(join(dir, "main.go"), "utf8")).toContain("sdk.Serve(plugin)")
-    expect(readFileSync(join(dir, ".goreleaser.yaml"), "utf8")).toContain('name_template: "halkyon_plugin_{{ .Os }}_{{ .Arch }}"')
+    expect(readFileSync(join(dir, ".goreleaser.yaml"), "utf8")).toContain("name_template: \"halkyon_plugin_{{ .Os }}_{{ .Arch }}\"")
     const again = run(["plugins", "new", "other", "--category", "cache", "--type", "other", "--lang", "go", "--dir", dir])
     expect(again.code).toBe(1)
     expect(again.stderr).toContain("is not empty")
@@ -131,12 +187,21 @@ describe("plugins build --release on a scaffolded TypeScript project", () => {
 
   beforeAll(() => {
     mkdirSync(sdk)
-    writeFileSync(join(sdk, "package.json"), JSON.stringify({ name: "@halkyon/sdk", version, type: "module", exports: { ".": "./index.ts" } }))
+    writeFileSync(
+      join(sdk, "package.json"),
+      JSON.stringify({ name: "@halkyon/sdk", version, type: "module", exports: { ".": "./index.ts" } })
+    )
     writeFileSync(join(sdk, "index.ts"), `export * from ${JSON.stringify(join(root, "src/sdk/index.ts"))}\n`)
-    const scaffold = run(["plugins", "new", "memcached", "--category", "cache", "--type", "memcached", "--dir", project], { env: { HALKYON_SDK_SPEC: `file:${sdk}` } })
+    const scaffold = run(["plugins", "new", "memcached", "--category", "cache", "--type", "memcached", "--dir", project], {
+      env: { HALKYON_SDK_SPEC: `file:${sdk}` }
+    })
     if (scaffold.code !== 0) throw new Error(scaffold.stderr)
     // The project's own install; the dev tools (bun, tsc) are not what this test is about.
-    const install = Bun.spawnSync(["npm", "install", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], { cwd: project, stdout: "pipe", stderr: "pipe" })
+    const install = Bun.spawnSync(["npm", "install", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], {
+      cwd: project,
+      stdout: "pipe",
+      stderr: "pipe"
+    })
     if (install.exitCode !== 0) throw new Error(install.stderr.toString())
   }, 120_000)
 
@@ -191,7 +256,10 @@ describe("--reattach", () => {
     const { plugin, value } = await startByHand("redis")
     try {
       expect(value).toMatch(/^redis=unix:\//)
-      const file = write("redis.yaml", "apiVersion: halkyon.io/v1beta1\nkind: Capability\nmetadata: { name: cache }\nspec: { category: cache, type: redis }\n")
+      const file = write(
+        "redis.yaml",
+        "apiVersion: halkyon.io/v1beta1\nkind: Capability\nmetadata: { name: cache }\nspec: { category: cache, type: redis }\n"
+      )
       const rendered = run(["plugins", "render", "--reattach", value, "-f", file])
       expect({ code: rendered.code, stderr: rendered.code === 0 ? "" : rendered.stderr }).toEqual({ code: 0, stderr: "" })
       expect(rendered.stdout).toContain("rendered by plugin redis")
@@ -208,7 +276,10 @@ describe("--reattach", () => {
       expect(value).toMatch(/^postgres=unix:\//)
 
       const rendered = run(["plugins", "render", "--reattach", value, "-f", "samples/postgres.yaml"])
-      expect({ code: rendered.code, stdout: rendered.stdout }).toEqual({ code: 0, stdout: readFileSync(join(root, "test/fixtures/render/postgres.yaml"), "utf8") })
+      expect({ code: rendered.code, stdout: rendered.stdout }).toEqual({
+        code: 0,
+        stdout: readFileSync(join(root, "test/fixtures/render/postgres.yaml"), "utf8")
+      })
       expect(rendered.stderr).toContain("keeps running when halkyon exits")
 
       const empty = mkdtempSync(join(work, "plugins-"))

@@ -19,7 +19,9 @@ const ns = "dev"
 
 beforeAll(async () => {
   cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
+  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
+    201
+  )
   byHand = await startByHand("postgres")
 }, 5 * 60_000)
 
@@ -38,18 +40,29 @@ test("the operator provisions through the reattached plugin and leaves it runnin
       apiVersion: "halkyon.io/v1beta1",
       kind: "Capability",
       metadata: { name: "postgres-db" },
-      spec: { category: "database", type: "postgres", version: "16", parameters: [{ name: "DB_USER", value: "admin" }, { name: "DB_PASSWORD", value: "admin" }] }
+      spec: {
+        category: "database",
+        type: "postgres",
+        version: "16",
+        parameters: [{ name: "DB_USER", value: "admin" }, { name: "DB_PASSWORD", value: "admin" }]
+      }
     })
     expect(created.status).toBe(201)
     // No kubelet runs here: the StatefulSet is applied and never ready, which the plugin's own condition says.
     let last: unknown
-    const provisioned = await eventually(async () => {
-      const c = await cluster.api("GET", capabilityPath(ns, "postgres-db"))
-      last = c.body.status
-      const ready = readyOf(c)
-      return ready?.reason === "DependentsNotReady" && ready.message.startsWith("StatefulSet postgres-db: ")
-    }, 30_000, 100)
-    if (!provisioned) throw new Error(`the Capability was not provisioned; last status: ${JSON.stringify(last)}\n${operator.logs.join("\n")}`)
+    const provisioned = await eventually(
+      async () => {
+        const c = await cluster.api("GET", capabilityPath(ns, "postgres-db"))
+        last = c.body.status
+        const ready = readyOf(c)
+        return ready?.reason === "DependentsNotReady" && ready.message.startsWith("StatefulSet postgres-db: ")
+      },
+      30_000,
+      100
+    )
+    if (!provisioned) {
+      throw new Error(`the Capability was not provisioned; last status: ${JSON.stringify(last)}\n${operator.logs.join("\n")}`)
+    }
     expect((await cluster.api("GET", `/api/v1/namespaces/${ns}/secrets/postgres-db-config`)).status).toBe(200)
     expect(operator.logs.some((l) => l.includes("reattached to plugin postgres"))).toBe(true)
   } finally {
@@ -57,6 +70,9 @@ test("the operator provisions through the reattached plugin and leaves it runnin
   }
   // The operator is gone; the plugin it did not start still serves.
   expect(byHand.plugin.exitCode).toBeNull()
-  const render = Bun.spawnSync([join(root, "dist/halkyon"), "plugins", "render", "--reattach", byHand.value, "-f", "samples/postgres.yaml"], { cwd: root, stdout: "pipe", stderr: "pipe" })
+  const render = Bun.spawnSync(
+    [join(root, "dist/halkyon"), "plugins", "render", "--reattach", byHand.value, "-f", "samples/postgres.yaml"],
+    { cwd: root, stdout: "pipe", stderr: "pipe" }
+  )
   expect(render.exitCode).toBe(0)
 }, 120_000)

@@ -11,7 +11,11 @@ export interface ByHand {
 }
 
 export const startByHand = async (name: string): Promise<ByHand> => {
-  const plugin = Bun.spawn([builtPlugin(name)], { env: { PATH: process.env.PATH ?? "", HALKYON_PLUGIN_DEBUG: "1" }, stdout: "pipe", stderr: "pipe" })
+  const plugin = Bun.spawn([builtPlugin(name)], {
+    env: { PATH: process.env.PATH ?? "", HALKYON_PLUGIN_DEBUG: "1" },
+    stdout: "pipe",
+    stderr: "pipe"
+  })
   const reader = plugin.stderr.getReader()
   let said = ""
   for (;;) {
