@@ -251,6 +251,58 @@ describe("plugins build --release on a scaffolded TypeScript project", () => {
   }, 300_000)
 })
 
+describe("plugins build --release on a scaffolded Go project", () => {
+  test("go test passes, and the release folder has every platform; render prints its Deployment", () => {
+    const project = join(work, "memcached-go")
+    // halkyon.io/plugins is this repository's Go module (go/), through a replace directive.
+    const scaffold = run([
+      "plugins",
+      "new",
+      "memcached",
+      "--category",
+      "cache",
+      "--type",
+      "memcached",
+      "--lang",
+      "go",
+      "--dir",
+      project,
+      "--go-module-dir",
+      join(root, "go")
+    ])
+    if (scaffold.code !== 0) throw new Error(scaffold.stderr)
+    const go = (args: ReadonlyArray<string>) => {
+      const result = Bun.spawnSync(["go", ...args], {
+        cwd: project,
+        env: { ...process.env, GOWORK: "off" },
+        stdout: "pipe",
+        stderr: "pipe"
+      })
+      return { code: result.exitCode, output: result.stdout.toString() + result.stderr.toString() }
+    }
+    expect(go(["mod", "tidy"])).toEqual({ code: 0, output: expect.any(String) })
+    const tested = go(["test", "./..."])
+    expect({ code: tested.code, output: tested.code === 0 ? "" : tested.output }).toEqual({ code: 0, output: "" })
+    const build = run(["plugins", "build", "--release"], { cwd: project })
+    if (build.code !== 0) throw new Error(`plugins build --release failed:\n${build.stdout}${build.stderr}`)
+    expect(readdirSync(join(project, "dist/release")).sort()).toEqual([
+      "checksums.txt",
+      "halkyon_plugin_darwin.tar.gz",
+      "halkyon_plugin_darwin_amd64.tar.gz",
+      "halkyon_plugin_darwin_arm64.tar.gz",
+      "halkyon_plugin_linux.tar.gz",
+      "halkyon_plugin_linux_amd64.tar.gz",
+      "halkyon_plugin_linux_arm64.tar.gz",
+      "halkyon_plugin_windows.tar.gz",
+      "halkyon_plugin_windows_amd64.tar.gz"
+    ])
+    const rendered = run(["plugins", "render", "dist/memcached", "-f", "samples/capability.yaml"], { cwd: project })
+    expect({ code: rendered.code, stderr: rendered.stderr }).toEqual({ code: 0, stderr: "" })
+    expect(rendered.stdout).toContain("rendered by plugin memcached: 1 dependent, in apply order")
+    expect(rendered.stdout).toContain("kind: Deployment")
+  }, 300_000)
+})
+
 describe("--reattach", () => {
   test("a Go plugin started by hand is rendered, and keeps running", async () => {
     const { plugin, value } = await startByHand("redis")
