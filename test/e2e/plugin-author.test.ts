@@ -12,7 +12,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { goArch, goOs, version } from "../../src/Version.ts"
 import { startByHand } from "../support/byHand.ts"
-import { builtPlugin, root } from "../support/paths.ts"
+import { builtPlugin, root, testPlugin } from "../support/paths.ts"
 import { folderAssets, makeTestCa, removeCa, startReleaseServers } from "../support/releases.ts"
 
 const halkyon = join(root, "dist/halkyon")
@@ -116,6 +116,18 @@ describe("plugins render", () => {
     expect(stdout).toBe("")
     expect(stderr).toContain(
       "the Capability is invalid (the operator would set Ready=False, reason Invalid): parameter DB_PORT must be a port number (1-65535), got \"99999\""
+    )
+  })
+
+  test("a plugin that breaks the operator's rules exits 1 with the operator's PluginViolation message", () => {
+    const file = write(
+      "kubesystem.yaml",
+      "apiVersion: halkyon.io/v1beta1\nkind: Capability\nmetadata: { name: ks, namespace: team-a }\nspec: { category: test, type: kubesystem }\n"
+    )
+    const { code, stdout, stderr } = run(["plugins", "render", testPlugin("hostile.js"), "-f", file])
+    expect({ code, stdout }).toEqual({ code: 1, stdout: "" })
+    expect(stderr).toContain(
+      "PluginViolation): plugin hostile.js broke rule \"namespace\": ConfigMap kube-system/ks (id config) is not in the Capability's namespace team-a; nothing was written"
     )
   })
 
