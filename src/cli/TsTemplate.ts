@@ -187,6 +187,8 @@ permissions:
   contents: write
 env:
   HALKYON_VERSION: "${s.halkyonVersion}"
+  # Where halkyon's own releases are downloaded from.
+  HALKYON_RELEASES: https://github.com/halkyon-io/halkyon/releases/download
 jobs:
   release:
     runs-on: ubuntu-latest
@@ -195,7 +197,7 @@ jobs:
 ${build.map((line) => `      ${line}`).join("\n")}
       - name: Install halkyon
         run: |
-          curl -fsSL -o halkyon.tar.gz "https://github.com/halkyon-io/halkyon/releases/download/v\${HALKYON_VERSION}/halkyon_\${HALKYON_VERSION}_linux_amd64.tar.gz"
+          curl -fsSL -o halkyon.tar.gz "\${HALKYON_RELEASES}/v\${HALKYON_VERSION}/halkyon_\${HALKYON_VERSION}_linux_amd64.tar.gz"
           tar -xzf halkyon.tar.gz halkyon && sudo install halkyon /usr/local/bin/halkyon
       - name: Build every platform and the release folder
         run: halkyon plugins build --release
