@@ -60,8 +60,8 @@ const carryServices = (found: Array<string>): BunPlugin => ({
 
 /**
  * Puts the bundle of Services in the placeholder's place, as a double-quoted
- * string: the minifier would have written it as a template literal, which
- * costs a plugin ~1.2 ms to scan at start where a string costs ~0.3 ms.
+ * string: the minifier would have written it as a template literal, which a
+ * plugin scans several times slower at start (docs/performance.md).
  */
 const withServices = (bundle: string, services: string) => {
   const placeholder = JSON.stringify(ServicesPlaceholder)
