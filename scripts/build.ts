@@ -9,9 +9,9 @@
 import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import pkg from "../package.json" with { type: "json" }
-import { writeChecksums, writeTarGz, writeZip } from "./release/archive.ts"
+import { writeChecksums, writeTarGz, writeZip } from "../src/release/Archive.ts"
 import { buildUnlessFresh, inputsHash } from "./release/stamp.ts"
-import { executableName, releaseTargets } from "./release/targets.ts"
+import { executableName, releaseTargets } from "../src/release/Targets.ts"
 
 const root = resolve(import.meta.dir, "..")
 

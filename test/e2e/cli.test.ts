@@ -37,7 +37,7 @@ for (const host of hosts) {
     })
 
     test("--help works on every command", () => {
-      for (const args of [[], ["run"], ["manifests"], ["version"], ["plugins"], ["plugins", "list"], ["plugins", "watch"], ["plugins", "install"]]) {
+      for (const args of [[], ["run"], ["manifests"], ["version"], ["plugins"], ["plugins", "list"], ["plugins", "watch"], ["plugins", "install"], ["plugins", "new"], ["plugins", "build"], ["plugins", "render"]]) {
         const { code, stdout } = run([...host.command, ...args, "--help"])
         expect(code).toBe(0)
         expect(stdout).toContain("USAGE")

@@ -16,7 +16,7 @@ export const Layers: ReadonlyArray<ReadonlyArray<string>> = [
   ["protocol"],
   ["api", "kube", "metrics", "config", "lock"],
   ["plugin-client", "sdk"],
-  ["plugin-host", "registry", "downloader"],
+  ["plugin-host", "registry", "downloader", "release"],
   ["controller"],
   ["reconciler", "binding"],
   ["operator"],
