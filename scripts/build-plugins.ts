@@ -5,8 +5,7 @@
  *   --splitting);
  * - dist/plugins/<name>.js: a single-file bundle run by the host's own runtime.
  *   What the SDK loads after the handshake (src/sdk/Services.ts) is bundled
- *   on its own and carried in it as a string (src/sdk/ServicesLoader.ts says
- *   why): the bundle then parses only what it runs before its handshake.
+ *   on its own and carried in it as a string (src/release/PluginBuild.ts).
  * With --release (npm run build:plugins), every plugin in plugins/ is also
  * cross-compiled for each release platform into dist/plugin-builds/<name>/
  * and archived into dist/plugin-releases/<name>/, ready to host as a GitHub
@@ -14,11 +13,11 @@
  * folder with a go.mod) get the same, built by scripts/go-plugin-build.ts.
  * A TypeScript plugin is a folder with a main.ts.
  */
-import type { BunPlugin } from "bun"
 import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs"
 import { join, resolve } from "node:path"
+import { bundlePlugin } from "../src/release/PluginBuild.ts"
 import { type PluginBuild, pluginBuildsDir, writePluginRelease } from "./release/plugin-archives.ts"
-import { executableName, releaseTargets } from "./release/targets.ts"
+import { executableName, releaseTargets } from "../src/release/Targets.ts"
 
 const root = resolve(import.meta.dir, "..")
 const bun = process.execPath
@@ -61,62 +60,12 @@ export const compilePlugin = (source: string, outfile: string, target?: string) 
   return outfile
 }
 
-/** Builds one plugin in both forms; returns the two paths. */
+/** Builds one plugin in both forms; returns the two paths. The bundle is src/release/PluginBuild.ts's, as `halkyon plugins build` makes it. */
 export const buildPlugin = async (name: string, source: string, outDir: string) => {
   mkdirSync(outDir, { recursive: true })
   const executable = compilePlugin(source, join(outDir, name))
-  const bundle = join(outDir, `${name}.js`)
-  const services = await bundleText(join(root, "src/sdk/Services.ts"))
-  await Bun.write(bundle, withServices(await bundleText(source, [carryServices]), services))
+  const bundle = await bundlePlugin(source, join(outDir, `${name}.js`))
   return { executable, bundle }
-}
-
-/** Bundles an entry point into one ES module for Bun, minified, as `bun build --target=bun --format=esm --minify` does. */
-const bundleText = async (entry: string, plugins: Array<BunPlugin> = []) => {
-  const result = await Bun.build({ entrypoints: [entry], target: "bun", format: "esm", minify: true, plugins })
-  const output = result.outputs[0]
-  if (!result.success || output === undefined || result.outputs.length !== 1) {
-    throw new Error(`bundling ${entry} failed:\n${result.logs.map(String).join("\n")}`)
-  }
-  return output.text()
-}
-
-/** Where the bundle of Services.ts goes in a plugin bundle; replaced once the bundle is built. */
-const ServicesPlaceholder = "halkyon:services-bundle"
-
-/**
- * Replaces src/sdk/ServicesLoader.ts with one that imports Services.ts from
- * a string through a Blob URL, once.
- */
-const carryServices: BunPlugin = {
-  name: "halkyon-carry-services",
-  setup(build) {
-    const loader = join(root, "src/sdk/ServicesLoader.ts")
-    build.onLoad({ filter: new RegExp(`^${loader.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}$`) }, () => ({
-      loader: "js",
-      contents: [
-        `const services = ${JSON.stringify(ServicesPlaceholder)}`,
-        "let loaded",
-        "export const loadServices = () => (loaded ??= (async () => {",
-        '  const url = URL.createObjectURL(new Blob([services], { type: "text/javascript" }))',
-        "  try { return await import(url) } finally { URL.revokeObjectURL(url) }",
-        "})())"
-      ].join("\n")
-    }))
-  }
-}
-
-/**
- * Puts the bundle of Services.ts in the placeholder's place, as a
- * double-quoted string: the minifier would have written it as a template
- * literal, which costs a plugin ~1.2 ms to scan at start where a string
- * costs ~0.3 ms.
- */
-const withServices = (bundle: string, services: string) => {
-  const placeholder = JSON.stringify(ServicesPlaceholder)
-  const at = bundle.indexOf(placeholder)
-  if (at < 0 || bundle.indexOf(placeholder, at + 1) >= 0) throw new Error(`expected ${placeholder} exactly once in the plugin bundle`)
-  return bundle.slice(0, at) + JSON.stringify(services) + bundle.slice(at + placeholder.length)
 }
 
 /**

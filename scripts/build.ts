@@ -9,9 +9,9 @@
 import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { join, resolve } from "node:path"
 import pkg from "../package.json" with { type: "json" }
-import { writeChecksums, writeTarGz, writeZip } from "./release/archive.ts"
+import { writeChecksums, writeTarGz, writeZip } from "../src/release/Archive.ts"
 import { buildUnlessFresh, inputsHash } from "./release/stamp.ts"
-import { executableName, releaseTargets } from "./release/targets.ts"
+import { executableName, releaseTargets } from "../src/release/Targets.ts"
 
 const root = resolve(import.meta.dir, "..")
 
@@ -43,7 +43,7 @@ export const buildOperator = (outfile = join(root, "dist/halkyon"), target?: str
   return outfile
 }
 
-/** The release archive's file name for a platform, as the README documents it. */
+/** The release archive's file name for a platform, as docs/operations.md documents it. */
 export const releaseArchiveName = (os: string, arch: string) =>
   `halkyon_${pkg.version}_${os}_${arch}.${os === "windows" ? "zip" : "tar.gz"}`
 

@@ -31,6 +31,10 @@ func msgDependentMissing(kind, name string) string {
 	return fmt.Sprintf("%s for %s does not exist yet", kind, name)
 }
 
+func msgBuiltOtherKind(id, apiVersion, kind, builtAPIVersion, builtKind string) string {
+	return fmt.Sprintf("dependent %s is declared as %s %s but built a %s %s", id, apiVersion, kind, builtAPIVersion, builtKind)
+}
+
 func msgNoObservation(id string) string {
 	return fmt.Sprintf("no object nor error was sent for %s", id)
 }

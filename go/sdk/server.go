@@ -8,6 +8,7 @@ package sdk
 import (
 	"context"
 	"encoding/json"
+	"errors"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc/codes"
@@ -205,11 +206,39 @@ func (s *server) dependent(id string) (*Dependent, error) {
 	return nil, status.Error(codes.NotFound, msgUnknownDependent(s.plugin.Name, id, ids))
 }
 
-// build runs a dependent's Build and encodes what it returns.
+// build runs a dependent's Build and encodes what it returns, with the
+// declared apiVersion and kind filled in (an object of another kind is the
+// plugin's mistake).
 func build(d Dependent, ctx *Context) ([]byte, error) {
 	var raw []byte
-	err := guarded("building dependent "+d.ID, func() (err error) { raw, err = json.Marshal(d.Build(ctx)); return err })
+	err := guarded("building dependent "+d.ID, func() error {
+		var object map[string]any
+		built, err := json.Marshal(d.Build(ctx))
+		if err == nil {
+			err = json.Unmarshal(built, &object)
+		}
+		if err != nil {
+			return err
+		}
+		apiVersion, kind := String(object, "apiVersion"), String(object, "kind")
+		if (apiVersion != "" && apiVersion != d.APIVersion) || (kind != "" && kind != d.Kind) {
+			return errors.New(msgBuiltOtherKind(d.ID, d.APIVersion, d.Kind, or(apiVersion, d.APIVersion), or(kind, d.Kind)))
+		}
+		if object == nil {
+			object = Object{}
+		}
+		object["apiVersion"], object["kind"] = d.APIVersion, d.Kind
+		raw, err = json.Marshal(object)
+		return err
+	})
 	return raw, err
+}
+
+func or(s, otherwise string) string {
+	if s == "" {
+		return otherwise
+	}
+	return s
 }
 
 // guarded runs an author's function, turning a panic or an error into an

@@ -88,9 +88,20 @@ func TestBuildResolvesVersionNamespaceAndParameters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"data":{"size":"2","version":"2"},"metadata":{"name":"web","namespace":"default"}}`
+	want := `{"apiVersion":"v1","data":{"size":"2","version":"2"},"kind":"ConfigMap","metadata":{"name":"web","namespace":"default"}}`
 	if len(r.Dependents) != 2 || r.Dependents[0].Id != "config" || string(r.Dependents[0].Object) != want {
 		t.Errorf("got %v, want config %s first", r.Dependents, want)
+	}
+}
+
+func TestAnObjectOfAnotherKindIsRefused(t *testing.T) {
+	p := testPlugin()
+	p.Dependents[0].Build = func(*Context) any { return Object{"apiVersion": "v1", "kind": "Secret"} }
+	s, _ := NewServer(p, nil)
+	_, err := s.BuildDependents(ctx0, &capabilityv1.BuildDependentsRequest{Capability: []byte(capabilityText)})
+	want := "building dependent config failed: dependent config is declared as v1 ConfigMap but built a v1 Secret"
+	if status.Code(err) != codes.Internal || status.Convert(err).Message() != want {
+		t.Errorf("got %v, want %q", err, want)
 	}
 }
 

@@ -9,8 +9,11 @@ package shared
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -64,6 +67,10 @@ func NewLogger(name string) hclog.Logger {
 // process; run by hand, it prints go-plugin's message and exits 1. Unlike a
 // bare go-plugin plugin, it also exits when its host dies.
 func Serve(impl capabilityv1.CapabilityPluginServer, logger hclog.Logger) {
+	if os.Getenv(DebugKey) == "1" {
+		serveForDebugging(impl, logger)
+		return
+	}
 	go watchHost(logger)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
@@ -71,6 +78,36 @@ func Serve(impl capabilityv1.CapabilityPluginServer, logger hclog.Logger) {
 		GRPCServer:      plugin.DefaultGRPCServer,
 		Logger:          logger,
 	})
+}
+
+// DebugKey set to 1 starts a plugin by hand (under dlv, say): it serves with
+// no host, no magic cookie and no host to watch, prints the --reattach value
+// that connects halkyon to it, and runs until Ctrl-C. It is go-plugin's
+// reattach: halkyon neither starts nor stops it.
+const DebugKey = "HALKYON_PLUGIN_DEBUG"
+
+func serveForDebugging(impl capabilityv1.CapabilityPluginServer, logger hclog.Logger) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	reattach := make(chan *plugin.ReattachConfig, 1)
+	closed := make(chan struct{})
+	go func() {
+		select {
+		case c := <-reattach:
+			value := fmt.Sprintf("%s=%s:%s", logger.Name(), c.Addr.Network(), c.Addr.String())
+			fmt.Fprintf(os.Stderr, "plugin %s is serving for debugging (Ctrl-C stops it). Connect halkyon to it with:\n"+
+				"  halkyon run --reattach %s\n  halkyon plugins render --reattach %s -f capability.yaml\n", logger.Name(), value, value)
+		case <-ctx.Done():
+		}
+	}()
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         PluginSet(impl),
+		GRPCServer:      plugin.DefaultGRPCServer,
+		Logger:          logger,
+		Test:            &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: reattach, CloseCh: closed},
+	})
+	<-closed
 }
 
 // HostPidKey is where halkyon's host names its pid, so that a plugin whose

@@ -1,5 +1,5 @@
 /** The postgres plugin's entry point: `npm run build:plugins` builds this file. */
-import { serve } from "../../src/sdk/index.ts"
+import { serve } from "@halkyon/sdk"
 import { postgres } from "./plugin.ts"
 
 serve(postgres)

@@ -2,57 +2,21 @@
  * The postgres plugin: Capabilities of category `database`, type `postgres`.
  *
  * Dependents, in order: a Secret `<capability>-config` with the connection
- * settings (the binding contract of the original Halkyon), a StatefulSet
+ * settings (the binding contract of the original Halkyon, and the Service
+ * Binding spec's well-known entries: type, provider, host, port, username,
+ * password, database, uri), a StatefulSet
  * running the official postgres image with a volume claim template, and a
  * Service. Ready when the StatefulSet reports all its replicas ready.
  */
-import { definePlugin, dependent, pending, ready, type Context } from "../../src/sdk/index.ts"
+import { bindingEntries, type Context, definePlugin, dependent, pending, ready } from "@halkyon/sdk"
+import type { StatefulSet } from "kubernetes-types/apps/v1"
+import type { Secret, Service } from "kubernetes-types/core/v1"
 
 /** Supported major versions; the version picks the image tag. */
 export const Versions = ["14", "15", "16", "17", "18"] as const
 export const DefaultVersion = "17"
 
-type Labels = Readonly<Record<string, string>>
-interface Metadata { readonly name: string; readonly namespace: string; readonly labels?: Labels; readonly [key: string]: unknown }
-
-export interface Secret {
-  readonly apiVersion: "v1"
-  readonly kind: "Secret"
-  readonly metadata: Metadata
-  readonly type?: string
-  readonly data?: Readonly<Record<string, string>>
-  readonly stringData?: Readonly<Record<string, string>>
-}
-
-interface EnvVar { readonly name: string; readonly value?: string; readonly valueFrom?: unknown }
-interface Container {
-  readonly name: string
-  readonly image: string
-  readonly env?: ReadonlyArray<EnvVar>
-  readonly ports?: ReadonlyArray<{ readonly name?: string; readonly containerPort: number }>
-  readonly [key: string]: unknown
-}
-
-export interface StatefulSet {
-  readonly apiVersion: "apps/v1"
-  readonly kind: "StatefulSet"
-  readonly metadata: Metadata & { readonly generation?: number }
-  readonly spec: {
-    readonly replicas?: number
-    readonly serviceName: string
-    readonly selector: { readonly matchLabels: Labels }
-    readonly template: { readonly metadata: { readonly labels: Labels }; readonly spec: { readonly containers: ReadonlyArray<Container>; readonly [key: string]: unknown } }
-    readonly volumeClaimTemplates?: ReadonlyArray<unknown>
-  }
-  readonly status?: { readonly replicas?: number; readonly readyReplicas?: number; readonly observedGeneration?: number }
-}
-
-export interface Service {
-  readonly apiVersion: "v1"
-  readonly kind: "Service"
-  readonly metadata: Metadata
-  readonly spec: { readonly selector: Labels; readonly ports: ReadonlyArray<{ readonly name: string; readonly port: number; readonly targetPort: number }> }
-}
+type Labels = Record<string, string>
 
 const labels = (ctx: Context): Labels => ({
   "app.kubernetes.io/name": "postgres",
@@ -72,9 +36,21 @@ const connectionSettings = (ctx: Context, password: string): Record<string, stri
     DB_USER: ctx.parameters.DB_USER ?? "admin",
     DB_PASSWORD: password
   }
+  const uri = `postgresql://${encodeURIComponent(settings.DB_USER)}:${encodeURIComponent(password)}@${settings.DB_HOST}:${settings.DB_PORT}/${encodeURIComponent(settings.DB_NAME)}`
   return {
     ...settings,
-    DATABASE_URL: `postgresql://${encodeURIComponent(settings.DB_USER)}:${encodeURIComponent(password)}@${settings.DB_HOST}:${settings.DB_PORT}/${encodeURIComponent(settings.DB_NAME)}`
+    DATABASE_URL: uri,
+    // The Service Binding spec's well-known entries (servicebinding.io): what a ServiceBinding projects as files.
+    ...bindingEntries({
+      type: "postgresql",
+      provider: "halkyon",
+      host: settings.DB_HOST,
+      port: settings.DB_PORT,
+      username: settings.DB_USER,
+      password,
+      database: settings.DB_NAME,
+      uri
+    })
   }
 }
 
@@ -90,8 +66,6 @@ const configSecret = dependent<Secret>({
   kind: "Secret",
   binding: true,
   build: (ctx) => ({
-    apiVersion: "v1",
-    kind: "Secret",
     metadata: { name: secretName(ctx), namespace: ctx.namespace, labels: labels(ctx) },
     type: "Opaque",
     stringData: connectionSettings(ctx, ctx.parameters.DB_PASSWORD ?? generatePassword())
@@ -116,8 +90,6 @@ const statefulSet = dependent<StatefulSet>({
   build: (ctx) => {
     const fromSecret = (key: string) => ({ secretKeyRef: { name: secretName(ctx), key } })
     return {
-      apiVersion: "apps/v1",
-      kind: "StatefulSet",
       metadata: { name: ctx.name, namespace: ctx.namespace, labels: labels(ctx) },
       spec: {
         replicas: 1,
@@ -151,18 +123,19 @@ const statefulSet = dependent<StatefulSet>({
   },
   // The image and port follow the Capability; the volume claim template cannot change.
   update: (existing, desired) => {
-    const have = existing.spec.template.spec.containers.find((c) => c.name === "postgres")
-    const want = desired.spec.template.spec.containers[0]
+    const have = existing.spec?.template.spec?.containers.find((c) => c.name === "postgres")
+    const want = desired.spec?.template.spec?.containers[0]
     const same = have !== undefined && want !== undefined && have.image === want.image &&
       have.ports?.[0]?.containerPort === want.ports?.[0]?.containerPort &&
       JSON.stringify(have.env) === JSON.stringify(want.env)
     return same ? undefined : desired
   },
   ready: (observed) => {
-    const want = observed.spec.replicas ?? 1
+    const want = observed.spec?.replicas ?? 1
     const have = observed.status?.readyReplicas ?? 0
-    const current = (observed.status?.observedGeneration ?? 0) >= (observed.metadata.generation ?? 0)
-    if (!current) return pending("RolloutPending", `waiting for the StatefulSet controller to roll out generation ${observed.metadata.generation}`)
+    const generation = observed.metadata?.generation ?? 0
+    const current = (observed.status?.observedGeneration ?? 0) >= generation
+    if (!current) return pending("RolloutPending", `waiting for the StatefulSet controller to roll out generation ${generation}`)
     return have >= want
       ? ready("ReplicasReady", `${have}/${want} replicas ready`)
       : pending("ReplicasNotReady", `${have}/${want} replicas ready`)
@@ -174,14 +147,12 @@ const service = dependent<Service>({
   apiVersion: "v1",
   kind: "Service",
   build: (ctx) => ({
-    apiVersion: "v1",
-    kind: "Service",
     metadata: { name: ctx.name, namespace: ctx.namespace, labels: labels(ctx) },
     spec: { selector: selector(ctx), ports: [{ name: "postgres", port: port(ctx), targetPort: port(ctx) }] }
   }),
   update: (existing, desired) => {
-    const have = existing.spec.ports[0]
-    const want = desired.spec.ports[0]
+    const have = existing.spec?.ports?.[0]
+    const want = desired.spec?.ports?.[0]
     return have?.port === want?.port && have?.targetPort === want?.targetPort ? undefined : desired
   }
 })
@@ -198,7 +169,9 @@ export const postgres = definePlugin({
   ],
   validate: (ctx) => {
     const p = Number(ctx.parameters.DB_PORT)
-    return Number.isInteger(p) && p > 0 && p < 65536 ? [] : [`parameter DB_PORT must be a port number (1-65535), got "${ctx.parameters.DB_PORT}"`]
+    return Number.isInteger(p) && p > 0 && p < 65536
+      ? []
+      : [`parameter DB_PORT must be a port number (1-65535), got "${ctx.parameters.DB_PORT}"`]
   },
   dependents: [configSecret, statefulSet, service]
 })

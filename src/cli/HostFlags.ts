@@ -5,6 +5,7 @@
 import { Config, Option } from "effect"
 import { Flag } from "effect/cli"
 import { defaultHostSettings, type HostSettings, parseDurationMs } from "../config/HostConfig.ts"
+import { parseReattach, type ReattachTarget } from "../protocol/Reattach.ts"
 
 /** A kubectl-style duration flag ("500ms", "10s"), read as milliseconds, with an optional variable as fallback. */
 export const durationFlag = (name: string, fallback: number, description: string, env?: string) =>
@@ -34,6 +35,22 @@ export const hostFlags = {
     Flag.withFallbackConfig(Config.Boolean("HALKYON_AUTO_MTLS")),
     Flag.withDefault(true)
   ),
+  reattach: Flag.String("reattach").pipe(
+    Flag.withDescription(
+      "connect to a plugin started by hand (under a debugger) instead of launching one of that name, repeatable; " +
+        "NAME=unix:/path/to/socket as the plugin prints when started with HALKYON_PLUGIN_DEBUG=1. It is not stopped on exit"
+    ),
+    Flag.atLeast(0),
+    Flag.mapTryCatch(
+      (values) =>
+        values.map((value) => {
+          const parsed = parseReattach(value)
+          if (!parsed.ok) throw new Error(parsed.problem)
+          return parsed.target
+        }),
+      (e) => (e instanceof Error ? e.message : String(e))
+    )
+  ),
   pluginRunner: Flag.String("plugin-runner").pipe(
     Flag.withDescription("start plugins through the `halkyon plugin-runner` listening on this unix socket, not as children (env HALKYON_PLUGIN_RUNNER)"),
     Flag.withFallbackConfig(Config.String("HALKYON_PLUGIN_RUNNER")),
@@ -49,6 +66,7 @@ export interface HostFlagValues {
   readonly autoMtls: boolean
   readonly pluginRunner: Option.Option<string>
   readonly requireLocked: boolean
+  readonly reattach: ReadonlyArray<ReattachTarget>
 }
 
 export const hostSettings = (flags: HostFlagValues, overrides: Partial<HostSettings> = {}): HostSettings => ({
@@ -60,5 +78,6 @@ export const hostSettings = (flags: HostFlagValues, overrides: Partial<HostSetti
   autoMtls: flags.autoMtls,
   ...Option.match(flags.pluginRunner, { onNone: () => ({}), onSome: (pluginRunner) => ({ pluginRunner }) }),
   requireLocked: flags.requireLocked,
+  reattach: flags.reattach,
   ...overrides
 })

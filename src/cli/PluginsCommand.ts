@@ -13,6 +13,9 @@ import { type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
 import { installCommand } from "./InstallCommand.ts"
 import { lockCommand } from "./LockCommand.ts"
+import { buildCommand } from "./BuildCommand.ts"
+import { newCommand } from "./NewCommand.ts"
+import { renderCommand } from "./RenderCommand.ts"
 
 /** One row of `plugins list --output json`. */
 export interface PluginListing {
@@ -150,5 +153,5 @@ const watch = Command.make("watch", hostFlags, (flags) => withLogging(watchPlugi
 
 export const pluginsCommand = Command.make("plugins").pipe(
   Command.withDescription("Manage and inspect capability plugins"),
-  Command.withSubcommands([list, watch, installCommand, lockCommand])
+  Command.withSubcommands([list, watch, installCommand, lockCommand, newCommand, renderCommand, buildCommand])
 )

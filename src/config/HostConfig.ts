@@ -24,6 +24,8 @@ export const HostSettings = Schema.Struct({
   protocolVersions: Schema.Array(Schema.Number),
   /** Start only plugin files that an install recorded in the folder's plugins.lock (hand-copied ones are refused). */
   requireLocked: Schema.Boolean,
+  /** Plugins started by hand (under a debugger) to connect to rather than launch; never stopped by the host. */
+  reattach: Schema.Array(Schema.Struct({ name: Schema.String, network: Schema.Literals(["unix", "tcp"]), address: Schema.String })),
   /** Calls in flight to one plugin at most: its share of the reconcile workers. */
   pluginCallPermits: Schema.Number,
   /** How long a call may wait for one of those before its Capability is retried later. */
@@ -50,6 +52,7 @@ export const defaultHostSettings: HostSettings = {
   restartMaxMs: 60_000,
   protocolVersions: [1],
   requireLocked: false,
+  reattach: [],
   pluginCallPermits: 2,
   pluginCallWaitMs: 500,
   breakerThreshold: 3

@@ -166,6 +166,16 @@ export class UnsafeArchive extends Schema.TaggedError<UnsafeArchive>()("UnsafeAr
   }
 }
 
+/** The plugins folder's filesystem is full (or the process may write no more): nothing of the archive is kept. */
+export class NoSpaceForPlugin extends Schema.TaggedError<NoSpaceForPlugin>()("NoSpaceForPlugin", {
+  asset: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `no room to unpack ${this.asset} in the plugins folder (${this.detail}). Nothing was installed and the plugins already there are as they were; free some space there, or give the folder more, and install again`
+  }
+}
+
 export class DamagedArchive extends Schema.TaggedError<DamagedArchive>()("DamagedArchive", {
   asset: Schema.String,
   detail: Schema.String

@@ -30,6 +30,7 @@ import {
   ChecksumMismatch,
   ChecksumsMissing,
   type DamagedArchive,
+  type NoSpaceForPlugin,
   DigestMismatch,
   type DownloadFailed,
   type DownloadRefused,
@@ -366,6 +367,7 @@ export type InstallError =
   | DownloadRefused
   | UnsafeArchive
   | DamagedArchive
+  | NoSpaceForPlugin
   | FileConflict
   | LockUnreadable
   | LockWriteFailed

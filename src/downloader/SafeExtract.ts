@@ -9,16 +9,16 @@
  * The gzip layer is the runtime's native DecompressionStream, and tar's
  * Parser reads the archive's format (ustar, pax, GNU long names); the files
  * are written here, synchronously, as the parser hands their bytes over.
- * tar's own gunzip cost about six times the native one under Bun, and its
- * Unpack (a write stream per file) four times these writes: 100 ms more for
- * a 50 MB plugin.
+ * tar's own gunzip was several times slower than the native one under Bun,
+ * and its Unpack (a write stream per file) several times costlier than these
+ * writes (docs/performance.md).
  */
 import { createHash, type Hash } from "node:crypto"
 import { closeSync, mkdirSync, openSync, writeSync } from "node:fs"
 import { join } from "node:path"
 import { Effect } from "effect"
 import { Parser, type ReadEntry } from "tar"
-import { DamagedArchive, UnsafeArchive } from "./Errors.ts"
+import { DamagedArchive, NoSpaceForPlugin, UnsafeArchive } from "./Errors.ts"
 
 export interface ExtractLimits {
   /** Total bytes of all files once unpacked. */
@@ -48,7 +48,7 @@ export interface Extraction {
    */
   readonly write: (chunk: Uint8Array) => Promise<void> | undefined
   /** Ends the archive and waits until every file is on disk. */
-  readonly finish: Effect.Effect<ReadonlyArray<ExtractedEntry>, UnsafeArchive | DamagedArchive>
+  readonly finish: Effect.Effect<ReadonlyArray<ExtractedEntry>, UnsafeArchive | DamagedArchive | NoSpaceForPlugin>
   /** Stops an extraction that will not be finished (the download failed): closes its files. */
   readonly abort: () => void
 }
@@ -90,9 +90,16 @@ export const startExtraction = (dir: string, asset: string, limits: ExtractLimit
   // Headers and padding on top of the files themselves; past this the gzip
   // stream is inflating something that is not a plugin archive.
   const maxTarBytes = limits.maxBytes + (limits.maxFiles + 2) * 1024 + 1024 * 1024
-  let failure: UnsafeArchive | DamagedArchive | undefined
+  let failure: UnsafeArchive | DamagedArchive | NoSpaceForPlugin | undefined
   const damaged = (detail: string) => {
     failure ??= new DamagedArchive({ asset, detail })
+  }
+  /** A write that failed: the disk being full (or the file size limit) is not the archive's fault. */
+  const writeFailed = (what: string, e: unknown) => {
+    const code = e !== null && typeof e === "object" && "code" in e ? e.code : undefined
+    const detail = `cannot write ${what}: ${e instanceof Error ? e.message : String(e)}`
+    if (code === "ENOSPC" || code === "EDQUOT" || code === "EFBIG") failure ??= new NoSpaceForPlugin({ asset, detail })
+    else damaged(detail)
   }
   const refuse = (entry: string, problem: string) => {
     failure ??= new UnsafeArchive({ asset, entry, problem })
@@ -143,7 +150,7 @@ export const startExtraction = (dir: string, asset: string, limits: ExtractLimit
     try {
       unpackEntry(entry)
     } catch (e) {
-      damaged(`cannot write ${entry.path}: ${e instanceof Error ? e.message : String(e)}`)
+      writeFailed(entry.path, e)
     }
     if (failure !== undefined) {
       entry.resume()
@@ -176,7 +183,7 @@ export const startExtraction = (dir: string, asset: string, limits: ExtractLimit
         try {
           parser.write(Buffer.from(value.buffer, value.byteOffset, value.byteLength))
         } catch (e) {
-          damaged(`cannot write a file: ${e instanceof Error ? e.message : String(e)}`)
+          writeFailed("a file", e)
         }
       }
     } catch (e) {

@@ -73,12 +73,24 @@ export class PluginDescribeFailed extends Schema.TaggedError<PluginDescribeFaile
   }
 }
 
+export class PluginNotReachable extends Schema.TaggedError<PluginNotReachable>()("PluginNotReachable", {
+  plugin: Schema.String,
+  address: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `cannot reattach to plugin ${this.plugin} at ${this.address}: ${this.detail}. ` +
+      "Start it by hand with HALKYON_PLUGIN_DEBUG=1 and pass the --reattach value it prints"
+  }
+}
+
 export type PluginStartError =
   | PluginExitedEarly
   | PluginHandshakeTimeout
   | PluginBadHandshake
   | PluginNotRunnable
   | PluginDescribeFailed
+  | PluginNotReachable
 
 export class PluginsFolderMissing extends Schema.TaggedError<PluginsFolderMissing>()("PluginsFolderMissing", {
   path: Schema.String

@@ -7,7 +7,8 @@
 import { constants, accessSync, readdirSync, statSync } from "node:fs"
 import { basename, extname, join } from "node:path"
 
-export type PluginForm = "executable" | "bundle"
+/** "reattached": started by hand and reached at an address (--reattach), never found in the folder. */
+export type PluginForm = "executable" | "bundle" | "reattached"
 
 export interface PluginFile {
   /** The file name: `postgres` and `postgres.js` are two plugins. */

@@ -31,7 +31,7 @@ import { Metrics } from "../metrics/Metrics.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { type PluginFile, type PluginForm, scanFolder, type SkippedEntry } from "./PluginFiles.ts"
 import { guardConnection } from "./CallGuard.ts"
-import { launch, type LaunchedPlugin } from "./PluginProcess.ts"
+import { attach, launch, type LaunchedPlugin, reattachedFile } from "./PluginProcess.ts"
 import { PluginLauncher } from "./PluginLauncher.ts"
 import { hardenPluginHost } from "./ProcessHardening.ts"
 import { runnerLauncher } from "./RunnerLauncher.ts"
@@ -98,7 +98,10 @@ export class PluginHost extends Context.Service<PluginHost, {
 
 const make = Effect.fn("PluginHost.make")(function*() {
   const config = yield* HostConfig
-  if (!isFolder(config.pluginsDir)) return yield* new PluginsFolderMissing({ path: config.pluginsDir })
+  // Reattached plugins alone need no folder.
+  const folder = isFolder(config.pluginsDir)
+  if (!folder && config.reattach.length === 0) return yield* new PluginsFolderMissing({ path: config.pluginsDir })
+  const reattached = new Set(config.reattach.map((r) => r.name))
   const registry = yield* PluginRegistry
   const metrics = yield* Metrics
   const services = yield* Effect.context<PluginLauncher | PluginClient>()
@@ -159,7 +162,11 @@ const make = Effect.fn("PluginHost.make")(function*() {
   const runOnce = (file: PluginFile, started?: Started): Effect.Effect<{ readonly reason: string; readonly final: boolean }> =>
     Effect.scoped(
       Effect.gen(function*() {
-        const launched = started === undefined
+        // A plugin started by hand (--reattach) is connected to, never launched.
+        const target = file.form === "reattached" ? config.reattach.find((r) => r.name === file.name) : undefined
+        const launched = target !== undefined
+          ? yield* attach(target, config)
+          : started === undefined
           ? yield* launch(file, config, observer)
           : yield* Effect.addFinalizer((exit) => Scope.close(started.scope, exit)).pipe(Effect.as(started.launched))
         const guarded = yield* guardConnection(launched.connection, {
@@ -311,7 +318,8 @@ const make = Effect.fn("PluginHost.make")(function*() {
       }
     }
     skipped = scan.value.skipped
-    const found = new Map(scan.value.plugins.map((p) => [p.name, p]))
+    // A plugin reattached by name stands in for the folder's file of that name.
+    const found = new Map(scan.value.plugins.filter((p) => !reattached.has(p.name)).map((p) => [p.name, p]))
     for (const name of [...files.keys()]) if (!found.has(name)) yield* stop(name)
     for (const file of found.values()) {
       const known = files.get(file.name)
@@ -325,8 +333,13 @@ const make = Effect.fn("PluginHost.make")(function*() {
     }
   }).pipe(Effect.withSpan("PluginHost.rescan"))
 
-  yield* rescan
-  if (config.watch) yield* watchFolder(config, rescan)
+  for (const target of config.reattach) {
+    const file = reattachedFile(target)
+    setStatus(file, {})
+    yield* FiberMap.run(supervisors, file.name, supervise(file))
+  }
+  if (folder) yield* rescan
+  if (config.watch && folder) yield* watchFolder(config, rescan)
 
   const awaitSettled = Effect.suspend(() => {
     const starting = [...statuses.values()].filter((s) => s.state === "starting").map((s) => s.name)

@@ -6,6 +6,10 @@
  * scope: closing it asks the plugin to shut down, waits a grace period, then
  * the launcher SIGTERMs and SIGKILLs it and removes the socket folder.
  *
+ * `attach` connects to a plugin an author started by hand (--reattach): no
+ * process, no socket folder, no Shutdown on close (the author's debugger owns
+ * the process, as go-plugin's reattach leaves it).
+ *
  * It does not restart anything: PluginHost supervises.
  */
 import { accessSync, constants, lstatSync, statSync } from "node:fs"
@@ -14,10 +18,12 @@ import type { PluginDescription } from "../gen/halkyon/capability/v1/capability.
 import { PluginClient, type PluginConnection } from "../plugin-client/PluginClient.ts"
 import { type Handshake, MagicCookieKey, MagicCookieValue, parseHandshake } from "../protocol/Handshake.ts"
 import { type Certificate, generateCertificate } from "../protocol/Mtls.ts"
+import type { ReattachTarget } from "../protocol/Reattach.ts"
 import {
   PluginBadHandshake,
   PluginDescribeFailed,
   PluginExitedEarly,
+  PluginNotReachable,
   PluginHandshakeTimeout,
   PluginNotRunnable
 } from "./Errors.ts"
@@ -299,6 +305,63 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     exited: Deferred.await(exitCode)
   }
   return launched
+})
+
+/** The plugin file standing for a reattached plugin: its address in place of a path. */
+export const reattachedFile = (target: ReattachTarget): PluginFile => ({
+  name: target.name,
+  path: `${target.network}:${target.address}`,
+  form: "reattached",
+  fingerprint: `${target.network}:${target.address}`
+})
+
+/**
+ * Connects to a plugin started by hand, over plaintext gRPC (it got no
+ * client certificate to answer with), and describes it. It never exits as far
+ * as the host knows: a dead one fails its calls and health checks instead.
+ */
+export const attach = Effect.fn("PluginProcess.attach")(function*(target: ReattachTarget, options: LaunchOptions) {
+  yield* Effect.annotateCurrentSpan({ plugin: target.name })
+  const file = reattachedFile(target)
+  if (target.network === "unix") {
+    const present = yield* Effect.sync(() => {
+      try {
+        return statSync(target.address).isSocket()
+      } catch {
+        return false
+      }
+    })
+    if (!present) return yield* new PluginNotReachable({ plugin: target.name, address: file.path, detail: "no socket is there" })
+  }
+  const client = yield* PluginClient
+  const handshake: Handshake = {
+    coreVersion: 1,
+    appVersion: options.protocolVersions[options.protocolVersions.length - 1] ?? 1,
+    network: target.network,
+    address: target.address,
+    protocol: "grpc",
+    certificate: undefined,
+    multiplexed: undefined
+  }
+  const services = yield* Effect.context<never>()
+  const connection = yield* client.connect({
+    name: target.name,
+    handshake,
+    certificate: undefined,
+    callTimeoutMs: options.callTimeoutMs,
+    onStdio: (channel, data) => {
+      const text = new TextDecoder().decode(data).trimEnd()
+      if (text !== "") Effect.runForkWith(services)(Effect.logInfo(text).pipe(Effect.annotateLogs({ plugin: target.name, stream: channel })))
+    }
+  })
+  const description = yield* connection.describe.pipe(
+    Effect.mapError((e) => new PluginNotReachable({ plugin: target.name, address: file.path, detail: e.message }))
+  )
+  yield* Effect.logInfo(`reattached to plugin ${target.name} at ${file.path}; it keeps running when halkyon exits`).pipe(
+    Effect.annotateLogs({ plugin: target.name })
+  )
+  const attached: LaunchedPlugin = { file, pid: 0, handshake, description, connection, startMs: 0, exited: Effect.never }
+  return attached
 })
 
 const levelName = {

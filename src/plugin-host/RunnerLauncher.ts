@@ -68,7 +68,9 @@ const spawnThrough = Effect.fn("PluginLauncher.runner")(function*(socketPath: st
     (socket) => Effect.sync(() => socket.destroy())
   )
   const send = (frame: Uint8Array) => Effect.sync(() => void socket.write(frame))
-  yield* send(encodeFrame({ _tag: "Launch", plugin: file.name, form: file.form, env: spec.env, graceMs: spec.graceMs }))
+  // A reattached plugin is connected to, never launched: only files of the folder come here.
+  const form = file.form === "bundle" ? "bundle" : "executable"
+  yield* send(encodeFrame({ _tag: "Launch", plugin: file.name, form, env: spec.env, graceMs: spec.graceMs }))
   const child = yield* Deferred.await(started).pipe(
     Effect.timeoutOrElse({
       duration: Duration.millis(StartTimeoutMs),

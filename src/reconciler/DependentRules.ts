@@ -10,9 +10,20 @@
  * API server would accept it. Updated dependents: the same, and the same
  * apiVersion, kind, namespace and name as the object they update.
  *
+ * What passes is then owned (withOwnership): the Capability's namespace, our
+ * label, its controller owner reference; the operator applies it as
+ * FieldManager. `halkyon plugins render` prints the same.
+ *
  * It does not decide what happens on a violation (the Reconciler does).
  */
+import { ApiVersion } from "../api/Capability.ts"
 import type { DependentInfo } from "../gen/halkyon/capability/v1/capability.ts"
+import type { KubeObject } from "../kube/KubeObject.ts"
+
+/** The field manager of every write of the operator's. */
+export const FieldManager = "halkyon"
+/** Set on every dependent, so that watches select only ours. */
+export const CapabilityLabel = "halkyon.io/capability"
 
 export const MaxDependents = 64
 export const MaxObjectBytes = 1024 * 1024
@@ -28,6 +39,10 @@ export interface Violation {
   /** What a user reads: the rule broken and the object, e.g. "ConfigMap kube-system/x (id config) is not in namespace team-a". */
   readonly message: string
 }
+
+/** How a violation is reported (the Capability's Ready message, the log, `halkyon plugins render`). */
+export const violationMessage = (plugin: string, violation: Violation) =>
+  `plugin ${plugin} broke rule "${violation.rule}": ${violation.message}; nothing was written`
 
 /** A dependent as the plugin returned it, with its serialized size. */
 export interface Returned {
@@ -137,5 +152,40 @@ export const checkUpdated = (
     rule: "identity",
     id: updated.id,
     message: `the update of ${before} returned ${describeObject(updated.id, updated.object)}: an update keeps apiVersion, kind, namespace and name`
+  }
+}
+
+/**
+ * The object to apply: what the plugin built (checked by DependentRules), in
+ * the Capability's namespace, labelled as ours, owned by the Capability
+ * (unless the plugin says not), and without the fields an apply must not
+ * carry (a plugin may hand back an object as read from the server).
+ */
+export const withOwnership = (object: Record<string, unknown>, owner: KubeObject, info: DependentInfo | undefined): KubeObject => {
+  const { status: _status, ...rest } = object
+  const metadata = { ...(object.metadata as Record<string, unknown>) }
+  // Owner references are the operator's to set: a plugin's own could hand the object to another owner's garbage collection.
+  for (const field of ["managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink", "ownerReferences"]) delete metadata[field]
+  const owned = info === undefined || info.owned
+  return {
+    ...(rest as unknown as KubeObject),
+    metadata: {
+      ...(metadata as unknown as KubeObject["metadata"]),
+      // DependentRules refused any other namespace before this.
+      namespace: owner.metadata.namespace,
+      labels: { ...(metadata.labels as Record<string, string> | undefined), [CapabilityLabel]: owner.metadata.name },
+      ...(owned
+        ? {
+            ownerReferences: [{
+              apiVersion: ApiVersion,
+              kind: "Capability",
+              name: owner.metadata.name,
+              uid: owner.metadata.uid ?? "",
+              controller: true,
+              blockOwnerDeletion: true
+            }]
+          }
+        : {})
+    }
   }
 }

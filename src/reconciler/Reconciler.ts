@@ -31,14 +31,13 @@ import { PluginRegistry, type Resolution } from "../registry/PluginRegistry.ts"
 import { ObjectCache } from "../controller/ObjectCache.ts"
 import type { ReconcileResult } from "../controller/Workers.ts"
 import { Metrics } from "../metrics/Metrics.ts"
-import { checkBuilt, checkUpdated, type Violation } from "./DependentRules.ts"
+import { CapabilityLabel, checkBuilt, checkUpdated, FieldManager, type Violation, violationMessage, withOwnership } from "./DependentRules.ts"
 import { describeForbidden, PluginIdentity } from "./PluginIdentity.ts"
 import { nextStatus, type Outcome, readyCondition, rollUp, sameStatus } from "./Status.ts"
 import { KubeApiError } from "../kube/Errors.ts"
 
-export const FieldManager = "halkyon"
-/** Set on every dependent, so that watches select only ours. */
-export const CapabilityLabel = "halkyon.io/capability"
+// Where they live now (render reuses them without the Kubernetes client); kept here for the controller's imports.
+export { CapabilityLabel, FieldManager, withOwnership }
 
 
 const decodeExit = Schema.decodeUnknownExit(Capability)
@@ -110,7 +109,7 @@ const make = Effect.fnUntraced(function*() {
       const status = nextStatus(previous, outcome, raw.metadata.generation, new Date(yield* Clock.currentTimeMillis))
       if (sameStatus(previous, status)) return
       // A merge patch keeps keys it does not name: null removes the facts that no longer hold.
-      const patch = { plugin: null, version: null, bindingSecret: null, dependents: null, ...status }
+      const patch = { plugin: null, version: null, bindingSecret: null, binding: null, dependents: null, ...status }
       yield* kube.patchStatus({ apiVersion: ApiVersion, kind: "Capability", namespace: raw.metadata.namespace, name: raw.metadata.name }, patch).pipe(
         Effect.tap(remember)
       )
@@ -298,7 +297,7 @@ const make = Effect.fnUntraced(function*() {
   const violated = (raw: KubeObject, resolution: Resolution, violation: Violation) =>
     Effect.gen(function*() {
       metrics.pluginViolation(resolution.plugin, violation.rule)
-      const message = `plugin ${resolution.plugin} broke rule "${violation.rule}": ${violation.message}; nothing was written`
+      const message = violationMessage(resolution.plugin, violation)
       yield* Effect.logWarning(`capability ${objectKey(raw)}: ${message}`).pipe(
         Effect.annotateLogs({ capability: objectKey(raw), plugin: resolution.plugin, rule: violation.rule })
       )
@@ -411,38 +410,3 @@ const dependentStatus = (built: BuiltDependent, ready: boolean, reason: string, 
   reason,
   message
 })
-
-/**
- * The object to apply: what the plugin built (checked by DependentRules), in
- * the Capability's namespace, labelled as ours, owned by the Capability
- * (unless the plugin says not), and without the fields an apply must not
- * carry (a plugin may hand back an object as read from the server).
- */
-export const withOwnership = (object: Record<string, unknown>, owner: KubeObject, info: DependentInfo | undefined): KubeObject => {
-  const { status: _status, ...rest } = object
-  const metadata = { ...(object.metadata as Record<string, unknown>) }
-  // Owner references are the operator's to set: a plugin's own could hand the object to another owner's garbage collection.
-  for (const field of ["managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink", "ownerReferences"]) delete metadata[field]
-  const owned = info === undefined || info.owned
-  return {
-    ...(rest as unknown as KubeObject),
-    metadata: {
-      ...(metadata as unknown as KubeObject["metadata"]),
-      // DependentRules refused any other namespace before this.
-      namespace: owner.metadata.namespace,
-      labels: { ...(metadata.labels as Record<string, string> | undefined), [CapabilityLabel]: owner.metadata.name },
-      ...(owned
-        ? {
-            ownerReferences: [{
-              apiVersion: ApiVersion,
-              kind: "Capability",
-              name: owner.metadata.name,
-              uid: owner.metadata.uid ?? "",
-              controller: true,
-              blockOwnerDeletion: true
-            }]
-          }
-        : {})
-    }
-  }
-}

@@ -6,13 +6,17 @@
  * that throws is INTERNAL naming the dependent.
  */
 import type { Capability } from "../api/Capability.ts"
-import { ConditionState, type DependentCondition, type PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
+import {
+  ConditionState,
+  type DependentCondition,
+  type ObservedDependent,
+  type PluginDescription
+} from "../gen/halkyon/capability/v1/capability.ts"
 import { BuildDependents, CheckValidity, Describe, EvaluateConditions, UpdateDependent } from "../protocol/Methods.ts"
 import { jsonBytes, jsonText } from "../protocol/Rpc.ts"
-import type { Condition, Context, DependentDefinition, KubeObject, PluginDefinition, TypeDefinition } from "./Plugin.ts"
+import type { Built, Condition, Context, DependentDefinition, ObjectShape, PluginDefinition, TypeDefinition } from "./Plugin.ts"
 import * as Messages from "./Messages.ts"
 import { GrpcError, type GrpcServer, Status } from "./wire/GrpcServer.ts"
-
 
 /** The default version of a type: declared, or the last listed. */
 export const defaultVersion = (t: TypeDefinition): string => t.defaultVersion ?? t.versions[t.versions.length - 1] ?? ""
@@ -43,8 +47,8 @@ export const describe = (plugin: PluginDefinition): PluginDescription => ({
 
 /**
  * The Capability schema (effect's Schema) is loaded on the first call rather
- * than at start-up: evaluating it costs a bundled plugin ~8 ms before its
- * handshake, and the first call comes after the handshake anyway.
+ * than at start-up: evaluating it would delay a bundled plugin's handshake
+ * (docs/performance.md), and the first call comes after the handshake anyway.
  */
 let capabilityModule: Promise<typeof import("../api/Capability.ts")> | undefined
 const loadCapabilitySchema = () => (capabilityModule ??= import("../api/Capability.ts"))
@@ -127,7 +131,7 @@ const guarded = <A>(what: string, f: () => A): A => {
   }
 }
 
-export const findDependent = (plugin: PluginDefinition, id: string): DependentDefinition => {
+export const findDependent = (plugin: PluginDefinition, id: string): DependentDefinition<ObjectShape> => {
   const found = plugin.dependents.find((d) => d.id === id)
   if (found === undefined) {
     throw new GrpcError(Status.NOT_FOUND, Messages.unknownDependent(plugin.name, id, plugin.dependents.map((d) => d.id)))
@@ -136,7 +140,11 @@ export const findDependent = (plugin: PluginDefinition, id: string): DependentDe
 }
 
 /** A dependent's condition when fetching it failed: missing is pending, anything else failed. */
-const conditionFromFetchError = (d: DependentDefinition, context: Context, error: { reason: string; message: string }): Condition =>
+const conditionFromFetchError = (
+  d: DependentDefinition<ObjectShape>,
+  context: Context,
+  error: { reason: string; message: string }
+): Condition =>
   error.reason === "NotFound"
     ? { state: "pending", reason: "NotFound", message: Messages.dependentMissing(d.kind, context.name) }
     : { state: "failed", reason: error.reason || "FetchFailed", message: error.message }
@@ -145,6 +153,85 @@ const stateOf: Record<Condition["state"], ConditionState> = {
   ready: ConditionState.CONDITION_STATE_READY,
   pending: ConditionState.CONDITION_STATE_PENDING,
   failed: ConditionState.CONDITION_STATE_FAILED
+}
+
+/**
+ * A dependent's built object with the declared apiVersion and kind, first;
+ * one that names others is the plugin's mistake. Here rather than in
+ * Plugin.ts: this module is loaded after the handshake, and must share no
+ * module with the code loaded before it (Services.ts says why).
+ */
+const withTypeMeta = (declared: DependentDefinition<ObjectShape>, built: Built<ObjectShape>): ObjectShape => {
+  const { apiVersion, kind } = built
+  if ((apiVersion !== undefined && apiVersion !== declared.apiVersion) || (kind !== undefined && kind !== declared.kind)) {
+    throw new Error(
+      Messages.builtOtherKind(declared.id, declared.apiVersion, declared.kind, apiVersion ?? declared.apiVersion, kind ?? declared.kind)
+    )
+  }
+  // Declared first, so they lead the object; set again after, in case `built` holds them as undefined.
+  const object: Record<string, unknown> = { apiVersion: declared.apiVersion, kind: declared.kind, ...built }
+  object.apiVersion = declared.apiVersion
+  object.kind = declared.kind
+  return object
+}
+
+/** Builds one dependent, apiVersion and kind filled in. */
+const build = (d: DependentDefinition<ObjectShape>, context: Context): ObjectShape =>
+  guarded(`building dependent ${d.id}`, () => withTypeMeta(d, d.build(context)))
+
+/** The built dependents, in the order they are applied. */
+export const buildDependents = (plugin: PluginDefinition, context: Context): Array<{ readonly id: string; readonly object: ObjectShape }> =>
+  plugin.dependents.map((d) => ({ id: d.id, object: build(d, context) }))
+
+/** The object to apply over `existing`, or undefined when it is fine as it is (or the dependent is never updated). */
+export const updateDependent = (plugin: PluginDefinition, id: string, existing: ObjectShape, context: Context): ObjectShape | undefined => {
+  const d = findDependent(plugin, id)
+  if (d.update === undefined) return undefined
+  const update = d.update.bind(d)
+  const desired = build(d, context)
+  return guarded(`updating dependent ${d.id}`, () => update(existing, desired, context))
+}
+
+/** What was observed of one dependent: the object, or why fetching it failed. */
+export type Observation = { readonly object: object } | { readonly error: { readonly reason: string; readonly message: string } }
+
+/** The condition of each observed dependent that is checked for readiness, in the order observed. */
+export const evaluateConditions = (
+  plugin: PluginDefinition,
+  context: Context,
+  observed: ReadonlyArray<{ readonly id: string; readonly observation: Observation | undefined }>
+): Array<{ readonly id: string; readonly condition: Condition }> => {
+  const conditions: Array<{ readonly id: string; readonly condition: Condition }> = []
+  for (const { id, observation } of observed) {
+    const d = findDependent(plugin, id)
+    const ready = d.ready
+    if (ready === undefined) continue
+    const condition = guarded(`evaluating dependent ${d.id}`, (): Condition => {
+      if (observation === undefined) {
+        return { state: "failed", reason: "NoObservation", message: Messages.noObservation(d.id) }
+      }
+      return "object" in observation
+        ? ready.call(d, observation.object as ObjectShape, context)
+        : conditionFromFetchError(d, context, observation.error)
+    })
+    conditions.push({ id: d.id, condition })
+  }
+  return conditions
+}
+
+/** An observation as it came over the wire. */
+const observationOf = (id: string, wire: ObservedDependent["observation"]): Observation | undefined => {
+  switch (wire?.$case) {
+    case "object": {
+      const bytes = wire.value
+      return { object: guarded(`evaluating dependent ${id}`, () => JSON.parse(jsonText(bytes)) as ObjectShape) }
+    }
+    case "error":
+      return { error: wire.value }
+    case undefined:
+    default:
+      return undefined
+  }
 }
 
 /** Registers the CapabilityPlugin service for `plugin` on `server`. */
@@ -158,46 +245,27 @@ export const registerCapabilityService = (server: GrpcServer, plugin: PluginDefi
     })
     .unary(BuildDependents, async (request) => {
       const context = makeContext(plugin, await decode(request.capability))
-      return {
-        dependents: plugin.dependents.map((d) => ({ id: d.id, object: jsonBytes(guarded(`building dependent ${d.id}`, () => d.build(context))) }))
-      }
+      return { dependents: buildDependents(plugin, context).map(({ id, object }) => ({ id, object: jsonBytes(object) })) }
     })
     .unary(UpdateDependent, async (request) => {
       const d = findDependent(plugin, request.id)
       if (d.update === undefined) return { needsUpdate: false, updated: Buffer.alloc(0) }
-      const update = d.update.bind(d)
       const context = makeContext(plugin, await decode(request.capability))
-      const existing = guarded(`reading existing ${d.id}`, () => JSON.parse(jsonText(request.existing)) as KubeObject)
-      const desired = guarded(`building dependent ${d.id}`, () => d.build(context))
-      const updated = guarded(`updating dependent ${d.id}`, () => update(existing, desired, context))
+      const existing = guarded(`reading existing ${d.id}`, () => JSON.parse(jsonText(request.existing)) as ObjectShape)
+      const updated = updateDependent(plugin, d.id, existing, context)
       return updated === undefined ? { needsUpdate: false, updated: Buffer.alloc(0) } : { needsUpdate: true, updated: jsonBytes(updated) }
     })
     .unary(EvaluateConditions, async (request) => {
       const context = makeContext(plugin, await decode(request.capability))
-      const conditions: Array<DependentCondition> = []
-      for (const observed of request.observed) {
-        const d = findDependent(plugin, observed.id)
-        const ready = d.ready
-        if (ready === undefined) continue
-        const condition = guarded(`evaluating dependent ${d.id}`, (): Condition => {
-          switch (observed.observation?.$case) {
-            case "object":
-              return ready.call(d, JSON.parse(jsonText(observed.observation.value)) as KubeObject, context)
-            case "error":
-              return conditionFromFetchError(d, context, observed.observation.value)
-            case undefined:
-            default:
-              return { state: "failed", reason: "NoObservation", message: Messages.noObservation(d.id) }
-          }
-        })
-        conditions.push({
-          id: d.id,
+      const observed = request.observed.map((o) => ({ id: o.id, observation: observationOf(o.id, o.observation) }))
+      return {
+        conditions: evaluateConditions(plugin, context, observed).map(({ id, condition }): DependentCondition => ({
+          id,
           state: stateOf[condition.state],
           reason: condition.reason ?? "",
           message: condition.message ?? "",
           attributes: { ...condition.attributes }
-        })
+        }))
       }
-      return { conditions }
     })
 }

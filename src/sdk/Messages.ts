@@ -18,6 +18,8 @@ export const unknownDependent = (plugin: string, id: string, has: ReadonlyArray<
 export const dependentMissing = (kind: string, name: string) => `${kind} for ${name} does not exist yet`
 export const noObservation = (id: string) => `no object nor error was sent for ${id}`
 export const unreadableCapability = (reason: string) => `the Capability could not be read: ${reason}`
+export const builtOtherKind = (id: string, apiVersion: string, kind: string, builtApiVersion: string, builtKind: string) =>
+  `dependent ${id} is declared as ${apiVersion} ${kind} but built a ${builtApiVersion} ${builtKind}`
 /** An author's function that failed, e.g. "building dependent service failed: …". */
 export const failed = (what: string, reason: string) => `${what} failed: ${reason}`
 

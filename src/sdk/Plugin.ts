@@ -14,6 +14,23 @@ import * as Messages from "./Messages.ts"
 /** A Kubernetes object, as JSON: apiVersion, kind and metadata, and the fields of its kind. */
 export type KubeObject = TypedObject
 
+/**
+ * Any Kubernetes object type a dependent can be declared with: ours
+ * (`KubeObject`) or kubernetes-types' (`import type { Secret } from
+ * "kubernetes-types/core/v1"`), whose apiVersion, kind and metadata are optional.
+ */
+export interface ObjectShape {
+  readonly apiVersion?: string
+  readonly kind?: string
+  readonly metadata?: object
+}
+
+/**
+ * What a dependent's `build` returns: the object, with apiVersion and kind
+ * optional since `dependent()` fills them in from its declaration.
+ */
+export type Built<O extends ObjectShape> = Omit<O, "apiVersion" | "kind"> & Partial<Pick<O, "apiVersion" | "kind">>
+
 /** A Capability type the plugin serves, e.g. postgres 15, 16, 17. */
 export interface TypeDefinition {
   readonly type: string
@@ -66,15 +83,20 @@ export interface FetchError {
 }
 
 /** One Kubernetes object the Capability needs. */
-export interface DependentDefinition<O extends KubeObject = KubeObject> {
+export interface DependentDefinition<O extends ObjectShape = KubeObject> {
   /** Stable across plugin versions, e.g. "config-secret". */
   readonly id: string
   readonly apiVersion: string
   readonly kind: string
-  /** Builds the desired object. Name and namespace usually derive from the Capability's. */
-  build(context: Context): O
   /**
-   * Given the existing object and the freshly built one, returns the object to
+   * Builds the desired object. Name and namespace usually derive from the
+   * Capability's. apiVersion and kind may be left out: the SDK sends the
+   * object with the declared ones (and refuses one that names others).
+   */
+  build(context: Context): Built<O>
+  /**
+   * Given the existing object and the freshly built one (apiVersion and kind
+   * filled in), returns the object and the freshly built one, returns the object to
    * apply, or undefined when nothing needs to change. When absent, an existing
    * dependent is left as it is.
    */
@@ -106,7 +128,7 @@ export interface PluginDefinition {
   /** In the order they are applied. */
   // Method syntax in DependentDefinition keeps a dependent of a narrower object
   // type assignable here.
-  readonly dependents: ReadonlyArray<DependentDefinition>
+  readonly dependents: ReadonlyArray<DependentDefinition<ObjectShape>>
 }
 
 /**
@@ -115,18 +137,19 @@ export interface PluginDefinition {
  *
  * @example
  * ```ts
- * import { definePlugin, dependent, serve } from "halkyon/sdk"
+ * import { definePlugin, dependent, serve } from "@halkyon/sdk"
+ * import type { Service } from "kubernetes-types/core/v1"
  *
  * const plugin = definePlugin({
  *   name: "memcached",
  *   category: "cache",
  *   types: [{ type: "memcached", versions: ["1.6"] }],
  *   dependents: [
- *     dependent({
+ *     dependent<Service>({
  *       id: "service",
  *       apiVersion: "v1",
  *       kind: "Service",
- *       build: (ctx) => ({ apiVersion: "v1", kind: "Service", metadata: { name: ctx.name, namespace: ctx.namespace } })
+ *       build: (ctx) => ({ metadata: { name: ctx.name, namespace: ctx.namespace }, spec: { ports: [{ port: 11211 }] } })
  *     })
  *   ]
  * })
@@ -155,19 +178,24 @@ export const definePlugin = (definition: PluginDefinition): PluginDefinition => 
 
 /**
  * Declares a dependent with its object type, so `build`, `update` and
- * `ready` agree on it.
+ * `ready` agree on it. apiVersion and kind are written once, in the
+ * declaration: `build` may leave them out, and the object the operator gets
+ * (and `update` is given as desired) has them; a `build` that returns others
+ * fails, naming the dependent.
  *
  * @example
  * ```ts
+ * import type { Service } from "kubernetes-types/core/v1"
+ *
  * const service = dependent<Service>({
  *   id: "service",
  *   apiVersion: "v1",
  *   kind: "Service",
- *   build: (ctx) => ({ apiVersion: "v1", kind: "Service", metadata: { name: ctx.name }, spec: { ports: [{ port: 5432 }] } })
+ *   build: (ctx) => ({ metadata: { name: ctx.name, namespace: ctx.namespace }, spec: { ports: [{ port: 5432 }] } })
  * })
  * ```
  */
-export const dependent = <O extends KubeObject>(definition: DependentDefinition<O>): DependentDefinition<O> => definition
+export const dependent = <O extends ObjectShape = KubeObject>(definition: DependentDefinition<O>): DependentDefinition<O> => definition
 
 /** A ready condition. @example `ready("ReplicasReady", "1/1 replicas ready")` */
 export const ready = (reason = "Ready", message = ""): Condition => ({ state: "ready", reason, message })

@@ -9,7 +9,10 @@
  * - SIGINT ignored (the host owns the terminal's Ctrl-C), SIGTERM and the
  *   Shutdown RPC stop it promptly;
  * - it exits on its own within a second when its host dies, removing its
- *   socket (go-plugin plugins are left running).
+ *   socket (go-plugin plugins are left running);
+ * - started by hand with HALKYON_PLUGIN_DEBUG=1 (under `bun --inspect`, say),
+ *   it serves with no host, prints the `--reattach` value that connects
+ *   `halkyon run` or `halkyon plugins render` to it, and runs until Ctrl-C.
  *
  * Start-up time matters (a plugin starts with its host and at each restart):
  * before the handshake this module loads no node: builtin and no generated
@@ -31,6 +34,7 @@ import {
   socketPathIn,
   SupportedAppProtocolVersions
 } from "../protocol/Handshake.ts"
+import { DebugKey, formatReattach } from "../protocol/Reattach.ts"
 import type { Certificate } from "../protocol/Mtls.ts"
 import { captureConsole, makeLogger } from "./Log.ts"
 import type { PluginDefinition } from "./Plugin.ts"
@@ -54,7 +58,7 @@ const ParentCheckMs = 250
  *
  * @example
  * ```ts
- * import { definePlugin, serve } from "halkyon/sdk"
+ * import { serve } from "@halkyon/sdk"
  * import { plugin } from "./plugin.ts"
  *
  * serve(plugin)
@@ -63,7 +67,9 @@ const ParentCheckMs = 250
 export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): void => {
   const loadedMs = performance.now()
   const env = options.env ?? process.env
-  if (env[MagicCookieKey] !== MagicCookieValue) {
+  // Debugging: no host started it, so no cookie, no parent to watch, and Ctrl-C is the author's.
+  const debug = env[DebugKey] === "1"
+  if (!debug && env[MagicCookieKey] !== MagicCookieValue) {
     process.stderr.write(RunByHandMessage)
     process.exit(1)
   }
@@ -108,13 +114,15 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
     void closing.then(finish, finish)
   }
 
-  process.on("SIGINT", () => logger.debug("ignoring SIGINT: the host stops plugins"))
+  process.on("SIGINT", () => (debug ? stop("SIGINT") : logger.debug("ignoring SIGINT: the host stops plugins")))
   process.on("SIGTERM", () => stop("SIGTERM"))
   // Our host names its pid: a host that died before this line ran is caught too.
   const parent = Number(env[HostPidKey]) || process.ppid
-  setInterval(() => {
-    if (process.ppid !== parent) stop("the host process exited", true)
-  }, ParentCheckMs).unref()
+  if (!debug) {
+    setInterval(() => {
+      if (process.ppid !== parent) stop("the host process exited", true)
+    }, ParentCheckMs).unref()
+  }
 
   // Keep the process alive while serving: the intervals above are unref'd.
   const keepAlive = setInterval(() => {}, 1 << 30)
@@ -125,9 +133,17 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
     const { network, address } = listening.listener.address
     const certificate = listening.certificate
     const mux = env.PLUGIN_MULTIPLEX_GRPC === "true" ? false : undefined
-    // Bun.stdout, not process.stdout: the latter builds a Node stream (0.6 ms) before the handshake.
+    // Bun.stdout, not process.stdout: the latter builds a Node stream before the handshake (docs/performance.md).
     await Bun.write(Bun.stdout, formatHandshake({ appVersion, network, address, protocol: "grpc", certificate: certificate?.der, multiplexed: mux }) + "\n")
     const handshakeMs = performance.now()
+    if (debug) {
+      const reattach = formatReattach({ name: plugin.name, network, address })
+      process.stderr.write(
+        `plugin ${plugin.name} is serving for debugging (Ctrl-C stops it). Connect halkyon to it with:\n` +
+          `  halkyon run --reattach ${reattach}\n` +
+          `  halkyon plugins render --reattach ${reattach} -f capability.yaml\n`
+      )
+    }
     // Only now do HTTP/2, the services and their generated code load; connections made meanwhile wait.
     const services = loadServices()
       .then(({ serveServices }) => serveServices(listening.listener, plugin, stop))
@@ -163,7 +179,7 @@ const listen = async (
   clientCert: string | undefined,
   socketPath: string | undefined
 ): Promise<{ readonly listener: Listener; readonly certificate: Certificate | undefined }> => {
-  // Mtls.ts only with AutoMTLS: evaluating it (its DER constants) cost a plugin ~0.6 ms before its handshake.
+  // Mtls.ts only with AutoMTLS: evaluating it (its DER constants) delays the handshake (docs/performance.md).
   const certificate = clientCert !== undefined && clientCert !== "" ? await (await import("../protocol/Mtls.ts")).generateCertificate() : undefined
   const tls = certificate === undefined || clientCert === undefined
     ? undefined

@@ -1,17 +1,20 @@
 /**
- * The halkyon plugin SDK: what plugin authors import. A plugin declares its
+ * The halkyon plugin SDK, published as `@halkyon/sdk` (packages/sdk, built by
+ * scripts/build-sdk.ts): what plugin authors import. A plugin declares its
  * capability logic with `definePlugin` and `dependent`, then calls `serve`.
- * See plugins/README.md for a walk-through and plugins/postgres for a full
- * plugin.
+ * `@halkyon/sdk/testing` (testing/) tests it. See docs/plugins/typescript.md
+ * for a walk-through and plugins/postgres for a full plugin.
  */
 export type { Capability, CapabilitySpec, Parameter } from "../api/Capability.ts"
 export type {
+  Built,
   Condition,
   ConditionState,
   Context,
   DependentDefinition,
   FetchError,
   KubeObject,
+  ObjectShape,
   ParameterDefinition,
   PluginDefinition,
   TypeDefinition
@@ -19,3 +22,4 @@ export type {
 export { definePlugin, dependent, failed, pending, ready } from "./Plugin.ts"
 export { serve, type ServeOptions } from "./Serve.ts"
 export { makeLogger, type Logger } from "./Log.ts"
+export { bindingEntries, type BindingEntries, checkBindingEntries } from "./Binding.ts"

@@ -16,7 +16,7 @@ import { ensureRelease, gitCommit, releaseArchiveName, releaseDir } from "../../
 import { releasePlugin } from "../../scripts/build-plugins.ts"
 import { debianPackage, installHint } from "../../scripts/release/debian.ts"
 import { pluginBuildsIn, pluginReleaseDir } from "../../scripts/release/plugin-archives.ts"
-import { releaseTargets } from "../../scripts/release/targets.ts"
+import { releaseTargets } from "../../src/release/Targets.ts"
 import { executableKind, formatOf } from "../support/binaries.ts"
 
 const run = (command: ReadonlyArray<string>, cwd?: string) => {

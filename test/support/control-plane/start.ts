@@ -32,6 +32,8 @@ export interface ControlPlane {
 export interface StartOptions {
   /** How long kube-apiserver may take to answer /readyz with 200. */
   readyTimeoutMs?: number;
+  /** More kube-apiserver flags (fault tests: `--watch-cache=false` sends watches straight to etcd). */
+  apiServerArgs?: string[];
 }
 
 const DEFAULT_READY_TIMEOUT_MS = 120_000;
@@ -249,7 +251,7 @@ async function startEtcd(etcd: string, layout: Layout): Promise<Child> {
   return child;
 }
 
-function apiserverArgs(apiserver: string, layout: Layout): string[] {
+function apiserverArgs(apiserver: string, layout: Layout, extra: string[]): string[] {
   const pki = (file: string) => join(layout.dir, file);
   return [
     apiserver,
@@ -273,6 +275,7 @@ function apiserverArgs(apiserver: string, layout: Layout): string[] {
     // The "kubernetes" Service endpoint would be 127.0.0.1, which Endpoints validation rejects;
     // without reconciling it the log stays free of errors repeated every ten seconds.
     "--endpoint-reconciler-type=none",
+    ...extra,
   ];
 }
 
@@ -351,7 +354,7 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
 
     const tls = { ca: caCertPem, cert: adminCertPem, key: adminKeyPem };
     const startApiServer = async (): Promise<void> => {
-      const child = spawnLogged("kube-apiserver", apiserverArgs(binaries.apiserver, layout), join(dir, "kube-apiserver.log"));
+      const child = spawnLogged("kube-apiserver", apiserverArgs(binaries.apiserver, layout, options.apiServerArgs ?? []), join(dir, "kube-apiserver.log"));
       apiserver = child;
       await waitUntil(child, `${server}/readyz`, readyTimeoutMs, async () => {
         // keepalive off: a pooled connection to a previous API server process would only fail.

@@ -3,7 +3,8 @@
  * level, and the GoReleaser-format checksums.txt beside them. Written
  * in-process (tar from npm, zip by hand) so a build gives the same archives
  * on any OS, whatever tar or zip it has; timestamps are fixed and owners left
- * out, so the same binary gives the same archive bytes.
+ * out, so the same binary gives the same archive bytes. Used by the release
+ * scripts and by `halkyon plugins build --release`.
  */
 import { createHash } from "node:crypto"
 import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -72,7 +73,7 @@ export const writeZip = (out: string, file: string, name: string) => {
   central.writeUInt32LE(data.length, 24)
   central.writeUInt16LE(nameBytes.length, 28)
   // extra, comment, disk number, internal attributes: 0
-  central.writeUInt32LE(((0o100755 << 16) >>> 0), 38) // external attributes: regular file, 0755
+  central.writeUInt32LE((0o100755 << 16) >>> 0, 38) // external attributes: regular file, 0755
   central.writeUInt32LE(0, 42) // offset of the local header
 
   const centralOffset = local.length + nameBytes.length + compressed.length

@@ -1,7 +1,7 @@
 /**
  * The platforms we release for, named as Go names them (release assets use
  * those names, so the downloader and go-plugin hosts agree) beside the Bun
- * compile target that builds each.
+ * compile target that builds each, and this machine among them.
  */
 
 export interface ReleaseTarget {
@@ -21,3 +21,9 @@ export const releaseTargets: ReadonlyArray<ReleaseTarget> = [
 
 /** The executable's file name on that OS. */
 export const executableName = (name: string, os: string) => (os === "windows" ? `${name}.exe` : name)
+
+/** This machine, as Go names it. */
+export const hostTarget: ReleaseTarget | undefined = releaseTargets.find(
+  (t) =>
+    t.os === (process.platform === "win32" ? "windows" : process.platform) && t.arch === (process.arch === "x64" ? "amd64" : process.arch)
+)

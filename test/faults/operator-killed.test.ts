@@ -1,0 +1,104 @@
+/**
+ * Fault: the operator is SIGKILLed in the middle of a reconcile (its
+ * StatefulSet apply held in the fault proxy, the Secret before it written,
+ * the Service after it not) and in the middle of a status write (held, then
+ * let through after the process died, as a request already on the wire
+ * would). The next start converges: every Capability reconciled at its
+ * generation, with all its dependents and a status that lists them.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test"
+import { capabilityPath, type Cluster, dig, type Operator, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import { type FaultProxy, startFaultProxy } from "../support/FaultProxy.ts"
+import { changeVersion, createCapability, createNamespace, FaultNamespace, untilReconciled, until } from "../support/faults.ts"
+import { builtPlugin, pluginsFolder } from "../support/paths.ts"
+
+let cluster: Cluster
+let proxy: FaultProxy
+const operators: Array<Operator> = []
+const plugins = pluginsFolder(builtPlugin("postgres.js"))
+
+const start = async () => {
+  const operator = await untilReady(startOperator(cluster, plugins.dir, [], proxy.kubeconfigPath))
+  operators.push(operator)
+  return operator
+}
+
+beforeAll(async () => {
+  cluster = await startCluster()
+  await createNamespace(cluster)
+  proxy = startFaultProxy(cluster.plane)
+}, 120_000)
+
+afterAll(async () => {
+  for (const operator of operators) if (operator.proc.exitCode === null && operator.proc.signalCode === null) await operator.stop()
+  await proxy?.stop()
+  await cluster?.plane.stop()
+  plugins.cleanup()
+})
+
+/** The dependents a reconciled postgres Capability has: all there, all owned by it, all listed in its status. */
+const complete = async (name: string) => {
+  const capability = await cluster.api("GET", capabilityPath(FaultNamespace, name))
+  const uid = dig<string>(capability.body, "metadata", "uid")
+  const listed = (dig<Array<{ kind: string; name: string }>>(capability.body, "status", "dependents") ?? []).map((d) =>
+    `${d.kind}/${d.name}`
+  )
+  const paths = [
+    `/api/v1/namespaces/${FaultNamespace}/secrets/${name}-config`,
+    `/apis/apps/v1/namespaces/${FaultNamespace}/statefulsets/${name}`,
+    `/api/v1/namespaces/${FaultNamespace}/services/${name}`
+  ]
+  const owners = await Promise.all(
+    paths.map(async (p) => dig<string>((await cluster.api("GET", p)).body, "metadata", "ownerReferences", 0, "uid"))
+  )
+  return { owners: owners.map((o) => o === uid), listed }
+}
+
+const killMidWrite = async (operator: Operator, what: string) => {
+  await until(`the operator is in the middle of ${what}`, () => proxy.heldWrites().length > 0, 15_000)
+  const held = proxy.heldWrites()
+  operator.proc.kill("SIGKILL")
+  await operator.proc.exited
+  return held
+}
+
+test("SIGKILL in the middle of a reconcile and of a status write: the next start converges, nothing half-written", async () => {
+  let operator = await start()
+  await createCapability(cluster, "settled", "16")
+  await untilReconciled(cluster, ["settled"], 30_000)
+
+  // 1. Mid-reconcile: the Secret is written, the StatefulSet apply is on its way, the Service not yet.
+  proxy.holdWrites((method, path) => method === "PATCH" && path.endsWith("/statefulsets/midway"))
+  await createCapability(cluster, "midway", "16")
+  const heldReconcile = await killMidWrite(operator, "a reconcile")
+  proxy.releaseWrites(false)
+  expect(heldReconcile).toEqual([`PATCH /apis/apps/v1/namespaces/${FaultNamespace}/statefulsets/midway`])
+  expect((await cluster.api("GET", `/api/v1/namespaces/${FaultNamespace}/secrets/midway-config`)).status).toBe(200)
+  expect((await cluster.api("GET", `/api/v1/namespaces/${FaultNamespace}/services/midway`)).status).toBe(404)
+  const restarted = performance.now()
+  operator = await start()
+  await untilReconciled(cluster, ["settled", "midway"], 30_000)
+  const firstConverged = Math.round(performance.now() - restarted)
+
+  // 2. Mid-status-write, on a change: the dependents are updated, the status write is on the wire when the process dies.
+  proxy.holdWrites((method, path) => method === "PATCH" && path.endsWith("/capabilities/settled/status"))
+  await changeVersion(cluster, "settled", "17")
+  const heldStatus = await killMidWrite(operator, "a status write")
+  expect(heldStatus).toEqual([`PATCH /apis/halkyon.io/v1beta1/namespaces/${FaultNamespace}/capabilities/settled/status`])
+  const writesBefore = proxy.writes.length
+  proxy.releaseWrites(true)
+  await until("the held status write landed", () => proxy.writes.length > writesBefore, 5_000)
+  const restartedAgain = performance.now()
+  operator = await start()
+  await untilReconciled(cluster, ["settled", "midway"], 30_000)
+  const secondConverged = Math.round(performance.now() - restartedAgain)
+  console.log(
+    `[faults] SIGKILL: converged ${firstConverged} ms after the restart (mid-reconcile), ${secondConverged} ms (mid-status-write)`
+  )
+
+  for (const name of ["settled", "midway"]) {
+    const { owners, listed } = await complete(name)
+    expect(owners).toEqual([true, true, true])
+    expect(listed.sort()).toEqual([`Secret/${name}-config`, `Service/${name}`, `StatefulSet/${name}`])
+  }
+}, 120_000)

@@ -1,0 +1,91 @@
+/**
+ * What the fault tests share: postgres Capabilities, the check that one is
+ * reconciled (its current generation reported, its StatefulSet of its version
+ * and owned by this very object), and bounded waits that say what they saw.
+ */
+import { capabilityPath, type Cluster, dig, readyOf } from "./cluster.ts"
+import { eventually } from "./paths.ts"
+
+export const FaultNamespace = "faults"
+
+export const createNamespace = async (cluster: Cluster, name = FaultNamespace) => {
+  const created = await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name } })
+  if (created.status !== 201) throw new Error(`creating namespace ${name} failed: ${JSON.stringify(created.body)}`)
+}
+
+export const createCapability = async (cluster: Cluster, name: string, version: string, ns = FaultNamespace) => {
+  const created = await cluster.api("POST", capabilityPath(ns), {
+    apiVersion: "halkyon.io/v1beta1",
+    kind: "Capability",
+    metadata: { name },
+    spec: { category: "database", type: "postgres", version }
+  })
+  if (created.status !== 201) throw new Error(`creating ${name} failed: ${JSON.stringify(created.body)}`)
+  return dig<string>(created.body, "metadata", "uid") ?? ""
+}
+
+export const changeVersion = async (cluster: Cluster, name: string, version: string, ns = FaultNamespace) => {
+  const patched = await cluster.api("PATCH", capabilityPath(ns, name), { spec: { version } }, "application/merge-patch+json")
+  if (patched.status !== 200) throw new Error(`changing ${name} failed: ${JSON.stringify(patched.body)}`)
+}
+
+export const deleteCapability = async (cluster: Cluster, name: string, ns = FaultNamespace) => {
+  const deleted = await cluster.api("DELETE", capabilityPath(ns, name))
+  if (deleted.status !== 200) throw new Error(`deleting ${name} failed: ${JSON.stringify(deleted.body)}`)
+}
+
+/** What is wrong with a Capability's reconcile, or undefined once it is reconciled at its current generation and version. */
+export const notReconciled = async (cluster: Cluster, name: string, ns = FaultNamespace): Promise<string | undefined> => {
+  const capability = await cluster.api("GET", capabilityPath(ns, name))
+  if (capability.status !== 200) return `GET ${name}: ${capability.status}`
+  const generation = dig<number>(capability.body, "metadata", "generation")
+  const ready = readyOf(capability)
+  if (ready === undefined || ready.observedGeneration !== generation) {
+    return `${name}: Ready ${JSON.stringify(ready)} is not about generation ${generation}`
+  }
+  const version = dig<string>(capability.body, "spec", "version")
+  const uid = dig<string>(capability.body, "metadata", "uid")
+  const sts = await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}`)
+  const image = dig<string>(sts.body, "spec", "template", "spec", "containers", 0, "image")
+  if (image !== `postgres:${version}`) return `${name}: StatefulSet image ${image}, not postgres:${version}`
+  const owner = dig<string>(sts.body, "metadata", "ownerReferences", 0, "uid")
+  if (owner !== uid) return `${name}: StatefulSet owned by ${owner}, not by the Capability ${uid}`
+  return undefined
+}
+
+/** Waits until every named Capability is reconciled; returns performance.now() then, or throws with what was still wrong. */
+export const untilReconciled = async (cluster: Cluster, names: ReadonlyArray<string>, timeoutMs: number, ns = FaultNamespace) => {
+  let wrong: Array<string> = []
+  const ok = await eventually(
+    async () => {
+      wrong = []
+      for (const name of names) {
+        const problem = await notReconciled(cluster, name, ns)
+        if (problem !== undefined) wrong.push(problem)
+      }
+      return wrong.length === 0
+    },
+    timeoutMs,
+    100
+  )
+  if (!ok) throw new Error(`not reconciled within ${timeoutMs} ms: ${wrong.join("; ")}`)
+  return performance.now()
+}
+
+/** Waits for a condition, or throws naming it. */
+export const until = async (what: string, check: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 50) => {
+  if (!(await eventually(check, timeoutMs, stepMs))) throw new Error(`${what} did not happen within ${timeoutMs} ms`)
+  return performance.now()
+}
+
+/** A counter or gauge from the operator's /metrics, summed over the series whose labels contain `labels`. */
+export const metric = async (base: string, name: string, labels = ""): Promise<number> => {
+  const text = await (await fetch(`${base}/metrics`)).text()
+  let total = 0
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name) || (line[name.length] !== " " && line[name.length] !== "{")) continue
+    if (labels !== "" && !line.includes(labels)) continue
+    total += Number(line.slice(line.lastIndexOf(" ") + 1))
+  }
+  return total
+}
