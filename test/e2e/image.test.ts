@@ -2,29 +2,40 @@
  * The container image (npm run image), unpacked from its OCI archive and run
  * from its root filesystem alone, as the `halkyon manifests` Deployment runs
  * it: the image's entrypoint (tini) as PID 1 and its user, the root read-only,
- * /tmp and /plugins mounted writable. The amd64 image runs natively; the
- * arm64 image's binary runs under qemu-user with the image's own files as its
- * only root.
+ * /tmp and /plugins mounted writable; all without privileges, in user
+ * namespaces. The amd64 image runs natively; the arm64 image's binary runs
+ * under qemu-user (Debian's, fetched into the user's cache) with the image's
+ * own files as its only root.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { chmodSync, copyFileSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { V1Deployment } from "@kubernetes/client-node"
 import pkg from "../../package.json" with { type: "json" }
 import { gitCommit } from "../../scripts/build.ts"
 import { manifests } from "../../src/api/Manifests.ts"
-import { ensureImages, type ImageArch, imageArchive } from "../../scripts/image.ts"
-import { installHint } from "../../scripts/release/debian.ts"
+import { dockerfile, ensureImages, type ImageArch, imageArchive, runtimeConfig } from "../../scripts/image.ts"
+import { qemuAarch64 } from "../../scripts/release/debian.ts"
+import { readDockerfile } from "../../scripts/release/dockerfile.ts"
 import { executableKind } from "../support/binaries.ts"
 import { capabilityPath, type Cluster, dig, startCluster } from "../support/cluster.ts"
-import { childrenOf, containerCommand, containerInit, type ImageConfig, unpackImage } from "../support/image.ts"
+import {
+  childrenOf,
+  containerCommand,
+  containerInit,
+  type ImageConfig,
+  layerInventory,
+  requireUserNamespaces,
+  uidInside,
+  unpackImage
+} from "../support/image.ts"
 import { builtPlugin, eventually } from "../support/paths.ts"
 
-const images = new Map<ImageArch, { dir: string; rootfs: string; config: ImageConfig }>()
+const images = new Map<ImageArch, { dir: string; rootfs: string; config: ImageConfig; layers: ReadonlyArray<{ file: string }> }>()
 
 beforeAll(async () => {
-  if (process.getuid?.() !== 0) throw new Error("the image tests unpack and chroot into the image: run them as root")
+  requireUserNamespaces()
   await ensureImages()
   for (const arch of ["amd64", "arm64"] as const) images.set(arch, unpackImage(imageArchive(arch)))
 }, 300_000)
@@ -37,22 +48,6 @@ const image = (arch: ImageArch) => {
   const found = images.get(arch)
   if (found === undefined) throw new Error(`the ${arch} image was not unpacked`)
   return found
-}
-
-/** Every path in a root filesystem with its type, mode and owner: `f 755 0:0 /usr/bin/tini`. */
-const inventory = (rootfs: string) => {
-  const lines: Array<string> = []
-  const walk = (dir: string) => {
-    for (const entry of readdirSync(join(rootfs, dir)).sort()) {
-      const path = `${dir}/${entry}`
-      const s = lstatSync(join(rootfs, path))
-      const type = s.isDirectory() ? "d" : s.isSymbolicLink() ? "l" : "f"
-      lines.push(`${type} ${(s.mode & 0o7777).toString(8)} ${s.uid}:${s.gid} ${path}`)
-      if (s.isDirectory()) walk(path)
-    }
-  }
-  walk("")
-  return lines
 }
 
 const run = (command: ReadonlyArray<string>) => {
@@ -75,6 +70,14 @@ for (const arch of ["amd64", "arm64"] as const) {
       expect(Object.keys(config.config.ExposedPorts ?? {}).sort()).toEqual(["8080/tcp", "8081/tcp"])
     })
 
+    test("its config is what the Dockerfile declares: user, env, working folder, ports, entrypoint, default arguments", () => {
+      const { config } = image(arch)
+      expect(config.config).toEqual(runtimeConfig(readDockerfile(dockerfile, { TARGETARCH: arch })))
+      expect(config.config.Cmd).toEqual(["run", "--plugins-dir", "/plugins"])
+      expect(config.config.WorkingDir).toBe("/tmp")
+      expect(config.config.Env).toEqual(["HOME=/tmp", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"])
+    })
+
     test("holds the binary, glibc's loader and four libraries, tini, CA certificates, users, and writable /plugins and /tmp: nothing else", () => {
       const triplet = arch === "amd64" ? "x86_64-linux-gnu" : "aarch64-linux-gnu"
       const expected = [
@@ -88,8 +91,9 @@ for (const arch of ["amd64", "arm64"] as const) {
         "d 755 0:0 /usr", "d 755 0:0 /usr/bin", "f 755 0:0 /usr/bin/tini",
         "d 755 0:0 /usr/local", "d 755 0:0 /usr/local/bin", "f 755 0:0 /usr/local/bin/halkyon"
       ]
-      expect(inventory(image(arch).rootfs).sort()).toEqual(expected.sort())
-      const { rootfs } = image(arch)
+      const { rootfs, layers } = image(arch)
+      expect(layers).toHaveLength(1)
+      expect(layers.flatMap((l) => layerInventory(l.file)).sort()).toEqual(expected.sort())
       expect(readFileSync(join(rootfs, "etc/passwd"), "utf8")).toContain("halkyon:x:65532:65532:")
       expect(readFileSync(join(rootfs, "etc/group"), "utf8")).toContain("halkyon:x:65532:")
       expect(readFileSync(join(rootfs, "etc/ssl/certs/ca-certificates.crt"), "utf8").match(/BEGIN CERTIFICATE/g)?.length).toBeGreaterThan(100)
@@ -170,7 +174,7 @@ describe("the linux/amd64 image, run from its root filesystem alone", () => {
         const init = containerInit(proc.pid) ?? 0
         expect(readFileSync(`/proc/${init}/comm`, "utf8").trim()).toBe("tini")
         const [operator = 0] = childrenOf(init)
-        expect(/^Uid:\s+65532\s/m.test(readFileSync(`/proc/${operator}/status`, "utf8"))).toBe(true)
+        expect(uidInside(operator)).toBe(65532)
         const plugins = () => childrenOf(operator).map((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[0])
         expect({ plugins: plugins(), stderr }).toEqual({ plugins: ["/plugins/postgres"], stderr })
 
@@ -201,10 +205,9 @@ describe("the linux/amd64 image, run from its root filesystem alone", () => {
 })
 
 describe("the linux/arm64 image's binary", () => {
-  test("runs halkyon version with only the image's files as its root (qemu-user)", () => {
-    if (Bun.which("qemu-aarch64-static") === null) throw new Error(`qemu-aarch64-static is not installed: ${installHint}`)
+  test("runs halkyon version with only the image's files as its root (qemu-user)", async () => {
     const { rootfs } = image("arm64")
-    const { code, stdout, stderr } = run(["qemu-aarch64-static", "-L", rootfs, join(rootfs, "usr/local/bin/halkyon"), "version"])
+    const { code, stdout, stderr } = run([await qemuAarch64(), "-L", rootfs, join(rootfs, "usr/local/bin/halkyon"), "version"])
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" })
     expect(stdout).toBe(`halkyon ${pkg.version} (commit ${gitCommit()}) linux/arm64\n`)
   })
