@@ -31,7 +31,7 @@ const known = ["FROM", "ARG", "COPY", "ENV", "USER", "WORKDIR", "EXPOSE", "ENTRY
 
 /** An exec-form (JSON array) argument list. */
 const execForm = (instruction: string, text: string) => {
-  const parsed: unknown = JSON.parse(text)
+  const parsed: unknown = text.startsWith("[") ? JSON.parse(text) : undefined
   if (!Array.isArray(parsed) || !parsed.every((a) => typeof a === "string")) {
     throw new Error(`Dockerfile: ${instruction} must be in exec form (a JSON array of strings), got ${text}`)
   }
