@@ -22,7 +22,7 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "nod
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { capabilityCrd, capabilityInfoCrd } from "../src/api/Crds.ts"
-import type { KubeObject } from "../src/kube/KubeClient.ts"
+import type { KubeObject } from "../src/kube/KubeObject.ts"
 import { withOwnership } from "../src/reconciler/Reconciler.ts"
 import { nextStatus, rollUp, sameStatus } from "../src/reconciler/Status.ts"
 import type { CapabilityStatus } from "../src/api/Capability.ts"

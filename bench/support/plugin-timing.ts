@@ -7,6 +7,7 @@
 import { NodeServices } from "@effect/platform-node"
 import { Effect, Layer, Logger } from "effect"
 import { PluginClient } from "../../src/plugin-client/PluginClient.ts"
+import { Metrics } from "../../src/metrics/Metrics.ts"
 import { classify, type PluginFile } from "../../src/plugin-host/PluginFiles.ts"
 import { launch, type LaunchOptions } from "../../src/plugin-host/PluginProcess.ts"
 
@@ -23,7 +24,7 @@ export const launchOptions = (autoMtls: boolean): LaunchOptions => ({
   protocolVersions: [1]
 })
 
-const services = Layer.mergeAll(PluginClient.layer, NodeServices.layer, Logger.layer([]))
+const services = Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), NodeServices.layer, Logger.layer([]))
 
 export const pluginFile = (path: string) => classify(path) as PluginFile
 

@@ -10,7 +10,8 @@ import { Argument, Command, Flag } from "effect/cli"
 import { PluginDownloader } from "../downloader/PluginDownloader.ts"
 import { ExpectedForm } from "../downloader/PluginSpec.ts"
 import { defaultHostSettings } from "../config/HostConfig.ts"
-import { installListed, releaseFlags, type ReleaseFlagValues, settingsFor } from "./PluginSources.ts"
+import { installListed } from "../downloader/InstallListed.ts"
+import { releaseFlags, type ReleaseFlagValues, settingsFor } from "./PluginSources.ts"
 import { withLogging } from "./Logging.ts"
 
 const installFlags = {

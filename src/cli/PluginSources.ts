@@ -5,9 +5,8 @@
  */
 import { Config, Effect, Option, Redacted } from "effect"
 import { Flag } from "effect/cli"
-import { downloaderSettings, type DownloaderSettings, type InstallOptions, PluginDownloader } from "../downloader/PluginDownloader.ts"
+import { downloaderSettings, type DownloaderSettings } from "../downloader/PluginDownloader.ts"
 import { DefaultReleaseBase } from "../downloader/ReleaseAsset.ts"
-import { parsePluginSpecs } from "../downloader/PluginSpec.ts"
 import { durationFlag } from "./HostFlags.ts"
 
 export const releaseFlags = {
@@ -57,17 +56,4 @@ export const settingsFor = (pluginsDir: string, flags: ReleaseFlagValues) =>
       http: { answerTimeoutMs: flags.downloadTimeout, readTimeoutMs: flags.downloadTimeout },
       token: Option.match(token, { onNone: () => undefined, onSome: (t) => Redacted.value(t) || undefined })
     }) satisfies DownloaderSettings
-  })
-
-/**
- * Installs what the lists name, reporting bad entries and failed installs;
- * returns how many failed (bad entries included).
- */
-export const installListed = (lists: ReadonlyArray<string>, options: InstallOptions) =>
-  Effect.gen(function*() {
-    const downloader = yield* PluginDownloader
-    const { specs, invalid } = parsePluginSpecs(lists)
-    for (const bad of invalid) yield* Effect.logError(bad.message)
-    const results = yield* downloader.installAll(specs, options)
-    return { results, specs, invalid }
   })

@@ -3,8 +3,9 @@
  * prints what each provides and how it started, and stops them. Exits
  * non-zero when any plugin failed, with the reason for each.
  */
-import { Console, Effect } from "effect"
+import { Console, Effect, Layer } from "effect"
 import { Command, Flag } from "effect/cli"
+import { Metrics } from "../metrics/Metrics.ts"
 import type { PluginStatus } from "../plugin-host/PluginHost.ts"
 import { type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
@@ -68,7 +69,7 @@ const listPlugins = Effect.fn("plugins.list")(function*(flags: HostFlagValues & 
     const host = yield* PluginHost
     yield* host.awaitSettled
     return (yield* host.statuses).map(toListing)
-  }).pipe(Effect.provide(PluginHost.live(settings)))
+  }).pipe(Effect.provide(PluginHost.live(settings).pipe(Layer.provide(Metrics.layer))))
   if (flags.output === "json") yield* Console.log(JSON.stringify(rows, null, 2))
   else if (rows.length === 0) yield* Console.log(`No plugins found in ${settings.pluginsDir}.`)
   else yield* Console.log(renderTable(rows))
@@ -100,7 +101,7 @@ const watchPlugins = Effect.fn("plugins.watch")(function*(flags: HostFlagValues)
     const statuses = yield* host.statuses
     yield* Effect.logInfo(`watching ${settings.pluginsDir}: ${statuses.filter((s) => s.state === "running").length} of ${statuses.length} plugins running; Ctrl-C stops them`)
     return yield* Effect.never
-  }).pipe(Effect.provide(PluginHost.live(settings)))
+  }).pipe(Effect.provide(PluginHost.live(settings).pipe(Layer.provide(Metrics.layer))))
 })
 
 const watch = Command.make("watch", hostFlags, (flags) => withLogging(watchPlugins(flags))).pipe(

@@ -2,11 +2,12 @@
  * `halkyon run`: the operator's flags and command. What it runs is
  * src/operator/Operator.ts, loaded only when it runs.
  */
-import { Config, Effect, type Option } from "effect"
+import { Config, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import { durationFlag, type HostFlagValues, hostFlags } from "./HostFlags.ts"
+import type { OperatorOptions } from "../operator/Operator.ts"
+import { durationFlag, type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
-import { releaseFlags, type ReleaseFlagValues } from "./PluginSources.ts"
+import { releaseFlags, type ReleaseFlagValues, settingsFor } from "./PluginSources.ts"
 
 export const runFlags = {
   ...hostFlags,
@@ -75,10 +76,41 @@ export interface RunFlagValues extends HostFlagValues, ReleaseFlagValues {
   readonly metricsAddr: string
 }
 
+/** The operator's options, from the flags (and the variables they fall back to). */
+export const operatorOptions = Effect.fnUntraced(function*(flags: RunFlagValues) {
+  const options: OperatorOptions = {
+    host: hostSettings(flags),
+    install: flags.plugins.trim() === "" ? undefined : { lists: [flags.plugins], downloader: yield* settingsFor(flags.pluginsDir, flags) },
+    kubeconfig: Option.getOrUndefined(flags.kubeconfig),
+    context: Option.getOrUndefined(flags.context),
+    namespace: Option.getOrUndefined(flags.namespace),
+    concurrency: flags.concurrency,
+    gracefulShutdownTimeoutMs: flags.gracefulShutdownTimeout,
+    leaderElection: flags.leaderElect
+      ? {
+          namespace: flags.leaderElectionNamespace,
+          name: flags.leaderElectionId,
+          leaseDurationMs: flags.leaseDuration,
+          renewDeadlineMs: flags.renewDeadline,
+          retryPeriodMs: flags.retryPeriod
+        }
+      : undefined,
+    healthAddr: flags.healthAddr,
+    metricsAddr: flags.metricsAddr
+  }
+  return options
+})
+
 export const runCommand = Command.make("run", runFlags, (flags) =>
   // Loaded when the operator runs: `halkyon version`, `manifests` or `plugins
   // install` start without the Kubernetes client, the plugin host and the reconciler.
-  withLogging(Effect.flatMap(Effect.promise(() => import("../operator/Operator.ts")), (operator) => operator.runOperator(flags)))).pipe(
+  withLogging(
+    Effect.gen(function*() {
+      const options = yield* operatorOptions(flags)
+      const operator = yield* Effect.promise(() => import("../operator/Operator.ts"))
+      return yield* operator.runOperator(options)
+    })
+  )).pipe(
   Command.withDescription("Run the operator: reconcile Capabilities with the plugins of the plugins folder until interrupted"),
   Command.withExamples([
     { command: "halkyon run --plugins-dir dist/plugins", description: "Run against the current kubeconfig context" },

@@ -6,7 +6,8 @@
  * missed (handlers are level-based: they only enqueue keys).
  */
 import { Duration, Effect, Schedule, Stream } from "effect"
-import { type KubeApiError, KubeClient, type KubeObject, type ListOptions, objectKey } from "../kube/KubeClient.ts"
+import { type KubeApiError, KubeClient, type ListOptions } from "../kube/KubeClient.ts"
+import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
 
 export interface InformerOptions extends ListOptions {
   readonly apiVersion: string

@@ -10,7 +10,8 @@
  * (`synced`); for other kinds callers GET on a miss.
  */
 import { Context, Layer } from "effect"
-import type { KubeObject, ObjectRef } from "../kube/KubeClient.ts"
+import type { ObjectRef } from "../kube/KubeClient.ts"
+import type { KubeObject } from "../kube/KubeObject.ts"
 
 const keyOf = (ref: ObjectRef) => `${ref.apiVersion}/${ref.kind}/${ref.namespace ?? ""}/${ref.name}`
 const refOf = (object: KubeObject): ObjectRef => ({

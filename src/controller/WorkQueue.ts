@@ -8,7 +8,7 @@
  *
  * It knows nothing of Kubernetes: keys are strings ("namespace/name").
  */
-import { Duration, Effect, Queue, type Scope } from "effect"
+import { Clock, Duration, Effect, Queue, Schedule, type Scope } from "effect"
 
 export interface BackoffOptions {
   readonly baseMs: number
@@ -32,7 +32,12 @@ export const makeWorkQueue = Effect.fnUntraced(function*(backoff: BackoffOptions
   const ready = yield* Queue.unbounded<string>()
   const dirty = new Set<string>()
   const processing = new Set<string>()
-  const failures = new Map<string, number>()
+  // Per key, the next step of its capped exponential backoff; forgotten on success.
+  const backoffSchedule = Schedule.toStep(
+    Schedule.min([Schedule.exponential(Duration.millis(backoff.baseMs)), Schedule.spaced(Duration.millis(backoff.maxMs))])
+  )
+  type Step = Effect.Success<typeof backoffSchedule>
+  const failures = new Map<string, Step>()
   const scheduled = new Map<string, number>()
   const scope = yield* Effect.scope
 
@@ -64,11 +69,13 @@ export const makeWorkQueue = Effect.fnUntraced(function*(backoff: BackoffOptions
     })
 
   const addRateLimited = (key: string) =>
-    Effect.suspend(() => {
-      const n = failures.get(key) ?? 0
-      failures.set(key, n + 1)
-      const delay = Math.min(backoff.baseMs * 2 ** n, backoff.maxMs)
-      return addAfter(key, delay).pipe(Effect.as(delay))
+    Effect.gen(function*() {
+      let step = failures.get(key)
+      if (step === undefined) failures.set(key, (step = yield* backoffSchedule))
+      const [, wait] = yield* step(yield* Clock.currentTimeMillis, undefined).pipe(Effect.orDie)
+      const delay = Duration.toMillis(wait)
+      yield* addAfter(key, delay)
+      return delay
     })
 
   const take = Queue.take(ready).pipe(

@@ -17,6 +17,7 @@ import { type Platform, archiveNames, assetUrl, ChecksumsAsset, thisPlatform } f
 import { type AssetBody, defaultHttpSettings, download, type DownloadFailed, type DownloadRefused, type HttpSettings, Transient } from "./ReleaseHttp.ts"
 import { type DamagedArchive, DefaultLimits, type ExtractLimits, startExtraction, type UnsafeArchive } from "./SafeExtract.ts"
 import { commit, exclusively, type FileConflict, type FolderBusy, type LockEntry, type LockUnreadable, LockWriteFailed, readLock, recover, stagingPrefix, verifyEntry } from "../lock/PluginLock.ts"
+import { PluginModified } from "../lock/Errors.ts"
 import { progressFor } from "./Progress.ts"
 import type { PluginSpec } from "./PluginSpec.ts"
 
@@ -85,15 +86,6 @@ export class NotAPluginArchive extends Schema.TaggedError<NotAPluginArchive>()("
   }
 }
 
-export class PluginModified extends Schema.TaggedError<PluginModified>()("PluginModified", {
-  spec: Schema.String,
-  dir: Schema.String,
-  problems: Schema.Array(Schema.String)
-}) {
-  override get message() {
-    return `${this.spec} in ${this.dir} no longer matches what was installed: ${this.problems.join("; ")}. Reinstall it with: halkyon plugins install ${this.spec} --plugins-dir ${this.dir}`
-  }
-}
 
 export interface InstallOutcome {
   readonly spec: string

@@ -4,7 +4,8 @@
  * a reconcile failure.
  */
 import { Effect } from "effect"
-import { KubeClient, type KubeObject } from "./KubeClient.ts"
+import { KubeClient } from "./KubeClient.ts"
+import type { KubeObject } from "./KubeObject.ts"
 import { kubeTime } from "./Time.ts"
 
 export type EventType = "Normal" | "Warning"

@@ -16,38 +16,7 @@
 import type https from "node:https"
 import type { KubeConfig } from "@kubernetes/client-node"
 import { Context, Effect, Layer, Schema, Stream } from "effect"
-
-/** A Kubernetes object as JSON: kind and metadata at least. */
-export interface KubeObject {
-  readonly apiVersion: string
-  readonly kind: string
-  readonly metadata: {
-    readonly name: string
-    readonly namespace?: string
-    readonly uid?: string
-    readonly generation?: number
-    readonly resourceVersion?: string
-    readonly labels?: Readonly<Record<string, string>>
-    readonly ownerReferences?: ReadonlyArray<OwnerReference>
-    readonly deletionTimestamp?: string
-    readonly creationTimestamp?: string
-    /** Who set which fields: the server keeps one entry per manager and operation. */
-    readonly managedFields?: ReadonlyArray<{ readonly manager?: string; readonly operation?: string; readonly subresource?: string }>
-  }
-  readonly [key: string]: unknown
-}
-
-/** A namespaced object's key, "namespace/name" (cluster-scoped: "/name"), as work queues use it. */
-export const objectKey = (object: KubeObject): string => `${object.metadata.namespace ?? ""}/${object.metadata.name}`
-
-export interface OwnerReference {
-  readonly apiVersion: string
-  readonly kind: string
-  readonly name: string
-  readonly uid: string
-  readonly controller?: boolean
-  readonly blockOwnerDeletion?: boolean
-}
+import type { KubeObject } from "./KubeObject.ts"
 
 export interface ObjectRef {
   readonly apiVersion: string

@@ -8,7 +8,7 @@
 import { join } from "node:path"
 import { Effect, Option } from "effect"
 import { entryOwning, hashFile, readLock } from "./PluginLock.ts"
-import { PluginModified } from "../downloader/PluginDownloader.ts"
+import { PluginModified } from "./Errors.ts"
 
 export const checkInstalled = Effect.fn("InstalledCheck.check")(function*(dir: string, name: string) {
   const lock = yield* readLock(dir).pipe(

@@ -251,7 +251,7 @@ export class Metrics extends Context.Service<Metrics, {
   readonly render: () => string
   /** For metrics declared elsewhere; rendered with the others. */
   readonly registry: MetricsRegistry
-}>()("halkyon/operator/Metrics") {
+}>()("halkyon/metrics/Metrics") {
   static readonly layer = Layer.sync(Metrics, () => makeMetrics())
 }
 

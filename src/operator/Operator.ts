@@ -5,28 +5,58 @@
  */
 import { hostname } from "node:os"
 import { Effect, Layer, Option, Result, Schema } from "effect"
-import { hostSettings } from "../cli/HostFlags.ts"
-import { installListed, settingsFor } from "../cli/PluginSources.ts"
-import type { RunFlagValues } from "../cli/RunCommand.ts"
-import { PluginDownloader } from "../downloader/PluginDownloader.ts"
+import type { HostSettings } from "../config/HostConfig.ts"
+import { installListed } from "../downloader/InstallListed.ts"
+import { type DownloaderSettings, PluginDownloader } from "../downloader/PluginDownloader.ts"
 import { loadKubeConfig } from "../kube/ClusterAccess.ts"
 import { KubeClient } from "../kube/KubeClient.ts"
 import { PluginHost } from "../plugin-host/PluginHost.ts"
-import { startController } from "../reconciler/Controller.ts"
+import { startController } from "../reconciler/CapabilityController.ts"
 import { ObjectCache } from "../controller/ObjectCache.ts"
 import { Reconciler } from "../reconciler/Reconciler.ts"
 import { HttpEndpoints, Readiness } from "./HttpEndpoints.ts"
 import { LeaderElection } from "./LeaderElection.ts"
 import { Metrics } from "../metrics/Metrics.ts"
 
+/** What the operator runs with; `halkyon run` maps its flags onto it. */
+export interface OperatorOptions {
+  /** Where the plugins are and how they are started, called and stopped. */
+  readonly host: HostSettings
+  /** Plugins to install into the plugins folder before they load, and from where. */
+  readonly install?: {
+    /** Comma-separated org/repo@tag lists, as HALKYON_PLUGINS holds them. */
+    readonly lists: ReadonlyArray<string>
+    readonly downloader: DownloaderSettings
+  } | undefined
+  /** The kubeconfig file and context; undefined finds them as kubectl does. */
+  readonly kubeconfig?: string | undefined
+  readonly context?: string | undefined
+  /** Only this namespace; all namespaces when undefined. */
+  readonly namespace?: string | undefined
+  /** How many Capabilities are reconciled at once. */
+  readonly concurrency: number
+  /** On SIGTERM, how long in-flight reconciles may take to finish before they are abandoned. */
+  readonly gracefulShutdownTimeoutMs: number
+  /** A Lease to lead through; without one this replica always reconciles. */
+  readonly leaderElection?: {
+    readonly namespace: string
+    readonly name: string
+    readonly leaseDurationMs: number
+    readonly renewDeadlineMs: number
+    readonly retryPeriodMs: number
+  } | undefined
+  /** Where /healthz and /readyz, and /metrics, are served ("host:port", ":port", or "0" for nowhere). */
+  readonly healthAddr: string
+  readonly metricsAddr: string
+}
+
 /**
  * Installs what --plugins / HALKYON_PLUGINS names before plugins load. A
  * failure is reported, and the operator runs with the plugins it has.
  */
-const installNamed = Effect.fn("run.installPlugins")(function*(flags: RunFlagValues) {
-  const settings = yield* settingsFor(flags.pluginsDir, flags)
-  const { results, invalid } = yield* installListed([flags.plugins], { repair: false }).pipe(
-    Effect.provide(PluginDownloader.layer(settings))
+const installNamed = Effect.fn("Operator.installPlugins")(function*(install: NonNullable<OperatorOptions["install"]>) {
+  const { results, invalid } = yield* installListed(install.lists, { repair: false }).pipe(
+    Effect.provide(PluginDownloader.layer(install.downloader))
   )
   const failed = results.filter(Result.isFailure).length + invalid.length
   if (failed > 0) yield* Effect.logWarning(`${failed} of ${results.length + invalid.length} plugins named in --plugins/HALKYON_PLUGINS could not be installed; running with the plugins the folder has`)
@@ -38,27 +68,19 @@ export class LeadershipLost extends Schema.TaggedError<LeadershipLost>()("Leader
   }
 }
 
-export const runOperator = Effect.fn("run")(function*(flags: RunFlagValues) {
-  if (flags.concurrency < 1) return yield* Effect.fail(new Error(`--concurrency must be at least 1, got ${flags.concurrency}`))
-  const kc = yield* loadKubeConfig({ kubeconfig: Option.getOrUndefined(flags.kubeconfig), context: Option.getOrUndefined(flags.context) })
-  const settings = hostSettings(flags)
-  if (flags.plugins.trim() !== "") yield* installNamed(flags)
-  const namespace = Option.getOrUndefined(flags.namespace)
-  const plugins = PluginHost.live(settings)
+export const runOperator = Effect.fn("Operator.run")(function*(options: OperatorOptions) {
+  if (options.concurrency < 1) return yield* Effect.fail(new Error(`--concurrency must be at least 1, got ${options.concurrency}`))
+  const kc = yield* loadKubeConfig({ kubeconfig: options.kubeconfig, context: options.context })
+  if (options.install !== undefined && options.install.lists.some((list) => list.trim() !== "")) yield* installNamed(options.install)
+  const namespace = options.namespace
+  const plugins = PluginHost.live(options.host)
   const kube = KubeClient.layer(kc)
   const observability = Layer.mergeAll(Metrics.layer, Readiness.layer)
-  const endpoints = HttpEndpoints.layer({ healthAddr: flags.healthAddr, metricsAddr: flags.metricsAddr })
-  const lease = `${flags.leaderElectionNamespace}/${flags.leaderElectionId}`
-  const election = flags.leaderElect
-    ? LeaderElection.layer({
-        kubeconfig: kc,
-        namespace: flags.leaderElectionNamespace,
-        name: flags.leaderElectionId,
-        identity: `${hostname()}_${crypto.randomUUID()}`,
-        leaseDurationMs: flags.leaseDuration,
-        renewDeadlineMs: flags.renewDeadline,
-        retryPeriodMs: flags.retryPeriod
-      })
+  const endpoints = HttpEndpoints.layer({ healthAddr: options.healthAddr, metricsAddr: options.metricsAddr })
+  const leaderElection = options.leaderElection
+  const lease = leaderElection === undefined ? "" : `${leaderElection.namespace}/${leaderElection.name}`
+  const election = leaderElection !== undefined
+    ? LeaderElection.layer({ kubeconfig: kc, ...leaderElection, identity: `${hostname()}_${crypto.randomUUID()}` })
     : Layer.empty
   // Closing order on exit is the reverse: the controller stops (in-flight
   // reconciles finish), then the Lease is released, then plugins stop.
@@ -91,8 +113,8 @@ export const runOperator = Effect.fn("run")(function*(flags: RunFlagValues) {
     }
     const controller = yield* startController({
       namespace,
-      concurrency: flags.concurrency,
-      shutdownTimeoutMs: flags.gracefulShutdownTimeout,
+      concurrency: options.concurrency,
+      shutdownTimeoutMs: options.gracefulShutdownTimeoutMs,
       onReconciled: metrics.reconciled,
       onQueueDepth: metrics.queueDepth
     })

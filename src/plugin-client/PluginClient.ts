@@ -6,7 +6,7 @@
  *
  * It does not start or supervise processes: that is the plugin host's job.
  */
-import { Context, Effect, Layer, Option, Schema, type Scope } from "effect"
+import { Context, Effect, Layer, Schema, type Scope } from "effect"
 import { HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health.ts"
 import { ConditionState, type PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
 import { type StdioData, StdioData_Channel } from "../gen/plugin/grpc_stdio.ts"
@@ -25,19 +25,14 @@ import {
 import { Status } from "../protocol/GrpcWire.ts"
 import { jsonBytes, jsonText, type Method } from "../protocol/Rpc.ts"
 import { Metrics } from "../metrics/Metrics.ts"
+import { TypedObjectSchema } from "../kube/KubeObject.ts"
 import type { Certificate } from "../protocol/Mtls.ts"
 import { PluginCallFailed, type PluginCallError, PluginTimeout, PluginUnavailable } from "./Errors.ts"
 import { CallError, type Channel, makeChannel } from "./GrpcChannel.ts"
 
-/** A Kubernetes object as a plugin returns it: kind and name at least. */
-export const KubeObject = Schema.Struct({
-  apiVersion: Schema.String,
-  kind: Schema.String,
-  metadata: Schema.Struct({ name: Schema.String, namespace: Schema.optional(Schema.String) })
-})
-const isKubeObject = Schema.is(KubeObject)
+const isKubeObject = Schema.is(TypedObjectSchema)
 
-/** A plugin's JSON object, parsed once and checked against KubeObject; undefined if it is not one. */
+/** A plugin's JSON object, parsed once and checked against TypedObjectSchema; undefined if it is not one. */
 const parseKubeObject = (bytes: Uint8Array): Record<string, unknown> | undefined => {
   let value: unknown
   try {
@@ -111,13 +106,10 @@ export class PluginClient extends Context.Service<PluginClient, {
   /** Connects to a plugin that has handshaken; the connection closes with the scope. */
   readonly connect: (options: ConnectOptions) => Effect.Effect<PluginConnection, never, Scope.Scope>
 }>()("halkyon/plugin-client/PluginClient") {
-  /** Calls are timed into Metrics when a Metrics service is provided. */
+  /** Every call is timed into Metrics. */
   static readonly layer = Layer.effect(
     PluginClient,
-    Effect.map(Effect.serviceOption(Metrics), (metrics) => {
-      const observe: CallObserver | undefined = Option.isSome(metrics) ? metrics.value.pluginCall : undefined
-      return PluginClient.of({ connect: (options) => connect(options, observe) })
-    })
+    Effect.map(Effect.service(Metrics), (metrics) => PluginClient.of({ connect: (options) => connect(options, metrics.pluginCall) }))
   )
 }
 

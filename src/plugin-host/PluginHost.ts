@@ -14,7 +14,7 @@
  * SIGTERM, SIGKILL) and removes their socket folders.
  */
 import { statSync, watch } from "node:fs"
-import { Context, Duration, Effect, FiberMap, Layer, Option, Schedule } from "effect"
+import { Context, Deferred, Duration, Effect, FiberMap, Layer, Option, Schedule } from "effect"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import type { ChildProcessSpawner } from "effect/process"
 import { HostConfig, type HostSettings } from "../config/HostConfig.ts"
@@ -78,7 +78,7 @@ const make = Effect.fn("PluginHost.make")(function*() {
   const config = yield* HostConfig
   if (!isFolder(config.pluginsDir)) return yield* new PluginsFolderMissing({ path: config.pluginsDir })
   const registry = yield* PluginRegistry
-  const metrics = yield* Effect.serviceOption(Metrics)
+  const metrics = yield* Metrics
   const services = yield* Effect.context<ChildProcessSpawner.ChildProcessSpawner | PluginClient>()
   const statuses = new Map<string, PluginStatus>()
   const files = new Map<string, PluginFile>()
@@ -99,6 +99,15 @@ const make = Effect.fn("PluginHost.make")(function*() {
       restarts: 0
     }
     statuses.set(file.name, { ...current, ...patch })
+    if (patch.state !== undefined && patch.state !== "starting") Deferred.doneUnsafe(settledOnce(file.name), Effect.void)
+  }
+
+  // Completed when a plugin's start has ended one way or the other (or the plugin was removed).
+  const settled = new Map<string, Deferred.Deferred<void>>()
+  const settledOnce = (name: string) => {
+    let deferred = settled.get(name)
+    if (deferred === undefined) settled.set(name, (deferred = Deferred.makeUnsafe<void>()))
+    return deferred
   }
 
   /** Runs one start of the plugin until it stops; fails with the reason it stopped. */
@@ -133,8 +142,14 @@ const make = Effect.fn("PluginHost.make")(function*() {
       Effect.catch((error) => Effect.succeed(error.message))
     )
 
+  /** Capped exponential backoff between restarts, from its first step. */
+  const restartDelays = Schedule.toStep(
+    Schedule.min([Schedule.exponential(Duration.millis(config.restartBaseMs)), Schedule.spaced(Duration.millis(config.restartMaxMs))])
+  )
+
   const supervise = Effect.fn("PluginHost.supervise")(function*(file: PluginFile) {
     let crashes = 0
+    let nextDelay = yield* restartDelays
     for (;;) {
       const began = Date.now()
       const reason = yield* runOnce(file)
@@ -144,11 +159,15 @@ const make = Effect.fn("PluginHost.make")(function*() {
         yield* Effect.logError(reason).pipe(Effect.annotateLogs({ plugin: file.name }))
         return
       }
-      crashes = Date.now() - began > StableAfterMs ? 1 : crashes + 1
-      const delay = Math.min(config.restartBaseMs * 2 ** (crashes - 1), config.restartMaxMs)
+      if (Date.now() - began > StableAfterMs) {
+        crashes = 1
+        nextDelay = yield* restartDelays
+      } else crashes += 1
+      const [, wait] = yield* nextDelay(Date.now(), undefined).pipe(Effect.orDie)
+      const delay = Duration.toMillis(wait)
       const restarts = (statuses.get(file.name)?.restarts ?? 0) + 1
       setStatus(file, { state: "restarting", error: reason, pid: undefined, launched: undefined, restarts })
-      if (Option.isSome(metrics)) metrics.value.pluginRestarted(file.name)
+      metrics.pluginRestarted(file.name)
       const log = crashes >= 5 ? Effect.logError : Effect.logWarning
       yield* log(
         crashes >= 5
@@ -164,6 +183,7 @@ const make = Effect.fn("PluginHost.make")(function*() {
       files.set(file.name, file)
       statuses.delete(file.name)
       yield* FiberMap.remove(supervisors, file.name)
+      settled.delete(file.name)
       setStatus(file, {})
       const refused = yield* checkInstalled(config.pluginsDir, file.name).pipe(Effect.flip, Effect.option)
       if (Option.isSome(refused)) {
@@ -181,6 +201,8 @@ const make = Effect.fn("PluginHost.make")(function*() {
       yield* registry.unregister(name)
       yield* FiberMap.remove(supervisors, name)
       statuses.delete(name)
+      Deferred.doneUnsafe(settledOnce(name), Effect.void)
+      settled.delete(name)
       yield* Effect.logInfo(`plugin ${name} removed from the plugins folder: stopped`).pipe(Effect.annotateLogs({ plugin: name }))
     })
 
@@ -211,8 +233,9 @@ const make = Effect.fn("PluginHost.make")(function*() {
   yield* rescan
   if (config.watch) yield* watchFolder(config, rescan)
 
-  const awaitSettled = Effect.gen(function*() {
-    while ([...statuses.values()].some((s) => s.state === "starting")) yield* Effect.sleep(Duration.millis(10))
+  const awaitSettled = Effect.suspend(() => {
+    const starting = [...statuses.values()].filter((s) => s.state === "starting").map((s) => s.name)
+    return Effect.forEach(starting, (name) => Deferred.await(settledOnce(name)), { discard: true })
   })
 
   return PluginHost.of({

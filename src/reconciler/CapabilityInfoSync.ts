@@ -6,7 +6,8 @@
  */
 import { Effect } from "effect"
 import { ApiVersion, type CapabilityInfoSpec, capabilityInfoName } from "../api/Capability.ts"
-import { KubeClient, type KubeObject } from "../kube/KubeClient.ts"
+import { KubeClient } from "../kube/KubeClient.ts"
+import type { KubeObject } from "../kube/KubeObject.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { FieldManager } from "./Reconciler.ts"
 

@@ -16,21 +16,19 @@ import { Context, Effect, Layer, Schema } from "effect"
 import { ApiVersion, Capability, type CapabilityStatus, type DependentStatus } from "../api/Capability.ts"
 import type { DependentInfo } from "../gen/halkyon/capability/v1/capability.ts"
 import { recordEvent } from "../kube/Events.ts"
-import { KubeApiError, KubeClient, type KubeObject, objectKey, type ObjectRef } from "../kube/KubeClient.ts"
+import { KubeApiError, KubeClient, type ObjectRef } from "../kube/KubeClient.ts"
+import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
 import type { PluginCallError } from "../plugin-client/Errors.ts"
 import type { BuiltDependent, Observation } from "../plugin-client/PluginClient.ts"
 import { PluginRegistry, type Resolution } from "../registry/PluginRegistry.ts"
 import { ObjectCache } from "../controller/ObjectCache.ts"
+import type { ReconcileResult } from "../controller/Workers.ts"
 import { nextStatus, type Outcome, readyCondition, rollUp, sameStatus } from "./Status.ts"
 
 export const FieldManager = "halkyon"
 /** Set on every dependent, so that watches select only ours. */
 export const CapabilityLabel = "halkyon.io/capability"
 
-export interface ReconcileResult {
-  /** Look again after this long (a plugin is unavailable). */
-  readonly requeueAfterMs?: number
-}
 
 const decodeExit = Schema.decodeUnknownExit(Capability)
 // The cache replaces objects on update and never changes them: a version

@@ -8,13 +8,10 @@
  * `serve` (Serve.ts) turns that into a go-plugin gRPC plugin.
  */
 import type { Capability } from "../api/Capability.ts"
+import type { TypedObject } from "../kube/KubeObject.ts"
 
-/** A Kubernetes object, as JSON. */
-export interface KubeObject {
-  readonly apiVersion: string
-  readonly kind: string
-  readonly metadata: { readonly name: string; readonly namespace?: string }
-}
+/** A Kubernetes object, as JSON: apiVersion, kind and metadata, and the fields of its kind. */
+export type KubeObject = TypedObject
 
 /** A Capability type the plugin serves, e.g. postgres 15, 16, 17. */
 export interface TypeDefinition {

@@ -16,6 +16,7 @@ import { afterAll, describe, expect, test } from "bun:test"
 import { NodeServices } from "@effect/platform-node"
 import { Effect, Layer, Logger, References } from "effect"
 import { PluginClient } from "../../src/plugin-client/PluginClient.ts"
+import { Metrics } from "../../src/metrics/Metrics.ts"
 import { launch, type LaunchOptions } from "../../src/plugin-host/PluginProcess.ts"
 import { launchFailure, launchOptions, pluginFile, withPlugin } from "../support/launch.ts"
 import { addPlugin, builtPlugin, bun, eventually, pluginsFolder, processesMatching, root, testPlugin } from "../support/paths.ts"
@@ -63,7 +64,7 @@ const launchLogging = async (path: string, options: LaunchOptions) => {
       yield* Effect.promise(() => eventually(() => seen("a plain warning") && seen("stdout after the handshake"), 5_000))
       return plugin
     })).pipe(
-      Effect.provide(Layer.mergeAll(PluginClient.layer, NodeServices.layer, collect)),
+      Effect.provide(Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), NodeServices.layer, collect)),
       Effect.provideService(References.MinimumLogLevel, "All")
     )
   )

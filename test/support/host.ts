@@ -6,6 +6,7 @@ import { NodeServices } from "@effect/platform-node"
 import { Effect, Layer, Logger } from "effect"
 import { defaultHostSettings, HostConfig, type HostSettings } from "../../src/config/HostConfig.ts"
 import { PluginClient } from "../../src/plugin-client/PluginClient.ts"
+import { Metrics } from "../../src/metrics/Metrics.ts"
 import { PluginHost } from "../../src/plugin-host/PluginHost.ts"
 import { PluginRegistry } from "../../src/registry/PluginRegistry.ts"
 
@@ -28,6 +29,7 @@ const collect = Logger.layer([Logger.make((o) => void logLines.push(Logger.forma
 export const hostLayer = (settings: HostSettings) =>
   PluginHost.layer.pipe(
     Layer.provideMerge(Layer.mergeAll(HostConfig.layer(settings), PluginRegistry.layer, PluginClient.layer, NodeServices.layer)),
+    Layer.provideMerge(Metrics.layer),
     Layer.provide(collect)
   )
 

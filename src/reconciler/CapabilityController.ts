@@ -1,25 +1,28 @@
 /**
- * Controller: wires watches to the work queue and the queue to workers.
+ * CapabilityController: wires the Capability watches to a work queue and the
+ * queue to the generic workers (src/controller/Workers.ts).
  *
- * - Capabilities are watched; every event enqueues the Capability's key.
+ * - Capabilities are watched; a new object, a new generation, a deletion or a
+ *   relist enqueues the Capability's key.
  * - Dependents are watched, for every kind a registered plugin declares as
  *   watched, selecting objects labelled as ours; an event enqueues the
  *   owning Capability, so a dependent deleted or changed by hand is repaired.
  * - When the registry changes, Capabilities waiting for a plugin are
  *   enqueued, new dependent kinds get a watch and CapabilityInfos are synced.
- * - `concurrency` workers take keys; one key is never processed twice at
- *   once. A reconcile in progress finishes before the controller stops, or
- *   is abandoned once `shutdownTimeoutMs` has passed (the next leader, or the
- *   next start, reconciles it again).
+ * - Echoes of the operator's own writes enqueue nothing.
+ *
+ * The worker loop (concurrency, retries with backoff, shutdown) is not here.
  */
-import { Deferred, Duration, Effect, Fiber, FiberMap, Schedule, Stream } from "effect"
+import { Deferred, Duration, Effect, FiberMap, Schedule, Stream } from "effect"
 import { ApiVersion } from "../api/Capability.ts"
-import { KubeClient, type KubeObject, objectKey } from "../kube/KubeClient.ts"
+import { KubeClient } from "../kube/KubeClient.ts"
+import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { syncCapabilityInfos } from "./CapabilityInfoSync.ts"
 import { inform } from "../controller/Informer.ts"
 import { CapabilityLabel, FieldManager, Reconciler } from "./Reconciler.ts"
 import { ObjectCache } from "../controller/ObjectCache.ts"
+import { type ReconcileOutcome, runWorkers } from "../controller/Workers.ts"
 import { makeWorkQueue } from "../controller/WorkQueue.ts"
 
 export interface ControllerOptions {
@@ -29,7 +32,7 @@ export interface ControllerOptions {
   /** How long in-flight reconciles may take to finish once the controller is stopping. */
   readonly shutdownTimeoutMs: number
   /** Told of every reconcile, for metrics. */
-  readonly onReconciled?: (result: "success" | "error" | "requeue", seconds: number) => void
+  readonly onReconciled?: (result: ReconcileOutcome, seconds: number) => void
   readonly onQueueDepth?: (depth: number) => void
 }
 
@@ -56,36 +59,7 @@ const writtenByUsAlone = (object: KubeObject): boolean => {
   return managers !== undefined && managers.length > 0 && managers.every((m) => m.manager === FieldManager)
 }
 
-/**
- * Runs a reconcile to its end, unless the worker is interrupted (the
- * operator is stopping): then it gets `boundMs` more before it is
- * interrupted too.
- */
-const finishWithin = <A>(
-  reconcile: Effect.Effect<A>,
-  key: string,
-  boundMs: number,
-  restore: <X, E, R>(effect: Effect.Effect<X, E, R>) => Effect.Effect<X, E, R>
-) =>
-  Effect.gen(function*() {
-    const fiber = yield* Effect.forkChild(Effect.interruptible(reconcile))
-    return yield* restore(Fiber.join(fiber)).pipe(
-      Effect.onInterrupt(() =>
-        Fiber.await(fiber).pipe(
-          Effect.timeoutOrElse({
-            duration: Duration.millis(boundMs),
-            orElse: () =>
-              Effect.logWarning(`reconcile of capability ${key} did not finish within ${boundMs} ms of shutdown: abandoned, it is reconciled again at the next start`).pipe(
-                Effect.annotateLogs({ capability: key }),
-                Effect.andThen(Fiber.interrupt(fiber))
-              )
-          })
-        )
-      )
-    )
-  })
-
-export const startController = Effect.fn("Controller.start")(function*(options: ControllerOptions) {
+export const startController = Effect.fn("CapabilityController.start")(function*(options: ControllerOptions) {
   const registry = yield* PluginRegistry
   const reconciler = yield* Reconciler
   const cache = yield* ObjectCache
@@ -171,31 +145,15 @@ export const startController = Effect.fn("Controller.start")(function*(options: 
   yield* Effect.yieldNow
   yield* onRegistryChange
 
-  const worker = Effect.uninterruptibleMask((restore) =>
-    Effect.gen(function*() {
-      const key = yield* restore(queue.take)
-      const started = performance.now()
-      const exit = yield* finishWithin(reconciler.reconcile(key).pipe(Effect.exit), key, options.shutdownTimeoutMs, restore)
-      const seconds = (performance.now() - started) / 1000
-      if (exit._tag === "Success") {
-        yield* queue.forget(key)
-        const after = exit.value.requeueAfterMs
-        if (after !== undefined) yield* queue.addAfter(key, after)
-        options.onReconciled?.(after === undefined ? "success" : "requeue", seconds)
-      } else {
-        const delay = yield* queue.addRateLimited(key)
-        const reason = exit.cause.reasons[0]
-        const message = reason?._tag === "Fail" ? reason.error.message : String(exit.cause)
-        yield* Effect.logWarning(`reconciling capability ${key} failed: ${message}; retrying in ${delay} ms`).pipe(
-          Effect.annotateLogs({ capability: key })
-        )
-        options.onReconciled?.("error", seconds)
-      }
-      yield* queue.done(key)
-      options.onQueueDepth?.(yield* queue.depth)
-    })
-  )
-  for (let i = 0; i < options.concurrency; i++) yield* Effect.forever(worker).pipe(Effect.forkScoped)
+  yield* runWorkers({
+    kind: "capability",
+    queue,
+    concurrency: options.concurrency,
+    shutdownTimeoutMs: options.shutdownTimeoutMs,
+    reconcile: reconciler.reconcile,
+    onReconciled: options.onReconciled,
+    onQueueDepth: options.onQueueDepth
+  })
 
   const running: RunningController = {
     awaitSynced: Deferred.await(synced)
