@@ -55,8 +55,9 @@ const download = async (url: string) => {
 /** Writes through a temporary name, so that an interrupted write never looks complete. */
 const writeAtomically = (file: string, data: Uint8Array | string) => {
   mkdirSync(join(file, ".."), { recursive: true })
-  writeFileSync(`${file}.partial`, data)
-  renameSync(`${file}.partial`, file)
+  // The process id keeps two builds at once from writing the same temporary file.
+  writeFileSync(`${file}.${process.pid}.partial`, data)
+  renameSync(`${file}.${process.pid}.partial`, file)
 }
 
 /** The SHA256 of each file a suite's signed InRelease lists, by path (`main/binary-amd64/Packages.xz`). */
@@ -227,14 +228,14 @@ export const debianPackage = async (name: string, arch: string, only: ReadonlyAr
   const dataName = [...members.keys()].find((m) => m.startsWith("data.tar"))
   const data = dataName === undefined ? undefined : members.get(dataName)
   if (dataName === undefined || data === undefined) throw new Error(`${stanza.filename} holds no data.tar`)
-  const work = `${dir}.partial`
+  const work = `${dir}.${process.pid}.partial`
   rmSync(work, { recursive: true, force: true })
   mkdirSync(join(work, "root"), { recursive: true })
   writeFileSync(join(work, dataName), data)
   // tar tells the compression (xz, gzip, zstd) from the name.
   run(["tar", "-xf", join(work, dataName), "-C", join(work, "root"), ...only])
   // Complete unpacks only: a build killed halfway leaves a .partial folder, redone next time.
-  renameSync(join(work, "root"), dir)
+  if (!existsSync(dir)) renameSync(join(work, "root"), dir)
   rmSync(work, { recursive: true, force: true })
   return dir
 }
