@@ -91,7 +91,8 @@ export const stageRootfs = async (arch: ImageArch) => {
   copy(rootfs, join(await debianPackage("tini", arch), "usr/bin/tini-static"), join(rootfs, "usr/bin/tini"), 0o755)
 
   write(rootfs, join(rootfs, "etc/ssl/certs/ca-certificates.crt"), await caBundle())
-  write(rootfs, join(rootfs, "etc/passwd"), `root:x:0:0:root:/root:/sbin/nologin\nhalkyon:x:${userId}:${userId}:halkyon operator:/tmp:/sbin/nologin\n`)
+  const passwd = `root:x:0:0:root:/root:/sbin/nologin\nhalkyon:x:${userId}:${userId}:halkyon operator:/tmp:/sbin/nologin\n`
+  write(rootfs, join(rootfs, "etc/passwd"), passwd)
   write(rootfs, join(rootfs, "etc/group"), `root:x:0:\nhalkyon:x:${userId}:\n`)
   // glibc reads it to resolve host names (the plugin downloader, a kubeconfig naming a host).
   write(rootfs, join(rootfs, "etc/nsswitch.conf"), "hosts: files dns\n")

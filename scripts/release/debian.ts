@@ -34,7 +34,8 @@ const requireTools = () => {
     ...(existsSync(keyring) ? [] : [`Debian's archive keyring (${keyring}; or set HALKYON_DEBIAN_KEYRING)`])
   ]
   if (missing.length > 0) {
-    throw new Error(`fetching Debian packages needs ${missing.join(", ")}: install them (Debian/Ubuntu: xz-utils gpgv debian-archive-keyring)`)
+    const packages = "Debian/Ubuntu: xz-utils gpgv debian-archive-keyring"
+    throw new Error(`fetching Debian packages needs ${missing.join(", ")}: install them (${packages})`)
   }
 }
 
@@ -207,7 +208,9 @@ const resolve = async (name: string, arch: string) => {
 const fetchDeb = async (stanza: Stanza) => {
   const file = join(cacheDir, "debs", basename(stanza.filename))
   const data = existsSync(file) ? new Uint8Array(readFileSync(file)) : await download(`${stanza.base}/${stanza.filename}`)
-  if (sha256(data) !== stanza.sha256) throw new Error(`${stanza.filename}: SHA256 ${sha256(data)}, the Packages index says ${stanza.sha256}`)
+  if (sha256(data) !== stanza.sha256) {
+    throw new Error(`${stanza.filename}: SHA256 ${sha256(data)}, the Packages index says ${stanza.sha256}`)
+  }
   if (!existsSync(file)) writeAtomically(file, data)
   return data
 }

@@ -59,11 +59,15 @@ export const unpackImage = (archive: string) => {
   }
   const json = <T>(d: Descriptor) => JSON.parse(blob(d).data.toString("utf8")) as T
   const index = JSON.parse(readFileSync(join(layout, "index.json"), "utf8")) as { manifests: ReadonlyArray<Descriptor> }
-  if (index.manifests.length !== 1 || index.manifests[0] === undefined) throw new Error(`${archive} holds ${index.manifests.length} manifests, expected one`)
+  if (index.manifests.length !== 1 || index.manifests[0] === undefined) {
+    throw new Error(`${archive} holds ${index.manifests.length} manifests, expected one`)
+  }
   const manifest = json<{ config: Descriptor; layers: ReadonlyArray<Descriptor> }>(index.manifests[0])
   const config = json<ImageConfig>(manifest.config)
   const diffIds = manifest.layers.map((l) => sha256(gunzipSync(blob(l).data)))
-  if (JSON.stringify(diffIds) !== JSON.stringify(config.rootfs.diff_ids)) throw new Error(`${archive}: the layers' diff_ids are not the config's`)
+  if (JSON.stringify(diffIds) !== JSON.stringify(config.rootfs.diff_ids)) {
+    throw new Error(`${archive}: the layers' diff_ids are not the config's`)
+  }
   // Layers in order, with exact modes (/tmp is 1777), as a runtime applies them.
   for (const layer of manifest.layers) untar(blob(layer).file, rootfs)
   return { dir, rootfs, config, layers: manifest.layers.map((l) => ({ ...l, file: blob(l).file })) }
@@ -110,11 +114,15 @@ export const requireUserNamespaces = () => {
   for (const tool of ["unshare", "findmnt"]) {
     if (Bun.which(tool) === null) throw new Error(`running the image needs ${tool}: install util-linux`)
   }
-  const probe = Bun.spawnSync(["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "true"], { stdout: "pipe", stderr: "pipe" })
+  const probe = Bun.spawnSync(["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "true"], {
+    stdout: "pipe",
+    stderr: "pipe"
+  })
   if (probe.exitCode !== 0) {
     throw new Error(
       `running the image needs unprivileged user namespaces, which this kernel refuses (${probe.stderr.toString().trim()}): ` +
-        "allow them (sysctl user.max_user_namespaces=15000, kernel.unprivileged_userns_clone=1 where it exists, or an AppArmor profile for unshare)"
+        "allow them (sysctl user.max_user_namespaces=15000, kernel.unprivileged_userns_clone=1 where it exists, " +
+        "or an AppArmor profile for unshare)"
     )
   }
 }
@@ -154,7 +162,8 @@ export const containerCommand = (rootfs: string, image: ImageConfig, args?: Read
   ].join("\n")
   // A new PID namespace makes the entrypoint PID 1; when it exits the kernel ends whatever is left.
   // --kill-child: the container goes when this command is killed.
-  return [unshare, "--user", "--map-root-user", "--pid", "--kill-child", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script]
+  const namespaces = ["--user", "--map-root-user", "--pid", "--kill-child", "--mount", "--propagation", "private"]
+  return [unshare, ...namespaces, "--", "/bin/sh", "-c", script]
 }
 
 /** The children of a process (any of its threads may have started them), from /proc. */

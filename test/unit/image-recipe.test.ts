@@ -46,7 +46,9 @@ describe("the Dockerfile, read as the image's recipe", () => {
     expect(() => readText("FROM scratch\nENTRYPOINT /usr/bin/tini\n")).toThrow("exec form")
     expect(() => readText("FROM scratch\nCOPY dist/${TARGETARCH}/ /\n")).toThrow("not a declared ARG")
     expect(() => readText("FROM scratch\nCOPY --chown=halkyon dist/ /\n")).toThrow("numeric uid:gid")
-    expect(readText("FROM scratch\nARG TARGETARCH\nCOPY dist/${TARGETARCH}/ /\n").copies).toEqual([{ from: "dist/amd64/", to: "/", uid: 0, gid: 0 }])
+    expect(readText("FROM scratch\nARG TARGETARCH\nCOPY dist/${TARGETARCH}/ /\n").copies).toEqual([
+      { from: "dist/amd64/", to: "/", uid: 0, gid: 0 }
+    ])
   })
 })
 
@@ -109,20 +111,26 @@ describe("Debian versions, in dpkg's order", () => {
   const ascending = ["1.0~rc1", "1.0", "1.0-1", "1.0-1+deb12u1", "1.0-1+deb12u9", "1.0-1+deb12u10", "1.0a", "1.1", "1:0.1"]
   test(ascending.join(" < "), () => {
     for (const [i, a] of ascending.entries()) {
-      for (const [j, b] of ascending.entries()) expect({ a, b, order: Math.sign(compareDebianVersions(a, b)) }).toEqual({ a, b, order: Math.sign(i - j) })
+      for (const [j, b] of ascending.entries()) {
+        expect({ a, b, order: Math.sign(compareDebianVersions(a, b)) }).toEqual({ a, b, order: Math.sign(i - j) })
+      }
     }
   })
 })
 
 describe("a .deb's ar container", () => {
-  const member = (name: string, body: string) => `${name.padEnd(16)}${"0".padEnd(12)}${"0".padEnd(6)}${"0".padEnd(6)}${"100644".padEnd(8)}${String(body.length).padEnd(10)}\`\n${body}${body.length % 2 === 1 ? "\n" : ""}`
+  const member = (name: string, body: string) => {
+    const header = `${name.padEnd(16)}${"0".padEnd(12)}${"0".padEnd(6)}${"0".padEnd(6)}${"100644".padEnd(8)}${String(body.length).padEnd(10)}\`\n`
+    return `${header}${body}${body.length % 2 === 1 ? "\n" : ""}`
+  }
 
   test("yields each member's bytes, odd sizes padded", () => {
-    const archive = new TextEncoder().encode(`!<arch>\n${member("debian-binary", "2.0\n")}${member("control.tar.xz/", "abc")}${member("data.tar.xz", "payload")}`)
-    const members = arMembers(archive)
-    expect([...members.keys()]).toEqual(["debian-binary", "control.tar.xz", "data.tar.xz"])
-    expect(new TextDecoder().decode(members.get("data.tar.xz"))).toBe("payload")
-    expect(new TextDecoder().decode(members.get("control.tar.xz"))).toBe("abc")
+    const members = [member("debian-binary", "2.0\n"), member("control.tar.xz/", "abc"), member("data.tar.xz", "payload")]
+    const archive = new TextEncoder().encode(`!<arch>\n${members.join("")}`)
+    const read = arMembers(archive)
+    expect([...read.keys()]).toEqual(["debian-binary", "control.tar.xz", "data.tar.xz"])
+    expect(new TextDecoder().decode(read.get("data.tar.xz"))).toBe("payload")
+    expect(new TextDecoder().decode(read.get("control.tar.xz"))).toBe("abc")
   })
 
   test("refuses what is not one", () => {
