@@ -16,6 +16,9 @@
  * machine's speed drifts over minutes), every other trio in reverse order:
  * every run is printed, then the medians. BENCH_ONLY=operator skips the
  * floors (to profile the operator, or compare its CPU seconds between builds).
+ * BENCH_IMPERSONATE=1 applies the plugin's RBAC from `halkyon manifests
+ * --plugins-dir` and runs the operator with --impersonate always, so that
+ * dependents are read, watched and written as the plugin's ServiceAccount.
  * Prints figures; asserts nothing.
  */
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -29,6 +32,7 @@ import type { CapabilityStatus } from "../src/api/Capability.ts"
 import { makeContext } from "../src/sdk/CapabilityService.ts"
 import { postgres } from "../plugins/postgres/plugin.ts"
 import { startControlPlane } from "../test/support/control-plane/start.ts"
+import { loadAllYaml } from "@kubernetes/client-node"
 
 const collectionOf = (ns: string, kind: string) =>
   ({ Secret: `/api/v1/namespaces/${ns}/secrets`, StatefulSet: `/apis/apps/v1/namespaces/${ns}/statefulsets`, Service: `/api/v1/namespaces/${ns}/services` })[kind] ?? ""
@@ -247,13 +251,30 @@ const planeCpuSince = (before: ReturnType<typeof planeCpu>) => {
   return `kube-apiserver ${(now.apiserver - before.apiserver).toFixed(1)}, etcd ${(now.etcd - before.etcd).toFixed(1)}; machine ${(100 * idle / (idle + busy)).toFixed(0)}% idle`
 }
 
+const impersonate = process.env.BENCH_IMPERSONATE === "1"
+/** The plugin's ServiceAccount, ClusterRole and binding, as `halkyon manifests --plugins-dir` prints them. */
+const pluginRbac = () => {
+  const printed = Bun.spawnSync([join(root, "dist/halkyon"), "manifests", "--namespace", "halkyon-system", "--plugins-dir", pluginsDir], { stderr: "ignore" })
+  const objects = loadAllYaml(printed.stdout.toString()) as Array<{ kind: string; metadata: { name: string; namespace?: string } }>
+  return objects.filter((o) => o.kind === "Namespace" || o.metadata.name.startsWith("halkyon-plugin-"))
+}
+const rbacPath = (o: { kind: string; metadata: { namespace?: string } }) =>
+  ({
+    Namespace: "/api/v1/namespaces",
+    ServiceAccount: `/api/v1/namespaces/${o.metadata.namespace}/serviceaccounts`,
+    ClusterRole: "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+    ClusterRoleBinding: "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
+  })[o.kind] ?? ""
+
 /** Runs the compiled operator on namespace `ns` and measures N Capabilities through it. */
 const measureOperator = async (ns: string, n: number, operatorConcurrency: string) => {
   await api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })
+  if (impersonate) for (const object of pluginRbac()) await api("POST", rbacPath(object), object)
   const proc = Bun.spawn(
     [...operatorCommand, "run", "--kubeconfig", plane.kubeconfigPath, "--plugins-dir", pluginsDir, "-n", ns,
       "--concurrency", operatorConcurrency, "--log-level", process.env.BENCH_LOG_LEVEL ?? "info",
-      "--health-addr", "0", "--metrics-addr", "127.0.0.1:0"],
+      "--health-addr", "0", "--metrics-addr", "127.0.0.1:0",
+      ...(impersonate ? ["--impersonate", "always", "--operator-namespace", "halkyon-system"] : [])],
     { stdout: "ignore", stderr: "pipe" }
   )
   operator = proc

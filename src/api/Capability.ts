@@ -20,21 +20,25 @@ export const Group = "halkyon.io"
 export const Version = "v1beta1"
 export const ApiVersion = `${Group}/${Version}`
 
+/** Describes a field for `kubectl explain` (the CRDs carry it). */
+const doc = <S extends Schema.Top>(schema: S, description: string) => schema.annotate({ description }) as S
+
 export const Parameter = Schema.Struct({
-  name: Schema.String,
-  value: Schema.optional(Schema.String)
-})
+  name: doc(Schema.String, "The parameter's name, as the plugin declares it (kubectl get capinfo lists them), e.g. DB_USER."),
+  value: Schema.optional(doc(Schema.String, "The parameter's value, as a string; omitted, the plugin's default applies."))
+}).annotate({ description: "One parameter of the capability: a name the plugin understands and its value." })
 export type Parameter = typeof Parameter.Type
 
 export const CapabilitySpec = Schema.Struct({
-  category: Schema.NonEmptyString,
-  type: Schema.NonEmptyString,
-  version: Schema.optional(Schema.String),
-  parameters: Schema.optional(Schema.Array(Parameter))
-})
+  category: doc(Schema.NonEmptyString, "What kind of capability this is, e.g. database, cache, broker. Compared case-insensitively."),
+  type: doc(Schema.NonEmptyString, "Which one of its category, e.g. postgres. With the category it selects the plugin that serves it (kubectl get capinfo lists them). Compared case-insensitively."),
+  version: Schema.optional(doc(Schema.String, "The version to provision, one the plugin serves; omitted or empty, the plugin's default version.")),
+  parameters: Schema.optional(doc(Schema.Array(Parameter), "Settings passed to the plugin, as name/value pairs; the plugin checks them."))
+}).annotate({ description: "What is asked for: the category, type and version of the capability, and its parameters." })
 export type CapabilitySpec = typeof CapabilitySpec.Type
 
 export const ObjectMeta = Schema.Struct({
+  // Not part of the CRDs' schemas (the API server owns metadata); read by the reconciler.
   name: Schema.String,
   namespace: Schema.optional(Schema.String),
   uid: Schema.optional(Schema.String),
@@ -46,36 +50,36 @@ export const ObjectMeta = Schema.Struct({
 
 /** A standard Kubernetes condition (metav1.Condition). */
 export const Condition = Schema.Struct({
-  type: Schema.String,
-  status: Schema.Literals(["True", "False", "Unknown"]),
-  reason: Schema.String,
-  message: Schema.String,
-  observedGeneration: Schema.optional(Schema.Number),
-  lastTransitionTime: Schema.String
-})
+  type: doc(Schema.String, "The condition's type; halkyon sets Ready."),
+  status: doc(Schema.Literals(["True", "False", "Unknown"]), "True, False or Unknown."),
+  reason: doc(Schema.String, "Why, in one CamelCase word, e.g. Ready, DependentsNotReady, NoPlugin, PluginViolation (docs/api.md lists them)."),
+  message: doc(Schema.String, "Why, for a person: what is wrong and what to do."),
+  observedGeneration: Schema.optional(doc(Schema.Number, "The spec generation this condition was computed from.")),
+  lastTransitionTime: doc(Schema.String, "When the status last changed (RFC 3339).")
+}).annotate({ description: "A standard Kubernetes condition (metav1.Condition)." })
 export type Condition = typeof Condition.Type
 
 /** How one dependent is doing, as the plugin judged it. */
 export const DependentStatus = Schema.Struct({
-  id: Schema.String,
-  kind: Schema.String,
-  name: Schema.String,
-  ready: Schema.Boolean,
-  reason: Schema.String,
-  message: Schema.String
-})
+  id: doc(Schema.String, "The dependent's id, as the plugin declares it."),
+  kind: doc(Schema.String, "The dependent's Kubernetes kind, e.g. StatefulSet."),
+  name: doc(Schema.String, "The dependent object's name, in the Capability's namespace."),
+  ready: doc(Schema.Boolean, "Whether the plugin judges it ready."),
+  reason: doc(Schema.String, "Why it is or is not ready, in one word."),
+  message: doc(Schema.String, "Why, for a person.")
+}).annotate({ description: "How one object the plugin created for this Capability is doing." })
 export type DependentStatus = typeof DependentStatus.Type
 
 export const CapabilityStatus = Schema.Struct({
-  observedGeneration: Schema.optional(Schema.Number),
-  conditions: Schema.optional(Schema.Array(Condition)),
-  dependents: Schema.optional(Schema.Array(DependentStatus)),
+  observedGeneration: Schema.optional(doc(Schema.Number, "The spec generation the operator last reconciled.")),
+  conditions: Schema.optional(doc(Schema.Array(Condition), "The Ready condition: kubectl wait --for=condition=Ready reads it.")),
+  dependents: Schema.optional(doc(Schema.Array(DependentStatus), "Every object the plugin created for this Capability, and how it is doing.")),
   /** The Secret a workload binds to (the original hard-coded `<name>-config`). */
-  bindingSecret: Schema.optional(Schema.String),
+  bindingSecret: Schema.optional(doc(Schema.String, "The Secret, in this namespace, that holds what an application needs to connect (host, port, user, password…).")),
   /** The plugin that serves this Capability, and the version it chose. */
-  plugin: Schema.optional(Schema.String),
-  version: Schema.optional(Schema.String)
-})
+  plugin: Schema.optional(doc(Schema.String, "The plugin that serves this Capability.")),
+  version: Schema.optional(doc(Schema.String, "The version the plugin provisioned (the default one when the spec names none)."))
+}).annotate({ description: "What the operator observed: the Ready condition, each dependent, and the binding Secret." })
 export type CapabilityStatus = typeof CapabilityStatus.Type
 
 export const Capability = Schema.Struct({
@@ -84,7 +88,7 @@ export const Capability = Schema.Struct({
   metadata: ObjectMeta,
   spec: CapabilitySpec,
   status: Schema.optional(CapabilityStatus)
-})
+}).annotate({ description: "A capability (a database, a cache, a broker…) an application needs, provisioned by the plugin that serves its category and type." })
 export type Capability = typeof Capability.Type
 
 
@@ -95,21 +99,24 @@ export type Capability = typeof Capability.Type
  * them with " / ").
  */
 export const CapabilityInfoSpec = Schema.Struct({
-  category: Schema.String,
-  type: Schema.String,
-  versions: Schema.Array(Schema.String),
-  defaultVersion: Schema.String,
-  plugin: Schema.String,
-  parameters: Schema.Array(
-    Schema.Struct({
-      name: Schema.String,
-      description: Schema.optional(Schema.String),
-      required: Schema.optional(Schema.Boolean),
-      secret: Schema.optional(Schema.Boolean),
-      default: Schema.optional(Schema.String)
-    })
+  category: doc(Schema.String, "The category a plugin serves, as a Capability's spec.category names it."),
+  type: doc(Schema.String, "The type a plugin serves, as a Capability's spec.type names it."),
+  versions: doc(Schema.Array(Schema.String), "The versions a Capability of this type may ask for."),
+  defaultVersion: doc(Schema.String, "The version provisioned when a Capability names none."),
+  plugin: doc(Schema.String, "The plugin that serves this category and type."),
+  parameters: doc(
+    Schema.Array(
+      Schema.Struct({
+        name: doc(Schema.String, "The parameter's name, as a Capability's spec.parameters[].name gives it."),
+        description: Schema.optional(doc(Schema.String, "What the parameter does, as the plugin describes it.")),
+        required: Schema.optional(doc(Schema.Boolean, "Whether a Capability must give it.")),
+        secret: Schema.optional(doc(Schema.Boolean, "Whether its value is a secret (a password, say).")),
+        default: Schema.optional(doc(Schema.String, "The value used when a Capability does not give it."))
+      }).annotate({ description: "One parameter the plugin understands." })
+    ),
+    "The parameters a Capability of this type may give."
   )
-})
+}).annotate({ description: "What the cluster offers for one category and type: versions, plugin, parameters." })
 export type CapabilityInfoSpec = typeof CapabilityInfoSpec.Type
 
 export const CapabilityInfo = Schema.Struct({
@@ -117,7 +124,7 @@ export const CapabilityInfo = Schema.Struct({
   kind: Schema.optional(Schema.String),
   metadata: ObjectMeta,
   spec: CapabilityInfoSpec
-})
+}).annotate({ description: "A (category, type) the cluster's plugins offer, with its versions and parameters; kept by the operator." })
 export type CapabilityInfo = typeof CapabilityInfo.Type
 
 export const capabilityInfoName = (category: string, type: string) => `${category}-${type}`.toLowerCase()

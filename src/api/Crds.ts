@@ -283,8 +283,12 @@ export const resourceSchema = (schema: Schema.Top, description: string): OpenApi
     description,
     properties: {
       ...derived.properties,
-      apiVersion: { type: "string" },
-      kind: { type: "string" },
+      apiVersion: {
+        type: "string",
+        description: "The versioned schema of this representation of the object; servers convert recognized schemas to the latest internal value."
+      },
+      kind: { type: "string", description: "The REST resource this object represents, in CamelCase." },
+      // The API server allows nothing more here, and kubectl explain documents metadata itself.
       metadata: { type: "object" }
     },
     ...(required.length > 0 ? { required } : {})

@@ -1,7 +1,8 @@
 /**
  * Everything a cluster needs to run halkyon, in the order `kubectl apply -f -`
- * must create it: the CRDs, the namespace, the ServiceAccount and its
- * least-privilege RBAC, and the operator's Deployment.
+ * must create it: the CRDs, the namespace, the operator's ServiceAccount and
+ * its least-privilege RBAC, one ServiceAccount and role per known plugin
+ * (PluginRbac.ts), and the operator's Deployment.
  *
  * The objects are client-node models, so `dumpYaml` and
  * `KubernetesObjectApi.patch` serialize them as the API server expects.
@@ -10,13 +11,17 @@ import type {
   V1ClusterRole,
   V1ClusterRoleBinding,
   V1CustomResourceDefinition,
+  V1ConfigMap,
   V1Deployment,
   V1Namespace,
   V1PolicyRule,
+  V1Role,
+  V1RoleBinding,
   V1ServiceAccount
 } from "@kubernetes/client-node"
 import { version } from "../Version.ts"
 import { CapabilityInfoResource, CapabilityResource, capabilityCrd, capabilityInfoCrd } from "./Crds.ts"
+import { type DeclaredDependent, pluginRules, pluginServiceAccountName } from "./PluginRbac.ts"
 
 export const defaultNamespace = "halkyon-system"
 export const defaultImage = `ghcr.io/halkyonio/halkyon:${version}`
@@ -33,7 +38,29 @@ export interface ManifestOptions {
   readonly image?: string
   /** Plugins the operator installs from their releases at start (HALKYON_PLUGINS), e.g. "acme/redis@v2.1.0". */
   readonly plugins?: string
+  /** The plugins the operator will run, as their Describe declares them: each gets its own ServiceAccount and role. */
+  readonly pluginRoles?: ReadonlyArray<PluginDeclaration>
+  /**
+   * The one namespace the operator serves (its --namespace): plugins' roles
+   * are then bound there only. Undefined: all namespaces.
+   */
+  readonly servedNamespace?: string
+  /**
+   * A lock file's text (halkyon plugins lock): put into a ConfigMap mounted
+   * read-only, it is the authority on what the operator installs, and only
+   * what an install recorded may run.
+   */
+  readonly lock?: string
 }
+
+/** A plugin by name, with the dependents its Describe declares. */
+export interface PluginDeclaration {
+  readonly name: string
+  readonly dependents: ReadonlyArray<DeclaredDependent>
+}
+
+export const pluginsLockConfigMap = "halkyon-plugins-lock"
+export const pluginsLockPath = "/etc/halkyon/plugins-lock.json"
 
 export type Manifest =
   | V1CustomResourceDefinition
@@ -41,36 +68,74 @@ export type Manifest =
   | V1ServiceAccount
   | V1ClusterRole
   | V1ClusterRoleBinding
+  | V1Role
+  | V1RoleBinding
   | V1Deployment
+  | V1ConfigMap
 
 const labels = { "app.kubernetes.io/name": operatorName, "app.kubernetes.io/component": "operator" }
 
-const readWrite = ["get", "list", "watch", "create", "update", "patch", "delete"]
-
 /**
- * What the operator does and nothing more. Plugins describe the objects the
- * operator applies for them; the rules below cover the bundled plugins'
- * kinds. A plugin that adds other kinds needs rules for them added here, or
- * applying its objects is forbidden.
+ * What the operator does itself, cluster-wide, and nothing more. Dependents
+ * are not here: the operator reads, watches and writes them as each plugin's
+ * own ServiceAccount (pluginRules), never as itself.
  */
 export const operatorRules: ReadonlyArray<V1PolicyRule> = [
-  // Capabilities are the users': the operator reads them and writes their status, never creates or deletes them.
-  { apiGroups: [CapabilityResource.group], resources: [CapabilityResource.plural], verbs: ["get", "list", "watch", "update", "patch"] },
-  { apiGroups: [CapabilityResource.group], resources: [`${CapabilityResource.plural}/status`], verbs: ["get", "update", "patch"] },
-  // Dependents name their Capability as owner with blockOwnerDeletion, which the
-  // OwnerReferencesPermissionEnforcement admission plugin allows only to who may update its finalizers.
-  { apiGroups: [CapabilityResource.group], resources: [`${CapabilityResource.plural}/finalizers`], verbs: ["update"] },
-  // CapabilityInfos are the operator's own: one per registered (category, type).
-  { apiGroups: [CapabilityInfoResource.group], resources: [CapabilityInfoResource.plural], verbs: readWrite },
-  { apiGroups: ["", "events.k8s.io"], resources: ["events"], verbs: ["create", "patch"] },
-  // Leader election.
-  { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "list", "watch", "create", "update", "patch"] },
-  // The bundled plugins' dependents.
-  { apiGroups: [""], resources: ["secrets", "services", "configmaps"], verbs: readWrite },
-  { apiGroups: ["apps"], resources: ["statefulsets", "deployments"], verbs: readWrite }
+  // Capabilities are the users': the operator reads and watches them and patches their status, nothing else.
+  { apiGroups: [CapabilityResource.group], resources: [CapabilityResource.plural], verbs: ["get", "list", "watch"] },
+  { apiGroups: [CapabilityResource.group], resources: [`${CapabilityResource.plural}/status`], verbs: ["patch"] },
+  // CapabilityInfos are the operator's own (one per registered category and type): applied, listed, deleted.
+  { apiGroups: [CapabilityInfoResource.group], resources: [CapabilityInfoResource.plural], verbs: ["list", "create", "patch", "delete"] },
+  // Events about Capabilities are created, never patched.
+  { apiGroups: [""], resources: ["events"], verbs: ["create"] }
 ]
 
-const deployment = (namespace: string, image: string, plugins: string | undefined): V1Deployment => ({
+/**
+ * What the operator does in its own namespace: its leader-election Lease,
+ * and the impersonation of exactly the plugins' ServiceAccounts (which live
+ * there, so the grant cannot reach a ServiceAccount of that name elsewhere).
+ */
+export const operatorNamespacedRules = (plugins: ReadonlyArray<string>): ReadonlyArray<V1PolicyRule> => [
+  { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
+  ...(plugins.length === 0
+    ? []
+    : [{
+        apiGroups: [""],
+        resources: ["serviceaccounts"],
+        verbs: ["impersonate"],
+        resourceNames: [...new Set(plugins.map(pluginServiceAccountName))].sort()
+      }])
+]
+
+const rbacGroup = "rbac.authorization.k8s.io"
+
+/** A plugin's ServiceAccount, its ClusterRole, and its binding: cluster-wide, or in the served namespace only. */
+const pluginObjects = (plugin: PluginDeclaration, namespace: string, servedNamespace: string | undefined): ReadonlyArray<Manifest> => {
+  const name = pluginServiceAccountName(plugin.name)
+  const pluginLabels = { ...labels, "app.kubernetes.io/component": "plugin", "halkyon.io/plugin": name.slice("halkyon-plugin-".length) }
+  const roleRef = { apiGroup: rbacGroup, kind: "ClusterRole", name }
+  const subjects = [{ kind: "ServiceAccount", name, namespace }]
+  return [
+    { apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace, labels: pluginLabels } },
+    {
+      apiVersion: `${rbacGroup}/v1`,
+      kind: "ClusterRole",
+      metadata: { name, labels: pluginLabels },
+      rules: [...pluginRules(plugin.dependents)]
+    },
+    servedNamespace === undefined
+      ? { apiVersion: `${rbacGroup}/v1`, kind: "ClusterRoleBinding", metadata: { name, labels: pluginLabels }, roleRef, subjects }
+      : {
+          apiVersion: `${rbacGroup}/v1`,
+          kind: "RoleBinding",
+          metadata: { name, namespace: servedNamespace, labels: pluginLabels },
+          roleRef,
+          subjects
+        }
+  ]
+}
+
+const deployment = (namespace: string, image: string, plugins: string | undefined, servedNamespace: string | undefined): V1Deployment => ({
   apiVersion: "apps/v1",
   kind: "Deployment",
   metadata: { name: operatorName, namespace, labels },
@@ -93,6 +158,10 @@ const deployment = (namespace: string, image: string, plugins: string | undefine
               "run",
               "--leader-elect",
               "--plugins-dir", "/plugins",
+              // Dependents are written as each plugin's ServiceAccount; the operator's own role holds none of them.
+              "--impersonate", "always",
+              ...(servedNamespace === undefined ? [] : ["--namespace", servedNamespace]),
+              // Explicit: outside a pod the defaults are loopback only.
               "--health-addr", `:${healthPort}`,
               "--metrics-addr", `:${metricsPort}`
             ],
@@ -132,10 +201,37 @@ const deployment = (namespace: string, image: string, plugins: string | undefine
   }
 })
 
+/** The Deployment running with the lock file of the ConfigMap: --lock names it, --require-locked refuses anything else. */
+const withPluginsLock = (deployment: V1Deployment): V1Deployment => {
+  const template = deployment.spec!.template
+  const pod = template.spec!
+  return {
+    ...deployment,
+    spec: {
+      ...deployment.spec!,
+      template: {
+        ...template,
+        spec: {
+          ...pod,
+          containers: pod.containers.map((c) =>
+            c.name !== "operator" ? c : {
+              ...c,
+              args: [...(c.args ?? []), "--lock", pluginsLockPath, "--require-locked"],
+              volumeMounts: [...(c.volumeMounts ?? []), { name: "plugins-lock", mountPath: "/etc/halkyon", readOnly: true }]
+            }
+          ),
+          volumes: [...(pod.volumes ?? []), { name: "plugins-lock", configMap: { name: pluginsLockConfigMap } }]
+        }
+      }
+    }
+  }
+}
+
 /** The objects to apply, in order: CRDs first, so the API serves the kinds before anything uses them. */
 export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest> => {
   const namespace = options.namespace ?? defaultNamespace
   const image = options.image ?? defaultImage
+  const plugins = [...(options.pluginRoles ?? [])].sort((a, b) => a.name.localeCompare(b.name))
   const namespaceObject: ReadonlyArray<V1Namespace> =
     namespace === "default" ? [] : [{ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace, labels } }]
   return [
@@ -151,6 +247,30 @@ export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: operatorName },
       subjects: [{ kind: "ServiceAccount", name: operatorName, namespace }]
     },
-    deployment(namespace, image, options.plugins)
+    {
+      apiVersion: `${rbacGroup}/v1`,
+      kind: "Role",
+      metadata: { name: operatorName, namespace, labels },
+      rules: [...operatorNamespacedRules(plugins.map((p) => p.name))]
+    },
+    {
+      apiVersion: `${rbacGroup}/v1`,
+      kind: "RoleBinding",
+      metadata: { name: operatorName, namespace, labels },
+      roleRef: { apiGroup: rbacGroup, kind: "Role", name: operatorName },
+      subjects: [{ kind: "ServiceAccount", name: operatorName, namespace }]
+    },
+    ...plugins.flatMap((p) => pluginObjects(p, namespace, options.servedNamespace)),
+    ...(options.lock === undefined
+      ? [deployment(namespace, image, options.plugins, options.servedNamespace)]
+      : [
+        {
+          apiVersion: "v1",
+          kind: "ConfigMap",
+          metadata: { name: pluginsLockConfigMap, namespace, labels },
+          data: { "plugins-lock.json": options.lock }
+        } satisfies V1ConfigMap,
+        withPluginsLock(deployment(namespace, image, options.plugins, options.servedNamespace))
+      ])
   ]
 }

@@ -24,6 +24,11 @@ export const hostFlags = {
   handshakeTimeout: durationFlag("handshake-timeout", defaultHostSettings.handshakeTimeoutMs, "how long a plugin may take to start", "HALKYON_HANDSHAKE_TIMEOUT"),
   callTimeout: durationFlag("call-timeout", defaultHostSettings.callTimeoutMs, "deadline of each call to a plugin", "HALKYON_CALL_TIMEOUT"),
   shutdownGrace: durationFlag("shutdown-grace", defaultHostSettings.shutdownGraceMs, "time a plugin gets to stop before it is signalled", "HALKYON_SHUTDOWN_GRACE"),
+  requireLocked: Flag.Boolean("require-locked").pipe(
+    Flag.withDescription("start only plugins that an install recorded in the folder's plugins.lock; hand-copied files are refused (env HALKYON_REQUIRE_LOCKED)"),
+    Flag.withFallbackConfig(Config.Boolean("HALKYON_REQUIRE_LOCKED")),
+    Flag.withDefault(false)
+  ),
   autoMtls: Flag.Boolean("auto-mtls").pipe(
     Flag.withDescription("encrypt and authenticate plugin connections with throwaway certificates; --no-auto-mtls turns it off (env HALKYON_AUTO_MTLS)"),
     Flag.withFallbackConfig(Config.Boolean("HALKYON_AUTO_MTLS")),
@@ -37,6 +42,7 @@ export interface HostFlagValues {
   readonly callTimeout: number
   readonly shutdownGrace: number
   readonly autoMtls: boolean
+  readonly requireLocked: boolean
 }
 
 export const hostSettings = (flags: HostFlagValues, overrides: Partial<HostSettings> = {}): HostSettings => ({
@@ -46,5 +52,6 @@ export const hostSettings = (flags: HostFlagValues, overrides: Partial<HostSetti
   callTimeoutMs: flags.callTimeout,
   shutdownGraceMs: flags.shutdownGrace,
   autoMtls: flags.autoMtls,
+  requireLocked: flags.requireLocked,
   ...overrides
 })

@@ -1,14 +1,14 @@
 /**
  * `halkyon plugins install [SPEC...]`: installs plugins from their releases
- * into the plugins folder (HALKYON_PLUGINS when no SPEC is given), one line
- * per plugin on stdout. Exits non-zero if any entry was bad or failed; the
- * others are installed all the same.
+ * into the plugins folder (HALKYON_PLUGINS when no SPEC is given, or every
+ * release of the --lock file), one line per plugin on stdout. Exits non-zero
+ * if any entry was bad or failed; the others are installed all the same.
  */
 import { existsSync, statSync } from "node:fs"
 import { Config, Console, Effect, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { PluginDownloader } from "../downloader/PluginDownloader.ts"
-import { ExpectedForm } from "../downloader/PluginSpec.ts"
+import { describeVerification, PluginDownloader } from "../downloader/PluginDownloader.ts"
+import { ExpectedForm } from "../downloader/Errors.ts"
 import { defaultHostSettings } from "../config/HostConfig.ts"
 import { installListed } from "../downloader/InstallListed.ts"
 import { releaseFlags, type ReleaseFlagValues, settingsFor } from "./PluginSources.ts"
@@ -43,11 +43,16 @@ interface InstallFlagValues extends ReleaseFlagValues {
 const fromEnvironment = Config.String("HALKYON_PLUGINS").pipe(Config.withDefault(""))
 
 const installPlugins = Effect.fn("plugins.install")(function*(flags: InstallFlagValues) {
-  const lists = flags.specs.length > 0 ? flags.specs : [yield* fromEnvironment]
-  if (lists.every((l) => l.trim() === "" || l.split(",").every((e) => e.trim() === ""))) {
-    return yield* Effect.fail(new Error(`name the plugins to install, e.g. halkyon plugins install ${ExpectedForm.split(", e.g. ")[1]}, or set HALKYON_PLUGINS`))
-  }
   const settings = yield* settingsFor(flags.pluginsDir, flags)
+  const named = flags.specs.length > 0 ? flags.specs : [yield* fromEnvironment]
+  const none = (lists: ReadonlyArray<string>) => lists.every((l) => l.trim() === "" || l.split(",").every((e) => e.trim() === ""))
+  // Nothing named: a lock file names what to install.
+  const lists = none(named) && settings.releaseLock !== undefined
+    ? settings.releaseLock.lock.plugins.map((p) => `${p.repository}@${p.tag}`)
+    : named
+  if (none(lists)) {
+    return yield* Effect.fail(new Error(`name the plugins to install, e.g. halkyon plugins install ${ExpectedForm.split(", e.g. ")[1]}, or set HALKYON_PLUGINS, or pass --lock`))
+  }
   const { results, specs, invalid } = yield* installListed(lists, { repair: true }).pipe(
     Effect.provide(PluginDownloader.layer(settings))
   )
@@ -56,7 +61,7 @@ const installPlugins = Effect.fn("plugins.install")(function*(flags: InstallFlag
       const { entry } = result.success
       yield* Console.log(
         `${entry.spec}: ${result.success.result} ${entry.files.map((f) => f.path).join(", ")} in ${flags.pluginsDir} ` +
-          `(sha256 ${entry.sha256.slice(0, 12)}…, ${entry.checksum === "verified" ? "verified against checksums.txt" : "no checksums.txt published"})`
+          `(sha256 ${entry.sha256.slice(0, 12)}…, ${describeVerification(entry, specs[index]?.digest !== undefined || settings.releaseLock !== undefined)})`
       )
     } else yield* Console.log(`${specs[index]}: failed (see above)`)
   }
@@ -66,12 +71,15 @@ const installPlugins = Effect.fn("plugins.install")(function*(flags: InstallFlag
 export const installCommand = Command.make("install", installFlags, (flags) => withLogging(installPlugins(flags))).pipe(
   Command.withDescription(
     "Install plugins from their GitHub-style releases into the plugins folder: the archive for this platform, " +
-      "checked against the release's checksums.txt, unpacked safely and recorded in plugins.lock. " +
+      "checked against the release's checksums.txt (and its signature, with --plugin-key; and the digest a #sha256: pin or --lock names), " +
+      "unpacked safely and recorded in the folder's plugins.lock. A release without checksums.txt is refused unless --allow-unverified. " +
       "A plugin already installed and intact is skipped; a new tag replaces the old one."
   ),
   Command.withExamples([
     { command: "halkyon plugins install halkyon-io/postgres-plugin@v1.0.0 --plugins-dir ./plugins", description: "Install one plugin" },
     { command: "HALKYON_PLUGINS=acme/redis@v2.1.0,acme/kafka@v0.3.0 halkyon plugins install", description: "Install what HALKYON_PLUGINS names" },
-    { command: "halkyon plugins install acme/redis@v2.1.0 --release-base-url https://mirror.example.com --require-checksums", description: "From a mirror, verified" }
+    { command: "halkyon plugins install acme/redis@v2.1.0 --release-base-url https://mirror.example.com", description: "From a mirror" },
+    { command: "halkyon plugins install acme/redis@v2.1.0 --plugin-key acme/redis=cosign.pub", description: "Only if acme signed its checksums.txt with that key" },
+    { command: "halkyon plugins install --lock halkyon.lock", description: "Everything the lock file names, each archive checked against its digest" }
   ])
 )

@@ -1,12 +1,15 @@
 /**
- * Where plugins are installed from: the flags and variables shared by
- * `halkyon plugins install` and `halkyon run` (HALKYON_PLUGINS, the release
- * host, checksums policy, GITHUB_TOKEN), turned into downloader settings.
+ * Where plugins are installed from, and what is trusted: the flags and
+ * variables shared by `halkyon plugins install`, `plugins lock` and
+ * `halkyon run` (the release host, checksums and signatures, digests pinned
+ * by a lock file, tokens), turned into downloader settings.
  */
 import { Config, Effect, Option, Redacted } from "effect"
 import { Flag } from "effect/cli"
 import { downloaderSettings, type DownloaderSettings } from "../downloader/PluginDownloader.ts"
 import { DefaultReleaseBase } from "../downloader/ReleaseAsset.ts"
+import { loadPluginKey, type PluginKey } from "../downloader/Signature.ts"
+import { readReleaseLock } from "../lock/ReleaseLock.ts"
 import { durationFlag } from "./HostFlags.ts"
 
 export const releaseFlags = {
@@ -22,8 +25,12 @@ export const releaseFlags = {
         if (url.protocol !== "https:" && url.protocol !== "http:") throw new Error("not http(s)")
         return url.href
       },
-      () => "--release-base-url must be an http(s) URL, e.g. https://github.com"
+      () => "--release-base-url must be an https URL, e.g. https://github.com"
     )
+  ),
+  insecureReleaseUrl: Flag.Boolean("insecure-release-url").pipe(
+    Flag.withDescription("accept an http:// --release-base-url (the archives then travel unencrypted; checksums and signatures still apply)"),
+    Flag.withDefault(false)
   ),
   downloadTimeout: durationFlag(
     "download-timeout",
@@ -31,29 +38,78 @@ export const releaseFlags = {
     "how long a release host may take to answer, and to send each next piece of a download, before the try counts as failed",
     "HALKYON_DOWNLOAD_TIMEOUT"
   ),
-  requireChecksums: Flag.Boolean("require-checksums").pipe(
-    Flag.withDescription("refuse releases that publish no checksums.txt (env HALKYON_REQUIRE_CHECKSUMS)"),
-    Flag.withFallbackConfig(Config.Boolean("HALKYON_REQUIRE_CHECKSUMS")),
+  installTimeout: durationFlag(
+    "install-timeout",
+    5 * 60_000,
+    "how long one plugin's install may take in all, retries included, before it is abandoned",
+    "HALKYON_INSTALL_TIMEOUT"
+  ),
+  allowUnverified: Flag.Boolean("allow-unverified").pipe(
+    Flag.withDescription("install releases that publish no checksums.txt, with a warning each (env HALKYON_ALLOW_UNVERIFIED); by default they are refused"),
+    Flag.withFallbackConfig(Config.Boolean("HALKYON_ALLOW_UNVERIFIED")),
     Flag.withDefault(false)
+  ),
+  requireChecksums: Flag.Boolean("require-checksums").pipe(
+    Flag.withDescription("refuse releases that publish no checksums.txt: the default now, kept so that existing scripts still run"),
+    Flag.withDefault(false)
+  ),
+  pluginKeys: Flag.String("plugin-key").pipe(
+    Flag.withDescription(
+      "[org/repo=]FILE: a cosign public key (PEM); releases of org/repo (of every repository, without org/repo=) must carry a checksums.txt.sig it made. " +
+        "Repeatable (env HALKYON_PLUGIN_KEYS, comma-separated)"
+    ),
+    Flag.atLeast(0)
+  ),
+  lock: Flag.File("lock").pipe(
+    Flag.withDescription("a lock file (halkyon plugins lock writes it) that decides what may be installed: an unlisted spec, another tag or another digest is refused (env HALKYON_PLUGINS_LOCK)"),
+    Flag.withFallbackConfig(Config.String("HALKYON_PLUGINS_LOCK")),
+    Flag.optional
   )
 }
 
 export interface ReleaseFlagValues {
   readonly releaseBaseUrl: string
+  readonly insecureReleaseUrl: boolean
   readonly downloadTimeout: number
+  readonly installTimeout: number
+  readonly allowUnverified: boolean
   readonly requireChecksums: boolean
+  readonly pluginKeys: ReadonlyArray<string>
+  readonly lock: Option.Option<string>
 }
 
-/** GITHUB_TOKEN, if set: sent to the release host only, never logged. */
+/** GITHUB_TOKEN goes to github.com alone; a mirror gets HALKYON_RELEASE_TOKEN. Neither is logged. */
 const githubToken = Config.Redacted("GITHUB_TOKEN").pipe(Config.option)
+const mirrorToken = Config.Redacted("HALKYON_RELEASE_TOKEN").pipe(Config.option)
+const keysFromEnvironment = Config.String("HALKYON_PLUGIN_KEYS").pipe(Config.withDefault(""))
+const GitHubOrigins = ["https://github.com", "https://api.github.com"]
 
-export const settingsFor = (pluginsDir: string, flags: ReleaseFlagValues) =>
-  Effect.gen(function*() {
-    const token = yield* githubToken.pipe(Effect.orElseSucceed(() => Option.none()))
-    return downloaderSettings(pluginsDir, {
-      releaseBase: flags.releaseBaseUrl,
-      requireChecksums: flags.requireChecksums,
-      http: { answerTimeoutMs: flags.downloadTimeout, readTimeoutMs: flags.downloadTimeout },
-      token: Option.match(token, { onNone: () => undefined, onSome: (t) => Redacted.value(t) || undefined })
-    }) satisfies DownloaderSettings
-  })
+const readToken = (config: Config.Config<Option.Option<Redacted.Redacted<string>>>) =>
+  config.pipe(
+    Effect.orElseSucceed(() => Option.none<Redacted.Redacted<string>>()),
+    Effect.map((token) => Option.match(token, { onNone: () => undefined, onSome: (t) => Redacted.value(t) || undefined }))
+  )
+
+/** Downloader settings from the flags; fails with a message naming the flag when one cannot be used. */
+export const settingsFor = Effect.fnUntraced(function*(pluginsDir: string, flags: ReleaseFlagValues) {
+  const base = new URL(flags.releaseBaseUrl)
+  if (base.protocol === "http:" && !flags.insecureReleaseUrl) {
+    return yield* Effect.fail(new Error(`--release-base-url ${base.href} is not https: refused, because archives and checksums could be altered on the way. Use https, or pass --insecure-release-url`))
+  }
+  const onGitHub = base.origin === "https://github.com"
+  const token = yield* readToken(onGitHub ? githubToken : mirrorToken)
+  const keyEntries = [...flags.pluginKeys, ...(yield* keysFromEnvironment.pipe(Effect.orElseSucceed(() => ""))).split(",")].filter((e) => e.trim() !== "")
+  const keys: Array<PluginKey> = []
+  for (const entry of keyEntries) keys.push(yield* Effect.try({ try: () => loadPluginKey(entry), catch: (e) => (e instanceof Error ? e : new Error(String(e))) }))
+  const releaseLock = Option.isSome(flags.lock) ? { path: flags.lock.value, lock: yield* readReleaseLock(flags.lock.value) } : undefined
+  return downloaderSettings(pluginsDir, {
+    releaseBase: flags.releaseBaseUrl,
+    allowUnverified: flags.allowUnverified,
+    keys,
+    releaseLock,
+    installTimeoutMs: flags.installTimeout,
+    http: { answerTimeoutMs: flags.downloadTimeout, readTimeoutMs: flags.downloadTimeout },
+    token,
+    tokenOrigins: onGitHub ? GitHubOrigins : [base.origin]
+  }) satisfies DownloaderSettings
+})

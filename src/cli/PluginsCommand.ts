@@ -1,15 +1,18 @@
 /**
  * `halkyon plugins list`: starts every plugin of the plugins folder once,
  * prints what each provides and how it started, and stops them. Exits
- * non-zero when any plugin failed, with the reason for each.
+ * non-zero when any plugin failed, with the reason for each. With
+ * `--operator`, each plugin's violation count comes from a running
+ * operator's /metrics (this command reconciles nothing, so it has none).
  */
-import { Console, Effect, Layer } from "effect"
+import { Console, Duration, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { Metrics } from "../metrics/Metrics.ts"
 import type { PluginStatus } from "../plugin-host/PluginHost.ts"
 import { type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
 import { installCommand } from "./InstallCommand.ts"
+import { lockCommand } from "./LockCommand.ts"
 
 /** One row of `plugins list --output json`. */
 export interface PluginListing {
@@ -21,6 +24,8 @@ export interface PluginListing {
   readonly startMs: number | null
   readonly state: string
   readonly error?: string
+  /** Answers the operator refused (PluginViolation), from its /metrics; only with --operator. */
+  readonly violations?: number
 }
 
 const toListing = (s: PluginStatus): PluginListing => ({
@@ -35,8 +40,8 @@ const toListing = (s: PluginStatus): PluginListing => ({
 })
 
 /** Renders rows as a kubectl-style table: upper-case headers, columns padded. */
-export const renderTable = (rows: ReadonlyArray<PluginListing>): string => {
-  const header = ["NAME", "FORM", "CATEGORY", "TYPES", "PROTOCOL", "START(MS)", "STATE"]
+export const renderTable = (rows: ReadonlyArray<PluginListing>, withViolations = false): string => {
+  const header = ["NAME", "FORM", "CATEGORY", "TYPES", "PROTOCOL", "START(MS)", "STATE", ...(withViolations ? ["VIOLATIONS"] : [])]
   const cells = rows.map((r) => [
     r.name,
     r.form,
@@ -44,7 +49,8 @@ export const renderTable = (rows: ReadonlyArray<PluginListing>): string => {
     r.types.map((t) => `${t.type}@${t.versions.join(",")}`).join(" ") || "-",
     r.protocolVersion === null ? "-" : String(r.protocolVersion),
     r.startMs === null ? "-" : String(Math.round(r.startMs)),
-    r.state
+    r.state,
+    ...(withViolations ? [String(r.violations ?? 0)] : [])
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? "").length)))
   return [header, ...cells].map((row) => row.map((c, i) => c.padEnd(widths[i] ?? 0)).join("   ").trimEnd()).join("\n")
@@ -56,23 +62,52 @@ const listFlags = {
     Flag.withAlias("o"),
     Flag.withDescription("output format"),
     Flag.withDefault("table")
+  ),
+  operator: Flag.String("operator").pipe(
+    Flag.withDescription("a running operator's metrics address (e.g. http://127.0.0.1:8080): adds each plugin's count of refused answers"),
+    Flag.optional
+  )
+}
+
+/** halkyon_plugin_violations_total summed per plugin, from a Prometheus text exposition. */
+export const violationsByPlugin = (metrics: string): ReadonlyMap<string, number> => {
+  const counts = new Map<string, number>()
+  for (const m of metrics.matchAll(/^halkyon_plugin_violations_total\{plugin="((?:[^"\\]|\\.)*)",rule="(?:[^"\\]|\\.)*"\} (\d+)$/gm)) {
+    const plugin = (m[1] ?? "").replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c))
+    counts.set(plugin, (counts.get(plugin) ?? 0) + Number(m[2]))
+  }
+  return counts
+}
+
+const fetchViolations = (address: string) => {
+  const url = `${address.replace(/\/+$/, "")}/metrics`
+  return Effect.tryPromise({
+    try: (signal) => fetch(url, { signal }).then((r) => (r.ok ? r.text() : Promise.reject(new Error(`HTTP ${r.status}`)))),
+    catch: (e) => new Error(`cannot read the operator's metrics at ${url}: ${e instanceof Error ? e.message : String(e)}`)
+  }).pipe(
+    Effect.timeoutOrElse({ duration: Duration.seconds(5), orElse: () => Effect.fail(new Error(`the operator's metrics at ${url} did not answer within 5 s`)) }),
+    Effect.map(violationsByPlugin)
   )
 }
 
 /** The plugin host (with its gRPC client and node:http2), loaded when a command starts plugins rather than at every start of the binary. */
 const loadPluginHost = Effect.promise(() => import("../plugin-host/PluginHost.ts")).pipe(Effect.map((m) => m.PluginHost))
 
-const listPlugins = Effect.fn("plugins.list")(function*(flags: HostFlagValues & { readonly output: "table" | "json" }) {
+const listPlugins = Effect.fn("plugins.list")(function*(
+  flags: HostFlagValues & { readonly output: "table" | "json"; readonly operator: Option.Option<string> }
+) {
   const settings = hostSettings(flags, { watch: false, restart: false })
+  const violations = Option.isSome(flags.operator) ? yield* fetchViolations(flags.operator.value) : undefined
   const PluginHost = yield* loadPluginHost
-  const rows = yield* Effect.gen(function*() {
+  const listed = yield* Effect.gen(function*() {
     const host = yield* PluginHost
     yield* host.awaitSettled
     return (yield* host.statuses).map(toListing)
   }).pipe(Effect.provide(PluginHost.live(settings).pipe(Layer.provide(Metrics.layer))))
+  const rows = violations === undefined ? listed : listed.map((r) => ({ ...r, violations: violations.get(r.name) ?? 0 }))
   if (flags.output === "json") yield* Console.log(JSON.stringify(rows, null, 2))
   else if (rows.length === 0) yield* Console.log(`No plugins found in ${settings.pluginsDir}.`)
-  else yield* Console.log(renderTable(rows))
+  else yield* Console.log(renderTable(rows, violations !== undefined))
   const failed = rows.filter((r) => r.state !== "running")
   if (failed.length > 0) {
     // The reasons also went to the log; the table form repeats them under it.
@@ -88,7 +123,8 @@ const list = Command.make("list", listFlags, (flags) => withLogging(listPlugins(
   Command.withDescription("Start every plugin of the plugins folder once and list what it provides"),
   Command.withExamples([
     { command: "halkyon plugins list --plugins-dir dist/plugins", description: "List the plugins built by npm run build:plugins" },
-    { command: "halkyon plugins list -o json", description: "The same, as JSON" }
+    { command: "halkyon plugins list -o json", description: "The same, as JSON" },
+    { command: "halkyon plugins list --operator http://127.0.0.1:8080", description: "With each plugin's refused answers, counted by a running operator" }
   ])
 )
 
@@ -114,5 +150,5 @@ const watch = Command.make("watch", hostFlags, (flags) => withLogging(watchPlugi
 
 export const pluginsCommand = Command.make("plugins").pipe(
   Command.withDescription("Manage and inspect capability plugins"),
-  Command.withSubcommands([list, watch, installCommand])
+  Command.withSubcommands([list, watch, installCommand, lockCommand])
 )

@@ -4,6 +4,8 @@
  */
 import { Config, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
+import { pluginCallPermitsFor } from "../config/HostConfig.ts"
+import { defaultListenAddress, HealthPort, MetricsPort } from "../config/ListenDefaults.ts"
 import type { OperatorOptions } from "../operator/Operator.ts"
 import { durationFlag, type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
@@ -49,13 +51,26 @@ export const runFlags = {
   leaseDuration: durationFlag("lease-duration", 15_000, "how long a Lease holds without renewal"),
   renewDeadline: durationFlag("renew-deadline", 10_000, "how long the leader keeps trying to renew before it steps down"),
   retryPeriod: durationFlag("retry-period", 2_000, "how often candidates try to acquire, and the leader to renew"),
+  impersonate: Flag.Literals("impersonate", ["auto", "always", "never"]).pipe(
+    Flag.withDescription(
+      "write each plugin's dependents as its own ServiceAccount halkyon-plugin-<name> (from halkyon manifests): auto when allowed, " +
+        "always (start fails when not allowed), never (env HALKYON_IMPERSONATE)"
+    ),
+    Flag.withFallbackConfig(Config.Literals(["auto", "always", "never"], "HALKYON_IMPERSONATE")),
+    Flag.withDefault("auto")
+  ),
+  operatorNamespace: Flag.String("operator-namespace").pipe(
+    Flag.withDescription("where the plugins' ServiceAccounts are: the namespace halkyon manifests installs into (env POD_NAMESPACE)"),
+    Flag.withFallbackConfig(Config.String("POD_NAMESPACE")),
+    Flag.withDefault("halkyon-system")
+  ),
   healthAddr: Flag.String("health-addr").pipe(
-    Flag.withDescription('where /healthz and /readyz are served, e.g. ":8081"; "0" disables'),
-    Flag.withDefault(":8081")
+    Flag.withDescription('where /healthz and /readyz are served, e.g. ":8081"; "0" disables (default: ":8081" in a pod, "127.0.0.1:8081" elsewhere)'),
+    Flag.withDefault(defaultListenAddress(HealthPort))
   ),
   metricsAddr: Flag.String("metrics-addr").pipe(
-    Flag.withDescription('where /metrics (Prometheus) is served, e.g. ":8080"; "0" disables'),
-    Flag.withDefault(":8080")
+    Flag.withDescription('where /metrics (Prometheus) is served, e.g. ":8080"; "0" disables (default: ":8080" in a pod, "127.0.0.1:8080" elsewhere)'),
+    Flag.withDefault(defaultListenAddress(MetricsPort))
   )
 }
 
@@ -72,15 +87,28 @@ export interface RunFlagValues extends HostFlagValues, ReleaseFlagValues {
   readonly leaseDuration: number
   readonly renewDeadline: number
   readonly retryPeriod: number
+  readonly impersonate: "auto" | "always" | "never"
+  readonly operatorNamespace: string
   readonly healthAddr: string
   readonly metricsAddr: string
 }
 
+/** What to install before the plugins load: --plugins, or else every release of the --lock file. */
+const installOptions = Effect.fnUntraced(function*(flags: RunFlagValues) {
+  if (flags.plugins.trim() === "" && Option.isNone(flags.lock)) return undefined
+  const downloader = yield* settingsFor(flags.pluginsDir, flags)
+  const lists = flags.plugins.trim() !== ""
+    ? [flags.plugins]
+    : (downloader.releaseLock?.lock.plugins ?? []).map((p) => `${p.repository}@${p.tag}`)
+  return { lists, downloader }
+})
+
 /** The operator's options, from the flags (and the variables they fall back to). */
 export const operatorOptions = Effect.fnUntraced(function*(flags: RunFlagValues) {
   const options: OperatorOptions = {
-    host: hostSettings(flags),
-    install: flags.plugins.trim() === "" ? undefined : { lists: [flags.plugins], downloader: yield* settingsFor(flags.pluginsDir, flags) },
+    // Each plugin gets at most half the reconcile workers: one plugin's slow calls never hold them all.
+    host: hostSettings(flags, { pluginCallPermits: pluginCallPermitsFor(flags.concurrency) }),
+    install: yield* installOptions(flags),
     kubeconfig: Option.getOrUndefined(flags.kubeconfig),
     context: Option.getOrUndefined(flags.context),
     namespace: Option.getOrUndefined(flags.namespace),
@@ -95,6 +123,13 @@ export const operatorOptions = Effect.fnUntraced(function*(flags: RunFlagValues)
           retryPeriodMs: flags.retryPeriod
         }
       : undefined,
+    impersonation: {
+      mode: flags.impersonate,
+      operatorNamespace: flags.operatorNamespace,
+      regenerate: `halkyon manifests --namespace ${flags.operatorNamespace} --plugins-dir ${flags.pluginsDir}` +
+        (flags.plugins.trim() === "" ? "" : ` --plugins ${flags.plugins.trim()}`) +
+        Option.match(flags.namespace, { onNone: () => "", onSome: (ns) => ` --watch-namespace ${ns}` })
+    },
     healthAddr: flags.healthAddr,
     metricsAddr: flags.metricsAddr
   }

@@ -21,7 +21,15 @@ export const HostSettings = Schema.Struct({
   restartBaseMs: Schema.Number,
   /** Longest restart delay. */
   restartMaxMs: Schema.Number,
-  protocolVersions: Schema.Array(Schema.Number)
+  protocolVersions: Schema.Array(Schema.Number),
+  /** Start only plugin files that an install recorded in the folder's plugins.lock (hand-copied ones are refused). */
+  requireLocked: Schema.Boolean,
+  /** Calls in flight to one plugin at most: its share of the reconcile workers. */
+  pluginCallPermits: Schema.Number,
+  /** How long a call may wait for one of those before its Capability is retried later. */
+  pluginCallWaitMs: Schema.Number,
+  /** Calls in a row that time out before a plugin is marked degraded and restarted. */
+  breakerThreshold: Schema.Number
 })
 export type HostSettings = typeof HostSettings.Type
 
@@ -36,8 +44,15 @@ export const defaultHostSettings: HostSettings = {
   healthIntervalMs: 5_000,
   restartBaseMs: 500,
   restartMaxMs: 60_000,
-  protocolVersions: [1]
+  protocolVersions: [1],
+  requireLocked: false,
+  pluginCallPermits: 2,
+  pluginCallWaitMs: 500,
+  breakerThreshold: 3
 }
+
+/** A plugin's share of `concurrency` reconcile workers: half, at least one, so that one plugin never holds them all. */
+export const pluginCallPermitsFor = (concurrency: number): number => Math.max(1, Math.ceil(concurrency / 2))
 
 /** Reads a kubectl-style duration ("500ms", "10s", "2m") as milliseconds. */
 export const parseDurationMs = (text: string): number => {

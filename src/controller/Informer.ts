@@ -6,8 +6,9 @@
  * missed (handlers are level-based: they only enqueue keys).
  */
 import { Duration, Effect, Schedule, Stream } from "effect"
-import { type KubeApiError, KubeClient, type ListOptions } from "../kube/KubeClient.ts"
+import { KubeClient, type ListOptions } from "../kube/KubeClient.ts"
 import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
+import { type KubeApiError } from "../kube/Errors.ts"
 
 export interface InformerOptions extends ListOptions {
   readonly apiVersion: string

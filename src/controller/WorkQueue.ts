@@ -49,13 +49,14 @@ export const makeWorkQueue = Effect.fnUntraced(function*(backoff: BackoffOptions
     })
 
   const addAfter = (key: string, delayMs: number) =>
-    Effect.suspend(() => {
-      if (delayMs <= 0) return add(key)
-      const at = Date.now() + delayMs
+    Effect.gen(function*() {
+      if (delayMs <= 0) return yield* add(key)
+      // The Effect clock, not Date.now: it is the one Effect.sleep uses (and TestClock moves).
+      const at = (yield* Clock.currentTimeMillis) + delayMs
       const existing = scheduled.get(key)
-      if (existing !== undefined && existing <= at) return Effect.void
+      if (existing !== undefined && existing <= at) return
       scheduled.set(key, at)
-      return Effect.sleep(Duration.millis(delayMs)).pipe(
+      return yield* Effect.sleep(Duration.millis(delayMs)).pipe(
         Effect.andThen(
           Effect.suspend(() => {
             if (scheduled.get(key) !== at) return Effect.void

@@ -8,7 +8,8 @@
  *   key's exponential backoff and is logged with the delay.
  * - When the workers' scope closes, a reconcile in progress gets
  *   `shutdownTimeoutMs` to finish, then is abandoned (the next leader, or the
- *   next start, reconciles it again).
+ *   next start, reconciles it again); after `fence` it gets no time at all,
+ *   as when leadership is lost and another replica may be writing already.
  *
  * It knows nothing of Kubernetes or Capabilities: keys are strings and
  * `kind` only names them in logs.
@@ -44,39 +45,53 @@ const finishWithin = <A>(
   reconcile: Effect.Effect<A>,
   label: string,
   annotations: Record<string, string>,
-  boundMs: number,
+  boundMs: () => number,
   restore: <X, E, R>(effect: Effect.Effect<X, E, R>) => Effect.Effect<X, E, R>
 ) =>
   Effect.gen(function*() {
     const fiber = yield* Effect.forkChild(Effect.interruptible(reconcile))
     return yield* restore(Fiber.join(fiber)).pipe(
-      Effect.onInterrupt(() =>
-        Fiber.await(fiber).pipe(
+      Effect.onInterrupt(() => {
+        const bound = boundMs()
+        if (bound <= 0) {
+          return Effect.logWarning(`reconcile of ${label} interrupted: this replica may no longer write`).pipe(
+            Effect.annotateLogs(annotations),
+            Effect.andThen(Fiber.interrupt(fiber))
+          )
+        }
+        return Fiber.await(fiber).pipe(
           Effect.timeoutOrElse({
-            duration: Duration.millis(boundMs),
+            duration: Duration.millis(bound),
             orElse: () =>
-              Effect.logWarning(`reconcile of ${label} did not finish within ${boundMs} ms of shutdown: abandoned, it is reconciled again at the next start`).pipe(
+              Effect.logWarning(`reconcile of ${label} did not finish within ${bound} ms of shutdown: abandoned, it is reconciled again at the next start`).pipe(
                 Effect.annotateLogs(annotations),
                 Effect.andThen(Fiber.interrupt(fiber))
               )
           })
         )
-      )
+      })
     )
   })
+
+export interface RunningWorkers {
+  /** From now on, closing the workers interrupts reconciles in progress at once, with no time to finish. */
+  readonly fence: Effect.Effect<void>
+}
 
 /** Forks `concurrency` workers into the current scope; they stop when it closes. */
 export const runWorkers = Effect.fnUntraced(function*<E extends { readonly message: string }>(
   options: WorkersOptions<E>
-): Effect.fn.Return<void, never, Scope.Scope> {
+): Effect.fn.Return<RunningWorkers, never, Scope.Scope> {
   const { queue, kind } = options
+  let fenced = false
+  const graceMs = () => (fenced ? 0 : options.shutdownTimeoutMs)
   const worker = Effect.uninterruptibleMask((restore) =>
     Effect.gen(function*() {
       const key = yield* restore(queue.take)
       const label = `${kind} ${key}`
       const annotations = { [kind]: key }
       const started = performance.now()
-      const exit = yield* finishWithin(options.reconcile(key).pipe(Effect.exit), label, annotations, options.shutdownTimeoutMs, restore)
+      const exit = yield* finishWithin(options.reconcile(key).pipe(Effect.exit), label, annotations, graceMs, restore)
       const seconds = (performance.now() - started) / 1000
       if (exit._tag === "Success") {
         yield* queue.forget(key)
@@ -95,4 +110,5 @@ export const runWorkers = Effect.fnUntraced(function*<E extends { readonly messa
     })
   )
   for (let i = 0; i < options.concurrency; i++) yield* Effect.forever(worker).pipe(Effect.forkScoped)
+  return { fence: Effect.sync(() => void (fenced = true)) } satisfies RunningWorkers
 })

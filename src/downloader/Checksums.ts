@@ -3,19 +3,9 @@
  * line per asset (a `*` before the name marks binary mode, as sha256sum
  * writes it).
  */
-import { Schema } from "effect"
+import { MalformedChecksums } from "./Errors.ts"
 
 const line = /^([0-9a-fA-F]{64}) [ *](.+)$/
-
-export class MalformedChecksums extends Schema.TaggedError<MalformedChecksums>()("MalformedChecksums", {
-  url: Schema.String,
-  lineNumber: Schema.Number,
-  line: Schema.String
-}) {
-  override get message() {
-    return `${this.url} line ${this.lineNumber} is not "<sha256>  <file>": ${JSON.stringify(this.line.slice(0, 120))}; the release's checksums.txt is damaged, ask its publisher to fix it`
-  }
-}
 
 /** File name to lower-case hex SHA-256. */
 export type Checksums = ReadonlyMap<string, string>

@@ -1,33 +1,64 @@
 /**
  * PluginDownloader: installs plugins from their releases into the plugins
- * folder. One install: finish any interrupted install, skip a release that
- * is already installed and intact, fetch the release's checksums.txt, find
- * the archive for this platform, stream it through a SHA-256 and a safe
- * extraction into a staging folder, check the sum, then commit the files
- * and the lock in one journaled step (PluginLock). A failure at any point
- * leaves the folder as it was.
+ * folder. One install: check the spec against the lock file (if one is the
+ * authority), finish any interrupted install, skip a release that is already
+ * installed and intact, fetch the release's checksums.txt (and its signature,
+ * where a key is configured for the repository), find the archive for this
+ * platform, stream it through a SHA-256 and a safe extraction into a staging
+ * folder, check the sum against checksums.txt, the spec's pin and the lock
+ * file, then commit the files and the folder's plugins.lock in one journaled
+ * step (PluginLock). A failure at any point leaves the folder as it was.
+ * Without checksums.txt nothing is installed, unless unverified installs are
+ * allowed.
  */
 import { mkdirSync } from "node:fs"
 import { mkdtemp, rm } from "node:fs/promises"
 import { createHash } from "node:crypto"
 import { basename, join } from "node:path"
-import { Context, Effect, Fiber, Layer, Result, Schema, Semaphore } from "effect"
-import { type Checksums, MalformedChecksums, parseChecksums } from "./Checksums.ts"
+import { Context, Duration, Effect, Fiber, Layer, Result, Semaphore } from "effect"
+import { type Checksums, parseChecksums } from "./Checksums.ts"
 import { type Platform, archiveNames, assetUrl, ChecksumsAsset, thisPlatform } from "./ReleaseAsset.ts"
-import { type AssetBody, defaultHttpSettings, download, type DownloadFailed, type DownloadRefused, type HttpSettings, Transient } from "./ReleaseHttp.ts"
-import { type DamagedArchive, DefaultLimits, type ExtractLimits, startExtraction, type UnsafeArchive } from "./SafeExtract.ts"
-import { commit, exclusively, type FileConflict, type FolderBusy, type LockEntry, type LockUnreadable, LockWriteFailed, readLock, recover, stagingPrefix, verifyEntry } from "../lock/PluginLock.ts"
-import { PluginModified } from "../lock/Errors.ts"
+import { type AssetBody, defaultHttpSettings, download, type HttpSettings } from "./ReleaseHttp.ts"
+import { DefaultLimits, type ExtractLimits, startExtraction } from "./SafeExtract.ts"
+import { commit, exclusively, isReservedName, type LockEntry, readLock, recover, stagingPrefix, verifyEntry } from "../lock/PluginLock.ts"
+import { type LockedArchive, type LockedRelease, platformKey, type ReleaseLockFile } from "../lock/ReleaseLock.ts"
+import { keysFor, type PluginKey, SignatureAsset, signedByOneOf } from "./Signature.ts"
+import { type FileConflict, type FolderBusy, type LockUnreadable, LockWriteFailed, PluginModified } from "../lock/Errors.ts"
 import { progressFor } from "./Progress.ts"
 import type { PluginSpec } from "./PluginSpec.ts"
+import {
+  ChecksumMismatch,
+  ChecksumsMissing,
+  type DamagedArchive,
+  DigestMismatch,
+  type DownloadFailed,
+  type DownloadRefused,
+  InstallTimedOut,
+  MalformedChecksums,
+  NoReleaseAsset,
+  NotAPluginArchive,
+  NotInLock,
+  SignatureInvalid,
+  SignatureMissing,
+  Transient,
+  type UnsafeArchive
+} from "./Errors.ts"
 
 export interface DownloaderSettings {
   readonly pluginsDir: string
   /** Where releases are: https://github.com or a mirror with the same layout. */
   readonly releaseBase: string
   readonly token: string | undefined
-  /** Refuse releases that publish no checksums.txt. */
-  readonly requireChecksums: boolean
+  /** The origins the token may be sent to. */
+  readonly tokenOrigins: ReadonlyArray<string>
+  /** Install releases that publish no checksums.txt (each with a warning); otherwise they are refused. */
+  readonly allowUnverified: boolean
+  /** Public keys whose signature of checksums.txt a repository's releases must carry. */
+  readonly keys: ReadonlyArray<PluginKey>
+  /** A lock file that is the authority on what may be installed, and its path (for messages). */
+  readonly releaseLock: { readonly path: string; readonly lock: ReleaseLockFile } | undefined
+  /** How long one install may take in all, retries included. */
+  readonly installTimeoutMs: number
   readonly platform: Platform
   readonly limits: ExtractLimits
   /** Installs at once. */
@@ -39,52 +70,16 @@ export const downloaderSettings = (pluginsDir: string, overrides: Partial<Downlo
   pluginsDir,
   releaseBase: "https://github.com",
   token: undefined,
-  requireChecksums: false,
+  tokenOrigins: [],
+  allowUnverified: false,
+  keys: [],
+  releaseLock: undefined,
+  installTimeoutMs: 5 * 60_000,
   platform: thisPlatform,
   limits: DefaultLimits,
   concurrency: 4,
   ...overrides
 })
-
-export class ChecksumMismatch extends Schema.TaggedError<ChecksumMismatch>()("ChecksumMismatch", {
-  spec: Schema.String,
-  asset: Schema.String,
-  expected: Schema.String,
-  actual: Schema.String
-}) {
-  override get message() {
-    return `${this.asset} of ${this.spec} does not match the release's checksums.txt: expected SHA-256 ${this.expected}, got ${this.actual}. Nothing was installed; the file may have been tampered with or replaced, tell the plugin's publisher`
-  }
-}
-
-export class ChecksumsMissing extends Schema.TaggedError<ChecksumsMissing>()("ChecksumsMissing", {
-  spec: Schema.String,
-  url: Schema.String
-}) {
-  override get message() {
-    return `${this.spec} publishes no checksums.txt (${this.url}) and --require-checksums is set: nothing was installed`
-  }
-}
-
-export class NoReleaseAsset extends Schema.TaggedError<NoReleaseAsset>()("NoReleaseAsset", {
-  spec: Schema.String,
-  platform: Schema.String,
-  tried: Schema.Array(Schema.String)
-}) {
-  override get message() {
-    return `${this.spec} has no release archive for ${this.platform}: tried ${this.tried.join(", ")}. Check the repository and tag, or ask its publisher for a ${this.platform} build`
-  }
-}
-
-export class NotAPluginArchive extends Schema.TaggedError<NotAPluginArchive>()("NotAPluginArchive", {
-  spec: Schema.String,
-  asset: Schema.String,
-  detail: Schema.String
-}) {
-  override get message() {
-    return `${this.asset} of ${this.spec} is not a plugin archive: ${this.detail}. Nothing was installed`
-  }
-}
 
 
 export interface InstallOutcome {
@@ -108,19 +103,26 @@ export class PluginDownloader extends Context.Service<PluginDownloader, {
     specs: ReadonlyArray<PluginSpec>,
     options: InstallOptions
   ) => Effect.Effect<ReadonlyArray<Result.Result<InstallOutcome, InstallError>>>
+  /**
+   * What a lock file records for a release, without installing it: the
+   * archive and its SHA-256 for each platform, from its checksums.txt
+   * (signature checked where a key applies), or hashed from the archives
+   * themselves when it publishes none and unverified releases are allowed.
+   */
+  readonly lockRelease: (spec: PluginSpec, platforms: ReadonlyArray<Platform>) => Effect.Effect<LockedRelease, InstallError>
 }>()("halkyon/downloader/PluginDownloader") {
   static readonly layer = (settings: DownloaderSettings) => Layer.effect(PluginDownloader, make(settings))
 }
 
 const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSettings) {
   const dir = settings.pluginsDir
-  const http: HttpSettings = { ...defaultHttpSettings(settings.releaseBase, settings.token), ...settings.http }
+  const http: HttpSettings = { ...defaultHttpSettings(settings.token, settings.tokenOrigins), ...settings.http }
   // Commits read and rewrite the lock: one at a time.
   const committing = yield* Semaphore.make(1)
 
-  const fetchChecksums = Effect.fn("PluginDownloader.fetchChecksums")(function*(spec: PluginSpec) {
-    const url = assetUrl(settings.releaseBase, spec, ChecksumsAsset)
-    const text = yield* download(url, http, (body) =>
+  /** A small asset's bytes, or undefined if the release has none by that name. */
+  const fetchSmall = (url: URL, name: string) =>
+    download(url, http, (body) =>
       Effect.gen(function*() {
         const parts: Array<Uint8Array> = []
         let size = 0
@@ -128,23 +130,60 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
           const chunk = yield* body.read
           if (chunk === undefined) break
           size += chunk.byteLength
-          if (size > 1 << 20) return yield* new Transient({ url: body.url, detail: "checksums.txt is over 1 MiB" })
+          if (size > 1 << 20) return yield* new Transient({ url: body.url, detail: `${name} is over 1 MiB` })
           parts.push(chunk)
         }
-        return Buffer.concat(parts).toString("utf8")
+        return Buffer.concat(parts)
       })).pipe(Effect.catchTag("AssetNotFound", () => Effect.succeed(undefined)))
-    if (text === undefined) {
-      if (settings.requireChecksums) return yield* new ChecksumsMissing({ spec: spec.toString(), url: url.href })
-      yield* Effect.logWarning(`${spec} publishes no checksums.txt: installing it unverified (--require-checksums refuses such releases)`)
+
+  /** The release's checksums, verified by signature where a key is configured; undefined if it publishes none and that is allowed. */
+  const fetchChecksums = Effect.fn("PluginDownloader.fetchChecksums")(function*(spec: PluginSpec) {
+    const url = assetUrl(settings.releaseBase, spec, ChecksumsAsset)
+    const keys = keysFor(settings.keys, spec.repository)
+    const bytes = yield* fetchSmall(url, ChecksumsAsset)
+    if (bytes === undefined) {
+      if (keys.length > 0) return yield* new SignatureMissing({ spec: spec.toString(), url: url.href, keys: keys.map((k) => k.file) })
+      if (!settings.allowUnverified) return yield* new ChecksumsMissing({ spec: spec.toString(), url: url.href })
+      yield* Effect.logWarning(`${spec} publishes no checksums.txt: installing it unverified, as --allow-unverified allows`)
       return undefined
     }
-    const sums = parseChecksums(url.href, text)
+    if (keys.length > 0) {
+      const sigUrl = assetUrl(settings.releaseBase, spec, SignatureAsset)
+      const signature = yield* fetchSmall(sigUrl, SignatureAsset)
+      if (signature === undefined) return yield* new SignatureMissing({ spec: spec.toString(), url: sigUrl.href, keys: keys.map((k) => k.file) })
+      if (!signedByOneOf(keys, bytes, signature.toString("utf8"))) {
+        return yield* new SignatureInvalid({ spec: spec.toString(), keys: keys.map((k) => k.file), detail: `${SignatureAsset} does not verify` })
+      }
+    }
+    const sums = parseChecksums(url.href, bytes.toString("utf8"))
     if (sums instanceof MalformedChecksums) return yield* sums
-    return sums
+    return { sums, signed: keys.length > 0 }
   })
 
+  /** What the lock file, if it is the authority, allows for `spec` on this platform: its archive digest. */
+  const lockedDigest = (spec: PluginSpec) =>
+    Effect.gen(function*() {
+      const authority = settings.releaseLock
+      if (authority === undefined) return undefined
+      const refuse = (detail: string) => new NotInLock({ spec: spec.toString(), lock: authority.path, detail })
+      const locked = authority.lock.plugins.find((p) => p.repository === spec.repository)
+      if (locked === undefined) return yield* refuse("it lists no release of this repository")
+      if (locked.tag !== spec.tag) return yield* refuse(`it pins ${spec.repository}@${locked.tag}`)
+      const archive = locked.archives[platformKey(settings.platform)]
+      if (archive === undefined) return yield* refuse(`it has no archive for ${settings.platform.os}/${settings.platform.arch}`)
+      if (spec.digest !== undefined && spec.digest !== archive.sha256) {
+        return yield* refuse(`the spec pins sha256:${spec.digest}, the lock sha256:${archive.sha256}`)
+      }
+      return archive.sha256
+    })
+
   /** One try at one archive: download, unpack, verify, commit. */
-  const receive = (spec: PluginSpec, asset: string, published: Effect.Effect<Checksums | undefined, InstallError>) => (body: AssetBody) =>
+  const receive = (
+    spec: PluginSpec,
+    asset: string,
+    published: Effect.Effect<{ readonly sums: Checksums; readonly signed: boolean } | undefined, InstallError>,
+    pins: ReadonlyArray<{ readonly source: string; readonly sha256: string }>
+  ) => (body: AssetBody) =>
     Effect.gen(function*() {
       const staging = yield* Effect.acquireRelease(
         Effect.tryPromise({
@@ -165,22 +204,25 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
       }).pipe(Effect.ensuring(progress.finish))
       const entries = yield* extraction.finish
       const actual = hash.digest("hex")
-      const sums = yield* published
-      const expected = sums?.get(asset)
-      if (sums !== undefined && expected === undefined) {
+      const checksums = yield* published
+      const expected = checksums?.sums.get(asset)
+      if (checksums !== undefined && expected === undefined) {
         return yield* new NotAPluginArchive({ spec: spec.toString(), asset, detail: "the release's checksums.txt has no line for it, so it cannot be verified" })
       }
       if (expected !== undefined && actual !== expected) {
         return yield* new ChecksumMismatch({ spec: spec.toString(), asset, expected, actual })
+      }
+      for (const pin of pins) {
+        if (actual !== pin.sha256) return yield* new DigestMismatch({ spec: spec.toString(), asset, source: pin.source, expected: pin.sha256, actual })
       }
       const files = entries.filter((e) => e.type === "file")
       const topLevel = files.filter((f) => !f.path.includes("/"))
       if (topLevel.length === 0) {
         return yield* new NotAPluginArchive({ spec: spec.toString(), asset, detail: "it has no file at its top level, where the plugin executable belongs" })
       }
-      const hidden = entries.find((e) => e.path.startsWith("."))
-      if (hidden !== undefined) {
-        return yield* new NotAPluginArchive({ spec: spec.toString(), asset, detail: `${hidden.path} is a dot-file, which the plugins folder reserves` })
+      const reserved = entries.find((e) => isReservedName(e.path.split("/")[0] ?? e.path))
+      if (reserved !== undefined) {
+        return yield* new NotAPluginArchive({ spec: spec.toString(), asset, detail: `${reserved.path} is a name the plugins folder reserves (plugins.lock and dot-names)` })
       }
       const installed = files.map((f) => ({ path: f.path, sha256: f.sha256, size: f.size }))
       const entry: LockEntry = {
@@ -189,7 +231,7 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
         tag: spec.tag,
         asset: assetUrl(settings.releaseBase, spec, asset).href,
         sha256: actual,
-        checksum: expected === undefined ? "unpublished" : "verified",
+        checksum: expected === undefined ? "unpublished" : checksums?.signed === true ? "signed" : "verified",
         files: installed,
         installedAt: new Date().toISOString()
       }
@@ -197,7 +239,12 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
       return { spec: spec.toString(), result, entry } satisfies InstallOutcome
     })
 
-  const install = Effect.fn("PluginDownloader.install")(function*(spec: PluginSpec, options: InstallOptions) {
+  const installOnce = Effect.fn("PluginDownloader.install")(function*(spec: PluginSpec, options: InstallOptions) {
+    const fromLock = yield* lockedDigest(spec)
+    const pins = [
+      ...(spec.digest === undefined ? [] : [{ source: "the spec", sha256: spec.digest }]),
+      ...(fromLock === undefined ? [] : [{ source: `the lock file ${settings.releaseLock?.path}`, sha256: fromLock }])
+    ]
     yield* Effect.try({
       try: () => mkdirSync(dir, { recursive: true }),
       catch: (e) => new LockWriteFailed({ dir, detail: e instanceof Error ? e.message : String(e) })
@@ -205,7 +252,8 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
     const completed = yield* committing.withPermits(1)(exclusively(dir, recover(dir)))
     if (completed !== undefined) yield* Effect.logInfo(`completed an install interrupted earlier in ${dir}`)
     const current = (yield* readLock(dir)).plugins.find((p) => p.repository === spec.repository)
-    if (current !== undefined && current.tag === spec.tag) {
+    // An install whose archive is not the pinned one is done again (and refused if the release still differs).
+    if (current !== undefined && current.tag === spec.tag && pins.every((pin) => pin.sha256 === current.sha256)) {
       const problems = yield* verifyEntry(dir, current).pipe(Effect.orDie)
       if (problems.length === 0) {
         yield* Effect.logInfo(`${spec} is already installed and intact: nothing to download`)
@@ -220,7 +268,7 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
     for (const asset of archiveNames(settings.platform)) {
       const url = assetUrl(settings.releaseBase, spec, asset)
       yield* Effect.logInfo(`downloading ${spec} from ${url.href}`)
-      const outcome = yield* download(url, http, receive(spec, asset, Fiber.join(published))).pipe(
+      const outcome = yield* download(url, http, receive(spec, asset, Fiber.join(published), pins)).pipe(
         Effect.catchTag("AssetNotFound", () => Effect.succeed(undefined))
       )
       if (outcome === undefined) {
@@ -228,14 +276,22 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
         continue
       }
       yield* Effect.logInfo(
-        `${outcome.result} ${spec}: ${outcome.entry.files.map((f) => f.path).join(", ")} (SHA-256 ${outcome.entry.sha256}, ${outcome.entry.checksum === "verified" ? "matches checksums.txt" : "unverified"})`
+        `${outcome.result} ${spec}: ${outcome.entry.files.map((f) => f.path).join(", ")} (SHA-256 ${outcome.entry.sha256}, ${describeVerification(outcome.entry, pins.length > 0)})`
       )
       return outcome
     }
-    // Without an archive, a missing or bad checksums.txt is still worth saying.
-    yield* Fiber.join(published)
+    // Without an archive, a bad checksums.txt is still worth saying; a missing one is not the news.
+    yield* Fiber.join(published).pipe(Effect.catchTags({ ChecksumsMissing: () => Effect.void, SignatureMissing: () => Effect.void }))
     return yield* new NoReleaseAsset({ spec: spec.toString(), platform: `${settings.platform.os}/${settings.platform.arch}`, tried })
   }, Effect.scoped)
+
+  const install = (spec: PluginSpec, options: InstallOptions) =>
+    installOnce(spec, options).pipe(
+      Effect.timeoutOrElse({
+        duration: Duration.millis(settings.installTimeoutMs),
+        orElse: () => Effect.fail(new InstallTimedOut({ spec: spec.toString(), timeoutMs: settings.installTimeoutMs }))
+      })
+    )
 
   const installAll = (specs: ReadonlyArray<PluginSpec>, options: InstallOptions) =>
     Effect.forEach(
@@ -248,12 +304,60 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
       { concurrency: settings.concurrency }
     )
 
-  return PluginDownloader.of({ settings, install, installAll })
+  const lockRelease = Effect.fn("PluginDownloader.lockRelease")(function*(spec: PluginSpec, platforms: ReadonlyArray<Platform>) {
+    const published = yield* fetchChecksums(spec)
+    const archives: Record<string, LockedArchive> = {}
+    for (const platform of platforms) {
+      const names = archiveNames(platform)
+      let found: LockedArchive | undefined
+      if (published !== undefined) {
+        const asset = names.find((name) => published.sums.has(name))
+        if (asset !== undefined) found = { asset, sha256: published.sums.get(asset) ?? "" }
+      } else {
+        for (const asset of names) {
+          const url = assetUrl(settings.releaseBase, spec, asset)
+          const sha256 = yield* download(url, http, (body) =>
+            Effect.gen(function*() {
+              const hash = sha256Hex()
+              yield* body.forEach((chunk) => void hash.update(chunk))
+              return hash.digest("hex")
+            })).pipe(Effect.catchTag("AssetNotFound", () => Effect.succeed(undefined)))
+          if (sha256 !== undefined) {
+            found = { asset, sha256 }
+            break
+          }
+        }
+      }
+      if (found === undefined) {
+        return yield* new NoReleaseAsset({ spec: spec.toString(), platform: `${platform.os}/${platform.arch}`, tried: names.map((n) => assetUrl(settings.releaseBase, spec, n).href) })
+      }
+      archives[platformKey(platform)] = found
+    }
+    return { repository: spec.repository, tag: spec.tag, archives } satisfies LockedRelease
+  }, Effect.scoped)
+
+  return PluginDownloader.of({ settings, install, installAll, lockRelease })
 })
+
+/** How an installed archive was checked, for logs and output. */
+export const describeVerification = (entry: LockEntry, pinned: boolean) =>
+  [
+    entry.checksum === "signed"
+      ? "checksums.txt signed and matched"
+      : entry.checksum === "verified"
+      ? "matches checksums.txt"
+      : "unverified: no checksums.txt",
+    ...(pinned ? ["matches its pin"] : [])
+  ].join(", ")
 
 export type InstallError =
   | ChecksumMismatch
   | ChecksumsMissing
+  | SignatureMissing
+  | SignatureInvalid
+  | DigestMismatch
+  | NotInLock
+  | InstallTimedOut
   | NoReleaseAsset
   | NotAPluginArchive
   | PluginModified

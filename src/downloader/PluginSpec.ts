@@ -1,20 +1,23 @@
 /**
  * A plugin to install, named as `org/repo@tag`: the GitHub-style repository
- * that releases it and the release's tag. Lists of them come from
+ * that releases it and the release's tag, optionally pinned to its archive's
+ * digest with `#sha256:<hex>`. Lists of them come from
  * HALKYON_PLUGINS, `halkyon run --plugins` and `halkyon plugins install`.
  */
 import { Schema } from "effect"
+import { InvalidPluginSpec } from "./Errors.ts"
 
 const namePart = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
 // Git refuses these in tag names; a URL path segment must not hold them either.
 const badTag = /[\s/\\?#%~^:*[\]]|\.\.|@\{|^-|^\.|\.$|\.lock$/
 
-export const ExpectedForm = "org/repo@tag, e.g. halkyon-io/postgres-plugin@v1.2.0"
 
 export class PluginSpec extends Schema.Class<PluginSpec>("PluginSpec")({
   org: Schema.String,
   repo: Schema.String,
-  tag: Schema.String
+  tag: Schema.String,
+  /** The archive's SHA-256 (lower-case hex) the spec pins, if any. */
+  digest: Schema.optional(Schema.String)
 }) {
   /** `org/repo`: one installed release per repository. */
   get repository() {
@@ -26,18 +29,17 @@ export class PluginSpec extends Schema.Class<PluginSpec>("PluginSpec")({
   }
 }
 
-export class InvalidPluginSpec extends Schema.TaggedError<InvalidPluginSpec>()("InvalidPluginSpec", {
-  entry: Schema.String,
-  problem: Schema.String
-}) {
-  override get message() {
-    return `invalid plugin ${JSON.stringify(this.entry)}: ${this.problem}; expected ${ExpectedForm}`
-  }
-}
-
 /** Reads one entry; whitespace around it is ignored. */
 export const parsePluginSpec = (entry: string): PluginSpec | InvalidPluginSpec => {
-  const text = entry.trim()
+  const full = entry.trim()
+  const hash = full.indexOf("#")
+  const text = hash < 0 ? full : full.slice(0, hash)
+  let digest: string | undefined
+  if (hash >= 0) {
+    const pin = /^sha256:([0-9a-fA-F]{64})$/.exec(full.slice(hash + 1))
+    if (pin === null) return new InvalidPluginSpec({ entry: full, problem: "a pin is written #sha256:<64 hex digits>" })
+    digest = (pin[1] ?? "").toLowerCase()
+  }
   const at = text.lastIndexOf("@")
   if (at < 0) return new InvalidPluginSpec({ entry: text, problem: "no @tag" })
   const repository = text.slice(0, at)
@@ -51,7 +53,7 @@ export const parsePluginSpec = (entry: string): PluginSpec | InvalidPluginSpec =
     }
   }
   if (tag === "" || badTag.test(tag)) return new InvalidPluginSpec({ entry: text, problem: `${JSON.stringify(tag)} is not a valid tag` })
-  return new PluginSpec({ org, repo, tag })
+  return new PluginSpec({ org, repo, tag, digest })
 }
 
 export interface SpecList {

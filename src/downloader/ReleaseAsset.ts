@@ -29,3 +29,18 @@ export const assetUrl = (base: string, spec: PluginSpec, asset: string): URL =>
     [spec.org, spec.repo, "releases", "download", spec.tag, asset].map(encodeURIComponent).join("/"),
     base.endsWith("/") ? base : `${base}/`
   )
+
+/** The platforms release archives are built for, and that `plugins lock` records by default. */
+export const ReleasePlatforms: ReadonlyArray<Platform> = [
+  { os: "linux", arch: "amd64" },
+  { os: "linux", arch: "arm64" },
+  { os: "darwin", arch: "amd64" },
+  { os: "darwin", arch: "arm64" },
+  { os: "windows", arch: "amd64" }
+]
+
+/** Reads `<os>_<arch>` (linux_amd64); undefined if it is not of that form. */
+export const parsePlatform = (text: string): Platform | undefined => {
+  const match = /^([a-z0-9]+)_([a-z0-9]+)$/.exec(text.trim())
+  return match === null ? undefined : { os: match[1] ?? "", arch: match[2] ?? "" }
+}

@@ -7,12 +7,13 @@
  * Retry-After asks). A 404 is an answer, not a failure to retry.
  * HTTPS_PROXY / HTTP_PROXY / NO_PROXY are honoured by the runtime's fetch.
  */
-import { Duration, Effect, Schedule, Schema, Scope } from "effect"
+import { Duration, Effect, Schedule, Scope } from "effect"
+import { AssetNotFound, DownloadFailed, DownloadRefused, Transient } from "./Errors.ts"
 
 export interface HttpSettings {
-  /** Sent as a bearer token, to `tokenOrigin` only. */
+  /** Sent as a bearer token, to `tokenOrigins` only. */
   readonly token: string | undefined
-  readonly tokenOrigin: string
+  readonly tokenOrigins: ReadonlyArray<string>
   /** From sending the request to the response's headers. */
   readonly answerTimeoutMs: number
   /** Longest wait for the next piece of a body. */
@@ -24,9 +25,9 @@ export interface HttpSettings {
   readonly maxRetryAfterMs: number
 }
 
-export const defaultHttpSettings = (base: string, token: string | undefined): HttpSettings => ({
+export const defaultHttpSettings = (token: string | undefined, tokenOrigins: ReadonlyArray<string>): HttpSettings => ({
   token,
-  tokenOrigin: new URL(base).origin,
+  tokenOrigins,
   answerTimeoutMs: 30_000,
   readTimeoutMs: 30_000,
   attempts: 5,
@@ -35,41 +36,6 @@ export const defaultHttpSettings = (base: string, token: string | undefined): Ht
 })
 
 const MaxRedirects = 10
-
-export class AssetNotFound extends Schema.TaggedError<AssetNotFound>()("AssetNotFound", { url: Schema.String }) {
-  override get message() {
-    return `${this.url} does not exist (HTTP 404)`
-  }
-}
-
-export class DownloadRefused extends Schema.TaggedError<DownloadRefused>()("DownloadRefused", {
-  url: Schema.String,
-  status: Schema.Number
-}) {
-  override get message() {
-    const hint = this.status === 401 || this.status === 403
-      ? "the release may be private or the host's rate limit reached: set GITHUB_TOKEN to a token that can read it"
-      : "check the release's address (--release-base-url, HALKYON_RELEASE_BASE_URL)"
-    return `${this.url} answered HTTP ${this.status}: ${hint}`
-  }
-}
-
-export class DownloadFailed extends Schema.TaggedError<DownloadFailed>()("DownloadFailed", {
-  url: Schema.String,
-  attempts: Schema.Number,
-  detail: Schema.String
-}) {
-  override get message() {
-    return `could not download ${this.url} (${this.attempts} ${this.attempts === 1 ? "try" : "tries"}): ${this.detail}; check the network, the proxy (HTTPS_PROXY, NO_PROXY) and that the release host is up, then run the install again`
-  }
-}
-
-/** A failure worth another try. */
-export class Transient extends Schema.TaggedError<Transient>()("Transient", {
-  url: Schema.String,
-  detail: Schema.String,
-  retryAfterMs: Schema.optional(Schema.Number)
-}) {}
 
 export interface AssetBody {
   /** Where the bytes came from, after redirects. */
@@ -106,7 +72,7 @@ const open = (url: URL, settings: HttpSettings) =>
     let current = url
     for (let hop = 0; hop <= MaxRedirects; hop++) {
       const headers: Record<string, string> = { "user-agent": "halkyon", accept: "application/octet-stream" }
-      if (settings.token !== undefined && current.origin === settings.tokenOrigin) headers.authorization = `Bearer ${settings.token}`
+      if (settings.token !== undefined && settings.tokenOrigins.includes(current.origin)) headers.authorization = `Bearer ${settings.token}`
       const target = current.href
       const response = yield* Effect.tryPromise({
         try: () => fetch(target, { redirect: "manual", headers, signal: controller.signal }),

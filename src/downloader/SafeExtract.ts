@@ -16,8 +16,9 @@
 import { createHash, type Hash } from "node:crypto"
 import { closeSync, mkdirSync, openSync, writeSync } from "node:fs"
 import { join } from "node:path"
-import { Effect, Schema } from "effect"
+import { Effect } from "effect"
 import { Parser, type ReadEntry } from "tar"
+import { DamagedArchive, UnsafeArchive } from "./Errors.ts"
 
 export interface ExtractLimits {
   /** Total bytes of all files once unpacked. */
@@ -29,25 +30,6 @@ export const DefaultLimits: ExtractLimits = { maxBytes: 1024 * 1024 * 1024, maxF
 
 /** Paths of more segments than this are refused: a plugin has no use for them, a zip bomb of folders might. */
 const MaxDepth = 32
-
-export class UnsafeArchive extends Schema.TaggedError<UnsafeArchive>()("UnsafeArchive", {
-  asset: Schema.String,
-  entry: Schema.String,
-  problem: Schema.String
-}) {
-  override get message() {
-    return `refused ${this.asset}: entry ${JSON.stringify(this.entry)} ${this.problem}. Nothing was installed; a plugin archive holds only regular files and folders inside it, so ask the plugin's publisher to fix the release`
-  }
-}
-
-export class DamagedArchive extends Schema.TaggedError<DamagedArchive>()("DamagedArchive", {
-  asset: Schema.String,
-  detail: Schema.String
-}) {
-  override get message() {
-    return `${this.asset} is not a readable .tar.gz archive (${this.detail}). Nothing was installed; check that the release asset is complete`
-  }
-}
 
 export interface ExtractedEntry {
   /** Relative to the extraction folder, with forward slashes. */

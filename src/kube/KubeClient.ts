@@ -2,7 +2,9 @@
  * KubeClient: the operator's access to the API server, for any kind, by
  * apiVersion and kind: get, list, watch, server-side apply, status patches,
  * deletes and Events. Kinds are mapped to their REST paths by discovery,
- * cached per group version.
+ * cached per group version. `impersonating(user)` gives the same client
+ * acting as another user (Impersonate-User), as the operator acts as each
+ * plugin's ServiceAccount.
  *
  * Requests go through the runtime's own fetch, given the CA, client
  * certificate and headers that client-node derives from the kubeconfig
@@ -17,6 +19,7 @@ import type https from "node:https"
 import type { KubeConfig } from "@kubernetes/client-node"
 import { Context, Effect, Layer, Schema, Stream } from "effect"
 import type { KubeObject } from "./KubeObject.ts"
+import { KubeApiError } from "./Errors.ts"
 
 export interface ObjectRef {
   readonly apiVersion: string
@@ -33,25 +36,6 @@ export interface ListOptions {
 export type WatchEvent =
   | { readonly type: "ADDED" | "MODIFIED" | "DELETED"; readonly object: KubeObject }
   | { readonly type: "BOOKMARK"; readonly resourceVersion: string }
-
-/** What the API server answered, when it was not a success. */
-export class KubeApiError extends Schema.TaggedError<KubeApiError>()("KubeApiError", {
-  /** HTTP status; 0 when the server could not be reached. */
-  code: Schema.Number,
-  /** The Status reason, e.g. NotFound, Conflict, Expired, Forbidden. */
-  reason: Schema.String,
-  detail: Schema.String,
-  request: Schema.String
-}) {
-  override get message() {
-    return this.code === 0
-      ? `the API server could not be reached (${this.request}): ${this.detail}`
-      : `${this.request} failed: ${this.detail} (${this.reason}, HTTP ${this.code})`
-  }
-  get notFound() {
-    return this.code === 404
-  }
-}
 
 const Status = Schema.Struct({ reason: Schema.optional(Schema.String), message: Schema.optional(Schema.String) })
 const decodeStatus = Schema.decodeUnknownOption(Status)
@@ -80,7 +64,8 @@ const RequestTimeoutMs = 30_000
 /** How long the server keeps a watch open before the client watches again. */
 const WatchTimeoutSeconds = 300
 
-export class KubeClient extends Context.Service<KubeClient, {
+/** What KubeClient offers; `impersonating` gives the same acting as another user. */
+export interface KubeApi {
   readonly get: (ref: ObjectRef) => Effect.Effect<KubeObject, KubeApiError>
   readonly list: (
     apiVersion: string,
@@ -106,9 +91,26 @@ export class KubeClient extends Context.Service<KubeClient, {
   readonly delete: (ref: ObjectRef) => Effect.Effect<void, KubeApiError>
   /** Creates an object (used for Events). */
   readonly create: (object: KubeObject) => Effect.Effect<KubeObject, KubeApiError>
+  /**
+   * Whether a kind is namespaced, from discovery (cached per group version);
+   * undefined when the server does not serve the kind.
+   */
+  readonly namespaced: (apiVersion: string, kind: string) => Effect.Effect<boolean | undefined, KubeApiError>
   /** The server's URL, for logs. */
   readonly server: string
-}>()("halkyon/kube/KubeClient") {
+  /**
+   * The same client acting as `user` (an Impersonate-User header), sharing
+   * credentials and discovery. Only the user is sent: for a ServiceAccount
+   * user the API server adds its fixed groups itself (system:serviceaccounts,
+   * system:serviceaccounts:<namespace>), and sending them would need
+   * `impersonate` on groups as well.
+   */
+  readonly impersonating: (user: string) => KubeApi
+  /** The impersonated user; undefined when requests carry the kubeconfig's own identity. */
+  readonly actingAs: string | undefined
+}
+
+export class KubeClient extends Context.Service<KubeClient, KubeApi>()("halkyon/kube/KubeClient") {
   static readonly layer = (kc: KubeConfig) => Layer.effect(KubeClient, make(kc))
 }
 
@@ -124,14 +126,21 @@ interface TlsOptions {
 /** How long the TLS settings and auth headers derived from the kubeconfig are reused (tokens rotate). */
 const AuthRefreshMs = 60_000
 
-const make = Effect.fnUntraced(function*(kc: KubeConfig) {
+/** What an impersonating client shares with the one it came from. */
+interface Shared {
+  readonly discovery: Map<string, Map<string, { plural: string; namespaced: boolean }>>
+  readonly fetchInit: () => Promise<{ tls: TlsOptions; headers: Record<string, string> }>
+}
+
+const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shared?: Shared) {
   const server = (kc.getCurrentCluster()?.server ?? "").replace(/\/+$/, "")
-  const discovery = new Map<string, Map<string, { plural: string; namespaced: boolean }>>()
+  const discovery: Shared["discovery"] = shared?.discovery ?? new Map()
+  const impersonation: Record<string, string> = actingAs === undefined ? {} : { "Impersonate-User": actingAs }
 
   // What client-node derives from the kubeconfig, reused for a while and then
   // derived again, so that rotated tokens and exec credentials are seen.
   let auth: { at: number; init: Promise<{ tls: TlsOptions; headers: Record<string, string> }> } | undefined
-  const fetchInit = () => {
+  const fetchInit = shared?.fetchInit ?? (() => {
     if (auth === undefined || Date.now() - auth.at > AuthRefreshMs) {
       auth = {
         at: Date.now(),
@@ -153,7 +162,7 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
       }
     }
     return auth.init
-  }
+  })
 
   /**
    * Sends one request and hands the response to `read`, all within one
@@ -194,8 +203,8 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
           fetch(`${server}${path}`, {
             tls,
             headers: options.body === undefined
-              ? { ...headers, Accept: "application/json" }
-              : { ...headers, Accept: "application/json", "Content-Type": options.contentType ?? "application/json" },
+              ? { ...headers, ...impersonation, Accept: "application/json" }
+              : { ...headers, ...impersonation, Accept: "application/json", "Content-Type": options.contentType ?? "application/json" },
             method,
             ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
             signal: controller.signal
@@ -258,6 +267,15 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
       }
       return restPath(apiVersion, resource, namespace, name)
     })
+  }
+
+  const namespaced = (apiVersion: string, kind: string) => {
+    const known = discovery.get(apiVersion)?.get(kind)
+    if (known !== undefined) return Effect.succeed<boolean | undefined>(known.namespaced)
+    return Effect.gen(function*() {
+      const resource = (yield* resourcesOf(apiVersion, false)).get(kind) ?? (yield* resourcesOf(apiVersion, true)).get(kind)
+      return resource?.namespaced
+    }).pipe(Effect.catchIf((e) => e.notFound, () => Effect.succeed(undefined)))
   }
 
   const query = (params: Record<string, string | number | boolean | undefined>) => {
@@ -352,5 +370,7 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig) {
       Effect.map(asObject)
     )
 
-  return KubeClient.of({ get, list, watch, apply, mergePatch, patchStatus, delete: remove, create, server })
+  const impersonating = (user: string): KubeApi => Effect.runSync(make(kc, user, { discovery, fetchInit }))
+
+  return KubeClient.of({ get, list, watch, apply, mergePatch, patchStatus, delete: remove, create, namespaced, server, impersonating, actingAs })
 })

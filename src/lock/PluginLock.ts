@@ -12,8 +12,10 @@
 import { createReadStream, existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs"
 import { closeSync, fsyncSync, openSync, writeSync } from "node:fs"
 import { createHash } from "node:crypto"
-import { basename, dirname, join } from "node:path"
+import { basename, dirname, join, resolve, sep } from "node:path"
 import { Duration, Effect, Schema } from "effect"
+import { FileConflict, FolderBusy, LockUnreadable, LockWriteFailed } from "./Errors.ts"
+import { formatIdentity, isRunning, parseIdentity, type ProcessIdentity, thisProcess } from "./ProcessIdentity.ts"
 
 export const LockFileName = "plugins.lock"
 const JournalName = ".plugins.lock.journal"
@@ -22,21 +24,41 @@ const TempPrefix = ".tmp-"
 const MutexName = ".plugins.lock.mutex"
 /**
  * Staging folders are dot-named, so the plugin host never takes them for
- * plugins, and carry their process's pid, so that leftovers can be told from
- * installs under way.
+ * plugins, and carry their process's identity (pid and start time), so that
+ * leftovers can be told from installs under way.
  */
-export const stagingPrefix = (pid = process.pid) => `.halkyon-install-${pid}-`
+export const stagingPrefix = (owner: ProcessIdentity = thisProcess) => `.halkyon-install-${formatIdentity(owner)}-`
 const tempOwner = (entry: string) => {
-  const match = /^\.tmp-.*-(\d+)$/.exec(entry)
-  return match === null ? undefined : Number(match[1])
+  const match = /^\.tmp-.*-(\d+(?:\.\d+)?)$/.exec(entry)
+  return match === null ? undefined : parseIdentity(match[1] ?? "")
 }
 const stagingOwner = (entry: string) => {
-  const match = /^\.halkyon-install-(\d+)-/.exec(entry)
-  return match === null ? undefined : Number(match[1])
+  const match = /^\.halkyon-install-(\d+(?:\.\d+)?)-/.exec(entry)
+  return match === null ? undefined : parseIdentity(match[1] ?? "")
 }
 
+/** Names reserved in the plugins folder: the lock, and dot-names (the journal, the mutex, staging). */
+export const isReservedName = (name: string) => name === LockFileName || name.startsWith(".")
+
+const isRelativeName = (path: string) =>
+  path !== "" && !path.startsWith("/") && !path.includes("\\") && !path.includes("\0") &&
+  path.split("/").every((part) => part !== "" && part !== "." && part !== "..")
+
+/** A path inside the plugins folder, relative and normalized: no "..", no leading "/", no empty part. */
+const RelativePath = Schema.String.pipe(
+  Schema.check(Schema.makeFilter((path: string) => isRelativeName(path) || "must be a relative path inside the plugins folder"))
+)
+/** One top-level name of the folder that an install may occupy: a relative single part, not reserved. */
+const TopLevelName = Schema.String.pipe(
+  Schema.check(Schema.makeFilter((name: string) => (isRelativeName(name) && !name.includes("/") && !isReservedName(name)) || "must be a plain file name of the plugins folder"))
+)
+/** A staging folder's name, as stagingPrefix makes it. */
+const StagingName = Schema.String.pipe(
+  Schema.check(Schema.makeFilter((name: string) => (isRelativeName(name) && !name.includes("/") && stagingOwner(name) !== undefined) || "must name a staging folder"))
+)
+
 export const InstalledFile = Schema.Struct({
-  path: Schema.String,
+  path: RelativePath,
   sha256: Schema.String,
   size: Schema.Number
 })
@@ -48,8 +70,8 @@ export const LockEntry = Schema.Struct({
   tag: Schema.String,
   asset: Schema.String,
   sha256: Schema.String,
-  /** "unpublished" when the release had no checksums.txt to verify against. */
-  checksum: Schema.Literals(["verified", "unpublished"]),
+  /** "signed" when checksums.txt carried a signature by a configured key; "unpublished" when there was no checksums.txt. */
+  checksum: Schema.Literals(["signed", "verified", "unpublished"]),
   files: Schema.Array(InstalledFile),
   installedAt: Schema.String
 })
@@ -62,9 +84,9 @@ export const PluginLockFile = Schema.Struct({
 export type PluginLockFile = typeof PluginLockFile.Type
 
 const Journal = Schema.Struct({
-  staging: Schema.String,
-  moves: Schema.Array(Schema.String),
-  removes: Schema.Array(Schema.String),
+  staging: StagingName,
+  moves: Schema.Array(TopLevelName),
+  removes: Schema.Array(TopLevelName),
   lock: PluginLockFile
 })
 type Journal = typeof Journal.Type
@@ -74,54 +96,14 @@ const decodeJournal = Schema.decodeUnknownExit(Schema.fromJsonString(Journal))
 
 export const emptyLock: PluginLockFile = { version: 1, plugins: [] }
 
-export class LockUnreadable extends Schema.TaggedError<LockUnreadable>()("LockUnreadable", {
-  path: Schema.String,
-  detail: Schema.String
-}) {
-  override get message() {
-    return `${this.path} cannot be read (${this.detail}); move it away and install the plugins again`
-  }
-}
-
-export class FileConflict extends Schema.TaggedError<FileConflict>()("FileConflict", {
-  spec: Schema.String,
-  file: Schema.String,
-  owner: Schema.String
-}) {
-  override get message() {
-    return this.owner === ""
-      ? `cannot install ${this.spec}: ${this.file} is already in the plugins folder and was not installed by halkyon; remove or rename it, then install again`
-      : `cannot install ${this.spec}: ${this.file} belongs to ${this.owner}, installed in the same folder; plugins from two releases cannot share a file name`
-  }
-}
-
-export class LockWriteFailed extends Schema.TaggedError<LockWriteFailed>()("LockWriteFailed", {
-  dir: Schema.String,
-  detail: Schema.String
-}) {
-  override get message() {
-    return `could not update the plugins folder ${this.dir}: ${this.detail}; check that it is writable and has space, then install again (an interrupted install is completed by the next run)`
-  }
-}
-
-export class FolderBusy extends Schema.TaggedError<FolderBusy>()("FolderBusy", {
-  dir: Schema.String,
-  pid: Schema.Number
-}) {
-  override get message() {
-    return `another halkyon (pid ${this.pid}) has been installing into ${this.dir} for over a minute; wait for it, or if no halkyon is running remove ${join(this.dir, MutexName)}`
-  }
-}
-
 const describe = (e: unknown) => (e instanceof Error ? e.message : String(e))
 
-const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM"
-  }
+/** `name` inside `dir`, or a thrown error: every rename and delete goes through it. */
+const inside = (dir: string, name: string) => {
+  const root = resolve(dir)
+  const path = resolve(root, name)
+  if (!path.startsWith(root + sep)) throw new Error(`refusing to touch ${path}: it is not inside the plugins folder ${root}`)
+  return path
 }
 
 /**
@@ -139,24 +121,25 @@ export const exclusively = <A, E, R>(dir: string, effect: Effect.Effect<A, E, R>
         try: () => {
           try {
             const fd = openSync(path, "wx", 0o644)
-            writeSync(fd, String(process.pid))
+            writeSync(fd, formatIdentity(thisProcess))
             closeSync(fd)
             return undefined
           } catch (e) {
             if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
-            const pid = Number(readFileSync(path, "utf8").trim())
-            if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) {
+            // A mutex of a process that is gone, or of this pid's previous life (a restarted container), is stale.
+            const owner = parseIdentity(readFileSync(path, "utf8"))
+            if (owner === undefined || !isRunning(owner) || owner.pid === thisProcess.pid) {
               rmSync(path, { force: true })
               return 0
             }
-            return pid
+            return owner.pid
           }
         },
         catch: (e) => new LockWriteFailed({ dir, detail: describe(e) })
       })
       if (holder === undefined) return
       if (holder === 0) continue
-      if (Date.now() > deadline) return yield* new FolderBusy({ dir, pid: holder })
+      if (Date.now() > deadline) return yield* new FolderBusy({ dir, pid: holder, mutex: path })
       yield* Effect.sleep(Duration.millis(50))
     }
   })
@@ -166,7 +149,7 @@ export const exclusively = <A, E, R>(dir: string, effect: Effect.Effect<A, E, R>
 /** Writes a file so that readers see the old or the new content, never a part. */
 const writeAtomically = (path: string, text: string) => {
   // Dot-named and pid-tagged: the plugin host ignores it, and recover() removes it if its writer died.
-  const temp = join(dirname(path), `${TempPrefix}${basename(path)}-${process.pid}`)
+  const temp = join(dirname(path), `${TempPrefix}${basename(path)}-${formatIdentity(thisProcess)}`)
   const fd = openSync(temp, "w", 0o644)
   try {
     writeSync(fd, text)
@@ -195,7 +178,7 @@ export const readLock = (dir: string): Effect.Effect<PluginLockFile, LockUnreada
     const decoded = decodeLock(text)
     return decoded._tag === "Success"
       ? Effect.succeed(decoded.value)
-      : Effect.fail(new LockUnreadable({ path, detail: "not a halkyon plugins.lock" }))
+      : Effect.fail(new LockUnreadable({ path, detail: `not a halkyon plugins.lock: ${String(decoded.cause).split("\n")[0]}` }))
   })
 
 /** SHA-256 of a file, streamed. */
@@ -226,16 +209,16 @@ export const verifyEntry = Effect.fn("PluginLock.verifyEntry")(function*(dir: st
 
 /** Moves staged files into place, drops what the replaced release had, writes the lock, and cleans up. */
 const roll = (dir: string, journal: Journal) => {
-  const staging = join(dir, journal.staging)
+  const staging = inside(dir, journal.staging)
   for (const name of journal.moves) {
-    const from = join(staging, name)
+    const from = inside(staging, name)
     if (!existsSync(from)) continue // moved before an interruption
-    const to = join(dir, name)
+    const to = inside(dir, name)
     // rename() replaces a file in one step, but not a non-empty folder.
     if (existsSync(to) && statSync(to).isDirectory()) rmSync(to, { recursive: true, force: true })
     renameSync(from, to)
   }
-  for (const name of journal.removes) rmSync(join(dir, name), { recursive: true, force: true })
+  for (const name of journal.removes) rmSync(inside(dir, name), { recursive: true, force: true })
   writeAtomically(join(dir, LockFileName), JSON.stringify(journal.lock, null, 2) + "\n")
   rmSync(staging, { recursive: true, force: true })
   rmSync(join(dir, JournalName), { force: true })
@@ -260,9 +243,10 @@ export const recover = (dir: string): Effect.Effect<string | undefined, LockWrit
       }
       if (existsSync(dir)) {
         for (const entry of readdirSync(dir)) {
-          // Staging folders of installs still running (here or in another process) are theirs.
-          const pid = stagingOwner(entry) ?? tempOwner(entry)
-          if (pid !== undefined && pid !== process.pid && !isAlive(pid)) rmSync(join(dir, entry), { recursive: true, force: true })
+          // Staging folders of installs still running (here or in another process) are theirs;
+          // those of a process that is gone, or of this pid's previous life, are leftovers.
+          const owner = stagingOwner(entry) ?? tempOwner(entry)
+          if (owner !== undefined && !isRunning(owner)) rmSync(inside(dir, entry), { recursive: true, force: true })
         }
       }
       return completed

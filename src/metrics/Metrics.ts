@@ -248,6 +248,16 @@ export class Metrics extends Context.Service<Metrics, {
   readonly pluginRestarted: (plugin: string) => void
   /** Records one RPC to a plugin and how long it took, failed calls included. */
   readonly pluginCall: (plugin: string, method: string, seconds: number) => void
+  /** Counts a plugin's log lines dropped over its rate limit. */
+  readonly pluginLogLinesDropped: (plugin: string, lines: number) => void
+  /** Counts a circuit breaker trip: the plugin timed out too often and is restarted. */
+  readonly pluginBreakerTripped: (plugin: string) => void
+  /** Counts a call refused because the plugin had its share of the workers in flight. */
+  readonly pluginCallRejected: (plugin: string) => void
+  /** Counts a reconcile refused because the plugin's answer broke a rule (reconciler/DependentRules.ts). */
+  readonly pluginViolation: (plugin: string, rule: string) => void
+  /** Violations counted so far for a plugin, every rule together. */
+  readonly pluginViolations: (plugin: string) => number
   readonly render: () => string
   /** For metrics declared elsewhere; rendered with the others. */
   readonly registry: MetricsRegistry
@@ -269,7 +279,31 @@ export const makeMetrics = (): Metrics["Service"] => {
     ["plugin", "method"],
     pluginCallBuckets
   )
+  const logLinesDropped = registry.counter(
+    "halkyon_plugin_log_lines_dropped_total",
+    "Plugin log lines not relayed because the plugin logged faster than its rate limit.",
+    ["plugin"]
+  )
+  const breakerTrips = registry.counter(
+    "halkyon_plugin_breaker_trips_total",
+    "Times a plugin was marked degraded and restarted after calls in a row timed out.",
+    ["plugin"]
+  )
+  const callsRejected = registry.counter(
+    "halkyon_plugin_calls_rejected_total",
+    "Plugin calls not made because the plugin already had its share of the reconcile workers; the Capability is retried later.",
+    ["plugin"]
+  )
+  const pluginViolations = registry.counter(
+    "halkyon_plugin_violations_total",
+    "Reconciles refused because a plugin's answer broke a rule (an undeclared id, another namespace, a cluster-scoped kind...), by plugin and rule.",
+    ["plugin", "rule"]
+  )
+  const violationsByPlugin = new Map<string, number>()
   return Metrics.of({
+    pluginLogLinesDropped: (plugin, lines) => logLinesDropped.inc({ plugin }, lines),
+    pluginBreakerTripped: (plugin) => breakerTrips.inc({ plugin }),
+    pluginCallRejected: (plugin) => callsRejected.inc({ plugin }),
     reconciled: (result, seconds) => {
       reconcileTotal.inc({ result })
       reconcileDuration.observe({}, seconds)
@@ -277,6 +311,11 @@ export const makeMetrics = (): Metrics["Service"] => {
     queueDepth: (depth) => queueDepth.set({}, depth),
     pluginRestarted: (plugin) => pluginRestarts.inc({ plugin }),
     pluginCall: (plugin, method, seconds) => pluginCallDuration.observe({ plugin, method }, seconds),
+    pluginViolation: (plugin, rule) => {
+      pluginViolations.inc({ plugin, rule })
+      violationsByPlugin.set(plugin, (violationsByPlugin.get(plugin) ?? 0) + 1)
+    },
+    pluginViolations: (plugin) => violationsByPlugin.get(plugin) ?? 0,
     render: () => registry.render(),
     registry
   })

@@ -15,8 +15,9 @@
  * closed, open connections included, when the layer's scope closes.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { Metrics } from "../metrics/Metrics.ts"
+import { describeEndpoint, type Endpoint, HttpAddressInvalid, HttpListenFailed } from "./Errors.ts"
 
 export type ReadinessState = { readonly ready: true } | { readonly ready: false; readonly reason: string }
 
@@ -42,38 +43,7 @@ export class Readiness extends Context.Service<Readiness, {
   })
 }
 
-export type Endpoint = "health" | "metrics"
 
-const describe = (endpoint: Endpoint) => endpoint === "health" ? "health probes" : "metrics"
-
-export class HttpAddressInvalid extends Schema.TaggedError<HttpAddressInvalid>()("HttpAddressInvalid", {
-  endpoint: Schema.Literals(["health", "metrics"]),
-  address: Schema.String,
-  detail: Schema.String
-}) {
-  override get message() {
-    return `invalid address for ${describe(this.endpoint)}: ${JSON.stringify(this.address)}: ${this.detail}; use the form ":8081", "127.0.0.1:8081" or "[::1]:8081", or "0" to disable`
-  }
-}
-
-export class HttpListenFailed extends Schema.TaggedError<HttpListenFailed>()("HttpListenFailed", {
-  endpoint: Schema.Literals(["health", "metrics"]),
-  address: Schema.String,
-  /** The system error code, e.g. EADDRINUSE. */
-  code: Schema.String,
-  detail: Schema.String
-}) {
-  override get message() {
-    const why = this.code === "EADDRINUSE"
-      ? "the port is already in use (is another operator or program listening there?)"
-      : this.code === "EACCES"
-      ? "permission denied (ports below 1024 need privileges)"
-      : this.code === "EADDRNOTAVAIL"
-      ? "the address is not one of this machine's"
-      : this.detail
-    return `cannot serve ${describe(this.endpoint)} on ${this.address}: ${why} (${this.code}); choose another address, or "0" to disable`
-  }
-}
 
 export interface ListenAddress {
   /** "" means every interface. */
@@ -181,7 +151,7 @@ const make = Effect.fnUntraced(function*(options: { readonly healthAddr: string;
         return typeof bound === "object" && bound !== null ? { host: bound.address, port: bound.port } : { host: at.host, port: at.port }
       }),
       Effect.tap((bound) =>
-        Effect.logInfo(`serving ${[...serves].map(describe).join(" and ")} on ${bound.host.includes(":") ? `[${bound.host}]` : bound.host}:${bound.port}`)
+        Effect.logInfo(`serving ${[...serves].map(describeEndpoint).join(" and ")} on ${bound.host.includes(":") ? `[${bound.host}]` : bound.host}:${bound.port}`)
       )
     )
 

@@ -3,8 +3,13 @@
  * coordination.k8s.io/v1 Lease with client-go's leaderelection semantics.
  *
  * A candidate takes the Lease when it is free (no holder, as after a
- * release), expired (renewTime + leaseDurationSeconds is past) or already its
- * own (a restarted process with the same identity). The leader renews every
+ * release), expired or already its own (a restarted process with the same
+ * identity). As in client-go, expiry is judged by this replica's own
+ * monotonic clock: the Lease has expired when its record (holder, renew time,
+ * transitions) has not changed for leaseDurationSeconds since this replica
+ * last saw it change. No replica compares another's wall-clock times with
+ * its own, so clock skew between replicas cannot hand the Lease over early.
+ * The leader renews every
  * retry period; when no renewal has succeeded within the renew deadline it
  * stops leading, before any other candidate may take the expired Lease: the
  * deadline is shorter than the lease duration and both count from the moment
@@ -17,8 +22,10 @@
  * the work that needs leadership: the controller awaits `awaitLeadership` and
  * watches `lost`. After a loss it stays a candidate and may lead again.
  *
- * Safety rests on the candidates' wall clocks agreeing to well within
- * leaseDuration - renewDeadline, as client-go's does.
+ * Safety rests on the replicas' clocks running at about the same rate (not
+ * on them showing the same time): a leader stops leading renewDeadline after
+ * its last successful renewal was sent, and a candidate waits a whole
+ * leaseDuration after it last saw the Lease change.
  */
 import {
   ApiException,
@@ -29,10 +36,16 @@ import {
   type V1Lease,
   V1MicroTime
 } from "@kubernetes/client-node"
-import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Layer } from "effect"
+import { LeaderElectionInvalidOptions, LeaseApiError } from "./Errors.ts"
+
+/** The three Lease calls the election makes, as client-node's CoordinationV1Api has them. */
+export type LeaseApi = Pick<CoordinationV1Api, "readNamespacedLease" | "createNamespacedLease" | "replaceNamespacedLease">
 
 export interface LeaderElectionOptions {
   readonly kubeconfig: KubeConfig
+  /** The Lease API; client-node's, from the kubeconfig, unless given (tests give an in-memory one). */
+  readonly leaseApi?: LeaseApi | undefined
   readonly namespace: string
   /** The Lease's name. */
   readonly name: string
@@ -44,34 +57,8 @@ export interface LeaderElectionOptions {
   readonly renewDeadlineMs: number
   /** Between two attempts to acquire or renew. */
   readonly retryPeriodMs: number
-}
-
-/** A Lease request the API server refused or never answered; the loop retries it next period. */
-export class LeaseApiError extends Schema.TaggedError<LeaseApiError>()("LeaseApiError", {
-  /** namespace/name */
-  lease: Schema.String,
-  /** "acquire or renew" when a whole round ran out of time. */
-  operation: Schema.Literals(["read", "create", "update", "release", "acquire or renew"]),
-  /** HTTP status; 0 when the server could not be reached or did not answer in time. */
-  code: Schema.Number,
-  /** The Status reason (NotFound, Conflict…), or Unreachable, Timeout. */
-  reason: Schema.String,
-  detail: Schema.String
-}) {
-  override get message() {
-    return this.code === 0
-      ? `${this.operation} of lease ${this.lease} failed: the API server ${this.reason === "Timeout" ? "did not answer in time" : "could not be reached"}: ${this.detail}`
-      : `${this.operation} of lease ${this.lease} failed: ${this.detail} (${this.reason}, HTTP ${this.code})`
-  }
-}
-
-/** Durations that cannot give safe leader election, or a missing name. */
-export class LeaderElectionInvalidOptions extends Schema.TaggedError<LeaderElectionInvalidOptions>()("LeaderElectionInvalidOptions", {
-  detail: Schema.String
-}) {
-  override get message() {
-    return `invalid leader election settings: ${this.detail}`
-  }
+  /** The wall clock written into the Lease for people and other tools to read; never used to judge expiry. */
+  readonly wallClock?: () => number
 }
 
 export class LeaderElection extends Context.Service<LeaderElection, {
@@ -102,6 +89,7 @@ interface LeaseRecord {
 type Attempt =
   /** We hold the Lease; `sentAt` (monotonic) is when the write that says so was sent. */
   | { readonly _tag: "Held"; readonly lease: V1Lease; readonly sentAt: number }
+  /** `expiresAt` is monotonic: when this replica may take the Lease if it does not change before. */
   | { readonly _tag: "HeldByOther"; readonly holder: string; readonly expiresAt: number }
 
 // The generated client types MicroTime as a Date but hands back the JSON
@@ -123,10 +111,8 @@ const recordOf = (lease: V1Lease): LeaseRecord => ({
   transitions: lease.spec?.leaseTransitions ?? 0
 })
 
-const expired = (record: LeaseRecord, now: number) => record.renewTime === undefined || record.renewTime + record.durationMs < now
-
-/** Monotonic milliseconds, for our own deadlines; Lease times use the wall clock other replicas share. */
-const monotonic = () => performance.now()
+/** What changes at every renewal or transition: a record seen again unchanged is not a sign of life. */
+const recordKey = (record: LeaseRecord) => `${record.holder}|${record.renewTime ?? ""}|${record.acquireTime ?? ""}|${record.transitions}|${record.durationMs}`
 
 const validate = (o: LeaderElectionOptions): string | undefined => {
   if (o.identity === "") return "the identity is empty"
@@ -145,9 +131,14 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
   const invalid = validate(options)
   if (invalid !== undefined) return yield* new LeaderElectionInvalidOptions({ detail: invalid })
   const { namespace, name, identity, renewDeadlineMs, retryPeriodMs } = options
+  // Effect's Clock rather than Date.now and performance.now, so that TestClock drives the timing.
+  const clock = yield* Clock.Clock
+  /** Monotonic milliseconds, for our own deadlines; Lease times use the wall clock other replicas share. */
+  const monotonic = () => Number(clock.monotonicTimeNanosUnsafe()) / 1_000_000
+  const wallClock = options.wallClock ?? (() => clock.currentTimeMillisUnsafe())
   const leaseName = `${namespace}/${name}`
   const leaseDurationSeconds = Math.ceil(options.leaseDurationMs / 1000)
-  const api = options.kubeconfig.makeApiClient(CoordinationV1Api)
+  const api: LeaseApi = options.leaseApi ?? options.kubeconfig.makeApiClient(CoordinationV1Api)
   const annotate = Effect.annotateLogs({ lease: leaseName, identity })
 
   // The state is written by the election fiber only (and by the release
@@ -163,6 +154,19 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
   let nextTerm = Deferred.makeUnsafe<Deferred.Deferred<void>>()
   let failuresInARow = 0
   let lastSeenHolder: string | undefined
+  /** The other holder's record as last seen, and when (monotonic) it was first seen so. */
+  let observedKey: string | undefined
+  let observedAt = 0
+
+  /** Monotonic time at which the Lease expires for this replica, if it does not change before. */
+  const expiryOf = (record: LeaseRecord) => {
+    const key = recordKey(record)
+    if (key !== observedKey) {
+      observedKey = key
+      observedAt = monotonic()
+    }
+    return observedAt + record.durationMs
+  }
 
   const leadsNow = () => leading && monotonic() - renewedAt < renewDeadlineMs
 
@@ -230,7 +234,7 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
     if (leading && observed !== undefined) {
       const record = recordOf(observed)
       const sentAt = monotonic()
-      const renewed = yield* update("update", observed, { ...ours(Date.now()), acquireTime: record.acquireTime, transitions: record.transitions }).pipe(
+      const renewed = yield* update("update", observed, { ...ours(wallClock()), acquireTime: record.acquireTime, transitions: record.transitions }).pipe(
         Effect.map((lease) => ({ _tag: "Held", lease, sentAt }) as const),
         Effect.catchIf((e) => e.code === 409 || e.code === 404, () => Effect.succeed(undefined))
       )
@@ -239,7 +243,7 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
     const current = yield* read
     if (current === undefined) {
       const sentAt = monotonic()
-      const now = Date.now()
+      const now = wallClock()
       const lease = yield* call("create", (o) =>
         api.createNamespacedLease({
           namespace,
@@ -249,13 +253,14 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
     }
     observed = current
     const record = recordOf(current)
-    if (record.holder !== "" && record.holder !== identity && !expired(record, Date.now())) {
-      return { _tag: "HeldByOther", holder: record.holder, expiresAt: (record.renewTime ?? 0) + record.durationMs } as Attempt
+    if (record.holder !== "" && record.holder !== identity) {
+      const expiresAt = expiryOf(record)
+      if (monotonic() <= expiresAt) return { _tag: "HeldByOther", holder: record.holder, expiresAt } as Attempt
     }
     // Renewing our own Lease keeps its acquireTime and count; taking it over is a transition.
     const mine = record.holder === identity
     const sentAt = monotonic()
-    const now = Date.now()
+    const now = wallClock()
     const lease = yield* update("update", current, {
       ...ours(now),
       acquireTime: mine ? record.acquireTime ?? now : now,
@@ -347,7 +352,7 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
       yield* Effect.logDebug(`lease ${leaseName} is held by ${outcome.holder}`)
     }
     // Try again right when the Lease expires rather than up to a period later.
-    return Math.min(untilNextPeriod(), Math.max(0, outcome.expiresAt - Date.now() + 1))
+    return Math.min(untilNextPeriod(), Math.max(0, outcome.expiresAt - monotonic() + 1))
   })
 
   const loop = Effect.gen(function*() {
@@ -366,7 +371,7 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
     const base = observed
     // Stop claiming leadership before the Lease is free.
     endTerm()
-    const now = Date.now()
+    const now = wallClock()
     const freed = { holder: "", durationSeconds: 1, acquireTime: now, renewTime: now, transitions: recordOf(base).transitions }
     const written = yield* update("release", base, freed).pipe(
       // A renewal interrupted in flight may have landed: retry on the Lease as it is, if it is still ours.

@@ -4,7 +4,7 @@
  * taking work, let in-flight reconciles finish, and stop the plugins.
  */
 import { hostname } from "node:os"
-import { Effect, Layer, Option, Result, Schema } from "effect"
+import { Effect, Layer, Option, Result } from "effect"
 import type { HostSettings } from "../config/HostConfig.ts"
 import { installListed } from "../downloader/InstallListed.ts"
 import { type DownloaderSettings, PluginDownloader } from "../downloader/PluginDownloader.ts"
@@ -14,9 +14,11 @@ import { PluginHost } from "../plugin-host/PluginHost.ts"
 import { startController } from "../reconciler/CapabilityController.ts"
 import { ObjectCache } from "../controller/ObjectCache.ts"
 import { Reconciler } from "../reconciler/Reconciler.ts"
+import { type ImpersonationMode, PluginIdentity } from "../reconciler/PluginIdentity.ts"
 import { HttpEndpoints, Readiness } from "./HttpEndpoints.ts"
 import { LeaderElection } from "./LeaderElection.ts"
 import { Metrics } from "../metrics/Metrics.ts"
+import { LeadershipLost } from "./Errors.ts"
 
 /** What the operator runs with; `halkyon run` maps its flags onto it. */
 export interface OperatorOptions {
@@ -45,6 +47,14 @@ export interface OperatorOptions {
     readonly renewDeadlineMs: number
     readonly retryPeriodMs: number
   } | undefined
+  /** Whether plugins' dependents are written as their own ServiceAccounts (PluginIdentity). */
+  readonly impersonation: {
+    readonly mode: ImpersonationMode
+    /** Where the plugins' ServiceAccounts are: the namespace `halkyon manifests` installs into. */
+    readonly operatorNamespace: string
+    /** The command that regenerates the RBAC, for messages. */
+    readonly regenerate: string
+  }
   /** Where /healthz and /readyz, and /metrics, are served ("host:port", ":port", or "0" for nowhere). */
   readonly healthAddr: string
   readonly metricsAddr: string
@@ -62,34 +72,42 @@ const installNamed = Effect.fn("Operator.installPlugins")(function*(install: Non
   if (failed > 0) yield* Effect.logWarning(`${failed} of ${results.length + invalid.length} plugins named in --plugins/HALKYON_PLUGINS could not be installed; running with the plugins the folder has`)
 })
 
-export class LeadershipLost extends Schema.TaggedError<LeadershipLost>()("LeadershipLost", { lease: Schema.String }) {
-  override get message() {
-    return `lost the leadership of lease ${this.lease}: exiting, so that this replica restarts as a candidate while another reconciles`
-  }
-}
-
 export const runOperator = Effect.fn("Operator.run")(function*(options: OperatorOptions) {
   if (options.concurrency < 1) return yield* Effect.fail(new Error(`--concurrency must be at least 1, got ${options.concurrency}`))
   const kc = yield* loadKubeConfig({ kubeconfig: options.kubeconfig, context: options.context })
-  if (options.install !== undefined && options.install.lists.some((list) => list.trim() !== "")) yield* installNamed(options.install)
+  const install = options.install
   const namespace = options.namespace
   const plugins = PluginHost.live(options.host)
   const kube = KubeClient.layer(kc)
-  const observability = Layer.mergeAll(Metrics.layer, Readiness.layer)
-  const endpoints = HttpEndpoints.layer({ healthAddr: options.healthAddr, metricsAddr: options.metricsAddr })
+  const identity = PluginIdentity.layer({
+    mode: options.impersonation.mode,
+    namespace: options.impersonation.operatorNamespace,
+    regenerate: options.impersonation.regenerate,
+    servedNamespace: namespace
+  }).pipe(Layer.provide(kube))
+  // Probes answer from the start, installs included: a slow download is not a dead pod.
+  const endpoints = HttpEndpoints.layer({ healthAddr: options.healthAddr, metricsAddr: options.metricsAddr }).pipe(
+    Layer.provideMerge(Layer.mergeAll(Metrics.layer, Readiness.layer))
+  )
   const leaderElection = options.leaderElection
   const lease = leaderElection === undefined ? "" : `${leaderElection.namespace}/${leaderElection.name}`
   const election = leaderElection !== undefined
     ? LeaderElection.layer({ kubeconfig: kc, ...leaderElection, identity: `${hostname()}_${crypto.randomUUID()}` })
     : Layer.empty
   // Closing order on exit is the reverse: the controller stops (in-flight
-  // reconciles finish), then the Lease is released, then plugins stop.
-  const layer = Reconciler.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(plugins, kube, election, endpoints, ObjectCache.layer)),
-    Layer.provideMerge(observability)
-  )
+  // reconciles finish), then the Lease is released, then plugins stop, then
+  // the probes.
+  const layer = Reconciler.layer.pipe(Layer.provideMerge(Layer.mergeAll(plugins, kube, identity, election, ObjectCache.layer)))
 
-  yield* Effect.gen(function*() {
+  const installFirst = Effect.gen(function*() {
+    if (install === undefined || install.lists.every((list) => list.trim() === "")) return
+    const readiness = yield* Readiness
+    yield* readiness.markNotReady(`installing ${install.lists.join(",")}`)
+    yield* installNamed(install)
+    yield* readiness.markNotReady("starting")
+  })
+
+  const operate = Effect.gen(function*() {
     const host = yield* PluginHost
     const kubeClient = yield* KubeClient
     const readiness = yield* Readiness
@@ -97,6 +115,9 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
     const served = yield* HttpEndpoints
     yield* host.awaitSettled
     const statuses = yield* host.statuses
+    yield* (yield* PluginIdentity).decide(
+      statuses.flatMap((s) => (s.launched === undefined ? [] : [{ name: s.name, dependents: s.launched.description.dependents }]))
+    )
     yield* Effect.logInfo(
       `operator starting against ${kubeClient.server} (${namespace === undefined ? "all namespaces" : `namespace ${namespace}`}); ` +
         `${statuses.filter((s) => s.state === "running").length} of ${statuses.length} plugins running` +
@@ -123,7 +144,11 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
     yield* Effect.logInfo("operator ready: caches synced")
     if (Option.isNone(leadership)) return yield* Effect.never
     yield* leadership.value.lost
+    // Another replica may lead within moments: nothing in flight may go on writing.
+    yield* controller.fence
     return yield* new LeadershipLost({ lease })
   }).pipe(Effect.scoped, Effect.provide(layer))
+
+  yield* installFirst.pipe(Effect.andThen(operate), Effect.scoped, Effect.provide(endpoints))
 })
 

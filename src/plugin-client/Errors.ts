@@ -38,4 +38,15 @@ export class PluginCallFailed extends Schema.TaggedError<PluginCallFailed>()("Pl
   }
 }
 
-export type PluginCallError = PluginUnavailable | PluginTimeout | PluginCallFailed
+/** The plugin already has as many calls in flight as its share of the workers allows. */
+export class PluginBusy extends Schema.TaggedError<PluginBusy>()("PluginBusy", {
+  plugin: Schema.String,
+  method: Schema.String,
+  inFlight: Schema.Number
+}) {
+  override get message() {
+    return `plugin ${this.plugin} is busy: ${this.inFlight} calls already in flight, its share of the reconcile workers; ${this.method} is retried later`
+  }
+}
+
+export type PluginCallError = PluginUnavailable | PluginTimeout | PluginCallFailed | PluginBusy

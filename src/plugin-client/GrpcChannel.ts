@@ -150,7 +150,13 @@ export const makeChannel = ({ handshake, certificate }: ChannelOptions): Channel
       settle(new CallError(Status.DEADLINE_EXCEEDED, `no answer within ${timeoutMs} ms`))
       call.cancel()
     }, timeoutMs)
+    const deadline = performance.now() + timeoutMs
     void call.ended.then((status) => {
+      // grpc-go resets a call whose deadline (our grpc-timeout) passed rather than answering it: a
+      // reset at the deadline is the deadline, and counts as a timeout.
+      if (status.code === Status.UNAVAILABLE && performance.now() >= deadline - 1) {
+        return settle(new CallError(Status.DEADLINE_EXCEEDED, `no answer within ${timeoutMs} ms`))
+      }
       if (status.code !== Status.OK) return settle(new CallError(status.code, status.details))
       if (received === undefined) return settle(new CallError(Status.INTERNAL, "the plugin ended the call without a response"))
       let response: O

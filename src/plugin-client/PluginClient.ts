@@ -47,6 +47,8 @@ export interface BuiltDependent {
   readonly id: string
   /** The object exactly as the plugin built it (JSON), checked to be a Kubernetes object. */
   readonly object: Record<string, unknown>
+  /** The object's size as the plugin sent it (JSON bytes). */
+  readonly bytes: number
 }
 
 export type Observation =
@@ -70,7 +72,10 @@ export interface PluginConnection {
     id: string,
     capability: unknown,
     existing: unknown
-  ) => Effect.Effect<{ readonly needsUpdate: boolean; readonly updated: Record<string, unknown> | undefined }, PluginCallError>
+  ) => Effect.Effect<
+    { readonly needsUpdate: boolean; readonly updated: Record<string, unknown> | undefined; readonly bytes: number },
+    PluginCallError
+  >
   readonly evaluateConditions: (
     capability: unknown,
     observed: ReadonlyArray<Observation>
@@ -156,18 +161,18 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
           Effect.forEach(r.dependents, (d) => {
             const object = parseKubeObject(d.object)
             return object !== undefined
-              ? Effect.succeed({ id: d.id, object })
+              ? Effect.succeed({ id: d.id, object, bytes: d.object.byteLength })
               : Effect.fail(malformed("BuildDependents", `dependent ${d.id} that is not a Kubernetes object (JSON with apiVersion, kind and metadata.name)`))
           })
         )
       ),
     updateDependent: (id, capability, existing) =>
       call(UpdateDependent, { id, capability: capabilityBytes(capability), existing: jsonBytes(existing) }).pipe(
-        Effect.flatMap((r): Effect.Effect<{ needsUpdate: boolean; updated: Record<string, unknown> | undefined }, PluginCallError> => {
-          if (!r.needsUpdate) return Effect.succeed({ needsUpdate: false, updated: undefined })
+        Effect.flatMap((r): Effect.Effect<{ needsUpdate: boolean; updated: Record<string, unknown> | undefined; bytes: number }, PluginCallError> => {
+          if (!r.needsUpdate) return Effect.succeed({ needsUpdate: false, updated: undefined, bytes: 0 })
           const updated = parseKubeObject(r.updated)
           return updated !== undefined
-            ? Effect.succeed({ needsUpdate: true, updated })
+            ? Effect.succeed({ needsUpdate: true, updated, bytes: r.updated.byteLength })
             : Effect.fail(malformed("UpdateDependent", `an updated ${id} that is not a Kubernetes object`))
         })
       ),

@@ -31,7 +31,7 @@ export class PluginHandshakeTimeout extends Schema.TaggedError<PluginHandshakeTi
 
 export class PluginBadHandshake extends Schema.TaggedError<PluginBadHandshake>()("PluginBadHandshake", {
   plugin: Schema.String,
-  kind: Schema.Literals(["Malformed", "CoreVersion", "NetRpc", "UnknownProtocol", "NoSharedVersion", "Certificate"]),
+  kind: Schema.Literals(["Malformed", "CoreVersion", "NetRpc", "UnknownProtocol", "NoSharedVersion", "Certificate", "TooLong", "Address"]),
   line: Schema.String,
   detail: Schema.String
 }) {
@@ -44,6 +44,10 @@ export class PluginBadHandshake extends Schema.TaggedError<PluginBadHandshake>()
         return `plugin ${this.plugin} speaks go-plugin's netrpc protocol, which only Go hosts can load; halkyon needs gRPC plugins (in Go: set Plugins to a GRPCPlugin and GRPCServer: plugin.DefaultGRPCServer). Line: ${quoted}`
       case "NoSharedVersion":
         return `plugin ${this.plugin} shares no protocol version with this operator: ${this.detail}. Upgrade the plugin or the operator so they share one. Line: ${quoted}`
+      case "TooLong":
+        return `plugin ${this.plugin} printed a handshake line longer than ${this.detail}: refused. A handshake line is short (go-plugin's format); the plugin must log to stderr, not stdout. Start: ${quoted}`
+      case "Address":
+        return `plugin ${this.plugin} is refused: ${this.detail}. A plugin listens where the host tells it (go-plugin's PLUGIN_UNIX_SOCKET_DIR); rebuild it with a current SDK. Line: ${quoted}`
       default:
         return `plugin ${this.plugin} sent a handshake halkyon cannot use: ${this.detail}. Line: ${quoted}`
     }

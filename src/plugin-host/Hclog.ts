@@ -2,6 +2,9 @@
  * Reads a plugin's stderr line as go-plugin does: an hclog JSON line gives a
  * level, a message and fields; a plain line prefixed `[INFO]`, `[WARN]`…
  * gives its level; anything else is a debug line. Pure.
+ *
+ * A plugin's fields never land beside the host's own (`plugin`,
+ * `capability`…): they are nested under `plugin_fields`.
  */
 export type LogLevel = "trace" | "debug" | "info" | "warn" | "error"
 
@@ -37,3 +40,7 @@ export const parseLogLine = (line: string): PluginLogLine => {
   if (trimmed.startsWith("panic: ")) return { level: "error", message: trimmed, fields: {} }
   return { level: "debug", message: trimmed, fields: {} }
 }
+
+/** The annotations a relayed line carries: the host's `plugin`, and the plugin's own fields nested apart. */
+export const relayAnnotations = (plugin: string, stream: "stdout" | "stderr", fields: Readonly<Record<string, unknown>>) =>
+  Object.keys(fields).length === 0 ? { plugin, stream } : { plugin, stream, plugin_fields: fields }

@@ -6,7 +6,11 @@
  * in the registry, then watch for its exit or for failed health checks. A
  * plugin that stops is marked unavailable and restarted with capped
  * exponential backoff; one that keeps crashing is reported at error level and
- * waits longer each time, never in a tight loop. The folder is watched: a new
+ * waits longer each time, never in a tight loop. Calls from the reconcilers
+ * go through a CallGuard: a budget of calls in flight per plugin, and a
+ * breaker that restarts a plugin whose calls keep timing out even while it
+ * answers health checks. A plugin whose category or type is not a valid name
+ * is refused once, not restarted. The folder is watched: a new
  * file is loaded, a removed one stopped and unregistered, a replaced one
  * restarted. One bad plugin never stops the others.
  *
@@ -22,6 +26,7 @@ import { PluginClient } from "../plugin-client/PluginClient.ts"
 import { Metrics } from "../metrics/Metrics.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { type PluginFile, type PluginForm, scanFolder, type SkippedEntry } from "./PluginFiles.ts"
+import { guardConnection } from "./CallGuard.ts"
 import { launch, type LaunchedPlugin } from "./PluginProcess.ts"
 import { PluginsFolderMissing } from "./Errors.ts"
 import { checkInstalled } from "../lock/InstalledCheck.ts"
@@ -110,11 +115,21 @@ const make = Effect.fn("PluginHost.make")(function*() {
     return deferred
   }
 
-  /** Runs one start of the plugin until it stops; fails with the reason it stopped. */
-  const runOnce = (file: PluginFile) =>
+  const observer = { logLinesDropped: metrics.pluginLogLinesDropped }
+
+  /** Runs one start of the plugin until it stops; says why it stopped, and whether to give up on it. */
+  const runOnce = (file: PluginFile): Effect.Effect<{ readonly reason: string; readonly final: boolean }> =>
     Effect.scoped(
       Effect.gen(function*() {
-        const launched = yield* launch(file, config)
+        const launched = yield* launch(file, config, observer)
+        const guarded = yield* guardConnection(launched.connection, {
+          plugin: file.name,
+          permits: config.pluginCallPermits,
+          waitMs: config.pluginCallWaitMs,
+          threshold: config.breakerThreshold,
+          onBusy: metrics.pluginCallRejected,
+          onTrip: metrics.pluginBreakerTripped
+        })
         setStatus(file, {
           state: "running",
           pid: launched.pid,
@@ -123,7 +138,7 @@ const make = Effect.fn("PluginHost.make")(function*() {
           launched,
           error: undefined
         })
-        yield* registry.register(file.name, launched.description, launched.connection)
+        yield* registry.register(file.name, launched.description, guarded.connection)
         yield* Effect.logInfo(`plugin ${file.name} running`).pipe(
           Effect.annotateLogs({
             plugin: file.name,
@@ -135,11 +150,13 @@ const make = Effect.fn("PluginHost.make")(function*() {
         )
         const exited = launched.exited.pipe(Effect.map((code) => `exited with code ${code}`))
         const hung = healthWatch(launched, config)
-        return yield* Effect.raceFirst(exited, hung)
+        // A plugin that answers health checks but times out on every call is degraded: closed, then restarted.
+        const degraded = guarded.tripped.pipe(Effect.tap((reason) => registry.markUnavailable(file.name, reason)))
+        return { reason: yield* Effect.raceAll([exited, hung, degraded]), final: false }
       })
     ).pipe(
       Effect.provideContext(services),
-      Effect.catch((error) => Effect.succeed(error.message))
+      Effect.catch((error) => Effect.succeed({ reason: error.message, final: error._tag === "InvalidPluginDescription" }))
     )
 
   /** Capped exponential backoff between restarts, from its first step. */
@@ -152,9 +169,9 @@ const make = Effect.fn("PluginHost.make")(function*() {
     let nextDelay = yield* restartDelays
     for (;;) {
       const began = Date.now()
-      const reason = yield* runOnce(file)
+      const { reason, final } = yield* runOnce(file)
       yield* registry.markUnavailable(file.name, reason)
-      if (!config.restart) {
+      if (!config.restart || final) {
         setStatus(file, { state: "failed", error: reason, pid: undefined, launched: undefined })
         yield* Effect.logError(reason).pipe(Effect.annotateLogs({ plugin: file.name }))
         return
@@ -185,7 +202,7 @@ const make = Effect.fn("PluginHost.make")(function*() {
       yield* FiberMap.remove(supervisors, file.name)
       settled.delete(file.name)
       setStatus(file, {})
-      const refused = yield* checkInstalled(config.pluginsDir, file.name).pipe(Effect.flip, Effect.option)
+      const refused = yield* checkInstalled(config.pluginsDir, file.name, config.requireLocked).pipe(Effect.flip, Effect.option)
       if (Option.isSome(refused)) {
         yield* registry.unregister(file.name)
         setStatus(file, { state: "failed", error: refused.value.message })

@@ -8,10 +8,10 @@
  *
  * It does not restart anything: PluginHost supervises.
  */
-import { mkdtempSync, rmSync, statSync, accessSync, constants } from "node:fs"
+import { accessSync, constants, lstatSync, mkdtempSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
-import { Deferred, Duration, Effect, Fiber, Option, Stream } from "effect"
+import { Deferred, Duration, Effect, Fiber, Option, Schedule, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
 import type { PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
 import { PluginClient, type PluginConnection } from "../plugin-client/PluginClient.ts"
@@ -24,7 +24,9 @@ import {
   PluginHandshakeTimeout,
   PluginNotRunnable
 } from "./Errors.ts"
-import { parseLogLine } from "./Hclog.ts"
+import { addressProblem } from "./HandshakeAddress.ts"
+import { type LogLevel, parseLogLine, relayAnnotations } from "./Hclog.ts"
+import { BoundedLines, type Line, lineText, LogRateLimit, MaxHandshakeLineBytes, MaxLogLineBytes } from "./LogLines.ts"
 import type { PluginFile } from "./PluginFiles.ts"
 
 export interface LaunchOptions {
@@ -100,7 +102,42 @@ const socketFolder = (file: PluginFile) =>
     (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
   )
 
-export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFile, options: LaunchOptions) {
+/** Told of what a plugin's output cost it, for metrics. */
+export interface LaunchObserver {
+  readonly logLinesDropped: (plugin: string, lines: number) => void
+}
+
+/**
+ * Plugin output read since memory was last reclaimed, all plugins together.
+ * Each chunk read from a pipe is garbage at once, and the runtime lets that
+ * garbage pile up well past the one capped line kept per stream: a plugin
+ * flooding its output would raise the operator's peak memory by tens of MB
+ * (docs/security.md). A full collection every ReclaimEveryBytes keeps the
+ * peak down; ordinary plugin logs never come near it.
+ */
+let readSinceReclaim = 0
+const ReclaimEveryBytes = 64 * 1024 * 1024
+const reclaimAfterFlood = (bytes: number) => {
+  readSinceReclaim += bytes
+  if (readSinceReclaim < ReclaimEveryBytes) return
+  readSinceReclaim = 0
+  Bun.gc(true)
+}
+
+/** The handshake line, or the start of one over the cap; undefined when stdout closed first. */
+type FirstLine = { readonly line: string } | { readonly tooLong: string } | undefined
+
+/** The handshake's unix socket must be a socket, not a symlink to one elsewhere. */
+const socketProblem = (handshake: Handshake): string | undefined => {
+  if (handshake.network !== "unix") return undefined
+  try {
+    return lstatSync(handshake.address).isSocket() ? undefined : `${handshake.address} is not a unix socket`
+  } catch (e) {
+    return `its socket ${handshake.address} cannot be read: ${e instanceof Error ? e.message : String(e)}`
+  }
+}
+
+export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFile, options: LaunchOptions, observer?: LaunchObserver) {
   yield* Effect.annotateCurrentSpan({ plugin: file.name })
   yield* checkRunnable(file)
   const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
@@ -134,33 +171,76 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     Effect.mapError((e) => new PluginNotRunnable({ plugin: file.name, path: file.path, detail: e.message }))
   )
 
-  const firstLine = yield* Deferred.make<string | undefined>()
+  // The first stdout line is the handshake, at most MaxHandshakeLineBytes;
+  // every later line, on either stream, is cut at MaxLogLineBytes and relayed
+  // within the plugin's rate limit. Nothing here holds more than one capped
+  // line per stream, whatever the plugin writes.
+  const firstLine = yield* Deferred.make<FirstLine>()
   const stderrTail: Array<string> = []
-  const logStdout = Effect.fnUntraced(function*(line: string) {
-    if (!(yield* Deferred.succeed(firstLine, line))) yield* Effect.logDebug(line).pipe(Effect.annotateLogs({ plugin: file.name, stream: "stdout" }))
+  const limiter = new LogRateLimit()
+  const relay = (stream: "stdout" | "stderr", level: LogLevel, message: string, fields: Readonly<Record<string, unknown>>) =>
+    limiter.admit(Date.now())
+      ? Effect.logWithLevel(levelName[level])(message).pipe(Effect.annotateLogs(relayAnnotations(file.name, stream, fields)))
+      : Effect.void
+  const reportDropped = Effect.suspend(() => {
+    const dropped = limiter.takeDropped()
+    if (dropped === 0) return Effect.void
+    observer?.logLinesDropped(file.name, dropped)
+    return Effect.logWarning(
+      `plugin ${file.name} logs more than ${limiter.perSecond} lines a second: ${dropped} lines dropped`
+    ).pipe(Effect.annotateLogs({ plugin: file.name, dropped }))
   })
-  // stdout: the first line is the handshake; the rest is drained forever.
+  yield* reportDropped.pipe(Effect.repeat(Schedule.spaced(Duration.seconds(1))), Effect.forkScoped)
+  yield* Effect.addFinalizer(() => reportDropped)
+
+  const stdoutLines = new BoundedLines(MaxHandshakeLineBytes)
+  let handshakeSeen = false
+  const takeHandshake = (outcome: FirstLine) => {
+    handshakeSeen = true
+    stdoutLines.maxBytes = MaxLogLineBytes
+    return Deferred.succeed(firstLine, outcome)
+  }
+  const onStdoutLine = (line: Line) =>
+    handshakeSeen
+      ? relay("stdout", "debug", lineText(line), {})
+      : takeHandshake(line.truncatedBytes === 0 ? { line: line.text } : { tooLong: line.text })
   yield* handle.stdout.pipe(
-    Stream.decodeText(),
-    Stream.splitLines,
-    Stream.runForEach(logStdout),
+    Stream.runForEach((chunk) =>
+      Effect.gen(function*() {
+        reclaimAfterFlood(chunk.length)
+        for (const line of stdoutLines.push(chunk)) yield* onStdoutLine(line)
+        // No need to wait for the newline of a handshake already too long.
+        if (!handshakeSeen && stdoutLines.overflowing) yield* takeHandshake({ tooLong: "" })
+      })
+    ),
+    Effect.andThen(Effect.suspend(() => {
+      const last = stdoutLines.end()
+      return last === undefined ? Effect.void : onStdoutLine(last)
+    })),
     Effect.ignore,
     Effect.ensuring(Deferred.succeed(firstLine, undefined)),
     Effect.forkScoped
   )
   // stderr: relayed into our log at the plugin's hclog level.
+  const stderrSplitter = new BoundedLines(MaxLogLineBytes)
+  const onStderrLine = (line: Line) => {
+    // Bun's crash reports hold lines of thousands of spaces: keep evidence short.
+    const text = line.text.trimEnd()
+    stderrTail.push(text.length > MaxEvidenceLine || line.truncatedBytes > 0 ? `${text.slice(0, MaxEvidenceLine)}…` : text)
+    if (stderrTail.length > StderrTail) stderrTail.shift()
+    const parsed = parseLogLine(line.text)
+    const message = line.truncatedBytes === 0 ? parsed.message : lineText({ text: parsed.message, truncatedBytes: line.truncatedBytes })
+    return relay("stderr", parsed.level, message, parsed.fields)
+  }
   const stderrDone = yield* handle.stderr.pipe(
-    Stream.decodeText(),
-    Stream.splitLines,
-    Stream.runForEach((line) => {
-      // Bun's crash reports hold lines of thousands of spaces: keep evidence short.
-      stderrTail.push(line.length > MaxEvidenceLine ? `${line.trimEnd().slice(0, MaxEvidenceLine)}…` : line.trimEnd())
-      if (stderrTail.length > StderrTail) stderrTail.shift()
-      const parsed = parseLogLine(line)
-      return Effect.logWithLevel(levelName[parsed.level])(parsed.message).pipe(
-        Effect.annotateLogs({ plugin: file.name, ...parsed.fields })
-      )
+    Stream.runForEach((chunk) => {
+      reclaimAfterFlood(chunk.length)
+      return Effect.forEach(stderrSplitter.push(chunk), onStderrLine, { discard: true })
     }),
+    Effect.andThen(Effect.suspend(() => {
+      const last = stderrSplitter.end()
+      return last === undefined ? Effect.void : onStderrLine(last)
+    })),
     Effect.ignore,
     Effect.forkScoped
   )
@@ -179,17 +259,22 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
   const stderrLines = Effect.gen(function*() {
     // Let the stderr relay catch up so the evidence is complete.
     yield* Fiber.await(stderrDone).pipe(Effect.timeoutOption(Duration.millis(200)))
-    return [...stderrTail]
+    // A line still unfinished (a flood without newline) shows by its start.
+    const unfinished = stderrSplitter.partial(MaxEvidenceLine).trimEnd()
+    return unfinished === "" ? [...stderrTail] : [...stderrTail, `${unfinished}…`]
   })
   if (Option.isNone(line)) {
     return yield* new PluginHandshakeTimeout({ plugin: file.name, timeoutMs: options.handshakeTimeoutMs, stderr: yield* stderrLines })
+  }
+  if (line.value !== undefined && "tooLong" in line.value) {
+    return yield* new PluginBadHandshake({ plugin: file.name, kind: "TooLong", line: line.value.tooLong, detail: `${MaxHandshakeLineBytes} bytes` })
   }
   if (line.value === undefined) {
     const code = yield* Deferred.await(exitCode).pipe(Effect.timeoutOption(Duration.seconds(2)))
     return yield* new PluginExitedEarly({ plugin: file.name, exitCode: Option.getOrElse(code, () => -1), stderr: yield* stderrLines })
   }
   const startMs = Math.round((performance.now() - started) * 10) / 10
-  const parsed = parseHandshake(line.value, options.protocolVersions)
+  const parsed = parseHandshake(line.value.line, options.protocolVersions)
   if (!parsed.ok) {
     const p = parsed.problem
     const detail = p._tag === "Malformed" ? p.detail
@@ -200,11 +285,14 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     return yield* new PluginBadHandshake({ plugin: file.name, kind: p._tag, line: p.line, detail })
   }
   const handshake = parsed.handshake
+  // Checked before anything else about it: the host connects nowhere the plugin was not told to listen.
+  const refused = addressProblem(handshake, socketDir, process.platform) ?? socketProblem(handshake)
+  if (refused !== undefined) return yield* new PluginBadHandshake({ plugin: file.name, kind: "Address", line: line.value.line, detail: refused })
   if (certificate !== undefined && handshake.certificate === undefined) {
     return yield* new PluginBadHandshake({
       plugin: file.name,
       kind: "Certificate",
-      line: line.value,
+      line: line.value.line,
       detail: "AutoMTLS is on but the plugin sent no certificate (is it built with an SDK that supports AutoMTLS?)"
     })
   }
@@ -218,8 +306,9 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     certificate,
     callTimeoutMs: options.callTimeoutMs,
     onStdio: (channel, data) => {
-      const text = new TextDecoder().decode(data).trimEnd()
-      if (text !== "") Effect.runForkWith(services)(Effect.logInfo(text).pipe(Effect.annotateLogs({ plugin: file.name, stream: channel })))
+      const cut = Math.max(0, data.length - MaxLogLineBytes)
+      const text = new TextDecoder().decode(cut === 0 ? data : data.subarray(0, MaxLogLineBytes)).trimEnd()
+      if (text !== "") Effect.runForkWith(services)(relay(channel, "info", lineText({ text, truncatedBytes: cut }), {}))
     }
   })
   // On close, before the connection closes: Shutdown over RPC, then wait up to

@@ -36,29 +36,78 @@ export const frame = (message: Uint8Array): Buffer => {
 /** Why an incoming byte stream is not gRPC messages we can read. */
 export class FramingError extends Error {}
 
-/** Splits an incoming byte stream into messages as they complete. */
+/**
+ * Splits an incoming byte stream into messages as they complete. Chunks are
+ * kept as they arrive and each message is copied out once, when its last
+ * byte is in: reassembly is linear in the bytes received, however small the
+ * chunks (concatenating at every chunk was quadratic).
+ */
 export class MessageReader {
-  private buffer: Buffer = Buffer.alloc(0)
+  private chunks: Array<Buffer> = []
+  /** Index of the first chunk not yet consumed. */
+  private head = 0
+  /** Bytes held in chunks[head..]. */
+  private held = 0
+  /** The length of the message whose prefix was read, until it completes. */
+  private expected: number | undefined
+  /** Bytes copied while reassembling, in all: at most once each byte received. */
+  copiedBytes = 0
+
   /** The messages the chunk completes; throws FramingError on a compressed or oversized message. */
   push(chunk: Buffer): Array<Uint8Array> {
-    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk])
+    if (chunk.length > 0) {
+      this.chunks.push(chunk)
+      this.held += chunk.length
+    }
     const messages: Array<Uint8Array> = []
-    while (this.buffer.length >= 5) {
-      // Neither side negotiates compression, so a compressed message is a peer's mistake.
-      if (this.buffer[0] !== 0) throw new FramingError("a compressed message, though no compression was negotiated")
-      const size = this.buffer.readUInt32BE(1)
-      if (size > MaxMessageBytes) throw new FramingError(`a message of ${size} bytes, over the ${MaxMessageBytes}-byte limit`)
-      if (this.buffer.length < 5 + size) break
-      messages.push(new Uint8Array(this.buffer.subarray(5, 5 + size)))
-      this.buffer = this.buffer.subarray(5 + size)
+    for (;;) {
+      if (this.expected === undefined) {
+        if (this.held < 5) break
+        const prefix = this.take(5)
+        // Neither side negotiates compression, so a compressed message is a peer's mistake.
+        if (prefix[0] !== 0) throw new FramingError("a compressed message, though no compression was negotiated")
+        const size = prefix.readUInt32BE(1)
+        if (size > MaxMessageBytes) throw new FramingError(`a message of ${size} bytes, over the ${MaxMessageBytes}-byte limit`)
+        this.expected = size
+      }
+      if (this.held < this.expected) break
+      messages.push(this.take(this.expected))
+      this.expected = undefined
     }
     return messages
   }
-  /** Bytes of a message not yet complete. */
+
+  /** Bytes of a message not yet complete (its prefix included). */
   get pending(): number {
-    return this.buffer.length
+    return this.held + (this.expected === undefined ? 0 : 5)
+  }
+
+  /** The next `n` bytes held, in a buffer of their own, consumed. */
+  private take(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n)
+    let filled = 0
+    while (filled < n) {
+      const chunk = this.chunks[this.head] as Buffer
+      const count = Math.min(chunk.length, n - filled)
+      chunk.copy(out, filled, 0, count)
+      filled += count
+      if (count === chunk.length) this.chunks[this.head++] = EmptyBuffer
+      else this.chunks[this.head] = chunk.subarray(count)
+    }
+    this.held -= n
+    this.copiedBytes += n
+    if (this.head === this.chunks.length) {
+      this.chunks = []
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > this.chunks.length) {
+      this.chunks = this.chunks.slice(this.head)
+      this.head = 0
+    }
+    return out
   }
 }
+
+const EmptyBuffer = Buffer.alloc(0)
 
 /** gRPC's percent-encoding of grpc-message: printable ASCII except `%` passes. */
 export const encodeGrpcMessage = (message: string): string =>

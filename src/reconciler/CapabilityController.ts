@@ -5,8 +5,11 @@
  * - Capabilities are watched; a new object, a new generation, a deletion or a
  *   relist enqueues the Capability's key.
  * - Dependents are watched, for every kind a registered plugin declares as
- *   watched, selecting objects labelled as ours; an event enqueues the
- *   owning Capability, so a dependent deleted or changed by hand is repaired.
+ *   watched, selecting objects labelled as ours, as that plugin's identity
+ *   (PluginIdentity: one watch per plugin and kind when plugins act as their
+ *   own ServiceAccounts, so the operator's role needs no read of any
+ *   dependent kind); an event enqueues the owning Capability, so a
+ *   dependent deleted or changed by hand is repaired.
  * - When the registry changes, Capabilities waiting for a plugin are
  *   enqueued, new dependent kinds get a watch and CapabilityInfos are synced.
  * - Echoes of the operator's own writes enqueue nothing.
@@ -17,6 +20,7 @@ import { Deferred, Duration, Effect, FiberMap, Schedule, Stream } from "effect"
 import { ApiVersion } from "../api/Capability.ts"
 import { KubeClient } from "../kube/KubeClient.ts"
 import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
+import { PluginIdentity } from "./PluginIdentity.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { syncCapabilityInfos } from "./CapabilityInfoSync.ts"
 import { inform } from "../controller/Informer.ts"
@@ -39,6 +43,8 @@ export interface ControllerOptions {
 export interface RunningController {
   /** Completes when the first list is done. */
   readonly awaitSynced: Effect.Effect<void>
+  /** Reconciles in progress are interrupted at once when the controller stops, not finished (leadership is lost). */
+  readonly fence: Effect.Effect<void>
 }
 
 /** The Capability that controls a dependent, from its controller owner reference. */
@@ -64,6 +70,7 @@ export const startController = Effect.fn("CapabilityController.start")(function*
   const reconciler = yield* Reconciler
   const cache = yield* ObjectCache
   const services = yield* Effect.context<KubeClient | PluginRegistry>()
+  const identity = yield* PluginIdentity
   const queue = yield* makeWorkQueue({ baseMs: 200, maxMs: 60_000 })
   const synced = yield* Deferred.make<void>()
 
@@ -92,14 +99,18 @@ export const startController = Effect.fn("CapabilityController.start")(function*
     onSynced: Deferred.succeed(synced, undefined).pipe(Effect.andThen(Effect.sync(() => cache.markSynced(ApiVersion, "Capability"))))
   }).pipe(Effect.forkScoped)
 
-  // Dependents, one watch per kind that plugins declare as watched.
+  // Dependents, one watch per kind that plugins declare as watched (per plugin and kind when plugins act as themselves).
   const dependentWatches = yield* FiberMap.make<string>()
   const watchDependents = Effect.gen(function*() {
-    const kinds = new Map<string, { apiVersion: string; kind: string }>()
+    const kinds = new Map<string, { apiVersion: string; kind: string; plugin: string }>()
     for (const entry of yield* registry.entries) {
-      for (const d of entry.description.dependents) if (d.watched) kinds.set(`${d.apiVersion}/${d.kind}`, { apiVersion: d.apiVersion, kind: d.kind })
+      // As the operator itself, one watch per kind serves every plugin.
+      const as = identity.userOf(entry.plugin)
+      for (const d of entry.description.dependents) {
+        if (d.watched) kinds.set(`${as ?? ""}/${d.apiVersion}/${d.kind}`, { apiVersion: d.apiVersion, kind: d.kind, plugin: entry.plugin })
+      }
     }
-    for (const [id, { apiVersion, kind }] of kinds) {
+    for (const [id, { apiVersion, kind, plugin }] of kinds) {
       yield* FiberMap.run(
         dependentWatches,
         id,
@@ -120,7 +131,7 @@ export const startController = Effect.fn("CapabilityController.start")(function*
             return key === undefined ? Effect.void : queue.add(key)
           },
           onSynced: Effect.sync(() => cache.markSynced(apiVersion, kind))
-        }).pipe(Effect.provideContext(services)),
+        }).pipe(Effect.provideService(KubeClient, KubeClient.of(identity.clientFor(plugin))), Effect.provideContext(services)),
         { onlyIfMissing: true }
       )
     }
@@ -129,7 +140,7 @@ export const startController = Effect.fn("CapabilityController.start")(function*
   const onRegistryChange = Effect.gen(function*() {
     yield* watchDependents
     for (const key of yield* reconciler.waitingForPlugin) yield* queue.add(key)
-    yield* syncCapabilityInfos().pipe(
+    yield* syncCapabilityInfos(options.namespace).pipe(
       Effect.tapError((e) => Effect.logWarning(`syncing CapabilityInfos failed: ${e.message}; retrying`)),
       Effect.retry({ schedule: Schedule.exponential(Duration.millis(250), 2), times: 8 }),
       Effect.catch(() => Effect.logError("CapabilityInfos could not be synced; they will be on the next plugin change"))
@@ -145,7 +156,7 @@ export const startController = Effect.fn("CapabilityController.start")(function*
   yield* Effect.yieldNow
   yield* onRegistryChange
 
-  yield* runWorkers({
+  const workers = yield* runWorkers({
     kind: "capability",
     queue,
     concurrency: options.concurrency,
@@ -156,7 +167,8 @@ export const startController = Effect.fn("CapabilityController.start")(function*
   })
 
   const running: RunningController = {
-    awaitSynced: Deferred.await(synced)
+    awaitSynced: Deferred.await(synced),
+    fence: workers.fence
   }
   return running
 })

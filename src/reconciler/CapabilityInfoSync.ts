@@ -2,30 +2,47 @@
  * Keeps one CapabilityInfo per registered (category, type) in step with the
  * plugin registry: applied when a plugin registers, deleted when none serves
  * it any more (stale ones from earlier runs included). Only objects labelled
- * as ours are ever deleted.
+ * as ours are ever deleted: managed by halkyon, and by this operator instance
+ * (the namespace it serves, in OperatorNamespaceLabel; none when it serves
+ * all), so that two operators serving different namespaces never delete each
+ * other's. One CapabilityInfo that cannot be applied never stops the others.
  */
 import { Effect } from "effect"
 import { ApiVersion, type CapabilityInfoSpec, capabilityInfoName } from "../api/Capability.ts"
+import type { KubeApiError } from "../kube/Errors.ts"
 import { KubeClient } from "../kube/KubeClient.ts"
 import type { KubeObject } from "../kube/KubeObject.ts"
+import { descriptionProblem } from "../registry/Names.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { FieldManager } from "./Reconciler.ts"
 
 const ManagedBy = "app.kubernetes.io/managed-by"
+/** The namespace the operator that made a CapabilityInfo serves; absent when it serves all namespaces. */
+export const OperatorNamespaceLabel = "halkyon.io/operator-namespace"
+
+/** The labels of this operator instance's CapabilityInfos. */
+const instanceLabels = (namespace: string | undefined): Record<string, string> =>
+  namespace === undefined ? { [ManagedBy]: "halkyon" } : { [ManagedBy]: "halkyon", [OperatorNamespaceLabel]: namespace }
+
+/** Selects this operator instance's CapabilityInfos, and no other instance's. */
+export const instanceSelector = (namespace: string | undefined): string =>
+  namespace === undefined ? `${ManagedBy}=halkyon,!${OperatorNamespaceLabel}` : `${ManagedBy}=halkyon,${OperatorNamespaceLabel}=${namespace}`
 
 /** The CapabilityInfos the registry implies, by name; the first plugin by name wins a shared type. */
-export const desiredInfos = Effect.gen(function*() {
+export const desiredInfos = Effect.fnUntraced(function*(namespace: string | undefined) {
   const registry = yield* PluginRegistry
   const desired = new Map<string, KubeObject & { spec: CapabilityInfoSpec }>()
   for (const entry of yield* registry.entries) {
     const d = entry.description
+    // The registry refuses such plugins; checked again, as a name here becomes an object's name.
+    if (descriptionProblem(d) !== undefined) continue
     for (const t of d.types) {
       const name = capabilityInfoName(d.category, t.type)
       if (desired.has(name)) continue
       desired.set(name, {
         apiVersion: ApiVersion,
         kind: "CapabilityInfo",
-        metadata: { name, labels: { [ManagedBy]: "halkyon" } },
+        metadata: { name, labels: instanceLabels(namespace) },
         spec: {
           category: d.category,
           type: t.type,
@@ -46,11 +63,20 @@ export const desiredInfos = Effect.gen(function*() {
   return desired
 })
 
-export const syncCapabilityInfos = Effect.fn("CapabilityInfoSync.sync")(function*() {
+/** `namespace`: the one the operator serves, undefined when it serves all. */
+export const syncCapabilityInfos = Effect.fn("CapabilityInfoSync.sync")(function*(namespace: string | undefined) {
   const kube = yield* KubeClient
-  const desired = yield* desiredInfos
-  for (const info of desired.values()) yield* kube.apply(info, FieldManager)
-  const existing = yield* kube.list(ApiVersion, "CapabilityInfo", { labelSelector: `${ManagedBy}=halkyon` })
+  const desired = yield* desiredInfos(namespace)
+  let failed: KubeApiError | undefined
+  for (const info of desired.values()) {
+    yield* kube.apply(info, FieldManager).pipe(
+      Effect.catch((e) => {
+        failed ??= e
+        return Effect.logWarning(`CapabilityInfo ${info.metadata.name} (plugin ${info.spec.plugin}) could not be applied: ${e.message}`)
+      })
+    )
+  }
+  const existing = yield* kube.list(ApiVersion, "CapabilityInfo", { labelSelector: instanceSelector(namespace) })
   for (const item of existing.items) {
     if (desired.has(item.metadata.name)) continue
     yield* kube.delete({ apiVersion: ApiVersion, kind: "CapabilityInfo", name: item.metadata.name }).pipe(
@@ -58,4 +84,6 @@ export const syncCapabilityInfos = Effect.fn("CapabilityInfoSync.sync")(function
     )
     yield* Effect.logInfo(`CapabilityInfo ${item.metadata.name} removed: no plugin serves it any more`)
   }
+  // Retried by the caller, once the others are in place.
+  if (failed !== undefined) return yield* failed
 })

@@ -4,26 +4,37 @@
  * an event):
  *
  * decode the spec -> find the plugin -> the plugin's validity check -> its
- * dependents, applied in order by server-side apply (field manager halkyon,
- * a controller owner reference to the Capability), stopping at the first
- * failure -> their conditions -> the status, written only when it changed ->
- * an Event when the Ready condition changes.
+ * dependents, checked (DependentRules.ts); the existing ones read, refused
+ * unless this Capability controls them (Conflict), and their updates asked
+ * for and checked, all before the first write -> the dependents applied in
+ * order by server-side apply (field manager halkyon, a controller owner
+ * reference to the Capability; create-only for new ones, the existing uid as
+ * precondition for updates) as the plugin's own identity (PluginIdentity),
+ * stopping at the first failure -> their conditions, the plugin shown only
+ * objects this Capability controls -> the status, written only when it
+ * changed -> an Event when the Ready condition changes. A rule broken is
+ * PluginViolation, with nothing written; a write the API server forbids the
+ * plugin's identity is Forbidden, naming the missing permission.
  *
  * It returns when to look again, or fails with an API error to be retried
  * with backoff. It does not watch or queue: the Controller does.
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import { Clock, Context, Data, Effect, Layer, Schema } from "effect"
 import { ApiVersion, Capability, type CapabilityStatus, type DependentStatus } from "../api/Capability.ts"
 import type { DependentInfo } from "../gen/halkyon/capability/v1/capability.ts"
 import { recordEvent } from "../kube/Events.ts"
-import { KubeApiError, KubeClient, type ObjectRef } from "../kube/KubeClient.ts"
+import { type KubeApi, KubeClient, type ObjectRef } from "../kube/KubeClient.ts"
 import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
 import type { PluginCallError } from "../plugin-client/Errors.ts"
 import type { BuiltDependent, Observation } from "../plugin-client/PluginClient.ts"
 import { PluginRegistry, type Resolution } from "../registry/PluginRegistry.ts"
 import { ObjectCache } from "../controller/ObjectCache.ts"
 import type { ReconcileResult } from "../controller/Workers.ts"
+import { Metrics } from "../metrics/Metrics.ts"
+import { checkBuilt, checkUpdated, type Violation } from "./DependentRules.ts"
+import { describeForbidden, PluginIdentity } from "./PluginIdentity.ts"
 import { nextStatus, type Outcome, readyCondition, rollUp, sameStatus } from "./Status.ts"
+import { KubeApiError } from "../kube/Errors.ts"
 
 export const FieldManager = "halkyon"
 /** Set on every dependent, so that watches select only ours. */
@@ -43,8 +54,15 @@ const decodeCapability = (raw: KubeObject) => {
 /** What one reconcile found, and whether to look again soon (retry) or with backoff (failure). */
 type Attempt = Outcome & { readonly retry?: boolean; readonly failure?: KubeApiError }
 
-/** How long to wait before retrying a Capability whose plugin is down or restarting. */
-const PluginRetryMs = 5_000
+/**
+ * When to retry a Capability whose plugin is down, restarting, timing out or
+ * busy: exponential per Capability (1 s, 2 s, 4 s… up to a minute), reset by
+ * a reconcile that reached its plugin. A hung plugin's Capabilities then cost
+ * fewer and fewer workers, where a fixed delay kept coming back.
+ */
+const PluginRetryBaseMs = 1_000
+const PluginRetryMaxMs = 60_000
+export const pluginRetryMs = (attempt: number): number => Math.min(PluginRetryBaseMs * 2 ** Math.max(0, attempt - 1), PluginRetryMaxMs)
 
 export class Reconciler extends Context.Service<Reconciler, {
   readonly reconcile: (key: string) => Effect.Effect<ReconcileResult, KubeApiError>
@@ -58,16 +76,18 @@ const make = Effect.fnUntraced(function*() {
   const kube = yield* KubeClient
   const registry = yield* PluginRegistry
   const cache = yield* ObjectCache
+  const metrics = yield* Metrics
+  const identity = yield* PluginIdentity
 
   /**
    * The cached object; on a miss, undefined when its kind's informer has
-   * listed everything of ours, else the API server's answer.
+   * listed everything of ours, else the API server's answer (asked as `as`).
    */
-  const read = (ref: ObjectRef) => {
+  const read = (ref: ObjectRef, as: KubeApi = kube, keep: (o: KubeObject) => boolean = () => true) => {
     const hit = cache.get(ref)
     if (hit !== undefined || cache.synced(ref.apiVersion, ref.kind)) return Effect.succeed<KubeObject | undefined>(hit)
-    return kube.get(ref).pipe(
-      Effect.tap((o) => Effect.sync(() => cache.put(o))),
+    return as.get(ref).pipe(
+      Effect.tap((o) => Effect.sync(() => keep(o) && cache.put(o))),
       Effect.map((o): KubeObject | undefined => o),
       Effect.catchIf((e) => e.notFound, () => Effect.succeed(undefined))
     )
@@ -76,11 +96,18 @@ const make = Effect.fnUntraced(function*() {
   const remember = (o: KubeObject) => Effect.sync(() => cache.put(o))
   const context = yield* Effect.context<KubeClient>()
   const waiting = new Set<string>()
+  /** Plugin retries in a row, by Capability. */
+  const pluginRetries = new Map<string, number>()
+  const retryLater = (key: string) => {
+    const attempt = (pluginRetries.get(key) ?? 0) + 1
+    pluginRetries.set(key, attempt)
+    return { requeueAfterMs: pluginRetryMs(attempt) }
+  }
 
   /** Writes the status when it changed, with an Event when Ready changed. */
   const report = (raw: KubeObject, previous: CapabilityStatus | undefined, outcome: Outcome) =>
     Effect.gen(function*() {
-      const status = nextStatus(previous, outcome, raw.metadata.generation, new Date())
+      const status = nextStatus(previous, outcome, raw.metadata.generation, new Date(yield* Clock.currentTimeMillis))
       if (sameStatus(previous, status)) return
       // A merge patch keeps keys it does not name: null removes the facts that no longer hold.
       const patch = { plugin: null, version: null, bindingSecret: null, dependents: null, ...status }
@@ -109,6 +136,7 @@ const make = Effect.fnUntraced(function*() {
     // Deleted: the garbage collector removes the dependents through their owner references.
     if (raw === undefined || raw.metadata.deletionTimestamp !== undefined) {
       waiting.delete(key)
+      pluginRetries.delete(key)
       return {}
     }
     const previous = (raw as { status?: CapabilityStatus }).status
@@ -128,49 +156,95 @@ const make = Effect.fnUntraced(function*() {
         return {}
       }
       yield* report(raw, previous, { ready: "Unknown", reason: "PluginUnavailable", message: error.message })
-      return { requeueAfterMs: PluginRetryMs }
+      return retryLater(key)
     }
     waiting.delete(key)
     const outcome = yield* provision(raw, resolved.success).pipe(
       Effect.catchTag(["PluginUnavailable", "PluginTimeout"], (e) =>
-        Effect.succeed<Attempt>({ ready: "Unknown", reason: "PluginUnavailable", message: e.message, retry: true })
+        Effect.succeed<Attempt | "busy">({ ready: "Unknown", reason: "PluginUnavailable", message: e.message, retry: true })
       ),
-      Effect.catchTag("PluginCallFailed", (e) => Effect.succeed<Attempt>({ ready: "False", reason: "PluginError", message: e.message }))
+      Effect.catchTag("PluginCallFailed", (e) => Effect.succeed<Attempt | "busy">({ ready: "False", reason: "PluginError", message: e.message })),
+      Effect.catchTag("PluginBusy", () => Effect.succeed<Attempt | "busy">("busy"))
     )
+    // Its plugin has its share of the workers already: the status stays as it is, the Capability waits its turn.
+    if (outcome === "busy") return retryLater(key)
     const { failure, retry, ...reported } = outcome
     yield* report(raw, previous, { ...reported, plugin: resolved.success.plugin, version: resolved.success.version })
+    if (retry === true) return retryLater(key)
+    pluginRetries.delete(key)
     if (failure !== undefined) return yield* failure
-    return retry === true ? { requeueAfterMs: PluginRetryMs } : {}
+    return {}
   })
 
-  /** Validity, dependents in order, conditions: what the Ready condition should say. */
+  /** Validity, dependents checked then written in order, conditions: what the Ready condition should say. */
   const provision = (raw: KubeObject, resolution: Resolution): Effect.Effect<Attempt, PluginCallError | KubeApiError> =>
     Effect.gen(function*() {
       const { connection, description } = resolution
       const errors = yield* connection.checkValidity(raw)
       if (errors.length > 0) return { ready: "False", reason: "Invalid", message: errors.join("; ") }
       const built = yield* connection.buildDependents(raw)
+      const namespace = raw.metadata.namespace ?? ""
+      const scopes = yield* scopesOf(description.dependents)
+      const refused = checkBuilt(built, description.dependents, namespace, scopes)
+      if (refused !== undefined) return yield* violated(raw, resolution, refused)
       const infos = new Map(description.dependents.map((d) => [d.id, d]))
-      const observed: Array<{ built: BuiltDependent; info: DependentInfo | undefined; object: KubeObject }> = []
+      const client = identity.clientFor(resolution.plugin)
+
+      // Everything the plugin returns is checked before the first write.
+      const plan: Array<Step> = []
       for (const dependent of built) {
         const info = infos.get(dependent.id)
-        const result = yield* applyDependent(raw, dependent, info, resolution).pipe(Effect.result)
+        if (info === undefined) continue
+        const desired = withOwnership(dependent.object, raw, info)
+        // Cached only when ours: no watch would tell the cache that someone else's went away.
+        const existing = yield* read(refOf(desired), client, (o) => controlledBy(o, raw)).pipe(Effect.result)
+        if (existing._tag === "Failure") {
+          if (existing.failure.code === 403) return forbidden(existing.failure, dependent, resolution, [])
+          return yield* existing.failure
+        }
+        if (existing.success === undefined) {
+          if (info.created) plan.push({ dependent, info, create: desired })
+          continue
+        }
+        // Not ours: neither written nor shown to the plugin.
+        if (!controlledBy(existing.success, raw)) return yield* conflict(raw, dependent.id, existing.success, client)
+        const current = existing.success
+        if (!info.updated) {
+          plan.push({ dependent, info, keep: current })
+          continue
+        }
+        const decision = yield* connection.updateDependent(dependent.id, raw, current)
+        if (!decision.needsUpdate || decision.updated === undefined) {
+          plan.push({ dependent, info, keep: current })
+          continue
+        }
+        const wrong = checkUpdated({ id: dependent.id, object: decision.updated, bytes: decision.bytes }, current, description.dependents, namespace, scopes)
+        if (wrong !== undefined) return yield* violated(raw, resolution, wrong)
+        plan.push({ dependent, info, keep: current, update: withOwnership(decision.updated, raw, info) })
+      }
+
+      const observed: Array<{ built: BuiltDependent; info: DependentInfo; object: KubeObject }> = []
+      for (const step of plan) {
+        const result = yield* write(raw, step, resolution, client).pipe(Effect.result)
         if (result._tag === "Failure") {
           const e = result.failure
+          if (e._tag === "Conflict") return yield* conflict(raw, step.dependent.id, e.existing, client)
           if (e._tag !== "KubeApiError" || e.code === 0) return yield* e
+          if (e.code === 403) return forbidden(e, step.dependent, resolution, observed)
           return {
             ready: "False",
             reason: "ApplyFailed",
-            message: `${String(dependent.object.kind)} ${nameOf(dependent.object)} (${dependent.id}) could not be applied: ${e.detail}`,
+            message: `${String(step.dependent.object.kind)} ${nameOf(step.dependent.object)} (${step.dependent.id}) could not be applied: ${e.detail}`,
             dependents: observed.map((o) => dependentStatus(o.built, true, "Applied", "")),
             // Retried with backoff once the status says why.
             failure: e
           }
         }
         // Objects read or written went through the cache, which dropped their managedFields.
-        if (result.success !== undefined) observed.push({ built: dependent, info, object: result.success })
+        observed.push({ built: step.dependent, info: step.info, object: result.success })
       }
-      const checked = observed.filter((o) => o.info?.checkedForReadiness === true)
+      // Only objects this Capability controls reach the plugin.
+      const checked = observed.filter((o) => o.info.checkedForReadiness && controlledBy(o.object, raw))
       const observations: Array<Observation> = checked.map((o) => ({ id: o.built.id, object: o.object }))
       const conditions = checked.length === 0 ? [] : yield* connection.evaluateConditions(raw, observations)
       const byId = new Map(conditions.map((c) => [c.id, c]))
@@ -180,7 +254,7 @@ const make = Effect.fnUntraced(function*() {
           ? { ...dependentStatus(o.built, true, "Applied", ""), failed: false }
           : { ...dependentStatus(o.built, c.state === "ready", c.reason, c.message), failed: c.state === "failed" }
       })
-      const binding = observed.find((o) => o.info?.binding === true)
+      const binding = observed.find((o) => o.info.binding)
       return {
         ...rollUp(dependents),
         dependents: dependents.map(({ failed: _failed, ...d }) => d),
@@ -188,55 +262,144 @@ const make = Effect.fnUntraced(function*() {
       }
     })
 
-  /**
-   * Creates a missing dependent, or asks the plugin whether an existing one
-   * needs an update; returns the object as it now is (undefined when it is
-   * missing and the plugin does not want it created).
-   */
-  const applyDependent = (raw: KubeObject, dependent: BuiltDependent, info: DependentInfo | undefined, resolution: Resolution) =>
+  /** Whether the declared kinds are namespaced, from discovery (cached by the client). */
+  const scopesOf = (declared: ReadonlyArray<DependentInfo>) =>
     Effect.gen(function*() {
-      const desired = withOwnership(dependent.object, raw, info)
-      const ref = { apiVersion: desired.apiVersion, kind: desired.kind, namespace: desired.metadata.namespace, name: desired.metadata.name }
-      const existing = yield* read(ref)
-      if (existing === undefined) {
-        if (info !== undefined && !info.created) return undefined
-        // Not forced: should an object of that name exist that is not ours
-        // (the cache holds only ours), its manager's fields make this fail
-        // with a conflict rather than be taken over.
-        return yield* kube.apply(desired, FieldManager, { force: false }).pipe(Effect.tap(remember))
+      const known = new Map<string, boolean | undefined>()
+      for (const d of declared) {
+        const key = `${d.apiVersion}/${d.kind}`
+        if (!known.has(key)) known.set(key, yield* kube.namespaced(d.apiVersion, d.kind))
       }
-      const owners = existing.metadata.ownerReferences ?? []
-      if (owners.some((o) => o.controller === true && o.uid !== raw.metadata.uid)) {
-        return yield* new KubeApiError({
-          code: 409,
-          reason: "AlreadyExists",
-          detail: `a ${ref.kind} named ${ref.name} already exists and is controlled by another owner`,
-          request: `apply ${ref.kind} ${ref.namespace}/${ref.name}`
-        })
+      return (apiVersion: string, kind: string) => known.get(`${apiVersion}/${kind}`)
+    })
+
+  /** The API server refused the plugin's identity: the status names the permission and how to grant it; retried with backoff. */
+  const forbidden = (
+    e: KubeApiError,
+    dependent: BuiltDependent,
+    resolution: Resolution,
+    observed: ReadonlyArray<{ readonly built: BuiltDependent }>
+  ): Attempt => ({
+    ready: "False",
+    reason: "Forbidden",
+    message: describeForbidden({
+      detail: e.detail,
+      object: `${String(dependent.object.kind)} ${nameOf(dependent.object)} (${dependent.id})`,
+      plugin: resolution.plugin,
+      actingAs: identity.userOf(resolution.plugin),
+      regenerate: identity.settings.regenerate
+    }),
+    dependents: observed.map((o) => dependentStatus(o.built, true, "Applied", "")),
+    // Retried with backoff: the RBAC may be applied meanwhile.
+    failure: e
+  })
+
+  /** A plugin's answer broke a rule: counted, logged, and the Capability fails with nothing written. */
+  const violated = (raw: KubeObject, resolution: Resolution, violation: Violation) =>
+    Effect.gen(function*() {
+      metrics.pluginViolation(resolution.plugin, violation.rule)
+      const message = `plugin ${resolution.plugin} broke rule "${violation.rule}": ${violation.message}; nothing was written`
+      yield* Effect.logWarning(`capability ${objectKey(raw)}: ${message}`).pipe(
+        Effect.annotateLogs({ capability: objectKey(raw), plugin: resolution.plugin, rule: violation.rule })
+      )
+      return { ready: "False", reason: "PluginViolation", message } satisfies Attempt
+    })
+
+  /** An object of a dependent's name exists that this Capability does not control: never taken over. */
+  const conflict = (raw: KubeObject, id: string, existing: KubeObject, client: KubeApi) =>
+    Effect.gen(function*() {
+      // The cache drops managedFields: the server's copy names the managers.
+      const full = yield* client.get(refOf(existing)).pipe(Effect.orElseSucceed(() => existing))
+      const what = `${existing.kind} ${objectKey(existing)} (id ${id})`
+      const message = `${what} already exists and is not controlled by this Capability (${holders(full)}); ` +
+        "halkyon neither changes it nor shows it to the plugin: delete or rename it, or the Capability"
+      return {
+        ready: "False",
+        reason: "Conflict",
+        message,
+        // Retried with backoff: the object may go away.
+        failure: new KubeApiError({ code: 409, reason: "Conflict", detail: message, request: `apply ${what}` })
+      } satisfies Attempt
+    })
+
+  /** Creates, updates or keeps one planned dependent; returns it as it now is. */
+  const write = (
+    raw: KubeObject,
+    step: Step,
+    resolution: Resolution,
+    kube: KubeApi
+  ): Effect.Effect<KubeObject, KubeApiError | Conflict | PluginCallError> =>
+    Effect.gen(function*() {
+      if ("create" in step) {
+        // Create-only: a resourceVersion no object can have is ignored by a
+        // create and fails (409) the apply on any object of that name that
+        // exists (the cache holds only ours), which is then never taken over.
+        const desired = { ...step.create, metadata: { ...step.create.metadata, resourceVersion: CreateOnly } }
+        return yield* kube.apply(desired, FieldManager, { force: false }).pipe(
+          Effect.tap(remember),
+          Effect.catchIf(
+            (e) => e.code === 409,
+            (e) =>
+              kube.get(refOf(step.create)).pipe(
+                Effect.catchIf((g) => g.notFound, () => Effect.fail(e)),
+                Effect.flatMap((found): Effect.Effect<never, KubeApiError | Conflict> =>
+                  controlledBy(found, raw) ? Effect.fail(e) : Effect.fail(new Conflict({ existing: found }))
+                )
+              )
+          )
+        )
       }
-      if (info === undefined || !info.updated) return existing
-      const decision = yield* resolution.connection.updateDependent(dependent.id, raw, existing)
-      if (!decision.needsUpdate || decision.updated === undefined) return existing
-      const updated = withOwnership(decision.updated, raw, info)
+      const existing = step.keep
+      const updated = step.update
+      if (updated === undefined) return existing
+      const ref = refOf(existing)
+      // Force and merge patches only on the object checked to be ours: its uid is their precondition.
+      const owned = { ...updated, metadata: { ...updated.metadata, uid: existing.metadata.uid } }
       // Fields another manager set (a hand edit's list items, say) survive an
       // apply, or make it invalid (two ports of one name). Then a merge patch,
       // whose lists replace the server's whole, puts the plugin's object back.
       const replace = Effect.logDebug(`${ref.kind} ${ref.namespace}/${ref.name}: fields another manager set stand in the way of the apply; replacing them`).pipe(
-        Effect.andThen(kube.mergePatch(ref, updated, FieldManager)),
+        Effect.andThen(kube.mergePatch(ref, owned, FieldManager)),
         Effect.tap(remember)
       )
-      const applied = yield* kube.apply(updated, FieldManager).pipe(
+      const applied = yield* kube.apply(owned, FieldManager).pipe(
         Effect.tap(remember),
         Effect.map((o): KubeObject | undefined => o),
         Effect.catchIf((e) => e.code === 422, () => Effect.succeed(undefined))
       )
       if (applied === undefined) return yield* replace
-      const again = yield* resolution.connection.updateDependent(dependent.id, raw, applied)
+      const again = yield* resolution.connection.updateDependent(step.dependent.id, raw, applied)
       return again.needsUpdate ? yield* replace : applied
     })
 
   return Reconciler.of({ reconcile, waitingForPlugin: Effect.sync(() => [...waiting]) })
 })
+
+/** The largest resourceVersion the API server parses: a precondition that only a create meets. */
+const CreateOnly = "18446744073709551615"
+
+/** One dependent, checked, and what the reconcile does with it. */
+type Step = { readonly dependent: BuiltDependent; readonly info: DependentInfo } & (
+  | { readonly create: KubeObject }
+  | { readonly keep: KubeObject; readonly update?: KubeObject }
+)
+
+/** A dependent's name is taken by an object this Capability does not control. */
+class Conflict extends Data.TaggedError("Conflict")<{ readonly existing: KubeObject }> {}
+
+const refOf = (o: KubeObject): ObjectRef => ({ apiVersion: o.apiVersion, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name })
+
+/** Whether `object` carries `capability`'s controller owner reference, uid matched. */
+export const controlledBy = (object: KubeObject, capability: KubeObject): boolean =>
+  capability.metadata.uid !== undefined &&
+  (object.metadata.ownerReferences ?? []).some((o) => o.controller === true && o.uid === capability.metadata.uid && o.kind === "Capability")
+
+/** Who holds an object, for a Conflict message: its controller, other owners, its field managers. */
+const holders = (o: KubeObject): string => {
+  const owners = (o.metadata.ownerReferences ?? []).map((r) => `${r.controller === true ? "controlled" : "owned"} by ${r.kind} ${r.name}`)
+  const managers = [...new Set((o.metadata.managedFields ?? []).map((m) => m.manager ?? "").filter((m) => m !== ""))]
+  return [...(owners.length === 0 ? ["no owner reference"] : owners), ...(managers.length === 0 ? [] : [`managed by ${managers.join(", ")}`])].join("; ")
+}
 
 const nameOf = (object: Record<string, unknown>) => String((object.metadata as { name?: unknown } | undefined)?.name ?? "")
 
@@ -250,21 +413,23 @@ const dependentStatus = (built: BuiltDependent, ready: boolean, reason: string, 
 })
 
 /**
- * The object to apply: what the plugin built, in the Capability's namespace,
- * labelled as ours, owned by the Capability (unless the plugin says not), and
- * without the fields an apply must not carry (a plugin may hand back an
- * object as read from the server).
+ * The object to apply: what the plugin built (checked by DependentRules), in
+ * the Capability's namespace, labelled as ours, owned by the Capability
+ * (unless the plugin says not), and without the fields an apply must not
+ * carry (a plugin may hand back an object as read from the server).
  */
 export const withOwnership = (object: Record<string, unknown>, owner: KubeObject, info: DependentInfo | undefined): KubeObject => {
   const { status: _status, ...rest } = object
   const metadata = { ...(object.metadata as Record<string, unknown>) }
-  for (const field of ["managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink"]) delete metadata[field]
+  // Owner references are the operator's to set: a plugin's own could hand the object to another owner's garbage collection.
+  for (const field of ["managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink", "ownerReferences"]) delete metadata[field]
   const owned = info === undefined || info.owned
   return {
     ...(rest as unknown as KubeObject),
     metadata: {
       ...(metadata as unknown as KubeObject["metadata"]),
-      namespace: (metadata.namespace as string | undefined) ?? owner.metadata.namespace,
+      // DependentRules refused any other namespace before this.
+      namespace: owner.metadata.namespace,
       labels: { ...(metadata.labels as Record<string, string> | undefined), [CapabilityLabel]: owner.metadata.name },
       ...(owned
         ? {

@@ -22,3 +22,13 @@ export class PluginNotAvailable extends Schema.TaggedError<PluginNotAvailable>()
     return `plugin ${this.plugin} is not available right now: ${this.reason}`
   }
 }
+
+/** A plugin whose category or type cannot name a CapabilityInfo: refused at load. */
+export class InvalidPluginDescription extends Schema.TaggedError<InvalidPluginDescription>()("InvalidPluginDescription", {
+  plugin: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `plugin ${this.plugin} is refused: ${this.detail}. Its author must rename it; other plugins are not affected`
+  }
+}

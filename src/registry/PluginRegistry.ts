@@ -8,12 +8,16 @@
  * Plugins that are restarting stay registered but unavailable, so a look-up
  * says "unavailable" rather than "unknown".
  *
+ * A plugin whose category or type is not a valid name (Names.ts) is never
+ * registered, so nothing downstream (CapabilityInfos) ever sees it.
+ *
  * It does not start plugins: PluginHost registers what it has launched.
  */
 import { Context, Effect, Layer, PubSub, Stream } from "effect"
 import type { PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
 import type { PluginConnection } from "../plugin-client/PluginClient.ts"
-import { NoPluginFound, PluginNotAvailable } from "./Errors.ts"
+import { InvalidPluginDescription, NoPluginFound, PluginNotAvailable } from "./Errors.ts"
+import { descriptionProblem } from "./Names.ts"
 
 export interface RegistryEntry {
   readonly plugin: string
@@ -35,8 +39,12 @@ export interface Resolution {
 const key = (category: string, type: string) => `${category.toLowerCase()}/${type.toLowerCase()}`
 
 export class PluginRegistry extends Context.Service<PluginRegistry, {
-  /** Registers a plugin (again) as available. */
-  readonly register: (plugin: string, description: PluginDescription, connection: PluginConnection) => Effect.Effect<void>
+  /** Registers a plugin (again) as available; refuses one whose category or type is not a valid name. */
+  readonly register: (
+    plugin: string,
+    description: PluginDescription,
+    connection: PluginConnection
+  ) => Effect.Effect<void, InvalidPluginDescription>
   readonly markUnavailable: (plugin: string, reason: string) => Effect.Effect<void>
   readonly unregister: (plugin: string) => Effect.Effect<void>
   readonly resolve: (category: string, type: string, version: string) => Effect.Effect<Resolution, NoPluginFound | PluginNotAvailable>
@@ -77,6 +85,11 @@ export class PluginRegistry extends Context.Service<PluginRegistry, {
         description: PluginDescription,
         connection: PluginConnection
       ) {
+        const problem = descriptionProblem(description)
+        if (problem !== undefined) {
+          if (plugins.delete(plugin)) yield* publish
+          return yield* new InvalidPluginDescription({ plugin, detail: problem })
+        }
         const entry: RegistryEntry = { plugin, description, connection, available: true, reason: "" }
         plugins.set(plugin, entry)
         yield* warnConflicts(entry)

@@ -44,7 +44,7 @@ for (const host of hosts) {
       const all = run([...host.command, "manifests"])
       expect(all.code).toBe(0)
       expect([...all.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual([
-        "CustomResourceDefinition", "CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"
+        "CustomResourceDefinition", "CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment"
       ])
       const crds = run([...host.command, "manifests", "--crds-only"])
       expect([...crds.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual(["CustomResourceDefinition", "CustomResourceDefinition"])

@@ -181,11 +181,12 @@ describe("conformance table: our host loads Go plugins built on go-plugin", () =
   test("hclog lines parsed into levels and fields; [WARN] lines too; stdout after the handshake relayed from the stdio stream", async () => {
     const lines = await launchLogging(goFixture("logs"), launchOptions())
     const line = (message: string) => lines.find((l) => l.includes(`message="${message}"`) || l.includes(`message=${message}`)) ?? `(no line for ${message})`
-    expect(line("a trace line")).toMatch(/level=TRACE .*plugin=logs .*step=1/)
-    expect(line("a debug line")).toMatch(/level=DEBUG .*step=2/)
-    expect(line("an info line")).toMatch(/level=INFO .*port=6379 .*tls=true/)
-    expect(line("a warn line")).toMatch(/level=WARN .*attempt=3/)
-    expect(line("an error line")).toMatch(/level=ERROR .*error="disk full"/)
+    // The plugin's own fields are nested under plugin_fields (JSON in a logfmt line), apart from the host's.
+    expect(line("a trace line")).toMatch(/level=TRACE .*plugin=logs .*plugin_fields="\{\\"step\\":1\}"/)
+    expect(line("a debug line")).toMatch(/level=DEBUG .*plugin_fields="\{\\"step\\":2\}"/)
+    expect(line("an info line")).toMatch(/level=INFO .*plugin_fields="\{\\"port\\":6379,\\"tls\\":true\}"/)
+    expect(line("a warn line")).toMatch(/level=WARN .*plugin_fields="\{\\"attempt\\":3\}"/)
+    expect(line("an error line")).toMatch(/level=ERROR .*plugin_fields="\{\\"error\\":\\"disk full\\"\}"/)
     expect(line("a plain warning")).toMatch(/level=WARN /)
     expect(line("stdout after the handshake")).toMatch(/level=INFO .*plugin=logs .*stream=stdout/)
   })

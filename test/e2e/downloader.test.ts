@@ -122,10 +122,10 @@ describe("plugin specs", () => {
     const { specs, invalid } = parsePluginSpecs([" acme/redis@v1.0.0 ,, acme/kafka@v2 ", "nonsense,acme/x@", "a/b/c@v1,acme/ok@../x"])
     expect(specs.map(String)).toEqual(["acme/redis@v1.0.0", "acme/kafka@v2"])
     expect(invalid.map((e) => e.message)).toEqual([
-      'invalid plugin "nonsense": no @tag; expected org/repo@tag, e.g. halkyon-io/postgres-plugin@v1.2.0',
-      'invalid plugin "acme/x@": "" is not a valid tag; expected org/repo@tag, e.g. halkyon-io/postgres-plugin@v1.2.0',
-      'invalid plugin "a/b/c@v1": the repository must be org/repo; expected org/repo@tag, e.g. halkyon-io/postgres-plugin@v1.2.0',
-      'invalid plugin "acme/ok@../x": "../x" is not a valid tag; expected org/repo@tag, e.g. halkyon-io/postgres-plugin@v1.2.0'
+      'invalid plugin "nonsense": no @tag; expected org/repo@tag[#sha256:<archive digest>], e.g. halkyon-io/postgres-plugin@v1.2.0',
+      'invalid plugin "acme/x@": "" is not a valid tag; expected org/repo@tag[#sha256:<archive digest>], e.g. halkyon-io/postgres-plugin@v1.2.0',
+      'invalid plugin "a/b/c@v1": the repository must be org/repo; expected org/repo@tag[#sha256:<archive digest>], e.g. halkyon-io/postgres-plugin@v1.2.0',
+      'invalid plugin "acme/ok@../x": "../x" is not a valid tag; expected org/repo@tag[#sha256:<archive digest>], e.g. halkyon-io/postgres-plugin@v1.2.0'
     ])
   })
 
@@ -135,15 +135,16 @@ describe("plugin specs", () => {
 })
 
 describe("halkyon plugins install (compiled binary)", () => {
-  test("happy path: redirect to storage, token to the release host only, checksum verified, lock written, plugin loads", async () => {
+  test("happy path: redirect to storage, the mirror's token to the release host only, checksum verified, lock written, plugin loads", async () => {
     const dir = freshFolder()
     const archive = publishPostgres("acme/pg@v1.0.0")
     const from = servers.requests.length
-    const result = await install(["acme/pg@v1.0.0", "--plugins-dir", dir], { GITHUB_TOKEN: "token-for-release-host" })
+    // A mirror gets HALKYON_RELEASE_TOKEN; GITHUB_TOKEN is for github.com alone.
+    const result = await install(["acme/pg@v1.0.0", "--plugins-dir", dir], { HALKYON_RELEASE_TOKEN: "token-for-release-host", GITHUB_TOKEN: "github-only" })
     expect(result.stderr).not.toContain("token-for-release-host")
     expect(result.code).toBe(0)
     expect(result.stdout).toContain("acme/pg@v1.0.0: installed postgres.js")
-    expect(result.stdout).toContain("verified against checksums.txt")
+    expect(result.stdout).toContain("matches checksums.txt")
 
     const requests = servers.requests.slice(from)
     expect(requests.map((r) => `${r.server} ${r.path.replace(/\?.*/, "")}`).sort()).toEqual([
@@ -219,9 +220,9 @@ describe("halkyon plugins install (compiled binary)", () => {
     // No checksums.txt: both names are asked for in turn.
     servers.publish("acme/old@v1", { [osName]: archive })
     const from = servers.requests.length
-    const result = await install(["acme/old@v1", "--plugins-dir", dir])
+    const result = await install(["acme/old@v1", "--plugins-dir", dir, "--allow-unverified"])
     expect(result.code).toBe(0)
-    expect(result.stderr).toContain("publishes no checksums.txt: installing it unverified")
+    expect(result.stderr).toContain("publishes no checksums.txt: installing it unverified, as --allow-unverified allows")
     const asked = servers.requests.slice(from).filter((r) => r.server === "release").map((r) => r.path.split("/").pop())
     // checksums.txt is fetched alongside the first archive.
     expect(asked.filter((a) => a !== "checksums.txt")).toEqual([archName, osName])
@@ -305,11 +306,12 @@ describe("halkyon plugins install (compiled binary)", () => {
     expect(result.stderr).toContain(`${archName} of acme/tampered@v1 does not match the release's checksums.txt: expected SHA-256 ${published}, got ${sha256(archive)}`)
   })
 
-  test("no checksums.txt with --require-checksums: refused", async () => {
+  test("no checksums.txt: refused by default, naming --allow-unverified", async () => {
     const archive = tarGz([{ path: "postgres.js", body: bundle }])
-    const result = await expectRefused("acme/unsigned@v1", { [archName]: archive }, ["--require-checksums"])
+    const result = await expectRefused("acme/unsigned@v1", { [archName]: archive })
     expect(result.stderr).toContain("acme/unsigned@v1 publishes no checksums.txt")
-    expect(result.stderr).toContain("--require-checksums is set: nothing was installed")
+    expect(result.stderr).toContain("so it cannot be verified: nothing was installed")
+    expect(result.stderr).toContain("--allow-unverified (HALKYON_ALLOW_UNVERIFIED=true)")
   })
 
   const hostile: ReadonlyArray<{ readonly name: string; readonly entries: Parameters<typeof tarGz>[0]; readonly says: string }> = [
@@ -406,8 +408,9 @@ describe("halkyon plugins install (compiled binary)", () => {
 
   test("an install interrupted during its commit is completed by the next run", async () => {
     const dir = await folderWithPlugin()
-    // The state a kill between the journal and the lock leaves: the journal, and the staged file not yet moved.
-    const staging = ".halkyon-install-interrupted"
+    // The state a kill between the journal and the lock leaves: the journal, and the staged file not yet moved,
+    // in the staging folder of a process that has exited.
+    const staging = `.halkyon-install-${Bun.spawnSync(["true"]).pid}-interrupted`
     mkdirSync(join(dir, staging))
     writeFileSync(join(dir, staging, "late.js"), "// late")
     const lock = JSON.parse(readFileSync(join(dir, "plugins.lock"), "utf8"))

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test"
 import { connect, createServer, type Socket } from "node:net"
-import { CoordinationV1Api, KubeConfig } from "@kubernetes/client-node"
+import { CoordinationV1Api, KubeConfig, V1MicroTime } from "@kubernetes/client-node"
 import { Context, Effect, Exit, Fiber, Layer, Logger, Scope } from "effect"
 import { type ControlPlane, startControlPlane } from "../support/control-plane/start.ts"
 import { LeaderElection, type LeaderElectionOptions } from "../../src/operator/LeaderElection.ts"
@@ -195,6 +195,59 @@ test("two electors on one lease: exactly one leads, and the lease names it", asy
     expect(leader.lostAt()).toBeUndefined()
   } finally {
     await Promise.all([a.close(), b.close()])
+  }
+})
+
+for (const skewed of ["candidate", "leader"] as const) {
+  test(`${skewed === "leader" ? "the leader" : "a candidate"} 20 s ahead: the candidate never takes the lease from the renewing leader, who never loses it early`, async () => {
+    const lease = `halkyon-skew-${skewed}`
+    const ahead = { wallClock: () => Date.now() + 20_000 }
+    const a = await startElector(`skew-${skewed}-a`, lease, skewed === "leader" ? ahead : {})
+    try {
+      expect(await a.awaitLeadership(5000)).toBe(true)
+      const b = await startElector(`skew-${skewed}-b`, lease, skewed === "candidate" ? ahead : {})
+      try {
+        const watch = monitor([a, b])
+        // Three lease durations (2 s each) of renewals every 250 ms.
+        await Bun.sleep(6000)
+        const seen = watch.stop()
+        expect(seen.overlaps).toBe(0)
+        expect(seen.led(b.identity)).toBe(0)
+        expect(seen.led(a.identity)).toBe(seen.samples)
+        expect(a.lostAt()).toBeUndefined()
+        expect((await readLease(lease)).holder).toBe(a.identity)
+      } finally {
+        await b.close()
+      }
+    } finally {
+      await a.close()
+    }
+  })
+}
+
+test("a candidate takes a lease nobody renews once it has seen it unchanged for the lease duration, judged by its own clock", async () => {
+  const lease = "halkyon-abandoned"
+  // A holder that wrote once and died, with a renew time far in the future (its clock was wrong).
+  await coordination().createNamespacedLease({
+    namespace: NAMESPACE,
+    body: {
+      apiVersion: "coordination.k8s.io/v1",
+      kind: "Lease",
+      metadata: { name: lease, namespace: NAMESPACE },
+      spec: { holderIdentity: "dead", leaseDurationSeconds: 2, renewTime: new V1MicroTime(Date.now() + 3_600_000), leaseTransitions: 0 }
+    }
+  })
+  const started = performance.now()
+  const b = await startElector("abandoned-b", lease)
+  try {
+    expect(await b.awaitLeadership(10_000)).toBe(true)
+    const took = performance.now() - started
+    // Not before the 2 s it must see the lease unchanged, and within a retry period or two of it.
+    expect(took).toBeGreaterThanOrEqual(2000)
+    expect(took).toBeLessThan(4000)
+    expect((await readLease(lease)).transitions).toBe(1)
+  } finally {
+    await b.close()
   }
 })
 

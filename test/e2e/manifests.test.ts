@@ -15,15 +15,18 @@ import {
   type V1ClusterRoleBinding,
   type V1CustomResourceDefinition,
   type V1Deployment,
+  type V1Role,
   type V1ServiceAccount
 } from "@kubernetes/client-node"
 import { Console, Effect } from "effect"
 import { Command } from "effect/cli"
 import { CapabilityInfoResource, CapabilityResource, capabilityCrd } from "../../src/api/Crds.ts"
-import { defaultImage, defaultNamespace, manifests, operatorName, operatorRules } from "../../src/api/Manifests.ts"
+import { defaultImage, defaultNamespace, manifests, operatorName, operatorNamespacedRules, operatorRules } from "../../src/api/Manifests.ts"
 import { manifestsCommand } from "../../src/cli/ManifestsCommand.ts"
 import { type ControlPlane, startControlPlane } from "../support/control-plane/start.ts"
 import { join } from "node:path"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { root } from "../support/paths.ts"
 
 const namespace = "halkyon-test"
@@ -131,6 +134,8 @@ test("manifests lists the CRDs first and a namespace only when it is not default
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
     "Deployment"
   ])
   expect(manifests({ namespace: "default" }).map((o) => o.kind)).not.toContain("Namespace")
@@ -270,6 +275,9 @@ test("the ServiceAccount, RBAC and Deployment were accepted as written", async (
 
   const role = await api.read<V1ClusterRole>({ apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name: operatorName } })
   expect(role.rules).toEqual([...operatorRules])
+  // Without plugins known, nothing to impersonate: the Role holds the Lease only, in the operator's namespace.
+  const own = await api.read<V1Role>({ apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name: operatorName, namespace } })
+  expect(own.rules).toEqual([...operatorNamespacedRules([])])
 
   const binding = await api.read<V1ClusterRoleBinding>({
     apiVersion: "rbac.authorization.k8s.io/v1",
@@ -284,7 +292,9 @@ test("the ServiceAccount, RBAC and Deployment were accepted as written", async (
   const container = pod?.containers[0]
   expect(pod?.serviceAccountName).toBe(operatorName)
   expect(container?.image).toBe(image)
-  expect(container?.args).toEqual(["run", "--leader-elect", "--plugins-dir", "/plugins", "--health-addr", ":8081", "--metrics-addr", ":8080"])
+  expect(container?.args).toEqual([
+    "run", "--leader-elect", "--plugins-dir", "/plugins", "--impersonate", "always", "--health-addr", ":8081", "--metrics-addr", ":8080"
+  ])
   expect(container?.ports?.map((p) => [p.name, p.containerPort])).toEqual([["health", 8081], ["metrics", 8080]])
   expect(container?.livenessProbe?.httpGet).toMatchObject({ path: "/healthz", port: 8081 })
   expect(container?.readinessProbe?.httpGet).toMatchObject({ path: "/readyz", port: 8081 })
@@ -314,9 +324,22 @@ test("the YAML the command prints parses back into the same objects", async () =
 })
 
 test("--plugins sets HALKYON_PLUGINS on the operator, normalized; a bad entry is refused with the expected form", async () => {
-  const printed = await runManifestsCommand(["--plugins", " acme/redis@v2.1.0, ,acme/kafka@v1"])
-  const deployment = loadAllYaml(printed).find((m) => (m as { kind?: string }).kind === "Deployment") as V1Deployment
+  const deployment = manifests({ plugins: "acme/redis@v2.1.0,acme/kafka@v1" }).find((m) => m.kind === "Deployment") as V1Deployment
   expect(deployment.spec?.template.spec?.containers[0]?.env).toContainEqual({ name: "HALKYON_PLUGINS", value: "acme/redis@v2.1.0,acme/kafka@v1" })
+  // The command reads what each named plugin declares from the folder it is installed in: without one it warns; not installed there is refused.
+  const halkyon = (...args: Array<string>) => Bun.spawnSync([join(root, "dist/halkyon"), "manifests", ...args], { stdout: "pipe", stderr: "pipe" })
+  const noDir = halkyon("--plugins", "acme/redis@v2.1.0")
+  expect(noDir.exitCode).toBe(0)
+  expect(noDir.stderr.toString()).toContain("warning: no roles for acme/redis@v2.1.0 in this output")
+  expect(noDir.stdout.toString()).not.toContain("halkyon-plugin-")
+  const empty = mkdtempSync(join(tmpdir(), "halkyon-manifests-"))
+  try {
+    const notInstalled = halkyon("--plugins", " acme/redis@v2.1.0, ,acme/kafka@v1", "--plugins-dir", empty)
+    expect(notInstalled.exitCode).not.toBe(0)
+    expect(notInstalled.stderr.toString()).toContain(`acme/redis@v2.1.0, acme/kafka@v1 not installed in ${empty}: install first`)
+  } finally {
+    rmSync(empty, { recursive: true, force: true })
+  }
   const without = loadAllYaml(await runManifestsCommand([])).find((m) => (m as { kind?: string }).kind === "Deployment") as V1Deployment
   expect(without.spec?.template.spec?.containers[0]?.env?.map((e) => e.name)).toEqual(["POD_NAMESPACE"])
 

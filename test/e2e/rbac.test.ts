@@ -1,35 +1,77 @@
 /**
- * The ClusterRole that `halkyon manifests` prints is enough, and no more:
- * the compiled operator runs with the token of the ServiceAccount it binds,
- * and provisions a Capability end to end.
+ * The RBAC that `halkyon manifests --plugins-dir` prints is enough, and no
+ * more: the compiled operator runs with the token of the ServiceAccount it
+ * binds, whose own role holds no dependent kind, and writes each plugin's
+ * dependents as that plugin's ServiceAccount (impersonation), which the API
+ * server holds to the role derived from the plugin's Describe.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test"
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { type Manifest, manifests } from "../../src/api/Manifests.ts"
+import { loadAllYaml, type V1ClusterRole } from "@kubernetes/client-node"
+import type { Manifest } from "../../src/api/Manifests.ts"
 import { capabilityPath, type Cluster, dig, kubeconfigWithToken, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
-import { builtPlugin, eventually, testPlugin } from "../support/paths.ts"
+import { builtPlugin, eventually, root, testPlugin } from "../support/paths.ts"
 
 let cluster: Cluster
 let operator: Operator | undefined
 let pluginsDir: string
 let kubeconfig: { path: string; cleanup: () => void }
 let token: string
+/** What `halkyon manifests --plugins-dir` printed, as objects. */
+let printed: Array<Manifest>
 
 const apply = (object: Manifest, path: string) =>
   cluster.api("PATCH", `${path}/${object.metadata?.name}?fieldManager=test&force=true`, object, "application/apply-patch+yaml")
 
+const rbac = "/apis/rbac.authorization.k8s.io/v1"
+const paths: Record<string, (ns: string | undefined) => string> = {
+  Namespace: () => "/api/v1/namespaces",
+  ServiceAccount: (ns) => `/api/v1/namespaces/${ns}/serviceaccounts`,
+  ClusterRole: () => `${rbac}/clusterroles`,
+  ClusterRoleBinding: () => `${rbac}/clusterrolebindings`,
+  Role: (ns) => `${rbac}/namespaces/${ns}/roles`,
+  RoleBinding: (ns) => `${rbac}/namespaces/${ns}/rolebindings`
+}
+const operatorUser = "system:serviceaccount:halkyon-system:halkyon"
+const postgresUser = "system:serviceaccount:halkyon-system:halkyon-plugin-postgres-js"
+
+/** Whether the API server lets `user` do `verb` on `resource` (a SubjectAccessReview, as `kubectl auth can-i --as`). */
+const can = async (user: string, groups: ReadonlyArray<string>, attributes: Record<string, string>) => {
+  const review = await cluster.api("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+    apiVersion: "authorization.k8s.io/v1",
+    kind: "SubjectAccessReview",
+    spec: { user, groups, resourceAttributes: attributes }
+  })
+  expect(review.status).toBe(201)
+  return dig<boolean>(review.body, "status", "allowed") === true
+}
+const asOperator = (verb: string, resource: string, namespace = "apps", group = "", name?: string) =>
+  can(operatorUser, ["system:serviceaccounts", "system:serviceaccounts:halkyon-system", "system:authenticated"], {
+    verb,
+    resource,
+    namespace,
+    group,
+    ...(name === undefined ? {} : { name })
+  })
+
+const printedRole = (name: string) => printed.find((m) => m.kind === "ClusterRole" && m.metadata?.name === name) as V1ClusterRole | undefined
+
 beforeAll(async () => {
   cluster = await startCluster()
-  const paths: Record<string, (ns: string | undefined) => string> = {
-    Namespace: () => "/api/v1/namespaces",
-    ServiceAccount: (ns) => `/api/v1/namespaces/${ns}/serviceaccounts`,
-    ClusterRole: () => "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-    ClusterRoleBinding: () => "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
-  }
+  pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-rbac-plugins-"))
+  copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
+  copyFileSync(testPlugin("flaky.js"), join(pluginsDir, "flaky.js"))
+  // The RBAC as a user gets it: the command starts each plugin of the folder and reads its Describe.
+  const command = Bun.spawnSync([join(root, "dist/halkyon"), "manifests", "--namespace", "halkyon-system", "--plugins-dir", pluginsDir], {
+    stdout: "pipe",
+    stderr: "pipe"
+  })
+  expect(command.exitCode, command.stderr.toString()).toBe(0)
+  printed = loadAllYaml(command.stdout.toString()) as Array<Manifest>
   // The CRDs are in already; the Deployment needs a kubelet, so it is left out.
-  for (const object of manifests({ namespace: "halkyon-system" })) {
+  for (const object of printed) {
     const path = paths[object.kind ?? ""]
     if (path === undefined) continue
     const applied = await apply(object, path(object.metadata?.namespace))
@@ -43,9 +85,6 @@ beforeAll(async () => {
   expect(requested.status).toBe(201)
   token = dig<string>(requested.body, "status", "token") ?? ""
   kubeconfig = kubeconfigWithToken(cluster, token)
-  pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-rbac-plugins-"))
-  copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
-  copyFileSync(testPlugin("flaky.js"), join(pluginsDir, "flaky.js"))
   expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "apps" } })).status).toBe(201)
 }, 30 * 60_000)
 
@@ -56,20 +95,82 @@ afterAll(async () => {
   if (pluginsDir !== undefined) rmSync(pluginsDir, { recursive: true, force: true })
 })
 
-test("the ServiceAccount's token can do what the operator needs and no more", async () => {
-  const as = (path: string) =>
-    fetch(`${cluster.plane.server}${path}`, { headers: { authorization: `Bearer ${token}` }, tls: { ca: cluster.plane.caCertPem }, keepalive: false })
-  expect((await as("/apis/halkyon.io/v1beta1/capabilities")).status).toBe(200)
-  expect((await as("/api/v1/namespaces/apps/secrets")).status).toBe(200)
-  // Least privilege: no pods, no nodes, no RBAC changes.
-  expect((await as("/api/v1/pods")).status).toBe(403)
-  expect((await as("/api/v1/nodes")).status).toBe(403)
-  expect((await as("/apis/rbac.authorization.k8s.io/v1/clusterroles")).status).toBe(403)
+/** A request with the operator's token, optionally impersonating. */
+const asToken = (path: string, init: { method?: string; body?: unknown; impersonate?: string } = {}) =>
+  fetch(`${cluster.plane.server}${path}`, {
+    method: init.method ?? "GET",
+    headers: {
+      authorization: `Bearer ${token}`,
+      "content-type": "application/json",
+      ...(init.impersonate === undefined ? {} : { "Impersonate-User": init.impersonate })
+    },
+    body: init.body === undefined ? null : JSON.stringify(init.body),
+    tls: { ca: cluster.plane.caCertPem },
+    keepalive: false
+  })
+
+test("the operator's own role grants no dependent kind: in the YAML and on the API server", async () => {
+  // The YAML: the operator's ClusterRole and Role name no Secret, StatefulSet or Deployment.
+  const own = [printedRole("halkyon"), printed.find((m) => m.kind === "Role" && m.metadata?.name === "halkyon") as V1ClusterRole | undefined]
+  const resources = own.flatMap((r) => r?.rules ?? []).flatMap((r) => r.resources ?? [])
+  expect(resources.length).toBeGreaterThan(0)
+  for (const kind of ["secrets", "statefulsets", "deployments", "services", "configmaps"]) expect(resources).not.toContain(kind)
+  // The postgres plugin's role holds exactly its declared kinds.
+  expect(printedRole("halkyon-plugin-postgres-js")?.rules?.map((r) => `${r.apiGroups?.[0]}/${r.resources?.[0]}`)).toEqual([
+    "/secrets",
+    "/services",
+    "apps/statefulsets",
+    "halkyon.io/capabilities/finalizers"
+  ])
+
+  // The API server, as `kubectl auth can-i --as` would ask it.
+  for (const verb of ["get", "list", "watch", "create", "patch"]) {
+    expect(await asOperator(verb, "secrets")).toBe(false)
+    expect(await asOperator(verb, "statefulsets", "apps", "apps")).toBe(false)
+    expect(await asOperator(verb, "deployments", "apps", "apps")).toBe(false)
+  }
+  expect(await asOperator("list", "capabilities", "apps", "halkyon.io")).toBe(true)
+  expect(await asOperator("update", "capabilities", "apps", "halkyon.io")).toBe(false)
+  // Impersonation: exactly the plugins' ServiceAccounts, in the operator's namespace only.
+  expect(await asOperator("impersonate", "serviceaccounts", "halkyon-system", "", "halkyon-plugin-postgres-js")).toBe(true)
+  expect(await asOperator("impersonate", "serviceaccounts", "halkyon-system", "", "halkyon-plugin-flaky-js")).toBe(true)
+  expect(await asOperator("impersonate", "serviceaccounts", "halkyon-system", "", "default")).toBe(false)
+  expect(await asOperator("impersonate", "serviceaccounts", "kube-system", "", "halkyon-plugin-postgres-js")).toBe(false)
+  expect(await asOperator("impersonate", "users", "", "", "admin")).toBe(false)
+  // The Lease in its own namespace only.
+  expect(await asOperator("update", "leases", "halkyon-system", "coordination.k8s.io")).toBe(true)
+  expect(await asOperator("update", "leases", "apps", "coordination.k8s.io")).toBe(false)
+
+  // The token itself: no Secrets, no pods, no nodes, no RBAC.
+  expect((await asToken("/apis/halkyon.io/v1beta1/capabilities")).status).toBe(200)
+  expect((await asToken("/api/v1/namespaces/apps/secrets")).status).toBe(403)
+  expect((await asToken("/apis/apps/v1/namespaces/apps/statefulsets")).status).toBe(403)
+  expect((await asToken("/api/v1/pods")).status).toBe(403)
+  expect((await asToken("/api/v1/nodes")).status).toBe(403)
+  expect((await asToken("/apis/rbac.authorization.k8s.io/v1/clusterroles")).status).toBe(403)
+})
+
+test("impersonating a plugin, the operator's token is that plugin's ServiceAccount, with its groups, and holds its role only", async () => {
+  const review = await asToken("/apis/authentication.k8s.io/v1/selfsubjectreviews", {
+    method: "POST",
+    body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" },
+    impersonate: postgresUser
+  })
+  expect(review.status).toBe(201)
+  const user = dig<{ username: string; groups: Array<string> }>(await review.json(), "status", "userInfo")
+  expect(user?.username).toBe(postgresUser)
+  expect(user?.groups).toEqual(expect.arrayContaining(["system:serviceaccounts", "system:serviceaccounts:halkyon-system"]))
+  expect((await asToken("/api/v1/namespaces/apps/secrets", { impersonate: postgresUser })).status).toBe(200)
+  // Not a kind postgres declares; nor may it impersonate a ServiceAccount it was not granted.
+  expect((await asToken("/apis/apps/v1/namespaces/apps/deployments", { impersonate: postgresUser })).status).toBe(403)
+  expect((await asToken("/api/v1/namespaces/apps/configmaps", { impersonate: postgresUser })).status).toBe(403)
+  expect((await asToken("/api/v1/namespaces/apps/secrets", { impersonate: "system:serviceaccount:halkyon-system:default" })).status).toBe(403)
 })
 
 test("the operator, as that ServiceAccount, provisions a Capability end to end", async () => {
-  operator = startOperator(cluster, pluginsDir, [], kubeconfig.path)
+  operator = startOperator(cluster, pluginsDir, ["--impersonate", "always", "--operator-namespace", "halkyon-system"], kubeconfig.path)
   await untilReady(operator)
+  expect(operator.logs.some((l) => l.includes("plugins act as their own ServiceAccounts"))).toBe(true)
   const created = await cluster.api("POST", capabilityPath("apps"), {
     apiVersion: "halkyon.io/v1beta1",
     kind: "Capability",
@@ -79,6 +180,8 @@ test("the operator, as that ServiceAccount, provisions a Capability end to end",
   expect(created.status).toBe(201)
   expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db")))?.reason === "DependentsNotReady", 20_000)).toBe(true)
   const sts = await cluster.api("GET", "/apis/apps/v1/namespaces/apps/statefulsets/db")
+  // Written as the plugin's ServiceAccount (the operator's own role cannot), under the operator's field manager.
+  expect((dig<Array<{ manager: string }>>(sts.body, "metadata", "managedFields") ?? []).map((m) => m.manager)).toEqual(["halkyon"])
   const generation = dig<number>(sts.body, "metadata", "generation")
   await cluster.api("PATCH", "/apis/apps/v1/namespaces/apps/statefulsets/db/status", { status: { replicas: 1, readyReplicas: 1, observedGeneration: generation } }, "application/merge-patch+json")
   expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db")))?.status === "True", 20_000)).toBe(true)
@@ -97,3 +200,99 @@ test("a plugin removed from the folder takes its CapabilityInfo with it", async 
   expect(await eventually(async () => (await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/test-flaky")).status === 404, 15_000)).toBe(true)
   expect((await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/database-postgres")).status).toBe(200)
 }, 30_000)
+
+test("a plugin whose role lacks a kind it declares gets the API server's 403: Ready=False, Forbidden, naming the permission and the command", async () => {
+  // As after an upgrade to a new kind without regenerated manifests: the role without StatefulSets.
+  const role = printedRole("halkyon-plugin-postgres-js")
+  if (role === undefined) throw new Error("no role printed for postgres.js")
+  const narrowed = { ...role, rules: (role.rules ?? []).filter((r) => !(r.resources ?? []).includes("statefulsets")) }
+  expect((await apply(narrowed, `${rbac}/clusterroles`)).status).toBe(200)
+  const created = await cluster.api("POST", capabilityPath("apps"), {
+    apiVersion: "halkyon.io/v1beta1",
+    kind: "Capability",
+    metadata: { name: "db2" },
+    spec: { category: "database", type: "postgres", version: "17" }
+  })
+  expect(created.status).toBe(201)
+  expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db2")))?.reason === "Forbidden", 20_000)).toBe(true)
+  const ready = readyOf(await cluster.api("GET", capabilityPath("apps", "db2")))
+  expect(ready?.status).toBe("False")
+  // Who the API server saw, and what it refused: the plugin's ServiceAccount, not the operator.
+  expect(ready?.message).toContain(`refused ${postgresUser} patch on resource "statefulsets" in API group "apps" in namespace apps`)
+  expect(ready?.message).toContain("halkyon manifests --namespace halkyon-system --plugins-dir")
+  expect((await cluster.api("GET", "/apis/apps/v1/namespaces/apps/statefulsets/db2")).status).toBe(404)
+  // The Secret before it was applied, as the plugin.
+  expect((await cluster.api("GET", "/api/v1/namespaces/apps/secrets/db2-config")).status).toBe(200)
+
+  // The RBAC regenerated and applied: the same Capability goes on, without a restart.
+  expect((await apply(role, `${rbac}/clusterroles`)).status).toBe(200)
+  expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db2")))?.reason === "DependentsNotReady", 60_000)).toBe(true)
+}, 90_000)
+
+test("a plugin added after the manifests were generated is not impersonated: Forbidden, naming the grant and the command", async () => {
+  // flaky.js under a new name: `halkyon manifests` never saw it, so the operator may not impersonate its ServiceAccount.
+  copyFileSync(testPlugin("flaky.js"), join(pluginsDir, "late.js"))
+  const created = await cluster.api("POST", capabilityPath("apps"), {
+    apiVersion: "halkyon.io/v1beta1",
+    kind: "Capability",
+    metadata: { name: "late" },
+    spec: { category: "test", type: "flaky", parameters: [] }
+  })
+  expect(created.status).toBe(201)
+  expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "late")))?.reason === "Forbidden", 20_000)).toBe(true)
+  const message = readyOf(await cluster.api("GET", capabilityPath("apps", "late")))?.message ?? ""
+  expect(message).toContain(`refused ${operatorUser} impersonate on resource "serviceaccounts" in API group "" in namespace halkyon-system`)
+  expect(message).toContain("the operator may not act as plugin late.js's ServiceAccount")
+  expect(message).toContain("halkyon manifests --namespace halkyon-system --plugins-dir")
+  // Nothing written, as the operator or otherwise.
+  expect((await cluster.api("GET", "/api/v1/namespaces/apps/configmaps/late")).status).toBe(404)
+  rmSync(join(pluginsDir, "late.js"))
+}, 60_000)
+
+describe("halkyon run --impersonate: auto with an admin kubeconfig, always with the operator token", () => {
+  const laptop = async (args: ReadonlyArray<string>, kubeconfigPath: string, files: ReadonlyArray<[string, string]>) => {
+    const dir = mkdtempSync(join(tmpdir(), "halkyon-rbac-laptop-"))
+    for (const [from, as] of files) copyFileSync(from, join(dir, as))
+    // A namespace of its own, with no Capability: these operators only start.
+    const started = startOperator(cluster, dir, ["-n", "laptop", "--operator-namespace", "halkyon-system", ...args], kubeconfigPath)
+    return { started, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+  }
+
+  test("auto impersonates when it may and the plugins' roles are bound", async () => {
+    const { started, cleanup } = await laptop([], cluster.plane.kubeconfigPath, [[builtPlugin("postgres.js"), "postgres.js"]])
+    try {
+      await untilReady(started)
+      expect(started.logs.filter((l) => l.includes("plugins act as their own ServiceAccounts"))).toHaveLength(1)
+      expect(started.logs.filter((l) => l.includes("plugins act with your identity"))).toEqual([])
+    } finally {
+      await started.stop()
+      cleanup()
+    }
+  }, 60_000)
+
+  test("auto says once, at start, that plugins act with the user's identity when a plugin has no role bound", async () => {
+    // A plugin `halkyon manifests` was never run for: its ServiceAccount holds no role.
+    const { started, cleanup } = await laptop([], cluster.plane.kubeconfigPath, [[builtPlugin("postgres.js"), "unlisted.js"]])
+    try {
+      await untilReady(started)
+      const said = started.logs.filter((l) => l.includes("plugins act with your identity"))
+      expect(said).toHaveLength(1)
+      expect(said[0]).toContain("no role is bound to halkyon-system/halkyon-plugin-unlisted-js")
+      expect(said[0]).toContain("halkyon manifests --namespace halkyon-system --plugins-dir")
+    } finally {
+      await started.stop()
+      cleanup()
+    }
+  }, 60_000)
+
+  test("always fails at start when the operator may not impersonate a plugin's ServiceAccount", async () => {
+    // The operator's token may impersonate only the ServiceAccounts the manifests named.
+    const { started, cleanup } = await laptop(["--impersonate", "always"], kubeconfig.path, [[builtPlugin("postgres.js"), "unlisted.js"]])
+    try {
+      expect(await started.proc.exited).not.toBe(0)
+      expect(started.logs.join("\n")).toContain("--impersonate=always, but the API server does not let the operator impersonate halkyon-system/halkyon-plugin-unlisted-js")
+    } finally {
+      cleanup()
+    }
+  }, 60_000)
+})

@@ -225,8 +225,8 @@ describe("an object in the way", () => {
     })
     expect(foreign.status).toBe(201)
     expect((await createCapability("taken", { category: "test", type: "flaky", parameters: [] })).status).toBe(201)
-    const failed = await waitReady("taken", "False", "ApplyFailed")
-    expect(readyOf(failed)?.message).toContain("already exists and is controlled by another owner")
+    const failed = await waitReady("taken", "False", "Conflict")
+    expect(readyOf(failed)?.message).toContain("ConfigMap shop/taken (id config) already exists and is not controlled by this Capability (controlled by ConfigMap someone")
     const after = await cluster.api("GET", `/api/v1/namespaces/${ns}/configmaps/taken`)
     expect(dig(after.body, "metadata", "ownerReferences", 0, "name")).toBe("someone")
     expect(dig(after.body, "data")).toEqual({ mine: "yes" })
@@ -266,17 +266,27 @@ describe("SIGTERM", () => {
   }, 60_000)
 
   test("a reconcile that would outlast --graceful-shutdown-timeout is abandoned, and the operator exits", async () => {
-    const later = startOperator(cluster, pluginsDir, ["--call-timeout", "60s", "--graceful-shutdown-timeout", "1s"])
+    // A namespace of its own: no start-up reconcile of the other tests' Capabilities takes the flaky
+    // plugin's share of the workers while "stuck" starts (a call that waits past its bound is retried later).
+    const own = "shop-stuck"
+    expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: own } })).status).toBe(201)
+    const later = startOperator(cluster, pluginsDir, ["--call-timeout", "60s", "--graceful-shutdown-timeout", "1s", "--namespace", own])
     try {
       await untilReady(later)
-      expect((await createCapability("stuck", { category: "test", type: "flaky", parameters: [{ name: "MODE", value: "hang" }] })).status).toBe(201)
+      const stuck = await cluster.api("POST", capabilityPath(own), {
+        apiVersion: "halkyon.io/v1beta1",
+        kind: "Capability",
+        metadata: { name: "stuck" },
+        spec: { category: "test", type: "flaky", parameters: [{ name: "MODE", value: "hang" }] }
+      })
+      expect(stuck.status).toBe(201)
       // The plugin now spins in its build for good; the call's deadline is a minute away.
       await Bun.sleep(1500)
       const stopping = performance.now()
       const code = await later.stop("SIGTERM")
       const tookMs = performance.now() - stopping
       expect([0, 130, 143]).toContain(code)
-      expect(later.logs.join("\n")).toContain("reconcile of capability shop/stuck did not finish within 1000 ms of shutdown: abandoned")
+      expect(later.logs.join("\n")).toContain("reconcile of capability shop-stuck/stuck did not finish within 1000 ms of shutdown: abandoned")
       // Bounded by the 1 s, then the plugins' stop (grace, SIGTERM, SIGKILL): far from the minute.
       expect(tookMs).toBeLessThan(20_000)
       expect(await processesMatching(pluginsDir)).toEqual([])

@@ -93,7 +93,7 @@ for (const autoMtls of [true, false]) {
         Effect.gen(function*() {
           const [secret, deployment, service] = yield* connection.buildDependents(capability())
           const existing = stored(secret?.object ?? {})
-          expect(yield* connection.updateDependent("config-secret", capability(), existing)).toEqual({ needsUpdate: false, updated: undefined })
+          expect(yield* connection.updateDependent("config-secret", capability(), existing)).toEqual({ needsUpdate: false, updated: undefined, bytes: 0 })
           const moved = yield* connection.updateDependent("config-secret", capability([{ name: "REDIS_PORT", value: "6380" }]), existing)
           expect(moved.needsUpdate).toBe(true)
           expect(stringData(moved.updated).REDIS_PASSWORD).toBe(stringData(secret?.object).REDIS_PASSWORD ?? "")

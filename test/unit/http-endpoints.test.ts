@@ -6,8 +6,9 @@ import { expect, test } from "bun:test"
 import { readdirSync, readFileSync, readlinkSync } from "node:fs"
 import { createServer, type Server } from "node:net"
 import { Context, Effect, Exit, Layer, Scope } from "effect"
-import { HttpAddressInvalid, HttpEndpoints, parseAddress, Readiness } from "../../src/operator/HttpEndpoints.ts"
+import { HttpEndpoints, parseAddress, Readiness } from "../../src/operator/HttpEndpoints.ts"
 import { Metrics } from "../../src/metrics/Metrics.ts"
+import { HttpAddressInvalid } from "../../src/operator/Errors.ts"
 
 type Services = HttpEndpoints | Metrics | Readiness
 

@@ -4,7 +4,8 @@
  */
 import { expect, test } from "bun:test"
 import { Effect } from "effect"
-import { escapeLabelValue, formatValue, Metrics, MetricsRegistry } from "../../src/metrics/Metrics.ts"
+import { violationsByPlugin } from "../../src/cli/PluginsCommand.ts"
+import { escapeLabelValue, formatValue, makeMetrics, Metrics, MetricsRegistry } from "../../src/metrics/Metrics.ts"
 
 test("a counter: HELP and TYPE, one line per series, sorted by label values", () => {
   const registry = new MetricsRegistry()
@@ -166,4 +167,18 @@ test("the operator's metrics, as a fresh operator exposes them and after updates
       ""
     ].join("\n")
   )
+})
+
+test("plugin violations: counted per plugin and rule, summed per plugin as `plugins list --operator` reads them back", () => {
+  const metrics = makeMetrics()
+  metrics.pluginViolation("hostile.js", "namespace")
+  metrics.pluginViolation("hostile.js", "namespace")
+  metrics.pluginViolation("hostile.js", "declared")
+  metrics.pluginViolation("odd \"name\"", "size")
+  const text = metrics.render()
+  expect(text).toContain("halkyon_plugin_violations_total{plugin=\"hostile.js\",rule=\"namespace\"} 2\n")
+  expect(text).toContain("halkyon_plugin_violations_total{plugin=\"hostile.js\",rule=\"declared\"} 1\n")
+  expect(metrics.pluginViolations("hostile.js")).toBe(3)
+  expect(metrics.pluginViolations("postgres.js")).toBe(0)
+  expect([...violationsByPlugin(text)].sort()).toEqual([["hostile.js", 3], ["odd \"name\"", 1]])
 })

@@ -1,0 +1,195 @@
+/**
+ * The RBAC of a plugin's own identity, derived without a cluster: resource
+ * names, verbs per declared dependent, the rules of a plugin's ClusterRole,
+ * the operator's own rules, and the permission a Forbidden answer names.
+ */
+import { describe, expect, test } from "bun:test"
+import { manifests, operatorNamespacedRules, operatorRules } from "../../src/api/Manifests.ts"
+import {
+  type DeclaredDependent,
+  dependentVerbs,
+  groupOf,
+  missingPermission,
+  pluginRules,
+  pluginServiceAccountName,
+  pluginUser,
+  resourceOf
+} from "../../src/api/PluginRbac.ts"
+import { describeForbidden } from "../../src/reconciler/PluginIdentity.ts"
+
+const dependent = (apiVersion: string, kind: string, flags: Partial<DeclaredDependent> = {}): DeclaredDependent => ({
+  apiVersion,
+  kind,
+  watched: false,
+  created: false,
+  updated: false,
+  owned: false,
+  ...flags
+})
+
+/** What the postgres plugin declares (plugins/postgres). */
+const postgres: ReadonlyArray<DeclaredDependent> = [
+  dependent("v1", "Secret", { created: true, owned: true, watched: true }),
+  dependent("v1", "Service", { created: true, updated: true, owned: true, watched: true }),
+  dependent("apps/v1", "StatefulSet", { created: true, updated: true, owned: true, watched: true })
+]
+
+describe("resource names without discovery", () => {
+  test.each([
+    ["Secret", "secrets"],
+    ["ConfigMap", "configmaps"],
+    ["StatefulSet", "statefulsets"],
+    ["Ingress", "ingresses"],
+    ["NetworkPolicy", "networkpolicies"],
+    ["Gateway", "gateways"],
+    ["Box", "boxes"],
+    ["Batch", "batches"],
+    ["Mesh", "meshes"],
+    ["Endpoints", "endpoints"],
+    ["PodMetrics", "pods"]
+  ])("%s is %s", (kind, resource) => {
+    expect(resourceOf(kind)).toBe(resource)
+  })
+
+  test("the group of an apiVersion; the core group is empty", () => {
+    expect(groupOf("v1")).toBe("")
+    expect(groupOf("apps/v1")).toBe("apps")
+    expect(groupOf("postgresql.cnpg.io/v1")).toBe("postgresql.cnpg.io")
+  })
+})
+
+describe("verbs per dependent: exactly what the operator uses", () => {
+  test("read only (neither created, updated nor watched): get", () => {
+    expect(dependentVerbs(dependent("v1", "Secret"))).toEqual(["get"])
+  })
+  test("watched: get, list, watch", () => {
+    expect(dependentVerbs(dependent("v1", "Secret", { watched: true }))).toEqual(["get", "list", "watch"])
+  })
+  test("created: server-side apply, authorized as patch and create", () => {
+    expect(dependentVerbs(dependent("v1", "Secret", { created: true }))).toEqual(["get", "create", "patch"])
+  })
+  test("updated: patch (apply or merge patch), never update or delete", () => {
+    expect(dependentVerbs(dependent("v1", "Secret", { updated: true }))).toEqual(["get", "patch"])
+    const all = dependentVerbs(dependent("v1", "Secret", { watched: true, created: true, updated: true }))
+    expect(all).toEqual(["get", "list", "watch", "create", "patch"])
+    expect(all).not.toContain("update")
+    expect(all).not.toContain("delete")
+  })
+})
+
+describe("a plugin's ClusterRole", () => {
+  test("the postgres plugin: its three kinds, and the finalizers its owner references need", () => {
+    expect(pluginRules(postgres)).toEqual([
+      { apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch", "create", "patch"] },
+      { apiGroups: [""], resources: ["services"], verbs: ["get", "list", "watch", "create", "patch"] },
+      { apiGroups: ["apps"], resources: ["statefulsets"], verbs: ["get", "list", "watch", "create", "patch"] },
+      { apiGroups: ["halkyon.io"], resources: ["capabilities/finalizers"], verbs: ["update"] }
+    ])
+  })
+
+  test("two dependents of one kind share a rule with the union of their verbs", () => {
+    expect(pluginRules([dependent("v1", "Secret", { watched: true }), dependent("v1", "Secret", { updated: true })])).toEqual([
+      { apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch", "patch"] }
+    ])
+  })
+
+  test("no dependents, no rules; no owned dependent, no finalizers", () => {
+    expect(pluginRules([])).toEqual([])
+    expect(pluginRules([dependent("v1", "ConfigMap", { created: true })])).toEqual([
+      { apiGroups: [""], resources: ["configmaps"], verbs: ["get", "create", "patch"] }
+    ])
+  })
+
+  test("the ServiceAccount's name and user are DNS-safe and in the operator's namespace", () => {
+    expect(pluginServiceAccountName("postgres")).toBe("halkyon-plugin-postgres")
+    expect(pluginServiceAccountName("My_Plugin.v2")).toBe("halkyon-plugin-my-plugin-v2")
+    expect(pluginUser("halkyon-system", "postgres")).toBe("system:serviceaccount:halkyon-system:halkyon-plugin-postgres")
+  })
+})
+
+describe("the operator's own role", () => {
+  test("grants no dependent kind, and no verb it never uses", () => {
+    const resources = operatorRules.flatMap((r) => r.resources ?? [])
+    for (const kind of ["secrets", "statefulsets", "deployments", "services", "configmaps", "leases"]) expect(resources).not.toContain(kind)
+    const verbs = operatorRules.flatMap((r) => r.verbs)
+    expect(verbs).not.toContain("update")
+    expect(verbs).not.toContain("*")
+    expect(operatorRules.find((r) => r.resources?.includes("capabilities"))?.verbs).toEqual(["get", "list", "watch"])
+    expect(operatorRules.find((r) => r.resources?.includes("capabilities/status"))?.verbs).toEqual(["patch"])
+  })
+
+  test("its namespaced Role: the Lease, and impersonation of exactly the plugins' ServiceAccounts", () => {
+    expect(operatorNamespacedRules([])).toEqual([{ apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] }])
+    expect(operatorNamespacedRules(["redis", "postgres"])[1]).toEqual({
+      apiGroups: [""],
+      resources: ["serviceaccounts"],
+      verbs: ["impersonate"],
+      resourceNames: ["halkyon-plugin-postgres", "halkyon-plugin-redis"]
+    })
+  })
+
+  test("manifests bind a plugin's role everywhere, or in the served namespace only", () => {
+    const everywhere = manifests({ namespace: "ops", pluginRoles: [{ name: "postgres", dependents: postgres }] })
+    expect(everywhere.filter((m) => m.metadata?.name === "halkyon-plugin-postgres").map((m) => m.kind)).toEqual([
+      "ServiceAccount",
+      "ClusterRole",
+      "ClusterRoleBinding"
+    ])
+    const served = manifests({ namespace: "ops", servedNamespace: "shop", pluginRoles: [{ name: "postgres", dependents: postgres }] })
+    const binding = served.find((m) => m.kind === "RoleBinding" && m.metadata?.name === "halkyon-plugin-postgres")
+    expect(binding?.metadata?.namespace).toBe("shop")
+    expect(served.filter((m) => m.metadata?.name === "halkyon-plugin-postgres").map((m) => m.kind)).toEqual(["ServiceAccount", "ClusterRole", "RoleBinding"])
+  })
+})
+
+describe("the permission a Forbidden answer names", () => {
+  test("verb, resource, group and namespace, from the API server's message", () => {
+    const detail = 'configmaps "db-extra" is forbidden: User "system:serviceaccount:halkyon-system:halkyon-plugin-pg" cannot patch ' +
+      'resource "configmaps" in API group "" in the namespace "apps"'
+    expect(missingPermission(detail)).toEqual({
+      user: "system:serviceaccount:halkyon-system:halkyon-plugin-pg",
+      verb: "patch",
+      resource: "configmaps",
+      group: "",
+      namespace: "apps"
+    })
+  })
+  test("cluster-scoped, and a message of another form", () => {
+    expect(missingPermission('User "u" cannot list resource "nodes" in API group "" at the cluster scope')?.namespace).toBeUndefined()
+    expect(missingPermission("something else")).toBeUndefined()
+  })
+})
+
+describe("the Forbidden status message", () => {
+  const base = {
+    object: "StatefulSet db (statefulset)",
+    plugin: "postgres.js",
+    actingAs: "system:serviceaccount:halkyon-system:halkyon-plugin-postgres-js",
+    regenerate: "halkyon manifests --namespace halkyon-system --plugins-dir /plugins"
+  }
+
+  test("a role without the kind: the permission, who lacked it, and the command", () => {
+    const detail = 'statefulsets.apps "db" is forbidden: User "system:serviceaccount:halkyon-system:halkyon-plugin-postgres-js" cannot patch ' +
+      'resource "statefulsets" in API group "apps" in the namespace "shop"'
+    expect(describeForbidden({ ...base, detail })).toBe(
+      'StatefulSet db (statefulset): the API server refused system:serviceaccount:halkyon-system:halkyon-plugin-postgres-js patch on resource ' +
+        '"statefulsets" in API group "apps" in namespace shop (plugin postgres.js\'s role lacks this permission, e.g. the plugin declares a kind ' +
+        "its RBAC was not generated for). Regenerate and apply the RBAC: halkyon manifests --namespace halkyon-system --plugins-dir /plugins | kubectl apply -f -"
+    )
+  })
+
+  test("a plugin the RBAC was generated without: the operator may not impersonate it", () => {
+    const detail = 'users "system:serviceaccount:halkyon-system:halkyon-plugin-late-js" is forbidden: User "system:serviceaccount:halkyon-system:halkyon" ' +
+      'cannot impersonate resource "serviceaccounts" in API group "" in the namespace "halkyon-system"'
+    const message = describeForbidden({ ...base, plugin: "late.js", detail })
+    expect(message).toContain('refused system:serviceaccount:halkyon-system:halkyon impersonate on resource "serviceaccounts"')
+    expect(message).toContain("the operator may not act as plugin late.js's ServiceAccount: the RBAC was generated without this plugin")
+    expect(message).toContain("| kubectl apply -f -")
+  })
+
+  test("an answer of another form is quoted whole", () => {
+    expect(describeForbidden({ ...base, detail: "denied by a webhook" })).toStartWith(
+      "StatefulSet db (statefulset): the API server refused it to system:serviceaccount:halkyon-system:halkyon-plugin-postgres-js: denied by a webhook."
+    )
+  })
+})
