@@ -148,7 +148,9 @@ export const buildImage = async (arch: ImageArch) => {
 
 const imageInputs = () =>
   inputsHash(
-    ["src", "package.json", "package-lock.json", "Dockerfile", "scripts/image.ts", "scripts/build.ts", "scripts/release"].map((p) => join(root, p)),
+    ["src", "package.json", "package-lock.json", "Dockerfile", "scripts/image.ts", "scripts/build.ts", "scripts/release"].map((p) =>
+      join(root, p)
+    ),
     [gitCommit(), Bun.version]
   )
 
@@ -165,7 +167,11 @@ export const imageSizes = (arch: ImageArch) => {
   const listing = Bun.spawnSync(["tar", "-tvf", imageArchive(arch)], { stdout: "pipe" }).stdout.toString()
   const blobs = [...listing.matchAll(/^\S+\s+\S+\s+(\d+)\s.*blobs\/sha256\/\S+$/gm)].map((m) => Number(m[1]))
   // The layer is the one big blob; the manifest and config are a few hundred bytes.
-  return { archive: statSync(imageArchive(arch)).size, compressedLayers: Math.max(...blobs), unpacked: du(join(imageDir, `rootfs-${arch}`)) }
+  return {
+    archive: statSync(imageArchive(arch)).size,
+    compressedLayers: Math.max(...blobs),
+    unpacked: du(join(imageDir, `rootfs-${arch}`))
+  }
 }
 
 if (import.meta.main) {
@@ -174,7 +180,11 @@ if (import.meta.main) {
     const { out } = await buildImage(arch)
     const s = imageSizes(arch)
     const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`
-    console.log(`built ${out} in ${Math.round(performance.now() - started)} ms: ${mb(s.compressedLayers)} compressed (the OCI archive: ${mb(s.archive)}), ${mb(s.unpacked)} unpacked`)
+    console.log(
+      `built ${out} in ${Math.round(performance.now() - started)} ms: ${mb(s.compressedLayers)} compressed (the OCI archive: ${
+        mb(s.archive)
+      }), ${mb(s.unpacked)} unpacked`
+    )
   }
   writeFileSync(join(root, "dist/.image-stamp"), imageInputs())
 }

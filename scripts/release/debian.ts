@@ -68,10 +68,12 @@ const releaseSums = async (base: string, suite: string) => {
   // Only what the signature covers is read: gpgv writes it out once the signature checks.
   const verified = run(["gpgv", "--quiet", "--keyring", keyring, "--output", "-", signed]).toString()
   const section = /^SHA256:\n((?: .*\n?)*)/m.exec(verified)?.[1] ?? ""
-  return new Map(section.split("\n").filter((l) => l !== "").map((l) => {
-    const [sum = "", , path = ""] = l.trim().split(/\s+/)
-    return [path, sum] as const
-  }))
+  return new Map(
+    section.split("\n").filter((l) => l !== "").map((l) => {
+      const [sum = "", , path = ""] = l.trim().split(/\s+/)
+      return [path, sum] as const
+    })
+  )
 }
 
 /** One package's fields in a Packages index. */

@@ -158,7 +158,7 @@ export const containerCommand = (rootfs: string, image: ImageConfig, args?: Read
     ...Object.entries(options.mounts ?? {}).map(([at, from]) => `mount --bind ${q(from)} ${q(join(rootfs, at))}`),
     // The nested namespace maps the image's user (and only it) to the outer root, which is the caller.
     `exec /usr/bin/env -i ${env.map(q).join(" ")} ${q(unshare)} --user --map-user=${uid} --map-group=${gid} ` +
-      `--root=${q(rootfs)} --wd=${q(image.config.WorkingDir ?? "/")} -- ${argv.map(q).join(" ")}`
+    `--root=${q(rootfs)} --wd=${q(image.config.WorkingDir ?? "/")} -- ${argv.map(q).join(" ")}`
   ].join("\n")
   // A new PID namespace makes the entrypoint PID 1; when it exits the kernel ends whatever is left.
   // --kill-child: the container goes when this command is killed.

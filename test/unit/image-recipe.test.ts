@@ -68,8 +68,7 @@ const readTar = async (tar: Uint8Array) => {
           gid: entry.gid ?? -1,
           mtime: entry.mtime?.getTime() ?? -1,
           body: Buffer.concat(chunks).toString()
-        })
-      )
+        }))
     }
   })
   await new Promise<void>((resolve, reject) => {
@@ -120,7 +119,9 @@ describe("Debian versions, in dpkg's order", () => {
 
 describe("a .deb's ar container", () => {
   const member = (name: string, body: string) => {
-    const header = `${name.padEnd(16)}${"0".padEnd(12)}${"0".padEnd(6)}${"0".padEnd(6)}${"100644".padEnd(8)}${String(body.length).padEnd(10)}\`\n`
+    const header = `${name.padEnd(16)}${"0".padEnd(12)}${"0".padEnd(6)}${"0".padEnd(6)}${"100644".padEnd(8)}${
+      String(body.length).padEnd(10)
+    }\`\n`
     return `${header}${body}${body.length % 2 === 1 ? "\n" : ""}`
   }
 
