@@ -2,13 +2,16 @@
  * halkyon's command line: the command tree, logging, and the runtime that
  * closes every scope (and so stops every plugin) on exit, SIGINT or SIGTERM.
  */
+// First: a start of halkyon that is the Landlock helper for a plugin ends here.
+import "./plugin-host/LandlockEntry.ts"
 // Deep imports: the package index also loads its HTTP client and server (node:http, an https Agent…).
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Console, Effect } from "effect"
+import { Cause, Console, Effect, Exit, Runtime } from "effect"
 import { CliError, Command } from "effect/cli"
 import { LogFormat } from "./cli/Logging.ts"
 import { manifestsCommand } from "./cli/ManifestsCommand.ts"
+import { pluginRunnerCommand } from "./cli/PluginRunnerCommand.ts"
 import { pluginsCommand } from "./cli/PluginsCommand.ts"
 import { runCommand } from "./cli/RunCommand.ts"
 import { versionCommand } from "./cli/VersionCommand.ts"
@@ -17,7 +20,7 @@ import { version } from "./Version.ts"
 const halkyon = Command.make("halkyon").pipe(
   Command.withGlobalFlags([LogFormat]),
   Command.withDescription("A Kubernetes operator that provisions capabilities (databases, caches, brokers…) through plugins"),
-  Command.withSubcommands([runCommand, manifestsCommand, pluginsCommand, versionCommand])
+  Command.withSubcommands([runCommand, manifestsCommand, pluginsCommand, pluginRunnerCommand, versionCommand])
 )
 
 /** Our errors carry a message for the user: print it, not a stack trace. */
@@ -30,9 +33,17 @@ const reportFailure = (error: unknown) =>
         }))
       )
 
+/**
+ * SIGINT and SIGTERM interrupt the program; once every scope has closed without a failure, that is
+ * a clean stop and exits 0 (Kubernetes stops a pod with SIGTERM). A failure while stopping still
+ * exits non-zero.
+ */
+const teardown: Runtime.Teardown = (exit, onExit) =>
+  Runtime.defaultTeardown(exit, (code) => onExit(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? 0 : code))
+
 halkyon.pipe(
   Command.run({ version }),
   Effect.catch(reportFailure),
   Effect.provide(NodeServices.layer),
-  NodeRuntime.runMain
+  NodeRuntime.runMain({ teardown })
 )

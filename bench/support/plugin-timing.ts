@@ -10,6 +10,7 @@ import { PluginClient } from "../../src/plugin-client/PluginClient.ts"
 import { Metrics } from "../../src/metrics/Metrics.ts"
 import { classify, type PluginFile } from "../../src/plugin-host/PluginFiles.ts"
 import { launch, type LaunchOptions } from "../../src/plugin-host/PluginProcess.ts"
+import { PluginLauncher } from "../../src/plugin-host/PluginLauncher.ts"
 
 export const percentile = (values: ReadonlyArray<number>, p: number) => {
   const sorted = [...values].sort((a, b) => a - b)
@@ -24,7 +25,7 @@ export const launchOptions = (autoMtls: boolean): LaunchOptions => ({
   protocolVersions: [1]
 })
 
-const services = Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), NodeServices.layer, Logger.layer([]))
+const services = Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)), Logger.layer([]))
 
 export const pluginFile = (path: string) => classify(path) as PluginFile
 

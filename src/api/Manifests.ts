@@ -90,6 +90,24 @@ export const operatorRules: ReadonlyArray<V1PolicyRule> = [
   { apiGroups: [""], resources: ["events"], verbs: ["create"] }
 ]
 
+/** The uids of the pod's two containers: the operator, and the plugin runner that holds none of its credentials. */
+export const operatorUid = 65532
+export const runnerUid = 65533
+/** The unix socket the plugin runner listens on, in the folder both containers share. */
+export const runnerSocket = "/run/halkyon/runner.sock"
+const tokenPath = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+const containerSecurity = (uid: number) => ({
+  runAsNonRoot: true,
+  runAsUser: uid,
+  // One group for both: the operator reaches the sockets the runner's plugins make (mode 0770).
+  runAsGroup: operatorUid,
+  readOnlyRootFilesystem: true,
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ["ALL"] },
+  seccompProfile: { type: "RuntimeDefault" }
+})
+
 /**
  * What the operator does in its own namespace: its leader-election Lease,
  * and the impersonation of exactly the plugins' ServiceAccounts (which live
@@ -147,9 +165,29 @@ const deployment = (namespace: string, image: string, plugins: string | undefine
       metadata: { labels },
       spec: {
         serviceAccountName: operatorName,
+        // The token is mounted into the operator's container only (the kube-api-access volume below), never the runner's.
+        automountServiceAccountToken: false,
         // Room for --graceful-shutdown-timeout (30 s) and the plugins' own stop before the kubelet's SIGKILL.
         terminationGracePeriodSeconds: 45,
-        securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
+        securityContext: { runAsNonRoot: true, fsGroup: operatorUid, seccompProfile: { type: "RuntimeDefault" } },
+        // A sidecar (an init container that keeps running): it starts before the operator and stops after it,
+        // so the operator stops its plugins through it. Plugins run here, as another uid, without the token.
+        initContainers: [
+          {
+            name: "plugin-runner",
+            image,
+            restartPolicy: "Always",
+            args: ["plugin-runner", "--socket", runnerSocket, "--plugins-dir", "/plugins"],
+            // Every plugin's memory counts here, not in the operator's container.
+            resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "1Gi" } },
+            securityContext: containerSecurity(runnerUid),
+            volumeMounts: [
+              { name: "plugins", mountPath: "/plugins", readOnly: true },
+              { name: "runner", mountPath: "/run/halkyon" },
+              { name: "runner-tmp", mountPath: "/tmp" }
+            ]
+          }
+        ],
         containers: [
           {
             name: "operator",
@@ -158,6 +196,7 @@ const deployment = (namespace: string, image: string, plugins: string | undefine
               "run",
               "--leader-elect",
               "--plugins-dir", "/plugins",
+              "--plugin-runner", runnerSocket,
               // Dependents are written as each plugin's ServiceAccount; the operator's own role holds none of them.
               "--impersonate", "always",
               ...(servedNamespace === undefined ? [] : ["--namespace", servedNamespace]),
@@ -175,26 +214,34 @@ const deployment = (namespace: string, image: string, plugins: string | undefine
             ],
             livenessProbe: { httpGet: { path: "/healthz", port: healthPort }, initialDelaySeconds: 5, periodSeconds: 10 },
             readinessProbe: { httpGet: { path: "/readyz", port: healthPort }, initialDelaySeconds: 2, periodSeconds: 5 },
-            // Requests only: plugins run as processes inside this container, so its memory grows with them.
             resources: { requests: { cpu: "100m", memory: "128Mi" } },
-            securityContext: {
-              runAsNonRoot: true,
-              runAsUser: 65532,
-              readOnlyRootFilesystem: true,
-              allowPrivilegeEscalation: false,
-              capabilities: { drop: ["ALL"] },
-              seccompProfile: { type: "RuntimeDefault" }
-            },
+            securityContext: containerSecurity(operatorUid),
             volumeMounts: [
+              // Written by the operator (plugins installed at start), read by the runner.
               { name: "plugins", mountPath: "/plugins" },
-              // The root filesystem is read-only; plugins' socket folders and the runtime's scratch files go here.
-              { name: "tmp", mountPath: "/tmp" }
+              // The root filesystem is read-only; the runtime's scratch files go here.
+              { name: "tmp", mountPath: "/tmp" },
+              { name: "runner", mountPath: "/run/halkyon" },
+              { name: "kube-api-access", mountPath: tokenPath, readOnly: true }
             ]
           }
         ],
         volumes: [
           { name: "plugins", emptyDir: {} },
-          { name: "tmp", emptyDir: {} }
+          { name: "tmp", emptyDir: {} },
+          { name: "runner", emptyDir: {} },
+          { name: "runner-tmp", emptyDir: {} },
+          // What automountServiceAccountToken would mount, made explicit so that it goes into one container.
+          {
+            name: "kube-api-access",
+            projected: {
+              sources: [
+                { serviceAccountToken: { path: "token", expirationSeconds: 3607 } },
+                { configMap: { name: "kube-root-ca.crt", items: [{ key: "ca.crt", path: "ca.crt" }] } },
+                { downwardAPI: { items: [{ path: "namespace", fieldRef: { apiVersion: "v1", fieldPath: "metadata.namespace" } }] } }
+              ]
+            }
+          }
         ]
       }
     }

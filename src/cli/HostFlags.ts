@@ -2,7 +2,7 @@
  * The flags every command that starts plugins shares, each with a HALKYON_*
  * variable as fallback, kubectl-style.
  */
-import { Config } from "effect"
+import { Config, Option } from "effect"
 import { Flag } from "effect/cli"
 import { defaultHostSettings, type HostSettings, parseDurationMs } from "../config/HostConfig.ts"
 
@@ -33,6 +33,11 @@ export const hostFlags = {
     Flag.withDescription("encrypt and authenticate plugin connections with throwaway certificates; --no-auto-mtls turns it off (env HALKYON_AUTO_MTLS)"),
     Flag.withFallbackConfig(Config.Boolean("HALKYON_AUTO_MTLS")),
     Flag.withDefault(true)
+  ),
+  pluginRunner: Flag.String("plugin-runner").pipe(
+    Flag.withDescription("start plugins through the `halkyon plugin-runner` listening on this unix socket, not as children (env HALKYON_PLUGIN_RUNNER)"),
+    Flag.withFallbackConfig(Config.String("HALKYON_PLUGIN_RUNNER")),
+    Flag.optional
   )
 }
 
@@ -42,6 +47,7 @@ export interface HostFlagValues {
   readonly callTimeout: number
   readonly shutdownGrace: number
   readonly autoMtls: boolean
+  readonly pluginRunner: Option.Option<string>
   readonly requireLocked: boolean
 }
 
@@ -52,6 +58,7 @@ export const hostSettings = (flags: HostFlagValues, overrides: Partial<HostSetti
   callTimeoutMs: flags.callTimeout,
   shutdownGraceMs: flags.shutdownGrace,
   autoMtls: flags.autoMtls,
+  ...Option.match(flags.pluginRunner, { onNone: () => ({}), onSome: (pluginRunner) => ({ pluginRunner }) }),
   requireLocked: flags.requireLocked,
   ...overrides
 })

@@ -114,7 +114,7 @@ const describePlugins = Effect.fn("manifests.describePlugins")(function*(plugins
     yield* host.awaitSettled
     return yield* host.statuses
   }).pipe(
-    Effect.provide(PluginHost.live({ ...defaultHostSettings, pluginsDir, watch: false, restart: false }).pipe(Layer.provide(Metrics.layer)))
+    Effect.provide(PluginHost.layer({ ...defaultHostSettings, pluginsDir, watch: false, restart: false }).pipe(Layer.provide(Metrics.layer)))
   )
   const failed = statuses.filter((s) => s.launched === undefined)
   if (failed.length > 0) {

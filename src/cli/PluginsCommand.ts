@@ -103,7 +103,7 @@ const listPlugins = Effect.fn("plugins.list")(function*(
     const host = yield* PluginHost
     yield* host.awaitSettled
     return (yield* host.statuses).map(toListing)
-  }).pipe(Effect.provide(PluginHost.live(settings).pipe(Layer.provide(Metrics.layer))))
+  }).pipe(Effect.provide(PluginHost.layer(settings).pipe(Layer.provide(Metrics.layer))))
   const rows = violations === undefined ? listed : listed.map((r) => ({ ...r, violations: violations.get(r.name) ?? 0 }))
   if (flags.output === "json") yield* Console.log(JSON.stringify(rows, null, 2))
   else if (rows.length === 0) yield* Console.log(`No plugins found in ${settings.pluginsDir}.`)
@@ -137,7 +137,7 @@ const watchPlugins = Effect.fn("plugins.watch")(function*(flags: HostFlagValues)
     const statuses = yield* host.statuses
     yield* Effect.logInfo(`watching ${settings.pluginsDir}: ${statuses.filter((s) => s.state === "running").length} of ${statuses.length} plugins running; Ctrl-C stops them`)
     return yield* Effect.never
-  }).pipe(Effect.provide(PluginHost.live(settings).pipe(Layer.provide(Metrics.layer))))
+  }).pipe(Effect.provide(PluginHost.layer(settings).pipe(Layer.provide(Metrics.layer))))
 })
 
 const watch = Command.make("watch", hostFlags, (flags) => withLogging(watchPlugins(flags))).pipe(

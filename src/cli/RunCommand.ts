@@ -10,6 +10,7 @@ import type { OperatorOptions } from "../operator/Operator.ts"
 import { durationFlag, type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
 import { releaseFlags, type ReleaseFlagValues, settingsFor } from "./PluginSources.ts"
+import { kubeconfigPaths } from "../kube/KubeconfigPaths.ts"
 
 export const runFlags = {
   ...hostFlags,
@@ -107,7 +108,11 @@ const installOptions = Effect.fnUntraced(function*(flags: RunFlagValues) {
 export const operatorOptions = Effect.fnUntraced(function*(flags: RunFlagValues) {
   const options: OperatorOptions = {
     // Each plugin gets at most half the reconcile workers: one plugin's slow calls never hold them all.
-    host: hostSettings(flags, { pluginCallPermits: pluginCallPermitsFor(flags.concurrency) }),
+    // The kubeconfig files are kept from local plugins where the kernel offers Landlock (docs/security.md).
+    host: hostSettings(flags, {
+      pluginCallPermits: pluginCallPermitsFor(flags.concurrency),
+      hiddenFromPlugins: kubeconfigPaths(Option.getOrUndefined(flags.kubeconfig))
+    }),
     install: yield* installOptions(flags),
     kubeconfig: Option.getOrUndefined(flags.kubeconfig),
     context: Option.getOrUndefined(flags.context),

@@ -29,7 +29,11 @@ export const HostSettings = Schema.Struct({
   /** How long a call may wait for one of those before its Capability is retried later. */
   pluginCallWaitMs: Schema.Number,
   /** Calls in a row that time out before a plugin is marked degraded and restarted. */
-  breakerThreshold: Schema.Number
+  breakerThreshold: Schema.Number,
+  /** The socket of a `halkyon plugin-runner` that spawns plugins; absent: they are spawned here. */
+  pluginRunner: Schema.optionalKey(Schema.String),
+  /** Files local plugins must not read (the kubeconfig files), enforced where the kernel offers Landlock. */
+  hiddenFromPlugins: Schema.optionalKey(Schema.Array(Schema.String))
 })
 export type HostSettings = typeof HostSettings.Type
 

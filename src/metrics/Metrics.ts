@@ -246,6 +246,8 @@ export class Metrics extends Context.Service<Metrics, {
   /** Sets how many Capabilities wait in the work queue. */
   readonly queueDepth: (depth: number) => void
   readonly pluginRestarted: (plugin: string) => void
+  /** A replaced plugin file that could not start; the previous version kept serving. */
+  readonly pluginReplaceFailed: (plugin: string) => void
   /** Records one RPC to a plugin and how long it took, failed calls included. */
   readonly pluginCall: (plugin: string, method: string, seconds: number) => void
   /** Counts a plugin's log lines dropped over its rate limit. */
@@ -273,6 +275,11 @@ export const makeMetrics = (): Metrics["Service"] => {
   const reconcileDuration = registry.histogram("halkyon_reconcile_duration_seconds", "How long a Capability reconcile took, in seconds.", [], reconcileBuckets)
   const queueDepth = registry.gauge("halkyon_workqueue_depth", "Capabilities waiting in the work queue.")
   const pluginRestarts = registry.counter("halkyon_plugin_restarts_total", "Plugin restarts after the plugin exited or stopped answering.", ["plugin"])
+  const pluginReplaceFailures = registry.counter(
+    "halkyon_plugin_replace_failures_total",
+    "Replaced plugin files that could not start: the previous version kept serving.",
+    ["plugin"]
+  )
   const pluginCallDuration = registry.histogram(
     "halkyon_plugin_call_duration_seconds",
     "How long an RPC to a plugin took, in seconds, failed calls included.",
@@ -310,6 +317,7 @@ export const makeMetrics = (): Metrics["Service"] => {
     },
     queueDepth: (depth) => queueDepth.set({}, depth),
     pluginRestarted: (plugin) => pluginRestarts.inc({ plugin }),
+    pluginReplaceFailed: (plugin) => pluginReplaceFailures.inc({ plugin }),
     pluginCall: (plugin, method, seconds) => pluginCallDuration.observe({ plugin, method }, seconds),
     pluginViolation: (plugin, rule) => {
       pluginViolations.inc({ plugin, rule })

@@ -77,7 +77,7 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
   const kc = yield* loadKubeConfig({ kubeconfig: options.kubeconfig, context: options.context })
   const install = options.install
   const namespace = options.namespace
-  const plugins = PluginHost.live(options.host)
+  const plugins = PluginHost.layer(options.host)
   const kube = KubeClient.layer(kc)
   const identity = PluginIdentity.layer({
     mode: options.impersonation.mode,

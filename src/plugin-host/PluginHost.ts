@@ -12,15 +12,19 @@
  * answers health checks. A plugin whose category or type is not a valid name
  * is refused once, not restarted. The folder is watched: a new
  * file is loaded, a removed one stopped and unregistered, a replaced one
- * restarted. One bad plugin never stops the others.
+ * replaced make-before-break: the new file is started beside the old
+ * process, and only once its handshake and Describe succeed does it take the
+ * old one's place (registered first, then the old one stopped). A new file
+ * that fails to start leaves the old process serving, and the failure is
+ * reported; the old process runs the code it was started with until it
+ * stops. One bad plugin never stops the others.
  *
  * Closing the layer's scope stops every plugin at once (Shutdown, grace,
  * SIGTERM, SIGKILL) and removes their socket folders.
  */
 import { statSync, watch } from "node:fs"
-import { Context, Deferred, Duration, Effect, FiberMap, Layer, Option, Schedule } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, FiberMap, Layer, Option, Schedule, Scope } from "effect"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import type { ChildProcessSpawner } from "effect/process"
 import { HostConfig, type HostSettings } from "../config/HostConfig.ts"
 import { PluginClient } from "../plugin-client/PluginClient.ts"
 import { Metrics } from "../metrics/Metrics.ts"
@@ -28,6 +32,9 @@ import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { type PluginFile, type PluginForm, scanFolder, type SkippedEntry } from "./PluginFiles.ts"
 import { guardConnection } from "./CallGuard.ts"
 import { launch, type LaunchedPlugin } from "./PluginProcess.ts"
+import { PluginLauncher } from "./PluginLauncher.ts"
+import { hardenPluginHost } from "./ProcessHardening.ts"
+import { runnerLauncher } from "./RunnerLauncher.ts"
 import { PluginsFolderMissing } from "./Errors.ts"
 import { checkInstalled } from "../lock/InstalledCheck.ts"
 
@@ -69,13 +76,23 @@ export class PluginHost extends Context.Service<PluginHost, {
   /** Reads the folder again now (the watcher also does). */
   readonly rescan: Effect.Effect<void>
 }>()("halkyon/plugin-host/PluginHost") {
-  static readonly layer = Layer.effect(PluginHost, Effect.suspend(() => make()))
-
-  /** The host over `settings` with all it needs, exposing the registry it fills. */
-  static readonly live = (settings: HostSettings) =>
-    PluginHost.layer.pipe(
+  /**
+   * The host over `settings` with all it needs but metrics, exposing the
+   * registry it fills. Plugins are spawned here, or by the plugin runner the
+   * settings name; this process first makes its /proc entries unreadable to them.
+   */
+  static readonly layer = (settings: HostSettings) =>
+    Layer.effect(PluginHost, Effect.suspend(() => make())).pipe(
       Layer.provideMerge(PluginRegistry.layer),
-      Layer.provide(Layer.mergeAll(HostConfig.layer(settings), PluginClient.layer, NodeServices.layer))
+      Layer.provide(Layer.effectDiscard(hardenPluginHost(settings))),
+      Layer.provide(Layer.mergeAll(
+        HostConfig.layer(settings),
+        PluginClient.layer,
+        NodeServices.layer,
+        settings.pluginRunner === undefined
+          ? PluginLauncher.localHiding(settings.hiddenFromPlugins ?? []).pipe(Layer.provide(NodeServices.layer))
+          : runnerLauncher(settings.pluginRunner)
+      ))
     )
 }
 
@@ -84,7 +101,7 @@ const make = Effect.fn("PluginHost.make")(function*() {
   if (!isFolder(config.pluginsDir)) return yield* new PluginsFolderMissing({ path: config.pluginsDir })
   const registry = yield* PluginRegistry
   const metrics = yield* Metrics
-  const services = yield* Effect.context<ChildProcessSpawner.ChildProcessSpawner | PluginClient>()
+  const services = yield* Effect.context<PluginLauncher | PluginClient>()
   const statuses = new Map<string, PluginStatus>()
   const files = new Map<string, PluginFile>()
   let skipped: ReadonlyArray<SkippedEntry> = []
@@ -117,11 +134,34 @@ const make = Effect.fn("PluginHost.make")(function*() {
 
   const observer = { logLinesDropped: metrics.pluginLogLinesDropped }
 
-  /** Runs one start of the plugin until it stops; says why it stopped, and whether to give up on it. */
-  const runOnce = (file: PluginFile): Effect.Effect<{ readonly reason: string; readonly final: boolean }> =>
+  /**
+   * Starts a plugin file in a scope of its own, to be handed to the
+   * supervisor that then runs it: how a replacement is tried before the
+   * running process is stopped.
+   */
+  const tryStart = (file: PluginFile) =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const exit = yield* launch(file, config, observer).pipe(Scope.provide(scope), Effect.provideContext(services), Effect.exit)
+      if (Exit.isFailure(exit)) {
+        yield* Scope.close(scope, exit)
+        const error = Exit.findErrorOption(exit)
+        return { _tag: "Failed", reason: Option.isSome(error) ? error.value.message : String(exit.cause) } as const
+      }
+      return { _tag: "Started", launched: exit.value, scope } as const
+    })
+  type Started = Extract<Effect.Success<ReturnType<typeof tryStart>>, { readonly _tag: "Started" }>
+
+  /**
+   * Runs one start of the plugin until it stops (`started`: one already
+   * made); says why it stopped, and whether to give up on it.
+   */
+  const runOnce = (file: PluginFile, started?: Started): Effect.Effect<{ readonly reason: string; readonly final: boolean }> =>
     Effect.scoped(
       Effect.gen(function*() {
-        const launched = yield* launch(file, config, observer)
+        const launched = started === undefined
+          ? yield* launch(file, config, observer)
+          : yield* Effect.addFinalizer((exit) => Scope.close(started.scope, exit)).pipe(Effect.as(started.launched))
         const guarded = yield* guardConnection(launched.connection, {
           plugin: file.name,
           permits: config.pluginCallPermits,
@@ -130,6 +170,8 @@ const make = Effect.fn("PluginHost.make")(function*() {
           onBusy: metrics.pluginCallRejected,
           onTrip: metrics.pluginBreakerTripped
         })
+        // Registered before it is "running": that state settles awaitSettled, after which callers resolve it.
+        yield* registry.register(file.name, launched.description, guarded.connection)
         setStatus(file, {
           state: "running",
           pid: launched.pid,
@@ -138,7 +180,6 @@ const make = Effect.fn("PluginHost.make")(function*() {
           launched,
           error: undefined
         })
-        yield* registry.register(file.name, launched.description, guarded.connection)
         yield* Effect.logInfo(`plugin ${file.name} running`).pipe(
           Effect.annotateLogs({
             plugin: file.name,
@@ -164,12 +205,14 @@ const make = Effect.fn("PluginHost.make")(function*() {
     Schedule.min([Schedule.exponential(Duration.millis(config.restartBaseMs)), Schedule.spaced(Duration.millis(config.restartMaxMs))])
   )
 
-  const supervise = Effect.fn("PluginHost.supervise")(function*(file: PluginFile) {
+  const supervise = Effect.fn("PluginHost.supervise")(function*(file: PluginFile, started?: Started) {
     let crashes = 0
     let nextDelay = yield* restartDelays
+    let first = started
     for (;;) {
       const began = Date.now()
-      const { reason, final } = yield* runOnce(file)
+      const { reason, final } = yield* runOnce(file, first)
+      first = undefined
       yield* registry.markUnavailable(file.name, reason)
       if (!config.restart || final) {
         setStatus(file, { state: "failed", error: reason, pid: undefined, launched: undefined })
@@ -211,6 +254,39 @@ const make = Effect.fn("PluginHost.make")(function*() {
       yield* FiberMap.run(supervisors, file.name, supervise(file))
     })
 
+  /** A replaced file: started beside the running process, which it replaces only once it has started. */
+  const replace = (file: PluginFile) =>
+    Effect.gen(function*() {
+      const previous = files.get(file.name)
+      // Tried once per version of the file: a broken one is not started again and again.
+      files.set(file.name, file)
+      const refused = yield* checkInstalled(config.pluginsDir, file.name, config.requireLocked).pipe(Effect.flip, Effect.option)
+      const trial = Option.isSome(refused) ? { _tag: "Failed", reason: refused.value.message } as const : yield* tryStart(file)
+      // Registered before the old process stops, so that no call finds the plugin missing.
+      const registered = trial._tag === "Failed"
+        ? trial
+        : yield* registry.register(file.name, trial.launched.description, trial.launched.connection).pipe(
+          Effect.as(trial),
+          Effect.catch((e) => Scope.close(trial.scope, Exit.void).pipe(Effect.as({ _tag: "Failed", reason: e.message } as const)))
+        )
+      const running = statuses.get(file.name)
+      if (registered._tag === "Failed") {
+        if (running?.state !== "running" || previous === undefined) {
+          // Nothing serves: the new file is started (and supervised) as any new plugin is.
+          return yield* start(file)
+        }
+        const error = `the replaced file could not start (${registered.reason}); the previous version keeps serving`
+        statuses.set(file.name, { ...running, error })
+        metrics.pluginReplaceFailed(file.name)
+        return yield* Effect.logError(`plugin ${file.name} was replaced, but ${error}`).pipe(Effect.annotateLogs({ plugin: file.name }))
+      }
+      setStatus(file, { error: undefined })
+      yield* FiberMap.run(supervisors, file.name, supervise(file, registered))
+      yield* Effect.logInfo(`plugin ${file.name} was replaced: the new version serves, the previous one is stopped`).pipe(
+        Effect.annotateLogs({ plugin: file.name, pid: registered.launched.pid })
+      )
+    })
+
   const stop = (name: string) =>
     Effect.gen(function*() {
       // Unregistered first, so that no new call goes to a plugin being stopped.
@@ -241,8 +317,10 @@ const make = Effect.fn("PluginHost.make")(function*() {
       const known = files.get(file.name)
       if (known === undefined) yield* start(file)
       else if (known.fingerprint !== file.fingerprint) {
-        yield* Effect.logInfo(`plugin ${file.name} was replaced: restarting it`).pipe(Effect.annotateLogs({ plugin: file.name }))
-        yield* start(file)
+        yield* Effect.logInfo(`plugin ${file.name} was replaced: starting the new version beside the running one`).pipe(
+          Effect.annotateLogs({ plugin: file.name })
+        )
+        yield* replace(file)
       }
     }
   }).pipe(Effect.withSpan("PluginHost.rescan"))

@@ -1,21 +1,18 @@
 /**
  * Launches one plugin process and brings it to a described, connected state:
- * a private socket folder, a minimal environment, the handshake (with a
- * timeout and the evidence when it fails), the gRPC connection and Describe.
- * Everything lives in the caller's scope: closing it asks the plugin to shut
- * down, waits a grace period, then SIGTERMs and SIGKILLs its process group and
- * removes the socket folder.
+ * a minimal environment, the spawn (PluginLauncher: here or through the
+ * plugin runner), the handshake (with a timeout and the evidence when it
+ * fails), the gRPC connection and Describe. Everything lives in the caller's
+ * scope: closing it asks the plugin to shut down, waits a grace period, then
+ * the launcher SIGTERMs and SIGKILLs it and removes the socket folder.
  *
  * It does not restart anything: PluginHost supervises.
  */
-import { accessSync, constants, lstatSync, mkdtempSync, rmSync, statSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join, resolve } from "node:path"
+import { accessSync, constants, lstatSync, statSync } from "node:fs"
 import { Deferred, Duration, Effect, Fiber, Option, Schedule, Stream } from "effect"
-import { ChildProcess, ChildProcessSpawner } from "effect/process"
 import type { PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
 import { PluginClient, type PluginConnection } from "../plugin-client/PluginClient.ts"
-import { type Handshake, HostPidKey, MagicCookieKey, MagicCookieValue, MaxSocketPathBytes, parseHandshake, socketPathIn } from "../protocol/Handshake.ts"
+import { type Handshake, MagicCookieKey, MagicCookieValue, parseHandshake } from "../protocol/Handshake.ts"
 import { type Certificate, generateCertificate } from "../protocol/Mtls.ts"
 import {
   PluginBadHandshake,
@@ -28,6 +25,7 @@ import { addressProblem } from "./HandshakeAddress.ts"
 import { type LogLevel, parseLogLine, relayAnnotations } from "./Hclog.ts"
 import { BoundedLines, type Line, lineText, LogRateLimit, MaxHandshakeLineBytes, MaxLogLineBytes } from "./LogLines.ts"
 import type { PluginFile } from "./PluginFiles.ts"
+import { PluginLauncher } from "./PluginLauncher.ts"
 
 export interface LaunchOptions {
   readonly handshakeTimeoutMs: number
@@ -59,11 +57,9 @@ const MaxEvidenceLine = 300
  * The environment a plugin gets: what go-plugin defines, PATH and locale.
  * Never the operator's own (tokens, kubeconfig).
  */
-const pluginEnv = (options: LaunchOptions, socketDir: string, certificate: Certificate | undefined, bundle: boolean) => ({
+const pluginEnv = (options: LaunchOptions, certificate: Certificate | undefined, bundle: boolean): Record<string, string> => ({
   [MagicCookieKey]: MagicCookieValue,
-  [HostPidKey]: String(process.pid),
   PLUGIN_PROTOCOL_VERSIONS: options.protocolVersions.join(","),
-  PLUGIN_UNIX_SOCKET_DIR: socketDir,
   PLUGIN_MIN_PORT: "10000",
   PLUGIN_MAX_PORT: "25000",
   ...(certificate === undefined ? {} : { PLUGIN_CLIENT_CERT: certificate.certPem }),
@@ -90,17 +86,6 @@ const checkRunnable = (file: PluginFile): Effect.Effect<void, PluginNotRunnable>
           : e instanceof Error ? e.message : String(e)
       })
   })
-
-/** Makes the private socket folder (0700, short path) and removes it with the scope. */
-const socketFolder = (file: PluginFile) =>
-  Effect.acquireRelease(
-    Effect.try({
-      try: () => mkdtempSync(join(tmpdir(), "hk-")),
-      catch: (e) =>
-        new PluginNotRunnable({ plugin: file.name, path: file.path, detail: `no socket folder could be made in ${tmpdir()}: ${String(e)}` })
-    }),
-    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-  )
 
 /** Told of what a plugin's output cost it, for metrics. */
 export interface LaunchObserver {
@@ -140,36 +125,17 @@ const socketProblem = (handshake: Handshake): string | undefined => {
 export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFile, options: LaunchOptions, observer?: LaunchObserver) {
   yield* Effect.annotateCurrentSpan({ plugin: file.name })
   yield* checkRunnable(file)
-  const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
+  const launcher = yield* PluginLauncher
   const client = yield* PluginClient
-  const socketDir = yield* socketFolder(file)
-  // The plugin names its socket as socketPathIn does; the OS caps the path.
-  const socketBytes = Buffer.byteLength(socketPathIn(socketDir))
-  if (socketBytes > MaxSocketPathBytes) {
-    return yield* new PluginNotRunnable({
-      plugin: file.name,
-      path: file.path,
-      detail: `its socket path would be ${socketBytes} bytes, over the ${MaxSocketPathBytes} the OS allows under ${socketDir}: set TMPDIR to a shorter folder`
-    })
-  }
   const certificate = options.autoMtls ? yield* Effect.promise(generateCertificate) : undefined
-  const path = resolve(file.path)
-  const [command, args] = file.form === "bundle" ? [process.execPath, [path]] : [path, []]
-
   const started = performance.now()
-  const handle = yield* spawner.spawn(
-    ChildProcess.make(command, args, {
-      env: pluginEnv(options, socketDir, certificate, file.form === "bundle"),
-      extendEnv: false,
-      // Its own empty folder, not the operator's: the runtime a TypeScript
-      // plugin carries would read a .env or bunfig.toml found where it starts.
-      cwd: socketDir,
-      killSignal: "SIGTERM",
-      forceKillAfter: Duration.millis(options.shutdownGraceMs)
-    })
-  ).pipe(
-    Effect.mapError((e) => new PluginNotRunnable({ plugin: file.name, path: file.path, detail: e.message }))
-  )
+  // Here, or through the plugin runner: a private socket folder, the process, its pipes.
+  const handle = yield* launcher.spawn({
+    file,
+    env: pluginEnv(options, certificate, file.form === "bundle"),
+    graceMs: options.shutdownGraceMs
+  })
+  const socketDir = handle.socketDir
 
   // The first stdout line is the handshake, at most MaxHandshakeLineBytes;
   // every later line, on either stream, is cut at MaxLogLineBytes and relayed
@@ -246,8 +212,6 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
   )
   const exitCode = yield* Deferred.make<number>()
   yield* handle.exitCode.pipe(
-    Effect.map(Number),
-    Effect.catch(() => Effect.succeed(-1)),
     Effect.flatMap((code) => Deferred.succeed(exitCode, code)),
     Effect.forkScoped
   )
@@ -312,7 +276,7 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     }
   })
   // On close, before the connection closes: Shutdown over RPC, then wait up to
-  // the grace for the exit; the spawner's own finalizer then signals the
+  // the grace for the exit; the launcher's own finalizer then signals the
   // process group if it is still alive.
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {

@@ -45,10 +45,15 @@ type report struct {
 }
 
 type shutdownReport struct {
-	// Graceful: the plugin exited within go-plugin's 2 s after Kill's Shutdown, no SIGKILL.
-	Graceful bool    `json:"graceful"`
-	Exited   bool    `json:"exited"`
-	Ms       float64 `json:"ms"`
+	// Graceful: go-plugin's Kill closed the client without error, saw the process exit on its own
+	// (its "plugin exited" line) and never sent SIGKILL, and the process exited with status 0.
+	Graceful bool `json:"graceful"`
+	Exited   bool `json:"exited"`
+	// Killed: go-plugin gave up waiting ("plugin failed to exit gracefully") and killed the process.
+	Killed bool `json:"killed"`
+	// ExitError: how the process ended when not with status 0 ("exit status 1", "signal: killed").
+	ExitError string  `json:"exitError,omitempty"`
+	Ms        float64 `json:"ms"`
 }
 
 type benchReport struct {
@@ -175,7 +180,7 @@ func run(logs *syncBuffer) report {
 			return fail("describe", err)
 		}
 		r.Results["describe"] = d.Name
-		kill(client, &r)
+		kill(client, logs, &r)
 		return r
 	}
 	if err := rpcs(ctx, cp, r.Results); err != nil {
@@ -193,16 +198,34 @@ func run(logs *syncBuffer) report {
 		}
 		r.Results["health"] = h.Status.String()
 	}
-	kill(client, &r)
+	kill(client, logs, &r)
 	return r
 }
 
-// kill stops the plugin as every go-plugin host does: Shutdown, up to 2 s, then SIGKILL.
-func kill(client *plugin.Client, r *report) {
+// kill stops the plugin as every go-plugin host does: Shutdown, up to 2 s, then SIGKILL. Whether it
+// was graceful is read from go-plugin's own log of this Kill, not from the time it took: after a
+// failed Close, go-plugin kills at once, which is quick too.
+func kill(client *plugin.Client, logs *syncBuffer, r *report) {
+	before := len(logs.entries())
 	t0 := time.Now()
 	client.Kill()
-	r.Shutdown = &shutdownReport{Exited: client.Exited(), Ms: ms(time.Since(t0))}
-	r.Shutdown.Graceful = r.Shutdown.Exited && r.Shutdown.Ms < 2000
+	s := &shutdownReport{Exited: client.Exited(), Ms: ms(time.Since(t0))}
+	exitedOnItsOwn, exitLogged := false, false
+	for _, e := range logs.entries()[before:] {
+		switch e.Message {
+		case "plugin exited":
+			exitedOnItsOwn = true
+		case "plugin failed to exit gracefully":
+			s.Killed = true
+		case "plugin process exited":
+			exitLogged = true
+			if err, ok := e.Fields["error"].(string); ok {
+				s.ExitError = err
+			}
+		}
+	}
+	s.Graceful = s.Exited && exitLogged && exitedOnItsOwn && !s.Killed && s.ExitError == ""
+	r.Shutdown = s
 }
 
 // rpcs calls every RPC of the capability service once and records the answers.
@@ -293,8 +316,11 @@ func bench(logs *syncBuffer) report {
 				handshook = e.Time
 			}
 		}
-		elapsed := ms(handshook.Sub(spawned))
 		client.Kill()
+		if spawned.IsZero() || handshook.IsZero() {
+			return report{Stage: "bench", Error: fmt.Sprintf(`go-plugin's log of start %d lacks "starting plugin" or "using plugin" (or its timestamp)`, i)}
+		}
+		elapsed := ms(handshook.Sub(spawned))
 		// The first two starts warm the page cache.
 		if i >= 2 {
 			r.Bench.StartMs = append(r.Bench.StartMs, elapsed)

@@ -18,6 +18,7 @@ import { Effect, Layer, Logger, References } from "effect"
 import { PluginClient } from "../../src/plugin-client/PluginClient.ts"
 import { Metrics } from "../../src/metrics/Metrics.ts"
 import { launch, type LaunchOptions } from "../../src/plugin-host/PluginProcess.ts"
+import { PluginLauncher } from "../../src/plugin-host/PluginLauncher.ts"
 import { launchFailure, launchOptions, pluginFile, withPlugin } from "../support/launch.ts"
 import { addPlugin, builtPlugin, bun, eventually, pluginsFolder, processesMatching, root, testPlugin } from "../support/paths.ts"
 
@@ -29,7 +30,7 @@ interface GoHostReport {
   negotiatedVersion?: number
   protocol?: string
   results?: Record<string, unknown>
-  shutdown?: { graceful: boolean; exited: boolean; ms: number }
+  shutdown?: { graceful: boolean; exited: boolean; killed: boolean; exitError?: string; ms: number }
   logs: Array<LogEntry>
 }
 
@@ -61,10 +62,11 @@ const launchLogging = async (path: string, options: LaunchOptions) => {
       const plugin = yield* launch(pluginFile(path), options)
       // The stderr relay and the stdio stream run beside the launch: wait for the last line of each.
       const seen = (text: string) => lines.some((l) => l.includes(text))
-      yield* Effect.promise(() => eventually(() => seen("a plain warning") && seen("stdout after the handshake"), 5_000))
+      const both = yield* Effect.promise(() => eventually(() => seen("a plain warning") && seen("stdout after the handshake"), 5_000))
+      if (!both) throw new Error(`the stderr relay and the stdio stream did not both deliver their last line:\n${lines.join("\n")}`)
       return plugin
     })).pipe(
-      Effect.provide(Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), NodeServices.layer, collect)),
+      Effect.provide(Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)), collect)),
       Effect.provideService(References.MinimumLogLevel, "All")
     )
   )
@@ -96,7 +98,7 @@ describe("go-plugin's own client loads the TypeScript postgres plugin", () => {
           health: "SERVING"
         })
         // Kill: Shutdown answered, the process gone well before go-plugin's 2 s SIGKILL.
-        expect(report.shutdown).toMatchObject({ graceful: true, exited: true })
+        expect(report.shutdown).toMatchObject({ graceful: true, exited: true, killed: false })
         expect(report.logs.map((l) => l.message)).not.toContain("plugin failed to exit gracefully")
         // Our plugin's hclog lines reach go-plugin's logger as structured entries.
         expect(report.logs.find((l) => l.message === "plugin serving")).toMatchObject({ level: "debug", module: "postgres", fields: { mtls, protocol_version: 1 } })
@@ -112,7 +114,7 @@ describe("go-plugin's own client loads the TypeScript postgres plugin", () => {
       { id: "deployment", state: "CONDITION_STATE_PENDING", reason: "ReplicasNotAvailable", message: "0/1 replicas available" },
       { id: "deployment", state: "CONDITION_STATE_PENDING", reason: "NotFound", message: "Deployment for c does not exist yet" }
     ])
-    expect(report.shutdown).toMatchObject({ graceful: true, exited: true })
+    expect(report.shutdown).toMatchObject({ graceful: true, exited: true, killed: false })
   })
 })
 
@@ -262,7 +264,7 @@ describe("conformance table: go-plugin's host loads plugins on our SDK", () => {
 
       test("Shutdown: our plugin answers and exits before go-plugin's 2 s SIGKILL", async () => {
         const report = await goHost(tsFixture(form), ["-mode", "start", "-mtls=true"])
-        expect(report.shutdown).toMatchObject({ graceful: true, exited: true })
+        expect(report.shutdown).toMatchObject({ graceful: true, exited: true, killed: false })
         expect(report.logs.map((l) => l.message)).toContain("plugin exited")
         expect(report.logs.map((l) => l.message)).not.toContain("plugin failed to exit gracefully")
       })

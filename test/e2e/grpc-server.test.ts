@@ -5,9 +5,11 @@
  * handshake and HTTP/2's loading wait and are served; messages larger than
  * the socket's buffers cross intact both ways (writes the socket only partly
  * takes); a peer that is not the host is refused while the server goes on;
- * a client that leaves ends its streams; close() ends the connections.
+ * a client that leaves ends its streams; close() ends the connections, served or waiting;
+ * TLS below 1.2 is refused (a hand-written ClientHello: no openssl needed).
  */
 import { afterEach, describe, expect, test } from "bun:test"
+import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
 import * as http2 from "node:http2"
 import * as net from "node:net"
@@ -22,6 +24,7 @@ import { BuildDependents, Describe, StreamStdio } from "../../src/protocol/Metho
 import { type Certificate, generateCertificate } from "../../src/protocol/Mtls.ts"
 import { GrpcServer } from "../../src/sdk/wire/GrpcServer.ts"
 import { type Address, Listener } from "../../src/sdk/wire/Listener.ts"
+import { eventually } from "../support/paths.ts"
 
 const cleanups: Array<() => Promise<void> | void> = []
 afterEach(async () => {
@@ -87,6 +90,53 @@ const pattern = (size: number) => {
   return bytes
 }
 
+const RecordHandshake = 0x16
+const RecordAlert = 0x15
+const HandshakeServerHello = 2
+const AlertProtocolVersion = 70
+
+const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff])
+const list16 = (values: ReadonlyArray<number>) => {
+  const body = Buffer.concat(values.map(u16))
+  return Buffer.concat([u16(body.length), body])
+}
+const extension = (type: number, body: Buffer) => Buffer.concat([u16(type), u16(body.length), body])
+
+/**
+ * A TLS ClientHello record (RFC 5246 7.4.1.2) offering `version` and nothing above it (no
+ * supported_versions extension): ECDHE suites for the plugin's ECDSA or RSA key, P-256 and X25519.
+ */
+const clientHello = (version: number) => {
+  const extensions = Buffer.concat([
+    extension(0x000a, list16([0x001d, 0x0017])), // supported_groups
+    extension(0x000b, Buffer.from([1, 0])), // ec_point_formats: uncompressed
+    extension(0x000d, list16([0x0403, 0x0804, 0x0401])) // signature_algorithms
+  ])
+  const body = Buffer.concat([
+    u16(version), randomBytes(32), Buffer.from([0]), // no session id
+    list16([0xc02b, 0xc02f, 0xc009, 0xc013]), Buffer.from([1, 0]), // suites; null compression
+    u16(extensions.length), extensions
+  ])
+  const handshake = Buffer.concat([Buffer.from([1, body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff]), body])
+  return Buffer.concat([Buffer.from([RecordHandshake, 3, 1]), u16(handshake.length), handshake])
+}
+
+/** Sends `hello` on a fresh connection and resolves with the first bytes the server answers (at least 7). */
+const firstRecord = (address: Address, hello: Buffer) =>
+  new Promise<Buffer>((resolve, reject) => {
+    let received = Buffer.alloc(0)
+    const socket = net.connect(address.address, () => socket.write(hello))
+    socket.on("data", (bytes: Buffer) => {
+      received = Buffer.concat([received, bytes])
+      if (received.length >= 7) {
+        resolve(received)
+        socket.destroy()
+      }
+    })
+    socket.on("error", reject)
+    socket.on("close", () => reject(new Error(`the server closed after ${received.length} bytes: ${received.toString("hex")}`)))
+  })
+
 for (const autoMtls of [false, true]) {
   describe(`gRPC server on Bun.listen (AutoMTLS ${autoMtls ? "on" : "off"})`, () => {
     const peers = () => (autoMtls ? newPeers() : Promise.resolve(undefined))
@@ -99,10 +149,11 @@ for (const autoMtls of [false, true]) {
         answered = true
         return response
       })
-      // Long enough for the client to connect and send its request: the bytes are held.
-      await Bun.sleep(150)
+      // The connection is open and its request (after the 24-byte HTTP/2 preface) is held, unanswered.
+      expect(await eventually(() => listener.waiting.connections === 1 && listener.waiting.bytes > 24, 5_000)).toBe(true)
       expect(answered).toBe(false)
       await server.serve(listener)
+      expect(listener.waiting).toEqual({ connections: 0, bytes: 0 })
       expect((await call).name).toBe("wire")
     })
 
@@ -148,7 +199,18 @@ for (const autoMtls of [false, true]) {
       expect(outcome).toBe("closed")
     })
 
-    test("close() ends served and waiting connections, and resolves", async () => {
+    test("close() ends connections still waiting for HTTP/2, and resolves", async () => {
+      const p = await peers()
+      const { listener, address } = listening(p)
+      const call = failureCode(unaryCall(channelTo(address, p), Describe, {}, 5_000))
+      expect(await eventually(() => listener.waiting.connections === 1, 5_000)).toBe(true)
+      const closed = await Promise.race([listener.close().then(() => "resolved"), Bun.sleep(2_000).then(() => "pending")])
+      expect(closed).toBe("resolved")
+      expect(listener.waiting.connections).toBe(0)
+      expect(await call).toBe(Status.UNAVAILABLE)
+    })
+
+    test("close() ends served connections, and resolves", async () => {
       const p = await peers()
       const { server, listener, address } = listening(p)
       await server.serve(listener)
@@ -202,21 +264,12 @@ describe("AutoMTLS on Bun.listen", () => {
       })
     expect(await connect({ minVersion: "TLSv1.2", maxVersion: "TLSv1.2" })).toEqual({ alpn: "h2", version: "TLSv1.2" })
     expect(await connect({})).toEqual({ alpn: "h2", version: "TLSv1.3" })
-    // Bun's own TLS client offers nothing below 1.2 either: openssl does, when it is there.
-    const openssl = Bun.which("openssl")
-    if (openssl !== null) {
-      const dir = socketDir()
-      await Bun.write(join(dir, "host.pem"), peers.host.certPem)
-      await Bun.write(join(dir, "host.key"), peers.host.keyPem)
-      const run = Bun.spawn([openssl, "s_client", "-unix", address.address, "-tls1_1", "-cert", join(dir, "host.pem"), "-key", join(dir, "host.key")], {
-        stdin: "ignore",
-        stdout: "pipe",
-        stderr: "pipe"
-      })
-      const output = (await new Response(run.stdout).text()) + (await new Response(run.stderr).text())
-      await run.exited
-      expect(output).toMatch(/protocol version|no protocols available|unsupported protocol/i)
-    }
+    // Bun's own TLS client offers nothing below 1.2, so the ClientHello is written by hand: the same
+    // hello gets a ServerHello as TLS 1.2 and a protocol_version alert as TLS 1.1.
+    const tls12 = await firstRecord(address, clientHello(0x0303))
+    expect([tls12[0], tls12[5]]).toEqual([RecordHandshake, HandshakeServerHello])
+    const tls11 = await firstRecord(address, clientHello(0x0302))
+    expect([tls11[0], tls11[6]]).toEqual([RecordAlert, AlertProtocolVersion])
     expect((await unaryCall(channelTo(address, peers), Describe, {}, 2_000)).name).toBe("wire")
   })
 })

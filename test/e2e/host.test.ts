@@ -101,22 +101,26 @@ describe("plugin host", () => {
         renameSync(join(folder.dir, ".postgres.js.tmp"), join(folder.dir, "postgres.js"))
         const first = yield* awaitState("postgres.js", "running")
         expect((yield* registry.resolve("database", "postgres", "16")).plugin).toBe("postgres.js")
-        // Replaced: restarted.
+        // Replaced: restarted. Every poll's result is asserted: a host that stops the old process without
+        // starting the new one (or never notices the change) must fail here.
         addPlugin(folder.dir, builtPlugin("postgres.js"))
         utimesSync(join(folder.dir, "postgres.js"), new Date(), new Date(Date.now() + 5_000))
-        yield* Effect.promise(() =>
+        const statusOf = async () => (await Effect.runPromise(host.statuses)).find((p) => p.name === "postgres.js")
+        expect(yield* Effect.promise(() =>
           eventually(async () => {
-            const s = (await Effect.runPromise(host.statuses)).find((p) => p.name === "postgres.js")
-            return s?.state === "running" && s.pid !== first.pid
+            const s = await statusOf()
+            return s?.state === "running" && s.pid !== undefined && s.pid !== first.pid
           }, 10_000)
-        )
+        )).toBe(true)
+        const replaced = yield* Effect.promise(statusOf)
         expect(yield* Effect.promise(() => eventually(async () => !(await processesMatching(folder.dir)).includes(first.pid ?? 0), 5_000))).toBe(true)
+        expect(yield* Effect.promise(() => processesMatching(folder.dir))).toEqual([replaced?.pid ?? -1])
+        expect((yield* registry.resolve("database", "postgres", "16")).plugin).toBe("postgres.js")
         // Removed: stopped and unregistered.
-        const current = (yield* host.statuses).find((p) => p.name === "postgres.js")
         rmSync(join(folder.dir, "postgres.js"))
-        yield* Effect.promise(() => eventually(async () => (await Effect.runPromise(host.statuses)).length === 0, 5_000))
+        expect(yield* Effect.promise(() => eventually(async () => (await Effect.runPromise(host.statuses)).length === 0, 5_000))).toBe(true)
         expect((yield* Effect.flip(registry.resolve("database", "postgres", "16")))._tag).toBe("NoPluginFound")
-        expect(yield* Effect.promise(() => eventually(async () => !(await processesMatching(folder.dir)).includes(current?.pid ?? 0), 5_000))).toBe(true)
+        expect(yield* Effect.promise(() => eventually(async () => (await processesMatching(folder.dir)).length === 0, 5_000))).toBe(true)
       }))
     } finally {
       folder.cleanup()

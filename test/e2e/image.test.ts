@@ -8,10 +8,10 @@
  * own files as its only root.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import type { V1Deployment } from "@kubernetes/client-node"
+import type { V1Container, V1Deployment } from "@kubernetes/client-node"
 import pkg from "../../package.json" with { type: "json" }
 import { gitCommit } from "../../scripts/build.ts"
 import { manifests } from "../../src/api/Manifests.ts"
@@ -26,11 +26,14 @@ import {
   containerInit,
   type ImageConfig,
   layerInventory,
+  ownAs,
+  removeAsOwner,
+  requireSubordinateIds,
   requireUserNamespaces,
   uidInside,
   unpackImage
 } from "../support/image.ts"
-import { builtPlugin, eventually } from "../support/paths.ts"
+import { builtPlugin, eventually, testPlugin } from "../support/paths.ts"
 
 const images = new Map<ImageArch, { dir: string; rootfs: string; config: ImageConfig; layers: ReadonlyArray<{ file: string }> }>()
 
@@ -108,7 +111,7 @@ test("the Deployment of halkyon manifests fits the image: its user, its writable
   const container = deployment.spec?.template.spec?.containers[0]
   expect(`${container?.securityContext?.runAsUser}:${container?.securityContext?.runAsUser}`).toBe(config.config.User ?? "")
   expect(container?.securityContext?.readOnlyRootFilesystem).toBe(true)
-  expect(container?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(["/plugins", "/tmp"])
+  expect(container?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(["/plugins", "/run/halkyon", "/tmp", "/var/run/secrets/kubernetes.io/serviceaccount"])
   expect(container?.args).toContain("/plugins")
   expect(container?.ports?.map((p) => `${p.containerPort}/tcp`).sort()).toEqual(Object.keys(config.config.ExposedPorts ?? {}).sort())
   expect(container?.image).toBe(`ghcr.io/halkyonio/halkyon:${pkg.version}`)
@@ -196,12 +199,134 @@ describe("the linux/amd64 image, run from its root filesystem alone", () => {
         const sockets = () => readdirSync(tmp).filter((f) => f.startsWith("hk-"))
         expect(sockets()).toHaveLength(1)
         process.kill(init, "SIGTERM")
-        expect({ code: await proc.exited, sockets: sockets() }).toEqual({ code: 130, sockets: [] })
+        expect({ code: await proc.exited, sockets: sockets() }).toEqual({ code: 0, sockets: [] })
       } finally {
         proc.kill("SIGKILL")
       }
     }, 120_000)
   })
+})
+
+describe("the linux/amd64 image as the pod of halkyon manifests: the operator, and plugins in the plugin-runner sidecar", () => {
+  let cluster: Cluster
+  const ns = "image-pod"
+  const scratch: Array<string> = []
+  // Filled first, then given its owner: the owner may be one the test's own user cannot write as.
+  const folder = (mode: number, uid = 0, gid = 0, fill: (dir: string) => void = () => {}) => {
+    const dir = mkdtempSync(join(tmpdir(), "halkyon-pod-"))
+    scratch.push(dir)
+    fill(dir)
+    ownAs(dir, uid, gid, mode)
+    return dir
+  }
+
+  beforeAll(async () => {
+    requireSubordinateIds()
+    cluster = await startCluster()
+    expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
+  }, 180_000)
+
+  afterAll(async () => {
+    await cluster?.plane.stop()
+    for (const dir of scratch) removeAsOwner(dir)
+  })
+
+  test("plugins run as 65533 beside the operator, read none of its credentials, reach Ready, and die with the operator", async () => {
+    const { rootfs, config } = image("amd64")
+    const pod = manifests().find((m) => m.kind === "Deployment") as V1Deployment
+    const runnerSpec = pod.spec?.template.spec?.initContainers?.[0]
+    const operatorSpec = pod.spec?.template.spec?.containers[0]
+    const as = (uid: number | undefined) => ({ ...config, config: { ...config.config, User: `${uid}:${operatorSpec?.securityContext?.runAsGroup}` } })
+    // The pod's volumes: emptyDirs group-owned by fsGroup 65532, the token in the operator's only.
+    const plugins = folder(0o2775, 65532, 65532, (dir) => {
+      for (const [from, name] of [[builtPlugin("postgres"), "postgres"], [testPlugin("snoop"), "snoop"]] as const) {
+        copyFileSync(from, join(dir, name))
+        chmodSync(join(dir, name), 0o755)
+      }
+    })
+    const shared = folder(0o2775, 0, 65532)
+    const runnerTmp = folder(0o1777)
+    const token = `token-${crypto.randomUUID()}`
+    const secret = `s3cr3t-${crypto.randomUUID()}`
+    const tokenDir = folder(0o755, 0, 0, (dir) => {
+      writeFileSync(join(dir, "token"), token)
+      ownAs(join(dir, "token"), 0, 65532, 0o640)
+    })
+    // Outside a cluster the operator needs a kubeconfig: its own, 0600.
+    const operatorTmp = folder(0o1777, 0, 0, (dir) => {
+      copyFileSync(cluster.plane.kubeconfigPath, join(dir, "kubeconfig"))
+      ownAs(join(dir, "kubeconfig"), 65532, 65532, 0o600)
+    })
+    const mounts = (spec: V1Container | undefined, volumes: Record<string, string>) =>
+      Object.fromEntries((spec?.volumeMounts ?? []).map((m) => [m.mountPath, volumes[m.name] ?? ""]))
+    const volumes = { plugins, runner: shared, "runner-tmp": runnerTmp, tmp: operatorTmp, "kube-api-access": tokenDir }
+    const runnerCommand = containerCommand(rootfs, as(runnerSpec?.securityContext?.runAsUser), runnerSpec?.args, {
+      mounts: mounts(runnerSpec, volumes)
+    })
+    const runner = Bun.spawn(runnerCommand, { stdout: "pipe", stderr: "pipe" })
+    // The pod's args but leader election and impersonation (no plugin ServiceAccounts here: rbac.test.ts covers them), probes on loopback.
+    const podArgs = operatorSpec?.args ?? []
+    const args = [
+      ...podArgs
+        .filter((a, i) => a !== "--leader-elect" && a !== "--impersonate" && podArgs[i - 1] !== "--impersonate")
+        .map((a) => (a.startsWith(":") ? "127.0.0.1:0" : a)),
+      "--kubeconfig", "/tmp/kubeconfig", "--namespace", ns
+    ]
+    let operator: ReturnType<typeof Bun.spawn> | undefined
+    let stderr = ""
+    try {
+      expect(await eventually(() => existsSync(join(shared, "runner.sock")), 30_000)).toBe(true)
+      operator = Bun.spawn(containerCommand(rootfs, as(operatorSpec?.securityContext?.runAsUser), args, {
+        mounts: mounts(operatorSpec, volumes),
+        env: { HALKYON_TEST_SECRET: secret }
+      }), { stdout: "pipe", stderr: "pipe" })
+      void (async () => {
+        for await (const chunk of operator.stderr as ReadableStream<Uint8Array>) stderr += new TextDecoder().decode(chunk)
+      })()
+      expect({ ready: await eventually(() => stderr.includes("operator ready"), 60_000), stderr: "" }).toEqual({ ready: true, stderr: "" })
+
+      // The plugins are the runner's children, as 65533, out of the operator's sight (another PID namespace).
+      const runnerInit = containerInit(runner.pid) ?? 0
+      const [runnerProcess = 0] = childrenOf(runnerInit)
+      const pluginPids = childrenOf(runnerProcess)
+      const commands = pluginPids.map((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[0]).sort()
+      expect({ commands, stderr: commands.length === 2 ? "" : stderr }).toEqual({
+        commands: ["/plugins/postgres", "/plugins/snoop"],
+        stderr: ""
+      })
+      for (const p of pluginPids) expect(uidInside(p)).toBe(65533)
+
+      const create = (name: string, spec: Record<string, unknown>) =>
+        cluster.api("POST", capabilityPath(ns), { apiVersion: "halkyon.io/v1beta1", kind: "Capability", metadata: { name }, spec })
+      expect((await create("db", { category: "database", type: "postgres", version: "16" })).status).toBe(201)
+      const dependents = async () => dig<Array<unknown>>((await cluster.api("GET", capabilityPath(ns, "db"))).body, "status", "dependents") ?? []
+      const provisioned = await eventually(async () => (await dependents()).length === 3, 30_000)
+      expect({ provisioned, stderr: provisioned ? "" : stderr }).toEqual({ provisioned: true, stderr: "" })
+
+      // The snoop plugin guesses the operator's paths too.
+      const guesses = ["/tmp/kubeconfig", "/var/run/secrets/kubernetes.io/serviceaccount/token", "/proc/1/environ"].join(":")
+      const heist = { category: "test", type: "snoop", version: "1", parameters: [{ name: "ALSO_READ", value: guesses }] }
+      expect((await create("heist", heist)).status).toBe(201)
+      let loot: Record<string, string> | undefined
+      const configMap = `/api/v1/namespaces/${ns}/configmaps/heist`
+      await eventually(async () => (loot = dig((await cluster.api("GET", configMap)).body, "data")) !== undefined, 30_000)
+      expect(loot).toBeDefined()
+      expect(JSON.stringify(loot)).not.toContain(secret)
+      expect(JSON.stringify(loot)).not.toContain(token)
+      expect(loot?.token).toBe("ENOENT")
+      expect(loot?.kubeconfig).toContain("/tmp/kubeconfig: ENOENT")
+      expect(loot?.kubeconfig).toContain("/var/run/secrets/kubernetes.io/serviceaccount/token: ENOENT")
+
+      // The operator killed outright: the runner stops its plugins within 2 s, and keeps running.
+      process.kill(containerInit(operator.pid) ?? 0, "SIGKILL")
+      const gone = await eventually(() => childrenOf(runnerProcess).length === 0, 2_000, 20)
+      expect({ gone, left: childrenOf(runnerProcess) }).toEqual({ gone: true, left: [] })
+      expect(runner.exitCode).toBeNull()
+    } finally {
+      operator?.kill("SIGKILL")
+      runner.kill("SIGKILL")
+    }
+  }, 180_000)
 })
 
 describe("the linux/arm64 image's binary", () => {

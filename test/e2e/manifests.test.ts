@@ -293,21 +293,33 @@ test("the ServiceAccount, RBAC and Deployment were accepted as written", async (
   expect(pod?.serviceAccountName).toBe(operatorName)
   expect(container?.image).toBe(image)
   expect(container?.args).toEqual([
-    "run", "--leader-elect", "--plugins-dir", "/plugins", "--impersonate", "always", "--health-addr", ":8081", "--metrics-addr", ":8080"
+    "run", "--leader-elect", "--plugins-dir", "/plugins", "--plugin-runner", "/run/halkyon/runner.sock", "--impersonate", "always",
+    "--health-addr", ":8081", "--metrics-addr", ":8080"
   ])
   expect(container?.ports?.map((p) => [p.name, p.containerPort])).toEqual([["health", 8081], ["metrics", 8080]])
   expect(container?.livenessProbe?.httpGet).toMatchObject({ path: "/healthz", port: 8081 })
   expect(container?.readinessProbe?.httpGet).toMatchObject({ path: "/readyz", port: 8081 })
-  expect(container?.securityContext).toEqual({
+  const confined = (uid: number) => ({
     runAsNonRoot: true,
-    runAsUser: 65532,
+    runAsUser: uid,
+    runAsGroup: 65532,
     readOnlyRootFilesystem: true,
     allowPrivilegeEscalation: false,
     capabilities: { drop: ["ALL"] },
     seccompProfile: { type: "RuntimeDefault" }
   })
-  expect(container?.volumeMounts?.map((m) => m.mountPath)).toEqual(["/plugins", "/tmp"])
-  expect(pod?.volumes?.map((v) => [v.name, v.emptyDir])).toEqual([["plugins", {}], ["tmp", {}]])
+  expect(container?.securityContext).toEqual(confined(65532))
+  expect(container?.volumeMounts?.map((m) => m.mountPath)).toEqual(["/plugins", "/tmp", "/run/halkyon", "/var/run/secrets/kubernetes.io/serviceaccount"])
+  expect(pod?.volumes?.map((v) => v.name)).toEqual(["plugins", "tmp", "runner", "runner-tmp", "kube-api-access"])
+  // Plugins run in the runner sidecar: another uid, the plugins read-only, no token (none is automounted).
+  expect(pod?.automountServiceAccountToken).toBe(false)
+  const runner = pod?.initContainers?.[0]
+  expect(runner?.restartPolicy).toBe("Always")
+  expect(runner?.image).toBe(image)
+  expect(runner?.args).toEqual(["plugin-runner", "--socket", "/run/halkyon/runner.sock", "--plugins-dir", "/plugins"])
+  expect(runner?.securityContext).toEqual(confined(65533))
+  expect(runner?.volumeMounts?.map((m) => [m.mountPath, m.readOnly ?? false])).toEqual([["/plugins", true], ["/run/halkyon", false], ["/tmp", false]])
+  expect(runner?.resources?.limits).toEqual({ memory: "1Gi" })
   expect(container?.env).toEqual([{ name: "POD_NAMESPACE", valueFrom: { fieldRef: { apiVersion: "v1", fieldPath: "metadata.namespace" } } }])
   expect(container?.resources?.requests).toEqual({ cpu: "100m", memory: "128Mi" })
 })

@@ -259,7 +259,7 @@ describe("SIGTERM", () => {
     // The plugin takes 2 s to build: stop the operator in the middle of it.
     await Bun.sleep(800)
     const code = await operator.stop("SIGTERM")
-    expect([0, 130, 143]).toContain(code)
+    expect(code).toBe(0)
     expect(await exists(`/api/v1/namespaces/${ns}/configmaps/slow`)).toBe(true)
     expect(readyOf(await capability("slow"))?.status).toBe("True")
     expect(await processesMatching(pluginsDir)).toEqual([])

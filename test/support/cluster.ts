@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { ensureKubectl } from "./control-plane/build.ts"
 import { type ControlPlane, startControlPlane } from "./control-plane/start.ts"
 import { capabilityCrd, capabilityInfoCrd } from "../../src/api/Crds.ts"
 import { eventually, root } from "./paths.ts"
@@ -75,10 +76,13 @@ export const startOperator = (
   pluginsDir: string,
   args: ReadonlyArray<string> = [],
   kubeconfig = cluster.plane.kubeconfigPath,
-  env: Record<string, string> = {}
+  env: Record<string, string> = {},
+  /** Words before the binary, e.g. setpriv's, to run it as another user. */
+  prefix: ReadonlyArray<string> = []
 ): Operator => {
   const proc = Bun.spawn(
     [
+      ...prefix,
       join(root, "dist/halkyon"), "run", "--kubeconfig", kubeconfig, "--plugins-dir", pluginsDir,
       ...(args.includes("--call-timeout") ? [] : ["--call-timeout", "3s"]),
       // Free ports, read back from the start-up log (several operators may run at once).
@@ -149,3 +153,55 @@ export const readyOf = (capability: ApiResponse) =>
 
 export const capabilityPath = (namespace: string, name = "") =>
   `/apis/halkyon.io/v1beta1/namespaces/${namespace}/capabilities${name === "" ? "" : `/${name}`}`
+
+export interface KubectlResult {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/**
+ * Runs kubectl (built once, of the same release as kube-apiserver) against the cluster as its admin,
+ * as a user would type it. `stdin` is piped in (for `apply -f -`). Its discovery cache lives in the
+ * control plane's folder, and no user kuberc or KUBECONFIG applies.
+ */
+export const kubectl = async (cluster: Cluster, args: ReadonlyArray<string>, stdin?: string): Promise<KubectlResult> => {
+  const binary = await ensureKubectl()
+  const { KUBECONFIG: _ignored, ...env } = process.env
+  const proc = Bun.spawn(
+    [binary, "--kubeconfig", cluster.plane.kubeconfigPath, "--cache-dir", join(cluster.plane.dir, "kubectl-cache"), ...args],
+    { stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin), stdout: "pipe", stderr: "pipe", env: { ...env, KUBERC: "off" } }
+  )
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
+  return { code, stdout, stderr }
+}
+
+/** A long-running kubectl (a `--watch`): the lines it printed so far, and how to stop it. */
+export const kubectlWatch = async (cluster: Cluster, args: ReadonlyArray<string>) => {
+  const binary = await ensureKubectl()
+  const { KUBECONFIG: _ignored, ...env } = process.env
+  const proc = Bun.spawn(
+    [binary, "--kubeconfig", cluster.plane.kubeconfigPath, "--cache-dir", join(cluster.plane.dir, "kubectl-cache"), ...args],
+    { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...env, KUBERC: "off" } }
+  )
+  const lines: Array<string> = []
+  const reading = (async () => {
+    const decoder = new TextDecoder()
+    let rest = ""
+    for await (const chunk of proc.stdout) {
+      rest += decoder.decode(chunk)
+      const parts = rest.split("\n")
+      rest = parts.pop() ?? ""
+      lines.push(...parts)
+    }
+  })()
+  return {
+    lines: () => [...lines],
+    stop: async () => {
+      proc.kill("SIGTERM")
+      await proc.exited
+      await reading
+      return [...lines]
+    }
+  }
+}

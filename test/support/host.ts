@@ -2,10 +2,8 @@
  * Runs the real plugin host (real processes, real sockets) inside a test,
  * with settings tuned for tests: short timeouts and backoff.
  */
-import { NodeServices } from "@effect/platform-node"
 import { Effect, Layer, Logger } from "effect"
 import { defaultHostSettings, HostConfig, type HostSettings } from "../../src/config/HostConfig.ts"
-import { PluginClient } from "../../src/plugin-client/PluginClient.ts"
 import { Metrics } from "../../src/metrics/Metrics.ts"
 import { PluginHost } from "../../src/plugin-host/PluginHost.ts"
 import { PluginRegistry } from "../../src/registry/PluginRegistry.ts"
@@ -27,8 +25,9 @@ export const logLines: Array<string> = []
 const collect = Logger.layer([Logger.make((o) => void logLines.push(Logger.formatLogFmt.log(o)))])
 
 export const hostLayer = (settings: HostSettings) =>
-  PluginHost.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(HostConfig.layer(settings), PluginRegistry.layer, PluginClient.layer, NodeServices.layer)),
+  PluginHost.layer(settings).pipe(
+    // The same settings again, for tests that read them.
+    Layer.provideMerge(HostConfig.layer(settings)),
     Layer.provideMerge(Metrics.layer),
     Layer.provide(collect)
   )

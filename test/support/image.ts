@@ -4,13 +4,16 @@
  * privileges: in a user namespace (unshare, util-linux) with fresh PID and
  * mount namespaces, its entrypoint PID 1 there, /proc mounted, the root
  * filesystem read-only and writable folders mounted over /tmp and /plugins,
- * as the Deployment of `halkyon manifests` runs it. The entrypoint runs as the
- * image's user inside a nested user namespace that maps only that user: an
- * ordinary user can map one id, their own, and nothing else.
+ * as the Deployment of `halkyon manifests` runs it. How the image's users
+ * become real depends on what the caller may map: root runs the entrypoint
+ * with chroot as the real user; an ordinary user with subordinate ids
+ * (/etc/subuid, /etc/subgid, newuidmap: what rootless podman uses) maps 0 to
+ * itself and 1-65536 to that range, so distinct users stay distinct; without
+ * them, a nested user namespace maps only the image's user, to the caller.
  */
 import { createHash } from "node:crypto"
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { tmpdir, userInfo } from "node:os"
 import { join } from "node:path"
 import { gunzipSync } from "node:zlib"
 
@@ -106,6 +109,63 @@ export const uidInside = (pid: number) => {
   throw new Error(`uid ${uid} of process ${pid} is not mapped in its user namespace`)
 }
 
+/** The start of the 65536 subordinate ids `file` gives this user, if it gives them. */
+const subordinateStart = (file: string) => {
+  const { username, uid } = userInfo()
+  let text = ""
+  try {
+    text = readFileSync(file, "utf8")
+  } catch {
+    return undefined
+  }
+  for (const line of text.split("\n")) {
+    const [name = "", start = "", count = ""] = line.trim().split(":")
+    if ((name === username || name === String(uid)) && Number(count) >= 65536) return Number(start)
+  }
+  return undefined
+}
+
+/** The unshare flags of a user namespace mapping 0 to the caller and 1-65536 to its subordinate ids, when it has them. */
+const subordinateMapping = () => {
+  if (Bun.which("newuidmap") === null || Bun.which("newgidmap") === null) return undefined
+  const uids = subordinateStart("/etc/subuid")
+  const gids = subordinateStart("/etc/subgid")
+  if (uids === undefined || gids === undefined) return undefined
+  return ["--user", "--map-root-user", `--map-users=${uids},1,65536`, `--map-groups=${gids},1,65536`]
+}
+
+const isRoot = () => process.getuid?.() === 0
+
+/**
+ * Fails, in one line, unless files and processes can have distinct owners (the
+ * operator's and the plugin-runner's): as root, or with subordinate ids.
+ */
+export const requireSubordinateIds = () => {
+  if (isRoot() || subordinateMapping() !== undefined) return
+  throw new Error(
+    `this test gives the operator and the plugin-runner distinct user ids: ${userInfo().username} needs 65536 subordinate ids ` +
+      "in /etc/subuid and /etc/subgid and newuidmap/newgidmap (package uidmap), as rootless podman does"
+  )
+}
+
+/** Runs `script` (sh, with `path` as $1) as root of a user namespace holding the pod's ids, or as root. */
+const asIdsRoot = (script: string, path: string) => {
+  requireSubordinateIds()
+  const command = ["/bin/sh", "-c", script, "sh", path]
+  const result = Bun.spawnSync(isRoot() ? command : ["unshare", ...(subordinateMapping() ?? []), ...command], {
+    stdout: "pipe",
+    stderr: "pipe"
+  })
+  if (result.exitCode !== 0) throw new Error(`${script} ${path}: ${result.stderr.toString().trim()}`)
+}
+
+/** Gives `path` an owner and mode as a pod's volume has them (the ids as the containers see them). */
+export const ownAs = (path: string, uid: number, gid: number, mode: number) =>
+  asIdsRoot(`chown ${uid}:${gid} "$1" && chmod ${mode.toString(8)} "$1"`, path)
+
+/** Removes what `ownAs` gave away, and what the containers wrote. */
+export const removeAsOwner = (path: string) => asIdsRoot(`rm -rf "$1"`, path)
+
 /**
  * Fails, in one line, unless this machine lets an ordinary user run the image:
  * unshare and findmnt (util-linux) and unprivileged user namespaces.
@@ -144,7 +204,13 @@ export const containerCommand = (rootfs: string, image: ImageConfig, args?: Read
   const argv = [...(image.config.Entrypoint ?? []), ...(args ?? image.config.Cmd ?? [])]
   const env = [...(image.config.Env ?? []), ...Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`)]
   const unshare = Bun.which("unshare") ?? "unshare"
+  const chroot = Bun.which("chroot", { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }) ?? "/usr/sbin/chroot"
   const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`
+  const mapping = isRoot() ? [] : subordinateMapping()
+  const start = mapping === undefined
+    // Only the caller's id: a nested namespace maps the image's user (and only it) to the outer root, which is the caller.
+    ? `${q(unshare)} --user --map-user=${uid} --map-group=${gid} --root=${q(rootfs)} --wd=${q(image.config.WorkingDir ?? "/")} --`
+    : `${q(chroot)} --userspec=${uid}:${gid} ${q(rootfs)}`
   const script = [
     "set -e",
     // Mount points, as a runtime makes them (the image has no /proc).
@@ -156,13 +222,11 @@ export const containerCommand = (rootfs: string, image: ImageConfig, args?: Read
     `mount -o "remount,bind,ro,$flags" ${q(rootfs)}`,
     `mount -t proc proc ${q(join(rootfs, "proc"))}`,
     ...Object.entries(options.mounts ?? {}).map(([at, from]) => `mount --bind ${q(from)} ${q(join(rootfs, at))}`),
-    // The nested namespace maps the image's user (and only it) to the outer root, which is the caller.
-    `exec /usr/bin/env -i ${env.map(q).join(" ")} ${q(unshare)} --user --map-user=${uid} --map-group=${gid} ` +
-    `--root=${q(rootfs)} --wd=${q(image.config.WorkingDir ?? "/")} -- ${argv.map(q).join(" ")}`
+    `exec /usr/bin/env -i ${env.map(q).join(" ")} ${start} ${argv.map(q).join(" ")}`
   ].join("\n")
   // A new PID namespace makes the entrypoint PID 1; when it exits the kernel ends whatever is left.
   // --kill-child: the container goes when this command is killed.
-  const namespaces = ["--user", "--map-root-user", "--pid", "--kill-child", "--mount", "--propagation", "private"]
+  const namespaces = [...(mapping ?? ["--user", "--map-root-user"]), "--pid", "--kill-child", "--mount", "--propagation", "private"]
   return [unshare, ...namespaces, "--", "/bin/sh", "-c", script]
 }
 

@@ -5,6 +5,7 @@ import { PluginClient } from "../../src/plugin-client/PluginClient.ts"
 import { Metrics } from "../../src/metrics/Metrics.ts"
 import { type LaunchedPlugin, type LaunchOptions, launch } from "../../src/plugin-host/PluginProcess.ts"
 import { classify, type PluginFile } from "../../src/plugin-host/PluginFiles.ts"
+import { PluginLauncher } from "../../src/plugin-host/PluginLauncher.ts"
 
 export const launchOptions = (overrides: Partial<LaunchOptions> = {}): LaunchOptions => ({
   handshakeTimeoutMs: 5_000,
@@ -27,7 +28,7 @@ const quiet = Logger.layer([])
 export const withPlugin = <A>(path: string, options: LaunchOptions, body: (plugin: LaunchedPlugin) => Effect.Effect<A, unknown>) =>
   Effect.runPromise(
     Effect.scoped(Effect.flatMap(launch(pluginFile(path), options), body)).pipe(
-      Effect.provide(Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), NodeServices.layer, quiet))
+      Effect.provide(Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)), quiet))
     )
   )
 
@@ -35,7 +36,7 @@ export const withPlugin = <A>(path: string, options: LaunchOptions, body: (plugi
 export const launchFailure = async (path: string, options: LaunchOptions) => {
   const exit = await Effect.runPromise(
     Effect.scoped(launch(pluginFile(path), options)).pipe(
-      Effect.provide(Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), NodeServices.layer, quiet)),
+      Effect.provide(Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)), quiet)),
       Effect.exit
     )
   )

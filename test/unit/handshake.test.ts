@@ -37,14 +37,19 @@ describe("handshake line", () => {
 
   test("a short field 6 is not a certificate (go-plugin's rule)", () => {
     const parsed = parseHandshake("1|1|unix|/tmp/p|grpc|abc", [1])
-    expect(parsed.ok && parsed.handshake.certificate).toBe(undefined)
+    if (!parsed.ok) throw new Error(`the line did not parse: ${JSON.stringify(parsed.problem)}`)
+    expect(parsed.handshake.address).toBe("/tmp/p")
+    expect(parsed.handshake.certificate).toBe(undefined)
   })
 
   test("the multiplexing answer is field 7", () => {
     const line = formatHandshake({ appVersion: 1, network: "unix", address: "/tmp/p", protocol: "grpc", certificate: undefined, multiplexed: false })
     expect(line).toBe("1|1|unix|/tmp/p|grpc||false")
     const parsed = parseHandshake(line, [1])
-    expect(parsed.ok && parsed.handshake.multiplexed).toBe(false)
+    if (!parsed.ok) throw new Error(`the line did not parse: ${JSON.stringify(parsed.problem)}`)
+    expect(parsed.handshake.multiplexed).toBe(false)
+    const yes = parseHandshake("1|1|unix|/tmp/p|grpc||true", [1])
+    expect(yes.ok && yes.handshake.multiplexed).toBe(true)
   })
 })
 

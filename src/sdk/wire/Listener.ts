@@ -82,6 +82,11 @@ class SocketConnection implements Connection {
     if (this.closedWith !== undefined) events.close(this.closedWith.error)
   }
 
+  /** How many bytes are kept for whoever attaches (0 once someone has). */
+  get heldBytes(): number {
+    return (this.held ?? []).reduce((sum, bytes) => sum + bytes.byteLength, 0)
+  }
+
   /** Bytes from the peer: kept until someone attaches (Bun hands each `data` call a fresh buffer). */
   received(bytes: Uint8Array): void {
     if (this.events === undefined) this.held?.push(bytes)
@@ -111,7 +116,7 @@ const AlpnH2 = "\x02h2"
 
 export class Listener {
   private readonly connections = new Set<SocketConnection>()
-  private readonly waiting: Array<SocketConnection> = []
+  private readonly pending: Array<SocketConnection> = []
   private accept: ((connection: Connection) => void) | undefined
   private stopped = false
   private allClosed: (() => void) | undefined
@@ -158,11 +163,16 @@ export class Listener {
     throw new Error(`no free port on ${tcp.host} between ${tcp.minPort} and ${tcp.maxPort}`, { cause: taken })
   }
 
+  /** Connections opened before `serve` that still wait for it, and the bytes they sent meanwhile. */
+  get waiting(): { readonly connections: number; readonly bytes: number } {
+    return { connections: this.pending.length, bytes: this.pending.reduce((sum, c) => sum + c.heldBytes, 0) }
+  }
+
   /** Hands every connection to `accept`: those that waited first, in the order they came. */
   serve(accept: (connection: Connection) => void): void {
     if (this.stopped) return
     this.accept = accept
-    for (const connection of this.waiting.splice(0)) accept(connection)
+    for (const connection of this.pending.splice(0)) accept(connection)
   }
 
   /**
@@ -173,7 +183,7 @@ export class Listener {
     if (!this.stopped) {
       this.stopped = true
       this.socket.stop(false)
-      for (const connection of this.waiting.splice(0)) connection.terminate()
+      for (const connection of this.pending.splice(0)) connection.terminate()
     }
     if (this.connections.size === 0) return Promise.resolve()
     return new Promise((resolve) => {
@@ -191,14 +201,14 @@ export class Listener {
       return
     }
     this.connections.add(connection)
-    if (this.accept === undefined) this.waiting.push(connection)
+    if (this.accept === undefined) this.pending.push(connection)
     else this.accept(connection)
   }
 
   private closed(connection: SocketConnection) {
     this.connections.delete(connection)
-    const waiting = this.waiting.indexOf(connection)
-    if (waiting >= 0) this.waiting.splice(waiting, 1)
+    const waiting = this.pending.indexOf(connection)
+    if (waiting >= 0) this.pending.splice(waiting, 1)
     if (this.connections.size === 0) {
       const allClosed = this.allClosed
       this.allClosed = undefined
