@@ -2,7 +2,9 @@
  * npm run demo: halkyon end to end on this machine, in a minute.
  * Builds the operator and the plugins, starts a local control plane
  * (kube-apiserver + etcd), installs the CRDs, runs the operator with the
- * postgres plugin, applies samples/postgres.yaml, and follows it to Ready.
+ * postgres plugin, applies samples/postgres.yaml, and follows it to Ready,
+ * then binds it into a sample Deployment (samples/binding.yaml) and prints
+ * what the Deployment's container got.
  * Ctrl-C tears everything down (--no-wait: tear down at once, for scripts).
  *
  * There is no kubelet here, so no pod ever runs: the demo marks the
@@ -12,7 +14,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { dumpYaml, loadYaml } from "@kubernetes/client-node"
-import { capabilityCrd, capabilityInfoCrd } from "../src/api/Crds.ts"
+import { capabilityCrd, capabilityInfoCrd, serviceBindingCrd } from "../src/api/Crds.ts"
 import { buildPlugin } from "./build-plugins.ts"
 import { buildOperator } from "./build.ts"
 import { startControlPlane } from "../test/support/control-plane/start.ts"
@@ -62,8 +64,9 @@ const until = async (what: string, check: () => Promise<boolean>, timeoutMs = 60
 
 try {
   step("installing the CRDs (halkyon manifests prints them with RBAC and a Deployment for a real cluster)")
-  for (const crd of [capabilityCrd(), capabilityInfoCrd()]) await api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+  for (const crd of [capabilityCrd(), capabilityInfoCrd(), serviceBindingCrd()]) await api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
   await until("the CRDs", async () => (await api("GET", "/apis/halkyon.io/v1beta1/capabilities")).status === 200)
+  await until("the ServiceBinding CRD", async () => (await api("GET", "/apis/servicebinding.io/v1/servicebindings")).status === 200)
 
   step(`starting the operator: ${operatorBinary} run --plugins-dir ${pluginsDir}`)
   copyFileSync(bundle, join(pluginsDir, "postgres.js"))
@@ -100,6 +103,32 @@ try {
   const done = (await api("GET", "/apis/halkyon.io/v1beta1/namespaces/default/capabilities/postgres-db")).body as { status: unknown }
   console.log(dumpYaml({ status: done.status }).replace(/^/gm, "    "))
   console.log(`capability/postgres-db is Ready, ${since(t0)} after the demo started.`)
+
+  step("binding it into a sample Deployment web (containers app and sidecar): samples/binding.yaml")
+  const labels = { app: "web" }
+  await api("POST", "/apis/apps/v1/namespaces/default/deployments", {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: { name: "web", labels },
+    spec: {
+      selector: { matchLabels: labels },
+      template: { metadata: { labels }, spec: { containers: [{ name: "app", image: "example.com/app:1" }, { name: "sidecar", image: "example.com/sidecar:1" }] } }
+    }
+  })
+  const binding = loadYaml<Record<string, unknown>>(readFileSync(join(root, "samples/binding.yaml"), "utf8"))
+  console.log(dumpYaml(binding).replace(/^/gm, "    "))
+  await api("POST", "/apis/servicebinding.io/v1/namespaces/default/servicebindings", binding)
+  await until("the ServiceBinding Ready", async () => {
+    const b = (await api("GET", "/apis/servicebinding.io/v1/namespaces/default/servicebindings/db")).body as { status?: { conditions?: Array<{ type: string; status: string }> } }
+    return b.status?.conditions?.some((x) => x.type === "Ready" && x.status === "True") ?? false
+  })
+  type Container = { name: string; env?: Array<{ name: string; value?: string; valueFrom?: unknown }>; volumeMounts?: Array<{ mountPath: string }> }
+  const web = (await api("GET", "/apis/apps/v1/namespaces/default/deployments/web")).body as { spec: { template: { spec: { containers: Array<Container> } } } }
+  for (const c of web.spec.template.spec.containers) {
+    console.log(`    container ${c.name}: ${c.volumeMounts === undefined ? "untouched" : `files at ${c.volumeMounts.map((m) => m.mountPath).join(", ")}`}`)
+    for (const e of c.env ?? []) console.log(`      ${e.name}: ${e.value ?? JSON.stringify(e.valueFrom)}`)
+  }
+  console.log(`servicebinding/db is Ready: the application reads /bindings/db/uri, or DATABASE_URL (${since(t0)} after the demo started).`)
   if (wait) {
     console.log("\nThe control plane and the operator keep running; Ctrl-C tears everything down.")
     await new Promise(() => {})

@@ -2,11 +2,13 @@
  * The postgres plugin: Capabilities of category `database`, type `postgres`.
  *
  * Dependents, in order: a Secret `<capability>-config` with the connection
- * settings (the binding contract of the original Halkyon), a StatefulSet
+ * settings (the binding contract of the original Halkyon, and the Service
+ * Binding spec's well-known entries: type, provider, host, port, username,
+ * password, database, uri), a StatefulSet
  * running the official postgres image with a volume claim template, and a
  * Service. Ready when the StatefulSet reports all its replicas ready.
  */
-import { definePlugin, dependent, pending, ready, type Context } from "../../src/sdk/index.ts"
+import { bindingEntries, definePlugin, dependent, pending, ready, type Context } from "../../src/sdk/index.ts"
 
 /** Supported major versions; the version picks the image tag. */
 export const Versions = ["14", "15", "16", "17", "18"] as const
@@ -72,9 +74,21 @@ const connectionSettings = (ctx: Context, password: string): Record<string, stri
     DB_USER: ctx.parameters.DB_USER ?? "admin",
     DB_PASSWORD: password
   }
+  const uri = `postgresql://${encodeURIComponent(settings.DB_USER)}:${encodeURIComponent(password)}@${settings.DB_HOST}:${settings.DB_PORT}/${encodeURIComponent(settings.DB_NAME)}`
   return {
     ...settings,
-    DATABASE_URL: `postgresql://${encodeURIComponent(settings.DB_USER)}:${encodeURIComponent(password)}@${settings.DB_HOST}:${settings.DB_PORT}/${encodeURIComponent(settings.DB_NAME)}`
+    DATABASE_URL: uri,
+    // The Service Binding spec's well-known entries (servicebinding.io): what a ServiceBinding projects as files.
+    ...bindingEntries({
+      type: "postgresql",
+      provider: "halkyon",
+      host: settings.DB_HOST,
+      port: settings.DB_PORT,
+      username: settings.DB_USER,
+      password,
+      database: settings.DB_NAME,
+      uri
+    })
   }
 }
 

@@ -70,12 +70,20 @@ export const DependentStatus = Schema.Struct({
 }).annotate({ description: "How one object the plugin created for this Capability is doing." })
 export type DependentStatus = typeof DependentStatus.Type
 
+/** A LocalObjectReference to a Secret, as servicebinding.io's `status.binding` is. */
+export const BindingReference = Schema.Struct({
+  name: doc(Schema.String, "The Secret's name, in the same namespace.")
+}).annotate({ description: "A Secret in the same namespace, by name." })
+export type BindingReference = typeof BindingReference.Type
+
 export const CapabilityStatus = Schema.Struct({
   observedGeneration: Schema.optional(doc(Schema.Number, "The spec generation the operator last reconciled.")),
   conditions: Schema.optional(doc(Schema.Array(Condition), "The Ready condition: kubectl wait --for=condition=Ready reads it.")),
   dependents: Schema.optional(doc(Schema.Array(DependentStatus), "Every object the plugin created for this Capability, and how it is doing.")),
   /** The Secret a workload binds to (the original hard-coded `<name>-config`). */
-  bindingSecret: Schema.optional(doc(Schema.String, "The Secret, in this namespace, that holds what an application needs to connect (host, port, user, password…).")),
+  bindingSecret: Schema.optional(doc(Schema.String, "The Secret, in this namespace, that holds what an application needs to connect (host, port, user, password…); kept for compatibility, binding.name says the same.")),
+  /** The Provisioned Service duck type of the Service Binding spec (servicebinding.io): a ServiceBinding reads it. */
+  binding: Schema.optional(doc(BindingReference, "The binding Secret as the Service Binding specification's Provisioned Service publishes it: a ServiceBinding names this Capability and projects that Secret.")),
   /** The plugin that serves this Capability, and the version it chose. */
   plugin: Schema.optional(doc(Schema.String, "The plugin that serves this Capability.")),
   version: Schema.optional(doc(Schema.String, "The version the plugin provisioned (the default one when the spec names none)."))

@@ -20,6 +20,7 @@ import type {
 } from "@kubernetes/client-node"
 import { type JsonSchema, type Schema, SchemaAST, type SchemaRepresentation } from "effect"
 import { Capability, CapabilityInfo, Group, Version } from "./Capability.ts"
+import { BindingApiVersion, BindingGroup, BindingVersion, ServiceBinding } from "./ServiceBinding.ts"
 
 /** How `Capability` is addressed on the API server. */
 export const CapabilityResource = {
@@ -32,6 +33,19 @@ export const CapabilityResource = {
   singular: "capability",
   shortNames: ["cap"],
   crdName: `capabilities.${Group}`
+} as const
+
+/** How `ServiceBinding` (servicebinding.io/v1, namespaced) is addressed on the API server. */
+export const ServiceBindingResource = {
+  group: BindingGroup,
+  version: BindingVersion,
+  apiVersion: BindingApiVersion,
+  kind: "ServiceBinding",
+  listKind: "ServiceBindingList",
+  plural: "servicebindings",
+  singular: "servicebinding",
+  shortNames: [],
+  crdName: `servicebindings.${BindingGroup}`
 } as const
 
 /** How `CapabilityInfo` (cluster-scoped) is addressed on the API server. */
@@ -319,7 +333,7 @@ const readyCondition = `.status.conditions[?(@.type=="Ready")]`
 const age: V1CustomResourceColumnDefinition = { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" }
 
 const crd = (
-  names: typeof CapabilityResource | typeof CapabilityInfoResource,
+  names: typeof CapabilityResource | typeof CapabilityInfoResource | typeof ServiceBindingResource,
   scope: "Namespaced" | "Cluster",
   schema: OpenApiSchema,
   columns: ReadonlyArray<V1CustomResourceColumnDefinition>,
@@ -384,3 +398,23 @@ export const capabilityInfoCrd = (): V1CustomResourceDefinition =>
     ],
     false
   )
+
+/**
+ * The `servicebindings.servicebinding.io` CRD (the spec's v1 schema): namespaced,
+ * with a status subresource. Omit it where another implementation installs it.
+ */
+export const serviceBindingCrd = (): V1CustomResourceDefinition => {
+  const base = crd(
+    ServiceBindingResource,
+    "Namespaced",
+    resourceSchema(ServiceBinding, "Projects a Provisioned Service's binding Secret into workloads (Service Binding for Kubernetes)."),
+    [
+      { name: "Ready", type: "string", jsonPath: `${readyCondition}.status` },
+      { name: "Reason", type: "string", jsonPath: `${readyCondition}.reason` },
+      age
+    ],
+    true
+  )
+  // The spec recommends this label on CRDs of Provisioned Services; a ServiceBinding is one too (status.binding).
+  return { ...base, metadata: { ...base.metadata, labels: { ...base.metadata?.labels, "servicebinding.io/provisioned-service": "true" } } }
+}

@@ -20,7 +20,8 @@ import type {
   V1ServiceAccount
 } from "@kubernetes/client-node"
 import { version } from "../Version.ts"
-import { CapabilityInfoResource, CapabilityResource, capabilityCrd, capabilityInfoCrd } from "./Crds.ts"
+import { CapabilityInfoResource, CapabilityResource, capabilityCrd, capabilityInfoCrd, serviceBindingCrd } from "./Crds.ts"
+import { BindingAggregationLabel, bindingRules, BindingServiceAccount } from "./BindingRbac.ts"
 import { type DeclaredDependent, pluginRules, pluginServiceAccountName } from "./PluginRbac.ts"
 
 export const defaultNamespace = "halkyon-system"
@@ -51,6 +52,13 @@ export interface ManifestOptions {
    * what an install recorded may run.
    */
   readonly lock?: string
+  /**
+   * Whether halkyon serves ServiceBindings (servicebinding.io/v1): their CRD,
+   * the binding identity and its aggregated role. False where another
+   * implementation does; the operator then runs with --service-binding=false.
+   * Default: true.
+   */
+  readonly serviceBinding?: boolean
 }
 
 /** A plugin by name, with the dependents its Describe declares. */
@@ -113,7 +121,7 @@ const containerSecurity = (uid: number) => ({
  * and the impersonation of exactly the plugins' ServiceAccounts (which live
  * there, so the grant cannot reach a ServiceAccount of that name elsewhere).
  */
-export const operatorNamespacedRules = (plugins: ReadonlyArray<string>): ReadonlyArray<V1PolicyRule> => [
+export const operatorNamespacedRules = (plugins: ReadonlyArray<string>, serviceBinding = true): ReadonlyArray<V1PolicyRule> => [
   { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
   ...(plugins.length === 0
     ? []
@@ -122,7 +130,9 @@ export const operatorNamespacedRules = (plugins: ReadonlyArray<string>): Readonl
         resources: ["serviceaccounts"],
         verbs: ["impersonate"],
         resourceNames: [...new Set(plugins.map(pluginServiceAccountName))].sort()
-      }])
+      }]),
+  // The ServiceBinding controller acts as its own ServiceAccount (BindingRbac.ts).
+  ...(serviceBinding ? [{ apiGroups: [""], resources: ["serviceaccounts"], verbs: ["impersonate"], resourceNames: [BindingServiceAccount] }] : [])
 ]
 
 const rbacGroup = "rbac.authorization.k8s.io"
@@ -153,7 +163,50 @@ const pluginObjects = (plugin: PluginDeclaration, namespace: string, servedNames
   ]
 }
 
-const deployment = (namespace: string, image: string, plugins: string | undefined, servedNamespace: string | undefined): V1Deployment => ({
+/**
+ * The ServiceBinding controller's identity: its ServiceAccount, the aggregated
+ * ClusterRole the spec asks for, halkyon's own rules as one labelled role,
+ * and the binding (cluster-wide, or the served namespace only).
+ */
+const bindingObjects = (namespace: string, servedNamespace: string | undefined): ReadonlyArray<Manifest> => {
+  const bindingLabels = { ...labels, "app.kubernetes.io/component": "service-binding" }
+  const name = BindingServiceAccount
+  const roleRef = { apiGroup: rbacGroup, kind: "ClusterRole", name }
+  const subjects = [{ kind: "ServiceAccount", name, namespace }]
+  return [
+    { apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace, labels: bindingLabels } },
+    {
+      apiVersion: `${rbacGroup}/v1`,
+      kind: "ClusterRole",
+      metadata: { name, labels: bindingLabels },
+      aggregationRule: { clusterRoleSelectors: [{ matchLabels: { [BindingAggregationLabel]: "true" } }] },
+      // The control plane fills the rules from the labelled roles.
+      rules: []
+    },
+    {
+      apiVersion: `${rbacGroup}/v1`,
+      kind: "ClusterRole",
+      metadata: { name: `${name}-core`, labels: { ...bindingLabels, [BindingAggregationLabel]: "true" } },
+      rules: [...bindingRules]
+    },
+    // The aggregated role, and halkyon's own rules bound directly too: a control plane without the
+    // aggregation controller (a bare kube-apiserver) still grants them.
+    ...[name, `${name}-core`].map((role): Manifest => {
+      const ref = { ...roleRef, name: role }
+      return servedNamespace === undefined
+        ? { apiVersion: `${rbacGroup}/v1`, kind: "ClusterRoleBinding", metadata: { name: role, labels: bindingLabels }, roleRef: ref, subjects }
+        : { apiVersion: `${rbacGroup}/v1`, kind: "RoleBinding", metadata: { name: role, namespace: servedNamespace, labels: bindingLabels }, roleRef: ref, subjects }
+    })
+  ]
+}
+
+const deployment = (
+  namespace: string,
+  image: string,
+  plugins: string | undefined,
+  servedNamespace: string | undefined,
+  serviceBinding = true
+): V1Deployment => ({
   apiVersion: "apps/v1",
   kind: "Deployment",
   metadata: { name: operatorName, namespace, labels },
@@ -200,6 +253,7 @@ const deployment = (namespace: string, image: string, plugins: string | undefine
               // Dependents are written as each plugin's ServiceAccount; the operator's own role holds none of them.
               "--impersonate", "always",
               ...(servedNamespace === undefined ? [] : ["--namespace", servedNamespace]),
+              ...(serviceBinding ? [] : ["--service-binding=false"]),
               // Explicit: outside a pod the defaults are loopback only.
               "--health-addr", `:${healthPort}`,
               "--metrics-addr", `:${metricsPort}`
@@ -281,9 +335,11 @@ export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest
   const plugins = [...(options.pluginRoles ?? [])].sort((a, b) => a.name.localeCompare(b.name))
   const namespaceObject: ReadonlyArray<V1Namespace> =
     namespace === "default" ? [] : [{ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace, labels } }]
+  const serviceBinding = options.serviceBinding ?? true
   return [
     capabilityCrd(),
     capabilityInfoCrd(),
+    ...(serviceBinding ? [serviceBindingCrd()] : []),
     ...namespaceObject,
     { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: operatorName, namespace, labels } },
     { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name: operatorName, labels }, rules: [...operatorRules] },
@@ -298,7 +354,7 @@ export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest
       apiVersion: `${rbacGroup}/v1`,
       kind: "Role",
       metadata: { name: operatorName, namespace, labels },
-      rules: [...operatorNamespacedRules(plugins.map((p) => p.name))]
+      rules: [...operatorNamespacedRules(plugins.map((p) => p.name), serviceBinding)]
     },
     {
       apiVersion: `${rbacGroup}/v1`,
@@ -308,8 +364,9 @@ export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest
       subjects: [{ kind: "ServiceAccount", name: operatorName, namespace }]
     },
     ...plugins.flatMap((p) => pluginObjects(p, namespace, options.servedNamespace)),
+    ...(serviceBinding ? bindingObjects(namespace, options.servedNamespace) : []),
     ...(options.lock === undefined
-      ? [deployment(namespace, image, options.plugins, options.servedNamespace)]
+      ? [deployment(namespace, image, options.plugins, options.servedNamespace, serviceBinding)]
       : [
         {
           apiVersion: "v1",
@@ -317,7 +374,7 @@ export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest
           metadata: { name: pluginsLockConfigMap, namespace, labels },
           data: { "plugins-lock.json": options.lock }
         } satisfies V1ConfigMap,
-        withPluginsLock(deployment(namespace, image, options.plugins, options.servedNamespace))
+        withPluginsLock(deployment(namespace, image, options.plugins, options.servedNamespace, serviceBinding))
       ])
   ]
 }

@@ -63,6 +63,13 @@ const flags = {
     Flag.withDescription("a lock file (halkyon plugins lock): shipped in a ConfigMap, it decides what the operator installs, and only installed plugins run"),
     Flag.optional
   ),
+  serviceBinding: Flag.Boolean("service-binding").pipe(
+    Flag.withDescription(
+      "serve ServiceBindings (servicebinding.io/v1): their CRD and the binding controller's identity and role; " +
+        "--service-binding=false where another implementation serves them"
+    ),
+    Flag.withDefault(true)
+  ),
   crdsOnly: Flag.Boolean("crds-only").pipe(
     Flag.withDescription("print only the CRDs (to run the operator outside the cluster, with halkyon run)"),
     Flag.withDefault(false)

@@ -65,6 +65,10 @@ export const runFlags = {
     Flag.withFallbackConfig(Config.String("POD_NAMESPACE")),
     Flag.withDefault("halkyon-system")
   ),
+  serviceBinding: Flag.Boolean("service-binding").pipe(
+    Flag.withDescription("run the ServiceBinding controller (servicebinding.io/v1); --service-binding=false where another implementation runs"),
+    Flag.withDefault(true)
+  ),
   healthAddr: Flag.String("health-addr").pipe(
     Flag.withDescription('where /healthz and /readyz are served, e.g. ":8081"; "0" disables (default: ":8081" in a pod, "127.0.0.1:8081" elsewhere)'),
     Flag.withDefault(defaultListenAddress(HealthPort))
@@ -90,6 +94,7 @@ export interface RunFlagValues extends HostFlagValues, ReleaseFlagValues {
   readonly retryPeriod: number
   readonly impersonate: "auto" | "always" | "never"
   readonly operatorNamespace: string
+  readonly serviceBinding: boolean
   readonly healthAddr: string
   readonly metricsAddr: string
 }
@@ -135,6 +140,7 @@ export const operatorOptions = Effect.fnUntraced(function*(flags: RunFlagValues)
         (flags.plugins.trim() === "" ? "" : ` --plugins ${flags.plugins.trim()}`) +
         Option.match(flags.namespace, { onNone: () => "", onSome: (ns) => ` --watch-namespace ${ns}` })
     },
+    serviceBinding: flags.serviceBinding,
     healthAddr: flags.healthAddr,
     metricsAddr: flags.metricsAddr
   }

@@ -12,6 +12,8 @@ import { loadKubeConfig } from "../kube/ClusterAccess.ts"
 import { KubeClient } from "../kube/KubeClient.ts"
 import { PluginHost } from "../plugin-host/PluginHost.ts"
 import { startController } from "../reconciler/CapabilityController.ts"
+import { startBindingController } from "../binding/BindingController.ts"
+import { bindingServiceAccountUser } from "../api/BindingRbac.ts"
 import { ObjectCache } from "../controller/ObjectCache.ts"
 import { Reconciler } from "../reconciler/Reconciler.ts"
 import { type ImpersonationMode, PluginIdentity } from "../reconciler/PluginIdentity.ts"
@@ -55,6 +57,11 @@ export interface OperatorOptions {
     /** The command that regenerates the RBAC, for messages. */
     readonly regenerate: string
   }
+  /**
+   * Whether the ServiceBinding controller (servicebinding.io/v1) runs; off
+   * where another implementation serves ServiceBindings. Default: on.
+   */
+  readonly serviceBinding?: boolean | undefined
   /** Where /healthz and /readyz, and /metrics, are served ("host:port", ":port", or "0" for nowhere). */
   readonly healthAddr: string
   readonly metricsAddr: string
@@ -139,6 +146,19 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
       onReconciled: metrics.reconciled,
       onQueueDepth: metrics.queueDepth
     })
+    let bindingFence: Effect.Effect<void> = Effect.void
+    if (options.serviceBinding !== false) {
+      // With --impersonate=always (in a cluster) it acts as its own ServiceAccount, whose role holds workloads and Secrets.
+      const as = options.impersonation.mode === "always"
+        ? kubeClient.impersonating(bindingServiceAccountUser(options.impersonation.operatorNamespace))
+        : kubeClient
+      bindingFence = (yield* startBindingController({ namespace, concurrency: 2, shutdownTimeoutMs: options.gracefulShutdownTimeoutMs }).pipe(
+        Effect.provideService(KubeClient, KubeClient.of(as))
+      )).fence
+      yield* Effect.logInfo(`ServiceBinding controller on (servicebinding.io/v1)${as === kubeClient ? "" : `, as ${as.actingAs}`}`)
+    } else {
+      yield* Effect.logInfo("ServiceBinding controller off (--service-binding=false)")
+    }
     yield* controller.awaitSynced
     yield* readiness.markReady
     yield* Effect.logInfo("operator ready: caches synced")
@@ -146,6 +166,7 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
     yield* leadership.value.lost
     // Another replica may lead within moments: nothing in flight may go on writing.
     yield* controller.fence
+    yield* bindingFence
     return yield* new LeadershipLost({ lease })
   }).pipe(Effect.scoped, Effect.provide(layer))
 

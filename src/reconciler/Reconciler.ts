@@ -110,7 +110,7 @@ const make = Effect.fnUntraced(function*() {
       const status = nextStatus(previous, outcome, raw.metadata.generation, new Date(yield* Clock.currentTimeMillis))
       if (sameStatus(previous, status)) return
       // A merge patch keeps keys it does not name: null removes the facts that no longer hold.
-      const patch = { plugin: null, version: null, bindingSecret: null, dependents: null, ...status }
+      const patch = { plugin: null, version: null, bindingSecret: null, binding: null, dependents: null, ...status }
       yield* kube.patchStatus({ apiVersion: ApiVersion, kind: "Capability", namespace: raw.metadata.namespace, name: raw.metadata.name }, patch).pipe(
         Effect.tap(remember)
       )

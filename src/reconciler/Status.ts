@@ -54,6 +54,10 @@ export const nextStatus = (
     ...(outcome.bindingSecret === undefined
       ? previous?.bindingSecret === undefined ? {} : { bindingSecret: previous.bindingSecret }
       : { bindingSecret: outcome.bindingSecret }),
+    // The Provisioned Service duck type (servicebinding.io): the same Secret, where a ServiceBinding looks for it.
+    ...(outcome.bindingSecret === undefined
+      ? previous?.binding === undefined ? {} : { binding: previous.binding }
+      : { binding: { name: outcome.bindingSecret } }),
     ...(outcome.plugin === undefined ? {} : { plugin: outcome.plugin }),
     ...(outcome.version === undefined ? {} : { version: outcome.version })
   }

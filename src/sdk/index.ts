@@ -19,3 +19,4 @@ export type {
 export { definePlugin, dependent, failed, pending, ready } from "./Plugin.ts"
 export { serve, type ServeOptions } from "./Serve.ts"
 export { makeLogger, type Logger } from "./Log.ts"
+export { bindingEntries, type BindingEntries, checkBindingEntries } from "./Binding.ts"

@@ -48,10 +48,17 @@ for (const host of hosts) {
       const all = run([...host.command, "manifests"])
       expect(all.code).toBe(0)
       expect([...all.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual([
-        "CustomResourceDefinition", "CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment"
+        "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+        "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Deployment"
       ])
       const crds = run([...host.command, "manifests", "--crds-only"])
-      expect([...crds.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual(["CustomResourceDefinition", "CustomResourceDefinition"])
+      expect([...crds.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual(["CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition"])
+      // Where another implementation serves ServiceBindings: neither their CRD nor the binding identity.
+      const without = run([...host.command, "manifests", "--service-binding=false"])
+      expect([...without.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual([
+        "CustomResourceDefinition", "CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment"
+      ])
+      expect(without.stdout).toContain("--service-binding=false")
     })
 
     test("plugins list shows both forms and exits 0", () => {

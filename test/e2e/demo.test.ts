@@ -22,6 +22,11 @@ test("npm run demo takes the sample Capability to Ready and tears everything dow
     expect(stdout).toContain("Secret       postgres-db-config   owned by Capability/postgres-db")
     expect(stdout).toContain("bindingSecret: postgres-db-config")
     expect(stdout).toMatch(/capability\/postgres-db is Ready, [\d.]+ s after the demo started\./)
+    // Then bound into a sample Deployment: app gets the files and DATABASE_URL, sidecar nothing.
+    expect(stdout).toContain("container app: files at /bindings/db")
+    expect(stdout).toContain('DATABASE_URL: {"secretKeyRef":{"name":"postgres-db-config","key":"uri"}}')
+    expect(stdout).toContain("container sidecar: untouched")
+    expect(stdout).toMatch(/servicebinding\/db is Ready: the application reads \/bindings\/db\/uri/)
 
     // What the demo made lived in the scratch folder, so the checks below cover it.
     const planeDir = /export KUBECONFIG=(\S+)\/kubeconfig/.exec(stdout)?.[1]

@@ -130,7 +130,8 @@ describe("the linux/amd64 image, run from its root filesystem alone", () => {
     const { code, stdout, stderr } = run(containerCommand(rootfs, config, ["manifests", "--image", "example.com/halkyon:test"]))
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" })
     expect([...stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual([
-      "CustomResourceDefinition", "CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment"
+      "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+      "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Deployment"
     ])
     expect(stdout).toContain("image: example.com/halkyon:test")
   })

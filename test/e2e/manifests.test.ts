@@ -127,7 +127,7 @@ afterAll(async () => {
 }, 60_000)
 
 test("manifests lists the CRDs first and a namespace only when it is not default", () => {
-  expect(manifests({ namespace }).map((o) => o.kind)).toEqual([
+  expect(manifests({ namespace, serviceBinding: false }).map((o) => o.kind)).toEqual([
     "CustomResourceDefinition",
     "CustomResourceDefinition",
     "Namespace",
@@ -139,6 +139,33 @@ test("manifests lists the CRDs first and a namespace only when it is not default
     "Deployment"
   ])
   expect(manifests({ namespace: "default" }).map((o) => o.kind)).not.toContain("Namespace")
+})
+
+test("manifests serve ServiceBindings by default: their CRD, and the binding controller's own identity", () => {
+  const objects = manifests({ namespace })
+  expect(objects.map((o) => `${o.kind} ${o.metadata?.name}`)).toEqual([
+    "CustomResourceDefinition capabilities.halkyon.io",
+    "CustomResourceDefinition capabilityinfos.halkyon.io",
+    "CustomResourceDefinition servicebindings.servicebinding.io",
+    `Namespace ${namespace}`,
+    "ServiceAccount halkyon",
+    "ClusterRole halkyon",
+    "ClusterRoleBinding halkyon",
+    "Role halkyon",
+    "RoleBinding halkyon",
+    "ServiceAccount halkyon-service-binding",
+    "ClusterRole halkyon-service-binding",
+    "ClusterRole halkyon-service-binding-core",
+    "ClusterRoleBinding halkyon-service-binding",
+    "ClusterRoleBinding halkyon-service-binding-core",
+    "Deployment halkyon"
+  ])
+  const off = manifests({ namespace, serviceBinding: false })
+  const args = (m: ReadonlyArray<(typeof objects)[number]>) =>
+    (m.find((o) => o.kind === "Deployment") as { spec?: { template?: { spec?: { containers?: Array<{ args?: Array<string> }> } } } } | undefined)
+      ?.spec?.template?.spec?.containers?.[0]?.args ?? []
+  expect(args(off)).toContain("--service-binding=false")
+  expect(args(objects)).not.toContain("--service-binding=false")
 })
 
 test("a valid Capability (the original's example) is created", async () => {

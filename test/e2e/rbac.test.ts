@@ -195,6 +195,40 @@ test("the operator, as that ServiceAccount, provisions a Capability end to end",
   expect(operator.logs.filter((l) => l.includes("HTTP 403") || l.includes("Forbidden"))).toEqual([])
 }, 60_000)
 
+test("the ServiceBinding controller acts as its own ServiceAccount: it binds a Deployment the operator's role cannot touch", async () => {
+  const bindingUser = "system:serviceaccount:halkyon-system:halkyon-service-binding"
+  const groups = ["system:serviceaccounts", "system:serviceaccounts:halkyon-system", "system:authenticated"]
+  expect(await can(bindingUser, groups, { verb: "patch", resource: "deployments", group: "apps", namespace: "apps" })).toBe(true)
+  expect(await can(bindingUser, groups, { verb: "watch", resource: "secrets", group: "", namespace: "apps" })).toBe(true)
+  // Read, never written; and nothing of the plugins' kinds beyond that.
+  expect(await can(bindingUser, groups, { verb: "create", resource: "secrets", group: "", namespace: "apps" })).toBe(false)
+  expect(await can(bindingUser, groups, { verb: "patch", resource: "statefulsets/status", group: "apps", namespace: "apps" })).toBe(false)
+  expect(await asOperator("impersonate", "serviceaccounts", "halkyon-system", "", "halkyon-service-binding")).toBe(true)
+
+  const labels = { app: "web" }
+  const deployment = await cluster.api("POST", "/apis/apps/v1/namespaces/apps/deployments", {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: { name: "web", labels },
+    spec: { selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: "app", image: "example.com/app:1" }] } } }
+  })
+  expect(deployment.status).toBe(201)
+  const binding = await cluster.api("POST", "/apis/servicebinding.io/v1/namespaces/apps/servicebindings", {
+    apiVersion: "servicebinding.io/v1",
+    kind: "ServiceBinding",
+    metadata: { name: "web-db" },
+    spec: { service: { apiVersion: "halkyon.io/v1beta1", kind: "Capability", name: "db" }, workload: { apiVersion: "apps/v1", kind: "Deployment", name: "web" } }
+  })
+  expect(binding.status).toBe(201)
+  const ready = async () =>
+    dig<Array<{ type: string; status: string }>>((await cluster.api("GET", "/apis/servicebinding.io/v1/namespaces/apps/servicebindings/web-db")).body, "status", "conditions")
+      ?.find((c) => c.type === "Ready")?.status === "True"
+  expect(await eventually(ready, 10_000)).toBe(true)
+  const web = await cluster.api("GET", "/apis/apps/v1/namespaces/apps/deployments/web")
+  expect((dig<Array<{ manager: string }>>(web.body, "metadata", "managedFields") ?? []).map((m) => m.manager)).toContain("halkyon-binding.web-db")
+  expect(operator!.logs.filter((l) => l.includes("HTTP 403") || l.includes("Forbidden"))).toEqual([])
+}, 30_000)
+
 test("a plugin removed from the folder takes its CapabilityInfo with it", async () => {
   rmSync(join(pluginsDir, "flaky.js"))
   expect(await eventually(async () => (await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/test-flaky")).status === 404, 15_000)).toBe(true)

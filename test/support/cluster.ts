@@ -7,7 +7,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ensureKubectl } from "./control-plane/build.ts"
 import { type ControlPlane, startControlPlane } from "./control-plane/start.ts"
-import { capabilityCrd, capabilityInfoCrd } from "../../src/api/Crds.ts"
+import { capabilityCrd, capabilityInfoCrd, serviceBindingCrd } from "../../src/api/Crds.ts"
 import { eventually, root } from "./paths.ts"
 
 export interface ApiResponse {
@@ -43,12 +43,12 @@ export const startCluster = async (): Promise<Cluster> => {
     const text = await response.text()
     return { status: response.status, body: text === "" ? {} : JSON.parse(text) }
   }
-  for (const crd of [capabilityCrd(), capabilityInfoCrd()]) {
+  for (const crd of [capabilityCrd(), capabilityInfoCrd(), serviceBindingCrd()]) {
     const created = await api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     if (created.status !== 201) throw new Error(`installing a CRD failed: ${JSON.stringify(created.body)}`)
   }
   const established = await eventually(async () => {
-    for (const name of ["capabilities.halkyon.io", "capabilityinfos.halkyon.io"]) {
+    for (const name of ["capabilities.halkyon.io", "capabilityinfos.halkyon.io", "servicebindings.servicebinding.io"]) {
       const crd = await api("GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`)
       const conditions = dig<Array<{ type: string; status: string }>>(crd.body, "status", "conditions") ?? []
       if (!conditions.some((c) => c.type === "Established" && c.status === "True")) return false

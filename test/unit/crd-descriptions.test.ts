@@ -1,11 +1,11 @@
 /**
- * `kubectl explain` documents every field: each node of both CRDs' schemas
+ * `kubectl explain` documents every field: each node of the CRDs' schemas
  * carries a description, taken from the Effect Schemas the reconciler
  * decodes with. metadata is the API server's (it refuses a description
  * there, and kubectl explain documents it from ObjectMeta).
  */
 import { expect, test } from "bun:test"
-import { capabilityCrd, capabilityInfoCrd, type OpenApiSchema } from "../../src/api/Crds.ts"
+import { capabilityCrd, capabilityInfoCrd, type OpenApiSchema, serviceBindingCrd } from "../../src/api/Crds.ts"
 
 /** Paths of schema nodes without a description. */
 const undocumented = (node: OpenApiSchema, path: string): ReadonlyArray<string> => [
@@ -15,7 +15,7 @@ const undocumented = (node: OpenApiSchema, path: string): ReadonlyArray<string> 
   ...Object.entries(node.items?.properties ?? {}).flatMap(([name, child]) => undocumented(child, `${path}[].${name}`))
 ]
 
-for (const crd of [capabilityCrd(), capabilityInfoCrd()]) {
+for (const crd of [capabilityCrd(), capabilityInfoCrd(), serviceBindingCrd()]) {
   test(`every field of ${crd.spec.names.kind} has a description`, () => {
     const schema = crd.spec.versions[0]?.schema?.openAPIV3Schema as OpenApiSchema | undefined
     expect(schema).toBeDefined()

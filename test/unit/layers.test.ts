@@ -18,7 +18,7 @@ export const Layers: ReadonlyArray<ReadonlyArray<string>> = [
   ["plugin-client", "sdk"],
   ["plugin-host", "registry", "downloader"],
   ["controller"],
-  ["reconciler"],
+  ["reconciler", "binding"],
   ["operator"],
   ["cli"],
   ["main.ts"]

@@ -119,7 +119,11 @@ describe("the operator's own role", () => {
   })
 
   test("its namespaced Role: the Lease, and impersonation of exactly the plugins' ServiceAccounts", () => {
-    expect(operatorNamespacedRules([])).toEqual([{ apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] }])
+    expect(operatorNamespacedRules([], false)).toEqual([{ apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] }])
+    // With the ServiceBinding controller (the default): its ServiceAccount, and no other.
+    expect(operatorNamespacedRules([]).slice(1)).toEqual([
+      { apiGroups: [""], resources: ["serviceaccounts"], verbs: ["impersonate"], resourceNames: ["halkyon-service-binding"] }
+    ])
     expect(operatorNamespacedRules(["redis", "postgres"])[1]).toEqual({
       apiGroups: [""],
       resources: ["serviceaccounts"],

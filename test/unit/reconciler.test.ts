@@ -350,6 +350,7 @@ describe("Reconciler", () => {
           plugin: "pg",
           version: "15",
           bindingSecret: "db-config",
+          binding: { name: "db-config" },
           dependents: [
             { id: "secret", kind: "Secret", name: "db-config", ready: true, reason: "Applied" },
             { id: "statefulset", kind: "StatefulSet", name: "db", ready: true, reason: "Ready" }

@@ -69,5 +69,10 @@ describe("nextStatus", () => {
     const failed = nextStatus(first, { ready: "Unknown", reason: "PluginUnavailable", message: "down" }, 1, now)
     expect(failed.dependents).toEqual([dependent])
     expect(failed.bindingSecret).toBe("db-config")
+    expect(failed.binding).toEqual({ name: "db-config" })
+  })
+
+  test("the binding Secret is published as a Provisioned Service's status.binding.name too", () => {
+    expect(nextStatus(undefined, outcome, 1, now)).toMatchObject({ bindingSecret: "db-config", binding: { name: "db-config" } })
   })
 })

@@ -1,0 +1,422 @@
+/**
+ * The ServiceBinding controller: projects a Provisioned Service's binding
+ * Secret into workloads (Projection.ts), as the Service Binding spec asks.
+ *
+ * - ServiceBindings, Capabilities and Secrets are watched; a change enqueues
+ *   the bindings that use it (indexes filled by each reconcile), so a new
+ *   Secret content re-projects at once (its hash annotation rolls the pods).
+ * - A binding's reconcile resolves its service (a Capability, which must be
+ *   Ready; any resource with status.binding.name; or a Secret), the Secret,
+ *   and every workload, all before the first write; then applies each
+ *   workload's projection by server-side apply under the binding's own field
+ *   manager, so the user's fields survive and unbinding (an empty apply)
+ *   removes exactly what the binding owned.
+ * - A Capability bound by a ServiceBinding carries a finalizer; deleting it
+ *   waits with Ready=False, reason InUse, naming the bindings, until they go.
+ * - Workloads of the kinds bindings name are watched: a new, deleted,
+ *   relabelled or changed (new generation) one enqueues the bindings of its
+ *   namespace that name its kind; a binding is also reconciled again every
+ *   minute. Workloads of its kind
+ *   that hold fields of its manager but are no longer its targets (a name
+ *   changed in the spec, labels that no longer match) are unbound.
+ *
+ * The worker loop, the queue and the watches are src/controller/'s.
+ */
+import { Clock, Effect, FiberMap, Schema, type Scope } from "effect"
+import { ApiVersion as CapabilityApiVersion, type Condition } from "../api/Capability.ts"
+import { BindingApiVersion, ServiceBinding, type ServiceBindingStatus } from "../api/ServiceBinding.ts"
+import { inform } from "../controller/Informer.ts"
+import { type ReconcileResult, type RunningWorkers, runWorkers } from "../controller/Workers.ts"
+import { makeWorkQueue } from "../controller/WorkQueue.ts"
+import type { KubeApiError } from "../kube/Errors.ts"
+import { type KubeApi, KubeClient, type ObjectRef } from "../kube/KubeClient.ts"
+import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
+import { kubeTime } from "../kube/Time.ts"
+import { type Binding, intent, type PodTemplate } from "./Projection.ts"
+import { at, nest, selectorQuery, templatePath } from "./Workloads.ts"
+
+/** On a ServiceBinding: its projection is removed before it goes. */
+export const UnbindFinalizer = "servicebinding.io/halkyon-unbind"
+/** On a bound Capability: it is not deleted while a ServiceBinding uses it. */
+export const InUseFinalizer = "servicebinding.io/halkyon-in-use"
+
+/** The field manager of one binding's projection: its own, so that two bindings of one workload never take each other's fields. */
+export const bindingFieldManager = (name: string): string => `halkyon-binding.${name}`.slice(0, 128)
+
+export interface BindingControllerOptions {
+  /** Only this namespace; all namespaces when undefined. */
+  readonly namespace: string | undefined
+  readonly concurrency: number
+  readonly shutdownTimeoutMs: number
+}
+
+const ResyncMs = 60_000
+const MissingRetryMs = 3_000
+
+const decodeBinding = Schema.decodeUnknownExit(ServiceBinding)
+
+/** What one reconcile concluded, for the status. */
+interface Verdict {
+  readonly ready: "True" | "False" | "Unknown"
+  readonly reason: string
+  readonly message: string
+  readonly serviceAvailable: boolean
+  readonly secret?: string | undefined
+  readonly requeueAfterMs?: number | undefined
+}
+
+const refOf = (o: KubeObject): ObjectRef => ({ apiVersion: o.apiVersion, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name })
+const conditionsOf = (o: KubeObject | undefined): ReadonlyArray<Condition> =>
+  ((o as { status?: { conditions?: ReadonlyArray<Condition> } } | undefined)?.status?.conditions) ?? []
+const bindingNameOf = (o: KubeObject): string | undefined => (o as { status?: { binding?: { name?: unknown } } }).status?.binding?.name as string | undefined
+const finalizersOf = (o: KubeObject): ReadonlyArray<string> => ((o.metadata as { finalizers?: ReadonlyArray<string> }).finalizers) ?? []
+
+/** JSON with keys sorted: the server's copy and ours compare equal whatever their key order. */
+const canonical = (value: unknown): string =>
+  JSON.stringify(value, (_key, v: unknown) =>
+    typeof v === "object" && v !== null && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v)
+
+export const startBindingController = Effect.fn("BindingController.start")(function*(
+  options: BindingControllerOptions
+): Effect.fn.Return<RunningWorkers, never, KubeClient | Scope.Scope> {
+  const kube = yield* KubeClient
+  const queue = yield* makeWorkQueue({ baseMs: 200, maxMs: 60_000 })
+  const bindings = new Map<string, KubeObject>()
+  const capabilities = new Map<string, KubeObject>()
+  /** Which bindings use a Capability or a Secret ("namespace/name"), as their last reconcile found. */
+  const byCapability = new Map<string, Set<string>>()
+  const bySecret = new Map<string, Set<string>>()
+  const index = (map: Map<string, Set<string>>, key: string | undefined, binding: string) => {
+    for (const [k, set] of map) {
+      if (k === key) continue
+      set.delete(binding)
+      if (set.size === 0) map.delete(k)
+    }
+    if (key !== undefined) map.set(key, (map.get(key) ?? new Set()).add(binding))
+  }
+  const enqueueAll = (keys: Set<string> | undefined) => Effect.forEach([...(keys ?? [])], (k) => queue.add(`b:${k}`), { discard: true })
+
+  yield* inform({
+    apiVersion: BindingApiVersion,
+    kind: "ServiceBinding",
+    namespace: options.namespace,
+    onObject: (object, deleted) => {
+      const key = objectKey(object)
+      if (deleted) bindings.delete(key)
+      else bindings.set(key, object)
+      return queue.add(`b:${key}`)
+    }
+  }).pipe(Effect.forkScoped)
+  yield* inform({
+    apiVersion: CapabilityApiVersion,
+    kind: "Capability",
+    namespace: options.namespace,
+    onObject: (object, deleted) => {
+      const key = objectKey(object)
+      if (deleted) capabilities.delete(key)
+      else capabilities.set(key, object)
+      return enqueueAll(byCapability.get(key)).pipe(
+        Effect.andThen(object.metadata.deletionTimestamp !== undefined && !deleted ? queue.add(`c:${key}`) : Effect.void)
+      )
+    }
+  }).pipe(Effect.forkScoped)
+  yield* inform({
+    apiVersion: "v1",
+    kind: "Secret",
+    namespace: options.namespace,
+    onObject: (object) => enqueueAll(bySecret.get(objectKey(object)))
+  }).pipe(Effect.forkScoped)
+
+  // Workloads, one watch per kind that bindings name (started by their first reconcile): a workload created, deleted,
+  // relabelled or given a new spec (a new generation) enqueues the bindings of its namespace that name its kind.
+  // Its status updates, and the echoes of the bindings' own applies once they are no-ops, enqueue nothing.
+  const workloadWatches = yield* FiberMap.make<string>()
+  const workloadSeen = new Map<string, string>()
+  const watchWorkloads = (apiVersion: string, kind: string) =>
+    FiberMap.run(
+      workloadWatches,
+      `${apiVersion}/${kind}`,
+      inform({
+        apiVersion,
+        kind,
+        namespace: options.namespace,
+        onObject: (object, deleted) => {
+          const id = `${apiVersion}/${kind}/${objectKey(object)}`
+          const fingerprint = `${object.metadata.generation ?? ""}|${JSON.stringify(object.metadata.labels ?? {})}`
+          if (deleted) workloadSeen.delete(id)
+          else if (workloadSeen.get(id) === fingerprint) return Effect.void
+          else workloadSeen.set(id, fingerprint)
+          const users = [...bindings.values()].filter((b) => {
+            const w = (b as { spec?: { workload?: { apiVersion?: string; kind?: string } } }).spec?.workload
+            return b.metadata.namespace === object.metadata.namespace && w?.apiVersion === apiVersion && w.kind === kind
+          })
+          return Effect.forEach(users, (b) => queue.add(`b:${objectKey(b)}`), { discard: true })
+        }
+      }).pipe(Effect.provideService(KubeClient, kube)),
+      { onlyIfMissing: true }
+    )
+
+  /** Patches metadata.finalizers, guarded by the resourceVersion read. */
+  const setFinalizers = (o: KubeObject, finalizers: ReadonlyArray<string>) =>
+    kube.mergePatch(refOf(o), { metadata: { finalizers, resourceVersion: o.metadata.resourceVersion } }, "halkyon-binding")
+
+  /** The bindings (keys) that name this Capability as their service. */
+  const usersOf = (capability: KubeObject) =>
+    [...bindings.values()].filter((b) => {
+      const service = (b as { spec?: { service?: { apiVersion?: string; kind?: string; name?: string } } }).spec?.service
+      return b.metadata.namespace === capability.metadata.namespace && service?.kind === "Capability" &&
+        service.apiVersion === CapabilityApiVersion && service.name === capability.metadata.name
+    }).map((b) => b.metadata.name).sort()
+
+  /** A Capability being deleted: held while bindings use it (Ready=False, InUse), released once none does. */
+  const reconcileCapability = (key: string) =>
+    Effect.gen(function*() {
+      const capability = capabilities.get(key)
+      if (capability === undefined || capability.metadata.deletionTimestamp === undefined) return {}
+      if (!finalizersOf(capability).includes(InUseFinalizer)) return {}
+      const users = usersOf(capability)
+      if (users.length === 0) {
+        yield* setFinalizers(capability, finalizersOf(capability).filter((f) => f !== InUseFinalizer))
+        return {}
+      }
+      const message = `deletion waits: ServiceBinding ${users.join(", ")} still use${users.length === 1 ? "s" : ""} this Capability; delete ${users.length === 1 ? "it" : "them"} first`
+      const before = conditionsOf(capability).find((c) => c.type === "Ready")
+      if (before?.reason !== "InUse" || before.message !== message) {
+        const now = kubeTime(new Date(yield* Clock.currentTimeMillis))
+        const ready: Condition = {
+          type: "Ready",
+          status: "False",
+          reason: "InUse",
+          message,
+          lastTransitionTime: before?.status === "False" ? before.lastTransitionTime : now
+        }
+        yield* kube.patchStatus(refOf(capability), { conditions: [...conditionsOf(capability).filter((c) => c.type !== "Ready"), ready] })
+        yield* Effect.logInfo(`capability ${key}: Ready=False (InUse) ${message}`)
+      }
+      return {}
+    })
+
+  /** The binding Secret's name, or why there is none yet. */
+  const resolveService = (namespace: string, service: { apiVersion: string; kind: string; name: string }, bindingKey: string) =>
+    Effect.gen(function*(): Effect.fn.Return<{ secret: string; capability?: KubeObject } | { notReady: string; retryMs?: number }, KubeApiError> {
+      if (service.apiVersion === "v1" && service.kind === "Secret") {
+        index(byCapability, undefined, bindingKey)
+        return { secret: service.name }
+      }
+      if (service.apiVersion === CapabilityApiVersion && service.kind === "Capability") {
+        const capKey = `${namespace}/${service.name}`
+        index(byCapability, capKey, bindingKey)
+        const capability = capabilities.get(capKey) ?? (yield* get({ ...service, namespace }))
+        if (capability === undefined) return { notReady: `Capability ${service.name} does not exist` }
+        if (capability.metadata.deletionTimestamp !== undefined) return { notReady: `Capability ${service.name} is being deleted` }
+        const ready = conditionsOf(capability).find((c) => c.type === "Ready")
+        if (ready?.status !== "True") return { notReady: `Capability ${service.name} is not Ready (${ready?.reason ?? "no status yet"})` }
+        const name = bindingNameOf(capability)
+        if (name === undefined) return { notReady: `Capability ${service.name} publishes no binding Secret (status.binding.name)` }
+        return { secret: name, capability }
+      }
+      index(byCapability, undefined, bindingKey)
+      const found = yield* get({ ...service, namespace })
+      if (found === undefined) return { notReady: `${service.kind} ${service.name} does not exist`, retryMs: MissingRetryMs }
+      const name = bindingNameOf(found)
+      if (name === undefined) return { notReady: `${service.kind} ${service.name} publishes no binding Secret (status.binding.name)`, retryMs: MissingRetryMs }
+      return { secret: name }
+    })
+
+  const get = (ref: ObjectRef, as: KubeApi = kube) =>
+    as.get(ref).pipe(
+      Effect.map((o): KubeObject | undefined => o),
+      Effect.catchIf((e) => e.notFound, () => Effect.succeed(undefined))
+    )
+
+  /** The workloads a binding names, by name or selector. */
+  const workloadsOf = (namespace: string, workload: ServiceBinding["spec"]["workload"]) =>
+    Effect.gen(function*() {
+      if (workload.name !== undefined) {
+        const one = yield* get({ apiVersion: workload.apiVersion, kind: workload.kind, namespace, name: workload.name })
+        return one === undefined ? [] : [one]
+      }
+      const listed = yield* kube.list(workload.apiVersion, workload.kind, { namespace, labelSelector: selectorQuery(workload.selector ?? {}) })
+      return listed.items
+    })
+
+  /**
+   * Workloads of the kind that still hold fields of this binding's manager but
+   * are no longer its targets (renamed in the spec, labels changed, or all of
+   * them on deletion): they are unbound.
+   */
+  const formerlyBound = (namespace: string, workload: ServiceBinding["spec"]["workload"], manager: string, targets: ReadonlyArray<KubeObject>) =>
+    kube.list(workload.apiVersion, workload.kind, { namespace }).pipe(
+      Effect.map(({ items }) =>
+        items.filter((w) =>
+          !targets.some((t) => t.metadata.name === w.metadata.name) && (w.metadata.managedFields ?? []).some((m) => m.manager === manager)
+        )
+      )
+    )
+
+  /** An apply of the binding's fields in the workload (none: an unbind). */
+  const applyTo = (workload: KubeObject, path: ReadonlyArray<string>, fields: PodTemplate | undefined, manager: string) =>
+    kube.apply(
+      {
+        apiVersion: workload.apiVersion,
+        kind: workload.kind,
+        metadata: { name: workload.metadata.name, namespace: workload.metadata.namespace ?? "", uid: workload.metadata.uid ?? "" },
+        ...(fields === undefined ? {} : nest(path, fields))
+      } as KubeObject,
+      manager
+    )
+
+  const writeStatus = (raw: KubeObject, generation: number | undefined, verdict: Verdict) =>
+    Effect.gen(function*() {
+      const previous = (raw as { status?: ServiceBindingStatus }).status
+      const now = kubeTime(new Date(yield* Clock.currentTimeMillis))
+      const condition = (type: string, status: "True" | "False" | "Unknown", reason: string, message: string): Condition => {
+        const before = previous?.conditions?.find((c) => c.type === type)
+        return {
+          type,
+          status,
+          reason,
+          message,
+          ...(generation === undefined ? {} : { observedGeneration: generation }),
+          lastTransitionTime: before !== undefined && before.status === status ? before.lastTransitionTime : now
+        }
+      }
+      const status: ServiceBindingStatus = {
+        ...(generation === undefined ? {} : { observedGeneration: generation }),
+        conditions: [
+          condition("Ready", verdict.ready, verdict.reason, verdict.message),
+          verdict.serviceAvailable
+            ? condition("ServiceAvailable", "True", "ResolvedBindingSecret", "")
+            : condition("ServiceAvailable", "False", "ServiceNotReady", verdict.message)
+        ],
+        ...(verdict.secret === undefined ? {} : { binding: { name: verdict.secret } })
+      }
+      if (canonical(status) === canonical(previous)) return
+      yield* kube.patchStatus(refOf(raw), { binding: null, ...status })
+      const before = previous?.conditions?.find((c) => c.type === "Ready")
+      if (before?.status !== verdict.ready || before.reason !== verdict.reason) {
+        yield* Effect.logInfo(`servicebinding ${objectKey(raw)}: Ready=${verdict.ready} (${verdict.reason}) ${verdict.message}`)
+      }
+    })
+
+  const reconcileBinding = (key: string) =>
+    Effect.gen(function*(): Effect.fn.Return<ReconcileResult, KubeApiError> {
+      const raw = bindings.get(key)
+      if (raw === undefined) {
+        index(byCapability, undefined, key)
+        index(bySecret, undefined, key)
+        return {}
+      }
+      const namespace = raw.metadata.namespace ?? ""
+      const manager = bindingFieldManager(raw.metadata.name)
+      const decoded = decodeBinding(raw)
+      if (decoded._tag === "Failure") {
+        // Unreadable, it names no workload to unbind: its deletion is not held up.
+        if (raw.metadata.deletionTimestamp !== undefined && finalizersOf(raw).includes(UnbindFinalizer)) {
+          yield* setFinalizers(raw, finalizersOf(raw).filter((f) => f !== UnbindFinalizer))
+          return {}
+        }
+        yield* writeStatus(raw, raw.metadata.generation, { ready: "False", reason: "InvalidSpec", message: String(decoded.cause), serviceAvailable: false })
+        return {}
+      }
+      const sb = decoded.value
+      const path = templatePath(sb.spec.workload.apiVersion, sb.spec.workload.kind)
+
+      if (raw.metadata.deletionTimestamp !== undefined) {
+        if (!finalizersOf(raw).includes(UnbindFinalizer)) return {}
+        // Unbind: an empty apply under the binding's manager drops every field it owned, and only those.
+        if (path !== undefined) {
+          for (const w of yield* formerlyBound(namespace, sb.spec.workload, manager, [])) yield* applyTo(w, path, undefined, manager)
+        }
+        yield* setFinalizers(raw, finalizersOf(raw).filter((f) => f !== UnbindFinalizer))
+        index(bySecret, undefined, key)
+        index(byCapability, undefined, key)
+        // A Capability whose deletion waited for this binding may go now.
+        if (sb.spec.service.kind === "Capability") yield* queue.add(`c:${namespace}/${sb.spec.service.name}`)
+        return {}
+      }
+      if (!finalizersOf(raw).includes(UnbindFinalizer)) {
+        // The echo of this patch reconciles again.
+        yield* setFinalizers(raw, [...finalizersOf(raw), UnbindFinalizer])
+        return {}
+      }
+      const report = (verdict: Verdict) => writeStatus(raw, raw.metadata.generation, verdict).pipe(Effect.as<ReconcileResult>({ requeueAfterMs: verdict.requeueAfterMs }))
+
+      const { workload } = sb.spec
+      if (path !== undefined) yield* watchWorkloads(workload.apiVersion, workload.kind)
+      if ((workload.name === undefined) === (workload.selector === undefined)) {
+        return yield* report({ ready: "False", reason: "InvalidSpec", message: "spec.workload needs a name or a selector, not both", serviceAvailable: false })
+      }
+      if (path === undefined) {
+        return yield* report({
+          ready: "False",
+          reason: "UnsupportedWorkload",
+          message: `${workload.apiVersion} ${workload.kind} has no known pod template: Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and CronJob are (ClusterWorkloadResourceMapping is not implemented)`,
+          serviceAvailable: false
+        })
+      }
+      // Everything is read and checked before the first write: nothing is half-applied for a missing piece.
+      const service = yield* resolveService(namespace, sb.spec.service, key)
+      if ("notReady" in service) {
+        index(bySecret, undefined, key)
+        return yield* report({ ready: "False", reason: "ServiceNotReady", message: service.notReady, serviceAvailable: false, requeueAfterMs: service.retryMs ?? ResyncMs })
+      }
+      index(bySecret, `${namespace}/${service.secret}`, key)
+      const secret = yield* get({ apiVersion: "v1", kind: "Secret", namespace, name: service.secret })
+      if (secret === undefined) {
+        return yield* report({ ready: "False", reason: "ServiceNotReady", message: `the binding Secret ${service.secret} does not exist`, serviceAvailable: false, requeueAfterMs: ResyncMs })
+      }
+      const workloads = yield* workloadsOf(namespace, workload)
+      if (workloads.length === 0) {
+        return yield* report({
+          ready: "False",
+          reason: "WorkloadNotFound",
+          message: workload.name !== undefined
+            ? `${workload.kind} ${workload.name} does not exist`
+            : `no ${workload.kind} matches the selector ${selectorQuery(workload.selector ?? {})}`,
+          serviceAvailable: true,
+          secret: service.secret,
+          requeueAfterMs: MissingRetryMs
+        })
+      }
+      if (service.capability !== undefined && !finalizersOf(service.capability).includes(InUseFinalizer)) {
+        yield* setFinalizers(service.capability, [...finalizersOf(service.capability), InUseFinalizer])
+      }
+      const binding: Binding = {
+        name: raw.metadata.name,
+        directory: sb.spec.name ?? raw.metadata.name,
+        type: sb.spec.type,
+        provider: sb.spec.provider,
+        env: sb.spec.env,
+        containers: workload.containers
+      }
+      const data = ((secret as { data?: Record<string, string> }).data) ?? {}
+      const planned = workloads.map((w) => ({ workload: w, fields: intent((at(w, path) ?? {}) as PodTemplate, binding, { name: service.secret, data }) }))
+      const stale = yield* formerlyBound(namespace, workload, manager, workloads)
+      const failures: Array<string> = []
+      for (const former of stale) yield* applyTo(former, path, undefined, manager)
+      for (const step of planned) {
+        const applied = yield* applyTo(step.workload, path, step.fields, manager).pipe(Effect.result)
+        if (applied._tag === "Failure") {
+          // Retryable (the server is away, a conflict): retried with backoff; else reported.
+          if (applied.failure.code === 0 || applied.failure.code === 409 || applied.failure.code >= 500) return yield* applied.failure
+          failures.push(`${step.workload.kind} ${step.workload.metadata.name}: ${applied.failure.detail}`)
+        }
+      }
+      if (failures.length > 0) {
+        return yield* report({ ready: "False", reason: "ProjectionFailed", message: failures.join("; "), serviceAvailable: true, secret: service.secret, requeueAfterMs: ResyncMs })
+      }
+      const names = workloads.map((w) => w.metadata.name).join(", ")
+      return yield* report({ ready: "True", reason: "Projected", message: `projected into ${workload.kind} ${names}`, serviceAvailable: true, secret: service.secret, requeueAfterMs: ResyncMs })
+    })
+
+  return yield* runWorkers({
+    kind: "servicebinding",
+    queue,
+    concurrency: options.concurrency,
+    shutdownTimeoutMs: options.shutdownTimeoutMs,
+    reconcile: (key: string) => (key.startsWith("c:") ? reconcileCapability(key.slice(2)) : reconcileBinding(key.slice(2)))
+  })
+})

@@ -1,0 +1,356 @@
+/**
+ * Service Binding end to end: the compiled operator against a real
+ * kube-apiserver, with the postgres plugin. No kubelet runs: what is checked
+ * is the Deployment's pod template, as the API server holds it.
+ *
+ * A Deployment `web` (containers app and sidecar) is bound to a Ready
+ * postgres Capability for container app, with DATABASE_URL from `uri`; the
+ * projection survives a hand edit, a password change rolls the template
+ * once, deleting the Capability waits (InUse) while the binding exists, and
+ * deleting the binding removes exactly the projection.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { type ApiResponse, capabilityPath, type Cluster, dig, kubectl, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import { builtPlugin, eventually } from "../support/paths.ts"
+
+let cluster: Cluster
+let operator: Operator
+let pluginsDir: string
+
+const ns = "bound"
+const bindingsPath = (name = "") => `/apis/servicebinding.io/v1/namespaces/${ns}/servicebindings${name === "" ? "" : `/${name}`}`
+const deploymentPath = (name: string) => `/apis/apps/v1/namespaces/${ns}/deployments/${name}`
+
+interface Template {
+  metadata?: { annotations?: Record<string, string>; labels?: Record<string, string> }
+  spec: { containers: Array<{ name: string; env?: Array<Record<string, unknown>>; volumeMounts?: Array<Record<string, unknown>> }>; volumes?: Array<Record<string, unknown>> }
+}
+const templateOf = async (name: string) => {
+  const d = await cluster.api("GET", deploymentPath(name))
+  expect(d.status).toBe(200)
+  return { template: dig<Template>(d.body, "spec", "template")!, generation: dig<number>(d.body, "metadata", "generation")! }
+}
+const containerOf = (t: Template, name: string) => t.spec.containers.find((c) => c.name === name)
+
+const createDeployment = async (name: string, containers: ReadonlyArray<string>) => {
+  const labels = { app: name }
+  const created = await cluster.api("POST", `/apis/apps/v1/namespaces/${ns}/deployments`, {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: { name, labels },
+    spec: {
+      selector: { matchLabels: labels },
+      template: {
+        metadata: { labels },
+        spec: { containers: containers.map((c) => ({ name: c, image: `example.com/${c}:1`, env: [{ name: "LOG_LEVEL", value: "info" }] })) }
+      }
+    }
+  })
+  expect(created.status).toBe(201)
+}
+
+const createCapability = async (name: string, parameters: ReadonlyArray<{ name: string; value: string }> = []) => {
+  const created = await cluster.api("POST", capabilityPath(ns), {
+    apiVersion: "halkyon.io/v1beta1",
+    kind: "Capability",
+    metadata: { name },
+    spec: { category: "database", type: "postgres", version: "16", parameters }
+  })
+  expect(created.status).toBe(201)
+}
+
+const waitCapability = async (name: string, test: (c: ApiResponse) => boolean | Promise<boolean>, what: string, timeoutMs = 20_000) => {
+  let last: unknown
+  const ok = await eventually(async () => {
+    const c = await cluster.api("GET", capabilityPath(ns, name))
+    last = c.body
+    return test(c)
+  }, timeoutMs, 100)
+  if (!ok) throw new Error(`Capability ${name} never ${what}; last: ${JSON.stringify(last)}`)
+}
+
+/** Marks the StatefulSet ready, as the StatefulSet controller (absent here) would. */
+const markStatefulSetReady = async (name: string) => {
+  const sts = await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}`)
+  const generation = dig<number>(sts.body, "metadata", "generation")
+  const patched = await cluster.api(
+    "PATCH",
+    `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}/status`,
+    { status: { replicas: 1, readyReplicas: 1, availableReplicas: 1, observedGeneration: generation } },
+    "application/merge-patch+json"
+  )
+  expect(patched.status).toBe(200)
+}
+
+const readyPostgres = async (name: string) => {
+  await createCapability(name)
+  await waitCapability(name, async () => (await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}`)).status === 200, "got its StatefulSet")
+  await markStatefulSetReady(name)
+  await waitCapability(name, (c) => readyOf(c)?.status === "True", "became Ready")
+}
+
+const createBinding = async (name: string, spec: Record<string, unknown>) => {
+  const created = await cluster.api("POST", bindingsPath(), { apiVersion: "servicebinding.io/v1", kind: "ServiceBinding", metadata: { name }, spec })
+  expect(created.status).toBe(201)
+}
+
+const bindingReady = async (name: string) => {
+  const b = await cluster.api("GET", bindingsPath(name))
+  return dig<Array<{ type: string; status: string; reason: string; message: string }>>(b.body, "status", "conditions")?.find((c) => c.type === "Ready")
+}
+
+const waitBinding = async (name: string, status: string, reason: string, timeoutMs = 10_000) => {
+  let last: unknown
+  const ok = await eventually(async () => {
+    const ready = await bindingReady(name)
+    last = ready
+    return ready?.status === status && ready.reason === reason
+  }, timeoutMs, 50)
+  if (!ok) throw new Error(`ServiceBinding ${name} never reached Ready=${status} (${reason}); last: ${JSON.stringify(last)}`)
+}
+
+const dbBinding = {
+  name: "db",
+  service: { apiVersion: "halkyon.io/v1beta1", kind: "Capability", name: "orders" },
+  workload: { apiVersion: "apps/v1", kind: "Deployment", name: "web", containers: ["app"] },
+  env: [{ name: "DATABASE_URL", key: "uri" }]
+}
+
+beforeAll(async () => {
+  cluster = await startCluster()
+  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
+  pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-binding-plugins-"))
+  copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
+  operator = await untilReady(startOperator(cluster, pluginsDir, process.env.HALKYON_TEST_LOGS === "1" ? ["--log-level", "debug"] : []))
+}, 30 * 60_000)
+
+afterAll(async () => {
+  await operator?.stop()
+  await cluster?.plane.stop()
+  if (pluginsDir !== undefined) rmSync(pluginsDir, { recursive: true, force: true })
+})
+
+describe("a ServiceBinding to a postgres Capability", () => {
+  let before: Template
+
+  test("the Capability is a Provisioned Service: status.binding.name, and the spec's well-known entries in its Secret", async () => {
+    await readyPostgres("orders")
+    const c = await cluster.api("GET", capabilityPath(ns, "orders"))
+    expect(dig(c.body, "status", "binding")).toEqual({ name: "orders-config" })
+    expect(dig(c.body, "status", "bindingSecret")).toBe("orders-config")
+    const secret = await cluster.api("GET", `/api/v1/namespaces/${ns}/secrets/orders-config`)
+    const data = Object.fromEntries(Object.entries(dig<Record<string, string>>(secret.body, "data") ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()]))
+    expect(data).toMatchObject({ type: "postgresql", provider: "halkyon", host: `orders.${ns}.svc`, port: "5432", username: "admin", database: "sample-db" })
+    expect(data.uri).toBe(`postgresql://admin:${encodeURIComponent(data.password ?? "")}@orders.${ns}.svc:5432/sample-db`)
+  })
+
+  test("is Ready within 5 s and projects into app only: volume, mount, SERVICE_BINDING_ROOT, DATABASE_URL", async () => {
+    await createDeployment("web", ["app", "sidecar"])
+    before = (await templateOf("web")).template
+    const started = performance.now()
+    await createBinding("db", dbBinding)
+    await waitBinding("db", "True", "Projected", 5_000)
+    expect(performance.now() - started).toBeLessThan(5_000)
+    const b = await cluster.api("GET", bindingsPath("db"))
+    expect(dig(b.body, "status", "binding")).toEqual({ name: "orders-config" })
+    expect(dig(b.body, "status", "observedGeneration")).toBe(1)
+
+    const { template } = await templateOf("web")
+    expect(template.spec.volumes).toEqual([{ name: "svcb-db", projected: { sources: [{ secret: { name: "orders-config" } }], defaultMode: 420 } }])
+    const app = containerOf(template, "app")
+    expect(app?.volumeMounts).toEqual([{ name: "svcb-db", mountPath: "/bindings/db", readOnly: true }])
+    expect(app?.env).toEqual([
+      { name: "LOG_LEVEL", value: "info" },
+      { name: "SERVICE_BINDING_ROOT", value: "/bindings" },
+      { name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: "orders-config", key: "uri" } } }
+    ])
+    expect(containerOf(template, "sidecar")).toEqual(containerOf(before, "sidecar")!)
+    // The Secret's hash (a new one rolls the pods), and where this binding added SERVICE_BINDING_ROOT.
+    expect(template.metadata?.annotations).toEqual({ "secret-hash.servicebinding.io/svcb-db": expect.any(String), "root.servicebinding.io/svcb-db": "app" })
+  })
+
+  test("kubectl get servicebinding shows READY, REASON and AGE", async () => {
+    const listed = await kubectl(cluster, ["get", "servicebinding", "-n", ns])
+    expect(listed.code).toBe(0)
+    const [header, row] = listed.stdout.trim().split("\n")
+    expect(header?.split(/\s+/)).toEqual(["NAME", "READY", "REASON", "AGE"])
+    expect(row?.split(/\s+/).slice(0, 3)).toEqual(["db", "True", "Projected"])
+  })
+
+  test("a password change rolls the template once, and an env var added to app by hand survives the re-projection", async () => {
+    // By hand: a JSON patch, as another field manager.
+    const added = await cluster.api(
+      "PATCH",
+      `${deploymentPath("web")}?fieldManager=by-hand`,
+      [{ op: "add", path: "/spec/template/spec/containers/0/env/-", value: { name: "FEATURE_X", value: "on" } }],
+      "application/json-patch+json"
+    )
+    expect(added.status).toBe(200)
+    const { template: edited, generation } = await templateOf("web")
+    const hash = edited.metadata?.annotations?.["secret-hash.servicebinding.io/svcb-db"]
+    expect(hash).toBeDefined()
+
+    const patched = await cluster.api("PATCH", capabilityPath(ns, "orders"), { spec: { parameters: [{ name: "DB_PASSWORD", value: "rotated-1" }] } }, "application/merge-patch+json")
+    expect(patched.status).toBe(200)
+    let rolled: { template: Template; generation: number } | undefined
+    const changed = await eventually(async () => {
+      rolled = await templateOf("web")
+      return rolled.template.metadata?.annotations?.["secret-hash.servicebinding.io/svcb-db"] !== hash
+    }, 10_000, 50)
+    expect(changed).toBe(true)
+    expect(rolled?.generation).toBe(generation + 1)
+    // The Capability settles (its status written again, which re-reconciles the binding): no second roll.
+    await waitCapability("orders", (c) => dig(c.body, "status", "observedGeneration") === 2 && readyOf(c)?.status === "True", "reconciled generation 2")
+    await waitBinding("db", "True", "Projected")
+    const settled = await templateOf("web")
+    expect(settled.generation).toBe(generation + 1)
+    expect(containerOf(settled.template, "app")?.env).toContainEqual({ name: "FEATURE_X", value: "on" })
+    expect(containerOf(settled.template, "app")?.env).toContainEqual({ name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: "orders-config", key: "uri" } } })
+  })
+
+  test("deleting the bound Capability waits with Ready=False (InUse) naming the binding", async () => {
+    expect((await cluster.api("DELETE", capabilityPath(ns, "orders"))).status).toBe(200)
+    await waitCapability("orders", (c) => readyOf(c)?.reason === "InUse", "reported InUse")
+    const c = await cluster.api("GET", capabilityPath(ns, "orders"))
+    expect(c.status).toBe(200)
+    expect(readyOf(c)).toMatchObject({ status: "False", reason: "InUse" })
+    expect(readyOf(c)?.message).toContain("ServiceBinding db")
+  })
+
+  test("deleting the binding removes exactly the projection, then the Capability's deletion completes", async () => {
+    expect((await cluster.api("DELETE", bindingsPath("db"))).status).toBe(200)
+    expect(await eventually(async () => (await cluster.api("GET", bindingsPath("db"))).status === 404, 10_000, 50)).toBe(true)
+    const { template } = await templateOf("web")
+    const app = containerOf(before, "app")!
+    // What was there before, and the hand edit: nothing of the binding.
+    expect(containerOf(template, "app")).toEqual({ ...app, env: [...(app.env ?? []), { name: "FEATURE_X", value: "on" }] })
+    expect(containerOf(template, "sidecar")).toEqual(containerOf(before, "sidecar")!)
+    expect(template.spec.volumes).toBeUndefined()
+    expect(Object.keys(template.metadata?.annotations ?? {})).toEqual([])
+    await waitCapability("orders", (c) => c.status === 404, "was deleted")
+  })
+})
+
+describe("a ServiceBinding that cannot be projected", () => {
+  test("to a Capability that is not Ready: ServiceNotReady, and the workload is left alone", async () => {
+    await createCapability("pending-db")
+    await createDeployment("other", ["app"])
+    const { template, generation } = await templateOf("other")
+    await createBinding("pending", { ...dbBinding, service: { ...dbBinding.service, name: "pending-db" }, workload: { apiVersion: "apps/v1", kind: "Deployment", name: "other" } })
+    await waitBinding("pending", "False", "ServiceNotReady")
+    expect((await bindingReady("pending"))?.message).toContain("pending-db is not Ready")
+    const after = await templateOf("other")
+    expect(after.generation).toBe(generation)
+    expect(after.template).toEqual(template)
+  })
+
+  test("to a workload that does not exist: WorkloadNotFound", async () => {
+    await createBinding("nowhere", {
+      service: { apiVersion: "v1", kind: "Secret", name: "pending-db-config" },
+      workload: { apiVersion: "apps/v1", kind: "Deployment", selector: { matchLabels: { app: "missing" } } }
+    })
+    await waitBinding("nowhere", "False", "WorkloadNotFound")
+    expect((await bindingReady("nowhere"))?.message).toBe("no Deployment matches the selector app=missing")
+  })
+})
+
+describe("other services and workloads", () => {
+  test("a Secret bound directly, into CronJobs chosen by label selector, with a type override: at spec.jobTemplate.spec.template", async () => {
+    const secret = await cluster.api("POST", `/api/v1/namespaces/${ns}/secrets`, {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "direct" },
+      stringData: { type: "mysql", uri: "mysql://db" }
+    })
+    expect(secret.status).toBe(201)
+    for (const name of ["nightly", "hourly"]) {
+      const created = await cluster.api("POST", `/apis/batch/v1/namespaces/${ns}/cronjobs`, {
+        apiVersion: "batch/v1",
+        kind: "CronJob",
+        metadata: { name, labels: { tier: "batch" } },
+        spec: {
+          schedule: "0 0 * * *",
+          jobTemplate: { spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "job", image: "example.com/job:1" }] } } } }
+        }
+      })
+      expect(created.status).toBe(201)
+    }
+    await createBinding("reports", {
+      type: "mariadb",
+      service: { apiVersion: "v1", kind: "Secret", name: "direct" },
+      workload: { apiVersion: "batch/v1", kind: "CronJob", selector: { matchLabels: { tier: "batch" } } },
+      env: [{ name: "DB_KIND", key: "type" }]
+    })
+    await waitBinding("reports", "True", "Projected")
+    for (const name of ["nightly", "hourly"]) {
+      const cron = await cluster.api("GET", `/apis/batch/v1/namespaces/${ns}/cronjobs/${name}`)
+      const template = dig<Template>(cron.body, "spec", "jobTemplate", "spec", "template")!
+      expect(template.metadata?.annotations?.["type.servicebinding.io/svcb-reports"]).toBe("mariadb")
+      expect(containerOf(template, "job")?.volumeMounts).toEqual([{ name: "svcb-reports", mountPath: "/bindings/reports", readOnly: true }])
+      expect(containerOf(template, "job")?.env).toContainEqual({
+        name: "DB_KIND",
+        valueFrom: { fieldRef: { apiVersion: "v1", fieldPath: "metadata.annotations['type.servicebinding.io/svcb-reports']" } }
+      })
+      const volume = template.spec.volumes?.find((v) => v.name === "svcb-reports") as { projected?: { sources?: Array<Record<string, unknown>> } } | undefined
+      // The Secret's own type is left out: the override takes its place.
+      expect(volume?.projected?.sources?.[0]).toEqual({ secret: { name: "direct", items: [{ key: "uri", path: "uri" }] } })
+    }
+  })
+
+  test("a workload that comes to match the selector later is bound at once (workloads are watched), not at the next resync", async () => {
+    const created = await cluster.api("POST", `/apis/batch/v1/namespaces/${ns}/cronjobs`, {
+      apiVersion: "batch/v1",
+      kind: "CronJob",
+      metadata: { name: "weekly", labels: { tier: "batch" } },
+      spec: { schedule: "0 0 * * 0", jobTemplate: { spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "job", image: "example.com/job:1" }] } } } } }
+    })
+    expect(created.status).toBe(201)
+    const mounted = async () => {
+      const cron = await cluster.api("GET", `/apis/batch/v1/namespaces/${ns}/cronjobs/weekly`)
+      return containerOf(dig<Template>(cron.body, "spec", "jobTemplate", "spec", "template")!, "job")?.volumeMounts !== undefined
+    }
+    // The binding is Ready: its own resync is a minute away.
+    expect(await eventually(mounted, 5_000, 50)).toBe(true)
+  })
+})
+
+describe("a binding that changes its workload", () => {
+  test("unbinds the workload it no longer names, exactly, and binds the new one", async () => {
+    const secret = await cluster.api("POST", `/api/v1/namespaces/${ns}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: "moving" }, stringData: { type: "t", uri: "x://y" } })
+    expect(secret.status).toBe(201)
+    await createDeployment("first", ["app"])
+    await createDeployment("second", ["app"])
+    const original = (await templateOf("first")).template
+    await createBinding("mover", { service: { apiVersion: "v1", kind: "Secret", name: "moving" }, workload: { apiVersion: "apps/v1", kind: "Deployment", name: "first" } })
+    await waitBinding("mover", "True", "Projected")
+    expect(containerOf((await templateOf("first")).template, "app")?.volumeMounts).toEqual([{ name: "svcb-mover", mountPath: "/bindings/mover", readOnly: true }])
+
+    const moved = await cluster.api("PATCH", bindingsPath("mover"), { spec: { workload: { name: "second" } } }, "application/merge-patch+json")
+    expect(moved.status).toBe(200)
+    expect(await eventually(async () => containerOf((await templateOf("second")).template, "app")?.volumeMounts !== undefined, 10_000, 50)).toBe(true)
+    expect(await eventually(async () => containerOf((await templateOf("first")).template, "app")?.volumeMounts === undefined, 10_000, 50)).toBe(true)
+    const first = (await templateOf("first")).template
+    expect(containerOf(first, "app")).toEqual(containerOf(original, "app")!)
+    expect(first.spec.volumes).toBeUndefined()
+  })
+})
+
+describe("halkyon run --service-binding=false", () => {
+  test("leaves ServiceBindings to another implementation: no finalizer, no status, while Capabilities are served", async () => {
+    await operator.stop()
+    operator = await untilReady(startOperator(cluster, pluginsDir, ["--service-binding=false"]))
+    expect(operator.logs.some((l) => l.includes("ServiceBinding controller off (--service-binding=false)"))).toBe(true)
+    await createDeployment("elsewhere", ["app"])
+    await createBinding("theirs", { ...dbBinding, service: { apiVersion: "v1", kind: "Secret", name: "pending-db-config" }, workload: { apiVersion: "apps/v1", kind: "Deployment", name: "elsewhere" } })
+    // A Capability created after the binding is served: the operator has seen what came before it.
+    await createCapability("later")
+    await waitCapability("later", (c) => readyOf(c)?.reason === "DependentsNotReady", "was reconciled")
+    const theirs = await cluster.api("GET", bindingsPath("theirs"))
+    expect(dig(theirs.body, "metadata", "finalizers")).toBeUndefined()
+    expect(dig(theirs.body, "status")).toBeUndefined()
+    expect((await templateOf("elsewhere")).generation).toBe(1)
+  })
+})
