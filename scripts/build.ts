@@ -43,7 +43,7 @@ export const buildOperator = (outfile = join(root, "dist/halkyon"), target?: str
   return outfile
 }
 
-/** The release archive's file name for a platform, as the README documents it. */
+/** The release archive's file name for a platform, as docs/operations.md documents it. */
 export const releaseArchiveName = (os: string, arch: string) =>
   `halkyon_${pkg.version}_${os}_${arch}.${os === "windows" ? "zip" : "tar.gz"}`
 

@@ -21,8 +21,8 @@ const settled = (result: number | Promise<number>) => {
 
 /**
  * One line per log entry on stderr, through a FileSink: process.stderr.write
- * blocks the whole event loop while a pipe is full (20 ms at a time under a
- * slow reader, measured), where the sink keeps what the pipe cannot take and
+ * blocks the whole event loop while a pipe is full (docs/performance.md),
+ * where the sink keeps what the pipe cannot take and
  * writes it, in order, as it drains. What is still queued is written before
  * the command's scope closes.
  */

@@ -9,9 +9,9 @@
  * The gzip layer is the runtime's native DecompressionStream, and tar's
  * Parser reads the archive's format (ustar, pax, GNU long names); the files
  * are written here, synchronously, as the parser hands their bytes over.
- * tar's own gunzip cost about six times the native one under Bun, and its
- * Unpack (a write stream per file) four times these writes: 100 ms more for
- * a 50 MB plugin.
+ * tar's own gunzip was several times slower than the native one under Bun,
+ * and its Unpack (a write stream per file) several times costlier than these
+ * writes (docs/performance.md).
  */
 import { createHash, type Hash } from "node:crypto"
 import { closeSync, mkdirSync, openSync, writeSync } from "node:fs"

@@ -6,9 +6,9 @@
  * as go-plugin does).
  *
  * Why not @grpc/grpc-js: a reconcile makes three calls, and grpc-js spent
- * about 0.9 ms of CPU on each trio where this spends 0.3 (measured against
- * the postgres plugin, 1000 trios, 8 at a time); its name resolution, load
- * balancing, retries and interceptors are of no use on a private socket.
+ * several times this client's CPU on each trio (docs/performance.md); its
+ * name resolution, load balancing, retries and interceptors are of no use
+ * on a private socket.
  * What gRPC asks of a client is small: a POST per call with the message
  * length-prefixed, the status in the trailers (GrpcWire.ts).
  *

@@ -9,8 +9,8 @@
  * What a plugin runs before its handshake (negotiation, its socket's name,
  * the line) is written with plain loops: JavaScriptCore compiles the
  * builtins written in JavaScript (Array.from, map, filter, padStart…) and
- * each regular expression when first used, and that came to ~1 ms of a
- * plugin's start (measured compiled, on this project's 2-core machine).
+ * each regular expression when first used, a measurable part of a plugin's
+ * start (docs/performance.md).
  */
 
 /** The magic cookie: a UX guard that stops a plugin being run by hand. */

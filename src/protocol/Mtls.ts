@@ -6,8 +6,8 @@
  * CA flag, server and client auth, ~30 years). It is written as DER here, in a
  * few lines, rather than through an X.509 library: the template never
  * changes, and a library would add start-up time to every plugin. Keys and
- * signatures come from WebCrypto, which a bundled plugin loads in under a
- * millisecond where node:crypto costs it ~5 ms.
+ * signatures come from WebCrypto, which a bundled plugin loads much faster
+ * than node:crypto (docs/performance.md).
  */
 
 export interface Certificate {

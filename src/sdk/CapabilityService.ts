@@ -42,8 +42,8 @@ export const describe = (plugin: PluginDefinition): PluginDescription => ({
 
 /**
  * The Capability schema (effect's Schema) is loaded on the first call rather
- * than at start-up: evaluating it costs a bundled plugin ~8 ms before its
- * handshake, and the first call comes after the handshake anyway.
+ * than at start-up: evaluating it would delay a bundled plugin's handshake
+ * (docs/performance.md), and the first call comes after the handshake anyway.
  */
 let capabilityModule: Promise<typeof import("../api/Capability.ts")> | undefined
 const loadCapabilitySchema = () => (capabilityModule ??= import("../api/Capability.ts"))

@@ -24,10 +24,10 @@ export interface Logger {
 
 /**
  * Writes a line to stderr with Bun.write, in order, at once where the pipe
- * takes it. Not process.stderr: building that Node stream took 10-11 ms at
- * its first write, which for a plugin is right after its handshake, on the
- * way to its first answer (its "plugin serving" line). A line that cannot be
- * written (the host is gone) has nowhere else to go.
+ * takes it. Not process.stderr: building that Node stream at its first
+ * write, which for a plugin is right after its handshake, delays its first
+ * answer (its "plugin serving" line; docs/performance.md). A line that
+ * cannot be written (the host is gone) has nowhere else to go.
  */
 const writeStderr = (line: string): void => {
   Bun.write(Bun.stderr, line).catch(() => {})
@@ -49,7 +49,7 @@ export const makeLogger = (module: string, write: (line: string) => void = write
 
 /** Routes console.* to the logger, so a stray console.log never breaks the protocol. */
 export const captureConsole = (logger: Logger): void => {
-  // Bun.inspect rather than node:util, which costs a bundled plugin ~4 ms to load.
+  // Bun.inspect rather than node:util, which a bundled plugin would have to load (docs/performance.md).
   const text = (args: ReadonlyArray<unknown>) => args.map((a) => (typeof a === "string" ? a : Bun.inspect(a))).join(" ")
   console.log = (...args: Array<unknown>) => logger.info(text(args))
   console.info = (...args: Array<unknown>) => logger.info(text(args))

@@ -125,7 +125,7 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
     const { network, address } = listening.listener.address
     const certificate = listening.certificate
     const mux = env.PLUGIN_MULTIPLEX_GRPC === "true" ? false : undefined
-    // Bun.stdout, not process.stdout: the latter builds a Node stream (0.6 ms) before the handshake.
+    // Bun.stdout, not process.stdout: the latter builds a Node stream before the handshake (docs/performance.md).
     await Bun.write(Bun.stdout, formatHandshake({ appVersion, network, address, protocol: "grpc", certificate: certificate?.der, multiplexed: mux }) + "\n")
     const handshakeMs = performance.now()
     // Only now do HTTP/2, the services and their generated code load; connections made meanwhile wait.
@@ -163,7 +163,7 @@ const listen = async (
   clientCert: string | undefined,
   socketPath: string | undefined
 ): Promise<{ readonly listener: Listener; readonly certificate: Certificate | undefined }> => {
-  // Mtls.ts only with AutoMTLS: evaluating it (its DER constants) cost a plugin ~0.6 ms before its handshake.
+  // Mtls.ts only with AutoMTLS: evaluating it (its DER constants) delays the handshake (docs/performance.md).
   const certificate = clientCert !== undefined && clientCert !== "" ? await (await import("../protocol/Mtls.ts")).generateCertificate() : undefined
   const tls = certificate === undefined || clientCert === undefined
     ? undefined

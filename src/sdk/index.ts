@@ -1,7 +1,7 @@
 /**
  * The halkyon plugin SDK: what plugin authors import. A plugin declares its
  * capability logic with `definePlugin` and `dependent`, then calls `serve`.
- * See plugins/README.md for a walk-through and plugins/postgres for a full
+ * See docs/plugins/typescript.md for a walk-through and plugins/postgres for a full
  * plugin.
  */
 export type { Capability, CapabilitySpec, Parameter } from "../api/Capability.ts"

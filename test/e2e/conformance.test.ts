@@ -8,7 +8,7 @@
  *   fixture plugin built on go-plugin (test/fixtures/go-plugins/conform), and
  *   go-plugin's host against a fixture on our SDK (test/fixtures/plugins/conform).
  *   One test per row and direction, each asserting what was observed; the
- *   same table, in words, is in plugins/README.md.
+ *   same table, in words, is in docs/plugins/protocol.md.
  *
  * npm test builds the Go programs (build-plugins --with-test-fixtures).
  */

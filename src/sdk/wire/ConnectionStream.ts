@@ -5,8 +5,8 @@
  * node:stream is loaded after the handshake, with node:http2, and so it is
  * imported dynamically: Bun's bundler hoists the static imports of builtins
  * out of lazily loaded modules to the top of the bundle, where a static
- * `import { Duplex } from "node:stream"` here cost a plugin ~2.5 ms before
- * its handshake. The socket is Bun's (Listener.ts), so TLS, when on, is
+ * `import { Duplex } from "node:stream"` here would load it before the
+ * handshake (docs/performance.md). The socket is Bun's (Listener.ts), so TLS, when on, is
  * already done below this stream: HTTP/2 sees plain bytes.
  *
  * Writes: Bun's socket.write is unbuffered and says how many bytes it took.

@@ -2,12 +2,11 @@
  * The plugin's listening socket, opened before the handshake with Bun.listen.
  *
  * Why Bun.listen: it is part of the runtime, where node:net is a module to
- * load and node:http2's secure server a larger one. Measured from a Go
- * parent on this project's 2-core machine, spawn to first stdout line: a
- * compiled Bun program that listens with Bun.listen and prints 4.6 ms, with
- * node:net 7.9 ms; as `bun file.js` 5.7 ms and 15.2 ms. With AutoMTLS, Bun's
- * own TLS (BoringSSL, as node:tls) does the handshake and the client
- * certificate check, so nothing else is needed to listen either.
+ * load and node:http2's secure server a larger one, so a plugin that listens
+ * with it prints its handshake sooner, compiled or run as a bundle (figures:
+ * docs/performance.md). With AutoMTLS, Bun's own TLS (BoringSSL, as
+ * node:tls) does the handshake and the client certificate check, so nothing
+ * else is needed to listen either.
  *
  * This module loads no node: builtin. Connections that arrive before the
  * server is ready for them (the handshake is out first, then HTTP/2 loads)
