@@ -5,8 +5,10 @@
 #   /etc/ssl/certs/ca-certificates.crt, /etc/passwd, /etc/group (user halkyon, 65532)
 #   /plugins (owned by halkyon) and /tmp (1777), writable
 #
-# `npm run image` stages dist/image/rootfs-<arch>/ and dist/image/writable/, then builds this file with
-# buildah (no Docker daemon) for linux/amd64 and linux/arm64 into OCI archives. To build it yourself,
+# `npm run image` stages dist/image/rootfs-<arch>/ and dist/image/writable/, then assembles the image
+# from this file for linux/amd64 and linux/arm64 into OCI archives, without a container tool or root
+# (scripts/release/dockerfile.ts reads it: FROM scratch, ARG, COPY of folders, ENV, USER, WORKDIR,
+# EXPOSE, ENTRYPOINT and CMD in exec form; anything else stops the build). To build it yourself,
 # stage first (`npm run image` does), then e.g. `docker build --platform linux/arm64 .`.
 FROM scratch
 ARG TARGETARCH

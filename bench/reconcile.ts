@@ -29,7 +29,7 @@ import type { KubeObject } from "../src/kube/KubeObject.ts"
 import { withOwnership } from "../src/reconciler/Reconciler.ts"
 import { nextStatus, rollUp, sameStatus } from "../src/reconciler/Status.ts"
 import type { CapabilityStatus } from "../src/api/Capability.ts"
-import { makeContext } from "../src/sdk/CapabilityService.ts"
+import { buildDependents, makeContext } from "../src/sdk/CapabilityService.ts"
 import { postgres } from "../plugins/postgres/plugin.ts"
 import { startControlPlane } from "../test/support/control-plane/start.ts"
 import { loadAllYaml } from "@kubernetes/client-node"
@@ -122,8 +122,8 @@ const floor = async (ns: string, n: number, write: "create" | "apply") => {
     const cap = (await api("POST", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`, capability(name))) as KubeObject
     // Exactly the objects the operator applies: the plugin's own, with our label and owner reference.
     const context = makeContext(postgres, { ...cap, spec: capability(name).spec })
-    for (const dependent of postgres.dependents) {
-      const object = withOwnership(dependent.build(context) as unknown as Record<string, unknown>, cap, undefined)
+    for (const dependent of buildDependents(postgres, context)) {
+      const object = withOwnership(dependent.object as unknown as Record<string, unknown>, cap, undefined)
       await put(collectionOf(ns, object.kind), object)
     }
     await api("PATCH", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities/${name}/status`, { status: statusOf(cap) }, "application/merge-patch+json")

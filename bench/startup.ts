@@ -21,7 +21,6 @@ import { buildPlugin } from "../scripts/build-plugins.ts"
 import { buildOperator, ensureRelease, releaseFiles } from "../scripts/build.ts"
 import { type ControlPlane, startControlPlane } from "../test/support/control-plane/start.ts"
 import { ensureImages, imageArches, imageSizes } from "../scripts/image.ts"
-import { hasCommand } from "../scripts/release/debian.ts"
 
 const root = resolve(import.meta.dir, "..")
 const runs = Number(process.env.BENCH_RUNS ?? 30)
@@ -132,13 +131,9 @@ console.log(row(["what", "size"]))
 console.log(row(["---", "---"]))
 console.log(row(["dist/halkyon (linux/amd64 binary)", mb(statSync(join(root, "dist/halkyon")).size)]))
 for (const file of releaseFiles().filter((f) => !f.endsWith("checksums.txt"))) console.log(row([file.slice(root.length + 1), mb(statSync(file).size)]))
-if (hasCommand("buildah")) {
-  await ensureImages()
-  for (const arch of imageArches) {
-    const s = imageSizes(arch)
-    console.log(row([`image linux/${arch}: compressed layer (target: 60 MB or less)`, mb(s.compressedLayers)]))
-    console.log(row([`image linux/${arch}: unpacked`, mb(s.unpacked)]))
-  }
-} else {
-  console.log("\n(no image sizes: buildah is not installed; bash scripts/release/install-tools.sh installs it)")
+await ensureImages()
+for (const arch of imageArches) {
+  const s = imageSizes(arch)
+  console.log(row([`image linux/${arch}: compressed layer (target: 60 MB or less)`, mb(s.compressedLayers)]))
+  console.log(row([`image linux/${arch}: unpacked`, mb(s.unpacked)]))
 }

@@ -8,7 +8,8 @@
  *
  * It knows nothing of Kubernetes: keys are strings ("namespace/name").
  */
-import { Clock, Duration, Effect, Queue, Schedule, type Scope } from "effect"
+import { Clock, Duration, Effect, Queue, type Scope } from "effect"
+import { makeKeyedBackoff } from "../config/Backoff.ts"
 
 export interface BackoffOptions {
   readonly baseMs: number
@@ -32,12 +33,8 @@ export const makeWorkQueue = Effect.fnUntraced(function*(backoff: BackoffOptions
   const ready = yield* Queue.unbounded<string>()
   const dirty = new Set<string>()
   const processing = new Set<string>()
-  // Per key, the next step of its capped exponential backoff; forgotten on success.
-  const backoffSchedule = Schedule.toStep(
-    Schedule.min([Schedule.exponential(Duration.millis(backoff.baseMs)), Schedule.spaced(Duration.millis(backoff.maxMs))])
-  )
-  type Step = Effect.Success<typeof backoffSchedule>
-  const failures = new Map<string, Step>()
+  // Per key, its capped exponential backoff; forgotten on success.
+  const failures = makeKeyedBackoff(backoff.baseMs, backoff.maxMs)
   const scheduled = new Map<string, number>()
   const scope = yield* Effect.scope
 
@@ -71,10 +68,7 @@ export const makeWorkQueue = Effect.fnUntraced(function*(backoff: BackoffOptions
 
   const addRateLimited = (key: string) =>
     Effect.gen(function*() {
-      let step = failures.get(key)
-      if (step === undefined) failures.set(key, (step = yield* backoffSchedule))
-      const [, wait] = yield* step(yield* Clock.currentTimeMillis, undefined).pipe(Effect.orDie)
-      const delay = Duration.toMillis(wait)
+      const delay = yield* failures.next(key)
       yield* addAfter(key, delay)
       return delay
     })
@@ -98,7 +92,7 @@ export const makeWorkQueue = Effect.fnUntraced(function*(backoff: BackoffOptions
     add,
     addAfter,
     addRateLimited,
-    forget: (key) => Effect.sync(() => void failures.delete(key)),
+    forget: (key) => Effect.sync(() => failures.reset(key)),
     take,
     done,
     depth: Queue.size(ready)

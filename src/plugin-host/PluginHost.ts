@@ -26,6 +26,7 @@ import { statSync, watch } from "node:fs"
 import { Context, Deferred, Duration, Effect, Exit, FiberMap, Layer, Option, Schedule, Scope } from "effect"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { HostConfig, type HostSettings } from "../config/HostConfig.ts"
+import { makeKeyedBackoff } from "../config/Backoff.ts"
 import { PluginClient } from "../plugin-client/PluginClient.ts"
 import { Metrics } from "../metrics/Metrics.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
@@ -207,14 +208,12 @@ const make = Effect.fn("PluginHost.make")(function*() {
       Effect.catch((error) => Effect.succeed({ reason: error.message, final: error._tag === "InvalidPluginDescription" }))
     )
 
-  /** Capped exponential backoff between restarts, from its first step. */
-  const restartDelays = Schedule.toStep(
-    Schedule.min([Schedule.exponential(Duration.millis(config.restartBaseMs)), Schedule.spaced(Duration.millis(config.restartMaxMs))])
-  )
+  /** Capped exponential backoff between restarts, per plugin. */
+  const restartDelays = makeKeyedBackoff(config.restartBaseMs, config.restartMaxMs)
 
   const supervise = Effect.fn("PluginHost.supervise")(function*(file: PluginFile, started?: Started) {
     let crashes = 0
-    let nextDelay = yield* restartDelays
+    restartDelays.reset(file.name)
     let first = started
     for (;;) {
       const began = Date.now()
@@ -228,10 +227,9 @@ const make = Effect.fn("PluginHost.make")(function*() {
       }
       if (Date.now() - began > StableAfterMs) {
         crashes = 1
-        nextDelay = yield* restartDelays
+        restartDelays.reset(file.name)
       } else crashes += 1
-      const [, wait] = yield* nextDelay(Date.now(), undefined).pipe(Effect.orDie)
-      const delay = Duration.toMillis(wait)
+      const delay = yield* restartDelays.next(file.name)
       const restarts = (statuses.get(file.name)?.restarts ?? 0) + 1
       setStatus(file, { state: "restarting", error: reason, pid: undefined, launched: undefined, restarts })
       metrics.pluginRestarted(file.name)

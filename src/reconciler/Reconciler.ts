@@ -30,6 +30,7 @@ import type { BuiltDependent, Observation } from "../plugin-client/PluginClient.
 import { PluginRegistry, type Resolution } from "../registry/PluginRegistry.ts"
 import { ObjectCache } from "../controller/ObjectCache.ts"
 import type { ReconcileResult } from "../controller/Workers.ts"
+import { makeKeyedBackoff } from "../config/Backoff.ts"
 import { Metrics } from "../metrics/Metrics.ts"
 import { CapabilityLabel, checkBuilt, checkUpdated, FieldManager, type Violation, violationMessage, withOwnership } from "./DependentRules.ts"
 import { describeForbidden, PluginIdentity } from "./PluginIdentity.ts"
@@ -59,9 +60,8 @@ type Attempt = Outcome & { readonly retry?: boolean; readonly failure?: KubeApiE
  * a reconcile that reached its plugin. A hung plugin's Capabilities then cost
  * fewer and fewer workers, where a fixed delay kept coming back.
  */
-const PluginRetryBaseMs = 1_000
-const PluginRetryMaxMs = 60_000
-export const pluginRetryMs = (attempt: number): number => Math.min(PluginRetryBaseMs * 2 ** Math.max(0, attempt - 1), PluginRetryMaxMs)
+export const PluginRetryBaseMs = 1_000
+export const PluginRetryMaxMs = 60_000
 
 export class Reconciler extends Context.Service<Reconciler, {
   readonly reconcile: (key: string) => Effect.Effect<ReconcileResult, KubeApiError>
@@ -95,13 +95,9 @@ const make = Effect.fnUntraced(function*() {
   const remember = (o: KubeObject) => Effect.sync(() => cache.put(o))
   const context = yield* Effect.context<KubeClient>()
   const waiting = new Set<string>()
-  /** Plugin retries in a row, by Capability. */
-  const pluginRetries = new Map<string, number>()
-  const retryLater = (key: string) => {
-    const attempt = (pluginRetries.get(key) ?? 0) + 1
-    pluginRetries.set(key, attempt)
-    return { requeueAfterMs: pluginRetryMs(attempt) }
-  }
+  /** Plugin retries in a row, by Capability: from 1 s, doubling to a minute. */
+  const pluginRetries = makeKeyedBackoff(PluginRetryBaseMs, PluginRetryMaxMs)
+  const retryLater = (key: string) => Effect.map(pluginRetries.next(key), (requeueAfterMs) => ({ requeueAfterMs }))
 
   /** Writes the status when it changed, with an Event when Ready changed. */
   const report = (raw: KubeObject, previous: CapabilityStatus | undefined, outcome: Outcome) =>
@@ -135,7 +131,7 @@ const make = Effect.fnUntraced(function*() {
     // Deleted: the garbage collector removes the dependents through their owner references.
     if (raw === undefined || raw.metadata.deletionTimestamp !== undefined) {
       waiting.delete(key)
-      pluginRetries.delete(key)
+      pluginRetries.reset(key)
       return {}
     }
     const previous = (raw as { status?: CapabilityStatus }).status
@@ -155,7 +151,7 @@ const make = Effect.fnUntraced(function*() {
         return {}
       }
       yield* report(raw, previous, { ready: "Unknown", reason: "PluginUnavailable", message: error.message })
-      return retryLater(key)
+      return yield* retryLater(key)
     }
     waiting.delete(key)
     const outcome = yield* provision(raw, resolved.success).pipe(
@@ -166,11 +162,11 @@ const make = Effect.fnUntraced(function*() {
       Effect.catchTag("PluginBusy", () => Effect.succeed<Attempt | "busy">("busy"))
     )
     // Its plugin has its share of the workers already: the status stays as it is, the Capability waits its turn.
-    if (outcome === "busy") return retryLater(key)
+    if (outcome === "busy") return yield* retryLater(key)
     const { failure, retry, ...reported } = outcome
     yield* report(raw, previous, { ...reported, plugin: resolved.success.plugin, version: resolved.success.version })
-    if (retry === true) return retryLater(key)
-    pluginRetries.delete(key)
+    if (retry === true) return yield* retryLater(key)
+    pluginRetries.reset(key)
     if (failure !== undefined) return yield* failure
     return {}
   })

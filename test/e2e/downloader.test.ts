@@ -5,7 +5,7 @@
  * also checks that the plugins folder holds exactly what it held before.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { createServer as createHttpServer, type Server } from "node:http"
 import { connect, type AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
@@ -17,11 +17,10 @@ import { type Cluster, startCluster, startOperator, untilReady } from "../suppor
 import {
   type Asset,
   checksums,
-  makeTestCa,
   type ReleaseServers,
-  removeCa,
   sha256,
-  startReleaseServers,
+  folderMaker,
+  openReleasePages,
   tarGz,
   type TestCa
 } from "../support/releases.ts"
@@ -32,24 +31,15 @@ const osName = `halkyon_plugin_${goOs}.tar.gz`
 
 let ca: TestCa
 let servers: ReleaseServers
+let close = async () => {}
 const work = mkdtempSync(join(tmpdir(), "halkyon-downloader-"))
 
 beforeAll(async () => {
-  ca = makeTestCa()
-  servers = await startReleaseServers(ca)
+  ;({ ca, servers, close } = await openReleasePages(work))
 })
-afterAll(async () => {
-  await servers.close()
-  removeCa(ca)
-  rmSync(work, { recursive: true, force: true })
-})
+afterAll(() => close())
 
-let folders = 0
-const freshFolder = () => {
-  const dir = join(work, `plugins-${++folders}`)
-  mkdirSync(dir)
-  return dir
-}
+const freshFolder = folderMaker(work)
 
 interface Run {
   readonly code: number

@@ -2,29 +2,43 @@
  * The container image (npm run image), unpacked from its OCI archive and run
  * from its root filesystem alone, as the `halkyon manifests` Deployment runs
  * it: the image's entrypoint (tini) as PID 1 and its user, the root read-only,
- * /tmp and /plugins mounted writable. The amd64 image runs natively; the
- * arm64 image's binary runs under qemu-user with the image's own files as its
- * only root.
+ * /tmp and /plugins mounted writable; all without privileges, in user
+ * namespaces. The amd64 image runs natively; the arm64 image's binary runs
+ * under qemu-user (Debian's, fetched into the user's cache) with the image's
+ * own files as its only root.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { V1Container, V1Deployment } from "@kubernetes/client-node"
 import pkg from "../../package.json" with { type: "json" }
 import { gitCommit } from "../../scripts/build.ts"
 import { manifests } from "../../src/api/Manifests.ts"
-import { ensureImages, type ImageArch, imageArchive } from "../../scripts/image.ts"
-import { installHint } from "../../scripts/release/debian.ts"
+import { dockerfile, ensureImages, type ImageArch, imageArchive, runtimeConfig } from "../../scripts/image.ts"
+import { qemuAarch64 } from "../../scripts/release/debian.ts"
+import { readDockerfile } from "../../scripts/release/dockerfile.ts"
 import { executableKind } from "../support/binaries.ts"
 import { capabilityPath, type Cluster, dig, startCluster } from "../support/cluster.ts"
-import { childrenOf, containerCommand, containerInit, type ImageConfig, unpackImage } from "../support/image.ts"
+import {
+  childrenOf,
+  containerCommand,
+  containerInit,
+  type ImageConfig,
+  layerInventory,
+  ownAs,
+  removeAsOwner,
+  requireSubordinateIds,
+  requireUserNamespaces,
+  uidInside,
+  unpackImage
+} from "../support/image.ts"
 import { builtPlugin, eventually, testPlugin } from "../support/paths.ts"
 
-const images = new Map<ImageArch, { dir: string; rootfs: string; config: ImageConfig }>()
+const images = new Map<ImageArch, { dir: string; rootfs: string; config: ImageConfig; layers: ReadonlyArray<{ file: string }> }>()
 
 beforeAll(async () => {
-  if (process.getuid?.() !== 0) throw new Error("the image tests unpack and chroot into the image: run them as root")
+  requireUserNamespaces()
   await ensureImages()
   for (const arch of ["amd64", "arm64"] as const) images.set(arch, unpackImage(imageArchive(arch)))
 }, 300_000)
@@ -37,22 +51,6 @@ const image = (arch: ImageArch) => {
   const found = images.get(arch)
   if (found === undefined) throw new Error(`the ${arch} image was not unpacked`)
   return found
-}
-
-/** Every path in a root filesystem with its type, mode and owner: `f 755 0:0 /usr/bin/tini`. */
-const inventory = (rootfs: string) => {
-  const lines: Array<string> = []
-  const walk = (dir: string) => {
-    for (const entry of readdirSync(join(rootfs, dir)).sort()) {
-      const path = `${dir}/${entry}`
-      const s = lstatSync(join(rootfs, path))
-      const type = s.isDirectory() ? "d" : s.isSymbolicLink() ? "l" : "f"
-      lines.push(`${type} ${(s.mode & 0o7777).toString(8)} ${s.uid}:${s.gid} ${path}`)
-      if (s.isDirectory()) walk(path)
-    }
-  }
-  walk("")
-  return lines
 }
 
 const run = (command: ReadonlyArray<string>) => {
@@ -75,6 +73,14 @@ for (const arch of ["amd64", "arm64"] as const) {
       expect(Object.keys(config.config.ExposedPorts ?? {}).sort()).toEqual(["8080/tcp", "8081/tcp"])
     })
 
+    test("its config is what the Dockerfile declares: user, env, working folder, ports, entrypoint, default arguments", () => {
+      const { config } = image(arch)
+      expect(config.config).toEqual(runtimeConfig(readDockerfile(dockerfile, { TARGETARCH: arch })))
+      expect(config.config.Cmd).toEqual(["run", "--plugins-dir", "/plugins"])
+      expect(config.config.WorkingDir).toBe("/tmp")
+      expect(config.config.Env).toEqual(["HOME=/tmp", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"])
+    })
+
     test("holds the binary, glibc's loader and four libraries, tini, CA certificates, users, and writable /plugins and /tmp: nothing else", () => {
       const triplet = arch === "amd64" ? "x86_64-linux-gnu" : "aarch64-linux-gnu"
       const expected = [
@@ -88,8 +94,9 @@ for (const arch of ["amd64", "arm64"] as const) {
         "d 755 0:0 /usr", "d 755 0:0 /usr/bin", "f 755 0:0 /usr/bin/tini",
         "d 755 0:0 /usr/local", "d 755 0:0 /usr/local/bin", "f 755 0:0 /usr/local/bin/halkyon"
       ]
-      expect(inventory(image(arch).rootfs).sort()).toEqual(expected.sort())
-      const { rootfs } = image(arch)
+      const { rootfs, layers } = image(arch)
+      expect(layers).toHaveLength(1)
+      expect(layers.flatMap((l) => layerInventory(l.file)).sort()).toEqual(expected.sort())
       expect(readFileSync(join(rootfs, "etc/passwd"), "utf8")).toContain("halkyon:x:65532:65532:")
       expect(readFileSync(join(rootfs, "etc/group"), "utf8")).toContain("halkyon:x:65532:")
       expect(readFileSync(join(rootfs, "etc/ssl/certs/ca-certificates.crt"), "utf8").match(/BEGIN CERTIFICATE/g)?.length).toBeGreaterThan(100)
@@ -171,7 +178,7 @@ describe("the linux/amd64 image, run from its root filesystem alone", () => {
         const init = containerInit(proc.pid) ?? 0
         expect(readFileSync(`/proc/${init}/comm`, "utf8").trim()).toBe("tini")
         const [operator = 0] = childrenOf(init)
-        expect(/^Uid:\s+65532\s/m.test(readFileSync(`/proc/${operator}/status`, "utf8"))).toBe(true)
+        expect(uidInside(operator)).toBe(65532)
         const plugins = () => childrenOf(operator).map((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[0])
         expect({ plugins: plugins(), stderr }).toEqual({ plugins: ["/plugins/postgres"], stderr })
 
@@ -205,22 +212,24 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
   let cluster: Cluster
   const ns = "image-pod"
   const scratch: Array<string> = []
-  const folder = (mode: number, uid = 0, gid = 0) => {
+  // Filled first, then given its owner: the owner may be one the test's own user cannot write as.
+  const folder = (mode: number, uid = 0, gid = 0, fill: (dir: string) => void = () => {}) => {
     const dir = mkdtempSync(join(tmpdir(), "halkyon-pod-"))
     scratch.push(dir)
-    chownSync(dir, uid, gid)
-    chmodSync(dir, mode)
+    fill(dir)
+    ownAs(dir, uid, gid, mode)
     return dir
   }
 
   beforeAll(async () => {
+    requireSubordinateIds()
     cluster = await startCluster()
     expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
   }, 180_000)
 
   afterAll(async () => {
     await cluster?.plane.stop()
-    for (const dir of scratch) rmSync(dir, { recursive: true, force: true })
+    for (const dir of scratch) removeAsOwner(dir)
   })
 
   test("plugins run as 65533 beside the operator, read none of its credentials, reach Ready, and die with the operator", async () => {
@@ -230,24 +239,25 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
     const operatorSpec = pod.spec?.template.spec?.containers[0]
     const as = (uid: number | undefined) => ({ ...config, config: { ...config.config, User: `${uid}:${operatorSpec?.securityContext?.runAsGroup}` } })
     // The pod's volumes: emptyDirs group-owned by fsGroup 65532, the token in the operator's only.
-    const plugins = folder(0o2775, 65532, 65532)
+    const plugins = folder(0o2775, 65532, 65532, (dir) => {
+      for (const [from, name] of [[builtPlugin("postgres"), "postgres"], [testPlugin("snoop"), "snoop"]] as const) {
+        copyFileSync(from, join(dir, name))
+        chmodSync(join(dir, name), 0o755)
+      }
+    })
     const shared = folder(0o2775, 0, 65532)
     const runnerTmp = folder(0o1777)
-    const operatorTmp = folder(0o1777)
-    const tokenDir = folder(0o755)
     const token = `token-${crypto.randomUUID()}`
     const secret = `s3cr3t-${crypto.randomUUID()}`
-    writeFileSync(join(tokenDir, "token"), token)
-    chownSync(join(tokenDir, "token"), 0, 65532)
-    chmodSync(join(tokenDir, "token"), 0o640)
+    const tokenDir = folder(0o755, 0, 0, (dir) => {
+      writeFileSync(join(dir, "token"), token)
+      ownAs(join(dir, "token"), 0, 65532, 0o640)
+    })
     // Outside a cluster the operator needs a kubeconfig: its own, 0600.
-    copyFileSync(cluster.plane.kubeconfigPath, join(operatorTmp, "kubeconfig"))
-    chownSync(join(operatorTmp, "kubeconfig"), 65532, 65532)
-    chmodSync(join(operatorTmp, "kubeconfig"), 0o600)
-    for (const [from, name] of [[builtPlugin("postgres"), "postgres"], [testPlugin("snoop"), "snoop"]] as const) {
-      copyFileSync(from, join(plugins, name))
-      chmodSync(join(plugins, name), 0o755)
-    }
+    const operatorTmp = folder(0o1777, 0, 0, (dir) => {
+      copyFileSync(cluster.plane.kubeconfigPath, join(dir, "kubeconfig"))
+      ownAs(join(dir, "kubeconfig"), 65532, 65532, 0o600)
+    })
     const mounts = (spec: V1Container | undefined, volumes: Record<string, string>) =>
       Object.fromEntries((spec?.volumeMounts ?? []).map((m) => [m.mountPath, volumes[m.name] ?? ""]))
     const volumes = { plugins, runner: shared, "runner-tmp": runnerTmp, tmp: operatorTmp, "kube-api-access": tokenDir }
@@ -285,7 +295,7 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
         commands: ["/plugins/postgres", "/plugins/snoop"],
         stderr: ""
       })
-      for (const p of pluginPids) expect(/^Uid:\s+65533\s/m.test(readFileSync(`/proc/${p}/status`, "utf8"))).toBe(true)
+      for (const p of pluginPids) expect(uidInside(p)).toBe(65533)
 
       const create = (name: string, spec: Record<string, unknown>) =>
         cluster.api("POST", capabilityPath(ns), { apiVersion: "halkyon.io/v1beta1", kind: "Capability", metadata: { name }, spec })
@@ -321,10 +331,9 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
 })
 
 describe("the linux/arm64 image's binary", () => {
-  test("runs halkyon version with only the image's files as its root (qemu-user)", () => {
-    if (Bun.which("qemu-aarch64-static") === null) throw new Error(`qemu-aarch64-static is not installed: ${installHint}`)
+  test("runs halkyon version with only the image's files as its root (qemu-user)", async () => {
     const { rootfs } = image("arm64")
-    const { code, stdout, stderr } = run(["qemu-aarch64-static", "-L", rootfs, join(rootfs, "usr/local/bin/halkyon"), "version"])
+    const { code, stdout, stderr } = run([await qemuAarch64(), "-L", rootfs, join(rootfs, "usr/local/bin/halkyon"), "version"])
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" })
     expect(stdout).toBe(`halkyon ${pkg.version} (commit ${gitCommit()}) linux/arm64\n`)
   })

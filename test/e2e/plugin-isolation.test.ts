@@ -25,7 +25,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator, untilReady, markStatefulSetReady as markReady } from "../support/cluster.ts"
 import { builtPlugin, eventually, processesMatching, root, testPlugin } from "../support/paths.ts"
 import { landlockAbi } from "../../src/plugin-host/Landlock.ts"
 
@@ -126,18 +126,7 @@ const waitReady = async (ns: string, name: string, status: string) => {
   if (!ok) throw new Error(`${ns}/${name} never reached Ready=${status}; last status: ${JSON.stringify(last)}`)
 }
 
-/** No kubelet here: the test marks the StatefulSet rolled out. */
-const markStatefulSetReady = async (ns: string, name: string) => {
-  const sts = await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}`)
-  const generation = dig<number>(sts.body, "metadata", "generation")
-  const patched = await cluster.api(
-    "PATCH",
-    `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}/status`,
-    { status: { replicas: 1, readyReplicas: 1, availableReplicas: 1, observedGeneration: generation } },
-    "application/merge-patch+json"
-  )
-  expect(patched.status).toBe(200)
-}
+const markStatefulSetReady = (ns: string, name: string) => markReady(cluster, ns, name)
 
 /** The handshake times ("startMs") the operator logged for a plugin. */
 const startTimes = (operator: Operator, plugin: string) =>

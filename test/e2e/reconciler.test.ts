@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator, untilReady, markStatefulSetReady as markReady } from "../support/cluster.ts"
 import { builtPlugin, eventually, processesMatching, testPlugin } from "../support/paths.ts"
 
 let cluster: Cluster
@@ -35,17 +35,7 @@ const waitReady = async (name: string, status: string, reason?: string, timeoutM
   return capability(name)
 }
 
-const markStatefulSetReady = async (name: string) => {
-  const sts = await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}`)
-  const generation = dig<number>(sts.body, "metadata", "generation")
-  const patched = await cluster.api(
-    "PATCH",
-    `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}/status`,
-    { status: { replicas: 1, readyReplicas: 1, availableReplicas: 1, observedGeneration: generation } },
-    "application/merge-patch+json"
-  )
-  expect(patched.status).toBe(200)
-}
+const markStatefulSetReady = (name: string) => markReady(cluster, ns, name)
 
 const exists = async (path: string) => (await cluster.api("GET", path)).status === 200
 

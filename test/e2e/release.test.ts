@@ -14,7 +14,7 @@ import pkg from "../../package.json" with { type: "json" }
 import { RunByHandMessage } from "../../src/protocol/Handshake.ts"
 import { ensureRelease, gitCommit, releaseArchiveName, releaseDir } from "../../scripts/build.ts"
 import { releasePlugin } from "../../scripts/build-plugins.ts"
-import { debianPackage, installHint } from "../../scripts/release/debian.ts"
+import { debianPackage, qemuAarch64 } from "../../scripts/release/debian.ts"
 import { pluginBuildsIn, pluginReleaseDir } from "../../scripts/release/plugin-archives.ts"
 import { releaseTargets } from "../../src/release/Targets.ts"
 import { executableKind, formatOf } from "../support/binaries.ts"
@@ -63,10 +63,6 @@ const unpack = (archive: string, into: string): Array<{ name: string; mode: stri
 /** The folder qemu-aarch64-static takes as the arm64 root (-L): Debian's arm64 libc6, unpacked. */
 const arm64Sysroot = () => debianPackage("libc6", "arm64")
 
-const qemu = () => {
-  if (Bun.which("qemu-aarch64-static") === null) throw new Error(`qemu-aarch64-static is not installed: ${installHint}`)
-  return "qemu-aarch64-static"
-}
 
 describe("operator release archives (npm run build)", () => {
   const work = mkdtempSync(join(tmpdir(), "halkyon-release-"))
@@ -105,10 +101,10 @@ describe("operator release archives (npm run build)", () => {
     expect(stdout).toBe(`halkyon ${pkg.version} (commit ${gitCommit()}) linux/amd64\n`)
   })
 
-  test("the linux/arm64 binary prints its version under qemu-user (Debian's qemu-user-static, no binfmt needed)", () => {
+  test("the linux/arm64 binary prints its version under qemu-user (Debian's qemu-user-static, no binfmt needed)", async () => {
     const into = mkdtempSync(join(work, "run-arm64-"))
     unpack(join(releaseDir, releaseArchiveName("linux", "arm64")), into)
-    const { code, stdout, stderr } = run([qemu(), "-L", arm64Sysroot(), join(into, "halkyon"), "version"])
+    const { code, stdout, stderr } = run([await qemuAarch64(), "-L", await arm64Sysroot(), join(into, "halkyon"), "version"])
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" })
     expect(stdout).toBe(`halkyon ${pkg.version} (commit ${gitCommit()}) linux/arm64\n`)
   })

@@ -7,13 +7,13 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { generateKeyPairSync, type KeyObject, sign } from "node:crypto"
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { goArch, goOs } from "../../src/Version.ts"
 import { type Cluster, startCluster, startOperator, untilReady } from "../support/cluster.ts"
 import { builtPlugin, eventually, root } from "../support/paths.ts"
-import { checksums, makeTestCa, type ReleaseServers, removeCa, sha256, startReleaseServers, tarGz, type TestCa } from "../support/releases.ts"
+import { checksums, folderMaker, openReleasePages, type ReleaseServers, sha256, tarGz, type TestCa } from "../support/releases.ts"
 
 const halkyon = join(root, "dist/halkyon")
 const archName = `halkyon_plugin_${goOs}_${goArch}.tar.gz`
@@ -22,24 +22,15 @@ const bundle = readFileSync(builtPlugin("postgres.js"))
 
 let ca: TestCa
 let servers: ReleaseServers
+let close = async () => {}
 const work = mkdtempSync(join(tmpdir(), "halkyon-supply-chain-"))
 
 beforeAll(async () => {
-  ca = makeTestCa()
-  servers = await startReleaseServers(ca)
+  ;({ ca, servers, close } = await openReleasePages(work))
 })
-afterAll(async () => {
-  await servers.close()
-  removeCa(ca)
-  rmSync(work, { recursive: true, force: true })
-})
+afterAll(() => close())
 
-let folders = 0
-const freshFolder = () => {
-  const dir = join(work, `plugins-${++folders}`)
-  mkdirSync(dir)
-  return dir
-}
+const freshFolder = folderMaker(work)
 
 /** A cosign-style key pair: the public key as a PEM file, the private key to sign with. */
 const keyPair = (name: string) => {

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { goArch, goOs } from "../../src/Version.ts"
-import { type Cluster, capabilityPath, dig, kubectlWatch, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import { type Cluster, capabilityPath, dig, kubectlWatch, markStatefulSetReady, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
 import { builtPlugin, eventually, root } from "../support/paths.ts"
 import { checksums, makeTestCa, type ReleaseServers, removeCa, startReleaseServers, tarGz, type TestCa } from "../support/releases.ts"
 
@@ -76,13 +76,7 @@ test("an upgrade to a broken release leaves the old version serving and the Capa
     expect((await cluster.api("POST", capabilityPath(ns), capability)).status).toBe(201)
     // No kubelet: the StatefulSet is marked ready by hand, as a cluster's controllers would.
     expect(await eventually(async () => (await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/db`)).status === 200, 30_000)).toBe(true)
-    const sts = await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/db`)
-    await cluster.api(
-      "PATCH",
-      `/apis/apps/v1/namespaces/${ns}/statefulsets/db/status`,
-      { status: { replicas: 1, readyReplicas: 1, availableReplicas: 1, observedGeneration: dig<number>(sts.body, "metadata", "generation") } },
-      "application/merge-patch+json"
-    )
+    await markStatefulSetReady(cluster, ns, "db")
     expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath(ns, "db")))?.status === "True", 30_000)).toBe(true)
 
     const watch = await kubectlWatch(cluster, [

@@ -9,18 +9,18 @@
  * deletion shows only as the operator leaving the object alone.)
  */
 import { afterAll, beforeAll, expect, test } from "bun:test"
-import { capabilityPath, type Cluster, type Operator, startCluster, startOperator, untilReady } from "../support/cluster.ts"
-import { type FaultProxy, startFaultProxy } from "../support/FaultProxy.ts"
+import { capabilityPath, type Cluster, type Operator } from "../support/cluster.ts"
+import type { FaultProxy } from "../support/FaultProxy.ts"
 import {
   changeVersion,
   createCapability,
-  createNamespace,
   deleteCapability,
   FaultNamespace,
+  type ProxiedOperator,
+  startProxiedOperator,
   untilReconciled,
   until
 } from "../support/faults.ts"
-import { builtPlugin, pluginsFolder } from "../support/paths.ts"
 
 // Reconciled within this long of the API server answering again (the informers relist with a backoff of at most 10 s).
 const RECOVERY_BOUND_MS = 20_000
@@ -28,20 +28,15 @@ const RECOVERY_BOUND_MS = 20_000
 let cluster: Cluster
 let proxy: FaultProxy
 let operator: Operator
-const plugins = pluginsFolder(builtPlugin("postgres.js"))
+let bed: ProxiedOperator | undefined
 
 beforeAll(async () => {
-  cluster = await startCluster()
-  await createNamespace(cluster)
-  proxy = startFaultProxy(cluster.plane)
-  operator = await untilReady(startOperator(cluster, plugins.dir, [], proxy.kubeconfigPath))
+  bed = await startProxiedOperator()
+  ;({ cluster, proxy, operator } = bed)
 }, 120_000)
 
 afterAll(async () => {
-  await operator?.stop()
-  await proxy?.stop()
-  await cluster?.plane.stop()
-  plugins.cleanup()
+  await bed?.stop()
 })
 
 const stillThere = async (name: string) => (await cluster.api("GET", capabilityPath(FaultNamespace, name))).status !== 404

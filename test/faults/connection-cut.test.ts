@@ -7,28 +7,31 @@
  * Capabilities nobody touched.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test"
-import { type Cluster, type Operator, startCluster, startOperator, untilReady } from "../support/cluster.ts"
-import { type FaultProxy, startFaultProxy } from "../support/FaultProxy.ts"
-import { changeVersion, createCapability, createNamespace, deleteCapability, metric, untilReconciled, until } from "../support/faults.ts"
-import { builtPlugin, pluginsFolder } from "../support/paths.ts"
+import { type Cluster, type Operator } from "../support/cluster.ts"
+import type { FaultProxy } from "../support/FaultProxy.ts"
+import {
+  changeVersion,
+  createCapability,
+  deleteCapability,
+  metric,
+  type ProxiedOperator,
+  startProxiedOperator,
+  untilReconciled,
+  until
+} from "../support/faults.ts"
 
 let cluster: Cluster
 let proxy: FaultProxy
 let operator: Operator
-const plugins = pluginsFolder(builtPlugin("postgres.js"))
+let bed: ProxiedOperator | undefined
 
 beforeAll(async () => {
-  cluster = await startCluster()
-  await createNamespace(cluster)
-  proxy = startFaultProxy(cluster.plane)
-  operator = await untilReady(startOperator(cluster, plugins.dir, [], proxy.kubeconfigPath))
+  bed = await startProxiedOperator()
+  ;({ cluster, proxy, operator } = bed)
 }, 120_000)
 
 afterAll(async () => {
-  await operator?.stop()
-  await proxy?.stop()
-  await cluster?.plane.stop()
-  plugins.cleanup()
+  await bed?.stop()
 })
 
 /** Writes since `from`, counted by method and object path. */

@@ -6,10 +6,16 @@
  * time is counted from the last create to its last write).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test"
-import { type Cluster, type Operator, startCluster, startOperator, untilReady } from "../support/cluster.ts"
-import { type FaultProxy, startFaultProxy } from "../support/FaultProxy.ts"
-import { createCapability, createNamespace, metric, untilReconciled, until } from "../support/faults.ts"
-import { builtPlugin, pluginsFolder } from "../support/paths.ts"
+import { type Cluster, type Operator } from "../support/cluster.ts"
+import type { FaultProxy } from "../support/FaultProxy.ts"
+import {
+  createCapability,
+  metric,
+  type ProxiedOperator,
+  startProxiedOperator,
+  untilReconciled,
+  until
+} from "../support/faults.ts"
 
 const BATCH = 12
 const DELAY_MS = 200
@@ -17,20 +23,15 @@ const DELAY_MS = 200
 let cluster: Cluster
 let proxy: FaultProxy
 let operator: Operator
-const plugins = pluginsFolder(builtPlugin("postgres.js"))
+let bed: ProxiedOperator | undefined
 
 beforeAll(async () => {
-  cluster = await startCluster()
-  await createNamespace(cluster)
-  proxy = startFaultProxy(cluster.plane)
-  operator = await untilReady(startOperator(cluster, plugins.dir, [], proxy.kubeconfigPath))
+  bed = await startProxiedOperator()
+  ;({ cluster, proxy, operator } = bed)
 }, 120_000)
 
 afterAll(async () => {
-  await operator?.stop()
-  await proxy?.stop()
-  await cluster?.plane.stop()
-  plugins.cleanup()
+  await bed?.stop()
 })
 
 /** Creates a batch, waits until all are reconciled and the queue is empty; returns Capabilities per second and the writes made. */

@@ -6,15 +6,22 @@
  * the watches answer 410: the relist that follows misses no change.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test"
-import { type Cluster, type Operator, startCluster, startOperator, untilReady } from "../support/cluster.ts"
-import { type FaultProxy, startFaultProxy } from "../support/FaultProxy.ts"
-import { changeVersion, createCapability, createNamespace, deleteCapability, untilReconciled, until } from "../support/faults.ts"
-import { builtPlugin, pluginsFolder } from "../support/paths.ts"
+import { type Cluster, type Operator } from "../support/cluster.ts"
+import type { FaultProxy } from "../support/FaultProxy.ts"
+import {
+  changeVersion,
+  createCapability,
+  deleteCapability,
+  type ProxiedOperator,
+  startProxiedOperator,
+  untilReconciled,
+  until
+} from "../support/faults.ts"
 
 let cluster: Cluster
 let proxy: FaultProxy
 let operator: Operator
-const plugins = pluginsFolder(builtPlugin("postgres.js"))
+let bed: ProxiedOperator | undefined
 
 /** Compacts etcd (through its HTTP gateway) up to its current revision; returns that revision. */
 const compactEtcd = async (etcdUrl: string) => {
@@ -30,17 +37,12 @@ const compactEtcd = async (etcdUrl: string) => {
 }
 
 beforeAll(async () => {
-  cluster = await startCluster({ apiServerArgs: ["--watch-cache=false"] })
-  await createNamespace(cluster)
-  proxy = startFaultProxy(cluster.plane)
-  operator = await untilReady(startOperator(cluster, plugins.dir, ["--log-level", "debug"], proxy.kubeconfigPath))
+  bed = await startProxiedOperator({ apiServerArgs: ["--watch-cache=false"], operatorArgs: ["--log-level", "debug"] })
+  ;({ cluster, proxy, operator } = bed)
 }, 120_000)
 
 afterAll(async () => {
-  await operator?.stop()
-  await proxy?.stop()
-  await cluster?.plane.stop()
-  plugins.cleanup()
+  await bed?.stop()
 })
 
 test("a watch whose resourceVersion etcd compacted away gets 410, and the relist reconciles every change made meanwhile", async () => {

@@ -205,3 +205,16 @@ export const kubectlWatch = async (cluster: Cluster, args: ReadonlyArray<string>
     }
   }
 }
+
+/** No kubelet on the local control plane: marks a StatefulSet rolled out, as its controller would once the pod runs. */
+export const markStatefulSetReady = async (cluster: Cluster, namespace: string, name: string) => {
+  const sts = await cluster.api("GET", `/apis/apps/v1/namespaces/${namespace}/statefulsets/${name}`)
+  const generation = dig<number>(sts.body, "metadata", "generation")
+  const patched = await cluster.api(
+    "PATCH",
+    `/apis/apps/v1/namespaces/${namespace}/statefulsets/${name}/status`,
+    { status: { replicas: 1, readyReplicas: 1, availableReplicas: 1, observedGeneration: generation } },
+    "application/merge-patch+json"
+  )
+  if (patched.status !== 200) throw new Error(`marking StatefulSet ${namespace}/${name} ready: HTTP ${patched.status}`)
+}

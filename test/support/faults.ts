@@ -3,8 +3,9 @@
  * reconciled (its current generation reported, its StatefulSet of its version
  * and owned by this very object), and bounded waits that say what they saw.
  */
-import { capabilityPath, type Cluster, dig, readyOf } from "./cluster.ts"
-import { eventually } from "./paths.ts"
+import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator, untilReady } from "./cluster.ts"
+import { type FaultProxy, startFaultProxy } from "./FaultProxy.ts"
+import { builtPlugin, eventually, pluginsFolder } from "./paths.ts"
 
 export const FaultNamespace = "faults"
 
@@ -88,4 +89,33 @@ export const metric = async (base: string, name: string, labels = ""): Promise<n
     total += Number(line.slice(line.lastIndexOf(" ") + 1))
   }
   return total
+}
+
+/** A control plane, the fault proxy in front of it, and the operator (postgres bundle) talking through the proxy. */
+export interface ProxiedOperator {
+  readonly cluster: Cluster
+  readonly proxy: FaultProxy
+  readonly operator: Operator
+  readonly stop: () => Promise<void>
+}
+
+export const startProxiedOperator = async (
+  options: { readonly apiServerArgs?: ReadonlyArray<string>; readonly operatorArgs?: ReadonlyArray<string> } = {}
+): Promise<ProxiedOperator> => {
+  const plugins = pluginsFolder(builtPlugin("postgres.js"))
+  const cluster = await startCluster(options.apiServerArgs === undefined ? {} : { apiServerArgs: [...options.apiServerArgs] })
+  await createNamespace(cluster)
+  const proxy = startFaultProxy(cluster.plane)
+  const operator = await untilReady(startOperator(cluster, plugins.dir, options.operatorArgs ?? [], proxy.kubeconfigPath))
+  return {
+    cluster,
+    proxy,
+    operator,
+    stop: async () => {
+      await operator.stop()
+      await proxy.stop()
+      await cluster.plane.stop()
+      plugins.cleanup()
+    }
+  }
 }

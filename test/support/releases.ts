@@ -8,7 +8,7 @@
  * archives built byte by byte, so that tests can make the hostile ones.
  */
 import { createHash } from "node:crypto"
-import { createReadStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { createReadStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { createServer, type Server } from "node:https"
 import type { AddressInfo } from "node:net"
@@ -246,3 +246,28 @@ export const folderAssets = (dir: string): Record<string, Asset> =>
   Object.fromEntries(readdirSync(dir).map((name) => [name, [{ kind: "file", path: join(dir, name) }]]))
 
 export const removeCa = (ca: TestCa) => rmSync(ca.dir, { recursive: true, force: true })
+
+/** A test CA and release servers trusting it, for one test file; `close` also removes the file's work folder. */
+export const openReleasePages = async (work: string) => {
+  const ca = makeTestCa()
+  const servers = await startReleaseServers(ca)
+  return {
+    ca,
+    servers,
+    close: async () => {
+      await servers.close()
+      removeCa(ca)
+      rmSync(work, { recursive: true, force: true })
+    }
+  }
+}
+
+/** Makes empty plugins folders, each new, inside `work`. */
+export const folderMaker = (work: string) => {
+  let folders = 0
+  return () => {
+    const dir = join(work, `plugins-${++folders}`)
+    mkdirSync(dir)
+    return dir
+  }
+}

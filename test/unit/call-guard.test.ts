@@ -9,7 +9,8 @@ import { TestClock } from "effect/testing"
 import { PluginTimeout } from "../../src/plugin-client/Errors.ts"
 import type { PluginConnection } from "../../src/plugin-client/PluginClient.ts"
 import { Breaker, guardConnection } from "../../src/plugin-host/CallGuard.ts"
-import { pluginRetryMs } from "../../src/reconciler/Reconciler.ts"
+import { makeKeyedBackoff } from "../../src/config/Backoff.ts"
+import { PluginRetryBaseMs, PluginRetryMaxMs } from "../../src/reconciler/Reconciler.ts"
 
 describe("breaker state machine", () => {
   test("trips once, on the threshold's timeout in a row", () => {
@@ -129,7 +130,12 @@ describe("circuit breaker", () => {
 })
 
 describe("retrying a Capability whose plugin is down, busy or timing out", () => {
-  test("exponential from 1 s, capped at a minute", () => {
-    expect([1, 2, 3, 4, 5, 6, 7, 8].map(pluginRetryMs)).toEqual([1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000])
+  test("exponential from 1 s, capped at a minute, and from 1 s again after a reset", async () => {
+    const backoff = makeKeyedBackoff(PluginRetryBaseMs, PluginRetryMaxMs)
+    const delays = await Effect.runPromise(Effect.forEach([1, 2, 3, 4, 5, 6, 7, 8], () => backoff.next("ns/db")))
+    expect(delays).toEqual([1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000])
+    backoff.reset("ns/db")
+    expect(await Effect.runPromise(backoff.next("ns/db"))).toBe(1_000)
+    expect(await Effect.runPromise(backoff.next("ns/other"))).toBe(1_000)
   })
 })
