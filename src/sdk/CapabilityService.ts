@@ -15,6 +15,7 @@ import {
 import { BuildDependents, CheckValidity, Describe, EvaluateConditions, UpdateDependent } from "../protocol/Methods.ts"
 import { jsonBytes, jsonText } from "../protocol/Rpc.ts"
 import type { Built, Condition, Context, DependentDefinition, ObjectShape, PluginDefinition, TypeDefinition } from "./Plugin.ts"
+import * as Messages from "./Messages.ts"
 import { GrpcError, type GrpcServer, Status } from "./wire/GrpcServer.ts"
 
 /** The default version of a type: declared, or the last listed. */
@@ -69,10 +70,7 @@ const decode = async (bytes: Uint8Array): Promise<Capability> => {
   try {
     capability = decodeCapabilityJson(text)
   } catch (error) {
-    throw new GrpcError(
-      Status.INVALID_ARGUMENT,
-      `the Capability could not be read: ${error instanceof Error ? error.message : String(error)}`
-    )
+    throw new GrpcError(Status.INVALID_ARGUMENT, Messages.unreadableCapability(error instanceof Error ? error.message : String(error)))
   }
   if (recent.size >= RecentCapabilities) recent.delete(recent.keys().next().value as string)
   recent.set(text, capability)
@@ -105,19 +103,19 @@ export const validate = (plugin: PluginDefinition, capability: Capability): Arra
   const errors: Array<string> = []
   const { category, type: typeName, version } = capability.spec
   if (category.toLowerCase() !== plugin.category.toLowerCase()) {
-    errors.push(`category "${category}" is not served by plugin ${plugin.name} (it serves "${plugin.category}")`)
+    errors.push(Messages.categoryNotServed(category, plugin.name, plugin.category))
   }
   const type = findType(plugin, capability)
   if (type === undefined) {
-    errors.push(`type "${typeName}" is not served by plugin ${plugin.name}; supported types: ${plugin.types.map((t) => t.type).join(", ")}`)
+    errors.push(Messages.typeNotServed(typeName, plugin.name, plugin.types.map((t) => t.type)))
     return errors
   }
   if (version !== undefined && version !== "" && !type.versions.includes(version)) {
-    errors.push(`version "${version}" of ${type.type} is not supported; supported versions: ${type.versions.join(", ")}`)
+    errors.push(Messages.versionNotSupported(version, type.type, type.versions))
   }
   const context = makeContext(plugin, capability)
   for (const p of plugin.parameters ?? []) {
-    if (p.required === true && (context.parameters[p.name] ?? "") === "") errors.push(`parameter ${p.name} is required`)
+    if (p.required === true && (context.parameters[p.name] ?? "") === "") errors.push(Messages.parameterRequired(p.name))
   }
   if (errors.length === 0 && plugin.validate !== undefined) errors.push(...plugin.validate(context))
   return errors
@@ -129,17 +127,14 @@ const guarded = <A>(what: string, f: () => A): A => {
     return f()
   } catch (error) {
     if (error instanceof GrpcError) throw error
-    throw new GrpcError(Status.INTERNAL, `${what} failed: ${error instanceof Error ? error.message : String(error)}`)
+    throw new GrpcError(Status.INTERNAL, Messages.failed(what, error instanceof Error ? error.message : String(error)))
   }
 }
 
-const findDependent = (plugin: PluginDefinition, id: string): DependentDefinition<ObjectShape> => {
+export const findDependent = (plugin: PluginDefinition, id: string): DependentDefinition<ObjectShape> => {
   const found = plugin.dependents.find((d) => d.id === id)
   if (found === undefined) {
-    throw new GrpcError(
-      Status.NOT_FOUND,
-      `plugin ${plugin.name} has no dependent "${id}"; it has: ${plugin.dependents.map((d) => d.id).join(", ")}`
-    )
+    throw new GrpcError(Status.NOT_FOUND, Messages.unknownDependent(plugin.name, id, plugin.dependents.map((d) => d.id)))
   }
   return found
 }
@@ -151,7 +146,7 @@ const conditionFromFetchError = (
   error: { reason: string; message: string }
 ): Condition =>
   error.reason === "NotFound"
-    ? { state: "pending", reason: "NotFound", message: `${d.kind} for ${context.name} does not exist yet` }
+    ? { state: "pending", reason: "NotFound", message: Messages.dependentMissing(d.kind, context.name) }
     : { state: "failed", reason: error.reason || "FetchFailed", message: error.message }
 
 const stateOf: Record<Condition["state"], ConditionState> = {
@@ -170,9 +165,7 @@ const withTypeMeta = (declared: DependentDefinition<ObjectShape>, built: Built<O
   const { apiVersion, kind } = built
   if ((apiVersion !== undefined && apiVersion !== declared.apiVersion) || (kind !== undefined && kind !== declared.kind)) {
     throw new Error(
-      `dependent ${declared.id} is declared as ${declared.apiVersion} ${declared.kind} but built a ${apiVersion ?? declared.apiVersion} ${
-        kind ?? declared.kind
-      }`
+      Messages.builtOtherKind(declared.id, declared.apiVersion, declared.kind, apiVersion ?? declared.apiVersion, kind ?? declared.kind)
     )
   }
   // Declared first, so they lead the object; set again after, in case `built` holds them as undefined.
@@ -215,7 +208,7 @@ export const evaluateConditions = (
     if (ready === undefined) continue
     const condition = guarded(`evaluating dependent ${d.id}`, (): Condition => {
       if (observation === undefined) {
-        return { state: "failed", reason: "NoObservation", message: `no object nor error was sent for ${d.id}` }
+        return { state: "failed", reason: "NoObservation", message: Messages.noObservation(d.id) }
       }
       return "object" in observation
         ? ready.call(d, observation.object as ObjectShape, context)

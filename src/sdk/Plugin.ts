@@ -9,6 +9,7 @@
  */
 import type { Capability } from "../api/Capability.ts"
 import type { TypedObject } from "../kube/KubeObject.ts"
+import * as Messages from "./Messages.ts"
 
 /** A Kubernetes object, as JSON: apiVersion, kind and metadata, and the fields of its kind. */
 export type KubeObject = TypedObject
@@ -157,21 +158,21 @@ export interface PluginDefinition {
  */
 export const definePlugin = (definition: PluginDefinition): PluginDefinition => {
   const problems: Array<string> = []
-  if (definition.name.trim() === "") problems.push("name is empty")
-  if (definition.category.trim() === "") problems.push("category is empty")
-  if (definition.types.length === 0) problems.push("no types are declared")
+  if (definition.name.trim() === "") problems.push(Messages.nameEmpty)
+  if (definition.category.trim() === "") problems.push(Messages.categoryEmpty)
+  if (definition.types.length === 0) problems.push(Messages.noTypes)
   for (const t of definition.types) {
-    if (t.versions.length === 0) problems.push(`type ${t.type} declares no versions`)
+    if (t.versions.length === 0) problems.push(Messages.noVersions(t.type))
     if (t.defaultVersion !== undefined && !t.versions.includes(t.defaultVersion)) {
-      problems.push(`type ${t.type}: default version ${t.defaultVersion} is not one of ${t.versions.join(", ")}`)
+      problems.push(Messages.badDefault(t.type, t.defaultVersion, t.versions))
     }
   }
   const ids = new Set<string>()
   for (const d of definition.dependents) {
-    if (ids.has(d.id)) problems.push(`dependent id ${d.id} is used twice`)
+    if (ids.has(d.id)) problems.push(Messages.dependentIdTwice(d.id))
     ids.add(d.id)
   }
-  if (problems.length > 0) throw new Error(`invalid plugin definition: ${problems.join("; ")}`)
+  if (problems.length > 0) throw new Error(Messages.invalidDefinition(problems))
   return definition
 }
 

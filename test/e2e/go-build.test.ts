@@ -1,13 +1,14 @@
 /**
  * The Go side of the build: the committed Go code matches the .proto (like
- * generated.test.ts for TypeScript), and build-plugins cross-built the Go
- * plugin for every release platform (npm test runs build-plugins first).
+ * generated.test.ts for TypeScript), go vet and go test pass in each Go
+ * module, and build-plugins cross-built the Go plugin for every release
+ * platform (npm test runs build-plugins first).
  */
 import { expect, test } from "bun:test"
 import { mkdtempSync, openSync, readSync, readdirSync, readFileSync, rmSync, statSync, closeSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, relative } from "node:path"
-import { ReleasePlatforms } from "../../scripts/go-plugin-build.ts"
+import { goBinary, ReleasePlatforms } from "../../scripts/go-plugin-build.ts"
 import { bun, root } from "../support/paths.ts"
 
 const files = (dir: string): Array<string> =>
@@ -26,6 +27,23 @@ test("the generated Go code in go/gen matches the .proto files (run npm run gene
     rmSync(out, { recursive: true, force: true })
   }
 }, 300_000)
+
+const goModules = ["go", "plugins/redis", "test/fixtures/go-plugins", "test/conformance"]
+
+for (const module of goModules) {
+  test(`go vet and go test pass in ${module}`, () => {
+    for (const args of [["vet", "./..."], ["test", "./..."]]) {
+      const result = Bun.spawnSync([goBinary(), ...args], {
+        cwd: join(root, module),
+        env: { ...process.env, GOFLAGS: process.env.GOFLAGS ?? "-mod=mod", GOWORK: "off" },
+        stdout: "pipe",
+        stderr: "pipe"
+      })
+      expect({ args, exitCode: result.exitCode, output: result.exitCode === 0 ? "" : result.stdout.toString() + result.stderr.toString() })
+        .toEqual({ args, exitCode: 0, output: "" })
+    }
+  }, 300_000)
+}
 
 /** The executable format and CPU a binary's header names. */
 const header = (path: string) => {

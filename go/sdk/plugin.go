@@ -1,0 +1,157 @@
+package sdk
+
+// What a plugin author declares: the capability logic, nothing about RPC.
+
+import (
+	"errors"
+	"slices"
+)
+
+// Plugin declares a plugin: the category it serves, its types, parameters
+// and dependents, and optionally its own validity checks.
+type Plugin struct {
+	// Name in logs and listings, e.g. "redis".
+	Name string
+	// Category of the Capabilities served, e.g. "cache".
+	Category string
+	Types    []Type
+	// Parameters understood, read from a Capability's spec.parameters.
+	Parameters []Parameter
+	// Validate adds the plugin's own checks, run when the common ones pass;
+	// each string is an error for the user.
+	Validate func(ctx *Context) []string
+	// Dependents in the order they are applied.
+	Dependents []Dependent
+}
+
+// Type is a Capability type the plugin serves, e.g. redis 7.2, 7.4, 8.0.
+type Type struct {
+	Type     string
+	Versions []string
+	// DefaultVersion is used when a Capability names no version. Default:
+	// the last of Versions.
+	DefaultVersion string
+}
+
+// Parameter is a parameter the plugin understands.
+type Parameter struct {
+	Name        string
+	Description string
+	Required    bool
+	// Secret: the value is never logged nor listed.
+	Secret bool
+	// Default is used when the Capability does not set the parameter.
+	Default string
+}
+
+// Dependent is one Kubernetes object the Capability needs.
+//
+// The flags are named so that their zero value is the usual case: a
+// dependent is watched, owned by the Capability and created when missing
+// unless it says otherwise. It is updated when it has Update and checked for
+// readiness when it has Ready.
+type Dependent struct {
+	// ID is stable across plugin versions, e.g. "config-secret": the
+	// operator keys its state on it.
+	ID         string
+	APIVersion string
+	Kind       string
+	// Build returns the desired object: an Object, or any value
+	// encoding/json marshals into one. Name and namespace usually derive
+	// from the Capability's.
+	Build func(ctx *Context) any
+	// Update is given the existing object and the freshly built one (both
+	// as JSON trees) and returns the object to apply, or nil when nothing
+	// needs to change. When absent, an existing object is left as it is.
+	Update func(existing, desired Object, ctx *Context) any
+	// Ready tells how ready the observed object is. When absent, the
+	// dependent does not count for readiness.
+	Ready func(observed Object, ctx *Context) Condition
+	// NotWatched: the operator does not watch objects of this kind.
+	NotWatched bool
+	// NotOwned: no controller owner reference to the Capability is set.
+	NotOwned bool
+	// NotCreated: the operator does not create the object when it is missing.
+	NotCreated bool
+	// Binding: this Secret holds the settings a workload binds to; the
+	// operator publishes its name in the Capability's status.
+	Binding bool
+}
+
+// State is how ready a dependent is.
+type State int
+
+const (
+	StateReady State = iota + 1
+	StatePending
+	StateFailed
+)
+
+// Condition is how ready a dependent is, with a reason and a message for users.
+type Condition struct {
+	State State
+	// Reason is a CamelCase word, e.g. "ReplicasNotReady".
+	Reason     string
+	Message    string
+	Attributes map[string]string
+}
+
+// Ready is a ready condition, e.g. Ready("ReplicasReady", "1/1 replicas ready").
+func Ready(reason, message string) Condition {
+	return Condition{State: StateReady, Reason: reason, Message: message}
+}
+
+// Pending is a pending condition, e.g. Pending("ReplicasNotReady", "0/1 replicas ready").
+func Pending(reason, message string) Condition {
+	return Condition{State: StatePending, Reason: reason, Message: message}
+}
+
+// Failed is a failed condition, e.g. Failed("ImagePullFailed", "image redis:99 not found").
+func Failed(reason, message string) Condition {
+	return Condition{State: StateFailed, Reason: reason, Message: message}
+}
+
+// defaultVersion is the declared default version, or the last listed.
+func (t Type) defaultVersion() string {
+	if t.DefaultVersion != "" || len(t.Versions) == 0 {
+		return t.DefaultVersion
+	}
+	return t.Versions[len(t.Versions)-1]
+}
+
+// check finds the mistakes of a declaration, so that a plugin fails when it
+// starts rather than on the first Capability.
+func (p *Plugin) check() error {
+	problems := []string{}
+	if isBlank(p.Name) {
+		problems = append(problems, msgNameEmpty())
+	}
+	if isBlank(p.Category) {
+		problems = append(problems, msgCategoryEmpty())
+	}
+	if len(p.Types) == 0 {
+		problems = append(problems, msgNoTypes())
+	}
+	for _, t := range p.Types {
+		if len(t.Versions) == 0 {
+			problems = append(problems, msgNoVersions(t.Type))
+		}
+		if t.DefaultVersion != "" && !slices.Contains(t.Versions, t.DefaultVersion) {
+			problems = append(problems, msgBadDefault(t.Type, t.DefaultVersion, t.Versions))
+		}
+	}
+	ids := map[string]bool{}
+	for _, d := range p.Dependents {
+		if ids[d.ID] {
+			problems = append(problems, msgDependentIDTwice(d.ID))
+		}
+		ids[d.ID] = true
+		if d.Build == nil {
+			problems = append(problems, msgNoBuild(d.ID))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(msgInvalidDefinition(problems))
+	}
+	return nil
+}

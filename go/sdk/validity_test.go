@@ -1,0 +1,111 @@
+package sdk
+
+// The Go half of the SDK parity check: testdata/validity.json is also run by
+// the TypeScript SDK's test (test/unit/sdk-parity.test.ts), so both answer
+// CheckValidity, an unknown dependent and a bad declaration alike.
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"slices"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	capabilityv1 "halkyon.io/plugins/gen/capability/v1"
+)
+
+type declaration struct {
+	Name       string      `json:"name"`
+	Category   string      `json:"category"`
+	Types      []Type      `json:"types"`
+	Parameters []Parameter `json:"parameters"`
+	Dependents []string    `json:"dependents"`
+}
+
+func (d declaration) plugin() Plugin {
+	p := Plugin{Name: d.Name, Category: d.Category, Types: d.Types, Parameters: d.Parameters}
+	for _, id := range d.Dependents {
+		p.Dependents = append(p.Dependents, Dependent{ID: id, APIVersion: "v1", Kind: "ConfigMap", Build: func(*Context) any { return Object{} }})
+	}
+	return p
+}
+
+type fixtures struct {
+	Plugin declaration `json:"plugin"`
+	Cases  []struct {
+		Name   string          `json:"name"`
+		Spec   json.RawMessage `json:"spec"`
+		Errors []string        `json:"errors"`
+	} `json:"cases"`
+	UnknownDependents []struct {
+		ID      string `json:"id"`
+		Message string `json:"message"`
+	} `json:"unknownDependents"`
+	Definitions []struct {
+		Name   string      `json:"name"`
+		Plugin declaration `json:"plugin"`
+		Error  string      `json:"error"`
+	} `json:"definitions"`
+}
+
+func loadFixtures(t *testing.T) fixtures {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/validity.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f fixtures
+	if err := json.Unmarshal(raw, &f); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// capabilityJSON is a whole Capability around a fixture's spec.
+func capabilityJSON(spec json.RawMessage) []byte {
+	return []byte(`{"apiVersion":"halkyon.io/v1beta1","kind":"Capability","metadata":{"name":"sessions","namespace":"shop"},"spec":` + string(spec) + `}`)
+}
+
+func TestCheckValiditySaysWhatTheTypeScriptSDKSays(t *testing.T) {
+	f := loadFixtures(t)
+	s, err := NewServer(f.Plugin.plugin(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range f.Cases {
+		t.Run(c.Name, func(t *testing.T) {
+			got, err := s.CheckValidity(context.Background(), &capabilityv1.CheckValidityRequest{Capability: capabilityJSON(c.Spec)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got.Errors, c.Errors) && !(len(got.Errors) == 0 && len(c.Errors) == 0) {
+				t.Errorf("errors:\n got  %q\n want %q", got.Errors, c.Errors)
+			}
+		})
+	}
+}
+
+func TestAnUnknownDependentIsNamedWithTheKnownOnes(t *testing.T) {
+	f := loadFixtures(t)
+	s, _ := NewServer(f.Plugin.plugin(), nil)
+	for _, u := range f.UnknownDependents {
+		_, err := s.UpdateDependent(context.Background(), &capabilityv1.UpdateDependentRequest{Id: u.ID, Capability: capabilityJSON(f.Cases[0].Spec), Existing: []byte("{}")})
+		if status.Code(err) != codes.NotFound || status.Convert(err).Message() != u.Message {
+			t.Errorf("got %v, want NotFound %q", err, u.Message)
+		}
+	}
+}
+
+func TestADeclarationWithMistakesIsRefusedWithEveryProblem(t *testing.T) {
+	for _, d := range loadFixtures(t).Definitions {
+		t.Run(d.Name, func(t *testing.T) {
+			_, err := NewServer(d.Plugin.plugin(), nil)
+			if err == nil || err.Error() != d.Error {
+				t.Errorf("got %v, want %q", err, d.Error)
+			}
+		})
+	}
+}

@@ -1,0 +1,34 @@
+/**
+ * The sentences the SDK says to users and plugin authors. The Go SDK says the
+ * same ones, byte for byte (go/sdk/messages.go); go/sdk/testdata/validity.json
+ * holds cases both SDKs' tests check, so a change here must be made there too.
+ */
+
+const list = (items: ReadonlyArray<string>) => items.join(", ")
+
+export const categoryNotServed = (category: string, plugin: string, serves: string) =>
+  `category "${category}" is not served by plugin ${plugin} (it serves "${serves}")`
+export const typeNotServed = (type: string, plugin: string, supported: ReadonlyArray<string>) =>
+  `type "${type}" is not served by plugin ${plugin}; supported types: ${list(supported)}`
+export const versionNotSupported = (version: string, type: string, supported: ReadonlyArray<string>) =>
+  `version "${version}" of ${type} is not supported; supported versions: ${list(supported)}`
+export const parameterRequired = (name: string) => `parameter ${name} is required`
+export const unknownDependent = (plugin: string, id: string, has: ReadonlyArray<string>) =>
+  `plugin ${plugin} has no dependent "${id}"; it has: ${list(has)}`
+export const dependentMissing = (kind: string, name: string) => `${kind} for ${name} does not exist yet`
+export const noObservation = (id: string) => `no object nor error was sent for ${id}`
+export const unreadableCapability = (reason: string) => `the Capability could not be read: ${reason}`
+export const builtOtherKind = (id: string, apiVersion: string, kind: string, builtApiVersion: string, builtKind: string) =>
+  `dependent ${id} is declared as ${apiVersion} ${kind} but built a ${builtApiVersion} ${builtKind}`
+/** An author's function that failed, e.g. "building dependent service failed: …". */
+export const failed = (what: string, reason: string) => `${what} failed: ${reason}`
+
+/** The problems of a plugin declaration, found when the plugin starts. */
+export const invalidDefinition = (problems: ReadonlyArray<string>) => `invalid plugin definition: ${problems.join("; ")}`
+export const nameEmpty = "name is empty"
+export const categoryEmpty = "category is empty"
+export const noTypes = "no types are declared"
+export const noVersions = (type: string) => `type ${type} declares no versions`
+export const badDefault = (type: string, version: string, versions: ReadonlyArray<string>) =>
+  `type ${type}: default version ${version} is not one of ${list(versions)}`
+export const dependentIdTwice = (id: string) => `dependent id ${id} is used twice`
