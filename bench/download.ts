@@ -26,7 +26,17 @@ const asset = `halkyon_plugin_${goOs}_${goArch}.tar.gz`
 if (!existsSync(halkyon)) Bun.spawnSync([process.execPath, join(root, "scripts/build.ts")], { stdout: "inherit", stderr: "inherit" })
 const floorProgram = join(root, "dist/bench/install-floor")
 const compiled = Bun.spawnSync(
-  [process.execPath, "build", "--compile", "--bytecode", "--format=esm", "--minify", join(root, "bench/support/install-floor.ts"), "--outfile", floorProgram],
+  [
+    process.execPath,
+    "build",
+    "--compile",
+    "--bytecode",
+    "--format=esm",
+    "--minify",
+    join(root, "bench/support/install-floor.ts"),
+    "--outfile",
+    floorProgram
+  ],
   { stdout: "pipe", stderr: "inherit" }
 )
 if (compiled.exitCode !== 0) throw new Error("building bench/support/install-floor.ts failed")
@@ -73,20 +83,37 @@ try {
       mkdirSync(target)
       curl.push(await measure(["curl", "-sSfL", "--cacert", ca.caFile, "-o", join(target, "archive.tar.gz"), url], env))
       floor.push(await measure([floorProgram, url, join(target, "floor")], env))
-      ours.push(await measure([halkyon, "plugins", "install", release, "--plugins-dir", join(target, "plugins"), "--release-base-url", servers.base], env))
+      ours.push(
+        await measure([
+          halkyon,
+          "plugins",
+          "install",
+          release,
+          "--plugins-dir",
+          join(target, "plugins"),
+          "--release-base-url",
+          servers.base
+        ], env)
+      )
       rmSync(target, { recursive: true, force: true })
     }
     const c = median(curl.map((r) => r.ms))
     const h = median(ours.map((r) => r.ms))
     const f = median(floor.map((r) => r.ms))
     console.log(
-      `${`${(archive.byteLength / 1_000_000).toFixed(1)} MB`.padEnd(10)}${c.toFixed(0).padStart(12)}   ${f.toFixed(0).padStart(10)}   ${h.toFixed(0).padStart(20)}   ${(h / c).toFixed(2).padStart(5)}x   ${(f / c).toFixed(2).padStart(10)}x   ` +
+      `${`${(archive.byteLength / 1_000_000).toFixed(1)} MB`.padEnd(10)}${c.toFixed(0).padStart(12)}   ${f.toFixed(0).padStart(10)}   ${
+        h.toFixed(0).padStart(20)
+      }   ${(h / c).toFixed(2).padStart(5)}x   ${(f / c).toFixed(2).padStart(10)}x   ` +
         `${median(curl.map((r) => r.rssMb)).toFixed(0).padStart(13)}   ${Math.max(...ours.map((r) => r.rssMb)).toFixed(0).padStart(21)}`
     )
   }
   console.log("")
-  console.log("halkyon's figure includes its own start, the checksums.txt fetch, the SHA-256, the unpack and the lock; curl only writes the file.")
-  console.log("The floor is a compiled Bun program doing only fetch, SHA-256, gunzip, write and each file's SHA-256 (bench/support/install-floor.ts).")
+  console.log(
+    "halkyon's figure includes its own start, the checksums.txt fetch, the SHA-256, the unpack and the lock; curl only writes the file."
+  )
+  console.log(
+    "The floor is a compiled Bun program doing only fetch, SHA-256, gunzip, write and each file's SHA-256 (bench/support/install-floor.ts)."
+  )
   console.log("Target: install within 1.3x of curl for the 50 MB archive, peak RSS flat in the archive's size.")
 } finally {
   await servers.close()

@@ -65,12 +65,28 @@ const ourHost = async (subject: Subject, autoMtls: boolean): Promise<Figures> =>
 const goHost = async (subject: Subject, autoMtls: boolean): Promise<Figures> => {
   const proc = Bun.spawn(
     [
-      conformanceHost, "-mode", "bench", "-plugin", subject.file, "-bun", process.execPath, `-mtls=${autoMtls}`,
-      "-starts", String(Starts), "-calls", String(Calls), "-capability", JSON.stringify(subject.capability)
+      conformanceHost,
+      "-mode",
+      "bench",
+      "-plugin",
+      subject.file,
+      "-bun",
+      process.execPath,
+      `-mtls=${autoMtls}`,
+      "-starts",
+      String(Starts),
+      "-calls",
+      String(Calls),
+      "-capability",
+      JSON.stringify(subject.capability)
     ],
     { stdout: "pipe", stderr: "inherit" }
   )
-  const report = JSON.parse(await new Response(proc.stdout).text()) as { ok: boolean; error?: string; bench?: { startMs: Array<number>; callMs: Array<number> } }
+  const report = JSON.parse(await new Response(proc.stdout).text()) as {
+    ok: boolean
+    error?: string
+    bench?: { startMs: Array<number>; callMs: Array<number> }
+  }
   await proc.exited
   if (!report.ok || report.bench === undefined) throw new Error(`the go-plugin host failed on ${subject.label}: ${report.error}`)
   return { start: report.bench.startMs, call: report.bench.callMs }
@@ -78,7 +94,9 @@ const goHost = async (subject: Subject, autoMtls: boolean): Promise<Figures> => 
 
 ensureBuilt()
 const fmt = (n: number) => n.toFixed(n < 1 ? 3 : 1)
-console.log(`halkyon interop benchmark (${Starts} starts and ${Calls} CheckValidity calls per case; ${process.arch}, ${navigator.hardwareConcurrency} cores)\n`)
+console.log(
+  `halkyon interop benchmark (${Starts} starts and ${Calls} CheckValidity calls per case; ${process.arch}, ${navigator.hardwareConcurrency} cores)\n`
+)
 
 type Host = "our host" | "go-plugin host"
 const results = new Map<string, Figures>()

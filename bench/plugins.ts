@@ -49,20 +49,36 @@ const hostWithTenPlugins = async () => {
 
 ensureBuilt()
 const fmt = (n: number) => n.toFixed(n < 1 ? 3 : 1)
-console.log(`halkyon plugin runtime benchmark (${Starts} starts, ${Calls} calls per case; ${process.arch}, ${navigator.hardwareConcurrency} cores)\n`)
+console.log(
+  `halkyon plugin runtime benchmark (${Starts} starts, ${Calls} calls per case; ${process.arch}, ${navigator.hardwareConcurrency} cores)\n`
+)
 console.log("start to handshake (ms)           p50      p95")
-for (const [form, path] of [["compiled (--bytecode)", join(plugins, "postgres")], ["bundle (.js)", join(plugins, "postgres.js")]] as const) {
+for (
+  const [form, path] of [["compiled (--bytecode)", join(plugins, "postgres")], ["bundle (.js)", join(plugins, "postgres.js")]] as const
+) {
   for (const mtls of [false, true]) {
     const times = await startTimes(pluginFile(path), mtls, Starts)
-    console.log(`  ${`${form}, mTLS ${mtls ? "on " : "off"}`.padEnd(30)} ${fmt(percentile(times, 50)).padStart(6)}   ${fmt(percentile(times, 95)).padStart(6)}`)
+    console.log(
+      `  ${`${form}, mTLS ${mtls ? "on " : "off"}`.padEnd(30)} ${fmt(percentile(times, 50)).padStart(6)}   ${
+        fmt(percentile(times, 95)).padStart(6)
+      }`
+    )
   }
 }
 console.log("\nunary RPC round trip (ms)         p50      p99")
 for (const mtls of [false, true]) {
   const postgres = { metadata: { name: "db", namespace: "default" }, spec: { category: "database", type: "postgres", version: "17" } }
   const times = await roundTrips(pluginFile(join(plugins, "postgres")), mtls, postgres, Calls)
-  console.log(`  ${`CheckValidity, mTLS ${mtls ? "on " : "off"}`.padEnd(30)} ${fmt(percentile(times, 50)).padStart(6)}   ${fmt(percentile(times, 99)).padStart(6)}`)
+  console.log(
+    `  ${`CheckValidity, mTLS ${mtls ? "on " : "off"}`.padEnd(30)} ${fmt(percentile(times, 50)).padStart(6)}   ${
+      fmt(percentile(times, 99)).padStart(6)
+    }`
+  )
 }
 const rss = await hostWithTenPlugins()
 console.log(`\nhost (dist/halkyon plugins watch) with ${rss.running} plugins running (5 compiled, 5 bundles):`)
-console.log(`  host RSS ${(rss.hostRss / 1024).toFixed(1)} MB; each plugin ${(Math.min(...rss.pluginRss) / 1024).toFixed(1)}–${(Math.max(...rss.pluginRss) / 1024).toFixed(1)} MB`)
+console.log(
+  `  host RSS ${(rss.hostRss / 1024).toFixed(1)} MB; each plugin ${(Math.min(...rss.pluginRss) / 1024).toFixed(1)}–${
+    (Math.max(...rss.pluginRss) / 1024).toFixed(1)
+  } MB`
+)

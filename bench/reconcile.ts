@@ -35,7 +35,11 @@ import { startControlPlane } from "../test/support/control-plane/start.ts"
 import { loadAllYaml } from "@kubernetes/client-node"
 
 const collectionOf = (ns: string, kind: string) =>
-  ({ Secret: `/api/v1/namespaces/${ns}/secrets`, StatefulSet: `/apis/apps/v1/namespaces/${ns}/statefulsets`, Service: `/api/v1/namespaces/${ns}/services` })[kind] ?? ""
+  ({
+    Secret: `/api/v1/namespaces/${ns}/secrets`,
+    StatefulSet: `/apis/apps/v1/namespaces/${ns}/statefulsets`,
+    Service: `/api/v1/namespaces/${ns}/services`
+  })[kind] ?? ""
 
 const root = resolve(import.meta.dir, "..")
 const sizes = (process.env.BENCH_SIZES ?? "200,1000").split(",").map(Number)
@@ -47,7 +51,12 @@ const endBy = process.env.BENCH_END === "watch" ? "watch" : "log"
 const operatorOnly = process.env.BENCH_ONLY === "operator"
 const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN
 
-for (const [file, script, args] of [[join(root, "dist/halkyon"), "build.ts", []], [join(root, "dist/plugins", pluginName), "build-plugins.ts", []]] as const) {
+for (
+  const [file, script, args] of [
+    [join(root, "dist/halkyon"), "build.ts", []],
+    [join(root, "dist/plugins", pluginName), "build-plugins.ts", []]
+  ] as const
+) {
   if (!existsSync(file)) Bun.spawnSync([process.execPath, join(root, "scripts", script), ...args], { stdout: "inherit", stderr: "inherit" })
 }
 
@@ -55,7 +64,7 @@ for (const [file, script, args] of [[join(root, "dist/halkyon"), "build.ts", []]
 // favour whatever runs first.
 let plane!: Awaited<ReturnType<typeof startControlPlane>>
 const api = async (method: string, path: string, body?: unknown, contentType = "application/json") => {
-  for (let attempt = 0; ; attempt++) {
+  for (let attempt = 0;; attempt++) {
     const response = await fetch(`${plane.server}${path}`, {
       method,
       headers: { "content-type": contentType },
@@ -99,7 +108,13 @@ const statusOf = (cap: KubeObject) => {
     { id: "statefulset", kind: "StatefulSet", name, ready: false, reason: "RolloutPending", message: rollout },
     { id: "service", kind: "Service", name, ready: true, reason: "Applied", message: "" }
   ]
-  const outcome = { ...rollUp(dependents.map((d) => ({ ...d, failed: false }))), dependents, bindingSecret: `${name}-config`, plugin: pluginName, version: "16" }
+  const outcome = {
+    ...rollUp(dependents.map((d) => ({ ...d, failed: false }))),
+    dependents,
+    bindingSecret: `${name}-config`,
+    plugin: pluginName,
+    version: "16"
+  }
   return nextStatus(undefined, outcome, cap.metadata.generation, new Date())
 }
 
@@ -126,11 +141,19 @@ const floor = async (ns: string, n: number, write: "create" | "apply") => {
       const object = withOwnership(dependent.object as unknown as Record<string, unknown>, cap, undefined)
       await put(collectionOf(ns, object.kind), object)
     }
-    await api("PATCH", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities/${name}/status`, { status: statusOf(cap) }, "application/merge-patch+json")
+    await api(
+      "PATCH",
+      `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities/${name}/status`,
+      { status: statusOf(cap) },
+      "application/merge-patch+json"
+    )
   })
   const seconds = (performance.now() - t0) / 1000
   const { user, system } = process.cpuUsage(client)
-  return { seconds, detail: `${n}, floor ${write}: CPU seconds: this client ${((user + system) / 1e6).toFixed(1)}, ${planeCpuSince(before)}` }
+  return {
+    seconds,
+    detail: `${n}, floor ${write}: CPU seconds: this client ${((user + system) / 1e6).toFixed(1)}, ${planeCpuSince(before)}`
+  }
 }
 
 /** Completes when every Capability of the namespace has all three dependents reported in its status. */
@@ -147,7 +170,10 @@ const untilAllReported = async (ns: string, n: number) => {
     rest = lines.pop() ?? ""
     for (const line of lines) {
       const event = JSON.parse(line) as {
-        object: { metadata: { name: string }; status?: { dependents?: Array<unknown>; conditions?: Array<{ type: string; reason: string }> } }
+        object: {
+          metadata: { name: string }
+          status?: { dependents?: Array<unknown>; conditions?: Array<{ type: string; reason: string }> }
+        }
       }
       const status = event.object.status
       if (status?.dependents?.length === 3 && status.conditions?.some((c) => c.type === "Ready" && c.reason === "DependentsNotReady")) {
@@ -191,12 +217,17 @@ const untilLogged = (log: { read(): Promise<{ value?: Uint8Array; done: boolean 
  * operator's work.
  */
 const checkAllReported = async (ns: string, n: number) => {
-  const list = (await api("GET", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`)) as { items: Array<KubeObject & { status?: unknown }> }
-  const timeless = (status: unknown) => JSON.parse(JSON.stringify(status, (key, value: unknown) => (key === "lastTransitionTime" ? undefined : value))) as CapabilityStatus
+  const list = (await api("GET", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`)) as {
+    items: Array<KubeObject & { status?: unknown }>
+  }
+  const timeless = (status: unknown) =>
+    JSON.parse(JSON.stringify(status, (key, value: unknown) => (key === "lastTransitionTime" ? undefined : value))) as CapabilityStatus
   const differs = (c: KubeObject & { status?: unknown }) => !sameStatus(timeless(c.status), timeless(statusOf(c)))
   const other = list.items.filter(differs)
   if (list.items.length !== n || other.length > 0) {
-    throw new Error(`${list.items.length - other.length} of ${n} Capabilities have the floor's status; one has ${JSON.stringify(other[0]?.status)}`)
+    throw new Error(
+      `${list.items.length - other.length} of ${n} Capabilities have the floor's status; one has ${JSON.stringify(other[0]?.status)}`
+    )
   }
 }
 
@@ -227,7 +258,9 @@ const operatorRun = async (ns: string, n: number, operatorPid: number, logged: P
 /** A fresh control plane with the CRDs served, for one measurement. */
 const freshPlane = async () => {
   plane = await startControlPlane()
-  for (const crd of [capabilityCrd(), capabilityInfoCrd()]) await api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+  for (const crd of [capabilityCrd(), capabilityInfoCrd()]) {
+    await api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+  }
   while (!(await api("GET", "/apis/halkyon.io/v1beta1/capabilities").then(() => true, () => false))) await Bun.sleep(100)
 }
 
@@ -248,13 +281,17 @@ const planeCpuSince = (before: ReturnType<typeof planeCpu>) => {
   const now = planeCpu()
   const idle = now.machine.idle - before.machine.idle
   const busy = now.machine.busy - before.machine.busy
-  return `kube-apiserver ${(now.apiserver - before.apiserver).toFixed(1)}, etcd ${(now.etcd - before.etcd).toFixed(1)}; machine ${(100 * idle / (idle + busy)).toFixed(0)}% idle`
+  return `kube-apiserver ${(now.apiserver - before.apiserver).toFixed(1)}, etcd ${(now.etcd - before.etcd).toFixed(1)}; machine ${
+    (100 * idle / (idle + busy)).toFixed(0)
+  }% idle`
 }
 
 const impersonate = process.env.BENCH_IMPERSONATE === "1"
 /** The plugin's ServiceAccount, ClusterRole and binding, as `halkyon manifests --plugins-dir` prints them. */
 const pluginRbac = () => {
-  const printed = Bun.spawnSync([join(root, "dist/halkyon"), "manifests", "--namespace", "halkyon-system", "--plugins-dir", pluginsDir], { stderr: "ignore" })
+  const printed = Bun.spawnSync([join(root, "dist/halkyon"), "manifests", "--namespace", "halkyon-system", "--plugins-dir", pluginsDir], {
+    stderr: "ignore"
+  })
   const objects = loadAllYaml(printed.stdout.toString()) as Array<{ kind: string; metadata: { name: string; namespace?: string } }>
   return objects.filter((o) => o.kind === "Namespace" || o.metadata.name.startsWith("halkyon-plugin-"))
 }
@@ -269,12 +306,27 @@ const rbacPath = (o: { kind: string; metadata: { namespace?: string } }) =>
 /** Runs the compiled operator on namespace `ns` and measures N Capabilities through it. */
 const measureOperator = async (ns: string, n: number, operatorConcurrency: string) => {
   await api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })
-  if (impersonate) for (const object of pluginRbac()) await api("POST", rbacPath(object), object)
+  if (impersonate) { for (const object of pluginRbac()) await api("POST", rbacPath(object), object) }
   const proc = Bun.spawn(
-    [...operatorCommand, "run", "--kubeconfig", plane.kubeconfigPath, "--plugins-dir", pluginsDir, "-n", ns,
-      "--concurrency", operatorConcurrency, "--log-level", process.env.BENCH_LOG_LEVEL ?? "info",
-      "--health-addr", "0", "--metrics-addr", "127.0.0.1:0",
-      ...(impersonate ? ["--impersonate", "always", "--operator-namespace", "halkyon-system"] : [])],
+    [
+      ...operatorCommand,
+      "run",
+      "--kubeconfig",
+      plane.kubeconfigPath,
+      "--plugins-dir",
+      pluginsDir,
+      "-n",
+      ns,
+      "--concurrency",
+      operatorConcurrency,
+      "--log-level",
+      process.env.BENCH_LOG_LEVEL ?? "info",
+      "--health-addr",
+      "0",
+      "--metrics-addr",
+      "127.0.0.1:0",
+      ...(impersonate ? ["--impersonate", "always", "--operator-namespace", "halkyon-system"] : [])
+    ],
     { stdout: "ignore", stderr: "pipe" }
   )
   operator = proc
@@ -295,8 +347,7 @@ const measureOperator = async (ns: string, n: number, operatorConcurrency: strin
     const sum = (pattern: RegExp) => [...metrics.matchAll(pattern)].reduce((total, m) => total + Number(m[1]), 0)
     const reconciles = sum(/^halkyon_reconcile_total\{[^}]*\} (\d+)$/gm)
     const calls = sum(/^halkyon_plugin_call_duration_seconds_count\{[^}]*\} (\d+)$/gm)
-    const detail =
-      `${n}: ${reconciles} reconciles, ${calls} plugin calls; CPU seconds: operator ${cpuSeconds(proc.pid).toFixed(1)}, ` +
+    const detail = `${n}: ${reconciles} reconciles, ${calls} plugin calls; CPU seconds: operator ${cpuSeconds(proc.pid).toFixed(1)}, ` +
       `plugin ${cpuSeconds(Number(/pid=(\d+)/.exec(seen)?.[1])).toFixed(1)}, ${planeCpuSince(before)}`
     return { ...run, detail }
   } finally {
@@ -313,12 +364,18 @@ copyFileSync(join(root, "dist/plugins", pluginName), join(pluginsDir, pluginName
 let operator: ReturnType<typeof Bun.spawn> | undefined
 try {
   const operatorConcurrency = process.env.BENCH_OPERATOR_CONCURRENCY ?? "8"
-  console.log(`halkyon reconcile benchmark: local kube-apiserver + etcd, ${navigator.hardwareConcurrency} cores; operator --concurrency ${operatorConcurrency}; API clients ${concurrency} at a time; a fresh control plane per measurement; the end seen by ${endBy === "watch" ? "a watch of the Capabilities" : "the operator's log line after each status write, then checked through the API"}\n`)
+  console.log(
+    `halkyon reconcile benchmark: local kube-apiserver + etcd, ${navigator.hardwareConcurrency} cores; operator --concurrency ${operatorConcurrency}; API clients ${concurrency} at a time; a fresh control plane per measurement; the end seen by ${
+      endBy === "watch" ? "a watch of the Capabilities" : "the operator's log line after each status write, then checked through the API"
+    }\n`
+  )
   console.log("capabilities   floor: create   floor: apply   operator   ratio to create / apply   operator peak RSS")
   const details: Array<string> = []
   const row = (label: string, create: number, apply: number, total: number, rss: number) =>
     console.log(
-      `${label.padStart(12)}   ${`${create.toFixed(2)} s`.padStart(13)}   ${`${apply.toFixed(2)} s`.padStart(12)}   ${`${total.toFixed(2)} s`.padStart(8)}   ${`${(total / create).toFixed(2)} / ${(total / apply).toFixed(2)}`.padStart(23)}   ${rss.toFixed(0)} MB`
+      `${label.padStart(12)}   ${`${create.toFixed(2)} s`.padStart(13)}   ${`${apply.toFixed(2)} s`.padStart(12)}   ${
+        `${total.toFixed(2)} s`.padStart(8)
+      }   ${`${(total / create).toFixed(2)} / ${(total / apply).toFixed(2)}`.padStart(23)}   ${rss.toFixed(0)} MB`
     )
   const summaries: Array<() => void> = []
   for (const n of sizes) {
@@ -360,8 +417,12 @@ try {
       const ratios = runs.map((x) => x.total / x.create)
       const applyRatios = runs.map((x) => x.total / x.apply)
       console.log(
-        `${String(n).padStart(12)}   ${`${median(runs.map((x) => x.create)).toFixed(2)} s`.padStart(13)}   ${`${median(runs.map((x) => x.apply)).toFixed(2)} s`.padStart(12)}   ` +
-          `${`${median(runs.map((x) => x.total)).toFixed(2)} s`.padStart(8)}   ${`${median(ratios).toFixed(2)} / ${median(applyRatios).toFixed(2)}`.padStart(23)}   ${Math.max(...runs.map((x) => x.rss)).toFixed(0)} MB (max)`
+        `${String(n).padStart(12)}   ${`${median(runs.map((x) => x.create)).toFixed(2)} s`.padStart(13)}   ${
+          `${median(runs.map((x) => x.apply)).toFixed(2)} s`.padStart(12)
+        }   ` +
+          `${`${median(runs.map((x) => x.total)).toFixed(2)} s`.padStart(8)}   ${
+            `${median(ratios).toFixed(2)} / ${median(applyRatios).toFixed(2)}`.padStart(23)
+          }   ${Math.max(...runs.map((x) => x.rss)).toFixed(0)} MB (max)`
       )
     })
   }

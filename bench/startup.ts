@@ -63,7 +63,18 @@ const readyTime = async (command: ReadonlyArray<string>, plane: ControlPlane, pl
   const port = await freePort()
   const started = performance.now()
   const proc = Bun.spawn(
-    [...command, "run", "--kubeconfig", plane.kubeconfigPath, "--plugins-dir", pluginsDir, "--health-addr", `127.0.0.1:${port}`, "--metrics-addr", "0"],
+    [
+      ...command,
+      "run",
+      "--kubeconfig",
+      plane.kubeconfigPath,
+      "--plugins-dir",
+      pluginsDir,
+      "--health-addr",
+      `127.0.0.1:${port}`,
+      "--metrics-addr",
+      "0"
+    ],
     { stdout: "ignore", stderr: "ignore" }
   )
   try {
@@ -82,7 +93,9 @@ const readyTime = async (command: ReadonlyArray<string>, plane: ControlPlane, pl
 
 console.log(`halkyon start-up benchmark: Bun ${Bun.version}, ${navigator.hardwareConcurrency} cores\n`)
 buildOperator()
-if (!existsSync(join(root, "dist/plugins/postgres"))) buildPlugin("postgres", join(root, "plugins/postgres/main.ts"), join(root, "dist/plugins"))
+if (!existsSync(join(root, "dist/plugins/postgres"))) {
+  buildPlugin("postgres", join(root, "plugins/postgres/main.ts"), join(root, "dist/plugins"))
+}
 
 console.log(`## halkyon version (${runs} runs each, after 3 warm-ups; target: 60 ms or less)\n`)
 console.log(row(["host", "median", "p90", "min", "mean"]))
@@ -130,7 +143,9 @@ await ensureRelease()
 console.log(row(["what", "size"]))
 console.log(row(["---", "---"]))
 console.log(row(["dist/halkyon (linux/amd64 binary)", mb(statSync(join(root, "dist/halkyon")).size)]))
-for (const file of releaseFiles().filter((f) => !f.endsWith("checksums.txt"))) console.log(row([file.slice(root.length + 1), mb(statSync(file).size)]))
+for (const file of releaseFiles().filter((f) => !f.endsWith("checksums.txt"))) {
+  console.log(row([file.slice(root.length + 1), mb(statSync(file).size)]))
+}
 await ensureImages()
 for (const arch of imageArches) {
   const s = imageSizes(arch)

@@ -30,8 +30,8 @@ export interface BuildTarget {
 const targets = (sourceDir: string, outDir: string): Array<BuildTarget & { name: string }> =>
   existsSync(sourceDir)
     ? readdirSync(sourceDir)
-        .filter((name) => existsSync(join(sourceDir, name, "main.ts")))
-        .map((name) => ({ name, source: join(sourceDir, name, "main.ts"), outDir }))
+      .filter((name) => existsSync(join(sourceDir, name, "main.ts")))
+      .map((name) => ({ name, source: join(sourceDir, name, "main.ts"), outDir }))
     : []
 
 const run = (args: ReadonlyArray<string>) => {
@@ -52,10 +52,19 @@ const run = (args: ReadonlyArray<string>) => {
 export const compilePlugin = (source: string, outfile: string, target?: string) => {
   mkdirSync(join(outfile, ".."), { recursive: true })
   run([
-    "build", "--compile", "--bytecode", "--format=esm", "--minify", "--splitting",
+    "build",
+    "--compile",
+    "--bytecode",
+    "--format=esm",
+    "--minify",
+    "--splitting",
     // Wherever it is started, a plugin must not pick up a .env or bunfig.toml (as the operator's build).
-    "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig",
-    ...(target === undefined ? [] : [`--target=${target}`]), source, "--outfile", outfile
+    "--no-compile-autoload-dotenv",
+    "--no-compile-autoload-bunfig",
+    ...(target === undefined ? [] : [`--target=${target}`]),
+    source,
+    "--outfile",
+    outfile
   ])
   return outfile
 }
@@ -93,7 +102,11 @@ if (import.meta.main) {
     const dir = join(root, "plugins", name)
     go.buildGo(dir, join(root, "dist/plugins", name))
     const builds = go.crossBuildGoPlugin(name, dir)
-    console.log(`built Go plugin dist/plugins/${name} and ${builds.length} release builds in dist/plugin-builds/${name} in ${Math.round(performance.now() - started)} ms`)
+    console.log(
+      `built Go plugin dist/plugins/${name} and ${builds.length} release builds in dist/plugin-builds/${name} in ${
+        Math.round(performance.now() - started)
+      } ms`
+    )
     if (process.argv.includes("--release")) {
       const files = await writePluginRelease(name, builds)
       console.log(`wrote the ${name} release (${files.length} files) in ${join(root, "dist/plugin-releases", name)}`)
@@ -122,7 +135,11 @@ if (import.meta.main) {
       const started = performance.now()
       const files = await releasePlugin(t.name, t.source)
       const sizes = files.filter((f) => f.endsWith(".tar.gz")).map((f) => statSync(f).size / 1e6)
-      console.log(`wrote the ${t.name} release (${files.length} files, archives ${Math.min(...sizes).toFixed(1)}–${Math.max(...sizes).toFixed(1)} MB) in ${join(root, "dist/plugin-releases", t.name)} in ${Math.round(performance.now() - started)} ms`)
+      console.log(
+        `wrote the ${t.name} release (${files.length} files, archives ${Math.min(...sizes).toFixed(1)}–${
+          Math.max(...sizes).toFixed(1)
+        } MB) in ${join(root, "dist/plugin-releases", t.name)} in ${Math.round(performance.now() - started)} ms`
+      )
     }
   }
 }

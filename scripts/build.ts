@@ -25,15 +25,22 @@ export const gitCommit = (): string => {
 export const buildOperator = (outfile = join(root, "dist/halkyon"), target?: string) => {
   mkdirSync(join(outfile, ".."), { recursive: true })
   const args = [
-    "build", "--compile", "--bytecode", "--format=esm", "--minify",
+    "build",
+    "--compile",
+    "--bytecode",
+    "--format=esm",
+    "--minify",
     // An operator must not pick up a .env or bunfig.toml from whatever folder it is started in.
-    "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig",
+    "--no-compile-autoload-dotenv",
+    "--no-compile-autoload-bunfig",
     // A smaller heap, collected more often: the operator holds a cache of every object it watches.
     "--compile-exec-argv=--smol",
     ...(target === undefined ? [] : [`--target=${target}`]),
     `--define=__HALKYON_VERSION__=${JSON.stringify(pkg.version)}`,
     `--define=__HALKYON_COMMIT__=${JSON.stringify(gitCommit())}`,
-    join(root, "src/main.ts"), "--outfile", outfile
+    join(root, "src/main.ts"),
+    "--outfile",
+    outfile
   ]
   const result = Bun.spawnSync([process.execPath, ...args], { cwd: root, stdout: "pipe", stderr: "pipe" })
   if (result.exitCode !== 0) {
@@ -48,7 +55,10 @@ export const releaseArchiveName = (os: string, arch: string) =>
   `halkyon_${pkg.version}_${os}_${arch}.${os === "windows" ? "zip" : "tar.gz"}`
 
 /** Every archive of a release, and checksums.txt. */
-export const releaseFiles = () => [...releaseTargets.map((t) => join(releaseDir, releaseArchiveName(t.os, t.arch))), join(releaseDir, "checksums.txt")]
+export const releaseFiles = () => [
+  ...releaseTargets.map((t) => join(releaseDir, releaseArchiveName(t.os, t.arch))),
+  join(releaseDir, "checksums.txt")
+]
 
 /**
  * Cross-compiles the operator for every release target into
@@ -67,7 +77,11 @@ export const buildRelease = async (log: (line: string) => void = () => {}) => {
     if (t.os === "windows") writeZip(archive, binary, name)
     else await writeTarGz(archive, binary, name)
     archives.push(archive)
-    log(`built ${archive} (${mb(statSync(binary).size)} binary, ${mb(statSync(archive).size)} archive) in ${Math.round(performance.now() - started)} ms`)
+    log(
+      `built ${archive} (${mb(statSync(binary).size)} binary, ${mb(statSync(archive).size)} archive) in ${
+        Math.round(performance.now() - started)
+      } ms`
+    )
   }
   writeChecksums(releaseDir, archives)
   return archives

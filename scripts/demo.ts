@@ -52,7 +52,10 @@ const api = async (method: string, path: string, body?: unknown, contentType = "
   })
   // Not JSON while a CRD is not served yet: a 404 answers "404 page not found" as plain text.
   const text = await response.text()
-  return { status: response.status, body: (response.headers.get("content-type")?.includes("json") ? JSON.parse(text) : {}) as Record<string, unknown> }
+  return {
+    status: response.status,
+    body: (response.headers.get("content-type")?.includes("json") ? JSON.parse(text) : {}) as Record<string, unknown>
+  }
 }
 const until = async (what: string, check: () => Promise<boolean>, timeoutMs = 60_000) => {
   const end = Date.now() + timeoutMs
@@ -64,14 +67,22 @@ const until = async (what: string, check: () => Promise<boolean>, timeoutMs = 60
 
 try {
   step("installing the CRDs (halkyon manifests prints them with RBAC and a Deployment for a real cluster)")
-  for (const crd of [capabilityCrd(), capabilityInfoCrd(), serviceBindingCrd()]) await api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+  for (const crd of [capabilityCrd(), capabilityInfoCrd(), serviceBindingCrd()]) {
+    await api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+  }
   await until("the CRDs", async () => (await api("GET", "/apis/halkyon.io/v1beta1/capabilities")).status === 200)
   await until("the ServiceBinding CRD", async () => (await api("GET", "/apis/servicebinding.io/v1/servicebindings")).status === 200)
 
   step(`starting the operator: ${operatorBinary} run --plugins-dir ${pluginsDir}`)
   copyFileSync(bundle, join(pluginsDir, "postgres.js"))
-  operator = Bun.spawn([operatorBinary, "run", "--kubeconfig", plane.kubeconfigPath, "--plugins-dir", pluginsDir], { stdout: "inherit", stderr: "inherit" })
-  await until("the operator's CapabilityInfo", async () => (await api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/database-postgres")).status === 200)
+  operator = Bun.spawn([operatorBinary, "run", "--kubeconfig", plane.kubeconfigPath, "--plugins-dir", pluginsDir], {
+    stdout: "inherit",
+    stderr: "inherit"
+  })
+  await until(
+    "the operator's CapabilityInfo",
+    async () => (await api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/database-postgres")).status === 200
+  )
 
   step("applying samples/postgres.yaml")
   const sample = loadYaml<Record<string, unknown>>(readFileSync(join(root, "samples/postgres.yaml"), "utf8"))
@@ -93,11 +104,15 @@ try {
 
   step("marking the StatefulSet ready (no kubelet runs here: this is what it would report once postgres answers)")
   const sts = (await api("GET", dependents[1][1])).body as { metadata: { generation: number } }
-  await api("PATCH", `${dependents[1][1]}/status`, { status: { replicas: 1, readyReplicas: 1, availableReplicas: 1, observedGeneration: sts.metadata.generation } }, "application/merge-patch+json")
+  await api("PATCH", `${dependents[1][1]}/status`, {
+    status: { replicas: 1, readyReplicas: 1, availableReplicas: 1, observedGeneration: sts.metadata.generation }
+  }, "application/merge-patch+json")
 
   step("waiting for Ready (kubectl wait --for=condition=Ready capability/postgres-db)")
   await until("Ready", async () => {
-    const c = (await api("GET", "/apis/halkyon.io/v1beta1/namespaces/default/capabilities/postgres-db")).body as { status?: { conditions?: Array<{ type: string; status: string }> } }
+    const c = (await api("GET", "/apis/halkyon.io/v1beta1/namespaces/default/capabilities/postgres-db")).body as {
+      status?: { conditions?: Array<{ type: string; status: string }> }
+    }
     return c.status?.conditions?.some((x) => x.type === "Ready" && x.status === "True") ?? false
   })
   const done = (await api("GET", "/apis/halkyon.io/v1beta1/namespaces/default/capabilities/postgres-db")).body as { status: unknown }
@@ -112,20 +127,35 @@ try {
     metadata: { name: "web", labels },
     spec: {
       selector: { matchLabels: labels },
-      template: { metadata: { labels }, spec: { containers: [{ name: "app", image: "example.com/app:1" }, { name: "sidecar", image: "example.com/sidecar:1" }] } }
+      template: {
+        metadata: { labels },
+        spec: { containers: [{ name: "app", image: "example.com/app:1" }, { name: "sidecar", image: "example.com/sidecar:1" }] }
+      }
     }
   })
   const binding = loadYaml<Record<string, unknown>>(readFileSync(join(root, "samples/binding.yaml"), "utf8"))
   console.log(dumpYaml(binding).replace(/^/gm, "    "))
   await api("POST", "/apis/servicebinding.io/v1/namespaces/default/servicebindings", binding)
   await until("the ServiceBinding Ready", async () => {
-    const b = (await api("GET", "/apis/servicebinding.io/v1/namespaces/default/servicebindings/db")).body as { status?: { conditions?: Array<{ type: string; status: string }> } }
+    const b = (await api("GET", "/apis/servicebinding.io/v1/namespaces/default/servicebindings/db")).body as {
+      status?: { conditions?: Array<{ type: string; status: string }> }
+    }
     return b.status?.conditions?.some((x) => x.type === "Ready" && x.status === "True") ?? false
   })
-  type Container = { name: string; env?: Array<{ name: string; value?: string; valueFrom?: unknown }>; volumeMounts?: Array<{ mountPath: string }> }
-  const web = (await api("GET", "/apis/apps/v1/namespaces/default/deployments/web")).body as { spec: { template: { spec: { containers: Array<Container> } } } }
+  type Container = {
+    name: string
+    env?: Array<{ name: string; value?: string; valueFrom?: unknown }>
+    volumeMounts?: Array<{ mountPath: string }>
+  }
+  const web = (await api("GET", "/apis/apps/v1/namespaces/default/deployments/web")).body as {
+    spec: { template: { spec: { containers: Array<Container> } } }
+  }
   for (const c of web.spec.template.spec.containers) {
-    console.log(`    container ${c.name}: ${c.volumeMounts === undefined ? "untouched" : `files at ${c.volumeMounts.map((m) => m.mountPath).join(", ")}`}`)
+    console.log(
+      `    container ${c.name}: ${
+        c.volumeMounts === undefined ? "untouched" : `files at ${c.volumeMounts.map((m) => m.mountPath).join(", ")}`
+      }`
+    )
     for (const e of c.env ?? []) console.log(`      ${e.name}: ${e.value ?? JSON.stringify(e.valueFrom)}`)
   }
   console.log(`servicebinding/db is Ready: the application reads /bindings/db/uri, or DATABASE_URL (${since(t0)} after the demo started).`)

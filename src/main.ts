@@ -28,10 +28,10 @@ const reportFailure = (error: unknown) =>
   CliError.isCliError(error)
     ? Effect.fail(error)
     : Console.error(`error: ${error instanceof Error ? error.message : String(error)}`).pipe(
-        Effect.andThen(Effect.sync(() => {
-          process.exitCode = 1
-        }))
-      )
+      Effect.andThen(Effect.sync(() => {
+        process.exitCode = 1
+      }))
+    )
 
 /**
  * SIGINT and SIGTERM interrupt the program; once every scope has closed without a failure, that is

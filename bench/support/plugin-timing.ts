@@ -25,7 +25,11 @@ export const launchOptions = (autoMtls: boolean): LaunchOptions => ({
   protocolVersions: [1]
 })
 
-const services = Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)), Logger.layer([]))
+const services = Layer.mergeAll(
+  PluginClient.layer.pipe(Layer.provide(Metrics.layer)),
+  PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)),
+  Logger.layer([])
+)
 
 export const pluginFile = (path: string) => classify(path) as PluginFile
 

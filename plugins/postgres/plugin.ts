@@ -36,7 +36,9 @@ const connectionSettings = (ctx: Context, password: string): Record<string, stri
     DB_USER: ctx.parameters.DB_USER ?? "admin",
     DB_PASSWORD: password
   }
-  const uri = `postgresql://${encodeURIComponent(settings.DB_USER)}:${encodeURIComponent(password)}@${settings.DB_HOST}:${settings.DB_PORT}/${encodeURIComponent(settings.DB_NAME)}`
+  const uri = `postgresql://${encodeURIComponent(settings.DB_USER)}:${
+    encodeURIComponent(password)
+  }@${settings.DB_HOST}:${settings.DB_PORT}/${encodeURIComponent(settings.DB_NAME)}`
   return {
     ...settings,
     DATABASE_URL: uri,

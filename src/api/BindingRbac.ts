@@ -28,6 +28,10 @@ export const bindingRules: ReadonlyArray<V1PolicyRule> = [
   // Binding Secrets: read and watched (a new content rolls the workloads), never written.
   { apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch"] },
   // The default workload kinds: the projection is applied (patch) to them.
-  { apiGroups: ["apps"], resources: ["deployments", "statefulsets", "daemonsets", "replicasets"], verbs: ["get", "list", "watch", "update", "patch"] },
+  {
+    apiGroups: ["apps"],
+    resources: ["deployments", "statefulsets", "daemonsets", "replicasets"],
+    verbs: ["get", "list", "watch", "update", "patch"]
+  },
   { apiGroups: ["batch"], resources: ["jobs", "cronjobs"], verbs: ["get", "list", "watch", "update", "patch"] }
 ]

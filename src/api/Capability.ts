@@ -31,8 +31,13 @@ export type Parameter = typeof Parameter.Type
 
 export const CapabilitySpec = Schema.Struct({
   category: doc(Schema.NonEmptyString, "What kind of capability this is, e.g. database, cache, broker. Compared case-insensitively."),
-  type: doc(Schema.NonEmptyString, "Which one of its category, e.g. postgres. With the category it selects the plugin that serves it (kubectl get capinfo lists them). Compared case-insensitively."),
-  version: Schema.optional(doc(Schema.String, "The version to provision, one the plugin serves; omitted or empty, the plugin's default version.")),
+  type: doc(
+    Schema.NonEmptyString,
+    "Which one of its category, e.g. postgres. With the category it selects the plugin that serves it (kubectl get capinfo lists them). Compared case-insensitively."
+  ),
+  version: Schema.optional(
+    doc(Schema.String, "The version to provision, one the plugin serves; omitted or empty, the plugin's default version.")
+  ),
   parameters: Schema.optional(doc(Schema.Array(Parameter), "Settings passed to the plugin, as name/value pairs; the plugin checks them."))
 }).annotate({ description: "What is asked for: the category, type and version of the capability, and its parameters." })
 export type CapabilitySpec = typeof CapabilitySpec.Type
@@ -52,7 +57,10 @@ export const ObjectMeta = Schema.Struct({
 export const Condition = Schema.Struct({
   type: doc(Schema.String, "The condition's type; halkyon sets Ready."),
   status: doc(Schema.Literals(["True", "False", "Unknown"]), "True, False or Unknown."),
-  reason: doc(Schema.String, "Why, in one CamelCase word, e.g. Ready, DependentsNotReady, NoPlugin, PluginViolation (docs/api.md lists them)."),
+  reason: doc(
+    Schema.String,
+    "Why, in one CamelCase word, e.g. Ready, DependentsNotReady, NoPlugin, PluginViolation (docs/api.md lists them)."
+  ),
   message: doc(Schema.String, "Why, for a person: what is wrong and what to do."),
   observedGeneration: Schema.optional(doc(Schema.Number, "The spec generation this condition was computed from.")),
   lastTransitionTime: doc(Schema.String, "When the status last changed (RFC 3339).")
@@ -79,11 +87,23 @@ export type BindingReference = typeof BindingReference.Type
 export const CapabilityStatus = Schema.Struct({
   observedGeneration: Schema.optional(doc(Schema.Number, "The spec generation the operator last reconciled.")),
   conditions: Schema.optional(doc(Schema.Array(Condition), "The Ready condition: kubectl wait --for=condition=Ready reads it.")),
-  dependents: Schema.optional(doc(Schema.Array(DependentStatus), "Every object the plugin created for this Capability, and how it is doing.")),
+  dependents: Schema.optional(
+    doc(Schema.Array(DependentStatus), "Every object the plugin created for this Capability, and how it is doing.")
+  ),
   /** The Secret a workload binds to (the original hard-coded `<name>-config`). */
-  bindingSecret: Schema.optional(doc(Schema.String, "The Secret, in this namespace, that holds what an application needs to connect (host, port, user, password…); kept for compatibility, binding.name says the same.")),
+  bindingSecret: Schema.optional(
+    doc(
+      Schema.String,
+      "The Secret, in this namespace, that holds what an application needs to connect (host, port, user, password…); kept for compatibility, binding.name says the same."
+    )
+  ),
   /** The Provisioned Service duck type of the Service Binding spec (servicebinding.io): a ServiceBinding reads it. */
-  binding: Schema.optional(doc(BindingReference, "The binding Secret as the Service Binding specification's Provisioned Service publishes it: a ServiceBinding names this Capability and projects that Secret.")),
+  binding: Schema.optional(
+    doc(
+      BindingReference,
+      "The binding Secret as the Service Binding specification's Provisioned Service publishes it: a ServiceBinding names this Capability and projects that Secret."
+    )
+  ),
   /** The plugin that serves this Capability, and the version it chose. */
   plugin: Schema.optional(doc(Schema.String, "The plugin that serves this Capability.")),
   version: Schema.optional(doc(Schema.String, "The version the plugin provisioned (the default one when the spec names none)."))
@@ -96,9 +116,11 @@ export const Capability = Schema.Struct({
   metadata: ObjectMeta,
   spec: CapabilitySpec,
   status: Schema.optional(CapabilityStatus)
-}).annotate({ description: "A capability (a database, a cache, a broker…) an application needs, provisioned by the plugin that serves its category and type." })
+}).annotate({
+  description:
+    "A capability (a database, a cache, a broker…) an application needs, provisioned by the plugin that serves its category and type."
+})
 export type Capability = typeof Capability.Type
-
 
 /**
  * CapabilityInfo (cluster-scoped, short name `capinfo`): one per registered
@@ -139,4 +161,3 @@ export const capabilityInfoName = (category: string, type: string) => `${categor
 
 /** Decodes a Capability from the JSON bytes that travel over the wire. */
 export const decodeCapabilityJson = Schema.decodeUnknownSync(Schema.fromJsonString(Capability))
-

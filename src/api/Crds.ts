@@ -13,11 +13,7 @@
  * ourselves and reuse only each check's own JSON Schema fragment (minLength,
  * pattern, minimum…).
  */
-import type {
-  V1CustomResourceColumnDefinition,
-  V1CustomResourceDefinition,
-  V1JSONSchemaProps
-} from "@kubernetes/client-node"
+import type { V1CustomResourceColumnDefinition, V1CustomResourceDefinition, V1JSONSchemaProps } from "@kubernetes/client-node"
 import { type JsonSchema, type Schema, SchemaAST, type SchemaRepresentation } from "effect"
 import { Capability, CapabilityInfo, Group, Version } from "./Capability.ts"
 import { BindingApiVersion, BindingGroup, BindingVersion, ServiceBinding } from "./ServiceBinding.ts"
@@ -299,7 +295,8 @@ export const resourceSchema = (schema: Schema.Top, description: string): OpenApi
       ...derived.properties,
       apiVersion: {
         type: "string",
-        description: "The versioned schema of this representation of the object; servers convert recognized schemas to the latest internal value."
+        description:
+          "The versioned schema of this representation of the object; servers convert recognized schemas to the latest internal value."
       },
       kind: { type: "string", description: "The REST resource this object represents, in CamelCase." },
       // The API server allows nothing more here, and kubectl explain documents metadata itself.
@@ -371,7 +368,10 @@ export const capabilityCrd = (): V1CustomResourceDefinition =>
   crd(
     CapabilityResource,
     "Namespaced",
-    resourceSchema(Capability, "A capability (a database, a cache, a broker…) an application needs, provisioned by the plugin that serves its category and type."),
+    resourceSchema(
+      Capability,
+      "A capability (a database, a cache, a broker…) an application needs, provisioned by the plugin that serves its category and type."
+    ),
     [
       { name: "Category", type: "string", jsonPath: ".spec.category" },
       { name: "Type", type: "string", jsonPath: ".spec.type" },
@@ -388,7 +388,10 @@ export const capabilityInfoCrd = (): V1CustomResourceDefinition =>
   crd(
     CapabilityInfoResource,
     "Cluster",
-    resourceSchema(CapabilityInfo, "A (category, type) the cluster's plugins offer, with its versions and parameters; kept by the operator."),
+    resourceSchema(
+      CapabilityInfo,
+      "A (category, type) the cluster's plugins offer, with its versions and parameters; kept by the operator."
+    ),
     [
       { name: "Category", type: "string", jsonPath: ".spec.category" },
       { name: "Type", type: "string", jsonPath: ".spec.type" },

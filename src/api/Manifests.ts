@@ -126,13 +126,15 @@ export const operatorNamespacedRules = (plugins: ReadonlyArray<string>, serviceB
   ...(plugins.length === 0
     ? []
     : [{
-        apiGroups: [""],
-        resources: ["serviceaccounts"],
-        verbs: ["impersonate"],
-        resourceNames: [...new Set(plugins.map(pluginServiceAccountName))].sort()
-      }]),
+      apiGroups: [""],
+      resources: ["serviceaccounts"],
+      verbs: ["impersonate"],
+      resourceNames: [...new Set(plugins.map(pluginServiceAccountName))].sort()
+    }]),
   // The ServiceBinding controller acts as its own ServiceAccount (BindingRbac.ts).
-  ...(serviceBinding ? [{ apiGroups: [""], resources: ["serviceaccounts"], verbs: ["impersonate"], resourceNames: [BindingServiceAccount] }] : [])
+  ...(serviceBinding
+    ? [{ apiGroups: [""], resources: ["serviceaccounts"], verbs: ["impersonate"], resourceNames: [BindingServiceAccount] }]
+    : [])
 ]
 
 const rbacGroup = "rbac.authorization.k8s.io"
@@ -154,12 +156,12 @@ const pluginObjects = (plugin: PluginDeclaration, namespace: string, servedNames
     servedNamespace === undefined
       ? { apiVersion: `${rbacGroup}/v1`, kind: "ClusterRoleBinding", metadata: { name, labels: pluginLabels }, roleRef, subjects }
       : {
-          apiVersion: `${rbacGroup}/v1`,
-          kind: "RoleBinding",
-          metadata: { name, namespace: servedNamespace, labels: pluginLabels },
-          roleRef,
-          subjects
-        }
+        apiVersion: `${rbacGroup}/v1`,
+        kind: "RoleBinding",
+        metadata: { name, namespace: servedNamespace, labels: pluginLabels },
+        roleRef,
+        subjects
+      }
   ]
 }
 
@@ -194,8 +196,20 @@ const bindingObjects = (namespace: string, servedNamespace: string | undefined):
     ...[name, `${name}-core`].map((role): Manifest => {
       const ref = { ...roleRef, name: role }
       return servedNamespace === undefined
-        ? { apiVersion: `${rbacGroup}/v1`, kind: "ClusterRoleBinding", metadata: { name: role, labels: bindingLabels }, roleRef: ref, subjects }
-        : { apiVersion: `${rbacGroup}/v1`, kind: "RoleBinding", metadata: { name: role, namespace: servedNamespace, labels: bindingLabels }, roleRef: ref, subjects }
+        ? {
+          apiVersion: `${rbacGroup}/v1`,
+          kind: "ClusterRoleBinding",
+          metadata: { name: role, labels: bindingLabels },
+          roleRef: ref,
+          subjects
+        }
+        : {
+          apiVersion: `${rbacGroup}/v1`,
+          kind: "RoleBinding",
+          metadata: { name: role, namespace: servedNamespace, labels: bindingLabels },
+          roleRef: ref,
+          subjects
+        }
     })
   ]
 }
@@ -248,15 +262,20 @@ const deployment = (
             args: [
               "run",
               "--leader-elect",
-              "--plugins-dir", "/plugins",
-              "--plugin-runner", runnerSocket,
+              "--plugins-dir",
+              "/plugins",
+              "--plugin-runner",
+              runnerSocket,
               // Dependents are written as each plugin's ServiceAccount; the operator's own role holds none of them.
-              "--impersonate", "always",
+              "--impersonate",
+              "always",
               ...(servedNamespace === undefined ? [] : ["--namespace", servedNamespace]),
               ...(serviceBinding ? [] : ["--service-binding=false"]),
               // Explicit: outside a pod the defaults are loopback only.
-              "--health-addr", `:${healthPort}`,
-              "--metrics-addr", `:${metricsPort}`
+              "--health-addr",
+              `:${healthPort}`,
+              "--metrics-addr",
+              `:${metricsPort}`
             ],
             env: [
               { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
@@ -333,8 +352,9 @@ export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest
   const namespace = options.namespace ?? defaultNamespace
   const image = options.image ?? defaultImage
   const plugins = [...(options.pluginRoles ?? [])].sort((a, b) => a.name.localeCompare(b.name))
-  const namespaceObject: ReadonlyArray<V1Namespace> =
-    namespace === "default" ? [] : [{ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace, labels } }]
+  const namespaceObject: ReadonlyArray<V1Namespace> = namespace === "default"
+    ? []
+    : [{ apiVersion: "v1", kind: "Namespace", metadata: { name: namespace, labels } }]
   const serviceBinding = options.serviceBinding ?? true
   return [
     capabilityCrd(),
@@ -342,7 +362,12 @@ export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest
     ...(serviceBinding ? [serviceBindingCrd()] : []),
     ...namespaceObject,
     { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: operatorName, namespace, labels } },
-    { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name: operatorName, labels }, rules: [...operatorRules] },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRole",
+      metadata: { name: operatorName, labels },
+      rules: [...operatorRules]
+    },
     {
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "ClusterRoleBinding",

@@ -80,8 +80,8 @@ const VerbOrder = ["get", "list", "watch", "create", "patch", "update"] as const
 /** The verbs the operator uses on one declared dependent. */
 export const dependentVerbs = (dependent: DeclaredDependent): ReadonlyArray<string> => {
   const verbs = new Set<string>(["get"])
-  if (dependent.watched) for (const v of ["list", "watch"]) verbs.add(v)
-  if (dependent.created) for (const v of ["create", "patch"]) verbs.add(v)
+  if (dependent.watched) { for (const v of ["list", "watch"]) verbs.add(v) }
+  if (dependent.created) { for (const v of ["create", "patch"]) verbs.add(v) }
   if (dependent.updated) verbs.add("patch")
   return VerbOrder.filter((v) => verbs.has(v))
 }

@@ -21,18 +21,26 @@ const doc = <S extends Schema.Top>(schema: S, description: string) => schema.ann
 export const LabelSelector = Schema.Struct({
   matchLabels: Schema.optional(doc(Schema.Record(Schema.String, Schema.String), "Labels a workload must carry, each with this value.")),
   matchExpressions: Schema.optional(doc(
-    Schema.Array(Schema.Struct({
-      key: doc(Schema.String, "The label's key."),
-      operator: doc(Schema.Literals(["In", "NotIn", "Exists", "DoesNotExist"]), "How the label is compared: In, NotIn, Exists or DoesNotExist."),
-      values: Schema.optional(doc(Schema.Array(Schema.String), "The values for In and NotIn."))
-    }).annotate({ description: "One label requirement." })),
+    Schema.Array(
+      Schema.Struct({
+        key: doc(Schema.String, "The label's key."),
+        operator: doc(
+          Schema.Literals(["In", "NotIn", "Exists", "DoesNotExist"]),
+          "How the label is compared: In, NotIn, Exists or DoesNotExist."
+        ),
+        values: Schema.optional(doc(Schema.Array(Schema.String), "The values for In and NotIn."))
+      }).annotate({ description: "One label requirement." })
+    ),
     "Label requirements, all of which a workload must meet."
   ))
 }).annotate({ description: "Selects workloads by their labels (metav1.LabelSelector)." })
 export type LabelSelector = typeof LabelSelector.Type
 
 export const ServiceReference = Schema.Struct({
-  apiVersion: doc(Schema.String, "The service's API version: halkyon.io/v1beta1 for a Capability, v1 for a Secret, or any Provisioned Service's."),
+  apiVersion: doc(
+    Schema.String,
+    "The service's API version: halkyon.io/v1beta1 for a Capability, v1 for a Secret, or any Provisioned Service's."
+  ),
   kind: doc(Schema.String, "The service's kind: Capability, Secret (bound directly), or any kind with status.binding.name."),
   name: doc(Schema.String, "The service's name, in the binding's namespace.")
 }).annotate({ description: "The Provisioned Service whose binding Secret is projected (an ObjectReference in this namespace)." })

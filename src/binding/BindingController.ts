@@ -65,10 +65,16 @@ interface Verdict {
   readonly requeueAfterMs?: number | undefined
 }
 
-const refOf = (o: KubeObject): ObjectRef => ({ apiVersion: o.apiVersion, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name })
+const refOf = (o: KubeObject): ObjectRef => ({
+  apiVersion: o.apiVersion,
+  kind: o.kind,
+  namespace: o.metadata.namespace,
+  name: o.metadata.name
+})
 const conditionsOf = (o: KubeObject | undefined): ReadonlyArray<Condition> =>
   ((o as { status?: { conditions?: ReadonlyArray<Condition> } } | undefined)?.status?.conditions) ?? []
-const bindingNameOf = (o: KubeObject): string | undefined => (o as { status?: { binding?: { name?: unknown } } }).status?.binding?.name as string | undefined
+const bindingNameOf = (o: KubeObject): string | undefined =>
+  (o as { status?: { binding?: { name?: unknown } } }).status?.binding?.name as string | undefined
 const finalizersOf = (o: KubeObject): ReadonlyArray<string> => ((o.metadata as { finalizers?: ReadonlyArray<string> }).finalizers) ?? []
 
 /** JSON with keys sorted: the server's copy and ours compare equal whatever their key order. */
@@ -181,7 +187,9 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
         yield* setFinalizers(capability, finalizersOf(capability).filter((f) => f !== InUseFinalizer))
         return {}
       }
-      const message = `deletion waits: ServiceBinding ${users.join(", ")} still use${users.length === 1 ? "s" : ""} this Capability; delete ${users.length === 1 ? "it" : "them"} first`
+      const message = `deletion waits: ServiceBinding ${users.join(", ")} still use${
+        users.length === 1 ? "s" : ""
+      } this Capability; delete ${users.length === 1 ? "it" : "them"} first`
       const before = conditionsOf(capability).find((c) => c.type === "Ready")
       if (before?.reason !== "InUse" || before.message !== message) {
         const now = kubeTime(new Date(yield* Clock.currentTimeMillis))
@@ -200,30 +208,34 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
 
   /** The binding Secret's name, or why there is none yet. */
   const resolveService = (namespace: string, service: { apiVersion: string; kind: string; name: string }, bindingKey: string) =>
-    Effect.gen(function*(): Effect.fn.Return<{ secret: string; capability?: KubeObject } | { notReady: string; retryMs?: number }, KubeApiError> {
-      if (service.apiVersion === "v1" && service.kind === "Secret") {
+    Effect.gen(
+      function*(): Effect.fn.Return<{ secret: string; capability?: KubeObject } | { notReady: string; retryMs?: number }, KubeApiError> {
+        if (service.apiVersion === "v1" && service.kind === "Secret") {
+          index(byCapability, undefined, bindingKey)
+          return { secret: service.name }
+        }
+        if (service.apiVersion === CapabilityApiVersion && service.kind === "Capability") {
+          const capKey = `${namespace}/${service.name}`
+          index(byCapability, capKey, bindingKey)
+          const capability = capabilities.get(capKey) ?? (yield* get({ ...service, namespace }))
+          if (capability === undefined) return { notReady: `Capability ${service.name} does not exist` }
+          if (capability.metadata.deletionTimestamp !== undefined) return { notReady: `Capability ${service.name} is being deleted` }
+          const ready = conditionsOf(capability).find((c) => c.type === "Ready")
+          if (ready?.status !== "True") return { notReady: `Capability ${service.name} is not Ready (${ready?.reason ?? "no status yet"})` }
+          const name = bindingNameOf(capability)
+          if (name === undefined) return { notReady: `Capability ${service.name} publishes no binding Secret (status.binding.name)` }
+          return { secret: name, capability }
+        }
         index(byCapability, undefined, bindingKey)
-        return { secret: service.name }
+        const found = yield* get({ ...service, namespace })
+        if (found === undefined) return { notReady: `${service.kind} ${service.name} does not exist`, retryMs: MissingRetryMs }
+        const name = bindingNameOf(found)
+        if (name === undefined) {
+          return { notReady: `${service.kind} ${service.name} publishes no binding Secret (status.binding.name)`, retryMs: MissingRetryMs }
+        }
+        return { secret: name }
       }
-      if (service.apiVersion === CapabilityApiVersion && service.kind === "Capability") {
-        const capKey = `${namespace}/${service.name}`
-        index(byCapability, capKey, bindingKey)
-        const capability = capabilities.get(capKey) ?? (yield* get({ ...service, namespace }))
-        if (capability === undefined) return { notReady: `Capability ${service.name} does not exist` }
-        if (capability.metadata.deletionTimestamp !== undefined) return { notReady: `Capability ${service.name} is being deleted` }
-        const ready = conditionsOf(capability).find((c) => c.type === "Ready")
-        if (ready?.status !== "True") return { notReady: `Capability ${service.name} is not Ready (${ready?.reason ?? "no status yet"})` }
-        const name = bindingNameOf(capability)
-        if (name === undefined) return { notReady: `Capability ${service.name} publishes no binding Secret (status.binding.name)` }
-        return { secret: name, capability }
-      }
-      index(byCapability, undefined, bindingKey)
-      const found = yield* get({ ...service, namespace })
-      if (found === undefined) return { notReady: `${service.kind} ${service.name} does not exist`, retryMs: MissingRetryMs }
-      const name = bindingNameOf(found)
-      if (name === undefined) return { notReady: `${service.kind} ${service.name} publishes no binding Secret (status.binding.name)`, retryMs: MissingRetryMs }
-      return { secret: name }
-    })
+    )
 
   const get = (ref: ObjectRef, as: KubeApi = kube) =>
     as.get(ref).pipe(
@@ -238,7 +250,10 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
         const one = yield* get({ apiVersion: workload.apiVersion, kind: workload.kind, namespace, name: workload.name })
         return one === undefined ? [] : [one]
       }
-      const listed = yield* kube.list(workload.apiVersion, workload.kind, { namespace, labelSelector: selectorQuery(workload.selector ?? {}) })
+      const listed = yield* kube.list(workload.apiVersion, workload.kind, {
+        namespace,
+        labelSelector: selectorQuery(workload.selector ?? {})
+      })
       return listed.items
     })
 
@@ -247,7 +262,12 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
    * are no longer its targets (renamed in the spec, labels changed, or all of
    * them on deletion): they are unbound.
    */
-  const formerlyBound = (namespace: string, workload: ServiceBinding["spec"]["workload"], manager: string, targets: ReadonlyArray<KubeObject>) =>
+  const formerlyBound = (
+    namespace: string,
+    workload: ServiceBinding["spec"]["workload"],
+    manager: string,
+    targets: ReadonlyArray<KubeObject>
+  ) =>
     kube.list(workload.apiVersion, workload.kind, { namespace }).pipe(
       Effect.map(({ items }) =>
         items.filter((w) =>
@@ -318,7 +338,12 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
           yield* setFinalizers(raw, finalizersOf(raw).filter((f) => f !== UnbindFinalizer))
           return {}
         }
-        yield* writeStatus(raw, raw.metadata.generation, { ready: "False", reason: "InvalidSpec", message: String(decoded.cause), serviceAvailable: false })
+        yield* writeStatus(raw, raw.metadata.generation, {
+          ready: "False",
+          reason: "InvalidSpec",
+          message: String(decoded.cause),
+          serviceAvailable: false
+        })
         return {}
       }
       const sb = decoded.value
@@ -342,18 +367,25 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
         yield* setFinalizers(raw, [...finalizersOf(raw), UnbindFinalizer])
         return {}
       }
-      const report = (verdict: Verdict) => writeStatus(raw, raw.metadata.generation, verdict).pipe(Effect.as<ReconcileResult>({ requeueAfterMs: verdict.requeueAfterMs }))
+      const report = (verdict: Verdict) =>
+        writeStatus(raw, raw.metadata.generation, verdict).pipe(Effect.as<ReconcileResult>({ requeueAfterMs: verdict.requeueAfterMs }))
 
       const { workload } = sb.spec
       if (path !== undefined) yield* watchWorkloads(workload.apiVersion, workload.kind)
       if ((workload.name === undefined) === (workload.selector === undefined)) {
-        return yield* report({ ready: "False", reason: "InvalidSpec", message: "spec.workload needs a name or a selector, not both", serviceAvailable: false })
+        return yield* report({
+          ready: "False",
+          reason: "InvalidSpec",
+          message: "spec.workload needs a name or a selector, not both",
+          serviceAvailable: false
+        })
       }
       if (path === undefined) {
         return yield* report({
           ready: "False",
           reason: "UnsupportedWorkload",
-          message: `${workload.apiVersion} ${workload.kind} has no known pod template: Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and CronJob are (ClusterWorkloadResourceMapping is not implemented)`,
+          message:
+            `${workload.apiVersion} ${workload.kind} has no known pod template: Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and CronJob are (ClusterWorkloadResourceMapping is not implemented)`,
           serviceAvailable: false
         })
       }
@@ -361,12 +393,24 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       const service = yield* resolveService(namespace, sb.spec.service, key)
       if ("notReady" in service) {
         index(bySecret, undefined, key)
-        return yield* report({ ready: "False", reason: "ServiceNotReady", message: service.notReady, serviceAvailable: false, requeueAfterMs: service.retryMs ?? ResyncMs })
+        return yield* report({
+          ready: "False",
+          reason: "ServiceNotReady",
+          message: service.notReady,
+          serviceAvailable: false,
+          requeueAfterMs: service.retryMs ?? ResyncMs
+        })
       }
       index(bySecret, `${namespace}/${service.secret}`, key)
       const secret = yield* get({ apiVersion: "v1", kind: "Secret", namespace, name: service.secret })
       if (secret === undefined) {
-        return yield* report({ ready: "False", reason: "ServiceNotReady", message: `the binding Secret ${service.secret} does not exist`, serviceAvailable: false, requeueAfterMs: ResyncMs })
+        return yield* report({
+          ready: "False",
+          reason: "ServiceNotReady",
+          message: `the binding Secret ${service.secret} does not exist`,
+          serviceAvailable: false,
+          requeueAfterMs: ResyncMs
+        })
       }
       const workloads = yield* workloadsOf(namespace, workload)
       if (workloads.length === 0) {
@@ -393,7 +437,10 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
         containers: workload.containers
       }
       const data = ((secret as { data?: Record<string, string> }).data) ?? {}
-      const planned = workloads.map((w) => ({ workload: w, fields: intent((at(w, path) ?? {}) as PodTemplate, binding, { name: service.secret, data }) }))
+      const planned = workloads.map((w) => ({
+        workload: w,
+        fields: intent((at(w, path) ?? {}) as PodTemplate, binding, { name: service.secret, data })
+      }))
       const stale = yield* formerlyBound(namespace, workload, manager, workloads)
       const failures: Array<string> = []
       for (const former of stale) yield* applyTo(former, path, undefined, manager)
@@ -406,10 +453,24 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
         }
       }
       if (failures.length > 0) {
-        return yield* report({ ready: "False", reason: "ProjectionFailed", message: failures.join("; "), serviceAvailable: true, secret: service.secret, requeueAfterMs: ResyncMs })
+        return yield* report({
+          ready: "False",
+          reason: "ProjectionFailed",
+          message: failures.join("; "),
+          serviceAvailable: true,
+          secret: service.secret,
+          requeueAfterMs: ResyncMs
+        })
       }
       const names = workloads.map((w) => w.metadata.name).join(", ")
-      return yield* report({ ready: "True", reason: "Projected", message: `projected into ${workload.kind} ${names}`, serviceAvailable: true, secret: service.secret, requeueAfterMs: ResyncMs })
+      return yield* report({
+        ready: "True",
+        reason: "Projected",
+        message: `projected into ${workload.kind} ${names}`,
+        serviceAvailable: true,
+        secret: service.secret,
+        requeueAfterMs: ResyncMs
+      })
     })
 
   return yield* runWorkers({

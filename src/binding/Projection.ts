@@ -117,12 +117,12 @@ const bindingVolume = (binding: Binding, secret: BoundSecret): Volume => {
   const secretSource = overridden.length === 0
     ? { secret: { name: secret.name } }
     : {
-        secret: {
-          name: secret.name,
-          // Listing the items is the only way to leave the overridden entries out of the Secret's part.
-          items: Object.keys(secret.data).filter((k) => !overridden.some((o) => o.entry === k)).sort().map((key) => ({ key, path: key }))
-        }
+      secret: {
+        name: secret.name,
+        // Listing the items is the only way to leave the overridden entries out of the Secret's part.
+        items: Object.keys(secret.data).filter((k) => !overridden.some((o) => o.entry === k)).sort().map((key) => ({ key, path: key }))
       }
+    }
   return {
     name: volumeName(binding.name),
     projected: {
@@ -130,7 +130,11 @@ const bindingVolume = (binding: Binding, secret: BoundSecret): Volume => {
         secretSource,
         ...(overridden.length === 0
           ? []
-          : [{ downwardAPI: { items: overridden.map((o) => ({ path: o.entry, fieldRef: { fieldPath: `metadata.annotations['${o.annotation}']` } })) } }])
+          : [{
+            downwardAPI: {
+              items: overridden.map((o) => ({ path: o.entry, fieldRef: { fieldPath: `metadata.annotations['${o.annotation}']` } }))
+            }
+          }])
       ]
     }
   }
@@ -206,7 +210,10 @@ const mergeContainers = (containers: ReadonlyArray<Container> | undefined, wante
       ...c,
       ...(w.env === undefined ? {} : { env: mergeByName(c.env, w.env) }),
       // Mounts are keyed by path, as the API server's merge does.
-      volumeMounts: [...(c.volumeMounts ?? []).filter((m) => !(w.volumeMounts ?? []).some((n) => n.mountPath === m.mountPath)), ...(w.volumeMounts ?? [])]
+      volumeMounts: [
+        ...(c.volumeMounts ?? []).filter((m) => !(w.volumeMounts ?? []).some((n) => n.mountPath === m.mountPath)),
+        ...(w.volumeMounts ?? [])
+      ]
     }
   })
 
@@ -257,7 +264,9 @@ export const unproject = (template: PodTemplate, binding: Binding): PodTemplate 
   if (spec === undefined) return template
   const containers = spec.containers?.map(clean)
   const initContainers = spec.initContainers?.map(clean)
-  const remaining: Record<string, string> = Object.fromEntries(Object.entries(annotations).filter(([k]) => !Object.values(keys).includes(k)))
+  const remaining: Record<string, string> = Object.fromEntries(
+    Object.entries(annotations).filter(([k]) => !Object.values(keys).includes(k))
+  )
   for (const [heir, names] of handedOver) {
     const key = `root.servicebinding.io/${heir}`
     remaining[key] = [...new Set([...(remaining[key] ?? "").split(",").filter((n) => n !== ""), ...names])].join(",")
@@ -267,7 +276,9 @@ export const unproject = (template: PodTemplate, binding: Binding): PodTemplate 
   const { volumes: _v, ...specRest } = spec
   return {
     ...template,
-    ...(template.metadata === undefined ? {} : { metadata: { ...metadata, ...(Object.keys(remaining).length === 0 ? {} : { annotations: remaining }) } }),
+    ...(template.metadata === undefined
+      ? {}
+      : { metadata: { ...metadata, ...(Object.keys(remaining).length === 0 ? {} : { annotations: remaining }) } }),
     spec: {
       ...specRest,
       ...(containers === undefined ? {} : { containers }),

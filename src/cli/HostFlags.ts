@@ -22,16 +22,30 @@ export const hostFlags = {
     Flag.withFallbackConfig(Config.String("HALKYON_PLUGINS_DIR")),
     Flag.withDefault(defaultHostSettings.pluginsDir)
   ),
-  handshakeTimeout: durationFlag("handshake-timeout", defaultHostSettings.handshakeTimeoutMs, "how long a plugin may take to start", "HALKYON_HANDSHAKE_TIMEOUT"),
+  handshakeTimeout: durationFlag(
+    "handshake-timeout",
+    defaultHostSettings.handshakeTimeoutMs,
+    "how long a plugin may take to start",
+    "HALKYON_HANDSHAKE_TIMEOUT"
+  ),
   callTimeout: durationFlag("call-timeout", defaultHostSettings.callTimeoutMs, "deadline of each call to a plugin", "HALKYON_CALL_TIMEOUT"),
-  shutdownGrace: durationFlag("shutdown-grace", defaultHostSettings.shutdownGraceMs, "time a plugin gets to stop before it is signalled", "HALKYON_SHUTDOWN_GRACE"),
+  shutdownGrace: durationFlag(
+    "shutdown-grace",
+    defaultHostSettings.shutdownGraceMs,
+    "time a plugin gets to stop before it is signalled",
+    "HALKYON_SHUTDOWN_GRACE"
+  ),
   requireLocked: Flag.Boolean("require-locked").pipe(
-    Flag.withDescription("start only plugins that an install recorded in the folder's plugins.lock; hand-copied files are refused (env HALKYON_REQUIRE_LOCKED)"),
+    Flag.withDescription(
+      "start only plugins that an install recorded in the folder's plugins.lock; hand-copied files are refused (env HALKYON_REQUIRE_LOCKED)"
+    ),
     Flag.withFallbackConfig(Config.Boolean("HALKYON_REQUIRE_LOCKED")),
     Flag.withDefault(false)
   ),
   autoMtls: Flag.Boolean("auto-mtls").pipe(
-    Flag.withDescription("encrypt and authenticate plugin connections with throwaway certificates; --no-auto-mtls turns it off (env HALKYON_AUTO_MTLS)"),
+    Flag.withDescription(
+      "encrypt and authenticate plugin connections with throwaway certificates; --no-auto-mtls turns it off (env HALKYON_AUTO_MTLS)"
+    ),
     Flag.withFallbackConfig(Config.Boolean("HALKYON_AUTO_MTLS")),
     Flag.withDefault(true)
   ),
@@ -52,7 +66,9 @@ export const hostFlags = {
     )
   ),
   pluginRunner: Flag.String("plugin-runner").pipe(
-    Flag.withDescription("start plugins through the `halkyon plugin-runner` listening on this unix socket, not as children (env HALKYON_PLUGIN_RUNNER)"),
+    Flag.withDescription(
+      "start plugins through the `halkyon plugin-runner` listening on this unix socket, not as children (env HALKYON_PLUGIN_RUNNER)"
+    ),
     Flag.withFallbackConfig(Config.String("HALKYON_PLUGIN_RUNNER")),
     Flag.optional
   )

@@ -51,7 +51,13 @@ const installPlugins = Effect.fn("plugins.install")(function*(flags: InstallFlag
     ? settings.releaseLock.lock.plugins.map((p) => `${p.repository}@${p.tag}`)
     : named
   if (none(lists)) {
-    return yield* Effect.fail(new Error(`name the plugins to install, e.g. halkyon plugins install ${ExpectedForm.split(", e.g. ")[1]}, or set HALKYON_PLUGINS, or pass --lock`))
+    return yield* Effect.fail(
+      new Error(
+        `name the plugins to install, e.g. halkyon plugins install ${
+          ExpectedForm.split(", e.g. ")[1]
+        }, or set HALKYON_PLUGINS, or pass --lock`
+      )
+    )
   }
   const { results, specs, invalid } = yield* installListed(lists, { repair: true }).pipe(
     Effect.provide(PluginDownloader.layer(settings))
@@ -61,7 +67,9 @@ const installPlugins = Effect.fn("plugins.install")(function*(flags: InstallFlag
       const { entry } = result.success
       yield* Console.log(
         `${entry.spec}: ${result.success.result} ${entry.files.map((f) => f.path).join(", ")} in ${flags.pluginsDir} ` +
-          `(sha256 ${entry.sha256.slice(0, 12)}…, ${describeVerification(entry, specs[index]?.digest !== undefined || settings.releaseLock !== undefined)})`
+          `(sha256 ${entry.sha256.slice(0, 12)}…, ${
+            describeVerification(entry, specs[index]?.digest !== undefined || settings.releaseLock !== undefined)
+          })`
       )
     } else yield* Console.log(`${specs[index]}: failed (see above)`)
   }
@@ -77,9 +85,18 @@ export const installCommand = Command.make("install", installFlags, (flags) => w
   ),
   Command.withExamples([
     { command: "halkyon plugins install halkyon-io/postgres-plugin@v1.0.0 --plugins-dir ./plugins", description: "Install one plugin" },
-    { command: "HALKYON_PLUGINS=acme/redis@v2.1.0,acme/kafka@v0.3.0 halkyon plugins install", description: "Install what HALKYON_PLUGINS names" },
+    {
+      command: "HALKYON_PLUGINS=acme/redis@v2.1.0,acme/kafka@v0.3.0 halkyon plugins install",
+      description: "Install what HALKYON_PLUGINS names"
+    },
     { command: "halkyon plugins install acme/redis@v2.1.0 --release-base-url https://mirror.example.com", description: "From a mirror" },
-    { command: "halkyon plugins install acme/redis@v2.1.0 --plugin-key acme/redis=cosign.pub", description: "Only if acme signed its checksums.txt with that key" },
-    { command: "halkyon plugins install --lock halkyon.lock", description: "Everything the lock file names, each archive checked against its digest" }
+    {
+      command: "halkyon plugins install acme/redis@v2.1.0 --plugin-key acme/redis=cosign.pub",
+      description: "Only if acme signed its checksums.txt with that key"
+    },
+    {
+      command: "halkyon plugins install --lock halkyon.lock",
+      description: "Everything the lock file names, each archive checked against its digest"
+    }
   ])
 )

@@ -18,7 +18,9 @@ import { releaseFlags, type ReleaseFlagValues, settingsFor } from "./PluginSourc
 const lockFlags = {
   specs: Argument.String("spec").pipe(Argument.withDescription(`releases to lock, each ${ExpectedForm}`), Argument.variadic({ min: 1 })),
   platform: Flag.String("platform").pipe(
-    Flag.withDescription(`platforms to record, comma-separated <os>_<arch> (default: ${ReleasePlatforms.map((p) => `${p.os}_${p.arch}`).join(",")})`),
+    Flag.withDescription(
+      `platforms to record, comma-separated <os>_<arch> (default: ${ReleasePlatforms.map((p) => `${p.os}_${p.arch}`).join(",")})`
+    ),
     Flag.optional
   ),
   ...releaseFlags,
@@ -35,7 +37,9 @@ const lockPlugins = Effect.fn("plugins.lock")(function*(flags: LockFlagValues) {
   const platforms: Array<Platform> = []
   for (const entry of Option.getOrElse(flags.platform, () => "").split(",").filter((e) => e.trim() !== "")) {
     const platform = parsePlatform(entry)
-    if (platform === undefined) return yield* Effect.fail(new Error(`--platform ${JSON.stringify(entry)} is not <os>_<arch>, e.g. linux_amd64`))
+    if (platform === undefined) {
+      return yield* Effect.fail(new Error(`--platform ${JSON.stringify(entry)} is not <os>_<arch>, e.g. linux_amd64`))
+    }
     platforms.push(platform)
   }
   const { specs, invalid } = parsePluginSpecs(flags.specs)
@@ -47,7 +51,9 @@ const lockPlugins = Effect.fn("plugins.lock")(function*(flags: LockFlagValues) {
   )
   const releases = yield* Effect.gen(function*() {
     const downloader = yield* PluginDownloader
-    return yield* Effect.forEach(specs, (spec) => downloader.lockRelease(spec, platforms.length > 0 ? platforms : ReleasePlatforms), { concurrency: 4 })
+    return yield* Effect.forEach(specs, (spec) => downloader.lockRelease(spec, platforms.length > 0 ? platforms : ReleasePlatforms), {
+      concurrency: 4
+    })
   }).pipe(Effect.provide(PluginDownloader.layer(settings)))
   yield* writeReleaseLock(flags.lock, previous, releases)
   for (const release of releases) {
@@ -62,6 +68,9 @@ export const lockCommand = Command.make("lock", lockFlags, (flags) => withLoggin
   ),
   Command.withExamples([
     { command: "halkyon plugins lock acme/redis@v2.1.0 --lock halkyon.lock", description: "Lock a release for every platform" },
-    { command: "halkyon plugins lock acme/redis@v2.1.0 --platform linux_amd64,linux_arm64 --lock halkyon.lock", description: "For the cluster's platforms only" }
+    {
+      command: "halkyon plugins lock acme/redis@v2.1.0 --platform linux_amd64,linux_arm64 --lock halkyon.lock",
+      description: "For the cluster's platforms only"
+    }
   ])
 )

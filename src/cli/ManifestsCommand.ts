@@ -35,7 +35,9 @@ const flags = {
     Flag.withDefault(defaultImage)
   ),
   plugins: Flag.String("plugins").pipe(
-    Flag.withDescription(`plugins the operator installs from their releases at start, comma-separated ${ExpectedForm} (sets HALKYON_PLUGINS)`),
+    Flag.withDescription(
+      `plugins the operator installs from their releases at start, comma-separated ${ExpectedForm} (sets HALKYON_PLUGINS)`
+    ),
     Flag.withDefault(""),
     Flag.mapTryCatch(
       (text) => {
@@ -60,7 +62,9 @@ const flags = {
     Flag.optional
   ),
   lock: Flag.File("lock").pipe(
-    Flag.withDescription("a lock file (halkyon plugins lock): shipped in a ConfigMap, it decides what the operator installs, and only installed plugins run"),
+    Flag.withDescription(
+      "a lock file (halkyon plugins lock): shipped in a ConfigMap, it decides what the operator installs, and only installed plugins run"
+    ),
     Flag.optional
   ),
   serviceBinding: Flag.Boolean("service-binding").pipe(
@@ -82,7 +86,13 @@ const lockText = Effect.fnUntraced(function*(path: string, plugins: string) {
   for (const spec of parsePluginSpecs([plugins]).specs) {
     const locked = lock.plugins.find((p) => p.repository === spec.repository)
     if (locked?.tag !== spec.tag) {
-      return yield* Effect.fail(new Error(`--plugins names ${spec}, which the lock file ${path} does not list${locked === undefined ? "" : ` (it pins ${locked.tag})`}: lock it first with halkyon plugins lock ${spec} --lock ${path}`))
+      return yield* Effect.fail(
+        new Error(
+          `--plugins names ${spec}, which the lock file ${path} does not list${
+            locked === undefined ? "" : ` (it pins ${locked.tag})`
+          }: lock it first with halkyon plugins lock ${spec} --lock ${path}`
+        )
+      )
     }
   }
   return JSON.stringify(lock, null, 2) + "\n"
@@ -121,41 +131,50 @@ const describePlugins = Effect.fn("manifests.describePlugins")(function*(plugins
     yield* host.awaitSettled
     return yield* host.statuses
   }).pipe(
-    Effect.provide(PluginHost.layer({ ...defaultHostSettings, pluginsDir, watch: false, restart: false }).pipe(Layer.provide(Metrics.layer)))
+    Effect.provide(
+      PluginHost.layer({ ...defaultHostSettings, pluginsDir, watch: false, restart: false }).pipe(Layer.provide(Metrics.layer))
+    )
   )
   const failed = statuses.filter((s) => s.launched === undefined)
   if (failed.length > 0) {
-    return yield* new PluginRolesUnknown({ problem: "not started", pluginsDir, plugins: failed.map((s) => `${s.name} (${s.error ?? s.state})`) })
+    return yield* new PluginRolesUnknown({
+      problem: "not started",
+      pluginsDir,
+      plugins: failed.map((s) => `${s.name} (${s.error ?? s.state})`)
+    })
   }
   return statuses.flatMap((s): ReadonlyArray<PluginDeclaration> =>
     s.launched === undefined ? [] : [{ name: s.name, dependents: s.launched.description.dependents }]
   )
 })
 
-export const manifestsCommand = Command.make("manifests", flags, ({ crdsOnly, pluginsDir, watchNamespace, lock, ...options }) =>
-  Effect.gen(function*() {
-    const text = Option.isSome(lock) ? yield* lockText(lock.value, options.plugins) : undefined
-    const dir = Option.getOrUndefined(pluginsDir)
-    if (dir === undefined && options.plugins !== "") {
-      // Printed all the same (the YAML is still right for everything else), but the operator, which impersonates
-      // each plugin, will refuse to start until the roles are applied: fail closed, and say so now.
-      yield* Console.error(
-        `warning: no roles for ${options.plugins.split(",").join(", ")} in this output: without --plugins-dir (the folder they are ` +
-          "installed in) what they declare is unknown, and the operator will not start until their roles are applied. " +
-          "Install them (halkyon plugins install --plugins-dir DIR ...) and add --plugins-dir DIR."
-      )
-    }
-    // The plugins' start-up logs go to stderr, as every command's: stdout is the YAML alone.
-    const pluginRoles = dir === undefined || crdsOnly ? [] : yield* withLogging(describePlugins(dir, options.plugins))
-    const servedNamespace = Option.getOrUndefined(watchNamespace)
-    const objects = manifests({
-      ...options,
-      pluginRoles,
-      ...(servedNamespace === undefined ? {} : { servedNamespace }),
-      ...(text === undefined ? {} : { lock: text })
+export const manifestsCommand = Command.make(
+  "manifests",
+  flags,
+  ({ crdsOnly, pluginsDir, watchNamespace, lock, ...options }) =>
+    Effect.gen(function*() {
+      const text = Option.isSome(lock) ? yield* lockText(lock.value, options.plugins) : undefined
+      const dir = Option.getOrUndefined(pluginsDir)
+      if (dir === undefined && options.plugins !== "") {
+        // Printed all the same (the YAML is still right for everything else), but the operator, which impersonates
+        // each plugin, will refuse to start until the roles are applied: fail closed, and say so now.
+        yield* Console.error(
+          `warning: no roles for ${options.plugins.split(",").join(", ")} in this output: without --plugins-dir (the folder they are ` +
+            "installed in) what they declare is unknown, and the operator will not start until their roles are applied. " +
+            "Install them (halkyon plugins install --plugins-dir DIR ...) and add --plugins-dir DIR."
+        )
+      }
+      // The plugins' start-up logs go to stderr, as every command's: stdout is the YAML alone.
+      const pluginRoles = dir === undefined || crdsOnly ? [] : yield* withLogging(describePlugins(dir, options.plugins))
+      const servedNamespace = Option.getOrUndefined(watchNamespace)
+      const objects = manifests({
+        ...options,
+        pluginRoles,
+        ...(servedNamespace === undefined ? {} : { servedNamespace }),
+        ...(text === undefined ? {} : { lock: text })
+      })
+      yield* Console.log(yield* renderManifests(objects.filter((m) => !crdsOnly || m.kind === "CustomResourceDefinition")))
     })
-    yield* Console.log(yield* renderManifests(objects.filter((m) => !crdsOnly || m.kind === "CustomResourceDefinition")))
-  })
 ).pipe(
   Command.withDescription("Print the CRDs, RBAC and Deployment that install halkyon, as YAML for kubectl apply"),
   Command.withExamples([
@@ -173,6 +192,9 @@ export const manifestsCommand = Command.make("manifests", flags, ({ crdsOnly, pl
       command: "halkyon manifests --plugins acme/redis@v2.1.0 --plugins-dir ./plugins | kubectl apply -f -",
       description: "An operator that installs the redis plugin from its release at start (install it into ./plugins first)"
     },
-    { command: "halkyon manifests --lock halkyon.lock | kubectl apply -f -", description: "An operator that installs what the lock file pins, and runs nothing else" }
+    {
+      command: "halkyon manifests --lock halkyon.lock | kubectl apply -f -",
+      description: "An operator that installs what the lock file pins, and runs nothing else"
+    }
   ])
 )

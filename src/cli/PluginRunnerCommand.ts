@@ -35,11 +35,11 @@ export const pluginRunnerCommand = Command.make("plugin-runner", flags, ({ socke
         Effect.scoped
       ))
   )).pipe(
-  Command.withDescription("Start, relay and stop plugins for an operator run with --plugin-runner, away from the operator's credentials"),
-  Command.withExamples([
-    {
-      command: "halkyon plugin-runner --socket /run/halkyon/runner.sock --plugins-dir /plugins",
-      description: "The runner container of the operator's pod"
-    }
-  ])
-)
+    Command.withDescription("Start, relay and stop plugins for an operator run with --plugin-runner, away from the operator's credentials"),
+    Command.withExamples([
+      {
+        command: "halkyon plugin-runner --socket /run/halkyon/runner.sock --plugins-dir /plugins",
+        description: "The runner container of the operator's pod"
+      }
+    ])
+  )

@@ -29,7 +29,9 @@ export const releaseFlags = {
     )
   ),
   insecureReleaseUrl: Flag.Boolean("insecure-release-url").pipe(
-    Flag.withDescription("accept an http:// --release-base-url (the archives then travel unencrypted; checksums and signatures still apply)"),
+    Flag.withDescription(
+      "accept an http:// --release-base-url (the archives then travel unencrypted; checksums and signatures still apply)"
+    ),
     Flag.withDefault(false)
   ),
   downloadTimeout: durationFlag(
@@ -45,7 +47,9 @@ export const releaseFlags = {
     "HALKYON_INSTALL_TIMEOUT"
   ),
   allowUnverified: Flag.Boolean("allow-unverified").pipe(
-    Flag.withDescription("install releases that publish no checksums.txt, with a warning each (env HALKYON_ALLOW_UNVERIFIED); by default they are refused"),
+    Flag.withDescription(
+      "install releases that publish no checksums.txt, with a warning each (env HALKYON_ALLOW_UNVERIFIED); by default they are refused"
+    ),
     Flag.withFallbackConfig(Config.Boolean("HALKYON_ALLOW_UNVERIFIED")),
     Flag.withDefault(false)
   ),
@@ -61,7 +65,9 @@ export const releaseFlags = {
     Flag.atLeast(0)
   ),
   lock: Flag.File("lock").pipe(
-    Flag.withDescription("a lock file (halkyon plugins lock writes it) that decides what may be installed: an unlisted spec, another tag or another digest is refused (env HALKYON_PLUGINS_LOCK)"),
+    Flag.withDescription(
+      "a lock file (halkyon plugins lock writes it) that decides what may be installed: an unlisted spec, another tag or another digest is refused (env HALKYON_PLUGINS_LOCK)"
+    ),
     Flag.withFallbackConfig(Config.String("HALKYON_PLUGINS_LOCK")),
     Flag.optional
   )
@@ -94,13 +100,21 @@ const readToken = (config: Config.Config<Option.Option<Redacted.Redacted<string>
 export const settingsFor = Effect.fnUntraced(function*(pluginsDir: string, flags: ReleaseFlagValues) {
   const base = new URL(flags.releaseBaseUrl)
   if (base.protocol === "http:" && !flags.insecureReleaseUrl) {
-    return yield* Effect.fail(new Error(`--release-base-url ${base.href} is not https: refused, because archives and checksums could be altered on the way. Use https, or pass --insecure-release-url`))
+    return yield* Effect.fail(
+      new Error(
+        `--release-base-url ${base.href} is not https: refused, because archives and checksums could be altered on the way. Use https, or pass --insecure-release-url`
+      )
+    )
   }
   const onGitHub = base.origin === "https://github.com"
   const token = yield* readToken(onGitHub ? githubToken : mirrorToken)
-  const keyEntries = [...flags.pluginKeys, ...(yield* keysFromEnvironment.pipe(Effect.orElseSucceed(() => ""))).split(",")].filter((e) => e.trim() !== "")
+  const keyEntries = [...flags.pluginKeys, ...(yield* keysFromEnvironment.pipe(Effect.orElseSucceed(() => ""))).split(",")].filter((e) =>
+    e.trim() !== ""
+  )
   const keys: Array<PluginKey> = []
-  for (const entry of keyEntries) keys.push(yield* Effect.try({ try: () => loadPluginKey(entry), catch: (e) => (e instanceof Error ? e : new Error(String(e))) }))
+  for (const entry of keyEntries) {
+    keys.push(yield* Effect.try({ try: () => loadPluginKey(entry), catch: (e) => (e instanceof Error ? e : new Error(String(e))) }))
+  }
   const releaseLock = Option.isSome(flags.lock) ? { path: flags.lock.value, lock: yield* readReleaseLock(flags.lock.value) } : undefined
   return downloaderSettings(pluginsDir, {
     releaseBase: flags.releaseBaseUrl,

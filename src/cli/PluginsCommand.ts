@@ -88,7 +88,10 @@ const fetchViolations = (address: string) => {
     try: (signal) => fetch(url, { signal }).then((r) => (r.ok ? r.text() : Promise.reject(new Error(`HTTP ${r.status}`)))),
     catch: (e) => new Error(`cannot read the operator's metrics at ${url}: ${e instanceof Error ? e.message : String(e)}`)
   }).pipe(
-    Effect.timeoutOrElse({ duration: Duration.seconds(5), orElse: () => Effect.fail(new Error(`the operator's metrics at ${url} did not answer within 5 s`)) }),
+    Effect.timeoutOrElse({
+      duration: Duration.seconds(5),
+      orElse: () => Effect.fail(new Error(`the operator's metrics at ${url} did not answer within 5 s`))
+    }),
     Effect.map(violationsByPlugin)
   )
 }
@@ -127,7 +130,10 @@ const list = Command.make("list", listFlags, (flags) => withLogging(listPlugins(
   Command.withExamples([
     { command: "halkyon plugins list --plugins-dir dist/plugins", description: "List the plugins built by npm run build:plugins" },
     { command: "halkyon plugins list -o json", description: "The same, as JSON" },
-    { command: "halkyon plugins list --operator http://127.0.0.1:8080", description: "With each plugin's refused answers, counted by a running operator" }
+    {
+      command: "halkyon plugins list --operator http://127.0.0.1:8080",
+      description: "With each plugin's refused answers, counted by a running operator"
+    }
   ])
 )
 
@@ -138,7 +144,11 @@ const watchPlugins = Effect.fn("plugins.watch")(function*(flags: HostFlagValues)
     const host = yield* PluginHost
     yield* host.awaitSettled
     const statuses = yield* host.statuses
-    yield* Effect.logInfo(`watching ${settings.pluginsDir}: ${statuses.filter((s) => s.state === "running").length} of ${statuses.length} plugins running; Ctrl-C stops them`)
+    yield* Effect.logInfo(
+      `watching ${settings.pluginsDir}: ${
+        statuses.filter((s) => s.state === "running").length
+      } of ${statuses.length} plugins running; Ctrl-C stops them`
+    )
     return yield* Effect.never
   }).pipe(Effect.provide(PluginHost.layer(settings).pipe(Layer.provide(Metrics.layer))))
 })
@@ -148,7 +158,10 @@ const watch = Command.make("watch", hostFlags, (flags) => withLogging(watchPlugi
     "Start the plugins of the plugins folder and supervise them until interrupted, logging what happens: " +
       "plugins added, removed or replaced in the folder are loaded, stopped or restarted (a plugin author's development loop)"
   ),
-  Command.withExamples([{ command: "halkyon plugins watch --plugins-dir dist/plugins --log-level debug", description: "Rebuild a plugin and watch it restart" }])
+  Command.withExamples([{
+    command: "halkyon plugins watch --plugins-dir dist/plugins --log-level debug",
+    description: "Rebuild a plugin and watch it restart"
+  }])
 )
 
 export const pluginsCommand = Command.make("plugins").pipe(

@@ -66,15 +66,21 @@ export const runFlags = {
     Flag.withDefault("halkyon-system")
   ),
   serviceBinding: Flag.Boolean("service-binding").pipe(
-    Flag.withDescription("run the ServiceBinding controller (servicebinding.io/v1); --service-binding=false where another implementation runs"),
+    Flag.withDescription(
+      "run the ServiceBinding controller (servicebinding.io/v1); --service-binding=false where another implementation runs"
+    ),
     Flag.withDefault(true)
   ),
   healthAddr: Flag.String("health-addr").pipe(
-    Flag.withDescription('where /healthz and /readyz are served, e.g. ":8081"; "0" disables (default: ":8081" in a pod, "127.0.0.1:8081" elsewhere)'),
+    Flag.withDescription(
+      "where /healthz and /readyz are served, e.g. \":8081\"; \"0\" disables (default: \":8081\" in a pod, \"127.0.0.1:8081\" elsewhere)"
+    ),
     Flag.withDefault(defaultListenAddress(HealthPort))
   ),
   metricsAddr: Flag.String("metrics-addr").pipe(
-    Flag.withDescription('where /metrics (Prometheus) is served, e.g. ":8080"; "0" disables (default: ":8080" in a pod, "127.0.0.1:8080" elsewhere)'),
+    Flag.withDescription(
+      "where /metrics (Prometheus) is served, e.g. \":8080\"; \"0\" disables (default: \":8080\" in a pod, \"127.0.0.1:8080\" elsewhere)"
+    ),
     Flag.withDefault(defaultListenAddress(MetricsPort))
   )
 }
@@ -126,12 +132,12 @@ export const operatorOptions = Effect.fnUntraced(function*(flags: RunFlagValues)
     gracefulShutdownTimeoutMs: flags.gracefulShutdownTimeout,
     leaderElection: flags.leaderElect
       ? {
-          namespace: flags.leaderElectionNamespace,
-          name: flags.leaderElectionId,
-          leaseDurationMs: flags.leaseDuration,
-          renewDeadlineMs: flags.renewDeadline,
-          retryPeriodMs: flags.retryPeriod
-        }
+        namespace: flags.leaderElectionNamespace,
+        name: flags.leaderElectionId,
+        leaseDurationMs: flags.leaseDuration,
+        renewDeadlineMs: flags.renewDeadline,
+        retryPeriodMs: flags.retryPeriod
+      }
       : undefined,
     impersonation: {
       mode: flags.impersonate,
@@ -157,10 +163,13 @@ export const runCommand = Command.make("run", runFlags, (flags) =>
       return yield* operator.runOperator(options)
     })
   )).pipe(
-  Command.withDescription("Run the operator: reconcile Capabilities with the plugins of the plugins folder until interrupted"),
-  Command.withExamples([
-    { command: "halkyon run --plugins-dir dist/plugins", description: "Run against the current kubeconfig context" },
-    { command: "halkyon run --kubeconfig ./kubeconfig --context kind-dev -n shop", description: "One namespace of another cluster" },
-    { command: "HALKYON_PLUGINS=acme/redis@v2.1.0 halkyon run --plugins-dir ./plugins", description: "Install a plugin from its release, then run" }
-  ])
-)
+    Command.withDescription("Run the operator: reconcile Capabilities with the plugins of the plugins folder until interrupted"),
+    Command.withExamples([
+      { command: "halkyon run --plugins-dir dist/plugins", description: "Run against the current kubeconfig context" },
+      { command: "halkyon run --kubeconfig ./kubeconfig --context kind-dev -n shop", description: "One namespace of another cluster" },
+      {
+        command: "HALKYON_PLUGINS=acme/redis@v2.1.0 halkyon run --plugins-dir ./plugins",
+        description: "Install a plugin from its release, then run"
+      }
+    ])
+  )

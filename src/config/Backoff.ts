@@ -24,7 +24,7 @@ export const makeKeyedBackoff = (baseMs: number, maxMs: number): KeyedBackoff =>
     next: (key) =>
       Effect.gen(function*() {
         let step = steps.get(key)
-        if (step === undefined) steps.set(key, (step = yield* firstStep))
+        if (step === undefined) steps.set(key, step = yield* firstStep)
         // The schedule never ends: its step never halts.
         const [, delay] = yield* step(yield* Clock.currentTimeMillis, undefined).pipe(Effect.orDie)
         return Duration.toMillis(delay)

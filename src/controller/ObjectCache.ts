@@ -77,5 +77,4 @@ export class ObjectCache extends Context.Service<ObjectCache, {
       size: () => objects.size
     })
   })
-
 }

@@ -63,7 +63,9 @@ const finishWithin = <A>(
           Effect.timeoutOrElse({
             duration: Duration.millis(bound),
             orElse: () =>
-              Effect.logWarning(`reconcile of ${label} did not finish within ${bound} ms of shutdown: abandoned, it is reconciled again at the next start`).pipe(
+              Effect.logWarning(
+                `reconcile of ${label} did not finish within ${bound} ms of shutdown: abandoned, it is reconciled again at the next start`
+              ).pipe(
                 Effect.annotateLogs(annotations),
                 Effect.andThen(Fiber.interrupt(fiber))
               )

@@ -12,7 +12,9 @@ export class MalformedChecksums extends Schema.TaggedError<MalformedChecksums>()
   line: Schema.String
 }) {
   override get message() {
-    return `${this.url} line ${this.lineNumber} is not "<sha256>  <file>": ${JSON.stringify(this.line.slice(0, 120))}; the release's checksums.txt is damaged, ask its publisher to fix it`
+    return `${this.url} line ${this.lineNumber} is not "<sha256>  <file>": ${
+      JSON.stringify(this.line.slice(0, 120))
+    }; the release's checksums.txt is damaged, ask its publisher to fix it`
   }
 }
 
@@ -98,7 +100,9 @@ export class NoReleaseAsset extends Schema.TaggedError<NoReleaseAsset>()("NoRele
   tried: Schema.Array(Schema.String)
 }) {
   override get message() {
-    return `${this.spec} has no release archive for ${this.platform}: tried ${this.tried.join(", ")}. Check the repository and tag, or ask its publisher for a ${this.platform} build`
+    return `${this.spec} has no release archive for ${this.platform}: tried ${
+      this.tried.join(", ")
+    }. Check the repository and tag, or ask its publisher for a ${this.platform} build`
   }
 }
 
@@ -145,7 +149,9 @@ export class DownloadFailed extends Schema.TaggedError<DownloadFailed>()("Downlo
   detail: Schema.String
 }) {
   override get message() {
-    return `could not download ${this.url} (${this.attempts} ${this.attempts === 1 ? "try" : "tries"}): ${this.detail}; check the network, the proxy (HTTPS_PROXY, NO_PROXY) and that the release host is up, then run the install again`
+    return `could not download ${this.url} (${this.attempts} ${
+      this.attempts === 1 ? "try" : "tries"
+    }): ${this.detail}; check the network, the proxy (HTTPS_PROXY, NO_PROXY) and that the release host is up, then run the install again`
   }
 }
 
@@ -162,7 +168,9 @@ export class UnsafeArchive extends Schema.TaggedError<UnsafeArchive>()("UnsafeAr
   problem: Schema.String
 }) {
   override get message() {
-    return `refused ${this.asset}: entry ${JSON.stringify(this.entry)} ${this.problem}. Nothing was installed; a plugin archive holds only regular files and folders inside it, so ask the plugin's publisher to fix the release`
+    return `refused ${this.asset}: entry ${
+      JSON.stringify(this.entry)
+    } ${this.problem}. Nothing was installed; a plugin archive holds only regular files and folders inside it, so ask the plugin's publisher to fix the release`
   }
 }
 

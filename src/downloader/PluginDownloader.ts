@@ -82,7 +82,6 @@ export const downloaderSettings = (pluginsDir: string, overrides: Partial<Downlo
   ...overrides
 })
 
-
 export interface InstallOutcome {
   readonly spec: string
   readonly result: "installed" | "replaced" | "unchanged"
@@ -151,9 +150,15 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
     if (keys.length > 0) {
       const sigUrl = assetUrl(settings.releaseBase, spec, SignatureAsset)
       const signature = yield* fetchSmall(sigUrl, SignatureAsset)
-      if (signature === undefined) return yield* new SignatureMissing({ spec: spec.toString(), url: sigUrl.href, keys: keys.map((k) => k.file) })
+      if (signature === undefined) {
+        return yield* new SignatureMissing({ spec: spec.toString(), url: sigUrl.href, keys: keys.map((k) => k.file) })
+      }
       if (!signedByOneOf(keys, bytes, signature.toString("utf8"))) {
-        return yield* new SignatureInvalid({ spec: spec.toString(), keys: keys.map((k) => k.file), detail: `${SignatureAsset} does not verify` })
+        return yield* new SignatureInvalid({
+          spec: spec.toString(),
+          keys: keys.map((k) => k.file),
+          detail: `${SignatureAsset} does not verify`
+        })
       }
     }
     const sums = parseChecksums(url.href, bytes.toString("utf8"))
@@ -179,66 +184,82 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
     })
 
   /** One try at one archive: download, unpack, verify, commit. */
-  const receive = (
-    spec: PluginSpec,
-    asset: string,
-    published: Effect.Effect<{ readonly sums: Checksums; readonly signed: boolean } | undefined, InstallError>,
-    pins: ReadonlyArray<{ readonly source: string; readonly sha256: string }>
-  ) => (body: AssetBody) =>
-    Effect.gen(function*() {
-      const staging = yield* Effect.acquireRelease(
-        Effect.tryPromise({
-          try: () => mkdtemp(join(dir, stagingPrefix())),
-          catch: (e) => new LockWriteFailed({ dir, detail: e instanceof Error ? e.message : String(e) })
-        }),
-        (path) => Effect.promise(() => rm(path, { recursive: true, force: true }))
-      )
-      const extraction = startExtraction(staging, asset, settings.limits)
-      yield* Effect.addFinalizer(() => Effect.sync(extraction.abort))
-      const hash = sha256Hex()
-      const services = yield* Effect.context<never>()
-      const progress = progressFor(`${spec}`, body.size, (line) => Effect.runForkWith(services)(Effect.logInfo(line)))
-      yield* body.forEach((chunk) => {
-        hash.update(chunk)
-        progress.advance(chunk.byteLength)
-        return extraction.write(chunk)
-      }).pipe(Effect.ensuring(progress.finish))
-      const entries = yield* extraction.finish
-      const actual = hash.digest("hex")
-      const checksums = yield* published
-      const expected = checksums?.sums.get(asset)
-      if (checksums !== undefined && expected === undefined) {
-        return yield* new NotAPluginArchive({ spec: spec.toString(), asset, detail: "the release's checksums.txt has no line for it, so it cannot be verified" })
-      }
-      if (expected !== undefined && actual !== expected) {
-        return yield* new ChecksumMismatch({ spec: spec.toString(), asset, expected, actual })
-      }
-      for (const pin of pins) {
-        if (actual !== pin.sha256) return yield* new DigestMismatch({ spec: spec.toString(), asset, source: pin.source, expected: pin.sha256, actual })
-      }
-      const files = entries.filter((e) => e.type === "file")
-      const topLevel = files.filter((f) => !f.path.includes("/"))
-      if (topLevel.length === 0) {
-        return yield* new NotAPluginArchive({ spec: spec.toString(), asset, detail: "it has no file at its top level, where the plugin executable belongs" })
-      }
-      const reserved = entries.find((e) => isReservedName(e.path.split("/")[0] ?? e.path))
-      if (reserved !== undefined) {
-        return yield* new NotAPluginArchive({ spec: spec.toString(), asset, detail: `${reserved.path} is a name the plugins folder reserves (plugins.lock and dot-names)` })
-      }
-      const installed = files.map((f) => ({ path: f.path, sha256: f.sha256, size: f.size }))
-      const entry: LockEntry = {
-        spec: spec.toString(),
-        repository: spec.repository,
-        tag: spec.tag,
-        asset: assetUrl(settings.releaseBase, spec, asset).href,
-        sha256: actual,
-        checksum: expected === undefined ? "unpublished" : checksums?.signed === true ? "signed" : "verified",
-        files: installed,
-        installedAt: new Date().toISOString()
-      }
-      const result = yield* committing.withPermits(1)(exclusively(dir, commit(dir, basename(staging), entry)))
-      return { spec: spec.toString(), result, entry } satisfies InstallOutcome
-    })
+  const receive =
+    (
+      spec: PluginSpec,
+      asset: string,
+      published: Effect.Effect<{ readonly sums: Checksums; readonly signed: boolean } | undefined, InstallError>,
+      pins: ReadonlyArray<{ readonly source: string; readonly sha256: string }>
+    ) =>
+    (body: AssetBody) =>
+      Effect.gen(function*() {
+        const staging = yield* Effect.acquireRelease(
+          Effect.tryPromise({
+            try: () => mkdtemp(join(dir, stagingPrefix())),
+            catch: (e) => new LockWriteFailed({ dir, detail: e instanceof Error ? e.message : String(e) })
+          }),
+          (path) => Effect.promise(() => rm(path, { recursive: true, force: true }))
+        )
+        const extraction = startExtraction(staging, asset, settings.limits)
+        yield* Effect.addFinalizer(() => Effect.sync(extraction.abort))
+        const hash = sha256Hex()
+        const services = yield* Effect.context<never>()
+        const progress = progressFor(`${spec}`, body.size, (line) => Effect.runForkWith(services)(Effect.logInfo(line)))
+        yield* body.forEach((chunk) => {
+          hash.update(chunk)
+          progress.advance(chunk.byteLength)
+          return extraction.write(chunk)
+        }).pipe(Effect.ensuring(progress.finish))
+        const entries = yield* extraction.finish
+        const actual = hash.digest("hex")
+        const checksums = yield* published
+        const expected = checksums?.sums.get(asset)
+        if (checksums !== undefined && expected === undefined) {
+          return yield* new NotAPluginArchive({
+            spec: spec.toString(),
+            asset,
+            detail: "the release's checksums.txt has no line for it, so it cannot be verified"
+          })
+        }
+        if (expected !== undefined && actual !== expected) {
+          return yield* new ChecksumMismatch({ spec: spec.toString(), asset, expected, actual })
+        }
+        for (const pin of pins) {
+          if (actual !== pin.sha256) {
+            return yield* new DigestMismatch({ spec: spec.toString(), asset, source: pin.source, expected: pin.sha256, actual })
+          }
+        }
+        const files = entries.filter((e) => e.type === "file")
+        const topLevel = files.filter((f) => !f.path.includes("/"))
+        if (topLevel.length === 0) {
+          return yield* new NotAPluginArchive({
+            spec: spec.toString(),
+            asset,
+            detail: "it has no file at its top level, where the plugin executable belongs"
+          })
+        }
+        const reserved = entries.find((e) => isReservedName(e.path.split("/")[0] ?? e.path))
+        if (reserved !== undefined) {
+          return yield* new NotAPluginArchive({
+            spec: spec.toString(),
+            asset,
+            detail: `${reserved.path} is a name the plugins folder reserves (plugins.lock and dot-names)`
+          })
+        }
+        const installed = files.map((f) => ({ path: f.path, sha256: f.sha256, size: f.size }))
+        const entry: LockEntry = {
+          spec: spec.toString(),
+          repository: spec.repository,
+          tag: spec.tag,
+          asset: assetUrl(settings.releaseBase, spec, asset).href,
+          sha256: actual,
+          checksum: expected === undefined ? "unpublished" : checksums?.signed === true ? "signed" : "verified",
+          files: installed,
+          installedAt: new Date().toISOString()
+        }
+        const result = yield* committing.withPermits(1)(exclusively(dir, commit(dir, basename(staging), entry)))
+        return { spec: spec.toString(), result, entry } satisfies InstallOutcome
+      })
 
   const installOnce = Effect.fn("PluginDownloader.install")(function*(spec: PluginSpec, options: InstallOptions) {
     const fromLock = yield* lockedDigest(spec)
@@ -277,7 +298,9 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
         continue
       }
       yield* Effect.logInfo(
-        `${outcome.result} ${spec}: ${outcome.entry.files.map((f) => f.path).join(", ")} (SHA-256 ${outcome.entry.sha256}, ${describeVerification(outcome.entry, pins.length > 0)})`
+        `${outcome.result} ${spec}: ${outcome.entry.files.map((f) => f.path).join(", ")} (SHA-256 ${outcome.entry.sha256}, ${
+          describeVerification(outcome.entry, pins.length > 0)
+        })`
       )
       return outcome
     }
@@ -330,7 +353,11 @@ const make = Effect.fn("PluginDownloader.make")(function*(settings: DownloaderSe
         }
       }
       if (found === undefined) {
-        return yield* new NoReleaseAsset({ spec: spec.toString(), platform: `${platform.os}/${platform.arch}`, tried: names.map((n) => assetUrl(settings.releaseBase, spec, n).href) })
+        return yield* new NoReleaseAsset({
+          spec: spec.toString(),
+          platform: `${platform.os}/${platform.arch}`,
+          tried: names.map((n) => assetUrl(settings.releaseBase, spec, n).href)
+        })
       }
       archives[platformKey(platform)] = found
     }

@@ -11,7 +11,6 @@ const namePart = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
 // Git refuses these in tag names; a URL path segment must not hold them either.
 const badTag = /[\s/\\?#%~^:*[\]]|\.\.|@\{|^-|^\.|\.$|\.lock$/
 
-
 export class PluginSpec extends Schema.Class<PluginSpec>("PluginSpec")({
   org: Schema.String,
   repo: Schema.String,

@@ -145,7 +145,9 @@ const asBody = (opened: { response: Response; body: ReadableStream<Uint8Array>; 
   const broken = (e: unknown) =>
     new Transient({
       url: opened.url,
-      detail: stalled ? `no data for ${settings.readTimeoutMs} ms after ${received} bytes` : `the download broke off after ${received} bytes: ${describe(e)}`
+      detail: stalled
+        ? `no data for ${settings.readTimeoutMs} ms after ${received} bytes`
+        : `the download broke off after ${received} bytes: ${describe(e)}`
     })
   const ended = () =>
     size !== undefined && received !== size

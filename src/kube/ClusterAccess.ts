@@ -44,7 +44,9 @@ export const loadKubeConfig = Effect.fn("ClusterAccess.load")(function*(options:
       }
       if (options.context !== undefined) {
         if (kc.getContextObject(options.context) === null) {
-          throw new Error(`context "${options.context}" is not in the kubeconfig; it has: ${kc.getContexts().map((c) => c.name).join(", ")}`)
+          throw new Error(
+            `context "${options.context}" is not in the kubeconfig; it has: ${kc.getContexts().map((c) => c.name).join(", ")}`
+          )
         }
         kc.setCurrentContext(options.context)
       }

@@ -41,5 +41,9 @@ export const recordEvent = Effect.fn("Events.record")(function*(
       lastTimestamp: now,
       count: 1
     })
-    .pipe(Effect.catch((e) => Effect.logWarning(`could not record event ${reason} for ${about.metadata.namespace}/${about.metadata.name}: ${e.message}`)))
+    .pipe(
+      Effect.catch((e) =>
+        Effect.logWarning(`could not record event ${reason} for ${about.metadata.namespace}/${about.metadata.name}: ${e.message}`)
+      )
+    )
 })

@@ -83,7 +83,11 @@ export interface KubeApi {
    * we apply) unless `force` is false, when a field another manager set to
    * another value fails the apply (409).
    */
-  readonly apply: (object: KubeObject, fieldManager: string, options?: { readonly force?: boolean }) => Effect.Effect<KubeObject, KubeApiError>
+  readonly apply: (
+    object: KubeObject,
+    fieldManager: string,
+    options?: { readonly force?: boolean }
+  ) => Effect.Effect<KubeObject, KubeApiError>
   /** A JSON merge patch (lists are replaced whole), as `fieldManager`. */
   readonly mergePatch: (ref: ObjectRef, patch: unknown, fieldManager: string) => Effect.Effect<KubeObject, KubeApiError>
   /** A JSON merge patch of the status subresource. */
@@ -149,7 +153,9 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
           await kc.applyToHTTPSOptions(options)
           const headers: Record<string, string> = {}
           for (const [k, v] of Object.entries(options.headers ?? {})) if (v !== undefined) headers[k] = String(v)
-          const pem = (value: unknown) => (value === undefined || value === null ? undefined : Buffer.isBuffer(value) ? value.toString("utf8") : String(value))
+          const pem = (
+            value: unknown
+          ) => (value === undefined || value === null ? undefined : Buffer.isBuffer(value) ? value.toString("utf8") : String(value))
           const tls: TlsOptions = {
             ...(pem(options.ca) === undefined ? {} : { ca: pem(options.ca) }),
             ...(pem(options.cert) === undefined ? {} : { cert: pem(options.cert) }),
@@ -197,7 +203,9 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
         resume(effect)
       }
       const unreachable = (e: unknown) =>
-        Effect.fail(new KubeApiError({ code: 0, reason: "Unreachable", detail: e instanceof Error ? e.message : String(e), request: label }))
+        Effect.fail(
+          new KubeApiError({ code: 0, reason: "Unreachable", detail: e instanceof Error ? e.message : String(e), request: label })
+        )
       fetchInit()
         .then(({ tls, headers }) =>
           fetch(`${server}${path}`, {
@@ -220,7 +228,8 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
             }
             return read(response).then(
               (value) => settle(Effect.succeed(value)),
-              (e: unknown) => settle(Effect.fail(new KubeApiError({ code: response.status, reason: "BadResponse", detail: String(e), request: label })))
+              (e: unknown) =>
+                settle(Effect.fail(new KubeApiError({ code: response.status, reason: "BadResponse", detail: String(e), request: label })))
             )
           },
           (e: unknown) => settle(unreachable(e))
@@ -244,12 +253,19 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
           )
         )
       )
-      const byKind = new Map(list.resources.filter((r) => !r.name.includes("/")).map((r) => [r.kind, { plural: r.name, namespaced: r.namespaced }]))
+      const byKind = new Map(
+        list.resources.filter((r) => !r.name.includes("/")).map((r) => [r.kind, { plural: r.name, namespaced: r.namespaced }])
+      )
       discovery.set(apiVersion, byKind)
       return byKind
     })
 
-  const restPath = (apiVersion: string, resource: { plural: string; namespaced: boolean }, namespace: string | undefined, name: string | undefined) => {
+  const restPath = (
+    apiVersion: string,
+    resource: { plural: string; namespaced: boolean },
+    namespace: string | undefined,
+    name: string | undefined
+  ) => {
     const base = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`
     const ns = resource.namespaced && namespace !== undefined ? `/namespaces/${encodeURIComponent(namespace)}` : ""
     return `${base}${ns}/${resource.plural}${name === undefined ? "" : `/${encodeURIComponent(name)}`}`
@@ -263,7 +279,12 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
       let resource = (yield* resourcesOf(apiVersion, false)).get(kind)
       if (resource === undefined) resource = (yield* resourcesOf(apiVersion, true)).get(kind)
       if (resource === undefined) {
-        return yield* new KubeApiError({ code: 404, reason: "NotFound", detail: `the server has no kind ${kind} in ${apiVersion} (is its CRD installed?)`, request: `discover ${apiVersion}` })
+        return yield* new KubeApiError({
+          code: 404,
+          reason: "NotFound",
+          detail: `the server has no kind ${kind} in ${apiVersion} (is its CRD installed?)`,
+          request: `discover ${apiVersion}`
+        })
       }
       return restPath(apiVersion, resource, namespace, name)
     })
@@ -307,16 +328,25 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
       Effect.gen(function*() {
         const path = yield* pathOf(apiVersion, kind, options.namespace)
         const abort = yield* Effect.acquireRelease(Effect.sync(() => new AbortController()), (c) => Effect.sync(() => c.abort()))
-        const url = `${path}${query({
-          watch: true,
-          allowWatchBookmarks: true,
-          resourceVersion: options.resourceVersion,
-          labelSelector: options.labelSelector,
-          timeoutSeconds: options.timeoutSeconds ?? WatchTimeoutSeconds
-        })}`
+        const url = `${path}${
+          query({
+            watch: true,
+            allowWatchBookmarks: true,
+            resourceVersion: options.resourceVersion,
+            labelSelector: options.labelSelector,
+            timeoutSeconds: options.timeoutSeconds ?? WatchTimeoutSeconds
+          })
+        }`
         const response = yield* send("GET", url, { signal: abort.signal, stream: true }, (r) => Promise.resolve(r))
         const body = response.body
-        if (body === null) return yield* new KubeApiError({ code: 0, reason: "WatchBroken", detail: "the watch answered without a body", request: `WATCH ${path}` })
+        if (body === null) {
+          return yield* new KubeApiError({
+            code: 0,
+            reason: "WatchBroken",
+            detail: "the watch answered without a body",
+            request: `WATCH ${path}`
+          })
+        }
         return Stream.fromReadableStream({
           evaluate: () => body,
           // Aborting the watch (its scope closing) errors the body: that is its normal end.
@@ -330,15 +360,33 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
             try {
               event = JSON.parse(line) as typeof event
             } catch (e) {
-              return Effect.fail(new KubeApiError({ code: 0, reason: "WatchBroken", detail: `unreadable watch event: ${String(e)}`, request: `WATCH ${path}` }))
+              return Effect.fail(
+                new KubeApiError({
+                  code: 0,
+                  reason: "WatchBroken",
+                  detail: `unreadable watch event: ${String(e)}`,
+                  request: `WATCH ${path}`
+                })
+              )
             }
             if (event.type === "ERROR") {
               // e.g. 410 Expired: the resource version is too old; the caller relists.
-              return Effect.fail(new KubeApiError({ code: event.object.code ?? 500, reason: event.object.reason ?? "Error", detail: event.object.message ?? "", request: `WATCH ${path}` }))
+              return Effect.fail(
+                new KubeApiError({
+                  code: event.object.code ?? 500,
+                  reason: event.object.reason ?? "Error",
+                  detail: event.object.message ?? "",
+                  request: `WATCH ${path}`
+                })
+              )
             }
-            if (event.type === "BOOKMARK") return Effect.succeed<WatchEvent>({ type: "BOOKMARK", resourceVersion: event.object.metadata.resourceVersion ?? "" })
+            if (event.type === "BOOKMARK") {
+              return Effect.succeed<WatchEvent>({ type: "BOOKMARK", resourceVersion: event.object.metadata.resourceVersion ?? "" })
+            }
             // Watch events name their object's kind, as lists do not; a copy only when one does not.
-            const object = event.object.apiVersion === apiVersion && event.object.kind === kind ? event.object : { ...event.object, apiVersion, kind }
+            const object = event.object.apiVersion === apiVersion && event.object.kind === kind
+              ? event.object
+              : { ...event.object, apiVersion, kind }
             return Effect.succeed<WatchEvent>({ type: event.type as "ADDED" | "MODIFIED" | "DELETED", object })
           })
         )
@@ -348,14 +396,19 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
   const apply = (object: KubeObject, fieldManager: string, options: { readonly force?: boolean } = {}) =>
     pathOf(object.apiVersion, object.kind, object.metadata.namespace, object.metadata.name).pipe(
       Effect.flatMap((path) =>
-        json("PATCH", `${path}${query({ fieldManager, force: options.force ?? true })}`, { body: object, contentType: "application/apply-patch+yaml" })
+        json("PATCH", `${path}${query({ fieldManager, force: options.force ?? true })}`, {
+          body: object,
+          contentType: "application/apply-patch+yaml"
+        })
       ),
       Effect.map(asObject)
     )
 
   const patch = (ref: ObjectRef, body: unknown, suffix: string, fieldManager: string | undefined) =>
     pathOf(ref.apiVersion, ref.kind, ref.namespace, ref.name).pipe(
-      Effect.flatMap((path) => json("PATCH", `${path}${suffix}${query({ fieldManager })}`, { body, contentType: "application/merge-patch+json" })),
+      Effect.flatMap((path) =>
+        json("PATCH", `${path}${suffix}${query({ fieldManager })}`, { body, contentType: "application/merge-patch+json" })
+      ),
       Effect.map(asObject)
     )
   const mergePatch = (ref: ObjectRef, body: unknown, fieldManager: string) => patch(ref, body, "", fieldManager)
@@ -372,5 +425,18 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
 
   const impersonating = (user: string): KubeApi => Effect.runSync(make(kc, user, { discovery, fetchInit }))
 
-  return KubeClient.of({ get, list, watch, apply, mergePatch, patchStatus, delete: remove, create, namespaced, server, impersonating, actingAs })
+  return KubeClient.of({
+    get,
+    list,
+    watch,
+    apply,
+    mergePatch,
+    patchStatus,
+    delete: remove,
+    create,
+    namespaced,
+    server,
+    impersonating,
+    actingAs
+  })
 })

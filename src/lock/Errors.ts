@@ -9,7 +9,9 @@ export class PluginModified extends Schema.TaggedError<PluginModified>()("Plugin
   problems: Schema.Array(Schema.String)
 }) {
   override get message() {
-    return `${this.spec} in ${this.dir} no longer matches what was installed: ${this.problems.join("; ")}. Reinstall it with: halkyon plugins install ${this.spec} --plugins-dir ${this.dir}`
+    return `${this.spec} in ${this.dir} no longer matches what was installed: ${
+      this.problems.join("; ")
+    }. Reinstall it with: halkyon plugins install ${this.spec} --plugins-dir ${this.dir}`
   }
 }
 

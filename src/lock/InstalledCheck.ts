@@ -14,7 +14,9 @@ import { PluginModified, PluginNotLocked } from "./Errors.ts"
 
 export const checkInstalled = Effect.fn("InstalledCheck.check")(function*(dir: string, name: string, requireLocked = false) {
   const lock = yield* readLock(dir).pipe(
-    Effect.tapError((e) => requireLocked ? Effect.void : Effect.logWarning(`${e.message}; plugins are started without checking them against it`)),
+    Effect.tapError((e) =>
+      requireLocked ? Effect.void : Effect.logWarning(`${e.message}; plugins are started without checking them against it`)
+    ),
     Effect.option
   )
   if (Option.isNone(lock)) {

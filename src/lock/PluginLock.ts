@@ -50,11 +50,19 @@ const RelativePath = Schema.String.pipe(
 )
 /** One top-level name of the folder that an install may occupy: a relative single part, not reserved. */
 const TopLevelName = Schema.String.pipe(
-  Schema.check(Schema.makeFilter((name: string) => (isRelativeName(name) && !name.includes("/") && !isReservedName(name)) || "must be a plain file name of the plugins folder"))
+  Schema.check(
+    Schema.makeFilter((name: string) =>
+      (isRelativeName(name) && !name.includes("/") && !isReservedName(name)) || "must be a plain file name of the plugins folder"
+    )
+  )
 )
 /** A staging folder's name, as stagingPrefix makes it. */
 const StagingName = Schema.String.pipe(
-  Schema.check(Schema.makeFilter((name: string) => (isRelativeName(name) && !name.includes("/") && stagingOwner(name) !== undefined) || "must name a staging folder"))
+  Schema.check(
+    Schema.makeFilter((name: string) =>
+      (isRelativeName(name) && !name.includes("/") && stagingOwner(name) !== undefined) || "must name a staging folder"
+    )
+  )
 )
 
 export const InstalledFile = Schema.Struct({
@@ -112,7 +120,10 @@ const inside = (dir: string, name: string) => {
  * write a lock without the other's entry. A mutex left by a killed process
  * is taken over.
  */
-export const exclusively = <A, E, R>(dir: string, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | FolderBusy | LockWriteFailed, R> => {
+export const exclusively = <A, E, R>(
+  dir: string,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | FolderBusy | LockWriteFailed, R> => {
   const path = join(dir, MutexName)
   const acquire = Effect.gen(function*() {
     const deadline = Date.now() + 60_000
@@ -260,7 +271,11 @@ export const recover = (dir: string): Effect.Effect<string | undefined, LockWrit
  * Fails, changing nothing, when a file would take the place of one that
  * belongs to another release or that nobody installed.
  */
-export const commit = (dir: string, staging: string, entry: LockEntry): Effect.Effect<"installed" | "replaced", LockUnreadable | FileConflict | LockWriteFailed> =>
+export const commit = (
+  dir: string,
+  staging: string,
+  entry: LockEntry
+): Effect.Effect<"installed" | "replaced", LockUnreadable | FileConflict | LockWriteFailed> =>
   Effect.gen(function*() {
     const lock = yield* readLock(dir)
     const previous = lock.plugins.find((p) => p.repository === entry.repository)
@@ -269,7 +284,9 @@ export const commit = (dir: string, staging: string, entry: LockEntry): Effect.E
     for (const name of moves) {
       const owner = lock.plugins.find((p) => p !== previous && topLevelNames(p.files).includes(name))
       if (owner !== undefined) return yield* new FileConflict({ spec: entry.spec, file: name, owner: owner.spec })
-      if (!previousNames.has(name) && existsSync(join(dir, name))) return yield* new FileConflict({ spec: entry.spec, file: name, owner: "" })
+      if (!previousNames.has(name) && existsSync(join(dir, name))) {
+        return yield* new FileConflict({ spec: entry.spec, file: name, owner: "" })
+      }
     }
     const journal: Journal = {
       staging,

@@ -27,7 +27,8 @@ export const startTimeOf = (pid: number): string => {
 export const thisProcess: ProcessIdentity = { pid: process.pid, start: startTimeOf(process.pid) }
 
 /** `<pid>.<start>`, as staging names and the mutex file carry it. */
-export const formatIdentity = (identity: ProcessIdentity) => identity.start === "" ? String(identity.pid) : `${identity.pid}.${identity.start}`
+export const formatIdentity = (identity: ProcessIdentity) =>
+  identity.start === "" ? String(identity.pid) : `${identity.pid}.${identity.start}`
 
 /** Reads `<pid>` or `<pid>.<start>`; undefined if it is neither. */
 export const parseIdentity = (text: string): ProcessIdentity | undefined => {

@@ -13,9 +13,13 @@ import { readFileSync, renameSync, statSync, writeFileSync } from "node:fs"
 import { Effect, Schema } from "effect"
 import { LockUnreadable, LockWriteFailed } from "./Errors.ts"
 
-const Sha256 = Schema.String.pipe(Schema.check(Schema.makeFilter((s: string) => /^[0-9a-f]{64}$/.test(s) || "must be a lower-case hex SHA-256")))
+const Sha256 = Schema.String.pipe(
+  Schema.check(Schema.makeFilter((s: string) => /^[0-9a-f]{64}$/.test(s) || "must be a lower-case hex SHA-256"))
+)
 /** `<os>_<arch>`, as Go names them: linux_amd64, darwin_arm64. */
-const PlatformKey = Schema.String.pipe(Schema.check(Schema.makeFilter((s: string) => /^[a-z0-9]+_[a-z0-9]+$/.test(s) || "must be <os>_<arch>")))
+const PlatformKey = Schema.String.pipe(
+  Schema.check(Schema.makeFilter((s: string) => /^[a-z0-9]+_[a-z0-9]+$/.test(s) || "must be <os>_<arch>"))
+)
 
 export const LockedArchive = Schema.Struct({
   asset: Schema.String,

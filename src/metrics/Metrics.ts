@@ -269,12 +269,23 @@ export class Metrics extends Context.Service<Metrics, {
 
 export const makeMetrics = (): Metrics["Service"] => {
   const registry = new MetricsRegistry()
-  const reconcileTotal = registry.counter("halkyon_reconcile_total", "Capability reconciles, by result (success, error, requeue).", ["result"])
+  const reconcileTotal = registry.counter("halkyon_reconcile_total", "Capability reconciles, by result (success, error, requeue).", [
+    "result"
+  ])
   // Every result from the start, so that rate() and alerts see a zero rather than no series.
   for (const result of ["success", "error", "requeue"] as const) reconcileTotal.inc({ result }, 0)
-  const reconcileDuration = registry.histogram("halkyon_reconcile_duration_seconds", "How long a Capability reconcile took, in seconds.", [], reconcileBuckets)
+  const reconcileDuration = registry.histogram(
+    "halkyon_reconcile_duration_seconds",
+    "How long a Capability reconcile took, in seconds.",
+    [],
+    reconcileBuckets
+  )
   const queueDepth = registry.gauge("halkyon_workqueue_depth", "Capabilities waiting in the work queue.")
-  const pluginRestarts = registry.counter("halkyon_plugin_restarts_total", "Plugin restarts after the plugin exited or stopped answering.", ["plugin"])
+  const pluginRestarts = registry.counter(
+    "halkyon_plugin_restarts_total",
+    "Plugin restarts after the plugin exited or stopped answering.",
+    ["plugin"]
+  )
   const pluginReplaceFailures = registry.counter(
     "halkyon_plugin_replace_failures_total",
     "Replaced plugin files that could not start: the previous version kept serving.",

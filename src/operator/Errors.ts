@@ -14,7 +14,9 @@ export class HttpAddressInvalid extends Schema.TaggedError<HttpAddressInvalid>()
   detail: Schema.String
 }) {
   override get message() {
-    return `invalid address for ${describeEndpoint(this.endpoint)}: ${JSON.stringify(this.address)}: ${this.detail}; use the form ":8081", "127.0.0.1:8081" or "[::1]:8081", or "0" to disable`
+    return `invalid address for ${describeEndpoint(this.endpoint)}: ${
+      JSON.stringify(this.address)
+    }: ${this.detail}; use the form ":8081", "127.0.0.1:8081" or "[::1]:8081", or "0" to disable`
   }
 }
 
@@ -33,7 +35,9 @@ export class HttpListenFailed extends Schema.TaggedError<HttpListenFailed>()("Ht
       : this.code === "EADDRNOTAVAIL"
       ? "the address is not one of this machine's"
       : this.detail
-    return `cannot serve ${describeEndpoint(this.endpoint)} on ${this.address}: ${why} (${this.code}); choose another address, or "0" to disable`
+    return `cannot serve ${
+      describeEndpoint(this.endpoint)
+    } on ${this.address}: ${why} (${this.code}); choose another address, or "0" to disable`
   }
 }
 
@@ -51,7 +55,9 @@ export class LeaseApiError extends Schema.TaggedError<LeaseApiError>()("LeaseApi
 }) {
   override get message() {
     return this.code === 0
-      ? `${this.operation} of lease ${this.lease} failed: the API server ${this.reason === "Timeout" ? "did not answer in time" : "could not be reached"}: ${this.detail}`
+      ? `${this.operation} of lease ${this.lease} failed: the API server ${
+        this.reason === "Timeout" ? "did not answer in time" : "could not be reached"
+      }: ${this.detail}`
       : `${this.operation} of lease ${this.lease} failed: ${this.detail} (${this.reason}, HTTP ${this.code})`
   }
 }

@@ -43,8 +43,6 @@ export class Readiness extends Context.Service<Readiness, {
   })
 }
 
-
-
 export interface ListenAddress {
   /** "" means every interface. */
   readonly host: string
@@ -101,7 +99,11 @@ const make = Effect.fnUntraced(function*(options: { readonly healthAddr: string;
 
   const handler = (serves: ReadonlySet<Endpoint>) => (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0]
-    const endpoint: Endpoint | undefined = path === "/healthz" || path === "/readyz" ? "health" : path === "/metrics" ? "metrics" : undefined
+    const endpoint: Endpoint | undefined = path === "/healthz" || path === "/readyz"
+      ? "health"
+      : path === "/metrics"
+      ? "metrics"
+      : undefined
     if (endpoint === undefined || !serves.has(endpoint)) return text(res, 404, "not found\n")
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.setHeader("allow", "GET, HEAD")
@@ -151,16 +153,24 @@ const make = Effect.fnUntraced(function*(options: { readonly healthAddr: string;
         return typeof bound === "object" && bound !== null ? { host: bound.address, port: bound.port } : { host: at.host, port: at.port }
       }),
       Effect.tap((bound) =>
-        Effect.logInfo(`serving ${[...serves].map(describeEndpoint).join(" and ")} on ${bound.host.includes(":") ? `[${bound.host}]` : bound.host}:${bound.port}`)
+        Effect.logInfo(
+          `serving ${[...serves].map(describeEndpoint).join(" and ")} on ${
+            bound.host.includes(":") ? `[${bound.host}]` : bound.host
+          }:${bound.port}`
+        )
       )
     )
 
   // One address for both (not an ephemeral one, which would be two ports): one server.
-  if (health !== undefined && metricsAt !== undefined && health.host === metricsAt.host && health.port === metricsAt.port && health.port !== 0) {
+  if (
+    health !== undefined && metricsAt !== undefined && health.host === metricsAt.host && health.port === metricsAt.port && health.port !== 0
+  ) {
     const bound = yield* listen("health", options.healthAddr, health, new Set<Endpoint>(["health", "metrics"]))
     return HttpEndpoints.of({ health: bound, metrics: bound })
   }
   const healthBound = health === undefined ? undefined : yield* listen("health", options.healthAddr, health, new Set<Endpoint>(["health"]))
-  const metricsBound = metricsAt === undefined ? undefined : yield* listen("metrics", options.metricsAddr, metricsAt, new Set<Endpoint>(["metrics"]))
+  const metricsBound = metricsAt === undefined
+    ? undefined
+    : yield* listen("metrics", options.metricsAddr, metricsAt, new Set<Endpoint>(["metrics"]))
   return HttpEndpoints.of({ health: healthBound, metrics: metricsBound })
 })

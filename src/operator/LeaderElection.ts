@@ -112,12 +112,15 @@ const recordOf = (lease: V1Lease): LeaseRecord => ({
 })
 
 /** What changes at every renewal or transition: a record seen again unchanged is not a sign of life. */
-const recordKey = (record: LeaseRecord) => `${record.holder}|${record.renewTime ?? ""}|${record.acquireTime ?? ""}|${record.transitions}|${record.durationMs}`
+const recordKey = (record: LeaseRecord) =>
+  `${record.holder}|${record.renewTime ?? ""}|${record.acquireTime ?? ""}|${record.transitions}|${record.durationMs}`
 
 const validate = (o: LeaderElectionOptions): string | undefined => {
   if (o.identity === "") return "the identity is empty"
   if (o.name === "" || o.namespace === "") return "the lease needs a name and a namespace"
-  if (!(o.leaseDurationMs >= 1000)) return `the lease duration must be at least 1 s (the Lease counts whole seconds), got ${o.leaseDurationMs} ms`
+  if (!(o.leaseDurationMs >= 1000)) {
+    return `the lease duration must be at least 1 s (the Lease counts whole seconds), got ${o.leaseDurationMs} ms`
+  }
   if (!(o.renewDeadlineMs > 0 && o.renewDeadlineMs < o.leaseDurationMs)) {
     return `the renew deadline (${o.renewDeadlineMs} ms) must be positive and shorter than the lease duration (${o.leaseDurationMs} ms)`
   }
@@ -201,7 +204,13 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
         detail: typeof status.message === "string" ? status.message : String(e.body)
       })
     }
-    return new LeaseApiError({ lease: leaseName, operation, code: 0, reason: "Unreachable", detail: e instanceof Error ? e.message : String(e) })
+    return new LeaseApiError({
+      lease: leaseName,
+      operation,
+      code: 0,
+      reason: "Unreachable",
+      detail: e instanceof Error ? e.message : String(e)
+    })
   }
 
   const call = <A>(operation: LeaseApiError["operation"], run: (options: ConfigurationOptions) => Promise<A>) =>
@@ -223,8 +232,7 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
 
   /** Replaces the Lease, based on `base`'s resourceVersion: a Conflict if anyone wrote since. */
   const update = (operation: "update" | "release", base: V1Lease, record: Parameters<typeof spec>[0]) =>
-    call(operation, (o) =>
-      api.replaceNamespacedLease({ name, namespace, body: { ...base, spec: { ...base.spec, ...spec(record) } } }, o))
+    call(operation, (o) => api.replaceNamespacedLease({ name, namespace, body: { ...base, spec: { ...base.spec, ...spec(record) } } }, o))
 
   const ours = (now: number) => ({ holder: identity, durationSeconds: leaseDurationSeconds, renewTime: now })
 
@@ -234,7 +242,11 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
     if (leading && observed !== undefined) {
       const record = recordOf(observed)
       const sentAt = monotonic()
-      const renewed = yield* update("update", observed, { ...ours(wallClock()), acquireTime: record.acquireTime, transitions: record.transitions }).pipe(
+      const renewed = yield* update("update", observed, {
+        ...ours(wallClock()),
+        acquireTime: record.acquireTime,
+        transitions: record.transitions
+      }).pipe(
         Effect.map((lease) => ({ _tag: "Held", lease, sentAt }) as const),
         Effect.catchIf((e) => e.code === 409 || e.code === 404, () => Effect.succeed(undefined))
       )
@@ -247,7 +259,12 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
       const lease = yield* call("create", (o) =>
         api.createNamespacedLease({
           namespace,
-          body: { apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata: { name, namespace }, spec: spec({ ...ours(now), acquireTime: now, transitions: 0 }) }
+          body: {
+            apiVersion: "coordination.k8s.io/v1",
+            kind: "Lease",
+            metadata: { name, namespace },
+            spec: spec({ ...ours(now), acquireTime: now, transitions: 0 })
+          }
         }, o))
       return { _tag: "Held", lease, sentAt } as Attempt
     }
@@ -274,7 +291,15 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
       Effect.timeoutOrElse({
         duration: Duration.millis(Math.max(1, timeoutMs)),
         orElse: () =>
-          Effect.fail(new LeaseApiError({ lease: leaseName, operation: "acquire or renew", code: 0, reason: "Timeout", detail: `no answer within ${Math.round(timeoutMs)} ms` }))
+          Effect.fail(
+            new LeaseApiError({
+              lease: leaseName,
+              operation: "acquire or renew",
+              code: 0,
+              reason: "Timeout",
+              detail: `no answer within ${Math.round(timeoutMs)} ms`
+            })
+          )
       })
     )
 
@@ -375,20 +400,34 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
     const freed = { holder: "", durationSeconds: 1, acquireTime: now, renewTime: now, transitions: recordOf(base).transitions }
     const written = yield* update("release", base, freed).pipe(
       // A renewal interrupted in flight may have landed: retry on the Lease as it is, if it is still ours.
-      Effect.catchIf((e) => e.code === 409, () =>
-        read.pipe(Effect.flatMap((current) =>
-          current !== undefined && recordOf(current).holder === identity
-            ? update("release", current, { ...freed, transitions: recordOf(current).transitions })
-            : Effect.succeed(undefined)
-        ))),
+      Effect.catchIf(
+        (e) => e.code === 409,
+        () =>
+          read.pipe(Effect.flatMap((current) =>
+            current !== undefined && recordOf(current).holder === identity
+              ? update("release", current, { ...freed, transitions: recordOf(current).transitions })
+              : Effect.succeed(undefined)
+          ))
+      ),
       Effect.timeoutOrElse({
         duration: Duration.millis(renewDeadlineMs),
-        orElse: () => Effect.fail(new LeaseApiError({ lease: leaseName, operation: "release", code: 0, reason: "Timeout", detail: `no answer within ${renewDeadlineMs} ms` }))
+        orElse: () =>
+          Effect.fail(
+            new LeaseApiError({
+              lease: leaseName,
+              operation: "release",
+              code: 0,
+              reason: "Timeout",
+              detail: `no answer within ${renewDeadlineMs} ms`
+            })
+          )
       }),
       Effect.result
     )
     if (written._tag === "Failure") {
-      yield* Effect.logWarning(`${identity} stopped leading but could not release lease ${leaseName}; it expires on its own: ${written.failure.message}`)
+      yield* Effect.logWarning(
+        `${identity} stopped leading but could not release lease ${leaseName}; it expires on its own: ${written.failure.message}`
+      )
     } else if (written.success === undefined) {
       yield* Effect.logInfo(`${identity} stopped leading; lease ${leaseName} had already passed to another holder`)
     } else {

@@ -76,7 +76,13 @@ const installNamed = Effect.fn("Operator.installPlugins")(function*(install: Non
     Effect.provide(PluginDownloader.layer(install.downloader))
   )
   const failed = results.filter(Result.isFailure).length + invalid.length
-  if (failed > 0) yield* Effect.logWarning(`${failed} of ${results.length + invalid.length} plugins named in --plugins/HALKYON_PLUGINS could not be installed; running with the plugins the folder has`)
+  if (failed > 0) {
+    yield* Effect.logWarning(
+      `${failed} of ${
+        results.length + invalid.length
+      } plugins named in --plugins/HALKYON_PLUGINS could not be installed; running with the plugins the folder has`
+    )
+  }
 })
 
 export const runOperator = Effect.fn("Operator.run")(function*(options: OperatorOptions) {
@@ -152,9 +158,10 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
       const as = options.impersonation.mode === "always"
         ? kubeClient.impersonating(bindingServiceAccountUser(options.impersonation.operatorNamespace))
         : kubeClient
-      bindingFence = (yield* startBindingController({ namespace, concurrency: 2, shutdownTimeoutMs: options.gracefulShutdownTimeoutMs }).pipe(
-        Effect.provideService(KubeClient, KubeClient.of(as))
-      )).fence
+      bindingFence =
+        (yield* startBindingController({ namespace, concurrency: 2, shutdownTimeoutMs: options.gracefulShutdownTimeoutMs }).pipe(
+          Effect.provideService(KubeClient, KubeClient.of(as))
+        )).fence
       yield* Effect.logInfo(`ServiceBinding controller on (servicebinding.io/v1)${as === kubeClient ? "" : `, as ${as.actingAs}`}`)
     } else {
       yield* Effect.logInfo("ServiceBinding controller off (--service-binding=false)")
@@ -172,4 +179,3 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
 
   yield* installFirst.pipe(Effect.andThen(operate), Effect.scoped, Effect.provide(endpoints))
 })
-

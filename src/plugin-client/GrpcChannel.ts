@@ -80,14 +80,14 @@ export const makeChannel = ({ handshake, certificate }: ChannelOptions): Channel
   const dial = (): Socket =>
     secure
       ? tlsConnect({
-          ...at,
-          ca: derToPem(handshake.certificate as Uint8Array),
-          cert: certificate.certPem,
-          key: certificate.keyPem,
-          servername: "localhost",
-          ALPNProtocols: ["h2"],
-          minVersion: "TLSv1.2"
-        })
+        ...at,
+        ca: derToPem(handshake.certificate as Uint8Array),
+        cert: certificate.certPem,
+        key: certificate.keyPem,
+        servername: "localhost",
+        ALPNProtocols: ["h2"],
+        minVersion: "TLSv1.2"
+      })
       : netConnect(at)
 
   let session: http2.ClientHttp2Session | undefined
@@ -128,7 +128,7 @@ export const makeChannel = ({ handshake, certificate }: ChannelOptions): Channel
     }
   }
 
-  const unary = <I, O>(method: Method<I, O>, request: I, timeoutMs: number, done: (outcome: O | CallError) => void): (() => void) => {
+  const unary = <I, O>(method: Method<I, O>, request: I, timeoutMs: number, done: (outcome: O | CallError) => void): () => void => {
     const stream = open(method.path, timeoutMs)
     if (stream instanceof CallError) {
       done(stream)
@@ -237,7 +237,9 @@ const follow = (stream: http2.ClientHttp2Stream, onMessage: (message: Uint8Array
     const http = Number(headers[":status"])
     if (http !== 200) return fail(codeForHttpStatus(http), `the plugin answered HTTP ${http}`)
     const type = String(headers["content-type"] ?? "")
-    if (!type.startsWith("application/grpc")) return fail(Status.UNKNOWN, `the plugin answered with content-type ${JSON.stringify(type)}, not gRPC`)
+    if (!type.startsWith("application/grpc")) {
+      return fail(Status.UNKNOWN, `the plugin answered with content-type ${JSON.stringify(type)}, not gRPC`)
+    }
     // A trailers-only response carries its status in the headers.
     status = statusOf(headers) ?? status
   })

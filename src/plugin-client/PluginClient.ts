@@ -100,7 +100,6 @@ export interface ConnectOptions {
 /** Told of every call and how long it took, failed ones included (for metrics). */
 export type CallObserver = (plugin: string, method: string, seconds: number) => void
 
-
 const stateName: Partial<Record<ConditionState, DependentCondition["state"]>> = {
   [ConditionState.CONDITION_STATE_READY]: "ready",
   [ConditionState.CONDITION_STATE_PENDING]: "pending",
@@ -153,8 +152,7 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
 
   const connection: PluginConnection = {
     describe: call(Describe, {}),
-    checkValidity: (capability) =>
-      call(CheckValidity, { capability: capabilityBytes(capability) }).pipe(Effect.map((r) => r.errors)),
+    checkValidity: (capability) => call(CheckValidity, { capability: capabilityBytes(capability) }).pipe(Effect.map((r) => r.errors)),
     buildDependents: (capability) =>
       call(BuildDependents, { capability: capabilityBytes(capability) }).pipe(
         Effect.flatMap((r) =>
@@ -162,19 +160,26 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
             const object = parseKubeObject(d.object)
             return object !== undefined
               ? Effect.succeed({ id: d.id, object, bytes: d.object.byteLength })
-              : Effect.fail(malformed("BuildDependents", `dependent ${d.id} that is not a Kubernetes object (JSON with apiVersion, kind and metadata.name)`))
+              : Effect.fail(
+                malformed(
+                  "BuildDependents",
+                  `dependent ${d.id} that is not a Kubernetes object (JSON with apiVersion, kind and metadata.name)`
+                )
+              )
           })
         )
       ),
     updateDependent: (id, capability, existing) =>
       call(UpdateDependent, { id, capability: capabilityBytes(capability), existing: jsonBytes(existing) }).pipe(
-        Effect.flatMap((r): Effect.Effect<{ needsUpdate: boolean; updated: Record<string, unknown> | undefined; bytes: number }, PluginCallError> => {
-          if (!r.needsUpdate) return Effect.succeed({ needsUpdate: false, updated: undefined, bytes: 0 })
-          const updated = parseKubeObject(r.updated)
-          return updated !== undefined
-            ? Effect.succeed({ needsUpdate: true, updated, bytes: r.updated.byteLength })
-            : Effect.fail(malformed("UpdateDependent", `an updated ${id} that is not a Kubernetes object`))
-        })
+        Effect.flatMap(
+          (r): Effect.Effect<{ needsUpdate: boolean; updated: Record<string, unknown> | undefined; bytes: number }, PluginCallError> => {
+            if (!r.needsUpdate) return Effect.succeed({ needsUpdate: false, updated: undefined, bytes: 0 })
+            const updated = parseKubeObject(r.updated)
+            return updated !== undefined
+              ? Effect.succeed({ needsUpdate: true, updated, bytes: r.updated.byteLength })
+              : Effect.fail(malformed("UpdateDependent", `an updated ${id} that is not a Kubernetes object`))
+          }
+        )
       ),
     evaluateConditions: (capability, observed) =>
       call(EvaluateConditions, {
@@ -199,7 +204,9 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
       Effect.flatMap((r) =>
         r.status === HealthCheckResponse_ServingStatus.SERVING
           ? Effect.void
-          : Effect.fail(new PluginUnavailable({ plugin: name, method: "Health.Check", detail: `status ${HealthCheckResponse_ServingStatus[r.status]}` }))
+          : Effect.fail(
+            new PluginUnavailable({ plugin: name, method: "Health.Check", detail: `status ${HealthCheckResponse_ServingStatus[r.status]}` })
+          )
       )
     ),
     shutdown: call(Shutdown, {}).pipe(
@@ -215,8 +222,10 @@ const openSideStreams = (channel: Channel, options: ConnectOptions) =>
   Effect.acquireRelease(
     Effect.sync(() => {
       // UNIMPLEMENTED (older plugins) and the end of the connection end them quietly.
-      const stdio = channel.serverStream(StreamStdio, {}, (data: StdioData) =>
-        options.onStdio?.(data.channel === StdioData_Channel.STDOUT ? "stdout" : "stderr", data.data)
+      const stdio = channel.serverStream(
+        StreamStdio,
+        {},
+        (data: StdioData) => options.onStdio?.(data.channel === StdioData_Channel.STDOUT ? "stdout" : "stderr", data.data)
       )
       const broker = channel.bidiStream(StartStream)
       return { stdio, broker }

@@ -25,7 +25,9 @@ export class PluginHandshakeTimeout extends Schema.TaggedError<PluginHandshakeTi
   stderr: Schema.Array(Schema.String)
 }) {
   override get message() {
-    return `plugin ${this.plugin} did not print its handshake line within ${this.timeoutMs} ms (raise --handshake-timeout if it is just slow).${lastLines(this.stderr)}`
+    return `plugin ${this.plugin} did not print its handshake line within ${this.timeoutMs} ms (raise --handshake-timeout if it is just slow).${
+      lastLines(this.stderr)
+    }`
   }
 }
 

@@ -132,7 +132,7 @@ const make = Effect.fn("PluginHost.make")(function*() {
   const settled = new Map<string, Deferred.Deferred<void>>()
   const settledOnce = (name: string) => {
     let deferred = settled.get(name)
-    if (deferred === undefined) settled.set(name, (deferred = Deferred.makeUnsafe<void>()))
+    if (deferred === undefined) settled.set(name, deferred = Deferred.makeUnsafe<void>())
     return deferred
   }
 
@@ -254,7 +254,9 @@ const make = Effect.fn("PluginHost.make")(function*() {
       if (Option.isSome(refused)) {
         yield* registry.unregister(file.name)
         setStatus(file, { state: "failed", error: refused.value.message })
-        return yield* Effect.logError(`not starting plugin ${file.name}: ${refused.value.message}`).pipe(Effect.annotateLogs({ plugin: file.name }))
+        return yield* Effect.logError(`not starting plugin ${file.name}: ${refused.value.message}`).pipe(
+          Effect.annotateLogs({ plugin: file.name })
+        )
       }
       yield* FiberMap.run(supervisors, file.name, supervise(file))
     })

@@ -89,7 +89,9 @@ const checkRunnable = (file: PluginFile): Effect.Effect<void, PluginNotRunnable>
         path: file.path,
         detail: e instanceof Error && "code" in e && e.code === "EACCES"
           ? "it is not executable (chmod +x it)"
-          : e instanceof Error ? e.message : String(e)
+          : e instanceof Error
+          ? e.message
+          : String(e)
       })
   })
 
@@ -237,7 +239,12 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     return yield* new PluginHandshakeTimeout({ plugin: file.name, timeoutMs: options.handshakeTimeoutMs, stderr: yield* stderrLines })
   }
   if (line.value !== undefined && "tooLong" in line.value) {
-    return yield* new PluginBadHandshake({ plugin: file.name, kind: "TooLong", line: line.value.tooLong, detail: `${MaxHandshakeLineBytes} bytes` })
+    return yield* new PluginBadHandshake({
+      plugin: file.name,
+      kind: "TooLong",
+      line: line.value.tooLong,
+      detail: `${MaxHandshakeLineBytes} bytes`
+    })
   }
   if (line.value === undefined) {
     const code = yield* Deferred.await(exitCode).pipe(Effect.timeoutOption(Duration.seconds(2)))
@@ -247,17 +254,23 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
   const parsed = parseHandshake(line.value.line, options.protocolVersions)
   if (!parsed.ok) {
     const p = parsed.problem
-    const detail = p._tag === "Malformed" ? p.detail
-      : p._tag === "CoreVersion" ? `core protocol version ${p.got}, expected 1`
-      : p._tag === "UnknownProtocol" ? `protocol "${p.protocol}"`
-      : p._tag === "NoSharedVersion" ? `it answered version ${p.got}, this operator offers ${p.offered.join(", ")}`
+    const detail = p._tag === "Malformed" ?
+      p.detail
+      : p._tag === "CoreVersion" ?
+      `core protocol version ${p.got}, expected 1`
+      : p._tag === "UnknownProtocol" ?
+      `protocol "${p.protocol}"`
+      : p._tag === "NoSharedVersion" ?
+      `it answered version ${p.got}, this operator offers ${p.offered.join(", ")}`
       : "netrpc"
     return yield* new PluginBadHandshake({ plugin: file.name, kind: p._tag, line: p.line, detail })
   }
   const handshake = parsed.handshake
   // Checked before anything else about it: the host connects nowhere the plugin was not told to listen.
   const refused = addressProblem(handshake, socketDir, process.platform) ?? socketProblem(handshake)
-  if (refused !== undefined) return yield* new PluginBadHandshake({ plugin: file.name, kind: "Address", line: line.value.line, detail: refused })
+  if (refused !== undefined) {
+    return yield* new PluginBadHandshake({ plugin: file.name, kind: "Address", line: line.value.line, detail: refused })
+  }
   if (certificate !== undefined && handshake.certificate === undefined) {
     return yield* new PluginBadHandshake({
       plugin: file.name,
@@ -351,7 +364,9 @@ export const attach = Effect.fn("PluginProcess.attach")(function*(target: Reatta
     callTimeoutMs: options.callTimeoutMs,
     onStdio: (channel, data) => {
       const text = new TextDecoder().decode(data).trimEnd()
-      if (text !== "") Effect.runForkWith(services)(Effect.logInfo(text).pipe(Effect.annotateLogs({ plugin: target.name, stream: channel })))
+      if (text !== "") {
+        Effect.runForkWith(services)(Effect.logInfo(text).pipe(Effect.annotateLogs({ plugin: target.name, stream: channel })))
+      }
     }
   })
   const description = yield* connection.describe.pipe(

@@ -224,7 +224,6 @@ export const serveRunner = Effect.fn("PluginRunner.serve")(function*(options: Ru
       while (served.children.size > 0 && Date.now() < deadline) yield* Effect.sleep("20 millis")
       for (const child of served.children) signal(child, "SIGKILL")
       rmSync(settings.socketPath, { force: true })
-    })
-  )
+    }))
   yield* Effect.logInfo(`plugin runner listening on ${settings.socketPath}, running plugins of ${settings.pluginsDir}`)
 })

@@ -44,7 +44,9 @@ export const hardenPluginHost = (settings: HostSettings) =>
     const outcome = yield* makeUndumpable
     if (outcome.applied) yield* Effect.logDebug("this process's /proc entries are now unreadable to plugins (PR_SET_DUMPABLE 0)")
     else {
-      yield* Effect.logWarning(`plugins running as this user can read this process's /proc entries (environment included): ${outcome.reason}`)
+      yield* Effect.logWarning(
+        `plugins running as this user can read this process's /proc entries (environment included): ${outcome.reason}`
+      )
     }
     const hidden = settings.hiddenFromPlugins ?? []
     if (settings.pluginRunner !== undefined || hidden.length === 0) return

@@ -49,8 +49,7 @@ const HexDigits = "0123456789abcdef"
 export const HostPidKey = "HALKYON_HOST_PID"
 
 /** The message go-plugin prints when a plugin is run without its host. */
-export const RunByHandMessage =
-  "This binary is a plugin. These are not meant to be executed directly.\n" +
+export const RunByHandMessage = "This binary is a plugin. These are not meant to be executed directly.\n" +
   "Please execute the program that consumes these plugins, which will\n" +
   "load any plugins automatically\n"
 

@@ -49,7 +49,9 @@ export interface RunningController {
 
 /** The Capability that controls a dependent, from its controller owner reference. */
 const ownerKey = (object: KubeObject): string | undefined => {
-  const owner = object.metadata.ownerReferences?.find((r) => r.controller === true && r.kind === "Capability" && r.apiVersion === ApiVersion)
+  const owner = object.metadata.ownerReferences?.find((r) =>
+    r.controller === true && r.kind === "Capability" && r.apiVersion === ApiVersion
+  )
   if (owner !== undefined) return `${object.metadata.namespace ?? ""}/${owner.name}`
   const label = object.metadata.labels?.[CapabilityLabel]
   return label === undefined ? undefined : `${object.metadata.namespace ?? ""}/${label}`

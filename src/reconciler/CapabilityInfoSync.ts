@@ -26,7 +26,9 @@ const instanceLabels = (namespace: string | undefined): Record<string, string> =
 
 /** Selects this operator instance's CapabilityInfos, and no other instance's. */
 export const instanceSelector = (namespace: string | undefined): string =>
-  namespace === undefined ? `${ManagedBy}=halkyon,!${OperatorNamespaceLabel}` : `${ManagedBy}=halkyon,${OperatorNamespaceLabel}=${namespace}`
+  namespace === undefined
+    ? `${ManagedBy}=halkyon,!${OperatorNamespaceLabel}`
+    : `${ManagedBy}=halkyon,${OperatorNamespaceLabel}=${namespace}`
 
 /** The CapabilityInfos the registry implies, by name; the first plugin by name wins a shared type. */
 export const desiredInfos = Effect.fnUntraced(function*(namespace: string | undefined) {

@@ -63,7 +63,9 @@ const labelNamedKinds = new Set(["v1/Service"])
 /** Why `name` is not a valid name for the kind, or undefined when it is. */
 export const nameProblem = (apiVersion: string, kind: string, name: string): string | undefined => {
   if (labelNamedKinds.has(`${apiVersion}/${kind}`)) {
-    return name.length <= 63 && label1035.test(name) ? undefined : "is not a valid DNS-1035 label (a-z, 0-9 and '-', starting with a letter, at most 63)"
+    return name.length <= 63 && label1035.test(name)
+      ? undefined
+      : "is not a valid DNS-1035 label (a-z, 0-9 and '-', starting with a letter, at most 63)"
   }
   return name.length <= 253 && subdomain.test(name) ? undefined : "is not a valid DNS-1123 subdomain (a-z, 0-9, '-' and '.', at most 253)"
 }
@@ -96,14 +98,19 @@ const checkOne = (
   if (bytes > MaxObjectBytes) return violation("size", `is ${bytes} bytes serialized, over the limit of ${MaxObjectBytes}`)
   const info = declared.get(id)
   if (info === undefined) {
-    return violation("declared", `has an id the plugin did not declare in Describe (declared: ${[...declared.keys()].join(", ") || "none"})`)
+    return violation(
+      "declared",
+      `has an id the plugin did not declare in Describe (declared: ${[...declared.keys()].join(", ") || "none"})`
+    )
   }
   const apiVersion = text(field(object, "apiVersion"))
   const kind = text(field(object, "kind"))
   if (apiVersion !== info.apiVersion || kind !== info.kind) {
     return violation("kind", `is a ${apiVersion} ${kind}, but the plugin declared ${id} as a ${info.apiVersion} ${info.kind}`)
   }
-  if (scopes(apiVersion, kind) === false) return violation("namespaced", `is of a cluster-scoped kind; a plugin may only return namespaced objects`)
+  if (scopes(apiVersion, kind) === false) {
+    return violation("namespaced", `is of a cluster-scoped kind; a plugin may only return namespaced objects`)
+  }
   const m = metadataOf(object)
   if (m.namespace !== undefined && m.namespace !== namespace) {
     return violation("namespace", `is not in the Capability's namespace ${namespace}`)
@@ -134,7 +141,11 @@ export const checkBuilt = (
 /** The first rule that what UpdateDependent returned for `existing` breaks, or undefined. */
 export const checkUpdated = (
   updated: Returned,
-  existing: { readonly apiVersion: string; readonly kind: string; readonly metadata: { readonly name: string; readonly namespace?: string } },
+  existing: {
+    readonly apiVersion: string
+    readonly kind: string
+    readonly metadata: { readonly name: string; readonly namespace?: string }
+  },
   declared: ReadonlyArray<DependentInfo>,
   namespace: string,
   scopes: Scopes
@@ -151,7 +162,9 @@ export const checkUpdated = (
   return {
     rule: "identity",
     id: updated.id,
-    message: `the update of ${before} returned ${describeObject(updated.id, updated.object)}: an update keeps apiVersion, kind, namespace and name`
+    message: `the update of ${before} returned ${
+      describeObject(updated.id, updated.object)
+    }: an update keeps apiVersion, kind, namespace and name`
   }
 }
 
@@ -165,7 +178,9 @@ export const withOwnership = (object: Record<string, unknown>, owner: KubeObject
   const { status: _status, ...rest } = object
   const metadata = { ...(object.metadata as Record<string, unknown>) }
   // Owner references are the operator's to set: a plugin's own could hand the object to another owner's garbage collection.
-  for (const field of ["managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink", "ownerReferences"]) delete metadata[field]
+  for (const field of ["managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink", "ownerReferences"]) {
+    delete metadata[field]
+  }
   const owned = info === undefined || info.owned
   return {
     ...(rest as unknown as KubeObject),
@@ -176,15 +191,15 @@ export const withOwnership = (object: Record<string, unknown>, owner: KubeObject
       labels: { ...(metadata.labels as Record<string, string> | undefined), [CapabilityLabel]: owner.metadata.name },
       ...(owned
         ? {
-            ownerReferences: [{
-              apiVersion: ApiVersion,
-              kind: "Capability",
-              name: owner.metadata.name,
-              uid: owner.metadata.uid ?? "",
-              controller: true,
-              blockOwnerDeletion: true
-            }]
-          }
+          ownerReferences: [{
+            apiVersion: ApiVersion,
+            kind: "Capability",
+            name: owner.metadata.name,
+            uid: owner.metadata.uid ?? "",
+            controller: true,
+            blockOwnerDeletion: true
+          }]
+        }
         : {})
     }
   }

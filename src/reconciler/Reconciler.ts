@@ -32,14 +32,21 @@ import { ObjectCache } from "../controller/ObjectCache.ts"
 import type { ReconcileResult } from "../controller/Workers.ts"
 import { makeKeyedBackoff } from "../config/Backoff.ts"
 import { Metrics } from "../metrics/Metrics.ts"
-import { CapabilityLabel, checkBuilt, checkUpdated, FieldManager, type Violation, violationMessage, withOwnership } from "./DependentRules.ts"
+import {
+  CapabilityLabel,
+  checkBuilt,
+  checkUpdated,
+  FieldManager,
+  type Violation,
+  violationMessage,
+  withOwnership
+} from "./DependentRules.ts"
 import { describeForbidden, PluginIdentity } from "./PluginIdentity.ts"
 import { nextStatus, type Outcome, readyCondition, rollUp, sameStatus } from "./Status.ts"
 import { KubeApiError } from "../kube/Errors.ts"
 
 // Where they live now (render reuses them without the Kubernetes client); kept here for the controller's imports.
 export { CapabilityLabel, FieldManager, withOwnership }
-
 
 const decodeExit = Schema.decodeUnknownExit(Capability)
 // The cache replaces objects on update and never changes them: a version
@@ -106,7 +113,10 @@ const make = Effect.fnUntraced(function*() {
       if (sameStatus(previous, status)) return
       // A merge patch keeps keys it does not name: null removes the facts that no longer hold.
       const patch = { plugin: null, version: null, bindingSecret: null, binding: null, dependents: null, ...status }
-      yield* kube.patchStatus({ apiVersion: ApiVersion, kind: "Capability", namespace: raw.metadata.namespace, name: raw.metadata.name }, patch).pipe(
+      yield* kube.patchStatus(
+        { apiVersion: ApiVersion, kind: "Capability", namespace: raw.metadata.namespace, name: raw.metadata.name },
+        patch
+      ).pipe(
         Effect.tap(remember)
       )
       const before = readyCondition(previous)
@@ -119,7 +129,9 @@ const make = Effect.fnUntraced(function*() {
         // dependents is progress, logged but not an Event (one per Capability
         // created would double the API writes of a large rollout).
         if (outcome.reason !== "DependentsNotReady") {
-          yield* recordEvent(raw, outcome.ready === "True" ? "Normal" : "Warning", outcome.reason, outcome.message).pipe(Effect.provideContext(context))
+          yield* recordEvent(raw, outcome.ready === "True" ? "Normal" : "Warning", outcome.reason, outcome.message).pipe(
+            Effect.provideContext(context)
+          )
         }
       }
     })
@@ -137,7 +149,11 @@ const make = Effect.fnUntraced(function*() {
     const previous = (raw as { status?: CapabilityStatus }).status
     const decoded = decodeCapability(raw)
     if (decoded._tag === "Failure") {
-      yield* report(raw, previous, { ready: "False", reason: "InvalidSpec", message: `the Capability cannot be read: ${String(decoded.cause)}` })
+      yield* report(raw, previous, {
+        ready: "False",
+        reason: "InvalidSpec",
+        message: `the Capability cannot be read: ${String(decoded.cause)}`
+      })
       return {}
     }
     const capability = decoded.value
@@ -155,10 +171,14 @@ const make = Effect.fnUntraced(function*() {
     }
     waiting.delete(key)
     const outcome = yield* provision(raw, resolved.success).pipe(
-      Effect.catchTag(["PluginUnavailable", "PluginTimeout"], (e) =>
-        Effect.succeed<Attempt | "busy">({ ready: "Unknown", reason: "PluginUnavailable", message: e.message, retry: true })
+      Effect.catchTag(
+        ["PluginUnavailable", "PluginTimeout"],
+        (e) => Effect.succeed<Attempt | "busy">({ ready: "Unknown", reason: "PluginUnavailable", message: e.message, retry: true })
       ),
-      Effect.catchTag("PluginCallFailed", (e) => Effect.succeed<Attempt | "busy">({ ready: "False", reason: "PluginError", message: e.message })),
+      Effect.catchTag(
+        "PluginCallFailed",
+        (e) => Effect.succeed<Attempt | "busy">({ ready: "False", reason: "PluginError", message: e.message })
+      ),
       Effect.catchTag("PluginBusy", () => Effect.succeed<Attempt | "busy">("busy"))
     )
     // Its plugin has its share of the workers already: the status stays as it is, the Capability waits its turn.
@@ -213,7 +233,13 @@ const make = Effect.fnUntraced(function*() {
           plan.push({ dependent, info, keep: current })
           continue
         }
-        const wrong = checkUpdated({ id: dependent.id, object: decision.updated, bytes: decision.bytes }, current, description.dependents, namespace, scopes)
+        const wrong = checkUpdated(
+          { id: dependent.id, object: decision.updated, bytes: decision.bytes },
+          current,
+          description.dependents,
+          namespace,
+          scopes
+        )
         if (wrong !== undefined) return yield* violated(raw, resolution, wrong)
         plan.push({ dependent, info, keep: current, update: withOwnership(decision.updated, raw, info) })
       }
@@ -229,7 +255,9 @@ const make = Effect.fnUntraced(function*() {
           return {
             ready: "False",
             reason: "ApplyFailed",
-            message: `${String(step.dependent.object.kind)} ${nameOf(step.dependent.object)} (${step.dependent.id}) could not be applied: ${e.detail}`,
+            message: `${String(step.dependent.object.kind)} ${
+              nameOf(step.dependent.object)
+            } (${step.dependent.id}) could not be applied: ${e.detail}`,
             dependents: observed.map((o) => dependentStatus(o.built, true, "Applied", "")),
             // Retried with backoff once the status says why.
             failure: e
@@ -353,7 +381,9 @@ const make = Effect.fnUntraced(function*() {
       // Fields another manager set (a hand edit's list items, say) survive an
       // apply, or make it invalid (two ports of one name). Then a merge patch,
       // whose lists replace the server's whole, puts the plugin's object back.
-      const replace = Effect.logDebug(`${ref.kind} ${ref.namespace}/${ref.name}: fields another manager set stand in the way of the apply; replacing them`).pipe(
+      const replace = Effect.logDebug(
+        `${ref.kind} ${ref.namespace}/${ref.name}: fields another manager set stand in the way of the apply; replacing them`
+      ).pipe(
         Effect.andThen(kube.mergePatch(ref, owned, FieldManager)),
         Effect.tap(remember)
       )
@@ -374,15 +404,22 @@ const make = Effect.fnUntraced(function*() {
 const CreateOnly = "18446744073709551615"
 
 /** One dependent, checked, and what the reconcile does with it. */
-type Step = { readonly dependent: BuiltDependent; readonly info: DependentInfo } & (
-  | { readonly create: KubeObject }
-  | { readonly keep: KubeObject; readonly update?: KubeObject }
-)
+type Step =
+  { readonly dependent: BuiltDependent; readonly info: DependentInfo } &
+  (
+    | { readonly create: KubeObject }
+    | { readonly keep: KubeObject; readonly update?: KubeObject }
+  )
 
 /** A dependent's name is taken by an object this Capability does not control. */
 class Conflict extends Data.TaggedError("Conflict")<{ readonly existing: KubeObject }> {}
 
-const refOf = (o: KubeObject): ObjectRef => ({ apiVersion: o.apiVersion, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name })
+const refOf = (o: KubeObject): ObjectRef => ({
+  apiVersion: o.apiVersion,
+  kind: o.kind,
+  namespace: o.metadata.namespace,
+  name: o.metadata.name
+})
 
 /** Whether `object` carries `capability`'s controller owner reference, uid matched. */
 export const controlledBy = (object: KubeObject, capability: KubeObject): boolean =>
@@ -393,7 +430,10 @@ export const controlledBy = (object: KubeObject, capability: KubeObject): boolea
 const holders = (o: KubeObject): string => {
   const owners = (o.metadata.ownerReferences ?? []).map((r) => `${r.controller === true ? "controlled" : "owned"} by ${r.kind} ${r.name}`)
   const managers = [...new Set((o.metadata.managedFields ?? []).map((m) => m.manager ?? "").filter((m) => m !== ""))]
-  return [...(owners.length === 0 ? ["no owner reference"] : owners), ...(managers.length === 0 ? [] : [`managed by ${managers.join(", ")}`])].join("; ")
+  return [
+    ...(owners.length === 0 ? ["no owner reference"] : owners),
+    ...(managers.length === 0 ? [] : [`managed by ${managers.join(", ")}`])
+  ].join("; ")
 }
 
 const nameOf = (object: Record<string, unknown>) => String((object.metadata as { name?: unknown } | undefined)?.name ?? "")

@@ -83,7 +83,9 @@ const sameJson = (a: unknown, b: unknown): boolean => {
 }
 
 /** The Ready outcome from the dependents' states: failed beats pending beats ready. */
-export const rollUp = (dependents: ReadonlyArray<DependentStatus & { readonly failed: boolean }>): Pick<Outcome, "ready" | "reason" | "message"> => {
+export const rollUp = (
+  dependents: ReadonlyArray<DependentStatus & { readonly failed: boolean }>
+): Pick<Outcome, "ready" | "reason" | "message"> => {
   const failed = dependents.filter((d) => d.failed)
   const pending = dependents.filter((d) => !d.ready && !d.failed)
   const describe = (d: DependentStatus) => `${d.kind} ${d.name}: ${d.message || d.reason}`

@@ -39,9 +39,13 @@ export const checkBindingEntries = (entries: Readonly<Record<string, string>>): 
   const problems: Array<string> = []
   if ((entries.type ?? "") === "") problems.push("type is missing: a projected binding must say what it is (e.g. postgresql)")
   const host = entries.host
-  if (host !== undefined && !HostName.test(host) && !Ipv6.test(host)) problems.push(`host ${JSON.stringify(host)} is neither a DNS name nor an IP address`)
+  if (host !== undefined && !HostName.test(host) && !Ipv6.test(host)) {
+    problems.push(`host ${JSON.stringify(host)} is neither a DNS name nor an IP address`)
+  }
   const port = entries.port
-  if (port !== undefined && !(/^\d{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535)) problems.push(`port ${JSON.stringify(port)} is not a port number (1-65535)`)
+  if (port !== undefined && !(/^\d{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535)) {
+    problems.push(`port ${JSON.stringify(port)} is not a port number (1-65535)`)
+  }
   const uri = entries.uri
   if (uri !== undefined && !URL.canParse(uri)) problems.push("uri is not a valid URI")
   for (const pem of ["certificates", "private-key"] as const) {

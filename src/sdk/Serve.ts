@@ -134,7 +134,10 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
     const certificate = listening.certificate
     const mux = env.PLUGIN_MULTIPLEX_GRPC === "true" ? false : undefined
     // Bun.stdout, not process.stdout: the latter builds a Node stream before the handshake (docs/performance.md).
-    await Bun.write(Bun.stdout, formatHandshake({ appVersion, network, address, protocol: "grpc", certificate: certificate?.der, multiplexed: mux }) + "\n")
+    await Bun.write(
+      Bun.stdout,
+      formatHandshake({ appVersion, network, address, protocol: "grpc", certificate: certificate?.der, multiplexed: mux }) + "\n"
+    )
     const handshakeMs = performance.now()
     if (debug) {
       const reattach = formatReattach({ name: plugin.name, network, address })
@@ -180,7 +183,9 @@ const listen = async (
   socketPath: string | undefined
 ): Promise<{ readonly listener: Listener; readonly certificate: Certificate | undefined }> => {
   // Mtls.ts only with AutoMTLS: evaluating it (its DER constants) delays the handshake (docs/performance.md).
-  const certificate = clientCert !== undefined && clientCert !== "" ? await (await import("../protocol/Mtls.ts")).generateCertificate() : undefined
+  const certificate = clientCert !== undefined && clientCert !== ""
+    ? await (await import("../protocol/Mtls.ts")).generateCertificate()
+    : undefined
   const tls = certificate === undefined || clientCert === undefined
     ? undefined
     : { certPem: certificate.certPem, keyPem: certificate.keyPem, clientCaPem: clientCert }
@@ -190,7 +195,11 @@ const listen = async (
     return { listener: Listener.open({ tcp: { host: "127.0.0.1", minPort, maxPort }, tls }), certificate }
   }
   if (Buffer.byteLength(socketPath) > MaxSocketPathBytes) {
-    throw new Error(`socket path ${socketPath} is ${Buffer.byteLength(socketPath)} bytes, longer than the ${MaxSocketPathBytes} the OS allows: set a shorter PLUGIN_UNIX_SOCKET_DIR`)
+    throw new Error(
+      `socket path ${socketPath} is ${
+        Buffer.byteLength(socketPath)
+      } bytes, longer than the ${MaxSocketPathBytes} the OS allows: set a shorter PLUGIN_UNIX_SOCKET_DIR`
+    )
   }
   const listener = Listener.open({ unixSocket: socketPath, tls })
   // A socket that cannot be shared is not left behind (Bun removes it when the listener stops).

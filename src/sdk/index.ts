@@ -6,6 +6,8 @@
  * for a walk-through and plugins/postgres for a full plugin.
  */
 export type { Capability, CapabilitySpec, Parameter } from "../api/Capability.ts"
+export { bindingEntries, type BindingEntries, checkBindingEntries } from "./Binding.ts"
+export { makeLogger, type Logger } from "./Log.ts"
 export type {
   Built,
   Condition,
@@ -21,5 +23,3 @@ export type {
 } from "./Plugin.ts"
 export { definePlugin, dependent, failed, pending, ready } from "./Plugin.ts"
 export { serve, type ServeOptions } from "./Serve.ts"
-export { makeLogger, type Logger } from "./Log.ts"
-export { bindingEntries, type BindingEntries, checkBindingEntries } from "./Binding.ts"

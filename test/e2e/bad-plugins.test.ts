@@ -14,7 +14,7 @@ describe("a plugin that fails to start", () => {
   test("prints garbage before the handshake: quoted", async () => {
     const { tag, message } = await launchFailure(badPlugin("garbage"), launchOptions())
     expect(tag).toBe("PluginBadHandshake")
-    expect(message).toContain('printed output before (or instead of) its handshake: "Starting plugin v1.2.3..."')
+    expect(message).toContain("printed output before (or instead of) its handshake: \"Starting plugin v1.2.3...\"")
     expect(message).toContain("log to stderr")
   })
 
@@ -41,7 +41,10 @@ describe("a plugin that fails to start", () => {
   })
 
   test("is not executable", async () => {
-    const { tag, message } = await launchFailure(badPlugin("README.txt"), launchOptions()).catch((e: Error) => ({ tag: "thrown", message: e.message }))
+    const { tag, message } = await launchFailure(badPlugin("README.txt"), launchOptions()).catch((e: Error) => ({
+      tag: "thrown",
+      message: e.message
+    }))
     expect(tag).toBe("thrown")
     expect(message).toContain("neither an executable nor a .js bundle")
   })
@@ -74,8 +77,10 @@ describe("a plugin that fails to start", () => {
 
 describe("version negotiation with a real plugin", () => {
   test("the plugin picks the highest version both speak", () =>
-    withPlugin(testPlugin("oldproto.js"), launchOptions({ protocolVersions: [1, 7] }), (plugin) =>
-      Effect.sync(() => expect(plugin.handshake.appVersion).toBe(7))
+    withPlugin(
+      testPlugin("oldproto.js"),
+      launchOptions({ protocolVersions: [1, 7] }),
+      (plugin) => Effect.sync(() => expect(plugin.handshake.appVersion).toBe(7))
     ))
 })
 
@@ -94,8 +99,7 @@ describe("a plugin that fails mid-call", () => {
           expect(error._tag).toBe("PluginUnavailable")
           expect(Date.now() - started).toBeLessThan(1_500)
           expect(yield* plugin.exited).toBe(2)
-        })
-      ))
+        })))
 
     test(`hangs (${form}): the deadline fires and the host carries on`, () =>
       withPlugin(file, launchOptions({ callTimeoutMs: 400, shutdownGraceMs: 300 }), (plugin) =>
@@ -107,8 +111,7 @@ describe("a plugin that fails mid-call", () => {
           expect(Date.now() - started).toBeLessThan(1_500)
           const ping = yield* Effect.flip(plugin.connection.ping)
           expect(ping._tag).toBe("PluginTimeout")
-        })
-      ))
+        })))
 
     test(`sees only the environment a plugin needs (${form}), not the operator's secrets`, () => {
       process.env.GITHUB_TOKEN = "do-not-leak"
@@ -119,9 +122,13 @@ describe("a plugin that fails mid-call", () => {
           expect(names).not.toContain("GITHUB_TOKEN")
           expect(names).toContain("HALKYON_CAPABILITY_PLUGIN")
           expect(names).toContain("PLUGIN_PROTOCOL_VERSIONS")
-          expect(names.every((n) => /^(HALKYON_CAPABILITY_PLUGIN|HALKYON_HOST_PID|PLUGIN_[A-Z_]+|PATH|TZ|LANG|BUN_BE_BUN)$/.test(n) || ["PWD", "SHLVL", "_", "OLDPWD"].includes(n))).toBe(true)
-        })
-      ).finally(() => delete process.env.GITHUB_TOKEN)
+          expect(
+            names.every((n) =>
+              /^(HALKYON_CAPABILITY_PLUGIN|HALKYON_HOST_PID|PLUGIN_[A-Z_]+|PATH|TZ|LANG|BUN_BE_BUN)$/.test(n) ||
+              ["PWD", "SHLVL", "_", "OLDPWD"].includes(n)
+            )
+          ).toBe(true)
+        })).finally(() => delete process.env.GITHUB_TOKEN)
     })
 
     test(`throws (${form}): an internal error naming the dependent`, () =>
@@ -129,9 +136,10 @@ describe("a plugin that fails mid-call", () => {
         Effect.gen(function*() {
           const error = yield* Effect.flip(plugin.connection.buildDependents(cap("throw")))
           expect(error._tag).toBe("PluginCallFailed")
-          expect(error.message).toBe("plugin flaky" + (form === "bundle" ? ".js" : "") + " failed BuildDependents: building dependent config failed: asked to throw")
+          expect(error.message).toBe(
+            "plugin flaky" + (form === "bundle" ? ".js" : "") + " failed BuildDependents: building dependent config failed: asked to throw"
+          )
           yield* plugin.connection.ping
-        })
-      ))
+        })))
   }
 })

@@ -37,7 +37,19 @@ for (const host of hosts) {
     })
 
     test("--help works on every command", () => {
-      for (const args of [[], ["run"], ["manifests"], ["version"], ["plugins"], ["plugins", "list"], ["plugins", "watch"], ["plugins", "install"], ["plugins", "new"], ["plugins", "build"], ["plugins", "render"]]) {
+      for (const args of [
+        [],
+        ["run"],
+        ["manifests"],
+        ["version"],
+        ["plugins"],
+        ["plugins", "list"],
+        ["plugins", "watch"],
+        ["plugins", "install"],
+        ["plugins", "new"],
+        ["plugins", "build"],
+        ["plugins", "render"]
+      ]) {
         const { code, stdout } = run([...host.command, ...args, "--help"])
         expect(code).toBe(0)
         expect(stdout).toContain("USAGE")
@@ -48,15 +60,40 @@ for (const host of hosts) {
       const all = run([...host.command, "manifests"])
       expect(all.code).toBe(0)
       expect([...all.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual([
-        "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-        "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Deployment"
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ClusterRoleBinding",
+        "Deployment"
       ])
       const crds = run([...host.command, "manifests", "--crds-only"])
-      expect([...crds.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual(["CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition"])
+      expect([...crds.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual([
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
+        "CustomResourceDefinition"
+      ])
       // Where another implementation serves ServiceBindings: neither their CRD nor the binding identity.
       const without = run([...host.command, "manifests", "--service-binding=false"])
       expect([...without.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual([
-        "CustomResourceDefinition", "CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment"
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment"
       ])
       expect(without.stdout).toContain("--service-binding=false")
     })
@@ -80,12 +117,29 @@ for (const host of hosts) {
     test("plugins list -o json gives each plugin, and exits 1 with the reason when one failed", () => {
       const folder = pluginsFolder(builtPlugin("postgres.js"), badPlugin("exits"), testPlugin("oldproto.js"))
       try {
-        const { code, stdout, stderr } = run([...host.command, "plugins", "list", "--plugins-dir", folder.dir, "-o", "json", "--no-auto-mtls"])
+        const { code, stdout, stderr } = run([
+          ...host.command,
+          "plugins",
+          "list",
+          "--plugins-dir",
+          folder.dir,
+          "-o",
+          "json",
+          "--no-auto-mtls"
+        ])
         expect(code).toBe(1)
         const rows = JSON.parse(stdout) as Array<Record<string, unknown>>
-        expect(rows.map((r) => [r.name, r.form, r.state])).toEqual([["exits", "executable", "failed"], ["oldproto.js", "bundle", "failed"], ["postgres.js", "bundle", "running"]])
+        expect(rows.map((r) => [r.name, r.form, r.state])).toEqual([
+          ["exits", "executable", "failed"],
+          ["oldproto.js", "bundle", "failed"],
+          ["postgres.js", "bundle", "running"]
+        ])
         const pg = rows[2] ?? {}
-        expect(pg).toMatchObject({ category: "database", types: [{ type: "postgres", versions: ["14", "15", "16", "17", "18"] }], protocolVersion: 1 })
+        expect(pg).toMatchObject({
+          category: "database",
+          types: [{ type: "postgres", versions: ["14", "15", "16", "17", "18"] }],
+          protocolVersion: 1
+        })
         expect(typeof pg.startMs).toBe("number")
         expect(rows[0]?.error).toContain("exited with code 3")
         expect(rows[1]?.error).toContain("shares no protocol version")
@@ -98,7 +152,7 @@ for (const host of hosts) {
     test("bad flags get a clear error", () => {
       const { code, stderr, stdout } = run([...host.command, "plugins", "list", "--handshake-timeout", "soon"])
       expect(code).not.toBe(0)
-      expect(stderr + stdout).toContain('"soon" is not a duration')
+      expect(stderr + stdout).toContain("\"soon\" is not a duration")
       const missing = run([...host.command, "plugins", "list", "--plugins-dir", "/nonexistent/folder"])
       expect(missing.code).not.toBe(0)
       expect(missing.stderr + missing.stdout).toContain("/nonexistent/folder")
@@ -145,7 +199,12 @@ test("the compiled operator ignores a .env and a bunfig.toml in the folder it st
   try {
     Bun.write(join(folder.dir, ".env"), "HALKYON_PLUGINS_DIR=/from-dotenv\n")
     Bun.write(join(folder.dir, "bunfig.toml"), "preload = [\"./nothing.ts\"]\n")
-    const result = Bun.spawnSync([join(root, "dist/halkyon"), "plugins", "list"], { cwd: folder.dir, stdout: "pipe", stderr: "pipe", env: { PATH: process.env.PATH ?? "" } })
+    const result = Bun.spawnSync([join(root, "dist/halkyon"), "plugins", "list"], {
+      cwd: folder.dir,
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { PATH: process.env.PATH ?? "" }
+    })
     const stderr = result.stderr.toString()
     expect(stderr).toContain("the plugins folder ./plugins does not exist")
     expect(stderr).not.toContain("/from-dotenv")
@@ -171,7 +230,10 @@ test("plugins started from a folder with a .env and a bunfig.toml do not read th
     })
     expect(result.stderr.toString()).not.toContain("missing-preload")
     const listed = JSON.parse(result.stdout.toString()) as Array<{ name: string; state: string; protocolVersion: number }>
-    expect(listed.map((p) => [p.name, p.state, p.protocolVersion]).sort()).toEqual([["postgres", "running", 1], ["postgres.js", "running", 1]])
+    expect(listed.map((p) => [p.name, p.state, p.protocolVersion]).sort()).toEqual([
+      ["postgres", "running", 1],
+      ["postgres.js", "running", 1]
+    ])
     expect(result.exitCode).toBe(0)
   } finally {
     workdir.cleanup()

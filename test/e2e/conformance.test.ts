@@ -22,7 +22,12 @@ import { PluginLauncher } from "../../src/plugin-host/PluginLauncher.ts"
 import { launchFailure, launchOptions, pluginFile, withPlugin } from "../support/launch.ts"
 import { addPlugin, builtPlugin, bun, eventually, pluginsFolder, processesMatching, root, testPlugin } from "../support/paths.ts"
 
-interface LogEntry { level: string; message: string; module: string; fields: Record<string, unknown> }
+interface LogEntry {
+  level: string
+  message: string
+  module: string
+  fields: Record<string, unknown>
+}
 interface GoHostReport {
   ok: boolean
   stage?: string
@@ -38,7 +43,15 @@ const conformanceHost = `${root}/dist/conformance/conformance`
 
 /** Runs go-plugin's client (the Go conformance host) against a plugin. */
 const goHost = async (plugin: string, args: ReadonlyArray<string> = [], mode?: string): Promise<GoHostReport> => {
-  const proc = Bun.spawn([conformanceHost, "-plugin", plugin, "-bun", bun, ...(mode === undefined ? [] : ["-env", `HALKYON_CONFORMANCE_MODE=${mode}`]), ...args], {
+  const proc = Bun.spawn([
+    conformanceHost,
+    "-plugin",
+    plugin,
+    "-bun",
+    bun,
+    ...(mode === undefined ? [] : ["-env", `HALKYON_CONFORMANCE_MODE=${mode}`]),
+    ...args
+  ], {
     stdout: "pipe",
     stderr: "pipe"
   })
@@ -66,14 +79,23 @@ const launchLogging = async (path: string, options: LaunchOptions) => {
       if (!both) throw new Error(`the stderr relay and the stdio stream did not both deliver their last line:\n${lines.join("\n")}`)
       return plugin
     })).pipe(
-      Effect.provide(Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)), collect)),
+      Effect.provide(
+        Layer.mergeAll(
+          PluginClient.layer.pipe(Layer.provide(Metrics.layer)),
+          PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)),
+          collect
+        )
+      ),
       Effect.provideService(References.MinimumLogLevel, "All")
     )
   )
   return lines
 }
 
-const postgresCapability = JSON.stringify({ metadata: { name: "db", namespace: "default" }, spec: { category: "database", type: "postgres", version: "17" } })
+const postgresCapability = JSON.stringify({
+  metadata: { name: "db", namespace: "default" },
+  spec: { category: "database", type: "postgres", version: "17" }
+})
 
 describe("go-plugin's own client loads the TypeScript postgres plugin", () => {
   for (const [form, file] of [["executable", builtPlugin("postgres")], ["bundle", builtPlugin("postgres.js")]] as const) {
@@ -83,13 +105,19 @@ describe("go-plugin's own client loads the TypeScript postgres plugin", () => {
         expect(report.error).toBeUndefined()
         expect(report).toMatchObject({ ok: true, negotiatedVersion: 1, protocol: "grpc" })
         expect(report.results).toEqual({
-          describe: { name: "postgres", category: "database", dependents: 3, types: [{ type: "postgres", versions: ["14", "15", "16", "17", "18"], default_version: "17" }] },
+          describe: {
+            name: "postgres",
+            category: "database",
+            dependents: 3,
+            types: [{ type: "postgres", versions: ["14", "15", "16", "17", "18"], default_version: "17" }]
+          },
           checkValidity: [],
-          checkValidityWrongVersion: ['version "017" of postgres is not supported; supported versions: 14, 15, 16, 17, 18'],
+          checkValidityWrongVersion: ["version \"017\" of postgres is not supported; supported versions: 14, 15, 16, 17, 18"],
           checkValidityGarbage: "rpc error: code = InvalidArgument desc = the Capability could not be read: Expected a valid JSON string",
           buildDependents: { ids: ["config-secret", "statefulset", "service"], kinds: ["Secret", "StatefulSet", "Service"] },
           updateDependent: { id: "config-secret", needsUpdate: true },
-          updateUnknownDependent: 'rpc error: code = NotFound desc = plugin postgres has no dependent "no-such-dependent"; it has: config-secret, statefulset, service',
+          updateUnknownDependent:
+            "rpc error: code = NotFound desc = plugin postgres has no dependent \"no-such-dependent\"; it has: config-secret, statefulset, service",
           evaluateConditions: [
             { id: "statefulset", state: "CONDITION_STATE_PENDING", reason: "ReplicasNotReady", message: "0/1 replicas ready" },
             { id: "statefulset", state: "CONDITION_STATE_PENDING", reason: "NotFound", message: "StatefulSet for db does not exist yet" }
@@ -101,15 +129,26 @@ describe("go-plugin's own client loads the TypeScript postgres plugin", () => {
         expect(report.shutdown).toMatchObject({ graceful: true, exited: true, killed: false })
         expect(report.logs.map((l) => l.message)).not.toContain("plugin failed to exit gracefully")
         // Our plugin's hclog lines reach go-plugin's logger as structured entries.
-        expect(report.logs.find((l) => l.message === "plugin serving")).toMatchObject({ level: "debug", module: "postgres", fields: { mtls, protocol_version: 1 } })
+        expect(report.logs.find((l) => l.message === "plugin serving")).toMatchObject({
+          level: "debug",
+          module: "postgres",
+          fields: { mtls, protocol_version: 1 }
+        })
       })
     }
   }
 
   test("the Go redis plugin answers the same go-plugin host the same way", async () => {
-    const report = await goHost(builtPlugin("redis"), ["-mtls=true", "-capability", JSON.stringify({ metadata: { name: "c", namespace: "default" }, spec: { category: "cache", type: "redis" } })])
+    const report = await goHost(builtPlugin("redis"), [
+      "-mtls=true",
+      "-capability",
+      JSON.stringify({ metadata: { name: "c", namespace: "default" }, spec: { category: "cache", type: "redis" } })
+    ])
     expect(report).toMatchObject({ ok: true, negotiatedVersion: 1, protocol: "grpc" })
-    expect(report.results?.buildDependents).toEqual({ ids: ["config-secret", "deployment", "service"], kinds: ["Secret", "Deployment", "Service"] })
+    expect(report.results?.buildDependents).toEqual({
+      ids: ["config-secret", "deployment", "service"],
+      kinds: ["Secret", "Deployment", "Service"]
+    })
     expect(report.results?.evaluateConditions).toEqual([
       { id: "deployment", state: "CONDITION_STATE_PENDING", reason: "ReplicasNotAvailable", message: "0/1 replicas available" },
       { id: "deployment", state: "CONDITION_STATE_PENDING", reason: "NotFound", message: "Deployment for c does not exist yet" }
@@ -127,8 +166,7 @@ describe("conformance table: our host loads Go plugins built on go-plugin", () =
         expect(plugin.description.name).toBe("conform-ok")
         expect(yield* plugin.connection.checkValidity({ metadata: { name: "x" }, spec: {} })).toEqual([])
         yield* plugin.connection.ping
-      })
-    ))
+      })))
 
   test("version mismatch: the plugin answers its only version, 7; refused naming both sides", async () => {
     const { tag, message } = await launchFailure(goFixture("oldproto"), launchOptions())
@@ -143,14 +181,16 @@ describe("conformance table: our host loads Go plugins built on go-plugin", () =
   })
 
   test("no certificate: AutoMTLS off, the same plugin loads in plain gRPC", () =>
-    withPlugin(goFixture("nocert"), launchOptions({ autoMtls: false }), (plugin) =>
-      Effect.sync(() => expect(plugin.handshake.certificate).toBeUndefined())
+    withPlugin(
+      goFixture("nocert"),
+      launchOptions({ autoMtls: false }),
+      (plugin) => Effect.sync(() => expect(plugin.handshake.certificate).toBeUndefined())
     ))
 
   test("output before the handshake: refused, the line quoted", async () => {
     const { tag, message } = await launchFailure(goFixture("chatty"), launchOptions())
     expect(tag).toBe("PluginBadHandshake")
-    expect(message).toContain('printed output before (or instead of) its handshake: "Starting plugin v1.2.3..."')
+    expect(message).toContain("printed output before (or instead of) its handshake: \"Starting plugin v1.2.3...\"")
   })
 
   test("slow start (1.5 s): a 500 ms handshake timeout fires", async () => {
@@ -160,8 +200,10 @@ describe("conformance table: our host loads Go plugins built on go-plugin", () =
   })
 
   test("slow start (1.5 s): a 5 s handshake timeout waits for it", () =>
-    withPlugin(goFixture("slow"), launchOptions({ handshakeTimeoutMs: 5_000 }), (plugin) =>
-      Effect.sync(() => expect(plugin.description.name).toBe("conform-slow"))
+    withPlugin(
+      goFixture("slow"),
+      launchOptions({ handshakeTimeoutMs: 5_000 }),
+      (plugin) => Effect.sync(() => expect(plugin.description.name).toBe("conform-slow"))
     ))
 
   test("crash at start: its exit code and stderr", async () => {
@@ -177,12 +219,12 @@ describe("conformance table: our host loads Go plugins built on go-plugin", () =
         // go-plugin's Shutdown stops the server before the answer is sent.
         yield* plugin.connection.shutdown
         expect(yield* plugin.exited).toBe(0)
-      })
-    ))
+      })))
 
   test("hclog lines parsed into levels and fields; [WARN] lines too; stdout after the handshake relayed from the stdio stream", async () => {
     const lines = await launchLogging(goFixture("logs"), launchOptions())
-    const line = (message: string) => lines.find((l) => l.includes(`message="${message}"`) || l.includes(`message=${message}`)) ?? `(no line for ${message})`
+    const line = (message: string) =>
+      lines.find((l) => l.includes(`message="${message}"`) || l.includes(`message=${message}`)) ?? `(no line for ${message})`
     // The plugin's own fields are nested under plugin_fields (JSON in a logfmt line), apart from the host's.
     expect(line("a trace line")).toMatch(/level=TRACE .*plugin=logs .*plugin_fields="\{\\"step\\":1\}"/)
     expect(line("a debug line")).toMatch(/level=DEBUG .*plugin_fields="\{\\"step\\":2\}"/)
@@ -257,7 +299,9 @@ describe("conformance table: go-plugin's host loads plugins on our SDK", () => {
         const report = await goHost(tsFixture(form), ["-mode", "start"], "crash")
         expect(report).toMatchObject({ ok: false, stage: "start" })
         // go-plugin races the process exit against the end of stdout: either message comes.
-        expect(report.error).toMatch(/^(plugin exited before we could connect|Unrecognized remote plugin message: \nFailed to read any lines from plugin's stdout)/)
+        expect(report.error).toMatch(
+          /^(plugin exited before we could connect|Unrecognized remote plugin message: \nFailed to read any lines from plugin's stdout)/
+        )
         expect(report.logs.find((l) => l.message === "plugin process exited")?.fields.error).toBe("exit status 3")
         expect(report.logs.some((l) => l.message.includes("error: cannot open configuration file /etc/conform.yaml"))).toBe(true)
       })

@@ -24,7 +24,7 @@ test("npm run demo takes the sample Capability to Ready and tears everything dow
     expect(stdout).toMatch(/capability\/postgres-db is Ready, [\d.]+ s after the demo started\./)
     // Then bound into a sample Deployment: app gets the files and DATABASE_URL, sidecar nothing.
     expect(stdout).toContain("container app: files at /bindings/db")
-    expect(stdout).toContain('DATABASE_URL: {"secretKeyRef":{"name":"postgres-db-config","key":"uri"}}')
+    expect(stdout).toContain("DATABASE_URL: {\"secretKeyRef\":{\"name\":\"postgres-db-config\",\"key\":\"uri\"}}")
     expect(stdout).toContain("container sidecar: untouched")
     expect(stdout).toMatch(/servicebinding\/db is Ready: the application reads \/bindings\/db\/uri/)
 

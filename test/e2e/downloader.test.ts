@@ -55,7 +55,7 @@ const install = async (args: ReadonlyArray<string>, env: Record<string, string> 
   })
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
   // Log lines are logfmt: quotes inside messages come escaped.
-  return { code, stdout, stderr: stderr.replaceAll('\\"', '"') }
+  return { code, stdout, stderr: stderr.replaceAll("\\\"", "\"") }
 }
 
 /** Every entry of the folder, with each file's mode and SHA-256: what "unchanged" means. */
@@ -112,10 +112,10 @@ describe("plugin specs", () => {
     const { specs, invalid } = parsePluginSpecs([" acme/redis@v1.0.0 ,, acme/kafka@v2 ", "nonsense,acme/x@", "a/b/c@v1,acme/ok@../x"])
     expect(specs.map(String)).toEqual(["acme/redis@v1.0.0", "acme/kafka@v2"])
     expect(invalid.map((e) => e.message)).toEqual([
-      'invalid plugin "nonsense": no @tag; expected org/repo@tag[#sha256:<archive digest>], e.g. halkyon-io/postgres-plugin@v1.2.0',
-      'invalid plugin "acme/x@": "" is not a valid tag; expected org/repo@tag[#sha256:<archive digest>], e.g. halkyon-io/postgres-plugin@v1.2.0',
-      'invalid plugin "a/b/c@v1": the repository must be org/repo; expected org/repo@tag[#sha256:<archive digest>], e.g. halkyon-io/postgres-plugin@v1.2.0',
-      'invalid plugin "acme/ok@../x": "../x" is not a valid tag; expected org/repo@tag[#sha256:<archive digest>], e.g. halkyon-io/postgres-plugin@v1.2.0'
+      "invalid plugin \"nonsense\": no @tag; expected org/repo@tag[#sha256:<archive digest>], e.g. halkyon-io/postgres-plugin@v1.2.0",
+      "invalid plugin \"acme/x@\": \"\" is not a valid tag; expected org/repo@tag[#sha256:<archive digest>], e.g. halkyon-io/postgres-plugin@v1.2.0",
+      "invalid plugin \"a/b/c@v1\": the repository must be org/repo; expected org/repo@tag[#sha256:<archive digest>], e.g. halkyon-io/postgres-plugin@v1.2.0",
+      "invalid plugin \"acme/ok@../x\": \"../x\" is not a valid tag; expected org/repo@tag[#sha256:<archive digest>], e.g. halkyon-io/postgres-plugin@v1.2.0"
     ])
   })
 
@@ -130,7 +130,10 @@ describe("halkyon plugins install (compiled binary)", () => {
     const archive = publishPostgres("acme/pg@v1.0.0")
     const from = servers.requests.length
     // A mirror gets HALKYON_RELEASE_TOKEN; GITHUB_TOKEN is for github.com alone.
-    const result = await install(["acme/pg@v1.0.0", "--plugins-dir", dir], { HALKYON_RELEASE_TOKEN: "token-for-release-host", GITHUB_TOKEN: "github-only" })
+    const result = await install(["acme/pg@v1.0.0", "--plugins-dir", dir], {
+      HALKYON_RELEASE_TOKEN: "token-for-release-host",
+      GITHUB_TOKEN: "github-only"
+    })
     expect(result.stderr).not.toContain("token-for-release-host")
     expect(result.code).toBe(0)
     expect(result.stdout).toContain("acme/pg@v1.0.0: installed postgres.js")
@@ -197,7 +200,10 @@ describe("halkyon plugins install (compiled binary)", () => {
 
   test("the executable bit is kept", async () => {
     const dir = freshFolder()
-    const archive = tarGz([{ path: "tool", body: "#!/bin/sh\necho hi\n", mode: 0o755 }, { path: "README.md", body: "read me", mode: 0o644 }])
+    const archive = tarGz([
+      { path: "tool", body: "#!/bin/sh\necho hi\n", mode: 0o755 },
+      { path: "README.md", body: "read me", mode: 0o644 }
+    ])
     servers.publish("acme/modes@v1", { [archName]: archive, "checksums.txt": encode(checksums({ [archName]: archive })) })
     expect((await install(["acme/modes@v1", "--plugins-dir", dir])).code).toBe(0)
     expect(statSync(join(dir, "tool")).mode & 0o777).toBe(0o755)
@@ -261,7 +267,10 @@ describe("halkyon plugins install (compiled binary)", () => {
       const dir = freshFolder()
       const archive = tarGz([{ path: "postgres.js", body: bundle }])
       servers.publish(`acme/cut-${ending}@v1`, {
-        [archName]: [{ kind: "broken", body: archive, sendBytes: Math.floor(archive.byteLength / 2), ending }, { kind: "bytes", body: archive }],
+        [archName]: [
+          { kind: "broken", body: archive, sendBytes: Math.floor(archive.byteLength / 2), ending },
+          { kind: "bytes", body: archive }
+        ],
         "checksums.txt": encode(checksums({ [archName]: archive }))
       })
       const result = await install([`acme/cut-${ending}@v1`, "--plugins-dir", dir])
@@ -284,7 +293,9 @@ describe("halkyon plugins install (compiled binary)", () => {
       })
       const result = await install([`acme/${stall}@v1`, "--plugins-dir", dir, "--download-timeout", "700ms"])
       expect(result.code).toBe(0)
-      expect(result.stderr).toContain(stall === "silent" ? "no answer within 700 ms; trying again" : "no data for 700 ms after 1000 bytes; trying again")
+      expect(result.stderr).toContain(
+        stall === "silent" ? "no answer within 700 ms; trying again" : "no data for 700 ms after 1000 bytes; trying again"
+      )
       expect(servers.tries(`acme/${stall}@v1`, archName)).toBe(2)
     })
   }
@@ -293,7 +304,9 @@ describe("halkyon plugins install (compiled binary)", () => {
     const archive = tarGz([{ path: "evil.js", body: "console.log('not what was published')" }])
     const published = "0".repeat(64)
     const result = await expectRefused("acme/tampered@v1", { [archName]: archive, "checksums.txt": encode(`${published}  ${archName}\n`) })
-    expect(result.stderr).toContain(`${archName} of acme/tampered@v1 does not match the release's checksums.txt: expected SHA-256 ${published}, got ${sha256(archive)}`)
+    expect(result.stderr).toContain(
+      `${archName} of acme/tampered@v1 does not match the release's checksums.txt: expected SHA-256 ${published}, got ${sha256(archive)}`
+    )
   })
 
   test("no checksums.txt: refused by default, naming --allow-unverified", async () => {
@@ -305,15 +318,47 @@ describe("halkyon plugins install (compiled binary)", () => {
   })
 
   const hostile: ReadonlyArray<{ readonly name: string; readonly entries: Parameters<typeof tarGz>[0]; readonly says: string }> = [
-    { name: "a .. path", entries: [{ path: "ok.js", body: "1" }, { path: "../escaped.js", body: "x" }], says: 'entry "../escaped.js" climbs out of the archive (..)' },
-    { name: "an absolute path", entries: [{ path: "/tmp/halkyon-escaped.js", body: "x" }], says: 'entry "/tmp/halkyon-escaped.js" has an absolute path' },
-    { name: "a symlink out", entries: [{ path: "link", type: "symlink", linkTarget: "/etc/passwd" }, { path: "link/../x", body: "x" }], says: 'entry "link" is a symbolic link (to "/etc/passwd")' },
-    { name: "a hard link", entries: [{ path: "ok.js", body: "1" }, { path: "hard", type: "hardlink", linkTarget: "/etc/shadow" }], says: 'entry "hard" is a hard link' },
-    { name: "a device file", entries: [{ path: "dev", type: "chardev" }], says: 'entry "dev" is a character device' },
-    { name: "an oversized file", entries: [{ path: "huge.js", body: "x", claimedSize: 2 * 1024 ** 3 }], says: "over the 1073741824-byte cap" },
-    { name: "too many files", entries: Array.from({ length: 1001 }, (_, i) => ({ path: `f${i}`, body: "" })), says: 'entry "f1000" takes the archive over the 1000-entry cap' },
-    { name: "a path twice", entries: [{ path: "ok.js", body: "1" }, { path: "ok.js", body: "2" }], says: 'entry "ok.js" appears twice in the archive' },
-    { name: "a path 33 folders deep", entries: [{ path: `${Array(33).fill("d").join("/")}/x.js`, body: "x" }], says: "is nested more than 32 levels deep" }
+    {
+      name: "a .. path",
+      entries: [{ path: "ok.js", body: "1" }, { path: "../escaped.js", body: "x" }],
+      says: "entry \"../escaped.js\" climbs out of the archive (..)"
+    },
+    {
+      name: "an absolute path",
+      entries: [{ path: "/tmp/halkyon-escaped.js", body: "x" }],
+      says: "entry \"/tmp/halkyon-escaped.js\" has an absolute path"
+    },
+    {
+      name: "a symlink out",
+      entries: [{ path: "link", type: "symlink", linkTarget: "/etc/passwd" }, { path: "link/../x", body: "x" }],
+      says: "entry \"link\" is a symbolic link (to \"/etc/passwd\")"
+    },
+    {
+      name: "a hard link",
+      entries: [{ path: "ok.js", body: "1" }, { path: "hard", type: "hardlink", linkTarget: "/etc/shadow" }],
+      says: "entry \"hard\" is a hard link"
+    },
+    { name: "a device file", entries: [{ path: "dev", type: "chardev" }], says: "entry \"dev\" is a character device" },
+    {
+      name: "an oversized file",
+      entries: [{ path: "huge.js", body: "x", claimedSize: 2 * 1024 ** 3 }],
+      says: "over the 1073741824-byte cap"
+    },
+    {
+      name: "too many files",
+      entries: Array.from({ length: 1001 }, (_, i) => ({ path: `f${i}`, body: "" })),
+      says: "entry \"f1000\" takes the archive over the 1000-entry cap"
+    },
+    {
+      name: "a path twice",
+      entries: [{ path: "ok.js", body: "1" }, { path: "ok.js", body: "2" }],
+      says: "entry \"ok.js\" appears twice in the archive"
+    },
+    {
+      name: "a path 33 folders deep",
+      entries: [{ path: `${Array(33).fill("d").join("/")}/x.js`, body: "x" }],
+      says: "is nested more than 32 levels deep"
+    }
   ]
   for (const h of hostile) {
     test(`an archive with ${h.name} is refused and nothing lands anywhere`, async () => {
@@ -338,7 +383,9 @@ describe("halkyon plugins install (compiled binary)", () => {
     const result = await install(["other/pg@v1", "other/mine@v1", "--plugins-dir", dir])
     expect(result.code).toBe(1)
     expect(result.stderr).toContain("cannot install other/pg@v1: postgres.js belongs to base/pg@v1")
-    expect(result.stderr).toContain("cannot install other/mine@v1: mine.js is already in the plugins folder and was not installed by halkyon")
+    expect(result.stderr).toContain(
+      "cannot install other/mine@v1: mine.js is already in the plugins folder and was not installed by halkyon"
+    )
     expect(snapshot(dir)).toEqual(before)
   })
 
@@ -364,7 +411,7 @@ describe("halkyon plugins install (compiled binary)", () => {
     publishPostgres("acme/good@v1")
     const result = await install(["--plugins-dir", dir], { HALKYON_PLUGINS: " acme/good@v1 , ,not-a-spec," })
     expect(result.code).toBe(1)
-    expect(result.stderr).toContain('invalid plugin "not-a-spec": no @tag; expected org/repo@tag')
+    expect(result.stderr).toContain("invalid plugin \"not-a-spec\": no @tag; expected org/repo@tag")
     expect(result.stdout).toContain("acme/good@v1: installed postgres.js")
   })
 
@@ -427,7 +474,10 @@ describe("halkyon plugins install (compiled binary)", () => {
     expect(result.code).toBe(0)
     expect(result.stderr).toContain("completed an install interrupted earlier")
     expect(readdirSync(dir).sort()).toEqual(["late.js", "plugins.lock", "postgres.js"])
-    expect(JSON.parse(readFileSync(join(dir, "plugins.lock"), "utf8")).plugins.map((p: { spec: string }) => p.spec).sort()).toEqual(["acme/late@v1", "base/pg@v1"])
+    expect(JSON.parse(readFileSync(join(dir, "plugins.lock"), "utf8")).plugins.map((p: { spec: string }) => p.spec).sort()).toEqual([
+      "acme/late@v1",
+      "base/pg@v1"
+    ])
     expect(servers.requests.length).toBe(from)
   })
 
@@ -470,7 +520,11 @@ describe("halkyon plugins install (compiled binary)", () => {
     })
     const command = [halkyon, "plugins", "install", "acme/bar@v1", "--plugins-dir", dir, "--release-base-url", servers.base].join(" ")
     // script(1) gives the command a terminal (the servers live in this process: no spawnSync).
-    const proc = Bun.spawn(["script", "-qec", command, "/dev/null"], { env: { ...process.env, NODE_EXTRA_CA_CERTS: ca.caFile }, stdout: "pipe", stderr: "pipe" })
+    const proc = Bun.spawn(["script", "-qec", command, "/dev/null"], {
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: ca.caFile },
+      stdout: "pipe",
+      stderr: "pipe"
+    })
     const [output, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited])
     expect(code).toBe(0)
     expect(output).toMatch(/\r\x1b\[Kacme\/bar@v1 \[#+-*\] [\d.]+ MB \/ [\d.]+ MB {2}\d+%/)
@@ -501,7 +555,10 @@ describe("halkyon plugins install (compiled binary)", () => {
       expect(tunnels.some((t) => t.startsWith("127.0.0.1:"))).toBe(true)
 
       tunnels.length = 0
-      const bypassed = await install(["acme/proxied@v1", "--plugins-dir", freshFolder()], { HTTPS_PROXY: proxyUrl, NO_PROXY: "localhost,127.0.0.1" })
+      const bypassed = await install(["acme/proxied@v1", "--plugins-dir", freshFolder()], {
+        HTTPS_PROXY: proxyUrl,
+        NO_PROXY: "localhost,127.0.0.1"
+      })
       expect(bypassed.code).toBe(0)
       expect(tunnels).toEqual([])
     } finally {
@@ -512,7 +569,9 @@ describe("halkyon plugins install (compiled binary)", () => {
   test("--help describes the command", () => {
     const help = Bun.spawnSync([halkyon, "plugins", "install", "--help"], { stdout: "pipe" })
     expect(help.exitCode).toBe(0)
-    for (const text of ["--release-base-url", "--require-checksums", "--download-timeout", "--plugins-dir", "HALKYON_PLUGINS", "checksums.txt"]) {
+    for (
+      const text of ["--release-base-url", "--require-checksums", "--download-timeout", "--plugins-dir", "HALKYON_PLUGINS", "checksums.txt"]
+    ) {
       expect(help.stdout.toString()).toContain(text)
     }
   })
@@ -550,7 +609,7 @@ describe("halkyon run with HALKYON_PLUGINS (compiled binary, local control plane
     })
     const ready = await untilReady(operator, 60_000).then(() => true, () => false)
     await operator.stop()
-    return { ready, logs: operator.logs.join("\n").replaceAll('\\"', '"') }
+    return { ready, logs: operator.logs.join("\n").replaceAll("\\\"", "\"") }
   }
 
   test("installs what it names before loading plugins; a failed install is reported and the operator runs", async () => {
@@ -560,7 +619,7 @@ describe("halkyon run with HALKYON_PLUGINS (compiled binary, local control plane
     expect(ready).toBe(true)
     expect(logs).toContain("installed acme/run-pg@v1: postgres.js")
     expect(logs).toContain("acme/absent@v1 has no release archive")
-    expect(logs).toContain('invalid plugin "not-a-spec"')
+    expect(logs).toContain("invalid plugin \"not-a-spec\"")
     expect(logs).toContain("2 of 3 plugins named in --plugins/HALKYON_PLUGINS could not be installed")
     expect(logs).toContain("plugin postgres.js running")
     expect(logs.indexOf("installed acme/run-pg@v1")).toBeLessThan(logs.indexOf("plugin postgres.js running"))

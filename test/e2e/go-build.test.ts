@@ -51,8 +51,12 @@ const header = (path: string) => {
   const bytes = Buffer.alloc(4096)
   readSync(fd, bytes, 0, bytes.length, 0)
   closeSync(fd)
-  if (bytes.readUInt32BE(0) === 0x7f454c46) return { os: "linux", arch: ({ 0x3e: "amd64", 0xb7: "arm64" } as Record<number, string>)[bytes.readUInt16LE(18)] }
-  if (bytes.readUInt32LE(0) === 0xfeedfacf) return { os: "darwin", arch: ({ 0x01000007: "amd64", 0x0100000c: "arm64" } as Record<number, string>)[bytes.readUInt32LE(4)] }
+  if (bytes.readUInt32BE(0) === 0x7f454c46) {
+    return { os: "linux", arch: ({ 0x3e: "amd64", 0xb7: "arm64" } as Record<number, string>)[bytes.readUInt16LE(18)] }
+  }
+  if (bytes.readUInt32LE(0) === 0xfeedfacf) {
+    return { os: "darwin", arch: ({ 0x01000007: "amd64", 0x0100000c: "arm64" } as Record<number, string>)[bytes.readUInt32LE(4)] }
+  }
   if (bytes.toString("latin1", 0, 2) === "MZ") {
     const pe = bytes.readUInt32LE(0x3c)
     return { os: "windows", arch: ({ 0x8664: "amd64", 0xaa64: "arm64" } as Record<number, string>)[bytes.readUInt16LE(pe + 4)] }

@@ -21,19 +21,25 @@ const capability = (name: string) => cluster.api("GET", capabilityPath(ns, name)
 
 const waitReady = async (name: string, status: string, reason: string) => {
   let last: unknown
-  const ok = await eventually(async () => {
-    const c = await capability(name)
-    last = c.body.status
-    const ready = readyOf(c)
-    return ready?.status === status && ready.reason === reason
-  }, 20_000, 100)
+  const ok = await eventually(
+    async () => {
+      const c = await capability(name)
+      last = c.body.status
+      const ready = readyOf(c)
+      return ready?.status === status && ready.reason === reason
+    },
+    20_000,
+    100
+  )
   if (!ok) throw new Error(`${name} never reached Ready=${status} (${reason}); last status: ${JSON.stringify(last)}`)
   return capability(name)
 }
 
 beforeAll(async () => {
   cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
+  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
+    201
+  )
   pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-go-plugins-"))
   copyFileSync(builtPlugin("redis"), join(pluginsDir, "redis"))
   copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
@@ -51,7 +57,13 @@ describe("a redis Capability served by the Go plugin", () => {
   test("the operator registers the Go plugin beside the TypeScript one", async () => {
     const info = await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/cache-redis")
     expect(info.status).toBe(200)
-    expect(dig(info.body, "spec")).toMatchObject({ category: "cache", type: "redis", versions: ["7.2", "7.4", "8.0"], defaultVersion: "8.0", plugin: "redis" })
+    expect(dig(info.body, "spec")).toMatchObject({
+      category: "cache",
+      type: "redis",
+      versions: ["7.2", "7.4", "8.0"],
+      defaultVersion: "8.0",
+      plugin: "redis"
+    })
     expect((await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/database-postgres")).status).toBe(200)
   })
 
@@ -67,7 +79,11 @@ describe("a redis Capability served by the Go plugin", () => {
     expect(readyOf(pending)?.message).toBe("Deployment sessions: waiting for the Deployment controller to roll out generation 1")
     expect(dig(pending.body, "status")).toMatchObject({ bindingSecret: "sessions-config", plugin: "redis", version: "7.4" })
     const uid = dig<string>(pending.body, "metadata", "uid")
-    const paths = [`/api/v1/namespaces/${ns}/secrets/sessions-config`, `/apis/apps/v1/namespaces/${ns}/deployments/sessions`, `/api/v1/namespaces/${ns}/services/sessions`]
+    const paths = [
+      `/api/v1/namespaces/${ns}/secrets/sessions-config`,
+      `/apis/apps/v1/namespaces/${ns}/deployments/sessions`,
+      `/api/v1/namespaces/${ns}/services/sessions`
+    ]
     const objects = await Promise.all(paths.map((p) => cluster.api("GET", p)))
     for (const o of objects) {
       expect(o.status).toBe(200)
@@ -78,8 +94,15 @@ describe("a redis Capability served by the Go plugin", () => {
     const revisions = objects.map((o) => Number(dig<string>(o.body, "metadata", "resourceVersion")))
     expect([...revisions].sort((a, b) => a - b)).toEqual(revisions)
     const [secret, deployment, service] = objects
-    const data = Object.fromEntries(Object.entries(dig<Record<string, string>>(secret?.body, "data") ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()]))
-    expect(data).toEqual({ REDIS_HOST: `sessions.${ns}.svc`, REDIS_PORT: "6379", REDIS_PASSWORD: "s3cret", REDIS_URL: `redis://:s3cret@sessions.${ns}.svc:6379/0` })
+    const data = Object.fromEntries(
+      Object.entries(dig<Record<string, string>>(secret?.body, "data") ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()])
+    )
+    expect(data).toEqual({
+      REDIS_HOST: `sessions.${ns}.svc`,
+      REDIS_PORT: "6379",
+      REDIS_PASSWORD: "s3cret",
+      REDIS_URL: `redis://:s3cret@sessions.${ns}.svc:6379/0`
+    })
     expect(dig(deployment?.body, "spec", "template", "spec", "containers", 0, "image")).toBe("redis:7.4")
     expect(dig(service?.body, "spec", "ports", 0, "port")).toBe(6379)
 
@@ -94,7 +117,14 @@ describe("a redis Capability served by the Go plugin", () => {
     const ready = await waitReady("sessions", "True", "Ready")
     expect(dig(ready.body, "status", "dependents")).toEqual([
       { id: "config-secret", kind: "Secret", name: "sessions-config", ready: true, reason: "Applied", message: "" },
-      { id: "deployment", kind: "Deployment", name: "sessions", ready: true, reason: "ReplicasAvailable", message: "1/1 replicas available" },
+      {
+        id: "deployment",
+        kind: "Deployment",
+        name: "sessions",
+        ready: true,
+        reason: "ReplicasAvailable",
+        message: "1/1 replicas available"
+      },
       { id: "service", kind: "Service", name: "sessions", ready: true, reason: "Applied", message: "" }
     ])
   })
@@ -108,7 +138,7 @@ describe("a redis Capability served by the Go plugin", () => {
     })
     expect(created.status).toBe(201)
     const invalid = await waitReady("badport", "False", "Invalid")
-    expect(readyOf(invalid)?.message).toContain('parameter REDIS_PORT must be a port number (1-65535), got "none"')
+    expect(readyOf(invalid)?.message).toContain("parameter REDIS_PORT must be a port number (1-65535), got \"none\"")
   })
 
   test("samples/redis.yaml applies as it is and provisions a redis cache", async () => {

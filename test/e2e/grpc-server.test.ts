@@ -49,7 +49,9 @@ interface Peers {
  * echoes its request back reversed.
  */
 const listening = (peers?: Peers) => {
-  const tlsOptions = peers === undefined ? undefined : { certPem: peers.plugin.certPem, keyPem: peers.plugin.keyPem, clientCaPem: peers.host.certPem }
+  const tlsOptions = peers === undefined
+    ? undefined
+    : { certPem: peers.plugin.certPem, keyPem: peers.plugin.keyPem, clientCaPem: peers.host.certPem }
   const listener = Listener.open({ unixSocket: join(socketDir(), "plugin.sock"), tls: tlsOptions })
   const server = new GrpcServer()
     .unary(Describe, () => ({ name: "wire", category: "test", types: [], parameters: [], dependents: [] }))
@@ -76,7 +78,9 @@ const channelTo = (address: Address, peers?: Peers, as?: Certificate) => {
 
 /** One call through the host's channel, as a promise: rejects with the CallError. */
 const unaryCall = <I, O>(channel: Channel, method: Method<I, O>, request: I, timeoutMs: number) =>
-  new Promise<O>((resolve, reject) => channel.unary(method, request, timeoutMs, (outcome) => (outcome instanceof CallError ? reject(outcome) : resolve(outcome))))
+  new Promise<O>((resolve, reject) =>
+    channel.unary(method, request, timeoutMs, (outcome) => (outcome instanceof CallError ? reject(outcome) : resolve(outcome)))
+  )
 
 /** The status code a call failed with, or undefined when it succeeded. */
 const failureCode = (call: Promise<unknown>) => call.then(() => undefined, (e: unknown) => (e instanceof CallError ? e.code : -1))
@@ -113,9 +117,13 @@ const clientHello = (version: number) => {
     extension(0x000d, list16([0x0403, 0x0804, 0x0401])) // signature_algorithms
   ])
   const body = Buffer.concat([
-    u16(version), randomBytes(32), Buffer.from([0]), // no session id
-    list16([0xc02b, 0xc02f, 0xc009, 0xc013]), Buffer.from([1, 0]), // suites; null compression
-    u16(extensions.length), extensions
+    u16(version),
+    randomBytes(32),
+    Buffer.from([0]), // no session id
+    list16([0xc02b, 0xc02f, 0xc009, 0xc013]),
+    Buffer.from([1, 0]), // suites; null compression
+    u16(extensions.length),
+    extensions
   ])
   const handshake = Buffer.concat([Buffer.from([1, body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff]), body])
   return Buffer.concat([Buffer.from([RecordHandshake, 3, 1]), u16(handshake.length), handshake])
@@ -186,7 +194,14 @@ for (const autoMtls of [false, true]) {
       // A host whose connection drops (it was killed, say): no GOAWAY, no RST_STREAM.
       const socket = p === undefined
         ? net.connect(address.address)
-        : tls.connect({ path: address.address, servername: "localhost", ca: p.plugin.certPem, cert: p.host.certPem, key: p.host.keyPem, ALPNProtocols: ["h2"] })
+        : tls.connect({
+          path: address.address,
+          servername: "localhost",
+          ca: p.plugin.certPem,
+          cert: p.host.certPem,
+          key: p.host.keyPem,
+          ALPNProtocols: ["h2"]
+        })
       const session = http2.connect("http://localhost", { createConnection: () => socket })
       session.on("error", () => {})
       const stream = session.request({ ":method": "POST", ":path": StreamStdio.path, "content-type": "application/grpc", te: "trailers" })
@@ -255,7 +270,15 @@ describe("AutoMTLS on Bun.listen", () => {
     await server.serve(listener)
     const connect = (options: tls.ConnectionOptions) =>
       new Promise<{ alpn: string | false | null; version: string | null } | { error: string }>((resolve) => {
-        const socket = tls.connect({ path: address.address, servername: "localhost", ca: peers.plugin.certPem, cert: peers.host.certPem, key: peers.host.keyPem, ALPNProtocols: ["h2"], ...options })
+        const socket = tls.connect({
+          path: address.address,
+          servername: "localhost",
+          ca: peers.plugin.certPem,
+          cert: peers.host.certPem,
+          key: peers.host.keyPem,
+          ALPNProtocols: ["h2"],
+          ...options
+        })
         socket.on("secureConnect", () => {
           resolve({ alpn: socket.alpnProtocol ?? null, version: socket.getProtocol() })
           socket.end()

@@ -84,23 +84,36 @@ for (const arch of ["amd64", "arm64"] as const) {
     test("holds the binary, glibc's loader and four libraries, tini, CA certificates, users, and writable /plugins and /tmp: nothing else", () => {
       const triplet = arch === "amd64" ? "x86_64-linux-gnu" : "aarch64-linux-gnu"
       const expected = [
-        "d 755 0:0 /etc", "f 644 0:0 /etc/group", "f 644 0:0 /etc/nsswitch.conf", "f 644 0:0 /etc/passwd",
-        "d 755 0:0 /etc/ssl", "d 755 0:0 /etc/ssl/certs", "f 644 0:0 /etc/ssl/certs/ca-certificates.crt",
+        "d 755 0:0 /etc",
+        "f 644 0:0 /etc/group",
+        "f 644 0:0 /etc/nsswitch.conf",
+        "f 644 0:0 /etc/passwd",
+        "d 755 0:0 /etc/ssl",
+        "d 755 0:0 /etc/ssl/certs",
+        "f 644 0:0 /etc/ssl/certs/ca-certificates.crt",
         "d 755 0:0 /lib",
         ...["libc.so.6", "libdl.so.2", "libm.so.6", "libpthread.so.0"].map((l) => `f 755 0:0 /lib/${triplet}/${l}`),
         ...glibcFiles[arch],
         "d 755 65532:65532 /plugins",
         "d 1777 0:0 /tmp",
-        "d 755 0:0 /usr", "d 755 0:0 /usr/bin", "f 755 0:0 /usr/bin/tini",
-        "d 755 0:0 /usr/local", "d 755 0:0 /usr/local/bin", "f 755 0:0 /usr/local/bin/halkyon"
+        "d 755 0:0 /usr",
+        "d 755 0:0 /usr/bin",
+        "f 755 0:0 /usr/bin/tini",
+        "d 755 0:0 /usr/local",
+        "d 755 0:0 /usr/local/bin",
+        "f 755 0:0 /usr/local/bin/halkyon"
       ]
       const { rootfs, layers } = image(arch)
       expect(layers).toHaveLength(1)
       expect(layers.flatMap((l) => layerInventory(l.file)).sort()).toEqual(expected.sort())
       expect(readFileSync(join(rootfs, "etc/passwd"), "utf8")).toContain("halkyon:x:65532:65532:")
       expect(readFileSync(join(rootfs, "etc/group"), "utf8")).toContain("halkyon:x:65532:")
-      expect(readFileSync(join(rootfs, "etc/ssl/certs/ca-certificates.crt"), "utf8").match(/BEGIN CERTIFICATE/g)?.length).toBeGreaterThan(100)
-      for (const binary of ["usr/local/bin/halkyon", "usr/bin/tini"]) expect(executableKind(join(rootfs, binary))).toEqual({ format: "ELF", arch })
+      expect(readFileSync(join(rootfs, "etc/ssl/certs/ca-certificates.crt"), "utf8").match(/BEGIN CERTIFICATE/g)?.length).toBeGreaterThan(
+        100
+      )
+      for (const binary of ["usr/local/bin/halkyon", "usr/bin/tini"]) {
+        expect(executableKind(join(rootfs, binary))).toEqual({ format: "ELF", arch })
+      }
     })
   })
 }
@@ -111,7 +124,12 @@ test("the Deployment of halkyon manifests fits the image: its user, its writable
   const container = deployment.spec?.template.spec?.containers[0]
   expect(`${container?.securityContext?.runAsUser}:${container?.securityContext?.runAsUser}`).toBe(config.config.User ?? "")
   expect(container?.securityContext?.readOnlyRootFilesystem).toBe(true)
-  expect(container?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual(["/plugins", "/run/halkyon", "/tmp", "/var/run/secrets/kubernetes.io/serviceaccount"])
+  expect(container?.volumeMounts?.map((m) => m.mountPath).sort()).toEqual([
+    "/plugins",
+    "/run/halkyon",
+    "/tmp",
+    "/var/run/secrets/kubernetes.io/serviceaccount"
+  ])
   expect(container?.args).toContain("/plugins")
   expect(container?.ports?.map((p) => `${p.containerPort}/tcp`).sort()).toEqual(Object.keys(config.config.ExposedPorts ?? {}).sort())
   expect(container?.image).toBe(`ghcr.io/halkyonio/halkyon:${pkg.version}`)
@@ -130,8 +148,21 @@ describe("the linux/amd64 image, run from its root filesystem alone", () => {
     const { code, stdout, stderr } = run(containerCommand(rootfs, config, ["manifests", "--image", "example.com/halkyon:test"]))
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" })
     expect([...stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual([
-      "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-      "Role", "RoleBinding", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Deployment"
+      "CustomResourceDefinition",
+      "CustomResourceDefinition",
+      "CustomResourceDefinition",
+      "Namespace",
+      "ServiceAccount",
+      "ClusterRole",
+      "ClusterRoleBinding",
+      "Role",
+      "RoleBinding",
+      "ServiceAccount",
+      "ClusterRole",
+      "ClusterRole",
+      "ClusterRoleBinding",
+      "ClusterRoleBinding",
+      "Deployment"
     ])
     expect(stdout).toContain("image: example.com/halkyon:test")
   })
@@ -144,7 +175,8 @@ describe("the linux/amd64 image, run from its root filesystem alone", () => {
 
     beforeAll(async () => {
       cluster = await startCluster()
-      expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
+      expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status)
+        .toBe(201)
     }, 180_000)
 
     afterAll(async () => {
@@ -153,58 +185,77 @@ describe("the linux/amd64 image, run from its root filesystem alone", () => {
       rmSync(plugins, { recursive: true, force: true })
     })
 
-    test("becomes ready as PID 1's child, as user 65532, runs the postgres plugin from /plugins, provisions a Capability, and stops cleanly on SIGTERM", async () => {
-      const { rootfs, config } = image("amd64")
-      // The emptyDir volumes of the Deployment (writable by anyone), /plugins holding the plugin.
-      chmodSync(tmp, 0o1777)
-      chmodSync(plugins, 0o777)
-      copyFileSync(cluster.plane.kubeconfigPath, join(tmp, "kubeconfig"))
-      chmodSync(join(tmp, "kubeconfig"), 0o644)
-      copyFileSync(builtPlugin("postgres"), join(plugins, "postgres"))
-      chmodSync(join(plugins, "postgres"), 0o755)
-      const args = ["run", "--kubeconfig", "/tmp/kubeconfig", "--plugins-dir", "/plugins", "--health-addr", "127.0.0.1:0", "--metrics-addr", "0", "--namespace", ns]
-      const proc = Bun.spawn(containerCommand(rootfs, config, args, { mounts: { "/tmp": tmp, "/plugins": plugins } }), { stdout: "pipe", stderr: "pipe" })
-      let stderr = ""
-      void (async () => {
-        for await (const chunk of proc.stderr) stderr += new TextDecoder().decode(chunk)
-      })()
-      try {
-        const health = () => /health on ([0-9.]+:\d+)/.exec(stderr)?.[1]
-        expect(await eventually(() => health() !== undefined, 30_000)).toBe(true)
-        const readyz = async () => (await fetch(`http://${health()}/readyz`).catch(() => undefined))?.status === 200
-        expect({ ready: await eventually(readyz, 30_000), stderr: "" }).toEqual({ ready: true, stderr: "" })
-
-        // PID 1 of the container is tini; its child, the operator, runs as the image's user, and runs the plugin.
-        const init = containerInit(proc.pid) ?? 0
-        expect(readFileSync(`/proc/${init}/comm`, "utf8").trim()).toBe("tini")
-        const [operator = 0] = childrenOf(init)
-        expect(uidInside(operator)).toBe(65532)
-        const plugins = () => childrenOf(operator).map((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[0])
-        expect({ plugins: plugins(), stderr }).toEqual({ plugins: ["/plugins/postgres"], stderr })
-
-        const created = await cluster.api("POST", capabilityPath(ns), {
-          apiVersion: "halkyon.io/v1beta1",
-          kind: "Capability",
-          metadata: { name: "db" },
-          spec: { category: "database", type: "postgres", version: "16" }
+    test(
+      "becomes ready as PID 1's child, as user 65532, runs the postgres plugin from /plugins, provisions a Capability, and stops cleanly on SIGTERM",
+      async () => {
+        const { rootfs, config } = image("amd64")
+        // The emptyDir volumes of the Deployment (writable by anyone), /plugins holding the plugin.
+        chmodSync(tmp, 0o1777)
+        chmodSync(plugins, 0o777)
+        copyFileSync(cluster.plane.kubeconfigPath, join(tmp, "kubeconfig"))
+        chmodSync(join(tmp, "kubeconfig"), 0o644)
+        copyFileSync(builtPlugin("postgres"), join(plugins, "postgres"))
+        chmodSync(join(plugins, "postgres"), 0o755)
+        const args = [
+          "run",
+          "--kubeconfig",
+          "/tmp/kubeconfig",
+          "--plugins-dir",
+          "/plugins",
+          "--health-addr",
+          "127.0.0.1:0",
+          "--metrics-addr",
+          "0",
+          "--namespace",
+          ns
+        ]
+        const proc = Bun.spawn(containerCommand(rootfs, config, args, { mounts: { "/tmp": tmp, "/plugins": plugins } }), {
+          stdout: "pipe",
+          stderr: "pipe"
         })
-        expect(created.status).toBe(201)
-        const provisioned = await eventually(async () => {
-          const status = (await cluster.api("GET", capabilityPath(ns, "db"))).body
-          return (dig<Array<unknown>>(status, "status", "dependents") ?? []).length === 3
-        }, 30_000)
-        expect({ provisioned, stderr: provisioned ? "" : stderr }).toEqual({ provisioned: true, stderr: "" })
-        expect((await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets`)).body.items).toHaveLength(1)
+        let stderr = ""
+        void (async () => {
+          for await (const chunk of proc.stderr) stderr += new TextDecoder().decode(chunk)
+        })()
+        try {
+          const health = () => /health on ([0-9.]+:\d+)/.exec(stderr)?.[1]
+          expect(await eventually(() => health() !== undefined, 30_000)).toBe(true)
+          const readyz = async () => (await fetch(`http://${health()}/readyz`).catch(() => undefined))?.status === 200
+          expect({ ready: await eventually(readyz, 30_000), stderr: "" }).toEqual({ ready: true, stderr: "" })
 
-        // tini passes SIGTERM to the operator, which stops its plugin (whose socket folder in /tmp goes) and exits.
-        const sockets = () => readdirSync(tmp).filter((f) => f.startsWith("hk-"))
-        expect(sockets()).toHaveLength(1)
-        process.kill(init, "SIGTERM")
-        expect({ code: await proc.exited, sockets: sockets() }).toEqual({ code: 0, sockets: [] })
-      } finally {
-        proc.kill("SIGKILL")
-      }
-    }, 120_000)
+          // PID 1 of the container is tini; its child, the operator, runs as the image's user, and runs the plugin.
+          const init = containerInit(proc.pid) ?? 0
+          expect(readFileSync(`/proc/${init}/comm`, "utf8").trim()).toBe("tini")
+          const [operator = 0] = childrenOf(init)
+          expect(uidInside(operator)).toBe(65532)
+          const plugins = () => childrenOf(operator).map((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[0])
+          expect({ plugins: plugins(), stderr }).toEqual({ plugins: ["/plugins/postgres"], stderr })
+
+          const created = await cluster.api("POST", capabilityPath(ns), {
+            apiVersion: "halkyon.io/v1beta1",
+            kind: "Capability",
+            metadata: { name: "db" },
+            spec: { category: "database", type: "postgres", version: "16" }
+          })
+          expect(created.status).toBe(201)
+          const provisioned = await eventually(async () => {
+            const status = (await cluster.api("GET", capabilityPath(ns, "db"))).body
+            return (dig<Array<unknown>>(status, "status", "dependents") ?? []).length === 3
+          }, 30_000)
+          expect({ provisioned, stderr: provisioned ? "" : stderr }).toEqual({ provisioned: true, stderr: "" })
+          expect((await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets`)).body.items).toHaveLength(1)
+
+          // tini passes SIGTERM to the operator, which stops its plugin (whose socket folder in /tmp goes) and exits.
+          const sockets = () => readdirSync(tmp).filter((f) => f.startsWith("hk-"))
+          expect(sockets()).toHaveLength(1)
+          process.kill(init, "SIGTERM")
+          expect({ code: await proc.exited, sockets: sockets() }).toEqual({ code: 0, sockets: [] })
+        } finally {
+          proc.kill("SIGKILL")
+        }
+      },
+      120_000
+    )
   })
 })
 
@@ -224,7 +275,9 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
   beforeAll(async () => {
     requireSubordinateIds()
     cluster = await startCluster()
-    expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
+    expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
+      201
+    )
   }, 180_000)
 
   afterAll(async () => {
@@ -237,7 +290,10 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
     const pod = manifests().find((m) => m.kind === "Deployment") as V1Deployment
     const runnerSpec = pod.spec?.template.spec?.initContainers?.[0]
     const operatorSpec = pod.spec?.template.spec?.containers[0]
-    const as = (uid: number | undefined) => ({ ...config, config: { ...config.config, User: `${uid}:${operatorSpec?.securityContext?.runAsGroup}` } })
+    const as = (uid: number | undefined) => ({
+      ...config,
+      config: { ...config.config, User: `${uid}:${operatorSpec?.securityContext?.runAsGroup}` }
+    })
     // The pod's volumes: emptyDirs group-owned by fsGroup 65532, the token in the operator's only.
     const plugins = folder(0o2775, 65532, 65532, (dir) => {
       for (const [from, name] of [[builtPlugin("postgres"), "postgres"], [testPlugin("snoop"), "snoop"]] as const) {
@@ -271,16 +327,22 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
       ...podArgs
         .filter((a, i) => a !== "--leader-elect" && a !== "--impersonate" && podArgs[i - 1] !== "--impersonate")
         .map((a) => (a.startsWith(":") ? "127.0.0.1:0" : a)),
-      "--kubeconfig", "/tmp/kubeconfig", "--namespace", ns
+      "--kubeconfig",
+      "/tmp/kubeconfig",
+      "--namespace",
+      ns
     ]
     let operator: ReturnType<typeof Bun.spawn> | undefined
     let stderr = ""
     try {
       expect(await eventually(() => existsSync(join(shared, "runner.sock")), 30_000)).toBe(true)
-      operator = Bun.spawn(containerCommand(rootfs, as(operatorSpec?.securityContext?.runAsUser), args, {
-        mounts: mounts(operatorSpec, volumes),
-        env: { HALKYON_TEST_SECRET: secret }
-      }), { stdout: "pipe", stderr: "pipe" })
+      operator = Bun.spawn(
+        containerCommand(rootfs, as(operatorSpec?.securityContext?.runAsUser), args, {
+          mounts: mounts(operatorSpec, volumes),
+          env: { HALKYON_TEST_SECRET: secret }
+        }),
+        { stdout: "pipe", stderr: "pipe" }
+      )
       void (async () => {
         for await (const chunk of operator.stderr as ReadableStream<Uint8Array>) stderr += new TextDecoder().decode(chunk)
       })()
@@ -300,7 +362,8 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
       const create = (name: string, spec: Record<string, unknown>) =>
         cluster.api("POST", capabilityPath(ns), { apiVersion: "halkyon.io/v1beta1", kind: "Capability", metadata: { name }, spec })
       expect((await create("db", { category: "database", type: "postgres", version: "16" })).status).toBe(201)
-      const dependents = async () => dig<Array<unknown>>((await cluster.api("GET", capabilityPath(ns, "db"))).body, "status", "dependents") ?? []
+      const dependents = async () =>
+        dig<Array<unknown>>((await cluster.api("GET", capabilityPath(ns, "db"))).body, "status", "dependents") ?? []
       const provisioned = await eventually(async () => (await dependents()).length === 3, 30_000)
       expect({ provisioned, stderr: provisioned ? "" : stderr }).toEqual({ provisioned: true, stderr: "" })
 

@@ -9,7 +9,16 @@ import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { capabilityCrd } from "../../src/api/Crds.ts"
-import { capabilityPath, type Cluster, kubectl, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import {
+  capabilityPath,
+  type Cluster,
+  kubectl,
+  type Operator,
+  readyOf,
+  startCluster,
+  startOperator,
+  untilReady
+} from "../support/cluster.ts"
 import { eventually, root, testPlugin } from "../support/paths.ts"
 
 const ns = "kubectl-test"
@@ -31,7 +40,9 @@ spec:
 
 beforeAll(async () => {
   cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
+  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
+    201
+  )
   pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-kubectl-plugins-"))
   copyFileSync(testPlugin("flaky.js"), join(pluginsDir, "flaky.js"))
   operator = await untilReady(startOperator(cluster, pluginsDir))
@@ -68,7 +79,14 @@ describe("kubectl, as the README uses it", () => {
   test("kubectl wait times out on a Capability that is not Ready (no plugin serves it)", async () => {
     expect((await kubectl(cluster, ["apply", "-f", "-"], capabilityYaml("unserved", "nosuchtype"))).code).toBe(0)
     // The operator has looked at it: Ready=False, NoPlugin. kubectl wait must not take that for Ready.
-    const reported = await kubectl(cluster, ["wait", "-n", ns, "--for=jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}=NoPlugin", "capability/unserved", "--timeout=30s"])
+    const reported = await kubectl(cluster, [
+      "wait",
+      "-n",
+      ns,
+      "--for=jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}=NoPlugin",
+      "capability/unserved",
+      "--timeout=30s"
+    ])
     expect(reported.code).toBe(0)
     const waited = await kubectl(cluster, ["wait", "-n", ns, "--for=condition=Ready", "capability/unserved", "--timeout=2s"])
     expect(waited.code).not.toBe(0)
@@ -99,7 +117,9 @@ describe("kubectl, as the README uses it", () => {
   test("kubectl explain capability.spec lists the fields from the CRD's schema", async () => {
     // kube-apiserver publishes a new CRD's OpenAPI shortly after it is established: wait for it.
     let explained = await kubectl(cluster, ["explain", "capability.spec"])
-    expect(await eventually(async () => (explained = await kubectl(cluster, ["explain", "capability.spec"])).code === 0, 30_000, 500)).toBe(true)
+    expect(await eventually(async () => (explained = await kubectl(cluster, ["explain", "capability.spec"])).code === 0, 30_000, 500)).toBe(
+      true
+    )
     expect(explained.stderr).toBe("")
     expect(explained.stdout).toMatch(/^GROUP:\s+halkyon\.io$/m)
     expect(explained.stdout).toMatch(/^KIND:\s+Capability$/m)

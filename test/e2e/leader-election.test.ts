@@ -72,9 +72,10 @@ const startElector = async (
   overrides: Partial<LeaderElectionOptions> = {}
 ): Promise<Elector> => {
   const scope = Effect.runSync(Scope.make())
-  const layer = LeaderElection.layer({ kubeconfig: kubeconfig(), namespace: NAMESPACE, name: lease, identity, ...short, ...overrides }).pipe(
-    Layer.provide(collect)
-  )
+  const layer = LeaderElection.layer({ kubeconfig: kubeconfig(), namespace: NAMESPACE, name: lease, identity, ...short, ...overrides })
+    .pipe(
+      Layer.provide(collect)
+    )
   const election = Context.get(await Effect.runPromise(Layer.buildWithScope(layer, scope)), LeaderElection)
   let lostAt: number | undefined
   let closed: Promise<void> | undefined
@@ -321,7 +322,8 @@ test("a leader cut off from the API server steps down within the renew deadline;
     expect(seen.overlaps).toBe(0)
     const record = await readLease(lease)
     expect(record).toMatchObject({ holder: "partition-b", transitions: 1 })
-    expect(logsAbout(`partition-a lost leadership on lease default/${lease}: no renewal succeeded within the renew deadline (1500 ms)`)).toHaveLength(1)
+    expect(logsAbout(`partition-a lost leadership on lease default/${lease}: no renewal succeeded within the renew deadline (1500 ms)`))
+      .toHaveLength(1)
     // A cut-off former leader has nothing to release: closing it leaves the lease to the new one.
     await a.close()
     expect((await readLease(lease)).holder).toBe("partition-b")
@@ -347,7 +349,9 @@ test("an API server restart shorter than the renew deadline does not cost the le
     const restartedAt = Date.now()
     expect(restartMs).toBeLessThan(patient.renewDeadlineMs)
     // The leader renews again once the API server is back.
-    expect(await eventually(async () => ((await readLease(lease).catch(() => undefined))?.renewTime ?? 0) > restartedAt, 5000, 50)).toBe(true)
+    expect(await eventually(async () => ((await readLease(lease).catch(() => undefined))?.renewTime ?? 0) > restartedAt, 5000, 50)).toBe(
+      true
+    )
     const seen = watch.stop()
     console.log(`restart (renew deadline 10 s): took ${Math.round(restartMs)} ms; leader kept leading at all ${seen.samples} samples`)
     expect(seen.led("restart-a")).toBe(seen.samples)
@@ -371,7 +375,11 @@ test("a restart longer than the renew deadline: leadership may lapse but is re-a
     await controlPlane().restartApiServer()
     const back = performance.now()
     // Once the API server answers: the lease is ours to renew, or expired for anyone to take.
-    const resumed = await whenTrue(() => a.isLeader() || b.isLeader(), short.leaseDurationMs + short.retryPeriodMs + 1000, "someone leading")
+    const resumed = await whenTrue(
+      () => a.isLeader() || b.isLeader(),
+      short.leaseDurationMs + short.retryPeriodMs + 1000,
+      "someone leading"
+    )
     await Bun.sleep(600)
     const seen = watch.stop()
     const leader = a.isLeader() ? a : b
@@ -412,7 +420,8 @@ test("API errors are retried every period, never fatal: an elector started while
     await Bun.sleep(1000)
     expect(a.isLeader()).toBe(false)
     // One warning for the outage, with the tagged error's message; later failures only at debug level.
-    expect(logsAbout(`read of lease default/${lease} failed: the API server could not be reached`).filter((l) => l.includes("level=WARN"))).toHaveLength(1)
+    expect(logsAbout(`read of lease default/${lease} failed: the API server could not be reached`).filter((l) => l.includes("level=WARN")))
+      .toHaveLength(1)
     relay = await startRelay(port)
     expect(await a.awaitLeadership(short.retryPeriodMs + 1000)).toBe(true)
     expect((await readLease(lease)).holder).toBe("unreachable-a")
@@ -425,7 +434,11 @@ test("API errors are retried every period, never fatal: an elector started while
 test("settings that cannot give safe election are a tagged error", async () => {
   const build = (overrides: Partial<LeaderElectionOptions>) =>
     Effect.runPromise(
-      Effect.scoped(Layer.build(LeaderElection.layer({ kubeconfig: kubeconfig(), namespace: NAMESPACE, name: "x", identity: "x", ...short, ...overrides }))).pipe(
+      Effect.scoped(
+        Layer.build(
+          LeaderElection.layer({ kubeconfig: kubeconfig(), namespace: NAMESPACE, name: "x", identity: "x", ...short, ...overrides })
+        )
+      ).pipe(
         Effect.flip
       )
     )
@@ -433,7 +446,9 @@ test("settings that cannot give safe election are a tagged error", async () => {
     _tag: "LeaderElectionInvalidOptions",
     message: "invalid leader election settings: the renew deadline (2000 ms) must be positive and shorter than the lease duration (2000 ms)"
   })
-  expect((await build({ retryPeriodMs: 1500 })).message).toContain("the retry period (1500 ms) must be positive and shorter than the renew deadline (1500 ms)")
+  expect((await build({ retryPeriodMs: 1500 })).message).toContain(
+    "the retry period (1500 ms) must be positive and shorter than the renew deadline (1500 ms)"
+  )
   expect((await build({ identity: "" })).message).toContain("the identity is empty")
   expect((await build({ leaseDurationMs: 500, renewDeadlineMs: 400, retryPeriodMs: 100 })).message).toContain("at least 1 s")
 })

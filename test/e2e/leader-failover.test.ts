@@ -47,11 +47,14 @@ const reconciles = async (o: Operator) => {
 /** Watches of Capabilities open on kube-apiserver right now, from its own /metrics: every operator that runs a controller holds one. */
 const capabilityWatches = async () => {
   const { plane } = cluster
-  const response = await fetch(`${plane.server}/metrics`, { tls: { ca: plane.caCertPem, cert: plane.adminCertPem, key: plane.adminKeyPem }, keepalive: false })
+  const response = await fetch(`${plane.server}/metrics`, {
+    tls: { ca: plane.caCertPem, cert: plane.adminCertPem, key: plane.adminKeyPem },
+    keepalive: false
+  })
   expect(response.status).toBe(200)
   const text = await response.text()
   return [...text.matchAll(/^apiserver_longrunning_requests\{([^}]*)\} (\d+)$/gm)]
-    .filter((m) => (m[1] ?? "").includes('resource="capabilities"') && (m[1] ?? "").includes('verb="WATCH"'))
+    .filter((m) => (m[1] ?? "").includes("resource=\"capabilities\"") && (m[1] ?? "").includes("verb=\"WATCH\""))
     .reduce((sum, m) => sum + Number(m[2]), 0)
 }
 const readyWithin = (name: string, ms: number) =>

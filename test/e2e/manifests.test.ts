@@ -61,8 +61,7 @@ const kube = async (path: string, init: { method?: string; body?: unknown; conte
   return { status: res.status, body }
 }
 
-const apply = (object: KubernetesObject) =>
-  objectApi().patch(object, undefined, undefined, "halkyon", true, PatchStrategy.ServerSideApply)
+const apply = (object: KubernetesObject) => objectApi().patch(object, undefined, undefined, "halkyon", true, PatchStrategy.ServerSideApply)
 
 const establishedWithin = async (name: string, timeoutMs: number) => {
   const deadline = performance.now() + timeoutMs
@@ -162,7 +161,9 @@ test("manifests serve ServiceBindings by default: their CRD, and the binding con
   ])
   const off = manifests({ namespace, serviceBinding: false })
   const args = (m: ReadonlyArray<(typeof objects)[number]>) =>
-    (m.find((o) => o.kind === "Deployment") as { spec?: { template?: { spec?: { containers?: Array<{ args?: Array<string> }> } } } } | undefined)
+    (m.find((o) => o.kind === "Deployment") as
+      | { spec?: { template?: { spec?: { containers?: Array<{ args?: Array<string> }> } } } }
+      | undefined)
       ?.spec?.template?.spec?.containers?.[0]?.args ?? []
   expect(args(off)).toContain("--service-binding=false")
   expect(args(objects)).not.toContain("--service-binding=false")
@@ -223,7 +224,11 @@ test("status is a subresource: ignored through the resource, kept through /statu
 
 test("the CRDs as served carry the derived schema and the printer columns", async () => {
   const read = (name: string) =>
-    objectApi().read<V1CustomResourceDefinition>({ apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition", metadata: { name } })
+    objectApi().read<V1CustomResourceDefinition>({
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name }
+    })
   const capabilityServed = (await read(CapabilityResource.crdName)).spec.versions[0]
   const infoServed = (await read(CapabilityInfoResource.crdName)).spec.versions[0]
   const columns = (v: typeof capabilityServed) => v?.additionalPrinterColumns?.map((c) => [c.name, c.type, c.jsonPath])
@@ -259,7 +264,9 @@ test("the CRDs as served carry the derived schema and the printer columns", asyn
 test("discovery serves both kinds with their short names and scopes", async () => {
   const res = await kube(`/apis/${CapabilityResource.apiVersion}`)
   expect(res.status).toBe(200)
-  const resources = res.body.resources as ReadonlyArray<{ name: string; kind: string; namespaced: boolean; shortNames?: ReadonlyArray<string> }>
+  const resources = res.body.resources as ReadonlyArray<
+    { name: string; kind: string; namespaced: boolean; shortNames?: ReadonlyArray<string> }
+  >
   const byName = new Map(resources.map((r) => [r.name, r]))
   expect(byName.get("capabilities")).toMatchObject({ kind: "Capability", namespaced: true, shortNames: ["cap"] })
   expect(byName.get("capabilityinfos")).toMatchObject({ kind: "CapabilityInfo", namespaced: false, shortNames: ["capinfo"] })
@@ -287,7 +294,9 @@ test("a CapabilityInfo is created cluster-scoped", async () => {
   expect(read.body.spec).toEqual(info.spec)
   expect((read.body.metadata as { namespace?: string }).namespace).toBeUndefined()
   // There is no namespaced form of it.
-  expect((await kube(`/apis/${CapabilityInfoResource.apiVersion}/namespaces/${namespace}/${CapabilityInfoResource.plural}`)).status).toBe(404)
+  expect((await kube(`/apis/${CapabilityInfoResource.apiVersion}/namespaces/${namespace}/${CapabilityInfoResource.plural}`)).status).toBe(
+    404
+  )
   // A CapabilityInfo without its versions is refused: the whole spec is required.
   const { versions: _versions, ...noVersions } = info.spec
   const refused = await kube(path, { method: "POST", body: { ...info, metadata: { name: "bad" }, spec: noVersions } })
@@ -297,13 +306,25 @@ test("a CapabilityInfo is created cluster-scoped", async () => {
 
 test("the ServiceAccount, RBAC and Deployment were accepted as written", async () => {
   const api = objectApi()
-  const account = await api.read<V1ServiceAccount>({ apiVersion: "v1", kind: "ServiceAccount", metadata: { name: operatorName, namespace } })
+  const account = await api.read<V1ServiceAccount>({
+    apiVersion: "v1",
+    kind: "ServiceAccount",
+    metadata: { name: operatorName, namespace }
+  })
   expect(account.metadata?.namespace).toBe(namespace)
 
-  const role = await api.read<V1ClusterRole>({ apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name: operatorName } })
+  const role = await api.read<V1ClusterRole>({
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "ClusterRole",
+    metadata: { name: operatorName }
+  })
   expect(role.rules).toEqual([...operatorRules])
   // Without plugins known, nothing to impersonate: the Role holds the Lease only, in the operator's namespace.
-  const own = await api.read<V1Role>({ apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name: operatorName, namespace } })
+  const own = await api.read<V1Role>({
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "Role",
+    metadata: { name: operatorName, namespace }
+  })
   expect(own.rules).toEqual([...operatorNamespacedRules([])])
 
   const binding = await api.read<V1ClusterRoleBinding>({
@@ -314,14 +335,28 @@ test("the ServiceAccount, RBAC and Deployment were accepted as written", async (
   expect(binding.roleRef).toEqual({ apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: operatorName })
   expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: operatorName, namespace }])
 
-  const deployment = await api.read<V1Deployment>({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: operatorName, namespace } })
+  const deployment = await api.read<V1Deployment>({
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: { name: operatorName, namespace }
+  })
   const pod = deployment.spec?.template.spec
   const container = pod?.containers[0]
   expect(pod?.serviceAccountName).toBe(operatorName)
   expect(container?.image).toBe(image)
   expect(container?.args).toEqual([
-    "run", "--leader-elect", "--plugins-dir", "/plugins", "--plugin-runner", "/run/halkyon/runner.sock", "--impersonate", "always",
-    "--health-addr", ":8081", "--metrics-addr", ":8080"
+    "run",
+    "--leader-elect",
+    "--plugins-dir",
+    "/plugins",
+    "--plugin-runner",
+    "/run/halkyon/runner.sock",
+    "--impersonate",
+    "always",
+    "--health-addr",
+    ":8081",
+    "--metrics-addr",
+    ":8080"
   ])
   expect(container?.ports?.map((p) => [p.name, p.containerPort])).toEqual([["health", 8081], ["metrics", 8080]])
   expect(container?.livenessProbe?.httpGet).toMatchObject({ path: "/healthz", port: 8081 })
@@ -336,7 +371,12 @@ test("the ServiceAccount, RBAC and Deployment were accepted as written", async (
     seccompProfile: { type: "RuntimeDefault" }
   })
   expect(container?.securityContext).toEqual(confined(65532))
-  expect(container?.volumeMounts?.map((m) => m.mountPath)).toEqual(["/plugins", "/tmp", "/run/halkyon", "/var/run/secrets/kubernetes.io/serviceaccount"])
+  expect(container?.volumeMounts?.map((m) => m.mountPath)).toEqual([
+    "/plugins",
+    "/tmp",
+    "/run/halkyon",
+    "/var/run/secrets/kubernetes.io/serviceaccount"
+  ])
   expect(pod?.volumes?.map((v) => v.name)).toEqual(["plugins", "tmp", "runner", "runner-tmp", "kube-api-access"])
   // Plugins run in the runner sidecar: another uid, the plugins read-only, no token (none is automounted).
   expect(pod?.automountServiceAccountToken).toBe(false)
@@ -345,9 +385,16 @@ test("the ServiceAccount, RBAC and Deployment were accepted as written", async (
   expect(runner?.image).toBe(image)
   expect(runner?.args).toEqual(["plugin-runner", "--socket", "/run/halkyon/runner.sock", "--plugins-dir", "/plugins"])
   expect(runner?.securityContext).toEqual(confined(65533))
-  expect(runner?.volumeMounts?.map((m) => [m.mountPath, m.readOnly ?? false])).toEqual([["/plugins", true], ["/run/halkyon", false], ["/tmp", false]])
+  expect(runner?.volumeMounts?.map((m) => [m.mountPath, m.readOnly ?? false])).toEqual([
+    ["/plugins", true],
+    ["/run/halkyon", false],
+    ["/tmp", false]
+  ])
   expect(runner?.resources?.limits).toEqual({ memory: "1Gi" })
-  expect(container?.env).toEqual([{ name: "POD_NAMESPACE", valueFrom: { fieldRef: { apiVersion: "v1", fieldPath: "metadata.namespace" } } }])
+  expect(container?.env).toEqual([{
+    name: "POD_NAMESPACE",
+    valueFrom: { fieldRef: { apiVersion: "v1", fieldPath: "metadata.namespace" } }
+  }])
   expect(container?.resources?.requests).toEqual({ cpu: "100m", memory: "128Mi" })
 })
 
@@ -364,9 +411,13 @@ test("the YAML the command prints parses back into the same objects", async () =
 
 test("--plugins sets HALKYON_PLUGINS on the operator, normalized; a bad entry is refused with the expected form", async () => {
   const deployment = manifests({ plugins: "acme/redis@v2.1.0,acme/kafka@v1" }).find((m) => m.kind === "Deployment") as V1Deployment
-  expect(deployment.spec?.template.spec?.containers[0]?.env).toContainEqual({ name: "HALKYON_PLUGINS", value: "acme/redis@v2.1.0,acme/kafka@v1" })
+  expect(deployment.spec?.template.spec?.containers[0]?.env).toContainEqual({
+    name: "HALKYON_PLUGINS",
+    value: "acme/redis@v2.1.0,acme/kafka@v1"
+  })
   // The command reads what each named plugin declares from the folder it is installed in: without one it warns; not installed there is refused.
-  const halkyon = (...args: Array<string>) => Bun.spawnSync([join(root, "dist/halkyon"), "manifests", ...args], { stdout: "pipe", stderr: "pipe" })
+  const halkyon = (...args: Array<string>) =>
+    Bun.spawnSync([join(root, "dist/halkyon"), "manifests", ...args], { stdout: "pipe", stderr: "pipe" })
   const noDir = halkyon("--plugins", "acme/redis@v2.1.0")
   expect(noDir.exitCode).toBe(0)
   expect(noDir.stderr.toString()).toContain("warning: no roles for acme/redis@v2.1.0 in this output")
@@ -384,5 +435,5 @@ test("--plugins sets HALKYON_PLUGINS on the operator, normalized; a bad entry is
 
   const bad = Bun.spawnSync([join(root, "dist/halkyon"), "manifests", "--plugins", "nonsense"], { stdout: "pipe", stderr: "pipe" })
   expect(bad.exitCode).not.toBe(0)
-  expect(bad.stderr.toString()).toContain('invalid plugin "nonsense": no @tag; expected org/repo@tag')
+  expect(bad.stderr.toString()).toContain("invalid plugin \"nonsense\": no @tag; expected org/repo@tag")
 })

@@ -25,7 +25,17 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator, untilReady, markStatefulSetReady as markReady } from "../support/cluster.ts"
+import {
+  capabilityPath,
+  type Cluster,
+  dig,
+  type Operator,
+  readyOf,
+  startCluster,
+  startOperator,
+  untilReady,
+  markStatefulSetReady as markReady
+} from "../support/cluster.ts"
 import { builtPlugin, eventually, processesMatching, root, testPlugin } from "../support/paths.ts"
 import { landlockAbi } from "../../src/plugin-host/Landlock.ts"
 
@@ -47,11 +57,18 @@ const token = `token-${crypto.randomUUID()}`
 const asOperatorWithToken = () =>
   isRoot
     ? [
-        "unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-        `mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p ${tokenDir} && printf %s "$HALKYON_TEST_TOKEN" > ${tokenDir}/token && ` +
-          `chown ${operatorUid}:${operatorUid} ${tokenDir}/token && chmod 600 ${tokenDir}/token && exec "$@"`,
-        "sh", ...as(operatorUid)
-      ]
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "--",
+      "sh",
+      "-c",
+      `mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p ${tokenDir} && printf %s "$HALKYON_TEST_TOKEN" > ${tokenDir}/token && ` +
+      `chown ${operatorUid}:${operatorUid} ${tokenDir}/token && chmod 600 ${tokenDir}/token && exec "$@"`,
+      "sh",
+      ...as(operatorUid)
+    ]
     : []
 const own = (path: string, uid: number, mode: number) => {
   if (isRoot) chownSync(path, uid, operatorUid)
@@ -105,10 +122,14 @@ const namespace = async (name: string) =>
 /** What the snoop plugin reported, from the ConfigMap it built. */
 const loot = async (ns: string, name: string) => {
   let data: Record<string, string> | undefined
-  const built = await eventually(async () => {
-    data = dig<Record<string, string>>((await cluster.api("GET", `/api/v1/namespaces/${ns}/configmaps/${name}`)).body, "data")
-    return data !== undefined
-  }, 30_000, 100)
+  const built = await eventually(
+    async () => {
+      data = dig<Record<string, string>>((await cluster.api("GET", `/api/v1/namespaces/${ns}/configmaps/${name}`)).body, "data")
+      return data !== undefined
+    },
+    30_000,
+    100
+  )
   if (!built || data === undefined) {
     const status = (await cluster.api("GET", capabilityPath(ns, name))).body.status
     throw new Error(`the snoop plugin's ConfigMap ${ns}/${name} never appeared; the Capability's status: ${JSON.stringify(status)}`)
@@ -118,11 +139,15 @@ const loot = async (ns: string, name: string) => {
 
 const waitReady = async (ns: string, name: string, status: string) => {
   let last: unknown
-  const ok = await eventually(async () => {
-    const c = await cluster.api("GET", capabilityPath(ns, name))
-    last = c.body.status
-    return readyOf(c)?.status === status
-  }, 30_000, 100)
+  const ok = await eventually(
+    async () => {
+      const c = await cluster.api("GET", capabilityPath(ns, name))
+      last = c.body.status
+      return readyOf(c)?.status === status
+    },
+    30_000,
+    100
+  )
   if (!ok) throw new Error(`${ns}/${name} never reached Ready=${status}; last status: ${JSON.stringify(last)}`)
 }
 
@@ -159,7 +184,8 @@ describe("on a laptop: plugins are the operator's children", () => {
   })
 
   const kubeconfigClause = landlock ? "nor its kubeconfig (Landlock)" : "but can read its kubeconfig (no Landlock here)"
-  const title = `the snoop plugin cannot read the operator's environment (PR_SET_DUMPABLE 0) ${kubeconfigClause}, and can read its token (same user)`
+  const title =
+    `the snoop plugin cannot read the operator's environment (PR_SET_DUMPABLE 0) ${kubeconfigClause}, and can read its token (same user)`
   test(title, async () => {
     expect((await createCapability(ns, "heist", "snoop", "1")).status).toBe(201)
     const found = await loot(ns, "heist")
@@ -205,7 +231,12 @@ describe(`through halkyon plugin-runner, ${isRoot ? "as another uid" : "as the s
     }
     operator = await untilReady(
       startOperator(
-        cluster, plugins, ["--namespace", ns, "--plugin-runner", socket], privateKubeconfig(), operatorEnv(), asOperatorWithToken()
+        cluster,
+        plugins,
+        ["--namespace", ns, "--plugin-runner", socket],
+        privateKubeconfig(),
+        operatorEnv(),
+        asOperatorWithToken()
       )
     )
   }, 60_000)
@@ -256,10 +287,14 @@ describe(`through halkyon plugin-runner, ${isRoot ? "as another uid" : "as the s
     const [before] = await processesMatching(`${plugins}/postgres.js`)
     expect(before).toBeNumber()
     process.kill(before!, "SIGKILL")
-    const restarted = await eventually(async () => {
-      const now = await processesMatching(`${plugins}/postgres.js`)
-      return now.length === 1 && now[0] !== before && startTimes(operator, "postgres.js").length >= 2
-    }, 15_000, 50)
+    const restarted = await eventually(
+      async () => {
+        const now = await processesMatching(`${plugins}/postgres.js`)
+        return now.length === 1 && now[0] !== before && startTimes(operator, "postgres.js").length >= 2
+      },
+      15_000,
+      50
+    )
     expect(restarted).toBe(true)
     expect((await createCapability(ns, "invoices", "postgres", "16")).status).toBe(201)
     await eventually(async () => (await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/invoices`)).status === 200, 20_000)

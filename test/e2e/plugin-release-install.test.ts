@@ -38,10 +38,24 @@ afterAll(async () => {
 test("the release folders install with halkyon plugins install, verified, and both plugins load", async () => {
   const dir = join(work, "plugins")
   const install = Bun.spawn(
-    [join(root, "dist/halkyon"), "plugins", "install", `halkyon-io/postgres-plugin@${tag}`, `halkyon-io/redis-plugin@${tag}`, "--plugins-dir", dir, "--release-base-url", servers.base],
+    [
+      join(root, "dist/halkyon"),
+      "plugins",
+      "install",
+      `halkyon-io/postgres-plugin@${tag}`,
+      `halkyon-io/redis-plugin@${tag}`,
+      "--plugins-dir",
+      dir,
+      "--release-base-url",
+      servers.base
+    ],
     { env: { ...process.env, NODE_EXTRA_CA_CERTS: ca.caFile }, stdout: "pipe", stderr: "pipe" }
   )
-  const [stdout, stderr, code] = await Promise.all([new Response(install.stdout).text(), new Response(install.stderr).text(), install.exited])
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(install.stdout).text(),
+    new Response(install.stderr).text(),
+    install.exited
+  ])
   if (code !== 0) throw new Error(stderr)
   expect(stdout).toContain(`halkyon-io/postgres-plugin@${tag}: installed postgres in ${dir}`)
   expect(stdout).toContain(`halkyon-io/redis-plugin@${tag}: installed redis in ${dir}`)
@@ -50,7 +64,10 @@ test("the release folders install with halkyon plugins install, verified, and bo
   const archive = `halkyon_plugin_${goOs}_${goArch}.tar.gz`
   expect(lock.plugins.map((p: { asset: string }) => p.asset.split("/").pop())).toEqual([archive, archive])
 
-  const list = Bun.spawn([join(root, "dist/halkyon"), "plugins", "list", "--plugins-dir", dir, "-o", "json"], { stdout: "pipe", stderr: "pipe" })
+  const list = Bun.spawn([join(root, "dist/halkyon"), "plugins", "list", "--plugins-dir", dir, "-o", "json"], {
+    stdout: "pipe",
+    stderr: "pipe"
+  })
   const [listed, listCode] = await Promise.all([new Response(list.stdout).text(), list.exited])
   expect(listCode).toBe(0)
   expect(JSON.parse(listed)).toMatchObject([

@@ -40,13 +40,13 @@ for (const { form, file } of forms(builtPlugin, "postgres")) {
               ["DB_NAME", "sample-db", false],
               ["DB_PORT", "5432", false]
             ])
-            expect(d.dependents.map((x) => [x.id, x.kind, x.watched, x.owned, x.created, x.updated, x.checkedForReadiness, x.binding])).toEqual([
-              ["config-secret", "Secret", true, true, true, true, false, true],
-              ["statefulset", "StatefulSet", true, true, true, true, true, false],
-              ["service", "Service", true, true, true, true, false, false]
-            ])
-          })
-        ))
+            expect(d.dependents.map((x) => [x.id, x.kind, x.watched, x.owned, x.created, x.updated, x.checkedForReadiness, x.binding]))
+              .toEqual([
+                ["config-secret", "Secret", true, true, true, true, false, true],
+                ["statefulset", "StatefulSet", true, true, true, true, true, false],
+                ["service", "Service", true, true, true, true, false, false]
+              ])
+          })))
 
       test("checks validity: unknown versions and bad parameters are refused with the supported list", () =>
         withPlugin(file, options, ({ connection }) =>
@@ -54,29 +54,35 @@ for (const { form, file } of forms(builtPlugin, "postgres")) {
             expect(yield* connection.checkValidity(capability())).toEqual([])
             expect(yield* connection.checkValidity(capability([], ""))).toEqual([])
             expect(yield* connection.checkValidity(capability([], "9"))).toEqual([
-              'version "9" of postgres is not supported; supported versions: 14, 15, 16, 17, 18'
+              "version \"9\" of postgres is not supported; supported versions: 14, 15, 16, 17, 18"
             ])
             expect(yield* connection.checkValidity(capability([{ name: "DB_PORT", value: "99999" }]))).toEqual([
-              'parameter DB_PORT must be a port number (1-65535), got "99999"'
+              "parameter DB_PORT must be a port number (1-65535), got \"99999\""
             ])
-          })
-        ))
+          })))
 
       test("builds every dependent in one call, in order", () =>
         withPlugin(file, options, ({ connection }) =>
           Effect.gen(function*() {
-            const built = yield* connection.buildDependents(capability([{ name: "DB_USER", value: "alice" }, { name: "DB_PASSWORD", value: "s3cret" }]))
+            const built = yield* connection.buildDependents(
+              capability([{ name: "DB_USER", value: "alice" }, { name: "DB_PASSWORD", value: "s3cret" }])
+            )
             expect(built.map((d) => [d.id, d.object.kind, (d.object.metadata as { name: string }).name])).toEqual([
               ["config-secret", "Secret", "db-config"],
               ["statefulset", "StatefulSet", "db"],
               ["service", "Service", "db"]
             ])
             const secret = built[0]?.object as { stringData: Record<string, string> }
-            expect(secret.stringData).toMatchObject({ DB_USER: "alice", DB_PASSWORD: "s3cret", DB_NAME: "sample-db", DB_PORT: "5432", DB_HOST: "db.shop.svc" })
+            expect(secret.stringData).toMatchObject({
+              DB_USER: "alice",
+              DB_PASSWORD: "s3cret",
+              DB_NAME: "sample-db",
+              DB_PORT: "5432",
+              DB_HOST: "db.shop.svc"
+            })
             const sts = built[1]?.object as { spec: { template: { spec: { containers: Array<{ image: string }> } } } }
             expect(sts.spec.template.spec.containers[0]?.image).toBe("postgres:16")
-          })
-        ))
+          })))
 
       test("1 MiB messages cross both ways intact, 64 calls at once on one connection", () =>
         withPlugin(file, options, ({ connection }) =>
@@ -87,9 +93,10 @@ for (const { form, file } of forms(builtPlugin, "postgres")) {
             const calls = Array.from({ length: 64 }, (_, i) => capability([{ name: "DB_PASSWORD", value: i === 0 ? big : `p${i}` }]))
             const built = yield* Effect.forEach(calls, (c) => connection.buildDependents(c), { concurrency: "unbounded" })
             expect((built[0]?.[0]?.object as { stringData: Record<string, string> }).stringData.DB_PASSWORD).toBe(big)
-            expect(built.slice(1).map((b) => (b[0]?.object as { stringData: Record<string, string> }).stringData.DB_PASSWORD)).toEqual(calls.slice(1).map((_, i) => `p${i + 1}`))
-          })
-        ))
+            expect(built.slice(1).map((b) => (b[0]?.object as { stringData: Record<string, string> }).stringData.DB_PASSWORD)).toEqual(
+              calls.slice(1).map((_, i) => `p${i + 1}`)
+            )
+          })))
 
       test("generates a password when none is given, and keeps it on update", () =>
         withPlugin(file, options, ({ connection }) =>
@@ -97,14 +104,24 @@ for (const { form, file } of forms(builtPlugin, "postgres")) {
             const built = yield* connection.buildDependents(capability())
             const password = (built[0]?.object as { stringData: Record<string, string> }).stringData.DB_PASSWORD ?? ""
             expect(password.length).toBeGreaterThanOrEqual(20)
-            const existing = { ...built[0]?.object, stringData: undefined, data: Object.fromEntries(Object.entries((built[0]?.object as { stringData: Record<string, string> }).stringData).map(([k, v]) => [k, Buffer.from(v).toString("base64")])) }
+            const existing = {
+              ...built[0]?.object,
+              stringData: undefined,
+              data: Object.fromEntries(
+                Object.entries((built[0]?.object as { stringData: Record<string, string> }).stringData).map((
+                  [k, v]
+                ) => [k, Buffer.from(v).toString("base64")])
+              )
+            }
             const same = yield* connection.updateDependent("config-secret", capability(), existing)
             expect(same.needsUpdate).toBe(false)
             const renamed = yield* connection.updateDependent("config-secret", capability([{ name: "DB_NAME", value: "orders" }]), existing)
             expect(renamed.needsUpdate).toBe(true)
-            expect((renamed.updated as { stringData: Record<string, string> }).stringData).toMatchObject({ DB_NAME: "orders", DB_PASSWORD: password })
-          })
-        ))
+            expect((renamed.updated as { stringData: Record<string, string> }).stringData).toMatchObject({
+              DB_NAME: "orders",
+              DB_PASSWORD: password
+            })
+          })))
 
       test("updates the StatefulSet when the version changes, not otherwise", () =>
         withPlugin(file, options, ({ connection }) =>
@@ -114,8 +131,7 @@ for (const { form, file } of forms(builtPlugin, "postgres")) {
             const upgraded = yield* connection.updateDependent("statefulset", capability([], "17"), sts)
             expect(upgraded.needsUpdate).toBe(true)
             expect(JSON.stringify(upgraded.updated)).toContain("postgres:17")
-          })
-        ))
+          })))
 
       test("evaluates every condition in one call, from objects and fetch errors", () =>
         withPlugin(file, options, ({ connection }) =>
@@ -128,14 +144,25 @@ for (const { form, file } of forms(builtPlugin, "postgres")) {
               { id: "statefulset", object: notReady }
             ])
             // Only dependents checked for readiness get a condition.
-            expect(conditions).toEqual([{ id: "statefulset", state: "pending", reason: "ReplicasNotReady", message: "0/1 replicas ready", attributes: {} }])
+            expect(conditions).toEqual([{
+              id: "statefulset",
+              state: "pending",
+              reason: "ReplicasNotReady",
+              message: "0/1 replicas ready",
+              attributes: {}
+            }])
             expect((yield* connection.evaluateConditions(capability(), [{ id: "statefulset", object: readySts }]))[0]?.state).toBe("ready")
-            const missing = yield* connection.evaluateConditions(capability(), [{ id: "statefulset", error: { reason: "NotFound", message: "not found", code: 404 } }])
+            const missing = yield* connection.evaluateConditions(capability(), [{
+              id: "statefulset",
+              error: { reason: "NotFound", message: "not found", code: 404 }
+            }])
             expect(missing[0]).toMatchObject({ state: "pending", reason: "NotFound" })
-            const forbidden = yield* connection.evaluateConditions(capability(), [{ id: "statefulset", error: { reason: "Forbidden", message: "no access", code: 403 } }])
+            const forbidden = yield* connection.evaluateConditions(capability(), [{
+              id: "statefulset",
+              error: { reason: "Forbidden", message: "no access", code: 403 }
+            }])
             expect(forbidden[0]).toMatchObject({ state: "failed", reason: "Forbidden", message: "no access" })
-          })
-        ))
+          })))
 
       test("errors cross the wire as a status with a message for the user", () =>
         withPlugin(file, options, ({ connection }) =>
@@ -144,9 +171,8 @@ for (const { form, file } of forms(builtPlugin, "postgres")) {
             expect(bad._tag).toBe("PluginCallFailed")
             expect(bad.message).toContain("the Capability could not be read")
             const unknown = yield* Effect.flip(connection.updateDependent("nope", capability(), {}))
-            expect(unknown.message).toContain('has no dependent "nope"; it has: config-secret, statefulset, service')
-          })
-        ))
+            expect(unknown.message).toContain("has no dependent \"nope\"; it has: config-secret, statefulset, service")
+          })))
 
       test("answers health checks and stops on Shutdown", () =>
         withPlugin(file, options, (plugin) =>
@@ -155,8 +181,7 @@ for (const { form, file } of forms(builtPlugin, "postgres")) {
             yield* plugin.connection.shutdown
             const code = yield* plugin.exited.pipe(Effect.timeout("2 seconds"))
             expect(code).toBe(0)
-          })
-        ))
+          })))
     })
   }
 }
@@ -172,5 +197,4 @@ test("a client presenting a certificate the plugin did not get is rejected", () 
       expect((error as CallError).code).toBe(Status.UNAVAILABLE)
       // The plugin itself is unharmed.
       await Effect.runPromise(plugin.connection.ping)
-    })
-  ))
+    })))

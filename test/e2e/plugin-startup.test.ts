@@ -13,7 +13,10 @@ import { builtPlugin, root, testPlugin } from "../support/paths.ts"
 
 /** The module specifiers a minified bundle imports statically. */
 const staticImports = (text: string) =>
-  Array.from(text.matchAll(/(?:^|[;}\n])\s*import\s*(?:[\w$]+\s*,?\s*)?(?:\{[^}]*\}|\*\s*as\s+[\w$]+)?\s*(?:from\s*)?"([^"]+)"/g), (m) => m[1])
+  Array.from(
+    text.matchAll(/(?:^|[;}\n])\s*import\s*(?:[\w$]+\s*,?\s*)?(?:\{[^}]*\}|\*\s*as\s+[\w$]+)?\s*(?:from\s*)?"([^"]+)"/g),
+    (m) => m[1]
+  )
 
 test("a plugin bundle imports no module statically: nothing loads before the handshake but the bundle", async () => {
   for (const bundle of [builtPlugin("postgres.js"), testPlugin("conform.js")]) {
@@ -23,7 +26,13 @@ test("a plugin bundle imports no module statically: nothing loads before the han
 
 test("a compiled plugin's entry module imports nothing statically, and what loads after the handshake is in modules of its own", async () => {
   // As scripts/build-plugins.ts compiles it (--splitting), less the bytecode.
-  const built = await Bun.build({ entrypoints: [join(root, "plugins/postgres/main.ts")], target: "bun", format: "esm", minify: true, splitting: true })
+  const built = await Bun.build({
+    entrypoints: [join(root, "plugins/postgres/main.ts")],
+    target: "bun",
+    format: "esm",
+    minify: true,
+    splitting: true
+  })
   const entry = built.outputs.find((o) => o.kind === "entry-point")
   const text = (await entry?.text()) ?? ""
   expect(staticImports(text)).toEqual([])
@@ -36,15 +45,19 @@ test("a plugin bundle carries what loads after the handshake as a string, loaded
   const text = await Bun.file(builtPlugin("postgres.js")).text()
   expect(text.match(/URL\.createObjectURL/g)?.length).toBe(1)
   // The string is a bundle of its own, in double quotes (scripts/build-plugins.ts says why).
-  const start = text.indexOf('"// @bun\\n')
+  const start = text.indexOf("\"// @bun\\n")
   expect(start).toBeGreaterThan(0)
   let end = start + 1
-  while (text[end] !== '"') end += text[end] === "\\" ? 2 : 1
+  while (text[end] !== "\"") end += text[end] === "\\" ? 2 : 1
   const carried = JSON.parse(text.slice(start, end + 1)) as string
   const parsedAtStart = text.slice(0, start) + text.slice(end + 1)
   // The generated code, the bridge into node:http2 and effect are in the string only.
   for (const marker of ["plugin.GRPCBroker", "createServer", "allowHalfOpen", "~effect/Cause"]) {
-    expect({ marker, carried: carried.includes(marker), parsedAtStart: parsedAtStart.includes(marker) }).toEqual({ marker, carried: true, parsedAtStart: false })
+    expect({ marker, carried: carried.includes(marker), parsedAtStart: parsedAtStart.includes(marker) }).toEqual({
+      marker,
+      carried: true,
+      parsedAtStart: false
+    })
   }
   expect(parsedAtStart.length).toBeLessThan(30_000)
 })

@@ -24,18 +24,27 @@ const foreignToken = `kube-system-token-${crypto.randomUUID()}`
 const adminPassword = `admin-password-${crypto.randomUUID()}`
 
 const createCapability = (name: string, type: string, parameters: ReadonlyArray<{ name: string; value: string }> = []) =>
-  cluster.api("POST", capabilityPath(ns), { apiVersion: "halkyon.io/v1beta1", kind: "Capability", metadata: { name }, spec: { category: "test", type, parameters } })
+  cluster.api("POST", capabilityPath(ns), {
+    apiVersion: "halkyon.io/v1beta1",
+    kind: "Capability",
+    metadata: { name },
+    spec: { category: "test", type, parameters }
+  })
 
 const capability = (name: string) => cluster.api("GET", capabilityPath(ns, name))
 
 const waitReady = async (name: string, status: string, reason: string, timeoutMs = 30_000) => {
   let last: unknown
-  const ok = await eventually(async () => {
-    const c = await capability(name)
-    last = c.body.status
-    const ready = readyOf(c)
-    return ready?.status === status && ready.reason === reason
-  }, timeoutMs, 100)
+  const ok = await eventually(
+    async () => {
+      const c = await capability(name)
+      last = c.body.status
+      const ready = readyOf(c)
+      return ready?.status === status && ready.reason === reason
+    },
+    timeoutMs,
+    100
+  )
   if (!ok) throw new Error(`${name} never reached Ready=${status} (${reason}); last status: ${JSON.stringify(last)}`)
   return readyOf(await capability(name))
 }
@@ -67,7 +76,9 @@ let adminSecret: { labels: unknown; ownerReferences: unknown; data: unknown; res
 
 beforeAll(async () => {
   cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
+  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
+    201
+  )
   // A Secret of kube-system that the plugin names, and an admin's Secret in the Capabilities' namespace.
   const token = await cluster.api("POST", "/api/v1/namespaces/kube-system/secrets", {
     apiVersion: "v1",
@@ -103,31 +114,44 @@ afterAll(async () => {
 })
 
 describe("a hostile plugin", () => {
-  test("every object it returns is checked before any write: each trick is refused as a PluginViolation naming rule and object", async () => {
-    const tricks: ReadonlyArray<[string, string, ReadonlyArray<{ name: string; value: string }>, string, string]> = [
-      ["admin", "clusteradmin", [], "namespaced", "ClusterRoleBinding hostile-admin (id binding) is of a cluster-scoped kind"],
-      ["ks", "kubesystem", [], "namespace", "ConfigMap kube-system/ks (id config) is not in the Capability's namespace team-a"],
-      ["ghost", "undeclared", [], "declared", "ConfigMap team-a/ghost (id ghost) has an id the plugin did not declare"],
-      ["peek", "peek", [{ name: "TARGET", value: "peek-target" }], "namespace", "Secret kube-system/peek-target (id secret)"],
-      ["many", "many", [], "count", "the plugin returned 65 dependents, over the limit of 64"],
-      ["huge", "huge", [], "size", "ConfigMap team-a/huge (id config) is 2097"]
-    ]
-    for (const [name, type, parameters] of tricks) expect((await createCapability(name, type, parameters)).status).toBe(201)
-    for (const [name, , , rule, fragment] of tricks) {
-      const ready = await waitReady(name, "False", "PluginViolation")
-      expect(ready?.message).toContain(`plugin hostile.js broke rule "${rule}"`)
-      expect(ready?.message).toContain(fragment)
-      expect(ready?.message).toContain("nothing was written")
-    }
-    // Nothing of those reconciles was written, in the namespace either.
-    for (const path of ["configmaps/ks", "configmaps/ghost", "configmaps/huge", "configmaps/many-0", "configmaps/many-63", "secrets/peek-target"]) {
-      expect(await exists(`/api/v1/namespaces/${ns}/${path}`)).toBe(false)
-    }
-    expect(await exists("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/hostile-admin")).toBe(false)
-    expect(await exists("/api/v1/namespaces/kube-system/configmaps/ks")).toBe(false)
-    const events = await cluster.api("GET", `/api/v1/namespaces/${ns}/events?fieldSelector=involvedObject.name%3Dadmin`)
-    expect((dig<Array<{ reason: string; type: string }>>(events.body, "items") ?? []).map((e) => `${e.type}/${e.reason}`)).toContain("Warning/PluginViolation")
-  }, 120_000)
+  test(
+    "every object it returns is checked before any write: each trick is refused as a PluginViolation naming rule and object",
+    async () => {
+      const tricks: ReadonlyArray<[string, string, ReadonlyArray<{ name: string; value: string }>, string, string]> = [
+        ["admin", "clusteradmin", [], "namespaced", "ClusterRoleBinding hostile-admin (id binding) is of a cluster-scoped kind"],
+        ["ks", "kubesystem", [], "namespace", "ConfigMap kube-system/ks (id config) is not in the Capability's namespace team-a"],
+        ["ghost", "undeclared", [], "declared", "ConfigMap team-a/ghost (id ghost) has an id the plugin did not declare"],
+        ["peek", "peek", [{ name: "TARGET", value: "peek-target" }], "namespace", "Secret kube-system/peek-target (id secret)"],
+        ["many", "many", [], "count", "the plugin returned 65 dependents, over the limit of 64"],
+        ["huge", "huge", [], "size", "ConfigMap team-a/huge (id config) is 2097"]
+      ]
+      for (const [name, type, parameters] of tricks) expect((await createCapability(name, type, parameters)).status).toBe(201)
+      for (const [name, , , rule, fragment] of tricks) {
+        const ready = await waitReady(name, "False", "PluginViolation")
+        expect(ready?.message).toContain(`plugin hostile.js broke rule "${rule}"`)
+        expect(ready?.message).toContain(fragment)
+        expect(ready?.message).toContain("nothing was written")
+      }
+      // Nothing of those reconciles was written, in the namespace either.
+      for (const path of [
+        "configmaps/ks",
+        "configmaps/ghost",
+        "configmaps/huge",
+        "configmaps/many-0",
+        "configmaps/many-63",
+        "secrets/peek-target"
+      ]) {
+        expect(await exists(`/api/v1/namespaces/${ns}/${path}`)).toBe(false)
+      }
+      expect(await exists("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/hostile-admin")).toBe(false)
+      expect(await exists("/api/v1/namespaces/kube-system/configmaps/ks")).toBe(false)
+      const events = await cluster.api("GET", `/api/v1/namespaces/${ns}/events?fieldSelector=involvedObject.name%3Dadmin`)
+      expect((dig<Array<{ reason: string; type: string }>>(events.body, "items") ?? []).map((e) => `${e.type}/${e.reason}`)).toContain(
+        "Warning/PluginViolation"
+      )
+    },
+    120_000
+  )
 
   test("an update that moves its object to another namespace, or renames it, is refused; the object stays as it was", async () => {
     for (const [name, type] of [["redirect", "redirect"], ["rename", "rename"]] as const) {
@@ -137,13 +161,22 @@ describe("a hostile plugin", () => {
     const original = await cluster.api("GET", `/api/v1/namespaces/${ns}/configmaps/redirect`)
     // A new generation makes the operator ask the plugin to update its objects.
     for (const name of ["redirect", "rename"]) {
-      const patched = await cluster.api("PATCH", capabilityPath(ns, name), { spec: { parameters: [{ name: "TARGET", value: "again" }] } }, "application/merge-patch+json")
+      const patched = await cluster.api(
+        "PATCH",
+        capabilityPath(ns, name),
+        { spec: { parameters: [{ name: "TARGET", value: "again" }] } },
+        "application/merge-patch+json"
+      )
       expect(patched.status).toBe(200)
     }
     const redirected = await waitReady("redirect", "False", "PluginViolation")
-    expect(redirected?.message).toContain('broke rule "namespace": ConfigMap kube-system/redirect (id config) is not in the Capability\'s namespace team-a')
+    expect(redirected?.message).toContain(
+      "broke rule \"namespace\": ConfigMap kube-system/redirect (id config) is not in the Capability's namespace team-a"
+    )
     const renamed = await waitReady("rename", "False", "PluginViolation")
-    expect(renamed?.message).toContain('broke rule "identity": the update of ConfigMap team-a/rename (id config) returned ConfigMap team-a/rename-renamed (id config)')
+    expect(renamed?.message).toContain(
+      "broke rule \"identity\": the update of ConfigMap team-a/rename (id config) returned ConfigMap team-a/rename-renamed (id config)"
+    )
     expect(await exists("/api/v1/namespaces/kube-system/configmaps/redirect")).toBe(false)
     expect(await exists(`/api/v1/namespaces/${ns}/configmaps/rename-renamed`)).toBe(false)
     const after = await cluster.api("GET", `/api/v1/namespaces/${ns}/configmaps/redirect`)
@@ -153,7 +186,9 @@ describe("a hostile plugin", () => {
   test("an admin's <name>-config Secret is not taken over: Conflict naming it and its managers; labels, owners and data kept", async () => {
     expect((await createCapability("grab", "takeover")).status).toBe(201)
     const ready = await waitReady("grab", "False", "Conflict")
-    expect(ready?.message).toContain("Secret team-a/grab-config (id secret) already exists and is not controlled by this Capability (no owner reference; managed by ")
+    expect(ready?.message).toContain(
+      "Secret team-a/grab-config (id secret) already exists and is not controlled by this Capability (no owner reference; managed by "
+    )
     const secret = await cluster.api("GET", `/api/v1/namespaces/${ns}/secrets/grab-config`)
     expect(dig(secret.body, "metadata", "labels")).toEqual(adminSecret.labels as Record<string, string>)
     expect(dig(secret.body, "metadata", "ownerReferences")).toEqual(adminSecret.ownerReferences as undefined)
@@ -187,7 +222,9 @@ describe("a hostile plugin", () => {
     const patched = await cluster.api(
       "PATCH",
       `/apis/apps/v1/namespaces/${ns}/statefulsets/orders/status`,
-      { status: { replicas: 1, readyReplicas: 1, availableReplicas: 1, observedGeneration: dig<number>(sts.body, "metadata", "generation") } },
+      {
+        status: { replicas: 1, readyReplicas: 1, availableReplicas: 1, observedGeneration: dig<number>(sts.body, "metadata", "generation") }
+      },
       "application/merge-patch+json"
     )
     expect(patched.status).toBe(200)
@@ -202,14 +239,24 @@ describe("a hostile plugin", () => {
 
   test("violations are counted per plugin and rule in /metrics", async () => {
     const text = await (await fetch(`${operator.endpoint("metrics")}/metrics`)).text()
-    const count = (rule: string) => Number(new RegExp(`^halkyon_plugin_violations_total\\{plugin="hostile.js",rule="${rule}"\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0)
+    const count = (rule: string) =>
+      Number(new RegExp(`^halkyon_plugin_violations_total\\{plugin="hostile.js",rule="${rule}"\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0)
     for (const rule of ["namespaced", "namespace", "declared", "count", "size", "identity"]) expect(count(rule)).toBeGreaterThan(0)
-    expect(text).not.toContain('halkyon_plugin_violations_total{plugin="postgres.js"')
+    expect(text).not.toContain("halkyon_plugin_violations_total{plugin=\"postgres.js\"")
   })
 
   test("plugins list --operator shows each plugin's violation count, in the table and as JSON", () => {
     const list = (...extra: ReadonlyArray<string>) => {
-      const result = Bun.spawnSync([join(root, "dist/halkyon"), "plugins", "list", "--plugins-dir", pluginsDir, "--operator", operator.endpoint("metrics") ?? "", ...extra])
+      const result = Bun.spawnSync([
+        join(root, "dist/halkyon"),
+        "plugins",
+        "list",
+        "--plugins-dir",
+        pluginsDir,
+        "--operator",
+        operator.endpoint("metrics") ?? "",
+        ...extra
+      ])
       expect({ code: result.exitCode, stderr: result.exitCode === 0 ? "" : result.stderr.toString() }).toEqual({ code: 0, stderr: "" })
       return result.stdout.toString()
     }

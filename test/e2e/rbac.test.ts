@@ -11,7 +11,17 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { loadAllYaml, type V1ClusterRole } from "@kubernetes/client-node"
 import type { Manifest } from "../../src/api/Manifests.ts"
-import { capabilityPath, type Cluster, dig, kubeconfigWithToken, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import {
+  capabilityPath,
+  type Cluster,
+  dig,
+  kubeconfigWithToken,
+  type Operator,
+  readyOf,
+  startCluster,
+  startOperator,
+  untilReady
+} from "../support/cluster.ts"
 import { builtPlugin, eventually, root, testPlugin } from "../support/paths.ts"
 
 let cluster: Cluster
@@ -56,7 +66,8 @@ const asOperator = (verb: string, resource: string, namespace = "apps", group = 
     ...(name === undefined ? {} : { name })
   })
 
-const printedRole = (name: string) => printed.find((m) => m.kind === "ClusterRole" && m.metadata?.name === name) as V1ClusterRole | undefined
+const printedRole = (name: string) =>
+  printed.find((m) => m.kind === "ClusterRole" && m.metadata?.name === name) as V1ClusterRole | undefined
 
 beforeAll(async () => {
   cluster = await startCluster()
@@ -85,7 +96,8 @@ beforeAll(async () => {
   expect(requested.status).toBe(201)
   token = dig<string>(requested.body, "status", "token") ?? ""
   kubeconfig = kubeconfigWithToken(cluster, token)
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "apps" } })).status).toBe(201)
+  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "apps" } })).status)
+    .toBe(201)
 }, 30 * 60_000)
 
 afterAll(async () => {
@@ -111,7 +123,10 @@ const asToken = (path: string, init: { method?: string; body?: unknown; imperson
 
 test("the operator's own role grants no dependent kind: in the YAML and on the API server", async () => {
   // The YAML: the operator's ClusterRole and Role name no Secret, StatefulSet or Deployment.
-  const own = [printedRole("halkyon"), printed.find((m) => m.kind === "Role" && m.metadata?.name === "halkyon") as V1ClusterRole | undefined]
+  const own = [
+    printedRole("halkyon"),
+    printed.find((m) => m.kind === "Role" && m.metadata?.name === "halkyon") as V1ClusterRole | undefined
+  ]
   const resources = own.flatMap((r) => r?.rules ?? []).flatMap((r) => r.resources ?? [])
   expect(resources.length).toBeGreaterThan(0)
   for (const kind of ["secrets", "statefulsets", "deployments", "services", "configmaps"]) expect(resources).not.toContain(kind)
@@ -164,7 +179,9 @@ test("impersonating a plugin, the operator's token is that plugin's ServiceAccou
   // Not a kind postgres declares; nor may it impersonate a ServiceAccount it was not granted.
   expect((await asToken("/apis/apps/v1/namespaces/apps/deployments", { impersonate: postgresUser })).status).toBe(403)
   expect((await asToken("/api/v1/namespaces/apps/configmaps", { impersonate: postgresUser })).status).toBe(403)
-  expect((await asToken("/api/v1/namespaces/apps/secrets", { impersonate: "system:serviceaccount:halkyon-system:default" })).status).toBe(403)
+  expect((await asToken("/api/v1/namespaces/apps/secrets", { impersonate: "system:serviceaccount:halkyon-system:default" })).status).toBe(
+    403
+  )
 })
 
 test("the operator, as that ServiceAccount, provisions a Capability end to end", async () => {
@@ -178,16 +195,25 @@ test("the operator, as that ServiceAccount, provisions a Capability end to end",
     spec: { category: "database", type: "postgres", version: "17" }
   })
   expect(created.status).toBe(201)
-  expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db")))?.reason === "DependentsNotReady", 20_000)).toBe(true)
+  expect(
+    await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db")))?.reason === "DependentsNotReady", 20_000)
+  ).toBe(true)
   const sts = await cluster.api("GET", "/apis/apps/v1/namespaces/apps/statefulsets/db")
   // Written as the plugin's ServiceAccount (the operator's own role cannot), under the operator's field manager.
   expect((dig<Array<{ manager: string }>>(sts.body, "metadata", "managedFields") ?? []).map((m) => m.manager)).toEqual(["halkyon"])
   const generation = dig<number>(sts.body, "metadata", "generation")
-  await cluster.api("PATCH", "/apis/apps/v1/namespaces/apps/statefulsets/db/status", { status: { replicas: 1, readyReplicas: 1, observedGeneration: generation } }, "application/merge-patch+json")
-  expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db")))?.status === "True", 20_000)).toBe(true)
+  await cluster.api("PATCH", "/apis/apps/v1/namespaces/apps/statefulsets/db/status", {
+    status: { replicas: 1, readyReplicas: 1, observedGeneration: generation }
+  }, "application/merge-patch+json")
+  expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db")))?.status === "True", 20_000)).toBe(
+    true
+  )
   // CapabilityInfos and Events were written with the same identity.
   const infos = await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos")
-  expect((dig<Array<{ metadata: { name: string } }>>(infos.body, "items") ?? []).map((i) => i.metadata.name).sort()).toEqual(["database-postgres", "test-flaky"])
+  expect((dig<Array<{ metadata: { name: string } }>>(infos.body, "items") ?? []).map((i) => i.metadata.name).sort()).toEqual([
+    "database-postgres",
+    "test-flaky"
+  ])
   // The Ready Event is recorded just after the status is written: wait for it rather than race it.
   const events = async () => (dig<Array<unknown>>((await cluster.api("GET", "/api/v1/namespaces/apps/events")).body, "items") ?? []).length
   expect(await eventually(async () => (await events()) > 0, 10_000)).toBe(true)
@@ -210,58 +236,82 @@ test("the ServiceBinding controller acts as its own ServiceAccount: it binds a D
     apiVersion: "apps/v1",
     kind: "Deployment",
     metadata: { name: "web", labels },
-    spec: { selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: "app", image: "example.com/app:1" }] } } }
+    spec: {
+      selector: { matchLabels: labels },
+      template: { metadata: { labels }, spec: { containers: [{ name: "app", image: "example.com/app:1" }] } }
+    }
   })
   expect(deployment.status).toBe(201)
   const binding = await cluster.api("POST", "/apis/servicebinding.io/v1/namespaces/apps/servicebindings", {
     apiVersion: "servicebinding.io/v1",
     kind: "ServiceBinding",
     metadata: { name: "web-db" },
-    spec: { service: { apiVersion: "halkyon.io/v1beta1", kind: "Capability", name: "db" }, workload: { apiVersion: "apps/v1", kind: "Deployment", name: "web" } }
+    spec: {
+      service: { apiVersion: "halkyon.io/v1beta1", kind: "Capability", name: "db" },
+      workload: { apiVersion: "apps/v1", kind: "Deployment", name: "web" }
+    }
   })
   expect(binding.status).toBe(201)
   const ready = async () =>
-    dig<Array<{ type: string; status: string }>>((await cluster.api("GET", "/apis/servicebinding.io/v1/namespaces/apps/servicebindings/web-db")).body, "status", "conditions")
+    dig<Array<{ type: string; status: string }>>(
+      (await cluster.api("GET", "/apis/servicebinding.io/v1/namespaces/apps/servicebindings/web-db")).body,
+      "status",
+      "conditions"
+    )
       ?.find((c) => c.type === "Ready")?.status === "True"
   expect(await eventually(ready, 10_000)).toBe(true)
   const web = await cluster.api("GET", "/apis/apps/v1/namespaces/apps/deployments/web")
-  expect((dig<Array<{ manager: string }>>(web.body, "metadata", "managedFields") ?? []).map((m) => m.manager)).toContain("halkyon-binding.web-db")
+  expect((dig<Array<{ manager: string }>>(web.body, "metadata", "managedFields") ?? []).map((m) => m.manager)).toContain(
+    "halkyon-binding.web-db"
+  )
   expect(operator!.logs.filter((l) => l.includes("HTTP 403") || l.includes("Forbidden"))).toEqual([])
 }, 30_000)
 
 test("a plugin removed from the folder takes its CapabilityInfo with it", async () => {
   rmSync(join(pluginsDir, "flaky.js"))
-  expect(await eventually(async () => (await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/test-flaky")).status === 404, 15_000)).toBe(true)
+  expect(
+    await eventually(async () => (await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/test-flaky")).status === 404, 15_000)
+  ).toBe(true)
   expect((await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/database-postgres")).status).toBe(200)
 }, 30_000)
 
-test("a plugin whose role lacks a kind it declares gets the API server's 403: Ready=False, Forbidden, naming the permission and the command", async () => {
-  // As after an upgrade to a new kind without regenerated manifests: the role without StatefulSets.
-  const role = printedRole("halkyon-plugin-postgres-js")
-  if (role === undefined) throw new Error("no role printed for postgres.js")
-  const narrowed = { ...role, rules: (role.rules ?? []).filter((r) => !(r.resources ?? []).includes("statefulsets")) }
-  expect((await apply(narrowed, `${rbac}/clusterroles`)).status).toBe(200)
-  const created = await cluster.api("POST", capabilityPath("apps"), {
-    apiVersion: "halkyon.io/v1beta1",
-    kind: "Capability",
-    metadata: { name: "db2" },
-    spec: { category: "database", type: "postgres", version: "17" }
-  })
-  expect(created.status).toBe(201)
-  expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db2")))?.reason === "Forbidden", 20_000)).toBe(true)
-  const ready = readyOf(await cluster.api("GET", capabilityPath("apps", "db2")))
-  expect(ready?.status).toBe("False")
-  // Who the API server saw, and what it refused: the plugin's ServiceAccount, not the operator.
-  expect(ready?.message).toContain(`refused ${postgresUser} patch on resource "statefulsets" in API group "apps" in namespace apps`)
-  expect(ready?.message).toContain("halkyon manifests --namespace halkyon-system --plugins-dir")
-  expect((await cluster.api("GET", "/apis/apps/v1/namespaces/apps/statefulsets/db2")).status).toBe(404)
-  // The Secret before it was applied, as the plugin.
-  expect((await cluster.api("GET", "/api/v1/namespaces/apps/secrets/db2-config")).status).toBe(200)
+test(
+  "a plugin whose role lacks a kind it declares gets the API server's 403: Ready=False, Forbidden, naming the permission and the command",
+  async () => {
+    // As after an upgrade to a new kind without regenerated manifests: the role without StatefulSets.
+    const role = printedRole("halkyon-plugin-postgres-js")
+    if (role === undefined) throw new Error("no role printed for postgres.js")
+    const narrowed = { ...role, rules: (role.rules ?? []).filter((r) => !(r.resources ?? []).includes("statefulsets")) }
+    expect((await apply(narrowed, `${rbac}/clusterroles`)).status).toBe(200)
+    const created = await cluster.api("POST", capabilityPath("apps"), {
+      apiVersion: "halkyon.io/v1beta1",
+      kind: "Capability",
+      metadata: { name: "db2" },
+      spec: { category: "database", type: "postgres", version: "17" }
+    })
+    expect(created.status).toBe(201)
+    expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db2")))?.reason === "Forbidden", 20_000))
+      .toBe(true)
+    const ready = readyOf(await cluster.api("GET", capabilityPath("apps", "db2")))
+    expect(ready?.status).toBe("False")
+    // Who the API server saw, and what it refused: the plugin's ServiceAccount, not the operator.
+    expect(ready?.message).toContain(`refused ${postgresUser} patch on resource "statefulsets" in API group "apps" in namespace apps`)
+    expect(ready?.message).toContain("halkyon manifests --namespace halkyon-system --plugins-dir")
+    expect((await cluster.api("GET", "/apis/apps/v1/namespaces/apps/statefulsets/db2")).status).toBe(404)
+    // The Secret before it was applied, as the plugin.
+    expect((await cluster.api("GET", "/api/v1/namespaces/apps/secrets/db2-config")).status).toBe(200)
 
-  // The RBAC regenerated and applied: the same Capability goes on, without a restart.
-  expect((await apply(role, `${rbac}/clusterroles`)).status).toBe(200)
-  expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db2")))?.reason === "DependentsNotReady", 60_000)).toBe(true)
-}, 90_000)
+    // The RBAC regenerated and applied: the same Capability goes on, without a restart.
+    expect((await apply(role, `${rbac}/clusterroles`)).status).toBe(200)
+    expect(
+      await eventually(
+        async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db2")))?.reason === "DependentsNotReady",
+        60_000
+      )
+    ).toBe(true)
+  },
+  90_000
+)
 
 test("a plugin added after the manifests were generated is not impersonated: Forbidden, naming the grant and the command", async () => {
   // flaky.js under a new name: `halkyon manifests` never saw it, so the operator may not impersonate its ServiceAccount.
@@ -273,7 +323,8 @@ test("a plugin added after the manifests were generated is not impersonated: For
     spec: { category: "test", type: "flaky", parameters: [] }
   })
   expect(created.status).toBe(201)
-  expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "late")))?.reason === "Forbidden", 20_000)).toBe(true)
+  expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "late")))?.reason === "Forbidden", 20_000))
+    .toBe(true)
   const message = readyOf(await cluster.api("GET", capabilityPath("apps", "late")))?.message ?? ""
   expect(message).toContain(`refused ${operatorUser} impersonate on resource "serviceaccounts" in API group "" in namespace halkyon-system`)
   expect(message).toContain("the operator may not act as plugin late.js's ServiceAccount")
@@ -324,7 +375,9 @@ describe("halkyon run --impersonate: auto with an admin kubeconfig, always with 
     const { started, cleanup } = await laptop(["--impersonate", "always"], kubeconfig.path, [[builtPlugin("postgres.js"), "unlisted.js"]])
     try {
       expect(await started.proc.exited).not.toBe(0)
-      expect(started.logs.join("\n")).toContain("--impersonate=always, but the API server does not let the operator impersonate halkyon-system/halkyon-plugin-unlisted-js")
+      expect(started.logs.join("\n")).toContain(
+        "--impersonate=always, but the API server does not let the operator impersonate halkyon-system/halkyon-plugin-unlisted-js"
+      )
     } finally {
       cleanup()
     }

@@ -8,7 +8,17 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator, untilReady, markStatefulSetReady as markReady } from "../support/cluster.ts"
+import {
+  capabilityPath,
+  type Cluster,
+  dig,
+  type Operator,
+  readyOf,
+  startCluster,
+  startOperator,
+  untilReady,
+  markStatefulSetReady as markReady
+} from "../support/cluster.ts"
 import { builtPlugin, eventually, processesMatching, testPlugin } from "../support/paths.ts"
 
 let cluster: Cluster
@@ -25,13 +35,21 @@ const capability = (name: string) => cluster.api("GET", capabilityPath(ns, name)
 /** Waits until the Capability's Ready condition matches; fails with the last status seen. */
 const waitReady = async (name: string, status: string, reason?: string, timeoutMs = 20_000) => {
   let last: unknown
-  const ok = await eventually(async () => {
-    const c = await capability(name)
-    last = c.body.status
-    const ready = readyOf(c)
-    return ready?.status === status && (reason === undefined || ready.reason === reason)
-  }, timeoutMs, 100)
-  if (!ok) throw new Error(`${name} never reached Ready=${status}${reason === undefined ? "" : ` (${reason})`}; last status: ${JSON.stringify(last)}`)
+  const ok = await eventually(
+    async () => {
+      const c = await capability(name)
+      last = c.body.status
+      const ready = readyOf(c)
+      return ready?.status === status && (reason === undefined || ready.reason === reason)
+    },
+    timeoutMs,
+    100
+  )
+  if (!ok) {
+    throw new Error(
+      `${name} never reached Ready=${status}${reason === undefined ? "" : ` (${reason})`}; last status: ${JSON.stringify(last)}`
+    )
+  }
   return capability(name)
 }
 
@@ -41,7 +59,9 @@ const exists = async (path: string) => (await cluster.api("GET", path)).status =
 
 beforeAll(async () => {
   cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
+  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
+    201
+  )
   pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-operator-plugins-"))
   copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
   operator = await untilReady(startOperator(cluster, pluginsDir, process.env.HALKYON_TEST_LOGS === "1" ? ["--log-level", "debug"] : []))
@@ -55,13 +75,24 @@ afterAll(async () => {
 
 describe("a postgres Capability", () => {
   test("gets its dependents in order, owned by it, and becomes Ready when the StatefulSet is", async () => {
-    expect((await createCapability("orders", { category: "database", type: "postgres", version: "16", parameters: [{ name: "DB_USER", value: "admin" }] })).status).toBe(201)
+    expect(
+      (await createCapability("orders", {
+        category: "database",
+        type: "postgres",
+        version: "16",
+        parameters: [{ name: "DB_USER", value: "admin" }]
+      })).status
+    ).toBe(201)
     const pending = await waitReady("orders", "False", "DependentsNotReady")
     // No StatefulSet controller runs here: the new StatefulSet's generation is never observed.
     expect(readyOf(pending)?.message).toBe("StatefulSet orders: waiting for the StatefulSet controller to roll out generation 1")
     expect(dig(pending.body, "status", "bindingSecret")).toBe("orders-config")
     const uid = dig<string>(pending.body, "metadata", "uid")
-    const paths = [`/api/v1/namespaces/${ns}/secrets/orders-config`, `/apis/apps/v1/namespaces/${ns}/statefulsets/orders`, `/api/v1/namespaces/${ns}/services/orders`]
+    const paths = [
+      `/api/v1/namespaces/${ns}/secrets/orders-config`,
+      `/apis/apps/v1/namespaces/${ns}/statefulsets/orders`,
+      `/api/v1/namespaces/${ns}/services/orders`
+    ]
     const objects = await Promise.all(paths.map((p) => cluster.api("GET", p)))
     for (const o of objects) {
       expect(o.status).toBe(200)
@@ -75,14 +106,25 @@ describe("a postgres Capability", () => {
     expect([...revisions].sort((a, b) => a - b)).toEqual(revisions)
     expect(dig(pending.body, "status", "dependents")).toEqual([
       { id: "config-secret", kind: "Secret", name: "orders-config", ready: true, reason: "Applied", message: "" },
-      { id: "statefulset", kind: "StatefulSet", name: "orders", ready: false, reason: "RolloutPending", message: "waiting for the StatefulSet controller to roll out generation 1" },
+      {
+        id: "statefulset",
+        kind: "StatefulSet",
+        name: "orders",
+        ready: false,
+        reason: "RolloutPending",
+        message: "waiting for the StatefulSet controller to roll out generation 1"
+      },
       { id: "service", kind: "Service", name: "orders", ready: true, reason: "Applied", message: "" }
     ])
 
     await markStatefulSetReady("orders")
     const ready = await waitReady("orders", "True", "Ready")
     // What `kubectl wait --for=condition=Ready` checks, and that it is about this generation.
-    expect(readyOf(ready)).toMatchObject({ status: "True", reason: "Ready", observedGeneration: dig<number>(ready.body, "metadata", "generation") })
+    expect(readyOf(ready)).toMatchObject({
+      status: "True",
+      reason: "Ready",
+      observedGeneration: dig<number>(ready.body, "metadata", "generation")
+    })
     expect(dig(ready.body, "status", "observedGeneration")).toBe(dig<number>(ready.body, "metadata", "generation"))
     const events = await cluster.api("GET", `/api/v1/namespaces/${ns}/events?fieldSelector=involvedObject.name%3Dorders`)
     const reasons = (dig<Array<{ reason: string; type: string }>>(events.body, "items") ?? []).map((e) => `${e.type}/${e.reason}`)
@@ -98,14 +140,18 @@ describe("a postgres Capability", () => {
       "application/merge-patch+json"
     )
     expect(patched.status).toBe(200)
-    expect(await eventually(async () => {
-      const sts = await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/orders`)
-      return dig(sts.body, "spec", "template", "spec", "containers", 0, "image") === "postgres:17"
-    }, 15_000)).toBe(true)
-    expect(await eventually(async () => {
-      const secret = await cluster.api("GET", `/api/v1/namespaces/${ns}/secrets/orders-config`)
-      return Buffer.from(dig<string>(secret.body, "data", "DB_NAME") ?? "", "base64").toString() === "orders"
-    }, 15_000)).toBe(true)
+    expect(
+      await eventually(async () => {
+        const sts = await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/orders`)
+        return dig(sts.body, "spec", "template", "spec", "containers", 0, "image") === "postgres:17"
+      }, 15_000)
+    ).toBe(true)
+    expect(
+      await eventually(async () => {
+        const secret = await cluster.api("GET", `/api/v1/namespaces/${ns}/secrets/orders-config`)
+        return Buffer.from(dig<string>(secret.body, "data", "DB_NAME") ?? "", "base64").toString() === "orders"
+      }, 15_000)
+    ).toBe(true)
     const generation = dig<number>((await capability("orders")).body, "metadata", "generation") ?? 0
     expect(generation).toBeGreaterThan(dig<number>(before.body, "metadata", "generation") ?? 0)
     expect(await eventually(async () => readyOf(await capability("orders"))?.observedGeneration === generation, 15_000)).toBe(true)
@@ -114,10 +160,12 @@ describe("a postgres Capability", () => {
   test("a dependent deleted by hand is recreated", async () => {
     const service = await cluster.api("GET", `/api/v1/namespaces/${ns}/services/orders`)
     expect((await cluster.api("DELETE", `/api/v1/namespaces/${ns}/services/orders`)).status).toBe(200)
-    expect(await eventually(async () => {
-      const again = await cluster.api("GET", `/api/v1/namespaces/${ns}/services/orders`)
-      return again.status === 200 && dig(again.body, "metadata", "uid") !== dig(service.body, "metadata", "uid")
-    }, 15_000)).toBe(true)
+    expect(
+      await eventually(async () => {
+        const again = await cluster.api("GET", `/api/v1/namespaces/${ns}/services/orders`)
+        return again.status === 200 && dig(again.body, "metadata", "uid") !== dig(service.body, "metadata", "uid")
+      }, 15_000)
+    ).toBe(true)
   })
 
   test("a dependent changed by hand is repaired, and the unchanged status is not rewritten", async () => {
@@ -131,10 +179,12 @@ describe("a postgres Capability", () => {
       "application/merge-patch+json"
     )
     expect(changed.status).toBe(200)
-    expect(await eventually(async () => {
-      const service = await cluster.api("GET", `/api/v1/namespaces/${ns}/services/orders`)
-      return dig(service.body, "spec", "ports", 0, "port") === 5432
-    }, 15_000)).toBe(true)
+    expect(
+      await eventually(async () => {
+        const service = await cluster.api("GET", `/api/v1/namespaces/${ns}/services/orders`)
+        return dig(service.body, "spec", "ports", 0, "port") === 5432
+      }, 15_000)
+    ).toBe(true)
     await Bun.sleep(500)
     expect(dig<string>((await capability("orders")).body, "metadata", "resourceVersion")).toBe(before)
   })
@@ -147,7 +197,14 @@ describe("the echoes of the operator's own writes", () => {
       return [...text.matchAll(/^halkyon_reconcile_total\{[^}]*\} (\d+)$/gm)].reduce((total, m) => total + Number(m[1]), 0)
     }
     const before = await reconciles()
-    expect((await createCapability("quiet", { category: "database", type: "postgres", version: "16", parameters: [{ name: "DB_USER", value: "q" }] })).status).toBe(201)
+    expect(
+      (await createCapability("quiet", {
+        category: "database",
+        type: "postgres",
+        version: "16",
+        parameters: [{ name: "DB_USER", value: "q" }]
+      })).status
+    ).toBe(201)
     await waitReady("quiet", "False", "DependentsNotReady")
     // The watch events of its three dependents and of its status have had time to arrive.
     await Bun.sleep(1_500)
@@ -181,10 +238,12 @@ describe("a Capability no plugin serves", () => {
     expect((await createCapability("queue", { category: "test", type: "flaky", parameters: [] })).status).toBe(201)
     const failed = await waitReady("queue", "False", "NoPlugin")
     expect(readyOf(failed)?.message).toBe(
-      'no plugin serves category "test", type "flaky"; available: database/postgres (14, 15, 16, 17, 18) from plugin postgres.js'
+      "no plugin serves category \"test\", type \"flaky\"; available: database/postgres (14, 15, 16, 17, 18) from plugin postgres.js"
     )
     const events = await cluster.api("GET", `/api/v1/namespaces/${ns}/events?fieldSelector=involvedObject.name%3Dqueue`)
-    expect((dig<Array<{ reason: string; type: string }>>(events.body, "items") ?? []).map((e) => `${e.type}/${e.reason}`)).toContain("Warning/NoPlugin")
+    expect((dig<Array<{ reason: string; type: string }>>(events.body, "items") ?? []).map((e) => `${e.type}/${e.reason}`)).toContain(
+      "Warning/NoPlugin"
+    )
     copyFileSync(testPlugin("flaky.js"), join(pluginsDir, "flaky.js"))
     const ready = await waitReady("queue", "True", "Ready")
     expect(dig(ready.body, "status", "plugin")).toBe("flaky.js")
@@ -209,14 +268,22 @@ describe("an object in the way", () => {
       metadata: {
         name: "taken",
         labels: { "halkyon.io/capability": "taken" },
-        ownerReferences: [{ apiVersion: "v1", kind: "ConfigMap", name: "someone", uid: "00000000-0000-0000-0000-000000000001", controller: true }]
+        ownerReferences: [{
+          apiVersion: "v1",
+          kind: "ConfigMap",
+          name: "someone",
+          uid: "00000000-0000-0000-0000-000000000001",
+          controller: true
+        }]
       },
       data: { mine: "yes" }
     })
     expect(foreign.status).toBe(201)
     expect((await createCapability("taken", { category: "test", type: "flaky", parameters: [] })).status).toBe(201)
     const failed = await waitReady("taken", "False", "Conflict")
-    expect(readyOf(failed)?.message).toContain("ConfigMap shop/taken (id config) already exists and is not controlled by this Capability (controlled by ConfigMap someone")
+    expect(readyOf(failed)?.message).toContain(
+      "ConfigMap shop/taken (id config) already exists and is not controlled by this Capability (controlled by ConfigMap someone"
+    )
     const after = await cluster.api("GET", `/api/v1/namespaces/${ns}/configmaps/taken`)
     expect(dig(after.body, "metadata", "ownerReferences", 0, "name")).toBe("someone")
     expect(dig(after.body, "data")).toEqual({ mine: "yes" })
@@ -225,10 +292,16 @@ describe("an object in the way", () => {
 
 describe("a plugin that crashes mid-reconcile", () => {
   test("shows as PluginUnavailable, then recovers by itself", async () => {
-    expect((await createCapability("crashy", { category: "test", type: "flaky", parameters: [{ name: "MODE", value: "crash" }] })).status).toBe(201)
+    expect((await createCapability("crashy", { category: "test", type: "flaky", parameters: [{ name: "MODE", value: "crash" }] })).status)
+      .toBe(201)
     const down = await waitReady("crashy", "Unknown", "PluginUnavailable")
     expect(readyOf(down)?.message).toContain("plugin flaky.js")
-    const fixed = await cluster.api("PATCH", capabilityPath(ns, "crashy"), { spec: { parameters: [{ name: "MODE", value: "ok" }] } }, "application/merge-patch+json")
+    const fixed = await cluster.api(
+      "PATCH",
+      capabilityPath(ns, "crashy"),
+      { spec: { parameters: [{ name: "MODE", value: "ok" }] } },
+      "application/merge-patch+json"
+    )
     expect(fixed.status).toBe(200)
     await waitReady("crashy", "True", "Ready", 30_000)
   }, 60_000)
@@ -245,7 +318,8 @@ describe("the API server restarting", () => {
 
 describe("SIGTERM", () => {
   test("mid-reconcile, the reconcile finishes: dependents and status are written, plugins stopped", async () => {
-    expect((await createCapability("slow", { category: "test", type: "flaky", parameters: [{ name: "MODE", value: "slow" }] })).status).toBe(201)
+    expect((await createCapability("slow", { category: "test", type: "flaky", parameters: [{ name: "MODE", value: "slow" }] })).status)
+      .toBe(201)
     // The plugin takes 2 s to build: stop the operator in the middle of it.
     await Bun.sleep(800)
     const code = await operator.stop("SIGTERM")
@@ -259,7 +333,9 @@ describe("SIGTERM", () => {
     // A namespace of its own: no start-up reconcile of the other tests' Capabilities takes the flaky
     // plugin's share of the workers while "stuck" starts (a call that waits past its bound is retried later).
     const own = "shop-stuck"
-    expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: own } })).status).toBe(201)
+    expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: own } })).status).toBe(
+      201
+    )
     const later = startOperator(cluster, pluginsDir, ["--call-timeout", "60s", "--graceful-shutdown-timeout", "1s", "--namespace", own])
     try {
       await untilReady(later)
@@ -276,7 +352,9 @@ describe("SIGTERM", () => {
       const code = await later.stop("SIGTERM")
       const tookMs = performance.now() - stopping
       expect([0, 130, 143]).toContain(code)
-      expect(later.logs.join("\n")).toContain("reconcile of capability shop-stuck/stuck did not finish within 1000 ms of shutdown: abandoned")
+      expect(later.logs.join("\n")).toContain(
+        "reconcile of capability shop-stuck/stuck did not finish within 1000 ms of shutdown: abandoned"
+      )
       // Bounded by the 1 s, then the plugins' stop (grace, SIGTERM, SIGKILL): far from the minute.
       expect(tookMs).toBeLessThan(20_000)
       expect(await processesMatching(pluginsDir)).toEqual([])

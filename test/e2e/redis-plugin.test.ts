@@ -8,7 +8,11 @@ import { Effect } from "effect"
 import { launchOptions, withPlugin } from "../support/launch.ts"
 import { builtPlugin } from "../support/paths.ts"
 
-const capability = (parameters: ReadonlyArray<{ name: string; value: string }> = [], version = "7.4", spec: Record<string, unknown> = {}) => ({
+const capability = (
+  parameters: ReadonlyArray<{ name: string; value: string }> = [],
+  version = "7.4",
+  spec: Record<string, unknown> = {}
+) => ({
   apiVersion: "halkyon.io/v1beta1",
   kind: "Capability",
   metadata: { name: "sessions", namespace: "shop", uid: "1234", generation: 1 },
@@ -40,32 +44,33 @@ for (const autoMtls of [true, false]) {
             ["REDIS_PORT", "6379", false],
             ["REDIS_MAXMEMORY", "64mb", false]
           ])
-          expect(d.dependents.map((x) => [x.id, x.kind, x.watched, x.owned, x.created, x.updated, x.checkedForReadiness, x.binding])).toEqual([
-            ["config-secret", "Secret", true, true, true, true, false, true],
-            ["deployment", "Deployment", true, true, true, true, true, false],
-            ["service", "Service", true, true, true, true, false, false]
-          ])
-        })
-      ))
+          expect(d.dependents.map((x) => [x.id, x.kind, x.watched, x.owned, x.created, x.updated, x.checkedForReadiness, x.binding]))
+            .toEqual([
+              ["config-secret", "Secret", true, true, true, true, false, true],
+              ["deployment", "Deployment", true, true, true, true, true, false],
+              ["service", "Service", true, true, true, true, false, false]
+            ])
+        })))
 
     test("checks validity with the SDK's messages", () =>
       withPlugin(builtPlugin("redis"), options, ({ connection }) =>
         Effect.gen(function*() {
           expect(yield* connection.checkValidity(capability())).toEqual([])
           expect(yield* connection.checkValidity(capability([], ""))).toEqual([])
-          expect(yield* connection.checkValidity(capability([], "6.0"))).toEqual(['version "6.0" of redis is not supported; supported versions: 7.2, 7.4, 8.0'])
+          expect(yield* connection.checkValidity(capability([], "6.0"))).toEqual([
+            "version \"6.0\" of redis is not supported; supported versions: 7.2, 7.4, 8.0"
+          ])
           expect(yield* connection.checkValidity(capability([], "7.4", { category: "database", type: "valkey" }))).toEqual([
-            'category "database" is not served by plugin redis (it serves "cache")',
-            'type "valkey" is not served by plugin redis; supported types: redis'
+            "category \"database\" is not served by plugin redis (it serves \"cache\")",
+            "type \"valkey\" is not served by plugin redis; supported types: redis"
           ])
           expect(yield* connection.checkValidity(capability([{ name: "REDIS_PORT", value: "0" }]))).toEqual([
-            'parameter REDIS_PORT must be a port number (1-65535), got "0"'
+            "parameter REDIS_PORT must be a port number (1-65535), got \"0\""
           ])
           const garbage = yield* Effect.flip(connection.checkValidity({ metadata: { name: "x" }, spec: "nope" }))
           expect(garbage._tag).toBe("PluginCallFailed")
           expect(garbage.message).toContain("the Capability could not be read")
-        })
-      ))
+        })))
 
     test("builds a Secret, a Deployment and a Service; the password is generated, and never put in the Deployment", () =>
       withPlugin(builtPlugin("redis"), options, ({ connection }) =>
@@ -80,39 +85,51 @@ for (const autoMtls of [true, false]) {
             REDIS_PASSWORD: settings.REDIS_PASSWORD ?? "",
             REDIS_URL: `redis://:${settings.REDIS_PASSWORD}@sessions.shop.svc:6379/0`
           })
-          const container = (deployment?.object as { spec: { template: { spec: { containers: Array<Record<string, unknown>> } } } }).spec.template.spec.containers[0]
+          const container =
+            (deployment?.object as { spec: { template: { spec: { containers: Array<Record<string, unknown>> } } } }).spec.template.spec
+              .containers[0]
           expect(container?.image).toBe("redis:8.0")
           expect(container?.args).toEqual(["--port", "6379", "--requirepass", "$(REDIS_PASSWORD)", "--maxmemory", "64mb"])
           expect(JSON.stringify(deployment?.object)).not.toContain(settings.REDIS_PASSWORD ?? "")
-          expect(service?.object).toMatchObject({ kind: "Service", metadata: { name: "sessions", namespace: "shop" }, spec: { ports: [{ name: "redis", port: 6379, targetPort: 6379 }] } })
-        })
-      ))
+          expect(service?.object).toMatchObject({
+            kind: "Service",
+            metadata: { name: "sessions", namespace: "shop" },
+            spec: { ports: [{ name: "redis", port: 6379, targetPort: 6379 }] }
+          })
+        })))
 
     test("updates: a generated password is kept; the version and port follow the Capability", () =>
       withPlugin(builtPlugin("redis"), options, ({ connection }) =>
         Effect.gen(function*() {
           const [secret, deployment, service] = yield* connection.buildDependents(capability())
           const existing = stored(secret?.object ?? {})
-          expect(yield* connection.updateDependent("config-secret", capability(), existing)).toEqual({ needsUpdate: false, updated: undefined, bytes: 0 })
+          expect(yield* connection.updateDependent("config-secret", capability(), existing)).toEqual({
+            needsUpdate: false,
+            updated: undefined,
+            bytes: 0
+          })
           const moved = yield* connection.updateDependent("config-secret", capability([{ name: "REDIS_PORT", value: "6380" }]), existing)
           expect(moved.needsUpdate).toBe(true)
           expect(stringData(moved.updated).REDIS_PASSWORD).toBe(stringData(secret?.object).REDIS_PASSWORD ?? "")
           expect(stringData(moved.updated).REDIS_PORT).toBe("6380")
           expect((yield* connection.updateDependent("deployment", capability(), deployment?.object)).needsUpdate).toBe(false)
           const upgraded = yield* connection.updateDependent("deployment", capability([], "8.0"), deployment?.object)
-          expect(JSON.stringify(upgraded.updated)).toContain('"image":"redis:8.0"')
+          expect(JSON.stringify(upgraded.updated)).toContain("\"image\":\"redis:8.0\"")
           expect((yield* connection.updateDependent("service", capability(), service?.object)).needsUpdate).toBe(false)
           const named = { ...service?.object, spec: { ports: [{ name: "redis", port: 6379, targetPort: "redis" }] } }
           expect((yield* connection.updateDependent("service", capability(), named)).needsUpdate).toBe(true)
           const unknown = yield* Effect.flip(connection.updateDependent("statefulset", capability(), {}))
-          expect(unknown.message).toContain('plugin redis has no dependent "statefulset"; it has: config-secret, deployment, service')
-        })
-      ))
+          expect(unknown.message).toContain("plugin redis has no dependent \"statefulset\"; it has: config-secret, deployment, service")
+        })))
 
     test("evaluates readiness from the Deployment's status", () =>
       withPlugin(builtPlugin("redis"), options, ({ connection }) =>
         Effect.gen(function*() {
-          const deployment = (status: Record<string, number>) => ({ metadata: { name: "sessions", generation: 2 }, spec: { replicas: 1 }, status })
+          const deployment = (status: Record<string, number>) => ({
+            metadata: { name: "sessions", generation: 2 },
+            spec: { replicas: 1 },
+            status
+          })
           const conditions = yield* connection.evaluateConditions(capability(), [
             { id: "config-secret", object: {} },
             { id: "deployment", object: deployment({ observedGeneration: 1, availableReplicas: 1 }) },
@@ -128,7 +145,6 @@ for (const autoMtls of [true, false]) {
             ["pending", "NotFound", "Deployment for sessions does not exist yet"],
             ["failed", "Forbidden", "deployments is forbidden"]
           ])
-        })
-      ))
+        })))
   })
 }

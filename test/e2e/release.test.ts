@@ -28,10 +28,12 @@ const sha256 = (file: string) => createHash("sha256").update(readFileSync(file))
 
 /** `<sum>  <name>` lines of a checksums.txt, as a map. */
 const checksums = (dir: string) =>
-  new Map(readFileSync(join(dir, "checksums.txt"), "utf8").trimEnd().split("\n").map((l) => {
-    const [sum = "", name = ""] = l.split("  ")
-    return [name, sum] as const
-  }))
+  new Map(
+    readFileSync(join(dir, "checksums.txt"), "utf8").trimEnd().split("\n").map((l) => {
+      const [sum = "", name = ""] = l.split("  ")
+      return [name, sum] as const
+    })
+  )
 
 /** Each entry of an archive (name and mode), read with GNU tar or Python's zipfile; extracted into `into`. */
 const unpack = (archive: string, into: string): Array<{ name: string; mode: string }> => {
@@ -62,7 +64,6 @@ const unpack = (archive: string, into: string): Array<{ name: string; mode: stri
 
 /** The folder qemu-aarch64-static takes as the arm64 root (-L): Debian's arm64 libc6, unpacked. */
 const arm64Sysroot = () => debianPackage("libc6", "arm64")
-
 
 describe("operator release archives (npm run build)", () => {
   const work = mkdtempSync(join(tmpdir(), "halkyon-release-"))
@@ -123,11 +124,18 @@ describe("plugin release folders (npm run build:plugins)", () => {
   test("the postgres folder holds an archive per platform, the amd64 ones under their short names too, and checksums.txt", () => {
     expect(readdirSync(dir).sort()).toEqual([
       "checksums.txt",
-      "halkyon_plugin_darwin.tar.gz", "halkyon_plugin_darwin_amd64.tar.gz", "halkyon_plugin_darwin_arm64.tar.gz",
-      "halkyon_plugin_linux.tar.gz", "halkyon_plugin_linux_amd64.tar.gz", "halkyon_plugin_linux_arm64.tar.gz",
-      "halkyon_plugin_windows.tar.gz", "halkyon_plugin_windows_amd64.tar.gz"
+      "halkyon_plugin_darwin.tar.gz",
+      "halkyon_plugin_darwin_amd64.tar.gz",
+      "halkyon_plugin_darwin_arm64.tar.gz",
+      "halkyon_plugin_linux.tar.gz",
+      "halkyon_plugin_linux_amd64.tar.gz",
+      "halkyon_plugin_linux_arm64.tar.gz",
+      "halkyon_plugin_windows.tar.gz",
+      "halkyon_plugin_windows_amd64.tar.gz"
     ])
-    for (const os of ["linux", "darwin", "windows"]) expect(sha256(join(dir, `halkyon_plugin_${os}.tar.gz`))).toBe(sha256(join(dir, `halkyon_plugin_${os}_amd64.tar.gz`)))
+    for (const os of ["linux", "darwin", "windows"]) {
+      expect(sha256(join(dir, `halkyon_plugin_${os}.tar.gz`))).toBe(sha256(join(dir, `halkyon_plugin_${os}_amd64.tar.gz`)))
+    }
   })
 
   test("checksums.txt lists every archive with its sha256", () => {

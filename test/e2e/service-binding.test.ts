@@ -13,7 +13,18 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { type ApiResponse, capabilityPath, type Cluster, dig, kubectl, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import {
+  type ApiResponse,
+  capabilityPath,
+  type Cluster,
+  dig,
+  kubectl,
+  type Operator,
+  readyOf,
+  startCluster,
+  startOperator,
+  untilReady
+} from "../support/cluster.ts"
 import { builtPlugin, eventually } from "../support/paths.ts"
 
 let cluster: Cluster
@@ -26,7 +37,10 @@ const deploymentPath = (name: string) => `/apis/apps/v1/namespaces/${ns}/deploym
 
 interface Template {
   metadata?: { annotations?: Record<string, string>; labels?: Record<string, string> }
-  spec: { containers: Array<{ name: string; env?: Array<Record<string, unknown>>; volumeMounts?: Array<Record<string, unknown>> }>; volumes?: Array<Record<string, unknown>> }
+  spec: {
+    containers: Array<{ name: string; env?: Array<Record<string, unknown>>; volumeMounts?: Array<Record<string, unknown>> }>
+    volumes?: Array<Record<string, unknown>>
+  }
 }
 const templateOf = async (name: string) => {
   const d = await cluster.api("GET", deploymentPath(name))
@@ -64,11 +78,15 @@ const createCapability = async (name: string, parameters: ReadonlyArray<{ name: 
 
 const waitCapability = async (name: string, test: (c: ApiResponse) => boolean | Promise<boolean>, what: string, timeoutMs = 20_000) => {
   let last: unknown
-  const ok = await eventually(async () => {
-    const c = await cluster.api("GET", capabilityPath(ns, name))
-    last = c.body
-    return test(c)
-  }, timeoutMs, 100)
+  const ok = await eventually(
+    async () => {
+      const c = await cluster.api("GET", capabilityPath(ns, name))
+      last = c.body
+      return test(c)
+    },
+    timeoutMs,
+    100
+  )
   if (!ok) throw new Error(`Capability ${name} never ${what}; last: ${JSON.stringify(last)}`)
 }
 
@@ -87,28 +105,43 @@ const markStatefulSetReady = async (name: string) => {
 
 const readyPostgres = async (name: string) => {
   await createCapability(name)
-  await waitCapability(name, async () => (await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}`)).status === 200, "got its StatefulSet")
+  await waitCapability(
+    name,
+    async () => (await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}`)).status === 200,
+    "got its StatefulSet"
+  )
   await markStatefulSetReady(name)
   await waitCapability(name, (c) => readyOf(c)?.status === "True", "became Ready")
 }
 
 const createBinding = async (name: string, spec: Record<string, unknown>) => {
-  const created = await cluster.api("POST", bindingsPath(), { apiVersion: "servicebinding.io/v1", kind: "ServiceBinding", metadata: { name }, spec })
+  const created = await cluster.api("POST", bindingsPath(), {
+    apiVersion: "servicebinding.io/v1",
+    kind: "ServiceBinding",
+    metadata: { name },
+    spec
+  })
   expect(created.status).toBe(201)
 }
 
 const bindingReady = async (name: string) => {
   const b = await cluster.api("GET", bindingsPath(name))
-  return dig<Array<{ type: string; status: string; reason: string; message: string }>>(b.body, "status", "conditions")?.find((c) => c.type === "Ready")
+  return dig<Array<{ type: string; status: string; reason: string; message: string }>>(b.body, "status", "conditions")?.find((c) =>
+    c.type === "Ready"
+  )
 }
 
 const waitBinding = async (name: string, status: string, reason: string, timeoutMs = 10_000) => {
   let last: unknown
-  const ok = await eventually(async () => {
-    const ready = await bindingReady(name)
-    last = ready
-    return ready?.status === status && ready.reason === reason
-  }, timeoutMs, 50)
+  const ok = await eventually(
+    async () => {
+      const ready = await bindingReady(name)
+      last = ready
+      return ready?.status === status && ready.reason === reason
+    },
+    timeoutMs,
+    50
+  )
   if (!ok) throw new Error(`ServiceBinding ${name} never reached Ready=${status} (${reason}); last: ${JSON.stringify(last)}`)
 }
 
@@ -121,7 +154,9 @@ const dbBinding = {
 
 beforeAll(async () => {
   cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(201)
+  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
+    201
+  )
   pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-binding-plugins-"))
   copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
   operator = await untilReady(startOperator(cluster, pluginsDir, process.env.HALKYON_TEST_LOGS === "1" ? ["--log-level", "debug"] : []))
@@ -142,8 +177,17 @@ describe("a ServiceBinding to a postgres Capability", () => {
     expect(dig(c.body, "status", "binding")).toEqual({ name: "orders-config" })
     expect(dig(c.body, "status", "bindingSecret")).toBe("orders-config")
     const secret = await cluster.api("GET", `/api/v1/namespaces/${ns}/secrets/orders-config`)
-    const data = Object.fromEntries(Object.entries(dig<Record<string, string>>(secret.body, "data") ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()]))
-    expect(data).toMatchObject({ type: "postgresql", provider: "halkyon", host: `orders.${ns}.svc`, port: "5432", username: "admin", database: "sample-db" })
+    const data = Object.fromEntries(
+      Object.entries(dig<Record<string, string>>(secret.body, "data") ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()])
+    )
+    expect(data).toMatchObject({
+      type: "postgresql",
+      provider: "halkyon",
+      host: `orders.${ns}.svc`,
+      port: "5432",
+      username: "admin",
+      database: "sample-db"
+    })
     expect(data.uri).toBe(`postgresql://admin:${encodeURIComponent(data.password ?? "")}@orders.${ns}.svc:5432/sample-db`)
   })
 
@@ -159,7 +203,10 @@ describe("a ServiceBinding to a postgres Capability", () => {
     expect(dig(b.body, "status", "observedGeneration")).toBe(1)
 
     const { template } = await templateOf("web")
-    expect(template.spec.volumes).toEqual([{ name: "svcb-db", projected: { sources: [{ secret: { name: "orders-config" } }], defaultMode: 420 } }])
+    expect(template.spec.volumes).toEqual([{
+      name: "svcb-db",
+      projected: { sources: [{ secret: { name: "orders-config" } }], defaultMode: 420 }
+    }])
     const app = containerOf(template, "app")
     expect(app?.volumeMounts).toEqual([{ name: "svcb-db", mountPath: "/bindings/db", readOnly: true }])
     expect(app?.env).toEqual([
@@ -169,7 +216,10 @@ describe("a ServiceBinding to a postgres Capability", () => {
     ])
     expect(containerOf(template, "sidecar")).toEqual(containerOf(before, "sidecar")!)
     // The Secret's hash (a new one rolls the pods), and where this binding added SERVICE_BINDING_ROOT.
-    expect(template.metadata?.annotations).toEqual({ "secret-hash.servicebinding.io/svcb-db": expect.any(String), "root.servicebinding.io/svcb-db": "app" })
+    expect(template.metadata?.annotations).toEqual({
+      "secret-hash.servicebinding.io/svcb-db": expect.any(String),
+      "root.servicebinding.io/svcb-db": "app"
+    })
   })
 
   test("kubectl get servicebinding shows READY, REASON and AGE", async () => {
@@ -193,22 +243,35 @@ describe("a ServiceBinding to a postgres Capability", () => {
     const hash = edited.metadata?.annotations?.["secret-hash.servicebinding.io/svcb-db"]
     expect(hash).toBeDefined()
 
-    const patched = await cluster.api("PATCH", capabilityPath(ns, "orders"), { spec: { parameters: [{ name: "DB_PASSWORD", value: "rotated-1" }] } }, "application/merge-patch+json")
+    const patched = await cluster.api("PATCH", capabilityPath(ns, "orders"), {
+      spec: { parameters: [{ name: "DB_PASSWORD", value: "rotated-1" }] }
+    }, "application/merge-patch+json")
     expect(patched.status).toBe(200)
     let rolled: { template: Template; generation: number } | undefined
-    const changed = await eventually(async () => {
-      rolled = await templateOf("web")
-      return rolled.template.metadata?.annotations?.["secret-hash.servicebinding.io/svcb-db"] !== hash
-    }, 10_000, 50)
+    const changed = await eventually(
+      async () => {
+        rolled = await templateOf("web")
+        return rolled.template.metadata?.annotations?.["secret-hash.servicebinding.io/svcb-db"] !== hash
+      },
+      10_000,
+      50
+    )
     expect(changed).toBe(true)
     expect(rolled?.generation).toBe(generation + 1)
     // The Capability settles (its status written again, which re-reconciles the binding): no second roll.
-    await waitCapability("orders", (c) => dig(c.body, "status", "observedGeneration") === 2 && readyOf(c)?.status === "True", "reconciled generation 2")
+    await waitCapability(
+      "orders",
+      (c) => dig(c.body, "status", "observedGeneration") === 2 && readyOf(c)?.status === "True",
+      "reconciled generation 2"
+    )
     await waitBinding("db", "True", "Projected")
     const settled = await templateOf("web")
     expect(settled.generation).toBe(generation + 1)
     expect(containerOf(settled.template, "app")?.env).toContainEqual({ name: "FEATURE_X", value: "on" })
-    expect(containerOf(settled.template, "app")?.env).toContainEqual({ name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: "orders-config", key: "uri" } } })
+    expect(containerOf(settled.template, "app")?.env).toContainEqual({
+      name: "DATABASE_URL",
+      valueFrom: { secretKeyRef: { name: "orders-config", key: "uri" } }
+    })
   })
 
   test("deleting the bound Capability waits with Ready=False (InUse) naming the binding", async () => {
@@ -239,7 +302,11 @@ describe("a ServiceBinding that cannot be projected", () => {
     await createCapability("pending-db")
     await createDeployment("other", ["app"])
     const { template, generation } = await templateOf("other")
-    await createBinding("pending", { ...dbBinding, service: { ...dbBinding.service, name: "pending-db" }, workload: { apiVersion: "apps/v1", kind: "Deployment", name: "other" } })
+    await createBinding("pending", {
+      ...dbBinding,
+      service: { ...dbBinding.service, name: "pending-db" },
+      workload: { apiVersion: "apps/v1", kind: "Deployment", name: "other" }
+    })
     await waitBinding("pending", "False", "ServiceNotReady")
     expect((await bindingReady("pending"))?.message).toContain("pending-db is not Ready")
     const after = await templateOf("other")
@@ -273,7 +340,9 @@ describe("other services and workloads", () => {
         metadata: { name, labels: { tier: "batch" } },
         spec: {
           schedule: "0 0 * * *",
-          jobTemplate: { spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "job", image: "example.com/job:1" }] } } } }
+          jobTemplate: {
+            spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "job", image: "example.com/job:1" }] } } }
+          }
         }
       })
       expect(created.status).toBe(201)
@@ -294,7 +363,9 @@ describe("other services and workloads", () => {
         name: "DB_KIND",
         valueFrom: { fieldRef: { apiVersion: "v1", fieldPath: "metadata.annotations['type.servicebinding.io/svcb-reports']" } }
       })
-      const volume = template.spec.volumes?.find((v) => v.name === "svcb-reports") as { projected?: { sources?: Array<Record<string, unknown>> } } | undefined
+      const volume = template.spec.volumes?.find((v) => v.name === "svcb-reports") as {
+        projected?: { sources?: Array<Record<string, unknown>> }
+      } | undefined
       // The Secret's own type is left out: the override takes its place.
       expect(volume?.projected?.sources?.[0]).toEqual({ secret: { name: "direct", items: [{ key: "uri", path: "uri" }] } })
     }
@@ -305,7 +376,12 @@ describe("other services and workloads", () => {
       apiVersion: "batch/v1",
       kind: "CronJob",
       metadata: { name: "weekly", labels: { tier: "batch" } },
-      spec: { schedule: "0 0 * * 0", jobTemplate: { spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "job", image: "example.com/job:1" }] } } } } }
+      spec: {
+        schedule: "0 0 * * 0",
+        jobTemplate: {
+          spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "job", image: "example.com/job:1" }] } } }
+        }
+      }
     })
     expect(created.status).toBe(201)
     const mounted = async () => {
@@ -319,19 +395,38 @@ describe("other services and workloads", () => {
 
 describe("a binding that changes its workload", () => {
   test("unbinds the workload it no longer names, exactly, and binds the new one", async () => {
-    const secret = await cluster.api("POST", `/api/v1/namespaces/${ns}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: "moving" }, stringData: { type: "t", uri: "x://y" } })
+    const secret = await cluster.api("POST", `/api/v1/namespaces/${ns}/secrets`, {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "moving" },
+      stringData: { type: "t", uri: "x://y" }
+    })
     expect(secret.status).toBe(201)
     await createDeployment("first", ["app"])
     await createDeployment("second", ["app"])
     const original = (await templateOf("first")).template
-    await createBinding("mover", { service: { apiVersion: "v1", kind: "Secret", name: "moving" }, workload: { apiVersion: "apps/v1", kind: "Deployment", name: "first" } })
+    await createBinding("mover", {
+      service: { apiVersion: "v1", kind: "Secret", name: "moving" },
+      workload: { apiVersion: "apps/v1", kind: "Deployment", name: "first" }
+    })
     await waitBinding("mover", "True", "Projected")
-    expect(containerOf((await templateOf("first")).template, "app")?.volumeMounts).toEqual([{ name: "svcb-mover", mountPath: "/bindings/mover", readOnly: true }])
+    expect(containerOf((await templateOf("first")).template, "app")?.volumeMounts).toEqual([{
+      name: "svcb-mover",
+      mountPath: "/bindings/mover",
+      readOnly: true
+    }])
 
-    const moved = await cluster.api("PATCH", bindingsPath("mover"), { spec: { workload: { name: "second" } } }, "application/merge-patch+json")
+    const moved = await cluster.api(
+      "PATCH",
+      bindingsPath("mover"),
+      { spec: { workload: { name: "second" } } },
+      "application/merge-patch+json"
+    )
     expect(moved.status).toBe(200)
-    expect(await eventually(async () => containerOf((await templateOf("second")).template, "app")?.volumeMounts !== undefined, 10_000, 50)).toBe(true)
-    expect(await eventually(async () => containerOf((await templateOf("first")).template, "app")?.volumeMounts === undefined, 10_000, 50)).toBe(true)
+    expect(await eventually(async () => containerOf((await templateOf("second")).template, "app")?.volumeMounts !== undefined, 10_000, 50))
+      .toBe(true)
+    expect(await eventually(async () => containerOf((await templateOf("first")).template, "app")?.volumeMounts === undefined, 10_000, 50))
+      .toBe(true)
     const first = (await templateOf("first")).template
     expect(containerOf(first, "app")).toEqual(containerOf(original, "app")!)
     expect(first.spec.volumes).toBeUndefined()
@@ -344,7 +439,11 @@ describe("halkyon run --service-binding=false", () => {
     operator = await untilReady(startOperator(cluster, pluginsDir, ["--service-binding=false"]))
     expect(operator.logs.some((l) => l.includes("ServiceBinding controller off (--service-binding=false)"))).toBe(true)
     await createDeployment("elsewhere", ["app"])
-    await createBinding("theirs", { ...dbBinding, service: { apiVersion: "v1", kind: "Secret", name: "pending-db-config" }, workload: { apiVersion: "apps/v1", kind: "Deployment", name: "elsewhere" } })
+    await createBinding("theirs", {
+      ...dbBinding,
+      service: { apiVersion: "v1", kind: "Secret", name: "pending-db-config" },
+      workload: { apiVersion: "apps/v1", kind: "Deployment", name: "elsewhere" }
+    })
     // A Capability created after the binding is served: the operator has seen what came before it.
     await createCapability("later")
     await waitCapability("later", (c) => readyOf(c)?.reason === "DependentsNotReady", "was reconciled")

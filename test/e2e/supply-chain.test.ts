@@ -49,16 +49,21 @@ const run = async (args: ReadonlyArray<string>, env: Record<string, string> = {}
     stderr: "pipe"
   })
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
-  return { code, stdout, stderr: stderr.replaceAll('\\"', '"') }
+  return { code, stdout, stderr: stderr.replaceAll("\\\"", "\"") }
 }
 const install = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
   run(["plugins", "install", "--release-base-url", servers.base, ...args], env)
 
 /** Publishes a release of the postgres bundle with its checksums.txt, signed when a key is given. */
-const publish = (release: string, options: { readonly signWith?: KeyObject; readonly body?: Uint8Array; readonly tamper?: boolean } = {}) => {
+const publish = (
+  release: string,
+  options: { readonly signWith?: KeyObject; readonly body?: Uint8Array; readonly tamper?: boolean } = {}
+) => {
   const archive = tarGz([{ path: "postgres.js", body: options.body ?? bundle }])
   const sums = encode(checksums({ [archName]: archive }))
-  const signature: Record<string, Uint8Array> = options.signWith === undefined ? {} : { "checksums.txt.sig": encode(cosignSign(options.signWith, sums)) }
+  const signature: Record<string, Uint8Array> = options.signWith === undefined
+    ? {}
+    : { "checksums.txt.sig": encode(cosignSign(options.signWith, sums)) }
   // Tampered: checksums.txt altered after signing (a line for another archive added).
   const published = options.tamper === true ? encode(`${"1".repeat(64)}  extra.tar.gz\n${new TextDecoder().decode(sums)}`) : sums
   servers.publish(release, { [archName]: archive, "checksums.txt": published, ...signature })
@@ -147,18 +152,32 @@ describe("digest pins and the lock file", () => {
     const lockFile = join(work, "halkyon.lock")
     const from = servers.requests.length
     const platforms = [`${goOs}_${goArch}`, "linux_arm64", "darwin_arm64"].filter((p, i, a) => a.indexOf(p) === i)
-    const locked = await run(["plugins", "lock", "acme/locked@v1", "--platform", platforms.join(","), "--lock", lockFile, "--release-base-url", servers.base])
+    const locked = await run([
+      "plugins",
+      "lock",
+      "acme/locked@v1",
+      "--platform",
+      platforms.join(","),
+      "--lock",
+      lockFile,
+      "--release-base-url",
+      servers.base
+    ])
     expect(locked.code).toBe(0)
     // Only checksums.txt was read: nothing downloaded, nothing installed.
-    expect(servers.requests.slice(from).every((r) => r.path.endsWith("checksums.txt") || r.path.includes(encodeURIComponent("checksums.txt")))).toBe(true)
+    expect(
+      servers.requests.slice(from).every((r) => r.path.endsWith("checksums.txt") || r.path.includes(encodeURIComponent("checksums.txt")))
+    ).toBe(true)
     const lock = JSON.parse(readFileSync(lockFile, "utf8"))
     expect(lock.plugins).toEqual([{
       repository: "acme/locked",
       tag: "v1",
-      archives: Object.fromEntries(platforms.sort().map((p) => {
-        const asset = `halkyon_plugin_${p}.tar.gz`
-        return [p, { asset, sha256: sha256(all[asset] ?? new Uint8Array()) }]
-      }))
+      archives: Object.fromEntries(
+        platforms.sort().map((p) => {
+          const asset = `halkyon_plugin_${p}.tar.gz`
+          return [p, { asset, sha256: sha256(all[asset] ?? new Uint8Array()) }]
+        })
+      )
     }])
 
     const dir = freshFolder()
@@ -171,7 +190,19 @@ describe("digest pins and the lock file", () => {
   test("with --lock: an unlisted spec, another tag, and a republished archive are refused", async () => {
     publish("acme/kept@v1")
     const lockFile = join(work, "kept.lock")
-    expect((await run(["plugins", "lock", "acme/kept@v1", "--platform", `${goOs}_${goArch}`, "--lock", lockFile, "--release-base-url", servers.base])).code).toBe(0)
+    expect(
+      (await run([
+        "plugins",
+        "lock",
+        "acme/kept@v1",
+        "--platform",
+        `${goOs}_${goArch}`,
+        "--lock",
+        lockFile,
+        "--release-base-url",
+        servers.base
+      ])).code
+    ).toBe(0)
     publish("acme/kept@v2")
     publish("acme/stranger@v1")
     const dir = freshFolder()
@@ -204,13 +235,40 @@ describe("digest pins and the lock file", () => {
   test("manifests --lock ships the lock in a ConfigMap and runs the operator with --lock and --require-locked", async () => {
     publish("acme/shipped@v1")
     const lockFile = join(work, "shipped.lock")
-    expect((await run(["plugins", "lock", "acme/shipped@v1", "--platform", "linux_amd64,linux_arm64", "--lock", lockFile, "--release-base-url", servers.base, "--allow-unverified"])).code).not.toBe(0)
+    expect(
+      (await run([
+        "plugins",
+        "lock",
+        "acme/shipped@v1",
+        "--platform",
+        "linux_amd64,linux_arm64",
+        "--lock",
+        lockFile,
+        "--release-base-url",
+        servers.base,
+        "--allow-unverified"
+      ])).code
+    ).not.toBe(0)
     servers.publish("acme/shipped@v1", {
       "halkyon_plugin_linux_amd64.tar.gz": encode("a"),
       "halkyon_plugin_linux_arm64.tar.gz": encode("b"),
-      "checksums.txt": encode(checksums({ "halkyon_plugin_linux_amd64.tar.gz": encode("a"), "halkyon_plugin_linux_arm64.tar.gz": encode("b") }))
+      "checksums.txt": encode(
+        checksums({ "halkyon_plugin_linux_amd64.tar.gz": encode("a"), "halkyon_plugin_linux_arm64.tar.gz": encode("b") })
+      )
     })
-    expect((await run(["plugins", "lock", "acme/shipped@v1", "--platform", "linux_amd64,linux_arm64", "--lock", lockFile, "--release-base-url", servers.base])).code).toBe(0)
+    expect(
+      (await run([
+        "plugins",
+        "lock",
+        "acme/shipped@v1",
+        "--platform",
+        "linux_amd64,linux_arm64",
+        "--lock",
+        lockFile,
+        "--release-base-url",
+        servers.base
+      ])).code
+    ).toBe(0)
     const manifests = await run(["manifests", "--lock", lockFile, "--plugins", "acme/shipped@v1"])
     expect(manifests.code).toBe(0)
     expect(manifests.stdout).toContain("kind: ConfigMap")
@@ -228,7 +286,15 @@ describe("digest pins and the lock file", () => {
 
 describe("transport, tokens and reserved names", () => {
   test("an http:// release URL is refused unless --insecure-release-url", async () => {
-    const result = await run(["plugins", "install", "acme/x@v1", "--plugins-dir", freshFolder(), "--release-base-url", "http://127.0.0.1:9"])
+    const result = await run([
+      "plugins",
+      "install",
+      "acme/x@v1",
+      "--plugins-dir",
+      freshFolder(),
+      "--release-base-url",
+      "http://127.0.0.1:9"
+    ])
     expect(result.code).not.toBe(0)
     expect(result.stderr).toContain("is not https: refused")
     expect(result.stderr).toContain("--insecure-release-url")
@@ -237,7 +303,10 @@ describe("transport, tokens and reserved names", () => {
   test("GITHUB_TOKEN never reaches a mirror; HALKYON_RELEASE_TOKEN reaches only the mirror's own origin", async () => {
     publish("acme/tokens@v1")
     const from = servers.requests.length
-    const result = await install(["acme/tokens@v1", "--plugins-dir", freshFolder()], { GITHUB_TOKEN: "gh-secret", HALKYON_RELEASE_TOKEN: "mirror-secret" })
+    const result = await install(["acme/tokens@v1", "--plugins-dir", freshFolder()], {
+      GITHUB_TOKEN: "gh-secret",
+      HALKYON_RELEASE_TOKEN: "mirror-secret"
+    })
     expect(result.code).toBe(0)
     const requests = servers.requests.slice(from)
     expect(requests.length).toBeGreaterThan(0)
@@ -247,7 +316,7 @@ describe("transport, tokens and reserved names", () => {
 
   test("an archive carrying plugins.lock at its top level is refused", async () => {
     const dir = freshFolder()
-    const archive = tarGz([{ path: "postgres.js", body: bundle }, { path: "plugins.lock", body: '{"version":1,"plugins":[]}' }])
+    const archive = tarGz([{ path: "postgres.js", body: bundle }, { path: "plugins.lock", body: "{\"version\":1,\"plugins\":[]}" }])
     servers.publish("acme/sneaky@v1", { [archName]: archive, "checksums.txt": encode(checksums({ [archName]: archive })) })
     const result = await install(["acme/sneaky@v1", "--plugins-dir", dir])
     expect(result.code).toBe(1)
@@ -268,7 +337,10 @@ describe("halkyon run while it installs (local control plane)", () => {
   test("probes answer during a slow install (/readyz says what it installs); --install-timeout ends it and the operator runs", async () => {
     const archive = tarGz([{ path: "postgres.js", body: bundle }])
     // The archive stalls after 1000 bytes: every try times out, and the install as a whole is cut at 4 s.
-    servers.publish("acme/slow@v1", { [archName]: [{ kind: "stall", body: archive, sendBytes: 1000 }], "checksums.txt": encode(checksums({ [archName]: archive })) })
+    servers.publish("acme/slow@v1", {
+      [archName]: [{ kind: "stall", body: archive, sendBytes: 1000 }],
+      "checksums.txt": encode(checksums({ [archName]: archive }))
+    })
     const dir = join(work, "run-slow")
     const operator = startOperator(cluster, dir, ["--install-timeout", "4s", "--download-timeout", "1s"], cluster.plane.kubeconfigPath, {
       NODE_EXTRA_CA_CERTS: ca.caFile,

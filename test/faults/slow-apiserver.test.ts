@@ -8,14 +8,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test"
 import { type Cluster, type Operator } from "../support/cluster.ts"
 import type { FaultProxy } from "../support/FaultProxy.ts"
-import {
-  createCapability,
-  metric,
-  type ProxiedOperator,
-  startProxiedOperator,
-  untilReconciled,
-  until
-} from "../support/faults.ts"
+import { createCapability, metric, type ProxiedOperator, startProxiedOperator, untilReconciled, until } from "../support/faults.ts"
 
 const BATCH = 12
 const DELAY_MS = 200

@@ -703,4 +703,9 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
 }
 
 /** PluginIdentity settings for tests on this fake: no impersonation, so plugins act with the client's identity. */
-export const withoutImpersonation = { mode: "never", namespace: "halkyon-system", regenerate: "halkyon manifests", servedNamespace: undefined } as const
+export const withoutImpersonation = {
+  mode: "never",
+  namespace: "halkyon-system",
+  regenerate: "halkyon manifests",
+  servedNamespace: undefined
+} as const

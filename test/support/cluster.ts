@@ -56,7 +56,8 @@ export const startCluster = async (options: StartOptions = {}): Promise<Cluster>
     return true
   }, 30_000)
   // Established CRDs still answer 429 until their storage is initialized.
-  const served = established && (await eventually(async () => (await api("GET", "/apis/halkyon.io/v1beta1/capabilities")).status === 200, 30_000))
+  const served = established &&
+    (await eventually(async () => (await api("GET", "/apis/halkyon.io/v1beta1/capabilities")).status === 200, 30_000))
   if (!served) throw new Error("the CRDs were not established and served within 30 s")
   return { plane, api }
 }
@@ -83,10 +84,18 @@ export const startOperator = (
   const proc = Bun.spawn(
     [
       ...prefix,
-      join(root, "dist/halkyon"), "run", "--kubeconfig", kubeconfig, "--plugins-dir", pluginsDir,
+      join(root, "dist/halkyon"),
+      "run",
+      "--kubeconfig",
+      kubeconfig,
+      "--plugins-dir",
+      pluginsDir,
       ...(args.includes("--call-timeout") ? [] : ["--call-timeout", "3s"]),
       // Free ports, read back from the start-up log (several operators may run at once).
-      "--health-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
+      "--health-addr",
+      "127.0.0.1:0",
+      "--metrics-addr",
+      "127.0.0.1:0",
       ...args
     ],
     { stdout: "pipe", stderr: "pipe", env: { ...process.env, HALKYON_SHUTDOWN_GRACE: "1s", ...env } }
@@ -100,7 +109,7 @@ export const startOperator = (
       const lines = rest.split("\n")
       rest = lines.pop() ?? ""
       logs.push(...lines)
-      if (process.env.HALKYON_TEST_LOGS === "1") for (const l of lines) console.error(`[operator] ${l}`)
+      if (process.env.HALKYON_TEST_LOGS === "1") { for (const l of lines) console.error(`[operator] ${l}`) }
     }
   })()
   return {
@@ -136,7 +145,10 @@ export const kubeconfigWithToken = (cluster: Cluster, token: string) => {
     JSON.stringify({
       apiVersion: "v1",
       kind: "Config",
-      clusters: [{ name: "local", cluster: { server: cluster.plane.server, "certificate-authority-data": Buffer.from(cluster.plane.caCertPem).toString("base64") } }],
+      clusters: [{
+        name: "local",
+        cluster: { server: cluster.plane.server, "certificate-authority-data": Buffer.from(cluster.plane.caCertPem).toString("base64") }
+      }],
       users: [{ name: "operator", user: { token } }],
       contexts: [{ name: "operator", context: { cluster: "local", user: "operator" } }],
       "current-context": "operator"
@@ -147,7 +159,11 @@ export const kubeconfigWithToken = (cluster: Cluster, token: string) => {
 
 /** The Capability's Ready condition, as `kubectl wait --for=condition=Ready` reads it. */
 export const readyOf = (capability: ApiResponse) =>
-  (dig<Array<{ type: string; status: string; reason: string; message: string; observedGeneration?: number }>>(capability.body, "status", "conditions") ?? []).find(
+  (dig<Array<{ type: string; status: string; reason: string; message: string; observedGeneration?: number }>>(
+    capability.body,
+    "status",
+    "conditions"
+  ) ?? []).find(
     (c) => c.type === "Ready"
   )
 
@@ -170,7 +186,12 @@ export const kubectl = async (cluster: Cluster, args: ReadonlyArray<string>, std
   const { KUBECONFIG: _ignored, ...env } = process.env
   const proc = Bun.spawn(
     [binary, "--kubeconfig", cluster.plane.kubeconfigPath, "--cache-dir", join(cluster.plane.dir, "kubectl-cache"), ...args],
-    { stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin), stdout: "pipe", stderr: "pipe", env: { ...env, KUBERC: "off" } }
+    {
+      stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...env, KUBERC: "off" }
+    }
   )
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
   return { code, stdout, stderr }

@@ -46,7 +46,9 @@ export const awaitState = (name: string, state: string, timeoutMs = 10_000) =>
     for (;;) {
       const s = (yield* host.statuses).find((p) => p.name === name)
       if (s?.state === state) return s
-      if (Date.now() > end) return yield* Effect.die(new Error(`plugin ${name} did not reach ${state}; it is ${s?.state ?? "absent"} (${s?.error ?? ""})`))
+      if (Date.now() > end) {
+        return yield* Effect.die(new Error(`plugin ${name} did not reach ${state}; it is ${s?.state ?? "absent"} (${s?.error ?? ""})`))
+      }
       yield* Effect.sleep("20 millis")
     }
   })

@@ -28,7 +28,13 @@ const quiet = Logger.layer([])
 export const withPlugin = <A>(path: string, options: LaunchOptions, body: (plugin: LaunchedPlugin) => Effect.Effect<A, unknown>) =>
   Effect.runPromise(
     Effect.scoped(Effect.flatMap(launch(pluginFile(path), options), body)).pipe(
-      Effect.provide(Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)), quiet))
+      Effect.provide(
+        Layer.mergeAll(
+          PluginClient.layer.pipe(Layer.provide(Metrics.layer)),
+          PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)),
+          quiet
+        )
+      )
     )
   )
 
@@ -36,7 +42,13 @@ export const withPlugin = <A>(path: string, options: LaunchOptions, body: (plugi
 export const launchFailure = async (path: string, options: LaunchOptions) => {
   const exit = await Effect.runPromise(
     Effect.scoped(launch(pluginFile(path), options)).pipe(
-      Effect.provide(Layer.mergeAll(PluginClient.layer.pipe(Layer.provide(Metrics.layer)), PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)), quiet)),
+      Effect.provide(
+        Layer.mergeAll(
+          PluginClient.layer.pipe(Layer.provide(Metrics.layer)),
+          PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)),
+          quiet
+        )
+      ),
       Effect.exit
     )
   )

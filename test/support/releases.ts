@@ -36,8 +36,29 @@ export const makeTestCa = (): TestCa => {
   openssl(["req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=halkyon test CA"], dir)
   openssl(["req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"], dir)
   writeFileSync(join(dir, "ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-  openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext"], dir)
-  return { dir, caFile: join(dir, "ca.pem"), key: readFileSync(join(dir, "server.key"), "utf8"), cert: readFileSync(join(dir, "server.pem"), "utf8") }
+  openssl([
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "server.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "ext"
+  ], dir)
+  return {
+    dir,
+    caFile: join(dir, "ca.pem"),
+    key: readFileSync(join(dir, "server.key"), "utf8"),
+    cert: readFileSync(join(dir, "server.pem"), "utf8")
+  }
 }
 
 // ---- servers ----------------------------------------------------------------------------------

@@ -20,7 +20,10 @@ import {
 } from "../../src/binding/Projection.ts"
 
 const b64 = (s: string) => Buffer.from(s).toString("base64")
-const secret: BoundSecret = { name: "db-config", data: { type: b64("postgresql"), provider: b64("halkyon"), uri: b64("postgresql://u:p@db:5432/app"), password: b64("p") } }
+const secret: BoundSecret = {
+  name: "db-config",
+  data: { type: b64("postgresql"), provider: b64("halkyon"), uri: b64("postgresql://u:p@db:5432/app"), password: b64("p") }
+}
 const binding: Binding = { name: "db", directory: "db" }
 const container = (name: string, extra: Partial<Container> = {}): Container => ({ name, image: `${name}:1`, ...extra })
 const template = (containers: ReadonlyArray<Container>, initContainers?: ReadonlyArray<Container>): PodTemplate => ({
@@ -28,7 +31,8 @@ const template = (containers: ReadonlyArray<Container>, initContainers?: Readonl
   spec: { containers, ...(initContainers === undefined ? {} : { initContainers }), volumes: [{ name: "cache", emptyDir: {} }] }
 })
 const web = template([container("app", { env: [{ name: "LOG", value: "debug" }] }), container("sidecar")], [container("migrate")])
-const containerOf = (t: PodTemplate, name: string) => [...(t.spec?.containers ?? []), ...(t.spec?.initContainers ?? [])].find((c) => c.name === name)
+const containerOf = (t: PodTemplate, name: string) =>
+  [...(t.spec?.containers ?? []), ...(t.spec?.initContainers ?? [])].find((c) => c.name === name)
 const mountsOf = (t: PodTemplate, name: string) => containerOf(t, name)?.volumeMounts ?? []
 const envOf = (t: PodTemplate, name: string) => containerOf(t, name)?.env ?? []
 const root = (t: PodTemplate, name: string) => envOf(t, name).find((e) => e.name === "SERVICE_BINDING_ROOT")
@@ -49,7 +53,10 @@ describe("projection", () => {
           expect(mountsOf(p, c)).toEqual([{ name: "svcb-db", mountPath: "/bindings/db", readOnly: true }])
           expect(root(p, c)).toEqual({ name: "SERVICE_BINDING_ROOT", value: "/bindings" })
         }
-        expect(p.spec?.volumes).toEqual([{ name: "cache", emptyDir: {} }, { name: "svcb-db", projected: { sources: [{ secret: { name: "db-config" } }] } }])
+        expect(p.spec?.volumes).toEqual([
+          { name: "cache", emptyDir: {} },
+          { name: "svcb-db", projected: { sources: [{ secret: { name: "db-config" } }] } }
+        ])
       }
     },
     {
@@ -89,7 +96,9 @@ describe("projection", () => {
     },
     {
       name: "a root set from elsewhere (valueFrom) is left as it is; the mount goes under /bindings",
-      template: template([container("app", { env: [{ name: "SERVICE_BINDING_ROOT", valueFrom: { configMapKeyRef: { name: "cfg", key: "root" } } }] })]),
+      template: template([
+        container("app", { env: [{ name: "SERVICE_BINDING_ROOT", valueFrom: { configMapKeyRef: { name: "cfg", key: "root" } } }] })
+      ]),
       binding,
       check: (p) => {
         expect(envOf(p, "app")).toEqual([{ name: "SERVICE_BINDING_ROOT", valueFrom: { configMapKeyRef: { name: "cfg", key: "root" } } }])
@@ -137,7 +146,9 @@ describe("projection", () => {
       check: (p) => {
         const keys = annotationKeys("db")
         expect(p.metadata?.annotations?.[keys.provider]).toBe("acme")
-        const volume = p.spec?.volumes?.find((v) => v.name === "svcb-db") as unknown as { projected: { sources: Array<Record<string, { items: Array<{ path: string }> }>> } }
+        const volume = p.spec?.volumes?.find((v) => v.name === "svcb-db") as unknown as {
+          projected: { sources: Array<Record<string, { items: Array<{ path: string }> }>> }
+        }
         expect(volume.projected.sources[0]?.secret?.items.map((i) => i.path)).toEqual(["password", "type", "uri"])
         expect(volume.projected.sources[1]?.downwardAPI?.items.map((i) => i.path)).toEqual(["provider"])
       }
@@ -181,7 +192,9 @@ describe("projection, beyond one binding", () => {
     const before = project(web, binding, secret)
     const after = project(before, binding, { ...secret, data: { ...secret.data, password: b64("q") } })
     expect(unproject(after, binding)).toEqual(unproject(before, binding))
-    expect(after.metadata?.annotations?.[annotationKeys("db").secretHash]).not.toBe(before.metadata?.annotations?.[annotationKeys("db").secretHash])
+    expect(after.metadata?.annotations?.[annotationKeys("db").secretHash]).not.toBe(
+      before.metadata?.annotations?.[annotationKeys("db").secretHash]
+    )
   })
 
   test("two bindings share the root; unbinding one leaves the other whole, root included", () => {
@@ -199,7 +212,10 @@ describe("projection, beyond one binding", () => {
     expect(wanted.spec).toEqual({
       containers: [{
         name: "app",
-        env: [{ name: "SERVICE_BINDING_ROOT", value: "/bindings" }, { name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: "db-config", key: "uri" } } }],
+        env: [
+          { name: "SERVICE_BINDING_ROOT", value: "/bindings" },
+          { name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: "db-config", key: "uri" } } }
+        ],
         volumeMounts: [{ name: "svcb-db", mountPath: "/bindings/db", readOnly: true }]
       }],
       volumes: [{ name: "svcb-db", projected: { sources: [{ secret: { name: "db-config" } }] } }]

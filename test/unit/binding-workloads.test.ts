@@ -16,7 +16,8 @@ describe("workload kinds", () => {
     ["apps/v1beta1", "Deployment", undefined]
   ]
   for (const [apiVersion, kind, path] of cases) {
-    test(`${apiVersion} ${kind}: ${path === undefined ? "not bound" : path.join(".")}`, () => expect(templatePath(apiVersion, kind)).toEqual(path))
+    test(`${apiVersion} ${kind}: ${path === undefined ? "not bound" : path.join(".")}`, () =>
+      expect(templatePath(apiVersion, kind)).toEqual(path))
   }
 
   test("nest and at are each other's inverse", () => {
@@ -30,8 +31,14 @@ describe("workload kinds", () => {
 describe("selectorQuery", () => {
   const cases: ReadonlyArray<[string, Parameters<typeof selectorQuery>[0], string]> = [
     ["matchLabels", { matchLabels: { app: "web", tier: "front" } }, "app=web,tier=front"],
-    ["In and NotIn", { matchExpressions: [{ key: "env", operator: "In", values: ["dev", "qa"] }, { key: "zone", operator: "NotIn", values: ["a"] }] }, "env in (dev,qa),zone notin (a)"],
-    ["Exists and DoesNotExist", { matchExpressions: [{ key: "canary", operator: "Exists" }, { key: "legacy", operator: "DoesNotExist" }] }, "canary,!legacy"],
+    ["In and NotIn", {
+      matchExpressions: [{ key: "env", operator: "In", values: ["dev", "qa"] }, { key: "zone", operator: "NotIn", values: ["a"] }]
+    }, "env in (dev,qa),zone notin (a)"],
+    [
+      "Exists and DoesNotExist",
+      { matchExpressions: [{ key: "canary", operator: "Exists" }, { key: "legacy", operator: "DoesNotExist" }] },
+      "canary,!legacy"
+    ],
     ["both", { matchLabels: { app: "web" }, matchExpressions: [{ key: "canary", operator: "Exists" }] }, "app=web,canary"],
     ["an empty selector selects everything", {}, ""]
   ]

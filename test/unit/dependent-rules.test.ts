@@ -5,7 +5,15 @@
  */
 import { describe, expect, test } from "bun:test"
 import type { DependentInfo } from "../../src/gen/halkyon/capability/v1/capability.ts"
-import { checkBuilt, checkUpdated, MaxDependents, MaxObjectBytes, nameProblem, type Returned, type Rule } from "../../src/reconciler/DependentRules.ts"
+import {
+  checkBuilt,
+  checkUpdated,
+  MaxDependents,
+  MaxObjectBytes,
+  nameProblem,
+  type Returned,
+  type Rule
+} from "../../src/reconciler/DependentRules.ts"
 import { withOwnership } from "../../src/reconciler/Reconciler.ts"
 
 const info = (id: string, apiVersion: string, kind: string): DependentInfo => ({
@@ -45,21 +53,48 @@ describe("checkBuilt", () => {
     ["a declared ConfigMap in the Capability's namespace", [config()], undefined],
     ["no namespace: the Capability's", [config("db", undefined)], undefined],
     ["nothing at all", [], undefined],
-    ["a kind the server does not know yet (the apply says so)", [returned("widget", object("example.com/v1", "Widget", "w", "team-a"))], undefined],
+    [
+      "a kind the server does not know yet (the apply says so)",
+      [returned("widget", object("example.com/v1", "Widget", "w", "team-a"))],
+      undefined
+    ],
     ["exactly the limit of dependents", Array.from({ length: MaxDependents }, (_, i) => config(`db-${i}`)), undefined],
-    ["one dependent over the limit", Array.from({ length: MaxDependents + 1 }, (_, i) => config(`db-${i}`)), "count", `${MaxDependents + 1} dependents`],
+    [
+      "one dependent over the limit",
+      Array.from({ length: MaxDependents + 1 }, (_, i) => config(`db-${i}`)),
+      "count",
+      `${MaxDependents + 1} dependents`
+    ],
     ["an object of exactly 1 MiB", [returned("config", object("v1", "ConfigMap", "db", "team-a"), MaxObjectBytes)], undefined],
-    ["an object over 1 MiB", [returned("config", object("v1", "ConfigMap", "db", "team-a"), MaxObjectBytes + 1)], "size", "ConfigMap team-a/db (id config)"],
+    [
+      "an object over 1 MiB",
+      [returned("config", object("v1", "ConfigMap", "db", "team-a"), MaxObjectBytes + 1)],
+      "size",
+      "ConfigMap team-a/db (id config)"
+    ],
     ["an id not declared", [returned("ghost", object("v1", "ConfigMap", "db", "team-a"))], "declared", "(id ghost)"],
-    ["another kind than declared", [returned("config", object("v1", "Secret", "db", "team-a"))], "kind", "declared config as a v1 ConfigMap"],
+    [
+      "another kind than declared",
+      [returned("config", object("v1", "Secret", "db", "team-a"))],
+      "kind",
+      "declared config as a v1 ConfigMap"
+    ],
     ["another apiVersion than declared", [returned("config", object("v2", "ConfigMap", "db", "team-a"))], "kind", "v2 ConfigMap"],
     [
       "a cluster-scoped kind, even declared",
-      [returned("binding", object("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "own-the-cluster", undefined, { roleRef: { name: "cluster-admin" } }))],
+      [returned(
+        "binding",
+        object("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "own-the-cluster", undefined, { roleRef: { name: "cluster-admin" } })
+      )],
       "namespaced",
       "ClusterRoleBinding own-the-cluster"
     ],
-    ["another namespace", [config("db", "kube-system")], "namespace", "ConfigMap kube-system/db (id config) is not in the Capability's namespace team-a"],
+    [
+      "another namespace",
+      [config("db", "kube-system")],
+      "namespace",
+      "ConfigMap kube-system/db (id config) is not in the Capability's namespace team-a"
+    ],
     ["an empty namespace", [config("db", "")], "namespace"],
     ["a name with capitals", [config("Db")], "name", "DNS-1123 subdomain"],
     ["a name with a slash", [config("a/b")], "name"],
@@ -96,7 +131,13 @@ describe("checkUpdated", () => {
     })
   }
   test("a rename names the object before and after", () => {
-    const violation = checkUpdated({ id: "config", object: object("v1", "ConfigMap", "db-2", "team-a"), bytes: 10 }, existing, declared, "team-a", scopes)
+    const violation = checkUpdated(
+      { id: "config", object: object("v1", "ConfigMap", "db-2", "team-a"), bytes: 10 },
+      existing,
+      declared,
+      "team-a",
+      scopes
+    )
     expect(violation?.message).toContain("ConfigMap team-a/db (id config)")
     expect(violation?.message).toContain("ConfigMap team-a/db-2 (id config)")
   })

@@ -26,7 +26,14 @@ describe("handshake line", () => {
 
   test("a certificate round-trips through the line without base64 padding", async () => {
     const cert = await generateCertificate()
-    const line = formatHandshake({ appVersion: 1, network: "unix", address: "/tmp/p", protocol: "grpc", certificate: cert.der, multiplexed: undefined })
+    const line = formatHandshake({
+      appVersion: 1,
+      network: "unix",
+      address: "/tmp/p",
+      protocol: "grpc",
+      certificate: cert.der,
+      multiplexed: undefined
+    })
     const field = line.split("|")[5] ?? ""
     expect(field.endsWith("=")).toBe(false)
     expect(field.length).toBeGreaterThan(50)
@@ -43,7 +50,14 @@ describe("handshake line", () => {
   })
 
   test("the multiplexing answer is field 7", () => {
-    const line = formatHandshake({ appVersion: 1, network: "unix", address: "/tmp/p", protocol: "grpc", certificate: undefined, multiplexed: false })
+    const line = formatHandshake({
+      appVersion: 1,
+      network: "unix",
+      address: "/tmp/p",
+      protocol: "grpc",
+      certificate: undefined,
+      multiplexed: false
+    })
     expect(line).toBe("1|1|unix|/tmp/p|grpc||false")
     const parsed = parseHandshake(line, [1])
     if (!parsed.ok) throw new Error(`the line did not parse: ${JSON.stringify(parsed.problem)}`)

@@ -4,7 +4,8 @@ import { hclogTimestamp, makeLogger } from "../../src/sdk/Log.ts"
 
 describe("plugin stderr lines", () => {
   test("hclog JSON gives level, message and fields", () => {
-    const line = '{"@level":"warn","@message":"disk low","@module":"postgres","@timestamp":"2026-11-23T20:00:00.123456Z","free_mb":12}'
+    const line =
+      "{\"@level\":\"warn\",\"@message\":\"disk low\",\"@module\":\"postgres\",\"@timestamp\":\"2026-11-23T20:00:00.123456Z\",\"free_mb\":12}"
     expect(parseLogLine(line)).toEqual({ level: "warn", message: "disk low", fields: { free_mb: 12 } })
   })
   test("[LEVEL] prefixes map to levels", () => {

@@ -46,7 +46,9 @@ describe("layers", () => {
   })
 
   test("no module of src/ imports tests, benchmarks or scripts (package.json, for the version, only)", () => {
-    const outside = srcEdges.filter((e) => !e.to.startsWith(`${src}/`) && e.to !== `${root}/package.json`).map((e) => `${relative(root, e.from)} -> ${relative(root, e.to)}`)
+    const outside = srcEdges.filter((e) => !e.to.startsWith(`${src}/`) && e.to !== `${root}/package.json`).map((e) =>
+      `${relative(root, e.from)} -> ${relative(root, e.to)}`
+    )
     expect(outside).toEqual([])
   })
 

@@ -92,7 +92,13 @@ test("label values are escaped: backslash, double quote, newline; HELP escapes b
 })
 
 test("special values and families without series", () => {
-  expect([formatValue(Infinity), formatValue(-Infinity), formatValue(NaN), formatValue(0.001), formatValue(12)]).toEqual(["+Inf", "-Inf", "NaN", "0.001", "12"])
+  expect([formatValue(Infinity), formatValue(-Infinity), formatValue(NaN), formatValue(0.001), formatValue(12)]).toEqual([
+    "+Inf",
+    "-Inf",
+    "NaN",
+    "0.001",
+    "12"
+  ])
   const registry = new MetricsRegistry()
   registry.counter("test_unused_total", "Never incremented.", ["x"])
   expect(registry.render()).toBe("")
@@ -103,9 +109,11 @@ test("special values and families without series", () => {
 })
 
 test("the operator's metrics, as a fresh operator exposes them and after updates", async () => {
-  const metrics = await Effect.runPromise(Effect.gen(function*() {
-    return yield* Metrics
-  }).pipe(Effect.provide(Metrics.layer)))
+  const metrics = await Effect.runPromise(
+    Effect.gen(function*() {
+      return yield* Metrics
+    }).pipe(Effect.provide(Metrics.layer))
+  )
   const reconcileBuckets = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "+Inf"]
   const fresh = [
     "# HELP halkyon_reconcile_total Capability reconciles, by result (success, error, requeue).",
@@ -158,10 +166,14 @@ test("the operator's metrics, as a fresh operator exposes them and after updates
       "halkyon_plugin_restarts_total{plugin=\"postgres\"} 2",
       "# HELP halkyon_plugin_call_duration_seconds How long an RPC to a plugin took, in seconds, failed calls included.",
       "# TYPE halkyon_plugin_call_duration_seconds histogram",
-      ...pluginBuckets.map((le, i) => `halkyon_plugin_call_duration_seconds_bucket{plugin="postgres",method="BuildDependents",le="${le}"} ${i < 3 ? 1 : 2}`),
+      ...pluginBuckets.map((le, i) =>
+        `halkyon_plugin_call_duration_seconds_bucket{plugin="postgres",method="BuildDependents",le="${le}"} ${i < 3 ? 1 : 2}`
+      ),
       "halkyon_plugin_call_duration_seconds_sum{plugin=\"postgres\",method=\"BuildDependents\"} 0.0032",
       "halkyon_plugin_call_duration_seconds_count{plugin=\"postgres\",method=\"BuildDependents\"} 2",
-      ...pluginBuckets.map((le) => `halkyon_plugin_call_duration_seconds_bucket{plugin="postgres",method="Describe",le="${le}"} ${le === "+Inf" ? 1 : 0}`),
+      ...pluginBuckets.map((le) =>
+        `halkyon_plugin_call_duration_seconds_bucket{plugin="postgres",method="Describe",le="${le}"} ${le === "+Inf" ? 1 : 0}`
+      ),
       "halkyon_plugin_call_duration_seconds_sum{plugin=\"postgres\",method=\"Describe\"} 12",
       "halkyon_plugin_call_duration_seconds_count{plugin=\"postgres\",method=\"Describe\"} 1",
       ""

@@ -60,7 +60,10 @@ describe("paths in the lock and the journal", () => {
     mkdirSync(join(root, "elsewhere"), { recursive: true })
     mkdirSync(dir)
     writeFileSync(join(root, "elsewhere", "x"), "x")
-    writeFileSync(join(dir, ".plugins.lock.journal"), JSON.stringify({ staging: "../elsewhere", moves: ["x"], removes: [], lock: { version: 1, plugins: [] } }))
+    writeFileSync(
+      join(dir, ".plugins.lock.journal"),
+      JSON.stringify({ staging: "../elsewhere", moves: ["x"], removes: [], lock: { version: 1, plugins: [] } })
+    )
     await Effect.runPromise(recover(dir))
     expect(existsSync(join(root, "elsewhere", "x"))).toBe(true)
     expect(existsSync(join(dir, "x"))).toBe(false)

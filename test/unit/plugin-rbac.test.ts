@@ -119,7 +119,11 @@ describe("the operator's own role", () => {
   })
 
   test("its namespaced Role: the Lease, and impersonation of exactly the plugins' ServiceAccounts", () => {
-    expect(operatorNamespacedRules([], false)).toEqual([{ apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] }])
+    expect(operatorNamespacedRules([], false)).toEqual([{
+      apiGroups: ["coordination.k8s.io"],
+      resources: ["leases"],
+      verbs: ["get", "create", "update"]
+    }])
     // With the ServiceBinding controller (the default): its ServiceAccount, and no other.
     expect(operatorNamespacedRules([]).slice(1)).toEqual([
       { apiGroups: [""], resources: ["serviceaccounts"], verbs: ["impersonate"], resourceNames: ["halkyon-service-binding"] }
@@ -142,14 +146,18 @@ describe("the operator's own role", () => {
     const served = manifests({ namespace: "ops", servedNamespace: "shop", pluginRoles: [{ name: "postgres", dependents: postgres }] })
     const binding = served.find((m) => m.kind === "RoleBinding" && m.metadata?.name === "halkyon-plugin-postgres")
     expect(binding?.metadata?.namespace).toBe("shop")
-    expect(served.filter((m) => m.metadata?.name === "halkyon-plugin-postgres").map((m) => m.kind)).toEqual(["ServiceAccount", "ClusterRole", "RoleBinding"])
+    expect(served.filter((m) => m.metadata?.name === "halkyon-plugin-postgres").map((m) => m.kind)).toEqual([
+      "ServiceAccount",
+      "ClusterRole",
+      "RoleBinding"
+    ])
   })
 })
 
 describe("the permission a Forbidden answer names", () => {
   test("verb, resource, group and namespace, from the API server's message", () => {
-    const detail = 'configmaps "db-extra" is forbidden: User "system:serviceaccount:halkyon-system:halkyon-plugin-pg" cannot patch ' +
-      'resource "configmaps" in API group "" in the namespace "apps"'
+    const detail = "configmaps \"db-extra\" is forbidden: User \"system:serviceaccount:halkyon-system:halkyon-plugin-pg\" cannot patch " +
+      "resource \"configmaps\" in API group \"\" in the namespace \"apps\""
     expect(missingPermission(detail)).toEqual({
       user: "system:serviceaccount:halkyon-system:halkyon-plugin-pg",
       verb: "patch",
@@ -159,7 +167,7 @@ describe("the permission a Forbidden answer names", () => {
     })
   })
   test("cluster-scoped, and a message of another form", () => {
-    expect(missingPermission('User "u" cannot list resource "nodes" in API group "" at the cluster scope')?.namespace).toBeUndefined()
+    expect(missingPermission("User \"u\" cannot list resource \"nodes\" in API group \"\" at the cluster scope")?.namespace).toBeUndefined()
     expect(missingPermission("something else")).toBeUndefined()
   })
 })
@@ -173,20 +181,22 @@ describe("the Forbidden status message", () => {
   }
 
   test("a role without the kind: the permission, who lacked it, and the command", () => {
-    const detail = 'statefulsets.apps "db" is forbidden: User "system:serviceaccount:halkyon-system:halkyon-plugin-postgres-js" cannot patch ' +
-      'resource "statefulsets" in API group "apps" in the namespace "shop"'
+    const detail =
+      "statefulsets.apps \"db\" is forbidden: User \"system:serviceaccount:halkyon-system:halkyon-plugin-postgres-js\" cannot patch " +
+      "resource \"statefulsets\" in API group \"apps\" in the namespace \"shop\""
     expect(describeForbidden({ ...base, detail })).toBe(
-      'StatefulSet db (statefulset): the API server refused system:serviceaccount:halkyon-system:halkyon-plugin-postgres-js patch on resource ' +
-        '"statefulsets" in API group "apps" in namespace shop (plugin postgres.js\'s role lacks this permission, e.g. the plugin declares a kind ' +
+      "StatefulSet db (statefulset): the API server refused system:serviceaccount:halkyon-system:halkyon-plugin-postgres-js patch on resource " +
+        "\"statefulsets\" in API group \"apps\" in namespace shop (plugin postgres.js's role lacks this permission, e.g. the plugin declares a kind " +
         "its RBAC was not generated for). Regenerate and apply the RBAC: halkyon manifests --namespace halkyon-system --plugins-dir /plugins | kubectl apply -f -"
     )
   })
 
   test("a plugin the RBAC was generated without: the operator may not impersonate it", () => {
-    const detail = 'users "system:serviceaccount:halkyon-system:halkyon-plugin-late-js" is forbidden: User "system:serviceaccount:halkyon-system:halkyon" ' +
-      'cannot impersonate resource "serviceaccounts" in API group "" in the namespace "halkyon-system"'
+    const detail =
+      "users \"system:serviceaccount:halkyon-system:halkyon-plugin-late-js\" is forbidden: User \"system:serviceaccount:halkyon-system:halkyon\" " +
+      "cannot impersonate resource \"serviceaccounts\" in API group \"\" in the namespace \"halkyon-system\""
     const message = describeForbidden({ ...base, plugin: "late.js", detail })
-    expect(message).toContain('refused system:serviceaccount:halkyon-system:halkyon impersonate on resource "serviceaccounts"')
+    expect(message).toContain("refused system:serviceaccount:halkyon-system:halkyon impersonate on resource \"serviceaccounts\"")
     expect(message).toContain("the operator may not act as plugin late.js's ServiceAccount: the RBAC was generated without this plugin")
     expect(message).toContain("| kubectl apply -f -")
   })

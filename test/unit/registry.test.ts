@@ -31,7 +31,7 @@ test("category and type compare case-insensitively; the version is honoured, emp
     expect((yield* registry.resolve("database", "postgres", "17")).version).toBe("17")
     const wrongVersion = yield* Effect.flip(registry.resolve("database", "postgres", "9"))
     expect(wrongVersion.message).toBe(
-      'no plugin serves category "database", type "postgres", version "9"; available: database/postgres (15, 16, 17) from plugin pg'
+      "no plugin serves category \"database\", type \"postgres\", version \"9\"; available: database/postgres (15, 16, 17) from plugin pg"
     )
     const wrongCategory = yield* Effect.flip(registry.resolve("cache", "postgres", ""))
     expect(wrongCategory._tag).toBe("NoPluginFound")

@@ -16,14 +16,33 @@ const ready = (status: "True" | "False" | "Unknown", at = "2026-12-01T10:00:00Z"
   lastTransitionTime: at
 })
 const dependent = { id: "statefulset", kind: "StatefulSet", name: "db", ready: false, reason: "RolloutPending", message: "waiting" }
-const base: CapabilityStatus = { observedGeneration: 1, conditions: [ready("False")], dependents: [dependent], bindingSecret: "db-config", plugin: "postgres", version: "16" }
+const base: CapabilityStatus = {
+  observedGeneration: 1,
+  conditions: [ready("False")],
+  dependents: [dependent],
+  bindingSecret: "db-config",
+  plugin: "postgres",
+  version: "16"
+}
 
 describe("sameStatus", () => {
   const cases: ReadonlyArray<[string, CapabilityStatus | undefined, CapabilityStatus | undefined, boolean]> = [
     ["the very same object", base, base, true],
     ["an equal copy", base, structuredClone(base), true],
-    ["keys in another order", base, { version: "16", plugin: "postgres", bindingSecret: "db-config", dependents: [{ ...dependent }], conditions: [{ ...ready("False") }], observedGeneration: 1 }, true],
-    ["a key set to undefined counts as absent", { ...base, bindingSecret: undefined }, (({ bindingSecret: _b, ...rest }) => rest)(base), true],
+    ["keys in another order", base, {
+      version: "16",
+      plugin: "postgres",
+      bindingSecret: "db-config",
+      dependents: [{ ...dependent }],
+      conditions: [{ ...ready("False") }],
+      observedGeneration: 1
+    }, true],
+    [
+      "a key set to undefined counts as absent",
+      { ...base, bindingSecret: undefined },
+      (({ bindingSecret: _b, ...rest }) => rest)(base),
+      true
+    ],
     ["no status on either side", undefined, undefined, true],
     ["no status against one", undefined, base, false],
     ["another generation", base, { ...base, observedGeneration: 2 }, false],
@@ -44,11 +63,24 @@ describe("sameStatus", () => {
 
 describe("nextStatus", () => {
   const now = new Date("2026-12-03T12:00:00Z")
-  const outcome = { ...rollUp([{ ...dependent, failed: false }]), dependents: [dependent], bindingSecret: "db-config", plugin: "postgres", version: "16" }
+  const outcome = {
+    ...rollUp([{ ...dependent, failed: false }]),
+    dependents: [dependent],
+    bindingSecret: "db-config",
+    plugin: "postgres",
+    version: "16"
+  }
 
   test("the first status starts the Ready condition now", () => {
     const status = nextStatus(undefined, outcome, 1, now)
-    expect(status.conditions).toEqual([{ type: "Ready", status: "False", reason: "DependentsNotReady", message: "StatefulSet db: waiting", observedGeneration: 1, lastTransitionTime: "2026-12-03T12:00:00Z" }])
+    expect(status.conditions).toEqual([{
+      type: "Ready",
+      status: "False",
+      reason: "DependentsNotReady",
+      message: "StatefulSet db: waiting",
+      observedGeneration: 1,
+      lastTransitionTime: "2026-12-03T12:00:00Z"
+    }])
   })
 
   test("the same readiness keeps the transition time, so the status compares the same", () => {

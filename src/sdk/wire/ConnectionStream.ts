@@ -22,7 +22,7 @@ import type { Connection } from "./Listener.ts"
 type Written = (error?: Error | null) => void
 
 /** What `loadConnectionStream` gives: a Duplex made from a Connection. */
-export type ConnectionStreamClass = new (connection: Connection) => Duplex
+export type ConnectionStreamClass = new(connection: Connection) => Duplex
 
 /** Loads node:stream and defines the bridge on its Duplex. */
 export const loadConnectionStream = async (): Promise<ConnectionStreamClass> => {

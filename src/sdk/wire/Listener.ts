@@ -133,15 +133,15 @@ export class Listener {
     const tls = options.tls === undefined
       ? undefined
       : {
-          cert: options.tls.certPem,
-          key: options.tls.keyPem,
-          // The host's certificate is the only CA: exactly that peer is trusted.
-          ca: options.tls.clientCaPem,
-          requestCert: true,
-          rejectUnauthorized: true,
-          secureOptions: NoTlsBelow12,
-          ALPNProtocols: AlpnH2
-        }
+        cert: options.tls.certPem,
+        key: options.tls.keyPem,
+        // The host's certificate is the only CA: exactly that peer is trusted.
+        ca: options.tls.clientCaPem,
+        requestCert: true,
+        rejectUnauthorized: true,
+        secureOptions: NoTlsBelow12,
+        ALPNProtocols: AlpnH2
+      }
     if (options.unixSocket !== undefined) {
       const socket = Bun.listen<SocketConnection | undefined>({ unix: options.unixSocket, tls, socket: handlers, data: undefined })
       listener = new Listener(socket, { network: "unix", address: options.unixSocket })

@@ -10,30 +10,41 @@
 //
 //   bun test/support/control-plane/build.ts   # builds all three; prints the folder holding kube-apiserver and etcd
 
-import { accessSync, closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
-import { dirname, join } from "node:path";
+import {
+  accessSync,
+  closeSync,
+  constants,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync
+} from "node:fs"
+import { homedir } from "node:os"
+import { dirname, join } from "node:path"
 
 /** The Kubernetes release whose kube-apiserver we build (Go module k8s.io/kubernetes). */
-export const KUBERNETES_VERSION = "v1.37.2";
+export const KUBERNETES_VERSION = "v1.37.2"
 /** The etcd release we build (Go module go.etcd.io/etcd/server/v3). */
-export const ETCD_VERSION = "v3.6.16";
+export const ETCD_VERSION = "v3.6.16"
 
 export interface ControlPlaneBinaries {
-  apiserver: string;
-  etcd: string;
+  apiserver: string
+  etcd: string
 }
 
 /** Folder holding every cached control-plane build: `${XDG_CACHE_HOME:-~/.cache}/halkyon/control-plane`. */
 export function controlPlaneCacheRoot(): string {
-  const xdg = process.env.XDG_CACHE_HOME;
-  const base = xdg !== undefined && xdg !== "" ? xdg : join(homedir(), ".cache");
-  return join(base, "halkyon", "control-plane");
+  const xdg = process.env.XDG_CACHE_HOME
+  const base = xdg !== undefined && xdg !== "" ? xdg : join(homedir(), ".cache")
+  return join(base, "halkyon", "control-plane")
 }
 
 /** Folder holding the binaries of the pinned versions. */
 export function controlPlaneBinDir(): string {
-  return join(controlPlaneCacheRoot(), `${KUBERNETES_VERSION}-${ETCD_VERSION}`);
+  return join(controlPlaneCacheRoot(), `${KUBERNETES_VERSION}-${ETCD_VERSION}`)
 }
 
 /**
@@ -42,26 +53,26 @@ export function controlPlaneBinDir(): string {
  * folder are used as they are and nothing is built.
  */
 export async function ensureControlPlaneBinaries(): Promise<ControlPlaneBinaries> {
-  const assets = process.env.KUBEBUILDER_ASSETS;
-  if (assets !== undefined && assets !== "") return requireBinaries(assets, "KUBEBUILDER_ASSETS");
+  const assets = process.env.KUBEBUILDER_ASSETS
+  if (assets !== undefined && assets !== "") return requireBinaries(assets, "KUBEBUILDER_ASSETS")
 
-  const dir = controlPlaneBinDir();
-  const cached = findBinaries(dir);
-  if (cached !== undefined) return cached;
+  const dir = controlPlaneBinDir()
+  const cached = findBinaries(dir)
+  if (cached !== undefined) return cached
 
-  mkdirSync(controlPlaneCacheRoot(), { recursive: true });
-  const release = await acquireLock(`${dir}.lock`);
+  mkdirSync(controlPlaneCacheRoot(), { recursive: true })
+  const release = await acquireLock(`${dir}.lock`)
   try {
     // Another process may have finished the build while we waited for the lock.
-    return findBinaries(dir) ?? (await buildInto(dir));
+    return findBinaries(dir) ?? (await buildInto(dir))
   } finally {
-    release();
+    release()
   }
 }
 
 /** Folder holding kubectl of the pinned Kubernetes release, apart from the kube-apiserver/etcd folder. */
 export function kubectlBinDir(): string {
-  return join(controlPlaneCacheRoot(), `kubectl-${KUBERNETES_VERSION}`);
+  return join(controlPlaneCacheRoot(), `kubectl-${KUBERNETES_VERSION}`)
 }
 
 /**
@@ -69,100 +80,100 @@ export function kubectlBinDir(): string {
  * (`KUBEBUILDER_ASSETS/kubectl` when that folder is given, as envtest ships one).
  */
 export async function ensureKubectl(): Promise<string> {
-  const assets = process.env.KUBEBUILDER_ASSETS;
+  const assets = process.env.KUBEBUILDER_ASSETS
   if (assets !== undefined && assets !== "") {
-    const given = join(assets, "kubectl");
-    if (!isExecutable(given)) throw new Error(`KUBEBUILDER_ASSETS=${assets} must contain an executable kubectl`);
-    return given;
+    const given = join(assets, "kubectl")
+    if (!isExecutable(given)) throw new Error(`KUBEBUILDER_ASSETS=${assets} must contain an executable kubectl`)
+    return given
   }
-  const dir = kubectlBinDir();
-  const path = join(dir, "kubectl");
-  if (isExecutable(path)) return path;
+  const dir = kubectlBinDir()
+  const path = join(dir, "kubectl")
+  if (isExecutable(path)) return path
 
-  mkdirSync(controlPlaneCacheRoot(), { recursive: true });
-  const release = await acquireLock(`${dir}.lock`);
+  mkdirSync(controlPlaneCacheRoot(), { recursive: true })
+  const release = await acquireLock(`${dir}.lock`)
   try {
-    if (!isExecutable(path)) await buildKubectlInto(dir);
-    return path;
+    if (!isExecutable(path)) await buildKubectlInto(dir)
+    return path
   } finally {
-    release();
+    release()
   }
 }
 
 function binaryPaths(dir: string): ControlPlaneBinaries {
-  return { apiserver: join(dir, "kube-apiserver"), etcd: join(dir, "etcd") };
+  return { apiserver: join(dir, "kube-apiserver"), etcd: join(dir, "etcd") }
 }
 
 function isExecutable(path: string): boolean {
   try {
-    accessSync(path, constants.X_OK);
-    return true;
+    accessSync(path, constants.X_OK)
+    return true
   } catch {
-    return false;
+    return false
   }
 }
 
 function findBinaries(dir: string): ControlPlaneBinaries | undefined {
-  const paths = binaryPaths(dir);
-  return isExecutable(paths.apiserver) && isExecutable(paths.etcd) ? paths : undefined;
+  const paths = binaryPaths(dir)
+  return isExecutable(paths.apiserver) && isExecutable(paths.etcd) ? paths : undefined
 }
 
 function requireBinaries(dir: string, origin: string): ControlPlaneBinaries {
-  const found = findBinaries(dir);
+  const found = findBinaries(dir)
   if (found === undefined) {
-    throw new Error(`${origin}=${dir} must contain executable kube-apiserver and etcd binaries`);
+    throw new Error(`${origin}=${dir} must contain executable kube-apiserver and etcd binaries`)
   }
-  return found;
+  return found
 }
 
 // ---------------------------------------------------------------------------------------------
 // Lock: two test files starting at once must not both spend ten minutes building.
 
-const LOCK_POLL_MS = 1000;
+const LOCK_POLL_MS = 1000
 
 function isAlive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    process.kill(pid, 0)
+    return true
   } catch (error) {
     // EPERM means the process exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === "EPERM";
+    return (error as NodeJS.ErrnoException).code === "EPERM"
   }
 }
 
 function readLockOwner(lockPath: string): number | undefined {
   try {
-    const pid = Number.parseInt(readFileSync(lockPath, "utf8"), 10);
-    return Number.isFinite(pid) ? pid : undefined;
+    const pid = Number.parseInt(readFileSync(lockPath, "utf8"), 10)
+    return Number.isFinite(pid) ? pid : undefined
   } catch {
-    return undefined; // vanished or half-written: treat as "try again"
+    return undefined // vanished or half-written: treat as "try again"
   }
 }
 
 /** Exclusive-creates `lockPath` holding our pid; waits while a live process owns it. */
 async function acquireLock(lockPath: string): Promise<() => void> {
-  let announced = false;
+  let announced = false
   for (;;) {
     try {
-      const fd = openSync(lockPath, "wx");
-      writeFileSync(fd, String(process.pid));
-      closeSync(fd);
-      return () => rmSync(lockPath, { force: true });
+      const fd = openSync(lockPath, "wx")
+      writeFileSync(fd, String(process.pid))
+      closeSync(fd)
+      return () => rmSync(lockPath, { force: true })
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
     }
-    const owner = readLockOwner(lockPath);
+    const owner = readLockOwner(lockPath)
     if (owner !== undefined && !isAlive(owner)) {
       // A build killed midway (Ctrl-C, SIGKILL) leaves its lock behind; its staging folder is
       // discarded too, so taking over is safe.
-      rmSync(lockPath, { force: true });
-      continue;
+      rmSync(lockPath, { force: true })
+      continue
     }
     if (!announced) {
-      process.stderr.write(`halkyon: waiting for another control-plane build (pid ${owner ?? "?"}) to finish…\n`);
-      announced = true;
+      process.stderr.write(`halkyon: waiting for another control-plane build (pid ${owner ?? "?"}) to finish…\n`)
+      announced = true
     }
-    await Bun.sleep(LOCK_POLL_MS);
+    await Bun.sleep(LOCK_POLL_MS)
   }
 }
 
@@ -171,51 +182,51 @@ async function acquireLock(lockPath: string): Promise<() => void> {
 
 function goBinary(): string {
   // Bun's PATH in tests often lacks the Go toolchain, so fall back to the standard install folder.
-  return process.env.GO ?? Bun.which("go") ?? "/usr/local/go/bin/go";
+  return process.env.GO ?? Bun.which("go") ?? "/usr/local/go/bin/go"
 }
 
 function goEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
-  env.CGO_ENABLED = "0"; // static binaries that run on any Linux host without a C toolchain
+  const env: Record<string, string> = {}
+  for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value
+  env.CGO_ENABLED = "0" // static binaries that run on any Linux host without a C toolchain
   // -mod=mod lets `go build` fill in go.sum of the freshly generated wrapper module.
-  env.GOFLAGS = "-mod=mod -buildvcs=false";
-  return env;
+  env.GOFLAGS = "-mod=mod -buildvcs=false"
+  return env
 }
 
 function elapsed(startMs: number): string {
-  return `${((performance.now() - startMs) / 1000).toFixed(1)}s`;
+  return `${((performance.now() - startMs) / 1000).toFixed(1)}s`
 }
 
 function log(message: string): void {
-  process.stderr.write(`halkyon: ${message}\n`);
+  process.stderr.write(`halkyon: ${message}\n`)
 }
 
 /** Runs a go command; its output is kept quiet unless it fails (a cold build downloads hundreds of modules). */
 async function runGo(args: string[], cwd: string): Promise<string> {
-  const proc = Bun.spawn([goBinary(), ...args], { cwd, env: goEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn([goBinary(), ...args], { cwd, env: goEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" })
   const [stdout, stderr, code] = await Promise.all([
     new Response(proc.stdout).text(),
     new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
+    proc.exited
+  ])
   if (code !== 0) {
-    throw new Error(`go ${args.join(" ")} failed in ${cwd} (exit ${code}):\n${stderr.split("\n").slice(-60).join("\n")}`);
+    throw new Error(`go ${args.join(" ")} failed in ${cwd} (exit ${code}):\n${stderr.split("\n").slice(-60).join("\n")}`)
   }
-  return stdout;
+  return stdout
 }
 
 interface GoModJson {
-  Go?: string;
-  Godebug?: { Key: string; Value: string }[] | null;
-  Require?: { Path: string; Version: string }[] | null;
+  Go?: string
+  Godebug?: { Key: string; Value: string }[] | null
+  Require?: { Path: string; Version: string }[] | null
 }
 
 /** Reads a module's go.mod (through the module proxy / cache) as `go mod edit -json` gives it. */
 async function readUpstreamGoMod(module: string, version: string, cwd: string): Promise<GoModJson> {
-  const info = JSON.parse(await runGo(["mod", "download", "-json", `${module}@${version}`], cwd)) as { GoMod?: string; Error?: string };
-  if (info.GoMod === undefined) throw new Error(`cannot download ${module}@${version}: ${info.Error ?? "no go.mod"}`);
-  return JSON.parse(await runGo(["mod", "edit", "-json", info.GoMod], cwd)) as GoModJson;
+  const info = JSON.parse(await runGo(["mod", "download", "-json", `${module}@${version}`], cwd)) as { GoMod?: string; Error?: string }
+  if (info.GoMod === undefined) throw new Error(`cannot download ${module}@${version}: ${info.Error ?? "no go.mod"}`)
+  return JSON.parse(await runGo(["mod", "edit", "-json", info.GoMod], cwd)) as GoModJson
 }
 
 /**
@@ -226,14 +237,14 @@ async function readUpstreamGoMod(module: string, version: string, cwd: string): 
  * every release, and replacing them would make `go` try to fetch them.
  */
 function stagingReplacements(kubernetesGoMod: GoModJson): string[] {
-  const stagingVersion = KUBERNETES_VERSION.replace(/^v1\./, "v0.");
+  const stagingVersion = KUBERNETES_VERSION.replace(/^v1\./, "v0.")
   return (kubernetesGoMod.Require ?? [])
     .filter((req) => req.Path.startsWith("k8s.io/") && req.Version === "v0.0.0")
-    .map((req) => `\t${req.Path} => ${req.Path} ${stagingVersion}`);
+    .map((req) => `\t${req.Path} => ${req.Path} ${stagingVersion}`)
 }
 
 async function localGoVersion(cwd: string): Promise<string> {
-  return (await runGo(["env", "GOVERSION"], cwd)).trim().replace(/^go/, "");
+  return (await runGo(["env", "GOVERSION"], cwd)).trim().replace(/^go/, "")
 }
 
 const APISERVER_MAIN = `// Generated by halkyon test/support/control-plane/build.ts: same as k8s.io/kubernetes/cmd/kube-apiserver.
@@ -253,7 +264,7 @@ import (
 func main() {
 	os.Exit(cli.Run(app.NewAPIServerCommand()))
 }
-`;
+`
 
 const ETCD_MAIN = `// Generated by halkyon test/support/control-plane/build.ts: same as the etcd binary's main.
 package main
@@ -267,7 +278,7 @@ import (
 func main() {
 	etcdmain.Main(os.Args)
 }
-`;
+`
 
 const KUBECTL_MAIN = `// Generated by halkyon test/support/control-plane/build.ts: same as k8s.io/kubernetes/cmd/kubectl.
 package main
@@ -290,49 +301,51 @@ func main() {
 		util.CheckErr(err)
 	}
 }
-`;
+`
 
 /** A wrapper module requiring k8s.io/kubernetes at the pinned release, whose main is `main`. */
 async function writeKubernetesModule(srcDir: string, goVersion: string, name: string, main: string): Promise<void> {
-  mkdirSync(srcDir, { recursive: true });
-  const upstream = await readUpstreamGoMod("k8s.io/kubernetes", KUBERNETES_VERSION, srcDir);
-  const godebug = (upstream.Godebug ?? []).map((d) => `godebug ${d.Key}=${d.Value}\n`).join("");
-  const goMod =
-    `module halkyon.local/control-plane/${name}\n\ngo ${goVersion}\n\n${godebug}\n` +
-    `require k8s.io/kubernetes ${KUBERNETES_VERSION}\n\nreplace (\n${stagingReplacements(upstream).join("\n")}\n)\n`;
-  writeFileSync(join(srcDir, "go.mod"), goMod);
-  writeFileSync(join(srcDir, "main.go"), main);
+  mkdirSync(srcDir, { recursive: true })
+  const upstream = await readUpstreamGoMod("k8s.io/kubernetes", KUBERNETES_VERSION, srcDir)
+  const godebug = (upstream.Godebug ?? []).map((d) => `godebug ${d.Key}=${d.Value}\n`).join("")
+  const goMod = `module halkyon.local/control-plane/${name}\n\ngo ${goVersion}\n\n${godebug}\n` +
+    `require k8s.io/kubernetes ${KUBERNETES_VERSION}\n\nreplace (\n${stagingReplacements(upstream).join("\n")}\n)\n`
+  writeFileSync(join(srcDir, "go.mod"), goMod)
+  writeFileSync(join(srcDir, "main.go"), main)
 }
 
 function writeEtcdModule(srcDir: string, goVersion: string): void {
-  mkdirSync(srcDir, { recursive: true });
-  writeFileSync(join(srcDir, "go.mod"), `module halkyon.local/control-plane/etcd\n\ngo ${goVersion}\n\nrequire go.etcd.io/etcd/server/v3 ${ETCD_VERSION}\n`);
-  writeFileSync(join(srcDir, "main.go"), ETCD_MAIN);
+  mkdirSync(srcDir, { recursive: true })
+  writeFileSync(
+    join(srcDir, "go.mod"),
+    `module halkyon.local/control-plane/etcd\n\ngo ${goVersion}\n\nrequire go.etcd.io/etcd/server/v3 ${ETCD_VERSION}\n`
+  )
+  writeFileSync(join(srcDir, "main.go"), ETCD_MAIN)
 }
 
 /** Stamps the release into the binary so /version reports it rather than v0.0.0-master. */
 function kubernetesVersionLdflags(): string {
-  const [major, minor] = KUBERNETES_VERSION.replace(/^v/, "").split(".");
+  const [major, minor] = KUBERNETES_VERSION.replace(/^v/, "").split(".")
   return ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"]
     .flatMap((pkg) => [
       `-X ${pkg}.gitVersion=${KUBERNETES_VERSION}`,
       `-X ${pkg}.gitMajor=${major ?? ""}`,
       `-X ${pkg}.gitMinor=${minor ?? ""}`,
-      `-X ${pkg}.gitTreeState=clean`,
+      `-X ${pkg}.gitTreeState=clean`
     ])
-    .join(" ");
+    .join(" ")
 }
 
 async function goBuild(srcDir: string, output: string, extraLdflags = ""): Promise<void> {
-  await runGo(["build", "-trimpath", `-ldflags=-s -w ${extraLdflags}`.trim(), "-o", output, "."], srcDir);
+  await runGo(["build", "-trimpath", `-ldflags=-s -w ${extraLdflags}`.trim(), "-o", output, "."], srcDir)
 }
 
 /** Removes staging folders left by builds that were killed midway (their owner pid is gone). */
 function removeAbandonedStaging(root: string, prefix: string): void {
   for (const name of readdirSync(root)) {
-    if (!name.startsWith(prefix)) continue;
-    const pid = Number.parseInt(name.slice(prefix.length), 10);
-    if (Number.isFinite(pid) && !isAlive(pid)) rmSync(join(root, name), { recursive: true, force: true });
+    if (!name.startsWith(prefix)) continue
+    const pid = Number.parseInt(name.slice(prefix.length), 10)
+    if (Number.isFinite(pid) && !isAlive(pid)) rmSync(join(root, name), { recursive: true, force: true })
   }
 }
 
@@ -341,89 +354,89 @@ function removeAbandonedStaging(root: string, prefix: string): void {
  * interrupted build never leaves a cache that looks complete.
  */
 async function buildInto(dir: string): Promise<ControlPlaneBinaries> {
-  const root = controlPlaneCacheRoot();
-  const prefix = `.staging-${KUBERNETES_VERSION}-${ETCD_VERSION}-`;
-  removeAbandonedStaging(root, prefix);
-  const staging = join(root, `${prefix}${process.pid}`);
-  rmSync(staging, { recursive: true, force: true });
-  const out = join(staging, "out");
-  mkdirSync(out, { recursive: true });
+  const root = controlPlaneCacheRoot()
+  const prefix = `.staging-${KUBERNETES_VERSION}-${ETCD_VERSION}-`
+  removeAbandonedStaging(root, prefix)
+  const staging = join(root, `${prefix}${process.pid}`)
+  rmSync(staging, { recursive: true, force: true })
+  const out = join(staging, "out")
+  mkdirSync(out, { recursive: true })
 
-  const start = performance.now();
-  log(`building kube-apiserver ${KUBERNETES_VERSION} and etcd ${ETCD_VERSION} with ${goBinary()} (first run only; can take 10+ minutes)…`);
+  const start = performance.now()
+  log(`building kube-apiserver ${KUBERNETES_VERSION} and etcd ${ETCD_VERSION} with ${goBinary()} (first run only; can take 10+ minutes)…`)
   try {
-    const goVersion = await localGoVersion(staging);
-    const staged = binaryPaths(out);
+    const goVersion = await localGoVersion(staging)
+    const staged = binaryPaths(out)
 
-    let step = performance.now();
-    writeEtcdModule(join(staging, "src", "etcd"), goVersion);
-    await goBuild(join(staging, "src", "etcd"), staged.etcd);
-    log(`built etcd in ${elapsed(step)}`);
+    let step = performance.now()
+    writeEtcdModule(join(staging, "src", "etcd"), goVersion)
+    await goBuild(join(staging, "src", "etcd"), staged.etcd)
+    log(`built etcd in ${elapsed(step)}`)
 
-    step = performance.now();
-    await writeKubernetesModule(join(staging, "src", "kube-apiserver"), goVersion, "kube-apiserver", APISERVER_MAIN);
-    await goBuild(join(staging, "src", "kube-apiserver"), staged.apiserver, kubernetesVersionLdflags());
-    log(`built kube-apiserver in ${elapsed(step)}`);
+    step = performance.now()
+    await writeKubernetesModule(join(staging, "src", "kube-apiserver"), goVersion, "kube-apiserver", APISERVER_MAIN)
+    await goBuild(join(staging, "src", "kube-apiserver"), staged.apiserver, kubernetesVersionLdflags())
+    log(`built kube-apiserver in ${elapsed(step)}`)
 
-    await checkRuns(staged.etcd, "--version", ETCD_VERSION.replace(/^v/, ""));
-    await checkRuns(staged.apiserver, "--version", KUBERNETES_VERSION);
-    publish(out, dir);
-    log(`control plane binaries ready in ${dir} (took ${elapsed(start)})`);
-    return binaryPaths(dir);
+    await checkRuns(staged.etcd, "--version", ETCD_VERSION.replace(/^v/, ""))
+    await checkRuns(staged.apiserver, "--version", KUBERNETES_VERSION)
+    publish(out, dir)
+    log(`control plane binaries ready in ${dir} (took ${elapsed(start)})`)
+    return binaryPaths(dir)
   } finally {
-    rmSync(staging, { recursive: true, force: true });
+    rmSync(staging, { recursive: true, force: true })
   }
 }
 
 /** Builds kubectl in a staging folder and renames it onto `dir`, as `buildInto` does for the control plane. */
 async function buildKubectlInto(dir: string): Promise<void> {
-  const root = controlPlaneCacheRoot();
-  const prefix = `.staging-kubectl-${KUBERNETES_VERSION}-`;
-  removeAbandonedStaging(root, prefix);
-  const staging = join(root, `${prefix}${process.pid}`);
-  rmSync(staging, { recursive: true, force: true });
-  const out = join(staging, "out");
-  mkdirSync(out, { recursive: true });
+  const root = controlPlaneCacheRoot()
+  const prefix = `.staging-kubectl-${KUBERNETES_VERSION}-`
+  removeAbandonedStaging(root, prefix)
+  const staging = join(root, `${prefix}${process.pid}`)
+  rmSync(staging, { recursive: true, force: true })
+  const out = join(staging, "out")
+  mkdirSync(out, { recursive: true })
 
-  const start = performance.now();
-  log(`building kubectl ${KUBERNETES_VERSION} with ${goBinary()} (first run only)…`);
+  const start = performance.now()
+  log(`building kubectl ${KUBERNETES_VERSION} with ${goBinary()} (first run only)…`)
   try {
-    const srcDir = join(staging, "src", "kubectl");
-    await writeKubernetesModule(srcDir, await localGoVersion(staging), "kubectl", KUBECTL_MAIN);
-    await goBuild(srcDir, join(out, "kubectl"), kubernetesVersionLdflags());
-    await checkRuns(join(out, "kubectl"), "version --client", KUBERNETES_VERSION);
+    const srcDir = join(staging, "src", "kubectl")
+    await writeKubernetesModule(srcDir, await localGoVersion(staging), "kubectl", KUBECTL_MAIN)
+    await goBuild(srcDir, join(out, "kubectl"), kubernetesVersionLdflags())
+    await checkRuns(join(out, "kubectl"), "version --client", KUBERNETES_VERSION)
     try {
-      renameSync(out, dir);
+      renameSync(out, dir)
     } catch (error) {
-      if (!isExecutable(join(dir, "kubectl"))) throw error;
+      if (!isExecutable(join(dir, "kubectl"))) throw error
     }
-    log(`kubectl ready in ${dir} (took ${elapsed(start)})`);
+    log(`kubectl ready in ${dir} (took ${elapsed(start)})`)
   } finally {
-    rmSync(staging, { recursive: true, force: true });
+    rmSync(staging, { recursive: true, force: true })
   }
 }
 
 /** A smoke test before caching: a binary that cannot print its version must not be cached. */
 async function checkRuns(binary: string, flag: string, expected: string): Promise<void> {
-  const proc = Bun.spawn([binary, ...flag.split(" ")], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+  const proc = Bun.spawn([binary, ...flag.split(" ")], { stdin: "ignore", stdout: "pipe", stderr: "pipe" })
+  const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited])
   if (code !== 0 || !stdout.includes(expected)) {
-    throw new Error(`${binary} ${flag} printed ${JSON.stringify(stdout)} (exit ${code}), expected ${expected}`);
+    throw new Error(`${binary} ${flag} printed ${JSON.stringify(stdout)} (exit ${code}), expected ${expected}`)
   }
 }
 
 function publish(staged: string, dir: string): void {
   try {
-    renameSync(staged, dir);
+    renameSync(staged, dir)
   } catch (error) {
     // Without a working lock another builder may have won the race; its result is as good as ours.
-    if (findBinaries(dir) === undefined) throw error;
+    if (findBinaries(dir) === undefined) throw error
   }
 }
 
 if (import.meta.main) {
   // One after the other: kubectl then reuses most packages from Go's build cache.
-  const binaries = await ensureControlPlaneBinaries();
-  await ensureKubectl();
-  console.log(dirname(binaries.apiserver));
+  const binaries = await ensureControlPlaneBinaries()
+  await ensureKubectl()
+  console.log(dirname(binaries.apiserver))
 }

@@ -3,52 +3,52 @@
 //
 //   bun test/support/control-plane/start.ts   # prints `export KUBECONFIG=…`, runs until Ctrl-C
 
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { ensureControlPlaneBinaries } from "./build.ts";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { createServer, type Server } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { ensureControlPlaneBinaries } from "./build.ts"
 
 export interface ControlPlane {
   /** Kubeconfig with context `halkyon-local` (admin, system:masters). */
-  kubeconfigPath: string;
+  kubeconfigPath: string
   /** https://127.0.0.1:<port> */
-  server: string;
+  server: string
   /** Private temp folder holding certificates, etcd data, logs and the kubeconfig. */
-  dir: string;
+  dir: string
   /** http://127.0.0.1:<port> — etcd client URL, for debugging. */
-  etcdUrl: string;
-  caCertPem: string;
-  adminCertPem: string;
-  adminKeyPem: string;
+  etcdUrl: string
+  caCertPem: string
+  adminCertPem: string
+  adminKeyPem: string
   /** Current process ids (undefined once stopped), so callers can check nothing is left running. */
-  pids(): { apiserver: number | undefined; etcd: number | undefined };
+  pids(): { apiserver: number | undefined; etcd: number | undefined }
   /** Terminates kube-apiserver, then etcd, and removes `dir`. Safe to call more than once. */
-  stop(): Promise<void>;
+  stop(): Promise<void>
   /** Stops and restarts only kube-apiserver on the same port, and waits until it is ready again. */
-  restartApiServer(): Promise<void>;
+  restartApiServer(): Promise<void>
 }
 
 export interface StartOptions {
   /** How long kube-apiserver may take to answer /readyz with 200. */
-  readyTimeoutMs?: number;
+  readyTimeoutMs?: number
   /** More kube-apiserver flags (fault tests: `--watch-cache=false` sends watches straight to etcd). */
-  apiServerArgs?: string[];
+  apiServerArgs?: string[]
 }
 
-const DEFAULT_READY_TIMEOUT_MS = 120_000;
-const ETCD_READY_TIMEOUT_MS = 30_000;
-const STOP_GRACE_MS = 5_000;
-const POLL_MS = 200;
-const LOG_TAIL_LINES = 30;
+const DEFAULT_READY_TIMEOUT_MS = 120_000
+const ETCD_READY_TIMEOUT_MS = 30_000
+const STOP_GRACE_MS = 5_000
+const POLL_MS = 200
+const LOG_TAIL_LINES = 30
 
 // ---------------------------------------------------------------------------------------------
 // Processes
 
 interface Child {
-  name: string;
-  proc: Bun.Subprocess;
-  logPath: string;
+  name: string
+  proc: Bun.Subprocess
+  logPath: string
 }
 
 /**
@@ -57,18 +57,18 @@ interface Child {
  * (kube-apiserver before etcd), and lets us kill anything it forks together with it.
  */
 function spawnLogged(name: string, cmd: string[], logPath: string): Child {
-  const fd = openSync(logPath, "a");
+  const fd = openSync(logPath, "a")
   try {
-    const proc = Bun.spawn(cmd, { stdin: "ignore", stdout: fd, stderr: fd, detached: true });
-    return { name, proc, logPath };
+    const proc = Bun.spawn(cmd, { stdin: "ignore", stdout: fd, stderr: fd, detached: true })
+    return { name, proc, logPath }
   } finally {
-    closeSync(fd); // the child has its own copy
+    closeSync(fd) // the child has its own copy
   }
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {
   try {
-    process.kill(-pid, signal);
+    process.kill(-pid, signal)
   } catch {
     // ESRCH: the group is already gone.
   }
@@ -76,35 +76,35 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 
 /** SIGTERM the child's group, SIGKILL it if it is still there after a grace period. */
 async function terminate(child: Child): Promise<void> {
-  if (child.proc.exitCode !== null || child.proc.signalCode !== null) return;
-  signalGroup(child.proc.pid, "SIGTERM");
-  const exited = await Promise.race([child.proc.exited.then(() => true), Bun.sleep(STOP_GRACE_MS).then(() => false)]);
+  if (child.proc.exitCode !== null || child.proc.signalCode !== null) return
+  signalGroup(child.proc.pid, "SIGTERM")
+  const exited = await Promise.race([child.proc.exited.then(() => true), Bun.sleep(STOP_GRACE_MS).then(() => false)])
   if (!exited) {
-    signalGroup(child.proc.pid, "SIGKILL");
-    await child.proc.exited;
+    signalGroup(child.proc.pid, "SIGKILL")
+    await child.proc.exited
   }
 }
 
 function logTail(logPath: string): string {
   try {
-    return readFileSync(logPath, "utf8").trimEnd().split("\n").slice(-LOG_TAIL_LINES).join("\n");
+    return readFileSync(logPath, "utf8").trimEnd().split("\n").slice(-LOG_TAIL_LINES).join("\n")
   } catch {
-    return "(no log)";
+    return "(no log)"
   }
 }
 
 /** Polls `probe` until it returns true; fails early with the child's log if the child exits. */
 async function waitUntil(child: Child, what: string, timeoutMs: number, probe: () => Promise<boolean>): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs
   while (performance.now() < deadline) {
     if (child.proc.exitCode !== null || child.proc.signalCode !== null) {
-      const how = child.proc.signalCode ?? `code ${child.proc.exitCode}`;
-      throw new Error(`${child.name} exited (${how}) before ${what}. Last lines of ${child.logPath}:\n${logTail(child.logPath)}`);
+      const how = child.proc.signalCode ?? `code ${child.proc.exitCode}`
+      throw new Error(`${child.name} exited (${how}) before ${what}. Last lines of ${child.logPath}:\n${logTail(child.logPath)}`)
     }
-    if (await probe().catch(() => false)) return;
-    await Bun.sleep(POLL_MS);
+    if (await probe().catch(() => false)) return
+    await Bun.sleep(POLL_MS)
   }
-  throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}. Last lines of ${child.logPath}:\n${logTail(child.logPath)}`);
+  throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}. Last lines of ${child.logPath}:\n${logTail(child.logPath)}`)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -112,13 +112,13 @@ async function waitUntil(child: Child, what: string, timeoutMs: number, probe: (
 
 function listenOnLoopback(server: Server): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", reject)
     server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      if (address === null || typeof address === "string") reject(new Error("unexpected server address"));
-      else resolve(address.port);
-    });
-  });
+      const address = server.address()
+      if (address === null || typeof address === "string") reject(new Error("unexpected server address"))
+      else resolve(address.port)
+    })
+  })
 }
 
 /**
@@ -126,18 +126,18 @@ function listenOnLoopback(server: Server): Promise<number> {
  * so the same port is never handed out twice.
  */
 async function freePorts(count: number): Promise<number[]> {
-  const servers = Array.from({ length: count }, () => createServer());
+  const servers = Array.from({ length: count }, () => createServer())
   try {
-    return await Promise.all(servers.map(listenOnLoopback));
+    return await Promise.all(servers.map(listenOnLoopback))
   } finally {
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))))
   }
 }
 
 async function openssl(args: string[], cwd: string): Promise<void> {
-  const proc = Bun.spawn(["openssl", ...args], { cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) throw new Error(`openssl ${args.join(" ")} failed (exit ${code}):\n${stderr}`);
+  const proc = Bun.spawn(["openssl", ...args], { cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" })
+  const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited])
+  if (code !== 0) throw new Error(`openssl ${args.join(" ")} failed (exit ${code}):\n${stderr}`)
 }
 
 // Our own config file, so the result does not depend on the distribution's openssl.cnf defaults.
@@ -162,34 +162,71 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = clientAuth
 authorityKeyIdentifier = keyid
-`;
+`
 
 // ECDSA P-256 keys: generated in milliseconds (RSA takes noticeably longer) and accepted by
 // kube-apiserver for TLS, client certificates and service-account token signing (ES256).
-const EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+const EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
 async function signedCert(dir: string, name: string, subject: string, extensions: string): Promise<void> {
-  await openssl(["req", "-new", "-config", "openssl.cnf", ...EC_KEY, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", subject], dir);
   await openssl(
-    ["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "30",
-      "-sha256", "-extfile", "openssl.cnf", "-extensions", extensions, "-out", `${name}.crt`],
-    dir,
-  );
+    ["req", "-new", "-config", "openssl.cnf", ...EC_KEY, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", subject],
+    dir
+  )
+  await openssl(
+    [
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca.crt",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-days",
+      "30",
+      "-sha256",
+      "-extfile",
+      "openssl.cnf",
+      "-extensions",
+      extensions,
+      "-out",
+      `${name}.crt`
+    ],
+    dir
+  )
 }
 
 /** Creates the CA, the serving cert, the admin client cert and the service-account key pair in `dir`. */
 async function generatePki(dir: string): Promise<void> {
-  writeFileSync(join(dir, "openssl.cnf"), OPENSSL_CNF);
-  await openssl(["req", "-x509", "-config", "openssl.cnf", ...EC_KEY, "-keyout", "ca.key", "-out", "ca.crt",
-    "-days", "30", "-sha256", "-subj", "/CN=halkyon-local-ca", "-extensions", "ca"], dir);
-  await signedCert(dir, "serving", "/CN=kube-apiserver", "serving");
-  await signedCert(dir, "admin", "/O=system:masters/CN=admin", "client");
-  await openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "sa.key"], dir);
-  await openssl(["pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub"], dir);
+  writeFileSync(join(dir, "openssl.cnf"), OPENSSL_CNF)
+  await openssl([
+    "req",
+    "-x509",
+    "-config",
+    "openssl.cnf",
+    ...EC_KEY,
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.crt",
+    "-days",
+    "30",
+    "-sha256",
+    "-subj",
+    "/CN=halkyon-local-ca",
+    "-extensions",
+    "ca"
+  ], dir)
+  await signedCert(dir, "serving", "/CN=kube-apiserver", "serving")
+  await signedCert(dir, "admin", "/O=system:masters/CN=admin", "client")
+  await openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "sa.key"], dir)
+  await openssl(["pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub"], dir)
 }
 
 function kubeconfig(server: string, ca: string, cert: string, key: string): string {
-  const b64 = (pem: string) => Buffer.from(pem).toString("base64");
+  const b64 = (pem: string) => Buffer.from(pem).toString("base64")
   return `apiVersion: v1
 kind: Config
 clusters:
@@ -208,28 +245,28 @@ contexts:
     cluster: halkyon-local
     user: admin
 current-context: halkyon-local
-`;
+`
 }
 
 // ---------------------------------------------------------------------------------------------
 // etcd and kube-apiserver
 
 interface Layout {
-  dir: string;
-  etcdClientPort: number;
-  etcdPeerPort: number;
-  apiserverPort: number;
+  dir: string
+  etcdClientPort: number
+  etcdPeerPort: number
+  apiserverPort: number
 }
 
 async function etcdSupports(etcd: string, flag: string): Promise<boolean> {
-  const proc = Bun.spawn([etcd, "--help"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return (out + err).includes(flag);
+  const proc = Bun.spawn([etcd, "--help"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" })
+  const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
+  return (out + err).includes(flag)
 }
 
 async function startEtcd(etcd: string, layout: Layout): Promise<Child> {
-  const client = `http://127.0.0.1:${layout.etcdClientPort}`;
-  const peer = `http://127.0.0.1:${layout.etcdPeerPort}`;
+  const client = `http://127.0.0.1:${layout.etcdClientPort}`
+  const peer = `http://127.0.0.1:${layout.etcdPeerPort}`
   const args = [
     etcd,
     "--name=halkyon",
@@ -239,20 +276,20 @@ async function startEtcd(etcd: string, layout: Layout): Promise<Child> {
     `--listen-peer-urls=${peer}`,
     `--initial-advertise-peer-urls=${peer}`,
     `--initial-cluster=halkyon=${peer}`,
-    "--log-level=warn",
-  ];
+    "--log-level=warn"
+  ]
   // Throwaway data: skipping fsync makes every write (and so every test) much faster.
-  if (await etcdSupports(etcd, "--unsafe-no-fsync")) args.push("--unsafe-no-fsync");
-  const child = spawnLogged("etcd", args, join(layout.dir, "etcd.log"));
+  if (await etcdSupports(etcd, "--unsafe-no-fsync")) args.push("--unsafe-no-fsync")
+  const child = spawnLogged("etcd", args, join(layout.dir, "etcd.log"))
   await waitUntil(child, `etcd at ${client}/health`, ETCD_READY_TIMEOUT_MS, async () => {
-    const res = await fetch(`${client}/health`, { signal: AbortSignal.timeout(2000) });
-    return res.ok && ((await res.json()) as { health?: string }).health === "true";
-  });
-  return child;
+    const res = await fetch(`${client}/health`, { signal: AbortSignal.timeout(2000) })
+    return res.ok && ((await res.json()) as { health?: string }).health === "true"
+  })
+  return child
 }
 
 function apiserverArgs(apiserver: string, layout: Layout, extra: string[]): string[] {
-  const pki = (file: string) => join(layout.dir, file);
+  const pki = (file: string) => join(layout.dir, file)
   return [
     apiserver,
     "--bind-address=127.0.0.1",
@@ -275,95 +312,99 @@ function apiserverArgs(apiserver: string, layout: Layout, extra: string[]): stri
     // The "kubernetes" Service endpoint would be 127.0.0.1, which Endpoints validation rejects;
     // without reconciling it the log stays free of errors repeated every ten seconds.
     "--endpoint-reconciler-type=none",
-    ...extra,
-  ];
+    ...extra
+  ]
 }
 
 // ---------------------------------------------------------------------------------------------
 // Cleanup on exit: tests that crash or a Ctrl-C must not leave etcd and kube-apiserver running.
 
-const running = new Set<{ stop(): Promise<void>; killNow(): void }>();
-let handlersInstalled = false;
+const running = new Set<{ stop(): Promise<void>; killNow(): void }>()
+let handlersInstalled = false
 
 function installExitHandlers(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
+  if (handlersInstalled) return
+  handlersInstalled = true
   // "exit" handlers must be synchronous: SIGKILL everything and remove the folders.
   process.on("exit", () => {
-    for (const entry of running) entry.killNow();
-  });
-  let stopping = false;
+    for (const entry of running) entry.killNow()
+  })
+  let stopping = false
   const onSignal = (code: number): void => {
     if (stopping) {
       // A second Ctrl-C while stopping gracefully: stop waiting.
-      process.exit(code);
+      process.exit(code)
     }
-    stopping = true;
-    void Promise.allSettled([...running].map((entry) => entry.stop())).finally(() => process.exit(code));
-  };
-  process.on("SIGINT", () => onSignal(130));
-  process.on("SIGTERM", () => onSignal(143));
+    stopping = true
+    void Promise.allSettled([...running].map((entry) => entry.stop())).finally(() => process.exit(code))
+  }
+  process.on("SIGINT", () => onSignal(130))
+  process.on("SIGTERM", () => onSignal(143))
 }
 
 // ---------------------------------------------------------------------------------------------
 
 /** Starts etcd and kube-apiserver and waits until the API server reports ready. */
 export async function startControlPlane(options: StartOptions = {}): Promise<ControlPlane> {
-  const readyTimeoutMs = options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
-  const binaries = await ensureControlPlaneBinaries();
-  const dir = mkdtempSync(join(tmpdir(), "halkyon-control-plane-")); // mkdtemp creates it 0700
-  mkdirSync(join(dir, "apiserver-certs"), { mode: 0o700 });
+  const readyTimeoutMs = options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS
+  const binaries = await ensureControlPlaneBinaries()
+  const dir = mkdtempSync(join(tmpdir(), "halkyon-control-plane-")) // mkdtemp creates it 0700
+  mkdirSync(join(dir, "apiserver-certs"), { mode: 0o700 })
 
-  let etcd: Child | undefined;
-  let apiserver: Child | undefined;
-  let stopped: Promise<void> | undefined;
+  let etcd: Child | undefined
+  let apiserver: Child | undefined
+  let stopped: Promise<void> | undefined
 
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
       // kube-apiserver first: it would otherwise log storms of etcd connection errors while exiting.
-      if (apiserver !== undefined) await terminate(apiserver);
-      if (etcd !== undefined) await terminate(etcd);
-      apiserver = etcd = undefined;
-      rmSync(dir, { recursive: true, force: true });
-      running.delete(entry);
-    })();
-    return stopped;
-  };
+      if (apiserver !== undefined) await terminate(apiserver)
+      if (etcd !== undefined) await terminate(etcd)
+      apiserver = etcd = undefined
+      rmSync(dir, { recursive: true, force: true })
+      running.delete(entry)
+    })()
+    return stopped
+  }
   const entry = {
     stop,
     killNow(): void {
-      for (const child of [apiserver, etcd]) if (child !== undefined) signalGroup(child.proc.pid, "SIGKILL");
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-  installExitHandlers();
-  running.add(entry);
+      for (const child of [apiserver, etcd]) if (child !== undefined) signalGroup(child.proc.pid, "SIGKILL")
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+  installExitHandlers()
+  running.add(entry)
 
   try {
-    const [etcdClientPort = 0, etcdPeerPort = 0, apiserverPort = 0] = await freePorts(3);
-    const layout: Layout = { dir, etcdClientPort, etcdPeerPort, apiserverPort };
-    const server = `https://127.0.0.1:${apiserverPort}`;
-    await generatePki(dir);
-    const caCertPem = readFileSync(join(dir, "ca.crt"), "utf8");
-    const adminCertPem = readFileSync(join(dir, "admin.crt"), "utf8");
-    const adminKeyPem = readFileSync(join(dir, "admin.key"), "utf8");
-    const kubeconfigPath = join(dir, "kubeconfig");
-    writeFileSync(kubeconfigPath, kubeconfig(server, caCertPem, adminCertPem, adminKeyPem), { mode: 0o600 });
+    const [etcdClientPort = 0, etcdPeerPort = 0, apiserverPort = 0] = await freePorts(3)
+    const layout: Layout = { dir, etcdClientPort, etcdPeerPort, apiserverPort }
+    const server = `https://127.0.0.1:${apiserverPort}`
+    await generatePki(dir)
+    const caCertPem = readFileSync(join(dir, "ca.crt"), "utf8")
+    const adminCertPem = readFileSync(join(dir, "admin.crt"), "utf8")
+    const adminKeyPem = readFileSync(join(dir, "admin.key"), "utf8")
+    const kubeconfigPath = join(dir, "kubeconfig")
+    writeFileSync(kubeconfigPath, kubeconfig(server, caCertPem, adminCertPem, adminKeyPem), { mode: 0o600 })
 
-    etcd = await startEtcd(binaries.etcd, layout);
+    etcd = await startEtcd(binaries.etcd, layout)
 
-    const tls = { ca: caCertPem, cert: adminCertPem, key: adminKeyPem };
+    const tls = { ca: caCertPem, cert: adminCertPem, key: adminKeyPem }
     const startApiServer = async (): Promise<void> => {
-      const child = spawnLogged("kube-apiserver", apiserverArgs(binaries.apiserver, layout, options.apiServerArgs ?? []), join(dir, "kube-apiserver.log"));
-      apiserver = child;
+      const child = spawnLogged(
+        "kube-apiserver",
+        apiserverArgs(binaries.apiserver, layout, options.apiServerArgs ?? []),
+        join(dir, "kube-apiserver.log")
+      )
+      apiserver = child
       await waitUntil(child, `${server}/readyz`, readyTimeoutMs, async () => {
         // keepalive off: a pooled connection to a previous API server process would only fail.
-        const res = await fetch(`${server}/readyz`, { tls, keepalive: false, signal: AbortSignal.timeout(5000) });
-        await res.arrayBuffer();
-        return res.status === 200;
-      });
-    };
-    await startApiServer();
+        const res = await fetch(`${server}/readyz`, { tls, keepalive: false, signal: AbortSignal.timeout(5000) })
+        await res.arrayBuffer()
+        return res.status === 200
+      })
+    }
+    await startApiServer()
 
     return {
       kubeconfigPath,
@@ -376,23 +417,23 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
       pids: () => ({ apiserver: apiserver?.proc.pid, etcd: etcd?.proc.pid }),
       stop,
       async restartApiServer(): Promise<void> {
-        if (stopped !== undefined || apiserver === undefined) throw new Error("control plane is stopped");
-        await terminate(apiserver);
+        if (stopped !== undefined || apiserver === undefined) throw new Error("control plane is stopped")
+        await terminate(apiserver)
         // Same port: Go listens with SO_REUSEADDR, so the old socket's TIME_WAIT does not block it.
-        await startApiServer();
-      },
-    };
+        await startApiServer()
+      }
+    }
   } catch (error) {
     // The error already quotes the relevant log lines, so the folder can go with the processes.
-    await stop();
-    throw error;
+    await stop()
+    throw error
   }
 }
 
 if (import.meta.main) {
-  const plane = await startControlPlane();
-  console.log(`export KUBECONFIG=${plane.kubeconfigPath}`);
-  process.stderr.write(`halkyon: control plane at ${plane.server} (logs in ${plane.dir}); Ctrl-C stops it\n`);
+  const plane = await startControlPlane()
+  console.log(`export KUBECONFIG=${plane.kubeconfigPath}`)
+  process.stderr.write(`halkyon: control plane at ${plane.server} (logs in ${plane.dir}); Ctrl-C stops it\n`)
   // The exit handlers stop everything on Ctrl-C; until then keep the event loop alive.
-  setInterval(() => {}, 1 << 30);
+  setInterval(() => {}, 1 << 30)
 }

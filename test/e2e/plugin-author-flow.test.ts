@@ -1,0 +1,102 @@
+/**
+ * A plugin author's whole path, from an empty folder outside the
+ * repository, with the compiled halkyon binary, npm and the packed SDK
+ * tarball only: `plugins new` → `npm install` → the project's own `npm test`
+ * → `plugins build --release` → `plugins render` → the release served from
+ * loopback release pages → `halkyon run --plugins acme/memcached@v0.1.0` on
+ * the local control plane → the Capability becomes Ready.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, relative } from "node:path"
+import { buildSdk, packSdk } from "../../scripts/build-sdk.ts"
+import { capabilityPath, type Cluster, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import { eventually, root } from "../support/paths.ts"
+import { folderAssets, openReleasePages, type ReleaseServers, type TestCa } from "../support/releases.ts"
+
+const halkyon = join(root, "dist/halkyon")
+const work = mkdtempSync(join(tmpdir(), "halkyon-author-"))
+const ns = "author"
+let cluster: Cluster
+let ca: TestCa
+let servers: ReleaseServers
+let close = async () => {}
+let tarball = ""
+
+beforeAll(async () => {
+  buildSdk()
+  tarball = packSdk(join(work, "sdk"))
+  ;({ ca, servers, close } = await openReleasePages(join(work, "pages")))
+  cluster = await startCluster()
+  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
+    201
+  )
+}, 180_000)
+
+afterAll(async () => {
+  await cluster?.plane.stop()
+  await close()
+  rmSync(work, { recursive: true, force: true })
+})
+
+/** Runs a command in the project as its author would, failing the test with its output when it fails. */
+const sh = async (command: ReadonlyArray<string>, cwd: string, env: Record<string, string> = {}) => {
+  const proc = Bun.spawn([...command], { cwd, stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1", ...env } })
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited])
+  if (code !== 0) throw new Error(`${command.join(" ")} failed (${code}):\n${stdout}${stderr}`)
+  return stdout
+}
+
+test("plugins new → npm install → npm test → build --release → render → a release → halkyon run --plugins → Ready", async () => {
+  const project = join(work, "memcached")
+  expect(relative(root, project).startsWith("..")).toBe(true)
+  await sh([halkyon, "plugins", "new", "memcached", "--category", "cache", "--type", "memcached", "--dir", project], work, {
+    HALKYON_SDK_SPEC: `file:${tarball}`
+  })
+  await sh(["npm", "install", "--no-audit", "--no-fund"], project)
+  // The project's own test, with the Bun its package.json brings.
+  await sh(["npm", "test"], project)
+  await sh([halkyon, "plugins", "build", "--release"], project)
+  const rendered = await sh([halkyon, "plugins", "render", "dist/memcached.js", "-f", "samples/capability.yaml", "-n", ns], project)
+  expect(rendered).toContain(`kind: Deployment\nmetadata:\n  name: memcached-demo\n  namespace: ${ns}`)
+
+  servers.publish("acme/memcached@v0.1.0", folderAssets(join(project, "dist/release")))
+  const operator = startOperator(
+    cluster,
+    join(work, "plugins"),
+    ["--plugins", "acme/memcached@v0.1.0", "--release-base-url", servers.base, "--namespace", ns],
+    undefined,
+    {
+      NODE_EXTRA_CA_CERTS: ca.caFile
+    }
+  )
+  try {
+    await untilReady(operator, 60_000)
+    const capability = {
+      apiVersion: "halkyon.io/v1beta1",
+      kind: "Capability",
+      metadata: { name: "sessions", namespace: ns },
+      spec: { category: "cache", type: "memcached", parameters: [{ name: "PORT", value: "11211" }] }
+    }
+    expect((await cluster.api("POST", capabilityPath(ns), capability)).status).toBe(201)
+    const deployment = `/apis/apps/v1/namespaces/${ns}/deployments/sessions`
+    expect(await eventually(async () => (await cluster.api("GET", deployment)).status === 200, 30_000)).toBe(true)
+    // No kubelet here: the Deployment is marked as its controller would once the pod runs.
+    const marked = await cluster.api(
+      "PATCH",
+      `${deployment}/status`,
+      { status: { observedGeneration: 1, replicas: 1, updatedReplicas: 1, readyReplicas: 1, availableReplicas: 1 } },
+      "application/merge-patch+json"
+    )
+    expect(marked.status).toBe(200)
+    expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath(ns, "sessions")))?.status === "True", 30_000)).toBe(
+      true
+    )
+    const ready = readyOf(await cluster.api("GET", capabilityPath(ns, "sessions")))
+    expect(ready?.reason).toBe("Ready")
+    expect(operator.logs.join("\n")).toContain("installed acme/memcached@v0.1.0")
+  } finally {
+    await operator.stop()
+  }
+}, 600_000)
