@@ -1,10 +1,11 @@
 /**
  * A plugin author's whole path, from an empty folder outside the
- * repository, with the compiled halkyon binary, npm and the packed SDK
- * tarball only: `plugins new` → `npm install` → the project's own `npm test`
- * → `plugins build --release` → `plugins render` → the release served from
- * loopback release pages → `halkyon run --plugins acme/memcached@v0.1.0` on
- * the local control plane → the Capability becomes Ready.
+ * repository, with the compiled halkyon binary and the language's own tools
+ * only (npm and the packed SDK tarball; Go with this checkout's module as
+ * halkyon.io/plugins): `plugins new` → install → the project's own tests →
+ * `plugins build --release` → `plugins render` → the release served from
+ * loopback release pages → `halkyon run --plugins acme/<name>@v0.1.0` on the
+ * local control plane → the Capability becomes Ready.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -48,39 +49,31 @@ const sh = async (command: ReadonlyArray<string>, cwd: string, env: Record<strin
   return stdout
 }
 
-test("plugins new → npm install → npm test → build --release → render → a release → halkyon run --plugins → Ready", async () => {
-  const project = join(work, "memcached")
-  expect(relative(root, project).startsWith("..")).toBe(true)
-  await sh([halkyon, "plugins", "new", "memcached", "--category", "cache", "--type", "memcached", "--dir", project], work, {
-    HALKYON_SDK_SPEC: `file:${tarball}`
-  })
-  await sh(["npm", "install", "--no-audit", "--no-fund"], project)
-  // The project's own test, with the Bun its package.json brings.
-  await sh(["npm", "test"], project)
-  await sh([halkyon, "plugins", "build", "--release"], project)
-  const rendered = await sh([halkyon, "plugins", "render", "dist/memcached.js", "-f", "samples/capability.yaml", "-n", ns], project)
-  expect(rendered).toContain(`kind: Deployment\nmetadata:\n  name: memcached-demo\n  namespace: ${ns}`)
-
-  servers.publish("acme/memcached@v0.1.0", folderAssets(join(project, "dist/release")))
+/** Serves the project's release folder as acme/<name>@v0.1.0, runs the operator with --plugins, and takes a Capability to Ready. */
+const releasedAndReady = async (project: string, name: string) => {
+  const rendered = await sh([halkyon, "plugins", "render", `dist/${name}`, "-f", "samples/capability.yaml", "-n", ns], project)
+  // What the operator would apply: the Deployment, named for the Capability, in its namespace.
+  for (const line of ["kind: Deployment", "  name: memcached-demo", `  namespace: ${ns}`, "uid: RENDER-PLACEHOLDER-capability-uid"]) {
+    expect(rendered).toContain(line)
+  }
+  servers.publish(`acme/${name}@v0.1.0`, folderAssets(join(project, "dist/release")))
   const operator = startOperator(
     cluster,
-    join(work, "plugins"),
-    ["--plugins", "acme/memcached@v0.1.0", "--release-base-url", servers.base, "--namespace", ns],
+    join(work, `plugins-${name}`),
+    ["--plugins", `acme/${name}@v0.1.0`, "--release-base-url", servers.base, "--namespace", ns],
     undefined,
-    {
-      NODE_EXTRA_CA_CERTS: ca.caFile
-    }
+    { NODE_EXTRA_CA_CERTS: ca.caFile }
   )
   try {
     await untilReady(operator, 60_000)
     const capability = {
       apiVersion: "halkyon.io/v1beta1",
       kind: "Capability",
-      metadata: { name: "sessions", namespace: ns },
+      metadata: { name: `sessions-${name}`, namespace: ns },
       spec: { category: "cache", type: "memcached", parameters: [{ name: "PORT", value: "11211" }] }
     }
     expect((await cluster.api("POST", capabilityPath(ns), capability)).status).toBe(201)
-    const deployment = `/apis/apps/v1/namespaces/${ns}/deployments/sessions`
+    const deployment = `/apis/apps/v1/namespaces/${ns}/deployments/sessions-${name}`
     expect(await eventually(async () => (await cluster.api("GET", deployment)).status === 200, 30_000)).toBe(true)
     // No kubelet here: the Deployment is marked as its controller would once the pod runs.
     const marked = await cluster.api(
@@ -90,13 +83,56 @@ test("plugins new → npm install → npm test → build --release → render �
       "application/merge-patch+json"
     )
     expect(marked.status).toBe(200)
-    expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath(ns, "sessions")))?.status === "True", 30_000)).toBe(
-      true
-    )
-    const ready = readyOf(await cluster.api("GET", capabilityPath(ns, "sessions")))
-    expect(ready?.reason).toBe("Ready")
-    expect(operator.logs.join("\n")).toContain("installed acme/memcached@v0.1.0")
+    const path = capabilityPath(ns, `sessions-${name}`)
+    expect(await eventually(async () => readyOf(await cluster.api("GET", path))?.status === "True", 30_000)).toBe(true)
+    expect(readyOf(await cluster.api("GET", path))?.reason).toBe("Ready")
+    expect(operator.logs.join("\n")).toContain(`installed acme/${name}@v0.1.0`)
   } finally {
     await operator.stop()
   }
+}
+
+test(
+  "TypeScript: plugins new → npm install → npm test → build --release → render → a release → halkyon run --plugins → Ready",
+  async () => {
+    const project = join(work, "memcached")
+    expect(relative(root, project).startsWith("..")).toBe(true)
+    await sh([halkyon, "plugins", "new", "memcached", "--category", "cache", "--type", "memcached", "--dir", project], work, {
+      HALKYON_SDK_SPEC: `file:${tarball}`
+    })
+    await sh(["npm", "install", "--no-audit", "--no-fund"], project)
+    // The project's own test, with the Bun its package.json brings.
+    await sh(["npm", "test"], project)
+    await sh([halkyon, "plugins", "build", "--release"], project)
+    await releasedAndReady(project, "memcached")
+  },
+  600_000
+)
+
+test("Go: plugins new --lang go → go test → build --release → render → a release → halkyon run --plugins → Ready", async () => {
+  const project = join(work, "memcached-go")
+  await sh(
+    [
+      halkyon,
+      "plugins",
+      "new",
+      "memcached-go",
+      "--category",
+      "cache",
+      "--type",
+      "memcached",
+      "--lang",
+      "go",
+      "--dir",
+      project,
+      "--go-module-dir",
+      join(root, "go")
+    ],
+    work
+  )
+  const go = { GOWORK: "off" }
+  await sh(["go", "mod", "tidy"], project, go)
+  await sh(["go", "test", "./..."], project, go)
+  await sh([halkyon, "plugins", "build", "--release"], project, go)
+  await releasedAndReady(project, "memcached-go")
 }, 600_000)
