@@ -1,7 +1,7 @@
 package sdk
 
 // The sentences the SDK says to users and plugin authors. The TypeScript SDK
-// says the same ones, byte for byte (src/sdk/Messages.ts); testdata/validity.json
+// says the same ones, byte for byte (src/sdk/Messages.ts and src/sdk/DefinitionMessages.ts); testdata/validity.json
 // holds cases both SDKs' tests check, so a change here must be made there too.
 
 import (

@@ -2,6 +2,8 @@
  * The sentences the SDK says to users and plugin authors. The Go SDK says the
  * same ones, byte for byte (go/sdk/messages.go); go/sdk/testdata/validity.json
  * holds cases both SDKs' tests check, so a change here must be made there too.
+ * These are said after the handshake; what definePlugin says at start is in
+ * DefinitionMessages.ts, so that nothing here loads before the handshake.
  */
 
 const list = (items: ReadonlyArray<string>) => items.join(", ")
@@ -22,13 +24,3 @@ export const builtOtherKind = (id: string, apiVersion: string, kind: string, bui
   `dependent ${id} is declared as ${apiVersion} ${kind} but built a ${builtApiVersion} ${builtKind}`
 /** An author's function that failed, e.g. "building dependent service failed: …". */
 export const failed = (what: string, reason: string) => `${what} failed: ${reason}`
-
-/** The problems of a plugin declaration, found when the plugin starts. */
-export const invalidDefinition = (problems: ReadonlyArray<string>) => `invalid plugin definition: ${problems.join("; ")}`
-export const nameEmpty = "name is empty"
-export const categoryEmpty = "category is empty"
-export const noTypes = "no types are declared"
-export const noVersions = (type: string) => `type ${type} declares no versions`
-export const badDefault = (type: string, version: string, versions: ReadonlyArray<string>) =>
-  `type ${type}: default version ${version} is not one of ${list(versions)}`
-export const dependentIdTwice = (id: string) => `dependent id ${id} is used twice`

@@ -9,7 +9,7 @@
  */
 import type { Capability } from "../api/Capability.ts"
 import type { TypedObject } from "../kube/KubeObject.ts"
-import * as Messages from "./Messages.ts"
+import * as Messages from "./DefinitionMessages.ts"
 
 /** A Kubernetes object, as JSON: apiVersion, kind and metadata, and the fields of its kind. */
 export type KubeObject = TypedObject

@@ -1,0 +1,16 @@
+/**
+ * What definePlugin says of a plugin declaration with mistakes, when the
+ * plugin starts (before its handshake: so apart from Messages.ts, which only
+ * the services loaded after it use). The Go SDK says the same, byte for byte
+ * (go/sdk/messages.go).
+ */
+
+/** The problems of a plugin declaration, found when the plugin starts. */
+export const invalidDefinition = (problems: ReadonlyArray<string>) => `invalid plugin definition: ${problems.join("; ")}`
+export const nameEmpty = "name is empty"
+export const categoryEmpty = "category is empty"
+export const noTypes = "no types are declared"
+export const noVersions = (type: string) => `type ${type} declares no versions`
+export const badDefault = (type: string, version: string, versions: ReadonlyArray<string>) =>
+  `type ${type}: default version ${version} is not one of ${versions.join(", ")}`
+export const dependentIdTwice = (id: string) => `dependent id ${id} is used twice`
