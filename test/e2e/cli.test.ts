@@ -9,6 +9,7 @@ import { join } from "node:path"
 import { MagicCookieKey, MagicCookieValue, RunByHandMessage } from "../../src/protocol/Handshake.ts"
 import pkg from "../../package.json" with { type: "json" }
 import { badPlugin, builtPlugin, bun, eventually, pluginsFolder, processesMatching, root, testPlugin } from "../support/paths.ts"
+import { DefaultManifestKinds, kindsOf } from "../support/manifests.ts"
 
 const hosts = [
   { name: "compiled binary", command: [join(root, "dist/halkyon")] },
@@ -59,23 +60,7 @@ for (const host of hosts) {
     test("manifests prints the install YAML; --crds-only just the CRDs", () => {
       const all = run([...host.command, "manifests"])
       expect(all.code).toBe(0)
-      expect([...all.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual([
-        "CustomResourceDefinition",
-        "CustomResourceDefinition",
-        "CustomResourceDefinition",
-        "Namespace",
-        "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Role",
-        "RoleBinding",
-        "ServiceAccount",
-        "ClusterRole",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "ClusterRoleBinding",
-        "Deployment"
-      ])
+      expect(kindsOf(all.stdout)).toEqual(DefaultManifestKinds)
       const crds = run([...host.command, "manifests", "--crds-only"])
       expect([...crds.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual([
         "CustomResourceDefinition",

@@ -34,6 +34,7 @@ import {
   unpackImage
 } from "../support/image.ts"
 import { builtPlugin, eventually, testPlugin } from "../support/paths.ts"
+import { DefaultManifestKinds, kindsOf } from "../support/manifests.ts"
 
 const images = new Map<ImageArch, { dir: string; rootfs: string; config: ImageConfig; layers: ReadonlyArray<{ file: string }> }>()
 
@@ -147,23 +148,7 @@ describe("the linux/amd64 image, run from its root filesystem alone", () => {
     const { rootfs, config } = image("amd64")
     const { code, stdout, stderr } = run(containerCommand(rootfs, config, ["manifests", "--image", "example.com/halkyon:test"]))
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" })
-    expect([...stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual([
-      "CustomResourceDefinition",
-      "CustomResourceDefinition",
-      "CustomResourceDefinition",
-      "Namespace",
-      "ServiceAccount",
-      "ClusterRole",
-      "ClusterRoleBinding",
-      "Role",
-      "RoleBinding",
-      "ServiceAccount",
-      "ClusterRole",
-      "ClusterRole",
-      "ClusterRoleBinding",
-      "ClusterRoleBinding",
-      "Deployment"
-    ])
+    expect(kindsOf(stdout)).toEqual(DefaultManifestKinds)
     expect(stdout).toContain("image: example.com/halkyon:test")
   })
 
