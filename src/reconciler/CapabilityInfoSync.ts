@@ -14,7 +14,7 @@ import { KubeClient } from "../kube/KubeClient.ts"
 import type { KubeObject } from "../kube/KubeObject.ts"
 import { descriptionProblem } from "../registry/Names.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
-import { FieldManager } from "./Reconciler.ts"
+import { FieldManager } from "./DependentRules.ts"
 
 const ManagedBy = "app.kubernetes.io/managed-by"
 /** The namespace the operator that made a CapabilityInfo serves; absent when it serves all namespaces. */

@@ -32,21 +32,10 @@ import { ObjectCache } from "../controller/ObjectCache.ts"
 import type { ReconcileResult } from "../controller/Workers.ts"
 import { makeKeyedBackoff } from "../config/Backoff.ts"
 import { Metrics } from "../metrics/Metrics.ts"
-import {
-  CapabilityLabel,
-  checkBuilt,
-  checkUpdated,
-  FieldManager,
-  type Violation,
-  violationMessage,
-  withOwnership
-} from "./DependentRules.ts"
+import { checkBuilt, checkUpdated, FieldManager, type Violation, violationMessage, withOwnership } from "./DependentRules.ts"
 import { describeForbidden, PluginIdentity } from "./PluginIdentity.ts"
 import { nextStatus, type Outcome, readyCondition, rollUp, sameStatus } from "./Status.ts"
 import { KubeApiError } from "../kube/Errors.ts"
-
-// Where they live now (render reuses them without the Kubernetes client); kept here for the controller's imports.
-export { CapabilityLabel, FieldManager, withOwnership }
 
 const decodeExit = Schema.decodeUnknownExit(Capability)
 // The cache replaces objects on update and never changes them: a version

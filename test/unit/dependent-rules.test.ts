@@ -12,9 +12,9 @@ import {
   MaxObjectBytes,
   nameProblem,
   type Returned,
-  type Rule
+  type Rule,
+  withOwnership
 } from "../../src/reconciler/DependentRules.ts"
-import { withOwnership } from "../../src/reconciler/Reconciler.ts"
 
 const info = (id: string, apiVersion: string, kind: string): DependentInfo => ({
   id,
