@@ -5,8 +5,7 @@
  * and check owner references rather than cascading deletion.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { copyFileSync } from "node:fs"
 import { join } from "node:path"
 import {
   capabilityPath,
@@ -14,12 +13,12 @@ import {
   dig,
   type Operator,
   readyOf,
-  startCluster,
+  markStatefulSetReady as markReady,
   startOperator,
-  untilReady,
-  markStatefulSetReady as markReady
+  startWithPostgres,
+  untilReady
 } from "../support/cluster.ts"
-import { builtPlugin, eventually, processesMatching, testPlugin } from "../support/paths.ts"
+import { eventually, processesMatching, testPlugin } from "../support/paths.ts"
 
 let cluster: Cluster
 let operator: Operator
@@ -57,21 +56,13 @@ const markStatefulSetReady = (name: string) => markReady(cluster, ns, name)
 
 const exists = async (path: string) => (await cluster.api("GET", path)).status === 200
 
+let stop = async () => {}
+
 beforeAll(async () => {
-  cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
-    201
-  )
-  pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-operator-plugins-"))
-  copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
-  operator = await untilReady(startOperator(cluster, pluginsDir, process.env.HALKYON_TEST_LOGS === "1" ? ["--log-level", "debug"] : []))
+  ;({ cluster, operator, pluginsDir, stop } = await startWithPostgres(ns))
 }, 30 * 60_000)
 
-afterAll(async () => {
-  await operator?.stop()
-  await cluster?.plane.stop()
-  if (pluginsDir !== undefined) rmSync(pluginsDir, { recursive: true, force: true })
-})
+afterAll(() => stop())
 
 describe("a postgres Capability", () => {
   test("gets its dependents in order, owned by it, and becomes Ready when the StatefulSet is", async () => {

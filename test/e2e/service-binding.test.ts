@@ -10,9 +10,6 @@
  * deleting the binding removes exactly the projection.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import {
   type ApiResponse,
   capabilityPath,
@@ -21,11 +18,11 @@ import {
   kubectl,
   type Operator,
   readyOf,
-  startCluster,
   startOperator,
+  startWithPostgres,
   untilReady
 } from "../support/cluster.ts"
-import { builtPlugin, eventually } from "../support/paths.ts"
+import { eventually } from "../support/paths.ts"
 
 let cluster: Cluster
 let operator: Operator
@@ -152,21 +149,13 @@ const dbBinding = {
   env: [{ name: "DATABASE_URL", key: "uri" }]
 }
 
+let stop = async () => {}
+
 beforeAll(async () => {
-  cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
-    201
-  )
-  pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-binding-plugins-"))
-  copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
-  operator = await untilReady(startOperator(cluster, pluginsDir, process.env.HALKYON_TEST_LOGS === "1" ? ["--log-level", "debug"] : []))
+  ;({ cluster, operator, pluginsDir, stop } = await startWithPostgres(ns))
 }, 30 * 60_000)
 
-afterAll(async () => {
-  await operator?.stop()
-  await cluster?.plane.stop()
-  if (pluginsDir !== undefined) rmSync(pluginsDir, { recursive: true, force: true })
-})
+afterAll(() => stop())
 
 describe("a ServiceBinding to a postgres Capability", () => {
   let before: Template

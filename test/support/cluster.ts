@@ -2,13 +2,13 @@
  * A real API server for a test file, with halkyon's CRDs installed, and the
  * compiled operator run against it as a user would run it.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ensureKubectl } from "./control-plane/build.ts"
 import { type ControlPlane, type StartOptions, startControlPlane } from "./control-plane/start.ts"
 import { capabilityCrd, capabilityInfoCrd, serviceBindingCrd } from "../../src/api/Crds.ts"
-import { eventually, root } from "./paths.ts"
+import { builtPlugin, eventually, root } from "./paths.ts"
 
 export interface ApiResponse {
   readonly status: number
@@ -238,4 +238,26 @@ export const markStatefulSetReady = async (cluster: Cluster, namespace: string, 
     "application/merge-patch+json"
   )
   if (patched.status !== 200) throw new Error(`marking StatefulSet ${namespace}/${name} ready: HTTP ${patched.status}`)
+}
+
+/**
+ * A control plane with namespace `ns`, and the compiled operator running
+ * with the postgres plugin's bundle in a plugins folder of its own
+ * (HALKYON_TEST_LOGS=1: debug logs). `stop` undoes all three.
+ */
+export const startWithPostgres = async (ns: string) => {
+  const cluster = await startCluster()
+  const created = await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })
+  if (created.status !== 201) throw new Error(`creating namespace ${ns}: HTTP ${created.status}`)
+  const pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-operator-plugins-"))
+  copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
+  const operator = await untilReady(
+    startOperator(cluster, pluginsDir, process.env.HALKYON_TEST_LOGS === "1" ? ["--log-level", "debug"] : [])
+  )
+  const stop = async () => {
+    await operator.stop()
+    await cluster.plane.stop()
+    rmSync(pluginsDir, { recursive: true, force: true })
+  }
+  return { cluster, operator, pluginsDir, stop }
 }
