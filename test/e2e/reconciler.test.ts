@@ -117,7 +117,10 @@ describe("a postgres Capability", () => {
       observedGeneration: dig<number>(ready.body, "metadata", "generation")
     })
     expect(dig(ready.body, "status", "observedGeneration")).toBe(dig<number>(ready.body, "metadata", "generation"))
-    const events = await cluster.api("GET", `/api/v1/namespaces/${ns}/events?fieldSelector=involvedObject.name%3Dorders`)
+    const events = await cluster.api(
+      "GET",
+      `/api/v1/namespaces/${ns}/events?fieldSelector=involvedObject.kind%3DCapability,involvedObject.name%3Dorders`
+    )
     const reasons = (dig<Array<{ reason: string; type: string }>>(events.body, "items") ?? []).map((e) => `${e.type}/${e.reason}`)
     expect(reasons).toEqual(["Normal/Ready"])
   })
