@@ -3,7 +3,7 @@
  * `bun src/main.ts` side by side, with real plugins and real signals.
  */
 import { describe, expect, test } from "bun:test"
-import { existsSync, readdirSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { MagicCookieKey, MagicCookieValue, RunByHandMessage } from "../../src/protocol/Handshake.ts"
@@ -24,7 +24,8 @@ const run = (command: ReadonlyArray<string>, env: Record<string, string> = {}) =
 /** Plugin processes of the folder: the host itself names the folder too, so it is left out. */
 const pluginProcesses = async (dir: string, host: number) => (await processesMatching(dir)).filter((pid) => pid !== host)
 
-const socketFolders = () => new Set(readdirSync(tmpdir()).filter((e) => e.startsWith("hk-")))
+/** The host's socket folders, in a temp folder of this test's own: other processes make `hk-` folders too. */
+const socketFolders = (dir: string) => readdirSync(dir).filter((e) => e.startsWith("hk-"))
 
 for (const host of hosts) {
   describe(`halkyon (${host.name})`, () => {
@@ -145,20 +146,25 @@ for (const host of hosts) {
 
     test("SIGTERM stops every plugin and removes every socket", async () => {
       const folder = pluginsFolder(builtPlugin("postgres"), builtPlugin("postgres.js"))
-      const before = socketFolders()
-      const proc = Bun.spawn([...host.command, "plugins", "watch", "--plugins-dir", folder.dir], { stdout: "pipe", stderr: "pipe" })
+      const temp = mkdtempSync(join(tmpdir(), "cli-sockets-"))
+      const proc = Bun.spawn([...host.command, "plugins", "watch", "--plugins-dir", folder.dir], {
+        env: { ...process.env, TMPDIR: temp },
+        stdout: "pipe",
+        stderr: "pipe"
+      })
       try {
         expect(await eventually(async () => (await pluginProcesses(folder.dir, proc.pid)).length === 2, 10_000)).toBe(true)
-        const created = [...socketFolders()].filter((f) => !before.has(f))
+        const created = socketFolders(temp)
         expect(created.length).toBe(2)
         proc.kill("SIGTERM")
         // A clean stop by signal exits 0, as Kubernetes expects of a pod it stops.
         expect(await proc.exited).toBe(0)
         expect(await processesMatching(folder.dir)).toEqual([])
-        for (const f of created) expect(existsSync(join(tmpdir(), f))).toBe(false)
+        for (const f of created) expect(existsSync(join(temp, f))).toBe(false)
       } finally {
         proc.kill("SIGKILL")
         folder.cleanup()
+        rmSync(temp, { recursive: true, force: true })
       }
     })
 
