@@ -6,6 +6,7 @@
  */
 import { constants, accessSync, readdirSync, statSync } from "node:fs"
 import { basename, extname, join } from "node:path"
+import { pluginServiceAccountName } from "../api/PluginRbac.ts"
 
 /** "reattached": started by hand and reached at an address (--reattach), never found in the folder. */
 export type PluginForm = "executable" | "bundle" | "reattached"
@@ -58,15 +59,33 @@ export const classify = (path: string): PluginFile | SkippedEntry | undefined =>
   return { path, reason: "is neither an executable nor a .js bundle (chmod +x it if it is a plugin)" }
 }
 
-/** Lists the folder, sorted by name so that choices between plugins are deterministic. */
+/**
+ * Lists the folder, sorted by name so that choices between plugins are deterministic. Two names that
+ * map to one ServiceAccount (`a_b` and `a.b`) would share one identity and so each other's permissions:
+ * the first by name runs, the other is skipped.
+ */
 export const scanFolder = (dir: string): FolderScan => {
   const plugins: Array<PluginFile> = []
   const skipped: Array<SkippedEntry> = []
+  const identities = new Map<string, string>()
   for (const entry of readdirSync(dir).sort()) {
     const found = classify(join(dir, entry))
     if (found === undefined) continue
-    if ("form" in found) plugins.push(found)
-    else skipped.push(found)
+    if (!("form" in found)) {
+      skipped.push(found)
+      continue
+    }
+    const identity = pluginServiceAccountName(found.name)
+    const holder = identities.get(identity)
+    if (holder !== undefined) {
+      skipped.push({
+        path: found.path,
+        reason: `would run as the ServiceAccount ${identity}, which plugin ${holder} already has: rename one of the two files`
+      })
+      continue
+    }
+    identities.set(identity, found.name)
+    plugins.push(found)
   }
   return { plugins, skipped }
 }
