@@ -309,6 +309,13 @@ export const bindMapped = <W>(workload: W, mapping: ResolvedMapping, binding: Bi
 export const unbindMapped = <W>(workload: W, binding: Binding, fallback: ResolvedMapping): W =>
   withMarker(unprojectMapped(workload, boundWith(workload, binding.name) ?? fallback, binding), binding.name, undefined)
 
+/** JSON with object keys sorted: the server's copy (its own key order) and ours compare equal when their content does. */
+const canonical = (value: unknown): string =>
+  JSON.stringify(
+    value,
+    (_key, v: unknown) => isObject(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v
+  )
+
 /**
  * The JSON merge patch (RFC 7386) that turns `before` into `after`: changed
  * fields, nulls for removed ones, lists whole.
@@ -319,7 +326,7 @@ export const mergePatchOf = (before: unknown, after: unknown): unknown => {
   for (const key of Object.keys(before)) if (!(key in after)) patch[key] = null
   for (const [key, value] of Object.entries(after)) {
     if (!(key in before)) patch[key] = value
-    else if (JSON.stringify(before[key]) !== JSON.stringify(value)) patch[key] = mergePatchOf(before[key], value)
+    else if (canonical(before[key]) !== canonical(value)) patch[key] = mergePatchOf(before[key], value)
   }
   return patch
 }

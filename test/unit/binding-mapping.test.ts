@@ -272,6 +272,12 @@ describe("bind and unbind remember the mapping", () => {
     expect(unbindMapped(bound, binding, PodSpecable)).toEqual(batch)
   })
 
+  test("binding again with the same mapping changes nothing", () => {
+    const bound = bindMapped(batch, batchMapping, binding, secret)
+    expect(bindMapped(bound, batchMapping, binding, secret)).toEqual(bound)
+    expect(mergePatchOf(bound, bindMapped(structuredClone(bound), batchMapping, binding, secret))).toEqual({})
+  })
+
   test("a changed mapping: the projection made with the old one is removed, then made with the new one", () => {
     const moved = resolveMapping(
       mapping([{
@@ -307,7 +313,8 @@ describe("mergePatchOf", () => {
     ["a removed field is null", { a: 1, b: 2 }, { a: 1 }, { b: null }],
     ["nested objects are patched field by field", { s: { x: 1, y: 2 } }, { s: { x: 1, y: 3 } }, { s: { y: 3 } }],
     ["a list is sent whole", { l: [1, 2] }, { l: [1, 2, 3] }, { l: [1, 2, 3] }],
-    ["a new field is sent", { a: 1 }, { a: 1, n: { deep: true } }, { n: { deep: true } }]
+    ["a new field is sent", { a: 1 }, { a: 1, n: { deep: true } }, { n: { deep: true } }],
+    ["the same content in another key order is no change", { l: [{ a: 1, b: 2 }] }, { l: [{ b: 2, a: 1 }] }, {}]
   ]
   for (const [name, before, after, patch] of cases) test(name, () => expect(mergePatchOf(before, after)).toEqual(patch))
 })
