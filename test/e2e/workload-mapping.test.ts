@@ -44,7 +44,15 @@ const installCrd = async (kind: string, plural: string) => {
     }
   })
   expect(created.status).toBe(201)
-  expect(await eventually(async () => (await cluster.api("GET", objectPath(plural))).status === 200, 30_000, 100)).toBe(true)
+  // Until the kind is served the answer is a plain-text 404, which api() cannot parse: not yet.
+  const served = async () => {
+    try {
+      return (await cluster.api("GET", objectPath(plural))).status === 200
+    } catch {
+      return false
+    }
+  }
+  expect(await eventually(served, 30_000, 100)).toBe(true)
 }
 
 const batchSpec = {
