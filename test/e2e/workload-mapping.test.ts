@@ -9,7 +9,7 @@
  * object it found. A kind without a mapping is bound as PodSpec-able.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { type Cluster, dig, startWithPostgres } from "../support/cluster.ts"
+import { type Cluster, dig, kubectl, startWithPostgres } from "../support/cluster.ts"
 import { eventually } from "../support/paths.ts"
 
 let cluster: Cluster
@@ -260,5 +260,23 @@ describe("a custom workload kind without a mapping", () => {
     expect(binding.status).toBe(201)
     await waitBinding("ghost", "False", "WorkloadNotFound")
     expect((await readyOfBinding("ghost"))?.message).toContain("serves no Ghost")
+  })
+})
+
+describe("the ClusterWorkloadResourceMapping CRD", () => {
+  test("kubectl explain documents its fields, down to a container's path", async () => {
+    const args = ["explain", "clusterworkloadresourcemapping.spec.versions.containers"]
+    let explained = await kubectl(cluster, args)
+    expect(await eventually(async () => (explained = await kubectl(cluster, args)).code === 0, 30_000, 500)).toBe(true)
+    expect(explained.stdout).toMatch(/^GROUP:\s+servicebinding\.io$/m)
+    expect(explained.stdout).toMatch(/^KIND:\s+ClusterWorkloadResourceMapping$/m)
+    const fields = [...explained.stdout.matchAll(/^ {2}(\w+)\t<([^>]+)>( -required-)?$/gm)].map((m) => [m[1], m[2], m[3] !== undefined])
+    expect(fields).toEqual([
+      ["env", "string", false],
+      ["name", "string", false],
+      ["path", "string", true],
+      ["volumeMounts", "string", false]
+    ])
+    expect(explained.stdout.replace(/\s+/g, " ")).toContain("A JSONPath to the container-like fragments of the workload")
   })
 })
