@@ -32,15 +32,19 @@ func metadata(ctx *sdk.Context, name string) object {
 	return object{"name": name, "namespace": ctx.Namespace, "labels": labels(ctx)}
 }
 
-// settings are the connection settings a workload binds to.
+// settings are the connection settings a workload binds to: the REDIS_*
+// variables (for envFrom), and the Service Binding spec's well-known entries
+// (what a ServiceBinding projects as files).
 func settings(ctx *sdk.Context, password string) map[string]string {
 	host, p := fmt.Sprintf("%s.%s.svc", ctx.Name, ctx.Namespace), strconv.Itoa(port(ctx))
-	return map[string]string{
-		"REDIS_HOST":     host,
-		"REDIS_PORT":     p,
-		"REDIS_PASSWORD": password,
-		"REDIS_URL":      fmt.Sprintf("redis://:%s@%s:%s/0", url.QueryEscape(password), host, p),
+	uri := fmt.Sprintf("redis://:%s@%s:%s/0", url.QueryEscape(password), host, p)
+	entries, err := sdk.BindingEntries(sdk.Binding{Type: "redis", Provider: "halkyon", Host: host, Port: p, Password: password, URI: uri})
+	if err != nil {
+		// A bug of this plugin (the port is checked by CheckValidity): the SDK reports the panic as the build's failure.
+		panic(err)
 	}
+	entries["REDIS_HOST"], entries["REDIS_PORT"], entries["REDIS_PASSWORD"], entries["REDIS_URL"] = host, p, password, uri
+	return entries
 }
 
 // generatePassword is 24 random URL-safe characters.

@@ -5,8 +5,9 @@
  * no workload. As the spec's RBAC section asks, its ClusterRole aggregates
  * every ClusterRole labelled `servicebinding.io/controller: "true"`; halkyon's
  * own rules (the default workload kinds, Secrets, Capabilities,
- * ServiceBindings) are one such labelled role, and a cluster operator opts
- * other Provisioned Service or workload kinds in with another.
+ * ServiceBindings, ClusterWorkloadResourceMappings) are one such labelled
+ * role, and a cluster operator opts other Provisioned Service or workload
+ * kinds (a kind a mapping describes, say) in with another.
  */
 import type { V1PolicyRule } from "@kubernetes/client-node"
 
@@ -22,6 +23,8 @@ export const bindingRules: ReadonlyArray<V1PolicyRule> = [
   // ServiceBindings: watched; their finalizer patched; their status written.
   { apiGroups: ["servicebinding.io"], resources: ["servicebindings"], verbs: ["get", "list", "watch", "patch"] },
   { apiGroups: ["servicebinding.io"], resources: ["servicebindings/status"], verbs: ["patch"] },
+  // ClusterWorkloadResourceMappings: watched; a change re-projects the bindings of the kind it maps.
+  { apiGroups: ["servicebinding.io"], resources: ["clusterworkloadresourcemappings"], verbs: ["get", "list", "watch"] },
   // Capabilities: watched as Provisioned Services; the in-use finalizer patched; InUse written to their status.
   { apiGroups: ["halkyon.io"], resources: ["capabilities"], verbs: ["get", "list", "watch", "patch"] },
   { apiGroups: ["halkyon.io"], resources: ["capabilities/status"], verbs: ["patch"] },

@@ -17,6 +17,7 @@ import type { V1CustomResourceColumnDefinition, V1CustomResourceDefinition, V1JS
 import { type JsonSchema, type Schema, SchemaAST, type SchemaRepresentation } from "effect"
 import { Capability, CapabilityInfo, Group, Version } from "./Capability.ts"
 import { BindingApiVersion, BindingGroup, BindingVersion, ServiceBinding } from "./ServiceBinding.ts"
+import { ClusterWorkloadResourceMapping, MappingKind } from "./WorkloadResourceMapping.ts"
 
 /** How `Capability` is addressed on the API server. */
 export const CapabilityResource = {
@@ -42,6 +43,19 @@ export const ServiceBindingResource = {
   singular: "servicebinding",
   shortNames: [],
   crdName: `servicebindings.${BindingGroup}`
+} as const
+
+/** How `ClusterWorkloadResourceMapping` (servicebinding.io/v1, cluster-scoped) is addressed on the API server. */
+export const WorkloadResourceMappingResource = {
+  group: BindingGroup,
+  version: BindingVersion,
+  apiVersion: BindingApiVersion,
+  kind: MappingKind,
+  listKind: `${MappingKind}List`,
+  plural: "clusterworkloadresourcemappings",
+  singular: "clusterworkloadresourcemapping",
+  shortNames: [],
+  crdName: `clusterworkloadresourcemappings.${BindingGroup}`
 } as const
 
 /** How `CapabilityInfo` (cluster-scoped) is addressed on the API server. */
@@ -330,7 +344,11 @@ const readyCondition = `.status.conditions[?(@.type=="Ready")]`
 const age: V1CustomResourceColumnDefinition = { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" }
 
 const crd = (
-  names: typeof CapabilityResource | typeof CapabilityInfoResource | typeof ServiceBindingResource,
+  names:
+    | typeof CapabilityResource
+    | typeof CapabilityInfoResource
+    | typeof ServiceBindingResource
+    | typeof WorkloadResourceMappingResource,
   scope: "Namespaced" | "Cluster",
   schema: OpenApiSchema,
   columns: ReadonlyArray<V1CustomResourceColumnDefinition>,
@@ -421,3 +439,19 @@ export const serviceBindingCrd = (): V1CustomResourceDefinition => {
   // The spec recommends this label on CRDs of Provisioned Services; a ServiceBinding is one too (status.binding).
   return { ...base, metadata: { ...base.metadata, labels: { ...base.metadata?.labels, "servicebinding.io/provisioned-service": "true" } } }
 }
+
+/**
+ * The `clusterworkloadresourcemappings.servicebinding.io` CRD (the spec's v1
+ * schema): cluster-scoped, no status. Installed with the ServiceBinding CRD.
+ */
+export const workloadResourceMappingCrd = (): V1CustomResourceDefinition =>
+  crd(
+    WorkloadResourceMappingResource,
+    "Cluster",
+    resourceSchema(
+      ClusterWorkloadResourceMapping,
+      "Where a workload resource (this object's name: <plural>.<group>) keeps its pod template, for ServiceBindings to project into."
+    ),
+    [age],
+    false
+  )

@@ -20,7 +20,14 @@ import type {
   V1ServiceAccount
 } from "@kubernetes/client-node"
 import { version } from "../Version.ts"
-import { CapabilityInfoResource, CapabilityResource, capabilityCrd, capabilityInfoCrd, serviceBindingCrd } from "./Crds.ts"
+import {
+  CapabilityInfoResource,
+  CapabilityResource,
+  capabilityCrd,
+  capabilityInfoCrd,
+  serviceBindingCrd,
+  workloadResourceMappingCrd
+} from "./Crds.ts"
 import { BindingAggregationLabel, bindingRules, BindingServiceAccount } from "./BindingRbac.ts"
 import { type DeclaredDependent, pluginRules, pluginServiceAccountName } from "./PluginRbac.ts"
 
@@ -359,7 +366,7 @@ export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest
   return [
     capabilityCrd(),
     capabilityInfoCrd(),
-    ...(serviceBinding ? [serviceBindingCrd()] : []),
+    ...(serviceBinding ? [serviceBindingCrd(), workloadResourceMappingCrd()] : []),
     ...namespaceObject,
     { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: operatorName, namespace, labels } },
     {

@@ -11,6 +11,12 @@
  *   workload's projection by server-side apply under the binding's own field
  *   manager, so the user's fields survive and unbinding (an empty apply)
  *   removes exactly what the binding owned.
+ * - A workload kind a ClusterWorkloadResourceMapping names, or any kind that
+ *   is not built in (the spec's PodSpec-able default), is projected through
+ *   the mapping instead (Mapping.ts) and written as a merge patch guarded by
+ *   its resourceVersion: a custom resource's lists need not merge by name.
+ *   Mappings are watched; a change re-reconciles the bindings of the kinds
+ *   of its group, and an invalid one is reported (InvalidMapping).
  * - A Capability bound by a ServiceBinding carries a finalizer; deleting it
  *   waits with Ready=False, reason InUse, naming the bindings, until they go.
  * - Workloads of the kinds bindings name are watched: a new, deleted,
@@ -22,9 +28,10 @@
  *
  * The worker loop, the queue and the watches are src/controller/'s.
  */
-import { Clock, Effect, FiberMap, Schema, type Scope } from "effect"
+import { Clock, Deferred, Effect, FiberMap, Schema, type Scope } from "effect"
 import { ApiVersion as CapabilityApiVersion, type Condition } from "../api/Capability.ts"
 import { BindingApiVersion, ServiceBinding, type ServiceBindingStatus } from "../api/ServiceBinding.ts"
+import { ClusterWorkloadResourceMapping, MappingKind, mappingName } from "../api/WorkloadResourceMapping.ts"
 import { inform } from "../controller/Informer.ts"
 import { type ReconcileResult, type RunningWorkers, runWorkers } from "../controller/Workers.ts"
 import { makeWorkQueue } from "../controller/WorkQueue.ts"
@@ -32,6 +39,7 @@ import type { KubeApiError } from "../kube/Errors.ts"
 import { type KubeApi, KubeClient, type ObjectRef } from "../kube/KubeClient.ts"
 import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
 import { kubeTime } from "../kube/Time.ts"
+import { bindMapped, mappingAnnotation, mergePatchOf, PodSpecable, type ResolvedMapping, resolveMapping, unbindMapped } from "./Mapping.ts"
 import { type Binding, intent, type PodTemplate } from "./Projection.ts"
 import { at, nest, selectorQuery, templatePath } from "./Workloads.ts"
 
@@ -54,6 +62,19 @@ const ResyncMs = 60_000
 const MissingRetryMs = 3_000
 
 const decodeBinding = Schema.decodeUnknownExit(ServiceBinding)
+const decodeMapping = Schema.decodeUnknownExit(ClusterWorkloadResourceMapping)
+
+/**
+ * How a binding reaches a kind's pod template: server-side apply at a fixed
+ * path (the built-in kinds, when no mapping names them), a merge patch
+ * through a mapping (a ClusterWorkloadResourceMapping, or the PodSpec-able
+ * default for any other kind), or why neither can be used.
+ */
+type Route =
+  | { readonly apply: ReadonlyArray<string> }
+  | { readonly mapping: ResolvedMapping }
+  | { readonly invalid: string }
+  | { readonly unknown: string }
 
 /** What one reconcile concluded, for the status. */
 interface Verdict {
@@ -134,6 +155,44 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
     namespace: options.namespace,
     onObject: (object) => enqueueAll(bySecret.get(objectKey(object)))
   }).pipe(Effect.forkScoped)
+  // ClusterWorkloadResourceMappings, by name (<plural>.<group>): a change re-reconciles the bindings of workloads in
+  // that group (those of other kinds of the group find nothing to change), each unbinding with the mapping it used
+  // and binding again with the new one.
+  const mappings = new Map<string, KubeObject>()
+  const mappingsSynced = yield* Deferred.make<void>()
+  yield* inform({
+    apiVersion: BindingApiVersion,
+    kind: MappingKind,
+    onObject: (object, deleted) => {
+      if (deleted) mappings.delete(object.metadata.name)
+      else mappings.set(object.metadata.name, object)
+      const name = object.metadata.name
+      const group = name.includes(".") ? name.slice(name.indexOf(".") + 1) : ""
+      const users = [...bindings.values()].filter((b) => {
+        const apiVersion = (b as { spec?: { workload?: { apiVersion?: string } } }).spec?.workload?.apiVersion ?? ""
+        return (apiVersion.includes("/") ? apiVersion.slice(0, apiVersion.indexOf("/")) : "") === group
+      })
+      return Effect.forEach(users, (b) => queue.add(`b:${objectKey(b)}`), { discard: true })
+    },
+    onSynced: Deferred.succeed(mappingsSynced, undefined).pipe(Effect.asVoid)
+  }).pipe(Effect.forkScoped)
+
+  /** How this binding's workload kind is reached (see Route). */
+  const routeOf = (apiVersion: string, kind: string) =>
+    Effect.gen(function*(): Effect.fn.Return<Route, KubeApiError> {
+      const builtIn = templatePath(apiVersion, kind)
+      // A kind of no built-in path waits for the mappings' first list: the default must not be used for a kind that has one.
+      if (builtIn === undefined) yield* Deferred.await(mappingsSynced)
+      const plural = yield* kube.plural(apiVersion, kind)
+      if (plural === undefined) return { unknown: `the API server serves no ${kind} in ${apiVersion} (is its CRD installed?)` }
+      const name = mappingName(apiVersion, plural)
+      const raw = mappings.get(name)
+      if (raw === undefined) return builtIn !== undefined ? { apply: builtIn } : { mapping: PodSpecable }
+      const decoded = decodeMapping(raw)
+      if (decoded._tag === "Failure") return { invalid: `ClusterWorkloadResourceMapping ${name} is not valid: ${String(decoded.cause)}` }
+      const resolved = resolveMapping(decoded.value, apiVersion.includes("/") ? apiVersion.slice(apiVersion.indexOf("/") + 1) : apiVersion)
+      return "error" in resolved ? { invalid: `${resolved.error}; fix the mapping (see docs/binding.md)` } : { mapping: resolved }
+    })
 
   // Workloads, one watch per kind that bindings name (started by their first reconcile): a workload created, deleted,
   // relabelled or given a new spec (a new generation) enqueues the bindings of its namespace that name its kind.
@@ -276,6 +335,33 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       )
     )
 
+  /** Workloads of the kind that carry this binding's mapping marker but are no longer its targets. */
+  const formerlyMapped = (
+    namespace: string,
+    workload: ServiceBinding["spec"]["workload"],
+    bindingName: string,
+    targets: ReadonlyArray<KubeObject>
+  ) =>
+    kube.list(workload.apiVersion, workload.kind, { namespace }).pipe(
+      Effect.map(({ items }) =>
+        items.filter((w) =>
+          !targets.some((t) => t.metadata.name === w.metadata.name) &&
+          w.metadata.annotations?.[mappingAnnotation(bindingName)] !== undefined
+        )
+      )
+    )
+
+  /** The workload changed to `after`, as a merge patch guarded by the resourceVersion read (a conflict is retried). */
+  const patchTo = (workload: KubeObject, after: KubeObject, manager: string) => {
+    const patch = mergePatchOf(workload, after) as { metadata?: Record<string, unknown> }
+    if (Object.keys(patch).length === 0) return Effect.void
+    return kube.mergePatch(
+      refOf(workload),
+      { ...patch, metadata: { ...patch.metadata, resourceVersion: workload.metadata.resourceVersion } },
+      manager
+    ).pipe(Effect.asVoid)
+  }
+
   /** An apply of the binding's fields in the workload (none: an unbind). */
   const applyTo = (workload: KubeObject, path: ReadonlyArray<string>, fields: PodTemplate | undefined, manager: string) =>
     kube.apply(
@@ -347,14 +433,34 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
         return {}
       }
       const sb = decoded.value
-      const path = templatePath(sb.spec.workload.apiVersion, sb.spec.workload.kind)
+      const { workload } = sb.spec
+      const binding: Binding = {
+        name: raw.metadata.name,
+        directory: sb.spec.name ?? raw.metadata.name,
+        type: sb.spec.type,
+        provider: sb.spec.provider,
+        env: sb.spec.env,
+        containers: workload.containers
+      }
+      const route = yield* routeOf(workload.apiVersion, workload.kind)
+      /** Unbinds the workloads of the kind this binding projected into, but no longer targets. */
+      const unbindStale = (targets: ReadonlyArray<KubeObject>) =>
+        Effect.gen(function*() {
+          if ("apply" in route) {
+            // An empty apply under the binding's manager drops every field it owned, and only those.
+            for (const w of yield* formerlyBound(namespace, workload, manager, targets)) yield* applyTo(w, route.apply, undefined, manager)
+          } else if (!("unknown" in route)) {
+            // Through the mapping each was bound with (kept on it); an invalid mapping now does not stop an unbind.
+            const fallback = "mapping" in route ? route.mapping : PodSpecable
+            for (const w of yield* formerlyMapped(namespace, workload, binding.name, targets)) {
+              yield* patchTo(w, unbindMapped(w, binding, fallback), manager)
+            }
+          }
+        })
 
       if (raw.metadata.deletionTimestamp !== undefined) {
         if (!finalizersOf(raw).includes(UnbindFinalizer)) return {}
-        // Unbind: an empty apply under the binding's manager drops every field it owned, and only those.
-        if (path !== undefined) {
-          for (const w of yield* formerlyBound(namespace, sb.spec.workload, manager, [])) yield* applyTo(w, path, undefined, manager)
-        }
+        yield* unbindStale([])
         yield* setFinalizers(raw, finalizersOf(raw).filter((f) => f !== UnbindFinalizer))
         index(bySecret, undefined, key)
         index(byCapability, undefined, key)
@@ -370,8 +476,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       const report = (verdict: Verdict) =>
         writeStatus(raw, raw.metadata.generation, verdict).pipe(Effect.as<ReconcileResult>({ requeueAfterMs: verdict.requeueAfterMs }))
 
-      const { workload } = sb.spec
-      if (path !== undefined) yield* watchWorkloads(workload.apiVersion, workload.kind)
+      if (!("unknown" in route)) yield* watchWorkloads(workload.apiVersion, workload.kind)
       if ((workload.name === undefined) === (workload.selector === undefined)) {
         return yield* report({
           ready: "False",
@@ -380,14 +485,18 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
           serviceAvailable: false
         })
       }
-      if (path === undefined) {
+      if ("unknown" in route) {
         return yield* report({
           ready: "False",
-          reason: "UnsupportedWorkload",
-          message:
-            `${workload.apiVersion} ${workload.kind} has no known pod template: Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and CronJob are (ClusterWorkloadResourceMapping is not implemented)`,
-          serviceAvailable: false
+          reason: "WorkloadNotFound",
+          message: route.unknown,
+          serviceAvailable: false,
+          requeueAfterMs: MissingRetryMs
         })
+      }
+      if ("invalid" in route) {
+        // What is projected stays as it is until the mapping is fixed (its change reconciles this binding again).
+        return yield* report({ ready: "False", reason: "InvalidMapping", message: route.invalid, serviceAvailable: false })
       }
       // Everything is read and checked before the first write: nothing is half-applied for a missing piece.
       const service = yield* resolveService(namespace, sb.spec.service, key)
@@ -428,28 +537,19 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       if (service.capability !== undefined && !finalizersOf(service.capability).includes(InUseFinalizer)) {
         yield* setFinalizers(service.capability, [...finalizersOf(service.capability), InUseFinalizer])
       }
-      const binding: Binding = {
-        name: raw.metadata.name,
-        directory: sb.spec.name ?? raw.metadata.name,
-        type: sb.spec.type,
-        provider: sb.spec.provider,
-        env: sb.spec.env,
-        containers: workload.containers
-      }
-      const data = ((secret as { data?: Record<string, string> }).data) ?? {}
-      const planned = workloads.map((w) => ({
-        workload: w,
-        fields: intent((at(w, path) ?? {}) as PodTemplate, binding, { name: service.secret, data })
-      }))
-      const stale = yield* formerlyBound(namespace, workload, manager, workloads)
+      const bound = { name: service.secret, data: ((secret as { data?: Record<string, string> }).data) ?? {} }
+      const write = (w: KubeObject) =>
+        "apply" in route
+          ? applyTo(w, route.apply, intent((at(w, route.apply) ?? {}) as PodTemplate, binding, bound), manager).pipe(Effect.asVoid)
+          : patchTo(w, bindMapped(w, route.mapping, binding, bound), manager)
+      yield* unbindStale(workloads)
       const failures: Array<string> = []
-      for (const former of stale) yield* applyTo(former, path, undefined, manager)
-      for (const step of planned) {
-        const applied = yield* applyTo(step.workload, path, step.fields, manager).pipe(Effect.result)
+      for (const w of workloads) {
+        const applied = yield* write(w).pipe(Effect.result)
         if (applied._tag === "Failure") {
           // Retryable (the server is away, a conflict): retried with backoff; else reported.
           if (applied.failure.code === 0 || applied.failure.code === 409 || applied.failure.code >= 500) return yield* applied.failure
-          failures.push(`${step.workload.kind} ${step.workload.metadata.name}: ${applied.failure.detail}`)
+          failures.push(`${w.kind} ${w.metadata.name}: ${applied.failure.detail}`)
         }
       }
       if (failures.length > 0) {

@@ -1,9 +1,10 @@
 /**
- * Where a workload kind keeps its pod template, and label selectors as the
- * API's query string. The kinds are the spec's PodSpec-able defaults with a
- * fixed path (Deployment, StatefulSet, DaemonSet, Job) and CronJob, whose
- * template is one level down. ClusterWorkloadResourceMapping (other kinds,
- * other paths) is not implemented.
+ * Where a built-in workload kind keeps its pod template, and label selectors
+ * as the API's query string. The kinds are the spec's PodSpec-able defaults
+ * with a fixed path (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job) and
+ * CronJob, whose template is one level down: these are bound by server-side
+ * apply at that path. Any other kind, and a built-in one a
+ * ClusterWorkloadResourceMapping names, goes through Mapping.ts.
  */
 import type { LabelSelector } from "../api/ServiceBinding.ts"
 
@@ -16,7 +17,7 @@ const TemplatePaths: Readonly<Record<string, ReadonlyArray<string>>> = {
   "batch/v1/CronJob": ["spec", "jobTemplate", "spec", "template"]
 }
 
-/** The path of the pod template in an object of this kind; undefined for a kind halkyon does not bind. */
+/** The path of the pod template in an object of this built-in kind; undefined for any other kind. */
 export const templatePath = (apiVersion: string, kind: string): ReadonlyArray<string> | undefined => TemplatePaths[`${apiVersion}/${kind}`]
 
 export const supportedKinds = (): ReadonlyArray<string> => Object.keys(TemplatePaths)

@@ -100,6 +100,8 @@ export interface KubeApi {
    * undefined when the server does not serve the kind.
    */
   readonly namespaced: (apiVersion: string, kind: string) => Effect.Effect<boolean | undefined, KubeApiError>
+  /** A kind's resource name (its plural), from discovery; undefined when the server does not serve the kind. */
+  readonly plural: (apiVersion: string, kind: string) => Effect.Effect<string | undefined, KubeApiError>
   /** The server's URL, for logs. */
   readonly server: string
   /**
@@ -290,14 +292,15 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
     })
   }
 
-  const namespaced = (apiVersion: string, kind: string) => {
+  const resourceOf = (apiVersion: string, kind: string) => {
     const known = discovery.get(apiVersion)?.get(kind)
-    if (known !== undefined) return Effect.succeed<boolean | undefined>(known.namespaced)
+    if (known !== undefined) return Effect.succeed<{ plural: string; namespaced: boolean } | undefined>(known)
     return Effect.gen(function*() {
-      const resource = (yield* resourcesOf(apiVersion, false)).get(kind) ?? (yield* resourcesOf(apiVersion, true)).get(kind)
-      return resource?.namespaced
+      return (yield* resourcesOf(apiVersion, false)).get(kind) ?? (yield* resourcesOf(apiVersion, true)).get(kind)
     }).pipe(Effect.catchIf((e) => e.notFound, () => Effect.succeed(undefined)))
   }
+  const namespaced = (apiVersion: string, kind: string) => resourceOf(apiVersion, kind).pipe(Effect.map((r) => r?.namespaced))
+  const plural = (apiVersion: string, kind: string) => resourceOf(apiVersion, kind).pipe(Effect.map((r) => r?.plural))
 
   const query = (params: Record<string, string | number | boolean | undefined>) => {
     let text = ""
@@ -435,6 +438,7 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
     delete: remove,
     create,
     namespaced,
+    plural,
     server,
     impersonating,
     actingAs

@@ -52,7 +52,8 @@ export const checkBindingEntries = (entries: Readonly<Record<string, string>>): 
     const value = entries[pem]
     if (value !== undefined && !value.includes("-----BEGIN ")) problems.push(`${pem} is not PEM-encoded`)
   }
-  for (const name of Object.keys(entries)) {
+  // In name order: both SDKs list them alike (go/sdk/testdata/binding.json).
+  for (const name of Object.keys(entries).sort()) {
     if (!EntryName.test(name)) problems.push(`entry ${JSON.stringify(name)} is not a file name the spec allows ([a-z0-9-.], up to 253)`)
   }
   return problems

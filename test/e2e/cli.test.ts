@@ -66,6 +66,7 @@ for (const host of hosts) {
       expect([...crds.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1])).toEqual([
         "CustomResourceDefinition",
         "CustomResourceDefinition",
+        "CustomResourceDefinition",
         "CustomResourceDefinition"
       ])
       // Where another implementation serves ServiceBindings: neither their CRD nor the binding identity.

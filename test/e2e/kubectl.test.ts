@@ -55,7 +55,7 @@ afterAll(async () => {
 })
 
 describe("kubectl, as the README uses it", () => {
-  test("halkyon manifests --crds-only | kubectl apply -f - applies the CRDs, ServiceBinding's included", async () => {
+  test("halkyon manifests --crds-only | kubectl apply -f - applies the CRDs, ServiceBinding's and ClusterWorkloadResourceMapping's included", async () => {
     const crds = Bun.spawnSync([join(root, "dist/halkyon"), "manifests", "--crds-only"], { stdout: "pipe", stderr: "pipe" })
     expect(crds.exitCode).toBe(0)
     const applied = await kubectl(cluster, ["apply", "-f", "-"], crds.stdout.toString())
@@ -64,7 +64,8 @@ describe("kubectl, as the README uses it", () => {
     expect(applied.stdout.trim().split("\n").map((l) => l.replace(/ (configured|unchanged)$/, ""))).toEqual([
       "customresourcedefinition.apiextensions.k8s.io/capabilities.halkyon.io",
       "customresourcedefinition.apiextensions.k8s.io/capabilityinfos.halkyon.io",
-      "customresourcedefinition.apiextensions.k8s.io/servicebindings.servicebinding.io"
+      "customresourcedefinition.apiextensions.k8s.io/servicebindings.servicebinding.io",
+      "customresourcedefinition.apiextensions.k8s.io/clusterworkloadresourcemappings.servicebinding.io"
     ])
   })
 

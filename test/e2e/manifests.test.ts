@@ -140,12 +140,13 @@ test("manifests lists the CRDs first and a namespace only when it is not default
   expect(manifests({ namespace: "default" }).map((o) => o.kind)).not.toContain("Namespace")
 })
 
-test("manifests serve ServiceBindings by default: their CRD, and the binding controller's own identity", () => {
+test("manifests serve ServiceBindings by default: their CRDs (and ClusterWorkloadResourceMapping's), and the binding controller's own identity", () => {
   const objects = manifests({ namespace })
   expect(objects.map((o) => `${o.kind} ${o.metadata?.name}`)).toEqual([
     "CustomResourceDefinition capabilities.halkyon.io",
     "CustomResourceDefinition capabilityinfos.halkyon.io",
     "CustomResourceDefinition servicebindings.servicebinding.io",
+    "CustomResourceDefinition clusterworkloadresourcemappings.servicebinding.io",
     `Namespace ${namespace}`,
     "ServiceAccount halkyon",
     "ClusterRole halkyon",

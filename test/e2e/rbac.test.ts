@@ -226,6 +226,12 @@ test("the ServiceBinding controller acts as its own ServiceAccount: it binds a D
   const groups = ["system:serviceaccounts", "system:serviceaccounts:halkyon-system", "system:authenticated"]
   expect(await can(bindingUser, groups, { verb: "patch", resource: "deployments", group: "apps", namespace: "apps" })).toBe(true)
   expect(await can(bindingUser, groups, { verb: "watch", resource: "secrets", group: "", namespace: "apps" })).toBe(true)
+  // ClusterWorkloadResourceMappings are read and watched (cluster-scoped), never written.
+  expect(await can(bindingUser, groups, { verb: "watch", resource: "clusterworkloadresourcemappings", group: "servicebinding.io" })).toBe(
+    true
+  )
+  expect(await can(bindingUser, groups, { verb: "create", resource: "clusterworkloadresourcemappings", group: "servicebinding.io" }))
+    .toBe(false)
   // Read, never written; and nothing of the plugins' kinds beyond that.
   expect(await can(bindingUser, groups, { verb: "create", resource: "secrets", group: "", namespace: "apps" })).toBe(false)
   expect(await can(bindingUser, groups, { verb: "patch", resource: "statefulsets/status", group: "apps", namespace: "apps" })).toBe(false)

@@ -7,6 +7,7 @@ import { describe, expect, test } from "bun:test"
 import { Effect } from "effect"
 import { launchOptions, withPlugin } from "../support/launch.ts"
 import { builtPlugin } from "../support/paths.ts"
+import { checkBindingEntries } from "../../src/sdk/Binding.ts"
 
 const capability = (
   parameters: ReadonlyArray<{ name: string; value: string }> = [],
@@ -79,12 +80,22 @@ for (const autoMtls of [true, false]) {
           expect([secret?.id, deployment?.id, service?.id]).toEqual(["config-secret", "deployment", "service"])
           const settings = stringData(secret?.object)
           expect(settings.REDIS_PASSWORD).toMatch(/^[A-Za-z0-9_-]{24}$/)
+          const uri = `redis://:${settings.REDIS_PASSWORD}@sessions.shop.svc:6379/0`
           expect(settings).toEqual({
             REDIS_HOST: "sessions.shop.svc",
             REDIS_PORT: "6379",
             REDIS_PASSWORD: settings.REDIS_PASSWORD ?? "",
-            REDIS_URL: `redis://:${settings.REDIS_PASSWORD}@sessions.shop.svc:6379/0`
+            REDIS_URL: uri,
+            // The Service Binding spec's well-known entries, from the Go SDK's BindingEntries.
+            type: "redis",
+            provider: "halkyon",
+            host: "sessions.shop.svc",
+            port: "6379",
+            password: settings.REDIS_PASSWORD ?? "",
+            uri
           })
+          const wellKnown = Object.fromEntries(Object.entries(settings).filter(([k]) => !k.startsWith("REDIS_")))
+          expect(checkBindingEntries(wellKnown)).toEqual([])
           const container =
             (deployment?.object as { spec: { template: { spec: { containers: Array<Record<string, unknown>> } } } }).spec.template.spec
               .containers[0]
@@ -112,6 +123,15 @@ for (const autoMtls of [true, false]) {
           expect(moved.needsUpdate).toBe(true)
           expect(stringData(moved.updated).REDIS_PASSWORD).toBe(stringData(secret?.object).REDIS_PASSWORD ?? "")
           expect(stringData(moved.updated).REDIS_PORT).toBe("6380")
+          expect(stringData(moved.updated).port).toBe("6380")
+          // A Secret from before the well-known entries gets them, keeping its generated password.
+          const legacy = stored({
+            ...(secret?.object ?? {}),
+            stringData: Object.fromEntries(Object.entries(stringData(secret?.object)).filter(([k]) => k.startsWith("REDIS_")))
+          })
+          const upgradedSecret = yield* connection.updateDependent("config-secret", capability(), legacy)
+          expect(upgradedSecret.needsUpdate).toBe(true)
+          expect(stringData(upgradedSecret.updated)).toEqual(stringData(secret?.object))
           expect((yield* connection.updateDependent("deployment", capability(), deployment?.object)).needsUpdate).toBe(false)
           const upgraded = yield* connection.updateDependent("deployment", capability([], "8.0"), deployment?.object)
           expect(JSON.stringify(upgraded.updated)).toContain("\"image\":\"redis:8.0\"")

@@ -4,6 +4,8 @@
  * (test/fixtures/go-plugins/parity) declare the same plugin, each on its
  * SDK; every RPC gets the same inputs, and the answers must be equal, and
  * CheckValidity's must be the errors go/sdk/testdata/validity.json expects.
+ * Their binding ConfigMap's well-known entries come from each SDK's binding
+ * entries helper.
  */
 import { describe, expect, test } from "bun:test"
 import { Effect } from "effect"
@@ -97,7 +99,16 @@ describe("a TypeScript and a Go plugin declaring the same thing", () => {
         apiVersion: "v1",
         kind: "ConfigMap",
         metadata: { name: "sessions-config", namespace: "shop" },
-        data: { name: "sessions", namespace: "shop", version: "8.0", port: "7000" }
+        data: {
+          name: "sessions",
+          namespace: "shop",
+          version: "8.0",
+          // From bindingEntries and BindingEntries: the spec's well-known entries, alike in both.
+          type: "redis",
+          provider: "halkyon",
+          host: "sessions.shop.svc",
+          port: "7000"
+        }
       }],
       ["deployment", {
         apiVersion: "apps/v1",

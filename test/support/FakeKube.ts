@@ -658,6 +658,7 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
     create: lagged(create),
     // Every kind is served; the cluster-scoped ones are those named in the options.
     namespaced: (_apiVersion, kind) => Effect.succeed(!clusterScoped.has(kind)),
+    plural: (_apiVersion, kind) => Effect.succeed(`${kind.toLowerCase()}s`),
     server: "fake://kube",
     // No RBAC here: an impersonating client acts as its user in name only.
     impersonating: (user) => ({ ...client, actingAs: user }),

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ensureKubectl } from "./control-plane/build.ts"
 import { type ControlPlane, type StartOptions, startControlPlane } from "./control-plane/start.ts"
-import { capabilityCrd, capabilityInfoCrd, serviceBindingCrd } from "../../src/api/Crds.ts"
+import { capabilityCrd, capabilityInfoCrd, serviceBindingCrd, workloadResourceMappingCrd } from "../../src/api/Crds.ts"
 import { builtPlugin, eventually, root } from "./paths.ts"
 
 export interface ApiResponse {
@@ -43,12 +43,19 @@ export const startCluster = async (options: StartOptions = {}): Promise<Cluster>
     const text = await response.text()
     return { status: response.status, body: text === "" ? {} : JSON.parse(text) }
   }
-  for (const crd of [capabilityCrd(), capabilityInfoCrd(), serviceBindingCrd()]) {
+  for (const crd of [capabilityCrd(), capabilityInfoCrd(), serviceBindingCrd(), workloadResourceMappingCrd()]) {
     const created = await api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     if (created.status !== 201) throw new Error(`installing a CRD failed: ${JSON.stringify(created.body)}`)
   }
   const established = await eventually(async () => {
-    for (const name of ["capabilities.halkyon.io", "capabilityinfos.halkyon.io", "servicebindings.servicebinding.io"]) {
+    for (
+      const name of [
+        "capabilities.halkyon.io",
+        "capabilityinfos.halkyon.io",
+        "servicebindings.servicebinding.io",
+        "clusterworkloadresourcemappings.servicebinding.io"
+      ]
+    ) {
       const crd = await api("GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`)
       const conditions = dig<Array<{ type: string; status: string }>>(crd.body, "status", "conditions") ?? []
       if (!conditions.some((c) => c.type === "Established" && c.status === "True")) return false

@@ -3,6 +3,7 @@ export const DefaultManifestKinds: Array<string | undefined> = [
   "CustomResourceDefinition",
   "CustomResourceDefinition",
   "CustomResourceDefinition",
+  "CustomResourceDefinition",
   "Namespace",
   "ServiceAccount",
   "ClusterRole",

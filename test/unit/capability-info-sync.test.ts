@@ -34,6 +34,7 @@ const fakeApi = (store: Map<string, KubeObject>, refuse: (o: KubeObject) => bool
   const unused = () => Effect.die(new Error("not used by the sync"))
   const api: KubeClient["Service"] = KubeClient.of({
     namespaced: unused,
+    plural: unused,
     impersonating: () => api,
     actingAs: undefined,
     get: unused,

@@ -5,7 +5,7 @@
  * there, and kubectl explain documents it from ObjectMeta).
  */
 import { expect, test } from "bun:test"
-import { capabilityCrd, capabilityInfoCrd, type OpenApiSchema, serviceBindingCrd } from "../../src/api/Crds.ts"
+import { capabilityCrd, capabilityInfoCrd, type OpenApiSchema, serviceBindingCrd, workloadResourceMappingCrd } from "../../src/api/Crds.ts"
 
 /** Paths of schema nodes without a description. */
 const undocumented = (node: OpenApiSchema, path: string): ReadonlyArray<string> => [
@@ -15,7 +15,7 @@ const undocumented = (node: OpenApiSchema, path: string): ReadonlyArray<string> 
   ...Object.entries(node.items?.properties ?? {}).flatMap(([name, child]) => undocumented(child, `${path}[].${name}`))
 ]
 
-for (const crd of [capabilityCrd(), capabilityInfoCrd(), serviceBindingCrd()]) {
+for (const crd of [capabilityCrd(), capabilityInfoCrd(), serviceBindingCrd(), workloadResourceMappingCrd()]) {
   test(`every field of ${crd.spec.names.kind} has a description`, () => {
     const schema = crd.spec.versions[0]?.schema?.openAPIV3Schema as OpenApiSchema | undefined
     expect(schema).toBeDefined()

@@ -2,12 +2,15 @@
  * The TypeScript half of the SDK parity check: go/sdk/testdata/validity.json
  * is also run by the Go SDK's test (go/sdk/validity_test.go), so a plugin
  * written with either SDK answers CheckValidity, an unknown dependent and a
- * bad declaration with the same sentences, byte for byte.
+ * bad declaration with the same sentences, byte for byte; and
+ * go/sdk/testdata/binding.json (go/sdk/binding_test.go) holds binding Secret
+ * entries both SDKs' helpers accept or refuse with the same problems.
  */
 import { describe, expect, test } from "bun:test"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { decodeCapabilityJson } from "../../src/api/Capability.ts"
+import { bindingEntries, type BindingEntries, checkBindingEntries } from "../../src/sdk/Binding.ts"
 import { findDependent, validate } from "../../src/sdk/CapabilityService.ts"
 import { definePlugin, type ParameterDefinition, type PluginDefinition, type TypeDefinition } from "../../src/sdk/Plugin.ts"
 
@@ -77,5 +80,33 @@ describe("the TypeScript SDK says what the Go SDK says", () => {
 
   test("the fixtures hold cases of each kind", () => {
     expect([fixtures.cases.length > 5, fixtures.unknownDependents.length > 0, fixtures.definitions.length > 0]).toEqual([true, true, true])
+  })
+})
+
+interface BindingFixtures {
+  readonly cases: ReadonlyArray<
+    { readonly name: string; readonly entries: Readonly<Record<string, string>>; readonly problems: ReadonlyArray<string> }
+  >
+}
+
+const bindingFixtures = JSON.parse(readFileSync(join(import.meta.dir, "../../go/sdk/testdata/binding.json"), "utf8")) as BindingFixtures
+
+describe("the binding entries helpers agree: checkBindingEntries and Go's CheckBindingEntries", () => {
+  for (const c of bindingFixtures.cases) {
+    test(c.name, () => {
+      expect(checkBindingEntries(c.entries)).toEqual([...c.problems])
+      const error = thrown(() => bindingEntries(c.entries as unknown as BindingEntries))
+      expect(error).toBe(
+        c.problems.length === 0 ? "(nothing was thrown)" : `binding entries break the Service Binding spec: ${c.problems.join("; ")}`
+      )
+    })
+  }
+
+  test("the fixtures hold accepted and refused entries", () => {
+    expect([
+      bindingFixtures.cases.some((c) => c.problems.length === 0),
+      bindingFixtures.cases.filter((c) => c.problems.length > 0).length > 5
+    ])
+      .toEqual([true, true])
   })
 })
