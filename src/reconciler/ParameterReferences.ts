@@ -52,9 +52,10 @@ export const referencesOf = (capability: Capability): ReadonlyArray<ParameterRef
 export const describeReference = (r: ParameterReference) => `parameter ${r.parameter}: ${r.kind} ${r.namespace}/${r.name}, key ${r.key}`
 
 /**
- * The Capability with each reference replaced by `placeholder(reference)` as
- * its value: what `halkyon plugins render` shows a plugin, with no cluster to
- * read and no value to leak.
+ * The Capability with each reference replaced by `{name, value: value(parameter)}`
+ * (just `{name}` when that is undefined): the operator passes resolved values,
+ * `halkyon plugins render` the reference itself (placeholderOf), with no
+ * cluster to read and no value to leak.
  */
 export const withValues = (
   raw: KubeObject,
