@@ -185,6 +185,8 @@ const make = Effect.fnUntraced(function*() {
     }
     const { capability: forPlugin, redact } = parameters.success
     const outcome = yield* provision(forPlugin, resolved.success, redact).pipe(
+      // An API server's refusal may quote what the plugin built from a value: the workers log it.
+      Effect.mapError((e) => (e._tag === "KubeApiError" ? redactError(e, redact) : e)),
       Effect.catchTag(
         ["PluginUnavailable", "PluginTimeout"],
         (e) => Effect.succeed<Attempt | "busy">({ ready: "Unknown", reason: "PluginUnavailable", message: e.message, retry: true })
@@ -201,14 +203,7 @@ const make = Effect.fnUntraced(function*() {
     yield* report(raw, previous, redactOutcome({ ...reported, plugin: resolved.success.plugin, version: resolved.success.version }, redact))
     if (retry === true) return yield* retryLater(key)
     pluginRetries.reset(key)
-    if (failure !== undefined) {
-      return yield* new KubeApiError({
-        code: failure.code,
-        reason: failure.reason,
-        detail: redact(failure.detail),
-        request: failure.request
-      })
-    }
+    if (failure !== undefined) return yield* redactError(failure, redact)
     return {}
   })
 
@@ -424,6 +419,12 @@ const make = Effect.fnUntraced(function*() {
 
   return Reconciler.of({ reconcile, waitingForPlugin: Effect.sync(() => [...waiting]) })
 })
+
+/** The error with `redact` applied to the server's words. */
+const redactError = (e: KubeApiError, redact: (text: string) => string): KubeApiError => {
+  const detail = redact(e.detail)
+  return detail === e.detail ? e : new KubeApiError({ code: e.code, reason: e.reason, detail, request: e.request })
+}
 
 /** The largest resourceVersion the API server parses: a precondition that only a create meets. */
 const CreateOnly = "18446744073709551615"
