@@ -12,7 +12,7 @@
  * (and its plugin) logged during the test.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test"
-import { capabilityPath, type Cluster, dig, kubectl, type Operator, readyOf, startWithPostgres } from "../support/cluster.ts"
+import { capabilityPath, type Cluster, dig, type Operator, readyOf, startWithPostgres } from "../support/cluster.ts"
 import { eventually } from "../support/paths.ts"
 
 let cluster: Cluster
@@ -31,6 +31,14 @@ afterAll(async () => {
   await stop?.()
 })
 
+/** Every Capability status read during the test, for the last check. */
+const statusesSeen: Array<string> = []
+const getCapability = async (name: string) => {
+  const c = await cluster.api("GET", capabilityPath(ns, name))
+  statusesSeen.push(JSON.stringify(dig<unknown>(c.body, "status") ?? {}))
+  return c
+}
+
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64")
 const secretPath = (name = "") => `/api/v1/namespaces/${ns}/secrets${name === "" ? "" : `/${name}`}`
 
@@ -44,24 +52,25 @@ const createSecret = async (name: string, password: string) => {
   expect(created.status).toBe(201)
 }
 
-const capabilityYaml = (name: string, secret: string, extra = "") => `apiVersion: halkyon.io/v1beta1
-kind: Capability
-metadata:
-  name: ${name}
-  namespace: ${ns}
-spec:
-  category: database
-  type: postgres
-  version: "16"
-  parameters:
-    - name: DB_USER
-      value: app
-    - name: DB_PASSWORD
-      valueFrom:
-        secretKeyRef:
-          name: ${secret}
-          key: password${extra}
-`
+const capability = (name: string, secret: string, extra: Record<string, unknown> = {}) => ({
+  apiVersion: "halkyon.io/v1beta1",
+  kind: "Capability",
+  metadata: { name },
+  spec: {
+    category: "database",
+    type: "postgres",
+    version: "16",
+    parameters: [
+      { name: "DB_USER", value: "app" },
+      { name: "DB_PASSWORD", valueFrom: { secretKeyRef: { name: secret, key: "password" } }, ...extra }
+    ]
+  }
+})
+
+const createCapability = async (name: string, secret: string) => {
+  const created = await cluster.api("POST", capabilityPath(ns), capability(name, secret))
+  expect(created.status).toBe(201)
+}
 
 /** DB_PASSWORD in the binding Secret the plugin wrote; undefined until it exists. */
 const boundPassword = async (capability: string) => {
@@ -72,22 +81,28 @@ const boundPassword = async (capability: string) => {
 }
 
 test("the API server refuses a parameter with both value and valueFrom, naming the rule", async () => {
-  const both = capabilityYaml("both", "db-credentials", "\n      value: literal")
-  for (const args of [["apply", "--dry-run=server", "-f", "-"], ["apply", "-f", "-"]]) {
-    const refused = await kubectl(cluster, args, both)
-    expect(refused.code).not.toBe(0)
-    expect(refused.stderr).toContain("a parameter takes value or valueFrom, not both")
+  const both = capability("both", "db-credentials", { value: "literal" })
+  // As `kubectl apply --dry-run=server`, then for real.
+  for (const query of ["?dryRun=All", ""]) {
+    const refused = await cluster.api("POST", `${capabilityPath(ns)}${query}`, both)
+    expect(refused.status).toBe(422)
+    expect(JSON.stringify(refused.body)).toContain("a parameter takes value or valueFrom, not both")
   }
+  const neither = await cluster.api("POST", capabilityPath(ns), {
+    ...both,
+    spec: { ...both.spec, parameters: [{ name: "DB_PASSWORD", valueFrom: {} }] }
+  })
+  expect(neither.status).toBe(422)
+  expect(JSON.stringify(neither.body)).toContain("valueFrom takes exactly one of secretKeyRef and configMapKeyRef")
   expect((await cluster.api("GET", capabilityPath(ns, "both"))).status).toBe(404)
 })
 
 test("a secretKeyRef password reaches the binding Secret; an update of the Secret reaches it within 5 s", async () => {
   await createSecret("db-credentials", Passwords[0])
-  const applied = await kubectl(cluster, ["apply", "-f", "-"], capabilityYaml("orders", "db-credentials"))
-  expect(applied.code).toBe(0)
+  await createCapability("orders", "db-credentials")
   expect(await eventually(async () => (await boundPassword("orders")) === Passwords[0], 20_000)).toBe(true)
   // The Capability itself holds the reference only.
-  const stored = await cluster.api("GET", capabilityPath(ns, "orders"))
+  const stored = await getCapability("orders")
   expect(JSON.stringify(stored.body)).not.toContain(Passwords[0])
 
   const patched = await cluster.api(
@@ -104,11 +119,10 @@ test("a secretKeyRef password reaches the binding Secret; an update of the Secre
 })
 
 test("a Secret that does not exist yet: ParameterReferenceNotFound naming parameter, Secret and key; recovers once created", async () => {
-  const applied = await kubectl(cluster, ["apply", "-f", "-"], capabilityYaml("late", "late-credentials"))
-  expect(applied.code).toBe(0)
+  await createCapability("late", "late-credentials")
   let ready: ReturnType<typeof readyOf>
   const reported = await eventually(async () => {
-    ready = readyOf(await cluster.api("GET", capabilityPath(ns, "late")))
+    ready = readyOf(await getCapability("late"))
     return ready?.reason === "ParameterReferenceNotFound"
   }, 20_000)
   expect(reported).toBe(true)
@@ -120,7 +134,7 @@ test("a Secret that does not exist yet: ParameterReferenceNotFound naming parame
   expect(await eventually(async () => (await boundPassword("late")) === Passwords[2], 20_000)).toBe(true)
   expect(
     await eventually(
-      async () => readyOf(await cluster.api("GET", capabilityPath(ns, "late")))?.reason !== "ParameterReferenceNotFound",
+      async () => readyOf(await getCapability("late"))?.reason !== "ParameterReferenceNotFound",
       20_000
     )
   )
@@ -130,10 +144,13 @@ test("a Secret that does not exist yet: ParameterReferenceNotFound naming parame
 test("no password appears in any Capability's status, any Event, or the operator's log", async () => {
   const capabilities = await cluster.api("GET", capabilityPath(ns))
   const events = await cluster.api("GET", `/api/v1/namespaces/${ns}/events`)
-  const statuses = JSON.stringify((dig<Array<{ status?: unknown }>>(capabilities.body, "items") ?? []).map((c) => c.status))
+  const statuses = [
+    ...statusesSeen,
+    JSON.stringify((dig<Array<{ status?: unknown }>>(capabilities.body, "items") ?? []).map((c) => c.status))
+  ].join("\n")
   const eventTexts = JSON.stringify(dig<Array<unknown>>(events.body, "items") ?? [])
   const log = operator.logs.join("\n")
-  // What was read: the statuses name the Capabilities' conditions, the Events include the NotFound one, the log the reconciles.
+  // What was read: the statuses seen include the NotFound one, as do the Events; the log has the reconciles.
   expect(statuses).toContain("ParameterReferenceNotFound")
   expect(eventTexts).toContain("ParameterReferenceNotFound")
   expect(log).toContain("capability refs/late")
