@@ -2,7 +2,8 @@
  * npm run demo: halkyon end to end on this machine, in a minute.
  * Builds the operator and the plugins, starts a local control plane
  * (kube-apiserver + etcd), installs the CRDs, runs the operator with the
- * postgres plugin, applies samples/postgres.yaml, and follows it to Ready,
+ * postgres plugin, applies samples/postgres.yaml (a Secret with the password,
+ * and the Capability that takes it by reference), and follows it to Ready,
  * then binds it into a sample Deployment (samples/binding.yaml) and prints
  * what the Deployment's container got.
  * Ctrl-C tears everything down (--no-wait: tear down at once, for scripts).
@@ -13,7 +14,7 @@
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
-import { dumpYaml, loadYaml } from "@kubernetes/client-node"
+import { dumpYaml, loadAllYaml, loadYaml } from "@kubernetes/client-node"
 import { capabilityCrd, capabilityInfoCrd, serviceBindingCrd } from "../src/api/Crds.ts"
 import { buildPlugin } from "./build-plugins.ts"
 import { buildOperator } from "./build.ts"
@@ -84,8 +85,11 @@ try {
     async () => (await api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/database-postgres")).status === 200
   )
 
-  step("applying samples/postgres.yaml")
-  const sample = loadYaml<Record<string, unknown>>(readFileSync(join(root, "samples/postgres.yaml"), "utf8"))
+  step("applying samples/postgres.yaml: the Secret with the password, and the Capability, which names it (valueFrom)")
+  const [secret, sample] = loadAllYaml(readFileSync(join(root, "samples/postgres.yaml"), "utf8")) as Array<Record<string, unknown>>
+  const created = await api("POST", "/api/v1/namespaces/default/secrets", secret)
+  if (created.status !== 201) throw new Error(`creating the sample's Secret: HTTP ${created.status}`)
+  console.log(`    Secret postgres-db-credentials (key password), then:`)
   console.log(dumpYaml(sample).replace(/^/gm, "    "))
   await api("POST", "/apis/halkyon.io/v1beta1/namespaces/default/capabilities", sample)
 

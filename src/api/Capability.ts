@@ -23,10 +23,65 @@ export const ApiVersion = `${Group}/${Version}`
 /** Describes a field for `kubectl explain` (the CRDs carry it). */
 const doc = <S extends Schema.Top>(schema: S, description: string) => schema.annotate({ description }) as S
 
+/**
+ * A CEL rule the API server checks (`x-kubernetes-validations`): Crds.ts puts
+ * the annotation into the CRD, and the same rule holds in the decoder beside
+ * it (a Schema check), so the reconciler refuses exactly what admission does.
+ */
+export const ValidationsAnnotation = "halkyon/x-kubernetes-validations"
+export interface CelRule {
+  readonly rule: string
+  readonly message: string
+}
+
+/** One key of a Secret or ConfigMap in the Capability's namespace. */
+const keySelector = (kind: "Secret" | "ConfigMap") =>
+  Schema.Struct({
+    name: doc(Schema.NonEmptyString, `The ${kind}'s name, in the Capability's namespace.`),
+    key: doc(Schema.NonEmptyString, `The key in the ${kind}'s data whose value the parameter takes.`)
+  }).annotate({ description: `A key of a ${kind} in the Capability's namespace.` })
+
+const oneSource: CelRule = {
+  rule: "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+  message: "valueFrom takes exactly one of secretKeyRef and configMapKeyRef"
+}
+
+export const ParameterSource = Schema.Struct({
+  secretKeyRef: Schema.optional(doc(
+    keySelector("Secret"),
+    "Takes the value from a key of a Secret in the Capability's namespace; the operator resolves it before each call to the plugin, never shows it, and reconciles again when the Secret changes."
+  )),
+  configMapKeyRef: Schema.optional(doc(
+    keySelector("ConfigMap"),
+    "Takes the value from a key of a ConfigMap in the Capability's namespace; resolved and watched as a secretKeyRef is."
+  ))
+}).check(Schema.makeFilter((s) => (s.secretKeyRef === undefined) !== (s.configMapKeyRef === undefined) || oneSource.message))
+  .annotate({
+    description: "Where the parameter's value comes from instead of value: exactly one of secretKeyRef and configMapKeyRef.",
+    [ValidationsAnnotation]: [oneSource]
+  })
+export type ParameterSource = typeof ParameterSource.Type
+
+const valueOrValueFrom: CelRule = {
+  rule: "!(has(self.value) && has(self.valueFrom))",
+  message: "a parameter takes value or valueFrom, not both"
+}
+
 export const Parameter = Schema.Struct({
   name: doc(Schema.String, "The parameter's name, as the plugin declares it (kubectl get capinfo lists them), e.g. DB_USER."),
-  value: Schema.optional(doc(Schema.String, "The parameter's value, as a string; omitted, the plugin's default applies."))
-}).annotate({ description: "One parameter of the capability: a name the plugin understands and its value." })
+  value: Schema.optional(
+    doc(Schema.String, "The parameter's value, as a string; omitted (and no valueFrom), the plugin's default applies.")
+  ),
+  valueFrom: Schema.optional(doc(
+    ParameterSource,
+    "Takes the value from a Secret or a ConfigMap in the Capability's namespace instead of value (a password, say): the Capability then holds only the reference."
+  ))
+}).check(Schema.makeFilter((p) => p.value === undefined || p.valueFrom === undefined || valueOrValueFrom.message))
+  .annotate({
+    description:
+      "One parameter of the capability: a name the plugin understands and its value, given inline (value) or by reference (valueFrom).",
+    [ValidationsAnnotation]: [valueOrValueFrom]
+  })
 export type Parameter = typeof Parameter.Type
 
 export const CapabilitySpec = Schema.Struct({
@@ -38,7 +93,12 @@ export const CapabilitySpec = Schema.Struct({
   version: Schema.optional(
     doc(Schema.String, "The version to provision, one the plugin serves; omitted or empty, the plugin's default version.")
   ),
-  parameters: Schema.optional(doc(Schema.Array(Parameter), "Settings passed to the plugin, as name/value pairs; the plugin checks them."))
+  parameters: Schema.optional(
+    doc(
+      Schema.Array(Parameter),
+      "Settings passed to the plugin, as name/value pairs (a value may come from a Secret or ConfigMap, valueFrom); the plugin checks them."
+    )
+  )
 }).annotate({ description: "What is asked for: the category, type and version of the capability, and its parameters." })
 export type CapabilitySpec = typeof CapabilitySpec.Type
 

@@ -15,7 +15,7 @@
  */
 import type { V1CustomResourceColumnDefinition, V1CustomResourceDefinition, V1JSONSchemaProps } from "@kubernetes/client-node"
 import { type JsonSchema, type Schema, SchemaAST, type SchemaRepresentation } from "effect"
-import { Capability, CapabilityInfo, Group, Version } from "./Capability.ts"
+import { Capability, CapabilityInfo, type CelRule, Group, ValidationsAnnotation, Version } from "./Capability.ts"
 import { BindingApiVersion, BindingGroup, BindingVersion, ServiceBinding } from "./ServiceBinding.ts"
 import { ClusterWorkloadResourceMapping, MappingKind } from "./WorkloadResourceMapping.ts"
 
@@ -96,6 +96,8 @@ export interface OpenApiSchema {
   readonly exclusiveMaximum?: boolean
   readonly multipleOf?: number
   readonly "x-kubernetes-preserve-unknown-fields"?: true
+  /** CEL rules the API server checks at admission (the Schema's own check says the same to the decoder). */
+  readonly "x-kubernetes-validations"?: ReadonlyArray<CelRule>
 }
 
 /** A schema that cannot be said in a structural OpenAPI schema: a programming error in Capability.ts. */
@@ -216,6 +218,8 @@ const walk = (ast: SchemaAST.AST, path: string, seen: ReadonlySet<SchemaAST.AST>
   const description = SchemaAST.resolveDescription(ast)
   if (description !== undefined && node.description === undefined) node.description = description
   applyChecks(node, ast.checks)
+  const rules = SchemaAST.resolveAt<ReadonlyArray<CelRule>>(ValidationsAnnotation)(ast)
+  if (rules !== undefined && rules.length > 0) node["x-kubernetes-validations"] = rules.map((r) => ({ ...r }))
   return node
 }
 
@@ -327,12 +331,20 @@ export const resourceSchema = (schema: Schema.Top, description: string): OpenApi
  * JSON names or `dumpYaml` and `patch` would drop their keywords.
  */
 export const toClientModel = (schema: OpenApiSchema): V1JSONSchemaProps => {
-  const { enum: values, properties, required, "x-kubernetes-preserve-unknown-fields": preserve, ...rest } = schema
+  const {
+    enum: values,
+    properties,
+    required,
+    "x-kubernetes-preserve-unknown-fields": preserve,
+    "x-kubernetes-validations": validations,
+    ...rest
+  } = schema
   return {
     ...rest,
     ...(required === undefined ? {} : { required: [...required] }),
     ...(values === undefined ? {} : { _enum: [...values] }),
     ...(preserve === undefined ? {} : { x_kubernetes_preserve_unknown_fields: preserve }),
+    ...(validations === undefined ? {} : { x_kubernetes_validations: validations.map((v) => ({ ...v })) }),
     ...(properties === undefined
       ? {}
       : { properties: Object.fromEntries(Object.entries(properties).map(([name, s]) => [name, toClientModel(s)])) })

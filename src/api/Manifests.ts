@@ -30,6 +30,7 @@ import {
 } from "./Crds.ts"
 import { BindingAggregationLabel, bindingRules, BindingServiceAccount } from "./BindingRbac.ts"
 import { type DeclaredDependent, pluginRules, pluginServiceAccountName } from "./PluginRbac.ts"
+import { referenceRules, ReferencesServiceAccount } from "./ReferenceRbac.ts"
 
 export const defaultNamespace = "halkyon-system"
 export const defaultImage = `ghcr.io/halkyonio/halkyon:${version}`
@@ -126,7 +127,9 @@ const containerSecurity = (uid: number) => ({
 /**
  * What the operator does in its own namespace: its leader-election Lease,
  * and the impersonation of exactly the plugins' ServiceAccounts (which live
- * there, so the grant cannot reach a ServiceAccount of that name elsewhere).
+ * there, so the grant cannot reach a ServiceAccount of that name elsewhere),
+ * of the ServiceBinding controller's, and of the identity that reads the
+ * Secrets and ConfigMaps parameters reference (ReferenceRbac.ts).
  */
 export const operatorNamespacedRules = (plugins: ReadonlyArray<string>, serviceBinding = true): ReadonlyArray<V1PolicyRule> => [
   { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
@@ -141,7 +144,9 @@ export const operatorNamespacedRules = (plugins: ReadonlyArray<string>, serviceB
   // The ServiceBinding controller acts as its own ServiceAccount (BindingRbac.ts).
   ...(serviceBinding
     ? [{ apiGroups: [""], resources: ["serviceaccounts"], verbs: ["impersonate"], resourceNames: [BindingServiceAccount] }]
-    : [])
+    : []),
+  // Parameters given by reference are read as their own ServiceAccount (ReferenceRbac.ts).
+  { apiGroups: [""], resources: ["serviceaccounts"], verbs: ["impersonate"], resourceNames: [ReferencesServiceAccount] }
 ]
 
 const rbacGroup = "rbac.authorization.k8s.io"
@@ -218,6 +223,27 @@ const bindingObjects = (namespace: string, servedNamespace: string | undefined):
           subjects
         }
     })
+  ]
+}
+
+/** The references' identity: its ServiceAccount, its ClusterRole, and its binding (cluster-wide, or the served namespace only). */
+const referenceObjects = (namespace: string, servedNamespace: string | undefined): ReadonlyArray<Manifest> => {
+  const referenceLabels = { ...labels, "app.kubernetes.io/component": "parameter-references" }
+  const name = ReferencesServiceAccount
+  const roleRef = { apiGroup: rbacGroup, kind: "ClusterRole", name }
+  const subjects = [{ kind: "ServiceAccount", name, namespace }]
+  return [
+    { apiVersion: "v1", kind: "ServiceAccount", metadata: { name, namespace, labels: referenceLabels } },
+    { apiVersion: `${rbacGroup}/v1`, kind: "ClusterRole", metadata: { name, labels: referenceLabels }, rules: [...referenceRules] },
+    servedNamespace === undefined
+      ? { apiVersion: `${rbacGroup}/v1`, kind: "ClusterRoleBinding", metadata: { name, labels: referenceLabels }, roleRef, subjects }
+      : {
+        apiVersion: `${rbacGroup}/v1`,
+        kind: "RoleBinding",
+        metadata: { name, namespace: servedNamespace, labels: referenceLabels },
+        roleRef,
+        subjects
+      }
   ]
 }
 
@@ -397,6 +423,7 @@ export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest
     },
     ...plugins.flatMap((p) => pluginObjects(p, namespace, options.servedNamespace)),
     ...(serviceBinding ? bindingObjects(namespace, options.servedNamespace) : []),
+    ...referenceObjects(namespace, options.servedNamespace),
     ...(options.lock === undefined
       ? [deployment(namespace, image, options.plugins, options.servedNamespace, serviceBinding)]
       : [

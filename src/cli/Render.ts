@@ -8,7 +8,10 @@
  * rolled up into the status (Status.ts) the operator would write.
  *
  * It does not ask the plugin about updates of observed objects: the
- * operator does that against the live object.
+ * operator does that against the live object. Nor does it read a parameter
+ * given by reference (`valueFrom`): with no cluster, the plugin is shown the
+ * reference in its place (`<from Secret db-credentials, key password>`), so a
+ * value never reaches the output.
  */
 import { readFileSync } from "node:fs"
 import * as NodeServices from "@effect/platform-node/NodeServices"
@@ -23,6 +26,7 @@ import { PluginLauncher } from "../plugin-host/PluginLauncher.ts"
 import { attach, launch, type LaunchOptions } from "../plugin-host/PluginProcess.ts"
 import type { ReattachTarget } from "../protocol/Reattach.ts"
 import { checkBuilt, FieldManager, violationMessage, withOwnership } from "../reconciler/DependentRules.ts"
+import { placeholderOf, withValues } from "../reconciler/ParameterReferences.ts"
 import { nextStatus, rollUp } from "../reconciler/Status.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 
@@ -120,7 +124,7 @@ const readCapability = (file: string, namespace: string | undefined) =>
     const decoded = Schema.decodeUnknownExit(Capability)(object)
     // The operator's own words for a spec it cannot read (reason InvalidSpec).
     if (decoded._tag === "Failure") return yield* new RenderFailed({ detail: `the Capability cannot be read: ${String(decoded.cause)}` })
-    return object as unknown as KubeObject
+    return withValues(object as unknown as KubeObject, placeholderOf)
   })
 
 const sameObject = (a: KubeObject, b: Record<string, unknown>) => {

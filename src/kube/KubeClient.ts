@@ -31,7 +31,16 @@ export interface ObjectRef {
 export interface ListOptions {
   readonly namespace?: string | undefined
   readonly labelSelector?: string | undefined
+  /**
+   * Only each object's metadata (PartialObjectMetadata, as controller-runtime's
+   * metadata-only watches): what tells that an object changed, without its data
+   * (a Secret's values, say) crossing the wire or sitting in memory.
+   */
+  readonly metadataOnly?: boolean | undefined
 }
+
+const MetadataList = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+const MetadataObject = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 export type WatchEvent =
   | { readonly type: "ADDED" | "MODIFIED" | "DELETED"; readonly object: KubeObject }
@@ -183,7 +192,7 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
   const send = <A>(
     method: string,
     path: string,
-    options: { body?: unknown; contentType?: string; signal?: AbortSignal; stream?: boolean },
+    options: { body?: unknown; contentType?: string; signal?: AbortSignal; stream?: boolean; accept?: string },
     read: (response: Response) => Promise<A>
   ): Effect.Effect<A, KubeApiError> =>
     Effect.callback<A, KubeApiError>((resume) => {
@@ -213,8 +222,13 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
           fetch(`${server}${path}`, {
             tls,
             headers: options.body === undefined
-              ? { ...headers, ...impersonation, Accept: "application/json" }
-              : { ...headers, ...impersonation, Accept: "application/json", "Content-Type": options.contentType ?? "application/json" },
+              ? { ...headers, ...impersonation, Accept: options.accept ?? "application/json" }
+              : {
+                ...headers,
+                ...impersonation,
+                Accept: options.accept ?? "application/json",
+                "Content-Type": options.contentType ?? "application/json"
+              },
             method,
             ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
             signal: controller.signal
@@ -240,7 +254,7 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
       return Effect.sync(stop)
     })
 
-  const json = (method: string, path: string, options: { body?: unknown; contentType?: string } = {}) =>
+  const json = (method: string, path: string, options: { body?: unknown; contentType?: string; accept?: string } = {}) =>
     send(method, path, options, (response) => response.json() as Promise<unknown>)
 
   const resourcesOf = (apiVersion: string, refresh: boolean) =>
@@ -318,7 +332,13 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
 
   const list = (apiVersion: string, kind: string, options: ListOptions = {}) =>
     pathOf(apiVersion, kind, options.namespace).pipe(
-      Effect.flatMap((path) => json("GET", `${path}${query({ labelSelector: options.labelSelector })}`)),
+      Effect.flatMap((path) =>
+        json(
+          "GET",
+          `${path}${query({ labelSelector: options.labelSelector })}`,
+          options.metadataOnly === true ? { accept: MetadataList } : {}
+        )
+      ),
       Effect.map((body) => {
         const b = body as { items?: Array<KubeObject>; metadata?: { resourceVersion?: string } }
         // Lists omit each item's apiVersion and kind.
@@ -340,7 +360,12 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, actingAs?: string, shar
             timeoutSeconds: options.timeoutSeconds ?? WatchTimeoutSeconds
           })
         }`
-        const response = yield* send("GET", url, { signal: abort.signal, stream: true }, (r) => Promise.resolve(r))
+        const response = yield* send(
+          "GET",
+          url,
+          { signal: abort.signal, stream: true, ...(options.metadataOnly === true ? { accept: MetadataObject } : {}) },
+          (r) => Promise.resolve(r)
+        )
         const body = response.body
         if (body === null) {
           return yield* new KubeApiError({

@@ -14,6 +14,8 @@ import { PluginHost } from "../plugin-host/PluginHost.ts"
 import { startController } from "../reconciler/CapabilityController.ts"
 import { startBindingController } from "../binding/BindingController.ts"
 import { bindingServiceAccountUser } from "../api/BindingRbac.ts"
+import { referencesServiceAccountUser } from "../api/ReferenceRbac.ts"
+import { ParameterReferences } from "../reconciler/ParameterReferences.ts"
 import { ObjectCache } from "../controller/ObjectCache.ts"
 import { Reconciler } from "../reconciler/Reconciler.ts"
 import { type ImpersonationMode, PluginIdentity } from "../reconciler/PluginIdentity.ts"
@@ -110,7 +112,16 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
   // Closing order on exit is the reverse: the controller stops (in-flight
   // reconciles finish), then the Lease is released, then plugins stop, then
   // the probes.
-  const layer = Reconciler.layer.pipe(Layer.provideMerge(Layer.mergeAll(plugins, kube, identity, election, ObjectCache.layer)))
+  // With --impersonate=always (in a cluster) Secrets and ConfigMaps that parameters reference are read as their own ServiceAccount.
+  const references = ParameterReferences.layer(
+    options.impersonation.mode === "always"
+      ? (client) => client.impersonating(referencesServiceAccountUser(options.impersonation.operatorNamespace))
+      : undefined
+  )
+  const layer = Reconciler.layerNoDeps.pipe(
+    Layer.provideMerge(references),
+    Layer.provideMerge(Layer.mergeAll(plugins, kube, identity, election, ObjectCache.layer))
+  )
 
   const installFirst = Effect.gen(function*() {
     if (install === undefined || install.lists.every((list) => list.trim() === "")) return

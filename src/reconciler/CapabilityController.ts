@@ -10,6 +10,10 @@
  *   own ServiceAccounts, so the operator's role needs no read of any
  *   dependent kind); an event enqueues the owning Capability, so a
  *   dependent deleted or changed by hand is repaired.
+ * - Secrets and ConfigMaps a Capability's parameters reference
+ *   (`valueFrom`) are watched, metadata only, from the first reference to
+ *   their kind on, as the identity that reads them (ParameterReferences); an
+ *   event on a referenced one enqueues the Capabilities referencing it.
  * - When the registry changes, Capabilities waiting for a plugin are
  *   enqueued, new dependent kinds get a watch and CapabilityInfos are synced.
  * - Echoes of the operator's own writes enqueue nothing.
@@ -20,6 +24,7 @@ import { Deferred, Duration, Effect, FiberMap, Schedule, Stream } from "effect"
 import { ApiVersion } from "../api/Capability.ts"
 import { KubeClient } from "../kube/KubeClient.ts"
 import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
+import { ParameterReferences } from "./ParameterReferences.ts"
 import { PluginIdentity } from "./PluginIdentity.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { syncCapabilityInfos } from "./CapabilityInfoSync.ts"
@@ -139,6 +144,28 @@ export const startController = Effect.fn("CapabilityController.start")(function*
       )
     }
   })
+
+  // Referenced Secrets and ConfigMaps: one metadata-only watch per kind, started when a Capability first references it.
+  const references = yield* ParameterReferences
+  const referenceWatches = yield* FiberMap.make<string>()
+  yield* Stream.fromQueue(references.kindsInUse).pipe(
+    Stream.runForEach((kind) =>
+      FiberMap.run(
+        referenceWatches,
+        kind,
+        inform({
+          apiVersion: "v1",
+          kind,
+          namespace: options.namespace,
+          metadataOnly: true,
+          onObject: (object, deleted) => Effect.forEach(references.changed(object, deleted), (key) => queue.add(key), { discard: true }),
+          onSynced: Effect.sync(() => references.markSynced(kind))
+        }).pipe(Effect.provideService(KubeClient, KubeClient.of(references.client))),
+        { onlyIfMissing: true }
+      )
+    ),
+    Effect.forkScoped
+  )
 
   const onRegistryChange = Effect.gen(function*() {
     yield* watchDependents

@@ -34,7 +34,8 @@ import { makeKeyedBackoff } from "../config/Backoff.ts"
 import { Metrics } from "../metrics/Metrics.ts"
 import { checkBuilt, checkUpdated, FieldManager, type Violation, violationMessage, withOwnership } from "./DependentRules.ts"
 import { describeForbidden, PluginIdentity } from "./PluginIdentity.ts"
-import { nextStatus, type Outcome, readyCondition, rollUp, sameStatus } from "./Status.ts"
+import { ParameterReferences } from "./ParameterReferences.ts"
+import { nextStatus, type Outcome, readyCondition, redactOutcome, rollUp, sameStatus } from "./Status.ts"
 import { KubeApiError } from "../kube/Errors.ts"
 
 const decodeExit = Schema.decodeUnknownExit(Capability)
@@ -64,7 +65,10 @@ export class Reconciler extends Context.Service<Reconciler, {
   /** Keys waiting for a plugin that serves them; reconciled again when plugins change. */
   readonly waitingForPlugin: Effect.Effect<ReadonlyArray<string>>
 }>()("halkyon/reconciler/Reconciler") {
-  static readonly layer = Layer.effect(Reconciler, Effect.suspend(() => make()))
+  /** Needs ParameterReferences: the operator gives it the identity that reads referenced Secrets. */
+  static readonly layerNoDeps = Layer.effect(Reconciler, Effect.suspend(() => make()))
+  /** References read with the KubeClient's own identity. */
+  static readonly layer = Reconciler.layerNoDeps.pipe(Layer.provideMerge(ParameterReferences.layer()))
 }
 
 const make = Effect.fnUntraced(function*() {
@@ -73,6 +77,7 @@ const make = Effect.fnUntraced(function*() {
   const cache = yield* ObjectCache
   const metrics = yield* Metrics
   const identity = yield* PluginIdentity
+  const references = yield* ParameterReferences
 
   /**
    * The cached object; on a miss, undefined when its kind's informer has
@@ -133,6 +138,7 @@ const make = Effect.fnUntraced(function*() {
     if (raw === undefined || raw.metadata.deletionTimestamp !== undefined) {
       waiting.delete(key)
       pluginRetries.reset(key)
+      references.forget(key)
       return {}
     }
     const previous = (raw as { status?: CapabilityStatus }).status
@@ -159,7 +165,28 @@ const make = Effect.fnUntraced(function*() {
       return yield* retryLater(key)
     }
     waiting.delete(key)
-    const outcome = yield* provision(raw, resolved.success).pipe(
+    // Parameters given by reference: resolved for the plugin only; their values never reach a status, Event or log.
+    const parameters = yield* references.resolve(key, raw, capability).pipe(Effect.result)
+    if (parameters._tag === "Failure") {
+      const e = parameters.failure
+      if (e.code === 403) {
+        yield* report(raw, previous, {
+          ready: "False",
+          reason: "ParameterReferenceForbidden",
+          message: `a parameter's reference could not be read: ${e.detail}`
+        })
+      }
+      return yield* e
+    }
+    if (parameters.success._tag === "NotFound") {
+      // The watch on the referenced kind reconciles it again when the object appears or changes.
+      yield* report(raw, previous, { ready: "False", reason: "ParameterReferenceNotFound", message: parameters.success.message })
+      return {}
+    }
+    const { capability: forPlugin, redact } = parameters.success
+    const outcome = yield* provision(forPlugin, resolved.success, redact).pipe(
+      // An API server's refusal may quote what the plugin built from a value: the workers log it.
+      Effect.mapError((e) => (e._tag === "KubeApiError" ? redactError(e, redact) : e)),
       Effect.catchTag(
         ["PluginUnavailable", "PluginTimeout"],
         (e) => Effect.succeed<Attempt | "busy">({ ready: "Unknown", reason: "PluginUnavailable", message: e.message, retry: true })
@@ -173,15 +200,19 @@ const make = Effect.fnUntraced(function*() {
     // Its plugin has its share of the workers already: the status stays as it is, the Capability waits its turn.
     if (outcome === "busy") return yield* retryLater(key)
     const { failure, retry, ...reported } = outcome
-    yield* report(raw, previous, { ...reported, plugin: resolved.success.plugin, version: resolved.success.version })
+    yield* report(raw, previous, redactOutcome({ ...reported, plugin: resolved.success.plugin, version: resolved.success.version }, redact))
     if (retry === true) return yield* retryLater(key)
     pluginRetries.reset(key)
-    if (failure !== undefined) return yield* failure
+    if (failure !== undefined) return yield* redactError(failure, redact)
     return {}
   })
 
   /** Validity, dependents checked then written in order, conditions: what the Ready condition should say. */
-  const provision = (raw: KubeObject, resolution: Resolution): Effect.Effect<Attempt, PluginCallError | KubeApiError> =>
+  const provision = (
+    raw: KubeObject,
+    resolution: Resolution,
+    redact: (text: string) => string
+  ): Effect.Effect<Attempt, PluginCallError | KubeApiError> =>
     Effect.gen(function*() {
       const { connection, description } = resolution
       const errors = yield* connection.checkValidity(raw)
@@ -190,7 +221,7 @@ const make = Effect.fnUntraced(function*() {
       const namespace = raw.metadata.namespace ?? ""
       const scopes = yield* scopesOf(description.dependents)
       const refused = checkBuilt(built, description.dependents, namespace, scopes)
-      if (refused !== undefined) return yield* violated(raw, resolution, refused)
+      if (refused !== undefined) return yield* violated(raw, resolution, refused, redact)
       const infos = new Map(description.dependents.map((d) => [d.id, d]))
       const client = identity.clientFor(resolution.plugin)
 
@@ -229,7 +260,7 @@ const make = Effect.fnUntraced(function*() {
           namespace,
           scopes
         )
-        if (wrong !== undefined) return yield* violated(raw, resolution, wrong)
+        if (wrong !== undefined) return yield* violated(raw, resolution, wrong, redact)
         plan.push({ dependent, info, keep: current, update: withOwnership(decision.updated, raw, info) })
       }
 
@@ -307,10 +338,10 @@ const make = Effect.fnUntraced(function*() {
   })
 
   /** A plugin's answer broke a rule: counted, logged, and the Capability fails with nothing written. */
-  const violated = (raw: KubeObject, resolution: Resolution, violation: Violation) =>
+  const violated = (raw: KubeObject, resolution: Resolution, violation: Violation, redact: (text: string) => string) =>
     Effect.gen(function*() {
       metrics.pluginViolation(resolution.plugin, violation.rule)
-      const message = violationMessage(resolution.plugin, violation)
+      const message = redact(violationMessage(resolution.plugin, violation))
       yield* Effect.logWarning(`capability ${objectKey(raw)}: ${message}`).pipe(
         Effect.annotateLogs({ capability: objectKey(raw), plugin: resolution.plugin, rule: violation.rule })
       )
@@ -388,6 +419,12 @@ const make = Effect.fnUntraced(function*() {
 
   return Reconciler.of({ reconcile, waitingForPlugin: Effect.sync(() => [...waiting]) })
 })
+
+/** The error with `redact` applied to the server's words. */
+const redactError = (e: KubeApiError, redact: (text: string) => string): KubeApiError => {
+  const detail = redact(e.detail)
+  return detail === e.detail ? e : new KubeApiError({ code: e.code, reason: e.reason, detail, request: e.request })
+}
 
 /** The largest resourceVersion the API server parses: a precondition that only a create meets. */
 const CreateOnly = "18446744073709551615"

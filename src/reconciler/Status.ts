@@ -63,6 +63,15 @@ export const nextStatus = (
   }
 }
 
+/** The outcome with `redact` applied to every message a plugin may have written (a resolved parameter's value, echoed). */
+export const redactOutcome = <O extends Outcome>(outcome: O, redact: (text: string) => string): O => ({
+  ...outcome,
+  message: redact(outcome.message),
+  ...(outcome.dependents === undefined
+    ? {}
+    : { dependents: outcome.dependents.map((d) => ({ ...d, reason: redact(d.reason), message: redact(d.message) })) })
+})
+
 /**
  * Compares two statuses as their JSON would: key order never forces a write,
  * and a key whose value is undefined counts as absent. (A comparison of

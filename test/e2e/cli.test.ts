@@ -80,6 +80,10 @@ for (const host of hosts) {
         "ClusterRoleBinding",
         "Role",
         "RoleBinding",
+        // The parameter references' identity (ReferenceRbac.ts).
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
         "Deployment"
       ])
       expect(without.stdout).toContain("--service-binding=false")

@@ -135,6 +135,9 @@ test("manifests lists the CRDs first and a namespace only when it is not default
     "ClusterRoleBinding",
     "Role",
     "RoleBinding",
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
     "Deployment"
   ])
   expect(manifests({ namespace: "default" }).map((o) => o.kind)).not.toContain("Namespace")
@@ -158,6 +161,9 @@ test("manifests serve ServiceBindings by default: their CRDs (and ClusterWorkloa
     "ClusterRole halkyon-service-binding-core",
     "ClusterRoleBinding halkyon-service-binding",
     "ClusterRoleBinding halkyon-service-binding-core",
+    "ServiceAccount halkyon-parameter-references",
+    "ClusterRole halkyon-parameter-references",
+    "ClusterRoleBinding halkyon-parameter-references",
     "Deployment halkyon"
   ])
   const off = manifests({ namespace, serviceBinding: false })

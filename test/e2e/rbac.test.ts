@@ -221,6 +221,49 @@ test("the operator, as that ServiceAccount, provisions a Capability end to end",
   expect(operator.logs.filter((l) => l.includes("HTTP 403") || l.includes("Forbidden"))).toEqual([])
 }, 60_000)
 
+test("parameters by reference are read as their own ServiceAccount: it reads Secrets and ConfigMaps, writes nothing", async () => {
+  const referencesUser = "system:serviceaccount:halkyon-system:halkyon-parameter-references"
+  const groups = ["system:serviceaccounts", "system:serviceaccounts:halkyon-system", "system:authenticated"]
+  for (const verb of ["get", "list", "watch"]) {
+    expect(await can(referencesUser, groups, { verb, resource: "secrets", group: "", namespace: "apps" })).toBe(true)
+    expect(await can(referencesUser, groups, { verb, resource: "configmaps", group: "", namespace: "apps" })).toBe(true)
+  }
+  for (const verb of ["create", "patch", "delete"]) {
+    expect(await can(referencesUser, groups, { verb, resource: "secrets", group: "", namespace: "apps" })).toBe(false)
+  }
+  expect(await can(referencesUser, groups, { verb: "get", resource: "statefulsets", group: "apps", namespace: "apps" })).toBe(false)
+  expect(await asOperator("impersonate", "serviceaccounts", "halkyon-system", "", "halkyon-parameter-references")).toBe(true)
+
+  // The operator (on its token, which reads no Secret) resolves a secretKeyRef into the binding Secret.
+  const password = "pw-rbac-5c0ffee"
+  expect(
+    (await cluster.api("POST", "/api/v1/namespaces/apps/secrets", {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "refdb-credentials" },
+      stringData: { password }
+    })).status
+  ).toBe(201)
+  const created = await cluster.api("POST", capabilityPath("apps"), {
+    apiVersion: "halkyon.io/v1beta1",
+    kind: "Capability",
+    metadata: { name: "refdb" },
+    spec: {
+      category: "database",
+      type: "postgres",
+      parameters: [{ name: "DB_PASSWORD", valueFrom: { secretKeyRef: { name: "refdb-credentials", key: "password" } } }]
+    }
+  })
+  expect(created.status).toBe(201)
+  const bound = async () => {
+    const secret = await cluster.api("GET", "/api/v1/namespaces/apps/secrets/refdb-config")
+    const encoded = dig<string>(secret.body, "data", "DB_PASSWORD")
+    return encoded === undefined ? undefined : Buffer.from(encoded, "base64").toString("utf8")
+  }
+  expect(await eventually(async () => (await bound()) === password, 20_000)).toBe(true)
+  expect(operator!.logs.filter((l) => l.includes("HTTP 403") || l.includes("Forbidden"))).toEqual([])
+}, 60_000)
+
 test("the ServiceBinding controller acts as its own ServiceAccount: it binds a Deployment the operator's role cannot touch", async () => {
   const bindingUser = "system:serviceaccount:halkyon-system:halkyon-service-binding"
   const groups = ["system:serviceaccounts", "system:serviceaccounts:halkyon-system", "system:authenticated"]

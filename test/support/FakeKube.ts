@@ -18,7 +18,9 @@
  *   (the garbage collector, at once);
  * - watches replay from a resourceVersion, send bookmarks when asked, and fail
  *   with 410 Expired when that version was compacted away; a label selector
- *   turns objects that stop (start) matching into DELETED (ADDED) events.
+ *   turns objects that stop (start) matching into DELETED (ADDED) events;
+ * - a metadata-only list or watch (PartialObjectMetadata) carries each
+ *   object's apiVersion, kind and metadata, nothing else.
  *
  * Tests steer it with `compact`, `bookmark`, `endWatches`, `dropWatches`,
  * `holdWatches`/`resumeWatches` and `intercept` (to fail chosen requests), and
@@ -93,6 +95,7 @@ interface Watcher {
 }
 
 const clone = <A>(value: A): A => structuredClone(value)
+const metadataOf = (o: KubeObject): KubeObject => ({ apiVersion: o.apiVersion, kind: o.kind, metadata: o.metadata })
 const isRecord = (value: unknown): value is Record<string, Json> => typeof value === "object" && value !== null && !Array.isArray(value)
 
 const deepEqual = (a: Json, b: Json): boolean => {
@@ -427,7 +430,8 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
   const list = (apiVersion: string, kind: string, options: ListOptions = {}) =>
     admit({ verb: "list", apiVersion, kind, namespace: options.namespace }).pipe(
       Effect.andThen(Effect.sync(() => {
-        return { items: renderAll(apiVersion, kind, options), resourceVersion: String(revision) }
+        const items = renderAll(apiVersion, kind, options)
+        return { items: options.metadataOnly === true ? items.map(metadataOf) : items, resourceVersion: String(revision) }
       }))
     )
 
@@ -457,7 +461,10 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
         : history.filter((c) => c.rv > from).map((c) => eventFor(watcher, c)).filter((e) => e !== undefined)
       Queue.offerAllUnsafe(queue, replay)
       yield* Effect.acquireRelease(Effect.sync(() => watchers.add(watcher)), () => Effect.sync(() => watchers.delete(watcher)))
-      return Stream.fromQueue(queue)
+      const events = Stream.fromQueue(queue)
+      return options.metadataOnly === true
+        ? Stream.map(events, (e): WatchEvent => (e.type === "BOOKMARK" ? e : { type: e.type, object: metadataOf(e.object) }))
+        : events
     }))
 
   const apply = (object: KubeObject, fieldManager: string, applyOptions: { readonly force?: boolean } = {}) =>

@@ -15,6 +15,9 @@ export const DefaultManifestKinds: Array<string | undefined> = [
   "ClusterRole",
   "ClusterRoleBinding",
   "ClusterRoleBinding",
+  "ServiceAccount",
+  "ClusterRole",
+  "ClusterRoleBinding",
   "Deployment"
 ]
 

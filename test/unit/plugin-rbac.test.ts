@@ -119,14 +119,22 @@ describe("the operator's own role", () => {
   })
 
   test("its namespaced Role: the Lease, and impersonation of exactly the plugins' ServiceAccounts", () => {
+    const references = {
+      apiGroups: [""],
+      resources: ["serviceaccounts"],
+      verbs: ["impersonate"],
+      resourceNames: ["halkyon-parameter-references"]
+    }
+    // Always: the identity that reads what parameters reference (valueFrom).
     expect(operatorNamespacedRules([], false)).toEqual([{
       apiGroups: ["coordination.k8s.io"],
       resources: ["leases"],
       verbs: ["get", "create", "update"]
-    }])
-    // With the ServiceBinding controller (the default): its ServiceAccount, and no other.
+    }, references])
+    // With the ServiceBinding controller (the default): its ServiceAccount too, and no other.
     expect(operatorNamespacedRules([]).slice(1)).toEqual([
-      { apiGroups: [""], resources: ["serviceaccounts"], verbs: ["impersonate"], resourceNames: ["halkyon-service-binding"] }
+      { apiGroups: [""], resources: ["serviceaccounts"], verbs: ["impersonate"], resourceNames: ["halkyon-service-binding"] },
+      references
     ])
     expect(operatorNamespacedRules(["redis", "postgres"])[1]).toEqual({
       apiGroups: [""],
@@ -134,6 +142,25 @@ describe("the operator's own role", () => {
       verbs: ["impersonate"],
       resourceNames: ["halkyon-plugin-postgres", "halkyon-plugin-redis"]
     })
+  })
+
+  test("the parameter references' identity reads Secrets and ConfigMaps, nothing else, bound everywhere or in the served namespace", () => {
+    const everywhere = manifests({ namespace: "ops" }).filter((m) => m.metadata?.name === "halkyon-parameter-references")
+    expect(everywhere.map((m) => m.kind)).toEqual(["ServiceAccount", "ClusterRole", "ClusterRoleBinding"])
+    expect((everywhere[1] as { rules?: unknown }).rules).toEqual([
+      { apiGroups: [""], resources: ["secrets", "configmaps"], verbs: ["get", "list", "watch"] }
+    ])
+    const served = manifests({ namespace: "ops", servedNamespace: "shop" }).filter((m) =>
+      m.metadata?.name === "halkyon-parameter-references"
+    )
+    expect(served.map((m) => `${m.kind} ${m.metadata?.namespace ?? ""}`)).toEqual([
+      "ServiceAccount ops",
+      "ClusterRole ",
+      "RoleBinding shop"
+    ])
+    // The operator's own role still names no Secret or ConfigMap.
+    expect(operatorRules.flatMap((r) => r.resources ?? [])).not.toContain("secrets")
+    expect(operatorRules.flatMap((r) => r.resources ?? [])).not.toContain("configmaps")
   })
 
   test("manifests bind a plugin's role everywhere, or in the served namespace only", () => {

@@ -1,0 +1,162 @@
+/**
+ * Parameters by reference end to end: the compiled operator against a real
+ * kube-apiserver, with the postgres plugin, which puts DB_PASSWORD into the
+ * binding Secret `<name>-config`.
+ *
+ * The API server refuses a parameter with both value and valueFrom (the
+ * CRD's CEL rule); a password from a secretKeyRef reaches the binding Secret;
+ * an update of the referenced Secret reaches it within 5 s; a reference to a
+ * Secret that does not exist yet is ParameterReferenceNotFound, naming the
+ * parameter, Secret and key, and recovers when it is created; and no
+ * password appears in any Capability status, Event or line the operator
+ * (and its plugin) logged during the test.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test"
+import { capabilityPath, type Cluster, dig, type Operator, readyOf, startWithPostgres } from "../support/cluster.ts"
+import { eventually } from "../support/paths.ts"
+
+let cluster: Cluster
+let operator: Operator
+let stop: () => Promise<void>
+
+const ns = "refs"
+// Distinct, unguessable-looking values: any occurrence in a status, Event or log is a leak.
+const Passwords = ["pw-first-7d1c9e", "pw-rotated-4b82fa", "pw-late-0e6d33"] as const
+
+beforeAll(async () => {
+  ;({ cluster, operator, stop } = await startWithPostgres(ns))
+}, 120_000)
+
+afterAll(async () => {
+  await stop?.()
+})
+
+/** Every Capability status read during the test, for the last check. */
+const statusesSeen: Array<string> = []
+const getCapability = async (name: string) => {
+  const c = await cluster.api("GET", capabilityPath(ns, name))
+  statusesSeen.push(JSON.stringify(dig<unknown>(c.body, "status") ?? {}))
+  return c
+}
+
+const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64")
+const secretPath = (name = "") => `/api/v1/namespaces/${ns}/secrets${name === "" ? "" : `/${name}`}`
+
+const createSecret = async (name: string, password: string) => {
+  const created = await cluster.api("POST", secretPath(), {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name },
+    data: { password: b64(password) }
+  })
+  expect(created.status).toBe(201)
+}
+
+const capability = (name: string, secret: string, extra: Record<string, unknown> = {}) => ({
+  apiVersion: "halkyon.io/v1beta1",
+  kind: "Capability",
+  metadata: { name },
+  spec: {
+    category: "database",
+    type: "postgres",
+    version: "16",
+    parameters: [
+      { name: "DB_USER", value: "app" },
+      { name: "DB_PASSWORD", valueFrom: { secretKeyRef: { name: secret, key: "password" } }, ...extra }
+    ]
+  }
+})
+
+const createCapability = async (name: string, secret: string) => {
+  const created = await cluster.api("POST", capabilityPath(ns), capability(name, secret))
+  expect(created.status).toBe(201)
+}
+
+/** DB_PASSWORD in the binding Secret the plugin wrote; undefined until it exists. */
+const boundPassword = async (capability: string) => {
+  const s = await cluster.api("GET", secretPath(`${capability}-config`))
+  if (s.status !== 200) return undefined
+  const encoded = dig<string>(s.body, "data", "DB_PASSWORD")
+  return encoded === undefined ? undefined : Buffer.from(encoded, "base64").toString("utf8")
+}
+
+test("the API server refuses a parameter with both value and valueFrom, naming the rule", async () => {
+  const both = capability("both", "db-credentials", { value: "literal" })
+  // As `kubectl apply --dry-run=server`, then for real.
+  for (const query of ["?dryRun=All", ""]) {
+    const refused = await cluster.api("POST", `${capabilityPath(ns)}${query}`, both)
+    expect(refused.status).toBe(422)
+    expect(JSON.stringify(refused.body)).toContain("a parameter takes value or valueFrom, not both")
+  }
+  const neither = await cluster.api("POST", capabilityPath(ns), {
+    ...both,
+    spec: { ...both.spec, parameters: [{ name: "DB_PASSWORD", valueFrom: {} }] }
+  })
+  expect(neither.status).toBe(422)
+  expect(JSON.stringify(neither.body)).toContain("valueFrom takes exactly one of secretKeyRef and configMapKeyRef")
+  expect((await cluster.api("GET", capabilityPath(ns, "both"))).status).toBe(404)
+})
+
+test("a secretKeyRef password reaches the binding Secret; an update of the Secret reaches it within 5 s", async () => {
+  await createSecret("db-credentials", Passwords[0])
+  await createCapability("orders", "db-credentials")
+  expect(await eventually(async () => (await boundPassword("orders")) === Passwords[0], 20_000)).toBe(true)
+  // The Capability itself holds the reference only.
+  const stored = await getCapability("orders")
+  expect(JSON.stringify(stored.body)).not.toContain(Passwords[0])
+
+  const patched = await cluster.api(
+    "PATCH",
+    secretPath("db-credentials"),
+    { data: { password: b64(Passwords[1]) } },
+    "application/merge-patch+json"
+  )
+  expect(patched.status).toBe(200)
+  const t0 = performance.now()
+  const reached = await eventually(async () => (await boundPassword("orders")) === Passwords[1], 5_000, 50)
+  console.log(`the updated password reached the binding Secret ${Math.round(performance.now() - t0)} ms after the Secret's update`)
+  expect(reached).toBe(true)
+})
+
+test("a Secret that does not exist yet: ParameterReferenceNotFound naming parameter, Secret and key; recovers once created", async () => {
+  await createCapability("late", "late-credentials")
+  let ready: ReturnType<typeof readyOf>
+  const reported = await eventually(async () => {
+    ready = readyOf(await getCapability("late"))
+    return ready?.reason === "ParameterReferenceNotFound"
+  }, 20_000)
+  expect(reported).toBe(true)
+  expect(ready).toMatchObject({ status: "False", reason: "ParameterReferenceNotFound" })
+  expect(ready?.message).toContain("parameter DB_PASSWORD: Secret refs/late-credentials, key password: the Secret does not exist")
+  expect(await boundPassword("late")).toBeUndefined()
+
+  await createSecret("late-credentials", Passwords[2])
+  expect(await eventually(async () => (await boundPassword("late")) === Passwords[2], 20_000)).toBe(true)
+  expect(
+    await eventually(
+      async () => readyOf(await getCapability("late"))?.reason !== "ParameterReferenceNotFound",
+      20_000
+    )
+  )
+    .toBe(true)
+})
+
+test("no password appears in any Capability's status, any Event, or the operator's log", async () => {
+  const capabilities = await cluster.api("GET", capabilityPath(ns))
+  const events = await cluster.api("GET", `/api/v1/namespaces/${ns}/events`)
+  const statuses = [
+    ...statusesSeen,
+    JSON.stringify((dig<Array<{ status?: unknown }>>(capabilities.body, "items") ?? []).map((c) => c.status))
+  ].join("\n")
+  const eventTexts = JSON.stringify(dig<Array<unknown>>(events.body, "items") ?? [])
+  const log = operator.logs.join("\n")
+  // What was read: the statuses seen include the NotFound one, as do the Events; the log has the reconciles.
+  expect(statuses).toContain("ParameterReferenceNotFound")
+  expect(eventTexts).toContain("ParameterReferenceNotFound")
+  expect(log).toContain("capability refs/late")
+  for (const password of Passwords) {
+    expect(statuses).not.toContain(password)
+    expect(eventTexts).not.toContain(password)
+    expect(log).not.toContain(password)
+  }
+})
