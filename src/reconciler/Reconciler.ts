@@ -155,14 +155,14 @@ const make = Effect.fnUntraced(function*() {
         yield* report(raw, previous, { ready: "False", reason: "NoPlugin", message: error.message })
         return {}
       }
-      yield* report(raw, previous, { ready: "Unknown", reason: "PluginUnavailable", message: error.message })
+      yield* report(raw, previous, { ready: "Unknown", reason: unavailableReason(error), message: error.message })
       return yield* retryLater(key)
     }
     waiting.delete(key)
     const outcome = yield* provision(raw, resolved.success).pipe(
       Effect.catchTag(
         ["PluginUnavailable", "PluginTimeout"],
-        (e) => Effect.succeed<Attempt | "busy">({ ready: "Unknown", reason: "PluginUnavailable", message: e.message, retry: true })
+        (e) => Effect.succeed<Attempt | "busy">({ ready: "Unknown", reason: unavailableReason(e), message: e.message, retry: true })
       ),
       Effect.catchTag(
         "PluginCallFailed",
@@ -388,6 +388,10 @@ const make = Effect.fnUntraced(function*() {
 
   return Reconciler.of({ reconcile, waitingForPlugin: Effect.sync(() => [...waiting]) })
 })
+
+/** The Ready reason for a plugin that is not there: PluginOOMKilled when its memory limit killed it. */
+const unavailableReason = (error: object) =>
+  "memoryKilled" in error && error.memoryKilled === true ? "PluginOOMKilled" : "PluginUnavailable"
 
 /** The largest resourceVersion the API server parses: a precondition that only a create meets. */
 const CreateOnly = "18446744073709551615"
