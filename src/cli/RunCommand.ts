@@ -60,6 +60,11 @@ export const runFlags = {
     ),
     Flag.withDefault(false)
   ),
+  leaseClockAhead: durationFlag(
+    "lease-clock-ahead",
+    0,
+    "for fault tests: the times this replica writes into the Lease run this far ahead of its clock, to stage clock skew between replicas"
+  ),
   leaderElectionNamespace: Flag.String("leader-election-namespace").pipe(
     Flag.withDescription("namespace of the Lease (default: the pod's namespace, POD_NAMESPACE, or default)"),
     Flag.withFallbackConfig(Config.String("POD_NAMESPACE")),
@@ -112,6 +117,7 @@ export interface RunFlagValues extends HostFlagValues, ReleaseFlagValues {
   readonly pluginMemoryLimit: Option.Option<number>
   readonly leaderElect: boolean
   readonly leaderCheckWrites: boolean
+  readonly leaseClockAhead: number
   readonly leaderElectionNamespace: string
   readonly leaderElectionId: string
   readonly leaseDuration: number
@@ -157,7 +163,8 @@ export const operatorOptions = Effect.fnUntraced(function*(flags: RunFlagValues)
         leaseDurationMs: flags.leaseDuration,
         renewDeadlineMs: flags.renewDeadline,
         retryPeriodMs: flags.retryPeriod,
-        checkWrites: flags.leaderCheckWrites
+        checkWrites: flags.leaderCheckWrites,
+        ...(flags.leaseClockAhead === 0 ? {} : { wallClock: () => Date.now() + flags.leaseClockAhead })
       }
       : undefined,
     impersonation: {

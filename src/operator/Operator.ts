@@ -54,6 +54,8 @@ export interface OperatorOptions {
      * (docs/reliability.md). Off by default.
      */
     readonly checkWrites?: boolean | undefined
+    /** The wall clock written into the Lease (LeaderElectionOptions.wallClock); fault tests run one ahead. */
+    readonly wallClock?: (() => number) | undefined
   } | undefined
   /** Whether plugins' dependents are written as their own ServiceAccounts (PluginIdentity). */
   readonly impersonation: {
