@@ -16,7 +16,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test"
 import { existsSync, readFileSync } from "node:fs"
-import { capabilityPath, type Cluster, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import { capabilityPath, type Cluster, type Operator, readyOf, startCluster, startOperator } from "../support/cluster.ts"
 import { createNamespace, FaultNamespace, until } from "../support/faults.ts"
 import { pluginsFolder, processesMatching, testPlugin } from "../support/paths.ts"
 
@@ -108,7 +108,7 @@ test(
     await until("the first replica leads", () => a.logs.some((l) => l.includes("operator ready: caches synced")), 30_000)
     const b = startOperator(cluster, folderB.dir, [...election, "--lease-clock-ahead", "20s"])
     operators.push(b)
-    await untilReady(b)
+    await until("the second replica stands by", () => identityOf(b) !== undefined, 30_000)
     const [idA, idB] = [identityOf(a), identityOf(b)]
     if (idA === undefined || idB === undefined) throw new Error("a replica logged no identity")
 
