@@ -143,7 +143,12 @@ const groupLimiter = (layout: GroupLayout, limitBytes: number, fallbackReason: s
     }).pipe(Effect.map((dir) => (pid: number) =>
       Effect.sync(() => {
         // The runtime's start-up before this write is charged to the operator's group, not the plugin's.
-        appendFileSync(join(dir, "cgroup.procs"), String(pid))
+        try {
+          appendFileSync(join(dir, "cgroup.procs"), String(pid))
+        } catch {
+          // Exited already (nothing to limit), or the group went away: no kill to report.
+          return { killed: Effect.undefined } satisfies LimitedProcess
+        }
         const events = () => tryRead(join(dir, v2 ? "memory.events" : "memory.oom_control"))
         const before = counter(events(), "oom_kill")
         const limited: LimitedProcess = {
