@@ -46,8 +46,8 @@ export const runFlags = {
         "(env HALKYON_PLUGIN_MEMORY_LIMIT; default: unlimited)"
     ),
     Flag.withFallbackConfig(Config.String("HALKYON_PLUGIN_MEMORY_LIMIT")),
-    Flag.optional,
-    Flag.mapTryCatch(Option.map(parseMemoryQuantity), (e) => (e instanceof Error ? e.message : String(e)))
+    Flag.mapTryCatch(parseMemoryQuantity, (e) => (e instanceof Error ? e.message : String(e))),
+    Flag.optional
   ),
   leaderElect: Flag.Boolean("leader-elect").pipe(
     Flag.withDescription("elect a leader through a coordination.k8s.io Lease, so that only one of several replicas reconciles"),
