@@ -189,7 +189,7 @@ const watchdogLimiter = (limitBytes: number, fallbackReason: string): MemoryLimi
         yield* Effect.sync(() => {
           const rss = residentBytes(pid)
           if (rss === undefined || rss <= limitBytes || kill !== undefined) return rss !== undefined
-          kill = { by: "watchdog", limitBytes, evidence: `resident set ${Math.round(rss / 1024 ** 2)}Mi sampled over the limit` }
+          kill = { by: "watchdog", limitBytes, evidence: `resident set ${Math.ceil(rss / 1024)}Ki sampled over the limit` }
           try {
             process.kill(pid, "SIGKILL")
           } catch {

@@ -38,7 +38,7 @@ test("a process allocating past the limit is killed by whatever enforces it here
   expect(signal).toBe("SIGKILL")
   expect(killed?.by).toBe(enforcement)
   expect(killed?.limitBytes).toBe(Limit)
-  expect(killed?.evidence).toMatch(enforcement === "watchdog" ? /resident set \d+Mi sampled over the limit/ : /oom_kill [1-9]/)
+  expect(killed?.evidence).toMatch(enforcement === "watchdog" ? /resident set \d+Ki sampled over the limit/ : /oom_kill [1-9]/)
   console.log(`[memory-limit] enforced by ${enforcement}: ${killed?.evidence}`)
 }, 30_000)
 
