@@ -4,7 +4,7 @@
  */
 import { Config, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import { pluginCallPermitsFor } from "../config/HostConfig.ts"
+import { parseMemoryQuantity, pluginCallPermitsFor } from "../config/HostConfig.ts"
 import { defaultListenAddress, HealthPort, MetricsPort } from "../config/ListenDefaults.ts"
 import type { OperatorOptions } from "../operator/Operator.ts"
 import { durationFlag, type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
@@ -39,9 +39,31 @@ export const runFlags = {
     30_000,
     "on SIGTERM, how long in-flight reconciles may take to finish before they are abandoned"
   ),
+  pluginMemoryLimit: Flag.String("plugin-memory-limit").pipe(
+    Flag.withDescription(
+      "memory each plugin process may use, e.g. 256Mi: a cgroup's limit (the kernel's OOM killer) where halkyon can make one, " +
+        "else a watchdog on its resident memory; a plugin over it is killed, reported and restarted with backoff " +
+        "(env HALKYON_PLUGIN_MEMORY_LIMIT; default: unlimited)"
+    ),
+    Flag.withFallbackConfig(Config.String("HALKYON_PLUGIN_MEMORY_LIMIT")),
+    Flag.mapTryCatch(parseMemoryQuantity, (e) => (e instanceof Error ? e.message : String(e))),
+    Flag.optional
+  ),
   leaderElect: Flag.Boolean("leader-elect").pipe(
     Flag.withDescription("elect a leader through a coordination.k8s.io Lease, so that only one of several replicas reconciles"),
     Flag.withDefault(false)
+  ),
+  leaderCheckWrites: Flag.Boolean("leader-check-writes").pipe(
+    Flag.withDescription(
+      "with --leader-elect: before each write, check that this replica still holds the Lease by its own clock (no extra request), " +
+        "and refuse the write if not"
+    ),
+    Flag.withDefault(false)
+  ),
+  leaseClockAhead: durationFlag(
+    "lease-clock-ahead",
+    0,
+    "for fault tests: the times this replica writes into the Lease run this far ahead of its clock, to stage clock skew between replicas"
   ),
   leaderElectionNamespace: Flag.String("leader-election-namespace").pipe(
     Flag.withDescription("namespace of the Lease (default: the pod's namespace, POD_NAMESPACE, or default)"),
@@ -92,7 +114,10 @@ export interface RunFlagValues extends HostFlagValues, ReleaseFlagValues {
   readonly namespace: Option.Option<string>
   readonly concurrency: number
   readonly gracefulShutdownTimeout: number
+  readonly pluginMemoryLimit: Option.Option<number>
   readonly leaderElect: boolean
+  readonly leaderCheckWrites: boolean
+  readonly leaseClockAhead: number
   readonly leaderElectionNamespace: string
   readonly leaderElectionId: string
   readonly leaseDuration: number
@@ -122,7 +147,8 @@ export const operatorOptions = Effect.fnUntraced(function*(flags: RunFlagValues)
     // The kubeconfig files are kept from local plugins where the kernel offers Landlock (docs/security.md).
     host: hostSettings(flags, {
       pluginCallPermits: pluginCallPermitsFor(flags.concurrency),
-      hiddenFromPlugins: kubeconfigPaths(Option.getOrUndefined(flags.kubeconfig))
+      hiddenFromPlugins: kubeconfigPaths(Option.getOrUndefined(flags.kubeconfig)),
+      ...Option.match(flags.pluginMemoryLimit, { onNone: () => ({}), onSome: (pluginMemoryLimitBytes) => ({ pluginMemoryLimitBytes }) })
     }),
     install: yield* installOptions(flags),
     kubeconfig: Option.getOrUndefined(flags.kubeconfig),
@@ -136,7 +162,9 @@ export const operatorOptions = Effect.fnUntraced(function*(flags: RunFlagValues)
         name: flags.leaderElectionId,
         leaseDurationMs: flags.leaseDuration,
         renewDeadlineMs: flags.renewDeadline,
-        retryPeriodMs: flags.retryPeriod
+        retryPeriodMs: flags.retryPeriod,
+        checkWrites: flags.leaderCheckWrites,
+        ...(flags.leaseClockAhead === 0 ? {} : { wallClock: () => Date.now() + flags.leaseClockAhead })
       }
       : undefined,
     impersonation: {

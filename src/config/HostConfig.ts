@@ -35,7 +35,9 @@ export const HostSettings = Schema.Struct({
   /** The socket of a `halkyon plugin-runner` that spawns plugins; absent: they are spawned here. */
   pluginRunner: Schema.optionalKey(Schema.String),
   /** Files local plugins must not read (the kubeconfig files), enforced where the kernel offers Landlock. */
-  hiddenFromPlugins: Schema.optionalKey(Schema.Array(Schema.String))
+  hiddenFromPlugins: Schema.optionalKey(Schema.Array(Schema.String)),
+  /** Memory each local plugin process may use (MemoryLimit.ts: a cgroup, else a watchdog); absent: unlimited. */
+  pluginMemoryLimitBytes: Schema.optionalKey(Schema.Number)
 })
 export type HostSettings = typeof HostSettings.Type
 
@@ -68,6 +70,28 @@ export const parseDurationMs = (text: string): number => {
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as "ms" | "s" | "m" | "h"]
   return Number(match[1]) * unit
 }
+
+const memoryUnits: Record<string, number> = {
+  "": 1,
+  Ki: 1024,
+  Mi: 1024 ** 2,
+  Gi: 1024 ** 3,
+  K: 1000,
+  M: 1000 ** 2,
+  G: 1000 ** 3
+}
+
+/** Reads a Kubernetes memory quantity ("256Mi", "1Gi", "500M", "1048576") as bytes. */
+export const parseMemoryQuantity = (text: string): number => {
+  const match = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|K|M|G)?$/.exec(text.trim())
+  if (match === null) throw new Error(`"${text}" is not a memory quantity: use a number with Ki, Mi or Gi, e.g. 256Mi`)
+  const bytes = Math.floor(Number(match[1]) * (memoryUnits[match[2] ?? ""] ?? 1))
+  if (bytes < 16 * 1024 ** 2) throw new Error(`${text} is below 16Mi: no plugin runtime starts in that`)
+  return bytes
+}
+
+export const formatBytes = (bytes: number): string =>
+  bytes % 1024 ** 3 === 0 ? `${bytes / 1024 ** 3}Gi` : bytes % 1024 ** 2 === 0 ? `${bytes / 1024 ** 2}Mi` : `${bytes} bytes`
 
 export class HostConfig extends Context.Service<HostConfig, HostSettings>()("halkyon/config/HostConfig") {
   static readonly layer = (settings: HostSettings) => Layer.succeed(HostConfig, HostConfig.of(settings))

@@ -254,6 +254,8 @@ export class Metrics extends Context.Service<Metrics, {
   readonly pluginLogLinesDropped: (plugin: string, lines: number) => void
   /** Counts a circuit breaker trip: the plugin timed out too often and is restarted. */
   readonly pluginBreakerTripped: (plugin: string) => void
+  /** Counts a plugin killed for going over --plugin-memory-limit, by what enforced it (cgroup-v2, cgroup-v1, watchdog). */
+  readonly pluginMemoryKilled: (plugin: string, by: string) => void
   /** Counts a call refused because the plugin had its share of the workers in flight. */
   readonly pluginCallRejected: (plugin: string) => void
   /** Counts a reconcile refused because the plugin's answer broke a rule (reconciler/DependentRules.ts). */
@@ -307,6 +309,11 @@ export const makeMetrics = (): Metrics["Service"] => {
     "Times a plugin was marked degraded and restarted after calls in a row timed out.",
     ["plugin"]
   )
+  const memoryKills = registry.counter(
+    "halkyon_plugin_memory_kills_total",
+    "Plugin processes killed for going over their memory limit, by the enforcement that killed them.",
+    ["plugin", "by"]
+  )
   const callsRejected = registry.counter(
     "halkyon_plugin_calls_rejected_total",
     "Plugin calls not made because the plugin already had its share of the reconcile workers; the Capability is retried later.",
@@ -321,6 +328,7 @@ export const makeMetrics = (): Metrics["Service"] => {
   return Metrics.of({
     pluginLogLinesDropped: (plugin, lines) => logLinesDropped.inc({ plugin }, lines),
     pluginBreakerTripped: (plugin) => breakerTrips.inc({ plugin }),
+    pluginMemoryKilled: (plugin, by) => memoryKills.inc({ plugin, by }),
     pluginCallRejected: (plugin) => callsRejected.inc({ plugin }),
     reconciled: (result, seconds) => {
       reconcileTotal.inc({ result })

@@ -38,6 +38,7 @@ import {
 } from "@kubernetes/client-node"
 import { Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Layer } from "effect"
 import { LeaderElectionInvalidOptions, LeaseApiError } from "./Errors.ts"
+import { userAgentOf } from "../kube/KubeClient.ts"
 
 /** The three Lease calls the election makes, as client-node's CoordinationV1Api has them. */
 export type LeaseApi = Pick<CoordinationV1Api, "readNamespacedLease" | "createNamespacedLease" | "replaceNamespacedLease">
@@ -49,7 +50,7 @@ export interface LeaderElectionOptions {
   readonly namespace: string
   /** The Lease's name. */
   readonly name: string
-  /** Unique per replica (e.g. pod name plus a random suffix). */
+  /** Unique per replica (e.g. pod name plus a random suffix); also its Lease writes' User-Agent. */
   readonly identity: string
   /** How long the Lease holds without renewal; written in whole seconds, rounded up. */
   readonly leaseDurationMs: number
@@ -72,6 +73,13 @@ export class LeaderElection extends Context.Service<LeaderElection, {
   readonly lost: Effect.Effect<void>
   /** Whether this replica leads now: it holds the Lease and its last renewal is within the renew deadline. */
   readonly isLeader: Effect.Effect<boolean>
+  /**
+   * The same, synchronously and without a request, for a check before each
+   * write (`--leader-check-writes`): undefined while this replica leads, else
+   * why not. It reads this replica's monotonic clock, so it turns false at the
+   * renew deadline even before the election loop notices.
+   */
+  readonly refuseWrite: () => string | undefined
   readonly identity: string
 }>()("halkyon/operator/LeaderElection") {
   static readonly layer = (options: LeaderElectionOptions) => Layer.effect(LeaderElection, make(options))
@@ -179,6 +187,7 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
     middleware: [{
       pre: (context) => {
         context.setSignal(signal)
+        context.setHeaderParam("User-Agent", userAgentOf(identity))
         return new Observable(Promise.resolve(context))
       },
       post: (context) => new Observable(Promise.resolve(context))
@@ -443,6 +452,12 @@ const make = Effect.fnUntraced(function*(options: LeaderElectionOptions) {
     awaitLeadership: Effect.suspend(() => leadsNow() ? Effect.void : Deferred.await(nextTerm).pipe(Effect.asVoid)),
     lost: Effect.suspend(() => term !== undefined ? Deferred.await(term) : Deferred.await(nextTerm).pipe(Effect.flatMap(Deferred.await))),
     isLeader: Effect.sync(leadsNow),
+    refuseWrite: () =>
+      leadsNow()
+        ? undefined
+        : leading
+        ? `${identity} has not renewed lease ${leaseName} within the renew deadline (${renewDeadlineMs} ms): not writing`
+        : `${identity} does not hold lease ${leaseName}: not writing`,
     identity
   })
 })

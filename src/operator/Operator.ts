@@ -50,6 +50,14 @@ export interface OperatorOptions {
     readonly leaseDurationMs: number
     readonly renewDeadlineMs: number
     readonly retryPeriodMs: number
+    /**
+     * Before each write, check that this replica still leads by its own
+     * monotonic clock (no request); refuse the write otherwise
+     * (docs/reliability.md). Off by default.
+     */
+    readonly checkWrites?: boolean | undefined
+    /** The wall clock written into the Lease (LeaderElectionOptions.wallClock); fault tests run one ahead. */
+    readonly wallClock?: (() => number) | undefined
   } | undefined
   /** Whether plugins' dependents are written as their own ServiceAccounts (PluginIdentity). */
   readonly impersonation: {
@@ -93,7 +101,14 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
   const install = options.install
   const namespace = options.namespace
   const plugins = PluginHost.layer(options.host)
-  const kube = KubeClient.layer(kc)
+  const leaderElection = options.leaderElection
+  const electionIdentity = leaderElection === undefined ? undefined : `${hostname()}_${crypto.randomUUID()}`
+  // Set to the election's check once it is built, before any controller starts writing.
+  const writeGate: { refuse: () => string | undefined } = { refuse: () => undefined }
+  const kube = KubeClient.layer(kc, {
+    identity: electionIdentity,
+    beforeWrite: leaderElection?.checkWrites === true ? () => writeGate.refuse() : undefined
+  })
   const identity = PluginIdentity.layer({
     mode: options.impersonation.mode,
     namespace: options.impersonation.operatorNamespace,
@@ -104,10 +119,9 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
   const endpoints = HttpEndpoints.layer({ healthAddr: options.healthAddr, metricsAddr: options.metricsAddr }).pipe(
     Layer.provideMerge(Layer.mergeAll(Metrics.layer, Readiness.layer))
   )
-  const leaderElection = options.leaderElection
   const lease = leaderElection === undefined ? "" : `${leaderElection.namespace}/${leaderElection.name}`
-  const election = leaderElection !== undefined
-    ? LeaderElection.layer({ kubeconfig: kc, ...leaderElection, identity: `${hostname()}_${crypto.randomUUID()}` })
+  const election = leaderElection !== undefined && electionIdentity !== undefined
+    ? LeaderElection.layer({ kubeconfig: kc, ...leaderElection, identity: electionIdentity })
     : Layer.empty
   // Closing order on exit is the reverse: the controller stops (in-flight
   // reconciles finish), then the Lease is released, then plugins stop, then
@@ -149,6 +163,7 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
         (served.metrics === undefined ? "" : `; metrics on ${served.metrics.host}:${served.metrics.port}`)
     )
     const leadership = yield* Effect.serviceOption(LeaderElection)
+    if (Option.isSome(leadership)) writeGate.refuse = leadership.value.refuseWrite
     if (Option.isSome(leadership)) {
       // A standby is ready: it serves probes and takes over when elected.
       yield* readiness.markReady

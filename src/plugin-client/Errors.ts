@@ -8,7 +8,9 @@ import { Schema } from "effect"
 export class PluginUnavailable extends Schema.TaggedError<PluginUnavailable>()("PluginUnavailable", {
   plugin: Schema.String,
   method: Schema.String,
-  detail: Schema.String
+  detail: Schema.String,
+  /** The plugin went away because its memory limit killed it. */
+  memoryKilled: Schema.optionalKey(Schema.Boolean)
 }) {
   override get message() {
     return `plugin ${this.plugin} is unavailable (${this.method}): ${this.detail}; it is restarted automatically, check its logs if this persists`

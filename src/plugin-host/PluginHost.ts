@@ -33,6 +33,10 @@ import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { type PluginFile, type PluginForm, scanFolder, type SkippedEntry } from "./PluginFiles.ts"
 import { guardConnection } from "./CallGuard.ts"
 import { attach, launch, type LaunchedPlugin, reattachedFile } from "./PluginProcess.ts"
+import type { MemoryKill } from "./MemoryLimit.ts"
+import { formatBytes } from "../config/HostConfig.ts"
+import type { PluginConnection } from "../plugin-client/PluginClient.ts"
+import { PluginUnavailable } from "../plugin-client/Errors.ts"
 import { PluginLauncher } from "./PluginLauncher.ts"
 import { hardenPluginHost } from "./ProcessHardening.ts"
 import { runnerLauncher } from "./RunnerLauncher.ts"
@@ -91,7 +95,9 @@ export class PluginHost extends Context.Service<PluginHost, {
         PluginClient.layer,
         NodeServices.layer,
         settings.pluginRunner === undefined
-          ? PluginLauncher.localHiding(settings.hiddenFromPlugins ?? []).pipe(Layer.provide(NodeServices.layer))
+          ? PluginLauncher.localHiding(settings.hiddenFromPlugins ?? [], settings.pluginMemoryLimitBytes).pipe(
+            Layer.provide(NodeServices.layer)
+          )
           : runnerLauncher(settings.pluginRunner)
       ))
     )
@@ -160,7 +166,10 @@ const make = Effect.fn("PluginHost.make")(function*() {
    * Runs one start of the plugin until it stops (`started`: one already
    * made); says why it stopped, and whether to give up on it.
    */
-  const runOnce = (file: PluginFile, started?: Started): Effect.Effect<{ readonly reason: string; readonly final: boolean }> =>
+  const runOnce = (
+    file: PluginFile,
+    started?: Started
+  ): Effect.Effect<{ readonly reason: string; readonly final: boolean; readonly memoryKill?: MemoryKill }> =>
     Effect.scoped(
       Effect.gen(function*() {
         // A plugin started by hand (--reattach) is connected to, never launched.
@@ -179,7 +188,7 @@ const make = Effect.fn("PluginHost.make")(function*() {
           onTrip: metrics.pluginBreakerTripped
         })
         // Registered before it is "running": that state settles awaitSettled, after which callers resolve it.
-        yield* registry.register(file.name, launched.description, guarded.connection)
+        yield* registry.register(file.name, launched.description, explainMemoryKills(guarded.connection, launched))
         setStatus(file, {
           state: "running",
           pid: launched.pid,
@@ -197,11 +206,20 @@ const make = Effect.fn("PluginHost.make")(function*() {
             startMs: launched.startMs
           })
         )
-        const exited = launched.exited.pipe(Effect.map((code) => `exited with code ${code}`))
+        const exited = launched.exited.pipe(
+          Effect.flatMap((code) =>
+            launched.memoryKill.pipe(
+              Effect.map((kill) =>
+                kill === undefined ? { reason: `exited with code ${code}` } : { reason: memoryKillReason(kill), memoryKill: kill }
+              )
+            )
+          )
+        )
         const hung = healthWatch(launched, config)
         // A plugin that answers health checks but times out on every call is degraded: closed, then restarted.
         const degraded = guarded.tripped.pipe(Effect.tap((reason) => registry.markUnavailable(file.name, reason)))
-        return { reason: yield* Effect.raceAll([exited, hung, degraded]), final: false }
+        const reasonOnly = (reason: Effect.Effect<string>) => reason.pipe(Effect.map((reason) => ({ reason })))
+        return { ...(yield* Effect.raceAll([exited, reasonOnly(hung), reasonOnly(degraded)])), final: false }
       })
     ).pipe(
       Effect.provideContext(services),
@@ -217,9 +235,15 @@ const make = Effect.fn("PluginHost.make")(function*() {
     let first = started
     for (;;) {
       const began = Date.now()
-      const { reason, final } = yield* runOnce(file, first)
+      const { reason, final, memoryKill } = yield* runOnce(file, first)
       first = undefined
-      yield* registry.markUnavailable(file.name, reason)
+      yield* registry.markUnavailable(file.name, reason, memoryKill !== undefined)
+      if (memoryKill !== undefined) {
+        metrics.pluginMemoryKilled(file.name, memoryKill.by)
+        yield* Effect.logError(`plugin ${file.name} ${reason}`).pipe(
+          Effect.annotateLogs({ plugin: file.name, memoryEnforcement: memoryKill.by, memoryLimitBytes: memoryKill.limitBytes })
+        )
+      }
       if (!config.restart || final) {
         setStatus(file, { state: "failed", error: reason, pid: undefined, launched: undefined })
         yield* Effect.logError(reason).pipe(Effect.annotateLogs({ plugin: file.name }))
@@ -353,6 +377,45 @@ const make = Effect.fn("PluginHost.make")(function*() {
     rescan
   })
 })
+
+const memoryKillReason = (kill: MemoryKill) =>
+  `was killed for going over its memory limit of ${formatBytes(kill.limitBytes)} (${
+    kill.by === "watchdog" ? "by halkyon's watchdog" : `by the kernel's OOM killer, ${kill.by}`
+  }: ${kill.evidence}); raise --plugin-memory-limit if it needs more`
+
+/** How long a failed call waits for the process's exit, to say whether its memory limit killed it. */
+const ExitWaitMs = 1_000
+
+/**
+ * A call that finds the plugin gone says why when its memory limit killed it:
+ * the call's failure then carries `memoryKilled`, which the Capability reports
+ * as PluginOOMKilled rather than PluginUnavailable.
+ */
+const explainMemoryKills = (connection: PluginConnection, launched: LaunchedPlugin): PluginConnection => {
+  const explained = <A, E>(call: Effect.Effect<A, E>): Effect.Effect<A, E | PluginUnavailable> =>
+    call.pipe(Effect.catchIf(
+      (e): e is E & PluginUnavailable => e instanceof PluginUnavailable,
+      (e) =>
+        launched.exited.pipe(
+          Effect.timeoutOption(Duration.millis(ExitWaitMs)),
+          Effect.flatMap((exited) => (exited._tag === "Some" ? launched.memoryKill : Effect.undefined)),
+          Effect.flatMap((kill) =>
+            Effect.fail(
+              kill === undefined
+                ? e
+                : new PluginUnavailable({ plugin: e.plugin, method: e.method, detail: memoryKillReason(kill), memoryKilled: true })
+            )
+          )
+        )
+    ))
+  return {
+    ...connection,
+    checkValidity: (capability) => explained(connection.checkValidity(capability)),
+    buildDependents: (capability) => explained(connection.buildDependents(capability)),
+    updateDependent: (id, capability, existing) => explained(connection.updateDependent(id, capability, existing)),
+    evaluateConditions: (capability, observed) => explained(connection.evaluateConditions(capability, observed))
+  }
+}
 
 /** Completes with a reason when the plugin fails HealthFailures pings in a row. */
 const healthWatch = (launched: LaunchedPlugin, config: HostSettings) =>

@@ -17,6 +17,8 @@ import { ChildProcess, ChildProcessSpawner } from "effect/process"
 import { HostPidKey, MaxSocketPathBytes, socketPathIn } from "../protocol/Handshake.ts"
 import { PluginNotRunnable } from "./Errors.ts"
 import { type ExecPlan, LandlockExecKey, landlockAbi } from "./Landlock.ts"
+import { formatBytes } from "../config/HostConfig.ts"
+import { type MemoryKill, makeMemoryLimiter } from "./MemoryLimit.ts"
 import type { PluginFile } from "./PluginFiles.ts"
 
 export interface LaunchSpec {
@@ -36,6 +38,8 @@ export interface SpawnedPlugin {
   readonly stderr: Stream.Stream<Uint8Array, unknown>
   /** Completes with the exit code (-1 when unknown) when the process exits. */
   readonly exitCode: Effect.Effect<number>
+  /** Once it exited: whether its memory limit (`--plugin-memory-limit`) killed it. */
+  readonly memoryKill: Effect.Effect<MemoryKill | undefined>
 }
 
 export class PluginLauncher extends Context.Service<PluginLauncher, {
@@ -44,8 +48,10 @@ export class PluginLauncher extends Context.Service<PluginLauncher, {
   readonly spawn: (spec: LaunchSpec) => Effect.Effect<SpawnedPlugin, PluginNotRunnable, Scope.Scope>
 }>()("halkyon/plugin-host/PluginLauncher") {
   /** Spawns plugins as children of this process; `hidden` files are kept from them where Landlock can. */
-  static readonly local = Layer.effect(PluginLauncher, Effect.suspend(() => makeLocal([])))
-  static readonly localHiding = (hidden: ReadonlyArray<string>) => Layer.effect(PluginLauncher, Effect.suspend(() => makeLocal(hidden)))
+  static readonly local = Layer.effect(PluginLauncher, Effect.suspend(() => makeLocal([], undefined)))
+  /** Local plugins kept from `hidden` where Landlock can, each under `memoryLimitBytes` (MemoryLimit.ts) when given. */
+  static readonly localHiding = (hidden: ReadonlyArray<string>, memoryLimitBytes?: number) =>
+    Layer.effect(PluginLauncher, Effect.suspend(() => makeLocal(hidden, memoryLimitBytes)))
 }
 
 /** A compiled halkyon can start itself as the Landlock helper; `bun src/main.ts` cannot. */
@@ -81,11 +87,22 @@ const socketFolder = (file: PluginFile) =>
     (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
   )
 
-const makeLocal = Effect.fn("PluginLauncher.local")(function*(hiddenPaths: ReadonlyArray<string>) {
+const makeLocal = Effect.fn("PluginLauncher.local")(function*(hiddenPaths: ReadonlyArray<string>, memoryLimitBytes: number | undefined) {
   const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
   const hidden = hidingAvailable(hiddenPaths).ok ? hiddenPaths : []
+  const limiter = memoryLimitBytes === undefined ? undefined : makeMemoryLimiter(memoryLimitBytes)
+  if (limiter !== undefined) {
+    yield* Effect.addFinalizer(() => limiter.cleanup)
+    const log = limiter.enforcement === "watchdog" ? Effect.logWarning : Effect.logInfo
+    yield* log(
+      `plugins are limited to ${formatBytes(limiter.limitBytes)} of memory each, enforced by ${limiter.enforcement}` +
+        (limiter.fallbackReason === undefined ? "" : ` (${limiter.fallbackReason})`)
+    ).pipe(Effect.annotateLogs({ memoryEnforcement: limiter.enforcement, memoryLimitBytes: limiter.limitBytes }))
+  }
   const spawn = Effect.fn("PluginLauncher.spawn")(function*(spec: LaunchSpec) {
     const { file } = spec
+    // Made before the socket folder and the process, so removed after both (an empty group only can go).
+    const limit = limiter === undefined ? undefined : yield* limiter.prepare(file.name)
     const socketDir = yield* socketFolder(file)
     // The plugin names its socket as socketPathIn does; the OS caps the path.
     const socketBytes = Buffer.byteLength(socketPathIn(socketDir))
@@ -117,12 +134,14 @@ const makeLocal = Effect.fn("PluginLauncher.local")(function*(hiddenPaths: Reado
     ).pipe(
       Effect.mapError((e) => new PluginNotRunnable({ plugin: file.name, path: file.path, detail: e.message }))
     )
+    const limited = limit === undefined ? undefined : yield* limit(Number(handle.pid))
     const spawned: SpawnedPlugin = {
       pid: Number(handle.pid),
       socketDir,
       stdout: handle.stdout,
       stderr: handle.stderr,
-      exitCode: handle.exitCode.pipe(Effect.map(Number), Effect.catch(() => Effect.succeed(-1)))
+      exitCode: handle.exitCode.pipe(Effect.map(Number), Effect.catch(() => Effect.succeed(-1))),
+      memoryKill: limited === undefined ? Effect.undefined : limited.killed
     }
     return spawned
   })

@@ -30,6 +30,7 @@ import {
 import { addressProblem } from "./HandshakeAddress.ts"
 import { type LogLevel, parseLogLine, relayAnnotations } from "./Hclog.ts"
 import { BoundedLines, type Line, lineText, LogRateLimit, MaxHandshakeLineBytes, MaxLogLineBytes } from "./LogLines.ts"
+import type { MemoryKill } from "./MemoryLimit.ts"
 import type { PluginFile } from "./PluginFiles.ts"
 import { PluginLauncher } from "./PluginLauncher.ts"
 
@@ -53,6 +54,8 @@ export interface LaunchedPlugin {
   readonly startMs: number
   /** Completes with the exit code when the process exits. */
   readonly exited: Effect.Effect<number>
+  /** Once it exited: whether its memory limit killed it. */
+  readonly memoryKill: Effect.Effect<MemoryKill | undefined>
 }
 
 /** How many stderr lines are kept to explain a failed start, and their longest length. */
@@ -315,7 +318,8 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     description,
     connection,
     startMs,
-    exited: Deferred.await(exitCode)
+    exited: Deferred.await(exitCode),
+    memoryKill: handle.memoryKill
   }
   return launched
 })
@@ -375,7 +379,16 @@ export const attach = Effect.fn("PluginProcess.attach")(function*(target: Reatta
   yield* Effect.logInfo(`reattached to plugin ${target.name} at ${file.path}; it keeps running when halkyon exits`).pipe(
     Effect.annotateLogs({ plugin: target.name })
   )
-  const attached: LaunchedPlugin = { file, pid: 0, handshake, description, connection, startMs: 0, exited: Effect.never }
+  const attached: LaunchedPlugin = {
+    file,
+    pid: 0,
+    handshake,
+    description,
+    connection,
+    startMs: 0,
+    exited: Effect.never,
+    memoryKill: Effect.undefined
+  }
   return attached
 })
 

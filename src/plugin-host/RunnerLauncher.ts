@@ -93,7 +93,9 @@ const spawnThrough = Effect.fn("PluginLauncher.runner")(function*(socketPath: st
     socketDir: child.socketDir,
     stdout: Stream.fromQueue(stdout),
     stderr: Stream.fromQueue(stderr),
-    exitCode: Deferred.await(exitCode)
+    exitCode: Deferred.await(exitCode),
+    // The runner's container has its own memory limit; --plugin-memory-limit applies to local plugins.
+    memoryKill: Effect.undefined
   }
   return spawned
 })

@@ -161,7 +161,7 @@ const make = Effect.fnUntraced(function*() {
         yield* report(raw, previous, { ready: "False", reason: "NoPlugin", message: error.message })
         return {}
       }
-      yield* report(raw, previous, { ready: "Unknown", reason: "PluginUnavailable", message: error.message })
+      yield* report(raw, previous, { ready: "Unknown", reason: unavailableReason(error), message: error.message })
       return yield* retryLater(key)
     }
     waiting.delete(key)
@@ -189,7 +189,7 @@ const make = Effect.fnUntraced(function*() {
       Effect.mapError((e) => (e._tag === "KubeApiError" ? redactError(e, redact) : e)),
       Effect.catchTag(
         ["PluginUnavailable", "PluginTimeout"],
-        (e) => Effect.succeed<Attempt | "busy">({ ready: "Unknown", reason: "PluginUnavailable", message: e.message, retry: true })
+        (e) => Effect.succeed<Attempt | "busy">({ ready: "Unknown", reason: unavailableReason(e), message: e.message, retry: true })
       ),
       Effect.catchTag(
         "PluginCallFailed",
@@ -425,6 +425,10 @@ const redactError = (e: KubeApiError, redact: (text: string) => string): KubeApi
   const detail = redact(e.detail)
   return detail === e.detail ? e : new KubeApiError({ code: e.code, reason: e.reason, detail, request: e.request })
 }
+
+/** The Ready reason for a plugin that is not there: PluginOOMKilled when its memory limit killed it. */
+const unavailableReason = (error: object) =>
+  "memoryKilled" in error && error.memoryKilled === true ? "PluginOOMKilled" : "PluginUnavailable"
 
 /** The largest resourceVersion the API server parses: a precondition that only a create meets. */
 const CreateOnly = "18446744073709551615"

@@ -16,7 +16,9 @@ export class NoPluginFound extends Schema.TaggedError<NoPluginFound>()("NoPlugin
 
 export class PluginNotAvailable extends Schema.TaggedError<PluginNotAvailable>()("PluginNotAvailable", {
   plugin: Schema.String,
-  reason: Schema.String
+  reason: Schema.String,
+  /** It stopped because its memory limit killed it. */
+  memoryKilled: Schema.optionalKey(Schema.Boolean)
 }) {
   override get message() {
     return `plugin ${this.plugin} is not available right now: ${this.reason}`

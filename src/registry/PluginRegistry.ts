@@ -26,6 +26,8 @@ export interface RegistryEntry {
   readonly available: boolean
   /** Why it is unavailable. */
   readonly reason: string
+  /** It is unavailable because its memory limit killed it. */
+  readonly memoryKilled?: boolean
 }
 
 export interface Resolution {
@@ -45,7 +47,7 @@ export class PluginRegistry extends Context.Service<PluginRegistry, {
     description: PluginDescription,
     connection: PluginConnection
   ) => Effect.Effect<void, InvalidPluginDescription>
-  readonly markUnavailable: (plugin: string, reason: string) => Effect.Effect<void>
+  readonly markUnavailable: (plugin: string, reason: string, memoryKilled?: boolean) => Effect.Effect<void>
   readonly unregister: (plugin: string) => Effect.Effect<void>
   readonly resolve: (category: string, type: string, version: string) => Effect.Effect<Resolution, NoPluginFound | PluginNotAvailable>
   readonly entries: Effect.Effect<ReadonlyArray<RegistryEntry>>
@@ -96,12 +98,14 @@ export class PluginRegistry extends Context.Service<PluginRegistry, {
         yield* publish
       })
 
-      const markUnavailable = Effect.fn("PluginRegistry.markUnavailable")(function*(plugin: string, reason: string) {
-        const entry = plugins.get(plugin)
-        if (entry === undefined) return
-        plugins.set(plugin, { ...entry, available: false, reason })
-        yield* publish
-      })
+      const markUnavailable = Effect.fn("PluginRegistry.markUnavailable")(
+        function*(plugin: string, reason: string, memoryKilled?: boolean) {
+          const entry = plugins.get(plugin)
+          if (entry === undefined) return
+          plugins.set(plugin, { ...entry, available: false, reason, ...(memoryKilled === true ? { memoryKilled } : {}) })
+          yield* publish
+        }
+      )
 
       const unregister = Effect.fn("PluginRegistry.unregister")(function*(plugin: string) {
         if (plugins.delete(plugin)) yield* publish
@@ -116,7 +120,13 @@ export class PluginRegistry extends Context.Service<PluginRegistry, {
         if (info === undefined) return yield* notFound()
         const chosen = version === "" ? info.defaultVersion : version
         if (!info.versions.includes(chosen)) return yield* notFound()
-        if (!entry.available) return yield* new PluginNotAvailable({ plugin: entry.plugin, reason: entry.reason })
+        if (!entry.available) {
+          return yield* new PluginNotAvailable({
+            plugin: entry.plugin,
+            reason: entry.reason,
+            ...(entry.memoryKilled === true ? { memoryKilled: true } : {})
+          })
+        }
         return { plugin: entry.plugin, description: entry.description, connection: entry.connection, version: chosen }
       })
 

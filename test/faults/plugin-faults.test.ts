@@ -119,8 +119,8 @@ const cpuTicks = (pid: number | undefined) => {
   return Number(fields[11]) + Number(fields[12])
 }
 
-// The OOM killer ends a process with SIGKILL; the operator cannot tell it from this one. (No memory limit is set on
-// plugins, so the kernel's own OOM kill is not staged here.)
+// A SIGKILL from outside, as a node-wide OOM kill would be; a kill by the plugin's own memory limit
+// (--plugin-memory-limit) is staged in plugin-oom.test.ts.
 test("a plugin SIGKILLed in the middle of a call, as the OOM killer would, is restarted and its Capability reconciled", async () => {
   // The Capability that crashes the flaky plugin goes, so that only the kill below stops it.
   const del = await cluster.api("DELETE", capabilityPath(FaultNamespace, "crashes"))

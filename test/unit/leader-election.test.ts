@@ -148,6 +148,25 @@ describe("LeaderElection", () => {
       })
     ))
 
+  test("the write check (--leader-check-writes) allows writes up to the renew deadline and refuses them from then on", () =>
+    run((kube) =>
+      Effect.gen(function*() {
+        const a = yield* candidate(kube, "a")
+        expect(a.election.refuseWrite()).toMatch(/does not hold lease/)
+        yield* a.election.awaitLeadership
+        expect(a.election.refuseWrite()).toBeUndefined()
+        kube.intercept((r) => (r.verb === "replace" ? unreachable : undefined))
+        // The last renewal was sent at 0: allowed up to just before the 10 s renew deadline.
+        yield* advance(9_750)
+        expect(a.election.refuseWrite()).toBeUndefined()
+        // At the deadline (the loop steps down at the same instant) and after it.
+        yield* TestClock.adjust(250)
+        expect(a.election.refuseWrite()).toMatch(/^a (has not renewed|does not hold) lease ops\/halkyon.*: not writing$/)
+        yield* advance(10_000)
+        expect(a.election.refuseWrite()).toMatch(/not writing/)
+      })
+    ))
+
   test("closing the scope releases the Lease, and a waiting candidate takes it at its next try", () =>
     run((kube) =>
       Effect.gen(function*() {

@@ -27,6 +27,8 @@ export interface ControlPlane {
   stop(): Promise<void>
   /** Stops and restarts only kube-apiserver on the same port, and waits until it is ready again. */
   restartApiServer(): Promise<void>
+  /** With `audit`: kube-apiserver's audit log (JSON lines, one audit.k8s.io/v1 Event each). */
+  auditLogPath: string | undefined
 }
 
 export interface StartOptions {
@@ -34,7 +36,23 @@ export interface StartOptions {
   readyTimeoutMs?: number
   /** More kube-apiserver flags (fault tests: `--watch-cache=false` sends watches straight to etcd). */
   apiServerArgs?: string[]
+  /**
+   * Audit every write (create, update, patch, delete) at Metadata level, at
+   * the end of each request, into `auditLogPath`: who wrote what, when, and
+   * with which User-Agent. Reads are not audited.
+   */
+  audit?: boolean
 }
+
+/** Writes only, Metadata level (no bodies), once each answered. */
+const AuditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived", "ResponseStarted", "Panic"]
+rules:
+  - level: Metadata
+    verbs: ["create", "update", "patch", "delete", "deletecollection"]
+  - level: None
+`
 
 const DEFAULT_READY_TIMEOUT_MS = 120_000
 const ETCD_READY_TIMEOUT_MS = 30_000
@@ -388,12 +406,17 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
     writeFileSync(kubeconfigPath, kubeconfig(server, caCertPem, adminCertPem, adminKeyPem), { mode: 0o600 })
 
     etcd = await startEtcd(binaries.etcd, layout)
+    const auditLogPath = options.audit === true ? join(dir, "audit.log") : undefined
+    const auditArgs = auditLogPath === undefined ? [] : (() => {
+      writeFileSync(join(dir, "audit-policy.yaml"), AuditPolicy)
+      return [`--audit-policy-file=${join(dir, "audit-policy.yaml")}`, `--audit-log-path=${auditLogPath}`, "--audit-log-format=json"]
+    })()
 
     const tls = { ca: caCertPem, cert: adminCertPem, key: adminKeyPem }
     const startApiServer = async (): Promise<void> => {
       const child = spawnLogged(
         "kube-apiserver",
-        apiserverArgs(binaries.apiserver, layout, options.apiServerArgs ?? []),
+        apiserverArgs(binaries.apiserver, layout, [...auditArgs, ...(options.apiServerArgs ?? [])]),
         join(dir, "kube-apiserver.log")
       )
       apiserver = child
@@ -415,6 +438,7 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
       adminCertPem,
       adminKeyPem,
       pids: () => ({ apiserver: apiserver?.proc.pid, etcd: etcd?.proc.pid }),
+      auditLogPath,
       stop,
       async restartApiServer(): Promise<void> {
         if (stopped !== undefined || apiserver === undefined) throw new Error("control plane is stopped")
