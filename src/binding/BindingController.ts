@@ -96,6 +96,14 @@ const conditionsOf = (o: KubeObject | undefined): ReadonlyArray<Condition> =>
   ((o as { status?: { conditions?: ReadonlyArray<Condition> } } | undefined)?.status?.conditions) ?? []
 const bindingNameOf = (o: KubeObject): string | undefined =>
   (o as { status?: { binding?: { name?: unknown } } }).status?.binding?.name as string | undefined
+/** The key of the Capability a binding names as its service, if it names one. */
+const capabilityUsed = (binding: KubeObject): string | undefined => {
+  const service = (binding as { spec?: { service?: { apiVersion?: string; kind?: string; name?: string } } }).spec?.service
+  return service?.kind === "Capability" && service.apiVersion === CapabilityApiVersion && service.name !== undefined
+    ? `${binding.metadata.namespace ?? ""}/${service.name}`
+    : undefined
+}
+
 const finalizersOf = (o: KubeObject): ReadonlyArray<string> => ((o.metadata as { finalizers?: ReadonlyArray<string> }).finalizers) ?? []
 
 /** JSON with keys sorted: the server's copy and ours compare equal whatever their key order. */
@@ -133,7 +141,10 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       const key = objectKey(object)
       if (deleted) bindings.delete(key)
       else bindings.set(key, object)
-      return queue.add(`b:${key}`)
+      // A Capability whose deletion waited for this binding may go now: its reconcile, queued when the binding let go,
+      // may have run before this event removed the binding from the cache.
+      const used = deleted ? capabilityUsed(object) : undefined
+      return queue.add(`b:${key}`).pipe(Effect.andThen(used === undefined ? Effect.void : queue.add(`c:${used}`)))
     }
   }).pipe(Effect.forkScoped)
   yield* inform({
@@ -227,13 +238,12 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
   const setFinalizers = (o: KubeObject, finalizers: ReadonlyArray<string>) =>
     kube.mergePatch(refOf(o), { metadata: { finalizers, resourceVersion: o.metadata.resourceVersion } }, "halkyon-binding")
 
-  /** The bindings (keys) that name this Capability as their service. */
+  /** The bindings (keys) that name this Capability as their service, but for those already unbound and going. */
   const usersOf = (capability: KubeObject) =>
-    [...bindings.values()].filter((b) => {
-      const service = (b as { spec?: { service?: { apiVersion?: string; kind?: string; name?: string } } }).spec?.service
-      return b.metadata.namespace === capability.metadata.namespace && service?.kind === "Capability" &&
-        service.apiVersion === CapabilityApiVersion && service.name === capability.metadata.name
-    }).map((b) => b.metadata.name).sort()
+    [...bindings.values()].filter((b) =>
+      capabilityUsed(b) === objectKey(capability) &&
+      !(b.metadata.deletionTimestamp !== undefined && !finalizersOf(b).includes(UnbindFinalizer))
+    ).map((b) => b.metadata.name).sort()
 
   /** A Capability being deleted: held while bindings use it (Ready=False, InUse), released once none does. */
   const reconcileCapability = (key: string) =>
