@@ -123,7 +123,8 @@ func (p *Plugin) context(c *Capability, log hclog.Logger) *Context {
 }
 
 // validate gives the reasons a Capability cannot be provisioned: the common
-// checks (category, type, version, required parameters), then the plugin's.
+// checks (category, type, version, required parameters, the given
+// parameters' types and names), then the plugin's.
 func (p *Plugin) validate(c *Capability, log hclog.Logger) []string {
 	errs := []string{}
 	if !strings.EqualFold(c.Spec.Category, p.Category) {
@@ -146,6 +147,7 @@ func (p *Plugin) validate(c *Capability, log hclog.Logger) []string {
 			errs = append(errs, msgParameterRequired(d.Name))
 		}
 	}
+	errs = append(errs, p.parameterErrors(c)...)
 	if len(errs) == 0 && p.Validate != nil {
 		errs = append(errs, p.Validate(ctx)...)
 	}

@@ -57,7 +57,7 @@ for (const { form, file } of forms(builtPlugin, "postgres")) {
               "version \"9\" of postgres is not supported; supported versions: 14, 15, 16, 17, 18"
             ])
             expect(yield* connection.checkValidity(capability([{ name: "DB_PORT", value: "99999" }]))).toEqual([
-              "parameter DB_PORT must be a port number (1-65535), got \"99999\""
+              "parameter DB_PORT must be an integer from 1024 to 65535 (plugin postgres)"
             ])
           })))
 

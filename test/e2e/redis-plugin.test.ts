@@ -65,7 +65,7 @@ for (const autoMtls of [true, false]) {
             "type \"valkey\" is not served by plugin redis; supported types: redis"
           ])
           expect(yield* connection.checkValidity(capability([{ name: "REDIS_PORT", value: "0" }]))).toEqual([
-            "parameter REDIS_PORT must be a port number (1-65535), got \"0\""
+            "parameter REDIS_PORT must be an integer from 1024 to 65535 (plugin redis)"
           ])
           const garbage = yield* Effect.flip(connection.checkValidity({ metadata: { name: "x" }, spec: "nope" }))
           expect(garbage._tag).toBe("PluginCallFailed")
