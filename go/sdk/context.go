@@ -139,7 +139,7 @@ func (p *Plugin) validate(c *Capability, log hclog.Logger) []string {
 		return append(errs, msgTypeNotServed(c.Spec.Type, p.Name, types))
 	}
 	if c.Spec.Version != "" && !slices.Contains(t.Versions, c.Spec.Version) {
-		errs = append(errs, msgVersionNotSupported(c.Spec.Version, t.Type, t.Versions))
+		errs = append(errs, msgVersionNotSupported(c.Spec.Version, t.Type, p.Name, t.Versions))
 	}
 	ctx := p.context(c, log)
 	for _, d := range p.Parameters {

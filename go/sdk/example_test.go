@@ -39,6 +39,6 @@ func Example() {
 	built, _ := server.BuildDependents(context.Background(), &capabilityv1.BuildDependentsRequest{Capability: capability})
 	fmt.Println(built.Dependents[0].Id, string(built.Dependents[0].Object))
 	// Output:
-	// [version "1.4" of memcached is not supported; supported versions: 1.5, 1.6]
+	// [version "1.4" of memcached is not supported by plugin memcached; supported versions: 1.5, 1.6]
 	// service {"apiVersion":"v1","kind":"Service","metadata":{"name":"sessions","namespace":"shop"},"spec":{"ports":[{"port":"11211"}]}}
 }

@@ -17,8 +17,8 @@ func msgTypeNotServed(typ, plugin string, supported []string) string {
 	return fmt.Sprintf("type %s is not served by plugin %s; supported types: %s", quote(typ), plugin, strings.Join(supported, ", "))
 }
 
-func msgVersionNotSupported(version, typ string, supported []string) string {
-	return fmt.Sprintf("version %s of %s is not supported; supported versions: %s", quote(version), typ, strings.Join(supported, ", "))
+func msgVersionNotSupported(version, typ, plugin string, supported []string) string {
+	return fmt.Sprintf("version %s of %s is not supported by plugin %s; supported versions: %s", quote(version), typ, plugin, strings.Join(supported, ", "))
 }
 
 func msgParameterRequired(name string) string { return fmt.Sprintf("parameter %s is required", name) }

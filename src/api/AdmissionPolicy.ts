@@ -98,10 +98,10 @@ export const validations = (d: PluginDescription, t: TypeInfo): ReadonlyArray<Va
   const served = t.versions.join(", ")
   out.push({
     expression: `!has(object.spec.version) || object.spec.version == "" || object.spec.version in ${celList(t.versions)}`,
-    message: `version of ${t.type} is not supported; supported versions: ${served}`,
+    message: `version of ${t.type} is not supported by plugin ${d.name}; supported versions: ${served}`,
     // The SDKs' sentence (src/sdk/Messages.ts versionNotSupported).
     messageExpression: `${celString("version \"")} + object.spec.version + ${
-      celString(`" of ${t.type} is not supported; supported versions: ${served}`)
+      celString(`" of ${t.type} is not supported by plugin ${d.name}; supported versions: ${served}`)
     }`,
     reason: "Invalid"
   })

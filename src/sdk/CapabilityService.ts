@@ -130,7 +130,7 @@ export const validate = (plugin: PluginDefinition, capability: Capability): Arra
     return errors
   }
   if (version !== undefined && version !== "" && !type.versions.includes(version)) {
-    errors.push(Messages.versionNotSupported(version, type.type, type.versions))
+    errors.push(Messages.versionNotSupported(version, type.type, plugin.name, type.versions))
   }
   const context = makeContext(plugin, capability)
   for (const p of plugin.parameters ?? []) {

@@ -58,7 +58,7 @@ for (const autoMtls of [true, false]) {
           expect(yield* connection.checkValidity(capability())).toEqual([])
           expect(yield* connection.checkValidity(capability([], ""))).toEqual([])
           expect(yield* connection.checkValidity(capability([], "6.0"))).toEqual([
-            "version \"6.0\" of redis is not supported; supported versions: 7.2, 7.4, 8.0"
+            "version \"6.0\" of redis is not supported by plugin redis; supported versions: 7.2, 7.4, 8.0"
           ])
           expect(yield* connection.checkValidity(capability([], "7.4", { category: "database", type: "valkey" }))).toEqual([
             "category \"database\" is not served by plugin redis (it serves \"cache\")",

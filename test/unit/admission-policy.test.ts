@@ -65,7 +65,7 @@ group("the policy's CEL", () => {
   test("one validation per rule, in order: version, values, secrets, unknown names", () => {
     const all = validations(description, postgres)
     expect(all.map((v) => v.message)).toEqual([
-      "version of postgres is not supported; supported versions: 16, 17",
+      "version of postgres is not supported by plugin pgfix; supported versions: 16, 17",
       "parameter DB_PORT must be an integer from 1024 to 65535 (plugin pgfix)",
       "parameter TIER must be one of dev, prod (plugin pgfix)",
       "parameter DB_NAME must be a string matching ^[a-z][a-z0-9_]*$ (plugin pgfix)",
@@ -83,7 +83,7 @@ group("the policy's CEL", () => {
       "!has(object.spec.parameters) || object.spec.parameters.all(p, p.name != \"DB_PASSWORD\" || !(has(p.value) && p.value != \"\"))"
     )
     expect(all[0]?.messageExpression).toBe(
-      "\"version \\\"\" + object.spec.version + \"\\\" of postgres is not supported; supported versions: 16, 17\""
+      "\"version \\\"\" + object.spec.version + \"\\\" of postgres is not supported by plugin pgfix; supported versions: 16, 17\""
     )
     expect(all[9]?.messageExpression).toBe(
       "\"parameter \" + object.spec.parameters.filter(p, !(p.name in [\"DB_PORT\", \"TIER\", \"DB_NAME\", \"DB_PASSWORD\", \"DEBUG\", \"REPLICAS\", \"SHARDS\", \"COUNT\"]))[0].name + \" is not declared by plugin pgfix; declared parameters: DB_PORT, TIER, DB_NAME, DB_PASSWORD, DEBUG, REPLICAS, SHARDS, COUNT\""
@@ -114,7 +114,7 @@ group("the policy's CEL", () => {
         .map(({ minimum: _min, maximum: _max, ...p }) => p)
     }
     expect(validations(old, postgres).map((v) => v.message)).toEqual([
-      "version of postgres is not supported; supported versions: 16, 17",
+      "version of postgres is not supported by plugin pgfix; supported versions: 16, 17",
       "parameter DB_NAME is required"
     ])
   })
