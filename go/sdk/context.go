@@ -123,7 +123,8 @@ func (p *Plugin) context(c *Capability, log hclog.Logger) *Context {
 }
 
 // validate gives the reasons a Capability cannot be provisioned: the common
-// checks (category, type, version, required parameters), then the plugin's.
+// checks (category, type, version, required parameters, the given
+// parameters' types and names), then the plugin's.
 func (p *Plugin) validate(c *Capability, log hclog.Logger) []string {
 	errs := []string{}
 	if !strings.EqualFold(c.Spec.Category, p.Category) {
@@ -138,7 +139,7 @@ func (p *Plugin) validate(c *Capability, log hclog.Logger) []string {
 		return append(errs, msgTypeNotServed(c.Spec.Type, p.Name, types))
 	}
 	if c.Spec.Version != "" && !slices.Contains(t.Versions, c.Spec.Version) {
-		errs = append(errs, msgVersionNotSupported(c.Spec.Version, t.Type, t.Versions))
+		errs = append(errs, msgVersionNotSupported(c.Spec.Version, t.Type, p.Name, t.Versions))
 	}
 	ctx := p.context(c, log)
 	for _, d := range p.Parameters {
@@ -146,6 +147,7 @@ func (p *Plugin) validate(c *Capability, log hclog.Logger) []string {
 			errs = append(errs, msgParameterRequired(d.Name))
 		}
 	}
+	errs = append(errs, p.parameterErrors(c)...)
 	if len(errs) == 0 && p.Validate != nil {
 		errs = append(errs, p.Validate(ctx)...)
 	}

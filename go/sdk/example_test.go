@@ -39,6 +39,36 @@ func Example() {
 	built, _ := server.BuildDependents(context.Background(), &capabilityv1.BuildDependentsRequest{Capability: capability})
 	fmt.Println(built.Dependents[0].Id, string(built.Dependents[0].Object))
 	// Output:
-	// [version "1.4" of memcached is not supported; supported versions: 1.5, 1.6]
+	// [version "1.4" of memcached is not supported by plugin memcached; supported versions: 1.5, 1.6]
 	// service {"apiVersion":"v1","kind":"Service","metadata":{"name":"sessions","namespace":"shop"},"spec":{"ports":[{"port":"11211"}]}}
+}
+
+// Typed parameters: the operator derives an admission policy from them, so
+// the API server refuses a wrong value at kubectl apply; CheckValidity says
+// the same sentence where no policy runs.
+func ExampleParameter() {
+	memcached := sdk.Plugin{
+		Name:     "memcached",
+		Category: "cache",
+		Types:    []sdk.Type{{Type: "memcached", Versions: []string{"1.6"}}},
+		Parameters: []sdk.Parameter{
+			{Name: "PORT", Type: sdk.ParamInteger, Minimum: sdk.Bound(1024), Maximum: sdk.Bound(65535), Default: "11211"},
+			{Name: "TIER", Type: sdk.ParamEnum, Values: []string{"dev", "prod"}, Default: "dev"},
+		},
+		RefuseUnknownParameters: true,
+		Dependents:              []sdk.Dependent{{ID: "service", APIVersion: "v1", Kind: "Service", Build: func(*sdk.Context) any { return sdk.Object{} }}},
+	}
+	server, err := sdk.NewServer(memcached, nil)
+	if err != nil {
+		panic(err)
+	}
+	capability := []byte(`{"metadata":{"name":"sessions"},"spec":{"category":"cache","type":"memcached","parameters":[{"name":"PORT","value":"80"},{"name":"TIER","value":"staging"},{"name":"SIZE","value":"1"}]}}`)
+	valid, _ := server.CheckValidity(context.Background(), &capabilityv1.CheckValidityRequest{Capability: capability})
+	for _, e := range valid.Errors {
+		fmt.Println(e)
+	}
+	// Output:
+	// parameter PORT must be an integer from 1024 to 65535 (plugin memcached)
+	// parameter TIER must be one of dev, prod (plugin memcached)
+	// parameter SIZE is not declared by plugin memcached; declared parameters: PORT, TIER
 }

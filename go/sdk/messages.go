@@ -17,8 +17,8 @@ func msgTypeNotServed(typ, plugin string, supported []string) string {
 	return fmt.Sprintf("type %s is not served by plugin %s; supported types: %s", quote(typ), plugin, strings.Join(supported, ", "))
 }
 
-func msgVersionNotSupported(version, typ string, supported []string) string {
-	return fmt.Sprintf("version %s of %s is not supported; supported versions: %s", quote(version), typ, strings.Join(supported, ", "))
+func msgVersionNotSupported(version, typ, plugin string, supported []string) string {
+	return fmt.Sprintf("version %s of %s is not supported by plugin %s; supported versions: %s", quote(version), typ, plugin, strings.Join(supported, ", "))
 }
 
 func msgParameterRequired(name string) string { return fmt.Sprintf("parameter %s is required", name) }
@@ -65,3 +65,31 @@ func quote(s string) string { return `"` + s + `"` }
 
 // Go only: the TypeScript SDK's types make Build required.
 func msgNoBuild(id string) string { return fmt.Sprintf("dependent %s has no build function", id) }
+
+// Typed parameters (src/api/ParameterRules.ts): also what the admission policy says.
+func msgInvalidValue(name, plugin, allowed string) string {
+	return fmt.Sprintf("parameter %s must be %s (plugin %s)", name, allowed, plugin)
+}
+func msgUnknownParameter(name, plugin string, declared []string) string {
+	if len(declared) == 0 {
+		return fmt.Sprintf("parameter %s is not declared by plugin %s; it declares none", name, plugin)
+	}
+	return fmt.Sprintf("parameter %s is not declared by plugin %s; declared parameters: %s", name, plugin, strings.Join(declared, ", "))
+}
+
+// Parameter declarations (src/sdk/DefinitionMessages.ts).
+func msgParameterTwice(name string) string {
+	return fmt.Sprintf("parameter %s is declared twice", name)
+}
+func msgEnumWithoutValues(name string) string {
+	return fmt.Sprintf("parameter %s is an enum without values", name)
+}
+func msgBoundsReversed(name string, minimum, maximum int64) string {
+	return fmt.Sprintf("parameter %s: minimum %d is above maximum %d", name, minimum, maximum)
+}
+func msgBadPattern(name, pattern string) string {
+	return fmt.Sprintf("parameter %s: pattern %s is not a regular expression", name, pattern)
+}
+func msgDefaultNotAllowed(name, value, allowed string) string {
+	return fmt.Sprintf("parameter %s: default %s is not %s", name, quote(value), allowed)
+}

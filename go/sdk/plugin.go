@@ -17,6 +17,9 @@ type Plugin struct {
 	Types    []Type
 	// Parameters understood, read from a Capability's spec.parameters.
 	Parameters []Parameter
+	// RefuseUnknownParameters: a Capability may give only the declared
+	// parameters; the API server refuses any other name.
+	RefuseUnknownParameters bool
 	// Validate adds the plugin's own checks, run when the common ones pass;
 	// each string is an error for the user.
 	Validate func(ctx *Context) []string
@@ -33,15 +36,35 @@ type Type struct {
 	DefaultVersion string
 }
 
-// Parameter is a parameter the plugin understands.
+// Parameter is a parameter the plugin understands. Its type and bounds are
+// enforced twice with the same rules and sentences: by the API server,
+// through the admission policy the operator derives from Describe (kubectl
+// apply refuses a wrong value), and by CheckValidity.
+//
+//	sdk.Parameter{Name: "PORT", Type: sdk.ParamInteger, Minimum: sdk.Bound(1024), Maximum: sdk.Bound(65535), Default: "6379"}
+//	sdk.Parameter{Name: "TIER", Type: sdk.ParamEnum, Values: []string{"dev", "prod"}}
+//	sdk.Parameter{Name: "NAME", Pattern: `^[a-z][a-z0-9-]*$`}
+//	sdk.Parameter{Name: "PASSWORD", Secret: true}
 type Parameter struct {
 	Name        string
 	Description string
 	Required    bool
-	// Secret: the value is never logged nor listed.
+	// Secret: the value is never logged nor listed, and the API server
+	// refuses it as a literal value (a Capability gives it with valueFrom).
 	Secret bool
-	// Default is used when the Capability does not set the parameter.
+	// Default is used when the Capability does not set the parameter; it
+	// must itself be allowed.
 	Default string
+	// Type of the value; "" is ParamString.
+	Type ParamType
+	// Values an enum may take.
+	Values []string
+	// Pattern is an RE2 regular expression a string value must match
+	// (anywhere, unless anchored with ^ and $).
+	Pattern string
+	// Minimum and Maximum bound an integer, inclusive; nil is unbounded.
+	Minimum *int64
+	Maximum *int64
 }
 
 // Dependent is one Kubernetes object the Capability needs.
@@ -139,6 +162,14 @@ func (p *Plugin) check() error {
 		if t.DefaultVersion != "" && !slices.Contains(t.Versions, t.DefaultVersion) {
 			problems = append(problems, msgBadDefault(t.Type, t.DefaultVersion, t.Versions))
 		}
+	}
+	params := map[string]bool{}
+	for _, x := range p.Parameters {
+		if params[x.Name] {
+			problems = append(problems, msgParameterTwice(x.Name))
+		}
+		params[x.Name] = true
+		problems = append(problems, x.problems()...)
 	}
 	ids := map[string]bool{}
 	for _, d := range p.Dependents {

@@ -37,14 +37,12 @@ func NewServer(p Plugin, log hclog.Logger) (capabilityv1.CapabilityPluginServer,
 }
 
 func describe(p *Plugin) *capabilityv1.PluginDescription {
-	d := &capabilityv1.PluginDescription{Name: p.Name, Category: p.Category}
+	d := &capabilityv1.PluginDescription{Name: p.Name, Category: p.Category, RefuseUnknownParameters: p.RefuseUnknownParameters}
 	for _, t := range p.Types {
 		d.Types = append(d.Types, &capabilityv1.TypeInfo{Type: t.Type, Versions: t.Versions, DefaultVersion: t.defaultVersion()})
 	}
 	for _, x := range p.Parameters {
-		d.Parameters = append(d.Parameters, &capabilityv1.ParameterInfo{
-			Name: x.Name, Description: x.Description, Required: x.Required, Secret: x.Secret, DefaultValue: x.Default,
-		})
+		d.Parameters = append(d.Parameters, x.info())
 	}
 	for _, x := range p.Dependents {
 		d.Dependents = append(d.Dependents, &capabilityv1.DependentInfo{

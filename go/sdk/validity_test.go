@@ -18,28 +18,31 @@ import (
 )
 
 type declaration struct {
-	Name       string      `json:"name"`
-	Category   string      `json:"category"`
-	Types      []Type      `json:"types"`
-	Parameters []Parameter `json:"parameters"`
-	Dependents []string    `json:"dependents"`
+	Name                    string      `json:"name"`
+	Category                string      `json:"category"`
+	Types                   []Type      `json:"types"`
+	Parameters              []Parameter `json:"parameters"`
+	RefuseUnknownParameters bool        `json:"refuseUnknownParameters"`
+	Dependents              []string    `json:"dependents"`
 }
 
 func (d declaration) plugin() Plugin {
-	p := Plugin{Name: d.Name, Category: d.Category, Types: d.Types, Parameters: d.Parameters}
+	p := Plugin{Name: d.Name, Category: d.Category, Types: d.Types, Parameters: d.Parameters, RefuseUnknownParameters: d.RefuseUnknownParameters}
 	for _, id := range d.Dependents {
 		p.Dependents = append(p.Dependents, Dependent{ID: id, APIVersion: "v1", Kind: "ConfigMap", Build: func(*Context) any { return Object{} }})
 	}
 	return p
 }
 
+type validityCase struct {
+	Name   string          `json:"name"`
+	Spec   json.RawMessage `json:"spec"`
+	Errors []string        `json:"errors"`
+}
+
 type fixtures struct {
-	Plugin declaration `json:"plugin"`
-	Cases  []struct {
-		Name   string          `json:"name"`
-		Spec   json.RawMessage `json:"spec"`
-		Errors []string        `json:"errors"`
-	} `json:"cases"`
+	Plugin            declaration    `json:"plugin"`
+	Cases             []validityCase `json:"cases"`
 	UnknownDependents []struct {
 		ID      string `json:"id"`
 		Message string `json:"message"`
@@ -49,6 +52,11 @@ type fixtures struct {
 		Plugin declaration `json:"plugin"`
 		Error  string      `json:"error"`
 	} `json:"definitions"`
+	// Typed: a plugin with typed parameters, whose sentences the admission policy says too.
+	Typed struct {
+		Plugin declaration    `json:"plugin"`
+		Cases  []validityCase `json:"cases"`
+	} `json:"typed"`
 }
 
 func loadFixtures(t *testing.T) fixtures {
@@ -71,11 +79,23 @@ func capabilityJSON(spec json.RawMessage) []byte {
 
 func TestCheckValiditySaysWhatTheTypeScriptSDKSays(t *testing.T) {
 	f := loadFixtures(t)
-	s, err := NewServer(f.Plugin.plugin(), nil)
+	checkCases(t, f.Plugin, f.Cases)
+}
+
+func TestTypedParametersAreCheckedAsTheAdmissionPolicyChecksThem(t *testing.T) {
+	f := loadFixtures(t)
+	if len(f.Typed.Cases) < 10 {
+		t.Fatalf("only %d typed cases", len(f.Typed.Cases))
+	}
+	checkCases(t, f.Typed.Plugin, f.Typed.Cases)
+}
+
+func checkCases(t *testing.T, d declaration, cases []validityCase) {
+	s, err := NewServer(d.plugin(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range f.Cases {
+	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
 			got, err := s.CheckValidity(context.Background(), &capabilityv1.CheckValidityRequest{Capability: capabilityJSON(c.Spec)})
 			if err != nil {

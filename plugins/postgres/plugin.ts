@@ -159,21 +159,23 @@ const service = dependent<Service>({
   }
 })
 
+/** A user or database name: what postgres takes unquoted (and a hyphen), at most 63 characters. */
+const Identifier = "^[A-Za-z_][A-Za-z0-9_-]{0,62}$"
+
 export const postgres = definePlugin({
   name: "postgres",
   category: "database",
   types: [{ type: "postgres", versions: Versions, defaultVersion: DefaultVersion }],
+  // Typed: the API server refuses a Capability that breaks these (the operator's admission policy), and so does CheckValidity.
   parameters: [
-    { name: "DB_USER", description: "the database user", default: "admin" },
-    { name: "DB_PASSWORD", description: "the user's password; generated when absent", secret: true },
-    { name: "DB_NAME", description: "the database to create", default: "sample-db" },
-    { name: "DB_PORT", description: "the port postgres listens on", default: "5432" }
+    { name: "DB_USER", description: "the database user", default: "admin", pattern: Identifier },
+    {
+      name: "DB_PASSWORD",
+      description: "the user's password, given with valueFrom (a Secret's key); generated when absent",
+      secret: true
+    },
+    { name: "DB_NAME", description: "the database to create", default: "sample-db", pattern: Identifier },
+    { name: "DB_PORT", description: "the port postgres listens on", default: "5432", type: "integer", minimum: 1024, maximum: 65535 }
   ],
-  validate: (ctx) => {
-    const p = Number(ctx.parameters.DB_PORT)
-    return Number.isInteger(p) && p > 0 && p < 65536
-      ? []
-      : [`parameter DB_PORT must be a port number (1-65535), got "${ctx.parameters.DB_PORT}"`]
-  },
   dependents: [configSecret, statefulSet, service]
 })

@@ -149,16 +149,12 @@ var redis = sdk.Plugin{
 	Category: "cache",
 	// The version picks the image tag.
 	Types: []sdk.Type{{Type: "redis", Versions: []string{"7.2", "7.4", "8.0"}, DefaultVersion: "8.0"}},
+	// Typed: the API server refuses a Capability that breaks these (the
+	// operator's admission policy), and so does CheckValidity.
 	Parameters: []sdk.Parameter{
-		{Name: "REDIS_PASSWORD", Description: "the password clients authenticate with; generated when absent", Secret: true},
-		{Name: "REDIS_PORT", Description: "the port redis listens on", Default: "6379"},
-		{Name: "REDIS_MAXMEMORY", Description: "redis maxmemory, e.g. 64mb", Default: "64mb"},
-	},
-	Validate: func(ctx *sdk.Context) []string {
-		if p, err := strconv.Atoi(ctx.Param("REDIS_PORT")); err != nil || p < 1 || p > 65535 {
-			return []string{fmt.Sprintf("parameter REDIS_PORT must be a port number (1-65535), got \"%s\"", ctx.Param("REDIS_PORT"))}
-		}
-		return nil
+		{Name: "REDIS_PASSWORD", Description: "the password clients authenticate with, given with valueFrom (a Secret's key); generated when absent", Secret: true},
+		{Name: "REDIS_PORT", Description: "the port redis listens on", Default: "6379", Type: sdk.ParamInteger, Minimum: sdk.Bound(1024), Maximum: sdk.Bound(65535)},
+		{Name: "REDIS_MAXMEMORY", Description: "redis maxmemory, e.g. 64mb", Default: "64mb", Pattern: `^[0-9]+([kKmMgG][bB]?|[bB])?$`},
 	},
 	Dependents: []sdk.Dependent{configSecret, deployment, service},
 }

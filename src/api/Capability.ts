@@ -201,10 +201,26 @@ export const CapabilityInfoSpec = Schema.Struct({
         description: Schema.optional(doc(Schema.String, "What the parameter does, as the plugin describes it.")),
         required: Schema.optional(doc(Schema.Boolean, "Whether a Capability must give it.")),
         secret: Schema.optional(doc(Schema.Boolean, "Whether its value is a secret (a password, say).")),
-        default: Schema.optional(doc(Schema.String, "The value used when a Capability does not give it."))
-      }).annotate({ description: "One parameter the plugin understands." })
+        default: Schema.optional(doc(Schema.String, "The value used when a Capability does not give it.")),
+        type: Schema.optional(
+          doc(
+            Schema.Literals(["string", "integer", "boolean", "enum"]),
+            "What its value must spell: string, integer, boolean (true or false) or enum (one of values); absent, any string."
+          )
+        ),
+        values: Schema.optional(doc(Schema.Array(Schema.String), "The values an enum parameter may take.")),
+        pattern: Schema.optional(doc(Schema.String, "The RE2 regular expression a string parameter's value must match.")),
+        minimum: Schema.optional(doc(Schema.Int, "The least value of an integer parameter.")),
+        maximum: Schema.optional(doc(Schema.Int, "The greatest value of an integer parameter.")),
+        allowed: Schema.optional(
+          doc(Schema.String, "What its value must be, as the API server says when it refuses one, e.g. an integer from 1024 to 65535.")
+        )
+      }).annotate({ description: "One parameter the plugin understands, with the schema the API server enforces." })
     ),
     "The parameters a Capability of this type may give."
+  ),
+  refuseUnknownParameters: Schema.optional(
+    doc(Schema.Boolean, "Whether a Capability may give only these parameters: the API server refuses any other name.")
   )
 }).annotate({ description: "What the cluster offers for one category and type: versions, plugin, parameters." })
 export type CapabilityInfoSpec = typeof CapabilityInfoSpec.Type

@@ -20,6 +20,7 @@ import type {
   V1ServiceAccount
 } from "@kubernetes/client-node"
 import { version } from "../Version.ts"
+import { BindingResource, PolicyResource } from "./AdmissionPolicy.ts"
 import {
   CapabilityInfoResource,
   CapabilityResource,
@@ -102,6 +103,12 @@ export const operatorRules: ReadonlyArray<V1PolicyRule> = [
   { apiGroups: [CapabilityResource.group], resources: [`${CapabilityResource.plural}/status`], verbs: ["patch"] },
   // CapabilityInfos are the operator's own (one per registered category and type): applied, listed, deleted.
   { apiGroups: [CapabilityInfoResource.group], resources: [CapabilityInfoResource.plural], verbs: ["list", "create", "patch", "delete"] },
+  // One ValidatingAdmissionPolicy and its binding per registered category and type, the operator's own like CapabilityInfos.
+  {
+    apiGroups: ["admissionregistration.k8s.io"],
+    resources: [PolicyResource, BindingResource],
+    verbs: ["list", "create", "patch", "delete"]
+  },
   // Events about Capabilities are created, never patched.
   { apiGroups: [""], resources: ["events"], verbs: ["create"] }
 ]

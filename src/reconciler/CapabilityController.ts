@@ -27,6 +27,7 @@ import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
 import { ParameterReferences } from "./ParameterReferences.ts"
 import { PluginIdentity } from "./PluginIdentity.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
+import { makeAdmissionPolicySync } from "./AdmissionPolicySync.ts"
 import { syncCapabilityInfos } from "./CapabilityInfoSync.ts"
 import { inform } from "../controller/Informer.ts"
 import { CapabilityLabel, FieldManager } from "./DependentRules.ts"
@@ -167,6 +168,7 @@ export const startController = Effect.fn("CapabilityController.start")(function*
     Effect.forkScoped
   )
 
+  const syncAdmissionPolicies = makeAdmissionPolicySync(options.namespace)
   const onRegistryChange = Effect.gen(function*() {
     yield* watchDependents
     for (const key of yield* reconciler.waitingForPlugin) yield* queue.add(key)
@@ -174,6 +176,11 @@ export const startController = Effect.fn("CapabilityController.start")(function*
       Effect.tapError((e) => Effect.logWarning(`syncing CapabilityInfos failed: ${e.message}; retrying`)),
       Effect.retry({ schedule: Schedule.exponential(Duration.millis(250), 2), times: 8 }),
       Effect.catch(() => Effect.logError("CapabilityInfos could not be synced; they will be on the next plugin change"))
+    )
+    yield* syncAdmissionPolicies.pipe(
+      Effect.tapError((e) => Effect.logWarning(`syncing admission policies failed: ${e.message}; retrying`)),
+      Effect.retry({ schedule: Schedule.exponential(Duration.millis(250), 2), times: 8 }),
+      Effect.catch(() => Effect.logError("admission policies could not be synced; they will be on the next plugin change"))
     )
   })
   // Subscribed before the first handling, so that no change in between is lost.

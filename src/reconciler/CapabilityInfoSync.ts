@@ -8,7 +8,9 @@
  * other's. One CapabilityInfo that cannot be applied never stops the others.
  */
 import { Effect } from "effect"
+import { ruleOf } from "../api/AdmissionPolicy.ts"
 import { ApiVersion, type CapabilityInfoSpec, capabilityInfoName } from "../api/Capability.ts"
+import { allowedValues } from "../api/ParameterRules.ts"
 import type { KubeApiError } from "../kube/Errors.ts"
 import { KubeClient } from "../kube/KubeClient.ts"
 import type { KubeObject } from "../kube/KubeObject.ts"
@@ -21,7 +23,7 @@ const ManagedBy = "app.kubernetes.io/managed-by"
 export const OperatorNamespaceLabel = "halkyon.io/operator-namespace"
 
 /** The labels of this operator instance's CapabilityInfos. */
-const instanceLabels = (namespace: string | undefined): Record<string, string> =>
+export const instanceLabels = (namespace: string | undefined): Record<string, string> =>
   namespace === undefined ? { [ManagedBy]: "halkyon" } : { [ManagedBy]: "halkyon", [OperatorNamespaceLabel]: namespace }
 
 /** Selects this operator instance's CapabilityInfos, and no other instance's. */
@@ -51,13 +53,24 @@ export const desiredInfos = Effect.fnUntraced(function*(namespace: string | unde
           versions: t.versions,
           defaultVersion: t.defaultVersion,
           plugin: entry.plugin,
-          parameters: d.parameters.map((p) => ({
-            name: p.name,
-            ...(p.description === "" ? {} : { description: p.description }),
-            required: p.required,
-            secret: p.secret,
-            ...(p.defaultValue === "" ? {} : { default: p.defaultValue })
-          }))
+          parameters: d.parameters.map((p) => {
+            const rule = ruleOf(p)
+            const allowed = allowedValues(rule)
+            return {
+              name: p.name,
+              ...(p.description === "" ? {} : { description: p.description }),
+              required: p.required,
+              secret: p.secret,
+              ...(p.defaultValue === "" ? {} : { default: p.defaultValue }),
+              ...(rule.type === undefined ? {} : { type: rule.type }),
+              ...(rule.type === "enum" ? { values: [...p.allowedValues] } : {}),
+              ...(p.pattern === "" ? {} : { pattern: p.pattern }),
+              ...(p.minimum === undefined ? {} : { minimum: p.minimum }),
+              ...(p.maximum === undefined ? {} : { maximum: p.maximum }),
+              ...(allowed === undefined ? {} : { allowed })
+            }
+          }),
+          refuseUnknownParameters: d.refuseUnknownParameters
         }
       })
     }

@@ -12,6 +12,8 @@ import {
   type ObservedDependent,
   type PluginDescription
 } from "../gen/halkyon/capability/v1/capability.ts"
+import { allowedValues, invalidValue, unknownParameter, valueAllowed } from "../api/ParameterRules.ts"
+import { ParameterType } from "../gen/halkyon/capability/v1/capability.ts"
 import { BuildDependents, CheckValidity, Describe, EvaluateConditions, UpdateDependent } from "../protocol/Methods.ts"
 import { jsonBytes, jsonText } from "../protocol/Rpc.ts"
 import type { Built, Condition, Context, DependentDefinition, ObjectShape, PluginDefinition, TypeDefinition } from "./Plugin.ts"
@@ -20,6 +22,13 @@ import { GrpcError, type GrpcServer, Status } from "./wire/GrpcServer.ts"
 
 /** The default version of a type: declared, or the last listed. */
 export const defaultVersion = (t: TypeDefinition): string => t.defaultVersion ?? t.versions[t.versions.length - 1] ?? ""
+
+const ParameterTypes = {
+  string: ParameterType.PARAMETER_TYPE_STRING,
+  integer: ParameterType.PARAMETER_TYPE_INTEGER,
+  boolean: ParameterType.PARAMETER_TYPE_BOOLEAN,
+  enum: ParameterType.PARAMETER_TYPE_ENUM
+} as const
 
 export const describe = (plugin: PluginDefinition): PluginDescription => ({
   name: plugin.name,
@@ -30,8 +39,14 @@ export const describe = (plugin: PluginDefinition): PluginDescription => ({
     description: p.description ?? "",
     required: p.required ?? false,
     secret: p.secret ?? false,
-    defaultValue: p.default ?? ""
+    defaultValue: p.default ?? "",
+    type: ParameterTypes[p.type ?? "string"],
+    allowedValues: [...(p.values ?? [])],
+    pattern: p.pattern ?? "",
+    ...(p.minimum === undefined ? {} : { minimum: p.minimum }),
+    ...(p.maximum === undefined ? {} : { maximum: p.maximum })
   })),
+  refuseUnknownParameters: plugin.refuseUnknownParameters ?? false,
   dependents: plugin.dependents.map((d) => ({
     id: d.id,
     apiVersion: d.apiVersion,
@@ -98,7 +113,11 @@ export const makeContext = (plugin: PluginDefinition, capability: Capability): C
   }
 }
 
-/** The checks every plugin gets: category, type, version, required parameters. */
+/**
+ * The checks every plugin gets: category, type, version, required parameters,
+ * and each given parameter's type and bounds (and its name, when the plugin
+ * refuses unknown ones), with the admission policy's sentences.
+ */
 export const validate = (plugin: PluginDefinition, capability: Capability): Array<string> => {
   const errors: Array<string> = []
   const { category, type: typeName, version } = capability.spec
@@ -111,13 +130,31 @@ export const validate = (plugin: PluginDefinition, capability: Capability): Arra
     return errors
   }
   if (version !== undefined && version !== "" && !type.versions.includes(version)) {
-    errors.push(Messages.versionNotSupported(version, type.type, type.versions))
+    errors.push(Messages.versionNotSupported(version, type.type, plugin.name, type.versions))
   }
   const context = makeContext(plugin, capability)
   for (const p of plugin.parameters ?? []) {
     if (p.required === true && (context.parameters[p.name] ?? "") === "") errors.push(Messages.parameterRequired(p.name))
   }
+  errors.push(...parameterErrors(plugin, capability))
   if (errors.length === 0 && plugin.validate !== undefined) errors.push(...plugin.validate(context))
+  return errors
+}
+
+/** What is wrong with the given parameters' values and names. */
+const parameterErrors = (plugin: PluginDefinition, capability: Capability): Array<string> => {
+  const errors: Array<string> = []
+  const declared = plugin.parameters ?? []
+  for (const given of capability.spec.parameters ?? []) {
+    const d = declared.find((p) => p.name === given.name)
+    if (d === undefined) {
+      if (plugin.refuseUnknownParameters === true) errors.push(unknownParameter(given.name, plugin.name, declared.map((p) => p.name)))
+      continue
+    }
+    const value = given.value ?? ""
+    const allowed = allowedValues(d)
+    if (value !== "" && allowed !== undefined && !valueAllowed(d, value)) errors.push(invalidValue(d.name, plugin.name, allowed))
+  }
   return errors
 }
 

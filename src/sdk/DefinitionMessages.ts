@@ -14,3 +14,9 @@ export const noVersions = (type: string) => `type ${type} declares no versions`
 export const badDefault = (type: string, version: string, versions: ReadonlyArray<string>) =>
   `type ${type}: default version ${version} is not one of ${versions.join(", ")}`
 export const dependentIdTwice = (id: string) => `dependent id ${id} is used twice`
+export const parameterTwice = (name: string) => `parameter ${name} is declared twice`
+export const enumWithoutValues = (name: string) => `parameter ${name} is an enum without values`
+export const boundsReversed = (name: string, minimum: number, maximum: number) =>
+  `parameter ${name}: minimum ${minimum} is above maximum ${maximum}`
+export const badPattern = (name: string, pattern: string) => `parameter ${name}: pattern ${pattern} is not a regular expression`
+export const defaultNotAllowed = (name: string, value: string, allowed: string) => `parameter ${name}: default "${value}" is not ${allowed}`

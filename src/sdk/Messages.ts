@@ -12,8 +12,9 @@ export const categoryNotServed = (category: string, plugin: string, serves: stri
   `category "${category}" is not served by plugin ${plugin} (it serves "${serves}")`
 export const typeNotServed = (type: string, plugin: string, supported: ReadonlyArray<string>) =>
   `type "${type}" is not served by plugin ${plugin}; supported types: ${list(supported)}`
-export const versionNotSupported = (version: string, type: string, supported: ReadonlyArray<string>) =>
-  `version "${version}" of ${type} is not supported; supported versions: ${list(supported)}`
+/** Also what the admission policy says (src/api/AdmissionPolicy.ts). */
+export const versionNotSupported = (version: string, type: string, plugin: string, supported: ReadonlyArray<string>) =>
+  `version "${version}" of ${type} is not supported by plugin ${plugin}; supported versions: ${list(supported)}`
 export const parameterRequired = (name: string) => `parameter ${name} is required`
 export const unknownDependent = (plugin: string, id: string, has: ReadonlyArray<string>) =>
   `plugin ${plugin} has no dependent "${id}"; it has: ${list(has)}`

@@ -9,6 +9,7 @@
  */
 import type { Capability } from "../api/Capability.ts"
 import type { TypedObject } from "../kube/KubeObject.ts"
+import { allowedValues, type ParameterKind, valueAllowed } from "../api/ParameterRules.ts"
 import * as Messages from "./DefinitionMessages.ts"
 
 /** A Kubernetes object, as JSON: apiVersion, kind and metadata, and the fields of its kind. */
@@ -39,15 +40,48 @@ export interface TypeDefinition {
   readonly defaultVersion?: string
 }
 
-/** A parameter the plugin understands, read from `spec.parameters`. */
+/**
+ * A parameter the plugin understands, read from `spec.parameters`. Its type
+ * and bounds are enforced twice with the same rules and sentences: by the API
+ * server, through the admission policy the operator derives from Describe
+ * (a wrong value is refused by `kubectl apply`), and by the SDK's
+ * CheckValidity (where the operator may not manage admission policies). A
+ * value is always a string in a Capability; an empty one counts as not given.
+ *
+ * @example
+ * ```ts
+ * const parameters: ReadonlyArray<ParameterDefinition> = [
+ *   { name: "DB_PORT", type: "integer", minimum: 1024, maximum: 65535, default: "5432" },
+ *   { name: "TIER", type: "enum", values: ["dev", "prod"], default: "dev" },
+ *   { name: "DB_NAME", pattern: "^[a-z][a-z0-9_]*$" },
+ *   { name: "DB_PASSWORD", secret: true }
+ * ]
+ * ```
+ */
 export interface ParameterDefinition {
   readonly name: string
   readonly description?: string
   readonly required?: boolean
-  /** A secret parameter's value is never logged nor listed. */
+  /**
+   * A secret parameter's value is never logged nor listed, and the API server
+   * refuses it as a literal `value`: a Capability gives it with `valueFrom`.
+   */
   readonly secret?: boolean
-  /** Used when the Capability does not set the parameter. */
+  /** Used when the Capability does not set the parameter; must itself be allowed. */
   readonly default?: string
+  /** Default: "string" (any string, or one matching `pattern`). */
+  readonly type?: ParameterKind
+  /** The values an "enum" may take. */
+  readonly values?: ReadonlyArray<string>
+  /**
+   * An RE2 regular expression a "string" value must match; it matches
+   * anywhere unless anchored with ^ and $. Keep to the syntax RE2 and
+   * JavaScript share (no lookaround, no backreferences).
+   */
+  readonly pattern?: string
+  /** Inclusive bounds of an "integer". */
+  readonly minimum?: number
+  readonly maximum?: number
 }
 
 /** The Capability as a dependent's functions see it: parameters resolved. */
@@ -123,6 +157,11 @@ export interface PluginDefinition {
   readonly category: string
   readonly types: ReadonlyArray<TypeDefinition>
   readonly parameters?: ReadonlyArray<ParameterDefinition>
+  /**
+   * Default: false. When true, a Capability may give only the declared
+   * parameters: the API server refuses any other name, naming the declared ones.
+   */
+  readonly refuseUnknownParameters?: boolean
   /** Extra validity checks; each returned string is an error for the user. */
   readonly validate?: (context: Context) => ReadonlyArray<string>
   /** In the order they are applied. */
@@ -167,6 +206,7 @@ export const definePlugin = (definition: PluginDefinition): PluginDefinition => 
       problems.push(Messages.badDefault(t.type, t.defaultVersion, t.versions))
     }
   }
+  problems.push(...parameterProblems(definition.parameters ?? []))
   const ids = new Set<string>()
   for (const d of definition.dependents) {
     if (ids.has(d.id)) problems.push(Messages.dependentIdTwice(d.id))
@@ -174,6 +214,33 @@ export const definePlugin = (definition: PluginDefinition): PluginDefinition => 
   }
   if (problems.length > 0) throw new Error(Messages.invalidDefinition(problems))
   return definition
+}
+
+/** The mistakes of parameter declarations: a name twice, an enum without values, bounds reversed, a bad pattern or default. */
+const parameterProblems = (parameters: ReadonlyArray<ParameterDefinition>): Array<string> => {
+  const problems: Array<string> = []
+  const names = new Set<string>()
+  for (const p of parameters) {
+    if (names.has(p.name)) problems.push(Messages.parameterTwice(p.name))
+    names.add(p.name)
+    if (p.type === "enum" && (p.values ?? []).length === 0) problems.push(Messages.enumWithoutValues(p.name))
+    if (p.minimum !== undefined && p.maximum !== undefined && p.minimum > p.maximum) {
+      problems.push(Messages.boundsReversed(p.name, p.minimum, p.maximum))
+    }
+    if ((p.type ?? "string") === "string" && p.pattern !== undefined && p.pattern !== "") {
+      try {
+        new RegExp(p.pattern)
+      } catch {
+        problems.push(Messages.badPattern(p.name, p.pattern))
+        continue
+      }
+    }
+    const allowed = allowedValues(p)
+    if (allowed !== undefined && p.default !== undefined && p.default !== "" && !valueAllowed(p, p.default)) {
+      problems.push(Messages.defaultNotAllowed(p.name, p.default, allowed))
+    }
+  }
+  return problems
 }
 
 /**

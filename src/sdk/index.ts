@@ -6,6 +6,7 @@
  * for a walk-through and plugins/postgres for a full plugin.
  */
 export type { Capability, CapabilitySpec, Parameter } from "../api/Capability.ts"
+export type { ParameterKind } from "../api/ParameterRules.ts"
 export { bindingEntries, type BindingEntries, checkBindingEntries } from "./Binding.ts"
 export { makeLogger, type Logger } from "./Log.ts"
 export type {

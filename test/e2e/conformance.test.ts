@@ -112,7 +112,9 @@ describe("go-plugin's own client loads the TypeScript postgres plugin", () => {
             types: [{ type: "postgres", versions: ["14", "15", "16", "17", "18"], default_version: "17" }]
           },
           checkValidity: [],
-          checkValidityWrongVersion: ["version \"017\" of postgres is not supported; supported versions: 14, 15, 16, 17, 18"],
+          checkValidityWrongVersion: [
+            "version \"017\" of postgres is not supported by plugin postgres; supported versions: 14, 15, 16, 17, 18"
+          ],
           checkValidityGarbage: "rpc error: code = InvalidArgument desc = the Capability could not be read: Expected a valid JSON string",
           buildDependents: { ids: ["config-secret", "statefulset", "service"], kinds: ["Secret", "StatefulSet", "Service"] },
           updateDependent: { id: "config-secret", needsUpdate: true },

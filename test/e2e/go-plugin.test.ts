@@ -72,7 +72,8 @@ describe("a redis Capability served by the Go plugin", () => {
       apiVersion: "halkyon.io/v1beta1",
       kind: "Capability",
       metadata: { name: "sessions" },
-      spec: { category: "Cache", type: "Redis", version: "7.4", parameters: [{ name: "REDIS_PASSWORD", value: "s3cret" }] }
+      // REDIS_PASSWORD is secret, refused as a literal value: the plugin generates one.
+      spec: { category: "Cache", type: "Redis", version: "7.4", parameters: [{ name: "REDIS_MAXMEMORY", value: "32mb" }] }
     })
     expect(created.status).toBe(201)
     const pending = await waitReady("sessions", "False", "DependentsNotReady")
@@ -97,11 +98,20 @@ describe("a redis Capability served by the Go plugin", () => {
     const data = Object.fromEntries(
       Object.entries(dig<Record<string, string>>(secret?.body, "data") ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()])
     )
+    const password = data.REDIS_PASSWORD ?? ""
+    expect(password).toMatch(/^[A-Za-z0-9_-]{24}$/)
     expect(data).toEqual({
       REDIS_HOST: `sessions.${ns}.svc`,
       REDIS_PORT: "6379",
-      REDIS_PASSWORD: "s3cret",
-      REDIS_URL: `redis://:s3cret@sessions.${ns}.svc:6379/0`
+      REDIS_PASSWORD: password,
+      REDIS_URL: `redis://:${password}@sessions.${ns}.svc:6379/0`,
+      // The Service Binding spec's well-known entries, beside the plugin's own.
+      type: "redis",
+      provider: "halkyon",
+      host: `sessions.${ns}.svc`,
+      port: "6379",
+      password,
+      uri: `redis://:${password}@sessions.${ns}.svc:6379/0`
     })
     expect(dig(deployment?.body, "spec", "template", "spec", "containers", 0, "image")).toBe("redis:7.4")
     expect(dig(service?.body, "spec", "ports", 0, "port")).toBe(6379)
@@ -129,16 +139,19 @@ describe("a redis Capability served by the Go plugin", () => {
     ])
   })
 
-  test("a bad parameter is refused by the Go plugin's validity check", async () => {
-    const created = await cluster.api("POST", capabilityPath(ns), {
+  test("a bad parameter is refused by the API server, with the rule the Go plugin declares", async () => {
+    const badPort = {
       apiVersion: "halkyon.io/v1beta1",
       kind: "Capability",
       metadata: { name: "badport" },
       spec: { category: "cache", type: "redis", parameters: [{ name: "REDIS_PORT", value: "none" }] }
-    })
-    expect(created.status).toBe(201)
-    const invalid = await waitReady("badport", "False", "Invalid")
-    expect(readyOf(invalid)?.message).toContain("parameter REDIS_PORT must be a port number (1-65535), got \"none\"")
+    }
+    // The operator applies the plugin's policy once it registers, and the API server takes it up a moment later.
+    const refused = async () => (await cluster.api("POST", `${capabilityPath(ns)}?dryRun=All`, badPort)).status === 422
+    expect(await eventually(refused, 10_000, 100)).toBe(true)
+    const created = await cluster.api("POST", capabilityPath(ns), badPort)
+    expect(created.status).toBe(422)
+    expect(String(dig(created.body, "message"))).toContain("parameter REDIS_PORT must be an integer from 1024 to 65535 (plugin redis)")
   })
 
   test("samples/redis.yaml applies as it is and provisions a redis cache", async () => {

@@ -116,7 +116,7 @@ describe("a Go plugin project outside the repository, on the Go SDK", () => {
           }
         ]])
         expect(yield* connection.checkValidity(capability("1.4"))).toEqual([
-          "version \"1.4\" of memcached is not supported; supported versions: 1.5, 1.6"
+          "version \"1.4\" of memcached is not supported by plugin memcached; supported versions: 1.5, 1.6"
         ])
       })))
 })

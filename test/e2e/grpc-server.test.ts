@@ -54,7 +54,7 @@ const listening = (peers?: Peers) => {
     : { certPem: peers.plugin.certPem, keyPem: peers.plugin.keyPem, clientCaPem: peers.host.certPem }
   const listener = Listener.open({ unixSocket: join(socketDir(), "plugin.sock"), tls: tlsOptions })
   const server = new GrpcServer()
-    .unary(Describe, () => ({ name: "wire", category: "test", types: [], parameters: [], dependents: [] }))
+    .unary(Describe, () => ({ name: "wire", category: "test", types: [], parameters: [], dependents: [], refuseUnknownParameters: false }))
     .unary(BuildDependents, (request) => ({ dependents: [{ id: "echo", object: Buffer.from(request.capability).reverse() }] }))
   cleanups.push(() => server.close(), () => listener.close())
   return { server, listener, address: listener.address }
@@ -307,7 +307,14 @@ describe("the TCP listener (Windows, or no socket folder)", () => {
       cleanups.push(() => blocker.stop(true))
     }
     const listener = Listener.open({ tcp: { host: "127.0.0.1", minPort, maxPort } })
-    const server = new GrpcServer().unary(Describe, () => ({ name: "wire", category: "test", types: [], parameters: [], dependents: [] }))
+    const server = new GrpcServer().unary(Describe, () => ({
+      name: "wire",
+      category: "test",
+      types: [],
+      parameters: [],
+      dependents: [],
+      refuseUnknownParameters: false
+    }))
     cleanups.push(() => server.close(), () => listener.close())
     const address = listener.address
     expect(address).toEqual({ network: "tcp", address: `127.0.0.1:${maxPort}` })

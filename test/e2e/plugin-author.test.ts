@@ -45,7 +45,13 @@ afterAll(() => rmSync(work, { recursive: true, force: true }))
 
 describe("plugins render", () => {
   test("prints the postgres sample's dependents as the operator applies them (golden file)", () => {
-    const { code, stdout, stderr } = run(["plugins", "render", builtPlugin("postgres"), "-f", "samples/postgres.yaml"])
+    const { code, stdout, stderr } = run([
+      "plugins",
+      "render",
+      builtPlugin("postgres"),
+      "-f",
+      "test/fixtures/render/postgres-capability.yaml"
+    ])
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" })
     expect(stdout).toBe(readFileSync(join(root, "test/fixtures/render/postgres.yaml"), "utf8"))
   })
@@ -71,7 +77,7 @@ describe("plugins render", () => {
         "render",
         builtPlugin("postgres.js"),
         "-f",
-        "samples/postgres.yaml",
+        "test/fixtures/render/postgres-capability.yaml",
         "--observed",
         file,
         "-o",
@@ -106,7 +112,7 @@ describe("plugins render", () => {
   test("an invalid Capability exits 1 with the plugin's message", () => {
     const file = write(
       "invalid.yaml",
-      readFileSync(join(root, "samples/postgres.yaml"), "utf8").replace(
+      readFileSync(join(root, "test/fixtures/render/postgres-capability.yaml"), "utf8").replace(
         "value: admin\n",
         "value: admin\n    - name: DB_PORT\n      value: \"99999\"\n"
       )
@@ -115,7 +121,7 @@ describe("plugins render", () => {
     expect(code).toBe(1)
     expect(stdout).toBe("")
     expect(stderr).toContain(
-      "the Capability is invalid (the operator would set Ready=False, reason Invalid): parameter DB_PORT must be a port number (1-65535), got \"99999\""
+      "the Capability is invalid (the operator would set Ready=False, reason Invalid): parameter DB_PORT must be an integer from 1024 to 65535 (plugin postgres)"
     )
   })
 
@@ -132,7 +138,10 @@ describe("plugins render", () => {
   })
 
   test("a Capability no plugin type matches exits 1 naming what the plugin serves", () => {
-    const file = write("other.yaml", readFileSync(join(root, "samples/postgres.yaml"), "utf8").replace("type: postgres", "type: mysql"))
+    const file = write(
+      "other.yaml",
+      readFileSync(join(root, "test/fixtures/render/postgres-capability.yaml"), "utf8").replace("type: postgres", "type: mysql")
+    )
     const { code, stderr } = run(["plugins", "render", builtPlugin("postgres"), "-f", file])
     expect(code).toBe(1)
     expect(stderr).toContain("database/postgres")
@@ -339,7 +348,7 @@ describe("--reattach", () => {
     try {
       expect(value).toMatch(/^postgres=unix:\//)
 
-      const rendered = run(["plugins", "render", "--reattach", value, "-f", "samples/postgres.yaml"])
+      const rendered = run(["plugins", "render", "--reattach", value, "-f", "test/fixtures/render/postgres-capability.yaml"])
       expect({ code: rendered.code, stdout: rendered.stdout }).toEqual({
         code: 0,
         stdout: readFileSync(join(root, "test/fixtures/render/postgres.yaml"), "utf8")
@@ -353,7 +362,7 @@ describe("--reattach", () => {
 
       // Both halkyon processes have exited; the plugin still serves.
       expect(plugin.exitCode).toBeNull()
-      const again = run(["plugins", "render", "--reattach", value, "-f", "samples/postgres.yaml"])
+      const again = run(["plugins", "render", "--reattach", value, "-f", "test/fixtures/render/postgres-capability.yaml"])
       expect(again.code).toBe(0)
     } finally {
       plugin.kill("SIGINT")

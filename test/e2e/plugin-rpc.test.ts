@@ -54,10 +54,10 @@ for (const { form, file } of forms(builtPlugin, "postgres")) {
             expect(yield* connection.checkValidity(capability())).toEqual([])
             expect(yield* connection.checkValidity(capability([], ""))).toEqual([])
             expect(yield* connection.checkValidity(capability([], "9"))).toEqual([
-              "version \"9\" of postgres is not supported; supported versions: 14, 15, 16, 17, 18"
+              "version \"9\" of postgres is not supported by plugin postgres; supported versions: 14, 15, 16, 17, 18"
             ])
             expect(yield* connection.checkValidity(capability([{ name: "DB_PORT", value: "99999" }]))).toEqual([
-              "parameter DB_PORT must be a port number (1-65535), got \"99999\""
+              "parameter DB_PORT must be an integer from 1024 to 65535 (plugin postgres)"
             ])
           })))
 

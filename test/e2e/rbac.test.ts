@@ -316,12 +316,18 @@ test("the ServiceBinding controller acts as its own ServiceAccount: it binds a D
   expect(operator!.logs.filter((l) => l.includes("HTTP 403") || l.includes("Forbidden"))).toEqual([])
 }, 30_000)
 
-test("a plugin removed from the folder takes its CapabilityInfo with it", async () => {
+test("a plugin removed from the folder takes its CapabilityInfo and its admission policy with it", async () => {
+  const policies = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
+  // Applied under the printed role, which grants exactly list, create, patch and delete on policies and bindings.
+  expect((await cluster.api("GET", `${policies}/halkyon-test-flaky`)).status).toBe(200)
   rmSync(join(pluginsDir, "flaky.js"))
   expect(
     await eventually(async () => (await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/test-flaky")).status === 404, 15_000)
   ).toBe(true)
+  expect(await eventually(async () => (await cluster.api("GET", `${policies}/halkyon-test-flaky`)).status === 404, 15_000)).toBe(true)
   expect((await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/database-postgres")).status).toBe(200)
+  expect((await cluster.api("GET", `${policies}/halkyon-database-postgres`)).status).toBe(200)
+  expect(operator!.logs.filter((l) => l.includes("may not manage ValidatingAdmissionPolicies"))).toEqual([])
 }, 30_000)
 
 test(
@@ -432,3 +438,37 @@ describe("halkyon run --impersonate: auto with an admin kubeconfig, always with 
     }
   }, 60_000)
 })
+
+test("an operator whose role lacks admission policies says so once, and the plugin's own check refuses a wrong value", async () => {
+  await operator?.stop()
+  operator = undefined
+  const policies = "/apis/admissionregistration.k8s.io/v1"
+  for (const path of ["validatingadmissionpolicybindings", "validatingadmissionpolicies"]) {
+    expect((await cluster.api("DELETE", `${policies}/${path}/halkyon-database-postgres`)).status).toBe(200)
+  }
+  const role = printedRole("halkyon")
+  const without = { ...role, rules: role?.rules?.filter((r) => !r.apiGroups?.includes("admissionregistration.k8s.io")) } as Manifest
+  expect((await apply(without, `${rbac}/clusterroles`)).status).toBe(200)
+  const started = await untilReady(
+    startOperator(cluster, pluginsDir, ["--impersonate", "always", "--operator-namespace", "halkyon-system"], kubeconfig.path)
+  )
+  try {
+    const created = await cluster.api("POST", capabilityPath("apps"), {
+      apiVersion: "halkyon.io/v1beta1",
+      kind: "Capability",
+      metadata: { name: "lowport" },
+      spec: { category: "database", type: "postgres", parameters: [{ name: "DB_PORT", value: "80" }] }
+    })
+    expect(created.status).toBe(201)
+    expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "lowport")))?.reason === "Invalid", 20_000))
+      .toBe(true)
+    expect(readyOf(await cluster.api("GET", capabilityPath("apps", "lowport")))?.message).toContain(
+      "parameter DB_PORT must be an integer from 1024 to 65535 (plugin postgres)"
+    )
+    expect(started.logs.filter((l) => l.includes("may not manage ValidatingAdmissionPolicies"))).toHaveLength(1)
+    expect((await cluster.api("GET", `${policies}/validatingadmissionpolicies/halkyon-database-postgres`)).status).toBe(404)
+  } finally {
+    await started.stop()
+    expect((await apply(role as Manifest, `${rbac}/clusterroles`)).status).toBe(200)
+  }
+}, 60_000)

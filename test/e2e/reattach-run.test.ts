@@ -44,7 +44,7 @@ test("the operator provisions through the reattached plugin and leaves it runnin
         category: "database",
         type: "postgres",
         version: "16",
-        parameters: [{ name: "DB_USER", value: "admin" }, { name: "DB_PASSWORD", value: "admin" }]
+        parameters: [{ name: "DB_USER", value: "admin" }]
       }
     })
     expect(created.status).toBe(201)

@@ -59,14 +59,14 @@ for (const autoMtls of [true, false]) {
           expect(yield* connection.checkValidity(capability())).toEqual([])
           expect(yield* connection.checkValidity(capability([], ""))).toEqual([])
           expect(yield* connection.checkValidity(capability([], "6.0"))).toEqual([
-            "version \"6.0\" of redis is not supported; supported versions: 7.2, 7.4, 8.0"
+            "version \"6.0\" of redis is not supported by plugin redis; supported versions: 7.2, 7.4, 8.0"
           ])
           expect(yield* connection.checkValidity(capability([], "7.4", { category: "database", type: "valkey" }))).toEqual([
             "category \"database\" is not served by plugin redis (it serves \"cache\")",
             "type \"valkey\" is not served by plugin redis; supported types: redis"
           ])
           expect(yield* connection.checkValidity(capability([{ name: "REDIS_PORT", value: "0" }]))).toEqual([
-            "parameter REDIS_PORT must be a port number (1-65535), got \"0\""
+            "parameter REDIS_PORT must be an integer from 1024 to 65535 (plugin redis)"
           ])
           const garbage = yield* Effect.flip(connection.checkValidity({ metadata: { name: "x" }, spec: "nope" }))
           expect(garbage._tag).toBe("PluginCallFailed")

@@ -45,6 +45,7 @@ export const databaseDependents: Array<DependentInfo> = [
 
 export const databaseDescription = (name = "pg"): PluginDescription => ({
   name,
+  refuseUnknownParameters: false,
   category: "database",
   types: [{ type: "postgres", versions: ["15", "16"], defaultVersion: "16" }],
   parameters: [],

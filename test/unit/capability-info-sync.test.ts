@@ -15,6 +15,7 @@ import { PluginRegistry } from "../../src/registry/PluginRegistry.ts"
 
 const description = (category: string, type: string): PluginDescription => ({
   name: type,
+  refuseUnknownParameters: false,
   category,
   types: [{ type, versions: ["1"], defaultVersion: "1" }],
   parameters: [],

@@ -8,6 +8,7 @@ import { PluginRegistry } from "../../src/registry/PluginRegistry.ts"
 
 const description = (category: string, ...types: Array<string>): PluginDescription => ({
   name: "p",
+  refuseUnknownParameters: false,
   category,
   types: types.map((type) => ({ type, versions: ["1"], defaultVersion: "1" })),
   parameters: [],

@@ -118,6 +118,14 @@ describe("the operator's own role", () => {
     expect(operatorRules.find((r) => r.resources?.includes("capabilities/status"))?.verbs).toEqual(["patch"])
   })
 
+  test("admission policies and their bindings: applied, listed and deleted, nothing else of admissionregistration", () => {
+    expect(operatorRules.filter((r) => r.apiGroups?.includes("admissionregistration.k8s.io"))).toEqual([{
+      apiGroups: ["admissionregistration.k8s.io"],
+      resources: ["validatingadmissionpolicies", "validatingadmissionpolicybindings"],
+      verbs: ["list", "create", "patch", "delete"]
+    }])
+  })
+
   test("its namespaced Role: the Lease, and impersonation of exactly the plugins' ServiceAccounts", () => {
     const references = {
       apiGroups: [""],

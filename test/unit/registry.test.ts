@@ -7,6 +7,7 @@ import { PluginRegistry } from "../../src/registry/PluginRegistry.ts"
 
 const description = (category: string, type: string, versions: Array<string>, defaultVersion: string): PluginDescription => ({
   name: type,
+  refuseUnknownParameters: false,
   category,
   types: [{ type, versions, defaultVersion }],
   parameters: [],

@@ -48,10 +48,11 @@ describe("the postgres plugin in-process", () => {
   test("validates its parameters and the type's versions", () => {
     expect(t.validate(t.capability())).toEqual([])
     expect(t.validate(t.capability({ version: "9", parameters: { DB_PORT: "x" } }))).toEqual([
-      "version \"9\" of postgres is not supported; supported versions: 14, 15, 16, 17, 18"
+      "version \"9\" of postgres is not supported by plugin postgres; supported versions: 14, 15, 16, 17, 18",
+      "parameter DB_PORT must be an integer from 1024 to 65535 (plugin postgres)"
     ])
-    expect(t.validate(t.capability({ parameters: { DB_PORT: "x" } }))).toEqual([
-      "parameter DB_PORT must be a port number (1-65535), got \"x\""
+    expect(t.validate(t.capability({ parameters: { DB_PORT: "80", DB_NAME: "orders" } }))).toEqual([
+      "parameter DB_PORT must be an integer from 1024 to 65535 (plugin postgres)"
     ])
   })
 

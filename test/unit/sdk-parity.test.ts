@@ -19,14 +19,19 @@ interface Declaration {
   readonly category: string
   readonly types: ReadonlyArray<TypeDefinition>
   readonly parameters?: ReadonlyArray<ParameterDefinition>
+  readonly refuseUnknownParameters?: boolean
   readonly dependents: ReadonlyArray<string>
 }
 
+type Case = { readonly name: string; readonly spec: unknown; readonly errors: ReadonlyArray<string> }
+
 interface Fixtures {
   readonly plugin: Declaration
-  readonly cases: ReadonlyArray<{ readonly name: string; readonly spec: unknown; readonly errors: ReadonlyArray<string> }>
+  readonly cases: ReadonlyArray<Case>
   readonly unknownDependents: ReadonlyArray<{ readonly id: string; readonly message: string }>
   readonly definitions: ReadonlyArray<{ readonly name: string; readonly plugin: Declaration; readonly error: string }>
+  /** A plugin with typed parameters, whose sentences the admission policy says too. */
+  readonly typed: { readonly plugin: Declaration; readonly cases: ReadonlyArray<Case> }
 }
 
 const fixtures = JSON.parse(readFileSync(join(import.meta.dir, "../../go/sdk/testdata/validity.json"), "utf8")) as Fixtures
@@ -78,8 +83,21 @@ describe("the TypeScript SDK says what the Go SDK says", () => {
     })
   }
 
+  const typed = definePlugin(toPlugin(fixtures.typed.plugin))
+  for (const c of fixtures.typed.cases) {
+    test(`typed parameters: ${c.name}`, () => {
+      expect(validate(typed, capability(c.spec))).toEqual([...c.errors])
+    })
+  }
+
   test("the fixtures hold cases of each kind", () => {
-    expect([fixtures.cases.length > 5, fixtures.unknownDependents.length > 0, fixtures.definitions.length > 0]).toEqual([true, true, true])
+    expect([
+      fixtures.cases.length > 5,
+      fixtures.unknownDependents.length > 0,
+      fixtures.definitions.length > 1,
+      fixtures.typed.cases.length > 10
+    ])
+      .toEqual([true, true, true, true])
   })
 })
 

@@ -41,6 +41,67 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ParameterType is what a parameter's value (always a string in a
+// Capability) must spell.
+type ParameterType int32
+
+const (
+	// Any string: what every parameter of an old plugin is.
+	ParameterType_PARAMETER_TYPE_UNSPECIFIED ParameterType = 0
+	ParameterType_PARAMETER_TYPE_STRING      ParameterType = 1
+	// A decimal integer, e.g. "5432".
+	ParameterType_PARAMETER_TYPE_INTEGER ParameterType = 2
+	// "true" or "false".
+	ParameterType_PARAMETER_TYPE_BOOLEAN ParameterType = 3
+	// One of allowed_values.
+	ParameterType_PARAMETER_TYPE_ENUM ParameterType = 4
+)
+
+// Enum value maps for ParameterType.
+var (
+	ParameterType_name = map[int32]string{
+		0: "PARAMETER_TYPE_UNSPECIFIED",
+		1: "PARAMETER_TYPE_STRING",
+		2: "PARAMETER_TYPE_INTEGER",
+		3: "PARAMETER_TYPE_BOOLEAN",
+		4: "PARAMETER_TYPE_ENUM",
+	}
+	ParameterType_value = map[string]int32{
+		"PARAMETER_TYPE_UNSPECIFIED": 0,
+		"PARAMETER_TYPE_STRING":      1,
+		"PARAMETER_TYPE_INTEGER":     2,
+		"PARAMETER_TYPE_BOOLEAN":     3,
+		"PARAMETER_TYPE_ENUM":        4,
+	}
+)
+
+func (x ParameterType) Enum() *ParameterType {
+	p := new(ParameterType)
+	*p = x
+	return p
+}
+
+func (x ParameterType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ParameterType) Descriptor() protoreflect.EnumDescriptor {
+	return file_halkyon_capability_v1_capability_proto_enumTypes[0].Descriptor()
+}
+
+func (ParameterType) Type() protoreflect.EnumType {
+	return &file_halkyon_capability_v1_capability_proto_enumTypes[0]
+}
+
+func (x ParameterType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ParameterType.Descriptor instead.
+func (ParameterType) EnumDescriptor() ([]byte, []int) {
+	return file_halkyon_capability_v1_capability_proto_rawDescGZIP(), []int{0}
+}
+
 type ConditionState int32
 
 const (
@@ -77,11 +138,11 @@ func (x ConditionState) String() string {
 }
 
 func (ConditionState) Descriptor() protoreflect.EnumDescriptor {
-	return file_halkyon_capability_v1_capability_proto_enumTypes[0].Descriptor()
+	return file_halkyon_capability_v1_capability_proto_enumTypes[1].Descriptor()
 }
 
 func (ConditionState) Type() protoreflect.EnumType {
-	return &file_halkyon_capability_v1_capability_proto_enumTypes[0]
+	return &file_halkyon_capability_v1_capability_proto_enumTypes[1]
 }
 
 func (x ConditionState) Number() protoreflect.EnumNumber {
@@ -90,7 +151,7 @@ func (x ConditionState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConditionState.Descriptor instead.
 func (ConditionState) EnumDescriptor() ([]byte, []int) {
-	return file_halkyon_capability_v1_capability_proto_rawDescGZIP(), []int{0}
+	return file_halkyon_capability_v1_capability_proto_rawDescGZIP(), []int{1}
 }
 
 type DescribeRequest struct {
@@ -138,9 +199,12 @@ type PluginDescription struct {
 	Types      []*TypeInfo      `protobuf:"bytes,3,rep,name=types,proto3" json:"types,omitempty"`
 	Parameters []*ParameterInfo `protobuf:"bytes,4,rep,name=parameters,proto3" json:"parameters,omitempty"`
 	// dependents in the order they are applied.
-	Dependents    []*DependentInfo `protobuf:"bytes,5,rep,name=dependents,proto3" json:"dependents,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Dependents []*DependentInfo `protobuf:"bytes,5,rep,name=dependents,proto3" json:"dependents,omitempty"`
+	// refuse_unknown_parameters: a Capability may give only the declared
+	// parameters. False (an old plugin) accepts any name.
+	RefuseUnknownParameters bool `protobuf:"varint,6,opt,name=refuse_unknown_parameters,json=refuseUnknownParameters,proto3" json:"refuse_unknown_parameters,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *PluginDescription) Reset() {
@@ -206,6 +270,13 @@ func (x *PluginDescription) GetDependents() []*DependentInfo {
 		return x.Dependents
 	}
 	return nil
+}
+
+func (x *PluginDescription) GetRefuseUnknownParameters() bool {
+	if x != nil {
+		return x.RefuseUnknownParameters
+	}
+	return false
 }
 
 type TypeInfo struct {
@@ -279,7 +350,17 @@ type ParameterInfo struct {
 	// secret parameters are never logged and never shown in listings.
 	Secret bool `protobuf:"varint,4,opt,name=secret,proto3" json:"secret,omitempty"`
 	// default_value is used when the Capability does not set the parameter.
-	DefaultValue  string `protobuf:"bytes,5,opt,name=default_value,json=defaultValue,proto3" json:"default_value,omitempty"`
+	DefaultValue string `protobuf:"bytes,5,opt,name=default_value,json=defaultValue,proto3" json:"default_value,omitempty"`
+	// type of the value; unspecified (an old plugin) is any string.
+	Type ParameterType `protobuf:"varint,6,opt,name=type,proto3,enum=halkyon.capability.v1.ParameterType" json:"type,omitempty"`
+	// allowed_values: the values an ENUM parameter may take.
+	AllowedValues []string `protobuf:"bytes,7,rep,name=allowed_values,json=allowedValues,proto3" json:"allowed_values,omitempty"`
+	// pattern: an RE2 regular expression a STRING value must match (anywhere,
+	// unless anchored with ^ and $); empty, any string.
+	Pattern string `protobuf:"bytes,8,opt,name=pattern,proto3" json:"pattern,omitempty"`
+	// minimum and maximum bound an INTEGER value, inclusive; absent, unbounded.
+	Minimum       *int64 `protobuf:"varint,9,opt,name=minimum,proto3,oneof" json:"minimum,omitempty"`
+	Maximum       *int64 `protobuf:"varint,10,opt,name=maximum,proto3,oneof" json:"maximum,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -347,6 +428,41 @@ func (x *ParameterInfo) GetDefaultValue() string {
 		return x.DefaultValue
 	}
 	return ""
+}
+
+func (x *ParameterInfo) GetType() ParameterType {
+	if x != nil {
+		return x.Type
+	}
+	return ParameterType_PARAMETER_TYPE_UNSPECIFIED
+}
+
+func (x *ParameterInfo) GetAllowedValues() []string {
+	if x != nil {
+		return x.AllowedValues
+	}
+	return nil
+}
+
+func (x *ParameterInfo) GetPattern() string {
+	if x != nil {
+		return x.Pattern
+	}
+	return ""
+}
+
+func (x *ParameterInfo) GetMinimum() int64 {
+	if x != nil && x.Minimum != nil {
+		return *x.Minimum
+	}
+	return 0
+}
+
+func (x *ParameterInfo) GetMaximum() int64 {
+	if x != nil && x.Maximum != nil {
+		return *x.Maximum
+	}
+	return 0
 }
 
 type DependentInfo struct {
@@ -1142,7 +1258,7 @@ var File_halkyon_capability_v1_capability_proto protoreflect.FileDescriptor
 const file_halkyon_capability_v1_capability_proto_rawDesc = "" +
 	"\n" +
 	"&halkyon/capability/v1/capability.proto\x12\x15halkyon.capability.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\x86\x02\n" +
+	"\x0fDescribeRequest\"\xc2\x02\n" +
 	"\x11PluginDescription\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bcategory\x18\x02 \x01(\tR\bcategory\x125\n" +
@@ -1152,17 +1268,28 @@ const file_halkyon_capability_v1_capability_proto_rawDesc = "" +
 	"parameters\x12D\n" +
 	"\n" +
 	"dependents\x18\x05 \x03(\v2$.halkyon.capability.v1.DependentInfoR\n" +
-	"dependents\"c\n" +
+	"dependents\x12:\n" +
+	"\x19refuse_unknown_parameters\x18\x06 \x01(\bR\x17refuseUnknownParameters\"c\n" +
 	"\bTypeInfo\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1a\n" +
 	"\bversions\x18\x02 \x03(\tR\bversions\x12'\n" +
-	"\x0fdefault_version\x18\x03 \x01(\tR\x0edefaultVersion\"\x9e\x01\n" +
+	"\x0fdefault_version\x18\x03 \x01(\tR\x0edefaultVersion\"\xef\x02\n" +
 	"\rParameterInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1a\n" +
 	"\brequired\x18\x03 \x01(\bR\brequired\x12\x16\n" +
 	"\x06secret\x18\x04 \x01(\bR\x06secret\x12#\n" +
-	"\rdefault_value\x18\x05 \x01(\tR\fdefaultValue\"\x86\x02\n" +
+	"\rdefault_value\x18\x05 \x01(\tR\fdefaultValue\x128\n" +
+	"\x04type\x18\x06 \x01(\x0e2$.halkyon.capability.v1.ParameterTypeR\x04type\x12%\n" +
+	"\x0eallowed_values\x18\a \x03(\tR\rallowedValues\x12\x18\n" +
+	"\apattern\x18\b \x01(\tR\apattern\x12\x1d\n" +
+	"\aminimum\x18\t \x01(\x03H\x00R\aminimum\x88\x01\x01\x12\x1d\n" +
+	"\amaximum\x18\n" +
+	" \x01(\x03H\x01R\amaximum\x88\x01\x01B\n" +
+	"\n" +
+	"\b_minimumB\n" +
+	"\n" +
+	"\b_maximum\"\x86\x02\n" +
 	"\rDependentInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vapi_version\x18\x02 \x01(\tR\n" +
@@ -1229,7 +1356,13 @@ const file_halkyon_capability_v1_capability_proto_rawDesc = "" +
 	"attributes\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x85\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\x9b\x01\n" +
+	"\rParameterType\x12\x1e\n" +
+	"\x1aPARAMETER_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15PARAMETER_TYPE_STRING\x10\x01\x12\x1a\n" +
+	"\x16PARAMETER_TYPE_INTEGER\x10\x02\x12\x1a\n" +
+	"\x16PARAMETER_TYPE_BOOLEAN\x10\x03\x12\x17\n" +
+	"\x13PARAMETER_TYPE_ENUM\x10\x04*\x85\x01\n" +
 	"\x0eConditionState\x12\x1f\n" +
 	"\x1bCONDITION_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CONDITION_STATE_READY\x10\x01\x12\x1b\n" +
@@ -1254,54 +1387,56 @@ func file_halkyon_capability_v1_capability_proto_rawDescGZIP() []byte {
 	return file_halkyon_capability_v1_capability_proto_rawDescData
 }
 
-var file_halkyon_capability_v1_capability_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_halkyon_capability_v1_capability_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_halkyon_capability_v1_capability_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_halkyon_capability_v1_capability_proto_goTypes = []any{
-	(ConditionState)(0),                // 0: halkyon.capability.v1.ConditionState
-	(*DescribeRequest)(nil),            // 1: halkyon.capability.v1.DescribeRequest
-	(*PluginDescription)(nil),          // 2: halkyon.capability.v1.PluginDescription
-	(*TypeInfo)(nil),                   // 3: halkyon.capability.v1.TypeInfo
-	(*ParameterInfo)(nil),              // 4: halkyon.capability.v1.ParameterInfo
-	(*DependentInfo)(nil),              // 5: halkyon.capability.v1.DependentInfo
-	(*CheckValidityRequest)(nil),       // 6: halkyon.capability.v1.CheckValidityRequest
-	(*CheckValidityResponse)(nil),      // 7: halkyon.capability.v1.CheckValidityResponse
-	(*BuildDependentsRequest)(nil),     // 8: halkyon.capability.v1.BuildDependentsRequest
-	(*BuildDependentsResponse)(nil),    // 9: halkyon.capability.v1.BuildDependentsResponse
-	(*Dependent)(nil),                  // 10: halkyon.capability.v1.Dependent
-	(*UpdateDependentRequest)(nil),     // 11: halkyon.capability.v1.UpdateDependentRequest
-	(*UpdateDependentResponse)(nil),    // 12: halkyon.capability.v1.UpdateDependentResponse
-	(*EvaluateConditionsRequest)(nil),  // 13: halkyon.capability.v1.EvaluateConditionsRequest
-	(*ObservedDependent)(nil),          // 14: halkyon.capability.v1.ObservedDependent
-	(*FetchError)(nil),                 // 15: halkyon.capability.v1.FetchError
-	(*EvaluateConditionsResponse)(nil), // 16: halkyon.capability.v1.EvaluateConditionsResponse
-	(*DependentCondition)(nil),         // 17: halkyon.capability.v1.DependentCondition
-	nil,                                // 18: halkyon.capability.v1.DependentCondition.AttributesEntry
+	(ParameterType)(0),                 // 0: halkyon.capability.v1.ParameterType
+	(ConditionState)(0),                // 1: halkyon.capability.v1.ConditionState
+	(*DescribeRequest)(nil),            // 2: halkyon.capability.v1.DescribeRequest
+	(*PluginDescription)(nil),          // 3: halkyon.capability.v1.PluginDescription
+	(*TypeInfo)(nil),                   // 4: halkyon.capability.v1.TypeInfo
+	(*ParameterInfo)(nil),              // 5: halkyon.capability.v1.ParameterInfo
+	(*DependentInfo)(nil),              // 6: halkyon.capability.v1.DependentInfo
+	(*CheckValidityRequest)(nil),       // 7: halkyon.capability.v1.CheckValidityRequest
+	(*CheckValidityResponse)(nil),      // 8: halkyon.capability.v1.CheckValidityResponse
+	(*BuildDependentsRequest)(nil),     // 9: halkyon.capability.v1.BuildDependentsRequest
+	(*BuildDependentsResponse)(nil),    // 10: halkyon.capability.v1.BuildDependentsResponse
+	(*Dependent)(nil),                  // 11: halkyon.capability.v1.Dependent
+	(*UpdateDependentRequest)(nil),     // 12: halkyon.capability.v1.UpdateDependentRequest
+	(*UpdateDependentResponse)(nil),    // 13: halkyon.capability.v1.UpdateDependentResponse
+	(*EvaluateConditionsRequest)(nil),  // 14: halkyon.capability.v1.EvaluateConditionsRequest
+	(*ObservedDependent)(nil),          // 15: halkyon.capability.v1.ObservedDependent
+	(*FetchError)(nil),                 // 16: halkyon.capability.v1.FetchError
+	(*EvaluateConditionsResponse)(nil), // 17: halkyon.capability.v1.EvaluateConditionsResponse
+	(*DependentCondition)(nil),         // 18: halkyon.capability.v1.DependentCondition
+	nil,                                // 19: halkyon.capability.v1.DependentCondition.AttributesEntry
 }
 var file_halkyon_capability_v1_capability_proto_depIdxs = []int32{
-	3,  // 0: halkyon.capability.v1.PluginDescription.types:type_name -> halkyon.capability.v1.TypeInfo
-	4,  // 1: halkyon.capability.v1.PluginDescription.parameters:type_name -> halkyon.capability.v1.ParameterInfo
-	5,  // 2: halkyon.capability.v1.PluginDescription.dependents:type_name -> halkyon.capability.v1.DependentInfo
-	10, // 3: halkyon.capability.v1.BuildDependentsResponse.dependents:type_name -> halkyon.capability.v1.Dependent
-	14, // 4: halkyon.capability.v1.EvaluateConditionsRequest.observed:type_name -> halkyon.capability.v1.ObservedDependent
-	15, // 5: halkyon.capability.v1.ObservedDependent.error:type_name -> halkyon.capability.v1.FetchError
-	17, // 6: halkyon.capability.v1.EvaluateConditionsResponse.conditions:type_name -> halkyon.capability.v1.DependentCondition
-	0,  // 7: halkyon.capability.v1.DependentCondition.state:type_name -> halkyon.capability.v1.ConditionState
-	18, // 8: halkyon.capability.v1.DependentCondition.attributes:type_name -> halkyon.capability.v1.DependentCondition.AttributesEntry
-	1,  // 9: halkyon.capability.v1.CapabilityPlugin.Describe:input_type -> halkyon.capability.v1.DescribeRequest
-	6,  // 10: halkyon.capability.v1.CapabilityPlugin.CheckValidity:input_type -> halkyon.capability.v1.CheckValidityRequest
-	8,  // 11: halkyon.capability.v1.CapabilityPlugin.BuildDependents:input_type -> halkyon.capability.v1.BuildDependentsRequest
-	11, // 12: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:input_type -> halkyon.capability.v1.UpdateDependentRequest
-	13, // 13: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:input_type -> halkyon.capability.v1.EvaluateConditionsRequest
-	2,  // 14: halkyon.capability.v1.CapabilityPlugin.Describe:output_type -> halkyon.capability.v1.PluginDescription
-	7,  // 15: halkyon.capability.v1.CapabilityPlugin.CheckValidity:output_type -> halkyon.capability.v1.CheckValidityResponse
-	9,  // 16: halkyon.capability.v1.CapabilityPlugin.BuildDependents:output_type -> halkyon.capability.v1.BuildDependentsResponse
-	12, // 17: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:output_type -> halkyon.capability.v1.UpdateDependentResponse
-	16, // 18: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:output_type -> halkyon.capability.v1.EvaluateConditionsResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	4,  // 0: halkyon.capability.v1.PluginDescription.types:type_name -> halkyon.capability.v1.TypeInfo
+	5,  // 1: halkyon.capability.v1.PluginDescription.parameters:type_name -> halkyon.capability.v1.ParameterInfo
+	6,  // 2: halkyon.capability.v1.PluginDescription.dependents:type_name -> halkyon.capability.v1.DependentInfo
+	0,  // 3: halkyon.capability.v1.ParameterInfo.type:type_name -> halkyon.capability.v1.ParameterType
+	11, // 4: halkyon.capability.v1.BuildDependentsResponse.dependents:type_name -> halkyon.capability.v1.Dependent
+	15, // 5: halkyon.capability.v1.EvaluateConditionsRequest.observed:type_name -> halkyon.capability.v1.ObservedDependent
+	16, // 6: halkyon.capability.v1.ObservedDependent.error:type_name -> halkyon.capability.v1.FetchError
+	18, // 7: halkyon.capability.v1.EvaluateConditionsResponse.conditions:type_name -> halkyon.capability.v1.DependentCondition
+	1,  // 8: halkyon.capability.v1.DependentCondition.state:type_name -> halkyon.capability.v1.ConditionState
+	19, // 9: halkyon.capability.v1.DependentCondition.attributes:type_name -> halkyon.capability.v1.DependentCondition.AttributesEntry
+	2,  // 10: halkyon.capability.v1.CapabilityPlugin.Describe:input_type -> halkyon.capability.v1.DescribeRequest
+	7,  // 11: halkyon.capability.v1.CapabilityPlugin.CheckValidity:input_type -> halkyon.capability.v1.CheckValidityRequest
+	9,  // 12: halkyon.capability.v1.CapabilityPlugin.BuildDependents:input_type -> halkyon.capability.v1.BuildDependentsRequest
+	12, // 13: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:input_type -> halkyon.capability.v1.UpdateDependentRequest
+	14, // 14: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:input_type -> halkyon.capability.v1.EvaluateConditionsRequest
+	3,  // 15: halkyon.capability.v1.CapabilityPlugin.Describe:output_type -> halkyon.capability.v1.PluginDescription
+	8,  // 16: halkyon.capability.v1.CapabilityPlugin.CheckValidity:output_type -> halkyon.capability.v1.CheckValidityResponse
+	10, // 17: halkyon.capability.v1.CapabilityPlugin.BuildDependents:output_type -> halkyon.capability.v1.BuildDependentsResponse
+	13, // 18: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:output_type -> halkyon.capability.v1.UpdateDependentResponse
+	17, // 19: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:output_type -> halkyon.capability.v1.EvaluateConditionsResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_halkyon_capability_v1_capability_proto_init() }
@@ -1309,6 +1444,7 @@ func file_halkyon_capability_v1_capability_proto_init() {
 	if File_halkyon_capability_v1_capability_proto != nil {
 		return
 	}
+	file_halkyon_capability_v1_capability_proto_msgTypes[3].OneofWrappers = []any{}
 	file_halkyon_capability_v1_capability_proto_msgTypes[13].OneofWrappers = []any{
 		(*ObservedDependent_Object)(nil),
 		(*ObservedDependent_Error)(nil),
@@ -1318,7 +1454,7 @@ func file_halkyon_capability_v1_capability_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_halkyon_capability_v1_capability_proto_rawDesc), len(file_halkyon_capability_v1_capability_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -33,6 +33,23 @@ export const protobufFileName = "halkyon/capability/v1/capability.proto";
  * package (v2) and a new protocol version.
  */
 
+/**
+ * ParameterType is what a parameter's value (always a string in a
+ * Capability) must spell.
+ */
+export enum ParameterType {
+  /** PARAMETER_TYPE_UNSPECIFIED - Any string: what every parameter of an old plugin is. */
+  PARAMETER_TYPE_UNSPECIFIED = 0,
+  PARAMETER_TYPE_STRING = 1,
+  /** PARAMETER_TYPE_INTEGER - A decimal integer, e.g. "5432". */
+  PARAMETER_TYPE_INTEGER = 2,
+  /** PARAMETER_TYPE_BOOLEAN - "true" or "false". */
+  PARAMETER_TYPE_BOOLEAN = 3,
+  /** PARAMETER_TYPE_ENUM - One of allowed_values. */
+  PARAMETER_TYPE_ENUM = 4,
+  UNRECOGNIZED = -1,
+}
+
 export enum ConditionState {
   CONDITION_STATE_UNSPECIFIED = 0,
   CONDITION_STATE_READY = 1,
@@ -53,6 +70,11 @@ export interface PluginDescription {
   parameters: ParameterInfo[];
   /** dependents in the order they are applied. */
   dependents: DependentInfo[];
+  /**
+   * refuse_unknown_parameters: a Capability may give only the declared
+   * parameters. False (an old plugin) accepts any name.
+   */
+  refuseUnknownParameters: boolean;
 }
 
 export interface TypeInfo {
@@ -72,6 +94,18 @@ export interface ParameterInfo {
   secret: boolean;
   /** default_value is used when the Capability does not set the parameter. */
   defaultValue: string;
+  /** type of the value; unspecified (an old plugin) is any string. */
+  type: ParameterType;
+  /** allowed_values: the values an ENUM parameter may take. */
+  allowedValues: string[];
+  /**
+   * pattern: an RE2 regular expression a STRING value must match (anywhere,
+   * unless anchored with ^ and $); empty, any string.
+   */
+  pattern: string;
+  /** minimum and maximum bound an INTEGER value, inclusive; absent, unbounded. */
+  minimum?: number | undefined;
+  maximum?: number | undefined;
 }
 
 export interface DependentInfo {
@@ -214,7 +248,7 @@ export const DescribeRequest: MessageFns<DescribeRequest> = {
 };
 
 function createBasePluginDescription(): PluginDescription {
-  return { name: "", category: "", types: [], parameters: [], dependents: [] };
+  return { name: "", category: "", types: [], parameters: [], dependents: [], refuseUnknownParameters: false };
 }
 
 export const PluginDescription: MessageFns<PluginDescription> = {
@@ -233,6 +267,9 @@ export const PluginDescription: MessageFns<PluginDescription> = {
     }
     for (const v of message.dependents) {
       DependentInfo.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.refuseUnknownParameters !== false) {
+      writer.uint32(48).bool(message.refuseUnknownParameters);
     }
     return writer;
   },
@@ -288,6 +325,14 @@ export const PluginDescription: MessageFns<PluginDescription> = {
             }
 
             message.dependents.push(DependentInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.refuseUnknownParameters = reader.bool();
             continue;
           }
         }
@@ -372,7 +417,18 @@ export const TypeInfo: MessageFns<TypeInfo> = {
 };
 
 function createBaseParameterInfo(): ParameterInfo {
-  return { name: "", description: "", required: false, secret: false, defaultValue: "" };
+  return {
+    name: "",
+    description: "",
+    required: false,
+    secret: false,
+    defaultValue: "",
+    type: 0,
+    allowedValues: [],
+    pattern: "",
+    minimum: undefined,
+    maximum: undefined,
+  };
 }
 
 export const ParameterInfo: MessageFns<ParameterInfo> = {
@@ -391,6 +447,21 @@ export const ParameterInfo: MessageFns<ParameterInfo> = {
     }
     if (message.defaultValue !== "") {
       writer.uint32(42).string(message.defaultValue);
+    }
+    if (message.type !== 0) {
+      writer.uint32(48).int32(message.type);
+    }
+    for (const v of message.allowedValues) {
+      writer.uint32(58).string(v!);
+    }
+    if (message.pattern !== "") {
+      writer.uint32(66).string(message.pattern);
+    }
+    if (message.minimum !== undefined) {
+      writer.uint32(72).int64(message.minimum);
+    }
+    if (message.maximum !== undefined) {
+      writer.uint32(80).int64(message.maximum);
     }
     return writer;
   },
@@ -446,6 +517,46 @@ export const ParameterInfo: MessageFns<ParameterInfo> = {
             }
 
             message.defaultValue = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.allowedValues.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.pattern = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.minimum = longToNumber(reader.int64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.maximum = longToNumber(reader.int64());
             continue;
           }
         }
@@ -1420,6 +1531,17 @@ export const CapabilityPluginDefinition = {
     },
   },
 } as const;
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 export interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;
