@@ -16,7 +16,8 @@ import { Context, Duration, Effect, Layer, type Scope, type Stream } from "effec
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
 import { HostPidKey, MaxSocketPathBytes, socketPathIn } from "../protocol/Handshake.ts"
 import { PluginNotRunnable } from "./Errors.ts"
-import { type ExecPlan, LandlockExecKey, landlockAbi } from "./Landlock.ts"
+import { type ExecPlan, landlockAbi } from "./Landlock.ts"
+import { LandlockExecKey } from "./LandlockKey.ts"
 import type { PluginFile } from "./PluginFiles.ts"
 
 export interface LaunchSpec {
