@@ -41,7 +41,10 @@ try {
     const from = text.indexOf(begin)
     const to = text.indexOf(end)
     if (from === -1 || to < from) throw new Error(`docs/performance.md has no ${begin} … ${end} section`)
-    const stamp = `${new Date().toISOString().slice(0, 10)}, ${machine}, Bun ${Bun.version} (\`npm run bench:all\`):`
+    const settings = Object.entries(process.env).filter(([k]) => k.startsWith("BENCH_") && k !== "BENCH_MARKDOWN").map(([k, v]) =>
+      `${k}=${v} `
+    )
+    const stamp = `${new Date().toISOString().slice(0, 10)}, ${machine}, Bun ${Bun.version} (\`${settings.join("")}npm run bench:all\`):`
     const body = `${begin}\n${stamp}\n\n${readFileSync(table, "utf8").trimEnd()}\n${end}`
     writeFileSync(doc, text.slice(0, from) + body + text.slice(to + end.length))
     console.log(`\nwrote bench:${bench.name}'s table into docs/performance.md`)
