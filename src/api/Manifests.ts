@@ -19,13 +19,10 @@ import type {
   V1RoleBinding,
   V1ServiceAccount
 } from "@kubernetes/client-node"
-import { version } from "../Version.ts"
+import { defaultImage, defaultNamespace } from "./ManifestDefaults.ts"
 import { CapabilityInfoResource, CapabilityResource, capabilityCrd, capabilityInfoCrd, serviceBindingCrd } from "./Crds.ts"
 import { BindingAggregationLabel, bindingRules, BindingServiceAccount } from "./BindingRbac.ts"
 import { type DeclaredDependent, pluginRules, pluginServiceAccountName } from "./PluginRbac.ts"
-
-export const defaultNamespace = "halkyon-system"
-export const defaultImage = `ghcr.io/halkyonio/halkyon:${version}`
 
 /** The name of the ServiceAccount, ClusterRole, ClusterRoleBinding and Deployment. */
 export const operatorName = "halkyon"
