@@ -1,29 +1,40 @@
 /**
- * npm run bench:download: figures for `halkyon plugins install`, printed,
- * never asserted. A plugin archive of random bytes (incompressible, so its
- * size on the wire is its size on disk) is served over HTTPS from loopback
- * behind a redirect, as GitHub serves releases; the compiled binary installs
- * it (download, SHA-256, unpack, commit) and `curl -L` fetches the same
- * file to disk in the same run, alternating. Medians of BENCH_RUNS runs.
- * Peak RSS for three archive sizes shows whether memory stays flat (streamed).
- * Beside them, the floor this runtime sets: bench/support/install-floor.ts,
- * compiled, does only the steps an install cannot skip (fetch, SHA-256,
- * gunzip, write, each file's SHA-256), and `halkyon version` times the
- * binary's own start.
+ * npm run bench:download: `halkyon plugins install` beside what a user
+ * would do by hand, printed, never asserted. A plugin archive of random
+ * bytes (incompressible, so its size on the wire is its size on disk) is
+ * served over HTTPS from loopback behind a redirect, as GitHub serves
+ * releases. For each archive size (BENCH_SIZES, MB, default 5,50,200), in
+ * the same run and alternating, BENCH_RUNS times (default 7):
+ * - plain `curl -L -o` of the archive: the network floor (no check, no unpack);
+ * - the hand-made pipeline: `curl` the archive and checksums.txt,
+ *   `sha256sum -c`, `tar -xzf` (the anchor);
+ * - the compiled binary's `plugins install` (download, SHA-256 against
+ *   checksums.txt, safe unpack, plugins.lock);
+ * - the floor this runtime sets: bench/support/install-floor.ts, compiled,
+ *   does only the steps an install cannot skip (fetch, SHA-256, gunzip,
+ *   write, each file's SHA-256).
+ * Wall time is the median; peak RSS (GNU time, the largest process of the
+ * command) the largest of the runs. Target (issue #20): install at or under
+ * 0.6x the pipeline, peak RSS at most 64 MB and flat in the archive's size.
+ * `BENCH_MARKDOWN=file` also writes the table there (bench:all puts it in
+ * docs/performance.md); `BENCH_BINARY=path` installs with another build.
  */
 import { randomBytes } from "node:crypto"
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { goArch, goOs } from "../src/Version.ts"
 import { checksums, makeTestCa, removeCa, startReleaseServers, tarGz } from "../test/support/releases.ts"
 
 const root = resolve(import.meta.dir, "..")
-const halkyon = join(root, "dist/halkyon")
+// BENCH_BINARY: another build to compare (e.g. one of main's).
+const halkyon = process.env.BENCH_BINARY ?? join(root, "dist/halkyon")
 const Runs = Number(process.env.BENCH_RUNS ?? 7)
+const Sizes = (process.env.BENCH_SIZES ?? "5,50,200").split(",").map(Number)
 const asset = `halkyon_plugin_${goOs}_${goArch}.tar.gz`
 
 if (!existsSync(halkyon)) Bun.spawnSync([process.execPath, join(root, "scripts/build.ts")], { stdout: "inherit", stderr: "inherit" })
+
 const floorProgram = join(root, "dist/bench/install-floor")
 const compiled = Bun.spawnSync(
   [
@@ -46,10 +57,20 @@ const median = (values: ReadonlyArray<number>) => {
   return sorted[Math.floor(sorted.length / 2)] ?? NaN
 }
 
-/** Runs a command under GNU time: wall ms and peak RSS in MB. */
-const measure = async (command: ReadonlyArray<string>, env: Record<string, string>) => {
+interface Sample {
+  readonly ms: number
+  readonly rssMb: number
+}
+
+/** Runs a command under GNU time: wall ms and peak RSS in MB (of its largest process). */
+const measure = async (command: ReadonlyArray<string>, env: Record<string, string>, cwd?: string): Promise<Sample> => {
   const started = performance.now()
-  const proc = Bun.spawn(["/usr/bin/time", "-f", "%M", ...command], { env: { ...process.env, ...env }, stdout: "ignore", stderr: "pipe" })
+  const proc = Bun.spawn(["/usr/bin/time", "-f", "%M", ...command], {
+    env: { ...process.env, ...env },
+    stdout: "ignore",
+    stderr: "pipe",
+    ...(cwd === undefined ? {} : { cwd })
+  })
   const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited])
   const ms = performance.now() - started
   if (code !== 0) throw new Error(`${command.join(" ")} exited with ${code}:\n${stderr}`)
@@ -62,27 +83,40 @@ const servers = await startReleaseServers(ca)
 const work = mkdtempSync(join(tmpdir(), "halkyon-bench-download-"))
 const env = { NODE_EXTRA_CA_CERTS: ca.caFile, GITHUB_TOKEN: "", HALKYON_PLUGINS: "" }
 
+const header = [
+  "archive",
+  "curl -L (ms)",
+  "pipeline (ms)",
+  "halkyon install (ms)",
+  "halkyon / pipeline",
+  "Bun floor (ms)",
+  "curl RSS (MB)",
+  "pipeline peak RSS (MB)",
+  "halkyon peak RSS (MB)",
+  "Bun floor RSS (MB)"
+]
+const rows: Array<ReadonlyArray<string>> = []
+
 try {
-  console.log(`bench:download: ${Runs} runs per figure, medians; loopback HTTPS with a redirect; ${goOs}/${goArch}`)
-  console.log("")
-  const starts: Array<number> = []
-  for (let i = 0; i < 2 * Runs + 1; i++) starts.push((await measure([halkyon, "version"], env)).ms)
-  console.log(`halkyon version (its start-up alone): ${median(starts).toFixed(0)} ms`)
-  console.log("")
-  console.log("archive   curl -L (ms)   floor (ms)   halkyon install (ms)   ratio   floor ratio   curl RSS (MB)   halkyon peak RSS (MB)")
-  for (const megabytes of [5, 50, 200]) {
+  console.log(`bench:download: Bun ${Bun.version}, ${Runs} runs per figure (medians), loopback HTTPS with a redirect, ${goOs}/${goArch}`)
+  for (const megabytes of Sizes) {
     const archive = tarGz([{ path: "big-plugin", body: randomBytes(megabytes * 1_000_000), mode: 0o755 }])
     const release = `bench/size-${megabytes}@v1`
     servers.publish(release, { [asset]: archive, "checksums.txt": new TextEncoder().encode(checksums({ [asset]: archive })) })
-    const url = `${servers.base}/bench/size-${megabytes}/releases/download/v1/${asset}`
-    const curl: Array<{ ms: number; rssMb: number }> = []
-    const ours: Array<{ ms: number; rssMb: number }> = []
-    const floor: Array<{ ms: number; rssMb: number }> = []
+    const base = `${servers.base}/bench/size-${megabytes}/releases/download/v1`
+    const curl: Array<Sample> = []
+    const pipeline: Array<Sample> = []
+    const ours: Array<Sample> = []
+    const floor: Array<Sample> = []
+    // What a user types: fetch both, check the archive against its line of checksums.txt, unpack.
+    const byHand =
+      `curl -fsSL --cacert "$CA" "$BASE/${asset}" -o ${asset} && curl -fsSL --cacert "$CA" "$BASE/checksums.txt" -o checksums.txt` +
+      ` && sha256sum --quiet --ignore-missing -c checksums.txt && tar -xzf ${asset}`
     for (let run = 0; run < Runs; run++) {
       const target = join(work, `run-${megabytes}-${run}`)
-      mkdirSync(target)
-      curl.push(await measure(["curl", "-sSfL", "--cacert", ca.caFile, "-o", join(target, "archive.tar.gz"), url], env))
-      floor.push(await measure([floorProgram, url, join(target, "floor")], env))
+      mkdirSync(join(target, "by-hand"), { recursive: true })
+      curl.push(await measure(["curl", "-sSfL", "--cacert", ca.caFile, "-o", join(target, "archive.tar.gz"), `${base}/${asset}`], env))
+      pipeline.push(await measure(["sh", "-c", byHand], { ...env, CA: ca.caFile, BASE: base }, join(target, "by-hand")))
       ours.push(
         await measure([
           halkyon,
@@ -95,26 +129,34 @@ try {
           servers.base
         ], env)
       )
+      floor.push(await measure([floorProgram, `${base}/${asset}`, join(target, "floor")], env))
       rmSync(target, { recursive: true, force: true })
     }
     const c = median(curl.map((r) => r.ms))
+    const p = median(pipeline.map((r) => r.ms))
     const h = median(ours.map((r) => r.ms))
-    const f = median(floor.map((r) => r.ms))
-    console.log(
-      `${`${(archive.byteLength / 1_000_000).toFixed(1)} MB`.padEnd(10)}${c.toFixed(0).padStart(12)}   ${f.toFixed(0).padStart(10)}   ${
-        h.toFixed(0).padStart(20)
-      }   ${(h / c).toFixed(2).padStart(5)}x   ${(f / c).toFixed(2).padStart(10)}x   ` +
-        `${median(curl.map((r) => r.rssMb)).toFixed(0).padStart(13)}   ${Math.max(...ours.map((r) => r.rssMb)).toFixed(0).padStart(21)}`
-    )
+    const row = [
+      `${(archive.byteLength / 1_000_000).toFixed(1)} MB`,
+      c.toFixed(0),
+      p.toFixed(0),
+      h.toFixed(0),
+      `${(h / p).toFixed(2)}x`,
+      median(floor.map((r) => r.ms)).toFixed(0),
+      median(curl.map((r) => r.rssMb)).toFixed(0),
+      Math.max(...pipeline.map((r) => r.rssMb)).toFixed(0),
+      Math.max(...ours.map((r) => r.rssMb)).toFixed(0),
+      Math.max(...floor.map((r) => r.rssMb)).toFixed(0)
+    ]
+    rows.push(row)
+    console.log(row.join("  "))
   }
-  console.log("")
-  console.log(
-    "halkyon's figure includes its own start, the checksums.txt fetch, the SHA-256, the unpack and the lock; curl only writes the file."
-  )
-  console.log(
-    "The floor is a compiled Bun program doing only fetch, SHA-256, gunzip, write and each file's SHA-256 (bench/support/install-floor.ts)."
-  )
-  console.log("Target: install within 1.3x of curl for the 50 MB archive, peak RSS flat in the archive's size.")
+  const table = [header, header.map(() => "---"), ...rows].map((r) => `| ${r.join(" | ")} |`).join("\n")
+  console.log(`\n${table}\n`)
+  console.log("The pipeline: curl -fsSL the archive and checksums.txt, sha256sum -c, tar -xzf. halkyon's figure includes its")
+  console.log("own start, the checksums.txt fetch, the SHA-256, the safe unpack and plugins.lock. The pipeline's peak RSS is")
+  console.log("its largest process's. The Bun floor does fetch, SHA-256, gunzip and write only (bench/support/install-floor.ts).")
+  console.log("Target: halkyon at or under 0.6x the pipeline, peak RSS at most 64 MB, flat in size.")
+  if (process.env.BENCH_MARKDOWN !== undefined) writeFileSync(process.env.BENCH_MARKDOWN, `${table}\n`)
 } finally {
   await servers.close()
   removeCa(ca)

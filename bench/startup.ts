@@ -1,6 +1,14 @@
 /**
  * npm run bench:startup: how fast halkyon starts, and how big it is.
  *
+ * - every command's start, side by side in one run, alternating: a compiled
+ *   hello-world (built with the same Bun and flags: the floor), `halkyon
+ *   version`, `--help`, `plugins list` (the postgres plugin), `plugins
+ *   install` (a 1 MB release from loopback) and `plugins render`, each
+ *   with its start-up (the same command with `--help`: the binary, the
+ *   command line and the command's flags loaded and parsed, nothing run) and
+ *   peak RSS; BENCH_RUNS times each (default 30) after 3 warm-ups. Target
+ *   (issue #20): `halkyon version` at most 2x the hello-world;
  * - `halkyon version`, start to exit: the compiled binary (dist/halkyon)
  *   and `bun src/main.ts`, BENCH_RUNS times each (default 30) after 3 warm-ups;
  * - `halkyon run` to ready (/readyz answers 200 on --health-addr) against the
@@ -10,9 +18,13 @@
  *   unpacked), building whatever is missing or stale.
  *
  * Targets (issue #5): `halkyon version` in 60 ms or less; the image at most
- * 60 MB compressed. Prints figures; asserts nothing.
+ * 60 MB compressed. Prints figures; asserts nothing. BENCH_COMMANDS_ONLY=1
+ * stops after the first table; BENCH_MARKDOWN=file also writes it there
+ * (bench:all puts it in docs/performance.md); BENCH_BINARY=path times another
+ * build in the first table.
  */
-import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from "node:fs"
+import { randomBytes } from "node:crypto"
+import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
@@ -21,6 +33,8 @@ import { buildPlugin } from "../scripts/build-plugins.ts"
 import { buildOperator, ensureRelease, releaseFiles } from "../scripts/build.ts"
 import { type ControlPlane, startControlPlane } from "../test/support/control-plane/start.ts"
 import { ensureImages, imageArches, imageSizes } from "../scripts/image.ts"
+import { checksums, makeTestCa, removeCa, startReleaseServers, tarGz } from "../test/support/releases.ts"
+import { goArch, goOs } from "../src/Version.ts"
 
 const root = resolve(import.meta.dir, "..")
 const runs = Number(process.env.BENCH_RUNS ?? 30)
@@ -97,7 +111,122 @@ if (!existsSync(join(root, "dist/plugins/postgres"))) {
   buildPlugin("postgres", join(root, "plugins/postgres/main.ts"), join(root, "dist/plugins"))
 }
 
-console.log(`## halkyon version (${runs} runs each, after 3 warm-ups; target: 60 ms or less)\n`)
+/** Wall ms and peak RSS (MB) of one run, under GNU time; async, as a release server in this process must answer. */
+const timed = async (command: ReadonlyArray<string>, env: Record<string, string> = {}) => {
+  const started = performance.now()
+  const proc = Bun.spawn(["/usr/bin/time", "-f", "%M", ...command], { env: { ...process.env, ...env }, stdout: "ignore", stderr: "pipe" })
+  const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited])
+  const elapsed = performance.now() - started
+  if (code !== 0) throw new Error(`${command.join(" ")} exited with ${code}:\n${stderr}`)
+  return { ms: elapsed, rssMb: Number(stderr.trim().split("\n").pop()) / 1024 }
+}
+
+/** Every command's start beside a compiled hello-world, alternating so that the machine's load falls on all alike. */
+const commandStarts = async () => {
+  const work = mkdtempSync(join(tmpdir(), "halkyon-bench-commands-"))
+  const hello = join(root, "dist/bench/hello")
+  writeFileSync(join(work, "hello.ts"), `console.log("hello")\n`)
+  const built = Bun.spawnSync([
+    process.execPath,
+    "build",
+    "--compile",
+    "--bytecode",
+    "--format=esm",
+    "--minify",
+    join(work, "hello.ts"),
+    "--outfile",
+    hello
+  ], {
+    stdout: "pipe",
+    stderr: "inherit"
+  })
+  if (built.exitCode !== 0) throw new Error("building the hello-world failed")
+  const ca = makeTestCa()
+  const servers = await startReleaseServers(ca)
+  const asset = `halkyon_plugin_${goOs}_${goArch}.tar.gz`
+  const archive = tarGz([{ path: "small-plugin", body: randomBytes(1_000_000), mode: 0o755 }])
+  servers.publish("bench/small@v1", { [asset]: archive, "checksums.txt": new TextEncoder().encode(checksums({ [asset]: archive })) })
+  const plugins = mkdtempSync(join(tmpdir(), "halkyon-bench-list-"))
+  copyFileSync(join(root, "dist/plugins/postgres"), join(plugins, "postgres"))
+  const env = { NODE_EXTRA_CA_CERTS: ca.caFile, GITHUB_TOKEN: "", HALKYON_PLUGINS: "" }
+  // BENCH_BINARY: another build to compare (e.g. one of main's), in the same table.
+  const halkyon = process.env.BENCH_BINARY ?? join(root, "dist/halkyon")
+  let installs = 0
+  const cases: ReadonlyArray<{ name: string; run: () => ReadonlyArray<string>; start?: ReadonlyArray<string> }> = [
+    { name: "hello-world (same Bun, compiled)", run: () => [hello] },
+    { name: "halkyon version", run: () => [halkyon, "version"] },
+    { name: "halkyon --help", run: () => [halkyon, "--help"] },
+    {
+      name: "halkyon plugins list (postgres)",
+      run: () => [halkyon, "plugins", "list", "--plugins-dir", plugins],
+      start: [halkyon, "plugins", "list", "--help"]
+    },
+    {
+      name: "halkyon plugins install (1 MB, loopback)",
+      run: () => [
+        halkyon,
+        "plugins",
+        "install",
+        "bench/small@v1",
+        "--plugins-dir",
+        join(work, `installed-${installs++}`),
+        "--release-base-url",
+        servers.base
+      ],
+      start: [halkyon, "plugins", "install", "--help"]
+    },
+    {
+      name: "halkyon plugins render (postgres)",
+      run: () => [halkyon, "plugins", "render", join(root, "dist/plugins/postgres"), "-f", join(root, "samples/postgres.yaml")],
+      start: [halkyon, "plugins", "render", "--help"]
+    }
+  ]
+  const samples = cases.map(() => ({ run: [] as Array<number>, start: [] as Array<number>, rss: [] as Array<number> }))
+  try {
+    for (let i = 0; i < runs + 3; i++) {
+      for (const [index, c] of cases.entries()) {
+        const whole = await timed(c.run(), env)
+        const start = c.start === undefined ? undefined : await timed(c.start, env)
+        if (i < 3) continue
+        samples[index]?.run.push(whole.ms)
+        samples[index]?.rss.push(whole.rssMb)
+        if (start !== undefined) samples[index]?.start.push(start.ms)
+      }
+    }
+  } finally {
+    await servers.close()
+    removeCa(ca)
+    rmSync(work, { recursive: true, force: true })
+    rmSync(plugins, { recursive: true, force: true })
+  }
+  const floor = stats(samples[0]?.run ?? []).median
+  const header = ["command", "median", "min", "x hello-world", "start-up (its --help)", "start-up share", "peak RSS"]
+  const lines = [row(header), row(header.map(() => "---"))]
+  for (const [index, c] of cases.entries()) {
+    const s = samples[index]
+    if (s === undefined) continue
+    const whole = stats(s.run)
+    const start = s.start.length > 0 ? stats(s.start).median : whole.median
+    lines.push(row([
+      c.name,
+      ms(whole.median),
+      ms(whole.min),
+      `${(whole.median / floor).toFixed(1)}x`,
+      ms(start),
+      `${Math.min(100, (100 * start) / whole.median).toFixed(0)}%`,
+      `${Math.max(...s.rss).toFixed(0)} MB`
+    ]))
+  }
+  return lines.join("\n")
+}
+
+console.log(`## Every command's start (${runs} runs each, alternating, after 3 warm-ups; target: version at most 2x hello-world)\n`)
+const commandsTable = await commandStarts()
+console.log(commandsTable)
+if (process.env.BENCH_MARKDOWN !== undefined) writeFileSync(process.env.BENCH_MARKDOWN, `${commandsTable}\n`)
+if (process.env.BENCH_COMMANDS_ONLY === "1") process.exit(0)
+
+console.log(`\n## halkyon version (${runs} runs each, after 3 warm-ups; target: 60 ms or less)\n`)
 console.log(row(["host", "median", "p90", "min", "mean"]))
 console.log(row(["---", "---", "---", "---", "---"]))
 for (const host of hosts) {

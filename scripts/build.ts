@@ -30,6 +30,8 @@ export const buildOperator = (outfile = join(root, "dist/halkyon"), target?: str
     "--bytecode",
     "--format=esm",
     "--minify",
+    // Each chunk (a command's modules) is loaded when a dynamic import first asks for it, not at every start.
+    "--splitting",
     // An operator must not pick up a .env or bunfig.toml from whatever folder it is started in.
     "--no-compile-autoload-dotenv",
     "--no-compile-autoload-bunfig",

@@ -13,3 +13,6 @@ export const commit: string = typeof __HALKYON_COMMIT__ === "string" ? __HALKYON
 /** The platform as Go names it, which is how release assets are named. */
 export const goOs = process.platform === "win32" ? "windows" : process.platform
 export const goArch = process.arch === "x64" ? "amd64" : process.arch
+
+/** What `halkyon version` prints. */
+export const versionLine = () => `halkyon ${version} (commit ${commit}) ${goOs}/${goArch}`

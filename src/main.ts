@@ -1,49 +1,13 @@
 /**
- * halkyon's command line: the command tree, logging, and the runtime that
- * closes every scope (and so stops every plugin) on exit, SIGINT or SIGTERM.
+ * halkyon's entry point. A bare `halkyon version` is answered here, before
+ * the command line (Effect's CLI and every command's flags) is loaded; every
+ * other start loads it, and each command loads the modules it runs when it
+ * runs (the build splits them into chunks of their own).
  */
 // First: a start of halkyon that is the Landlock helper for a plugin ends here.
 import "./plugin-host/LandlockEntry.ts"
-// Deep imports: the package index also loads its HTTP client and server (node:http, an https Agent…).
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Cause, Console, Effect, Exit, Runtime } from "effect"
-import { CliError, Command } from "effect/cli"
-import { LogFormat } from "./cli/Logging.ts"
-import { manifestsCommand } from "./cli/ManifestsCommand.ts"
-import { pluginRunnerCommand } from "./cli/PluginRunnerCommand.ts"
-import { pluginsCommand } from "./cli/PluginsCommand.ts"
-import { runCommand } from "./cli/RunCommand.ts"
-import { versionCommand } from "./cli/VersionCommand.ts"
-import { version } from "./Version.ts"
+import { versionLine } from "./Version.ts"
 
-const halkyon = Command.make("halkyon").pipe(
-  Command.withGlobalFlags([LogFormat]),
-  Command.withDescription("A Kubernetes operator that provisions capabilities (databases, caches, brokers…) through plugins"),
-  Command.withSubcommands([runCommand, manifestsCommand, pluginsCommand, pluginRunnerCommand, versionCommand])
-)
-
-/** Our errors carry a message for the user: print it, not a stack trace. */
-const reportFailure = (error: unknown) =>
-  CliError.isCliError(error)
-    ? Effect.fail(error)
-    : Console.error(`error: ${error instanceof Error ? error.message : String(error)}`).pipe(
-      Effect.andThen(Effect.sync(() => {
-        process.exitCode = 1
-      }))
-    )
-
-/**
- * SIGINT and SIGTERM interrupt the program; once every scope has closed without a failure, that is
- * a clean stop and exits 0 (Kubernetes stops a pod with SIGTERM). A failure while stopping still
- * exits non-zero.
- */
-const teardown: Runtime.Teardown = (exit, onExit) =>
-  Runtime.defaultTeardown(exit, (code) => onExit(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? 0 : code))
-
-halkyon.pipe(
-  Command.run({ version }),
-  Effect.catch(reportFailure),
-  Effect.provide(NodeServices.layer),
-  NodeRuntime.runMain({ teardown })
-)
+const args = process.argv.slice(2)
+if (args.length === 1 && args[0] === "version") console.log(versionLine())
+else (await import("./cli/Cli.ts")).runCli()

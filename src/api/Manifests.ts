@@ -19,7 +19,7 @@ import type {
   V1RoleBinding,
   V1ServiceAccount
 } from "@kubernetes/client-node"
-import { version } from "../Version.ts"
+import { defaultImage, defaultNamespace } from "./ManifestDefaults.ts"
 import { BindingResource, PolicyResource } from "./AdmissionPolicy.ts"
 import {
   CapabilityInfoResource,
@@ -32,9 +32,6 @@ import {
 import { BindingAggregationLabel, bindingRules, BindingServiceAccount } from "./BindingRbac.ts"
 import { type DeclaredDependent, pluginRules, pluginServiceAccountName } from "./PluginRbac.ts"
 import { referenceRules, ReferencesServiceAccount } from "./ReferenceRbac.ts"
-
-export const defaultNamespace = "halkyon-system"
-export const defaultImage = `ghcr.io/halkyonio/halkyon:${version}`
 
 /** The name of the ServiceAccount, ClusterRole, ClusterRoleBinding and Deployment. */
 export const operatorName = "halkyon"

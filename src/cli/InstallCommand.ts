@@ -5,13 +5,11 @@
  * if any entry was bad or failed; the others are installed all the same.
  */
 import { existsSync, statSync } from "node:fs"
-import { Config, Console, Effect, Result } from "effect"
+import { Config, Effect } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { describeVerification, PluginDownloader } from "../downloader/PluginDownloader.ts"
 import { ExpectedForm } from "../downloader/Errors.ts"
 import { defaultHostSettings } from "../config/HostConfig.ts"
-import { installListed } from "../downloader/InstallListed.ts"
-import { releaseFlags, type ReleaseFlagValues, settingsFor } from "./PluginSources.ts"
+import { releaseFlags } from "./PluginSources.ts"
 import { withLogging } from "./Logging.ts"
 
 const installFlags = {
@@ -35,46 +33,9 @@ const installFlags = {
   ...releaseFlags
 }
 
-interface InstallFlagValues extends ReleaseFlagValues {
-  readonly specs: ReadonlyArray<string>
-  readonly pluginsDir: string
-}
-
-const fromEnvironment = Config.String("HALKYON_PLUGINS").pipe(Config.withDefault(""))
-
-const installPlugins = Effect.fn("plugins.install")(function*(flags: InstallFlagValues) {
-  const settings = yield* settingsFor(flags.pluginsDir, flags)
-  const named = flags.specs.length > 0 ? flags.specs : [yield* fromEnvironment]
-  const none = (lists: ReadonlyArray<string>) => lists.every((l) => l.trim() === "" || l.split(",").every((e) => e.trim() === ""))
-  // Nothing named: a lock file names what to install.
-  const lists = none(named) && settings.releaseLock !== undefined
-    ? settings.releaseLock.lock.plugins.map((p) => `${p.repository}@${p.tag}`)
-    : named
-  if (none(lists)) {
-    return yield* Effect.fail(
-      new Error(
-        `name the plugins to install, e.g. halkyon plugins install ${
-          ExpectedForm.split(", e.g. ")[1]
-        }, or set HALKYON_PLUGINS, or pass --lock`
-      )
-    )
-  }
-  const { results, specs, invalid } = yield* installListed(lists, { repair: true }).pipe(
-    Effect.provide(PluginDownloader.layer(settings))
-  )
-  for (const [index, result] of results.entries()) {
-    if (Result.isSuccess(result)) {
-      const { entry } = result.success
-      yield* Console.log(
-        `${entry.spec}: ${result.success.result} ${entry.files.map((f) => f.path).join(", ")} in ${flags.pluginsDir} ` +
-          `(sha256 ${entry.sha256.slice(0, 12)}…, ${
-            describeVerification(entry, specs[index]?.digest !== undefined || settings.releaseLock !== undefined)
-          })`
-      )
-    } else yield* Console.log(`${specs[index]}: failed (see above)`)
-  }
-  if (invalid.length > 0 || results.some(Result.isFailure)) process.exitCode = 1
-})
+/** The install itself, loaded when the command runs. */
+const installPlugins = (flags: Parameters<typeof import("./Install.ts").installPlugins>[0]) =>
+  Effect.flatMap(Effect.promise(() => import("./Install.ts")), (m) => m.installPlugins(flags))
 
 export const installCommand = Command.make("install", installFlags, (flags) => withLogging(installPlugins(flags))).pipe(
   Command.withDescription(

@@ -5,15 +5,12 @@
  * installing anything. Entries of other repositories already in the file
  * are kept.
  */
-import { Console, Effect, Option } from "effect"
+import { Effect } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { ExpectedForm } from "../downloader/Errors.ts"
-import { PluginDownloader } from "../downloader/PluginDownloader.ts"
-import { parsePlatform, type Platform, ReleasePlatforms } from "../downloader/ReleaseAsset.ts"
-import { parsePluginSpecs } from "../downloader/PluginSpec.ts"
-import { emptyReleaseLock, readReleaseLock, writeReleaseLock } from "../lock/ReleaseLock.ts"
+import { ReleasePlatforms } from "../downloader/ReleaseAsset.ts"
 import { withLogging } from "./Logging.ts"
-import { releaseFlags, type ReleaseFlagValues, settingsFor } from "./PluginSources.ts"
+import { releaseFlags } from "./PluginSources.ts"
 
 const lockFlags = {
   specs: Argument.String("spec").pipe(Argument.withDescription(`releases to lock, each ${ExpectedForm}`), Argument.variadic({ min: 1 })),
@@ -27,39 +24,9 @@ const lockFlags = {
   lock: Flag.String("lock").pipe(Flag.withDescription("the lock file to write (created if missing; other repositories' entries are kept)"))
 }
 
-interface LockFlagValues extends Omit<ReleaseFlagValues, "lock"> {
-  readonly specs: ReadonlyArray<string>
-  readonly platform: Option.Option<string>
-  readonly lock: string
-}
-
-const lockPlugins = Effect.fn("plugins.lock")(function*(flags: LockFlagValues) {
-  const platforms: Array<Platform> = []
-  for (const entry of Option.getOrElse(flags.platform, () => "").split(",").filter((e) => e.trim() !== "")) {
-    const platform = parsePlatform(entry)
-    if (platform === undefined) {
-      return yield* Effect.fail(new Error(`--platform ${JSON.stringify(entry)} is not <os>_<arch>, e.g. linux_amd64`))
-    }
-    platforms.push(platform)
-  }
-  const { specs, invalid } = parsePluginSpecs(flags.specs)
-  if (invalid.length > 0) return yield* Effect.fail(new Error(invalid.map((e) => e.message).join("; ")))
-  // Locking reads releases; it never consults the file it writes.
-  const settings = yield* settingsFor(".", { ...flags, lock: Option.none() })
-  const previous = yield* readReleaseLock(flags.lock).pipe(
-    Effect.catchTag("LockUnreadable", (e) => e.detail.includes("ENOENT") ? Effect.succeed(emptyReleaseLock) : Effect.fail(e))
-  )
-  const releases = yield* Effect.gen(function*() {
-    const downloader = yield* PluginDownloader
-    return yield* Effect.forEach(specs, (spec) => downloader.lockRelease(spec, platforms.length > 0 ? platforms : ReleasePlatforms), {
-      concurrency: 4
-    })
-  }).pipe(Effect.provide(PluginDownloader.layer(settings)))
-  yield* writeReleaseLock(flags.lock, previous, releases)
-  for (const release of releases) {
-    yield* Console.log(`${release.repository}@${release.tag}: ${Object.keys(release.archives).join(", ")} locked in ${flags.lock}`)
-  }
-})
+/** The lock itself, loaded when the command runs. */
+const lockPlugins = (flags: Parameters<typeof import("./Lock.ts").lockPlugins>[0]) =>
+  Effect.flatMap(Effect.promise(() => import("./Lock.ts")), (m) => m.lockPlugins(flags))
 
 export const lockCommand = Command.make("lock", lockFlags, (flags) => withLogging(lockPlugins(flags))).pipe(
   Command.withDescription(

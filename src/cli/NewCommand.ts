@@ -9,8 +9,6 @@ import { dirname, join, relative, resolve } from "node:path"
 import { Config, Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { version } from "../Version.ts"
-import { goProject } from "./GoTemplate.ts"
-import { tsProject } from "./TsTemplate.ts"
 
 const lowerName = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/
 
@@ -86,6 +84,9 @@ const scaffold = Effect.fn("plugins.new")(function*(flags: {
     halkyonVersion: version,
     sdkSpec: Option.getOrElse(flags.sdkSpec, () => version)
   }
+  // The templates load when a project is written, not at every start.
+  const { tsProject } = yield* Effect.promise(() => import("./TsTemplate.ts"))
+  const { goProject } = yield* Effect.promise(() => import("./GoTemplate.ts"))
   const files = flags.lang === "ts"
     ? tsProject(settings)
     : goProject({

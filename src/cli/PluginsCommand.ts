@@ -7,7 +7,6 @@
  */
 import { Console, Duration, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import { Metrics } from "../metrics/Metrics.ts"
 import type { PluginStatus } from "../plugin-host/PluginHost.ts"
 import { type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
@@ -97,14 +96,16 @@ const fetchViolations = (address: string) => {
 }
 
 /** The plugin host (with its gRPC client and node:http2), loaded when a command starts plugins rather than at every start of the binary. */
-const loadPluginHost = Effect.promise(() => import("../plugin-host/PluginHost.ts")).pipe(Effect.map((m) => m.PluginHost))
+const loadPluginHost = Effect.promise(() => Promise.all([import("../plugin-host/PluginHost.ts"), import("../metrics/Metrics.ts")])).pipe(
+  Effect.map(([host, metrics]) => ({ PluginHost: host.PluginHost, Metrics: metrics.Metrics }))
+)
 
 const listPlugins = Effect.fn("plugins.list")(function*(
   flags: HostFlagValues & { readonly output: "table" | "json"; readonly operator: Option.Option<string> }
 ) {
   const settings = hostSettings(flags, { watch: false, restart: false })
   const violations = Option.isSome(flags.operator) ? yield* fetchViolations(flags.operator.value) : undefined
-  const PluginHost = yield* loadPluginHost
+  const { Metrics, PluginHost } = yield* loadPluginHost
   const listed = yield* Effect.gen(function*() {
     const host = yield* PluginHost
     yield* host.awaitSettled
@@ -139,7 +140,7 @@ const list = Command.make("list", listFlags, (flags) => withLogging(listPlugins(
 
 const watchPlugins = Effect.fn("plugins.watch")(function*(flags: HostFlagValues) {
   const settings = hostSettings(flags)
-  const PluginHost = yield* loadPluginHost
+  const { Metrics, PluginHost } = yield* loadPluginHost
   yield* Effect.gen(function*() {
     const host = yield* PluginHost
     yield* host.awaitSettled

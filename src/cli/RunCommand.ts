@@ -9,7 +9,7 @@ import { defaultListenAddress, HealthPort, MetricsPort } from "../config/ListenD
 import type { OperatorOptions } from "../operator/Operator.ts"
 import { durationFlag, type HostFlagValues, hostFlags, hostSettings } from "./HostFlags.ts"
 import { withLogging } from "./Logging.ts"
-import { releaseFlags, type ReleaseFlagValues, settingsFor } from "./PluginSources.ts"
+import { releaseFlags, type ReleaseFlagValues } from "./PluginSources.ts"
 import { kubeconfigPaths } from "../kube/KubeconfigPaths.ts"
 
 export const runFlags = {
@@ -133,6 +133,7 @@ export interface RunFlagValues extends HostFlagValues, ReleaseFlagValues {
 /** What to install before the plugins load: --plugins, or else every release of the --lock file. */
 const installOptions = Effect.fnUntraced(function*(flags: RunFlagValues) {
   if (flags.plugins.trim() === "" && Option.isNone(flags.lock)) return undefined
+  const { settingsFor } = yield* Effect.promise(() => import("./ReleaseSettings.ts"))
   const downloader = yield* settingsFor(flags.pluginsDir, flags)
   const lists = flags.plugins.trim() !== ""
     ? [flags.plugins]

@@ -16,9 +16,7 @@
 import { dlopen, FFIType, ptr } from "bun:ffi"
 import { closeSync, lstatSync, openSync, readdirSync, realpathSync } from "node:fs"
 import { join } from "node:path"
-
-/** The variable that turns a start of halkyon into the confining helper. */
-export const LandlockExecKey = "HALKYON_LANDLOCK_EXEC"
+import { LandlockExecKey } from "./LandlockKey.ts"
 
 const SYS_landlock_create_ruleset = 444
 const SYS_landlock_add_rule = 445

@@ -1,8 +1,8 @@
 /**
  * Imported first by main.ts: when this start of halkyon is the Landlock
  * helper (Landlock.ts), it confines itself and becomes the plugin here, before
- * any other module of halkyon is evaluated.
+ * main.ts runs anything. Landlock.ts (and bun:ffi) is loaded only then.
  */
-import { LandlockExecKey, runLandlockExec } from "./Landlock.ts"
+import { LandlockExecKey } from "./LandlockKey.ts"
 
-if (process.env[LandlockExecKey] !== undefined) runLandlockExec()
+if (process.env[LandlockExecKey] !== undefined) (await import("./Landlock.ts")).runLandlockExec()

@@ -50,7 +50,7 @@ describe("plugins render", () => {
       "render",
       builtPlugin("postgres"),
       "-f",
-      "test/fixtures/render/postgres-capability.yaml"
+      "samples/postgres.yaml"
     ])
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" })
     expect(stdout).toBe(readFileSync(join(root, "test/fixtures/render/postgres.yaml"), "utf8"))
@@ -77,7 +77,7 @@ describe("plugins render", () => {
         "render",
         builtPlugin("postgres.js"),
         "-f",
-        "test/fixtures/render/postgres-capability.yaml",
+        "samples/postgres.yaml",
         "--observed",
         file,
         "-o",
@@ -112,7 +112,7 @@ describe("plugins render", () => {
   test("an invalid Capability exits 1 with the plugin's message", () => {
     const file = write(
       "invalid.yaml",
-      readFileSync(join(root, "test/fixtures/render/postgres-capability.yaml"), "utf8").replace(
+      readFileSync(join(root, "samples/postgres.yaml"), "utf8").replace(
         "value: admin\n",
         "value: admin\n    - name: DB_PORT\n      value: \"99999\"\n"
       )
@@ -140,7 +140,7 @@ describe("plugins render", () => {
   test("a Capability no plugin type matches exits 1 naming what the plugin serves", () => {
     const file = write(
       "other.yaml",
-      readFileSync(join(root, "test/fixtures/render/postgres-capability.yaml"), "utf8").replace("type: postgres", "type: mysql")
+      readFileSync(join(root, "samples/postgres.yaml"), "utf8").replace("type: postgres", "type: mysql")
     )
     const { code, stderr } = run(["plugins", "render", builtPlugin("postgres"), "-f", file])
     expect(code).toBe(1)
@@ -348,7 +348,7 @@ describe("--reattach", () => {
     try {
       expect(value).toMatch(/^postgres=unix:\//)
 
-      const rendered = run(["plugins", "render", "--reattach", value, "-f", "test/fixtures/render/postgres-capability.yaml"])
+      const rendered = run(["plugins", "render", "--reattach", value, "-f", "samples/postgres.yaml"])
       expect({ code: rendered.code, stdout: rendered.stdout }).toEqual({
         code: 0,
         stdout: readFileSync(join(root, "test/fixtures/render/postgres.yaml"), "utf8")
@@ -362,7 +362,7 @@ describe("--reattach", () => {
 
       // Both halkyon processes have exited; the plugin still serves.
       expect(plugin.exitCode).toBeNull()
-      const again = run(["plugins", "render", "--reattach", value, "-f", "test/fixtures/render/postgres-capability.yaml"])
+      const again = run(["plugins", "render", "--reattach", value, "-f", "samples/postgres.yaml"])
       expect(again.code).toBe(0)
     } finally {
       plugin.kill("SIGINT")
