@@ -23,24 +23,15 @@ import {
 import type { KubeApiError } from "../kube/Errors.ts"
 import { KubeClient } from "../kube/KubeClient.ts"
 import type { KubeObject } from "../kube/KubeObject.ts"
-import { descriptionProblem } from "../registry/Names.ts"
-import { PluginRegistry } from "../registry/PluginRegistry.ts"
-import { instanceLabels, instanceSelector } from "./CapabilityInfoSync.ts"
+import { instanceLabels, instanceSelector, servedTypes } from "./CapabilityInfoSync.ts"
 import { FieldManager } from "./DependentRules.ts"
 
 /** The policies and bindings the registry implies, by name; the first plugin by name wins a shared type. */
 export const desiredPolicies = Effect.fnUntraced(function*(namespace: string | undefined) {
-  const registry = yield* PluginRegistry
   const desired = new Map<string, { readonly plugin: string; readonly policy: KubeObject; readonly binding: KubeObject }>()
-  for (const entry of yield* registry.entries) {
-    const d = entry.description
-    if (descriptionProblem(d) !== undefined) continue
-    for (const t of d.types) {
-      const name = policyName(d.category, t.type)
-      if (desired.has(name)) continue
-      const id = { name, labels: instanceLabels(namespace), namespace }
-      desired.set(name, { plugin: entry.plugin, policy: admissionPolicy(d, t, id), binding: admissionPolicyBinding(id) })
-    }
+  for (const { name, plugin, description, type } of yield* servedTypes(policyName)) {
+    const id = { name, labels: instanceLabels(namespace), namespace }
+    desired.set(name, { plugin, policy: admissionPolicy(description, type, id), binding: admissionPolicyBinding(id) })
   }
   return desired
 })

@@ -15,6 +15,7 @@ import type { KubeApiError } from "../kube/Errors.ts"
 import { KubeClient } from "../kube/KubeClient.ts"
 import type { KubeObject } from "../kube/KubeObject.ts"
 import { descriptionProblem } from "../registry/Names.ts"
+import type { PluginDescription, TypeInfo } from "../gen/halkyon/capability/v1/capability.ts"
 import { PluginRegistry } from "../registry/PluginRegistry.ts"
 import { FieldManager } from "./DependentRules.ts"
 
@@ -32,48 +33,65 @@ export const instanceSelector = (namespace: string | undefined): string =>
     ? `${ManagedBy}=halkyon,!${OperatorNamespaceLabel}`
     : `${ManagedBy}=halkyon,${OperatorNamespaceLabel}=${namespace}`
 
-/** The CapabilityInfos the registry implies, by name; the first plugin by name wins a shared type. */
-export const desiredInfos = Effect.fnUntraced(function*(namespace: string | undefined) {
-  const registry = yield* PluginRegistry
-  const desired = new Map<string, KubeObject & { spec: CapabilityInfoSpec }>()
-  for (const entry of yield* registry.entries) {
+/** A type the registry serves, under the name of the object that stands for it. */
+export interface ServedType {
+  readonly name: string
+  readonly plugin: string
+  readonly description: PluginDescription
+  readonly type: TypeInfo
+}
+
+/**
+ * Each (category, type) the registry serves, named by `nameOf`; the first plugin by name wins a shared type.
+ * A plugin whose names are not valid is left out: the registry refuses it, and a name here becomes an object's.
+ */
+export const servedTypes = Effect.fnUntraced(function*(nameOf: (category: string, type: string) => string) {
+  const served = new Map<string, ServedType>()
+  for (const entry of yield* (yield* PluginRegistry).entries) {
     const d = entry.description
-    // The registry refuses such plugins; checked again, as a name here becomes an object's name.
     if (descriptionProblem(d) !== undefined) continue
-    for (const t of d.types) {
-      const name = capabilityInfoName(d.category, t.type)
-      if (desired.has(name)) continue
-      desired.set(name, {
-        apiVersion: ApiVersion,
-        kind: "CapabilityInfo",
-        metadata: { name, labels: instanceLabels(namespace) },
-        spec: {
-          category: d.category,
-          type: t.type,
-          versions: t.versions,
-          defaultVersion: t.defaultVersion,
-          plugin: entry.plugin,
-          parameters: d.parameters.map((p) => {
-            const rule = ruleOf(p)
-            const allowed = allowedValues(rule)
-            return {
-              name: p.name,
-              ...(p.description === "" ? {} : { description: p.description }),
-              required: p.required,
-              secret: p.secret,
-              ...(p.defaultValue === "" ? {} : { default: p.defaultValue }),
-              ...(rule.type === undefined ? {} : { type: rule.type }),
-              ...(rule.type === "enum" ? { values: [...p.allowedValues] } : {}),
-              ...(p.pattern === "" ? {} : { pattern: p.pattern }),
-              ...(p.minimum === undefined ? {} : { minimum: p.minimum }),
-              ...(p.maximum === undefined ? {} : { maximum: p.maximum }),
-              ...(allowed === undefined ? {} : { allowed })
-            }
-          }),
-          refuseUnknownParameters: d.refuseUnknownParameters
-        }
-      })
+    for (const type of d.types) {
+      const name = nameOf(d.category, type.type)
+      if (!served.has(name)) served.set(name, { name, plugin: entry.plugin, description: d, type })
     }
+  }
+  return [...served.values()]
+})
+
+/** The CapabilityInfos the registry implies, by name. */
+export const desiredInfos = Effect.fnUntraced(function*(namespace: string | undefined) {
+  const desired = new Map<string, KubeObject & { spec: CapabilityInfoSpec }>()
+  for (const { name, plugin, description: d, type: t } of yield* servedTypes(capabilityInfoName)) {
+    desired.set(name, {
+      apiVersion: ApiVersion,
+      kind: "CapabilityInfo",
+      metadata: { name, labels: instanceLabels(namespace) },
+      spec: {
+        category: d.category,
+        type: t.type,
+        versions: t.versions,
+        defaultVersion: t.defaultVersion,
+        plugin,
+        parameters: d.parameters.map((p) => {
+          const rule = ruleOf(p)
+          const allowed = allowedValues(rule)
+          return {
+            name: p.name,
+            ...(p.description === "" ? {} : { description: p.description }),
+            required: p.required,
+            secret: p.secret,
+            ...(p.defaultValue === "" ? {} : { default: p.defaultValue }),
+            ...(rule.type === undefined ? {} : { type: rule.type }),
+            ...(rule.type === "enum" ? { values: [...p.allowedValues] } : {}),
+            ...(p.pattern === "" ? {} : { pattern: p.pattern }),
+            ...(p.minimum === undefined ? {} : { minimum: p.minimum }),
+            ...(p.maximum === undefined ? {} : { maximum: p.maximum }),
+            ...(allowed === undefined ? {} : { allowed })
+          }
+        }),
+        refuseUnknownParameters: d.refuseUnknownParameters
+      }
+    })
   }
   return desired
 })
