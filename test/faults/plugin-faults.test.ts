@@ -8,8 +8,17 @@
  * backed off (the gaps between them, measured, grow).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test"
-import { capabilityPath, type Cluster, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
-import { changeVersion, createCapability, createNamespace, FaultNamespace, metric, untilReconciled, until } from "../support/faults.ts"
+import { capabilityPath, type Cluster, type Operator, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import {
+  changeVersion,
+  createCapability,
+  createNamespace,
+  FaultNamespace,
+  metric,
+  readyReason,
+  untilReconciled,
+  until
+} from "../support/faults.ts"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { addPlugin, badPlugin, builtPlugin, pluginsFolder, processesMatching, testPlugin } from "../support/paths.ts"
@@ -38,11 +47,6 @@ const testCapability = async (name: string, type: string, mode?: string) => {
     spec: { category: "test", type, version: "1", parameters: mode === undefined ? [] : [{ name: "MODE", value: mode }] }
   })
   expect(created.status).toBe(201)
-}
-
-const readyReason = async (name: string) => {
-  const ready = readyOf(await cluster.api("GET", capabilityPath(FaultNamespace, name)))
-  return ready === undefined ? undefined : `${ready.status}/${ready.reason}`
 }
 
 beforeAll(async () => {
@@ -79,12 +83,12 @@ test("a crash-looping, a crashing and a hung plugin affect only their own Capabi
 
   await until(
     "the crashing Capability reported its plugin unavailable",
-    async () => (await readyReason("crashes")) === "Unknown/PluginUnavailable",
+    async () => (await readyReason(cluster, "crashes")) === "Unknown/PluginUnavailable",
     20_000
   )
   await until(
     "the hung Capability reported its plugin unavailable",
-    async () => (await readyReason("hangs")) === "Unknown/PluginUnavailable",
+    async () => (await readyReason(cluster, "hangs")) === "Unknown/PluginUnavailable",
     20_000
   )
   const metrics = operator.endpoint("metrics") ?? ""
@@ -137,7 +141,7 @@ test("a plugin SIGKILLed in the middle of a call, as the OOM killer would, is re
   process.kill(pid, "SIGKILL")
   const killed = performance.now()
   await until("the operator restarted the killed plugin", () => (restartTimes.get("flaky.js")?.length ?? 0) > restartsBefore, 10_000)
-  const ready = await until("the Capability became Ready", async () => (await readyReason("killed")) === "True/Ready", 30_000, 100)
+  const ready = await until("the Capability became Ready", async () => (await readyReason(cluster, "killed")) === "True/Ready", 30_000, 100)
   console.log(`[faults] plugin SIGKILLed mid-call: its Capability Ready ${Math.round(ready - killed)} ms after the kill`)
   await untilReconciled(cluster, ["db-0", "db-1", "db-2", "db-3", "db-4"], 5_000)
   expect(operator.proc.exitCode).toBeNull()

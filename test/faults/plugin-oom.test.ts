@@ -12,8 +12,8 @@
 import { afterAll, beforeAll, expect, test } from "bun:test"
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from "node:fs"
 import { dirname, join } from "node:path"
-import { capabilityPath, type Cluster, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
-import { createCapability, createNamespace, FaultNamespace, metric, until, untilReconciled } from "../support/faults.ts"
+import { capabilityPath, type Cluster, type Operator, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import { createCapability, createNamespace, FaultNamespace, metric, readyReason, until, untilReconciled } from "../support/faults.ts"
 import { builtPlugin, pluginsFolder, testPlugin } from "../support/paths.ts"
 
 const LimitMi = 160
@@ -47,11 +47,6 @@ const writable = (dir: string | undefined) => {
   }
 }
 
-const readyReason = async (name: string) => {
-  const ready = readyOf(await cluster.api("GET", capabilityPath(FaultNamespace, name)))
-  return ready === undefined ? undefined : `${ready.status}/${ready.reason}`
-}
-
 beforeAll(async () => {
   cluster = await startCluster()
   await createNamespace(cluster)
@@ -82,7 +77,11 @@ test(
     expect(created.status).toBe(201)
     const started = performance.now()
     const kills = () => operator.logs.filter((l) => l.includes("hog.js was killed for going over its memory limit"))
-    await until("the hog Capability reported PluginOOMKilled", async () => (await readyReason("hog")) === "Unknown/PluginOOMKilled", 30_000)
+    await until(
+      "the hog Capability reported PluginOOMKilled",
+      async () => (await readyReason(cluster, "hog")) === "Unknown/PluginOOMKilled",
+      30_000
+    )
     const reported = performance.now() - started
 
     // Meanwhile, and while it keeps being killed, the postgres plugin's Capabilities are reconciled.
@@ -133,7 +132,7 @@ test(
     // Only its Capabilities: the postgres plugin never stopped, its Capabilities are still Ready.
     expect(operator.logs.filter((l) => l.includes("plugin postgres.js stopped"))).toEqual([])
     await untilReconciled(cluster, healthy, 5_000)
-    expect(await readyReason("hog")).toMatch(/^Unknown\/(PluginOOMKilled|PluginUnavailable)$/)
+    expect(await readyReason(cluster, "hog")).toMatch(/^Unknown\/(PluginOOMKilled|PluginUnavailable)$/)
     expect(operator.proc.exitCode).toBeNull()
     console.log(
       `[faults] plugin OOM (${expected}, limit ${LimitMi}Mi): PluginOOMKilled reported ${Math.round(reported)} ms after the create; ` +

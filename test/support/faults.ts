@@ -74,6 +74,12 @@ export const untilReconciled = async (cluster: Cluster, names: ReadonlyArray<str
 }
 
 /** Waits for a condition, or throws naming it. */
+/** A Capability's Ready condition as "status/reason", undefined before it has one. */
+export const readyReason = async (cluster: Cluster, name: string, ns = FaultNamespace): Promise<string | undefined> => {
+  const ready = readyOf(await cluster.api("GET", capabilityPath(ns, name)))
+  return ready === undefined ? undefined : `${ready.status}/${ready.reason}`
+}
+
 export const until = async (what: string, check: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 50) => {
   if (!(await eventually(check, timeoutMs, stepMs))) throw new Error(`${what} did not happen within ${timeoutMs} ms`)
   return performance.now()
