@@ -67,7 +67,11 @@ export interface DependentCondition {
 export interface PluginConnection {
   readonly describe: Effect.Effect<PluginDescription, PluginCallError>
   readonly checkValidity: (capability: unknown) => Effect.Effect<ReadonlyArray<string>, PluginCallError>
-  readonly buildDependents: (capability: unknown) => Effect.Effect<ReadonlyArray<BuiltDependent>, PluginCallError>
+  /** `observed`: this Capability's own dependents as they exist (objects only), for the plugin to build from. */
+  readonly buildDependents: (
+    capability: unknown,
+    observed?: ReadonlyArray<{ readonly id: string; readonly object: unknown }>
+  ) => Effect.Effect<ReadonlyArray<BuiltDependent>, PluginCallError>
   readonly updateDependent: (
     id: string,
     capability: unknown,
@@ -153,8 +157,11 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
   const connection: PluginConnection = {
     describe: call(Describe, {}),
     checkValidity: (capability) => call(CheckValidity, { capability: capabilityBytes(capability) }).pipe(Effect.map((r) => r.errors)),
-    buildDependents: (capability) =>
-      call(BuildDependents, { capability: capabilityBytes(capability) }).pipe(
+    buildDependents: (capability, observed = []) =>
+      call(BuildDependents, {
+        capability: capabilityBytes(capability),
+        observed: observed.map((o) => ({ id: o.id, observation: { $case: "object" as const, value: jsonBytes(o.object) } }))
+      }).pipe(
         Effect.flatMap((r) =>
           Effect.forEach(r.dependents, (d) => {
             const object = parseKubeObject(d.object)

@@ -3,6 +3,7 @@
  * letters, digits and `-`, at most 63, starting and ending alphanumeric), as
  * they become parts of CapabilityInfo names and labels. Pure.
  */
+import { graphProblem } from "../protocol/DependentGraph.ts"
 import type { PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
 
 const MaxLabel = 63
@@ -18,5 +19,7 @@ export const descriptionProblem = (description: PluginDescription): string | und
   if (!isDnsLabel(description.category)) return bad("category", description.category)
   if (description.types.length === 0) return "it declares no type"
   for (const t of description.types) if (!isDnsLabel(t.type)) return bad("type", t.type)
+  const graph = graphProblem(description.dependents)
+  if (graph !== undefined) return `${graph}; fix depends_on in the plugin's dependents`
   return undefined
 }

@@ -8,13 +8,14 @@
 import type { Capability } from "../api/Capability.ts"
 import {
   ConditionState,
+  DeletionPolicy,
   type DependentCondition,
   type ObservedDependent,
   type PluginDescription
 } from "../gen/halkyon/capability/v1/capability.ts"
 import { BuildDependents, CheckValidity, Describe, EvaluateConditions, UpdateDependent } from "../protocol/Methods.ts"
 import { jsonBytes, jsonText } from "../protocol/Rpc.ts"
-import type { Built, Condition, Context, DependentDefinition, ObjectShape, PluginDefinition, TypeDefinition } from "./Plugin.ts"
+import type { Built, Condition, Context, DependentDefinition, ObjectShape, Observed, PluginDefinition, TypeDefinition } from "./Plugin.ts"
 import * as Messages from "./Messages.ts"
 import { GrpcError, type GrpcServer, Status } from "./wire/GrpcServer.ts"
 
@@ -41,7 +42,10 @@ export const describe = (plugin: PluginDefinition): PluginDescription => ({
     created: d.created ?? true,
     updated: d.update !== undefined,
     checkedForReadiness: d.ready !== undefined,
-    binding: d.binding ?? false
+    binding: d.binding ?? false,
+    dependsOn: [...(d.dependsOn ?? [])],
+    waitForReady: d.waitForReady ?? false,
+    deletionPolicy: d.deletionPolicy === "orphan" ? DeletionPolicy.DELETION_POLICY_ORPHAN : DeletionPolicy.DELETION_POLICY_DELETE
   }))
 })
 
@@ -80,8 +84,17 @@ const decode = async (bytes: Uint8Array): Promise<Capability> => {
 const findType = (plugin: PluginDefinition, capability: Capability): TypeDefinition | undefined =>
   plugin.types.find((t) => t.type.toLowerCase() === capability.spec.type.toLowerCase())
 
+/** Nothing observed: what every call but BuildDependents sees. */
+const nothingObserved: Observed = { get: () => undefined, ids: [] }
+
+/** The observed dependents, by id, as BuildDependents received them. */
+export const observedOf = (objects: ReadonlyMap<string, ObjectShape>): Observed => ({
+  get: <O extends ObjectShape>(id: string) => objects.get(id) as O | undefined,
+  ids: [...objects.keys()]
+})
+
 /** Builds what the author's functions see; undefined version when the type is unknown. */
-export const makeContext = (plugin: PluginDefinition, capability: Capability): Context => {
+export const makeContext = (plugin: PluginDefinition, capability: Capability, observed: Observed = nothingObserved): Context => {
   const type = findType(plugin, capability)
   const requested = capability.spec.version ?? ""
   const parameters: Record<string, string | undefined> = {}
@@ -94,7 +107,8 @@ export const makeContext = (plugin: PluginDefinition, capability: Capability): C
     name: capability.metadata.name,
     namespace: capability.metadata.namespace ?? "default",
     version: requested !== "" ? requested : type === undefined ? "" : defaultVersion(type),
-    parameters
+    parameters,
+    observed
   }
 }
 
@@ -179,9 +193,11 @@ const withTypeMeta = (declared: DependentDefinition<ObjectShape>, built: Built<O
 const build = (d: DependentDefinition<ObjectShape>, context: Context): ObjectShape =>
   guarded(`building dependent ${d.id}`, () => withTypeMeta(d, d.build(context)))
 
-/** The built dependents, in the order they are applied. */
+/** The built dependents the Capability includes now, in the order declared. */
 export const buildDependents = (plugin: PluginDefinition, context: Context): Array<{ readonly id: string; readonly object: ObjectShape }> =>
-  plugin.dependents.map((d) => ({ id: d.id, object: build(d, context) }))
+  plugin.dependents
+    .filter((d) => d.include === undefined || guarded(`deciding whether to include dependent ${d.id}`, () => d.include?.(context) ?? true))
+    .map((d) => ({ id: d.id, object: build(d, context) }))
 
 /** The object to apply over `existing`, or undefined when it is fine as it is (or the dependent is never updated). */
 export const updateDependent = (plugin: PluginDefinition, id: string, existing: ObjectShape, context: Context): ObjectShape | undefined => {
@@ -244,7 +260,12 @@ export const registerCapabilityService = (server: GrpcServer, plugin: PluginDefi
       return { errors: guarded("validity check", () => validate(plugin, capability)) }
     })
     .unary(BuildDependents, async (request) => {
-      const context = makeContext(plugin, await decode(request.capability))
+      const objects = new Map<string, ObjectShape>()
+      for (const o of request.observed) {
+        const observation = observationOf(o.id, o.observation)
+        if (observation !== undefined && "object" in observation) objects.set(o.id, observation.object as ObjectShape)
+      }
+      const context = makeContext(plugin, await decode(request.capability), observedOf(objects))
       return { dependents: buildDependents(plugin, context).map(({ id, object }) => ({ id, object: jsonBytes(object) })) }
     })
     .unary(UpdateDependent, async (request) => {

@@ -136,7 +136,7 @@ export const launchPlugin = async (command: string | ReadonlyArray<string>, opti
     describe: () => call(Describe, {}),
     checkValidity: async (capability) => (await call(CheckValidity, { capability: jsonBytes(capability) })).errors,
     buildDependents: async (capability) =>
-      (await call(BuildDependents, { capability: jsonBytes(capability) })).dependents.map((d) => ({
+      (await call(BuildDependents, { capability: jsonBytes(capability), observed: [] })).dependents.map((d) => ({
         id: d.id,
         object: JSON.parse(jsonText(d.object)) as ObjectShape
       })),

@@ -33,6 +33,17 @@ export const protobufFileName = "halkyon/capability/v1/capability.proto";
  * package (v2) and a new protocol version.
  */
 
+export enum DeletionPolicy {
+  /** DELETION_POLICY_DELETE - DELETION_POLICY_DELETE (the default): the object is deleted. */
+  DELETION_POLICY_DELETE = 0,
+  /**
+   * DELETION_POLICY_ORPHAN - DELETION_POLICY_ORPHAN: the object is kept, without the Capability's
+   * owner reference and halkyon's labels (its data survives).
+   */
+  DELETION_POLICY_ORPHAN = 1,
+  UNRECOGNIZED = -1,
+}
+
 export enum ConditionState {
   CONDITION_STATE_UNSPECIFIED = 0,
   CONDITION_STATE_READY = 1,
@@ -97,6 +108,23 @@ export interface DependentInfo {
    * publishes its name in the Capability's status.
    */
   binding: boolean;
+  /**
+   * depends_on: ids of dependents this one is applied after (and deleted
+   * before). A cycle, or an id not declared, refuses the plugin at load.
+   * When no dependent of a plugin declares any, each depends on the one
+   * declared before it (the order of the list, as before this field).
+   */
+  dependsOn: string[];
+  /**
+   * wait_for_ready: the dependents that depend on this one are neither
+   * created nor updated until its condition (EvaluateConditions) is ready.
+   */
+  waitForReady: boolean;
+  /**
+   * deletion_policy: what the operator does with the object when the
+   * Capability is deleted or the dependent is no longer built.
+   */
+  deletionPolicy: DeletionPolicy;
 }
 
 /** Capability is the owning halkyon.io/v1beta1 Capability, as JSON. */
@@ -111,6 +139,12 @@ export interface CheckValidityResponse {
 
 export interface BuildDependentsRequest {
   capability: Buffer;
+  /**
+   * observed: this Capability's dependents as they exist now (only objects
+   * it controls, from the operator's cache), so that a dependent can use
+   * what one it depends on produced. Only objects are sent, never errors.
+   */
+  observed: ObservedDependent[];
 }
 
 export interface BuildDependentsResponse {
@@ -472,6 +506,9 @@ function createBaseDependentInfo(): DependentInfo {
     updated: false,
     checkedForReadiness: false,
     binding: false,
+    dependsOn: [],
+    waitForReady: false,
+    deletionPolicy: 0,
   };
 }
 
@@ -503,6 +540,15 @@ export const DependentInfo: MessageFns<DependentInfo> = {
     }
     if (message.binding !== false) {
       writer.uint32(72).bool(message.binding);
+    }
+    for (const v of message.dependsOn) {
+      writer.uint32(82).string(v!);
+    }
+    if (message.waitForReady !== false) {
+      writer.uint32(88).bool(message.waitForReady);
+    }
+    if (message.deletionPolicy !== 0) {
+      writer.uint32(96).int32(message.deletionPolicy);
     }
     return writer;
   },
@@ -590,6 +636,30 @@ export const DependentInfo: MessageFns<DependentInfo> = {
             }
 
             message.binding = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.dependsOn.push(reader.string());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.waitForReady = reader.bool();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.deletionPolicy = reader.int32() as any;
             continue;
           }
         }
@@ -698,13 +768,16 @@ export const CheckValidityResponse: MessageFns<CheckValidityResponse> = {
 };
 
 function createBaseBuildDependentsRequest(): BuildDependentsRequest {
-  return { capability: Buffer.alloc(0) };
+  return { capability: Buffer.alloc(0), observed: [] };
 }
 
 export const BuildDependentsRequest: MessageFns<BuildDependentsRequest> = {
   encode(message: BuildDependentsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.capability.length !== 0) {
       writer.uint32(10).bytes(message.capability);
+    }
+    for (const v of message.observed) {
+      ObservedDependent.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -728,6 +801,14 @@ export const BuildDependentsRequest: MessageFns<BuildDependentsRequest> = {
             }
 
             message.capability = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.observed.push(ObservedDependent.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -1389,8 +1470,12 @@ export const CapabilityPluginDefinition = {
       options: {},
     },
     /**
-     * BuildDependents returns every dependent of the Capability, in the order
-     * they must be applied.
+     * BuildDependents returns the dependents of the Capability this reconcile
+     * includes (one left out is not wanted now: the operator prunes it if it
+     * applied it before). The operator applies them in the order of the graph
+     * that DependentInfo.depends_on declares (in the order returned when none
+     * is declared), and may call it again within one reconcile, once the
+     * dependents a later one depends on are observed.
      */
     buildDependents: {
       name: "BuildDependents",
