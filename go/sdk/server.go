@@ -51,6 +51,7 @@ func describe(p *Plugin) *capabilityv1.PluginDescription {
 			Id: x.ID, ApiVersion: x.APIVersion, Kind: x.Kind,
 			Watched: !x.NotWatched, Owned: !x.NotOwned, Created: !x.NotCreated,
 			Updated: x.Update != nil, CheckedForReadiness: x.Ready != nil, Binding: x.Binding,
+			DependsOn: x.DependsOn, WaitForReady: x.WaitForReady, DeletionPolicy: deletionPolicy(x.DeletionPolicy),
 		})
 	}
 	return d
@@ -84,8 +85,24 @@ func (s *server) BuildDependents(_ context.Context, r *capabilityv1.BuildDepende
 		return nil, err
 	}
 	ctx := s.plugin.context(c, s.log)
+	ctx.Observed = map[string]Object{}
+	for _, o := range r.Observed {
+		var object Object
+		if raw := o.GetObject(); raw != nil && json.Unmarshal(raw, &object) == nil {
+			ctx.Observed[o.Id] = object
+		}
+	}
 	out := &capabilityv1.BuildDependentsResponse{}
 	for _, d := range s.plugin.Dependents {
+		if d.Include != nil {
+			include := true
+			if err := guarded("deciding whether to include dependent "+d.ID, func() error { include = d.Include(ctx); return nil }); err != nil {
+				return nil, err
+			}
+			if !include {
+				continue
+			}
+		}
 		raw, err := build(d, ctx)
 		if err != nil {
 			return nil, err
@@ -253,4 +270,11 @@ func guarded(what string, f func() error) (err error) {
 		return status.Error(codes.Internal, msgFailed(what, err))
 	}
 	return nil
+}
+
+func deletionPolicy(p DeletionPolicy) capabilityv1.DeletionPolicy {
+	if p == DeletionOrphan {
+		return capabilityv1.DeletionPolicy_DELETION_POLICY_ORPHAN
+	}
+	return capabilityv1.DeletionPolicy_DELETION_POLICY_DELETE
 }

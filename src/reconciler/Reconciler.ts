@@ -270,10 +270,15 @@ const make = Effect.fnUntraced(function*() {
         }
         return [...entries.values()]
       }
+      /** The dependencies that hold `id` back: included, and not applied yet or not ready when waited for. */
+      const blockersOf = (id: string, included: ReadonlySet<string>) =>
+        (deps.get(id) ?? []).filter((d) => included.has(d) && (waitingFor.has(d) || (infos.get(d)?.waitForReady === true && !ready.has(d))))
       const maxLevel = Math.max(-1, ...level.values())
       for (let l = 0; l <= maxLevel; l++) {
         if (rebuilds && unseen.size > 0) {
-          const inWave = current.built.filter((b) => level.get(b.id) === l)
+          const included = new Set(current.built.map((b) => b.id))
+          // A dependent that waits anyway needs no new build.
+          const inWave = current.built.filter((b) => level.get(b.id) === l && blockersOf(b.id, included).length === 0)
           if (inWave.some((b) => (deps.get(b.id) ?? []).some((d) => unseen.has(d)))) {
             current = yield* buildChecked
             if (current.refused !== undefined) {
@@ -290,9 +295,7 @@ const make = Effect.fnUntraced(function*() {
           const info = infos.get(dependent.id)
           if (info === undefined) continue
           // A dependency left out of this reconcile holds nothing back; one not applied, or not ready, does.
-          const blockers = (deps.get(dependent.id) ?? []).filter((d) =>
-            included.has(d) && (waitingFor.has(d) || (infos.get(d)?.waitForReady === true && !ready.has(d)))
-          )
+          const blockers = blockersOf(dependent.id, included)
           if (blockers.length > 0) {
             waitingFor.set(dependent.id, blockers)
             continue

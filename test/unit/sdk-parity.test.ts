@@ -17,6 +17,8 @@ interface Declaration {
   readonly types: ReadonlyArray<TypeDefinition>
   readonly parameters?: ReadonlyArray<ParameterDefinition>
   readonly dependents: ReadonlyArray<string>
+  /** Each dependent's dependsOn, by id. */
+  readonly graph?: Readonly<Record<string, ReadonlyArray<string>>>
 }
 
 interface Fixtures {
@@ -32,6 +34,7 @@ const toPlugin = (d: Declaration): PluginDefinition => ({
   ...d,
   dependents: d.dependents.map((id) => ({
     id,
+    ...(d.graph?.[id] === undefined ? {} : { dependsOn: d.graph[id] }),
     apiVersion: "v1",
     kind: "ConfigMap",
     build: () => ({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: id } })
