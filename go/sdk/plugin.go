@@ -90,6 +90,16 @@ type Dependent struct {
 	// DeletionPolicy: DeletionOrphan keeps the object when the Capability
 	// is deleted or the dependent is no longer built. Default: DeletionDelete.
 	DeletionPolicy DeletionPolicy
+	// DeletionPolicyFor, when set, decides the deletion policy per
+	// Capability, replacing DeletionPolicy for it.
+	//
+	//	DeletionPolicyFor: func(ctx *sdk.Context) sdk.DeletionPolicy {
+	//		if ctx.Param("KEEP_SECRET") == "true" {
+	//			return sdk.DeletionOrphan
+	//		}
+	//		return sdk.DeletionDelete
+	//	}
+	DeletionPolicyFor func(ctx *Context) DeletionPolicy
 	// Include says whether the Capability wants this dependent now; nil
 	// means always. A dependent left out is not applied, and the operator
 	// removes it (by its DeletionPolicy) if it applied it before.

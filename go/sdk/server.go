@@ -107,7 +107,16 @@ func (s *server) BuildDependents(_ context.Context, r *capabilityv1.BuildDepende
 		if err != nil {
 			return nil, err
 		}
-		out.Dependents = append(out.Dependents, &capabilityv1.Dependent{Id: d.ID, Object: raw})
+		built := &capabilityv1.Dependent{Id: d.ID, Object: raw}
+		if d.DeletionPolicyFor != nil {
+			var policy DeletionPolicy
+			if err := guarded("deciding the deletion policy of "+d.ID, func() error { policy = d.DeletionPolicyFor(ctx); return nil }); err != nil {
+				return nil, err
+			}
+			wire := deletionPolicy(policy)
+			built.DeletionPolicy = &wire
+		}
+		out.Dependents = append(out.Dependents, built)
 	}
 	return out, nil
 }

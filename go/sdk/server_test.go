@@ -212,3 +212,24 @@ func TestACycleFailsTheDeclaration(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestDeletionPolicyForDecidesPerCapability(t *testing.T) {
+	p := testPlugin()
+	p.Dependents[0].DeletionPolicyFor = func(c *Context) DeletionPolicy {
+		if c.Param("SIZE") == "2" {
+			return DeletionOrphan
+		}
+		return DeletionDelete
+	}
+	s, err := NewServer(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := s.BuildDependents(ctx0, &capabilityv1.BuildDependentsRequest{Capability: []byte(capabilityText)})
+	if err != nil || built.Dependents[0].DeletionPolicy == nil || *built.Dependents[0].DeletionPolicy != capabilityv1.DeletionPolicy_DELETION_POLICY_ORPHAN {
+		t.Fatalf("built %v, %v", built, err)
+	}
+	if built.Dependents[1].DeletionPolicy != nil {
+		t.Fatalf("a dependent without DeletionPolicyFor sends none: %v", built.Dependents[1])
+	}
+}

@@ -8,7 +8,7 @@
  */
 import { Context, Effect, Layer, Schema, type Scope } from "effect"
 import { HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health.ts"
-import { ConditionState, type PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
+import { ConditionState, type DeletionPolicy, type PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
 import { type StdioData, StdioData_Channel } from "../gen/plugin/grpc_stdio.ts"
 import type { Handshake } from "../protocol/Handshake.ts"
 import {
@@ -49,6 +49,8 @@ export interface BuiltDependent {
   readonly object: Record<string, unknown>
   /** The object's size as the plugin sent it (JSON bytes). */
   readonly bytes: number
+  /** Replaces the declared deletion policy for this Capability, when the plugin sets it. */
+  readonly deletionPolicy?: DeletionPolicy | undefined
 }
 
 export type Observation =
@@ -166,7 +168,7 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
           Effect.forEach(r.dependents, (d) => {
             const object = parseKubeObject(d.object)
             return object !== undefined
-              ? Effect.succeed({ id: d.id, object, bytes: d.object.byteLength })
+              ? Effect.succeed({ id: d.id, object, bytes: d.object.byteLength, deletionPolicy: d.deletionPolicy })
               : Effect.fail(
                 malformed(
                   "BuildDependents",

@@ -262,7 +262,7 @@ const make = Effect.fnUntraced(function*() {
       const inventoryNow = (): Array<InventoryEntry> => {
         const entries = new Map(previous.map((e) => [e.id, e]))
         for (const o of applied.values()) {
-          const e = entryOf(o.built.id, o.object, deps.get(o.built.id) ?? [], o.info)
+          const e = entryOf(o.built.id, o.object, deps.get(o.built.id) ?? [], o.built.deletionPolicy ?? o.info.deletionPolicy)
           const old = entries.get(e.id)
           // Another object under the same id: the old one stays listed until pruned.
           if (old !== undefined && old.uid !== e.uid) entries.set(`${e.id}\u0000old`, old)
@@ -721,14 +721,14 @@ const inventoryRef = (e: InventoryEntry, namespace: string): ObjectRef => ({
 })
 
 /** The inventory entry of an applied object. */
-const entryOf = (id: string, object: KubeObject, dependsOn: ReadonlyArray<string>, info: DependentInfo): InventoryEntry => ({
+const entryOf = (id: string, object: KubeObject, dependsOn: ReadonlyArray<string>, policy: DeletionPolicy): InventoryEntry => ({
   id,
   apiVersion: object.apiVersion,
   kind: object.kind,
   name: object.metadata.name,
   uid: object.metadata.uid ?? "",
   ...(dependsOn.length === 0 ? {} : { dependsOn: [...dependsOn] }),
-  ...(info.deletionPolicy === DeletionPolicy.DELETION_POLICY_ORPHAN ? { orphan: true } : {})
+  ...(policy === DeletionPolicy.DELETION_POLICY_ORPHAN ? { orphan: true } : {})
 })
 
 const refOf = (o: KubeObject): ObjectRef => ({

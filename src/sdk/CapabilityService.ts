@@ -22,6 +22,9 @@ import { GrpcError, type GrpcServer, Status } from "./wire/GrpcServer.ts"
 /** The default version of a type: declared, or the last listed. */
 export const defaultVersion = (t: TypeDefinition): string => t.defaultVersion ?? t.versions[t.versions.length - 1] ?? ""
 
+const wirePolicy = (policy: "delete" | "orphan" | undefined) =>
+  policy === "orphan" ? DeletionPolicy.DELETION_POLICY_ORPHAN : DeletionPolicy.DELETION_POLICY_DELETE
+
 export const describe = (plugin: PluginDefinition): PluginDescription => ({
   name: plugin.name,
   category: plugin.category,
@@ -45,7 +48,7 @@ export const describe = (plugin: PluginDefinition): PluginDescription => ({
     binding: d.binding ?? false,
     dependsOn: [...(d.dependsOn ?? [])],
     waitForReady: d.waitForReady ?? false,
-    deletionPolicy: d.deletionPolicy === "orphan" ? DeletionPolicy.DELETION_POLICY_ORPHAN : DeletionPolicy.DELETION_POLICY_DELETE
+    deletionPolicy: wirePolicy(typeof d.deletionPolicy === "function" ? "delete" : d.deletionPolicy)
   }))
 })
 
@@ -193,11 +196,19 @@ const withTypeMeta = (declared: DependentDefinition<ObjectShape>, built: Built<O
 const build = (d: DependentDefinition<ObjectShape>, context: Context): ObjectShape =>
   guarded(`building dependent ${d.id}`, () => withTypeMeta(d, d.build(context)))
 
-/** The built dependents the Capability includes now, in the order declared. */
-export const buildDependents = (plugin: PluginDefinition, context: Context): Array<{ readonly id: string; readonly object: ObjectShape }> =>
+/** The built dependents the Capability includes now, in the order declared, with a deletion policy decided per Capability. */
+export const buildDependents = (
+  plugin: PluginDefinition,
+  context: Context
+): Array<{ readonly id: string; readonly object: ObjectShape; readonly deletionPolicy?: "delete" | "orphan" }> =>
   plugin.dependents
     .filter((d) => d.include === undefined || guarded(`deciding whether to include dependent ${d.id}`, () => d.include?.(context) ?? true))
-    .map((d) => ({ id: d.id, object: build(d, context) }))
+    .map((d) => {
+      const policy = d.deletionPolicy
+      return typeof policy === "function"
+        ? { id: d.id, object: build(d, context), deletionPolicy: guarded(`deciding the deletion policy of ${d.id}`, () => policy(context)) }
+        : { id: d.id, object: build(d, context) }
+    })
 
 /** The object to apply over `existing`, or undefined when it is fine as it is (or the dependent is never updated). */
 export const updateDependent = (plugin: PluginDefinition, id: string, existing: ObjectShape, context: Context): ObjectShape | undefined => {
@@ -266,7 +277,13 @@ export const registerCapabilityService = (server: GrpcServer, plugin: PluginDefi
         if (observation !== undefined && "object" in observation) objects.set(o.id, observation.object as ObjectShape)
       }
       const context = makeContext(plugin, await decode(request.capability), observedOf(objects))
-      return { dependents: buildDependents(plugin, context).map(({ id, object }) => ({ id, object: jsonBytes(object) })) }
+      return {
+        dependents: buildDependents(plugin, context).map(({ id, object, deletionPolicy }) => ({
+          id,
+          object: jsonBytes(object),
+          deletionPolicy: deletionPolicy === undefined ? undefined : wirePolicy(deletionPolicy)
+        }))
+      }
     })
     .unary(UpdateDependent, async (request) => {
       const d = findDependent(plugin, request.id)

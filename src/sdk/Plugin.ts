@@ -159,9 +159,12 @@ export interface DependentDefinition<O extends ObjectShape = KubeObject> {
   /**
    * Default: "delete". "orphan" keeps the object when the Capability is
    * deleted or the dependent is no longer built, without its owner reference
-   * and halkyon's label: its data survives.
+   * and halkyon's label: its data survives. A function decides per
+   * Capability (the declared policy is then "delete").
+   *
+   * @example `deletionPolicy: (ctx) => (ctx.parameters.KEEP_SECRET === "true" ? "orphan" : "delete")`
    */
-  readonly deletionPolicy?: DeletionPolicy
+  readonly deletionPolicy?: DeletionPolicy | ((context: Context) => DeletionPolicy)
   /**
    * Whether the Capability wants this dependent now; when absent, always.
    * A dependent left out is not applied, and the operator removes it (by its

@@ -9,7 +9,17 @@
 import { describe, expect, test } from "bun:test"
 import { Context, Effect, Layer, Logger } from "effect"
 import { TestClock } from "effect/testing"
-import { ApiVersion, type CapabilityStatus, DependentsFinalizer, InUseFinalizer, type InventoryEntry } from "../../src/api/Capability.ts"
+import {
+  ApiVersion,
+  type CapabilityStatus,
+  decodeCapabilityJson,
+  DependentsFinalizer,
+  InUseFinalizer,
+  type InventoryEntry
+} from "../../src/api/Capability.ts"
+import { buildDependents, describe as describePlugin, makeContext, observedOf } from "../../src/sdk/CapabilityService.ts"
+import { definePlugin } from "../../src/sdk/Plugin.ts"
+import { postgres } from "../../plugins/postgres/plugin.ts"
 import { ObjectCache } from "../../src/controller/ObjectCache.ts"
 import { DeletionPolicy, type DependentInfo, type PluginDescription } from "../../src/gen/halkyon/capability/v1/capability.ts"
 import type { KubeObject } from "../../src/kube/KubeObject.ts"
@@ -336,4 +346,70 @@ describe("the Reconciler deletes a Capability's dependents", () => {
         expect(names(w)).toEqual(["x-creds"])
       })
     ))
+})
+
+describe("the TypeScript SDK's graph", () => {
+  const postgresCapability = (parameters: Array<{ name: string; value: string }>) =>
+    decodeCapabilityJson(JSON.stringify({
+      apiVersion: ApiVersion,
+      kind: "Capability",
+      metadata: { name: "orders", namespace: "shop" },
+      spec: { category: "database", type: "postgres", parameters }
+    }))
+
+  test("postgres keeps its Secret on deletion only when KEEP_SECRET=true", () => {
+    const policy = (parameters: Array<{ name: string; value: string }>) =>
+      buildDependents(postgres, makeContext(postgres, postgresCapability(parameters))).find((d) => d.id === "config-secret")
+        ?.deletionPolicy
+    expect(policy([])).toBe("delete")
+    expect(policy([{ name: "KEEP_SECRET", value: "true" }])).toBe("orphan")
+    expect(describePlugin(postgres).dependents.map((d) => d.deletionPolicy)).toEqual([0, 0, 0])
+  })
+
+  test("postgres builds its Secret from the observed one: a generated password stays", () => {
+    const observed = {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "orders-config" },
+      data: { DB_PASSWORD: Buffer.from("kept").toString("base64") }
+    }
+    const context = makeContext(postgres, postgresCapability([]), observedOf(new Map([["config-secret", observed]])))
+    const secret = buildDependents(postgres, context).find((d) => d.id === "config-secret")?.object as {
+      stringData?: Record<string, string>
+    }
+    expect(secret.stringData?.DB_PASSWORD).toBe("kept")
+  })
+
+  test("include leaves a dependent out; definePlugin refuses a cycle, naming it", () => {
+    const plugin = definePlugin({
+      name: "p",
+      category: "c",
+      types: [{ type: "t", versions: ["1"] }],
+      dependents: [
+        { id: "a", apiVersion: "v1", kind: "ConfigMap", build: () => ({ metadata: { name: "a" } }) },
+        {
+          id: "b",
+          apiVersion: "v1",
+          kind: "ConfigMap",
+          dependsOn: ["a"],
+          include: (ctx) => ctx.parameters.B === "true",
+          build: () => ({ metadata: { name: "b" } })
+        }
+      ]
+    })
+    const capability = (b: string) =>
+      decodeCapabilityJson(JSON.stringify({
+        metadata: { name: "x", namespace: "n" },
+        spec: { category: "c", type: "t", parameters: [{ name: "B", value: b }] }
+      }))
+    expect(buildDependents(plugin, makeContext(plugin, capability("false"))).map((d) => d.id)).toEqual(["a"])
+    expect(buildDependents(plugin, makeContext(plugin, capability("true"))).map((d) => d.id)).toEqual(["a", "b"])
+    expect(describePlugin(plugin).dependents.map((d) => d.dependsOn)).toEqual([[], ["a"]])
+    expect(() =>
+      definePlugin({
+        ...plugin,
+        dependents: plugin.dependents.map((d) => d.id === "a" ? { ...d, dependsOn: ["b"] } : d)
+      })
+    ).toThrow("the dependents form a cycle: a -> b -> a")
+  })
 })

@@ -421,7 +421,7 @@ type DependentInfo struct {
 	// depends_on: ids of dependents this one is applied after (and deleted
 	// before). A cycle, or an id not declared, refuses the plugin at load.
 	// When no dependent of a plugin declares any, each depends on the one
-	// declared before it (the order of the list, as before this field).
+	// declared before it (the order of this list, as before this field).
 	DependsOn []string `protobuf:"bytes,10,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
 	// wait_for_ready: the dependents that depend on this one are neither
 	// created nor updated until its condition (EvaluateConditions) is ready.
@@ -740,9 +740,12 @@ type Dependent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// object is the Kubernetes object as JSON.
-	Object        []byte `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Object []byte `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
+	// deletion_policy, when set, replaces the declared one for this
+	// Capability (e.g. a Secret kept only when a parameter asks).
+	DeletionPolicy *DeletionPolicy `protobuf:"varint,3,opt,name=deletion_policy,json=deletionPolicy,proto3,enum=halkyon.capability.v1.DeletionPolicy,oneof" json:"deletion_policy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Dependent) Reset() {
@@ -787,6 +790,13 @@ func (x *Dependent) GetObject() []byte {
 		return x.Object
 	}
 	return nil
+}
+
+func (x *Dependent) GetDeletionPolicy() DeletionPolicy {
+	if x != nil && x.DeletionPolicy != nil {
+		return *x.DeletionPolicy
+	}
+	return DeletionPolicy_DELETION_POLICY_DELETE
 }
 
 type UpdateDependentRequest struct {
@@ -1285,10 +1295,12 @@ const file_halkyon_capability_v1_capability_proto_rawDesc = "" +
 	"\x17BuildDependentsResponse\x12@\n" +
 	"\n" +
 	"dependents\x18\x01 \x03(\v2 .halkyon.capability.v1.DependentR\n" +
-	"dependents\"3\n" +
+	"dependents\"\x9c\x01\n" +
 	"\tDependent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06object\x18\x02 \x01(\fR\x06object\"d\n" +
+	"\x06object\x18\x02 \x01(\fR\x06object\x12S\n" +
+	"\x0fdeletion_policy\x18\x03 \x01(\x0e2%.halkyon.capability.v1.DeletionPolicyH\x00R\x0edeletionPolicy\x88\x01\x01B\x12\n" +
+	"\x10_deletion_policy\"d\n" +
 	"\x16UpdateDependentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
 	"\n" +
@@ -1386,26 +1398,27 @@ var file_halkyon_capability_v1_capability_proto_depIdxs = []int32{
 	0,  // 3: halkyon.capability.v1.DependentInfo.deletion_policy:type_name -> halkyon.capability.v1.DeletionPolicy
 	15, // 4: halkyon.capability.v1.BuildDependentsRequest.observed:type_name -> halkyon.capability.v1.ObservedDependent
 	11, // 5: halkyon.capability.v1.BuildDependentsResponse.dependents:type_name -> halkyon.capability.v1.Dependent
-	15, // 6: halkyon.capability.v1.EvaluateConditionsRequest.observed:type_name -> halkyon.capability.v1.ObservedDependent
-	16, // 7: halkyon.capability.v1.ObservedDependent.error:type_name -> halkyon.capability.v1.FetchError
-	18, // 8: halkyon.capability.v1.EvaluateConditionsResponse.conditions:type_name -> halkyon.capability.v1.DependentCondition
-	1,  // 9: halkyon.capability.v1.DependentCondition.state:type_name -> halkyon.capability.v1.ConditionState
-	19, // 10: halkyon.capability.v1.DependentCondition.attributes:type_name -> halkyon.capability.v1.DependentCondition.AttributesEntry
-	2,  // 11: halkyon.capability.v1.CapabilityPlugin.Describe:input_type -> halkyon.capability.v1.DescribeRequest
-	7,  // 12: halkyon.capability.v1.CapabilityPlugin.CheckValidity:input_type -> halkyon.capability.v1.CheckValidityRequest
-	9,  // 13: halkyon.capability.v1.CapabilityPlugin.BuildDependents:input_type -> halkyon.capability.v1.BuildDependentsRequest
-	12, // 14: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:input_type -> halkyon.capability.v1.UpdateDependentRequest
-	14, // 15: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:input_type -> halkyon.capability.v1.EvaluateConditionsRequest
-	3,  // 16: halkyon.capability.v1.CapabilityPlugin.Describe:output_type -> halkyon.capability.v1.PluginDescription
-	8,  // 17: halkyon.capability.v1.CapabilityPlugin.CheckValidity:output_type -> halkyon.capability.v1.CheckValidityResponse
-	10, // 18: halkyon.capability.v1.CapabilityPlugin.BuildDependents:output_type -> halkyon.capability.v1.BuildDependentsResponse
-	13, // 19: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:output_type -> halkyon.capability.v1.UpdateDependentResponse
-	17, // 20: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:output_type -> halkyon.capability.v1.EvaluateConditionsResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	0,  // 6: halkyon.capability.v1.Dependent.deletion_policy:type_name -> halkyon.capability.v1.DeletionPolicy
+	15, // 7: halkyon.capability.v1.EvaluateConditionsRequest.observed:type_name -> halkyon.capability.v1.ObservedDependent
+	16, // 8: halkyon.capability.v1.ObservedDependent.error:type_name -> halkyon.capability.v1.FetchError
+	18, // 9: halkyon.capability.v1.EvaluateConditionsResponse.conditions:type_name -> halkyon.capability.v1.DependentCondition
+	1,  // 10: halkyon.capability.v1.DependentCondition.state:type_name -> halkyon.capability.v1.ConditionState
+	19, // 11: halkyon.capability.v1.DependentCondition.attributes:type_name -> halkyon.capability.v1.DependentCondition.AttributesEntry
+	2,  // 12: halkyon.capability.v1.CapabilityPlugin.Describe:input_type -> halkyon.capability.v1.DescribeRequest
+	7,  // 13: halkyon.capability.v1.CapabilityPlugin.CheckValidity:input_type -> halkyon.capability.v1.CheckValidityRequest
+	9,  // 14: halkyon.capability.v1.CapabilityPlugin.BuildDependents:input_type -> halkyon.capability.v1.BuildDependentsRequest
+	12, // 15: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:input_type -> halkyon.capability.v1.UpdateDependentRequest
+	14, // 16: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:input_type -> halkyon.capability.v1.EvaluateConditionsRequest
+	3,  // 17: halkyon.capability.v1.CapabilityPlugin.Describe:output_type -> halkyon.capability.v1.PluginDescription
+	8,  // 18: halkyon.capability.v1.CapabilityPlugin.CheckValidity:output_type -> halkyon.capability.v1.CheckValidityResponse
+	10, // 19: halkyon.capability.v1.CapabilityPlugin.BuildDependents:output_type -> halkyon.capability.v1.BuildDependentsResponse
+	13, // 20: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:output_type -> halkyon.capability.v1.UpdateDependentResponse
+	17, // 21: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:output_type -> halkyon.capability.v1.EvaluateConditionsResponse
+	17, // [17:22] is the sub-list for method output_type
+	12, // [12:17] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_halkyon_capability_v1_capability_proto_init() }
@@ -1413,6 +1426,7 @@ func file_halkyon_capability_v1_capability_proto_init() {
 	if File_halkyon_capability_v1_capability_proto != nil {
 		return
 	}
+	file_halkyon_capability_v1_capability_proto_msgTypes[9].OneofWrappers = []any{}
 	file_halkyon_capability_v1_capability_proto_msgTypes[13].OneofWrappers = []any{
 		(*ObservedDependent_Object)(nil),
 		(*ObservedDependent_Error)(nil),

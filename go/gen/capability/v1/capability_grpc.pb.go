@@ -58,9 +58,8 @@ type CapabilityPluginClient interface {
 	// BuildDependents returns the dependents of the Capability this reconcile
 	// includes (one left out is not wanted now: the operator prunes it if it
 	// applied it before). The operator applies them in the order of the graph
-	// that DependentInfo.depends_on declares (in the order returned when none
-	// is declared), and may call it again within one reconcile, once the
-	// dependents a later one depends on are observed.
+	// that DependentInfo.depends_on declares, and may call it again within one
+	// reconcile, once the dependents a later one depends on are observed.
 	BuildDependents(ctx context.Context, in *BuildDependentsRequest, opts ...grpc.CallOption) (*BuildDependentsResponse, error)
 	// UpdateDependent decides whether an existing dependent must change.
 	UpdateDependent(ctx context.Context, in *UpdateDependentRequest, opts ...grpc.CallOption) (*UpdateDependentResponse, error)
@@ -138,9 +137,8 @@ type CapabilityPluginServer interface {
 	// BuildDependents returns the dependents of the Capability this reconcile
 	// includes (one left out is not wanted now: the operator prunes it if it
 	// applied it before). The operator applies them in the order of the graph
-	// that DependentInfo.depends_on declares (in the order returned when none
-	// is declared), and may call it again within one reconcile, once the
-	// dependents a later one depends on are observed.
+	// that DependentInfo.depends_on declares, and may call it again within one
+	// reconcile, once the dependents a later one depends on are observed.
 	BuildDependents(context.Context, *BuildDependentsRequest) (*BuildDependentsResponse, error)
 	// UpdateDependent decides whether an existing dependent must change.
 	UpdateDependent(context.Context, *UpdateDependentRequest) (*UpdateDependentResponse, error)

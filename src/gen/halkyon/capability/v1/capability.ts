@@ -112,7 +112,7 @@ export interface DependentInfo {
    * depends_on: ids of dependents this one is applied after (and deleted
    * before). A cycle, or an id not declared, refuses the plugin at load.
    * When no dependent of a plugin declares any, each depends on the one
-   * declared before it (the order of the list, as before this field).
+   * declared before it (the order of this list, as before this field).
    */
   dependsOn: string[];
   /**
@@ -155,6 +155,11 @@ export interface Dependent {
   id: string;
   /** object is the Kubernetes object as JSON. */
   object: Buffer;
+  /**
+   * deletion_policy, when set, replaces the declared one for this
+   * Capability (e.g. a Secret kept only when a parameter asks).
+   */
+  deletionPolicy?: DeletionPolicy | undefined;
 }
 
 export interface UpdateDependentRequest {
@@ -871,7 +876,7 @@ export const BuildDependentsResponse: MessageFns<BuildDependentsResponse> = {
 };
 
 function createBaseDependent(): Dependent {
-  return { id: "", object: Buffer.alloc(0) };
+  return { id: "", object: Buffer.alloc(0), deletionPolicy: undefined };
 }
 
 export const Dependent: MessageFns<Dependent> = {
@@ -881,6 +886,9 @@ export const Dependent: MessageFns<Dependent> = {
     }
     if (message.object.length !== 0) {
       writer.uint32(18).bytes(message.object);
+    }
+    if (message.deletionPolicy !== undefined) {
+      writer.uint32(24).int32(message.deletionPolicy);
     }
     return writer;
   },
@@ -912,6 +920,14 @@ export const Dependent: MessageFns<Dependent> = {
             }
 
             message.object = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deletionPolicy = reader.int32() as any;
             continue;
           }
         }
@@ -1473,9 +1489,8 @@ export const CapabilityPluginDefinition = {
      * BuildDependents returns the dependents of the Capability this reconcile
      * includes (one left out is not wanted now: the operator prunes it if it
      * applied it before). The operator applies them in the order of the graph
-     * that DependentInfo.depends_on declares (in the order returned when none
-     * is declared), and may call it again within one reconcile, once the
-     * dependents a later one depends on are observed.
+     * that DependentInfo.depends_on declares, and may call it again within one
+     * reconcile, once the dependents a later one depends on are observed.
      */
     buildDependents: {
       name: "BuildDependents",
