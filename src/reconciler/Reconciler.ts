@@ -264,8 +264,11 @@ const make = Effect.fnUntraced(function*() {
         for (const o of applied.values()) {
           const e = entryOf(o.built.id, o.object, deps.get(o.built.id) ?? [], o.built.deletionPolicy ?? o.info.deletionPolicy)
           const old = entries.get(e.id)
-          // Another object under the same id: the old one stays listed until pruned.
-          if (old !== undefined && old.uid !== e.uid) entries.set(`${e.id}\u0000old`, old)
+          // Another object under the same id and another name: the old one stays listed until pruned.
+          // (Under the same name the old one is gone: two objects cannot share a name.)
+          if (old !== undefined && old.uid !== e.uid && (old.name !== e.name || old.kind !== e.kind)) {
+            entries.set(`${e.id}\u0000old`, old)
+          }
           entries.set(e.id, e)
         }
         return [...entries.values()]
