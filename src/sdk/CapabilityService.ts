@@ -201,14 +201,18 @@ export const buildDependents = (
   plugin: PluginDefinition,
   context: Context
 ): Array<{ readonly id: string; readonly object: ObjectShape; readonly deletionPolicy?: "delete" | "orphan" }> =>
+  // One `map` over the declared list, then a filter: a plugin's own list type may decide in `map` (the hostile fixture does).
   plugin.dependents
-    .filter((d) => d.include === undefined || guarded(`deciding whether to include dependent ${d.id}`, () => d.include?.(context) ?? true))
     .map((d) => {
+      if (d.include !== undefined && !guarded(`deciding whether to include dependent ${d.id}`, () => d.include?.(context) ?? true)) {
+        return undefined
+      }
       const policy = d.deletionPolicy
       return typeof policy === "function"
         ? { id: d.id, object: build(d, context), deletionPolicy: guarded(`deciding the deletion policy of ${d.id}`, () => policy(context)) }
         : { id: d.id, object: build(d, context) }
     })
+    .filter((d) => d !== undefined)
 
 /** The object to apply over `existing`, or undefined when it is fine as it is (or the dependent is never updated). */
 export const updateDependent = (plugin: PluginDefinition, id: string, existing: ObjectShape, context: Context): ObjectShape | undefined => {
