@@ -85,13 +85,7 @@ func (s *server) BuildDependents(_ context.Context, r *capabilityv1.BuildDepende
 		return nil, err
 	}
 	ctx := s.plugin.context(c, s.log)
-	ctx.Observed = map[string]Object{}
-	for _, o := range r.Observed {
-		var object Object
-		if raw := o.GetObject(); raw != nil && json.Unmarshal(raw, &object) == nil {
-			ctx.Observed[o.Id] = object
-		}
-	}
+	ctx.Observed = observedOf(r.Observed)
 	out := &capabilityv1.BuildDependentsResponse{}
 	for _, d := range s.plugin.Dependents {
 		if d.Include != nil {
@@ -134,6 +128,7 @@ func (s *server) UpdateDependent(_ context.Context, r *capabilityv1.UpdateDepend
 		return nil, err
 	}
 	ctx := s.plugin.context(c, s.log)
+	ctx.Observed = observedOf(r.Observed)
 	var existing, desired Object
 	if err := guarded("reading existing "+d.ID, func() error { return json.Unmarshal(r.Existing, &existing) }); err != nil {
 		return nil, err
@@ -286,4 +281,16 @@ func deletionPolicy(p DeletionPolicy) capabilityv1.DeletionPolicy {
 		return capabilityv1.DeletionPolicy_DELETION_POLICY_ORPHAN
 	}
 	return capabilityv1.DeletionPolicy_DELETION_POLICY_DELETE
+}
+
+// observedOf reads the observed dependents a request carries (objects only).
+func observedOf(wire []*capabilityv1.ObservedDependent) map[string]Object {
+	observed := map[string]Object{}
+	for _, o := range wire {
+		var object Object
+		if raw := o.GetObject(); raw != nil && json.Unmarshal(raw, &object) == nil {
+			observed[o.Id] = object
+		}
+	}
+	return observed
 }

@@ -74,10 +74,12 @@ export interface PluginConnection {
     capability: unknown,
     observed?: ReadonlyArray<{ readonly id: string; readonly object: unknown }>
   ) => Effect.Effect<ReadonlyArray<BuiltDependent>, PluginCallError>
+  /** `observed`: what buildDependents was shown, so the desired object is built from the same state. */
   readonly updateDependent: (
     id: string,
     capability: unknown,
-    existing: unknown
+    existing: unknown,
+    observed?: ReadonlyArray<{ readonly id: string; readonly object: unknown }>
   ) => Effect.Effect<
     { readonly needsUpdate: boolean; readonly updated: Record<string, unknown> | undefined; readonly bytes: number },
     PluginCallError
@@ -105,6 +107,10 @@ export interface ConnectOptions {
 
 /** Told of every call and how long it took, failed ones included (for metrics). */
 export type CallObserver = (plugin: string, method: string, seconds: number) => void
+
+/** Observed objects as the wire carries them. */
+const wireObserved = (observed: ReadonlyArray<{ readonly id: string; readonly object: unknown }>) =>
+  observed.map((o) => ({ id: o.id, observation: { $case: "object" as const, value: jsonBytes(o.object) } }))
 
 const stateName: Partial<Record<ConditionState, DependentCondition["state"]>> = {
   [ConditionState.CONDITION_STATE_READY]: "ready",
@@ -162,7 +168,7 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
     buildDependents: (capability, observed = []) =>
       call(BuildDependents, {
         capability: capabilityBytes(capability),
-        observed: observed.map((o) => ({ id: o.id, observation: { $case: "object" as const, value: jsonBytes(o.object) } }))
+        observed: wireObserved(observed)
       }).pipe(
         Effect.flatMap((r) =>
           Effect.forEach(r.dependents, (d) => {
@@ -178,8 +184,13 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
           })
         )
       ),
-    updateDependent: (id, capability, existing) =>
-      call(UpdateDependent, { id, capability: capabilityBytes(capability), existing: jsonBytes(existing) }).pipe(
+    updateDependent: (id, capability, existing, observed = []) =>
+      call(UpdateDependent, {
+        id,
+        capability: capabilityBytes(capability),
+        existing: jsonBytes(existing),
+        observed: wireObserved(observed)
+      }).pipe(
         Effect.flatMap(
           (r): Effect.Effect<{ needsUpdate: boolean; updated: Record<string, unknown> | undefined; bytes: number }, PluginCallError> => {
             if (!r.needsUpdate) return Effect.succeed({ needsUpdate: false, updated: undefined, bytes: 0 })

@@ -238,8 +238,9 @@ const make = Effect.fnUntraced(function*() {
         if (o !== undefined && o.metadata.uid === e.uid && controlledBy(o, raw)) observed.set(e.id, o)
       }
       const buildChecked = Effect.gen(function*() {
-        const built = yield* connection.buildDependents(raw, [...observed].map(([id, object]) => ({ id, object })))
-        return { built, refused: checkBuilt(built, nodes, namespace, scopes) }
+        const shown = [...observed].map(([id, object]) => ({ id, object }))
+        const built = yield* connection.buildDependents(raw, shown)
+        return { built, observed: shown, refused: checkBuilt(built, nodes, namespace, scopes) }
       })
       let current = yield* buildChecked
       if (current.refused !== undefined) return yield* violated(raw, resolution, current.refused)
@@ -325,7 +326,7 @@ const make = Effect.fnUntraced(function*() {
             plan.push({ dependent, info, keep: found })
             continue
           }
-          const decision = yield* connection.updateDependent(dependent.id, raw, found)
+          const decision = yield* connection.updateDependent(dependent.id, raw, found, current.observed)
           if (!decision.needsUpdate || decision.updated === undefined) {
             plan.push({ dependent, info, keep: found })
             continue
@@ -338,7 +339,7 @@ const make = Effect.fnUntraced(function*() {
             scopes
           )
           if (wrong !== undefined) return { ...(yield* violated(raw, resolution, wrong)), inventory: inventoryNow() }
-          plan.push({ dependent, info, keep: found, update: withOwnership(decision.updated, raw, info) })
+          plan.push({ dependent, info, keep: found, update: withOwnership(decision.updated, raw, info), observed: current.observed })
         }
 
         // One wave's dependents depend on none of each other: written concurrently.
@@ -688,7 +689,7 @@ const make = Effect.fnUntraced(function*() {
         Effect.catchIf((e) => e.code === 422, () => Effect.succeed(undefined))
       )
       if (applied === undefined) return yield* replace
-      const again = yield* resolution.connection.updateDependent(step.dependent.id, raw, applied)
+      const again = yield* resolution.connection.updateDependent(step.dependent.id, raw, applied, step.observed)
       return again.needsUpdate ? yield* replace : applied
     })
 
@@ -700,7 +701,12 @@ const CreateOnly = "18446744073709551615"
 
 /** One dependent, checked, and what the reconcile does with it. */
 type Step =
-  { readonly dependent: BuiltDependent; readonly info: DependentInfo } &
+  {
+    readonly dependent: BuiltDependent
+    readonly info: DependentInfo
+    /** What the build this step comes from was shown. */
+    readonly observed?: ReadonlyArray<{ readonly id: string; readonly object: unknown }>
+  } &
   (
     | { readonly create: KubeObject }
     | { readonly keep: KubeObject; readonly update?: KubeObject }

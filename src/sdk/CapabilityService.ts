@@ -265,6 +265,16 @@ const observationOf = (id: string, wire: ObservedDependent["observation"]): Obse
   }
 }
 
+/** The observed dependents as BuildDependents and UpdateDependent received them (objects only). */
+const observedFrom = (wire: ReadonlyArray<ObservedDependent>): Observed => {
+  const objects = new Map<string, ObjectShape>()
+  for (const o of wire) {
+    const observation = observationOf(o.id, o.observation)
+    if (observation !== undefined && "object" in observation) objects.set(o.id, observation.object as ObjectShape)
+  }
+  return observedOf(objects)
+}
+
 /** Registers the CapabilityPlugin service for `plugin` on `server`. */
 export const registerCapabilityService = (server: GrpcServer, plugin: PluginDefinition): void => {
   const description = describe(plugin)
@@ -275,12 +285,7 @@ export const registerCapabilityService = (server: GrpcServer, plugin: PluginDefi
       return { errors: guarded("validity check", () => validate(plugin, capability)) }
     })
     .unary(BuildDependents, async (request) => {
-      const objects = new Map<string, ObjectShape>()
-      for (const o of request.observed) {
-        const observation = observationOf(o.id, o.observation)
-        if (observation !== undefined && "object" in observation) objects.set(o.id, observation.object as ObjectShape)
-      }
-      const context = makeContext(plugin, await decode(request.capability), observedOf(objects))
+      const context = makeContext(plugin, await decode(request.capability), observedFrom(request.observed))
       return {
         dependents: buildDependents(plugin, context).map(({ id, object, deletionPolicy }) => ({
           id,
@@ -292,7 +297,7 @@ export const registerCapabilityService = (server: GrpcServer, plugin: PluginDefi
     .unary(UpdateDependent, async (request) => {
       const d = findDependent(plugin, request.id)
       if (d.update === undefined) return { needsUpdate: false, updated: Buffer.alloc(0) }
-      const context = makeContext(plugin, await decode(request.capability))
+      const context = makeContext(plugin, await decode(request.capability), observedFrom(request.observed))
       const existing = guarded(`reading existing ${d.id}`, () => JSON.parse(jsonText(request.existing)) as ObjectShape)
       const updated = updateDependent(plugin, d.id, existing, context)
       return updated === undefined ? { needsUpdate: false, updated: Buffer.alloc(0) } : { needsUpdate: true, updated: jsonBytes(updated) }

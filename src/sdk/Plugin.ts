@@ -65,7 +65,8 @@ export interface Context {
   /**
    * This Capability's dependents as they exist now, by id (only its own
    * objects): what one a dependent depends on produced (a generated
-   * password, an assigned port). Empty outside `build` and `include`.
+   * password, an assigned port), in `build`, `include` and `update` (the
+   * same as the build of that reconcile saw). Empty in `ready` and `validate`.
    * The operator asks for a build again once the dependents listed in
    * `dependsOn` are observed, and applies a dependent only from such a build.
    *

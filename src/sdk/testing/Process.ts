@@ -141,7 +141,7 @@ export const launchPlugin = async (command: string | ReadonlyArray<string>, opti
         object: JSON.parse(jsonText(d.object)) as ObjectShape
       })),
     updateDependent: async (capability, id, existing) => {
-      const answer = await call(UpdateDependent, { capability: jsonBytes(capability), id, existing: jsonBytes(existing) })
+      const answer = await call(UpdateDependent, { capability: jsonBytes(capability), id, existing: jsonBytes(existing), observed: [] })
       return answer.needsUpdate ? (JSON.parse(jsonText(answer.updated)) as ObjectShape) : undefined
     },
     evaluateConditions: async (capability, observed) => {

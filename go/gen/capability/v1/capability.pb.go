@@ -804,7 +804,10 @@ type UpdateDependentRequest struct {
 	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Capability []byte                 `protobuf:"bytes,2,opt,name=capability,proto3" json:"capability,omitempty"`
 	// existing is the object as the API server returned it, as JSON.
-	Existing      []byte `protobuf:"bytes,3,opt,name=existing,proto3" json:"existing,omitempty"`
+	Existing []byte `protobuf:"bytes,3,opt,name=existing,proto3" json:"existing,omitempty"`
+	// observed: what BuildDependents was shown in the same reconcile, so that
+	// the desired object is built from the same state.
+	Observed      []*ObservedDependent `protobuf:"bytes,4,rep,name=observed,proto3" json:"observed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -856,6 +859,13 @@ func (x *UpdateDependentRequest) GetCapability() []byte {
 func (x *UpdateDependentRequest) GetExisting() []byte {
 	if x != nil {
 		return x.Existing
+	}
+	return nil
+}
+
+func (x *UpdateDependentRequest) GetObserved() []*ObservedDependent {
+	if x != nil {
+		return x.Observed
 	}
 	return nil
 }
@@ -1300,13 +1310,14 @@ const file_halkyon_capability_v1_capability_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06object\x18\x02 \x01(\fR\x06object\x12S\n" +
 	"\x0fdeletion_policy\x18\x03 \x01(\x0e2%.halkyon.capability.v1.DeletionPolicyH\x00R\x0edeletionPolicy\x88\x01\x01B\x12\n" +
-	"\x10_deletion_policy\"d\n" +
+	"\x10_deletion_policy\"\xaa\x01\n" +
 	"\x16UpdateDependentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
 	"\n" +
 	"capability\x18\x02 \x01(\fR\n" +
 	"capability\x12\x1a\n" +
-	"\bexisting\x18\x03 \x01(\fR\bexisting\"V\n" +
+	"\bexisting\x18\x03 \x01(\fR\bexisting\x12D\n" +
+	"\bobserved\x18\x04 \x03(\v2(.halkyon.capability.v1.ObservedDependentR\bobserved\"V\n" +
 	"\x17UpdateDependentResponse\x12!\n" +
 	"\fneeds_update\x18\x01 \x01(\bR\vneedsUpdate\x12\x18\n" +
 	"\aupdated\x18\x02 \x01(\fR\aupdated\"\x81\x01\n" +
@@ -1399,26 +1410,27 @@ var file_halkyon_capability_v1_capability_proto_depIdxs = []int32{
 	15, // 4: halkyon.capability.v1.BuildDependentsRequest.observed:type_name -> halkyon.capability.v1.ObservedDependent
 	11, // 5: halkyon.capability.v1.BuildDependentsResponse.dependents:type_name -> halkyon.capability.v1.Dependent
 	0,  // 6: halkyon.capability.v1.Dependent.deletion_policy:type_name -> halkyon.capability.v1.DeletionPolicy
-	15, // 7: halkyon.capability.v1.EvaluateConditionsRequest.observed:type_name -> halkyon.capability.v1.ObservedDependent
-	16, // 8: halkyon.capability.v1.ObservedDependent.error:type_name -> halkyon.capability.v1.FetchError
-	18, // 9: halkyon.capability.v1.EvaluateConditionsResponse.conditions:type_name -> halkyon.capability.v1.DependentCondition
-	1,  // 10: halkyon.capability.v1.DependentCondition.state:type_name -> halkyon.capability.v1.ConditionState
-	19, // 11: halkyon.capability.v1.DependentCondition.attributes:type_name -> halkyon.capability.v1.DependentCondition.AttributesEntry
-	2,  // 12: halkyon.capability.v1.CapabilityPlugin.Describe:input_type -> halkyon.capability.v1.DescribeRequest
-	7,  // 13: halkyon.capability.v1.CapabilityPlugin.CheckValidity:input_type -> halkyon.capability.v1.CheckValidityRequest
-	9,  // 14: halkyon.capability.v1.CapabilityPlugin.BuildDependents:input_type -> halkyon.capability.v1.BuildDependentsRequest
-	12, // 15: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:input_type -> halkyon.capability.v1.UpdateDependentRequest
-	14, // 16: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:input_type -> halkyon.capability.v1.EvaluateConditionsRequest
-	3,  // 17: halkyon.capability.v1.CapabilityPlugin.Describe:output_type -> halkyon.capability.v1.PluginDescription
-	8,  // 18: halkyon.capability.v1.CapabilityPlugin.CheckValidity:output_type -> halkyon.capability.v1.CheckValidityResponse
-	10, // 19: halkyon.capability.v1.CapabilityPlugin.BuildDependents:output_type -> halkyon.capability.v1.BuildDependentsResponse
-	13, // 20: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:output_type -> halkyon.capability.v1.UpdateDependentResponse
-	17, // 21: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:output_type -> halkyon.capability.v1.EvaluateConditionsResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	15, // 7: halkyon.capability.v1.UpdateDependentRequest.observed:type_name -> halkyon.capability.v1.ObservedDependent
+	15, // 8: halkyon.capability.v1.EvaluateConditionsRequest.observed:type_name -> halkyon.capability.v1.ObservedDependent
+	16, // 9: halkyon.capability.v1.ObservedDependent.error:type_name -> halkyon.capability.v1.FetchError
+	18, // 10: halkyon.capability.v1.EvaluateConditionsResponse.conditions:type_name -> halkyon.capability.v1.DependentCondition
+	1,  // 11: halkyon.capability.v1.DependentCondition.state:type_name -> halkyon.capability.v1.ConditionState
+	19, // 12: halkyon.capability.v1.DependentCondition.attributes:type_name -> halkyon.capability.v1.DependentCondition.AttributesEntry
+	2,  // 13: halkyon.capability.v1.CapabilityPlugin.Describe:input_type -> halkyon.capability.v1.DescribeRequest
+	7,  // 14: halkyon.capability.v1.CapabilityPlugin.CheckValidity:input_type -> halkyon.capability.v1.CheckValidityRequest
+	9,  // 15: halkyon.capability.v1.CapabilityPlugin.BuildDependents:input_type -> halkyon.capability.v1.BuildDependentsRequest
+	12, // 16: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:input_type -> halkyon.capability.v1.UpdateDependentRequest
+	14, // 17: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:input_type -> halkyon.capability.v1.EvaluateConditionsRequest
+	3,  // 18: halkyon.capability.v1.CapabilityPlugin.Describe:output_type -> halkyon.capability.v1.PluginDescription
+	8,  // 19: halkyon.capability.v1.CapabilityPlugin.CheckValidity:output_type -> halkyon.capability.v1.CheckValidityResponse
+	10, // 20: halkyon.capability.v1.CapabilityPlugin.BuildDependents:output_type -> halkyon.capability.v1.BuildDependentsResponse
+	13, // 21: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:output_type -> halkyon.capability.v1.UpdateDependentResponse
+	17, // 22: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:output_type -> halkyon.capability.v1.EvaluateConditionsResponse
+	18, // [18:23] is the sub-list for method output_type
+	13, // [13:18] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_halkyon_capability_v1_capability_proto_init() }

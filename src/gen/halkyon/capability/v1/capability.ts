@@ -167,6 +167,11 @@ export interface UpdateDependentRequest {
   capability: Buffer;
   /** existing is the object as the API server returned it, as JSON. */
   existing: Buffer;
+  /**
+   * observed: what BuildDependents was shown in the same reconcile, so that
+   * the desired object is built from the same state.
+   */
+  observed: ObservedDependent[];
 }
 
 export interface UpdateDependentResponse {
@@ -944,7 +949,7 @@ export const Dependent: MessageFns<Dependent> = {
 };
 
 function createBaseUpdateDependentRequest(): UpdateDependentRequest {
-  return { id: "", capability: Buffer.alloc(0), existing: Buffer.alloc(0) };
+  return { id: "", capability: Buffer.alloc(0), existing: Buffer.alloc(0), observed: [] };
 }
 
 export const UpdateDependentRequest: MessageFns<UpdateDependentRequest> = {
@@ -957,6 +962,9 @@ export const UpdateDependentRequest: MessageFns<UpdateDependentRequest> = {
     }
     if (message.existing.length !== 0) {
       writer.uint32(26).bytes(message.existing);
+    }
+    for (const v of message.observed) {
+      ObservedDependent.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -996,6 +1004,14 @@ export const UpdateDependentRequest: MessageFns<UpdateDependentRequest> = {
             }
 
             message.existing = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.observed.push(ObservedDependent.decode(reader, reader.uint32()));
             continue;
           }
         }
