@@ -112,7 +112,13 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       const key = objectKey(object)
       if (deleted) bindings.delete(key)
       else bindings.set(key, object)
-      return queue.add(`b:${key}`)
+      // Gone: a Capability whose deletion waited for it is looked at again (the release on unbind may
+      // have run while this cache still held the binding, and counted it as a user).
+      const service = (object as { spec?: { service?: { kind?: string; name?: string } } }).spec?.service
+      const released = deleted && service?.kind === "Capability" && service.name !== undefined
+        ? queue.add(`c:${object.metadata.namespace ?? ""}/${service.name}`)
+        : Effect.void
+      return queue.add(`b:${key}`).pipe(Effect.andThen(released))
     }
   }).pipe(Effect.forkScoped)
   yield* inform({
