@@ -127,13 +127,13 @@ const description: PluginDescription = {
 
 interface GraphPlugin {
   readonly connection: PluginConnection
-  readonly state: { dbReady: boolean; expose: boolean }
+  readonly state: { dbReady: boolean; expose: boolean; withConfig: boolean }
   /** The ids each BuildDependents call saw observed. */
   readonly builds: Array<ReadonlyArray<string>>
 }
 
 const makeGraphPlugin = (): GraphPlugin => {
-  const state = { dbReady: false, expose: true }
+  const state = { dbReady: false, expose: true, withConfig: true }
   const builds: Array<ReadonlyArray<string>> = []
   const sized = (id: string, object: Record<string, unknown>): BuiltDependent => ({ id, object, bytes: JSON.stringify(object).length })
   const connection: PluginConnection = {
@@ -145,7 +145,9 @@ const makeGraphPlugin = (): GraphPlugin => {
         const creds = observed.find((o) => o.id === "creds")?.object as { metadata?: { uid?: string } } | undefined
         return [
           sized("creds", { apiVersion: "v1", kind: "Secret", metadata: { name: "x-creds" }, stringData: { password: "p" } }),
-          sized("config", { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x-config" }, data: { a: "1" } }),
+          ...(state.withConfig
+            ? [sized("config", { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x-config" }, data: { a: "1" } })]
+            : []),
           sized("db", {
             apiVersion: "apps/v1",
             kind: "StatefulSet",
@@ -190,7 +192,13 @@ const world = Effect.gen(function*() {
     metadata: { name: "x", namespace: "shop" },
     spec: { category: "test", type: "graph" }
   } as KubeObject)
-  return { kube, plugin, reconciler: Context.get(context, Reconciler), cache: Context.get(context, ObjectCache) }
+  return {
+    kube,
+    plugin,
+    reconciler: Context.get(context, Reconciler),
+    cache: Context.get(context, ObjectCache),
+    registry: Context.get(context, PluginRegistry)
+  }
 })
 type World = Effect.Success<typeof world>
 
@@ -259,6 +267,25 @@ describe("the Reconciler applies a graph", () => {
         expect(names(w)).toEqual(["x-config", "x-creds", "x-db", "x-lookalike"])
         expect(deletes(w)).toEqual(["x-svc"])
         expect((yield* statusOf(w))?.inventory?.map((e) => e.id)).toEqual(["creds", "config", "db"])
+      })
+    ))
+
+  test("a plugin version that drops a dependent from its declaration prunes it", () =>
+    run((w) =>
+      Effect.gen(function*() {
+        w.plugin.state.dbReady = true
+        yield* w.reconciler.reconcile(Key)
+        expect(names(w)).toEqual(["x-config", "x-creds", "x-db", "x-svc"])
+        w.plugin.state.withConfig = false
+        const next: PluginDescription = {
+          ...description,
+          dependents: description.dependents.filter((d) => d.id !== "config").map((d) => d.id === "db" ? { ...d, dependsOn: ["creds"] } : d)
+        }
+        yield* w.registry.register("graph", next, w.plugin.connection)
+        yield* w.reconciler.reconcile(Key)
+        expect(names(w)).toEqual(["x-creds", "x-db", "x-svc"])
+        expect(deletes(w)).toEqual(["x-config"])
+        expect((yield* statusOf(w))?.inventory?.map((e) => e.id)).toEqual(["creds", "db", "svc"])
       })
     ))
 
