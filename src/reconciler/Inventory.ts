@@ -8,7 +8,9 @@
  * (by uid): a look-alike with our labels that the operator did not apply
  * stays. The removal itself (delete, or orphan) is the Reconciler's.
  */
-import type { InventoryEntry } from "../api/Capability.ts"
+import { ApiVersion, type InventoryEntry } from "../api/Capability.ts"
+import type { ObjectRef } from "../kube/KubeClient.ts"
+import type { KubeObject } from "../kube/KubeObject.ts"
 import { levels } from "../protocol/DependentGraph.ts"
 
 /** The inventory's name for an object: what must match for an entry to be kept. */
@@ -68,3 +70,19 @@ const safeLevels = (nodes: ReadonlyArray<{ readonly id: string; readonly depends
   if (nodes.some((n) => cyclic(n.id))) return new Map(nodes.map((n, i) => [n.id, i]))
   return levels(nodes)
 }
+
+/** The Capability itself, as a reference. */
+export const capabilityRef = (raw: KubeObject): ObjectRef => ({
+  apiVersion: ApiVersion,
+  kind: "Capability",
+  namespace: raw.metadata.namespace,
+  name: raw.metadata.name
+})
+
+/** The object an entry records, in the Capability's namespace. */
+export const inventoryRef = (e: InventoryEntry, namespace: string): ObjectRef => ({
+  apiVersion: e.apiVersion,
+  kind: e.kind,
+  namespace,
+  name: e.name
+})

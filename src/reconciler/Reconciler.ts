@@ -3,34 +3,33 @@
  * its plugin says should be, level-based (it reads the current state, never
  * an event):
  *
- * decode the spec -> find the plugin -> the plugin's validity check -> its
- * dependents, checked (DependentRules.ts); the existing ones read, refused
- * unless this Capability controls them (Conflict), and their updates asked
- * for and checked, all before the first write -> the dependents applied in
- * order by server-side apply (field manager halkyon, a controller owner
- * reference to the Capability; create-only for new ones, the existing uid as
- * precondition for updates) as the plugin's own identity (PluginIdentity),
- * stopping at the first failure -> their conditions, the plugin shown only
- * objects this Capability controls -> the status, written only when it
- * changed -> an Event when the Ready condition changes. A rule broken is
- * PluginViolation, with nothing written; a write the API server forbids the
- * plugin's identity is Forbidden, naming the missing permission.
+ * decode the spec -> find the plugin -> the plugin's validity check -> the
+ * operator's finalizer (Teardown.ts) -> its dependents, built from what is
+ * observed of this Capability's own, checked (DependentRules.ts) and refused
+ * where another owner holds a name (Conflict), all before the first write ->
+ * the dependents applied in the waves of their graph (DependentGraph.ts), a
+ * wave concurrently, by server-side apply (field manager halkyon, a
+ * controller owner reference to the Capability; create-only for new ones, the
+ * existing uid as precondition for updates) as the plugin's own identity
+ * (PluginIdentity); a dependent behind one that waits for readiness and is
+ * not ready waits; the plugin asked to build again before a wave that depends
+ * on what was just written; stopping at the first failed wave -> their
+ * conditions, the plugin shown only objects this Capability controls ->
+ * what it no longer builds pruned (Inventory.ts, Teardown.ts) -> the status
+ * with the inventory, written only when it changed -> an Event when the Ready
+ * condition changes. A rule broken is PluginViolation, with nothing of that
+ * build written; a write the API server forbids the plugin's identity is
+ * Forbidden, naming the missing permission. A Capability marked for deletion
+ * goes to Teardown.finalize.
  *
  * It returns when to look again, or fails with an API error to be retried
  * with backoff. It does not watch or queue: the Controller does.
  */
 import { Clock, Context, Data, Effect, Layer, Schema } from "effect"
-import {
-  ApiVersion,
-  Capability,
-  type CapabilityStatus,
-  DependentsFinalizer,
-  type DependentStatus,
-  InUseFinalizer,
-  type InventoryEntry
-} from "../api/Capability.ts"
+import { ApiVersion, Capability, type CapabilityStatus, type DependentStatus, type InventoryEntry } from "../api/Capability.ts"
 import { declaresGraph, dependencies, graphProblem, levels } from "../protocol/DependentGraph.ts"
-import { removalWaves, staleEntries } from "./Inventory.ts"
+import { inventoryRef, staleEntries } from "./Inventory.ts"
+import { makeTeardown, RemovalPollMs } from "./Teardown.ts"
 import { DeletionPolicy, type DependentInfo } from "../gen/halkyon/capability/v1/capability.ts"
 import { recordEvent } from "../kube/Events.ts"
 import { type KubeApi, KubeClient, type ObjectRef } from "../kube/KubeClient.ts"
@@ -42,15 +41,7 @@ import { ObjectCache } from "../controller/ObjectCache.ts"
 import type { ReconcileResult } from "../controller/Workers.ts"
 import { makeKeyedBackoff } from "../config/Backoff.ts"
 import { Metrics } from "../metrics/Metrics.ts"
-import {
-  CapabilityLabel,
-  checkBuilt,
-  checkUpdated,
-  FieldManager,
-  type Violation,
-  violationMessage,
-  withOwnership
-} from "./DependentRules.ts"
+import { checkBuilt, checkUpdated, FieldManager, type Violation, violationMessage, withOwnership } from "./DependentRules.ts"
 import { describeForbidden, PluginIdentity } from "./PluginIdentity.ts"
 import { nextStatus, type Outcome, readyCondition, rollUp, sameStatus } from "./Status.ts"
 import { KubeApiError } from "../kube/Errors.ts"
@@ -67,9 +58,6 @@ const decodeCapability = (raw: KubeObject) => {
 
 /** What one reconcile found, and whether to look again soon (retry) or with backoff (failure). */
 type Attempt = Outcome & { readonly retry?: boolean; readonly failure?: KubeApiError; readonly requeueAfterMs?: number }
-
-/** How soon to look again at a dependent being removed that is still there (someone else's finalizer). */
-const RemovalPollMs = 1_000
 
 /**
  * When to retry a Capability whose plugin is down, restarting, timing out or
@@ -145,6 +133,8 @@ const make = Effect.fnUntraced(function*() {
         }
       }
     })
+
+  const { ensureFinalizer, finalize, removeEntries } = makeTeardown({ kube, cache, identity, report, remember })
 
   const reconcile = Effect.fn("Reconciler.reconcile")(function*(key: string) {
     const [namespace = "", name = ""] = key.split("/")
@@ -441,146 +431,6 @@ const make = Effect.fnUntraced(function*() {
       return attempt
     })
 
-  /** Adds the operator's finalizer to a Capability that has none, before the first write for it. */
-  const ensureFinalizer = (raw: KubeObject) =>
-    Effect.gen(function*() {
-      const finalizers = raw.metadata.finalizers ?? []
-      if (finalizers.includes(DependentsFinalizer)) return
-      // Guarded by the resourceVersion read: a concurrent change (the binding controller's finalizer) fails it, retried.
-      yield* kube.mergePatch(
-        capabilityRef(raw),
-        { metadata: { finalizers: [...finalizers, DependentsFinalizer], resourceVersion: raw.metadata.resourceVersion } },
-        FieldManager
-      ).pipe(Effect.tap(remember))
-    })
-
-  /**
-   * Removes inventory entries in reverse-topological waves: deleted (by uid,
-   * so only that very object), or released (deletion policy orphan: owner
-   * reference and label removed). A wave must be gone before the next one
-   * starts; one that is not (someone else's finalizer) stops the removal,
-   * reported as stuck.
-   */
-  const removeEntries = (raw: KubeObject, entries: ReadonlyArray<InventoryEntry>, client: KubeApi) =>
-    Effect.gen(function*() {
-      const namespace = raw.metadata.namespace ?? ""
-      const removed: Array<InventoryEntry> = []
-      const stuck: Array<{ entry: InventoryEntry; finalizers: ReadonlyArray<string> }> = []
-      for (const wave of removalWaves(entries)) {
-        const states = yield* Effect.forEach(wave, (entry) => removeOne(raw, entry, namespace, client), { concurrency: "unbounded" })
-        wave.forEach((entry, i) => {
-          const state = states[i]
-          if (state === undefined || state === "gone") removed.push(entry)
-          else stuck.push({ entry, finalizers: state.finalizers })
-        })
-        if (stuck.length > 0) break
-      }
-      return { removed, stuck }
-    })
-
-  /** One entry: "gone" once it no longer exists as this Capability's, else what holds it. */
-  const removeOne = (raw: KubeObject, entry: InventoryEntry, namespace: string, client: KubeApi) =>
-    Effect.gen(function*() {
-      const ref = inventoryRef(entry, namespace)
-      const current = yield* client.get(ref).pipe(
-        Effect.map((o): KubeObject | undefined => o),
-        Effect.catchIf((e) => e.notFound, () => Effect.succeed(undefined))
-      )
-      // Another object of that name is not ours to remove.
-      if (current === undefined || current.metadata.uid !== entry.uid) return "gone" as const
-      if (entry.orphan === true) {
-        const others = (current.metadata.ownerReferences ?? []).filter((o) => o.uid !== raw.metadata.uid)
-        if (others.length === (current.metadata.ownerReferences ?? []).length && current.metadata.labels?.[CapabilityLabel] === undefined) {
-          return "gone" as const
-        }
-        const released = yield* client.mergePatch(ref, {
-          metadata: {
-            uid: entry.uid,
-            ownerReferences: others.length === 0 ? null : others,
-            labels: { [CapabilityLabel]: null }
-          }
-        }, FieldManager)
-        cache.remove(released)
-        yield* Effect.logInfo(
-          `capability ${objectKey(raw)}: kept ${entry.kind} ${objectKey(released)} (id ${entry.id}, deletion policy orphan)`
-        )
-        return "gone" as const
-      }
-      if (current.metadata.deletionTimestamp === undefined) {
-        yield* client.delete(ref, { uid: entry.uid }).pipe(
-          Effect.catchIf((e) => e.notFound || e.code === 409, () => Effect.void)
-        )
-        yield* Effect.logInfo(`capability ${objectKey(raw)}: deleted ${entry.kind} ${namespace}/${entry.name} (id ${entry.id})`)
-      }
-      const after = yield* client.get(ref).pipe(
-        Effect.map((o): KubeObject | undefined => o),
-        Effect.catchIf((e) => e.notFound, () => Effect.succeed(undefined))
-      )
-      if (after === undefined || after.metadata.uid !== entry.uid) {
-        if (current !== undefined) cache.remove(current)
-        return "gone" as const
-      }
-      return { finalizers: after.metadata.finalizers ?? [] }
-    })
-
-  /**
-   * A Capability marked for deletion, with the operator's finalizer: its
-   * dependents removed in reverse order (while bindings still use it, the
-   * ServiceBinding controller holds it first), then the finalizer. A new
-   * leader starts from the status' inventory: what was removed is skipped.
-   */
-  const finalize = (raw: KubeObject, key: string) =>
-    Effect.gen(function*() {
-      const finalizers = raw.metadata.finalizers ?? []
-      if (!finalizers.includes(DependentsFinalizer)) return {}
-      // Bound: the workloads still read the binding Secret; the ServiceBinding controller releases it first.
-      if (finalizers.includes(InUseFinalizer)) return {}
-      const previous = (raw as { status?: CapabilityStatus }).status
-      const plugin = previous?.plugin
-      const client = plugin === undefined ? kube : identity.clientFor(plugin)
-      const inventory = previous?.inventory ?? []
-      const removal = yield* removeEntries(raw, inventory, client)
-      if (removal.stuck.length > 0) {
-        const gone = new Set(removal.removed.map((e) => e.uid))
-        const held = removal.stuck.map(({ entry, finalizers }) =>
-          `${entry.kind} ${raw.metadata.namespace ?? ""}/${entry.name} (id ${entry.id}) waits for ${
-            finalizers.length === 0 ? "the API server" : `finalizer ${finalizers.join(", ")}`
-          }`
-        )
-        yield* report(raw, previous, {
-          ready: "False",
-          reason: "Deleting",
-          message: `deleting the dependents in reverse order: ${held.join("; ")}`,
-          dependents: removal.stuck.map(({ entry, finalizers }) => ({
-            id: entry.id,
-            kind: entry.kind,
-            name: entry.name,
-            ready: false,
-            reason: "Deleting",
-            message: finalizers.length === 0 ? "being deleted" : `held by finalizer ${finalizers.join(", ")}`
-          })),
-          inventory: inventory.filter((e) => !gone.has(e.uid)),
-          plugin,
-          version: previous?.version
-        })
-        return { requeueAfterMs: RemovalPollMs }
-      }
-      // Read again: the resourceVersion guards the finalizers against a concurrent change.
-      const fresh = yield* kube.get(capabilityRef(raw)).pipe(
-        Effect.map((o): KubeObject | undefined => o),
-        Effect.catchIf((e) => e.notFound, () => Effect.succeed(undefined))
-      )
-      if (fresh === undefined) return {}
-      const rest = (fresh.metadata.finalizers ?? []).filter((f) => f !== DependentsFinalizer)
-      yield* kube.mergePatch(
-        capabilityRef(fresh),
-        { metadata: { finalizers: rest.length === 0 ? null : rest, resourceVersion: fresh.metadata.resourceVersion } },
-        FieldManager
-      ).pipe(Effect.catchIf((e) => e.notFound, () => Effect.void))
-      yield* Effect.logInfo(`capability ${key}: its ${inventory.length} dependents are removed; released`)
-      return {}
-    })
-
   /** Whether the declared kinds are namespaced, from discovery (cached by the client). */
   const scopesOf = (declared: ReadonlyArray<DependentInfo>) =>
     Effect.gen(function*() {
@@ -714,20 +564,6 @@ type Step =
 
 /** A dependent's name is taken by an object this Capability does not control. */
 class Conflict extends Data.TaggedError("Conflict")<{ readonly existing: KubeObject }> {}
-
-const capabilityRef = (raw: KubeObject): ObjectRef => ({
-  apiVersion: ApiVersion,
-  kind: "Capability",
-  namespace: raw.metadata.namespace,
-  name: raw.metadata.name
-})
-
-const inventoryRef = (e: InventoryEntry, namespace: string): ObjectRef => ({
-  apiVersion: e.apiVersion,
-  kind: e.kind,
-  namespace,
-  name: e.name
-})
 
 /** The inventory entry of an applied object. */
 const entryOf = (id: string, object: KubeObject, dependsOn: ReadonlyArray<string>, policy: DeletionPolicy): InventoryEntry => ({
