@@ -21,7 +21,7 @@ type Plugin struct {
 	// Validate adds the plugin's own checks, run when the common ones pass;
 	// each string is an error for the user.
 	Validate func(ctx *Context) []string
-	// Dependents in the order they are applied.
+	// Dependents in the order they are applied, unless they declare DependsOn.
 	Dependents []Dependent
 }
 

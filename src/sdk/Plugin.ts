@@ -2,7 +2,8 @@
  * What a plugin author writes: the capability logic, nothing about RPC.
  *
  * A plugin declares its category, the types and versions it serves, the
- * parameters it understands, and its dependents in the order they are applied.
+ * parameters it understands, and its dependents in the order they are applied
+ * (or as a graph: `dependsOn`, `waitForReady`, `include`, `deletionPolicy`).
  * For each dependent it says how to build it from the Capability, optionally
  * how to update an existing one, and optionally how to tell it is ready.
  * `serve` (Serve.ts) turns that into a go-plugin gRPC plugin.
@@ -185,7 +186,7 @@ export interface PluginDefinition {
   readonly parameters?: ReadonlyArray<ParameterDefinition>
   /** Extra validity checks; each returned string is an error for the user. */
   readonly validate?: (context: Context) => ReadonlyArray<string>
-  /** In the order they are applied. */
+  /** In the order they are applied, unless they declare `dependsOn`. */
   // Method syntax in DependentDefinition keeps a dependent of a narrower object
   // type assignable here.
   readonly dependents: ReadonlyArray<DependentDefinition<ObjectShape>>
