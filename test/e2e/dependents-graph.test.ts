@@ -26,7 +26,7 @@ import {
   startOperator,
   untilReady
 } from "../support/cluster.ts"
-import { eventually, testPlugin } from "../support/paths.ts"
+import { builtPlugin, eventually, testPlugin } from "../support/paths.ts"
 
 const ns = "graphs"
 let cluster: Cluster
@@ -118,6 +118,7 @@ beforeAll(async () => {
   pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-graph-plugins-"))
   copyFileSync(testPlugin("graph.js"), join(pluginsDir, "graph.js"))
   copyFileSync(testPlugin("cyclic.js"), join(pluginsDir, "cyclic.js"))
+  copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
   operator = await startTheOperator()
 }, 120_000)
 
@@ -265,4 +266,30 @@ describe("a Capability whose dependents form a graph", () => {
       await configMaps.stop()
     }
   }, 90_000)
+})
+
+describe("postgres on deletion", () => {
+  const postgres = async (name: string, keep: boolean) => {
+    const created = await cluster.api("POST", capabilityPath(ns), {
+      apiVersion: "halkyon.io/v1beta1",
+      kind: "Capability",
+      metadata: { name },
+      spec: { category: "database", type: "postgres", parameters: keep ? [{ name: "KEEP_SECRET", value: "true" }] : [] }
+    })
+    expect(created.status).toBe(201)
+    await untilCapability(name, "its three dependents applied", (c) => inventoryIds(c).length === 3)
+    expect((await cluster.api("DELETE", capabilityPath(ns, name))).status).toBe(200)
+    expect(await eventually(async () => (await capability(name)).status === 404, 10_000, 50)).toBe(true)
+    expect(await exists(paths.statefulSet(name))).toBe(false)
+    return cluster.api("GET", paths.secret(`${name}-config`))
+  }
+
+  test("keeps its Secret, without owner or label, only when KEEP_SECRET=true", async () => {
+    const kept = await postgres("kept", true)
+    expect(kept.status).toBe(200)
+    expect(dig(kept.body, "metadata", "ownerReferences")).toBeUndefined()
+    expect(dig(kept.body, "metadata", "labels", "halkyon.io/capability")).toBeUndefined()
+    expect(dig<string>(kept.body, "data", "DB_PASSWORD")).toBeDefined()
+    expect((await postgres("dropped", false)).status).toBe(404)
+  }, 60_000)
 })
