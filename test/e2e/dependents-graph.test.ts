@@ -3,7 +3,9 @@
  * kube-apiserver, with the `graph` fixture plugin (test/fixtures/plugins/
  * graph): creds Secret (kept on deletion) -> config ConfigMap -> db
  * StatefulSet (waited for until ready, env from the observed creds) -> svc
- * Service (only when EXPOSE=true); and the `cyclic` fixture, refused at load.
+ * Service (only when EXPOSE=true); the `cyclic` fixture, refused at load;
+ * postgres's KEEP_SECRET; and the same graph declared with the Go SDK
+ * (test/fixtures/go-plugins/graph).
  *
  * The local control plane runs no kube-controller-manager: no garbage
  * collector, so whatever goes away here, the operator deleted. Deletion
@@ -119,6 +121,7 @@ beforeAll(async () => {
   copyFileSync(testPlugin("graph.js"), join(pluginsDir, "graph.js"))
   copyFileSync(testPlugin("cyclic.js"), join(pluginsDir, "cyclic.js"))
   copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
+  copyFileSync(testPlugin("go-graph"), join(pluginsDir, "gograph"))
   operator = await startTheOperator()
 }, 120_000)
 
@@ -291,5 +294,36 @@ describe("postgres on deletion", () => {
     expect(dig(kept.body, "metadata", "labels", "halkyon.io/capability")).toBeUndefined()
     expect(dig<string>(kept.body, "data", "DB_PASSWORD")).toBeDefined()
     expect((await postgres("dropped", false)).status).toBe(404)
+  }, 60_000)
+})
+
+describe("a Go plugin's graph (go/sdk)", () => {
+  test("config is built from the observed creds; svc comes and goes with EXPOSE; creds is kept on deletion", async () => {
+    const path = capabilityPath(ns, "gg")
+    const created = await cluster.api("POST", capabilityPath(ns), {
+      apiVersion: "halkyon.io/v1beta1",
+      kind: "Capability",
+      metadata: { name: "gg" },
+      spec: { category: "test", type: "gograph", parameters: [{ name: "EXPOSE", value: "true" }] }
+    })
+    expect(created.status).toBe(201)
+    await untilCapability("gg", "Ready=True", (c) => readyOf(c)?.status === "True")
+    const config = await cluster.api("GET", paths.configMap("gg-config"))
+    expect(dig(config.body, "data", "password")).toBe("from-go-gg")
+    expect(await exists(paths.service("gg-svc"))).toBe(true)
+    const patched = await cluster.api(
+      "PATCH",
+      path,
+      { spec: { parameters: [{ name: "EXPOSE", value: "false" }] } },
+      "application/merge-patch+json"
+    )
+    expect(patched.status).toBe(200)
+    expect(await eventually(async () => !(await exists(paths.service("gg-svc"))), 10_000)).toBe(true)
+    expect((await cluster.api("DELETE", path)).status).toBe(200)
+    expect(await eventually(async () => (await capability("gg")).status === 404, 10_000, 50)).toBe(true)
+    expect(await exists(paths.configMap("gg-config"))).toBe(false)
+    const creds = await cluster.api("GET", paths.secret("gg-creds"))
+    expect(creds.status).toBe(200)
+    expect(dig(creds.body, "metadata", "ownerReferences")).toBeUndefined()
   }, 60_000)
 })
