@@ -57,6 +57,14 @@ type Context struct {
 	Parameters map[string]string
 	// Log is the plugin's logger (hclog JSON on stderr, read by the host).
 	Log hclog.Logger
+	// Observed holds this Capability's dependents as they exist now, by id
+	// (only its own objects), in Build, Include and Update: what a dependent listed
+	// in DependsOn produced (a generated password, an assigned port). The
+	// operator asks for a build again once those are observed, and applies
+	// a dependent only from such a build. Nil elsewhere.
+	//
+	//	password, _ := sdk.SecretValue(ctx.Observed["creds"], "password")
+	Observed map[string]Object
 }
 
 // Param is a parameter's value, "" when it is absent.

@@ -72,3 +72,51 @@ func ExampleParameter() {
 	// parameter TIER must be one of dev, prod (plugin memcached)
 	// parameter SIZE is not declared by plugin memcached; declared parameters: PORT, TIER
 }
+
+// Dependents as a graph: creds is kept when the Capability is deleted, db
+// waits for config and takes its password from the observed creds, and svc
+// is built only when EXPOSE=true, once db is ready.
+func Example_graph() {
+	plugin := sdk.Plugin{
+		Name: "graph", Category: "database",
+		Types:      []sdk.Type{{Type: "pg", Versions: []string{"17"}}},
+		Parameters: []sdk.Parameter{{Name: "EXPOSE", Default: "false"}},
+		Dependents: []sdk.Dependent{
+			{
+				ID: "creds", APIVersion: "v1", Kind: "Secret", DeletionPolicy: sdk.DeletionOrphan,
+				Build: func(ctx *sdk.Context) any {
+					return sdk.Object{"metadata": sdk.Object{"name": ctx.Name + "-creds"}, "stringData": sdk.Object{"password": "generated"}}
+				},
+			},
+			{
+				ID: "db", APIVersion: "apps/v1", Kind: "StatefulSet", DependsOn: []string{"creds"}, WaitForReady: true,
+				Build: func(ctx *sdk.Context) any {
+					password, _ := sdk.SecretValue(ctx.Observed["creds"], "password")
+					return sdk.Object{"metadata": sdk.Object{"name": ctx.Name + "-db"}, "spec": sdk.Object{"password": password}}
+				},
+				Ready: func(o sdk.Object, _ *sdk.Context) sdk.Condition { return sdk.Ready("Ready", "") },
+			},
+			{
+				ID: "svc", APIVersion: "v1", Kind: "Service", DependsOn: []string{"db"},
+				Include: func(ctx *sdk.Context) bool { return ctx.Param("EXPOSE") == "true" },
+				Build:   func(ctx *sdk.Context) any { return sdk.Object{"metadata": sdk.Object{"name": ctx.Name}} },
+			},
+		},
+	}
+	server, err := sdk.NewServer(plugin, nil)
+	if err != nil {
+		panic(err)
+	}
+	capability := []byte(`{"metadata":{"name":"orders","namespace":"shop"},"spec":{"category":"database","type":"pg"}}`)
+	creds := []byte(`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"orders-creds"},"data":{"password":"czNjcjN0"}}`)
+	built, _ := server.BuildDependents(context.Background(), &capabilityv1.BuildDependentsRequest{
+		Capability: capability,
+		Observed:   []*capabilityv1.ObservedDependent{{Id: "creds", Observation: &capabilityv1.ObservedDependent_Object{Object: creds}}},
+	})
+	for _, d := range built.Dependents {
+		fmt.Println(d.Id, string(d.Object))
+	}
+	// Output:
+	// creds {"apiVersion":"v1","kind":"Secret","metadata":{"name":"orders-creds"},"stringData":{"password":"generated"}}
+	// db {"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"orders-db"},"spec":{"password":"s3cr3t"}}
+}

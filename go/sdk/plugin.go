@@ -4,6 +4,7 @@ package sdk
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 )
 
@@ -23,7 +24,7 @@ type Plugin struct {
 	// Validate adds the plugin's own checks, run when the common ones pass;
 	// each string is an error for the user.
 	Validate func(ctx *Context) []string
-	// Dependents in the order they are applied.
+	// Dependents in the order they are applied, unless they declare DependsOn.
 	Dependents []Dependent
 }
 
@@ -99,6 +100,35 @@ type Dependent struct {
 	// Binding: this Secret holds the settings a workload binds to; the
 	// operator publishes its name in the Capability's status.
 	Binding bool
+	// DependsOn lists the ids of the dependents this one is applied after,
+	// and deleted before. When no dependent of the plugin sets it, each comes
+	// after the one declared before it. A cycle or an unknown id fails the
+	// declaration (and the operator refuses such a plugin at load).
+	//
+	//	DependsOn: []string{"creds", "config"}
+	DependsOn []string
+	// WaitForReady: the dependents that depend on this one are neither
+	// created nor updated until Ready says it is ready.
+	WaitForReady bool
+	// DeletionPolicy: DeletionOrphan keeps the object when the Capability
+	// is deleted or the dependent is no longer built. Default: DeletionDelete.
+	DeletionPolicy DeletionPolicy
+	// DeletionPolicyFor, when set, decides the deletion policy per
+	// Capability, replacing DeletionPolicy for it.
+	//
+	//	DeletionPolicyFor: func(ctx *sdk.Context) sdk.DeletionPolicy {
+	//		if ctx.Param("KEEP_SECRET") == "true" {
+	//			return sdk.DeletionOrphan
+	//		}
+	//		return sdk.DeletionDelete
+	//	}
+	DeletionPolicyFor func(ctx *Context) DeletionPolicy
+	// Include says whether the Capability wants this dependent now; nil
+	// means always. A dependent left out is not applied, and the operator
+	// removes it (by its DeletionPolicy) if it applied it before.
+	//
+	//	Include: func(ctx *sdk.Context) bool { return ctx.Param("EXPOSE") == "true" }
+	Include func(ctx *Context) bool
 }
 
 // State is how ready a dependent is.
@@ -180,6 +210,12 @@ func (p *Plugin) check() error {
 		if d.Build == nil {
 			problems = append(problems, msgNoBuild(d.ID))
 		}
+		if d.DeletionPolicy != "" && d.DeletionPolicy != DeletionDelete && d.DeletionPolicy != DeletionOrphan {
+			problems = append(problems, fmt.Sprintf("dependent %s: deletion policy %q is neither delete nor orphan", d.ID, d.DeletionPolicy))
+		}
+	}
+	if graph := graphProblem(p.Dependents); graph != "" {
+		problems = append(problems, graph)
 	}
 	if len(problems) > 0 {
 		return errors.New(msgInvalidDefinition(problems))

@@ -49,6 +49,7 @@ func describe(p *Plugin) *capabilityv1.PluginDescription {
 			Id: x.ID, ApiVersion: x.APIVersion, Kind: x.Kind,
 			Watched: !x.NotWatched, Owned: !x.NotOwned, Created: !x.NotCreated,
 			Updated: x.Update != nil, CheckedForReadiness: x.Ready != nil, Binding: x.Binding,
+			DependsOn: x.DependsOn, WaitForReady: x.WaitForReady, DeletionPolicy: deletionPolicy(x.DeletionPolicy),
 		})
 	}
 	return d
@@ -82,13 +83,32 @@ func (s *server) BuildDependents(_ context.Context, r *capabilityv1.BuildDepende
 		return nil, err
 	}
 	ctx := s.plugin.context(c, s.log)
+	ctx.Observed = observedOf(r.Observed)
 	out := &capabilityv1.BuildDependentsResponse{}
 	for _, d := range s.plugin.Dependents {
+		if d.Include != nil {
+			include := true
+			if err := guarded("deciding whether to include dependent "+d.ID, func() error { include = d.Include(ctx); return nil }); err != nil {
+				return nil, err
+			}
+			if !include {
+				continue
+			}
+		}
 		raw, err := build(d, ctx)
 		if err != nil {
 			return nil, err
 		}
-		out.Dependents = append(out.Dependents, &capabilityv1.Dependent{Id: d.ID, Object: raw})
+		built := &capabilityv1.Dependent{Id: d.ID, Object: raw}
+		if d.DeletionPolicyFor != nil {
+			var policy DeletionPolicy
+			if err := guarded("deciding the deletion policy of "+d.ID, func() error { policy = d.DeletionPolicyFor(ctx); return nil }); err != nil {
+				return nil, err
+			}
+			wire := deletionPolicy(policy)
+			built.DeletionPolicy = &wire
+		}
+		out.Dependents = append(out.Dependents, built)
 	}
 	return out, nil
 }
@@ -106,6 +126,7 @@ func (s *server) UpdateDependent(_ context.Context, r *capabilityv1.UpdateDepend
 		return nil, err
 	}
 	ctx := s.plugin.context(c, s.log)
+	ctx.Observed = observedOf(r.Observed)
 	var existing, desired Object
 	if err := guarded("reading existing "+d.ID, func() error { return json.Unmarshal(r.Existing, &existing) }); err != nil {
 		return nil, err
@@ -251,4 +272,23 @@ func guarded(what string, f func() error) (err error) {
 		return status.Error(codes.Internal, msgFailed(what, err))
 	}
 	return nil
+}
+
+func deletionPolicy(p DeletionPolicy) capabilityv1.DeletionPolicy {
+	if p == DeletionOrphan {
+		return capabilityv1.DeletionPolicy_DELETION_POLICY_ORPHAN
+	}
+	return capabilityv1.DeletionPolicy_DELETION_POLICY_DELETE
+}
+
+// observedOf reads the observed dependents a request carries (objects only).
+func observedOf(wire []*capabilityv1.ObservedDependent) map[string]Object {
+	observed := map[string]Object{}
+	for _, o := range wire {
+		var object Object
+		if raw := o.GetObject(); raw != nil && json.Unmarshal(raw, &object) == nil {
+			observed[o.Id] = object
+		}
+	}
+	return observed
 }

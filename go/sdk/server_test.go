@@ -170,3 +170,66 @@ func TestEvaluateConditionsReadsObjectsAndFetchErrors(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestDescribeCarriesTheGraph(t *testing.T) {
+	p := testPlugin()
+	p.Dependents[1].DependsOn = []string{"config"}
+	p.Dependents[0].DeletionPolicy = DeletionOrphan
+	p.Dependents[0].WaitForReady = true
+	s, err := NewServer(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := s.Describe(ctx0, &capabilityv1.DescribeRequest{})
+	config, deployment := d.Dependents[0], d.Dependents[1]
+	if config.DeletionPolicy != capabilityv1.DeletionPolicy_DELETION_POLICY_ORPHAN || !config.WaitForReady || len(config.DependsOn) != 0 {
+		t.Fatalf("config: %v", config)
+	}
+	if deployment.DeletionPolicy != capabilityv1.DeletionPolicy_DELETION_POLICY_DELETE || strings.Join(deployment.DependsOn, ",") != "config" {
+		t.Fatalf("deployment: %v", deployment)
+	}
+}
+
+func TestIncludeLeavesADependentOut(t *testing.T) {
+	p := testPlugin()
+	p.Dependents[1].Include = func(c *Context) bool { return c.Param("MODE") == "with-deployment" }
+	s, err := NewServer(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := s.BuildDependents(ctx0, &capabilityv1.BuildDependentsRequest{Capability: []byte(capabilityText)})
+	if err != nil || len(built.Dependents) != 1 || built.Dependents[0].Id != "config" {
+		t.Fatalf("built %v, %v", built, err)
+	}
+}
+
+func TestACycleFailsTheDeclaration(t *testing.T) {
+	p := testPlugin()
+	p.Dependents[0].DependsOn = []string{"deployment"}
+	p.Dependents[1].DependsOn = []string{"config"}
+	_, err := NewServer(p, nil)
+	if err == nil || !strings.Contains(err.Error(), "the dependents form a cycle: config -> deployment -> config") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestDeletionPolicyForDecidesPerCapability(t *testing.T) {
+	p := testPlugin()
+	p.Dependents[0].DeletionPolicyFor = func(c *Context) DeletionPolicy {
+		if c.Param("SIZE") == "2" {
+			return DeletionOrphan
+		}
+		return DeletionDelete
+	}
+	s, err := NewServer(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := s.BuildDependents(ctx0, &capabilityv1.BuildDependentsRequest{Capability: []byte(capabilityText)})
+	if err != nil || built.Dependents[0].DeletionPolicy == nil || *built.Dependents[0].DeletionPolicy != capabilityv1.DeletionPolicy_DELETION_POLICY_ORPHAN {
+		t.Fatalf("built %v, %v", built, err)
+	}
+	if built.Dependents[1].DeletionPolicy != nil {
+		t.Fatalf("a dependent without DeletionPolicyFor sends none: %v", built.Dependents[1])
+	}
+}

@@ -24,12 +24,16 @@ type declaration struct {
 	Parameters              []Parameter `json:"parameters"`
 	RefuseUnknownParameters bool        `json:"refuseUnknownParameters"`
 	Dependents              []string    `json:"dependents"`
+	// Graph is each dependent's DependsOn, by id.
+	Graph map[string][]string `json:"graph"`
 }
 
 func (d declaration) plugin() Plugin {
 	p := Plugin{Name: d.Name, Category: d.Category, Types: d.Types, Parameters: d.Parameters, RefuseUnknownParameters: d.RefuseUnknownParameters}
 	for _, id := range d.Dependents {
-		p.Dependents = append(p.Dependents, Dependent{ID: id, APIVersion: "v1", Kind: "ConfigMap", Build: func(*Context) any { return Object{} }})
+		p.Dependents = append(p.Dependents, Dependent{
+			ID: id, APIVersion: "v1", Kind: "ConfigMap", DependsOn: d.Graph[id], Build: func(*Context) any { return Object{} },
+		})
 	}
 	return p
 }

@@ -8,7 +8,7 @@
  * running the official postgres image with a volume claim template, and a
  * Service. Ready when the StatefulSet reports all its replicas ready.
  */
-import { bindingEntries, type Context, definePlugin, dependent, pending, ready } from "@halkyon/sdk"
+import { bindingEntries, type Context, definePlugin, dependent, pending, ready, secretValue } from "@halkyon/sdk"
 import type { StatefulSet } from "kubernetes-types/apps/v1"
 import type { Secret, Service } from "kubernetes-types/core/v1"
 
@@ -67,10 +67,16 @@ const configSecret = dependent<Secret>({
   apiVersion: "v1",
   kind: "Secret",
   binding: true,
+  // Deleted with the Capability, unless it asks to keep the credentials (say, for the data a volume keeps).
+  deletionPolicy: (ctx) => (ctx.parameters.KEEP_SECRET === "true" ? "orphan" : "delete"),
   build: (ctx) => ({
     metadata: { name: secretName(ctx), namespace: ctx.namespace, labels: labels(ctx) },
     type: "Opaque",
-    stringData: connectionSettings(ctx, ctx.parameters.DB_PASSWORD ?? generatePassword())
+    // A password generated before, as observed, rather than a new one the update would set aside.
+    stringData: connectionSettings(
+      ctx,
+      ctx.parameters.DB_PASSWORD ?? secretValue(ctx.observed.get<Secret>("config-secret"), "DB_PASSWORD") ?? generatePassword()
+    )
   }),
   // A generated password is kept: only a password set in the Capability replaces it.
   update: (existing, desired, ctx) => {
@@ -175,7 +181,13 @@ export const postgres = definePlugin({
       secret: true
     },
     { name: "DB_NAME", description: "the database to create", default: "sample-db", pattern: Identifier },
-    { name: "DB_PORT", description: "the port postgres listens on", default: "5432", type: "integer", minimum: 1024, maximum: 65535 }
+    { name: "DB_PORT", description: "the port postgres listens on", default: "5432", type: "integer", minimum: 1024, maximum: 65535 },
+    {
+      name: "KEEP_SECRET",
+      description: "true: the Secret with the credentials is kept when the Capability is deleted",
+      default: "false",
+      type: "boolean"
+    }
   ],
   dependents: [configSecret, statefulSet, service]
 })

@@ -113,6 +113,14 @@ export const ObjectMeta = Schema.Struct({
   annotations: Schema.optional(Schema.Record(Schema.String, Schema.String))
 })
 
+/**
+ * The operator's finalizer on every Capability it applied dependents for: on
+ * deletion it removes them in reverse order, then this finalizer.
+ */
+export const DependentsFinalizer = "halkyon.io/dependents"
+/** The ServiceBinding controller's: a bound Capability waits for its bindings to go, then its dependents go. */
+export const InUseFinalizer = "servicebinding.io/halkyon-in-use"
+
 /** A standard Kubernetes condition (metav1.Condition). */
 export const Condition = Schema.Struct({
   type: doc(Schema.String, "The condition's type; halkyon sets Ready."),
@@ -134,9 +142,31 @@ export const DependentStatus = Schema.Struct({
   name: doc(Schema.String, "The dependent object's name, in the Capability's namespace."),
   ready: doc(Schema.Boolean, "Whether the plugin judges it ready."),
   reason: doc(Schema.String, "Why it is or is not ready, in one word."),
-  message: doc(Schema.String, "Why, for a person.")
+  message: doc(Schema.String, "Why, for a person."),
+  waitingFor: Schema.optional(
+    doc(
+      Schema.Array(Schema.String),
+      "The ids of the dependents this one waits for (declared wait_for_ready and not ready yet): it is neither created nor updated until they are."
+    )
+  )
 }).annotate({ description: "How one object the plugin created for this Capability is doing." })
 export type DependentStatus = typeof DependentStatus.Type
+
+/** One object the operator applied for a Capability: what it prunes and deletes, and in which order. */
+export const InventoryEntry = Schema.Struct({
+  id: doc(Schema.String, "The dependent's id, as the plugin declares it."),
+  apiVersion: doc(Schema.String, "The object's apiVersion."),
+  kind: doc(Schema.String, "The object's kind."),
+  name: doc(Schema.String, "The object's name, in the Capability's namespace."),
+  uid: doc(Schema.String, "The object's uid: only this very object is ever deleted, never another of the same name."),
+  dependsOn: Schema.optional(
+    doc(Schema.Array(Schema.String), "The ids it was applied after; it is deleted before them.")
+  ),
+  orphan: Schema.optional(
+    doc(Schema.Boolean, "Kept when the Capability is deleted or the dependent no longer built (deletion policy orphan).")
+  )
+}).annotate({ description: "One object the operator applied for this Capability." })
+export type InventoryEntry = typeof InventoryEntry.Type
 
 /** A LocalObjectReference to a Secret, as servicebinding.io's `status.binding` is. */
 export const BindingReference = Schema.Struct({
@@ -162,6 +192,12 @@ export const CapabilityStatus = Schema.Struct({
     doc(
       BindingReference,
       "The binding Secret as the Service Binding specification's Provisioned Service publishes it: a ServiceBinding names this Capability and projects that Secret."
+    )
+  ),
+  inventory: Schema.optional(
+    doc(
+      Schema.Array(InventoryEntry),
+      "Every object the operator applied for this Capability: it prunes those the plugin no longer builds and deletes them all, in reverse order, when the Capability is deleted."
     )
   ),
   /** The plugin that serves this Capability, and the version it chose. */

@@ -96,7 +96,8 @@ const labels = { "app.kubernetes.io/name": operatorName, "app.kubernetes.io/comp
  */
 export const operatorRules: ReadonlyArray<V1PolicyRule> = [
   // Capabilities are the users': the operator reads and watches them and patches their status, nothing else.
-  { apiGroups: [CapabilityResource.group], resources: [CapabilityResource.plural], verbs: ["get", "list", "watch"] },
+  // patch: the operator's finalizer (halkyon.io/dependents), added on the first reconcile and removed once the dependents are gone.
+  { apiGroups: [CapabilityResource.group], resources: [CapabilityResource.plural], verbs: ["get", "list", "watch", "patch"] },
   { apiGroups: [CapabilityResource.group], resources: [`${CapabilityResource.plural}/status`], verbs: ["patch"] },
   // CapabilityInfos are the operator's own (one per registered category and type): applied, listed, deleted.
   { apiGroups: [CapabilityInfoResource.group], resources: [CapabilityInfoResource.plural], verbs: ["list", "create", "patch", "delete"] },

@@ -12,8 +12,10 @@
  *   apply, which the API server authorizes as patch, and as create too when
  *   the object does not exist yet;
  * - patch: the dependent is updated (`updated`): an apply, or a merge patch.
- * Nothing is ever updated with PUT or deleted: the garbage collector deletes
- * dependents through their owner references.
+ * - delete: a created dependent the plugin no longer builds is pruned, and
+ *   all are deleted, in reverse order, when the Capability is (the operator's
+ *   finalizer; a dependent with deletion policy orphan is patched instead).
+ * Nothing is ever updated with PUT.
  *
  * Resource names come without discovery (manifests are printed without a
  * cluster): a static map for the kinds whose plural the rule below would get
@@ -75,13 +77,14 @@ export const resourceOf = (kind: string): string => {
 }
 
 /** The verbs, in this order, that rules list. */
-const VerbOrder = ["get", "list", "watch", "create", "patch", "update"] as const
+const VerbOrder = ["get", "list", "watch", "create", "patch", "update", "delete"] as const
 
 /** The verbs the operator uses on one declared dependent. */
 export const dependentVerbs = (dependent: DeclaredDependent): ReadonlyArray<string> => {
   const verbs = new Set<string>(["get"])
   if (dependent.watched) { for (const v of ["list", "watch"]) verbs.add(v) }
-  if (dependent.created) { for (const v of ["create", "patch"]) verbs.add(v) }
+  // delete: what the plugin no longer builds is pruned, and everything goes, in order, with the Capability.
+  if (dependent.created) { for (const v of ["create", "patch", "delete"]) verbs.add(v) }
   if (dependent.updated) verbs.add("patch")
   return VerbOrder.filter((v) => verbs.has(v))
 }

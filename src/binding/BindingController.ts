@@ -29,7 +29,7 @@
  * The worker loop, the queue and the watches are src/controller/'s.
  */
 import { Clock, Deferred, Effect, FiberMap, Schema, type Scope } from "effect"
-import { ApiVersion as CapabilityApiVersion, type Condition } from "../api/Capability.ts"
+import { ApiVersion as CapabilityApiVersion, type Condition, InUseFinalizer } from "../api/Capability.ts"
 import { BindingApiVersion, ServiceBinding, type ServiceBindingStatus } from "../api/ServiceBinding.ts"
 import { ClusterWorkloadResourceMapping, MappingKind, mappingName } from "../api/WorkloadResourceMapping.ts"
 import { inform } from "../controller/Informer.ts"
@@ -46,7 +46,7 @@ import { at, nest, selectorQuery, templatePath } from "./Workloads.ts"
 /** On a ServiceBinding: its projection is removed before it goes. */
 export const UnbindFinalizer = "servicebinding.io/halkyon-unbind"
 /** On a bound Capability: it is not deleted while a ServiceBinding uses it. */
-export const InUseFinalizer = "servicebinding.io/halkyon-in-use"
+export { InUseFinalizer }
 
 /** The field manager of one binding's projection: its own, so that two bindings of one workload never take each other's fields. */
 export const bindingFieldManager = (name: string): string => `halkyon-binding.${name}`.slice(0, 128)

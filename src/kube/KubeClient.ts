@@ -27,6 +27,11 @@ import type { KubeObject } from "./KubeObject.ts"
 import { version } from "../Version.ts"
 import { KubeApiError } from "./Errors.ts"
 
+/** How to delete: `uid`, the precondition that only this very object goes. */
+export interface DeleteOptions {
+  readonly uid?: string
+}
+
 export interface ObjectRef {
   readonly apiVersion: string
   readonly kind: string
@@ -107,7 +112,12 @@ export interface KubeApi {
   readonly mergePatch: (ref: ObjectRef, patch: unknown, fieldManager: string) => Effect.Effect<KubeObject, KubeApiError>
   /** A JSON merge patch of the status subresource. */
   readonly patchStatus: (ref: ObjectRef, status: unknown) => Effect.Effect<KubeObject, KubeApiError>
-  readonly delete: (ref: ObjectRef) => Effect.Effect<void, KubeApiError>
+  /**
+   * Deletes an object in the background (its own dependents are the garbage
+   * collector's). With `uid`, only that very object: another of the same name
+   * is left alone (409).
+   */
+  readonly delete: (ref: ObjectRef, options?: DeleteOptions) => Effect.Effect<void, KubeApiError>
   /** Creates an object (used for Events). */
   readonly create: (object: KubeObject) => Effect.Effect<KubeObject, KubeApiError>
   /**
@@ -468,8 +478,15 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, clientOptions: KubeClie
   const mergePatch = (ref: ObjectRef, body: unknown, fieldManager: string) => patch(ref, body, "", fieldManager)
   const patchStatus = (ref: ObjectRef, status: unknown) => patch(ref, { status }, "/status", undefined)
 
-  const remove = (ref: ObjectRef) =>
-    pathOf(ref.apiVersion, ref.kind, ref.namespace, ref.name).pipe(Effect.flatMap((path) => json("DELETE", path)), Effect.asVoid)
+  const remove = (ref: ObjectRef, options?: DeleteOptions) =>
+    pathOf(ref.apiVersion, ref.kind, ref.namespace, ref.name).pipe(
+      Effect.flatMap((path) =>
+        options?.uid === undefined ? json("DELETE", path) : json("DELETE", path, {
+          body: { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background", preconditions: { uid: options.uid } }
+        })
+      ),
+      Effect.asVoid
+    )
 
   const create = (object: KubeObject) =>
     pathOf(object.apiVersion, object.kind, object.metadata.namespace).pipe(

@@ -26,6 +26,8 @@ export interface ObjectMeta {
   readonly ownerReferences?: ReadonlyArray<OwnerReference>
   readonly deletionTimestamp?: string
   readonly creationTimestamp?: string
+  /** Each holds the object, once marked for deletion, until its controller removes it. */
+  readonly finalizers?: ReadonlyArray<string>
   /** Who set which fields: the server keeps one entry per manager and operation. */
   readonly managedFields?: ReadonlyArray<{ readonly manager?: string; readonly operation?: string; readonly subresource?: string }>
 }

@@ -8,7 +8,7 @@
  */
 import { Context, Effect, Layer, Schema, type Scope } from "effect"
 import { HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health.ts"
-import { ConditionState, type PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
+import { ConditionState, type DeletionPolicy, type PluginDescription } from "../gen/halkyon/capability/v1/capability.ts"
 import { type StdioData, StdioData_Channel } from "../gen/plugin/grpc_stdio.ts"
 import type { Handshake } from "../protocol/Handshake.ts"
 import {
@@ -49,6 +49,8 @@ export interface BuiltDependent {
   readonly object: Record<string, unknown>
   /** The object's size as the plugin sent it (JSON bytes). */
   readonly bytes: number
+  /** Replaces the declared deletion policy for this Capability, when the plugin sets it. */
+  readonly deletionPolicy?: DeletionPolicy | undefined
 }
 
 export type Observation =
@@ -67,11 +69,17 @@ export interface DependentCondition {
 export interface PluginConnection {
   readonly describe: Effect.Effect<PluginDescription, PluginCallError>
   readonly checkValidity: (capability: unknown) => Effect.Effect<ReadonlyArray<string>, PluginCallError>
-  readonly buildDependents: (capability: unknown) => Effect.Effect<ReadonlyArray<BuiltDependent>, PluginCallError>
+  /** `observed`: this Capability's own dependents as they exist (objects only), for the plugin to build from. */
+  readonly buildDependents: (
+    capability: unknown,
+    observed?: ReadonlyArray<{ readonly id: string; readonly object: unknown }>
+  ) => Effect.Effect<ReadonlyArray<BuiltDependent>, PluginCallError>
+  /** `observed`: what buildDependents was shown, so the desired object is built from the same state. */
   readonly updateDependent: (
     id: string,
     capability: unknown,
-    existing: unknown
+    existing: unknown,
+    observed?: ReadonlyArray<{ readonly id: string; readonly object: unknown }>
   ) => Effect.Effect<
     { readonly needsUpdate: boolean; readonly updated: Record<string, unknown> | undefined; readonly bytes: number },
     PluginCallError
@@ -99,6 +107,10 @@ export interface ConnectOptions {
 
 /** Told of every call and how long it took, failed ones included (for metrics). */
 export type CallObserver = (plugin: string, method: string, seconds: number) => void
+
+/** Observed objects as the wire carries them. */
+const wireObserved = (observed: ReadonlyArray<{ readonly id: string; readonly object: unknown }>) =>
+  observed.map((o) => ({ id: o.id, observation: { $case: "object" as const, value: jsonBytes(o.object) } }))
 
 const stateName: Partial<Record<ConditionState, DependentCondition["state"]>> = {
   [ConditionState.CONDITION_STATE_READY]: "ready",
@@ -153,13 +165,16 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
   const connection: PluginConnection = {
     describe: call(Describe, {}),
     checkValidity: (capability) => call(CheckValidity, { capability: capabilityBytes(capability) }).pipe(Effect.map((r) => r.errors)),
-    buildDependents: (capability) =>
-      call(BuildDependents, { capability: capabilityBytes(capability) }).pipe(
+    buildDependents: (capability, observed = []) =>
+      call(BuildDependents, {
+        capability: capabilityBytes(capability),
+        observed: wireObserved(observed)
+      }).pipe(
         Effect.flatMap((r) =>
           Effect.forEach(r.dependents, (d) => {
             const object = parseKubeObject(d.object)
             return object !== undefined
-              ? Effect.succeed({ id: d.id, object, bytes: d.object.byteLength })
+              ? Effect.succeed({ id: d.id, object, bytes: d.object.byteLength, deletionPolicy: d.deletionPolicy })
               : Effect.fail(
                 malformed(
                   "BuildDependents",
@@ -169,8 +184,13 @@ const connect = Effect.fnUntraced(function*(options: ConnectOptions, observe: Ca
           })
         )
       ),
-    updateDependent: (id, capability, existing) =>
-      call(UpdateDependent, { id, capability: capabilityBytes(capability), existing: jsonBytes(existing) }).pipe(
+    updateDependent: (id, capability, existing, observed = []) =>
+      call(UpdateDependent, {
+        id,
+        capability: capabilityBytes(capability),
+        existing: jsonBytes(existing),
+        observed: wireObserved(observed)
+      }).pipe(
         Effect.flatMap(
           (r): Effect.Effect<{ needsUpdate: boolean; updated: Record<string, unknown> | undefined; bytes: number }, PluginCallError> => {
             if (!r.needsUpdate) return Effect.succeed({ needsUpdate: false, updated: undefined, bytes: 0 })

@@ -126,8 +126,9 @@ export const guardConnection = Effect.fnUntraced(function*(inner: PluginConnecti
   const connection: PluginConnection = {
     ...inner,
     checkValidity: (capability) => guarded("CheckValidity", inner.checkValidity(capability)),
-    buildDependents: (capability) => guarded("BuildDependents", inner.buildDependents(capability)),
-    updateDependent: (id, capability, existing) => guarded("UpdateDependent", inner.updateDependent(id, capability, existing)),
+    buildDependents: (capability, observed) => guarded("BuildDependents", inner.buildDependents(capability, observed)),
+    updateDependent: (id, capability, existing, observed) =>
+      guarded("UpdateDependent", inner.updateDependent(id, capability, existing, observed)),
     evaluateConditions: (capability, observed) => guarded("EvaluateConditions", inner.evaluateConditions(capability, observed))
   }
   const guardedConnection: GuardedConnection = { connection, tripped: Deferred.await(trip) }

@@ -411,8 +411,8 @@ const explainMemoryKills = (connection: PluginConnection, launched: LaunchedPlug
   return {
     ...connection,
     checkValidity: (capability) => explained(connection.checkValidity(capability)),
-    buildDependents: (capability) => explained(connection.buildDependents(capability)),
-    updateDependent: (id, capability, existing) => explained(connection.updateDependent(id, capability, existing)),
+    buildDependents: (capability, observed) => explained(connection.buildDependents(capability, observed)),
+    updateDependent: (id, capability, existing, observed) => explained(connection.updateDependent(id, capability, existing, observed)),
     evaluateConditions: (capability, observed) => explained(connection.evaluateConditions(capability, observed))
   }
 }

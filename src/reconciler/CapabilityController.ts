@@ -2,8 +2,9 @@
  * CapabilityController: wires the Capability watches to a work queue and the
  * queue to the generic workers (src/controller/Workers.ts).
  *
- * - Capabilities are watched; a new object, a new generation, a deletion or a
- *   relist enqueues the Capability's key.
+ * - Capabilities are watched; a new object, a new generation, a deletion, any
+ *   change of one marked for deletion (a finalizer removed) or a relist
+ *   enqueues the Capability's key.
  * - Dependents are watched, for every kind a registered plugin declares as
  *   watched, selecting objects labelled as ours, as that plugin's identity
  *   (PluginIdentity: one watch per plugin and kind when plugins act as their
@@ -103,6 +104,8 @@ export const startController = Effect.fn("CapabilityController.start")(function*
       }
       const seen = generations.has(key) ? generations.get(key) : -1
       generations.set(key, object.metadata.generation)
+      // Being deleted: a finalizer removed (the ServiceBinding controller's) lets the operator's go on.
+      if (object.metadata.deletionTimestamp !== undefined) return queue.add(key)
       return !listed && seen === object.metadata.generation ? Effect.void : queue.add(key)
     },
     onSynced: Deferred.succeed(synced, undefined).pipe(Effect.andThen(Effect.sync(() => cache.markSynced(ApiVersion, "Capability"))))

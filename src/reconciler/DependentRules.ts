@@ -28,9 +28,9 @@ export const CapabilityLabel = "halkyon.io/capability"
 export const MaxDependents = 64
 export const MaxObjectBytes = 1024 * 1024
 
-export type Rule = "count" | "size" | "declared" | "kind" | "namespaced" | "namespace" | "name" | "identity"
+export type Rule = "count" | "size" | "declared" | "kind" | "namespaced" | "namespace" | "name" | "identity" | "graph"
 
-export const Rules: ReadonlyArray<Rule> = ["count", "size", "declared", "kind", "namespaced", "namespace", "name", "identity"]
+export const Rules: ReadonlyArray<Rule> = ["count", "size", "declared", "kind", "namespaced", "namespace", "name", "identity", "graph"]
 
 export interface Violation {
   readonly rule: Rule

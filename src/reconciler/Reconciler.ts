@@ -3,25 +3,34 @@
  * its plugin says should be, level-based (it reads the current state, never
  * an event):
  *
- * decode the spec -> find the plugin -> the plugin's validity check -> its
- * dependents, checked (DependentRules.ts); the existing ones read, refused
- * unless this Capability controls them (Conflict), and their updates asked
- * for and checked, all before the first write -> the dependents applied in
- * order by server-side apply (field manager halkyon, a controller owner
- * reference to the Capability; create-only for new ones, the existing uid as
- * precondition for updates) as the plugin's own identity (PluginIdentity),
- * stopping at the first failure -> their conditions, the plugin shown only
- * objects this Capability controls -> the status, written only when it
- * changed -> an Event when the Ready condition changes. A rule broken is
- * PluginViolation, with nothing written; a write the API server forbids the
- * plugin's identity is Forbidden, naming the missing permission.
+ * decode the spec -> find the plugin -> the plugin's validity check -> the
+ * operator's finalizer (Teardown.ts) -> its dependents, built from what is
+ * observed of this Capability's own, checked (DependentRules.ts) and refused
+ * where another owner holds a name (Conflict), all before the first write ->
+ * the dependents applied in the waves of their graph (DependentGraph.ts), a
+ * wave concurrently, by server-side apply (field manager halkyon, a
+ * controller owner reference to the Capability; create-only for new ones, the
+ * existing uid as precondition for updates) as the plugin's own identity
+ * (PluginIdentity); a dependent behind one that waits for readiness and is
+ * not ready waits; the plugin asked to build again before a wave that depends
+ * on what was just written; stopping at the first failed wave -> their
+ * conditions, the plugin shown only objects this Capability controls ->
+ * what it no longer builds pruned (Inventory.ts, Teardown.ts) -> the status
+ * with the inventory, written only when it changed -> an Event when the Ready
+ * condition changes. A rule broken is PluginViolation, with nothing of that
+ * build written; a write the API server forbids the plugin's identity is
+ * Forbidden, naming the missing permission. A Capability marked for deletion
+ * goes to Teardown.finalize.
  *
  * It returns when to look again, or fails with an API error to be retried
  * with backoff. It does not watch or queue: the Controller does.
  */
 import { Clock, Context, Data, Effect, Layer, Schema } from "effect"
-import { ApiVersion, Capability, type CapabilityStatus, type DependentStatus } from "../api/Capability.ts"
-import type { DependentInfo } from "../gen/halkyon/capability/v1/capability.ts"
+import { ApiVersion, Capability, type CapabilityStatus, type DependentStatus, type InventoryEntry } from "../api/Capability.ts"
+import { declaresGraph, dependencies, graphProblem, levels } from "../protocol/DependentGraph.ts"
+import { inventoryRef, staleEntries } from "./Inventory.ts"
+import { makeTeardown, RemovalPollMs } from "./Teardown.ts"
+import { DeletionPolicy, type DependentInfo } from "../gen/halkyon/capability/v1/capability.ts"
 import { recordEvent } from "../kube/Events.ts"
 import { type KubeApi, KubeClient, type ObjectRef } from "../kube/KubeClient.ts"
 import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
@@ -49,7 +58,7 @@ const decodeCapability = (raw: KubeObject) => {
 }
 
 /** What one reconcile found, and whether to look again soon (retry) or with backoff (failure). */
-type Attempt = Outcome & { readonly retry?: boolean; readonly failure?: KubeApiError }
+type Attempt = Outcome & { readonly retry?: boolean; readonly failure?: KubeApiError; readonly requeueAfterMs?: number }
 
 /**
  * When to retry a Capability whose plugin is down, restarting, timing out or
@@ -106,7 +115,7 @@ const make = Effect.fnUntraced(function*() {
       const status = nextStatus(previous, outcome, raw.metadata.generation, new Date(yield* Clock.currentTimeMillis))
       if (sameStatus(previous, status)) return
       // A merge patch keeps keys it does not name: null removes the facts that no longer hold.
-      const patch = { plugin: null, version: null, bindingSecret: null, binding: null, dependents: null, ...status }
+      const patch = { plugin: null, version: null, bindingSecret: null, binding: null, dependents: null, inventory: null, ...status }
       yield* kube.patchStatus(
         { apiVersion: ApiVersion, kind: "Capability", namespace: raw.metadata.namespace, name: raw.metadata.name },
         patch
@@ -130,16 +139,18 @@ const make = Effect.fnUntraced(function*() {
       }
     })
 
+  const { ensureFinalizer, finalize, removeEntries } = makeTeardown({ kube, cache, identity, report, remember })
+
   const reconcile = Effect.fn("Reconciler.reconcile")(function*(key: string) {
     const [namespace = "", name = ""] = key.split("/")
     yield* Effect.annotateCurrentSpan({ capability: key })
     const raw = yield* read({ apiVersion: ApiVersion, kind: "Capability", namespace, name })
-    // Deleted: the garbage collector removes the dependents through their owner references.
     if (raw === undefined || raw.metadata.deletionTimestamp !== undefined) {
       waiting.delete(key)
       pluginRetries.reset(key)
       references.forget(key)
-      return {}
+      // Marked for deletion: the operator removes the dependents in order, then lets it go.
+      return raw === undefined ? {} : yield* finalize(raw, key)
     }
     const previous = (raw as { status?: CapabilityStatus }).status
     const decoded = decodeCapability(raw)
@@ -199,15 +210,22 @@ const make = Effect.fnUntraced(function*() {
     )
     // Its plugin has its share of the workers already: the status stays as it is, the Capability waits its turn.
     if (outcome === "busy") return yield* retryLater(key)
-    const { failure, retry, ...reported } = outcome
+    const { failure, retry, requeueAfterMs, ...reported } = outcome
     yield* report(raw, previous, redactOutcome({ ...reported, plugin: resolved.success.plugin, version: resolved.success.version }, redact))
     if (retry === true) return yield* retryLater(key)
     pluginRetries.reset(key)
     if (failure !== undefined) return yield* redactError(failure, redact)
-    return {}
+    return requeueAfterMs === undefined ? {} : { requeueAfterMs }
   })
 
-  /** Validity, dependents checked then written in order, conditions: what the Ready condition should say. */
+  /**
+   * Validity, then the dependents wave by wave (DependentGraph): each build
+   * checked before any of its writes; a wave's dependents applied
+   * concurrently; one whose dependency waits for readiness and is not ready
+   * left waiting; the plugin asked to build again when a later wave depends on
+   * what an earlier one wrote (it sees it observed). Then conditions, and the
+   * entries no longer built pruned: what the Ready condition should say.
+   */
   const provision = (
     raw: KubeObject,
     resolution: Resolution,
@@ -217,92 +235,231 @@ const make = Effect.fnUntraced(function*() {
       const { connection, description } = resolution
       const errors = yield* connection.checkValidity(raw)
       if (errors.length > 0) return { ready: "False", reason: "Invalid", message: errors.join("; ") }
-      const built = yield* connection.buildDependents(raw)
+      const nodes = description.dependents
+      // The registry refuses such a plugin at load; a reconcile never applies one's answer.
+      const graph = graphProblem(nodes)
+      if (graph !== undefined) return yield* violated(raw, resolution, { rule: "graph", id: "", message: graph }, redact)
+      const previous = ((raw as { status?: CapabilityStatus }).status?.inventory) ?? []
+      // Before the first write: whatever is applied from now on is deleted, in order, with the Capability.
+      yield* ensureFinalizer(raw)
       const namespace = raw.metadata.namespace ?? ""
-      const scopes = yield* scopesOf(description.dependents)
-      const refused = checkBuilt(built, description.dependents, namespace, scopes)
-      if (refused !== undefined) return yield* violated(raw, resolution, refused, redact)
-      const infos = new Map(description.dependents.map((d) => [d.id, d]))
+      const scopes = yield* scopesOf(nodes)
+      const infos = new Map(nodes.map((d) => [d.id, d]))
+      const deps = dependencies(nodes)
+      const level = levels(nodes)
+      const rebuilds = declaresGraph(nodes)
       const client = identity.clientFor(resolution.plugin)
 
-      // Everything the plugin returns is checked before the first write.
-      const plan: Array<Step> = []
-      for (const dependent of built) {
+      // This Capability's own objects, as the cache holds them: what the plugin is shown.
+      const observed = new Map<string, KubeObject>()
+      for (const e of previous) {
+        const o = yield* read(inventoryRef(e, namespace), client, (x) => controlledBy(x, raw)).pipe(
+          Effect.orElseSucceed(() => undefined)
+        )
+        if (o !== undefined && o.metadata.uid === e.uid && controlledBy(o, raw)) observed.set(e.id, o)
+      }
+      const buildChecked = Effect.gen(function*() {
+        const shown = [...observed].map(([id, object]) => ({ id, object }))
+        const built = yield* connection.buildDependents(raw, shown)
+        return { built, observed: shown, refused: checkBuilt(built, nodes, namespace, scopes) }
+      })
+      let current = yield* buildChecked
+      if (current.refused !== undefined) return yield* violated(raw, resolution, current.refused, redact)
+      // Before the first write too: a name another owner holds refuses the whole answer.
+      for (const dependent of current.built) {
         const info = infos.get(dependent.id)
         if (info === undefined) continue
-        const desired = withOwnership(dependent.object, raw, info)
-        // Cached only when ours: no watch would tell the cache that someone else's went away.
-        const existing = yield* read(refOf(desired), client, (o) => controlledBy(o, raw)).pipe(Effect.result)
-        if (existing._tag === "Failure") {
-          if (existing.failure.code === 403) return forbidden(existing.failure, dependent, resolution, [])
-          return yield* existing.failure
-        }
-        if (existing.success === undefined) {
-          if (info.created) plan.push({ dependent, info, create: desired })
-          continue
-        }
-        // Not ours: neither written nor shown to the plugin.
-        if (!controlledBy(existing.success, raw)) return yield* conflict(raw, dependent.id, existing.success, client)
-        const current = existing.success
-        if (!info.updated) {
-          plan.push({ dependent, info, keep: current })
-          continue
-        }
-        const decision = yield* connection.updateDependent(dependent.id, raw, current)
-        if (!decision.needsUpdate || decision.updated === undefined) {
-          plan.push({ dependent, info, keep: current })
-          continue
-        }
-        const wrong = checkUpdated(
-          { id: dependent.id, object: decision.updated, bytes: decision.bytes },
-          current,
-          description.dependents,
-          namespace,
-          scopes
+        const existing = yield* read(refOf(withOwnership(dependent.object, raw, info)), client, (o) => controlledBy(o, raw)).pipe(
+          Effect.orElseSucceed(() => undefined)
         )
-        if (wrong !== undefined) return yield* violated(raw, resolution, wrong, redact)
-        plan.push({ dependent, info, keep: current, update: withOwnership(decision.updated, raw, info) })
+        if (existing !== undefined && !controlledBy(existing, raw)) return yield* conflict(raw, dependent.id, existing, client)
       }
+      /** Ids written since the build in `current`: a dependent depending on one is built again first. */
+      const unseen = new Set<string>()
 
-      const observed: Array<{ built: BuiltDependent; info: DependentInfo; object: KubeObject }> = []
-      for (const step of plan) {
-        const result = yield* write(raw, step, resolution, client).pipe(Effect.result)
-        if (result._tag === "Failure") {
+      const applied = new Map<string, { built: BuiltDependent; info: DependentInfo; object: KubeObject }>()
+      const waitingFor = new Map<string, ReadonlyArray<string>>()
+      const ready = new Set<string>()
+      const statusSoFar = () => [...applied.values()].map((o) => dependentStatus(o.built, true, "Applied", ""))
+      const inventoryNow = (): Array<InventoryEntry> => {
+        const entries = new Map(previous.map((e) => [e.id, e]))
+        for (const o of applied.values()) {
+          const e = entryOf(o.built.id, o.object, deps.get(o.built.id) ?? [], o.built.deletionPolicy ?? o.info.deletionPolicy)
+          const old = entries.get(e.id)
+          // Another object under the same id and another name: the old one stays listed until pruned.
+          // (Under the same name the old one is gone: two objects cannot share a name.)
+          if (old !== undefined && old.uid !== e.uid && (old.name !== e.name || old.kind !== e.kind)) {
+            entries.set(`${e.id}\u0000old`, old)
+          }
+          entries.set(e.id, e)
+        }
+        return [...entries.values()]
+      }
+      /** The dependencies that hold `id` back: included, and not applied yet or not ready when waited for. */
+      const blockersOf = (id: string, included: ReadonlySet<string>) =>
+        (deps.get(id) ?? []).filter((d) => included.has(d) && (waitingFor.has(d) || (infos.get(d)?.waitForReady === true && !ready.has(d))))
+      const maxLevel = Math.max(-1, ...level.values())
+      for (let l = 0; l <= maxLevel; l++) {
+        if (rebuilds && unseen.size > 0) {
+          const included = new Set(current.built.map((b) => b.id))
+          // A dependent that waits anyway needs no new build.
+          const inWave = current.built.filter((b) => level.get(b.id) === l && blockersOf(b.id, included).length === 0)
+          if (inWave.some((b) => (deps.get(b.id) ?? []).some((d) => unseen.has(d)))) {
+            current = yield* buildChecked
+            if (current.refused !== undefined) {
+              const v = yield* violated(raw, resolution, current.refused, redact)
+              return { ...v, inventory: inventoryNow() }
+            }
+            unseen.clear()
+          }
+        }
+        const included = new Set(current.built.map((b) => b.id))
+        const wave = current.built.filter((b) => level.get(b.id) === l)
+        const plan: Array<Step> = []
+        for (const dependent of wave) {
+          const info = infos.get(dependent.id)
+          if (info === undefined) continue
+          // A dependency left out of this reconcile holds nothing back; one not applied, or not ready, does.
+          const blockers = blockersOf(dependent.id, included)
+          if (blockers.length > 0) {
+            waitingFor.set(dependent.id, blockers)
+            continue
+          }
+          const desired = withOwnership(dependent.object, raw, info)
+          // Cached only when ours: no watch would tell the cache that someone else's went away.
+          const existing = yield* read(refOf(desired), client, (o) => controlledBy(o, raw)).pipe(Effect.result)
+          if (existing._tag === "Failure") {
+            if (existing.failure.code === 403) {
+              return { ...forbidden(existing.failure, dependent, resolution, [...applied.values()]), inventory: inventoryNow() }
+            }
+            return yield* existing.failure
+          }
+          if (existing.success === undefined) {
+            if (info.created) plan.push({ dependent, info, create: desired })
+            continue
+          }
+          // Not ours: neither written nor shown to the plugin.
+          if (!controlledBy(existing.success, raw)) {
+            return { ...(yield* conflict(raw, dependent.id, existing.success, client)), inventory: inventoryNow() }
+          }
+          const found = existing.success
+          if (!info.updated) {
+            plan.push({ dependent, info, keep: found })
+            continue
+          }
+          const decision = yield* connection.updateDependent(dependent.id, raw, found, current.observed)
+          if (!decision.needsUpdate || decision.updated === undefined) {
+            plan.push({ dependent, info, keep: found })
+            continue
+          }
+          const wrong = checkUpdated(
+            { id: dependent.id, object: decision.updated, bytes: decision.bytes },
+            found,
+            nodes,
+            namespace,
+            scopes
+          )
+          if (wrong !== undefined) return { ...(yield* violated(raw, resolution, wrong, redact)), inventory: inventoryNow() }
+          plan.push({ dependent, info, keep: found, update: withOwnership(decision.updated, raw, info), observed: current.observed })
+        }
+
+        // One wave's dependents depend on none of each other: written concurrently.
+        const results = yield* Effect.forEach(
+          plan,
+          (step) => Effect.map(write(raw, step, resolution, client).pipe(Effect.result), (result) => ({ step, result })),
+          { concurrency: "unbounded" }
+        )
+        for (const { step, result } of results) {
+          if (result._tag === "Success") {
+            const before = "keep" in step ? step.keep.metadata.resourceVersion : undefined
+            if (before !== result.success.metadata.resourceVersion) unseen.add(step.dependent.id)
+            // Objects read or written went through the cache, which dropped their managedFields.
+            applied.set(step.dependent.id, { built: step.dependent, info: step.info, object: result.success })
+            observed.set(step.dependent.id, result.success)
+          }
+        }
+        for (const { step, result } of results) {
+          if (result._tag === "Success") continue
           const e = result.failure
-          if (e._tag === "Conflict") return yield* conflict(raw, step.dependent.id, e.existing, client)
+          if (e._tag === "Conflict") {
+            return { ...(yield* conflict(raw, step.dependent.id, e.existing, client)), inventory: inventoryNow() }
+          }
           if (e._tag !== "KubeApiError" || e.code === 0) return yield* e
-          if (e.code === 403) return forbidden(e, step.dependent, resolution, observed)
+          if (e.code === 403) return { ...forbidden(e, step.dependent, resolution, [...applied.values()]), inventory: inventoryNow() }
           return {
             ready: "False",
             reason: "ApplyFailed",
             message: `${String(step.dependent.object.kind)} ${
               nameOf(step.dependent.object)
             } (${step.dependent.id}) could not be applied: ${e.detail}`,
-            dependents: observed.map((o) => dependentStatus(o.built, true, "Applied", "")),
+            dependents: statusSoFar(),
+            inventory: inventoryNow(),
             // Retried with backoff once the status says why.
             failure: e
           }
         }
-        // Objects read or written went through the cache, which dropped their managedFields.
-        observed.push({ built: step.dependent, info: step.info, object: result.success })
+        // Those that hold the next waves back: ready when the plugin says so (or, judged by nothing, once applied).
+        const gates = plan.filter((s) => s.info.waitForReady && applied.has(s.dependent.id))
+        const judged = gates.filter((s) => s.info.checkedForReadiness)
+        for (const s of gates) if (!s.info.checkedForReadiness) ready.add(s.dependent.id)
+        if (judged.length > 0) {
+          const conditions = yield* connection.evaluateConditions(
+            raw,
+            judged.flatMap((s) => {
+              const o = applied.get(s.dependent.id)
+              return o === undefined ? [] : [{ id: s.dependent.id, object: o.object }]
+            })
+          )
+          for (const c of conditions) if (c.state === "ready") ready.add(c.id)
+        }
       }
+
       // Only objects this Capability controls reach the plugin.
-      const checked = observed.filter((o) => o.info.checkedForReadiness && controlledBy(o.object, raw))
+      const observedNow = [...applied.values()]
+      const checked = observedNow.filter((o) => o.info.checkedForReadiness && controlledBy(o.object, raw))
       const observations: Array<Observation> = checked.map((o) => ({ id: o.built.id, object: o.object }))
       const conditions = checked.length === 0 ? [] : yield* connection.evaluateConditions(raw, observations)
       const byId = new Map(conditions.map((c) => [c.id, c]))
-      const dependents = observed.map((o) => {
+      const dependents = observedNow.map((o) => {
         const c = byId.get(o.built.id)
         return c === undefined
           ? { ...dependentStatus(o.built, true, "Applied", ""), failed: false }
           : { ...dependentStatus(o.built, c.state === "ready", c.reason, c.message), failed: c.state === "failed" }
       })
-      const binding = observed.find((o) => o.info.binding)
-      return {
+      for (const b of current.built) {
+        const on = waitingFor.get(b.id)
+        if (on === undefined) continue
+        const names = on.map((d) => {
+          const o = applied.get(d)
+          return o === undefined ? d : `${d} (${o.object.kind} ${o.object.metadata.name})`
+        })
+        dependents.push({
+          ...dependentStatus(b, false, "Waiting", `waits for ${names.join(", ")} to be ready`),
+          waitingFor: on,
+          failed: false
+        })
+      }
+
+      // Built now: kept. A dependent waiting keeps its entry (its object is left as it is).
+      const builtNow = current.built.map((b) => ({
+        id: b.id,
+        apiVersion: String(b.object.apiVersion),
+        kind: String(b.object.kind),
+        name: nameOf(b.object)
+      }))
+      const inventory = inventoryNow()
+      const stale = staleEntries(inventory, builtNow)
+      const removal = yield* removeEntries(raw, stale, client)
+      const gone = new Set(removal.removed.map((e) => e.uid))
+      const binding = observedNow.find((o) => o.info.binding)
+      const attempt: Attempt = {
         ...rollUp(dependents),
         dependents: dependents.map(({ failed: _failed, ...d }) => d),
-        bindingSecret: binding === undefined ? undefined : nameOf(binding.object)
+        bindingSecret: binding === undefined ? undefined : nameOf(binding.object),
+        inventory: inventory.filter((e) => !gone.has(e.uid))
       }
+      if (removal.stuck.length > 0) return { ...attempt, requeueAfterMs: RemovalPollMs }
+      return attempt
     })
 
   /** Whether the declared kinds are namespaced, from discovery (cached by the client). */
@@ -413,7 +570,7 @@ const make = Effect.fnUntraced(function*() {
         Effect.catchIf((e) => e.code === 422, () => Effect.succeed(undefined))
       )
       if (applied === undefined) return yield* replace
-      const again = yield* resolution.connection.updateDependent(step.dependent.id, raw, applied)
+      const again = yield* resolution.connection.updateDependent(step.dependent.id, raw, applied, step.observed)
       return again.needsUpdate ? yield* replace : applied
     })
 
@@ -435,7 +592,12 @@ const CreateOnly = "18446744073709551615"
 
 /** One dependent, checked, and what the reconcile does with it. */
 type Step =
-  { readonly dependent: BuiltDependent; readonly info: DependentInfo } &
+  {
+    readonly dependent: BuiltDependent
+    readonly info: DependentInfo
+    /** What the build this step comes from was shown. */
+    readonly observed?: ReadonlyArray<{ readonly id: string; readonly object: unknown }>
+  } &
   (
     | { readonly create: KubeObject }
     | { readonly keep: KubeObject; readonly update?: KubeObject }
@@ -443,6 +605,17 @@ type Step =
 
 /** A dependent's name is taken by an object this Capability does not control. */
 class Conflict extends Data.TaggedError("Conflict")<{ readonly existing: KubeObject }> {}
+
+/** The inventory entry of an applied object. */
+const entryOf = (id: string, object: KubeObject, dependsOn: ReadonlyArray<string>, policy: DeletionPolicy): InventoryEntry => ({
+  id,
+  apiVersion: object.apiVersion,
+  kind: object.kind,
+  name: object.metadata.name,
+  uid: object.metadata.uid ?? "",
+  ...(dependsOn.length === 0 ? {} : { dependsOn: [...dependsOn] }),
+  ...(policy === DeletionPolicy.DELETION_POLICY_ORPHAN ? { orphan: true } : {})
+})
 
 const refOf = (o: KubeObject): ObjectRef => ({
   apiVersion: o.apiVersion,

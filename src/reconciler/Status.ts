@@ -7,7 +7,7 @@
  * - `dependents` says how each dependent is doing;
  * - the status is written only when something other than time changed.
  */
-import type { CapabilityStatus, Condition, DependentStatus } from "../api/Capability.ts"
+import type { CapabilityStatus, Condition, DependentStatus, InventoryEntry } from "../api/Capability.ts"
 import { kubeTime } from "../kube/Time.ts"
 
 export type ReadyState = "True" | "False" | "Unknown"
@@ -20,6 +20,8 @@ export interface Outcome {
   readonly bindingSecret?: string | undefined
   readonly plugin?: string | undefined
   readonly version?: string | undefined
+  /** What the operator applied and has not removed; kept from the previous status when undefined. */
+  readonly inventory?: ReadonlyArray<InventoryEntry> | undefined
 }
 
 const ReadyType = "Ready"
@@ -58,6 +60,11 @@ export const nextStatus = (
     ...(outcome.bindingSecret === undefined
       ? previous?.binding === undefined ? {} : { binding: previous.binding }
       : { binding: { name: outcome.bindingSecret } }),
+    ...(outcome.inventory === undefined
+      ? previous?.inventory === undefined ? {} : { inventory: previous.inventory }
+      : outcome.inventory.length === 0
+      ? {}
+      : { inventory: outcome.inventory }),
     ...(outcome.plugin === undefined ? {} : { plugin: outcome.plugin }),
     ...(outcome.version === undefined ? {} : { version: outcome.version })
   }

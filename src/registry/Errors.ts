@@ -31,6 +31,6 @@ export class InvalidPluginDescription extends Schema.TaggedError<InvalidPluginDe
   detail: Schema.String
 }) {
   override get message() {
-    return `plugin ${this.plugin} is refused: ${this.detail}. Its author must rename it; other plugins are not affected`
+    return `plugin ${this.plugin} is refused: ${this.detail}; other plugins are not affected`
   }
 }

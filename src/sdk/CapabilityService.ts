@@ -8,6 +8,7 @@
 import type { Capability } from "../api/Capability.ts"
 import {
   ConditionState,
+  DeletionPolicy,
   type DependentCondition,
   type ObservedDependent,
   type PluginDescription
@@ -16,7 +17,7 @@ import { allowedValues, invalidValue, unknownParameter, valueAllowed } from "../
 import { ParameterType } from "../gen/halkyon/capability/v1/capability.ts"
 import { BuildDependents, CheckValidity, Describe, EvaluateConditions, UpdateDependent } from "../protocol/Methods.ts"
 import { jsonBytes, jsonText } from "../protocol/Rpc.ts"
-import type { Built, Condition, Context, DependentDefinition, ObjectShape, PluginDefinition, TypeDefinition } from "./Plugin.ts"
+import type { Built, Condition, Context, DependentDefinition, ObjectShape, Observed, PluginDefinition, TypeDefinition } from "./Plugin.ts"
 import * as Messages from "./Messages.ts"
 import { GrpcError, type GrpcServer, Status } from "./wire/GrpcServer.ts"
 
@@ -29,6 +30,9 @@ const ParameterTypes = {
   boolean: ParameterType.PARAMETER_TYPE_BOOLEAN,
   enum: ParameterType.PARAMETER_TYPE_ENUM
 } as const
+
+const wirePolicy = (policy: "delete" | "orphan" | undefined) =>
+  policy === "orphan" ? DeletionPolicy.DELETION_POLICY_ORPHAN : DeletionPolicy.DELETION_POLICY_DELETE
 
 export const describe = (plugin: PluginDefinition): PluginDescription => ({
   name: plugin.name,
@@ -56,7 +60,10 @@ export const describe = (plugin: PluginDefinition): PluginDescription => ({
     created: d.created ?? true,
     updated: d.update !== undefined,
     checkedForReadiness: d.ready !== undefined,
-    binding: d.binding ?? false
+    binding: d.binding ?? false,
+    dependsOn: [...(d.dependsOn ?? [])],
+    waitForReady: d.waitForReady ?? false,
+    deletionPolicy: wirePolicy(typeof d.deletionPolicy === "function" ? "delete" : d.deletionPolicy)
   }))
 })
 
@@ -95,8 +102,17 @@ const decode = async (bytes: Uint8Array): Promise<Capability> => {
 const findType = (plugin: PluginDefinition, capability: Capability): TypeDefinition | undefined =>
   plugin.types.find((t) => t.type.toLowerCase() === capability.spec.type.toLowerCase())
 
+/** Nothing observed: what every call but BuildDependents sees. */
+const nothingObserved: Observed = { get: () => undefined, ids: [] }
+
+/** The observed dependents, by id, as BuildDependents received them. */
+export const observedOf = (objects: ReadonlyMap<string, ObjectShape>): Observed => ({
+  get: <O extends ObjectShape>(id: string) => objects.get(id) as O | undefined,
+  ids: [...objects.keys()]
+})
+
 /** Builds what the author's functions see; undefined version when the type is unknown. */
-export const makeContext = (plugin: PluginDefinition, capability: Capability): Context => {
+export const makeContext = (plugin: PluginDefinition, capability: Capability, observed: Observed = nothingObserved): Context => {
   const type = findType(plugin, capability)
   const requested = capability.spec.version ?? ""
   const parameters: Record<string, string | undefined> = {}
@@ -109,7 +125,8 @@ export const makeContext = (plugin: PluginDefinition, capability: Capability): C
     name: capability.metadata.name,
     namespace: capability.metadata.namespace ?? "default",
     version: requested !== "" ? requested : type === undefined ? "" : defaultVersion(type),
-    parameters
+    parameters,
+    observed
   }
 }
 
@@ -216,9 +233,23 @@ const withTypeMeta = (declared: DependentDefinition<ObjectShape>, built: Built<O
 const build = (d: DependentDefinition<ObjectShape>, context: Context): ObjectShape =>
   guarded(`building dependent ${d.id}`, () => withTypeMeta(d, d.build(context)))
 
-/** The built dependents, in the order they are applied. */
-export const buildDependents = (plugin: PluginDefinition, context: Context): Array<{ readonly id: string; readonly object: ObjectShape }> =>
-  plugin.dependents.map((d) => ({ id: d.id, object: build(d, context) }))
+/** The built dependents the Capability includes now, in the order declared, with a deletion policy decided per Capability. */
+export const buildDependents = (
+  plugin: PluginDefinition,
+  context: Context
+): Array<{ readonly id: string; readonly object: ObjectShape; readonly deletionPolicy?: "delete" | "orphan" }> =>
+  // One `map` over the declared list, then a filter: a plugin's own list type may decide in `map` (the hostile fixture does).
+  plugin.dependents
+    .map((d) => {
+      if (d.include !== undefined && !guarded(`deciding whether to include dependent ${d.id}`, () => d.include?.(context) ?? true)) {
+        return undefined
+      }
+      const policy = d.deletionPolicy
+      return typeof policy === "function"
+        ? { id: d.id, object: build(d, context), deletionPolicy: guarded(`deciding the deletion policy of ${d.id}`, () => policy(context)) }
+        : { id: d.id, object: build(d, context) }
+    })
+    .filter((d) => d !== undefined)
 
 /** The object to apply over `existing`, or undefined when it is fine as it is (or the dependent is never updated). */
 export const updateDependent = (plugin: PluginDefinition, id: string, existing: ObjectShape, context: Context): ObjectShape | undefined => {
@@ -271,6 +302,16 @@ const observationOf = (id: string, wire: ObservedDependent["observation"]): Obse
   }
 }
 
+/** The observed dependents as BuildDependents and UpdateDependent received them (objects only). */
+const observedFrom = (wire: ReadonlyArray<ObservedDependent>): Observed => {
+  const objects = new Map<string, ObjectShape>()
+  for (const o of wire) {
+    const observation = observationOf(o.id, o.observation)
+    if (observation !== undefined && "object" in observation) objects.set(o.id, observation.object as ObjectShape)
+  }
+  return observedOf(objects)
+}
+
 /** Registers the CapabilityPlugin service for `plugin` on `server`. */
 export const registerCapabilityService = (server: GrpcServer, plugin: PluginDefinition): void => {
   const description = describe(plugin)
@@ -281,13 +322,19 @@ export const registerCapabilityService = (server: GrpcServer, plugin: PluginDefi
       return { errors: guarded("validity check", () => validate(plugin, capability)) }
     })
     .unary(BuildDependents, async (request) => {
-      const context = makeContext(plugin, await decode(request.capability))
-      return { dependents: buildDependents(plugin, context).map(({ id, object }) => ({ id, object: jsonBytes(object) })) }
+      const context = makeContext(plugin, await decode(request.capability), observedFrom(request.observed))
+      return {
+        dependents: buildDependents(plugin, context).map(({ id, object, deletionPolicy }) => ({
+          id,
+          object: jsonBytes(object),
+          deletionPolicy: deletionPolicy === undefined ? undefined : wirePolicy(deletionPolicy)
+        }))
+      }
     })
     .unary(UpdateDependent, async (request) => {
       const d = findDependent(plugin, request.id)
       if (d.update === undefined) return { needsUpdate: false, updated: Buffer.alloc(0) }
-      const context = makeContext(plugin, await decode(request.capability))
+      const context = makeContext(plugin, await decode(request.capability), observedFrom(request.observed))
       const existing = guarded(`reading existing ${d.id}`, () => JSON.parse(jsonText(request.existing)) as ObjectShape)
       const updated = updateDependent(plugin, d.id, existing, context)
       return updated === undefined ? { needsUpdate: false, updated: Buffer.alloc(0) } : { needsUpdate: true, updated: jsonBytes(updated) }

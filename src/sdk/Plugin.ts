@@ -2,7 +2,8 @@
  * What a plugin author writes: the capability logic, nothing about RPC.
  *
  * A plugin declares its category, the types and versions it serves, the
- * parameters it understands, and its dependents in the order they are applied.
+ * parameters it understands, and its dependents in the order they are applied
+ * (or as a graph: `dependsOn`, `waitForReady`, `include`, `deletionPolicy`).
  * For each dependent it says how to build it from the Capability, optionally
  * how to update an existing one, and optionally how to tell it is ready.
  * `serve` (Serve.ts) turns that into a go-plugin gRPC plugin.
@@ -10,6 +11,7 @@
 import type { Capability } from "../api/Capability.ts"
 import type { TypedObject } from "../kube/KubeObject.ts"
 import { allowedValues, type ParameterKind, valueAllowed } from "../api/ParameterRules.ts"
+import { graphProblem } from "../protocol/DependentGraph.ts"
 import * as Messages from "./DefinitionMessages.ts"
 
 /** A Kubernetes object, as JSON: apiVersion, kind and metadata, and the fields of its kind. */
@@ -95,7 +97,34 @@ export interface Context {
   readonly version: string
   /** Declared parameters with defaults applied, plus any others the Capability sets. */
   readonly parameters: Readonly<Record<string, string | undefined>>
+  /**
+   * This Capability's dependents as they exist now, by id (only its own
+   * objects): what one a dependent depends on produced (a generated
+   * password, an assigned port), in `build`, `include` and `update` (the
+   * same as the build of that reconcile saw). Empty in `ready` and `validate`.
+   * The operator asks for a build again once the dependents listed in
+   * `dependsOn` are observed, and applies a dependent only from such a build.
+   *
+   * @example
+   * ```ts
+   * import type { Secret } from "kubernetes-types/core/v1"
+   * const creds = ctx.observed.get<Secret>("creds")
+   * const password = secretValue(creds, "password") ?? ""
+   * ```
+   */
+  readonly observed: Observed
 }
+
+/** The dependents observed for a Capability, by id. */
+export interface Observed {
+  /** The object observed for the dependent `id`, or undefined when it does not exist (yet). */
+  get<O extends ObjectShape = KubeObject>(id: string): O | undefined
+  /** The ids observed. */
+  readonly ids: ReadonlyArray<string>
+}
+
+/** What the operator does with a dependent's object when its Capability is deleted, or it is no longer built. */
+export type DeletionPolicy = "delete" | "orphan"
 
 export type ConditionState = "ready" | "pending" | "failed"
 
@@ -148,6 +177,38 @@ export interface DependentDefinition<O extends ObjectShape = KubeObject> {
    * operator publishes its name in the Capability's status.
    */
   readonly binding?: boolean
+  /**
+   * The ids of the dependents this one is applied after, and deleted before.
+   * When no dependent of the plugin says, each comes after the one declared
+   * before it. A cycle or an unknown id fails `definePlugin` (and the
+   * operator refuses such a plugin at load).
+   *
+   * @example `dependsOn: ["creds", "config"]`
+   */
+  readonly dependsOn?: ReadonlyArray<string>
+  /**
+   * Default: false. The dependents that depend on this one are neither
+   * created nor updated until `ready` says it is ready (the Capability's
+   * status lists them as waiting for it).
+   */
+  readonly waitForReady?: boolean
+  /**
+   * Default: "delete". "orphan" keeps the object when the Capability is
+   * deleted or the dependent is no longer built, without its owner reference
+   * and halkyon's label: its data survives. A function decides per
+   * Capability (the declared policy is then "delete").
+   *
+   * @example `deletionPolicy: (ctx) => (ctx.parameters.KEEP_SECRET === "true" ? "orphan" : "delete")`
+   */
+  readonly deletionPolicy?: DeletionPolicy | ((context: Context) => DeletionPolicy)
+  /**
+   * Whether the Capability wants this dependent now; when absent, always.
+   * A dependent left out is not applied, and the operator removes it (by its
+   * deletion policy) if it applied it before.
+   *
+   * @example `include: (ctx) => ctx.parameters.EXPOSE === "true"`
+   */
+  include?(context: Context): boolean
 }
 
 export interface PluginDefinition {
@@ -164,7 +225,7 @@ export interface PluginDefinition {
   readonly refuseUnknownParameters?: boolean
   /** Extra validity checks; each returned string is an error for the user. */
   readonly validate?: (context: Context) => ReadonlyArray<string>
-  /** In the order they are applied. */
+  /** In the order they are applied, unless they declare `dependsOn`. */
   // Method syntax in DependentDefinition keeps a dependent of a narrower object
   // type assignable here.
   readonly dependents: ReadonlyArray<DependentDefinition<ObjectShape>>
@@ -212,6 +273,8 @@ export const definePlugin = (definition: PluginDefinition): PluginDefinition => 
     if (ids.has(d.id)) problems.push(Messages.dependentIdTwice(d.id))
     ids.add(d.id)
   }
+  const graph = graphProblem(definition.dependents.map((d) => ({ id: d.id, dependsOn: d.dependsOn ?? [] })))
+  if (graph !== undefined) problems.push(graph)
   if (problems.length > 0) throw new Error(Messages.invalidDefinition(problems))
   return definition
 }
@@ -270,3 +333,21 @@ export const ready = (reason = "Ready", message = ""): Condition => ({ state: "r
 export const pending = (reason: string, message: string): Condition => ({ state: "pending", reason, message })
 /** A failed condition. @example `failed("ImagePullFailed", "image postgres:99 not found")` */
 export const failed = (reason: string, message: string): Condition => ({ state: "failed", reason, message })
+
+/**
+ * A Secret's entry, decoded (Secrets hold base64 in `data`), from an
+ * observed Secret; undefined when the Secret or the key is missing.
+ *
+ * @example
+ * ```ts
+ * const password = secretValue(ctx.observed.get<Secret>("creds"), "password") ?? ""
+ * ```
+ */
+export const secretValue = (
+  secret: { readonly data?: { readonly [key: string]: string }; readonly stringData?: { readonly [key: string]: string } } | undefined,
+  key: string
+): string | undefined => {
+  const encoded = secret?.data?.[key]
+  if (encoded !== undefined) return Buffer.from(encoded, "base64").toString("utf8")
+  return secret?.stringData?.[key]
+}

@@ -14,13 +14,15 @@ export type {
   Condition,
   ConditionState,
   Context,
+  DeletionPolicy,
   DependentDefinition,
   FetchError,
   KubeObject,
   ObjectShape,
+  Observed,
   ParameterDefinition,
   PluginDefinition,
   TypeDefinition
 } from "./Plugin.ts"
-export { definePlugin, dependent, failed, pending, ready } from "./Plugin.ts"
+export { definePlugin, dependent, failed, pending, ready, secretValue } from "./Plugin.ts"
 export { serve, type ServeOptions } from "./Serve.ts"

@@ -173,7 +173,7 @@ for (const autoMtls of [false, true]) {
       const channel = channelTo(address, p)
       const request = pattern(3 * 1024 * 1024)
       const responses = await Promise.all(
-        Array.from({ length: 4 }, () => unaryCall(channel, BuildDependents, { capability: request }, 20_000))
+        Array.from({ length: 4 }, () => unaryCall(channel, BuildDependents, { capability: request, observed: [] }, 20_000))
       )
       const expected = Buffer.from(request).reverse()
       for (const response of responses) {

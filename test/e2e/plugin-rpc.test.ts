@@ -38,7 +38,8 @@ for (const { form, file } of forms(builtPlugin, "postgres")) {
               ["DB_USER", "admin", false],
               ["DB_PASSWORD", "", true],
               ["DB_NAME", "sample-db", false],
-              ["DB_PORT", "5432", false]
+              ["DB_PORT", "5432", false],
+              ["KEEP_SECRET", "false", false]
             ])
             expect(d.dependents.map((x) => [x.id, x.kind, x.watched, x.owned, x.created, x.updated, x.checkedForReadiness, x.binding]))
               .toEqual([

@@ -262,6 +262,27 @@ test("parameters by reference are read as their own ServiceAccount: it reads Sec
   }
   expect(await eventually(async () => (await bound()) === password, 20_000)).toBe(true)
   expect(operator!.logs.filter((l) => l.includes("HTTP 403") || l.includes("Forbidden"))).toEqual([])
+})
+
+test("as the plugin's ServiceAccount, it deletes a Capability's dependents itself and lets the Capability go", async () => {
+  const path = capabilityPath("apps", "gone")
+  const created = await cluster.api("POST", capabilityPath("apps"), {
+    apiVersion: "halkyon.io/v1beta1",
+    kind: "Capability",
+    metadata: { name: "gone" },
+    spec: { category: "database", type: "postgres", version: "17" }
+  })
+  expect(created.status).toBe(201)
+  expect(await eventually(async () => readyOf(await cluster.api("GET", path))?.reason === "DependentsNotReady", 20_000)).toBe(true)
+  // Its own finalizer, set by the operator's role (patch on capabilities).
+  expect(dig<Array<string>>((await cluster.api("GET", path)).body, "metadata", "finalizers")).toEqual(["halkyon.io/dependents"])
+  expect((await cluster.api("DELETE", path)).status).toBe(200)
+  expect(await eventually(async () => (await cluster.api("GET", path)).status === 404, 20_000)).toBe(true)
+  // No garbage collector runs here: the plugin's role (delete) removed them.
+  for (const dependent of ["/apis/apps/v1/namespaces/apps/statefulsets/gone", "/api/v1/namespaces/apps/secrets/gone-config"]) {
+    expect((await cluster.api("GET", dependent)).status).toBe(404)
+  }
+  expect((operator?.logs ?? []).filter((l) => l.includes("HTTP 403") || l.includes("Forbidden"))).toEqual([])
 }, 60_000)
 
 test("the ServiceBinding controller acts as its own ServiceAccount: it binds a Deployment the operator's role cannot touch", async () => {

@@ -553,6 +553,11 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       const next = { ...merged, metadata } as unknown as Stored["object"]
       takeOver(existing, existing.object, next, fieldManager, time)
       existing.object = next
+      if (next.metadata.deletionTimestamp !== undefined && (next.metadata.finalizers ?? []).length === 0) {
+        const gone = commit(key, existing, before, "DELETED")
+        collectGarbage(next.metadata.uid)
+        return gone
+      }
       return commit(key, existing, before, "MODIFIED")
     })
 
@@ -583,14 +588,23 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
       return commit(key, existing, before, "MODIFIED")
     })
 
-  const remove = (ref: ObjectRef): Effect.Effect<void, KubeApiError> =>
+  const remove = (ref: ObjectRef, options?: { readonly uid?: string }): Effect.Effect<void, KubeApiError> =>
     Effect.gen(function*() {
       const request: Request = { verb: "delete", apiVersion: ref.apiVersion, kind: ref.kind, namespace: ref.namespace, name: ref.name }
       yield* admit(request)
       const key = keyOf(ref.apiVersion, ref.kind, ref.namespace, ref.name)
       const existing = store.get(key)
       if (existing === undefined) return yield* missing(request)
+      if (options?.uid !== undefined) yield* precondition(request, existing, { metadata: { uid: options.uid } })
       const before = render(existing)
+      // Finalizers hold the object, marked for deletion, until the last is removed.
+      if ((existing.object.metadata.finalizers ?? []).length > 0) {
+        if (existing.object.metadata.deletionTimestamp !== undefined) return
+        const time = yield* now
+        existing.object = { ...existing.object, metadata: { ...existing.object.metadata, deletionTimestamp: time } }
+        commit(key, existing, before, "MODIFIED")
+        return
+      }
       commit(key, existing, before, "DELETED")
       collectGarbage(existing.object.metadata.uid)
     })

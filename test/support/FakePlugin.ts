@@ -6,7 +6,7 @@
  * updated, watched and checked for readiness), as the bundled plugins build.
  */
 import { Effect } from "effect"
-import type { DependentInfo, PluginDescription } from "../../src/gen/halkyon/capability/v1/capability.ts"
+import { DeletionPolicy, type DependentInfo, type PluginDescription } from "../../src/gen/halkyon/capability/v1/capability.ts"
 import type { PluginCallError } from "../../src/plugin-client/Errors.ts"
 import type { BuiltDependent, DependentCondition, PluginConnection } from "../../src/plugin-client/PluginClient.ts"
 
@@ -35,6 +35,9 @@ const dependent = (id: string, apiVersion: string, kind: string, roles: Partial<
   updated: false,
   checkedForReadiness: false,
   binding: false,
+  dependsOn: [],
+  waitForReady: false,
+  deletionPolicy: DeletionPolicy.DELETION_POLICY_DELETE,
   ...roles
 })
 

@@ -9,7 +9,7 @@
 import { describe, expect, test } from "bun:test"
 import { Context, Effect, Layer, Logger, type Scope } from "effect"
 import { TestClock } from "effect/testing"
-import { ApiVersion, type CapabilityStatus } from "../../src/api/Capability.ts"
+import { ApiVersion, type CapabilityStatus, DependentsFinalizer, InUseFinalizer } from "../../src/api/Capability.ts"
 import { ObjectCache } from "../../src/controller/ObjectCache.ts"
 import { Metrics } from "../../src/metrics/Metrics.ts"
 import { PluginIdentity } from "../../src/reconciler/PluginIdentity.ts"
@@ -121,6 +121,24 @@ describe("CapabilityController", () => {
       expect(h.reconciles.length).toBe(1)
       yield* h.kube.client.mergePatch(capabilityRef, { spec: { version: "15" } }, "kubectl-edit")
       yield* until(() => h.reconciles.length === 2, "a reconcile of the new generation")
+    })))
+
+  test("a Capability deleted while bound waits; the InUse finalizer removed enqueues it, and its dependents go in reverse order", () =>
+    run(Effect.gen(function*() {
+      const h = yield* start(true)
+      yield* createCapability(h)
+      yield* until(async () => (await readyOf(h)) === "Ready", "Ready")
+      const current = yield* h.kube.client.get(capabilityRef)
+      expect(current.metadata.finalizers).toEqual([DependentsFinalizer])
+      yield* h.kube.client.mergePatch(capabilityRef, { metadata: { finalizers: [DependentsFinalizer, InUseFinalizer] } }, "halkyon-binding")
+      yield* h.kube.client.delete(capabilityRef)
+      yield* settle
+      // Held: the binding's workloads still read the Secret.
+      expect(h.kube.requests.filter((r) => r.verb === "delete").map((r) => r.kind)).toEqual(["Capability"])
+      // A metadata change, no new generation: still enqueued, being deleted.
+      yield* h.kube.client.mergePatch(capabilityRef, { metadata: { finalizers: [DependentsFinalizer] } }, "halkyon-binding")
+      yield* until(() => h.kube.objects(ApiVersion, "Capability", "shop").length === 0, "the Capability gone")
+      expect(h.kube.requests.filter((r) => r.verb === "delete").map((r) => r.kind)).toEqual(["Capability", "StatefulSet", "Secret"])
     })))
 
   test("a dependent deleted by hand is created again", () =>

@@ -4,7 +4,7 @@
  * updated objects.
  */
 import { describe, expect, test } from "bun:test"
-import type { DependentInfo } from "../../src/gen/halkyon/capability/v1/capability.ts"
+import { DeletionPolicy, type DependentInfo } from "../../src/gen/halkyon/capability/v1/capability.ts"
 import {
   checkBuilt,
   checkUpdated,
@@ -25,7 +25,10 @@ const info = (id: string, apiVersion: string, kind: string): DependentInfo => ({
   created: true,
   updated: true,
   checkedForReadiness: false,
-  binding: false
+  binding: false,
+  dependsOn: [],
+  waitForReady: false,
+  deletionPolicy: DeletionPolicy.DELETION_POLICY_DELETE
 })
 const declared = [
   info("config", "v1", "ConfigMap"),

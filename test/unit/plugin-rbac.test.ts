@@ -65,24 +65,23 @@ describe("verbs per dependent: exactly what the operator uses", () => {
   test("watched: get, list, watch", () => {
     expect(dependentVerbs(dependent("v1", "Secret", { watched: true }))).toEqual(["get", "list", "watch"])
   })
-  test("created: server-side apply, authorized as patch and create", () => {
-    expect(dependentVerbs(dependent("v1", "Secret", { created: true }))).toEqual(["get", "create", "patch"])
+  test("created: server-side apply, authorized as patch and create; delete, to prune it and remove it with its Capability", () => {
+    expect(dependentVerbs(dependent("v1", "Secret", { created: true }))).toEqual(["get", "create", "patch", "delete"])
   })
-  test("updated: patch (apply or merge patch), never update or delete", () => {
+  test("updated: patch (apply or merge patch), never update; delete only what it creates", () => {
     expect(dependentVerbs(dependent("v1", "Secret", { updated: true }))).toEqual(["get", "patch"])
     const all = dependentVerbs(dependent("v1", "Secret", { watched: true, created: true, updated: true }))
-    expect(all).toEqual(["get", "list", "watch", "create", "patch"])
+    expect(all).toEqual(["get", "list", "watch", "create", "patch", "delete"])
     expect(all).not.toContain("update")
-    expect(all).not.toContain("delete")
   })
 })
 
 describe("a plugin's ClusterRole", () => {
   test("the postgres plugin: its three kinds, and the finalizers its owner references need", () => {
     expect(pluginRules(postgres)).toEqual([
-      { apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch", "create", "patch"] },
-      { apiGroups: [""], resources: ["services"], verbs: ["get", "list", "watch", "create", "patch"] },
-      { apiGroups: ["apps"], resources: ["statefulsets"], verbs: ["get", "list", "watch", "create", "patch"] },
+      { apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch", "create", "patch", "delete"] },
+      { apiGroups: [""], resources: ["services"], verbs: ["get", "list", "watch", "create", "patch", "delete"] },
+      { apiGroups: ["apps"], resources: ["statefulsets"], verbs: ["get", "list", "watch", "create", "patch", "delete"] },
       { apiGroups: ["halkyon.io"], resources: ["capabilities/finalizers"], verbs: ["update"] }
     ])
   })
@@ -96,7 +95,7 @@ describe("a plugin's ClusterRole", () => {
   test("no dependents, no rules; no owned dependent, no finalizers", () => {
     expect(pluginRules([])).toEqual([])
     expect(pluginRules([dependent("v1", "ConfigMap", { created: true })])).toEqual([
-      { apiGroups: [""], resources: ["configmaps"], verbs: ["get", "create", "patch"] }
+      { apiGroups: [""], resources: ["configmaps"], verbs: ["get", "create", "patch", "delete"] }
     ])
   })
 
@@ -114,7 +113,8 @@ describe("the operator's own role", () => {
     const verbs = operatorRules.flatMap((r) => r.verbs)
     expect(verbs).not.toContain("update")
     expect(verbs).not.toContain("*")
-    expect(operatorRules.find((r) => r.resources?.includes("capabilities"))?.verbs).toEqual(["get", "list", "watch"])
+    // patch: its finalizer, on metadata only.
+    expect(operatorRules.find((r) => r.resources?.includes("capabilities"))?.verbs).toEqual(["get", "list", "watch", "patch"])
     expect(operatorRules.find((r) => r.resources?.includes("capabilities/status"))?.verbs).toEqual(["patch"])
   })
 

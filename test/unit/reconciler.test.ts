@@ -448,7 +448,9 @@ describe("Reconciler", () => {
         expect(yield* w.reconciler.reconcile(Key)).toEqual({})
         const statefulSet = yield* w.kube.client.get({ apiVersion: "apps/v1", kind: "StatefulSet", namespace: "shop", name: "db" })
         expect((statefulSet as { spec?: { replicas?: number } }).spec?.replicas).toBe(3)
+        // The Capability's: the operator's finalizer, added before the first write.
         expect(w.kube.requests.filter((r) => r.verb === "mergePatch").map((r) => `${r.kind} ${r.fieldManager}`)).toEqual([
+          "Capability halkyon",
           "StatefulSet halkyon"
         ])
         expect(readyOf(yield* statusOf(w))?.reason).toBe("Ready")

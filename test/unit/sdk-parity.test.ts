@@ -21,6 +21,8 @@ interface Declaration {
   readonly parameters?: ReadonlyArray<ParameterDefinition>
   readonly refuseUnknownParameters?: boolean
   readonly dependents: ReadonlyArray<string>
+  /** Each dependent's dependsOn, by id. */
+  readonly graph?: Readonly<Record<string, ReadonlyArray<string>>>
 }
 
 type Case = { readonly name: string; readonly spec: unknown; readonly errors: ReadonlyArray<string> }
@@ -40,6 +42,7 @@ const toPlugin = (d: Declaration): PluginDefinition => ({
   ...d,
   dependents: d.dependents.map((id) => ({
     id,
+    ...(d.graph?.[id] === undefined ? {} : { dependsOn: d.graph[id] }),
     apiVersion: "v1",
     kind: "ConfigMap",
     build: () => ({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: id } })

@@ -44,8 +44,11 @@ export interface PluginHarness {
   context(capability: Capability): Context
   /** The user-facing errors of the validity check; empty when valid. */
   validate(capability: Capability): Array<string>
-  /** Every dependent as the operator would receive it, in order, apiVersion and kind filled in. */
-  build(capability: Capability): Array<{ readonly id: string; readonly object: ObjectShape }>
+  /**
+   * Every dependent the Capability includes, as the operator would receive it, in order, apiVersion
+   * and kind filled in; `deletionPolicy` when the plugin decides it per Capability.
+   */
+  build(capability: Capability): Array<{ readonly id: string; readonly object: ObjectShape; readonly deletionPolicy?: "delete" | "orphan" }>
   /** One built dependent; throws when the plugin has no dependent `id`. */
   buildOne<O extends ObjectShape = ObjectShape>(capability: Capability, id: string): O
   /** The object to apply over `existing`, or undefined when nothing needs to change. */

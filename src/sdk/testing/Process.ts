@@ -14,7 +14,7 @@ import { connect } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Capability } from "../../api/Capability.ts"
-import { ConditionState, type PluginDescription } from "../../gen/halkyon/capability/v1/capability.ts"
+import { ConditionState, DeletionPolicy, type PluginDescription } from "../../gen/halkyon/capability/v1/capability.ts"
 import { decodeGrpcMessage, frame, MessageReader, Status } from "../../protocol/GrpcWire.ts"
 import { type Handshake, HostPidKey, MagicCookieKey, MagicCookieValue, parseHandshake } from "../../protocol/Handshake.ts"
 import { BuildDependents, CheckValidity, Describe, EvaluateConditions, Shutdown, UpdateDependent } from "../../protocol/Methods.ts"
@@ -48,7 +48,10 @@ export interface LaunchedPlugin extends AsyncDisposable {
   readonly handshake: Handshake
   describe(): Promise<PluginDescription>
   checkValidity(capability: Capability): Promise<Array<string>>
-  buildDependents(capability: Capability): Promise<Array<{ readonly id: string; readonly object: ObjectShape }>>
+  /** `deletionPolicy`: when the plugin decides it per Capability. */
+  buildDependents(
+    capability: Capability
+  ): Promise<Array<{ readonly id: string; readonly object: ObjectShape; readonly deletionPolicy?: "delete" | "orphan" }>>
   updateDependent(capability: Capability, id: string, existing: object): Promise<ObjectShape | undefined>
   evaluateConditions(capability: Capability, observed: Readonly<Record<string, Observation>>): Promise<Record<string, Condition>>
   /** What the plugin wrote to stderr so far (hclog JSON lines). */
@@ -136,12 +139,16 @@ export const launchPlugin = async (command: string | ReadonlyArray<string>, opti
     describe: () => call(Describe, {}),
     checkValidity: async (capability) => (await call(CheckValidity, { capability: jsonBytes(capability) })).errors,
     buildDependents: async (capability) =>
-      (await call(BuildDependents, { capability: jsonBytes(capability) })).dependents.map((d) => ({
+      (await call(BuildDependents, { capability: jsonBytes(capability), observed: [] })).dependents.map((d) => ({
         id: d.id,
-        object: JSON.parse(jsonText(d.object)) as ObjectShape
+        object: JSON.parse(jsonText(d.object)) as ObjectShape,
+        // Decided per Capability: as the in-process harness says it.
+        ...(d.deletionPolicy === undefined
+          ? {}
+          : { deletionPolicy: d.deletionPolicy === DeletionPolicy.DELETION_POLICY_ORPHAN ? "orphan" as const : "delete" as const })
       })),
     updateDependent: async (capability, id, existing) => {
-      const answer = await call(UpdateDependent, { capability: jsonBytes(capability), id, existing: jsonBytes(existing) })
+      const answer = await call(UpdateDependent, { capability: jsonBytes(capability), id, existing: jsonBytes(existing), observed: [] })
       return answer.needsUpdate ? (JSON.parse(jsonText(answer.updated)) as ObjectShape) : undefined
     },
     evaluateConditions: async (capability, observed) => {

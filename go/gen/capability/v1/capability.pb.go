@@ -102,6 +102,55 @@ func (ParameterType) EnumDescriptor() ([]byte, []int) {
 	return file_halkyon_capability_v1_capability_proto_rawDescGZIP(), []int{0}
 }
 
+type DeletionPolicy int32
+
+const (
+	// DELETION_POLICY_DELETE (the default): the object is deleted.
+	DeletionPolicy_DELETION_POLICY_DELETE DeletionPolicy = 0
+	// DELETION_POLICY_ORPHAN: the object is kept, without the Capability's
+	// owner reference and halkyon's labels (its data survives).
+	DeletionPolicy_DELETION_POLICY_ORPHAN DeletionPolicy = 1
+)
+
+// Enum value maps for DeletionPolicy.
+var (
+	DeletionPolicy_name = map[int32]string{
+		0: "DELETION_POLICY_DELETE",
+		1: "DELETION_POLICY_ORPHAN",
+	}
+	DeletionPolicy_value = map[string]int32{
+		"DELETION_POLICY_DELETE": 0,
+		"DELETION_POLICY_ORPHAN": 1,
+	}
+)
+
+func (x DeletionPolicy) Enum() *DeletionPolicy {
+	p := new(DeletionPolicy)
+	*p = x
+	return p
+}
+
+func (x DeletionPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeletionPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_halkyon_capability_v1_capability_proto_enumTypes[1].Descriptor()
+}
+
+func (DeletionPolicy) Type() protoreflect.EnumType {
+	return &file_halkyon_capability_v1_capability_proto_enumTypes[1]
+}
+
+func (x DeletionPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeletionPolicy.Descriptor instead.
+func (DeletionPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_halkyon_capability_v1_capability_proto_rawDescGZIP(), []int{1}
+}
+
 type ConditionState int32
 
 const (
@@ -138,11 +187,11 @@ func (x ConditionState) String() string {
 }
 
 func (ConditionState) Descriptor() protoreflect.EnumDescriptor {
-	return file_halkyon_capability_v1_capability_proto_enumTypes[1].Descriptor()
+	return file_halkyon_capability_v1_capability_proto_enumTypes[2].Descriptor()
 }
 
 func (ConditionState) Type() protoreflect.EnumType {
-	return &file_halkyon_capability_v1_capability_proto_enumTypes[1]
+	return &file_halkyon_capability_v1_capability_proto_enumTypes[2]
 }
 
 func (x ConditionState) Number() protoreflect.EnumNumber {
@@ -151,7 +200,7 @@ func (x ConditionState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConditionState.Descriptor instead.
 func (ConditionState) EnumDescriptor() ([]byte, []int) {
-	return file_halkyon_capability_v1_capability_proto_rawDescGZIP(), []int{1}
+	return file_halkyon_capability_v1_capability_proto_rawDescGZIP(), []int{2}
 }
 
 type DescribeRequest struct {
@@ -484,9 +533,20 @@ type DependentInfo struct {
 	CheckedForReadiness bool `protobuf:"varint,8,opt,name=checked_for_readiness,json=checkedForReadiness,proto3" json:"checked_for_readiness,omitempty"`
 	// binding: this Secret holds the settings a workload binds to; the operator
 	// publishes its name in the Capability's status.
-	Binding       bool `protobuf:"varint,9,opt,name=binding,proto3" json:"binding,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Binding bool `protobuf:"varint,9,opt,name=binding,proto3" json:"binding,omitempty"`
+	// depends_on: ids of dependents this one is applied after (and deleted
+	// before). A cycle, or an id not declared, refuses the plugin at load.
+	// When no dependent of a plugin declares any, each depends on the one
+	// declared before it (the order of this list, as before this field).
+	DependsOn []string `protobuf:"bytes,10,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	// wait_for_ready: the dependents that depend on this one are neither
+	// created nor updated until its condition (EvaluateConditions) is ready.
+	WaitForReady bool `protobuf:"varint,11,opt,name=wait_for_ready,json=waitForReady,proto3" json:"wait_for_ready,omitempty"`
+	// deletion_policy: what the operator does with the object when the
+	// Capability is deleted or the dependent is no longer built.
+	DeletionPolicy DeletionPolicy `protobuf:"varint,12,opt,name=deletion_policy,json=deletionPolicy,proto3,enum=halkyon.capability.v1.DeletionPolicy" json:"deletion_policy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DependentInfo) Reset() {
@@ -582,6 +642,27 @@ func (x *DependentInfo) GetBinding() bool {
 	return false
 }
 
+func (x *DependentInfo) GetDependsOn() []string {
+	if x != nil {
+		return x.DependsOn
+	}
+	return nil
+}
+
+func (x *DependentInfo) GetWaitForReady() bool {
+	if x != nil {
+		return x.WaitForReady
+	}
+	return false
+}
+
+func (x *DependentInfo) GetDeletionPolicy() DeletionPolicy {
+	if x != nil {
+		return x.DeletionPolicy
+	}
+	return DeletionPolicy_DELETION_POLICY_DELETE
+}
+
 // Capability is the owning halkyon.io/v1beta1 Capability, as JSON.
 type CheckValidityRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -673,8 +754,12 @@ func (x *CheckValidityResponse) GetErrors() []string {
 }
 
 type BuildDependentsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Capability    []byte                 `protobuf:"bytes,1,opt,name=capability,proto3" json:"capability,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Capability []byte                 `protobuf:"bytes,1,opt,name=capability,proto3" json:"capability,omitempty"`
+	// observed: this Capability's dependents as they exist now (only objects
+	// it controls, from the operator's cache), so that a dependent can use
+	// what one it depends on produced. Only objects are sent, never errors.
+	Observed      []*ObservedDependent `protobuf:"bytes,2,rep,name=observed,proto3" json:"observed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -712,6 +797,13 @@ func (*BuildDependentsRequest) Descriptor() ([]byte, []int) {
 func (x *BuildDependentsRequest) GetCapability() []byte {
 	if x != nil {
 		return x.Capability
+	}
+	return nil
+}
+
+func (x *BuildDependentsRequest) GetObserved() []*ObservedDependent {
+	if x != nil {
+		return x.Observed
 	}
 	return nil
 }
@@ -764,9 +856,12 @@ type Dependent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// object is the Kubernetes object as JSON.
-	Object        []byte `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Object []byte `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
+	// deletion_policy, when set, replaces the declared one for this
+	// Capability (e.g. a Secret kept only when a parameter asks).
+	DeletionPolicy *DeletionPolicy `protobuf:"varint,3,opt,name=deletion_policy,json=deletionPolicy,proto3,enum=halkyon.capability.v1.DeletionPolicy,oneof" json:"deletion_policy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Dependent) Reset() {
@@ -813,12 +908,22 @@ func (x *Dependent) GetObject() []byte {
 	return nil
 }
 
+func (x *Dependent) GetDeletionPolicy() DeletionPolicy {
+	if x != nil && x.DeletionPolicy != nil {
+		return *x.DeletionPolicy
+	}
+	return DeletionPolicy_DELETION_POLICY_DELETE
+}
+
 type UpdateDependentRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Capability []byte                 `protobuf:"bytes,2,opt,name=capability,proto3" json:"capability,omitempty"`
 	// existing is the object as the API server returned it, as JSON.
-	Existing      []byte `protobuf:"bytes,3,opt,name=existing,proto3" json:"existing,omitempty"`
+	Existing []byte `protobuf:"bytes,3,opt,name=existing,proto3" json:"existing,omitempty"`
+	// observed: what BuildDependents was shown in the same reconcile, so that
+	// the desired object is built from the same state.
+	Observed      []*ObservedDependent `protobuf:"bytes,4,rep,name=observed,proto3" json:"observed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -870,6 +975,13 @@ func (x *UpdateDependentRequest) GetCapability() []byte {
 func (x *UpdateDependentRequest) GetExisting() []byte {
 	if x != nil {
 		return x.Existing
+	}
+	return nil
+}
+
+func (x *UpdateDependentRequest) GetObserved() []*ObservedDependent {
+	if x != nil {
+		return x.Observed
 	}
 	return nil
 }
@@ -1289,7 +1401,7 @@ const file_halkyon_capability_v1_capability_proto_rawDesc = "" +
 	"\n" +
 	"\b_minimumB\n" +
 	"\n" +
-	"\b_maximum\"\x86\x02\n" +
+	"\b_maximum\"\x9b\x03\n" +
 	"\rDependentInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vapi_version\x18\x02 \x01(\tR\n" +
@@ -1300,30 +1412,39 @@ const file_halkyon_capability_v1_capability_proto_rawDesc = "" +
 	"\acreated\x18\x06 \x01(\bR\acreated\x12\x18\n" +
 	"\aupdated\x18\a \x01(\bR\aupdated\x122\n" +
 	"\x15checked_for_readiness\x18\b \x01(\bR\x13checkedForReadiness\x12\x18\n" +
-	"\abinding\x18\t \x01(\bR\abinding\"6\n" +
+	"\abinding\x18\t \x01(\bR\abinding\x12\x1d\n" +
+	"\n" +
+	"depends_on\x18\n" +
+	" \x03(\tR\tdependsOn\x12$\n" +
+	"\x0ewait_for_ready\x18\v \x01(\bR\fwaitForReady\x12N\n" +
+	"\x0fdeletion_policy\x18\f \x01(\x0e2%.halkyon.capability.v1.DeletionPolicyR\x0edeletionPolicy\"6\n" +
 	"\x14CheckValidityRequest\x12\x1e\n" +
 	"\n" +
 	"capability\x18\x01 \x01(\fR\n" +
 	"capability\"/\n" +
 	"\x15CheckValidityResponse\x12\x16\n" +
-	"\x06errors\x18\x01 \x03(\tR\x06errors\"8\n" +
+	"\x06errors\x18\x01 \x03(\tR\x06errors\"~\n" +
 	"\x16BuildDependentsRequest\x12\x1e\n" +
 	"\n" +
 	"capability\x18\x01 \x01(\fR\n" +
-	"capability\"[\n" +
+	"capability\x12D\n" +
+	"\bobserved\x18\x02 \x03(\v2(.halkyon.capability.v1.ObservedDependentR\bobserved\"[\n" +
 	"\x17BuildDependentsResponse\x12@\n" +
 	"\n" +
 	"dependents\x18\x01 \x03(\v2 .halkyon.capability.v1.DependentR\n" +
-	"dependents\"3\n" +
+	"dependents\"\x9c\x01\n" +
 	"\tDependent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06object\x18\x02 \x01(\fR\x06object\"d\n" +
+	"\x06object\x18\x02 \x01(\fR\x06object\x12S\n" +
+	"\x0fdeletion_policy\x18\x03 \x01(\x0e2%.halkyon.capability.v1.DeletionPolicyH\x00R\x0edeletionPolicy\x88\x01\x01B\x12\n" +
+	"\x10_deletion_policy\"\xaa\x01\n" +
 	"\x16UpdateDependentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
 	"\n" +
 	"capability\x18\x02 \x01(\fR\n" +
 	"capability\x12\x1a\n" +
-	"\bexisting\x18\x03 \x01(\fR\bexisting\"V\n" +
+	"\bexisting\x18\x03 \x01(\fR\bexisting\x12D\n" +
+	"\bobserved\x18\x04 \x03(\v2(.halkyon.capability.v1.ObservedDependentR\bobserved\"V\n" +
 	"\x17UpdateDependentResponse\x12!\n" +
 	"\fneeds_update\x18\x01 \x01(\bR\vneedsUpdate\x12\x18\n" +
 	"\aupdated\x18\x02 \x01(\fR\aupdated\"\x81\x01\n" +
@@ -1362,7 +1483,10 @@ const file_halkyon_capability_v1_capability_proto_rawDesc = "" +
 	"\x15PARAMETER_TYPE_STRING\x10\x01\x12\x1a\n" +
 	"\x16PARAMETER_TYPE_INTEGER\x10\x02\x12\x1a\n" +
 	"\x16PARAMETER_TYPE_BOOLEAN\x10\x03\x12\x17\n" +
-	"\x13PARAMETER_TYPE_ENUM\x10\x04*\x85\x01\n" +
+	"\x13PARAMETER_TYPE_ENUM\x10\x04*H\n" +
+	"\x0eDeletionPolicy\x12\x1a\n" +
+	"\x16DELETION_POLICY_DELETE\x10\x00\x12\x1a\n" +
+	"\x16DELETION_POLICY_ORPHAN\x10\x01*\x85\x01\n" +
 	"\x0eConditionState\x12\x1f\n" +
 	"\x1bCONDITION_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CONDITION_STATE_READY\x10\x01\x12\x1b\n" +
@@ -1387,56 +1511,61 @@ func file_halkyon_capability_v1_capability_proto_rawDescGZIP() []byte {
 	return file_halkyon_capability_v1_capability_proto_rawDescData
 }
 
-var file_halkyon_capability_v1_capability_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_halkyon_capability_v1_capability_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_halkyon_capability_v1_capability_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_halkyon_capability_v1_capability_proto_goTypes = []any{
 	(ParameterType)(0),                 // 0: halkyon.capability.v1.ParameterType
-	(ConditionState)(0),                // 1: halkyon.capability.v1.ConditionState
-	(*DescribeRequest)(nil),            // 2: halkyon.capability.v1.DescribeRequest
-	(*PluginDescription)(nil),          // 3: halkyon.capability.v1.PluginDescription
-	(*TypeInfo)(nil),                   // 4: halkyon.capability.v1.TypeInfo
-	(*ParameterInfo)(nil),              // 5: halkyon.capability.v1.ParameterInfo
-	(*DependentInfo)(nil),              // 6: halkyon.capability.v1.DependentInfo
-	(*CheckValidityRequest)(nil),       // 7: halkyon.capability.v1.CheckValidityRequest
-	(*CheckValidityResponse)(nil),      // 8: halkyon.capability.v1.CheckValidityResponse
-	(*BuildDependentsRequest)(nil),     // 9: halkyon.capability.v1.BuildDependentsRequest
-	(*BuildDependentsResponse)(nil),    // 10: halkyon.capability.v1.BuildDependentsResponse
-	(*Dependent)(nil),                  // 11: halkyon.capability.v1.Dependent
-	(*UpdateDependentRequest)(nil),     // 12: halkyon.capability.v1.UpdateDependentRequest
-	(*UpdateDependentResponse)(nil),    // 13: halkyon.capability.v1.UpdateDependentResponse
-	(*EvaluateConditionsRequest)(nil),  // 14: halkyon.capability.v1.EvaluateConditionsRequest
-	(*ObservedDependent)(nil),          // 15: halkyon.capability.v1.ObservedDependent
-	(*FetchError)(nil),                 // 16: halkyon.capability.v1.FetchError
-	(*EvaluateConditionsResponse)(nil), // 17: halkyon.capability.v1.EvaluateConditionsResponse
-	(*DependentCondition)(nil),         // 18: halkyon.capability.v1.DependentCondition
-	nil,                                // 19: halkyon.capability.v1.DependentCondition.AttributesEntry
+	(DeletionPolicy)(0),                // 1: halkyon.capability.v1.DeletionPolicy
+	(ConditionState)(0),                // 2: halkyon.capability.v1.ConditionState
+	(*DescribeRequest)(nil),            // 3: halkyon.capability.v1.DescribeRequest
+	(*PluginDescription)(nil),          // 4: halkyon.capability.v1.PluginDescription
+	(*TypeInfo)(nil),                   // 5: halkyon.capability.v1.TypeInfo
+	(*ParameterInfo)(nil),              // 6: halkyon.capability.v1.ParameterInfo
+	(*DependentInfo)(nil),              // 7: halkyon.capability.v1.DependentInfo
+	(*CheckValidityRequest)(nil),       // 8: halkyon.capability.v1.CheckValidityRequest
+	(*CheckValidityResponse)(nil),      // 9: halkyon.capability.v1.CheckValidityResponse
+	(*BuildDependentsRequest)(nil),     // 10: halkyon.capability.v1.BuildDependentsRequest
+	(*BuildDependentsResponse)(nil),    // 11: halkyon.capability.v1.BuildDependentsResponse
+	(*Dependent)(nil),                  // 12: halkyon.capability.v1.Dependent
+	(*UpdateDependentRequest)(nil),     // 13: halkyon.capability.v1.UpdateDependentRequest
+	(*UpdateDependentResponse)(nil),    // 14: halkyon.capability.v1.UpdateDependentResponse
+	(*EvaluateConditionsRequest)(nil),  // 15: halkyon.capability.v1.EvaluateConditionsRequest
+	(*ObservedDependent)(nil),          // 16: halkyon.capability.v1.ObservedDependent
+	(*FetchError)(nil),                 // 17: halkyon.capability.v1.FetchError
+	(*EvaluateConditionsResponse)(nil), // 18: halkyon.capability.v1.EvaluateConditionsResponse
+	(*DependentCondition)(nil),         // 19: halkyon.capability.v1.DependentCondition
+	nil,                                // 20: halkyon.capability.v1.DependentCondition.AttributesEntry
 }
 var file_halkyon_capability_v1_capability_proto_depIdxs = []int32{
-	4,  // 0: halkyon.capability.v1.PluginDescription.types:type_name -> halkyon.capability.v1.TypeInfo
-	5,  // 1: halkyon.capability.v1.PluginDescription.parameters:type_name -> halkyon.capability.v1.ParameterInfo
-	6,  // 2: halkyon.capability.v1.PluginDescription.dependents:type_name -> halkyon.capability.v1.DependentInfo
+	5,  // 0: halkyon.capability.v1.PluginDescription.types:type_name -> halkyon.capability.v1.TypeInfo
+	6,  // 1: halkyon.capability.v1.PluginDescription.parameters:type_name -> halkyon.capability.v1.ParameterInfo
+	7,  // 2: halkyon.capability.v1.PluginDescription.dependents:type_name -> halkyon.capability.v1.DependentInfo
 	0,  // 3: halkyon.capability.v1.ParameterInfo.type:type_name -> halkyon.capability.v1.ParameterType
-	11, // 4: halkyon.capability.v1.BuildDependentsResponse.dependents:type_name -> halkyon.capability.v1.Dependent
-	15, // 5: halkyon.capability.v1.EvaluateConditionsRequest.observed:type_name -> halkyon.capability.v1.ObservedDependent
-	16, // 6: halkyon.capability.v1.ObservedDependent.error:type_name -> halkyon.capability.v1.FetchError
-	18, // 7: halkyon.capability.v1.EvaluateConditionsResponse.conditions:type_name -> halkyon.capability.v1.DependentCondition
-	1,  // 8: halkyon.capability.v1.DependentCondition.state:type_name -> halkyon.capability.v1.ConditionState
-	19, // 9: halkyon.capability.v1.DependentCondition.attributes:type_name -> halkyon.capability.v1.DependentCondition.AttributesEntry
-	2,  // 10: halkyon.capability.v1.CapabilityPlugin.Describe:input_type -> halkyon.capability.v1.DescribeRequest
-	7,  // 11: halkyon.capability.v1.CapabilityPlugin.CheckValidity:input_type -> halkyon.capability.v1.CheckValidityRequest
-	9,  // 12: halkyon.capability.v1.CapabilityPlugin.BuildDependents:input_type -> halkyon.capability.v1.BuildDependentsRequest
-	12, // 13: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:input_type -> halkyon.capability.v1.UpdateDependentRequest
-	14, // 14: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:input_type -> halkyon.capability.v1.EvaluateConditionsRequest
-	3,  // 15: halkyon.capability.v1.CapabilityPlugin.Describe:output_type -> halkyon.capability.v1.PluginDescription
-	8,  // 16: halkyon.capability.v1.CapabilityPlugin.CheckValidity:output_type -> halkyon.capability.v1.CheckValidityResponse
-	10, // 17: halkyon.capability.v1.CapabilityPlugin.BuildDependents:output_type -> halkyon.capability.v1.BuildDependentsResponse
-	13, // 18: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:output_type -> halkyon.capability.v1.UpdateDependentResponse
-	17, // 19: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:output_type -> halkyon.capability.v1.EvaluateConditionsResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	1,  // 4: halkyon.capability.v1.DependentInfo.deletion_policy:type_name -> halkyon.capability.v1.DeletionPolicy
+	16, // 5: halkyon.capability.v1.BuildDependentsRequest.observed:type_name -> halkyon.capability.v1.ObservedDependent
+	12, // 6: halkyon.capability.v1.BuildDependentsResponse.dependents:type_name -> halkyon.capability.v1.Dependent
+	1,  // 7: halkyon.capability.v1.Dependent.deletion_policy:type_name -> halkyon.capability.v1.DeletionPolicy
+	16, // 8: halkyon.capability.v1.UpdateDependentRequest.observed:type_name -> halkyon.capability.v1.ObservedDependent
+	16, // 9: halkyon.capability.v1.EvaluateConditionsRequest.observed:type_name -> halkyon.capability.v1.ObservedDependent
+	17, // 10: halkyon.capability.v1.ObservedDependent.error:type_name -> halkyon.capability.v1.FetchError
+	19, // 11: halkyon.capability.v1.EvaluateConditionsResponse.conditions:type_name -> halkyon.capability.v1.DependentCondition
+	2,  // 12: halkyon.capability.v1.DependentCondition.state:type_name -> halkyon.capability.v1.ConditionState
+	20, // 13: halkyon.capability.v1.DependentCondition.attributes:type_name -> halkyon.capability.v1.DependentCondition.AttributesEntry
+	3,  // 14: halkyon.capability.v1.CapabilityPlugin.Describe:input_type -> halkyon.capability.v1.DescribeRequest
+	8,  // 15: halkyon.capability.v1.CapabilityPlugin.CheckValidity:input_type -> halkyon.capability.v1.CheckValidityRequest
+	10, // 16: halkyon.capability.v1.CapabilityPlugin.BuildDependents:input_type -> halkyon.capability.v1.BuildDependentsRequest
+	13, // 17: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:input_type -> halkyon.capability.v1.UpdateDependentRequest
+	15, // 18: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:input_type -> halkyon.capability.v1.EvaluateConditionsRequest
+	4,  // 19: halkyon.capability.v1.CapabilityPlugin.Describe:output_type -> halkyon.capability.v1.PluginDescription
+	9,  // 20: halkyon.capability.v1.CapabilityPlugin.CheckValidity:output_type -> halkyon.capability.v1.CheckValidityResponse
+	11, // 21: halkyon.capability.v1.CapabilityPlugin.BuildDependents:output_type -> halkyon.capability.v1.BuildDependentsResponse
+	14, // 22: halkyon.capability.v1.CapabilityPlugin.UpdateDependent:output_type -> halkyon.capability.v1.UpdateDependentResponse
+	18, // 23: halkyon.capability.v1.CapabilityPlugin.EvaluateConditions:output_type -> halkyon.capability.v1.EvaluateConditionsResponse
+	19, // [19:24] is the sub-list for method output_type
+	14, // [14:19] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_halkyon_capability_v1_capability_proto_init() }
@@ -1445,6 +1574,7 @@ func file_halkyon_capability_v1_capability_proto_init() {
 		return
 	}
 	file_halkyon_capability_v1_capability_proto_msgTypes[3].OneofWrappers = []any{}
+	file_halkyon_capability_v1_capability_proto_msgTypes[9].OneofWrappers = []any{}
 	file_halkyon_capability_v1_capability_proto_msgTypes[13].OneofWrappers = []any{
 		(*ObservedDependent_Object)(nil),
 		(*ObservedDependent_Error)(nil),
@@ -1454,7 +1584,7 @@ func file_halkyon_capability_v1_capability_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_halkyon_capability_v1_capability_proto_rawDesc), len(file_halkyon_capability_v1_capability_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,

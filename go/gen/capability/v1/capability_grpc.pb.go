@@ -55,8 +55,11 @@ type CapabilityPluginClient interface {
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*PluginDescription, error)
 	// CheckValidity reports why a Capability cannot be provisioned, if it cannot.
 	CheckValidity(ctx context.Context, in *CheckValidityRequest, opts ...grpc.CallOption) (*CheckValidityResponse, error)
-	// BuildDependents returns every dependent of the Capability, in the order
-	// they must be applied.
+	// BuildDependents returns the dependents of the Capability this reconcile
+	// includes (one left out is not wanted now: the operator prunes it if it
+	// applied it before). The operator applies them in the order of the graph
+	// that DependentInfo.depends_on declares, and may call it again within one
+	// reconcile, once the dependents a later one depends on are observed.
 	BuildDependents(ctx context.Context, in *BuildDependentsRequest, opts ...grpc.CallOption) (*BuildDependentsResponse, error)
 	// UpdateDependent decides whether an existing dependent must change.
 	UpdateDependent(ctx context.Context, in *UpdateDependentRequest, opts ...grpc.CallOption) (*UpdateDependentResponse, error)
@@ -131,8 +134,11 @@ type CapabilityPluginServer interface {
 	Describe(context.Context, *DescribeRequest) (*PluginDescription, error)
 	// CheckValidity reports why a Capability cannot be provisioned, if it cannot.
 	CheckValidity(context.Context, *CheckValidityRequest) (*CheckValidityResponse, error)
-	// BuildDependents returns every dependent of the Capability, in the order
-	// they must be applied.
+	// BuildDependents returns the dependents of the Capability this reconcile
+	// includes (one left out is not wanted now: the operator prunes it if it
+	// applied it before). The operator applies them in the order of the graph
+	// that DependentInfo.depends_on declares, and may call it again within one
+	// reconcile, once the dependents a later one depends on are observed.
 	BuildDependents(context.Context, *BuildDependentsRequest) (*BuildDependentsResponse, error)
 	// UpdateDependent decides whether an existing dependent must change.
 	UpdateDependent(context.Context, *UpdateDependentRequest) (*UpdateDependentResponse, error)

@@ -50,6 +50,17 @@ export enum ParameterType {
   UNRECOGNIZED = -1,
 }
 
+export enum DeletionPolicy {
+  /** DELETION_POLICY_DELETE - DELETION_POLICY_DELETE (the default): the object is deleted. */
+  DELETION_POLICY_DELETE = 0,
+  /**
+   * DELETION_POLICY_ORPHAN - DELETION_POLICY_ORPHAN: the object is kept, without the Capability's
+   * owner reference and halkyon's labels (its data survives).
+   */
+  DELETION_POLICY_ORPHAN = 1,
+  UNRECOGNIZED = -1,
+}
+
 export enum ConditionState {
   CONDITION_STATE_UNSPECIFIED = 0,
   CONDITION_STATE_READY = 1,
@@ -131,6 +142,23 @@ export interface DependentInfo {
    * publishes its name in the Capability's status.
    */
   binding: boolean;
+  /**
+   * depends_on: ids of dependents this one is applied after (and deleted
+   * before). A cycle, or an id not declared, refuses the plugin at load.
+   * When no dependent of a plugin declares any, each depends on the one
+   * declared before it (the order of this list, as before this field).
+   */
+  dependsOn: string[];
+  /**
+   * wait_for_ready: the dependents that depend on this one are neither
+   * created nor updated until its condition (EvaluateConditions) is ready.
+   */
+  waitForReady: boolean;
+  /**
+   * deletion_policy: what the operator does with the object when the
+   * Capability is deleted or the dependent is no longer built.
+   */
+  deletionPolicy: DeletionPolicy;
 }
 
 /** Capability is the owning halkyon.io/v1beta1 Capability, as JSON. */
@@ -145,6 +173,12 @@ export interface CheckValidityResponse {
 
 export interface BuildDependentsRequest {
   capability: Buffer;
+  /**
+   * observed: this Capability's dependents as they exist now (only objects
+   * it controls, from the operator's cache), so that a dependent can use
+   * what one it depends on produced. Only objects are sent, never errors.
+   */
+  observed: ObservedDependent[];
 }
 
 export interface BuildDependentsResponse {
@@ -155,6 +189,11 @@ export interface Dependent {
   id: string;
   /** object is the Kubernetes object as JSON. */
   object: Buffer;
+  /**
+   * deletion_policy, when set, replaces the declared one for this
+   * Capability (e.g. a Secret kept only when a parameter asks).
+   */
+  deletionPolicy?: DeletionPolicy | undefined;
 }
 
 export interface UpdateDependentRequest {
@@ -162,6 +201,11 @@ export interface UpdateDependentRequest {
   capability: Buffer;
   /** existing is the object as the API server returned it, as JSON. */
   existing: Buffer;
+  /**
+   * observed: what BuildDependents was shown in the same reconcile, so that
+   * the desired object is built from the same state.
+   */
+  observed: ObservedDependent[];
 }
 
 export interface UpdateDependentResponse {
@@ -583,6 +627,9 @@ function createBaseDependentInfo(): DependentInfo {
     updated: false,
     checkedForReadiness: false,
     binding: false,
+    dependsOn: [],
+    waitForReady: false,
+    deletionPolicy: 0,
   };
 }
 
@@ -614,6 +661,15 @@ export const DependentInfo: MessageFns<DependentInfo> = {
     }
     if (message.binding !== false) {
       writer.uint32(72).bool(message.binding);
+    }
+    for (const v of message.dependsOn) {
+      writer.uint32(82).string(v!);
+    }
+    if (message.waitForReady !== false) {
+      writer.uint32(88).bool(message.waitForReady);
+    }
+    if (message.deletionPolicy !== 0) {
+      writer.uint32(96).int32(message.deletionPolicy);
     }
     return writer;
   },
@@ -701,6 +757,30 @@ export const DependentInfo: MessageFns<DependentInfo> = {
             }
 
             message.binding = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.dependsOn.push(reader.string());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.waitForReady = reader.bool();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.deletionPolicy = reader.int32() as any;
             continue;
           }
         }
@@ -809,13 +889,16 @@ export const CheckValidityResponse: MessageFns<CheckValidityResponse> = {
 };
 
 function createBaseBuildDependentsRequest(): BuildDependentsRequest {
-  return { capability: Buffer.alloc(0) };
+  return { capability: Buffer.alloc(0), observed: [] };
 }
 
 export const BuildDependentsRequest: MessageFns<BuildDependentsRequest> = {
   encode(message: BuildDependentsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.capability.length !== 0) {
       writer.uint32(10).bytes(message.capability);
+    }
+    for (const v of message.observed) {
+      ObservedDependent.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -839,6 +922,14 @@ export const BuildDependentsRequest: MessageFns<BuildDependentsRequest> = {
             }
 
             message.capability = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.observed.push(ObservedDependent.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -901,7 +992,7 @@ export const BuildDependentsResponse: MessageFns<BuildDependentsResponse> = {
 };
 
 function createBaseDependent(): Dependent {
-  return { id: "", object: Buffer.alloc(0) };
+  return { id: "", object: Buffer.alloc(0), deletionPolicy: undefined };
 }
 
 export const Dependent: MessageFns<Dependent> = {
@@ -911,6 +1002,9 @@ export const Dependent: MessageFns<Dependent> = {
     }
     if (message.object.length !== 0) {
       writer.uint32(18).bytes(message.object);
+    }
+    if (message.deletionPolicy !== undefined) {
+      writer.uint32(24).int32(message.deletionPolicy);
     }
     return writer;
   },
@@ -944,6 +1038,14 @@ export const Dependent: MessageFns<Dependent> = {
             message.object = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deletionPolicy = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -958,7 +1060,7 @@ export const Dependent: MessageFns<Dependent> = {
 };
 
 function createBaseUpdateDependentRequest(): UpdateDependentRequest {
-  return { id: "", capability: Buffer.alloc(0), existing: Buffer.alloc(0) };
+  return { id: "", capability: Buffer.alloc(0), existing: Buffer.alloc(0), observed: [] };
 }
 
 export const UpdateDependentRequest: MessageFns<UpdateDependentRequest> = {
@@ -971,6 +1073,9 @@ export const UpdateDependentRequest: MessageFns<UpdateDependentRequest> = {
     }
     if (message.existing.length !== 0) {
       writer.uint32(26).bytes(message.existing);
+    }
+    for (const v of message.observed) {
+      ObservedDependent.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1010,6 +1115,14 @@ export const UpdateDependentRequest: MessageFns<UpdateDependentRequest> = {
             }
 
             message.existing = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.observed.push(ObservedDependent.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -1500,8 +1613,11 @@ export const CapabilityPluginDefinition = {
       options: {},
     },
     /**
-     * BuildDependents returns every dependent of the Capability, in the order
-     * they must be applied.
+     * BuildDependents returns the dependents of the Capability this reconcile
+     * includes (one left out is not wanted now: the operator prunes it if it
+     * applied it before). The operator applies them in the order of the graph
+     * that DependentInfo.depends_on declares, and may call it again within one
+     * reconcile, once the dependents a later one depends on are observed.
      */
     buildDependents: {
       name: "BuildDependents",
