@@ -13,11 +13,20 @@ import {
   type ObservedDependent,
   type PluginDescription
 } from "../gen/halkyon/capability/v1/capability.ts"
-import { allowedValues, invalidValue, unknownParameter, valueAllowed } from "../api/ParameterRules.ts"
 import { ParameterType } from "../gen/halkyon/capability/v1/capability.ts"
 import { BuildDependents, CheckValidity, Describe, EvaluateConditions, UpdateDependent } from "../protocol/Methods.ts"
 import { jsonBytes, jsonText } from "../protocol/Rpc.ts"
-import type { Built, Condition, Context, DependentDefinition, ObjectShape, Observed, PluginDefinition, TypeDefinition } from "./Plugin.ts"
+import type {
+  Built,
+  Condition,
+  Context,
+  DependentDefinition,
+  ObjectShape,
+  Observed,
+  ParameterCheck,
+  PluginDefinition,
+  TypeDefinition
+} from "./Plugin.ts"
 import * as Messages from "./Messages.ts"
 import { GrpcError, type GrpcServer, Status } from "./wire/GrpcServer.ts"
 
@@ -135,7 +144,7 @@ export const makeContext = (plugin: PluginDefinition, capability: Capability, ob
  * and each given parameter's type and bounds (and its name, when the plugin
  * refuses unknown ones), with the admission policy's sentences.
  */
-export const validate = (plugin: PluginDefinition, capability: Capability): Array<string> => {
+export const validate = (plugin: PluginDefinition, capability: Capability, checkParameters: ParameterCheck): Array<string> => {
   const errors: Array<string> = []
   const { category, type: typeName, version } = capability.spec
   if (category.toLowerCase() !== plugin.category.toLowerCase()) {
@@ -153,25 +162,8 @@ export const validate = (plugin: PluginDefinition, capability: Capability): Arra
   for (const p of plugin.parameters ?? []) {
     if (p.required === true && (context.parameters[p.name] ?? "") === "") errors.push(Messages.parameterRequired(p.name))
   }
-  errors.push(...parameterErrors(plugin, capability))
+  errors.push(...checkParameters(plugin, capability))
   if (errors.length === 0 && plugin.validate !== undefined) errors.push(...plugin.validate(context))
-  return errors
-}
-
-/** What is wrong with the given parameters' values and names. */
-const parameterErrors = (plugin: PluginDefinition, capability: Capability): Array<string> => {
-  const errors: Array<string> = []
-  const declared = plugin.parameters ?? []
-  for (const given of capability.spec.parameters ?? []) {
-    const d = declared.find((p) => p.name === given.name)
-    if (d === undefined) {
-      if (plugin.refuseUnknownParameters === true) errors.push(unknownParameter(given.name, plugin.name, declared.map((p) => p.name)))
-      continue
-    }
-    const value = given.value ?? ""
-    const allowed = allowedValues(d)
-    if (value !== "" && allowed !== undefined && !valueAllowed(d, value)) errors.push(invalidValue(d.name, plugin.name, allowed))
-  }
   return errors
 }
 
@@ -313,13 +305,13 @@ const observedFrom = (wire: ReadonlyArray<ObservedDependent>): Observed => {
 }
 
 /** Registers the CapabilityPlugin service for `plugin` on `server`. */
-export const registerCapabilityService = (server: GrpcServer, plugin: PluginDefinition): void => {
+export const registerCapabilityService = (server: GrpcServer, plugin: PluginDefinition, checkParameters: ParameterCheck): void => {
   const description = describe(plugin)
   server
     .unary(Describe, () => description)
     .unary(CheckValidity, async (request) => {
       const capability = await decode(request.capability)
-      return { errors: guarded("validity check", () => validate(plugin, capability)) }
+      return { errors: guarded("validity check", () => validate(plugin, capability, checkParameters)) }
     })
     .unary(BuildDependents, async (request) => {
       const context = makeContext(plugin, await decode(request.capability), observedFrom(request.observed))

@@ -10,7 +10,7 @@
  */
 import type { Capability } from "../api/Capability.ts"
 import type { TypedObject } from "../kube/KubeObject.ts"
-import { allowedValues, type ParameterKind, valueAllowed } from "../api/ParameterRules.ts"
+import { allowedValues, invalidValue, type ParameterKind, unknownParameter, valueAllowed } from "../api/ParameterRules.ts"
 import { graphProblem } from "../protocol/DependentGraph.ts"
 import * as Messages from "./DefinitionMessages.ts"
 
@@ -350,4 +350,27 @@ export const secretValue = (
   const encoded = secret?.data?.[key]
   if (encoded !== undefined) return Buffer.from(encoded, "base64").toString("utf8")
   return secret?.stringData?.[key]
+}
+
+/**
+ * What CheckValidity finds wrong with the given parameters' values and names, with the admission
+ * policy's sentences. It lives here, and reaches the services as an argument, because the rules it
+ * shares with definePlugin would otherwise become a module that loads before the handshake.
+ */
+export type ParameterCheck = (plugin: PluginDefinition, capability: Capability) => Array<string>
+
+export const parameterErrors: ParameterCheck = (plugin, capability) => {
+  const errors: Array<string> = []
+  const declared = plugin.parameters ?? []
+  for (const given of capability.spec.parameters ?? []) {
+    const d = declared.find((p) => p.name === given.name)
+    if (d === undefined) {
+      if (plugin.refuseUnknownParameters === true) errors.push(unknownParameter(given.name, plugin.name, declared.map((p) => p.name)))
+      continue
+    }
+    const value = given.value ?? ""
+    const allowed = allowedValues(d)
+    if (value !== "" && allowed !== undefined && !valueAllowed(d, value)) errors.push(invalidValue(d.name, plugin.name, allowed))
+  }
+  return errors
 }

@@ -37,7 +37,7 @@ import {
 import { DebugKey, formatReattach } from "../protocol/Reattach.ts"
 import type { Certificate } from "../protocol/Mtls.ts"
 import { captureConsole, makeLogger } from "./Log.ts"
-import type { PluginDefinition } from "./Plugin.ts"
+import { parameterErrors, type PluginDefinition } from "./Plugin.ts"
 import type { Serving } from "./Services.ts"
 import { loadServices } from "./ServicesLoader.ts"
 import { Listener } from "./wire/Listener.ts"
@@ -149,7 +149,7 @@ export const serve = (plugin: PluginDefinition, options: ServeOptions = {}): voi
     }
     // Only now do HTTP/2, the services and their generated code load; connections made meanwhile wait.
     const services = loadServices()
-      .then(({ serveServices }) => serveServices(listening.listener, plugin, stop))
+      .then(({ serveServices }) => serveServices(listening.listener, plugin, stop, parameterErrors))
       .catch((error: unknown) => {
         throw new Error(`cannot serve gRPC: ${messageOf(error)}`)
       })

@@ -13,7 +13,7 @@
 import { HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health.ts"
 import { HealthCheck, Shutdown, StartStream, StreamStdio } from "../protocol/Methods.ts"
 import { registerCapabilityService } from "./CapabilityService.ts"
-import type { PluginDefinition } from "./Plugin.ts"
+import type { ParameterCheck, PluginDefinition } from "./Plugin.ts"
 import { GrpcServer } from "./wire/GrpcServer.ts"
 import type { Listener } from "./wire/Listener.ts"
 
@@ -24,7 +24,12 @@ export interface Serving {
 }
 
 /** Registers every service and serves the listener's connections, those that waited first. */
-export const serveServices = async (listener: Listener, plugin: PluginDefinition, stop: (why: string) => void): Promise<Serving> => {
+export const serveServices = async (
+  listener: Listener,
+  plugin: PluginDefinition,
+  stop: (why: string) => void,
+  checkParameters: ParameterCheck
+): Promise<Serving> => {
   const server = new GrpcServer()
     .unary(HealthCheck, (request) => ({
       status: request.service === "" || request.service === "plugin"
@@ -40,7 +45,7 @@ export const serveServices = async (listener: Listener, plugin: PluginDefinition
     // that read it, as go-plugin hosts do.
     .stream(StreamStdio, () => {})
     .stream(StartStream, () => {})
-  registerCapabilityService(server, plugin)
+  registerCapabilityService(server, plugin, checkParameters)
   await server.serve(listener)
   return server
 }

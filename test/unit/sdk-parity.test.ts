@@ -12,7 +12,13 @@ import { join } from "node:path"
 import { decodeCapabilityJson } from "../../src/api/Capability.ts"
 import { bindingEntries, type BindingEntries, checkBindingEntries } from "../../src/sdk/Binding.ts"
 import { findDependent, validate } from "../../src/sdk/CapabilityService.ts"
-import { definePlugin, type ParameterDefinition, type PluginDefinition, type TypeDefinition } from "../../src/sdk/Plugin.ts"
+import {
+  definePlugin,
+  parameterErrors,
+  type ParameterDefinition,
+  type PluginDefinition,
+  type TypeDefinition
+} from "../../src/sdk/Plugin.ts"
 
 interface Declaration {
   readonly name: string
@@ -70,7 +76,7 @@ describe("the TypeScript SDK says what the Go SDK says", () => {
 
   for (const c of fixtures.cases) {
     test(`CheckValidity: ${c.name}`, () => {
-      expect(validate(plugin, capability(c.spec))).toEqual([...c.errors])
+      expect(validate(plugin, capability(c.spec), parameterErrors)).toEqual([...c.errors])
     })
   }
 
@@ -89,7 +95,7 @@ describe("the TypeScript SDK says what the Go SDK says", () => {
   const typed = definePlugin(toPlugin(fixtures.typed.plugin))
   for (const c of fixtures.typed.cases) {
     test(`typed parameters: ${c.name}`, () => {
-      expect(validate(typed, capability(c.spec))).toEqual([...c.errors])
+      expect(validate(typed, capability(c.spec), parameterErrors)).toEqual([...c.errors])
     })
   }
 

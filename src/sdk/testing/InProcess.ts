@@ -15,7 +15,7 @@ import {
   updateDependent,
   validate
 } from "../CapabilityService.ts"
-import type { Condition, Context, ObjectShape, PluginDefinition } from "../Plugin.ts"
+import { type Condition, type Context, type ObjectShape, parameterErrors, type PluginDefinition } from "../Plugin.ts"
 
 export type { Observation } from "../CapabilityService.ts"
 
@@ -81,7 +81,7 @@ export const testPlugin = (plugin: PluginDefinition): PluginHarness => ({
   describe: () => describe(plugin),
   capability: (input = {}) => makeCapability(plugin, input),
   context: (capability) => makeContext(plugin, capability),
-  validate: (capability) => validate(plugin, capability),
+  validate: (capability) => validate(plugin, capability, parameterErrors),
   build: (capability) => buildDependents(plugin, makeContext(plugin, capability)),
   buildOne: <O extends ObjectShape>(capability: Capability, id: string) => {
     const found = buildDependents(plugin, makeContext(plugin, capability)).find((d) => d.id === id)
