@@ -137,7 +137,7 @@ test("the garbage collector deletes an object whose owner is gone", async () => 
   expect(await eventually(async () => (await kube(`${CONFIG_MAP_PATH}/gc-owned`)).status === 404, 30_000)).toBe(true)
 }, 60_000)
 
-test("a Deployment gets a ReplicaSet and a pod, which the fake kubelet runs until the Deployment is available", async () => {
+test("a Deployment gets a ReplicaSet and a pod, which the fake kubelet runs until it is available; deleting it deletes them", async () => {
   const labels = { app: "web" }
   const created = await kube("/apis/apps/v1/namespaces/default/deployments", {
     method: "POST",
@@ -172,6 +172,19 @@ test("a Deployment gets a ReplicaSet and a pod, which the fake kubelet runs unti
   const pods = (await json<Owned>(await kube("/api/v1/namespaces/default/pods?labelSelector=app%3Dweb"))).items
   expect(pods.map((p) => p.spec?.nodeName)).toEqual(["halkyon-node"])
   expect(pods[0]?.metadata.ownerReferences?.[0]?.name).toBe(replicaSets[0]?.metadata.name)
+
+  // Deleted in the foreground: the Deployment goes only once the garbage collector deleted its ReplicaSet,
+  // whose pod goes once the fake kubelet reports its containers stopped.
+  const deleted = await kube("/apis/apps/v1/namespaces/default/deployments/web", {
+    method: "DELETE",
+    body: { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Foreground" }
+  })
+  expect(deleted.status).toBe(200)
+  expect(
+    await eventually(async () => (await kube("/apis/apps/v1/namespaces/default/deployments/web")).status === 404, 30_000)
+  ).toBe(true)
+  expect((await json<Owned>(await kube("/apis/apps/v1/namespaces/default/replicasets?labelSelector=app%3Dweb"))).items).toEqual([])
+  expect((await json<Owned>(await kube("/api/v1/namespaces/default/pods?labelSelector=app%3Dweb"))).items).toEqual([])
 }, 90_000)
 
 test("a SIGKILLed process leaves no control plane running", async () => {

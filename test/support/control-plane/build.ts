@@ -90,7 +90,7 @@ export function ensureKubectl(): Promise<string> {
 
 /**
  * Returns the path to kube-controller-manager of the same release as kube-apiserver, building it on
- * first use (`KUBEBUILDER_ASSETS/kube-controller-manager` when that folder is given).
+ * first use (`KUBEBUILDER_ASSETS/kube-controller-manager` when that folder has one: envtest's do not).
  */
 export function ensureControllerManager(): Promise<string> {
   return ensureKubernetesCommand(CONTROLLER_MANAGER)
@@ -103,14 +103,16 @@ interface KubernetesCommand {
   main: string
   /** Arguments that make it print its version, as a smoke test before caching. */
   versionArgs: string
+  /** Whether a KUBEBUILDER_ASSETS folder without it means "build ours" rather than an error. */
+  optionalInAssets: boolean
 }
 
 async function ensureKubernetesCommand(command: KubernetesCommand): Promise<string> {
   const assets = process.env.KUBEBUILDER_ASSETS
   if (assets !== undefined && assets !== "") {
     const given = join(assets, command.name)
-    if (!isExecutable(given)) throw new Error(`KUBEBUILDER_ASSETS=${assets} must contain an executable ${command.name}`)
-    return given
+    if (isExecutable(given)) return given
+    if (!command.optionalInAssets) throw new Error(`KUBEBUILDER_ASSETS=${assets} must contain an executable ${command.name}`)
   }
   const dir = command.dir()
   const path = join(dir, command.name)
@@ -349,12 +351,19 @@ func main() {
 }
 `
 
-const KUBECTL: KubernetesCommand = { name: "kubectl", dir: kubectlBinDir, main: KUBECTL_MAIN, versionArgs: "version --client" }
+const KUBECTL: KubernetesCommand = {
+  name: "kubectl",
+  dir: kubectlBinDir,
+  main: KUBECTL_MAIN,
+  versionArgs: "version --client",
+  optionalInAssets: false
+}
 const CONTROLLER_MANAGER: KubernetesCommand = {
   name: "kube-controller-manager",
   dir: controllerManagerBinDir,
   main: CONTROLLER_MANAGER_MAIN,
-  versionArgs: "--version"
+  versionArgs: "--version",
+  optionalInAssets: true
 }
 
 /** A wrapper module requiring k8s.io/kubernetes at the pinned release, whose main is `main`. */

@@ -1,8 +1,10 @@
 // A stand-in for the one thing the local control plane lacks: a kubelet. It registers a Node and keeps
 // its Lease fresh (so kube-controller-manager's node lifecycle controller keeps it Ready and evicts
-// nothing), and, when asked, binds a workload's pods to that Node and reports them Running and Ready,
-// as a kubelet would once their containers answered. The workload controllers then write the
-// StatefulSet's or Deployment's status themselves, as on a cluster.
+// nothing), finishes the deletion of its pods (a pod bound to a node stays Terminating until its
+// kubelet says its containers stopped, which would hold a StatefulSet's rolling update and a
+// foreground deletion forever), and, when asked, binds a workload's pods to that Node and reports them
+// Running and Ready, as a kubelet would once their containers answered. The workload controllers then
+// write the StatefulSet's or Deployment's status themselves, as on a cluster.
 
 export interface ApiAccess {
   /** https://127.0.0.1:<port> */
@@ -18,6 +20,7 @@ export const FAKE_NODE_NAME = "halkyon-node"
 const LEASE_NAMESPACE = "kube-node-lease"
 const LEASE_DURATION_SECONDS = 40
 const LEASE_RENEW_MS = 10_000
+const TERMINATE_POLL_MS = 500
 const POLL_MS = 100
 const DEFAULT_ROLLOUT_TIMEOUT_MS = 60_000
 
@@ -56,7 +59,7 @@ const time = (date = new Date()): string => date.toISOString().replace(/\.\d{3}Z
 
 export interface FakeKubelet {
   readonly nodeName: string
-  /** Stops renewing the Node's Lease. */
+  /** Stops renewing the Node's Lease and finishing its pods' deletion. */
   stop(): void
 }
 
@@ -102,9 +105,38 @@ export async function startFakeKubelet(access: ApiAccess): Promise<FakeKubelet> 
   }
   await renew()
   // A missed renewal (an API server restart) is caught up by the next one, long before the Lease expires.
-  const timer = setInterval(() => void renew().catch(() => {}), LEASE_RENEW_MS)
-  timer.unref()
-  return { nodeName: FAKE_NODE_NAME, stop: () => clearInterval(timer) }
+  const leaseTimer = setInterval(() => void renew().catch(() => {}), LEASE_RENEW_MS)
+  leaseTimer.unref()
+  let stopped = false
+  const terminating = async (): Promise<void> => {
+    while (!stopped) {
+      await finishDeletions(access).catch(() => {})
+      await Bun.sleep(TERMINATE_POLL_MS)
+    }
+  }
+  void terminating()
+  return {
+    nodeName: FAKE_NODE_NAME,
+    stop: () => {
+      stopped = true
+      clearInterval(leaseTimer)
+    }
+  }
+}
+
+/** What a kubelet does once a deleted pod's containers stopped: deletes it for good. */
+async function finishDeletions(access: ApiAccess): Promise<void> {
+  const list = await call(access, "GET", `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${FAKE_NODE_NAME}`)}`)
+  if (list.status !== 200) return
+  for (const pod of (list.body.items ?? []) as Array<Pod & { metadata: { namespace: string; uid: string } }>) {
+    if (pod.metadata.deletionTimestamp === undefined) continue
+    await call(access, "DELETE", `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}`, {
+      apiVersion: "v1",
+      kind: "DeleteOptions",
+      gracePeriodSeconds: 0,
+      preconditions: { uid: pod.metadata.uid }
+    })
+  }
 }
 
 interface Pod {
