@@ -92,9 +92,20 @@ describe("a postgres Capability", () => {
       ])
       expect(dig(o.body, "metadata", "managedFields", 0, "manager")).toBe("halkyon")
     }
-    // etcd revisions tell the order the objects were written in.
-    const revisions = objects.map((o) => Number(dig<string>(o.body, "metadata", "resourceVersion")))
-    expect([...revisions].sort((a, b) => a - b)).toEqual(revisions)
+    // etcd revisions tell the order the objects were written in. The StatefulSet's is its controller's
+    // latest status write, so it is placed by listing StatefulSets as they were at a revision.
+    const [secretRevision = 0, , serviceRevision = 0] = objects.map((o) => Number(dig<string>(o.body, "metadata", "resourceVersion")))
+    expect(secretRevision).toBeLessThan(serviceRevision)
+    const statefulSetsAt = async (revision: number) =>
+      dig<Array<unknown>>(
+        (await cluster.api(
+          "GET",
+          `/apis/apps/v1/namespaces/${ns}/statefulsets?fieldSelector=metadata.name%3Dorders&resourceVersion=${revision}&resourceVersionMatch=Exact`
+        )).body,
+        "items"
+      )?.length
+    expect(await statefulSetsAt(secretRevision)).toBe(0)
+    expect(await statefulSetsAt(serviceRevision - 1)).toBe(1)
     expect(dig(pending.body, "status", "dependents")).toEqual([
       { id: "config-secret", kind: "Secret", name: "orders-config", ready: true, reason: "Applied", message: "" },
       {
@@ -184,33 +195,6 @@ describe("a postgres Capability", () => {
   })
 })
 
-describe("the echoes of the operator's own writes", () => {
-  test("do not make a Capability reconciled again: one reconcile for its creation, one for the StatefulSet controller's status", async () => {
-    const reconciles = async () => {
-      const text = await (await fetch(`${operator.endpoint("metrics")}/metrics`)).text()
-      return [...text.matchAll(/^halkyon_reconcile_total\{[^}]*\} (\d+)$/gm)].reduce((total, m) => total + Number(m[1]), 0)
-    }
-    const before = await reconciles()
-    expect(
-      (await createCapability("quiet", {
-        category: "database",
-        type: "postgres",
-        version: "16",
-        parameters: [{ name: "DB_USER", value: "q" }]
-      })).status
-    ).toBe(201)
-    // Settled: the StatefulSet controller wrote its status once (its pod created, not ready), and that
-    // change by another hand was a reason for a second reconcile.
-    await waitReady("quiet", "False", "DependentsNotReady", 20_000, "StatefulSet quiet: 0/1 replicas ready")
-    // The watch events of its three dependents and of its status have had time to arrive.
-    await Bun.sleep(1_500)
-    expect(await reconciles() - before).toBe(2)
-    // Another change by another hand: the StatefulSet's status once its pod is ready.
-    await markStatefulSetReady("quiet")
-    await waitReady("quiet", "True", "Ready")
-  })
-})
-
 describe("health and metrics", () => {
   test("/healthz and /readyz answer 200, /metrics counts reconciles and plugin calls", async () => {
     const health = operator.endpoint("health")
@@ -256,8 +240,41 @@ describe("a Capability no plugin serves", () => {
   })
 })
 
+describe("the echoes of the operator's own writes", () => {
+  test("do not make a Capability reconciled again: one reconcile from creation to its status", async () => {
+    const reconciles = async () => {
+      const text = await (await fetch(`${operator.endpoint("metrics")}/metrics`)).text()
+      return [...text.matchAll(/^halkyon_reconcile_total\{[^}]*\} (\d+)$/gm)].reduce((total, m) => total + Number(m[1]), 0)
+    }
+    const before = await reconciles()
+    // Its one dependent is a ConfigMap, which no controller of the cluster writes (a StatefulSet's
+    // status, written by its controller, is a change by another hand and so a reason).
+    expect((await createCapability("quiet", { category: "test", type: "flaky", parameters: [] })).status).toBe(201)
+    await waitReady("quiet", "True", "Ready")
+    // The watch events of its dependent and of its status have had time to arrive.
+    await Bun.sleep(1_500)
+    expect(await reconciles() - before).toBe(1)
+    // A change by another hand still is a reason: its ConfigMap, here.
+    const changed = await cluster.api(
+      "PATCH",
+      `/api/v1/namespaces/${ns}/configmaps/quiet`,
+      { data: { by: "hand" } },
+      "application/merge-patch+json"
+    )
+    expect(changed.status).toBe(200)
+    expect(await eventually(async () => (await reconciles()) - before === 2, 15_000)).toBe(true)
+  })
+})
+
 describe("an object in the way", () => {
   test("a dependent's name held by an object another owner controls is not taken over", async () => {
+    // A real owner: the garbage collector deletes an object whose owner does not exist.
+    const someone = await cluster.api("POST", `/api/v1/namespaces/${ns}/configmaps`, {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "someone" }
+    })
+    expect(someone.status).toBe(201)
     const foreign = await cluster.api("POST", `/api/v1/namespaces/${ns}/configmaps`, {
       apiVersion: "v1",
       kind: "ConfigMap",
@@ -268,7 +285,7 @@ describe("an object in the way", () => {
           apiVersion: "v1",
           kind: "ConfigMap",
           name: "someone",
-          uid: "00000000-0000-0000-0000-000000000001",
+          uid: dig<string>(someone.body, "metadata", "uid"),
           controller: true
         }]
       },

@@ -3,8 +3,9 @@
 // nothing), finishes the deletion of its pods (a pod bound to a node stays Terminating until its
 // kubelet says its containers stopped, which would hold a StatefulSet's rolling update and a
 // foreground deletion forever), and, when asked, binds a workload's pods to that Node and reports them
-// Running and Ready, as a kubelet would once their containers answered. The workload controllers then
-// write the StatefulSet's or Deployment's status themselves, as on a cluster.
+// Running and Ready, as a kubelet would once their containers answered, from then on (a pod the
+// controller replaces in a rolling update runs too). The workload controllers then write the
+// StatefulSet's or Deployment's status themselves, as on a cluster.
 
 export interface ApiAccess {
   /** https://127.0.0.1:<port> */
@@ -20,7 +21,7 @@ export const FAKE_NODE_NAME = "halkyon-node"
 const LEASE_NAMESPACE = "kube-node-lease"
 const LEASE_DURATION_SECONDS = 40
 const LEASE_RENEW_MS = 10_000
-const TERMINATE_POLL_MS = 500
+const POD_POLL_MS = 500
 const POLL_MS = 100
 const DEFAULT_ROLLOUT_TIMEOUT_MS = 60_000
 
@@ -59,7 +60,9 @@ const time = (date = new Date()): string => date.toISOString().replace(/\.\d{3}Z
 
 export interface FakeKubelet {
   readonly nodeName: string
-  /** Stops renewing the Node's Lease and finishing its pods' deletion. */
+  /** From now on, runs every pod of `namespace` that `selector` (a label selector) matches. Returns at once. */
+  run(namespace: string, selector: string): void
+  /** Stops renewing the Node's Lease, finishing its pods' deletion and running pods. */
   stop(): void
 }
 
@@ -108,15 +111,19 @@ export async function startFakeKubelet(access: ApiAccess): Promise<FakeKubelet> 
   const leaseTimer = setInterval(() => void renew().catch(() => {}), LEASE_RENEW_MS)
   leaseTimer.unref()
   let stopped = false
-  const terminating = async (): Promise<void> => {
+  const running = new Map<string, { namespace: string; selector: string }>()
+  const loop = async (): Promise<void> => {
     while (!stopped) {
+      // Errors (an API server restarting) are retried on the next round.
       await finishDeletions(access).catch(() => {})
-      await Bun.sleep(TERMINATE_POLL_MS)
+      for (const { namespace, selector } of running.values()) await runPods(access, namespace, selector).catch(() => 0)
+      await Bun.sleep(POD_POLL_MS)
     }
   }
-  void terminating()
+  void loop()
   return {
     nodeName: FAKE_NODE_NAME,
+    run: (namespace, selector) => void running.set(`${namespace}/${selector}`, { namespace, selector }),
     stop: () => {
       stopped = true
       clearInterval(leaseTimer)
@@ -221,11 +228,13 @@ const rolledOut = (workload: Workload): boolean => {
 }
 
 /**
- * Runs a StatefulSet's or Deployment's pods until its own controller reports every replica ready and
- * available for its current generation (a StatefulSet creates its pods one at a time).
+ * Has the fake kubelet run a StatefulSet's or Deployment's pods from now on, and waits until its own
+ * controller reports every replica ready and available for its current generation (a StatefulSet
+ * creates its pods one at a time).
  */
 export async function rollOutWithFakeKubelet(
   access: ApiAccess,
+  kubelet: FakeKubelet,
   resource: WorkloadResource,
   namespace: string,
   name: string,
@@ -239,6 +248,7 @@ export async function rollOutWithFakeKubelet(
     if (got.status === 200) {
       last = got.body as unknown as Workload
       if (rolledOut(last)) return
+      kubelet.run(namespace, selectorOf(last))
       await runPods(access, namespace, selectorOf(last))
     }
     await Bun.sleep(POLL_MS)

@@ -524,8 +524,8 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
       pids: () => ({ apiserver: apiserver?.proc.pid, etcd: etcd?.proc.pid, controllerManager: controllerManager?.proc.pid }),
       stop,
       rollOut: (resource, namespace, name) =>
-        withControllerManager
-          ? rollOutWithFakeKubelet(access, resource, namespace, name)
+        kubelet !== undefined
+          ? rollOutWithFakeKubelet(access, kubelet, resource, namespace, name)
           : markRolledOut(access, resource, namespace, name),
       async restartApiServer(): Promise<void> {
         if (stopped !== undefined || apiserver === undefined) throw new Error("control plane is stopped")
