@@ -13,6 +13,7 @@ import {
   capabilityPath,
   type Cluster,
   dig,
+  existedAt,
   markDeploymentReady,
   type Operator,
   readyOf,
@@ -101,8 +102,13 @@ describe("a redis Capability served by the Go plugin", () => {
         { apiVersion: "halkyon.io/v1beta1", kind: "Capability", name: "sessions", uid, controller: true, blockOwnerDeletion: true }
       ])
     }
-    const revisions = objects.map((o) => Number(dig<string>(o.body, "metadata", "resourceVersion")))
-    expect([...revisions].sort((a, b) => a - b)).toEqual(revisions)
+    // Written in order: the Deployment's own revision is its controller's status write, so it is placed
+    // by listing Deployments as they were at a revision.
+    const [secretRevision = 0, , serviceRevision = 0] = objects.map((o) => Number(dig<string>(o.body, "metadata", "resourceVersion")))
+    expect(secretRevision).toBeLessThan(serviceRevision)
+    const deployments = `/apis/apps/v1/namespaces/${ns}/deployments`
+    expect(await existedAt(cluster, deployments, "sessions", secretRevision)).toBe(false)
+    expect(await existedAt(cluster, deployments, "sessions", serviceRevision - 1)).toBe(true)
     const [secret, deployment, service] = objects
     const data = Object.fromEntries(
       Object.entries(dig<Record<string, string>>(secret?.body, "data") ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()])

@@ -11,6 +11,7 @@ import {
   capabilityPath,
   type Cluster,
   dig,
+  existedAt,
   type Operator,
   readyOf,
   markStatefulSetReady as markReady,
@@ -96,16 +97,9 @@ describe("a postgres Capability", () => {
     // latest status write, so it is placed by listing StatefulSets as they were at a revision.
     const [secretRevision = 0, , serviceRevision = 0] = objects.map((o) => Number(dig<string>(o.body, "metadata", "resourceVersion")))
     expect(secretRevision).toBeLessThan(serviceRevision)
-    const statefulSetsAt = async (revision: number) =>
-      dig<Array<unknown>>(
-        (await cluster.api(
-          "GET",
-          `/apis/apps/v1/namespaces/${ns}/statefulsets?fieldSelector=metadata.name%3Dorders&resourceVersion=${revision}&resourceVersionMatch=Exact`
-        )).body,
-        "items"
-      )?.length
-    expect(await statefulSetsAt(secretRevision)).toBe(0)
-    expect(await statefulSetsAt(serviceRevision - 1)).toBe(1)
+    const statefulSets = `/apis/apps/v1/namespaces/${ns}/statefulsets`
+    expect(await existedAt(cluster, statefulSets, "orders", secretRevision)).toBe(false)
+    expect(await existedAt(cluster, statefulSets, "orders", serviceRevision - 1)).toBe(true)
     expect(dig(pending.body, "status", "dependents")).toEqual([
       { id: "config-secret", kind: "Secret", name: "orders-config", ready: true, reason: "Applied", message: "" },
       {

@@ -228,6 +228,22 @@ export const kubectlWatch = async (cluster: Cluster, args: ReadonlyArray<string>
 }
 
 /**
+ * Whether object `name` of the collection at `collectionPath` existed at etcd revision `revision` (as a
+ * list at that exact revision shows it): places an object in a write order when its own revision is a
+ * later write by someone else (a workload's controller writing its status).
+ */
+export const existedAt = async (cluster: Cluster, collectionPath: string, name: string, revision: number) => {
+  const list = await cluster.api(
+    "GET",
+    `${collectionPath}?fieldSelector=${encodeURIComponent(`metadata.name=${name}`)}&resourceVersion=${revision}&resourceVersionMatch=Exact`
+  )
+  if (list.status !== 200) {
+    throw new Error(`listing ${collectionPath} at revision ${revision}: HTTP ${list.status} ${JSON.stringify(list.body)}`)
+  }
+  return (dig<Array<unknown>>(list.body, "items") ?? []).length > 0
+}
+
+/**
  * No kubelet on the local control plane: a fake one runs the StatefulSet's pods and reports them ready,
  * and the statefulset controller then reports the StatefulSet rolled out, as on a cluster once postgres answered.
  */
