@@ -236,7 +236,8 @@ for (const host of hosts) {
 }
 
 console.log(`\n## halkyon run to ready (/readyz 200), local control plane (${readyRuns} runs each)\n`)
-const plane = await startControlPlane()
+// No controllers: nothing here needs them, and their CPU would blur the figures.
+const plane = await startControlPlane({ controllerManager: false })
 const empty = mkdtempSync(join(tmpdir(), "halkyon-bench-empty-"))
 const withPostgres = mkdtempSync(join(tmpdir(), "halkyon-bench-postgres-"))
 copyFileSync(join(root, "dist/plugins/postgres"), join(withPostgres, "postgres"))

@@ -1,15 +1,16 @@
 /**
  * npm run demo: halkyon end to end on this machine, in a minute.
  * Builds the operator and the plugins, starts a local control plane
- * (kube-apiserver + etcd), installs the CRDs, runs the operator with the
+ * (kube-apiserver + etcd + kube-controller-manager), installs the CRDs, runs the operator with the
  * postgres plugin, applies samples/postgres.yaml (a Secret with the password,
  * and the Capability that takes it by reference), and follows it to Ready,
  * then binds it into a sample Deployment (samples/binding.yaml) and prints
  * what the Deployment's container got.
  * Ctrl-C tears everything down (--no-wait: tear down at once, for scripts).
  *
- * There is no kubelet here, so no pod ever runs: the demo marks the
- * StatefulSet ready itself, as a kubelet would once postgres answered.
+ * There is no kubelet here, so no container ever runs: a fake kubelet
+ * reports the StatefulSet's pod ready, as a kubelet would once postgres
+ * answered, and the StatefulSet controller reports the StatefulSet ready.
  */
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -30,7 +31,7 @@ step("building the operator and the postgres plugin")
 const operatorBinary = buildOperator()
 const { bundle } = await buildPlugin("postgres", join(root, "plugins/postgres/main.ts"), join(root, "dist/plugins"))
 
-step("starting a local control plane (kube-apiserver + etcd; the first run builds them, which takes a few minutes)")
+step("starting a local control plane (kube-apiserver, etcd, kube-controller-manager; the first run builds them, which takes many minutes)")
 const plane = await startControlPlane()
 console.log(`    API server ${plane.server}; to look around: export KUBECONFIG=${plane.kubeconfigPath}`)
 const pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-demo-plugins-"))
@@ -106,11 +107,10 @@ try {
     console.log(`    ${kind.padEnd(12)} ${object.metadata.name.padEnd(20)} owned by ${owner?.kind}/${owner?.name}`)
   }
 
-  step("marking the StatefulSet ready (no kubelet runs here: this is what it would report once postgres answers)")
-  const sts = (await api("GET", dependents[1][1])).body as { metadata: { generation: number } }
-  await api("PATCH", `${dependents[1][1]}/status`, {
-    status: { replicas: 1, readyReplicas: 1, availableReplicas: 1, observedGeneration: sts.metadata.generation }
-  }, "application/merge-patch+json")
+  step("running its pod postgres-db-0 (no kubelet runs here: a fake one reports what a kubelet would once postgres answers)")
+  await plane.rollOut("statefulsets", "default", "postgres-db")
+  const sts = (await api("GET", dependents[1][1])).body as { status: { readyReplicas?: number } }
+  console.log(`    the StatefulSet controller reports ${sts.status.readyReplicas ?? 0} ready replica(s)`)
 
   step("waiting for Ready (kubectl wait --for=condition=Ready capability/postgres-db)")
   await until("Ready", async () => {

@@ -9,7 +9,18 @@ import { loadYaml } from "@kubernetes/client-node"
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import {
+  capabilityPath,
+  type Cluster,
+  dig,
+  existedAt,
+  markDeploymentReady,
+  type Operator,
+  readyOf,
+  startCluster,
+  startOperator,
+  untilReady
+} from "../support/cluster.ts"
 import { builtPlugin, eventually, root } from "../support/paths.ts"
 
 let cluster: Cluster
@@ -19,19 +30,19 @@ const ns = "cache"
 
 const capability = (name: string) => cluster.api("GET", capabilityPath(ns, name))
 
-const waitReady = async (name: string, status: string, reason: string) => {
+const waitReady = async (name: string, status: string, reason: string, message?: string) => {
   let last: unknown
   const ok = await eventually(
     async () => {
       const c = await capability(name)
       last = c.body.status
       const ready = readyOf(c)
-      return ready?.status === status && ready.reason === reason
+      return ready?.status === status && ready.reason === reason && (message === undefined || ready.message === message)
     },
     20_000,
     100
   )
-  if (!ok) throw new Error(`${name} never reached Ready=${status} (${reason}); last status: ${JSON.stringify(last)}`)
+  if (!ok) throw new Error(`${name} never reached Ready=${status} (${reason} ${message ?? ""}); last status: ${JSON.stringify(last)}`)
   return capability(name)
 }
 
@@ -76,8 +87,8 @@ describe("a redis Capability served by the Go plugin", () => {
       spec: { category: "Cache", type: "Redis", version: "7.4", parameters: [{ name: "REDIS_MAXMEMORY", value: "32mb" }] }
     })
     expect(created.status).toBe(201)
-    const pending = await waitReady("sessions", "False", "DependentsNotReady")
-    expect(readyOf(pending)?.message).toBe("Deployment sessions: waiting for the Deployment controller to roll out generation 1")
+    // The Deployment controller observes the new generation at once; no kubelet runs its pod yet.
+    const pending = await waitReady("sessions", "False", "DependentsNotReady", "Deployment sessions: 0/1 replicas available")
     expect(dig(pending.body, "status")).toMatchObject({ bindingSecret: "sessions-config", plugin: "redis", version: "7.4" })
     const uid = dig<string>(pending.body, "metadata", "uid")
     const paths = [
@@ -92,8 +103,13 @@ describe("a redis Capability served by the Go plugin", () => {
         { apiVersion: "halkyon.io/v1beta1", kind: "Capability", name: "sessions", uid, controller: true, blockOwnerDeletion: true }
       ])
     }
-    const revisions = objects.map((o) => Number(dig<string>(o.body, "metadata", "resourceVersion")))
-    expect([...revisions].sort((a, b) => a - b)).toEqual(revisions)
+    // Written in order: the Deployment's own revision is its controller's status write, so it is placed
+    // by listing Deployments as they were at a revision.
+    const [secretRevision = 0, , serviceRevision = 0] = objects.map((o) => Number(dig<string>(o.body, "metadata", "resourceVersion")))
+    expect(secretRevision).toBeLessThan(serviceRevision)
+    const deployments = `/apis/apps/v1/namespaces/${ns}/deployments`
+    expect(await existedAt(cluster, deployments, "sessions", secretRevision)).toBe(false)
+    expect(await existedAt(cluster, deployments, "sessions", serviceRevision - 1)).toBe(true)
     const [secret, deployment, service] = objects
     const data = Object.fromEntries(
       Object.entries(dig<Record<string, string>>(secret?.body, "data") ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()])
@@ -116,14 +132,8 @@ describe("a redis Capability served by the Go plugin", () => {
     expect(dig(deployment?.body, "spec", "template", "spec", "containers", 0, "image")).toBe("redis:7.4")
     expect(dig(service?.body, "spec", "ports", 0, "port")).toBe(6379)
 
-    const generation = dig<number>(deployment?.body, "metadata", "generation")
-    const patched = await cluster.api(
-      "PATCH",
-      `/apis/apps/v1/namespaces/${ns}/deployments/sessions/status`,
-      { status: { observedGeneration: generation, replicas: 1, updatedReplicas: 1, readyReplicas: 1, availableReplicas: 1 } },
-      "application/merge-patch+json"
-    )
-    expect(patched.status).toBe(200)
+    // The fake kubelet runs its pod; the deployment controller reports it available.
+    await markDeploymentReady(cluster, ns, "sessions")
     const ready = await waitReady("sessions", "True", "Ready")
     expect(dig(ready.body, "status", "dependents")).toEqual([
       { id: "config-secret", kind: "Secret", name: "sessions-config", ready: true, reason: "Applied", message: "" },

@@ -16,6 +16,7 @@ import {
   type Cluster,
   dig,
   kubeconfigWithToken,
+  markStatefulSetReady,
   type Operator,
   readyOf,
   startCluster,
@@ -201,10 +202,8 @@ test("the operator, as that ServiceAccount, provisions a Capability end to end",
   const sts = await cluster.api("GET", "/apis/apps/v1/namespaces/apps/statefulsets/db")
   // Written as the plugin's ServiceAccount (the operator's own role cannot), under the operator's field manager.
   expect((dig<Array<{ manager: string }>>(sts.body, "metadata", "managedFields") ?? []).map((m) => m.manager)).toEqual(["halkyon"])
-  const generation = dig<number>(sts.body, "metadata", "generation")
-  await cluster.api("PATCH", "/apis/apps/v1/namespaces/apps/statefulsets/db/status", {
-    status: { replicas: 1, readyReplicas: 1, observedGeneration: generation }
-  }, "application/merge-patch+json")
+  // The fake kubelet runs its pod; the StatefulSet controller reports it ready.
+  await markStatefulSetReady(cluster, "apps", "db")
   expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db")))?.status === "True", 20_000)).toBe(
     true
   )

@@ -11,6 +11,7 @@ import {
   capabilityPath,
   type Cluster,
   dig,
+  existedAt,
   type Operator,
   readyOf,
   markStatefulSetReady as markReady,
@@ -32,14 +33,15 @@ const createCapability = (name: string, spec: Record<string, unknown>) =>
 const capability = (name: string) => cluster.api("GET", capabilityPath(ns, name))
 
 /** Waits until the Capability's Ready condition matches; fails with the last status seen. */
-const waitReady = async (name: string, status: string, reason?: string, timeoutMs = 20_000) => {
+const waitReady = async (name: string, status: string, reason?: string, timeoutMs = 20_000, message?: string) => {
   let last: unknown
   const ok = await eventually(
     async () => {
       const c = await capability(name)
       last = c.body.status
       const ready = readyOf(c)
-      return ready?.status === status && (reason === undefined || ready.reason === reason)
+      return ready?.status === status && (reason === undefined || ready.reason === reason) &&
+        (message === undefined || ready.message === message)
     },
     timeoutMs,
     100
@@ -74,9 +76,8 @@ describe("a postgres Capability", () => {
         parameters: [{ name: "DB_USER", value: "admin" }]
       })).status
     ).toBe(201)
-    const pending = await waitReady("orders", "False", "DependentsNotReady")
-    // No StatefulSet controller runs here: the new StatefulSet's generation is never observed.
-    expect(readyOf(pending)?.message).toBe("StatefulSet orders: waiting for the StatefulSet controller to roll out generation 1")
+    // The StatefulSet controller observes the new generation and creates the pod, which no kubelet runs yet.
+    const pending = await waitReady("orders", "False", "DependentsNotReady", 20_000, "StatefulSet orders: 0/1 replicas ready")
     expect(dig(pending.body, "status", "bindingSecret")).toBe("orders-config")
     const uid = dig<string>(pending.body, "metadata", "uid")
     const paths = [
@@ -92,9 +93,13 @@ describe("a postgres Capability", () => {
       ])
       expect(dig(o.body, "metadata", "managedFields", 0, "manager")).toBe("halkyon")
     }
-    // etcd revisions tell the order the objects were written in.
-    const revisions = objects.map((o) => Number(dig<string>(o.body, "metadata", "resourceVersion")))
-    expect([...revisions].sort((a, b) => a - b)).toEqual(revisions)
+    // etcd revisions tell the order the objects were written in. The StatefulSet's is its controller's
+    // latest status write, so it is placed by listing StatefulSets as they were at a revision.
+    const [secretRevision = 0, , serviceRevision = 0] = objects.map((o) => Number(dig<string>(o.body, "metadata", "resourceVersion")))
+    expect(secretRevision).toBeLessThan(serviceRevision)
+    const statefulSets = `/apis/apps/v1/namespaces/${ns}/statefulsets`
+    expect(await existedAt(cluster, statefulSets, "orders", secretRevision)).toBe(false)
+    expect(await existedAt(cluster, statefulSets, "orders", serviceRevision - 1)).toBe(true)
     expect(dig(pending.body, "status", "dependents")).toEqual([
       { id: "config-secret", kind: "Secret", name: "orders-config", ready: true, reason: "Applied", message: "" },
       {
@@ -102,8 +107,8 @@ describe("a postgres Capability", () => {
         kind: "StatefulSet",
         name: "orders",
         ready: false,
-        reason: "RolloutPending",
-        message: "waiting for the StatefulSet controller to roll out generation 1"
+        reason: "ReplicasNotReady",
+        message: "0/1 replicas ready"
       },
       { id: "service", kind: "Service", name: "orders", ready: true, reason: "Applied", message: "" }
     ])
@@ -184,31 +189,6 @@ describe("a postgres Capability", () => {
   })
 })
 
-describe("the echoes of the operator's own writes", () => {
-  test("do not make a Capability reconciled again: one reconcile from creation to its status", async () => {
-    const reconciles = async () => {
-      const text = await (await fetch(`${operator.endpoint("metrics")}/metrics`)).text()
-      return [...text.matchAll(/^halkyon_reconcile_total\{[^}]*\} (\d+)$/gm)].reduce((total, m) => total + Number(m[1]), 0)
-    }
-    const before = await reconciles()
-    expect(
-      (await createCapability("quiet", {
-        category: "database",
-        type: "postgres",
-        version: "16",
-        parameters: [{ name: "DB_USER", value: "q" }]
-      })).status
-    ).toBe(201)
-    await waitReady("quiet", "False", "DependentsNotReady")
-    // The watch events of its three dependents and of its status have had time to arrive.
-    await Bun.sleep(1_500)
-    expect(await reconciles() - before).toBe(1)
-    // A change by another hand still is a reason: the StatefulSet's status, here.
-    await markStatefulSetReady("quiet")
-    await waitReady("quiet", "True", "Ready")
-  })
-})
-
 describe("health and metrics", () => {
   test("/healthz and /readyz answer 200, /metrics counts reconciles and plugin calls", async () => {
     const health = operator.endpoint("health")
@@ -254,8 +234,41 @@ describe("a Capability no plugin serves", () => {
   })
 })
 
+describe("the echoes of the operator's own writes", () => {
+  test("do not make a Capability reconciled again: one reconcile from creation to its status", async () => {
+    const reconciles = async () => {
+      const text = await (await fetch(`${operator.endpoint("metrics")}/metrics`)).text()
+      return [...text.matchAll(/^halkyon_reconcile_total\{[^}]*\} (\d+)$/gm)].reduce((total, m) => total + Number(m[1]), 0)
+    }
+    const before = await reconciles()
+    // Its one dependent is a ConfigMap, which no controller of the cluster writes (a StatefulSet's
+    // status, written by its controller, is a change by another hand and so a reason).
+    expect((await createCapability("quiet", { category: "test", type: "flaky", parameters: [] })).status).toBe(201)
+    await waitReady("quiet", "True", "Ready")
+    // The watch events of its dependent and of its status have had time to arrive.
+    await Bun.sleep(1_500)
+    expect(await reconciles() - before).toBe(1)
+    // A change by another hand still is a reason: its ConfigMap, here.
+    const changed = await cluster.api(
+      "PATCH",
+      `/api/v1/namespaces/${ns}/configmaps/quiet`,
+      { data: { by: "hand" } },
+      "application/merge-patch+json"
+    )
+    expect(changed.status).toBe(200)
+    expect(await eventually(async () => (await reconciles()) - before === 2, 15_000)).toBe(true)
+  })
+})
+
 describe("an object in the way", () => {
   test("a dependent's name held by an object another owner controls is not taken over", async () => {
+    // A real owner: the garbage collector deletes an object whose owner does not exist.
+    const someone = await cluster.api("POST", `/api/v1/namespaces/${ns}/configmaps`, {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "someone" }
+    })
+    expect(someone.status).toBe(201)
     const foreign = await cluster.api("POST", `/api/v1/namespaces/${ns}/configmaps`, {
       apiVersion: "v1",
       kind: "ConfigMap",
@@ -266,7 +279,7 @@ describe("an object in the way", () => {
           apiVersion: "v1",
           kind: "ConfigMap",
           name: "someone",
-          uid: "00000000-0000-0000-0000-000000000001",
+          uid: dig<string>(someone.body, "metadata", "uid"),
           controller: true
         }]
       },

@@ -16,6 +16,7 @@ import {
   type Cluster,
   dig,
   kubectl,
+  markStatefulSetReady as markReady,
   type Operator,
   readyOf,
   startOperator,
@@ -87,18 +88,8 @@ const waitCapability = async (name: string, test: (c: ApiResponse) => boolean | 
   if (!ok) throw new Error(`Capability ${name} never ${what}; last: ${JSON.stringify(last)}`)
 }
 
-/** Marks the StatefulSet ready, as the StatefulSet controller (absent here) would. */
-const markStatefulSetReady = async (name: string) => {
-  const sts = await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}`)
-  const generation = dig<number>(sts.body, "metadata", "generation")
-  const patched = await cluster.api(
-    "PATCH",
-    `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}/status`,
-    { status: { replicas: 1, readyReplicas: 1, availableReplicas: 1, observedGeneration: generation } },
-    "application/merge-patch+json"
-  )
-  expect(patched.status).toBe(200)
-}
+/** Runs the StatefulSet's pod (fake kubelet) until its controller reports it ready. */
+const markStatefulSetReady = (name: string) => markReady(cluster, ns, name)
 
 const readyPostgres = async (name: string) => {
   await createCapability(name)

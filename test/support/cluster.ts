@@ -234,18 +234,32 @@ export const kubectlWatch = async (cluster: Cluster, args: ReadonlyArray<string>
   }
 }
 
-/** No kubelet on the local control plane: marks a StatefulSet rolled out, as its controller would once the pod runs. */
-export const markStatefulSetReady = async (cluster: Cluster, namespace: string, name: string) => {
-  const sts = await cluster.api("GET", `/apis/apps/v1/namespaces/${namespace}/statefulsets/${name}`)
-  const generation = dig<number>(sts.body, "metadata", "generation")
-  const patched = await cluster.api(
-    "PATCH",
-    `/apis/apps/v1/namespaces/${namespace}/statefulsets/${name}/status`,
-    { status: { replicas: 1, readyReplicas: 1, availableReplicas: 1, observedGeneration: generation } },
-    "application/merge-patch+json"
+/**
+ * Whether object `name` of the collection at `collectionPath` existed at etcd revision `revision` (as a
+ * list at that exact revision shows it): places an object in a write order when its own revision is a
+ * later write by someone else (a workload's controller writing its status).
+ */
+export const existedAt = async (cluster: Cluster, collectionPath: string, name: string, revision: number) => {
+  const list = await cluster.api(
+    "GET",
+    `${collectionPath}?fieldSelector=${encodeURIComponent(`metadata.name=${name}`)}&resourceVersion=${revision}&resourceVersionMatch=Exact`
   )
-  if (patched.status !== 200) throw new Error(`marking StatefulSet ${namespace}/${name} ready: HTTP ${patched.status}`)
+  if (list.status !== 200) {
+    throw new Error(`listing ${collectionPath} at revision ${revision}: HTTP ${list.status} ${JSON.stringify(list.body)}`)
+  }
+  return (dig<Array<unknown>>(list.body, "items") ?? []).length > 0
 }
+
+/**
+ * No kubelet on the local control plane: a fake one runs the StatefulSet's pods and reports them ready,
+ * and the statefulset controller then reports the StatefulSet rolled out, as on a cluster once postgres answered.
+ */
+export const markStatefulSetReady = (cluster: Cluster, namespace: string, name: string) =>
+  cluster.plane.rollOut("statefulsets", namespace, name)
+
+/** As markStatefulSetReady, for a Deployment: its pods run and the deployment controller reports it available. */
+export const markDeploymentReady = (cluster: Cluster, namespace: string, name: string) =>
+  cluster.plane.rollOut("deployments", namespace, name)
 
 /**
  * A control plane with namespace `ns`, and the compiled operator running

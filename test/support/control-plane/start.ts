@@ -1,5 +1,6 @@
-// Starts a throwaway local Kubernetes control plane (etcd + kube-apiserver, no controllers or nodes)
-// on loopback ports, with fresh certificates, for tests and demos.
+// Starts a throwaway local Kubernetes control plane (etcd, kube-apiserver and kube-controller-manager,
+// with a fake kubelet's Node instead of real ones) on loopback ports, with fresh certificates, for tests
+// and demos. Every process dies with the process that started it, even when that one is SIGKILLed.
 //
 //   bun test/support/control-plane/start.ts   # prints `export KUBECONFIG=…`, runs until Ctrl-C
 
@@ -7,7 +8,8 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writ
 import { createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { ensureControlPlaneBinaries } from "./build.ts"
+import { ensureControlPlaneBinaries, ensureControllerManager } from "./build.ts"
+import { type FakeKubelet, markRolledOut, rollOutWithFakeKubelet, startFakeKubelet, type WorkloadResource } from "./fake-kubelet.ts"
 
 export interface ControlPlane {
   /** Kubeconfig with context `halkyon-local` (admin, system:masters). */
@@ -21,14 +23,22 @@ export interface ControlPlane {
   caCertPem: string
   adminCertPem: string
   adminKeyPem: string
-  /** Current process ids (undefined once stopped), so callers can check nothing is left running. */
-  pids(): { apiserver: number | undefined; etcd: number | undefined }
-  /** Terminates kube-apiserver, then etcd, and removes `dir`. Safe to call more than once. */
+  /** Whether kube-controller-manager runs (StartOptions.controllerManager). */
+  controllerManager: boolean
+  /** Current process ids (undefined once stopped, or never started), so callers can check nothing is left running. */
+  pids(): { apiserver: number | undefined; etcd: number | undefined; controllerManager: number | undefined }
+  /** Terminates kube-controller-manager, kube-apiserver, then etcd, and removes `dir`. Safe to call more than once. */
   stop(): Promise<void>
   /** Stops and restarts only kube-apiserver on the same port, and waits until it is ready again. */
   restartApiServer(): Promise<void>
   /** With `audit`: kube-apiserver's audit log (JSON lines, one audit.k8s.io/v1 Event each). */
   auditLogPath: string | undefined
+  /**
+   * Brings a StatefulSet or Deployment to "every replica ready", as a kubelet would once its containers
+   * answered: the fake kubelet runs its pods and the workload's own controller writes its status.
+   * Without kube-controller-manager it writes that status itself.
+   */
+  rollOut(resource: WorkloadResource, namespace: string, name: string): Promise<void>
 }
 
 export interface StartOptions {
@@ -42,6 +52,12 @@ export interface StartOptions {
    * with which User-Agent. Reads are not audited.
    */
   audit?: boolean
+  /**
+   * Runs kube-controller-manager (garbage collector, workload, namespace and service-account
+   * controllers, …) as a cluster does. Default true; false gives a bare API server where nothing acts
+   * on what is written.
+   */
+  controllerManager?: boolean
 }
 
 /** Writes only, Metadata level (no bodies), once each answered. */
@@ -56,6 +72,7 @@ rules:
 
 const DEFAULT_READY_TIMEOUT_MS = 120_000
 const ETCD_READY_TIMEOUT_MS = 30_000
+const CONTROLLER_MANAGER_READY_TIMEOUT_MS = 60_000
 const STOP_GRACE_MS = 5_000
 const POLL_MS = 200
 const LOG_TAIL_LINES = 30
@@ -69,6 +86,11 @@ interface Child {
   logPath: string
 }
 
+// setpriv (util-linux) sets the parent-death signal and execs the command: the kernel SIGKILLs it when
+// the process that spawned it dies by any means, SIGKILL included, when no exit handler of ours runs.
+const SETPRIV = Bun.which("setpriv")
+const dieWithParent = (cmd: string[]): string[] => SETPRIV === null ? cmd : [SETPRIV, "--pdeathsig", "KILL", ...cmd]
+
 /**
  * Spawns a command in its own process group (setsid) with output appended to a log file.
  * Its own group keeps the terminal's Ctrl-C from reaching it before we stop things in order
@@ -77,7 +99,7 @@ interface Child {
 function spawnLogged(name: string, cmd: string[], logPath: string): Child {
   const fd = openSync(logPath, "a")
   try {
-    const proc = Bun.spawn(cmd, { stdin: "ignore", stdout: fd, stderr: fd, detached: true })
+    const proc = Bun.spawn(dieWithParent(cmd), { stdin: "ignore", stdout: fd, stderr: fd, detached: true })
     return { name, proc, logPath }
   } finally {
     closeSync(fd) // the child has its own copy
@@ -216,7 +238,10 @@ async function signedCert(dir: string, name: string, subject: string, extensions
   )
 }
 
-/** Creates the CA, the serving cert, the admin client cert and the service-account key pair in `dir`. */
+/**
+ * Creates the CA, the serving cert, the admin and kube-controller-manager client certs and the
+ * service-account key pair in `dir`.
+ */
 async function generatePki(dir: string): Promise<void> {
   writeFileSync(join(dir, "openssl.cnf"), OPENSSL_CNF)
   await openssl([
@@ -239,11 +264,13 @@ async function generatePki(dir: string): Promise<void> {
   ], dir)
   await signedCert(dir, "serving", "/CN=kube-apiserver", "serving")
   await signedCert(dir, "admin", "/O=system:masters/CN=admin", "client")
+  // The user the API server's bootstrap RBAC grants what kube-controller-manager needs, as kubeadm's.
+  await signedCert(dir, "controller-manager", "/CN=system:kube-controller-manager", "client")
   await openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "sa.key"], dir)
   await openssl(["pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub"], dir)
 }
 
-function kubeconfig(server: string, ca: string, cert: string, key: string): string {
+function kubeconfig(server: string, ca: string, cert: string, key: string, user = "admin"): string {
   const b64 = (pem: string) => Buffer.from(pem).toString("base64")
   return `apiVersion: v1
 kind: Config
@@ -253,7 +280,7 @@ clusters:
     server: ${server}
     certificate-authority-data: ${b64(ca)}
 users:
-- name: admin
+- name: ${user}
   user:
     client-certificate-data: ${b64(cert)}
     client-key-data: ${b64(key)}
@@ -261,7 +288,7 @@ contexts:
 - name: halkyon-local
   context:
     cluster: halkyon-local
-    user: admin
+    user: ${user}
 current-context: halkyon-local
 `
 }
@@ -274,6 +301,7 @@ interface Layout {
   etcdClientPort: number
   etcdPeerPort: number
   apiserverPort: number
+  controllerManagerPort: number
 }
 
 async function etcdSupports(etcd: string, flag: string): Promise<boolean> {
@@ -306,7 +334,7 @@ async function startEtcd(etcd: string, layout: Layout): Promise<Child> {
   return child
 }
 
-function apiserverArgs(apiserver: string, layout: Layout, extra: string[]): string[] {
+function apiserverArgs(apiserver: string, layout: Layout, controllerManager: boolean, extra: string[]): string[] {
   const pki = (file: string) => join(layout.dir, file)
   return [
     apiserver,
@@ -323,14 +351,42 @@ function apiserverArgs(apiserver: string, layout: Layout, extra: string[]): stri
     `--service-account-key-file=${pki("sa.pub")}`,
     `--service-account-signing-key-file=${pki("sa.key")}`,
     "--service-cluster-ip-range=10.0.0.0/16",
-    // No kube-controller-manager runs, so nothing would ever create the service-account tokens
-    // this admission plugin waits for.
-    "--disable-admission-plugins=ServiceAccount",
+    // Without kube-controller-manager nothing creates a namespace's `default` ServiceAccount, which
+    // this admission plugin requires of every pod.
+    ...(controllerManager ? [] : ["--disable-admission-plugins=ServiceAccount"]),
     "--allow-privileged=true",
     // The "kubernetes" Service endpoint would be 127.0.0.1, which Endpoints validation rejects;
     // without reconciling it the log stays free of errors repeated every ten seconds.
     "--endpoint-reconciler-type=none",
     ...extra
+  ]
+}
+
+/** kube-controller-manager as kubeadm runs it, bound to loopback, without leader election. */
+function controllerManagerArgs(controllerManager: string, layout: Layout): string[] {
+  const pki = (file: string) => join(layout.dir, file)
+  return [
+    controllerManager,
+    `--kubeconfig=${pki("controller-manager.kubeconfig")}`,
+    `--authentication-kubeconfig=${pki("controller-manager.kubeconfig")}`,
+    `--authorization-kubeconfig=${pki("controller-manager.kubeconfig")}`,
+    "--bind-address=127.0.0.1",
+    `--secure-port=${layout.controllerManagerPort}`,
+    `--cert-dir=${pki("controller-manager-certs")}`, // never fall back to /var/run/kubernetes
+    `--tls-cert-file=${pki("serving.crt")}`,
+    `--tls-private-key-file=${pki("serving.key")}`,
+    `--client-ca-file=${pki("ca.crt")}`,
+    `--requestheader-client-ca-file=${pki("ca.crt")}`,
+    // The default set plus the two kubeadm adds; each controller acts as its own ServiceAccount.
+    "--controllers=*,bootstrapsigner,tokencleaner",
+    "--use-service-account-credentials=true",
+    // Signs the legacy service-account token Secrets with the API server's key, so it accepts them.
+    `--service-account-private-key-file=${pki("sa.key")}`,
+    `--root-ca-file=${pki("ca.crt")}`,
+    `--cluster-signing-cert-file=${pki("ca.crt")}`,
+    `--cluster-signing-key-file=${pki("ca.key")}`,
+    "--service-cluster-ip-range=10.0.0.0/16",
+    "--leader-elect=false"
   ]
 }
 
@@ -365,20 +421,32 @@ function installExitHandlers(): void {
 /** Starts etcd and kube-apiserver and waits until the API server reports ready. */
 export async function startControlPlane(options: StartOptions = {}): Promise<ControlPlane> {
   const readyTimeoutMs = options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS
+  const withControllerManager = options.controllerManager ?? true
   const binaries = await ensureControlPlaneBinaries()
+  // One build after the other: the second reuses most packages from Go's build cache.
+  const controllerManagerBinary = withControllerManager ? await ensureControllerManager() : undefined
   const dir = mkdtempSync(join(tmpdir(), "halkyon-control-plane-")) // mkdtemp creates it 0700
   mkdirSync(join(dir, "apiserver-certs"), { mode: 0o700 })
+  mkdirSync(join(dir, "controller-manager-certs"), { mode: 0o700 })
 
   let etcd: Child | undefined
   let apiserver: Child | undefined
+  let controllerManager: Child | undefined
+  let kubelet: FakeKubelet | undefined
   let stopped: Promise<void> | undefined
 
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
-      // kube-apiserver first: it would otherwise log storms of etcd connection errors while exiting.
+      kubelet?.stop()
+      // Controllers first, then kube-apiserver: each would otherwise log storms of connection errors while exiting.
+      if (controllerManager !== undefined) await terminate(controllerManager)
       if (apiserver !== undefined) await terminate(apiserver)
       if (etcd !== undefined) await terminate(etcd)
-      apiserver = etcd = undefined
+      apiserver =
+        etcd =
+        controllerManager =
+        kubelet =
+          undefined
       rmSync(dir, { recursive: true, force: true })
       running.delete(entry)
     })()
@@ -387,7 +455,8 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
   const entry = {
     stop,
     killNow(): void {
-      for (const child of [apiserver, etcd]) if (child !== undefined) signalGroup(child.proc.pid, "SIGKILL")
+      kubelet?.stop()
+      for (const child of [controllerManager, apiserver, etcd]) if (child !== undefined) signalGroup(child.proc.pid, "SIGKILL")
       rmSync(dir, { recursive: true, force: true })
     }
   }
@@ -395,8 +464,8 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
   running.add(entry)
 
   try {
-    const [etcdClientPort = 0, etcdPeerPort = 0, apiserverPort = 0] = await freePorts(3)
-    const layout: Layout = { dir, etcdClientPort, etcdPeerPort, apiserverPort }
+    const [etcdClientPort = 0, etcdPeerPort = 0, apiserverPort = 0, controllerManagerPort = 0] = await freePorts(4)
+    const layout: Layout = { dir, etcdClientPort, etcdPeerPort, apiserverPort, controllerManagerPort }
     const server = `https://127.0.0.1:${apiserverPort}`
     await generatePki(dir)
     const caCertPem = readFileSync(join(dir, "ca.crt"), "utf8")
@@ -404,6 +473,17 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
     const adminKeyPem = readFileSync(join(dir, "admin.key"), "utf8")
     const kubeconfigPath = join(dir, "kubeconfig")
     writeFileSync(kubeconfigPath, kubeconfig(server, caCertPem, adminCertPem, adminKeyPem), { mode: 0o600 })
+    writeFileSync(
+      join(dir, "controller-manager.kubeconfig"),
+      kubeconfig(
+        server,
+        caCertPem,
+        readFileSync(join(dir, "controller-manager.crt"), "utf8"),
+        readFileSync(join(dir, "controller-manager.key"), "utf8"),
+        "system:kube-controller-manager"
+      ),
+      { mode: 0o600 }
+    )
 
     etcd = await startEtcd(binaries.etcd, layout)
     const auditLogPath = options.audit === true ? join(dir, "audit.log") : undefined
@@ -416,7 +496,7 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
     const startApiServer = async (): Promise<void> => {
       const child = spawnLogged(
         "kube-apiserver",
-        apiserverArgs(binaries.apiserver, layout, [...auditArgs, ...(options.apiServerArgs ?? [])]),
+        apiserverArgs(binaries.apiserver, layout, withControllerManager, [...auditArgs, ...(options.apiServerArgs ?? [])]),
         join(dir, "kube-apiserver.log")
       )
       apiserver = child
@@ -429,6 +509,32 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
     }
     await startApiServer()
 
+    const access = { server, caCertPem, adminCertPem, adminKeyPem }
+    if (controllerManagerBinary !== undefined) {
+      const child = spawnLogged(
+        "kube-controller-manager",
+        controllerManagerArgs(controllerManagerBinary, layout),
+        join(dir, "kube-controller-manager.log")
+      )
+      controllerManager = child
+      kubelet = await startFakeKubelet(access)
+      // Its service-account controller giving `default` its ServiceAccount: the controllers run, and pods may be created.
+      await waitUntil(
+        child,
+        "kube-controller-manager's controllers (ServiceAccount default/default)",
+        CONTROLLER_MANAGER_READY_TIMEOUT_MS,
+        async () => {
+          const res = await fetch(`${server}/api/v1/namespaces/default/serviceaccounts/default`, {
+            tls,
+            keepalive: false,
+            signal: AbortSignal.timeout(5000)
+          })
+          await res.arrayBuffer()
+          return res.status === 200
+        }
+      )
+    }
+
     return {
       kubeconfigPath,
       server,
@@ -437,9 +543,14 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
       caCertPem,
       adminCertPem,
       adminKeyPem,
-      pids: () => ({ apiserver: apiserver?.proc.pid, etcd: etcd?.proc.pid }),
       auditLogPath,
+      controllerManager: withControllerManager,
+      pids: () => ({ apiserver: apiserver?.proc.pid, etcd: etcd?.proc.pid, controllerManager: controllerManager?.proc.pid }),
       stop,
+      rollOut: (resource, namespace, name) =>
+        kubelet !== undefined
+          ? rollOutWithFakeKubelet(access, kubelet, resource, namespace, name)
+          : markRolledOut(access, resource, namespace, name),
       async restartApiServer(): Promise<void> {
         if (stopped !== undefined || apiserver === undefined) throw new Error("control plane is stopped")
         await terminate(apiserver)
@@ -457,6 +568,8 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
 if (import.meta.main) {
   const plane = await startControlPlane()
   console.log(`export KUBECONFIG=${plane.kubeconfigPath}`)
+  // For the test that SIGKILLs this process and checks that nothing of it is left running.
+  if (process.argv.includes("--print-pids")) console.log(JSON.stringify(plane.pids()))
   process.stderr.write(`halkyon: control plane at ${plane.server} (logs in ${plane.dir}); Ctrl-C stops it\n`)
   // The exit handlers stop everything on Ctrl-C; until then keep the event loop alive.
   setInterval(() => {}, 1 << 30)
