@@ -87,10 +87,10 @@ for (const mtls of memoryOnly ? [] : [false, true]) {
   )
 }
 /** Bun's floor: the smallest program that listens on a socket, compiled as plugins are. */
-const floorMemory = async () => {
+const floorMemory = async (...extra: Array<string>) => {
   const floor = compilePlugin(join(root, "bench/support/listen-floor.ts"), join(root, "dist/bench/listen-floor"))
   const socket = join(tmpdir(), `halkyon-floor-${process.pid}.sock`)
-  const child = Bun.spawn([floor, socket], { stdout: "pipe", stderr: "ignore" })
+  const child = Bun.spawn([floor, socket, ...extra], { stdout: "pipe", stderr: "ignore" })
   const reader = child.stdout.getReader()
   await reader.read()
   await Bun.sleep(1_000)
@@ -102,16 +102,14 @@ const floorMemory = async () => {
 }
 
 const mb = (kb: number) => (kb / 1024).toFixed(1).padStart(6)
-const memoryRow = (label: string, m: ReturnType<typeof memoryOf>, times?: ReadonlyArray<number>) =>
-  console.log(
-    `  ${label.padEnd(44)} ${mb(m.rss)} ${mb(m.anon)} ${mb(m.file)} ${mb(m.pss)}   ${
-      times === undefined ? "" : `${fmt(percentile(times, 50)).padStart(6)} ${fmt(percentile(times, 99)).padStart(6)}`
-    }`
-  )
+const memoryCells = (m: ReturnType<typeof memoryOf>) => `${mb(m.rss)} ${mb(m.anon)} ${mb(m.file)} ${mb(m.pss)}`
 console.log(
-  `\nmemory once ready (MB; after Describe and ${MemoryCalls} CheckValidity calls, then 1 s)   RSS   anon   file    PSS   call p50    p99 (ms)`
+  `\nmemory (MB): once ready (described, then 1 s), and after ${MemoryCalls} CheckValidity calls (then 1 s), with the calls' times\n` +
+    `${"".padEnd(46)}${"once ready".padEnd(28)}${`after ${MemoryCalls} calls`.padEnd(28)}call (ms)\n` +
+    `${"".padEnd(46)}${"   RSS   anon   file    PSS   ".repeat(2)}  p50    p99`
 )
-memoryRow("Bun floor (compiled, only listens)", await floorMemory())
+console.log(`  ${"Bun floor (compiled, only listens)".padEnd(44)}${memoryCells(await floorMemory())}`)
+console.log(`  ${"Bun floor and a node:http2 server".padEnd(44)}${memoryCells(await floorMemory("http2"))}`)
 const postgresCapability = {
   metadata: { name: "db", namespace: "default" },
   spec: { category: "database", type: "postgres", version: "17" }
@@ -130,8 +128,12 @@ const subjects: ReadonlyArray<readonly [string, ReadonlyArray<string>, Record<st
   ["Go redis (go-plugin)", [join(plugins, "redis")], {}, redisCapability]
 ]
 for (const [label, command, env, capability] of subjects) {
-  const { memory, times } = await readyMemory(command, env, capability, MemoryCalls)
-  memoryRow(label, memory, times)
+  const { ready, afterCalls, times } = await readyMemory(command, env, capability, MemoryCalls)
+  console.log(
+    `  ${label.padEnd(44)}${memoryCells(ready)}   ${memoryCells(afterCalls)}   ${fmt(percentile(times, 50)).padStart(6)} ${
+      fmt(percentile(times, 99)).padStart(6)
+    }`
+  )
 }
 
 const rss = memoryOnly ? undefined : await hostWithTenPlugins()

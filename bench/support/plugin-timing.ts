@@ -74,11 +74,12 @@ export const memoryOf = (pid: number) => {
 }
 
 /**
- * A plugin's memory once ready. It is started here as a host starts it (the
- * magic cookie, a socket folder) with `env` added (JSC options, say), then
- * reached as `--reattach` reaches it: described, then `calls` CheckValidity
- * round trips (timed, returned too), then a pause so that a collection after
- * them has run. `command` runs the plugin: its executable, or a runtime and a bundle.
+ * A plugin's memory once ready, and again after work. It is started here as
+ * a host starts it (the magic cookie, a socket folder) with `env` added (JSC
+ * options, say), then reached as `--reattach` reaches it: described (its
+ * services loaded), a pause, its memory (`ready`); then `calls`
+ * CheckValidity round trips (timed, returned too), a pause, its memory
+ * again (`afterCalls`: what the JIT tiers added). `command` runs the plugin: its executable, or a runtime and a bundle.
  */
 export const readyMemory = async (
   command: ReadonlyArray<string>,
@@ -113,6 +114,8 @@ export const readyMemory = async (
     return await Effect.runPromise(
       Effect.scoped(Effect.gen(function*() {
         const plugin = yield* attach(target, launchOptions(false))
+        yield* Effect.sleep(settleMs)
+        const ready = memoryOf(child.pid)
         const times: Array<number> = []
         for (let i = 0; i < calls; i++) {
           const t0 = performance.now()
@@ -120,7 +123,7 @@ export const readyMemory = async (
           times.push(performance.now() - t0)
         }
         yield* Effect.sleep(settleMs)
-        return { memory: memoryOf(child.pid), times }
+        return { ready, afterCalls: memoryOf(child.pid), times }
       })).pipe(Effect.provide(services))
     )
   } finally {
