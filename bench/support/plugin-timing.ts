@@ -73,12 +73,19 @@ export const memoryOf = (pid: number) => {
   return { rss: field(status, "VmRSS"), anon: field(status, "RssAnon"), file: field(status, "RssFile"), pss: field(rollup, "Pss") }
 }
 
+/** A process's CPU seconds so far (user and system). */
+export const cpuSecondsOf = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? []
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
 /**
  * A plugin's memory once ready, and again after work. It is started here as
  * a host starts it (the magic cookie, a socket folder) with `env` added (JSC
  * options, say), then reached as `--reattach` reaches it: described (its
  * services loaded), a pause, its memory (`ready`); then `calls`
- * CheckValidity round trips (timed, returned too), a pause, its memory
+ * CheckValidity round trips (timed, and the plugin's CPU seconds for them,
+ * returned too), a pause, its memory
  * again (`afterCalls`: what the JIT tiers added). `command` runs the plugin: its executable, or a runtime and a bundle.
  */
 export const readyMemory = async (
@@ -116,14 +123,16 @@ export const readyMemory = async (
         const plugin = yield* attach(target, launchOptions(false))
         yield* Effect.sleep(settleMs)
         const ready = memoryOf(child.pid)
+        const cpuBefore = cpuSecondsOf(child.pid)
         const times: Array<number> = []
         for (let i = 0; i < calls; i++) {
           const t0 = performance.now()
           yield* plugin.connection.checkValidity(capability)
           times.push(performance.now() - t0)
         }
+        const cpuSeconds = cpuSecondsOf(child.pid) - cpuBefore
         yield* Effect.sleep(settleMs)
-        return { ready, afterCalls: memoryOf(child.pid), times }
+        return { ready, afterCalls: memoryOf(child.pid), times, cpuSeconds }
       })).pipe(Effect.provide(services))
     )
   } finally {
