@@ -75,6 +75,18 @@ const conditionsOf = (o: KubeObject | undefined): ReadonlyArray<Condition> =>
   ((o as { status?: { conditions?: ReadonlyArray<Condition> } } | undefined)?.status?.conditions) ?? []
 const bindingNameOf = (o: KubeObject): string | undefined =>
   (o as { status?: { binding?: { name?: unknown } } }).status?.binding?.name as string | undefined
+/**
+ * What bindings read of a Capability: who it is, its finalizers and deletion,
+ * its Ready condition and binding Secret. Kept instead of the whole object
+ * (spec, the dependents' status, managedFields), the bulk of this map when a
+ * namespace holds thousands of Capabilities.
+ */
+const bindingView = (o: KubeObject): KubeObject => {
+  const { managedFields: _, ...metadata } = o.metadata as KubeObject["metadata"] & { managedFields?: unknown }
+  const status = (o as { status?: { conditions?: unknown; binding?: unknown } }).status
+  const view = { apiVersion: o.apiVersion, kind: o.kind, metadata }
+  return status === undefined ? view : Object.assign(view, { status: { conditions: status.conditions, binding: status.binding } })
+}
 const finalizersOf = (o: KubeObject): ReadonlyArray<string> => ((o.metadata as { finalizers?: ReadonlyArray<string> }).finalizers) ?? []
 
 /** JSON with keys sorted: the server's copy and ours compare equal whatever their key order. */
@@ -122,7 +134,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
     onObject: (object, deleted) => {
       const key = objectKey(object)
       if (deleted) capabilities.delete(key)
-      else capabilities.set(key, object)
+      else capabilities.set(key, bindingView(object))
       return enqueueAll(byCapability.get(key)).pipe(
         Effect.andThen(object.metadata.deletionTimestamp !== undefined && !deleted ? queue.add(`c:${key}`) : Effect.void)
       )
