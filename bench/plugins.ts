@@ -1,22 +1,29 @@
 /**
  * npm run bench:plugins: figures for the plugin runtime, printed, never
  * asserted. Start-to-handshake p50/p95 for each plugin form, with and without
- * AutoMTLS; unary RPC round trip p50/p99; the host's RSS with 10 plugins.
+ * AutoMTLS; unary RPC round trip p50/p99; each plugin's memory once ready
+ * beside Bun's floor (a compiled program that only listens) and the Go redis
+ * plugin, with the round trips it answered meanwhile; the host's RSS with 10
+ * plugins.
  * Run `npm run build && npm run build:plugins` first (it does so if needed).
  */
 import { existsSync, mkdtempSync, copyFileSync, chmodSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
-import { percentile, pluginFile, roundTrips, startTimes } from "./support/plugin-timing.ts"
+import { compilePlugin } from "../scripts/build-plugins.ts"
+import { memoryOf, percentile, pluginFile, readyMemory, roundTrips, startTimes } from "./support/plugin-timing.ts"
 
 const root = resolve(import.meta.dir, "..")
 const plugins = join(root, "dist/plugins")
 const Starts = Number(process.env.BENCH_STARTS ?? 40)
 const Calls = Number(process.env.BENCH_CALLS ?? 3000)
+const MemoryCalls = Number(process.env.BENCH_MEMORY_CALLS ?? 1000)
 
 const ensureBuilt = () => {
   for (const [file, script] of [[join(plugins, "postgres"), "build-plugins.ts"], [join(root, "dist/halkyon"), "build.ts"]] as const) {
-    if (!existsSync(file)) Bun.spawnSync([process.execPath, join(root, "scripts", script)], { stdout: "inherit", stderr: "inherit" })
+    if (!existsSync(file) || (file.endsWith("postgres") && !existsSync(join(plugins, "redis")))) {
+      Bun.spawnSync([process.execPath, join(root, "scripts", script)], { stdout: "inherit", stderr: "inherit" })
+    }
   }
 }
 
@@ -52,9 +59,13 @@ const fmt = (n: number) => n.toFixed(n < 1 ? 3 : 1)
 console.log(
   `halkyon plugin runtime benchmark (${Starts} starts, ${Calls} calls per case; ${process.arch}, ${navigator.hardwareConcurrency} cores)\n`
 )
-console.log("start to handshake (ms)           p50      p95")
+// BENCH_ONLY=memory: only the memory table.
+const memoryOnly = process.env.BENCH_ONLY === "memory"
+if (!memoryOnly) console.log("start to handshake (ms)           p50      p95")
 for (
-  const [form, path] of [["compiled (--bytecode)", join(plugins, "postgres")], ["bundle (.js)", join(plugins, "postgres.js")]] as const
+  const [form, path] of memoryOnly
+    ? []
+    : [["compiled (--bytecode)", join(plugins, "postgres")], ["bundle (.js)", join(plugins, "postgres.js")]] as const
 ) {
   for (const mtls of [false, true]) {
     const times = await startTimes(pluginFile(path), mtls, Starts)
@@ -65,8 +76,8 @@ for (
     )
   }
 }
-console.log("\nunary RPC round trip (ms)         p50      p99")
-for (const mtls of [false, true]) {
+if (!memoryOnly) console.log("\nunary RPC round trip (ms)         p50      p99")
+for (const mtls of memoryOnly ? [] : [false, true]) {
   const postgres = { metadata: { name: "db", namespace: "default" }, spec: { category: "database", type: "postgres", version: "17" } }
   const times = await roundTrips(pluginFile(join(plugins, "postgres")), mtls, postgres, Calls)
   console.log(
@@ -75,10 +86,62 @@ for (const mtls of [false, true]) {
     }`
   )
 }
-const rss = await hostWithTenPlugins()
-console.log(`\nhost (dist/halkyon plugins watch) with ${rss.running} plugins running (5 compiled, 5 bundles):`)
+/** Bun's floor: the smallest program that listens on a socket, compiled as plugins are. */
+const floorMemory = async (...extra: Array<string>) => {
+  const floor = compilePlugin(join(root, "bench/support/listen-floor.ts"), join(root, "dist/bench/listen-floor"))
+  const socket = join(tmpdir(), `halkyon-floor-${process.pid}.sock`)
+  const child = Bun.spawn([floor, socket, ...extra], { stdout: "pipe", stderr: "ignore" })
+  const reader = child.stdout.getReader()
+  await reader.read()
+  await Bun.sleep(1_000)
+  const memory = memoryOf(child.pid)
+  child.kill("SIGTERM")
+  await child.exited
+  rmSync(socket, { force: true })
+  return memory
+}
+
+const mb = (kb: number) => (kb / 1024).toFixed(1).padStart(6)
+const memoryCells = (m: ReturnType<typeof memoryOf>) => `${mb(m.rss)} ${mb(m.anon)} ${mb(m.file)} ${mb(m.pss)}`
 console.log(
-  `  host RSS ${(rss.hostRss / 1024).toFixed(1)} MB; each plugin ${(Math.min(...rss.pluginRss) / 1024).toFixed(1)}–${
-    (Math.max(...rss.pluginRss) / 1024).toFixed(1)
-  } MB`
+  `\nmemory (MB): once ready (described, then 1 s), and after ${MemoryCalls} CheckValidity calls (then 1 s), with the calls' times\n` +
+    `${"".padEnd(46)}${"once ready".padEnd(28)}${`after ${MemoryCalls} calls`.padEnd(28)}call (ms)\n` +
+    `${"".padEnd(46)}${"   RSS   anon   file    PSS   ".repeat(2)}  p50    p99   plugin CPU s`
 )
+console.log(`  ${"Bun floor (compiled, only listens)".padEnd(44)}${memoryCells(await floorMemory())}`)
+console.log(`  ${"Bun floor and a node:http2 server".padEnd(44)}${memoryCells(await floorMemory("http2"))}`)
+const postgresCapability = {
+  metadata: { name: "db", namespace: "default" },
+  spec: { category: "database", type: "postgres", version: "17" }
+}
+const redisCapability = { metadata: { name: "c", namespace: "default" }, spec: { category: "cache", type: "redis", version: "8.0" } }
+const subjects: ReadonlyArray<readonly [string, ReadonlyArray<string>, Record<string, string>, unknown]> = [
+  ["TS postgres, compiled", [join(plugins, "postgres")], {}, postgresCapability],
+  ["TS postgres, compiled, BUN_JSC_useDFGJIT=0", [join(plugins, "postgres")], { BUN_JSC_useDFGJIT: "0" }, postgresCapability],
+  ["TS postgres, compiled, BUN_JSC_useJIT=0", [join(plugins, "postgres")], { BUN_JSC_useJIT: "0" }, postgresCapability],
+  [
+    "TS postgres, bundle (run by dist/halkyon)",
+    [join(root, "dist/halkyon"), join(plugins, "postgres.js")],
+    { BUN_BE_BUN: "1" },
+    postgresCapability
+  ],
+  ["Go redis (go-plugin)", [join(plugins, "redis")], {}, redisCapability]
+]
+for (const [label, command, env, capability] of subjects) {
+  const { ready, afterCalls, times, cpuSeconds } = await readyMemory(command, env, capability, MemoryCalls)
+  console.log(
+    `  ${label.padEnd(44)}${memoryCells(ready)}   ${memoryCells(afterCalls)}   ${fmt(percentile(times, 50)).padStart(6)} ${
+      fmt(percentile(times, 99)).padStart(6)
+    }   ${cpuSeconds.toFixed(2).padStart(6)}`
+  )
+}
+
+const rss = memoryOnly ? undefined : await hostWithTenPlugins()
+if (rss !== undefined) {
+  console.log(`\nhost (dist/halkyon plugins watch) with ${rss.running} plugins running (5 compiled, 5 bundles):`)
+  console.log(
+    `  host RSS ${(rss.hostRss / 1024).toFixed(1)} MB; each plugin ${(Math.min(...rss.pluginRss) / 1024).toFixed(1)}–${
+      (Math.max(...rss.pluginRss) / 1024).toFixed(1)
+    } MB`
+  )
+}

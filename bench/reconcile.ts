@@ -16,6 +16,10 @@
  * machine's speed drifts over minutes), every other trio in reverse order:
  * every run is printed, then the medians. BENCH_ONLY=operator skips the
  * floors (to profile the operator, or compare its CPU seconds between builds).
+ * Then, with all N still held by the operator, BENCH_EDITS (default 200)
+ * spec edits one at a time, each timed until its status update shows in a
+ * watch: p50 and p99 per run, and each size's as a ratio of the smallest
+ * size's.
  * BENCH_IMPERSONATE=1 applies the plugin's RBAC from `halkyon manifests
  * --plugins-dir` and runs the operator with --impersonate always, so that
  * dependents are read, watched and written as the plugin's ServiceAccount.
@@ -255,6 +259,72 @@ const operatorRun = async (ns: string, n: number, operatorPid: number, logged: P
   return { created, total, peakRssMb: hwm }
 }
 
+const edits = Number(process.env.BENCH_EDITS ?? 200)
+const percentile = (values: ReadonlyArray<number>, p: number) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN
+}
+
+/**
+ * Once every status is written: the latency from a spec edit to its status
+ * update, as a user sees it. One edit at a time (BENCH_EDITS, default 200,
+ * spread over the N Capabilities): a merge patch of the Capability's
+ * parameter, timed until a watch of the namespace shows that Capability's
+ * status with the edit's generation observed. The operator holds all N in its
+ * cache and queue meanwhile, which is what the edit pays for at scale.
+ */
+const editLatencies = async (ns: string, n: number) => {
+  const from =
+    ((await api("GET", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities?limit=1`)).metadata as { resourceVersion: string })
+      .resourceVersion
+  const abort = new AbortController()
+  const response = await fetch(
+    `${plane.server}/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities?watch=true&resourceVersion=${from}`,
+    { tls: { ca: plane.caCertPem, cert: plane.adminCertPem, key: plane.adminKeyPem }, signal: abort.signal }
+  )
+  let waiting: { name: string; generation: number; done: () => void } | undefined
+  // The status may show before the patch's answer is read: what each Capability's status last observed.
+  const observed = new Map<string, number>()
+  const reading = (async () => {
+    const decoder = new TextDecoder()
+    let rest = ""
+    for await (const chunk of response.body ?? []) {
+      rest += decoder.decode(chunk, { stream: true })
+      const lines = rest.split("\n")
+      rest = lines.pop() ?? ""
+      for (const line of lines) {
+        const { object } = JSON.parse(line) as { object: { metadata: { name: string }; status?: { observedGeneration?: number } } }
+        observed.set(object.metadata.name, object.status?.observedGeneration ?? 0)
+        if (
+          waiting !== undefined && object.metadata.name === waiting.name && (object.status?.observedGeneration ?? 0) >= waiting.generation
+        ) {
+          waiting.done()
+        }
+      }
+    }
+  })().catch(() => {})
+  const times: Array<number> = []
+  for (let i = 0; i < edits; i++) {
+    const name = `db-${Math.floor((i * n) / edits) % n}`
+    const seen = Promise.withResolvers<void>()
+    const t0 = performance.now()
+    const edited = await api(
+      "PATCH",
+      `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities/${name}`,
+      { spec: { parameters: [{ name: "DB_PASSWORD", value: `edit-${i}` }] } },
+      "application/merge-patch+json"
+    )
+    waiting = { name, generation: (edited.metadata as { generation: number }).generation, done: seen.resolve }
+    if ((observed.get(name) ?? 0) >= waiting.generation) seen.resolve()
+    await seen.promise
+    times.push(performance.now() - t0)
+    waiting = undefined
+  }
+  abort.abort()
+  await reading
+  return times
+}
+
 /** A fresh control plane with the CRDs served, for one measurement. */
 const freshPlane = async () => {
   // No controllers: a thousand StatefulSets would get a thousand pods, and the figures would time those too.
@@ -350,7 +420,9 @@ const measureOperator = async (ns: string, n: number, operatorConcurrency: strin
     const calls = sum(/^halkyon_plugin_call_duration_seconds_count\{[^}]*\} (\d+)$/gm)
     const detail = `${n}: ${reconciles} reconciles, ${calls} plugin calls; CPU seconds: operator ${cpuSeconds(proc.pid).toFixed(1)}, ` +
       `plugin ${cpuSeconds(Number(/pid=(\d+)/.exec(seen)?.[1])).toFixed(1)}, ${planeCpuSince(before)}`
-    return { ...run, detail }
+    // After the figures above, so that they count the N Capabilities alone.
+    const edited = await editLatencies(ns, n)
+    return { ...run, detail, editP50: percentile(edited, 50), editP99: percentile(edited, 99) }
   } finally {
     proc.kill("SIGTERM")
     await proc.exited
@@ -370,17 +442,23 @@ try {
       endBy === "watch" ? "a watch of the Capabilities" : "the operator's log line after each status write, then checked through the API"
     }\n`
   )
-  console.log("capabilities   floor: create   floor: apply   operator   ratio to create / apply   operator peak RSS")
+  console.log(
+    "capabilities   floor: create   floor: apply   operator   ratio to create / apply   operator peak RSS   spec edit to status p50 / p99"
+  )
   const details: Array<string> = []
-  const row = (label: string, create: number, apply: number, total: number, rss: number) =>
+  const editCell = (p50: number, p99: number) => `${p50.toFixed(1)} / ${p99.toFixed(1)} ms`.padStart(30)
+  const row = (label: string, create: number, apply: number, total: number, rss: number, p50: number, p99: number) =>
     console.log(
       `${label.padStart(12)}   ${`${create.toFixed(2)} s`.padStart(13)}   ${`${apply.toFixed(2)} s`.padStart(12)}   ${
         `${total.toFixed(2)} s`.padStart(8)
-      }   ${`${(total / create).toFixed(2)} / ${(total / apply).toFixed(2)}`.padStart(23)}   ${rss.toFixed(0)} MB`
+      }   ${`${(total / create).toFixed(2)} / ${(total / apply).toFixed(2)}`.padStart(23)}   ${`${rss.toFixed(0)} MB`.padStart(17)}   ${
+        editCell(p50, p99)
+      }`
     )
   const summaries: Array<() => void> = []
+  const editsBySize: Array<{ n: number; p50: number; p99: number }> = []
   for (const n of sizes) {
-    const runs: Array<{ create: number; apply: number; total: number; rss: number }> = []
+    const runs: Array<{ create: number; apply: number; total: number; rss: number; p50: number; p99: number }> = []
     for (let r = 0; r < repeat; r++) {
       const measureCreate = async () => {
         await freshPlane()
@@ -411,9 +489,10 @@ try {
       }
       const [createSeconds, applySeconds] = [create.seconds, apply.seconds]
       details.push(...[create.detail, apply.detail, run.detail].filter((d) => d !== ""))
-      runs.push({ create: createSeconds, apply: applySeconds, total: run.total, rss: run.peakRssMb })
-      row(`${n} #${r + 1}`, createSeconds, applySeconds, run.total, run.peakRssMb)
+      runs.push({ create: createSeconds, apply: applySeconds, total: run.total, rss: run.peakRssMb, p50: run.editP50, p99: run.editP99 })
+      row(`${n} #${r + 1}`, createSeconds, applySeconds, run.total, run.peakRssMb, run.editP50, run.editP99)
     }
+    editsBySize.push({ n, p50: median(runs.map((x) => x.p50)), p99: median(runs.map((x) => x.p99)) })
     summaries.push(() => {
       const ratios = runs.map((x) => x.total / x.create)
       const applyRatios = runs.map((x) => x.total / x.apply)
@@ -423,12 +502,21 @@ try {
         }   ` +
           `${`${median(runs.map((x) => x.total)).toFixed(2)} s`.padStart(8)}   ${
             `${median(ratios).toFixed(2)} / ${median(applyRatios).toFixed(2)}`.padStart(23)
-          }   ${Math.max(...runs.map((x) => x.rss)).toFixed(0)} MB (max)`
+          }   ${`${Math.max(...runs.map((x) => x.rss)).toFixed(0)} MB (max)`.padStart(17)}   ${
+            editCell(median(runs.map((x) => x.p50)), median(runs.map((x) => x.p99)))
+          }`
       )
     })
   }
   console.log(`\nmedians over ${repeat} runs (the ratio column: median of the runs' ratios)`)
   for (const summary of summaries) summary()
+  const smallest = editsBySize[0]
+  if (smallest !== undefined && editsBySize.length > 1) {
+    console.log(`\nspec edit to status update (${edits} edits, one at a time), against the same at ${smallest.n} Capabilities:`)
+    for (const e of editsBySize.slice(1)) {
+      console.log(`${String(e.n).padStart(12)}   p50 ${(e.p50 / smallest.p50).toFixed(2)}x   p99 ${(e.p99 / smallest.p99).toFixed(2)}x`)
+    }
+  }
   console.log(`\n${details.join("\n")}`)
 } finally {
   operator?.kill("SIGTERM")

@@ -4,12 +4,16 @@
  * trips, with the figures' percentiles. Shared by bench:plugins and
  * bench:interop so that both measure the same way.
  */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { NodeServices } from "@effect/platform-node"
 import { Effect, Layer, Logger } from "effect"
 import { PluginClient } from "../../src/plugin-client/PluginClient.ts"
 import { Metrics } from "../../src/metrics/Metrics.ts"
 import { classify, type PluginFile } from "../../src/plugin-host/PluginFiles.ts"
-import { launch, type LaunchOptions } from "../../src/plugin-host/PluginProcess.ts"
+import { attach, launch, type LaunchOptions } from "../../src/plugin-host/PluginProcess.ts"
+import { MagicCookieKey, MagicCookieValue } from "../../src/protocol/Handshake.ts"
 import { PluginLauncher } from "../../src/plugin-host/PluginLauncher.ts"
 
 export const percentile = (values: ReadonlyArray<number>, p: number) => {
@@ -60,3 +64,80 @@ export const roundTrips = (file: PluginFile, autoMtls: boolean, capability: unkn
       return times
     })).pipe(Effect.provide(services))
   )
+
+/** A process's memory from /proc: RSS and its anonymous and file-backed parts, and PSS (shared pages split among their users), in KiB. */
+export const memoryOf = (pid: number) => {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8")
+  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8")
+  const field = (text: string, name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(text)?.[1] ?? NaN)
+  return { rss: field(status, "VmRSS"), anon: field(status, "RssAnon"), file: field(status, "RssFile"), pss: field(rollup, "Pss") }
+}
+
+/** A process's CPU seconds so far (user and system). */
+export const cpuSecondsOf = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? []
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
+/**
+ * A plugin's memory once ready, and again after work. It is started here as
+ * a host starts it (the magic cookie, a socket folder) with `env` added (JSC
+ * options, say), then reached as `--reattach` reaches it: described (its
+ * services loaded), a pause, its memory (`ready`); then `calls`
+ * CheckValidity round trips (timed, and the plugin's CPU seconds for them,
+ * returned too), a pause, its memory
+ * again (`afterCalls`: what the JIT tiers added). `command` runs the plugin: its executable, or a runtime and a bundle.
+ */
+export const readyMemory = async (
+  command: ReadonlyArray<string>,
+  env: Record<string, string>,
+  capability: unknown,
+  calls: number,
+  settleMs = 1_000
+) => {
+  const socketDir = mkdtempSync(join(tmpdir(), "halkyon-mem-"))
+  const child = Bun.spawn([...command], {
+    env: {
+      [MagicCookieKey]: MagicCookieValue,
+      PLUGIN_PROTOCOL_VERSIONS: "1",
+      PLUGIN_UNIX_SOCKET_DIR: socketDir,
+      ...(process.env.PATH === undefined ? {} : { PATH: process.env.PATH }),
+      ...env
+    },
+    stdout: "pipe",
+    stderr: "ignore"
+  })
+  try {
+    const reader = child.stdout.getReader()
+    let line = ""
+    while (!line.includes("\n")) {
+      const { value, done } = await reader.read()
+      if (done) throw new Error(`${command.join(" ")} exited before its handshake`)
+      line += new TextDecoder().decode(value)
+    }
+    reader.releaseLock()
+    const [, , network, address] = line.trim().split("|")
+    const target = { name: "bench", network: network === "tcp" ? "tcp" : "unix", address: address ?? "" } as const
+    return await Effect.runPromise(
+      Effect.scoped(Effect.gen(function*() {
+        const plugin = yield* attach(target, launchOptions(false))
+        yield* Effect.sleep(settleMs)
+        const ready = memoryOf(child.pid)
+        const cpuBefore = cpuSecondsOf(child.pid)
+        const times: Array<number> = []
+        for (let i = 0; i < calls; i++) {
+          const t0 = performance.now()
+          yield* plugin.connection.checkValidity(capability)
+          times.push(performance.now() - t0)
+        }
+        const cpuSeconds = cpuSecondsOf(child.pid) - cpuBefore
+        yield* Effect.sleep(settleMs)
+        return { ready, afterCalls: memoryOf(child.pid), times, cpuSeconds }
+      })).pipe(Effect.provide(services))
+    )
+  } finally {
+    child.kill("SIGTERM")
+    await child.exited
+    rmSync(socketDir, { recursive: true, force: true })
+  }
+}

@@ -104,6 +104,18 @@ const capabilityUsed = (binding: KubeObject): string | undefined => {
     : undefined
 }
 
+/**
+ * What bindings read of a Capability: who it is, its finalizers and deletion,
+ * its Ready condition and binding Secret. Kept instead of the whole object
+ * (spec, the dependents' status, managedFields), the bulk of this map when a
+ * namespace holds thousands of Capabilities.
+ */
+const bindingView = (o: KubeObject): KubeObject => {
+  const { managedFields: _, ...metadata } = o.metadata as KubeObject["metadata"] & { managedFields?: unknown }
+  const status = (o as { status?: { conditions?: unknown; binding?: unknown } }).status
+  const view = { apiVersion: o.apiVersion, kind: o.kind, metadata }
+  return status === undefined ? view : Object.assign(view, { status: { conditions: status.conditions, binding: status.binding } })
+}
 const finalizersOf = (o: KubeObject): ReadonlyArray<string> => ((o.metadata as { finalizers?: ReadonlyArray<string> }).finalizers) ?? []
 
 /** JSON with keys sorted: the server's copy and ours compare equal whatever their key order. */
@@ -154,7 +166,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
     onObject: (object, deleted) => {
       const key = objectKey(object)
       if (deleted) capabilities.delete(key)
-      else capabilities.set(key, object)
+      else capabilities.set(key, bindingView(object))
       return enqueueAll(byCapability.get(key)).pipe(
         Effect.andThen(object.metadata.deletionTimestamp !== undefined && !deleted ? queue.add(`c:${key}`) : Effect.void)
       )
