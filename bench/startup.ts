@@ -4,7 +4,7 @@
  * - every command's start, side by side in one run, alternating: a compiled
  *   hello-world (built with the same Bun and flags: the floor), `halkyon
  *   version`, `--help`, `plugins list` (the postgres plugin), `plugins
- *   install` (a 1 MB release from loopback) and `plugins render`, each
+ *   install` (a 1 MB release from loopback), `manifests` and `plugins render`, each
  *   with its start-up (the same command with `--help`: the binary, the
  *   command line and the command's flags loaded and parsed, nothing run) and
  *   peak RSS; BENCH_RUNS times each (default 30) after 3 warm-ups. Target
@@ -21,7 +21,7 @@
  * 60 MB compressed. Prints figures; asserts nothing. BENCH_COMMANDS_ONLY=1
  * stops after the first table; BENCH_MARKDOWN=file also writes it there
  * (bench:all puts it in docs/performance.md); BENCH_BINARY=path times another
- * build in the first table.
+ * build in the first table, BENCH_BASELINE=path another build beside this one.
  */
 import { randomBytes } from "node:crypto"
 import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs"
@@ -149,20 +149,22 @@ const commandStarts = async () => {
   const plugins = mkdtempSync(join(tmpdir(), "halkyon-bench-list-"))
   copyFileSync(join(root, "dist/plugins/postgres"), join(plugins, "postgres"))
   const env = { NODE_EXTRA_CA_CERTS: ca.caFile, GITHUB_TOKEN: "", HALKYON_PLUGINS: "" }
-  // BENCH_BINARY: another build to compare (e.g. one of main's), in the same table.
-  const halkyon = process.env.BENCH_BINARY ?? join(root, "dist/halkyon")
+  // BENCH_BINARY: another build to time instead; BENCH_BASELINE: another build (e.g. one of main's) timed beside
+  // this one, alternating, its rows marked "(baseline)".
+  const current = process.env.BENCH_BINARY ?? join(root, "dist/halkyon")
+  const baseline = process.env.BENCH_BASELINE
   let installs = 0
-  const cases: ReadonlyArray<{ name: string; run: () => ReadonlyArray<string>; start?: ReadonlyArray<string> }> = [
-    { name: "hello-world (same Bun, compiled)", run: () => [hello] },
-    { name: "halkyon version", run: () => [halkyon, "version"] },
-    { name: "halkyon --help", run: () => [halkyon, "--help"] },
+  type Case = { name: string; run: () => ReadonlyArray<string>; start?: ReadonlyArray<string> }
+  const halkyonCases = (halkyon: string, mark: string): ReadonlyArray<Case> => [
+    { name: `halkyon version${mark}`, run: () => [halkyon, "version"] },
+    { name: `halkyon --help${mark}`, run: () => [halkyon, "--help"] },
     {
-      name: "halkyon plugins list (postgres)",
+      name: `halkyon plugins list (postgres)${mark}`,
       run: () => [halkyon, "plugins", "list", "--plugins-dir", plugins],
       start: [halkyon, "plugins", "list", "--help"]
     },
     {
-      name: "halkyon plugins install (1 MB, loopback)",
+      name: `halkyon plugins install (1 MB, loopback)${mark}`,
       run: () => [
         halkyon,
         "plugins",
@@ -176,10 +178,21 @@ const commandStarts = async () => {
       start: [halkyon, "plugins", "install", "--help"]
     },
     {
-      name: "halkyon plugins render (postgres)",
+      // Reads no kubeconfig: the objects built and printed, client-node not loaded.
+      name: `halkyon manifests${mark}`,
+      run: () => [halkyon, "manifests"],
+      start: [halkyon, "manifests", "--help"]
+    },
+    {
+      name: `halkyon plugins render (postgres)${mark}`,
       run: () => [halkyon, "plugins", "render", join(root, "dist/plugins/postgres"), "-f", join(root, "samples/postgres.yaml")],
       start: [halkyon, "plugins", "render", "--help"]
     }
+  ]
+  const cases: ReadonlyArray<Case> = [
+    { name: "hello-world (same Bun, compiled)", run: () => [hello] },
+    ...halkyonCases(current, ""),
+    ...(baseline === undefined ? [] : halkyonCases(baseline, " (baseline)"))
   ]
   const samples = cases.map(() => ({ run: [] as Array<number>, start: [] as Array<number>, rss: [] as Array<number> }))
   try {

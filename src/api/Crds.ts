@@ -13,7 +13,6 @@
  * ourselves and reuse only each check's own JSON Schema fragment (minLength,
  * pattern, minimum…).
  */
-import type { V1CustomResourceColumnDefinition, V1CustomResourceDefinition, V1JSONSchemaProps } from "@kubernetes/client-node"
 import { type JsonSchema, type Schema, SchemaAST, type SchemaRepresentation } from "effect"
 import { Capability, CapabilityInfo, type CelRule, Group, ValidationsAnnotation, Version } from "./Capability.ts"
 import { BindingApiVersion, BindingGroup, BindingVersion, ServiceBinding } from "./ServiceBinding.ts"
@@ -324,36 +323,48 @@ export const resourceSchema = (schema: Schema.Top, description: string): OpenApi
   }
 }
 
+/** A printer column of a CRD (`kubectl get` shows it). */
+export interface PrinterColumn {
+  readonly name: string
+  readonly type: "string" | "date"
+  readonly jsonPath: string
+}
+
 /**
- * client-node's model of a schema node. Its serializer maps `_enum` to `enum`
- * (and so on) on nodes it knows, but passes `items` and
- * `additionalProperties` (typed `any`) through untouched: those must stay in
- * JSON names or `dumpYaml` and `patch` would drop their keywords.
+ * A CustomResourceDefinition as plain JSON, in the API's own field names
+ * (`enum`, `x-kubernetes-validations`): what `halkyon manifests` prints and
+ * what a raw request or `kubectl apply` sends as it is. Not client-node's
+ * model, whose serializer would drop these keywords (it reads `_enum`).
  */
-export const toClientModel = (schema: OpenApiSchema): V1JSONSchemaProps => {
-  const {
-    enum: values,
-    properties,
-    required,
-    "x-kubernetes-preserve-unknown-fields": preserve,
-    "x-kubernetes-validations": validations,
-    ...rest
-  } = schema
-  return {
-    ...rest,
-    ...(required === undefined ? {} : { required: [...required] }),
-    ...(values === undefined ? {} : { _enum: [...values] }),
-    ...(preserve === undefined ? {} : { x_kubernetes_preserve_unknown_fields: preserve }),
-    ...(validations === undefined ? {} : { x_kubernetes_validations: validations.map((v) => ({ ...v })) }),
-    ...(properties === undefined
-      ? {}
-      : { properties: Object.fromEntries(Object.entries(properties).map(([name, s]) => [name, toClientModel(s)])) })
+export interface CustomResourceDefinition {
+  readonly apiVersion: "apiextensions.k8s.io/v1"
+  readonly kind: "CustomResourceDefinition"
+  // Cluster-scoped: no namespace (said so that code reading any manifest's namespace reads undefined here).
+  readonly metadata: { readonly name: string; readonly namespace?: undefined; readonly labels: { readonly [name: string]: string } }
+  readonly spec: {
+    readonly group: string
+    readonly names: {
+      readonly kind: string
+      readonly listKind: string
+      readonly plural: string
+      readonly singular: string
+      readonly shortNames: ReadonlyArray<string>
+    }
+    readonly scope: "Namespaced" | "Cluster"
+    readonly versions: ReadonlyArray<{
+      readonly name: string
+      readonly served: boolean
+      readonly storage: boolean
+      readonly schema: { readonly openAPIV3Schema: OpenApiSchema }
+      readonly additionalPrinterColumns: ReadonlyArray<PrinterColumn>
+      readonly subresources?: { readonly status: Record<string, never> }
+    }>
   }
 }
 
 const readyCondition = `.status.conditions[?(@.type=="Ready")]`
 
-const age: V1CustomResourceColumnDefinition = { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" }
+const age: PrinterColumn = { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" }
 
 const crd = (
   names:
@@ -363,9 +374,9 @@ const crd = (
     | typeof WorkloadResourceMappingResource,
   scope: "Namespaced" | "Cluster",
   schema: OpenApiSchema,
-  columns: ReadonlyArray<V1CustomResourceColumnDefinition>,
+  columns: ReadonlyArray<PrinterColumn>,
   withStatus: boolean
-): V1CustomResourceDefinition => ({
+): CustomResourceDefinition => ({
   apiVersion: "apiextensions.k8s.io/v1",
   kind: "CustomResourceDefinition",
   metadata: { name: names.crdName, labels: { "app.kubernetes.io/name": "halkyon" } },
@@ -384,7 +395,7 @@ const crd = (
         name: names.version,
         served: true,
         storage: true,
-        schema: { openAPIV3Schema: toClientModel(schema) },
+        schema: { openAPIV3Schema: schema },
         additionalPrinterColumns: [...columns],
         // The status subresource: spec writes ignore status and /status writes ignore spec.
         ...(withStatus ? { subresources: { status: {} } } : {})
@@ -394,7 +405,7 @@ const crd = (
 })
 
 /** The `capabilities.halkyon.io` CRD: namespaced, with a status subresource. */
-export const capabilityCrd = (): V1CustomResourceDefinition =>
+export const capabilityCrd = (): CustomResourceDefinition =>
   crd(
     CapabilityResource,
     "Namespaced",
@@ -414,7 +425,7 @@ export const capabilityCrd = (): V1CustomResourceDefinition =>
   )
 
 /** The `capabilityinfos.halkyon.io` CRD: cluster-scoped, what the registered plugins offer. */
-export const capabilityInfoCrd = (): V1CustomResourceDefinition =>
+export const capabilityInfoCrd = (): CustomResourceDefinition =>
   crd(
     CapabilityInfoResource,
     "Cluster",
@@ -436,7 +447,7 @@ export const capabilityInfoCrd = (): V1CustomResourceDefinition =>
  * The `servicebindings.servicebinding.io` CRD (the spec's v1 schema): namespaced,
  * with a status subresource. Omit it where another implementation installs it.
  */
-export const serviceBindingCrd = (): V1CustomResourceDefinition => {
+export const serviceBindingCrd = (): CustomResourceDefinition => {
   const base = crd(
     ServiceBindingResource,
     "Namespaced",
@@ -449,14 +460,14 @@ export const serviceBindingCrd = (): V1CustomResourceDefinition => {
     true
   )
   // The spec recommends this label on CRDs of Provisioned Services; a ServiceBinding is one too (status.binding).
-  return { ...base, metadata: { ...base.metadata, labels: { ...base.metadata?.labels, "servicebinding.io/provisioned-service": "true" } } }
+  return { ...base, metadata: { ...base.metadata, labels: { ...base.metadata.labels, "servicebinding.io/provisioned-service": "true" } } }
 }
 
 /**
  * The `clusterworkloadresourcemappings.servicebinding.io` CRD (the spec's v1
  * schema): cluster-scoped, no status. Installed with the ServiceBinding CRD.
  */
-export const workloadResourceMappingCrd = (): V1CustomResourceDefinition =>
+export const workloadResourceMappingCrd = (): CustomResourceDefinition =>
   crd(
     WorkloadResourceMappingResource,
     "Cluster",

@@ -4,13 +4,14 @@
  * its least-privilege RBAC, one ServiceAccount and role per known plugin
  * (PluginRbac.ts), and the operator's Deployment.
  *
- * The objects are client-node models, so `dumpYaml` and
- * `KubernetesObjectApi.patch` serialize them as the API server expects.
+ * The objects are plain JSON in the API's own field names (client-node's
+ * types, imported as types only, where they name fields alike; Crds.ts's own
+ * for the CRDs): `halkyon manifests` prints them without loading a
+ * Kubernetes client.
  */
 import type {
   V1ClusterRole,
   V1ClusterRoleBinding,
-  V1CustomResourceDefinition,
   V1ConfigMap,
   V1Deployment,
   V1Namespace,
@@ -22,6 +23,7 @@ import type {
 import { defaultImage, defaultNamespace } from "./ManifestDefaults.ts"
 import { BindingResource, PolicyResource } from "./AdmissionPolicy.ts"
 import {
+  type CustomResourceDefinition,
   CapabilityInfoResource,
   CapabilityResource,
   capabilityCrd,
@@ -77,7 +79,7 @@ export const pluginsLockConfigMap = "halkyon-plugins-lock"
 export const pluginsLockPath = "/etc/halkyon/plugins-lock.json"
 
 export type Manifest =
-  | V1CustomResourceDefinition
+  | CustomResourceDefinition
   | V1Namespace
   | V1ServiceAccount
   | V1ClusterRole

@@ -1,10 +1,10 @@
 /**
  * Manifests as YAML for kubectl apply: one document per object, `---`
- * between them, in apply order. Its own module so that `halkyon manifests`
- * loads the Kubernetes client's YAML dumper only when it prints.
+ * between them, in apply order. The objects are plain JSON (Manifests.ts),
+ * so js-yaml dumps them as they are; its own module so that `halkyon
+ * manifests` loads it only when it prints.
  */
-import { dumpYaml } from "@kubernetes/client-node"
+import { dump } from "js-yaml"
 import type { Manifest } from "../api/Manifests.ts"
 
-export const renderManifests = (objects: ReadonlyArray<Manifest>): string =>
-  objects.map((object) => dumpYaml(object).trimEnd()).join("\n---\n")
+export const renderManifests = (objects: ReadonlyArray<Manifest>): string => objects.map((object) => dump(object).trimEnd()).join("\n---\n")

@@ -9,7 +9,6 @@ import {
   type KubernetesObject,
   KubeConfig,
   KubernetesObjectApi,
-  loadAllYaml,
   PatchStrategy,
   type V1ClusterRole,
   type V1ClusterRoleBinding,
@@ -19,8 +18,9 @@ import {
   type V1ServiceAccount
 } from "@kubernetes/client-node"
 import { Console, Effect } from "effect"
+import { loadAll } from "js-yaml"
 import { Command } from "effect/cli"
-import { CapabilityInfoResource, CapabilityResource, capabilityCrd } from "../../src/api/Crds.ts"
+import { CapabilityInfoResource, CapabilityResource, capabilityCrd, type CustomResourceDefinition } from "../../src/api/Crds.ts"
 import { manifests, operatorName, operatorNamespacedRules, operatorRules } from "../../src/api/Manifests.ts"
 import { defaultImage, defaultNamespace } from "../../src/api/ManifestDefaults.ts"
 import { manifestsCommand } from "../../src/cli/ManifestsCommand.ts"
@@ -63,6 +63,16 @@ const kube = async (path: string, init: { method?: string; body?: unknown; conte
 }
 
 const apply = (object: KubernetesObject) => objectApi().patch(object, undefined, undefined, "halkyon", true, PatchStrategy.ServerSideApply)
+
+/**
+ * A CRD applied as it is, as kubectl does: it is plain JSON (`enum`), which
+ * client-node's serializer would strip to its model's names (`_enum`).
+ */
+const applyCrd = async (crd: CustomResourceDefinition) => {
+  const path = `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}?fieldManager=halkyon&force=true`
+  const applied = await kube(path, { method: "PATCH", body: crd, contentType: "application/apply-patch+yaml" })
+  if (applied.status >= 300) throw new Error(`applying ${crd.metadata.name} failed: ${JSON.stringify(applied.body)}`)
+}
 
 const establishedWithin = async (name: string, timeoutMs: number) => {
   const deadline = performance.now() + timeoutMs
@@ -116,8 +126,8 @@ beforeAll(async () => {
   kc.loadFromFile(plane.kubeconfigPath)
   objects = KubernetesObjectApi.makeApiClient(kc)
   const all = manifests({ namespace, image })
-  const crds = all.filter((o) => o.kind === "CustomResourceDefinition")
-  for (const crd of crds) await apply(crd)
+  const crds = all.filter((o): o is CustomResourceDefinition => o.kind === "CustomResourceDefinition")
+  for (const crd of crds) await applyCrd(crd)
   for (const crd of crds) await establishedWithin(crd.metadata?.name ?? "", 30_000)
   for (const object of all.filter((o) => o.kind !== "CustomResourceDefinition")) await apply(object)
 }, 30 * 60_000)
@@ -231,12 +241,9 @@ test("status is a subresource: ignored through the resource, kept through /statu
 })
 
 test("the CRDs as served carry the derived schema and the printer columns", async () => {
-  const read = (name: string) =>
-    objectApi().read<V1CustomResourceDefinition>({
-      apiVersion: "apiextensions.k8s.io/v1",
-      kind: "CustomResourceDefinition",
-      metadata: { name }
-    })
+  // Read raw: client-node's model would rename the schema's keywords (`_enum`).
+  const read = async (name: string) =>
+    (await kube(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`)).body as unknown as CustomResourceDefinition
   const capabilityServed = (await read(CapabilityResource.crdName)).spec.versions[0]
   const infoServed = (await read(CapabilityInfoResource.crdName)).spec.versions[0]
   const columns = (v: typeof capabilityServed) => v?.additionalPrinterColumns?.map((c) => [c.name, c.type, c.jsonPath])
@@ -409,10 +416,10 @@ test("the ServiceAccount, RBAC and Deployment were accepted as written", async (
 test("the YAML the command prints parses back into the same objects", async () => {
   const printed = await runManifestsCommand(["--namespace", namespace, "--image", image])
   expect(printed.split("\n").filter((line) => line === "---")).toHaveLength(manifests({ namespace }).length - 1)
-  expect(loadAllYaml(printed)).toEqual([...manifests({ namespace, image })])
+  expect(loadAll(printed)).toEqual([...manifests({ namespace, image })])
 
   const defaults = await runManifestsCommand([])
-  expect(loadAllYaml(defaults)).toEqual([...manifests({ namespace: defaultNamespace, image: defaultImage })])
+  expect(loadAll(defaults)).toEqual([...manifests({ namespace: defaultNamespace, image: defaultImage })])
   expect(defaults).toContain(`namespace: ${defaultNamespace}`)
   expect(defaults).toContain(`image: ${defaultImage}`)
 })
@@ -438,7 +445,7 @@ test("--plugins sets HALKYON_PLUGINS on the operator, normalized; a bad entry is
   } finally {
     rmSync(empty, { recursive: true, force: true })
   }
-  const without = loadAllYaml(await runManifestsCommand([])).find((m) => (m as { kind?: string }).kind === "Deployment") as V1Deployment
+  const without = loadAll(await runManifestsCommand([])).find((m) => (m as { kind?: string }).kind === "Deployment") as V1Deployment
   expect(without.spec?.template.spec?.containers[0]?.env?.map((e) => e.name)).toEqual(["POD_NAMESPACE"])
 
   const bad = Bun.spawnSync([join(root, "dist/halkyon"), "manifests", "--plugins", "nonsense"], { stdout: "pipe", stderr: "pipe" })
