@@ -25,7 +25,8 @@ export interface PluginBehaviour {
   foreignNamespace: string | undefined
 }
 
-const dependent = (id: string, apiVersion: string, kind: string, roles: Partial<DependentInfo>): DependentInfo => ({
+/** A dependent as Describe declares it: watched, owned and created unless `roles` says otherwise. */
+export const dependentInfo = (id: string, apiVersion: string, kind: string, roles: Partial<DependentInfo> = {}): DependentInfo => ({
   id,
   apiVersion,
   kind,
@@ -42,8 +43,8 @@ const dependent = (id: string, apiVersion: string, kind: string, roles: Partial<
 })
 
 export const databaseDependents: Array<DependentInfo> = [
-  dependent("secret", "v1", "Secret", { binding: true }),
-  dependent("statefulset", "apps/v1", "StatefulSet", { updated: true, checkedForReadiness: true })
+  dependentInfo("secret", "v1", "Secret", { binding: true }),
+  dependentInfo("statefulset", "apps/v1", "StatefulSet", { updated: true, checkedForReadiness: true })
 ]
 
 export const databaseDescription = (name = "pg"): PluginDescription => ({

@@ -21,7 +21,7 @@ import { buildDependents, describe as describePlugin, makeContext, observedOf } 
 import { definePlugin } from "../../src/sdk/Plugin.ts"
 import { postgres } from "../../plugins/postgres/plugin.ts"
 import { ObjectCache } from "../../src/controller/ObjectCache.ts"
-import { DeletionPolicy, type DependentInfo, type PluginDescription } from "../../src/gen/halkyon/capability/v1/capability.ts"
+import { DeletionPolicy, type PluginDescription } from "../../src/gen/halkyon/capability/v1/capability.ts"
 import type { KubeObject } from "../../src/kube/KubeObject.ts"
 import { Metrics } from "../../src/metrics/Metrics.ts"
 import type { BuiltDependent, PluginConnection } from "../../src/plugin-client/PluginClient.ts"
@@ -31,6 +31,7 @@ import { PluginIdentity } from "../../src/reconciler/PluginIdentity.ts"
 import { Reconciler } from "../../src/reconciler/Reconciler.ts"
 import { PluginRegistry } from "../../src/registry/PluginRegistry.ts"
 import { makeFakeKube, withoutImpersonation } from "../support/FakeKube.ts"
+import { dependentInfo } from "../support/FakePlugin.ts"
 
 const node = (id: string, ...dependsOn: Array<string>) => ({ id, dependsOn })
 
@@ -96,22 +97,6 @@ describe("the inventory", () => {
 
 // The Reconciler with a graph plugin.
 
-const info = (id: string, apiVersion: string, kind: string, roles: Partial<DependentInfo>): DependentInfo => ({
-  id,
-  apiVersion,
-  kind,
-  watched: true,
-  owned: true,
-  created: true,
-  updated: false,
-  checkedForReadiness: false,
-  binding: false,
-  dependsOn: [],
-  waitForReady: false,
-  deletionPolicy: DeletionPolicy.DELETION_POLICY_DELETE,
-  ...roles
-})
-
 const description: PluginDescription = {
   name: "graph",
   category: "test",
@@ -119,10 +104,10 @@ const description: PluginDescription = {
   parameters: [],
   refuseUnknownParameters: false,
   dependents: [
-    info("creds", "v1", "Secret", { deletionPolicy: DeletionPolicy.DELETION_POLICY_ORPHAN }),
-    info("config", "v1", "ConfigMap", { dependsOn: ["creds"] }),
-    info("db", "apps/v1", "StatefulSet", { dependsOn: ["config"], waitForReady: true, checkedForReadiness: true }),
-    info("svc", "v1", "Service", { dependsOn: ["db"] })
+    dependentInfo("creds", "v1", "Secret", { deletionPolicy: DeletionPolicy.DELETION_POLICY_ORPHAN }),
+    dependentInfo("config", "v1", "ConfigMap", { dependsOn: ["creds"] }),
+    dependentInfo("db", "apps/v1", "StatefulSet", { dependsOn: ["config"], waitForReady: true, checkedForReadiness: true }),
+    dependentInfo("svc", "v1", "Service", { dependsOn: ["db"] })
   ]
 }
 
