@@ -13,6 +13,9 @@
  */
 import { existsSync, mkdirSync } from "node:fs"
 import { join, resolve } from "node:path"
+import { goBinary } from "../src/release/PluginBuild.ts"
+
+export { goBinary }
 
 const root = resolve(import.meta.dir, "..")
 
@@ -34,15 +37,6 @@ export interface Platform {
 export const hostPlatform: Platform = {
   os: process.platform === "win32" ? "windows" : process.platform,
   arch: process.arch === "x64" ? "amd64" : process.arch
-}
-
-/** The go command: $GO, then go on PATH, then the usual install folder. */
-export const goBinary = (): string => {
-  if (process.env.GO) return process.env.GO
-  const onPath = Bun.which("go")
-  if (onPath !== null) return onPath
-  for (const candidate of ["/usr/local/go/bin/go", "/usr/lib/go/bin/go"]) if (existsSync(candidate)) return candidate
-  throw new Error("no go command found: install Go (1.24 or later), put it on PATH or set GO to its path")
 }
 
 /** Whether a plugin folder is a Go plugin. */

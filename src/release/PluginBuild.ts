@@ -115,11 +115,12 @@ export const compilePlugin = async (entry: string, outfile: string, target?: Rel
   return outfile
 }
 
-/** The go command: $GO, then go on PATH. */
+/** The go command: $GO, then go on PATH, then the folders Go's installers use (a login shell may lack them on PATH). */
 export const goBinary = (): string => {
   if (process.env.GO) return process.env.GO
   const onPath = Bun.which("go")
   if (onPath !== null) return onPath
+  for (const candidate of ["/usr/local/go/bin/go", "/usr/lib/go/bin/go"]) if (existsSync(candidate)) return candidate
   throw new Error("building a Go plugin needs Go: install it (1.24 or later) and put go on PATH, or set GO to its path")
 }
 

@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, relative } from "node:path"
 import { buildSdk, packSdk } from "../../scripts/build-sdk.ts"
+import { goBinary } from "../../src/release/PluginBuild.ts"
 import { capabilityPath, type Cluster, markDeploymentReady, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
 import { eventually, root } from "../support/paths.ts"
 import { folderAssets, openReleasePages, type ReleaseServers, type TestCa } from "../support/releases.ts"
@@ -125,8 +126,8 @@ test("Go: plugins new --lang go → go test → build --release → render → a
     work
   )
   const go = { GOWORK: "off" }
-  await sh(["go", "mod", "tidy"], project, go)
-  await sh(["go", "test", "./..."], project, go)
+  await sh([goBinary(), "mod", "tidy"], project, go)
+  await sh([goBinary(), "test", "./..."], project, go)
   await sh([halkyon, "plugins", "build", "--release"], project, go)
   await releasedAndReady(project, "memcached-go")
 }, 600_000)

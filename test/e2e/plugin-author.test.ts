@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { goBinary } from "../../src/release/PluginBuild.ts"
 import { goArch, goOs, version } from "../../src/Version.ts"
 import { startByHand } from "../support/byHand.ts"
 import { builtPlugin, root, testPlugin } from "../support/paths.ts"
@@ -293,7 +294,7 @@ describe("plugins build --release on a scaffolded Go project", () => {
     ])
     if (scaffold.code !== 0) throw new Error(scaffold.stderr)
     const go = (args: ReadonlyArray<string>) => {
-      const result = Bun.spawnSync(["go", ...args], {
+      const result = Bun.spawnSync([goBinary(), ...args], {
         cwd: project,
         env: { ...process.env, GOWORK: "off" },
         stdout: "pipe",
