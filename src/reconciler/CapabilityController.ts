@@ -16,12 +16,15 @@
  *   their kind on, as the identity that reads them (ParameterReferences); an
  *   event on a referenced one enqueues the Capabilities referencing it.
  * - When the registry changes, Capabilities waiting for a plugin are
- *   enqueued, new dependent kinds get a watch and CapabilityInfos are synced.
+ *   enqueued, and so are those a plugin serves that now runs as a new process
+ *   (a replaced file: a new version may build other dependents, and what it
+ *   no longer builds is pruned); new dependent kinds get a watch and
+ *   CapabilityInfos are synced.
  * - Echoes of the operator's own writes enqueue nothing.
  *
  * The worker loop (concurrency, retries with backoff, shutdown) is not here.
  */
-import { Deferred, Duration, Effect, FiberMap, Schedule, Stream } from "effect"
+import { Deferred, Duration, Effect, FiberMap, Option, Schedule, Stream } from "effect"
 import { ApiVersion } from "../api/Capability.ts"
 import { KubeClient } from "../kube/KubeClient.ts"
 import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
@@ -90,6 +93,8 @@ export const startController = Effect.fn("CapabilityController.start")(function*
   // or a relist is (after an outage, a dependent deleted meanwhile shows only
   // as an absence, which a reconcile of its owner repairs).
   const generations = new Map<string, number | undefined>()
+  // What each Capability asks for: which of them a plugin serves, when it is replaced.
+  const wanted = new Map<string, { category: string; type: string; version: string }>()
   yield* inform({
     apiVersion: ApiVersion,
     kind: "Capability",
@@ -100,8 +105,11 @@ export const startController = Effect.fn("CapabilityController.start")(function*
       else cache.put(object)
       if (deleted) {
         generations.delete(key)
+        wanted.delete(key)
         return queue.add(key)
       }
+      const spec = (object as { spec?: { category?: unknown; type?: unknown; version?: unknown } }).spec
+      wanted.set(key, { category: String(spec?.category ?? ""), type: String(spec?.type ?? ""), version: String(spec?.version ?? "") })
       const seen = generations.has(key) ? generations.get(key) : -1
       generations.set(key, object.metadata.generation)
       // Being deleted: a finalizer removed (the ServiceBinding controller's) lets the operator's go on.
@@ -172,9 +180,23 @@ export const startController = Effect.fn("CapabilityController.start")(function*
   )
 
   const syncAdmissionPolicies = makeAdmissionPolicySync(options.namespace)
+  // The connection each plugin was last seen with: a new one is a new process (a replaced file, or a restart).
+  const connections = new Map<string, unknown>()
   const onRegistryChange = Effect.gen(function*() {
     yield* watchDependents
     for (const key of yield* reconciler.waitingForPlugin) yield* queue.add(key)
+    const entries = yield* registry.entries
+    const renewed = new Set(
+      entries.filter((e) => connections.has(e.plugin) && connections.get(e.plugin) !== e.connection).map((e) => e.plugin)
+    )
+    connections.clear()
+    for (const e of entries) connections.set(e.plugin, e.connection)
+    if (renewed.size > 0) {
+      for (const [key, w] of wanted) {
+        const served = yield* registry.resolve(w.category, w.type, w.version).pipe(Effect.option)
+        if (Option.isSome(served) && renewed.has(served.value.plugin)) yield* queue.add(key)
+      }
+    }
     yield* syncCapabilityInfos(options.namespace).pipe(
       Effect.tapError((e) => Effect.logWarning(`syncing CapabilityInfos failed: ${e.message}; retrying`)),
       Effect.retry({ schedule: Schedule.exponential(Duration.millis(250), 2), times: 8 }),

@@ -4,16 +4,19 @@
  * graph): creds Secret (kept on deletion) -> config ConfigMap -> db
  * StatefulSet (waited for until ready, env from the observed creds) -> svc
  * Service (only when EXPOSE=true); the `cyclic` fixture, refused at load;
- * postgres's KEEP_SECRET; and the same graph declared with the Go SDK
- * (test/fixtures/go-plugins/graph).
+ * postgres's KEEP_SECRET; the same graph declared with the Go SDK
+ * (test/fixtures/go-plugins/graph); and, last, an upgrade: graph.js replaced
+ * in the running operator's folder by the `graph-v2` fixture, which no
+ * longer builds config.
  *
- * The local control plane runs no kube-controller-manager: no garbage
- * collector, so whatever goes away here, the operator deleted. Deletion
- * order is read from the watch events' resourceVersions (etcd's revision,
- * one order for every kind).
+ * The local control plane runs kube-controller-manager: its garbage
+ * collector deletes a dependent only once its owner Capability is gone, so
+ * whatever goes away while the Capability lives, the operator deleted.
+ * Deletion order is read from the watch events' resourceVersions (etcd's
+ * revision, one order for every kind).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
+import { copyFileSync, mkdtempSync, renameSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import {
@@ -326,4 +329,63 @@ describe("a Go plugin's graph (go/sdk)", () => {
     expect(creds.status).toBe(200)
     expect(dig(creds.body, "metadata", "ownerReferences")).toBeUndefined()
   }, 60_000)
+})
+
+// Last: it replaces the graph plugin of the operator every test above uses.
+describe("a plugin version that drops a dependent", () => {
+  test("replacing graph.js by graph-v2 (no config) in the running operator's folder prunes config, and only it; Ready again", async () => {
+    await createCapability("up", true)
+    await untilCapability("up", "db applied", (c) => inventoryIds(c).includes("db"))
+    await markStatefulSetReady(cluster, ns, "up-db")
+    await untilCapability("up", "Ready=True with svc", (c) => readyOf(c)?.status === "True" && inventoryIds(c).includes("svc"))
+    expect(inventoryIds(await capability("up"))).toEqual(["config", "creds", "db", "svc"])
+    const lookAlike = await cluster.api("POST", `/api/v1/namespaces/${ns}/configmaps`, {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "up-lookalike", labels: { "halkyon.io/capability": "up" } },
+      data: { database: "up" }
+    })
+    expect(lookAlike.status).toBe(201)
+    const uids = async () =>
+      Object.fromEntries(
+        await Promise.all(
+          [paths.secret("up-creds"), paths.statefulSet("up-db"), paths.service("up-svc"), paths.configMap("up-lookalike")].map(
+            async (p) => [p, dig<string>((await cluster.api("GET", p)).body, "metadata", "uid")] as const
+          )
+        )
+      )
+    const before = await uids()
+    const watches = await Promise.all([
+      watchDeletions(`/api/v1/namespaces/${ns}/configmaps`),
+      watchDeletions(`/api/v1/namespaces/${ns}/secrets`),
+      watchDeletions(`/apis/apps/v1/namespaces/${ns}/statefulsets`),
+      watchDeletions(`/api/v1/namespaces/${ns}/services`)
+    ])
+    try {
+      // As a new release would: the file replaced (renamed over), while the operator runs.
+      copyFileSync(testPlugin("graph-v2.js"), join(pluginsDir, "graph.js.new"))
+      const replaced = Date.now()
+      renameSync(join(pluginsDir, "graph.js.new"), join(pluginsDir, "graph.js"))
+      expect(
+        await eventually(() => operator.logs.some((l) => l.includes("plugin graph.js was replaced: the new version serves")), 30_000)
+      ).toBe(true)
+      expect(await eventually(async () => !(await exists(paths.configMap("up-config"))), 10_000, 50)).toBe(true)
+      console.log(`from graph.js replaced by graph-v2 to config pruned: ${((Date.now() - replaced) / 1000).toFixed(2)} s`)
+      await untilCapability(
+        "up",
+        "config gone from the inventory, Ready=True",
+        (c) => !inventoryIds(c).includes("config") && readyOf(c)?.status === "True"
+      )
+      const up = await capability("up")
+      expect(inventoryIds(up)).toEqual(["creds", "db", "svc"])
+      expect(dependentsOf(up).map((d) => d.id).sort()).toEqual(["creds", "db", "svc"])
+      // Nothing else: the same objects (uids) as before, the look-alike with our label included.
+      expect(await uids()).toEqual(before)
+      // The operator deleted it; only it (the watches' DELETED events; GC deletes nothing while the Capability lives).
+      expect(await eventually(() => watches[0]?.deleted.has("up-config") === true, 5_000)).toBe(true)
+      expect(watches.map((w) => [...w.deleted.keys()])).toEqual([["up-config"], [], [], []])
+    } finally {
+      for (const w of watches) await w.stop()
+    }
+  }, 90_000)
 })

@@ -2,7 +2,8 @@
  * The Capability controller in memory: informers on the in-memory API
  * server, the real reconciler, a fake plugin. What enqueues a reconcile (a
  * new Capability, a new generation, a dependent changed or deleted by hand,
- * a plugin registering for a waiting Capability) and what does not (the
+ * a plugin registering for a waiting Capability, a plugin replaced by a new
+ * process) and what does not (the
  * echoes of the operator's own writes, a change that leaves the generation
  * alone).
  */
@@ -179,5 +180,25 @@ describe("CapabilityController", () => {
       // Registrations are debounced.
       yield* TestClock.adjust(100)
       yield* until(async () => (await readyOf(h)) === "Ready", "Ready")
+    })))
+
+  test("a plugin registered again as a new process (a replaced file) reconciles the Capabilities it serves; the same one again does not", () =>
+    run(Effect.gen(function*() {
+      const h = yield* start(true)
+      yield* createCapability(h)
+      yield* until(() => h.reconciles.length === 1, "the first reconcile")
+      // The same process described again (a status change of the registry): nothing to do.
+      yield* h.registry.register("pg", databaseDescription(), h.plugin.connection)
+      yield* settle
+      yield* TestClock.adjust(100)
+      yield* settle
+      expect(h.reconciles.length).toBe(1)
+      // A new version: its answers may differ (what it no longer builds is pruned), so its Capabilities are reconciled.
+      const next = makeFakePlugin()
+      yield* h.registry.register("pg", databaseDescription(), next.connection)
+      yield* settle
+      yield* TestClock.adjust(100)
+      yield* until(() => h.reconciles.length === 2, "a reconcile by the new version")
+      expect(next.calls.length).toBeGreaterThan(0)
     })))
 })
