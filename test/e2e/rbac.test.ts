@@ -200,8 +200,11 @@ test("the operator, as that ServiceAccount, provisions a Capability end to end",
     await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db")))?.reason === "DependentsNotReady", 20_000)
   ).toBe(true)
   const sts = await cluster.api("GET", "/apis/apps/v1/namespaces/apps/statefulsets/db")
-  // Written as the plugin's ServiceAccount (the operator's own role cannot), under the operator's field manager.
-  expect((dig<Array<{ manager: string }>>(sts.body, "metadata", "managedFields") ?? []).map((m) => m.manager)).toEqual(["halkyon"])
+  // Written as the plugin's ServiceAccount (the operator's own role cannot), under the operator's field manager;
+  // the StatefulSet controller writes only its status.
+  const writers = (dig<Array<{ manager: string; subresource?: string }>>(sts.body, "metadata", "managedFields") ?? [])
+    .filter((m) => m.subresource !== "status")
+  expect(writers.map((m) => m.manager)).toEqual(["halkyon"])
   // The fake kubelet runs its pod; the StatefulSet controller reports it ready.
   await markStatefulSetReady(cluster, "apps", "db")
   expect(await eventually(async () => readyOf(await cluster.api("GET", capabilityPath("apps", "db")))?.status === "True", 20_000)).toBe(
