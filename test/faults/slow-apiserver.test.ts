@@ -79,9 +79,9 @@ test(`with ${DELAY_MS} ms added to every API request, a batch of ${BATCH} Capabi
       } s after; ${fast.requests} requests; plugin calls ${fast.pluginSeconds.toFixed(1)} s in all) without`
   )
   expect([...slow.counts].filter(([, n]) => n > 1)).toEqual([])
-  // Each Capability: three dependents applied and one status written.
-  expect(slow.counts.size).toBe(BATCH * 4)
+  // Each Capability: its finalizer added, three dependents applied and one status written.
+  expect(slow.counts.size).toBe(BATCH * 5)
   expect(operator.logs.slice(logsBefore).filter((l) => l.includes("failed"))).toEqual([])
-  // The delay was on the operator's path: a Capability's four writes come one after another.
-  expect(slow.span).toBeGreaterThanOrEqual((4 * DELAY_MS) / 1000)
+  // The delay was on the operator's path: a Capability's five writes come one after another.
+  expect(slow.span).toBeGreaterThanOrEqual((5 * DELAY_MS) / 1000)
 }, 120_000)
