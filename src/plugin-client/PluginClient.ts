@@ -105,6 +105,21 @@ export interface ConnectOptions {
   readonly onStdio?: (channel: "stdout" | "stderr", data: Uint8Array) => void
 }
 
+/**
+ * The connection with each call about a Capability passed through `wrap`, its arguments forwarded
+ * untouched: a wrapper (a call budget, a reason for a failure) cannot drop an argument a call gains.
+ */
+export const wrapCalls = (
+  connection: PluginConnection,
+  wrap: <A>(method: string, call: Effect.Effect<A, PluginCallError>) => Effect.Effect<A, PluginCallError>
+): PluginConnection => ({
+  ...connection,
+  checkValidity: (...args) => wrap("CheckValidity", connection.checkValidity(...args)),
+  buildDependents: (...args) => wrap("BuildDependents", connection.buildDependents(...args)),
+  updateDependent: (...args) => wrap("UpdateDependent", connection.updateDependent(...args)),
+  evaluateConditions: (...args) => wrap("EvaluateConditions", connection.evaluateConditions(...args))
+})
+
 /** Told of every call and how long it took, failed ones included (for metrics). */
 export type CallObserver = (plugin: string, method: string, seconds: number) => void
 

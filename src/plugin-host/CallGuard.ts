@@ -14,7 +14,7 @@
 import { Deferred, Duration, Effect, Option, Semaphore } from "effect"
 import type { PluginCallError } from "../plugin-client/Errors.ts"
 import { PluginBusy, PluginUnavailable } from "../plugin-client/Errors.ts"
-import type { PluginConnection } from "../plugin-client/PluginClient.ts"
+import { type PluginConnection, wrapCalls } from "../plugin-client/PluginClient.ts"
 
 export type CallOutcome = "ok" | "timeout" | "other"
 
@@ -123,14 +123,6 @@ export const guardConnection = Effect.fnUntraced(function*(inner: PluginConnecti
       )
     })
 
-  const connection: PluginConnection = {
-    ...inner,
-    checkValidity: (capability) => guarded("CheckValidity", inner.checkValidity(capability)),
-    buildDependents: (capability, observed) => guarded("BuildDependents", inner.buildDependents(capability, observed)),
-    updateDependent: (id, capability, existing, observed) =>
-      guarded("UpdateDependent", inner.updateDependent(id, capability, existing, observed)),
-    evaluateConditions: (capability, observed) => guarded("EvaluateConditions", inner.evaluateConditions(capability, observed))
-  }
-  const guardedConnection: GuardedConnection = { connection, tripped: Deferred.await(trip) }
+  const guardedConnection: GuardedConnection = { connection: wrapCalls(inner, guarded), tripped: Deferred.await(trip) }
   return guardedConnection
 })

@@ -35,8 +35,8 @@ import { guardConnection } from "./CallGuard.ts"
 import { attach, launch, type LaunchedPlugin, reattachedFile } from "./PluginProcess.ts"
 import type { MemoryKill } from "./MemoryLimit.ts"
 import { formatBytes } from "../config/HostConfig.ts"
-import type { PluginConnection } from "../plugin-client/PluginClient.ts"
-import { PluginUnavailable } from "../plugin-client/Errors.ts"
+import { type PluginConnection, wrapCalls } from "../plugin-client/PluginClient.ts"
+import { type PluginCallError, PluginUnavailable } from "../plugin-client/Errors.ts"
 import { PluginLauncher } from "./PluginLauncher.ts"
 import { hardenPluginHost } from "./ProcessHardening.ts"
 import { runnerLauncher } from "./RunnerLauncher.ts"
@@ -392,9 +392,9 @@ const ExitWaitMs = 1_000
  * as PluginOOMKilled rather than PluginUnavailable.
  */
 const explainMemoryKills = (connection: PluginConnection, launched: LaunchedPlugin): PluginConnection => {
-  const explained = <A, E>(call: Effect.Effect<A, E>): Effect.Effect<A, E | PluginUnavailable> =>
+  const explained = <A>(_method: string, call: Effect.Effect<A, PluginCallError>): Effect.Effect<A, PluginCallError> =>
     call.pipe(Effect.catchIf(
-      (e): e is E & PluginUnavailable => e instanceof PluginUnavailable,
+      (e): e is PluginUnavailable => e instanceof PluginUnavailable,
       (e) =>
         launched.exited.pipe(
           Effect.timeoutOption(Duration.millis(ExitWaitMs)),
@@ -408,13 +408,7 @@ const explainMemoryKills = (connection: PluginConnection, launched: LaunchedPlug
           )
         )
     ))
-  return {
-    ...connection,
-    checkValidity: (capability) => explained(connection.checkValidity(capability)),
-    buildDependents: (capability, observed) => explained(connection.buildDependents(capability, observed)),
-    updateDependent: (id, capability, existing, observed) => explained(connection.updateDependent(id, capability, existing, observed)),
-    evaluateConditions: (capability, observed) => explained(connection.evaluateConditions(capability, observed))
-  }
+  return wrapCalls(connection, explained)
 }
 
 /** Completes with a reason when the plugin fails HealthFailures pings in a row. */
