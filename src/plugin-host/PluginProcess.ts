@@ -112,7 +112,7 @@ export interface LaunchObserver {
  * peak down; ordinary plugin logs never come near it.
  */
 let readSinceReclaim = 0
-const ReclaimEveryBytes = 64 * 1024 * 1024
+const ReclaimEveryBytes = 16 * 1024 * 1024
 const reclaimAfterFlood = (bytes: number) => {
   readSinceReclaim += bytes
   if (readSinceReclaim < ReclaimEveryBytes) return
