@@ -39,17 +39,27 @@ const hostWithTenPlugins = async () => {
   const host = Bun.spawn([join(root, "dist/halkyon"), "plugins", "watch", "--plugins-dir", dir], { stdout: "ignore", stderr: "pipe" })
   const reader = host.stderr.getReader()
   let seen = ""
-  while (!seen.includes("watching")) {
-    const { value, done } = await reader.read()
-    if (done) break
-    seen += new TextDecoder().decode(value)
-  }
+  const decoder = new TextDecoder()
+  // Read on after "watching" too: a plugin's start line may come after it.
+  let watching: () => void = () => {}
+  const started = new Promise<void>((resolve) => (watching = resolve))
+  const reading = (async () => {
+    for (;;) {
+      const { value, done } = await reader.read()
+      if (done) break
+      seen += decoder.decode(value, { stream: true })
+      if (seen.includes("watching")) watching()
+    }
+    watching()
+  })()
+  await started
   await Bun.sleep(1_000)
   const pids = [...seen.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1]))
   const hostRss = rssKb(host.pid)
   const pluginRss = pids.map(rssKb)
   host.kill("SIGTERM")
   await host.exited
+  await reading
   rmSync(dir, { recursive: true, force: true })
   return { hostRss, pluginRss, running: pids.length }
 }

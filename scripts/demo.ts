@@ -15,7 +15,7 @@
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
-import { dumpYaml, loadAllYaml, loadYaml } from "@kubernetes/client-node"
+import { dump as dumpYaml, load as loadYaml, loadAll as loadAllYaml } from "js-yaml"
 import { capabilityCrd, capabilityInfoCrd, serviceBindingCrd } from "../src/api/Crds.ts"
 import { buildPlugin } from "./build-plugins.ts"
 import { buildOperator } from "./build.ts"
@@ -137,7 +137,7 @@ try {
       }
     }
   })
-  const binding = loadYaml<Record<string, unknown>>(readFileSync(join(root, "samples/binding.yaml"), "utf8"))
+  const binding = loadYaml(readFileSync(join(root, "samples/binding.yaml"), "utf8")) as Record<string, unknown>
   console.log(dumpYaml(binding).replace(/^/gm, "    "))
   await api("POST", "/apis/servicebinding.io/v1/namespaces/default/servicebindings", binding)
   await until("the ServiceBinding Ready", async () => {
