@@ -19,7 +19,8 @@ import {
   readyOf,
   startCluster,
   startOperator,
-  untilReady
+  untilReady,
+  createNamespace
 } from "../support/cluster.ts"
 import { eventually, pluginsFolder, testPlugin } from "../support/paths.ts"
 
@@ -71,8 +72,7 @@ const apply = (object: unknown, ...flags: ReadonlyArray<string>) => kubectl(clus
 
 beforeAll(async () => {
   cluster = await startCluster()
-  const created = await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })
-  expect(created.status).toBe(201)
+  await createNamespace(cluster, ns)
   plugins = pluginsFolder(testPlugin("pgfix.js"))
   operator = await untilReady(startOperator(cluster, plugins.dir))
   // The API server loads a new policy asynchronously: wait until it refuses.

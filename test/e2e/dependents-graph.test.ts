@@ -29,7 +29,8 @@ import {
   readyOf,
   startCluster,
   startOperator,
-  untilReady
+  untilReady,
+  createNamespace
 } from "../support/cluster.ts"
 import { builtPlugin, eventually, testPlugin } from "../support/paths.ts"
 
@@ -117,9 +118,7 @@ const startTheOperator = () => untilReady(startOperator(cluster, pluginsDir))
 
 beforeAll(async () => {
   cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
-    201
-  )
+  await createNamespace(cluster, ns)
   pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-graph-plugins-"))
   copyFileSync(testPlugin("graph.js"), join(pluginsDir, "graph.js"))
   copyFileSync(testPlugin("cyclic.js"), join(pluginsDir, "cyclic.js"))

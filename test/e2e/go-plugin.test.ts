@@ -19,7 +19,8 @@ import {
   readyOf,
   startCluster,
   startOperator,
-  untilReady
+  untilReady,
+  createNamespace
 } from "../support/cluster.ts"
 import { builtPlugin, eventually, root } from "../support/paths.ts"
 
@@ -48,9 +49,7 @@ const waitReady = async (name: string, status: string, reason: string, message?:
 
 beforeAll(async () => {
   cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
-    201
-  )
+  await createNamespace(cluster, ns)
   pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-go-plugins-"))
   copyFileSync(builtPlugin("redis"), join(pluginsDir, "redis"))
   copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))

@@ -19,7 +19,7 @@ import { dockerfile, ensureImages, type ImageArch, imageArchive, runtimeConfig }
 import { qemuAarch64 } from "../../scripts/release/debian.ts"
 import { readDockerfile } from "../../scripts/release/dockerfile.ts"
 import { executableKind } from "../support/binaries.ts"
-import { capabilityPath, type Cluster, dig, startCluster } from "../support/cluster.ts"
+import { capabilityPath, type Cluster, dig, startCluster, createNamespace } from "../support/cluster.ts"
 import {
   childrenOf,
   containerCommand,
@@ -160,8 +160,7 @@ describe("the linux/amd64 image, run from its root filesystem alone", () => {
 
     beforeAll(async () => {
       cluster = await startCluster()
-      expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status)
-        .toBe(201)
+      await createNamespace(cluster, ns)
     }, 180_000)
 
     afterAll(async () => {
@@ -260,9 +259,7 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
   beforeAll(async () => {
     requireSubordinateIds()
     cluster = await startCluster()
-    expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
-      201
-    )
+    await createNamespace(cluster, ns)
   }, 180_000)
 
   afterAll(async () => {

@@ -12,7 +12,16 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { capabilityPath, type Cluster, type Operator, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import {
+  capabilityPath,
+  type Cluster,
+  type Operator,
+  readyOf,
+  startCluster,
+  startOperator,
+  untilReady,
+  createNamespace
+} from "../support/cluster.ts"
 import { eventually, testPlugin } from "../support/paths.ts"
 
 let cluster: Cluster
@@ -43,9 +52,7 @@ const metrics = async () => (await fetch(`${operator.endpoint("metrics")}/metric
 
 beforeAll(async () => {
   cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
-    201
-  )
+  await createNamespace(cluster, ns)
   pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-isolation-plugins-"))
   copyFileSync(testPlugin("flaky.js"), join(pluginsDir, "flaky.js"))
   copyFileSync(testPlugin("go-stall"), join(pluginsDir, "stall"))

@@ -17,7 +17,8 @@ import {
   readyOf,
   startCluster,
   startOperator,
-  untilReady
+  untilReady,
+  createNamespace
 } from "../support/cluster.ts"
 import { eventually, root, testPlugin } from "../support/paths.ts"
 
@@ -40,9 +41,7 @@ spec:
 
 beforeAll(async () => {
   cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
-    201
-  )
+  await createNamespace(cluster, ns)
   pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-kubectl-plugins-"))
   copyFileSync(testPlugin("flaky.js"), join(pluginsDir, "flaky.js"))
   operator = await untilReady(startOperator(cluster, pluginsDir))

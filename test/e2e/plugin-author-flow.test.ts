@@ -13,7 +13,16 @@ import { tmpdir } from "node:os"
 import { join, relative } from "node:path"
 import { buildSdk, packSdk } from "../../scripts/build-sdk.ts"
 import { goBinary } from "../../src/release/PluginBuild.ts"
-import { capabilityPath, type Cluster, markDeploymentReady, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import {
+  capabilityPath,
+  type Cluster,
+  markDeploymentReady,
+  readyOf,
+  startCluster,
+  startOperator,
+  untilReady,
+  createNamespace
+} from "../support/cluster.ts"
 import { eventually, root } from "../support/paths.ts"
 import { folderAssets, openReleasePages, type ReleaseServers, type TestCa } from "../support/releases.ts"
 
@@ -31,9 +40,7 @@ beforeAll(async () => {
   tarball = packSdk(join(work, "sdk"))
   ;({ ca, servers, close } = await openReleasePages(join(work, "pages")))
   cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
-    201
-  )
+  await createNamespace(cluster, ns)
 }, 180_000)
 
 afterAll(async () => {

@@ -34,7 +34,8 @@ import {
   startCluster,
   startOperator,
   untilReady,
-  markStatefulSetReady as markReady
+  markStatefulSetReady as markReady,
+  createNamespace
 } from "../support/cluster.ts"
 import { builtPlugin, eventually, processesMatching, root, testPlugin } from "../support/paths.ts"
 import { landlockAbi } from "../../src/plugin-host/Landlock.ts"
@@ -116,8 +117,7 @@ const createCapability = (ns: string, name: string, type: string, version: strin
     spec: { category: type === "snoop" ? "test" : "database", type, version }
   })
 
-const namespace = async (name: string) =>
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name } })).status).toBe(201)
+const namespace = (name: string) => createNamespace(cluster, name)
 
 /** What the snoop plugin reported, from the ConfigMap it built. */
 const loot = async (ns: string, name: string) => {

@@ -20,7 +20,8 @@ import {
   readyOf,
   startCluster,
   startOperator,
-  untilReady
+  untilReady,
+  createNamespace
 } from "../support/cluster.ts"
 import { builtPlugin, eventually, root, testPlugin } from "../support/paths.ts"
 
@@ -86,9 +87,7 @@ let adminSecret: { labels: unknown; ownerReferences: unknown; data: unknown; res
 
 beforeAll(async () => {
   cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
-    201
-  )
+  await createNamespace(cluster, ns)
   // A Secret of kube-system that the plugin names, and an admin's Secret in the Capabilities' namespace.
   const token = await cluster.api("POST", "/api/v1/namespaces/kube-system/secrets", {
     apiVersion: "v1",

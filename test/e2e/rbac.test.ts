@@ -21,7 +21,8 @@ import {
   readyOf,
   startCluster,
   startOperator,
-  untilReady
+  untilReady,
+  createNamespace
 } from "../support/cluster.ts"
 import { builtPlugin, eventually, root, testPlugin } from "../support/paths.ts"
 
@@ -97,8 +98,7 @@ beforeAll(async () => {
   expect(requested.status).toBe(201)
   token = dig<string>(requested.body, "status", "token") ?? ""
   kubeconfig = kubeconfigWithToken(cluster, token)
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "apps" } })).status)
-    .toBe(201)
+  await createNamespace(cluster, "apps")
 }, 30 * 60_000)
 
 afterAll(async () => {

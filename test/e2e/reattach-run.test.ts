@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { type ByHand, startByHand } from "../support/byHand.ts"
-import { capabilityPath, type Cluster, readyOf, startCluster, startOperator, untilReady } from "../support/cluster.ts"
+import { capabilityPath, type Cluster, readyOf, startCluster, startOperator, untilReady, createNamespace } from "../support/cluster.ts"
 import { eventually, root } from "../support/paths.ts"
 
 let cluster: Cluster
@@ -19,9 +19,7 @@ const ns = "dev"
 
 beforeAll(async () => {
   cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
-    201
-  )
+  await createNamespace(cluster, ns)
   byHand = await startByHand("postgres")
 }, 5 * 60_000)
 

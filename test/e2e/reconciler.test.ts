@@ -17,7 +17,8 @@ import {
   markStatefulSetReady as markReady,
   startOperator,
   startWithPostgres,
-  untilReady
+  untilReady,
+  createNamespace
 } from "../support/cluster.ts"
 import { eventually, processesMatching, testPlugin } from "../support/paths.ts"
 
@@ -340,9 +341,7 @@ describe("SIGTERM", () => {
     // A namespace of its own: no start-up reconcile of the other tests' Capabilities takes the flaky
     // plugin's share of the workers while "stuck" starts (a call that waits past its bound is retried later).
     const own = "shop-stuck"
-    expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: own } })).status).toBe(
-      201
-    )
+    await createNamespace(cluster, own)
     const later = startOperator(cluster, pluginsDir, ["--call-timeout", "60s", "--graceful-shutdown-timeout", "1s", "--namespace", own])
     try {
       await untilReady(later)

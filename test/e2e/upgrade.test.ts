@@ -20,7 +20,8 @@ import {
   readyOf,
   startCluster,
   startOperator,
-  untilReady
+  untilReady,
+  createNamespace
 } from "../support/cluster.ts"
 import { builtPlugin, eventually, root } from "../support/paths.ts"
 import { checksums, makeTestCa, type ReleaseServers, removeCa, startReleaseServers, tarGz, type TestCa } from "../support/releases.ts"
@@ -37,9 +38,7 @@ beforeAll(async () => {
   ca = makeTestCa()
   servers = await startReleaseServers(ca)
   cluster = await startCluster()
-  expect((await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })).status).toBe(
-    201
-  )
+  await createNamespace(cluster, ns)
 }, 180_000)
 afterAll(async () => {
   await cluster?.plane.stop()

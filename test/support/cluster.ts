@@ -261,6 +261,12 @@ export const markStatefulSetReady = (cluster: Cluster, namespace: string, name: 
 export const markDeploymentReady = (cluster: Cluster, namespace: string, name: string) =>
   cluster.plane.rollOut("deployments", namespace, name)
 
+/** Creates namespace `name`; anything but 201 fails the caller with the API server's answer. */
+export const createNamespace = async (cluster: Cluster, name: string) => {
+  const created = await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name } })
+  if (created.status !== 201) throw new Error(`creating namespace ${name} failed: HTTP ${created.status} ${JSON.stringify(created.body)}`)
+}
+
 /**
  * A control plane with namespace `ns`, and the compiled operator running
  * with the postgres plugin's bundle in a plugins folder of its own
@@ -268,8 +274,7 @@ export const markDeploymentReady = (cluster: Cluster, namespace: string, name: s
  */
 export const startWithPostgres = async (ns: string) => {
   const cluster = await startCluster()
-  const created = await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })
-  if (created.status !== 201) throw new Error(`creating namespace ${ns}: HTTP ${created.status}`)
+  await createNamespace(cluster, ns)
   const pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-operator-plugins-"))
   copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
   const operator = await untilReady(

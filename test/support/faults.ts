@@ -3,16 +3,24 @@
  * reconciled (its current generation reported, its StatefulSet of its version
  * and owned by this very object), and bounded waits that say what they saw.
  */
-import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator, untilReady } from "./cluster.ts"
+import {
+  capabilityPath,
+  type Cluster,
+  createNamespace as createNamespaceIn,
+  dig,
+  type Operator,
+  readyOf,
+  startCluster,
+  startOperator,
+  untilReady
+} from "./cluster.ts"
 import { type FaultProxy, startFaultProxy } from "./FaultProxy.ts"
 import { builtPlugin, eventually, pluginsFolder } from "./paths.ts"
 
 export const FaultNamespace = "faults"
 
-export const createNamespace = async (cluster: Cluster, name = FaultNamespace) => {
-  const created = await cluster.api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name } })
-  if (created.status !== 201) throw new Error(`creating namespace ${name} failed: ${JSON.stringify(created.body)}`)
-}
+/** Creates the fault tests' namespace (or `name`). */
+export const createNamespace = (cluster: Cluster, name = FaultNamespace) => createNamespaceIn(cluster, name)
 
 export const createCapability = async (cluster: Cluster, name: string, version: string, ns = FaultNamespace) => {
   const created = await cluster.api("POST", capabilityPath(ns), {
