@@ -4,10 +4,13 @@
  *
  * For each N (default 200 and 1000; BENCH_SIZES=50,100 to change; the
  * postgres plugin's bundle, or its executable with BENCH_PLUGIN=postgres):
- * - floor: the same objects (the Capability, the very Secret, StatefulSet and
- *   Service the postgres plugin builds, the status) written straight through
- *   the API, 16 requests at a time, once created (POST) and once server-side
- *   applied as the operator writes them;
+ * - floor: the same writes (the Capability, the operator's finalizer on it,
+ *   the very Secret, StatefulSet and Service the postgres plugin builds, the
+ *   status with its inventory) made straight through the API, 16 requests at
+ *   a time, the dependents once created (POST) and once server-side applied
+ *   as the operator writes them;
+ * Every Capability takes its DB_PASSWORD from one Secret by reference (the
+ * admission policy refuses a literal password).
  * - operator: N Capabilities created at once; the time until every dependent
  *   is applied and every status written, and the operator's peak RSS.
  * Each of the three is measured on a fresh control plane, and the trio is
@@ -32,7 +35,7 @@ import { capabilityCrd, capabilityInfoCrd } from "../src/api/Crds.ts"
 import type { KubeObject } from "../src/kube/KubeObject.ts"
 import { withOwnership } from "../src/reconciler/DependentRules.ts"
 import { nextStatus, rollUp, sameStatus } from "../src/reconciler/Status.ts"
-import type { CapabilityStatus } from "../src/api/Capability.ts"
+import { type CapabilityStatus, DependentsFinalizer } from "../src/api/Capability.ts"
 import { buildDependents, makeContext } from "../src/sdk/CapabilityService.ts"
 import { postgres } from "../plugins/postgres/plugin.ts"
 import { startControlPlane } from "../test/support/control-plane/start.ts"
@@ -92,20 +95,51 @@ const pool = async <T>(items: ReadonlyArray<T>, limit: number, f: (item: T) => P
   }))
 }
 
+/**
+ * The password comes by reference, as samples/postgres.yaml gives it: the
+ * admission policy the operator keeps refuses a literal value for a secret
+ * parameter. One Secret per namespace, made before the clock starts.
+ */
+const CredentialsSecret = "bench-credentials"
+const parameters = (user = "admin") => [
+  { name: "DB_USER", value: user },
+  { name: "DB_PASSWORD", valueFrom: { secretKeyRef: { name: CredentialsSecret, key: "password" } } }
+]
 const capability = (name: string) => ({
   apiVersion: "halkyon.io/v1beta1",
   kind: "Capability",
   metadata: { name },
-  spec: { category: "database", type: "postgres", version: "16", parameters: [{ name: "DB_PASSWORD", value: "bench" }] }
+  spec: { category: "database", type: "postgres", version: "16", parameters: parameters() }
 })
+/** The spec as the plugin sees it: the reference resolved, as the operator resolves it. */
+const resolvedSpec = (name: string) => ({
+  ...capability(name).spec,
+  parameters: [{ name: "DB_USER", value: "admin" }, { name: "DB_PASSWORD", value: "bench" }]
+})
+/** The namespace and the Secret its Capabilities' passwords come from. */
+const benchNamespace = async (ns: string) => {
+  await api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })
+  await api("POST", `/api/v1/namespaces/${ns}/secrets`, {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name: CredentialsSecret },
+    stringData: { password: "bench" }
+  })
+}
 
 /**
  * The status the operator writes for a Capability whose dependents are
  * applied and whose StatefulSet has not rolled out (no controller runs here),
  * as test/reconciler.test.ts checks it, built by the operator's own code.
  */
-const statusOf = (cap: KubeObject) => {
+const statusOf = (cap: KubeObject, uidOf: (kind: string, name: string) => string) => {
   const name = cap.metadata.name
+  // What it applied, in order, with the uid each write answered: what pruning and deletion go by.
+  const inventory = [
+    { id: "config-secret", apiVersion: "v1", kind: "Secret", name: `${name}-config`, uid: uidOf("Secret", `${name}-config`) },
+    { id: "statefulset", apiVersion: "apps/v1", kind: "StatefulSet", name, uid: uidOf("StatefulSet", name), dependsOn: ["config-secret"] },
+    { id: "service", apiVersion: "v1", kind: "Service", name, uid: uidOf("Service", name), dependsOn: ["statefulset"] }
+  ]
   const rollout = "waiting for the StatefulSet controller to roll out generation 1"
   const dependents = [
     { id: "config-secret", kind: "Secret", name: `${name}-config`, ready: true, reason: "Applied", message: "" },
@@ -116,6 +150,7 @@ const statusOf = (cap: KubeObject) => {
     ...rollUp(dependents.map((d) => ({ ...d, failed: false }))),
     dependents,
     bindingSecret: `${name}-config`,
+    inventory,
     plugin: pluginName,
     version: "16"
   }
@@ -128,7 +163,7 @@ const statusOf = (cap: KubeObject) => {
  * "create" (POST) or "apply" (server-side apply, as the operator writes).
  */
 const floor = async (ns: string, n: number, write: "create" | "apply") => {
-  await api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })
+  await benchNamespace(ns)
   const names = Array.from({ length: n }, (_, i) => `db-${i}`)
   const put = (collection: string, object: KubeObject) =>
     write === "create"
@@ -138,17 +173,26 @@ const floor = async (ns: string, n: number, write: "create" | "apply") => {
   const client = process.cpuUsage()
   const t0 = performance.now()
   await pool(names, concurrency, async (name) => {
-    const cap = (await api("POST", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`, capability(name))) as KubeObject
+    const created = (await api("POST", `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities`, capability(name))) as KubeObject
+    // The operator's finalizer, as it adds it before its first write for a Capability.
+    const cap = (await api(
+      "PATCH",
+      `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities/${name}`,
+      { metadata: { finalizers: [DependentsFinalizer], resourceVersion: created.metadata.resourceVersion } },
+      "application/merge-patch+json"
+    )) as KubeObject
     // Exactly the objects the operator applies: the plugin's own, with our label and owner reference.
-    const context = makeContext(postgres, { ...cap, spec: capability(name).spec })
+    const context = makeContext(postgres, { ...cap, spec: resolvedSpec(name) })
+    const uids = new Map<string, string>()
     for (const dependent of buildDependents(postgres, context)) {
       const object = withOwnership(dependent.object as unknown as Record<string, unknown>, cap, undefined)
-      await put(collectionOf(ns, object.kind), object)
+      const written = (await put(collectionOf(ns, object.kind), object)) as KubeObject
+      uids.set(`${object.kind}/${object.metadata.name}`, written.metadata.uid ?? "")
     }
     await api(
       "PATCH",
       `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities/${name}/status`,
-      { status: statusOf(cap) },
+      { status: statusOf(cap, (kind, n) => uids.get(`${kind}/${n}`) ?? "") },
       "application/merge-patch+json"
     )
   })
@@ -226,7 +270,15 @@ const checkAllReported = async (ns: string, n: number) => {
   }
   const timeless = (status: unknown) =>
     JSON.parse(JSON.stringify(status, (key, value: unknown) => (key === "lastTransitionTime" ? undefined : value))) as CapabilityStatus
-  const differs = (c: KubeObject & { status?: unknown }) => !sameStatus(timeless(c.status), timeless(statusOf(c)))
+  const uids = new Map<string, string>()
+  for (const kind of ["Secret", "StatefulSet", "Service"]) {
+    const objects = (await api("GET", collectionOf(ns, kind))) as { items: Array<KubeObject> }
+    for (const o of objects.items) uids.set(`${kind}/${o.metadata.name}`, o.metadata.uid ?? "")
+  }
+  const uidOf = (kind: string, name: string) => uids.get(`${kind}/${name}`) ?? ""
+  const differs = (c: KubeObject & { status?: unknown }) =>
+    !sameStatus(timeless(c.status), timeless(statusOf(c, uidOf))) ||
+    JSON.stringify(c.metadata.finalizers ?? []) !== JSON.stringify([DependentsFinalizer])
   const other = list.items.filter(differs)
   if (list.items.length !== n || other.length > 0) {
     throw new Error(
@@ -268,7 +320,7 @@ const percentile = (values: ReadonlyArray<number>, p: number) => {
 /**
  * Once every status is written: the latency from a spec edit to its status
  * update, as a user sees it. One edit at a time (BENCH_EDITS, default 200,
- * spread over the N Capabilities): a merge patch of the Capability's
+ * spread over the N Capabilities): a merge patch of the Capability's DB_USER
  * parameter, timed until a watch of the namespace shows that Capability's
  * status with the edit's generation observed. The operator holds all N in its
  * cache and queue meanwhile, which is what the edit pays for at scale.
@@ -311,7 +363,7 @@ const editLatencies = async (ns: string, n: number) => {
     const edited = await api(
       "PATCH",
       `/apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities/${name}`,
-      { spec: { parameters: [{ name: "DB_PASSWORD", value: `edit-${i}` }] } },
+      { spec: { parameters: parameters(`edit-${i}`) } },
       "application/merge-patch+json"
     )
     waiting = { name, generation: (edited.metadata as { generation: number }).generation, done: seen.resolve }
@@ -376,7 +428,7 @@ const rbacPath = (o: { kind: string; metadata: { namespace?: string } }) =>
 
 /** Runs the compiled operator on namespace `ns` and measures N Capabilities through it. */
 const measureOperator = async (ns: string, n: number, operatorConcurrency: string) => {
-  await api("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } })
+  await benchNamespace(ns)
   if (impersonate) { for (const object of pluginRbac()) await api("POST", rbacPath(object), object) }
   const proc = Bun.spawn(
     [
