@@ -228,7 +228,7 @@ export class Http2Session {
     if (this.goingAway || this.closedFired) return
     this.goingAway = true
     this.queue(goAway(this.lastStreamId, ErrorCode.NO_ERROR))
-    this.endIfDone()
+    this.scheduleFlush()
   }
 
   // Incoming
