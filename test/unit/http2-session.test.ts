@@ -18,7 +18,8 @@ import {
   type Http2Stream,
   MaxConcurrentStreams,
   MaxFrameSize,
-  MaxHeaderListSize
+  MaxHeaderListSize,
+  MaxStreamsBeforeAck
 } from "../../src/sdk/wire/Http2Session.ts"
 import type { Connection, ConnectionEvents } from "../../src/sdk/wire/Listener.ts"
 
@@ -378,14 +379,24 @@ describe("HTTP/2 session: streams", () => {
     expect(frames[1]?.payload.readUInt32BE(0)).toBe(ErrorCode.NO_ERROR)
   })
 
-  test(`past ${MaxConcurrentStreams} open streams, new ones are refused (RST_STREAM REFUSED_STREAM)`, async () => {
+  test(`past ${MaxConcurrentStreams} open streams, once the client has our SETTINGS, new ones are refused (RST_STREAM REFUSED_STREAM)`, async () => {
     const { connection, streams, send } = await connected()
+    send(frame(FrameType.SETTINGS, ACK, 0, new Uint8Array(0)))
     for (let i = 0; i <= MaxConcurrentStreams; i++) send(headersFrame(2 * i + 1, request()))
     await settle()
     expect(streams.length).toBe(MaxConcurrentStreams)
     const resets = connection.frames().filter((f) => f.type === FrameType.RST_STREAM)
     expect(resets.map((f) => [f.streamId, f.payload.readUInt32BE(0)])).toEqual([[2 * MaxConcurrentStreams + 1, ErrorCode.REFUSED_STREAM]])
     expect(goAwayOf(connection.frames())).toBeUndefined()
+  })
+
+  test(`before the client acknowledges our SETTINGS, streams past ${MaxConcurrentStreams} are taken, up to ${MaxStreamsBeforeAck}`, async () => {
+    const { connection, streams, send } = await connected()
+    for (let i = 0; i <= MaxStreamsBeforeAck; i++) send(headersFrame(2 * i + 1, request()))
+    await settle()
+    expect(streams.length).toBe(MaxStreamsBeforeAck)
+    const resets = connection.frames().filter((f) => f.type === FrameType.RST_STREAM)
+    expect(resets.map((f) => [f.streamId, f.payload.readUInt32BE(0)])).toEqual([[2 * MaxStreamsBeforeAck + 1, ErrorCode.REFUSED_STREAM]])
   })
 
   test("PING is answered with the same payload", async () => {

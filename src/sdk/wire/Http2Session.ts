@@ -17,7 +17,7 @@
  * Bounds, so a broken or hostile peer cannot make it hold unbounded memory:
  * frames up to 16 KiB (the default SETTINGS_MAX_FRAME_SIZE), header blocks
  * and header lists up to MaxHeaderListSize, MaxConcurrentStreams streams
- * (advertised; more are refused), and control frames we owe an answer to
+ * (advertised; more are refused once the client knows it), and control frames we owe an answer to
  * (PING, SETTINGS) stop being answered and close the connection when the
  * peer does not read its answers.
  */
@@ -69,6 +69,13 @@ export const ClientPreface = Uint8Array.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
 export const MaxFrameSize = 16_384
 /** The most streams a peer may have open at once (advertised). */
 export const MaxConcurrentStreams = 100
+/**
+ * The most streams a client may open before it has acknowledged our
+ * SETTINGS: until then it may not know our limit (RFC 9113 6.5.3), and a
+ * host's first burst of calls races our SETTINGS, so those are taken up to
+ * this harder bound rather than refused.
+ */
+export const MaxStreamsBeforeAck = 1000
 /** The largest header list (and header block) we take (advertised as SETTINGS_MAX_HEADER_LIST_SIZE). */
 export const MaxHeaderListSize = 65_536
 /**
@@ -167,6 +174,8 @@ export class Http2Session {
   private input: Buffer = Buffer.alloc(0)
   private prefaceSeen = false
   private settingsSeen = false
+  /** The client has acknowledged our SETTINGS: our stream limit holds from here. */
+  private settingsAcked = false
   /** The highest stream id the client has opened. */
   private lastStreamId = 0
   /** A header block in progress: its stream, flags, and fragments. */
@@ -413,7 +422,7 @@ export class Http2Session {
       this.resetId(streamId, ErrorCode.REFUSED_STREAM)
       return
     }
-    if (this.streams.size >= MaxConcurrentStreams) {
+    if (this.streams.size >= (this.settingsAcked ? MaxConcurrentStreams : MaxStreamsBeforeAck)) {
       this.resetId(streamId, ErrorCode.REFUSED_STREAM)
       return
     }
@@ -442,6 +451,7 @@ export class Http2Session {
     if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "SETTINGS on a stream")
     if ((flags & Flag.ACK) !== 0) {
       if (payload.length !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "a SETTINGS ack with a payload")
+      this.settingsAcked = true
       return
     }
     if (payload.length % 6 !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS not a multiple of 6 bytes")
