@@ -6,6 +6,32 @@
  */
 import { describe, expect, test } from "bun:test"
 import { encodeHeaders, type HeaderField, HeaderListTooLarge, HpackDecoder, HpackError, huffmanDecode } from "../../src/sdk/wire/Hpack.ts"
+import { HuffmanCodeLengths } from "../../src/sdk/wire/HuffmanCode.ts"
+
+/** Huffman-codes bytes with the canonical code of RFC 7541's lengths, padded with ones: an encoder to check the decoder's tree with. */
+const huffmanEncode = (bytes: ReadonlyArray<number>) => {
+  const codes: Array<bigint> = []
+  let code = 0n
+  let previous = 0
+  for (
+    const { symbol, length } of HuffmanCodeLengths.map((length, symbol) => ({ symbol, length })).sort((a, b) =>
+      a.length - b.length || a.symbol - b.symbol
+    )
+  ) {
+    code <<= BigInt(length - previous)
+    previous = length
+    codes[symbol] = code++
+  }
+  let bits = 0n
+  let count = 0
+  for (const byte of bytes) {
+    bits = (bits << BigInt(HuffmanCodeLengths[byte] ?? 0)) | (codes[byte] ?? 0n)
+    count += HuffmanCodeLengths[byte] ?? 0
+  }
+  const padding = (8 - (count % 8)) % 8
+  bits = (bits << BigInt(padding)) | ((1n << BigInt(padding)) - 1n)
+  return Uint8Array.from(Buffer.from(bits.toString(16).padStart((count + padding) / 4, "0"), "hex"))
+}
 
 const hex = (text: string) => Uint8Array.from(Buffer.from(text.replace(/\s+/g, ""), "hex"))
 
@@ -135,6 +161,12 @@ describe("HPACK: Huffman strings", () => {
     expect(huffmanDecode(hex("25a8 49e9 5ba9 7d7f"))).toBe("custom-key")
     expect(huffmanDecode(hex("6402"))).toBe("302")
     expect(huffmanDecode(new Uint8Array(0))).toBe("")
+  })
+
+  test("every byte value decodes, alone and all 256 in a row", () => {
+    for (let byte = 0; byte < 256; byte++) expect(huffmanDecode(huffmanEncode([byte]))).toBe(String.fromCharCode(byte))
+    const all = Array.from({ length: 256 }, (_, i) => 255 - i)
+    expect(huffmanDecode(huffmanEncode(all))).toBe(String.fromCharCode(...all))
   })
 
   test("padding longer than 7 bits, padding not all ones, and EOS are refused", () => {

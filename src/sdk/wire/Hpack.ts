@@ -12,7 +12,7 @@
  * byte, so lengths and table sizes are counted in octets as the RFC counts
  * them. Pure: no I/O here.
  */
-import { HuffmanCodeLengths } from "./HuffmanCode.ts"
+import { HuffmanDecodeTree } from "./HuffmanCode.ts"
 
 /** One header field, name then value. */
 export type HeaderField = readonly [name: string, value: string]
@@ -91,32 +91,8 @@ const StaticTable: ReadonlyArray<HeaderField> = [
 /** The size of an entry as the RFC counts it (4.1): its octets and 32. */
 const entrySize = (field: HeaderField) => field[0].length + field[1].length + 32
 
-/**
- * The Huffman decoding tree, built from the canonical code's lengths: node
- * `n`'s children are at `2n` (bit 0) and `2n + 1` (bit 1); a child below 0
- * is the leaf of symbol `-child - 1`, 0 a branch not yet made (no code).
- */
-const huffmanTree = (() => {
-  const order = HuffmanCodeLengths.map((length, symbol) => ({ symbol, length })).sort((a, b) => a.length - b.length || a.symbol - b.symbol)
-  // 257 leaves need 256 branch nodes; node 0 is the root.
-  const children = new Int16Array(2 * 256)
-  let nodes = 1
-  let code = 0
-  let previous = order[0]?.length ?? 0
-  for (const { symbol, length } of order) {
-    code *= 2 ** (length - previous)
-    previous = length
-    let node = 0
-    for (let bit = length - 1; bit > 0; bit--) {
-      const slot = 2 * node + (Math.floor(code / 2 ** bit) & 1)
-      if (children[slot] === 0) children[slot] = nodes++
-      node = children[slot] as number
-    }
-    children[2 * node + (code & 1)] = -symbol - 1
-    code++
-  }
-  return children
-})()
+/** The Huffman decoding tree (HuffmanCode.ts says how it is laid out). */
+const huffmanTree = Int16Array.from(HuffmanDecodeTree)
 
 const EndOfString = 256
 
@@ -140,8 +116,6 @@ export const huffmanDecode = (bytes: Uint8Array): string => {
         node = 0
         depth = 0
         allOnes = true
-      } else if (next === 0) {
-        throw new HpackError("a Huffman string holds no code")
       } else node = next
     }
   }

@@ -216,6 +216,8 @@ export class Http2Session {
       drain: () => this.drained(),
       close: () => this.closedByPeer()
     })
+    // Our SETTINGS go out now even to a client that waits for them before it writes.
+    this.scheduleFlush()
   }
 
   /** Streams still open. */
