@@ -201,6 +201,19 @@ describe("HTTP/2 session: frames a peer must not send", () => {
     expect(streams).toEqual([])
   })
 
+  test("a small header block that decodes past the list size (one large table entry named 30 times): GOAWAY ENHANCE_YOUR_CALM", async () => {
+    const { connection, streams, send } = await connected()
+    // A literal with incremental indexing: "k" and a 3000-byte value go into the dynamic table (index 62)...
+    const value = Buffer.alloc(3000, 0x76)
+    const entry = Buffer.concat([Buffer.from([0x40, 1, 0x6b, 0x7f, 0xb9, 0x16]), value])
+    send(frame(FrameType.HEADERS, END_HEADERS | END_STREAM, 1, Buffer.concat([encodeHeaders(request()), entry])))
+    expect(streams.length).toBe(1)
+    // ...then 30 one-byte references to it: 30 bytes on the wire, 90 KB decoded.
+    send(frame(FrameType.HEADERS, END_HEADERS, 3, Buffer.concat([encodeHeaders(request()), Buffer.alloc(30, 0xbe)])))
+    expect(goAwayOf(connection.frames())).toEqual([1, ErrorCode.ENHANCE_YOUR_CALM])
+    expect(streams.length).toBe(1)
+  })
+
   test("a header block HPACK cannot decode: GOAWAY COMPRESSION_ERROR", async () => {
     const { connection, send } = await connected()
     send(frame(FrameType.HEADERS, END_HEADERS, 1, Uint8Array.from([0x80])))
@@ -397,6 +410,18 @@ describe("HTTP/2 session: streams", () => {
     expect(streams.length).toBe(MaxStreamsBeforeAck)
     const resets = connection.frames().filter((f) => f.type === FrameType.RST_STREAM)
     expect(resets.map((f) => [f.streamId, f.payload.readUInt32BE(0)])).toEqual([[2 * MaxStreamsBeforeAck + 1, ErrorCode.REFUSED_STREAM]])
+  })
+
+  test("trailers from the client end its stream; trailers without END_STREAM reset it (PROTOCOL_ERROR)", async () => {
+    const { connection, streams, send } = await connected()
+    const ended: Array<number> = []
+    send(headersFrame(1, request()), headersFrame(3, request()))
+    for (const stream of streams) stream.events = { data: () => {}, end: () => ended.push(stream.id), close: () => {} }
+    send(headersFrame(1, [["x-trailer", "1"]], END_HEADERS | END_STREAM), headersFrame(3, [["x-trailer", "1"]]))
+    await settle()
+    expect(ended).toEqual([1])
+    const resets = connection.frames().filter((f) => f.type === FrameType.RST_STREAM)
+    expect(resets.map((f) => [f.streamId, f.payload.readUInt32BE(0)])).toEqual([[3, ErrorCode.PROTOCOL_ERROR]])
   })
 
   test("PING is answered with the same payload", async () => {
