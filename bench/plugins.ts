@@ -116,7 +116,9 @@ const memoryCells = (m: ReturnType<typeof memoryOf>) => `${mb(m.rss)} ${mb(m.ano
 console.log(
   `\nmemory (MB): once ready (described, then 1 s), and after ${MemoryCalls} CheckValidity calls (then 1 s), with the calls' times\n` +
     `${"".padEnd(46)}${"once ready".padEnd(28)}${`after ${MemoryCalls} calls`.padEnd(28)}call (ms)\n` +
-    `${"".padEnd(46)}${"   RSS   anon   file    PSS   ".repeat(2)}  p50    p99   plugin CPU s`
+    `${"".padEnd(46)}${
+      "   RSS   anon   file    PSS   ".repeat(2)
+    }  p50    p99   plugin CPU s   RSS before any call (1 s after its handshake)`
 )
 console.log(`  ${"Bun floor (compiled, only listens)".padEnd(44)}${memoryCells(await floorMemory())}`)
 console.log(`  ${"Bun floor and a node:http2 server".padEnd(44)}${memoryCells(await floorMemory("http2"))}`)
@@ -138,11 +140,11 @@ const subjects: ReadonlyArray<readonly [string, ReadonlyArray<string>, Record<st
   ["Go redis (go-plugin)", [join(plugins, "redis")], {}, redisCapability]
 ]
 for (const [label, command, env, capability] of subjects) {
-  const { ready, afterCalls, times, cpuSeconds } = await readyMemory(command, env, capability, MemoryCalls)
+  const { listening, ready, afterCalls, times, cpuSeconds } = await readyMemory(command, env, capability, MemoryCalls)
   console.log(
     `  ${label.padEnd(44)}${memoryCells(ready)}   ${memoryCells(afterCalls)}   ${fmt(percentile(times, 50)).padStart(6)} ${
       fmt(percentile(times, 99)).padStart(6)
-    }   ${cpuSeconds.toFixed(2).padStart(6)}`
+    }   ${cpuSeconds.toFixed(2).padStart(6)}   ${mb(listening.rss)}`
   )
 }
 

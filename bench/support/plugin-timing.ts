@@ -82,7 +82,8 @@ export const cpuSecondsOf = (pid: number) => {
 /**
  * A plugin's memory once ready, and again after work. It is started here as
  * a host starts it (the magic cookie, a socket folder) with `env` added (JSC
- * options, say), then reached as `--reattach` reaches it: described (its
+ * options, say); a pause after its handshake, its memory with no call yet
+ * (`listening`); then it is reached as `--reattach` reaches it: described (its
  * services loaded), a pause, its memory (`ready`); then `calls`
  * CheckValidity round trips (timed, and the plugin's CPU seconds for them,
  * returned too), a pause, its memory
@@ -116,6 +117,9 @@ export const readyMemory = async (
       line += new TextDecoder().decode(value)
     }
     reader.releaseLock()
+    // Its handshake out and no call yet: what the plugin takes before any connection.
+    await Bun.sleep(settleMs)
+    const listening = memoryOf(child.pid)
     const [, , network, address] = line.trim().split("|")
     const target = { name: "bench", network: network === "tcp" ? "tcp" : "unix", address: address ?? "" } as const
     return await Effect.runPromise(
@@ -132,7 +136,7 @@ export const readyMemory = async (
         }
         const cpuSeconds = cpuSecondsOf(child.pid) - cpuBefore
         yield* Effect.sleep(settleMs)
-        return { ready, afterCalls: memoryOf(child.pid), times, cpuSeconds }
+        return { listening, ready, afterCalls: memoryOf(child.pid), times, cpuSeconds }
       })).pipe(Effect.provide(services))
     )
   } finally {

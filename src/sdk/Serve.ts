@@ -18,7 +18,7 @@
  * before the handshake this module loads no node: builtin and no generated
  * code. It listens with Bun.listen (wire/Listener.ts; Bun's TLS for
  * AutoMTLS), prints the handshake, and only then loads Services.ts, which
- * brings node:http2, the generated code and the services, and serves the
+ * brings the SDK's HTTP/2 server, the generated code and the services, and serves the
  * connections that came in the meantime first. Files are touched through a
  * lazily loaded node:fs, randomness and keys come from WebCrypto.
  */

@@ -3,7 +3,7 @@
  * (health, controller, stdio, broker) and the capability service, on
  * GrpcServer over the connections of the listener Serve.ts opened.
  *
- * Everything from here on (node:http2, node:stream, the generated code,
+ * Everything from here on (the HTTP/2 server of wire/, the generated code,
  * effect's Schema) loads after the handshake, through ServicesLoader.ts;
  * nothing here is needed to listen or to announce. This module and what it
  * imports share no class or state with the code loaded before it but the

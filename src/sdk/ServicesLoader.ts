@@ -6,8 +6,8 @@
  * Services.ts is bundled on its own and carried as a string, imported from a
  * Blob URL when this is called. JavaScript that is in the bundle is parsed
  * when the bundle loads, lazily loaded or not; a string is only scanned.
- * Carried as a string, effect's Schema, the generated code and the bridge
- * into node:http2 are off the way to the handshake line; they are parsed
+ * Carried as a string, effect's Schema, the generated code and the HTTP/2
+ * server are off the way to the handshake line; they are parsed
  * after the handshake instead, so the host's first answer comes no later
  * than before (figures: docs/performance.md).
  */

@@ -7,6 +7,10 @@
  * takes); a peer that is not the host is refused while the server goes on;
  * a client that leaves ends its streams; close() ends the connections, served or waiting;
  * TLS below 1.2 is refused (a hand-written ClientHello: no openssl needed).
+ * The server's HTTP/2 is the SDK's own (src/sdk/wire/Http2Session.ts): a
+ * bare node:http2 client with the protocol's default 64 KiB windows makes it
+ * wait on flow control for 4 MiB answers, opens more streams than it allows
+ * at once, and resets a stream in the middle of its answer.
  */
 import { afterEach, describe, expect, test } from "bun:test"
 import { randomBytes } from "node:crypto"
@@ -18,11 +22,12 @@ import { join } from "node:path"
 import * as tls from "node:tls"
 import type { Handshake } from "../../src/protocol/Handshake.ts"
 import { CallError, type Channel, makeChannel } from "../../src/plugin-client/GrpcChannel.ts"
-import { Status } from "../../src/protocol/GrpcWire.ts"
+import { frame, MessageReader, Status } from "../../src/protocol/GrpcWire.ts"
 import type { Method } from "../../src/protocol/Rpc.ts"
-import { BuildDependents, Describe, StreamStdio } from "../../src/protocol/Methods.ts"
+import { BuildDependents, CheckValidity, Describe, StreamStdio } from "../../src/protocol/Methods.ts"
 import { type Certificate, generateCertificate } from "../../src/protocol/Mtls.ts"
 import { GrpcServer } from "../../src/sdk/wire/GrpcServer.ts"
+import { MaxConcurrentStreams } from "../../src/sdk/wire/Http2Session.ts"
 import { type Address, Listener } from "../../src/sdk/wire/Listener.ts"
 import { eventually } from "../support/paths.ts"
 
@@ -92,6 +97,45 @@ const pattern = (size: number) => {
   const bytes = Buffer.allocUnsafe(size)
   for (let i = 0; i < size; i++) bytes[i] = i % 251
   return bytes
+}
+
+/** A bare node:http2 client on plain sockets, with the protocol's default 64 KiB windows: the server must wait for its WINDOW_UPDATEs. */
+const bareSession = (address: Address) => {
+  const session = http2.connect("http://localhost", { createConnection: () => net.connect(address.address) })
+  session.on("error", () => {})
+  cleanups.push(() => new Promise<void>((resolve) => (session.closed ? resolve() : session.close(() => resolve()))))
+  return session
+}
+
+/** What a call on a bare session got: its status and the messages of the answer. */
+interface BareOutcome {
+  readonly status: string | undefined
+  readonly messages: ReadonlyArray<Uint8Array>
+}
+
+const bareRequest = (session: http2.ClientHttp2Session, path: string) =>
+  session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" })
+
+/** Reads a call's answer on a bare stream until it closes. */
+const bareOutcome = (stream: http2.ClientHttp2Stream) =>
+  new Promise<BareOutcome>((resolve) => {
+    const reader = new MessageReader()
+    const messages: Array<Uint8Array> = []
+    let status: string | undefined
+    stream.on("response", (headers) => (status ??= headers["grpc-status"] as string | undefined))
+    stream.on("trailers", (trailers) => (status = trailers["grpc-status"] as string | undefined))
+    stream.on("data", (chunk: Buffer) => messages.push(...reader.push(chunk)))
+    stream.on("error", () => {})
+    stream.on("close", () => resolve({ status, messages }))
+  })
+
+const bareUnary = <I, O>(session: http2.ClientHttp2Session, method: Method<I, O>, request: I) => {
+  const stream = bareRequest(session, method.path)
+  stream.end(frame(method.request.encode(request).finish()))
+  return bareOutcome(stream).then((outcome) => ({
+    status: outcome.status,
+    responses: outcome.messages.map((m) => method.response.decode(m))
+  }))
 }
 
 const RecordHandshake = 0x16
@@ -238,6 +282,81 @@ for (const autoMtls of [false, true]) {
     })
   })
 }
+
+describe("the SDK's HTTP/2 against a bare node:http2 client", () => {
+  test("a 4 MiB message each way crosses the client's 64 KiB windows and ours, intact", async () => {
+    const { server, listener, address } = listening()
+    await server.serve(listener)
+    const session = bareSession(address)
+    // As large as a message may be once the response's own fields are around it.
+    const request = pattern(4 * 1024 * 1024 - 64)
+    const outcome = await bareUnary(session, BuildDependents, { capability: request, observed: [] })
+    expect(outcome.status).toBe("0")
+    const object = Buffer.from(outcome.responses[0]?.dependents[0]?.object ?? new Uint8Array())
+    expect(object.length).toBe(request.length)
+    expect(object.equals(Buffer.from(request).reverse())).toBe(true)
+    // The session is still good for more.
+    expect((await bareUnary(session, Describe, {})).responses[0]?.name).toBe("wire")
+  })
+
+  test("300 calls at once on one connection, three times the streams it allows open: all answered, at most its limit open at once", async () => {
+    const { server, listener, address } = listening()
+    let open = 0
+    let mostOpen = 0
+    server.unary(CheckValidity, async () => {
+      mostOpen = Math.max(mostOpen, ++open)
+      await Bun.sleep(5)
+      open--
+      return { errors: [] }
+    })
+    await server.serve(listener)
+    const channel = channelTo(address)
+    // A first call: the client then has our SETTINGS, and keeps to our limit of open streams.
+    expect((await unaryCall(channel, Describe, {}, 5_000)).name).toBe("wire")
+    const outcomes = await Promise.all(
+      Array.from({ length: 300 }, () => unaryCall(channel, CheckValidity, { capability: Buffer.alloc(0) }, 20_000))
+    )
+    expect(outcomes.length).toBe(300)
+    expect(mostOpen).toBeLessThanOrEqual(MaxConcurrentStreams)
+    expect(mostOpen).toBeGreaterThan(1)
+    // On a fresh connection the burst races our SETTINGS: what the client opened before it knew the limit is answered too.
+    const fresh = channelTo(address)
+    const burst = await Promise.all(
+      Array.from({ length: 300 }, () => unaryCall(fresh, CheckValidity, { capability: Buffer.alloc(0) }, 20_000))
+    )
+    expect(burst.length).toBe(300)
+  })
+
+  test("a client that resets a stream mid-answer: the handler's stream closes, the queued answer is dropped, the connection goes on", async () => {
+    const { server, listener, address } = listening()
+    let closed: Promise<void> | undefined
+    server.stream(StreamStdio, (_request, stream) => {
+      closed = stream.closed
+      // Far more than the client's 64 KiB window: most of it waits for a WINDOW_UPDATE that never comes.
+      for (let i = 0; i < 64; i++) stream.send({ channel: 1, data: Buffer.alloc(16 * 1024, i) })
+    })
+    await server.serve(listener)
+    const session = bareSession(address)
+    const stream = bareRequest(session, StreamStdio.path)
+    stream.on("error", () => {})
+    stream.write(frame(new Uint8Array(0)))
+    // Reading paused: the window is not given back, the server's answer stops at 64 KiB.
+    stream.pause()
+    expect(await eventually(() => closed !== undefined, 5_000)).toBe(true)
+    stream.close(http2.constants.NGHTTP2_CANCEL)
+    const outcome = await Promise.race([closed?.then(() => "closed"), Bun.sleep(2_000).then(() => "still open")])
+    expect(outcome).toBe("closed")
+    expect((await bareUnary(session, Describe, {})).responses[0]?.name).toBe("wire")
+    // A unary call reset before its answer is read: the next calls on the session are answered.
+    const big = bareRequest(session, BuildDependents.path)
+    big.on("error", () => {})
+    big.end(frame(BuildDependents.request.encode({ capability: pattern(1024 * 1024), observed: [] }).finish()))
+    big.pause()
+    big.once("response", () => big.close(http2.constants.NGHTTP2_CANCEL))
+    await new Promise<void>((resolve) => big.once("close", () => resolve()))
+    expect((await bareUnary(session, Describe, {})).responses[0]?.name).toBe("wire")
+  })
+})
 
 describe("AutoMTLS on Bun.listen", () => {
   test("a client with another certificate, or none, is refused; the server goes on serving the host", async () => {

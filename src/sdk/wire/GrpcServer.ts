@@ -1,9 +1,11 @@
 /**
- * A small gRPC server on node:http2, for plugins.
+ * A small gRPC server for plugins, on our own HTTP/2 (Http2Session.ts).
  *
  * Why not @grpc/grpc-js here: a plugin is started for every host start and
  * every restart, and loading grpc-js (with protobufjs) costs a bundled plugin
- * more start-up time than the whole rest of the plugin. The server side of
+ * more start-up time than the whole rest of the plugin. Why not node:http2
+ * either: its server (with node:stream under it) costs a plugin about a
+ * fifth of its memory once ready (docs/performance.md). The server side of
  * gRPC over HTTP/2 is small: length-prefixed messages in DATA frames, the
  * status in trailers (protocol/GrpcWire.ts, shared with the host's client,
  * which every test runs against this server; issue #6's conformance suite
@@ -12,15 +14,14 @@
  * It does not do compression, and it does not enforce deadlines (the client
  * does; a plugin's work is short).
  *
- * It is loaded, and node:http2 with it, after the plugin's handshake: the
- * socket is opened before (Listener.ts, Bun.listen), and `serve` hands every
- * connection to node:http2 through a Duplex (ConnectionStream.ts), those
- * that came in the meantime first.
+ * It is loaded after the plugin's handshake: the socket is opened before
+ * (Listener.ts, Bun.listen), and `serve` runs an HTTP/2 session on every
+ * connection, those that came in the meantime first.
  */
-import type * as http2 from "node:http2"
 import { encodeGrpcMessage, FramingError, frame, MessageReader, Status } from "../../protocol/GrpcWire.ts"
 import type { Method } from "../../protocol/Rpc.ts"
-import { loadConnectionStream } from "./ConnectionStream.ts"
+import type { HeaderField } from "./Hpack.ts"
+import { Http2Session, type Http2Stream } from "./Http2Session.ts"
 import type { Listener } from "./Listener.ts"
 
 /** An error a handler throws to answer with a given status. */
@@ -50,10 +51,13 @@ interface RawStream {
 /** gRPC status codes, for handlers that throw a GrpcError. */
 export { Status }
 
+const ResponseHeaders: ReadonlyArray<HeaderField> = [[":status", "200"], ["content-type", "application/grpc"]]
+const OkTrailers: ReadonlyArray<HeaderField> = [["grpc-status", "0"]]
+
 export class GrpcServer {
   private readonly routes = new Map<string, Route>()
-  private readonly streams = new Set<http2.ServerHttp2Stream>()
-  private readonly sessions = new Set<http2.ServerHttp2Session>()
+  private readonly streams = new Set<Http2Stream>()
+  private readonly sessions = new Set<Http2Session>()
   private listener: Listener | undefined
 
   /** Registers a unary method. */
@@ -80,123 +84,132 @@ export class GrpcServer {
   }
 
   /**
-   * Loads node:http2 and serves every connection of `listener` (opened
-   * before the handshake), those that waited first. Register routes before.
+   * Serves every connection of `listener` (opened before the handshake),
+   * those that waited first. Register routes before.
    */
-  async serve(listener: Listener): Promise<void> {
+  serve(listener: Listener): Promise<void> {
     this.listener = listener
-    const [http2, ConnectionStream] = await Promise.all([import("node:http2"), loadConnectionStream()])
-    const server = http2.createServer()
-    this.serveOn(server)
-    listener.serve((connection) => server.emit("connection", new ConnectionStream(connection)))
+    listener.serve((connection) => {
+      const session = new Http2Session(connection, (stream) => this.dispatch(stream))
+      this.sessions.add(session)
+      session.onClose(() => this.sessions.delete(session))
+    })
+    return Promise.resolve()
   }
 
   /**
-   * Ends open streams with OK, closes the sessions, stops accepting, and
-   * resolves once every connection has closed (a session closes its own).
+   * Ends open streams with OK, sends every session GOAWAY, stops accepting,
+   * and resolves once every connection has closed (a session closes its own
+   * once its streams are over).
    */
   close(): Promise<void> {
-    // Open streams already answer OK in their trailers: ending them sends it.
-    for (const stream of this.streams) if (!stream.closed && !stream.destroyed) stream.end()
-    for (const session of this.sessions) if (!session.closed) session.close()
+    for (const stream of this.streams) stream.end(OkTrailers)
+    for (const session of this.sessions) session.close()
     return this.listener?.close() ?? Promise.resolve()
   }
 
-  private serveOn(server: http2.Http2Server) {
-    server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.dispatch(stream, headers))
-    server.on("session", (session: http2.ServerHttp2Session) => {
-      this.sessions.add(session)
-      session.once("close", () => this.sessions.delete(session))
-    })
-    server.on("sessionError", () => {})
-  }
-
-  private dispatch(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
-    stream.on("error", () => {})
-    const route = this.routes.get(String(headers[":path"]))
+  private dispatch(stream: Http2Stream) {
+    const path = stream.header(":path") ?? ""
+    const route = this.routes.get(path)
     if (route === undefined) {
-      endStream(stream, Status.UNIMPLEMENTED, `unknown method ${String(headers[":path"])}`)
+      endStream(stream, Status.UNIMPLEMENTED, `unknown method ${path}`)
       return
     }
     const reader = new MessageReader()
     if (route.kind === "unary") {
-      const received: Array<Uint8Array> = []
-      stream.on("data", (chunk: Buffer) => {
-        try {
-          received.push(...reader.push(chunk))
-        } catch (error) {
-          endStream(stream, Status.INTERNAL, error instanceof FramingError ? `the host sent ${error.message}` : String(error))
-        }
-      })
-      stream.on("end", () => {
-        const body = received[0]
-        if (body === undefined) {
-          endStream(stream, Status.INTERNAL, "no request message")
-          return
-        }
-        route.handle(body).then(
-          (response) => {
-            if (stream.closed) return
-            stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true })
-            stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }))
-            stream.end(frame(response))
-          },
-          (error: unknown) => {
-            const { code, message, metadata } = error instanceof GrpcError
-              ? error
-              : { code: Status.INTERNAL, message: `plugin error: ${String(error instanceof Error ? error.message : error)}`, metadata: {} }
-            endStream(stream, code, message, metadata)
+      let body: Uint8Array | undefined
+      let failed = false
+      stream.events = {
+        data: (chunk) => {
+          if (failed) return
+          try {
+            // The first message is the request; a unary call has no other.
+            for (const message of reader.push(chunk)) body ??= message
+          } catch (error) {
+            failed = true
+            endStream(stream, Status.INTERNAL, error instanceof FramingError ? `the host sent ${error.message}` : String(error))
           }
-        )
-      })
+        },
+        end: () => {
+          if (failed) return
+          if (body === undefined) {
+            endStream(stream, Status.INTERNAL, "no request message")
+            return
+          }
+          route.handle(body).then(
+            (response) => {
+              if (stream.closed) return
+              stream.respond(ResponseHeaders)
+              stream.write(frame(response))
+              stream.end(OkTrailers)
+            },
+            (error: unknown) => {
+              const { code, message, metadata } = error instanceof GrpcError
+                ? error
+                : {
+                  code: Status.INTERNAL,
+                  message: `plugin error: ${String(error instanceof Error ? error.message : error)}`,
+                  metadata: {}
+                }
+              endStream(stream, code, message, metadata)
+            }
+          )
+        },
+        close: () => {}
+      }
       return
     }
     this.streams.add(stream)
-    const closed = new Promise<void>((resolve) => stream.once("close", () => {
-      this.streams.delete(stream)
-      resolve()
-    }))
-    stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true })
-    stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }))
+    let closedNow: () => void = () => {}
+    const closed = new Promise<void>((resolve) => {
+      closedNow = resolve
+    })
+    stream.respond(ResponseHeaders)
     let opened = false
     const raw: RawStream = {
-      send: (message) => {
-        if (!stream.closed && !stream.destroyed) stream.write(frame(message))
-      },
-      end: () => {
-        if (!stream.closed && !stream.destroyed) stream.end()
-      },
+      send: (message) => stream.write(frame(message)),
+      end: () => stream.end(OkTrailers),
       closed
     }
     // Server streams start on their one request; bidi streams start at once.
-    stream.on("data", (chunk: Buffer) => {
-      let messages: Array<Uint8Array>
-      try {
-        messages = reader.push(chunk)
-      } catch {
-        // A compressed or oversized message: its status was sent already, so the stream is reset.
-        stream.close()
-        return
-      }
-      for (const message of messages) {
+    stream.events = {
+      data: (chunk) => {
+        let messages: Array<Uint8Array>
+        try {
+          messages = reader.push(chunk)
+        } catch {
+          // A compressed or oversized message: the stream cannot go on.
+          stream.reset()
+          return
+        }
+        for (const message of messages) {
+          if (!opened) {
+            opened = true
+            route.open(message, raw)
+          }
+        }
+      },
+      end: () => {
         if (!opened) {
           opened = true
-          route.open(message, raw)
+          route.open(undefined, raw)
         }
+      },
+      close: () => {
+        this.streams.delete(stream)
+        closedNow()
       }
-    })
-    stream.on("end", () => {
-      if (!opened) {
-        opened = true
-        route.open(undefined, raw)
-      }
-    })
+    }
   }
 }
 
-const endStream = (stream: http2.ServerHttp2Stream, code: number, message: string, metadata: Record<string, string> = {}) => {
-  if (stream.closed || stream.destroyed) return
-  const status = { "grpc-status": String(code), ...(message === "" ? {} : { "grpc-message": encodeGrpcMessage(message) }), ...metadata }
+const endStream = (stream: Http2Stream, code: number, message: string, metadata: Record<string, string> = {}) => {
+  const status: Array<HeaderField> = [
+    ...ResponseHeaders,
+    ["grpc-status", String(code)],
+    ...(message === "" ? [] : [["grpc-message", encodeGrpcMessage(message)] as const]),
+    ...Object.entries(metadata).map(([name, value]) => [name.toLowerCase(), value] as const)
+  ]
   // Trailers-only response: the status travels in the headers.
-  stream.respond({ ":status": 200, "content-type": "application/grpc", ...status }, { endStream: true })
+  stream.respond(status, true)
 }

@@ -8,7 +8,8 @@
  * node:tls) does the handshake and the client certificate check, so nothing
  * else is needed to listen either.
  *
- * This module loads no node: builtin. Connections that arrive before the
+ * This module loads no node: builtin, nor does the HTTP/2 server that takes
+ * its connections (Http2Session.ts). Connections that arrive before the
  * server is ready for them (the handshake is out first, then HTTP/2 loads)
  * wait with their bytes kept, and are handed over in order by `serve`.
  */
