@@ -16,6 +16,8 @@ export const HostSettings = Schema.Struct({
   callTimeoutMs: Schema.Number,
   shutdownGraceMs: Schema.Number,
   autoMtls: Schema.Boolean,
+  /** Let a Bun plugin's JavaScriptCore compile hot code; off, a plugin interprets and takes less memory (LaunchOptions.pluginJit). */
+  pluginJit: Schema.Boolean,
   healthIntervalMs: Schema.Number,
   /** First restart delay; doubles at each crash in a row. */
   restartBaseMs: Schema.Number,
@@ -49,6 +51,7 @@ export const defaultHostSettings: HostSettings = {
   callTimeoutMs: 10_000,
   shutdownGraceMs: 2_000,
   autoMtls: true,
+  pluginJit: false,
   healthIntervalMs: 5_000,
   restartBaseMs: 500,
   restartMaxMs: 60_000,

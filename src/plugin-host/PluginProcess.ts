@@ -42,6 +42,14 @@ export interface LaunchOptions {
   readonly autoMtls: boolean
   /** App protocol versions offered in PLUGIN_PROTOCOL_VERSIONS. */
   readonly protocolVersions: ReadonlyArray<number>
+  /**
+   * Whether a plugin that runs on Bun may use JavaScriptCore's JIT tiers.
+   * Absent or false: BUN_JSC_useJIT=0 in its environment. A plugin answers
+   * a few calls per reconcile, where compiled code saves fractions of a
+   * millisecond and the compilers' code and output cost megabytes per plugin
+   * (docs/performance.md). Other runtimes ignore the variable.
+   */
+  readonly pluginJit?: boolean | undefined
 }
 
 export interface LaunchedPlugin {
@@ -66,6 +74,9 @@ const MaxEvidenceLine = 300
  * The environment a plugin gets: what go-plugin defines, PATH and locale.
  * Never the operator's own (tokens, kubeconfig).
  */
+/** JavaScriptCore's switch for every JIT tier, as Bun reads it from the environment at start. */
+export const NoJitKey = "BUN_JSC_useJIT"
+
 const pluginEnv = (options: LaunchOptions, certificate: Certificate | undefined, bundle: boolean): Record<string, string> => ({
   [MagicCookieKey]: MagicCookieValue,
   PLUGIN_PROTOCOL_VERSIONS: options.protocolVersions.join(","),
@@ -74,6 +85,7 @@ const pluginEnv = (options: LaunchOptions, certificate: Certificate | undefined,
   ...(certificate === undefined ? {} : { PLUGIN_CLIENT_CERT: certificate.certPem }),
   // A compiled halkyon runs a bundle with its own embedded runtime.
   ...(bundle ? { BUN_BE_BUN: "1" } : {}),
+  ...(options.pluginJit === true ? {} : { [NoJitKey]: "0" }),
   ...(process.env.PATH === undefined ? {} : { PATH: process.env.PATH }),
   ...(process.env.TZ === undefined ? {} : { TZ: process.env.TZ }),
   ...(process.env.LANG === undefined ? {} : { LANG: process.env.LANG })

@@ -3,7 +3,7 @@
  * `bun src/main.ts` side by side, with real plugins and real signals.
  */
 import { describe, expect, test } from "bun:test"
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { MagicCookieKey, MagicCookieValue, RunByHandMessage } from "../../src/protocol/Handshake.ts"
@@ -189,6 +189,35 @@ for (const host of hosts) {
     })
   })
 }
+
+test("plugins run with JavaScriptCore's JIT off unless --plugin-jit (or HALKYON_PLUGIN_JIT) lets them", async () => {
+  const environOf = (pid: number) => readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")
+  for (
+    const [args, env, expected] of [
+      [[], {}, ["BUN_JSC_useJIT=0"]],
+      [["--plugin-jit"], {}, []],
+      [[], { HALKYON_PLUGIN_JIT: "true" }, []]
+    ] as const
+  ) {
+    const folder = pluginsFolder(builtPlugin("postgres"), builtPlugin("postgres.js"))
+    const proc = Bun.spawn([join(root, "dist/halkyon"), "plugins", "watch", "--plugins-dir", folder.dir, ...args], {
+      env: { ...process.env, ...env },
+      stdout: "pipe",
+      stderr: "pipe"
+    })
+    try {
+      expect(await eventually(async () => (await pluginProcesses(folder.dir, proc.pid)).length === 2, 10_000)).toBe(true)
+      // The compiled plugin and the bundle (run by halkyon's own runtime) alike.
+      for (const pid of await pluginProcesses(folder.dir, proc.pid)) {
+        expect(environOf(pid).filter((v) => v.startsWith("BUN_JSC_"))).toEqual([...expected])
+      }
+    } finally {
+      proc.kill("SIGKILL")
+      await proc.exited
+      folder.cleanup()
+    }
+  }
+}, 60_000)
 
 test("the compiled operator ignores a .env and a bunfig.toml in the folder it starts in", () => {
   const folder = pluginsFolder()
