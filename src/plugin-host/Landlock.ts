@@ -33,7 +33,7 @@ export interface ExecPlan {
   readonly hidden: ReadonlyArray<string>
   readonly command: string
   readonly args: ReadonlyArray<string>
-  /** Variables the plugin gets that this helper must not see (BUN_BE_BUN would make it a bare runtime). */
+  /** Variables the plugin gets that this helper must not see (Bun's own: BUN_BE_BUN would make it a bare runtime). */
   readonly env: Readonly<Record<string, string>>
 }
 

@@ -64,8 +64,11 @@ const isCompiled = () => typeof Bun !== "undefined" && (Bun.main.includes("$bunf
  */
 const commandFor = (hidden: ReadonlyArray<string>, command: string, args: ReadonlyArray<string>, env: Record<string, string>) => {
   if (hidden.length === 0) return { command, args, env }
-  const { BUN_BE_BUN, ...rest } = env
-  const plan: ExecPlan = { hidden, command, args, env: BUN_BE_BUN === undefined ? {} : { BUN_BE_BUN } }
+  // Bun's own variables are for the plugin's runtime: BUN_BE_BUN would make the helper a bare
+  // runtime, and BUN_JSC_useJIT=0 would leave it without the JIT its FFI calls need.
+  const forPlugin = Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith("BUN_")))
+  const rest = Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith("BUN_")))
+  const plan: ExecPlan = { hidden, command, args, env: forPlugin }
   return { command: process.execPath, args: [], env: { ...rest, [LandlockExecKey]: JSON.stringify(plan) } }
 }
 

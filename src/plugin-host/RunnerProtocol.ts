@@ -17,7 +17,7 @@ export const MaxOutputChunk = 64 * 1024
 
 /** A plugin file name inside the runner's plugins folder: no separator, no dotfile. */
 const PluginName = Schema.String.check(Schema.isPattern(/^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,254}$/))
-const EnvName = /^[A-Z_][A-Z0-9_]{0,127}$/
+const EnvName = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/
 const EnvValue = Schema.String.check(Schema.isMaxLength(16 * 1024))
 const Milliseconds = Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: 600_000 }))
 
@@ -29,7 +29,7 @@ export const LaunchRequest = Schema.TaggedStruct("Launch", {
   env: Schema.Record(Schema.String, EnvValue).check(
     Schema.isMaxProperties(64),
     Schema.makeFilter((env: Record<string, string>) =>
-      Object.keys(env).every((k) => EnvName.test(k)) || "environment variable names are A-Z, 0-9 and _"
+      Object.keys(env).every((k) => EnvName.test(k)) || "environment variable names are letters, digits and _, not starting with a digit"
     )
   ),
   /** Between SIGTERM and SIGKILL when the operator's connection drops. */

@@ -153,6 +153,13 @@ const waitReady = async (ns: string, name: string, status: string) => {
 
 const markStatefulSetReady = (ns: string, name: string) => markReady(cluster, ns, name)
 
+/** Every plugin process of the folder has JavaScriptCore's JIT off in its environment, as the host starts plugins by default. */
+const expectJitOff = async (folder: string) => {
+  const pids = await processesMatching(`${folder}/`)
+  expect(pids).toHaveLength(2)
+  for (const pid of pids) expect((await Bun.file(`/proc/${pid}/environ`).text()).split("\0")).toContain("BUN_JSC_useJIT=0")
+}
+
 /** The handshake times ("startMs") the operator logged for a plugin. */
 const startTimes = (operator: Operator, plugin: string) =>
   operator.logs.filter((l) => l.includes(`plugin ${plugin} running`)).map((l) => Number(/startMs=([0-9.]+)/.exec(l)?.[1]))
@@ -201,6 +208,10 @@ describe("on a laptop: plugins are the operator's children", () => {
     if (isRoot) expect(found.token).toBe(`read ${token}`)
     else expect(found.token).not.toStartWith("read ")
   }, 60_000)
+
+  test("its plugins, started through the Landlock helper where there is one, run with the JIT off", async () => {
+    await expectJitOff(plugins)
+  })
 })
 
 describe(`through halkyon plugin-runner, ${isRoot ? "as another uid" : "as the same user (not root: no other uid to take)"}`, () => {
@@ -255,6 +266,10 @@ describe(`through halkyon plugin-runner, ${isRoot ? "as another uid" : "as the s
       expect(Number(/^PPid:\s+(\d+)/m.exec(status)?.[1])).toBe(runner.pid)
       if (isRoot) expect(Number(/^Uid:\s+(\d+)/m.exec(status)?.[1])).toBe(runnerUid)
     }
+  })
+
+  test("its plugins run with the JIT off: the runner passes the operator's BUN_JSC_useJIT on", async () => {
+    await expectJitOff(plugins)
   })
 
   test("a postgres Capability reaches Ready through it", async () => {

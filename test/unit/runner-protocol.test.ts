@@ -84,7 +84,8 @@ describe("runner frames", () => {
     ["an unknown tag", JSON.stringify({ _tag: "Exec", command: "/bin/sh" })],
     ["a path instead of a plugin file name", JSON.stringify({ ...launch, plugin: "../../bin/sh" })],
     ["a dotfile", JSON.stringify({ ...launch, plugin: ".hidden" })],
-    ["a lower-case variable name", JSON.stringify({ ...launch, env: { ld_preload: "x" } })],
+    ["a variable name starting with a digit", JSON.stringify({ ...launch, env: { "1X": "x" } })],
+    ["a variable name holding =", JSON.stringify({ ...launch, env: { "A=B": "x" } })],
     ["too many variables", JSON.stringify({ ...launch, env: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`V${i}`, "x"])) })],
     ["a variable over 16 KiB", JSON.stringify({ ...launch, env: { BIG: "x".repeat(16 * 1024 + 1) } })],
     ["a negative grace", JSON.stringify({ ...launch, graceMs: -1 })],
@@ -96,6 +97,12 @@ describe("runner frames", () => {
       expect(thrown(() => decodeRequest(body!))).toBeInstanceOf(FrameError)
     })
   }
+
+  test("a variable name in mixed case, as JavaScriptCore's BUN_JSC_useJIT, is carried", () => {
+    const env = { ...launch.env, BUN_JSC_useJIT: "0" }
+    const [body] = new FrameDecoder().push(encodeFrame({ ...launch, env }))
+    expect(decodeRequest(body!)).toEqual({ ...launch, env })
+  })
 
   test("a reply that is not UTF-8 is refused", () => {
     const header = Buffer.alloc(4)
