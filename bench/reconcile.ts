@@ -633,7 +633,7 @@ try {
     "spec edit to status, p50 / p99"
   ]
   writeMarkdown([
-    `**Medians of ${repeat} run${repeat === 1 ? "" : "s"}** (the ratio: the median of the runs' ratios; peak RSS: the largest; ` +
+    (repeat === 1 ? "**One run** (" : `**Medians of ${repeat} runs** (the ratio: the median of the runs' ratios; peak RSS: the largest; `) +
     `the spec edits: ${edits}, one at a time, once every status is written):`,
     markdownTable(header, medianRows),
     ...(repeat > 1 ? ["**Each run**, in the order measured:", markdownTable(header, eachRun)] : []),
