@@ -38,6 +38,8 @@ const rows = (["without", "with"] as const).map((which) => [
 ])
 for (const row of rows) console.log(`| ${row.join(" | ")} |`)
 writeMarkdown([
-  `Start to ready, ${runs} runs each, alternating (with kube-controller-manager: until its controllers run, \`default\`'s ServiceAccount made):`,
+  `Start to ready, ${runs} run${
+    runs === 1 ? "" : "s"
+  } each, alternating (with kube-controller-manager: until its controllers run, \`default\`'s ServiceAccount made):`,
   markdownTable(["kube-controller-manager", "median", "min", "max"], rows)
 ])
