@@ -3,10 +3,12 @@
  * kube-controller-manager (start to "API server ready", and then to "controllers running": the
  * namespace default's ServiceAccount exists), BENCH_RUNS times each (default 3), alternating, so that
  * both see the same load. Builds the binaries first if they are missing (build.ts prints that time).
- * Prints figures; asserts nothing.
+ * Prints figures; asserts nothing. BENCH_MARKDOWN=file also writes the table there (bench:all puts it
+ * in docs/performance.md).
  */
 import { ensureControllerManager, ensureControlPlaneBinaries } from "../test/support/control-plane/build.ts"
 import { startControlPlane } from "../test/support/control-plane/start.ts"
+import { markdownTable, writeMarkdown } from "./support/markdown.ts"
 
 const runs = Number(process.env.BENCH_RUNS ?? 3)
 
@@ -28,6 +30,16 @@ const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`
 console.log(`\n## local control plane start (${runs} runs each)\n`)
 console.log("| kube-controller-manager | median | min | max |")
 console.log("|---|---|---|---|")
-for (const which of ["without", "with"] as const) {
-  console.log(`| ${which} | ${s(median(times[which]))} | ${s(Math.min(...times[which]))} | ${s(Math.max(...times[which]))} |`)
-}
+const rows = (["without", "with"] as const).map((which) => [
+  which,
+  s(median(times[which])),
+  s(Math.min(...times[which])),
+  s(Math.max(...times[which]))
+])
+for (const row of rows) console.log(`| ${row.join(" | ")} |`)
+writeMarkdown([
+  `Start to ready, ${runs} run${
+    runs === 1 ? "" : "s"
+  } each, alternating (with kube-controller-manager: until its controllers run, \`default\`'s ServiceAccount made):`,
+  markdownTable(["kube-controller-manager", "median", "min", "max"], rows)
+])

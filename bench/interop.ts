@@ -14,10 +14,13 @@
  * (targets: start-up within 2x, round trips within 1.5x).
  *
  * Builds what it needs first (npm run build:plugins, the conformance host).
+ * BENCH_STARTS (default 30) and BENCH_CALLS (2000) per case; BENCH_MARKDOWN=file
+ * also writes both tables there (bench:all puts them in docs/performance.md).
  */
 import { existsSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { buildGo } from "../scripts/go-plugin-build.ts"
+import { markdownTable, writeMarkdown } from "./support/markdown.ts"
 import { percentile, pluginFile, roundTrips, startTimes } from "./support/plugin-timing.ts"
 
 const root = resolve(import.meta.dir, "..")
@@ -111,24 +114,42 @@ for (const host of ["our host", "go-plugin host"] as const) {
 
 const goSubject = subjects[0] as Subject
 const ratio = (value: number, go: number) => `${(value / go).toFixed(2)}x`
+/** Prints one table and returns it as markdown, under a line saying what it is. */
 const table = (title: string, pick: (f: Figures) => ReadonlyArray<number>, tail: number, target: number) => {
   console.log(`${title}: p50 (p${tail}) in ms, TypeScript as a ratio of Go's p50 under the same host (target <= ${target}x)`)
   console.log(`  ${"host".padEnd(16)}${"plugin".padEnd(28)}${"AutoMTLS off".padEnd(26)}AutoMTLS on`)
+  const rows: Array<ReadonlyArray<string>> = []
   for (const host of ["our host", "go-plugin host"] as const) {
     for (const subject of subjects) {
-      const cells = [false, true].map((mtls) => {
+      const figures = [false, true].map((mtls) => {
         const values = pick(results.get(key(host, subject, mtls)) as Figures)
         const p50 = percentile(values, 50)
         const goP50 = percentile(pick(results.get(key(host, goSubject, mtls)) as Figures), 50)
         const cell = `${fmt(p50)} (${fmt(percentile(values, tail))})`
-        return subject.go ? cell : `${cell}  ${ratio(p50, goP50)}${p50 / goP50 <= target ? "" : " !"}`
+        return subject.go ? { cell } : { cell, ratio: `${ratio(p50, goP50)}${p50 / goP50 <= target ? "" : " !"}` }
       })
+      const cells = figures.map((f) => (f.ratio === undefined ? f.cell : `${f.cell}  ${f.ratio}`))
       console.log(`  ${host.padEnd(16)}${subject.label.padEnd(28)}${(cells[0] ?? "").padEnd(26)}${cells[1] ?? ""}`)
+      rows.push([
+        host === "our host" ? "ours" : "go-plugin",
+        subject.label,
+        ...figures.map((f) => (f.ratio === undefined ? f.cell : `${f.cell}, ${f.ratio}`))
+      ])
     }
   }
   console.log("")
+  return [
+    `**${title.charAt(0).toUpperCase()}${
+      title.slice(1)
+    }**: p50 (p${tail}) in ms; each TypeScript figure's p50 also as a ratio of the Go plugin's under the same host ` +
+    `(target ${target}x at most; "!" marks one over it):`,
+    markdownTable(["host", "plugin", "AutoMTLS off", "AutoMTLS on"], rows)
+  ]
 }
-table("start to handshake", (f) => f.start, 95, 2)
-table("RPC round trip (CheckValidity)", (f) => f.call, 99, 1.5)
+const markdown = [
+  ...table("start to handshake", (f) => f.start, 95, 2),
+  ...table("RPC round trip (CheckValidity)", (f) => f.call, 99, 1.5)
+]
+writeMarkdown(markdown)
 console.log("\"!\" marks a ratio over its target. Both hosts time spawn to handshake line (go-plugin's from its own log's")
 console.log("microsecond timestamps, \"starting plugin\" to \"using plugin\"), so neither counts the host's own certificate.")

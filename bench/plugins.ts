@@ -6,11 +6,15 @@
  * plugin, with the round trips it answered meanwhile; the host's RSS with 10
  * plugins.
  * Run `npm run build && npm run build:plugins` first (it does so if needed).
+ * BENCH_STARTS (default 40), BENCH_CALLS (3000), BENCH_MEMORY_CALLS (1000);
+ * BENCH_ONLY=memory prints only the memory table. BENCH_MARKDOWN=file also
+ * writes the tables there (bench:all puts them in docs/performance.md).
  */
 import { existsSync, mkdtempSync, copyFileSync, chmodSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { compilePlugin } from "../scripts/build-plugins.ts"
+import { markdownTable, writeMarkdown } from "./support/markdown.ts"
 import { memoryOf, percentile, pluginFile, readyMemory, roundTrips, startTimes } from "./support/plugin-timing.ts"
 
 const root = resolve(import.meta.dir, "..")
@@ -71,6 +75,9 @@ console.log(
 )
 // BENCH_ONLY=memory: only the memory table.
 const memoryOnly = process.env.BENCH_ONLY === "memory"
+/** The same figures for BENCH_MARKDOWN: the starts' and round trips' rows, the memory table's, the host's. */
+const speedRows: Array<ReadonlyArray<string>> = []
+const memoryRows: Array<ReadonlyArray<string>> = []
 if (!memoryOnly) console.log("start to handshake (ms)           p50      p95")
 for (
   const [form, path] of memoryOnly
@@ -79,6 +86,11 @@ for (
 ) {
   for (const mtls of [false, true]) {
     const times = await startTimes(pluginFile(path), mtls, Starts)
+    speedRows.push([
+      `start to handshake, ${form.startsWith("compiled") ? "compiled" : "bundle"} plugin, AutoMTLS ${mtls ? "on" : "off"}`,
+      `${fmt(percentile(times, 50))} ms`,
+      `${fmt(percentile(times, 95))} ms (p95)`
+    ])
     console.log(
       `  ${`${form}, mTLS ${mtls ? "on " : "off"}`.padEnd(30)} ${fmt(percentile(times, 50)).padStart(6)}   ${
         fmt(percentile(times, 95)).padStart(6)
@@ -90,6 +102,11 @@ if (!memoryOnly) console.log("\nunary RPC round trip (ms)         p50      p99")
 for (const mtls of memoryOnly ? [] : [false, true]) {
   const postgres = { metadata: { name: "db", namespace: "default" }, spec: { category: "database", type: "postgres", version: "17" } }
   const times = await roundTrips(pluginFile(join(plugins, "postgres")), mtls, postgres, Calls)
+  speedRows.push([
+    `unary RPC round trip (CheckValidity, compiled plugin), AutoMTLS ${mtls ? "on" : "off"}`,
+    `${fmt(percentile(times, 50))} ms`,
+    `${fmt(percentile(times, 99))} ms (p99)`
+  ])
   console.log(
     `  ${`CheckValidity, mTLS ${mtls ? "on " : "off"}`.padEnd(30)} ${fmt(percentile(times, 50)).padStart(6)}   ${
       fmt(percentile(times, 99)).padStart(6)
@@ -120,8 +137,18 @@ console.log(
       "   RSS   anon   file    PSS   ".repeat(2)
     }  p50    p99   plugin CPU s   RSS before any call (1 s after its handshake)`
 )
-console.log(`  ${"Bun floor (compiled, only listens)".padEnd(44)}${memoryCells(await floorMemory())}`)
-console.log(`  ${"Bun floor and a node:http2 server".padEnd(44)}${memoryCells(await floorMemory("http2"))}`)
+const mdMb = (kb: number) => (kb / 1024).toFixed(1)
+const mdCells = (m: ReturnType<typeof memoryOf>) => [mdMb(m.rss), mdMb(m.anon), mdMb(m.file)]
+for (
+  const [label, markdownLabel, extra] of [
+    ["Bun floor (compiled, only listens)", "Bun floor (compiled, only listens)", []],
+    ["Bun floor and a node:http2 server", "Bun floor and a `node:http2` server", ["http2"]]
+  ] as const
+) {
+  const floor = await floorMemory(...extra)
+  console.log(`  ${label.padEnd(44)}${memoryCells(floor)}`)
+  memoryRows.push([markdownLabel, ...mdCells(floor), mdMb(floor.pss), "", "", "", "", "", "", ""])
+}
 const postgresCapability = {
   metadata: { name: "db", namespace: "default" },
   spec: { category: "database", type: "postgres", version: "17" }
@@ -146,6 +173,16 @@ for (const [label, command, env, capability] of subjects) {
       fmt(percentile(times, 99)).padStart(6)
     }   ${cpuSeconds.toFixed(2).padStart(6)}   ${mb(listening.rss)}`
   )
+  memoryRows.push([
+    label.replace(/BUN_JSC_\w+=0/, (option) => `\`${option}\``).replace("dist/halkyon", "`dist/halkyon`"),
+    ...mdCells(ready),
+    mdMb(ready.pss),
+    ...mdCells(afterCalls),
+    fmt(percentile(times, 50)),
+    fmt(percentile(times, 99)),
+    `${cpuSeconds.toFixed(2)} s`,
+    mdMb(listening.rss)
+  ])
 }
 
 const rss = memoryOnly ? undefined : await hostWithTenPlugins()
@@ -157,3 +194,40 @@ if (rss !== undefined) {
     } MB`
   )
 }
+
+const memoryHeader = [
+  "process",
+  "once ready: RSS",
+  "anon",
+  "file",
+  "PSS",
+  `after ${MemoryCalls} calls: RSS`,
+  "anon",
+  "file",
+  "call p50 (ms)",
+  "call p99 (ms)",
+  "plugin CPU",
+  "before any call: RSS"
+]
+writeMarkdown([
+  ...(memoryOnly ? [] : [
+    `**Start to handshake** (${Starts} starts each) **and unary round trip** (${Calls} calls each, on one compiled postgres plugin):`,
+    markdownTable(["measure", "p50", "p95 / p99"], speedRows)
+  ]),
+  `**A plugin's memory**, MB: once ready (described, then 1 s), after ${MemoryCalls} \`CheckValidity\` calls (then 1 s) with ` +
+  "the calls' times and the plugin's CPU seconds for them, and 1 s after its handshake, before any call:",
+  markdownTable(memoryHeader, memoryRows),
+  ...(rss === undefined ? [] : [
+    `**The host with ${rss.running} plugins running** (5 compiled, 5 bundles; \`dist/halkyon plugins watch\`, 1 s after it watches):`,
+    markdownTable(
+      ["process", "RSS"],
+      [
+        ["host", `${(rss.hostRss / 1024).toFixed(1)} MB`],
+        [
+          "each plugin",
+          `${(Math.min(...rss.pluginRss) / 1024).toFixed(1)}–${(Math.max(...rss.pluginRss) / 1024).toFixed(1)} MB`
+        ]
+      ]
+    )
+  ])
+])

@@ -26,7 +26,9 @@
  * BENCH_IMPERSONATE=1 applies the plugin's RBAC from `halkyon manifests
  * --plugins-dir` and runs the operator with --impersonate always, so that
  * dependents are read, watched and written as the plugin's ServiceAccount.
- * Prints figures; asserts nothing.
+ * Prints figures; asserts nothing. BENCH_MARKDOWN=file also writes the
+ * medians, each run, the edits' ratios and the CPU seconds there as markdown
+ * (bench:all puts them in docs/performance.md).
  */
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -40,6 +42,7 @@ import { buildDependents, makeContext } from "../src/sdk/CapabilityService.ts"
 import { postgres } from "../plugins/postgres/plugin.ts"
 import { startControlPlane } from "../test/support/control-plane/start.ts"
 import { loadAllYaml } from "@kubernetes/client-node"
+import { markdownTable, writeMarkdown } from "./support/markdown.ts"
 
 const collectionOf = (ns: string, kind: string) =>
   ({
@@ -498,6 +501,31 @@ try {
     "capabilities   floor: create   floor: apply   operator   ratio to create / apply   operator peak RSS   spec edit to status p50 / p99"
   )
   const details: Array<string> = []
+  // The same figures for BENCH_MARKDOWN; a floor not measured (BENCH_ONLY=operator) shows as "–".
+  const seconds = (value: number) => (Number.isNaN(value) ? "–" : `${value.toFixed(2)} s`)
+  const ratioCell = (total: number, create: number, apply: number) =>
+    Number.isNaN(create) ? "–" : `${(total / create).toFixed(2)} / ${(total / apply).toFixed(2)}`
+  const markdownRow = (
+    label: string,
+    create: number,
+    apply: number,
+    total: number,
+    ratios: string,
+    rss: string,
+    p50: number,
+    p99: number
+  ) => [
+    label,
+    seconds(create),
+    seconds(apply),
+    seconds(total),
+    ratios,
+    rss,
+    `${p50.toFixed(1)} / ${p99.toFixed(1)} ms`
+  ]
+  const eachRun: Array<ReadonlyArray<string>> = []
+  const medianRows: Array<ReadonlyArray<string>> = []
+  const editRows: Array<ReadonlyArray<string>> = []
   const editCell = (p50: number, p99: number) => `${p50.toFixed(1)} / ${p99.toFixed(1)} ms`.padStart(30)
   const row = (label: string, create: number, apply: number, total: number, rss: number, p50: number, p99: number) =>
     console.log(
@@ -543,6 +571,18 @@ try {
       details.push(...[create.detail, apply.detail, run.detail].filter((d) => d !== ""))
       runs.push({ create: createSeconds, apply: applySeconds, total: run.total, rss: run.peakRssMb, p50: run.editP50, p99: run.editP99 })
       row(`${n} #${r + 1}`, createSeconds, applySeconds, run.total, run.peakRssMb, run.editP50, run.editP99)
+      eachRun.push(
+        markdownRow(
+          `${n} #${r + 1}`,
+          createSeconds,
+          applySeconds,
+          run.total,
+          ratioCell(run.total, createSeconds, applySeconds),
+          `${run.peakRssMb.toFixed(0)} MB`,
+          run.editP50,
+          run.editP99
+        )
+      )
     }
     editsBySize.push({ n, p50: median(runs.map((x) => x.p50)), p99: median(runs.map((x) => x.p99)) })
     summaries.push(() => {
@@ -558,6 +598,18 @@ try {
             editCell(median(runs.map((x) => x.p50)), median(runs.map((x) => x.p99)))
           }`
       )
+      medianRows.push(
+        markdownRow(
+          String(n),
+          median(runs.map((x) => x.create)),
+          median(runs.map((x) => x.apply)),
+          median(runs.map((x) => x.total)),
+          Number.isNaN(runs[0]?.create ?? NaN) ? "–" : `${median(ratios).toFixed(2)} / ${median(applyRatios).toFixed(2)}`,
+          `${Math.max(...runs.map((x) => x.rss)).toFixed(0)} MB (max)`,
+          median(runs.map((x) => x.p50)),
+          median(runs.map((x) => x.p99))
+        )
+      )
     })
   }
   console.log(`\nmedians over ${repeat} runs (the ratio column: median of the runs' ratios)`)
@@ -567,9 +619,34 @@ try {
     console.log(`\nspec edit to status update (${edits} edits, one at a time), against the same at ${smallest.n} Capabilities:`)
     for (const e of editsBySize.slice(1)) {
       console.log(`${String(e.n).padStart(12)}   p50 ${(e.p50 / smallest.p50).toFixed(2)}x   p99 ${(e.p99 / smallest.p99).toFixed(2)}x`)
+      editRows.push([String(e.n), `${(e.p50 / smallest.p50).toFixed(2)}x`, `${(e.p99 / smallest.p99).toFixed(2)}x`])
     }
   }
   console.log(`\n${details.join("\n")}`)
+  const header = [
+    "Capabilities",
+    "floor: create",
+    "floor: apply",
+    "operator",
+    "operator / floor (create / apply)",
+    "operator peak RSS",
+    "spec edit to status, p50 / p99"
+  ]
+  writeMarkdown([
+    (repeat === 1 ? "**One run** (" : `**Medians of ${repeat} runs** (the ratio: the median of the runs' ratios; peak RSS: the largest; `) +
+    `the spec edits: ${edits}, one at a time, once every status is written):`,
+    markdownTable(header, medianRows),
+    ...(repeat > 1 ? ["**Each run**, in the order measured:", markdownTable(header, eachRun)] : []),
+    ...(editRows.length > 0
+      ? [
+        `**Spec edit to status update against the same at ${smallest?.n} Capabilities** (medians' ratio):`,
+        markdownTable(["Capabilities", "p50", "p99"], editRows)
+      ]
+      : []),
+    "**Per measurement**: reconciles, plugin calls and CPU seconds (the floor's own client, the operator, its plugin, " +
+    "kube-apiserver, etcd), and how idle the machine was:",
+    details.map((d) => `- ${d}`).join("\n")
+  ])
 } finally {
   operator?.kill("SIGTERM")
   await operator?.exited

@@ -6,13 +6,15 @@
  * Secret, each its own Secret. For each: the heap the index and the kept data
  * hold after a GC, and the time per resolve on a first pass (each object read
  * from the server) and a second (kept data). The in-memory server's GET costs
- * far less than a real one: the first pass is a floor.
+ * far less than a real one: the first pass is a floor. BENCH_MARKDOWN=file
+ * also writes the table there (bench:all puts it in docs/performance.md).
  */
 import { Effect, Schema } from "effect"
 import { ApiVersion, Capability } from "../src/api/Capability.ts"
 import type { KubeObject } from "../src/kube/KubeObject.ts"
 import { make } from "../src/reconciler/ParameterReferences.ts"
 import { makeFakeKube } from "../test/support/FakeKube.ts"
+import { markdownTable, writeMarkdown } from "./support/markdown.ts"
 
 const Count = Number(process.env.BENCH_CAPABILITIES ?? 10_000)
 const decode = Schema.decodeUnknownSync(Capability)
@@ -28,6 +30,9 @@ const heap = () => {
   Bun.gc(true)
   return process.memoryUsage().heapUsed
 }
+
+const rows: Array<ReadonlyArray<string>> = []
+const count = (n: number) => n.toLocaleString("en-US")
 
 const shape = (name: string, secretOf: ((i: number) => string) | undefined) =>
   Effect.gen(function*() {
@@ -70,6 +75,13 @@ const shape = (name: string, secretOf: ((i: number) => string) | undefined) =>
         `${first.toFixed(1).padStart(6)} µs first resolve  ${second.toFixed(1).padStart(6)} µs next  ` +
         `${referenced} referenced, ${kept} kept`
     )
+    rows.push([
+      name,
+      `${(held / 1024 / 1024).toFixed(1)} MiB`,
+      `${first.toFixed(1)} µs`,
+      `${second.toFixed(1)} µs`,
+      `${count(referenced)} / ${count(kept)}`
+    ])
     // Kept alive until measured.
     return references.size().referenced
   })
@@ -80,3 +92,7 @@ await Effect.runPromise(Effect.gen(function*() {
   yield* shape("all one Secret", () => "db-credentials-0")
   yield* shape("each its own Secret", (i) => `db-credentials-${i}`)
 }))
+writeMarkdown([
+  `${count(Count)} Capabilities, one DB_PASSWORD each:`,
+  markdownTable(["shape", "heap held after GC", "first resolve", "next resolve", "referenced / kept"], rows)
+])
