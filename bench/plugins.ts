@@ -15,7 +15,16 @@ import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { compilePlugin } from "../scripts/build-plugins.ts"
 import { markdownTable, writeMarkdown } from "./support/markdown.ts"
-import { memoryOf, percentile, pluginFile, readyMemory, roundTrips, startTimes } from "./support/plugin-timing.ts"
+import {
+  hostedMemory,
+  launchOptions,
+  memoryOf,
+  percentile,
+  pluginFile,
+  readyMemory,
+  roundTrips,
+  startTimes
+} from "./support/plugin-timing.ts"
 
 const root = resolve(import.meta.dir, "..")
 const plugins = join(root, "dist/plugins")
@@ -99,16 +108,17 @@ for (
   }
 }
 if (!memoryOnly) console.log("\nunary RPC round trip (ms)         p50      p99")
-for (const mtls of memoryOnly ? [] : [false, true]) {
+// As the host starts plugins (JIT off), and with --plugin-jit.
+for (const [mtls, jit] of memoryOnly ? [] : [[false, false], [true, false], [false, true], [true, true]] as const) {
   const postgres = { metadata: { name: "db", namespace: "default" }, spec: { category: "database", type: "postgres", version: "17" } }
-  const times = await roundTrips(pluginFile(join(plugins, "postgres")), mtls, postgres, Calls)
+  const times = await roundTrips(pluginFile(join(plugins, "postgres")), mtls, postgres, Calls, jit)
   speedRows.push([
-    `unary RPC round trip (CheckValidity, compiled plugin), AutoMTLS ${mtls ? "on" : "off"}`,
+    `unary RPC round trip (CheckValidity, compiled plugin), AutoMTLS ${mtls ? "on" : "off"}${jit ? ", --plugin-jit" : ""}`,
     `${fmt(percentile(times, 50))} ms`,
     `${fmt(percentile(times, 99))} ms (p99)`
   ])
   console.log(
-    `  ${`CheckValidity, mTLS ${mtls ? "on " : "off"}`.padEnd(30)} ${fmt(percentile(times, 50)).padStart(6)}   ${
+    `  ${`CheckValidity, mTLS ${mtls ? "on " : "off"}${jit ? ", JIT on" : ""}`.padEnd(30)} ${fmt(percentile(times, 50)).padStart(6)}   ${
       fmt(percentile(times, 99)).padStart(6)
     }`
   )
@@ -154,12 +164,19 @@ const postgresCapability = {
   spec: { category: "database", type: "postgres", version: "17" }
 }
 const redisCapability = { metadata: { name: "c", namespace: "default" }, spec: { category: "cache", type: "redis", version: "8.0" } }
+// BUN_JSC_useJIT=0 is how the host starts a Bun plugin unless --plugin-jit.
 const subjects: ReadonlyArray<readonly [string, ReadonlyArray<string>, Record<string, string>, unknown]> = [
-  ["TS postgres, compiled", [join(plugins, "postgres")], {}, postgresCapability],
-  ["TS postgres, compiled, BUN_JSC_useDFGJIT=0", [join(plugins, "postgres")], { BUN_JSC_useDFGJIT: "0" }, postgresCapability],
   ["TS postgres, compiled, BUN_JSC_useJIT=0", [join(plugins, "postgres")], { BUN_JSC_useJIT: "0" }, postgresCapability],
+  ["TS postgres, compiled, JIT on", [join(plugins, "postgres")], {}, postgresCapability],
+  ["TS postgres, compiled, BUN_JSC_useDFGJIT=0", [join(plugins, "postgres")], { BUN_JSC_useDFGJIT: "0" }, postgresCapability],
   [
-    "TS postgres, bundle (run by dist/halkyon)",
+    "TS postgres, bundle (run by dist/halkyon), BUN_JSC_useJIT=0",
+    [join(root, "dist/halkyon"), join(plugins, "postgres.js")],
+    { BUN_BE_BUN: "1", BUN_JSC_useJIT: "0" },
+    postgresCapability
+  ],
+  [
+    "TS postgres, bundle (run by dist/halkyon), JIT on",
     [join(root, "dist/halkyon"), join(plugins, "postgres.js")],
     { BUN_BE_BUN: "1" },
     postgresCapability
@@ -182,6 +199,32 @@ for (const [label, command, env, capability] of subjects) {
     fmt(percentile(times, 99)),
     `${cpuSeconds.toFixed(2)} s`,
     mdMb(listening.rss)
+  ])
+}
+
+// As a host runs them by default: launched and described by PluginProcess, AutoMTLS on, JIT off.
+for (const [label, file] of [["TS postgres, compiled", "postgres"], ["TS postgres, bundle", "postgres.js"]] as const) {
+  const fullLabel = `${label}, as the host runs it (AutoMTLS, JIT off)`
+  const { ready, afterCalls, times, cpuSeconds } = await hostedMemory(
+    pluginFile(join(plugins, file)),
+    launchOptions(true),
+    postgresCapability,
+    MemoryCalls
+  )
+  console.log(
+    `  ${fullLabel.padEnd(44)}${memoryCells(ready)}   ${memoryCells(afterCalls)}   ${fmt(percentile(times, 50)).padStart(6)} ${
+      fmt(percentile(times, 99)).padStart(6)
+    }   ${cpuSeconds.toFixed(2).padStart(6)}`
+  )
+  memoryRows.push([
+    fullLabel,
+    ...mdCells(ready),
+    mdMb(ready.pss),
+    ...mdCells(afterCalls),
+    fmt(percentile(times, 50)),
+    fmt(percentile(times, 99)),
+    `${cpuSeconds.toFixed(2)} s`,
+    ""
   ])
 }
 

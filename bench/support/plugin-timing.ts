@@ -21,12 +21,14 @@ export const percentile = (values: ReadonlyArray<number>, p: number) => {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN
 }
 
-export const launchOptions = (autoMtls: boolean): LaunchOptions => ({
+/** As the host launches a plugin; `pluginJit` as `--plugin-jit` sets it (off by default: BUN_JSC_useJIT=0). */
+export const launchOptions = (autoMtls: boolean, pluginJit = false): LaunchOptions => ({
   handshakeTimeoutMs: 10_000,
   callTimeoutMs: 10_000,
   shutdownGraceMs: 2_000,
   autoMtls,
-  protocolVersions: [1]
+  protocolVersions: [1],
+  pluginJit
 })
 
 const services = Layer.mergeAll(
@@ -51,10 +53,10 @@ export const startTimes = (file: PluginFile, autoMtls: boolean, starts: number) 
   )
 
 /** CheckValidity round trips on one running plugin; 200 more before them warm it up and are dropped. */
-export const roundTrips = (file: PluginFile, autoMtls: boolean, capability: unknown, calls: number) =>
+export const roundTrips = (file: PluginFile, autoMtls: boolean, capability: unknown, calls: number, pluginJit = false) =>
   Effect.runPromise(
     Effect.scoped(Effect.gen(function*() {
-      const plugin = yield* launch(file, launchOptions(autoMtls))
+      const plugin = yield* launch(file, launchOptions(autoMtls, pluginJit))
       const times: Array<number> = []
       for (let i = 0; i < calls + 200; i++) {
         const t0 = performance.now()
@@ -145,3 +147,28 @@ export const readyMemory = async (
     rmSync(socketDir, { recursive: true, force: true })
   }
 }
+
+/**
+ * A plugin's memory as the host runs it, AutoMTLS and JIT setting included:
+ * launched by PluginProcess.launch (which describes it), a pause, its memory
+ * (`ready`); `calls` CheckValidity round trips (timed, with the plugin's CPU
+ * seconds), a pause, its memory again (`afterCalls`).
+ */
+export const hostedMemory = (file: PluginFile, options: LaunchOptions, capability: unknown, calls: number, settleMs = 1_000) =>
+  Effect.runPromise(
+    Effect.scoped(Effect.gen(function*() {
+      const plugin = yield* launch(file, options)
+      yield* Effect.sleep(settleMs)
+      const ready = memoryOf(plugin.pid)
+      const cpuBefore = cpuSecondsOf(plugin.pid)
+      const times: Array<number> = []
+      for (let i = 0; i < calls; i++) {
+        const t0 = performance.now()
+        yield* plugin.connection.checkValidity(capability)
+        times.push(performance.now() - t0)
+      }
+      const cpuSeconds = cpuSecondsOf(plugin.pid) - cpuBefore
+      yield* Effect.sleep(settleMs)
+      return { ready, afterCalls: memoryOf(plugin.pid), times, cpuSeconds }
+    })).pipe(Effect.provide(services))
+  )
