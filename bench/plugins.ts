@@ -13,7 +13,7 @@
 import { existsSync, mkdtempSync, copyFileSync, chmodSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
-import { compilePlugin } from "../scripts/build-plugins.ts"
+import { compilePlugin } from "../src/release/PluginBuild.ts"
 import { markdownTable, writeMarkdown } from "./support/markdown.ts"
 import {
   hostedMemory,
@@ -125,7 +125,7 @@ for (const [mtls, jit] of memoryOnly ? [] : [[false, false], [true, false], [fal
 }
 /** Bun's floor: the smallest program that listens on a socket, compiled as plugins are. */
 const floorMemory = async (...extra: Array<string>) => {
-  const floor = compilePlugin(join(root, "bench/support/listen-floor.ts"), join(root, "dist/bench/listen-floor"))
+  const floor = await compilePlugin(join(root, "bench/support/listen-floor.ts"), join(root, "dist/bench/listen-floor"))
   const socket = join(tmpdir(), `halkyon-floor-${process.pid}.sock`)
   const child = Bun.spawn([floor, socket, ...extra], { stdout: "pipe", stderr: "ignore" })
   const reader = child.stdout.getReader()

@@ -108,7 +108,7 @@ const readyTime = async (command: ReadonlyArray<string>, plane: ControlPlane, pl
 console.log(`halkyon start-up benchmark: Bun ${Bun.version}, ${navigator.hardwareConcurrency} cores\n`)
 buildOperator()
 if (!existsSync(join(root, "dist/plugins/postgres"))) {
-  buildPlugin("postgres", join(root, "plugins/postgres/main.ts"), join(root, "dist/plugins"))
+  await buildPlugin("postgres", join(root, "plugins/postgres/main.ts"), join(root, "dist/plugins"))
 }
 
 /** Wall ms and peak RSS (MB) of one run, under GNU time; async, as a release server in this process must answer. */

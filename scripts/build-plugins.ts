@@ -1,8 +1,8 @@
 /**
  * Builds every plugin in plugins/ (and, with --with-test-fixtures, the test
  * plugins in test/fixtures/plugins/) for this machine, in both forms:
- * - dist/plugins/<name>: a native executable (bun build --compile --bytecode
- *   --splitting);
+ * - dist/plugins/<name>: a native executable (src/release/PluginBuild.ts's
+ *   compilePlugin, as `halkyon plugins build` makes it);
  * - dist/plugins/<name>.js: a single-file bundle run by the host's own runtime.
  *   What the SDK loads after the handshake (src/sdk/Services.ts) is bundled
  *   on its own and carried in it as a string (src/release/PluginBuild.ts).
@@ -15,12 +15,11 @@
  */
 import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { bundlePlugin } from "../src/release/PluginBuild.ts"
+import { bundlePlugin, compilePlugin } from "../src/release/PluginBuild.ts"
 import { type PluginBuild, pluginBuildsDir, writePluginRelease } from "./release/plugin-archives.ts"
 import { executableName, releaseTargets } from "../src/release/Targets.ts"
 
 const root = resolve(import.meta.dir, "..")
-const bun = process.execPath
 
 export interface BuildTarget {
   readonly source: string
@@ -34,45 +33,10 @@ const targets = (sourceDir: string, outDir: string): Array<BuildTarget & { name:
       .map((name) => ({ name, source: join(sourceDir, name, "main.ts"), outDir }))
     : []
 
-const run = (args: ReadonlyArray<string>) => {
-  const result = Bun.spawnSync([bun, ...args], { cwd: root, stdout: "pipe", stderr: "pipe" })
-  if (result.exitCode !== 0) {
-    process.stderr.write(result.stdout.toString() + result.stderr.toString())
-    throw new Error(`bun ${args.join(" ")} failed with exit code ${result.exitCode}`)
-  }
-}
-
-/**
- * Compiles a plugin into a native executable, for this machine or a
- * `bun-<os>-<arch>` target. --splitting puts what is loaded after the
- * handshake (src/sdk/ServicesLoader.ts) in modules of their own inside the
- * executable, with their own bytecode, loaded when imported: the entry
- * module is then a fraction of the size (start to handshake 9.9 -> 8.8 ms).
- */
-export const compilePlugin = (source: string, outfile: string, target?: string) => {
-  mkdirSync(join(outfile, ".."), { recursive: true })
-  run([
-    "build",
-    "--compile",
-    "--bytecode",
-    "--format=esm",
-    "--minify",
-    "--splitting",
-    // Wherever it is started, a plugin must not pick up a .env or bunfig.toml (as the operator's build).
-    "--no-compile-autoload-dotenv",
-    "--no-compile-autoload-bunfig",
-    ...(target === undefined ? [] : [`--target=${target}`]),
-    source,
-    "--outfile",
-    outfile
-  ])
-  return outfile
-}
-
 /** Builds one plugin in both forms; returns the two paths. The bundle is src/release/PluginBuild.ts's, as `halkyon plugins build` makes it. */
 export const buildPlugin = async (name: string, source: string, outDir: string) => {
   mkdirSync(outDir, { recursive: true })
-  const executable = compilePlugin(source, join(outDir, name))
+  const executable = await compilePlugin(source, join(outDir, name))
   const bundle = await bundlePlugin(source, join(outDir, `${name}.js`))
   return { executable, bundle }
 }
@@ -83,11 +47,14 @@ export const buildPlugin = async (name: string, source: string, outDir: string) 
  * returns the release's files.
  */
 export const releasePlugin = async (name: string, source = join(root, "plugins", name, "main.ts")) => {
-  const builds: Array<PluginBuild> = releaseTargets.map((t) => ({
-    os: t.os,
-    arch: t.arch,
-    file: compilePlugin(source, join(pluginBuildsDir(name), `${t.os}_${t.arch}`, executableName(name, t.os)), t.bunTarget)
-  }))
+  const builds: Array<PluginBuild> = []
+  for (const t of releaseTargets) {
+    builds.push({
+      os: t.os,
+      arch: t.arch,
+      file: await compilePlugin(source, join(pluginBuildsDir(name), `${t.os}_${t.arch}`, executableName(name, t.os)), t)
+    })
+  }
   return writePluginRelease(name, builds)
 }
 
