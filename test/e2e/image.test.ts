@@ -24,6 +24,7 @@ import {
   childrenOf,
   containerCommand,
   containerInit,
+  killContainer,
   type ImageConfig,
   layerInventory,
   ownAs,
@@ -235,7 +236,7 @@ describe("the linux/amd64 image, run from its root filesystem alone", () => {
           process.kill(init, "SIGTERM")
           expect({ code: await proc.exited, sockets: sockets() }).toEqual({ code: 0, sockets: [] })
         } finally {
-          proc.kill("SIGKILL")
+          killContainer(proc)
         }
       },
       120_000
@@ -369,8 +370,8 @@ describe("the linux/amd64 image as the pod of halkyon manifests: the operator, a
       expect({ gone, left: childrenOf(runnerProcess) }).toEqual({ gone: true, left: [] })
       expect(runner.exitCode).toBeNull()
     } finally {
-      operator?.kill("SIGKILL")
-      runner.kill("SIGKILL")
+      if (operator !== undefined) killContainer(operator)
+      killContainer(runner)
     }
   }, 180_000)
 })

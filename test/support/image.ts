@@ -246,3 +246,21 @@ export const childrenOf = (pid: number) =>
 
 /** The PID (on the host) of the container's PID 1: the only child of `unshare --kill-child` (which forks). */
 export const containerInit = (unsharePid: number) => childrenOf(unsharePid)[0]
+
+/**
+ * Ends a container that containerCommand started, whatever state it is in:
+ * its PID 1 first (the kernel then ends everything in its PID namespace),
+ * then `unshare`. Killing `unshare` alone is not enough where the container
+ * changes user: a change of credentials clears the parent-death signal that
+ * --kill-child gave PID 1, which then outlives it with the operator and its
+ * plugins.
+ */
+export const killContainer = (unshare: { readonly pid: number; kill(signal?: number | NodeJS.Signals): void }) => {
+  const init = containerInit(unshare.pid)
+  try {
+    if (init !== undefined) process.kill(init, "SIGKILL")
+  } catch {
+    // already gone
+  }
+  unshare.kill("SIGKILL")
+}
