@@ -183,12 +183,13 @@ const subjects: ReadonlyArray<readonly [string, ReadonlyArray<string>, Record<st
   ],
   ["Go redis (go-plugin)", [join(plugins, "redis")], {}, redisCapability]
 ]
-for (const [label, command, env, capability] of subjects) {
-  const { listening, ready, afterCalls, times, cpuSeconds } = await readyMemory(command, env, capability, MemoryCalls)
+/** One row of the memory table, printed and kept for the markdown; `listening` when measured before any call. */
+const memoryRow = (label: string, measured: Awaited<ReturnType<typeof hostedMemory>>, listening?: ReturnType<typeof memoryOf>) => {
+  const { ready, afterCalls, times, cpuSeconds } = measured
   console.log(
     `  ${label.padEnd(44)}${memoryCells(ready)}   ${memoryCells(afterCalls)}   ${fmt(percentile(times, 50)).padStart(6)} ${
       fmt(percentile(times, 99)).padStart(6)
-    }   ${cpuSeconds.toFixed(2).padStart(6)}   ${mb(listening.rss)}`
+    }   ${cpuSeconds.toFixed(2).padStart(6)}${listening === undefined ? "" : `   ${mb(listening.rss)}`}`
   )
   memoryRows.push([
     label.replace(/BUN_JSC_\w+=0/, (option) => `\`${option}\``).replace("dist/halkyon", "`dist/halkyon`"),
@@ -198,34 +199,20 @@ for (const [label, command, env, capability] of subjects) {
     fmt(percentile(times, 50)),
     fmt(percentile(times, 99)),
     `${cpuSeconds.toFixed(2)} s`,
-    mdMb(listening.rss)
+    listening === undefined ? "" : mdMb(listening.rss)
   ])
+}
+for (const [label, command, env, capability] of subjects) {
+  const { listening, ...measured } = await readyMemory(command, env, capability, MemoryCalls)
+  memoryRow(label, measured, listening)
 }
 
 // As a host runs them by default: launched and described by PluginProcess, AutoMTLS on, JIT off.
 for (const [label, file] of [["TS postgres, compiled", "postgres"], ["TS postgres, bundle", "postgres.js"]] as const) {
-  const fullLabel = `${label}, as the host runs it (AutoMTLS, JIT off)`
-  const { ready, afterCalls, times, cpuSeconds } = await hostedMemory(
-    pluginFile(join(plugins, file)),
-    launchOptions(true),
-    postgresCapability,
-    MemoryCalls
+  memoryRow(
+    `${label}, as the host runs it (AutoMTLS, JIT off)`,
+    await hostedMemory(pluginFile(join(plugins, file)), launchOptions(true), postgresCapability, MemoryCalls)
   )
-  console.log(
-    `  ${fullLabel.padEnd(44)}${memoryCells(ready)}   ${memoryCells(afterCalls)}   ${fmt(percentile(times, 50)).padStart(6)} ${
-      fmt(percentile(times, 99)).padStart(6)
-    }   ${cpuSeconds.toFixed(2).padStart(6)}`
-  )
-  memoryRows.push([
-    fullLabel,
-    ...mdCells(ready),
-    mdMb(ready.pss),
-    ...mdCells(afterCalls),
-    fmt(percentile(times, 50)),
-    fmt(percentile(times, 99)),
-    `${cpuSeconds.toFixed(2)} s`,
-    ""
-  ])
 }
 
 const rss = memoryOnly ? undefined : await hostWithTenPlugins()

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { NodeServices } from "@effect/platform-node"
 import { Effect, Layer, Logger } from "effect"
-import { PluginClient } from "../../src/plugin-client/PluginClient.ts"
+import { PluginClient, type PluginConnection } from "../../src/plugin-client/PluginClient.ts"
 import { Metrics } from "../../src/metrics/Metrics.ts"
 import { classify, type PluginFile } from "../../src/plugin-host/PluginFiles.ts"
 import { attach, launch, type LaunchOptions } from "../../src/plugin-host/PluginProcess.ts"
@@ -82,6 +82,27 @@ export const cpuSecondsOf = (pid: number) => {
 }
 
 /**
+ * A described plugin's memory after a pause (`ready`); then `calls`
+ * CheckValidity round trips, timed, with the plugin's CPU seconds for them;
+ * then, after a pause, its memory again (`afterCalls`).
+ */
+const memoryAtWork = (connection: PluginConnection, pid: number, capability: unknown, calls: number, settleMs: number) =>
+  Effect.gen(function*() {
+    yield* Effect.sleep(settleMs)
+    const ready = memoryOf(pid)
+    const cpuBefore = cpuSecondsOf(pid)
+    const times: Array<number> = []
+    for (let i = 0; i < calls; i++) {
+      const t0 = performance.now()
+      yield* connection.checkValidity(capability)
+      times.push(performance.now() - t0)
+    }
+    const cpuSeconds = cpuSecondsOf(pid) - cpuBefore
+    yield* Effect.sleep(settleMs)
+    return { ready, afterCalls: memoryOf(pid), times, cpuSeconds }
+  })
+
+/**
  * A plugin's memory once ready, and again after work. It is started here as
  * a host starts it (the magic cookie, a socket folder) with `env` added (JSC
  * options, say); a pause after its handshake, its memory with no call yet
@@ -127,18 +148,7 @@ export const readyMemory = async (
     return await Effect.runPromise(
       Effect.scoped(Effect.gen(function*() {
         const plugin = yield* attach(target, launchOptions(false))
-        yield* Effect.sleep(settleMs)
-        const ready = memoryOf(child.pid)
-        const cpuBefore = cpuSecondsOf(child.pid)
-        const times: Array<number> = []
-        for (let i = 0; i < calls; i++) {
-          const t0 = performance.now()
-          yield* plugin.connection.checkValidity(capability)
-          times.push(performance.now() - t0)
-        }
-        const cpuSeconds = cpuSecondsOf(child.pid) - cpuBefore
-        yield* Effect.sleep(settleMs)
-        return { listening, ready, afterCalls: memoryOf(child.pid), times, cpuSeconds }
+        return { listening, ...(yield* memoryAtWork(plugin.connection, child.pid, capability, calls, settleMs)) }
       })).pipe(Effect.provide(services))
     )
   } finally {
@@ -158,17 +168,6 @@ export const hostedMemory = (file: PluginFile, options: LaunchOptions, capabilit
   Effect.runPromise(
     Effect.scoped(Effect.gen(function*() {
       const plugin = yield* launch(file, options)
-      yield* Effect.sleep(settleMs)
-      const ready = memoryOf(plugin.pid)
-      const cpuBefore = cpuSecondsOf(plugin.pid)
-      const times: Array<number> = []
-      for (let i = 0; i < calls; i++) {
-        const t0 = performance.now()
-        yield* plugin.connection.checkValidity(capability)
-        times.push(performance.now() - t0)
-      }
-      const cpuSeconds = cpuSecondsOf(plugin.pid) - cpuBefore
-      yield* Effect.sleep(settleMs)
-      return { ready, afterCalls: memoryOf(plugin.pid), times, cpuSeconds }
+      return yield* memoryAtWork(plugin.connection, plugin.pid, capability, calls, settleMs)
     })).pipe(Effect.provide(services))
   )
