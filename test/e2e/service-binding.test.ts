@@ -146,7 +146,11 @@ beforeAll(async () => {
   ;({ cluster, operator, pluginsDir, stop } = await startWithPostgres(ns))
 }, 30 * 60_000)
 
-afterAll(() => stop())
+afterAll(async () => {
+  // The operator a test started in place of the first one, which `stop` does not know of.
+  await operator?.stop()
+  await stop()
+})
 
 describe("a ServiceBinding to a postgres Capability", () => {
   let before: Template
