@@ -93,8 +93,6 @@ export const startController = Effect.fn("CapabilityController.start")(function*
   // or a relist is (after an outage, a dependent deleted meanwhile shows only
   // as an absence, which a reconcile of its owner repairs).
   const generations = new Map<string, number | undefined>()
-  // What each Capability asks for: which of them a plugin serves, when it is replaced.
-  const wanted = new Map<string, { category: string; type: string; version: string }>()
   yield* inform({
     apiVersion: ApiVersion,
     kind: "Capability",
@@ -105,11 +103,8 @@ export const startController = Effect.fn("CapabilityController.start")(function*
       else cache.put(object)
       if (deleted) {
         generations.delete(key)
-        wanted.delete(key)
         return queue.add(key)
       }
-      const spec = (object as { spec?: { category?: unknown; type?: unknown; version?: unknown } }).spec
-      wanted.set(key, { category: String(spec?.category ?? ""), type: String(spec?.type ?? ""), version: String(spec?.version ?? "") })
       const seen = generations.has(key) ? generations.get(key) : -1
       generations.set(key, object.metadata.generation)
       // Being deleted: a finalizer removed (the ServiceBinding controller's) lets the operator's go on.
@@ -192,8 +187,15 @@ export const startController = Effect.fn("CapabilityController.start")(function*
     connections.clear()
     for (const e of entries) connections.set(e.plugin, e.connection)
     if (renewed.size > 0) {
-      for (const [key, w] of wanted) {
-        const served = yield* registry.resolve(w.category, w.type, w.version).pipe(Effect.option)
+      // Every Capability the informer holds (the keys of `generations`), as the cache has it.
+      for (const key of generations.keys()) {
+        const [namespace = "", name = ""] = key.split("/")
+        const held = cache.get({ apiVersion: ApiVersion, kind: "Capability", namespace, name })
+        const spec = (held as { spec?: { category?: unknown; type?: unknown; version?: unknown } } | undefined)?.spec
+        if (spec === undefined) continue
+        const served = yield* registry.resolve(String(spec.category ?? ""), String(spec.type ?? ""), String(spec.version ?? "")).pipe(
+          Effect.option
+        )
         if (Option.isSome(served) && renewed.has(served.value.plugin)) yield* queue.add(key)
       }
     }
