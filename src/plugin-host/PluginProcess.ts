@@ -70,13 +70,14 @@ export interface LaunchedPlugin {
 const StderrTail = 20
 const MaxEvidenceLine = 300
 
-/**
- * The environment a plugin gets: what go-plugin defines, PATH and locale.
- * Never the operator's own (tokens, kubeconfig).
- */
 /** JavaScriptCore's switch for every JIT tier, as Bun reads it from the environment at start. */
-export const NoJitKey = "BUN_JSC_useJIT"
+const NoJitKey = "BUN_JSC_useJIT"
 
+/**
+ * The environment a plugin gets: what go-plugin defines, the runtime's
+ * switches (a bundle's runtime, the JIT), PATH and locale. Never the
+ * operator's own (tokens, kubeconfig).
+ */
 const pluginEnv = (options: LaunchOptions, certificate: Certificate | undefined, bundle: boolean): Record<string, string> => ({
   [MagicCookieKey]: MagicCookieValue,
   PLUGIN_PROTOCOL_VERSIONS: options.protocolVersions.join(","),
