@@ -20,11 +20,12 @@
  * docs/performance.md); `BENCH_BINARY=path` installs with another build.
  */
 import { randomBytes } from "node:crypto"
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { goArch, goOs } from "../src/Version.ts"
 import { checksums, makeTestCa, removeCa, startReleaseServers, tarGz } from "../test/support/releases.ts"
+import { markdownTable, writeMarkdown } from "./support/markdown.ts"
 
 const root = resolve(import.meta.dir, "..")
 // BENCH_BINARY: another build to compare (e.g. one of main's).
@@ -150,13 +151,13 @@ try {
     rows.push(row)
     console.log(row.join("  "))
   }
-  const table = [header, header.map(() => "---"), ...rows].map((r) => `| ${r.join(" | ")} |`).join("\n")
+  const table = markdownTable(header, rows)
   console.log(`\n${table}\n`)
   console.log("The pipeline: curl -fsSL the archive and checksums.txt, sha256sum -c, tar -xzf. halkyon's figure includes its")
   console.log("own start, the checksums.txt fetch, the SHA-256, the safe unpack and plugins.lock. The pipeline's peak RSS is")
   console.log("its largest process's. The Bun floor does fetch, SHA-256, gunzip and write only (bench/support/install-floor.ts).")
   console.log("Target: halkyon at or under 0.6x the pipeline, peak RSS at most 64 MB, flat in size.")
-  if (process.env.BENCH_MARKDOWN !== undefined) writeFileSync(process.env.BENCH_MARKDOWN, `${table}\n`)
+  writeMarkdown([table])
 } finally {
   await servers.close()
   removeCa(ca)

@@ -35,6 +35,7 @@ import { type ControlPlane, startControlPlane } from "../test/support/control-pl
 import { ensureImages, imageArches, imageSizes } from "../scripts/image.ts"
 import { checksums, makeTestCa, removeCa, startReleaseServers, tarGz } from "../test/support/releases.ts"
 import { goArch, goOs } from "../src/Version.ts"
+import { markdownTable, writeMarkdown } from "./support/markdown.ts"
 
 const root = resolve(import.meta.dir, "..")
 const runs = Number(process.env.BENCH_RUNS ?? 30)
@@ -214,13 +215,13 @@ const commandStarts = async () => {
   }
   const floor = stats(samples[0]?.run ?? []).median
   const header = ["command", "median", "min", "x hello-world", "start-up (its --help)", "start-up share", "peak RSS"]
-  const lines = [row(header), row(header.map(() => "---"))]
+  const rows: Array<ReadonlyArray<string>> = []
   for (const [index, c] of cases.entries()) {
     const s = samples[index]
     if (s === undefined) continue
     const whole = stats(s.run)
     const start = s.start.length > 0 ? stats(s.start).median : whole.median
-    lines.push(row([
+    rows.push([
       c.name,
       ms(whole.median),
       ms(whole.min),
@@ -228,15 +229,15 @@ const commandStarts = async () => {
       ms(start),
       `${Math.min(100, (100 * start) / whole.median).toFixed(0)}%`,
       `${Math.max(...s.rss).toFixed(0)} MB`
-    ]))
+    ])
   }
-  return lines.join("\n")
+  return markdownTable(header, rows)
 }
 
 console.log(`## Every command's start (${runs} runs each, alternating, after 3 warm-ups; target: version at most 2x hello-world)\n`)
 const commandsTable = await commandStarts()
 console.log(commandsTable)
-if (process.env.BENCH_MARKDOWN !== undefined) writeFileSync(process.env.BENCH_MARKDOWN, `${commandsTable}\n`)
+writeMarkdown([commandsTable])
 if (process.env.BENCH_COMMANDS_ONLY === "1") process.exit(0)
 
 console.log(`\n## halkyon version (${runs} runs each, after 3 warm-ups; target: 60 ms or less)\n`)
