@@ -160,10 +160,7 @@ export class GrpcServer {
       return
     }
     this.streams.add(stream)
-    let closedNow: () => void = () => {}
-    const closed = new Promise<void>((resolve) => {
-      closedNow = resolve
-    })
+    const { promise: closed, resolve: closedNow } = Promise.withResolvers<void>()
     stream.respond(ResponseHeaders)
     let opened = false
     const raw: RawStream = {
