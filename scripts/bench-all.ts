@@ -31,10 +31,10 @@
  * an hour the first time).
  */
 import { cpus } from "node:os"
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
-import { buildPlugin } from "./build-plugins.ts"
+import { buildPlugin, targets } from "./build-plugins.ts"
 import { buildOperator } from "./build.ts"
 
 const root = resolve(import.meta.dir, "..")
@@ -153,9 +153,7 @@ const main = async (args: ReadonlyArray<string>) => {
   if (chosen.some((b) => b.builds)) {
     console.log("# building dist/halkyon and the TypeScript plugins, so that no bench measures a stale build")
     buildOperator()
-    for (const name of readdirSync(join(root, "plugins")).filter((n) => existsSync(join(root, "plugins", n, "main.ts")))) {
-      await buildPlugin(name, join(root, "plugins", name, "main.ts"), join(root, "dist/plugins"))
-    }
+    for (const t of targets(join(root, "plugins"), join(root, "dist/plugins"))) await buildPlugin(t.name, t.source, t.outDir)
   }
 
   const machine = `${cpus().length}-core ${cpus()[0]?.model.trim() ?? "unknown CPU"}, ${process.platform}/${process.arch}`

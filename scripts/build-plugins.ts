@@ -26,7 +26,8 @@ export interface BuildTarget {
   readonly outDir: string
 }
 
-const targets = (sourceDir: string, outDir: string): Array<BuildTarget & { name: string }> =>
+/** The TypeScript plugins of `sourceDir` (each a folder with a main.ts), to be built into `outDir`. */
+export const targets = (sourceDir: string, outDir: string): Array<BuildTarget & { name: string }> =>
   existsSync(sourceDir)
     ? readdirSync(sourceDir)
       .filter((name) => existsSync(join(sourceDir, name, "main.ts")))
