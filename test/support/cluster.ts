@@ -5,15 +5,13 @@
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { adminRequest, type ApiResponse } from "./control-plane/admin-api.ts"
 import { ensureKubectl } from "./control-plane/build.ts"
 import { type ControlPlane, type StartOptions, startControlPlane } from "./control-plane/start.ts"
 import { capabilityCrd, capabilityInfoCrd, serviceBindingCrd, workloadResourceMappingCrd } from "../../src/api/Crds.ts"
 import { builtPlugin, eventually, root } from "./paths.ts"
 
-export interface ApiResponse {
-  readonly status: number
-  readonly body: Record<string, unknown>
-}
+export type { ApiResponse }
 
 /** Reads a nested field of Kubernetes JSON: dig(obj, "status", "conditions"). */
 export const dig = <T>(value: unknown, ...path: ReadonlyArray<string | number>): T | undefined => {
@@ -32,17 +30,7 @@ export interface Cluster {
 
 export const startCluster = async (options: StartOptions = {}): Promise<Cluster> => {
   const plane = await startControlPlane(options)
-  const api = async (method: string, path: string, body?: unknown, contentType = "application/json"): Promise<ApiResponse> => {
-    const response = await fetch(`${plane.server}${path}`, {
-      method,
-      headers: { "content-type": contentType, accept: "application/json" },
-      body: body === undefined ? null : JSON.stringify(body),
-      tls: { ca: plane.caCertPem, cert: plane.adminCertPem, key: plane.adminKeyPem },
-      keepalive: false
-    })
-    const text = await response.text()
-    return { status: response.status, body: text === "" ? {} : JSON.parse(text) }
-  }
+  const api = (method: string, path: string, body?: unknown, contentType?: string) => adminRequest(plane, method, path, body, contentType)
   for (const crd of [capabilityCrd(), capabilityInfoCrd(), serviceBindingCrd(), workloadResourceMappingCrd()]) {
     const created = await api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     if (created.status !== 201) throw new Error(`installing a CRD failed: ${JSON.stringify(created.body)}`)

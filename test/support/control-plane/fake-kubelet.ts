@@ -7,13 +7,7 @@
 // controller replaces in a rolling update runs too). The workload controllers then write the
 // StatefulSet's or Deployment's status themselves, as on a cluster.
 
-export interface ApiAccess {
-  /** https://127.0.0.1:<port> */
-  server: string
-  caCertPem: string
-  adminCertPem: string
-  adminKeyPem: string
-}
+import { adminRequest, type ApiAccess, type ApiResponse } from "./admin-api.ts"
 
 export type WorkloadResource = "statefulsets" | "deployments"
 
@@ -25,30 +19,7 @@ const POD_POLL_MS = 500
 const POLL_MS = 100
 const DEFAULT_ROLLOUT_TIMEOUT_MS = 60_000
 
-interface Answer {
-  status: number
-  body: Record<string, unknown>
-}
-
-async function call(access: ApiAccess, method: string, path: string, body?: unknown, contentType = "application/json"): Promise<Answer> {
-  const res = await fetch(`${access.server}${path}`, {
-    method,
-    headers: { "content-type": contentType, accept: "application/json" },
-    body: body === undefined ? null : JSON.stringify(body),
-    tls: { ca: access.caCertPem, cert: access.adminCertPem, key: access.adminKeyPem },
-    keepalive: false
-  })
-  const text = await res.text()
-  let parsed: Record<string, unknown> = {}
-  try {
-    parsed = text === "" ? {} : (JSON.parse(text) as Record<string, unknown>)
-  } catch {
-    parsed = { message: text }
-  }
-  return { status: res.status, body: parsed }
-}
-
-async function expectStatus(answer: Promise<Answer>, ok: number[], what: string): Promise<Answer> {
+async function expectStatus(answer: Promise<ApiResponse>, ok: number[], what: string): Promise<ApiResponse> {
   const got = await answer
   if (!ok.includes(got.status)) throw new Error(`${what}: HTTP ${got.status} ${JSON.stringify(got.body)}`)
   return got
@@ -79,7 +50,7 @@ export async function startFakeKubelet(access: ApiAccess): Promise<FakeKubelet> 
   }
   const capacity = { cpu: "16", memory: "64Gi", pods: "250" }
   await expectStatus(
-    call(access, "POST", "/api/v1/nodes", {
+    adminRequest(access, "POST", "/api/v1/nodes", {
       apiVersion: "v1",
       kind: "Node",
       metadata: { name: FAKE_NODE_NAME, labels: { "kubernetes.io/hostname": FAKE_NODE_NAME, "kubernetes.io/os": "linux" } },
@@ -97,9 +68,9 @@ export async function startFakeKubelet(access: ApiAccess): Promise<FakeKubelet> 
   const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${LEASE_NAMESPACE}/leases/${FAKE_NODE_NAME}`
   const renew = async (): Promise<void> => {
     const spec = { holderIdentity: FAKE_NODE_NAME, leaseDurationSeconds: LEASE_DURATION_SECONDS, renewTime: microTime() }
-    const patched = await call(access, "PATCH", leasePath, { spec }, "application/merge-patch+json")
+    const patched = await adminRequest(access, "PATCH", leasePath, { spec }, "application/merge-patch+json")
     if (patched.status !== 404) return
-    await call(access, "POST", `/apis/coordination.k8s.io/v1/namespaces/${LEASE_NAMESPACE}/leases`, {
+    await adminRequest(access, "POST", `/apis/coordination.k8s.io/v1/namespaces/${LEASE_NAMESPACE}/leases`, {
       apiVersion: "coordination.k8s.io/v1",
       kind: "Lease",
       metadata: { name: FAKE_NODE_NAME, namespace: LEASE_NAMESPACE },
@@ -133,11 +104,11 @@ export async function startFakeKubelet(access: ApiAccess): Promise<FakeKubelet> 
 
 /** What a kubelet does once a deleted pod's containers stopped: deletes it for good. */
 async function finishDeletions(access: ApiAccess): Promise<void> {
-  const list = await call(access, "GET", `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${FAKE_NODE_NAME}`)}`)
+  const list = await adminRequest(access, "GET", `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${FAKE_NODE_NAME}`)}`)
   if (list.status !== 200) return
   for (const pod of (list.body.items ?? []) as Array<Pod & { metadata: { namespace: string; uid: string } }>) {
     if (pod.metadata.deletionTimestamp === undefined) continue
-    await call(access, "DELETE", `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}`, {
+    await adminRequest(access, "DELETE", `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}`, {
       apiVersion: "v1",
       kind: "DeleteOptions",
       gracePeriodSeconds: 0,
@@ -157,7 +128,7 @@ let podIpCounter = 0
 /** Binds each pod matching `selector` to the fake Node and reports it Running and Ready. Returns how many it changed. */
 export async function runPods(access: ApiAccess, namespace: string, selector: string): Promise<number> {
   const list = await expectStatus(
-    call(access, "GET", `/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(selector)}`),
+    adminRequest(access, "GET", `/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(selector)}`),
     [200],
     `listing pods ${selector} in ${namespace}`
   )
@@ -169,7 +140,7 @@ export async function runPods(access: ApiAccess, namespace: string, selector: st
     if (pod.spec.nodeName === undefined) {
       // What the scheduler does; 409 when it was bound meanwhile.
       await expectStatus(
-        call(access, "POST", `${path}/binding`, {
+        adminRequest(access, "POST", `${path}/binding`, {
           apiVersion: "v1",
           kind: "Binding",
           metadata: { name: pod.metadata.name },
@@ -182,7 +153,7 @@ export async function runPods(access: ApiAccess, namespace: string, selector: st
     const now = time()
     const podIp = `10.244.${Math.floor(podIpCounter / 250) % 250}.${(podIpCounter++ % 250) + 2}`
     const condition = (type: string) => ({ type, status: "True", lastProbeTime: null, lastTransitionTime: now })
-    const patched = await call(access, "PATCH", `${path}/status`, {
+    const patched = await adminRequest(access, "PATCH", `${path}/status`, {
       status: {
         phase: "Running",
         hostIP: "127.0.0.1",
@@ -244,7 +215,7 @@ export async function rollOutWithFakeKubelet(
   const deadline = performance.now() + timeoutMs
   let last: Workload | undefined
   while (performance.now() < deadline) {
-    const got = await call(access, "GET", path)
+    const got = await adminRequest(access, "GET", path)
     if (got.status === 200) {
       last = got.body as unknown as Workload
       if (rolledOut(last)) return
@@ -259,11 +230,11 @@ export async function rollOutWithFakeKubelet(
 /** Without kube-controller-manager: writes the status its controller would write once the pods ran. */
 export async function markRolledOut(access: ApiAccess, resource: WorkloadResource, namespace: string, name: string): Promise<void> {
   const path = `/apis/apps/v1/namespaces/${namespace}/${resource}/${name}`
-  const workload = (await expectStatus(call(access, "GET", path), [200], `reading ${resource} ${namespace}/${name}`))
+  const workload = (await expectStatus(adminRequest(access, "GET", path), [200], `reading ${resource} ${namespace}/${name}`))
     .body as unknown as Workload
   const replicas = workload.spec.replicas ?? 1
   await expectStatus(
-    call(access, "PATCH", `${path}/status`, {
+    adminRequest(access, "PATCH", `${path}/status`, {
       status: {
         observedGeneration: workload.metadata.generation,
         replicas,
