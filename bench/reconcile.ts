@@ -501,44 +501,40 @@ try {
     "capabilities   floor: create   floor: apply   operator   ratio to create / apply   operator peak RSS   spec edit to status p50 / p99"
   )
   const details: Array<string> = []
-  // The same figures for BENCH_MARKDOWN; a floor not measured (BENCH_ONLY=operator) shows as "–".
+  /** One row's figures, printed and kept for BENCH_MARKDOWN alike; a floor not measured (BENCH_ONLY=operator) is NaN. */
+  interface Figures {
+    readonly create: number
+    readonly apply: number
+    readonly total: number
+    /** Operator / create floor and / apply floor: a run's, or the median of the runs'. */
+    readonly ratios: readonly [number, number]
+    /** The operator's peak RSS, MB: a run's, or the largest of the runs'. */
+    readonly rss: number
+    readonly p50: number
+    readonly p99: number
+  }
   const seconds = (value: number) => (Number.isNaN(value) ? "–" : `${value.toFixed(2)} s`)
-  const ratioCell = (total: number, create: number, apply: number) =>
-    Number.isNaN(create) ? "–" : `${(total / create).toFixed(2)} / ${(total / apply).toFixed(2)}`
-  const markdownRow = (
-    label: string,
-    create: number,
-    apply: number,
-    total: number,
-    ratios: string,
-    rss: string,
-    p50: number,
-    p99: number
-  ) => [
+  const ratioText = ([create, apply]: readonly [number, number]) =>
+    Number.isNaN(create) ? "–" : `${create.toFixed(2)} / ${apply.toFixed(2)}`
+  const editText = (p50: number, p99: number) => `${p50.toFixed(1)} / ${p99.toFixed(1)} ms`
+  const cells = (label: string, f: Figures, rssNote = "") => [
     label,
-    seconds(create),
-    seconds(apply),
-    seconds(total),
-    ratios,
-    rss,
-    `${p50.toFixed(1)} / ${p99.toFixed(1)} ms`
+    seconds(f.create),
+    seconds(f.apply),
+    seconds(f.total),
+    ratioText(f.ratios),
+    `${f.rss.toFixed(0)} MB${rssNote}`,
+    editText(f.p50, f.p99)
   ]
+  const widths = [12, 13, 12, 8, 23, 17, 30]
+  const printRow = (row: ReadonlyArray<string>) => console.log(row.map((c, i) => c.padStart(widths[i] ?? 0)).join("   "))
   const eachRun: Array<ReadonlyArray<string>> = []
   const medianRows: Array<ReadonlyArray<string>> = []
   const editRows: Array<ReadonlyArray<string>> = []
-  const editCell = (p50: number, p99: number) => `${p50.toFixed(1)} / ${p99.toFixed(1)} ms`.padStart(30)
-  const row = (label: string, create: number, apply: number, total: number, rss: number, p50: number, p99: number) =>
-    console.log(
-      `${label.padStart(12)}   ${`${create.toFixed(2)} s`.padStart(13)}   ${`${apply.toFixed(2)} s`.padStart(12)}   ${
-        `${total.toFixed(2)} s`.padStart(8)
-      }   ${`${(total / create).toFixed(2)} / ${(total / apply).toFixed(2)}`.padStart(23)}   ${`${rss.toFixed(0)} MB`.padStart(17)}   ${
-        editCell(p50, p99)
-      }`
-    )
   const summaries: Array<() => void> = []
   const editsBySize: Array<{ n: number; p50: number; p99: number }> = []
   for (const n of sizes) {
-    const runs: Array<{ create: number; apply: number; total: number; rss: number; p50: number; p99: number }> = []
+    const runs: Array<Figures> = []
     for (let r = 0; r < repeat; r++) {
       const measureCreate = async () => {
         await freshPlane()
@@ -567,49 +563,35 @@ try {
         apply = await measureApply()
         create = await measureCreate()
       }
-      const [createSeconds, applySeconds] = [create.seconds, apply.seconds]
       details.push(...[create.detail, apply.detail, run.detail].filter((d) => d !== ""))
-      runs.push({ create: createSeconds, apply: applySeconds, total: run.total, rss: run.peakRssMb, p50: run.editP50, p99: run.editP99 })
-      row(`${n} #${r + 1}`, createSeconds, applySeconds, run.total, run.peakRssMb, run.editP50, run.editP99)
-      eachRun.push(
-        markdownRow(
-          `${n} #${r + 1}`,
-          createSeconds,
-          applySeconds,
-          run.total,
-          ratioCell(run.total, createSeconds, applySeconds),
-          `${run.peakRssMb.toFixed(0)} MB`,
-          run.editP50,
-          run.editP99
-        )
-      )
+      const figures: Figures = {
+        create: create.seconds,
+        apply: apply.seconds,
+        total: run.total,
+        ratios: [run.total / create.seconds, run.total / apply.seconds],
+        rss: run.peakRssMb,
+        p50: run.editP50,
+        p99: run.editP99
+      }
+      runs.push(figures)
+      const row = cells(`${n} #${r + 1}`, figures)
+      printRow(row)
+      eachRun.push(row)
     }
-    editsBySize.push({ n, p50: median(runs.map((x) => x.p50)), p99: median(runs.map((x) => x.p99)) })
+    const medians: Figures = {
+      create: median(runs.map((x) => x.create)),
+      apply: median(runs.map((x) => x.apply)),
+      total: median(runs.map((x) => x.total)),
+      ratios: [median(runs.map((x) => x.ratios[0])), median(runs.map((x) => x.ratios[1]))],
+      rss: Math.max(...runs.map((x) => x.rss)),
+      p50: median(runs.map((x) => x.p50)),
+      p99: median(runs.map((x) => x.p99))
+    }
+    editsBySize.push({ n, p50: medians.p50, p99: medians.p99 })
     summaries.push(() => {
-      const ratios = runs.map((x) => x.total / x.create)
-      const applyRatios = runs.map((x) => x.total / x.apply)
-      console.log(
-        `${String(n).padStart(12)}   ${`${median(runs.map((x) => x.create)).toFixed(2)} s`.padStart(13)}   ${
-          `${median(runs.map((x) => x.apply)).toFixed(2)} s`.padStart(12)
-        }   ` +
-          `${`${median(runs.map((x) => x.total)).toFixed(2)} s`.padStart(8)}   ${
-            `${median(ratios).toFixed(2)} / ${median(applyRatios).toFixed(2)}`.padStart(23)
-          }   ${`${Math.max(...runs.map((x) => x.rss)).toFixed(0)} MB (max)`.padStart(17)}   ${
-            editCell(median(runs.map((x) => x.p50)), median(runs.map((x) => x.p99)))
-          }`
-      )
-      medianRows.push(
-        markdownRow(
-          String(n),
-          median(runs.map((x) => x.create)),
-          median(runs.map((x) => x.apply)),
-          median(runs.map((x) => x.total)),
-          Number.isNaN(runs[0]?.create ?? NaN) ? "–" : `${median(ratios).toFixed(2)} / ${median(applyRatios).toFixed(2)}`,
-          `${Math.max(...runs.map((x) => x.rss)).toFixed(0)} MB (max)`,
-          median(runs.map((x) => x.p50)),
-          median(runs.map((x) => x.p99))
-        )
-      )
+      const row = cells(String(n), medians, " (max)")
+      printRow(row)
+      medianRows.push(row)
     })
   }
   console.log(`\nmedians over ${repeat} runs (the ratio column: median of the runs' ratios)`)
