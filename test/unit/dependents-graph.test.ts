@@ -4,10 +4,11 @@
  * removed), then the Reconciler against the in-memory API server with a
  * graph plugin (creds, kept -> config -> db, waited for -> svc, optional):
  * waves and waiting, observed state, pruning that spares a look-alike, and
- * deletion driven by the operator's finalizer.
+ * deletion driven by the operator's finalizer; with a fan (base <- left,
+ * right), that one wave's writes and deletes overlap.
  */
 import { describe, expect, test } from "bun:test"
-import { Context, Effect, Layer, Logger } from "effect"
+import { Context, Deferred, Effect, Layer, Logger, type Scope } from "effect"
 import { TestClock } from "effect/testing"
 import {
   ApiVersion,
@@ -30,7 +31,7 @@ import { removalWaves, staleEntries } from "../../src/reconciler/Inventory.ts"
 import { PluginIdentity } from "../../src/reconciler/PluginIdentity.ts"
 import { Reconciler } from "../../src/reconciler/Reconciler.ts"
 import { PluginRegistry } from "../../src/registry/PluginRegistry.ts"
-import { makeFakeKube, withoutImpersonation } from "../support/FakeKube.ts"
+import { makeFakeKube, type Request, withoutImpersonation } from "../support/FakeKube.ts"
 import { dependentInfo } from "../support/FakePlugin.ts"
 
 const node = (id: string, ...dependsOn: Array<string>) => ({ id, dependsOn })
@@ -164,34 +165,39 @@ const makeGraphPlugin = (): GraphPlugin => {
 const Key = "shop/x"
 const capabilityRef = { apiVersion: ApiVersion, kind: "Capability", namespace: "shop", name: "x" }
 
-const world = Effect.gen(function*() {
-  const kube = makeFakeKube()
-  const services = Layer.mergeAll(PluginIdentity.layer(withoutImpersonation), PluginRegistry.layer, ObjectCache.layer, Metrics.layer).pipe(
-    Layer.provideMerge(kube.layer)
-  )
-  const context = yield* Layer.build(Reconciler.layer.pipe(Layer.provideMerge(services)))
-  const plugin = makeGraphPlugin()
-  yield* Context.get(context, PluginRegistry).register("graph", description, plugin.connection)
-  yield* kube.client.create({
-    apiVersion: ApiVersion,
-    kind: "Capability",
-    metadata: { name: "x", namespace: "shop" },
-    spec: { category: "test", type: "graph" }
-  } as KubeObject)
-  return {
-    kube,
-    plugin,
-    reconciler: Context.get(context, Reconciler),
-    cache: Context.get(context, ObjectCache),
-    registry: Context.get(context, PluginRegistry)
-  }
-})
+const worldOf = <P extends { readonly connection: PluginConnection }>(pluginDescription: PluginDescription, make: () => P) =>
+  Effect.gen(function*() {
+    const kube = makeFakeKube()
+    const services = Layer.mergeAll(PluginIdentity.layer(withoutImpersonation), PluginRegistry.layer, ObjectCache.layer, Metrics.layer)
+      .pipe(
+        Layer.provideMerge(kube.layer)
+      )
+    const context = yield* Layer.build(Reconciler.layer.pipe(Layer.provideMerge(services)))
+    const plugin = make()
+    yield* Context.get(context, PluginRegistry).register(pluginDescription.name, pluginDescription, plugin.connection)
+    yield* kube.client.create({
+      apiVersion: ApiVersion,
+      kind: "Capability",
+      metadata: { name: "x", namespace: "shop" },
+      spec: { category: "test", type: pluginDescription.types[0]?.type ?? "" }
+    } as KubeObject)
+    return {
+      kube,
+      plugin,
+      reconciler: Context.get(context, Reconciler),
+      cache: Context.get(context, ObjectCache),
+      registry: Context.get(context, PluginRegistry)
+    }
+  })
+const world = worldOf(description, makeGraphPlugin)
 type World = Effect.Success<typeof world>
 
-const run = <A, E>(body: (w: World) => Effect.Effect<A, E>) =>
-  Effect.runPromise(Effect.scoped(Effect.flatMap(world, body)).pipe(Effect.provide(TestClock.layer()), Effect.provide(Logger.layer([]))))
+const run = <A, E>(body: (w: World) => Effect.Effect<A, E>) => runIn(world, body)
+const runIn = <W, A, E, E2>(made: Effect.Effect<W, E2, Scope.Scope>, body: (w: W) => Effect.Effect<A, E>) =>
+  Effect.runPromise(Effect.scoped(Effect.flatMap(made, body)).pipe(Effect.provide(TestClock.layer()), Effect.provide(Logger.layer([]))))
 
-const statusOf = (w: World) => Effect.map(w.kube.client.get(capabilityRef), (o) => (o as { status?: CapabilityStatus }).status)
+const statusOf = (w: Pick<World, "kube">) =>
+  Effect.map(w.kube.client.get(capabilityRef), (o) => (o as { status?: CapabilityStatus }).status)
 const names = (w: World) =>
   [
     ...w.kube.objects("v1", "Secret", "shop"),
@@ -200,7 +206,7 @@ const names = (w: World) =>
     ...w.kube.objects("v1", "Service", "shop")
   ].map((o) => o.metadata.name).sort()
 /** What the Capability informer does: the cache gets the Capability as it now is. */
-const informed = (w: World) => Effect.map(w.kube.client.get(capabilityRef), (o) => void w.cache.put(o))
+const informed = (w: Pick<World, "kube" | "cache">) => Effect.map(w.kube.client.get(capabilityRef), (o) => void w.cache.put(o))
 const deletes = (w: World) => w.kube.requests.filter((r) => r.verb === "delete").map((r) => r.name)
 
 describe("the Reconciler applies a graph", () => {
@@ -359,6 +365,93 @@ describe("the Reconciler deletes a Capability's dependents", () => {
         expect(names(w)).toEqual(["x-creds"])
       })
     ))
+})
+
+// Two dependents depending only on a common one: one wave, written (and removed) concurrently.
+
+const fanDescription: PluginDescription = {
+  ...description,
+  name: "fan",
+  types: [{ type: "fan", versions: ["1"], defaultVersion: "1" }],
+  dependents: [
+    dependentInfo("base", "v1", "ConfigMap"),
+    dependentInfo("left", "v1", "ConfigMap", { dependsOn: ["base"] }),
+    dependentInfo("right", "v1", "ConfigMap", { dependsOn: ["base"] })
+  ]
+}
+
+const makeFanPlugin = () => {
+  const configMap = (id: string): BuiltDependent => {
+    const object = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: `x-${id}` }, data: { id } }
+    return { id, object, bytes: JSON.stringify(object).length }
+  }
+  const connection: PluginConnection = {
+    describe: Effect.succeed(fanDescription),
+    checkValidity: () => Effect.succeed([]),
+    buildDependents: () => Effect.succeed(["base", "left", "right"].map(configMap)),
+    updateDependent: () => Effect.succeed({ needsUpdate: false, updated: undefined, bytes: 0 }),
+    evaluateConditions: () => Effect.succeed([]),
+    ping: Effect.void,
+    shutdown: Effect.void
+  }
+  return { connection }
+}
+
+/**
+ * Holds the `verb` request for x-left open until the one for x-right has
+ * started, and logs when each starts and when x-left's goes on. Written one
+ * after the other, x-right would never start while x-left is held: then a
+ * bounded number of scheduler turns lets x-left go on, and the log shows the
+ * order.
+ */
+const holdLeftUntilRight = (kube: ReturnType<typeof makeFakeKube>, verb: Request["verb"]) =>
+  Effect.gen(function*() {
+    const rightStarted = yield* Deferred.make<void>()
+    const log: Array<string> = []
+    kube.hold((request) => {
+      if (request.verb !== verb || request.kind !== "ConfigMap") return undefined
+      if (request.name === "x-right") {
+        return Effect.sync(() => log.push("x-right starts")).pipe(Effect.andThen(Deferred.succeed(rightStarted, undefined)))
+      }
+      if (request.name !== "x-left") return Effect.sync(() => void log.push(`${request.name} starts`))
+      return Effect.sync(() => log.push("x-left starts")).pipe(
+        Effect.andThen(Effect.race(Deferred.await(rightStarted), Effect.repeat(Effect.yieldNow, { times: 1_000 }))),
+        Effect.andThen(Effect.sync(() => void log.push("x-left goes on")))
+      )
+    })
+    return log
+  })
+
+describe("a wave's dependents go together", () => {
+  const fanWorld = worldOf(fanDescription, makeFanPlugin)
+  const configMaps = (w: Effect.Success<typeof fanWorld>) => w.kube.objects("v1", "ConfigMap", "shop").map((o) => o.metadata.name).sort()
+
+  test("left and right, depending only on base, are applied concurrently: right starts while left's write is held", () =>
+    runIn(fanWorld, (w) =>
+      Effect.gen(function*() {
+        const log = yield* holdLeftUntilRight(w.kube, "apply")
+        yield* w.reconciler.reconcile(Key)
+        expect(log).toEqual(["x-base starts", "x-left starts", "x-right starts", "x-left goes on"])
+        expect(configMaps(w)).toEqual(["x-base", "x-left", "x-right"])
+        expect((yield* statusOf(w))?.inventory?.map((e) => `${e.id}<-${(e.dependsOn ?? []).join(",")}`)).toEqual([
+          "base<-",
+          "left<-base",
+          "right<-base"
+        ])
+      })))
+
+  test("and deleted concurrently, in one wave before base: right's delete starts while left's is held", () =>
+    runIn(fanWorld, (w) =>
+      Effect.gen(function*() {
+        yield* w.reconciler.reconcile(Key)
+        yield* w.kube.client.delete(capabilityRef)
+        yield* informed(w)
+        const log = yield* holdLeftUntilRight(w.kube, "delete")
+        expect(yield* w.reconciler.reconcile(Key)).toEqual({})
+        expect(log).toEqual(["x-left starts", "x-right starts", "x-left goes on", "x-base starts"])
+        expect(configMaps(w)).toEqual([])
+        expect(w.kube.objects(ApiVersion, "Capability", "shop")).toEqual([])
+      })))
 })
 
 describe("the TypeScript SDK's graph", () => {
