@@ -472,6 +472,17 @@ describe("the TypeScript SDK's graph", () => {
     expect(describePlugin(postgres).dependents.map((d) => d.deletionPolicy)).toEqual([0, 0, 0])
   })
 
+  test("postgres: the Secret first, then the StatefulSet and the Service together; nothing waits for the database", () => {
+    const declared = describePlugin(postgres).dependents
+    expect(declared.map((d) => [d.id, d.dependsOn, d.waitForReady])).toEqual([
+      ["config-secret", [], false],
+      ["statefulset", ["config-secret"], false],
+      ["service", ["config-secret"], false]
+    ])
+    expect(graphProblem(declared)).toBeUndefined()
+    expect(waves(declared.map((d) => d.id), declared)).toEqual([["config-secret"], ["statefulset", "service"]])
+  })
+
   test("postgres builds its Secret from the observed one: a generated password stays", () => {
     const observed = {
       apiVersion: "v1",
