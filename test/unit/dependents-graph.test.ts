@@ -3,7 +3,8 @@
  * cycles, unknown ids; Inventory: what is pruned, in which waves things are
  * removed), then the Reconciler against the in-memory API server with a
  * graph plugin (creds, kept -> config -> db, waited for -> svc, optional):
- * waves and waiting, observed state, pruning that spares a look-alike, and
+ * waves and waiting, observed state (and what is kept out of it: an object
+ * no longer controlled, or not the uid recorded), pruning that spares a look-alike, and
  * deletion driven by the operator's finalizer; with a fan (base <- left,
  * right), that one wave's writes and deletes overlap.
  */
@@ -117,11 +118,14 @@ interface GraphPlugin {
   readonly state: { dbReady: boolean; expose: boolean; withConfig: boolean }
   /** The ids each BuildDependents call saw observed. */
   readonly builds: Array<ReadonlyArray<string>>
+  /** What the last BuildDependents call answered. */
+  readonly built: Array<BuiltDependent>
 }
 
 const makeGraphPlugin = (): GraphPlugin => {
   const state = { dbReady: false, expose: true, withConfig: true }
   const builds: Array<ReadonlyArray<string>> = []
+  const built: Array<BuiltDependent> = []
   const sized = (id: string, object: Record<string, unknown>): BuiltDependent => ({ id, object, bytes: JSON.stringify(object).length })
   const connection: PluginConnection = {
     describe: Effect.succeed(description),
@@ -130,7 +134,7 @@ const makeGraphPlugin = (): GraphPlugin => {
       Effect.sync(() => {
         builds.push(observed.map((o) => o.id))
         const creds = observed.find((o) => o.id === "creds")?.object as { metadata?: { uid?: string } } | undefined
-        return [
+        const answer = [
           sized("creds", { apiVersion: "v1", kind: "Secret", metadata: { name: "x-creds" }, stringData: { password: "p" } }),
           ...(state.withConfig
             ? [sized("config", { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x-config" }, data: { a: "1" } })]
@@ -146,6 +150,8 @@ const makeGraphPlugin = (): GraphPlugin => {
             ? [sized("svc", { apiVersion: "v1", kind: "Service", metadata: { name: "x-svc" }, spec: { ports: [{ port: 1 }] } })]
             : [])
         ]
+        built.splice(0, built.length, ...answer)
+        return answer
       }),
     updateDependent: () => Effect.succeed({ needsUpdate: false, updated: undefined, bytes: 0 }),
     evaluateConditions: (_capability, observed) =>
@@ -159,7 +165,7 @@ const makeGraphPlugin = (): GraphPlugin => {
     ping: Effect.void,
     shutdown: Effect.void
   }
-  return { connection, state, builds }
+  return { connection, state, builds, built }
 }
 
 const Key = "shop/x"
@@ -278,6 +284,81 @@ describe("the Reconciler applies a graph", () => {
         expect(names(w)).toEqual(["x-creds", "x-db", "x-svc"])
         expect(deletes(w)).toEqual(["x-config"])
         expect((yield* statusOf(w))?.inventory?.map((e) => e.id)).toEqual(["creds", "db", "svc"])
+      })
+    ))
+
+  // The informer's view of creds once someone changed it: it keeps our label, so the cache holds it.
+  const foreignCreds = {
+    "its owner reference removed": (w: World) =>
+      Effect.gen(function*() {
+        const ref = { apiVersion: "v1", kind: "Secret", namespace: "shop", name: "x-creds" }
+        return yield* w.kube.client.mergePatch(ref, { metadata: { ownerReferences: null } }, "someone")
+      }),
+    "deleted and made again under its name, without owner": (w: World) =>
+      Effect.gen(function*() {
+        yield* w.kube.client.delete({ apiVersion: "v1", kind: "Secret", namespace: "shop", name: "x-creds" })
+        return yield* w.kube.client.create({
+          apiVersion: "v1",
+          kind: "Secret",
+          metadata: { name: "x-creds", namespace: "shop", labels: { "halkyon.io/capability": "x" } },
+          stringData: { password: "theirs" }
+        } as KubeObject)
+      })
+  }
+  for (const [how, change] of Object.entries(foreignCreds)) {
+    test(`creds ${how} is no longer shown to the plugin, and nothing is built from it or written`, () =>
+      run((w) =>
+        Effect.gen(function*() {
+          w.plugin.state.dbReady = true
+          yield* w.reconciler.reconcile(Key)
+          const ours = w.kube.objects("v1", "Secret", "shop")[0]?.metadata.uid
+          expect(w.plugin.builds.at(-1)).toContain("creds")
+          expect(w.kube.objects("apps/v1", "StatefulSet", "shop")[0]?.metadata.annotations?.creds).toBe(ours)
+          const foreign = yield* change(w)
+          w.cache.put(foreign)
+          const builds = w.plugin.builds.length
+          const writes = w.kube.requests.filter((r) => r.verb === "apply" || r.verb === "mergePatch").length
+          yield* Effect.result(w.reconciler.reconcile(Key))
+          // One build, before any write: it saw the other three, not creds, and built db from no creds.
+          expect(w.plugin.builds.slice(builds)).toEqual([["config", "db", "svc"]])
+          const db = w.plugin.built.find((b) => b.id === "db")?.object as KubeObject | undefined
+          expect(db?.metadata.annotations?.creds).toBe("unseen")
+          // Not taken over, and nothing built from that answer applied: Conflict, naming creds.
+          expect(w.kube.requests.filter((r) => r.verb === "apply" || r.verb === "mergePatch").length).toBe(writes)
+          expect(w.kube.objects("apps/v1", "StatefulSet", "shop")[0]?.metadata.annotations?.creds).toBe(ours)
+          const ready = (yield* statusOf(w))?.conditions?.find((c) => c.type === "Ready")
+          expect(ready?.reason).toBe("Conflict")
+          expect(ready?.message).toContain("Secret shop/x-creds (id creds) already exists and is not controlled by this Capability")
+        })
+      ))
+  }
+
+  test("creds made again with a copy of its owner reference (a restore) is not shown to the first build: not the uid recorded", () =>
+    run((w) =>
+      Effect.gen(function*() {
+        w.plugin.state.dbReady = true
+        yield* w.reconciler.reconcile(Key)
+        const ref = { apiVersion: "v1", kind: "Secret", namespace: "shop", name: "x-creds" }
+        const before = yield* w.kube.client.get(ref)
+        yield* w.kube.client.delete(ref)
+        const restored = yield* w.kube.client.create({
+          apiVersion: "v1",
+          kind: "Secret",
+          metadata: {
+            name: "x-creds",
+            namespace: "shop",
+            labels: before.metadata.labels,
+            ownerReferences: before.metadata.ownerReferences
+          },
+          stringData: { password: "restored" }
+        } as KubeObject)
+        expect(restored.metadata.uid).not.toBe(before.metadata.uid)
+        w.cache.put(restored)
+        const builds = w.plugin.builds.length
+        yield* w.reconciler.reconcile(Key)
+        expect(w.plugin.builds[builds]).toEqual(["config", "db", "svc"])
+        // db is not updated (the plugin does not update it): nothing built from the restored Secret reached it.
+        expect(w.kube.objects("apps/v1", "StatefulSet", "shop")[0]?.metadata.annotations?.creds).toBe(before.metadata.uid)
       })
     ))
 
