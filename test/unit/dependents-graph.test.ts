@@ -359,6 +359,10 @@ describe("the Reconciler applies a graph", () => {
         expect(w.plugin.builds[builds]).toEqual(["config", "db", "svc"])
         // db is not updated (the plugin does not update it): nothing built from the restored Secret reached it.
         expect(w.kube.objects("apps/v1", "StatefulSet", "shop")[0]?.metadata.annotations?.creds).toBe(before.metadata.uid)
+        // It carries the controller reference: kept, its uid recorded, and shown from the next reconcile on.
+        expect((yield* statusOf(w))?.inventory?.find((e) => e.id === "creds")?.uid).toBe(restored.metadata.uid)
+        yield* w.reconciler.reconcile(Key)
+        expect(w.plugin.builds.at(-1)).toEqual(["creds", "config", "db", "svc"])
       })
     ))
 
