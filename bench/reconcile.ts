@@ -38,7 +38,8 @@ import type { KubeObject } from "../src/kube/KubeObject.ts"
 import { withOwnership } from "../src/reconciler/DependentRules.ts"
 import { nextStatus, rollUp, sameStatus } from "../src/reconciler/Status.ts"
 import { type CapabilityStatus, DependentsFinalizer } from "../src/api/Capability.ts"
-import { buildDependents, makeContext } from "../src/sdk/CapabilityService.ts"
+import { dependencies } from "../src/protocol/DependentGraph.ts"
+import { buildDependents, describe as describePlugin, makeContext } from "../src/sdk/CapabilityService.ts"
 import { postgres } from "../plugins/postgres/plugin.ts"
 import { startControlPlane } from "../test/support/control-plane/start.ts"
 import { loadAllYaml } from "@kubernetes/client-node"
@@ -135,14 +136,19 @@ const benchNamespace = async (ns: string) => {
  * applied and whose StatefulSet has not rolled out (no controller runs here),
  * as test/reconciler.test.ts checks it, built by the operator's own code.
  */
+const postgresDependencies = dependencies(describePlugin(postgres).dependents)
 const statusOf = (cap: KubeObject, uidOf: (kind: string, name: string) => string) => {
   const name = cap.metadata.name
-  // What it applied, in order, with the uid each write answered: what pruning and deletion go by.
+  // What it applied, in order, with the uid each write answered and the ids each depends on, as the
+  // plugin declares them: what pruning and deletion go by.
   const inventory = [
     { id: "config-secret", apiVersion: "v1", kind: "Secret", name: `${name}-config`, uid: uidOf("Secret", `${name}-config`) },
-    { id: "statefulset", apiVersion: "apps/v1", kind: "StatefulSet", name, uid: uidOf("StatefulSet", name), dependsOn: ["config-secret"] },
-    { id: "service", apiVersion: "v1", kind: "Service", name, uid: uidOf("Service", name), dependsOn: ["statefulset"] }
-  ]
+    { id: "statefulset", apiVersion: "apps/v1", kind: "StatefulSet", name, uid: uidOf("StatefulSet", name) },
+    { id: "service", apiVersion: "v1", kind: "Service", name, uid: uidOf("Service", name) }
+  ].map((e) => {
+    const on = postgresDependencies.get(e.id) ?? []
+    return on.length === 0 ? e : { ...e, dependsOn: on }
+  })
   const rollout = "waiting for the StatefulSet controller to roll out generation 1"
   const dependents = [
     { id: "config-secret", kind: "Secret", name: `${name}-config`, ready: true, reason: "Applied", message: "" },

@@ -94,7 +94,7 @@ try {
   console.log(dumpYaml(sample).replace(/^/gm, "    "))
   await api("POST", "/apis/halkyon.io/v1beta1/namespaces/default/capabilities", sample)
 
-  step("its dependents appear, in the plugin's order, owned by the Capability")
+  step("its dependents appear, owned by the Capability: the Secret first, then the StatefulSet and the Service together")
   const dependents = [
     ["Secret", "/api/v1/namespaces/default/secrets/postgres-db-config"],
     ["StatefulSet", "/apis/apps/v1/namespaces/default/statefulsets/postgres-db"],

@@ -1,12 +1,13 @@
 /**
  * The postgres plugin: Capabilities of category `database`, type `postgres`.
  *
- * Dependents, in order: a Secret `<capability>-config` with the connection
- * settings (the binding contract of the original Halkyon, and the Service
- * Binding spec's well-known entries: type, provider, host, port, username,
- * password, database, uri), a StatefulSet
- * running the official postgres image with a volume claim template, and a
- * Service. Ready when the StatefulSet reports all its replicas ready.
+ * Dependents: a Secret `<capability>-config` with the connection settings
+ * (the binding contract of the original Halkyon, and the Service Binding
+ * spec's well-known entries: type, provider, host, port, username, password,
+ * database, uri); then, together, a StatefulSet running the official postgres
+ * image with a volume claim template (its env read from that Secret), and a
+ * Service. Ready when the StatefulSet reports all its replicas ready. Nothing
+ * waits for the database (no waitForReady): nothing here needs it up.
  */
 import { bindingEntries, type Context, definePlugin, dependent, pending, ready, secretValue } from "@halkyon/sdk"
 import type { StatefulSet } from "kubernetes-types/apps/v1"
@@ -95,6 +96,8 @@ const statefulSet = dependent<StatefulSet>({
   id: "statefulset",
   apiVersion: "apps/v1",
   kind: "StatefulSet",
+  // Its pod reads the Secret's keys: created before it, so the pod does not start without them.
+  dependsOn: ["config-secret"],
   build: (ctx) => {
     const fromSecret = (key: string) => ({ secretKeyRef: { name: secretName(ctx), key } })
     return {
@@ -154,6 +157,8 @@ const service = dependent<Service>({
   id: "service",
   apiVersion: "v1",
   kind: "Service",
+  // Needs nothing of the others (its endpoints follow the pods' readiness): beside the StatefulSet, after the Secret.
+  dependsOn: ["config-secret"],
   build: (ctx) => ({
     metadata: { name: ctx.name, namespace: ctx.namespace, labels: labels(ctx) },
     spec: { selector: selector(ctx), ports: [{ name: "postgres", port: port(ctx), targetPort: port(ctx) }] }

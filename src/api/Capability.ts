@@ -140,13 +140,19 @@ export const DependentStatus = Schema.Struct({
   id: doc(Schema.String, "The dependent's id, as the plugin declares it."),
   kind: doc(Schema.String, "The dependent's Kubernetes kind, e.g. StatefulSet."),
   name: doc(Schema.String, "The dependent object's name, in the Capability's namespace."),
-  ready: doc(Schema.Boolean, "Whether the plugin judges it ready."),
-  reason: doc(Schema.String, "Why it is or is not ready, in one word."),
+  ready: doc(
+    Schema.Boolean,
+    "Whether it counts as ready: as the plugin judges it, or true once applied when the plugin does not check it."
+  ),
+  reason: doc(
+    Schema.String,
+    "Why it is or is not ready, in one word: the plugin's reason; Applied (applied, not checked for readiness); Waiting (held back by a dependency, see waitingFor); or Deleting (the Capability is being deleted and this object is not gone yet)."
+  ),
   message: doc(Schema.String, "Why, for a person."),
   waitingFor: Schema.optional(
     doc(
       Schema.Array(Schema.String),
-      "The ids of the dependents this one waits for (declared wait_for_ready and not ready yet): it is neither created nor updated until they are."
+      "Only with reason Waiting: the ids of the dependencies this one waits for (declared wait_for_ready and not ready yet, or waiting themselves); it is neither created nor updated until they are ready."
     )
   )
 }).annotate({ description: "How one object the plugin created for this Capability is doing." })
@@ -163,7 +169,10 @@ export const InventoryEntry = Schema.Struct({
     doc(Schema.Array(Schema.String), "The ids it was applied after; it is deleted before them.")
   ),
   orphan: Schema.optional(
-    doc(Schema.Boolean, "Kept when the Capability is deleted or the dependent no longer built (deletion policy orphan).")
+    doc(
+      Schema.Boolean,
+      "True when its deletion policy is orphan: when the Capability is deleted or the dependent no longer built, it is kept, released from its owner reference and label."
+    )
   )
 }).annotate({ description: "One object the operator applied for this Capability." })
 export type InventoryEntry = typeof InventoryEntry.Type

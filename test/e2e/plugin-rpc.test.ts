@@ -47,6 +47,12 @@ for (const { form, file } of forms(builtPlugin, "postgres")) {
                 ["statefulset", "StatefulSet", true, true, true, true, true, false],
                 ["service", "Service", true, true, true, true, false, false]
               ])
+            // The graph, as it crosses the wire: the Secret first, then the other two together; nothing waited for.
+            expect(d.dependents.map((x) => [x.id, x.dependsOn, x.waitForReady])).toEqual([
+              ["config-secret", [], false],
+              ["statefulset", ["config-secret"], false],
+              ["service", ["config-secret"], false]
+            ])
           })))
 
       test("checks validity: unknown versions and bad parameters are refused with the supported list", () =>

@@ -68,7 +68,7 @@ beforeAll(async () => {
 afterAll(() => stop())
 
 describe("a postgres Capability", () => {
-  test("gets its dependents in order, owned by it, and becomes Ready when the StatefulSet is", async () => {
+  test("gets its Secret first, then its StatefulSet and Service, owned by it, and becomes Ready when the StatefulSet is", async () => {
     expect(
       (await createCapability("orders", {
         category: "database",
@@ -94,13 +94,19 @@ describe("a postgres Capability", () => {
       ])
       expect(dig(o.body, "metadata", "managedFields", 0, "manager")).toBe("halkyon")
     }
-    // etcd revisions tell the order the objects were written in. The StatefulSet's is its controller's
+    // etcd revisions tell the order the objects were written in: both depend on the Secret alone, so
+    // they come after it, in one wave, in either order. The StatefulSet's revision is its controller's
     // latest status write, so it is placed by listing StatefulSets as they were at a revision.
     const [secretRevision = 0, , serviceRevision = 0] = objects.map((o) => Number(dig<string>(o.body, "metadata", "resourceVersion")))
     expect(secretRevision).toBeLessThan(serviceRevision)
     const statefulSets = `/apis/apps/v1/namespaces/${ns}/statefulsets`
     expect(await existedAt(cluster, statefulSets, "orders", secretRevision)).toBe(false)
-    expect(await existedAt(cluster, statefulSets, "orders", serviceRevision - 1)).toBe(true)
+    const inventory = dig<Array<{ id: string; dependsOn?: Array<string> }>>(pending.body, "status", "inventory") ?? []
+    expect(inventory.map((e) => [e.id, e.dependsOn ?? []])).toEqual([
+      ["config-secret", []],
+      ["statefulset", ["config-secret"]],
+      ["service", ["config-secret"]]
+    ])
     expect(dig(pending.body, "status", "dependents")).toEqual([
       { id: "config-secret", kind: "Secret", name: "orders-config", ready: true, reason: "Applied", message: "" },
       {

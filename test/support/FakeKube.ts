@@ -23,8 +23,8 @@
  *   object's apiVersion, kind and metadata, nothing else.
  *
  * Tests steer it with `compact`, `bookmark`, `endWatches`, `dropWatches`,
- * `holdWatches`/`resumeWatches` and `intercept` (to fail chosen requests), and
- * read `requests` and `objects`.
+ * `holdWatches`/`resumeWatches`, `intercept` (to fail chosen requests) and
+ * `hold` (to keep chosen requests open), and read `requests` and `objects`.
  */
 import { Cause, Clock, Effect, Latch, Layer, Queue, Stream } from "effect"
 import { KubeApiError } from "../../src/kube/Errors.ts"
@@ -248,6 +248,12 @@ export interface FakeKube {
   readonly requests: Array<Request>
   /** Fails the requests `decide` answers with an error (until the returned function is called). */
   readonly intercept: (decide: (request: Request) => KubeApiError | undefined) => () => void
+  /**
+   * Runs the effect `decide` answers for a request before the request goes
+   * through (until the returned function is called): a write held open while
+   * a test watches what else starts.
+   */
+  readonly hold: (decide: (request: Request) => Effect.Effect<void> | undefined) => () => void
   /** The stored objects of a kind (copies, with managedFields). */
   readonly objects: (apiVersion: string, kind: string, namespace?: string) => Array<KubeObject>
   /** The latest resourceVersion. */
@@ -275,6 +281,7 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
   const watchers = new Set<Watcher>()
   const requests: Array<Request> = []
   const interceptors = new Set<(request: Request) => KubeApiError | undefined>()
+  const holds = new Set<(request: Request) => Effect.Effect<void> | undefined>()
   let revision = 0
   let compactedBelow = 0
   let uids = 0
@@ -288,7 +295,7 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
   const error = (request: Request, code: number, reason: string, detail: string) =>
     new KubeApiError({ code, reason, detail, request: label(request) })
 
-  /** Logs the request and fails it if an interceptor says so. */
+  /** Logs the request, fails it if an interceptor says so, and runs the holds it meets. */
   const admit = (request: Request) =>
     Effect.suspend(() => {
       requests.push(request)
@@ -296,7 +303,11 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
         const refusal = decide(request)
         if (refusal !== undefined) return Effect.fail(refusal)
       }
-      return Effect.void
+      const held = [...holds].flatMap((decide) => {
+        const hold = decide(request)
+        return hold === undefined ? [] : [hold]
+      })
+      return held.length === 0 ? Effect.void : Effect.forEach(held, (hold) => hold, { discard: true })
     })
 
   const render = (stored: Stored): KubeObject => {
@@ -694,6 +705,10 @@ export const makeFakeKube = (options: FakeKubeOptions = {}): FakeKube => {
     intercept: (decide) => {
       interceptors.add(decide)
       return () => void interceptors.delete(decide)
+    },
+    hold: (decide) => {
+      holds.add(decide)
+      return () => void holds.delete(decide)
     },
     objects: (apiVersion, kind, namespace) => renderAll(apiVersion, kind, { namespace }),
     resourceVersion: () => String(revision),

@@ -22,3 +22,14 @@ for (const crd of [capabilityCrd(), capabilityInfoCrd(), serviceBindingCrd(), wo
     expect(undocumented(schema!, crd.spec.names.kind)).toEqual([])
   })
 }
+
+test("status.dependents[] and status.inventory[] carry every field docs/api.md lists, each described", () => {
+  const schema = capabilityCrd().spec.versions[0]?.schema?.openAPIV3Schema as OpenApiSchema | undefined
+  const status = schema?.properties?.status?.properties
+  const fields = (name: string) => Object.keys(status?.[name]?.items?.properties ?? {}).sort()
+  expect(fields("dependents")).toEqual(["id", "kind", "message", "name", "ready", "reason", "waitingFor"])
+  expect(fields("inventory")).toEqual(["apiVersion", "dependsOn", "id", "kind", "name", "orphan", "uid"])
+  const dependents = status?.dependents?.items?.properties
+  expect(dependents?.reason?.description).toContain("Waiting (held back by a dependency, see waitingFor)")
+  expect(dependents?.waitingFor?.description).toContain("Only with reason Waiting")
+})

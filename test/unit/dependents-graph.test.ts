@@ -3,11 +3,13 @@
  * cycles, unknown ids; Inventory: what is pruned, in which waves things are
  * removed), then the Reconciler against the in-memory API server with a
  * graph plugin (creds, kept -> config -> db, waited for -> svc, optional):
- * waves and waiting, observed state, pruning that spares a look-alike, and
- * deletion driven by the operator's finalizer.
+ * waves and waiting, observed state (and what is kept out of it: an object
+ * no longer controlled, or not the uid recorded), pruning that spares a look-alike, and
+ * deletion driven by the operator's finalizer; with a fan (base <- left,
+ * right), that one wave's writes and deletes overlap.
  */
 import { describe, expect, test } from "bun:test"
-import { Context, Effect, Layer, Logger } from "effect"
+import { Context, Deferred, Effect, Layer, Logger, type Scope } from "effect"
 import { TestClock } from "effect/testing"
 import {
   ApiVersion,
@@ -30,7 +32,7 @@ import { removalWaves, staleEntries } from "../../src/reconciler/Inventory.ts"
 import { PluginIdentity } from "../../src/reconciler/PluginIdentity.ts"
 import { Reconciler } from "../../src/reconciler/Reconciler.ts"
 import { PluginRegistry } from "../../src/registry/PluginRegistry.ts"
-import { makeFakeKube, withoutImpersonation } from "../support/FakeKube.ts"
+import { makeFakeKube, type Request, withoutImpersonation } from "../support/FakeKube.ts"
 import { dependentInfo } from "../support/FakePlugin.ts"
 
 const node = (id: string, ...dependsOn: Array<string>) => ({ id, dependsOn })
@@ -116,11 +118,14 @@ interface GraphPlugin {
   readonly state: { dbReady: boolean; expose: boolean; withConfig: boolean }
   /** The ids each BuildDependents call saw observed. */
   readonly builds: Array<ReadonlyArray<string>>
+  /** What the last BuildDependents call answered. */
+  readonly built: Array<BuiltDependent>
 }
 
 const makeGraphPlugin = (): GraphPlugin => {
   const state = { dbReady: false, expose: true, withConfig: true }
   const builds: Array<ReadonlyArray<string>> = []
+  const built: Array<BuiltDependent> = []
   const sized = (id: string, object: Record<string, unknown>): BuiltDependent => ({ id, object, bytes: JSON.stringify(object).length })
   const connection: PluginConnection = {
     describe: Effect.succeed(description),
@@ -129,7 +134,7 @@ const makeGraphPlugin = (): GraphPlugin => {
       Effect.sync(() => {
         builds.push(observed.map((o) => o.id))
         const creds = observed.find((o) => o.id === "creds")?.object as { metadata?: { uid?: string } } | undefined
-        return [
+        const answer = [
           sized("creds", { apiVersion: "v1", kind: "Secret", metadata: { name: "x-creds" }, stringData: { password: "p" } }),
           ...(state.withConfig
             ? [sized("config", { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x-config" }, data: { a: "1" } })]
@@ -145,6 +150,8 @@ const makeGraphPlugin = (): GraphPlugin => {
             ? [sized("svc", { apiVersion: "v1", kind: "Service", metadata: { name: "x-svc" }, spec: { ports: [{ port: 1 }] } })]
             : [])
         ]
+        built.splice(0, built.length, ...answer)
+        return answer
       }),
     updateDependent: () => Effect.succeed({ needsUpdate: false, updated: undefined, bytes: 0 }),
     evaluateConditions: (_capability, observed) =>
@@ -158,40 +165,45 @@ const makeGraphPlugin = (): GraphPlugin => {
     ping: Effect.void,
     shutdown: Effect.void
   }
-  return { connection, state, builds }
+  return { connection, state, builds, built }
 }
 
 const Key = "shop/x"
 const capabilityRef = { apiVersion: ApiVersion, kind: "Capability", namespace: "shop", name: "x" }
 
-const world = Effect.gen(function*() {
-  const kube = makeFakeKube()
-  const services = Layer.mergeAll(PluginIdentity.layer(withoutImpersonation), PluginRegistry.layer, ObjectCache.layer, Metrics.layer).pipe(
-    Layer.provideMerge(kube.layer)
-  )
-  const context = yield* Layer.build(Reconciler.layer.pipe(Layer.provideMerge(services)))
-  const plugin = makeGraphPlugin()
-  yield* Context.get(context, PluginRegistry).register("graph", description, plugin.connection)
-  yield* kube.client.create({
-    apiVersion: ApiVersion,
-    kind: "Capability",
-    metadata: { name: "x", namespace: "shop" },
-    spec: { category: "test", type: "graph" }
-  } as KubeObject)
-  return {
-    kube,
-    plugin,
-    reconciler: Context.get(context, Reconciler),
-    cache: Context.get(context, ObjectCache),
-    registry: Context.get(context, PluginRegistry)
-  }
-})
+const worldOf = <P extends { readonly connection: PluginConnection }>(pluginDescription: PluginDescription, make: () => P) =>
+  Effect.gen(function*() {
+    const kube = makeFakeKube()
+    const services = Layer.mergeAll(PluginIdentity.layer(withoutImpersonation), PluginRegistry.layer, ObjectCache.layer, Metrics.layer)
+      .pipe(
+        Layer.provideMerge(kube.layer)
+      )
+    const context = yield* Layer.build(Reconciler.layer.pipe(Layer.provideMerge(services)))
+    const plugin = make()
+    yield* Context.get(context, PluginRegistry).register(pluginDescription.name, pluginDescription, plugin.connection)
+    yield* kube.client.create({
+      apiVersion: ApiVersion,
+      kind: "Capability",
+      metadata: { name: "x", namespace: "shop" },
+      spec: { category: "test", type: pluginDescription.types[0]?.type ?? "" }
+    } as KubeObject)
+    return {
+      kube,
+      plugin,
+      reconciler: Context.get(context, Reconciler),
+      cache: Context.get(context, ObjectCache),
+      registry: Context.get(context, PluginRegistry)
+    }
+  })
+const world = worldOf(description, makeGraphPlugin)
 type World = Effect.Success<typeof world>
 
-const run = <A, E>(body: (w: World) => Effect.Effect<A, E>) =>
-  Effect.runPromise(Effect.scoped(Effect.flatMap(world, body)).pipe(Effect.provide(TestClock.layer()), Effect.provide(Logger.layer([]))))
+const run = <A, E>(body: (w: World) => Effect.Effect<A, E>) => runIn(world, body)
+const runIn = <W, A, E, E2>(made: Effect.Effect<W, E2, Scope.Scope>, body: (w: W) => Effect.Effect<A, E>) =>
+  Effect.runPromise(Effect.scoped(Effect.flatMap(made, body)).pipe(Effect.provide(TestClock.layer()), Effect.provide(Logger.layer([]))))
 
-const statusOf = (w: World) => Effect.map(w.kube.client.get(capabilityRef), (o) => (o as { status?: CapabilityStatus }).status)
+const statusOf = (w: Pick<World, "kube">) =>
+  Effect.map(w.kube.client.get(capabilityRef), (o) => (o as { status?: CapabilityStatus }).status)
 const names = (w: World) =>
   [
     ...w.kube.objects("v1", "Secret", "shop"),
@@ -200,7 +212,7 @@ const names = (w: World) =>
     ...w.kube.objects("v1", "Service", "shop")
   ].map((o) => o.metadata.name).sort()
 /** What the Capability informer does: the cache gets the Capability as it now is. */
-const informed = (w: World) => Effect.map(w.kube.client.get(capabilityRef), (o) => void w.cache.put(o))
+const informed = (w: Pick<World, "kube" | "cache">) => Effect.map(w.kube.client.get(capabilityRef), (o) => void w.cache.put(o))
 const deletes = (w: World) => w.kube.requests.filter((r) => r.verb === "delete").map((r) => r.name)
 
 describe("the Reconciler applies a graph", () => {
@@ -272,6 +284,85 @@ describe("the Reconciler applies a graph", () => {
         expect(names(w)).toEqual(["x-creds", "x-db", "x-svc"])
         expect(deletes(w)).toEqual(["x-config"])
         expect((yield* statusOf(w))?.inventory?.map((e) => e.id)).toEqual(["creds", "db", "svc"])
+      })
+    ))
+
+  // The informer's view of creds once someone changed it: it keeps our label, so the cache holds it.
+  const foreignCreds = {
+    "its owner reference removed": (w: World) =>
+      Effect.gen(function*() {
+        const ref = { apiVersion: "v1", kind: "Secret", namespace: "shop", name: "x-creds" }
+        return yield* w.kube.client.mergePatch(ref, { metadata: { ownerReferences: null } }, "someone")
+      }),
+    "deleted and made again under its name, without owner": (w: World) =>
+      Effect.gen(function*() {
+        yield* w.kube.client.delete({ apiVersion: "v1", kind: "Secret", namespace: "shop", name: "x-creds" })
+        return yield* w.kube.client.create({
+          apiVersion: "v1",
+          kind: "Secret",
+          metadata: { name: "x-creds", namespace: "shop", labels: { "halkyon.io/capability": "x" } },
+          stringData: { password: "theirs" }
+        } as KubeObject)
+      })
+  }
+  for (const [how, change] of Object.entries(foreignCreds)) {
+    test(`creds ${how} is no longer shown to the plugin, and nothing is built from it or written`, () =>
+      run((w) =>
+        Effect.gen(function*() {
+          w.plugin.state.dbReady = true
+          yield* w.reconciler.reconcile(Key)
+          const ours = w.kube.objects("v1", "Secret", "shop")[0]?.metadata.uid
+          expect(w.plugin.builds.at(-1)).toContain("creds")
+          expect(w.kube.objects("apps/v1", "StatefulSet", "shop")[0]?.metadata.annotations?.creds).toBe(ours)
+          const foreign = yield* change(w)
+          w.cache.put(foreign)
+          const builds = w.plugin.builds.length
+          const writes = w.kube.requests.filter((r) => r.verb === "apply" || r.verb === "mergePatch").length
+          yield* Effect.result(w.reconciler.reconcile(Key))
+          // One build, before any write: it saw the other three, not creds, and built db from no creds.
+          expect(w.plugin.builds.slice(builds)).toEqual([["config", "db", "svc"]])
+          const db = w.plugin.built.find((b) => b.id === "db")?.object as KubeObject | undefined
+          expect(db?.metadata.annotations?.creds).toBe("unseen")
+          // Not taken over, and nothing built from that answer applied: Conflict, naming creds.
+          expect(w.kube.requests.filter((r) => r.verb === "apply" || r.verb === "mergePatch").length).toBe(writes)
+          expect(w.kube.objects("apps/v1", "StatefulSet", "shop")[0]?.metadata.annotations?.creds).toBe(ours)
+          const ready = (yield* statusOf(w))?.conditions?.find((c) => c.type === "Ready")
+          expect(ready?.reason).toBe("Conflict")
+          expect(ready?.message).toContain("Secret shop/x-creds (id creds) already exists and is not controlled by this Capability")
+        })
+      ))
+  }
+
+  test("creds made again with a copy of its owner reference (a restore) is not shown to the first build: not the uid recorded", () =>
+    run((w) =>
+      Effect.gen(function*() {
+        w.plugin.state.dbReady = true
+        yield* w.reconciler.reconcile(Key)
+        const ref = { apiVersion: "v1", kind: "Secret", namespace: "shop", name: "x-creds" }
+        const before = yield* w.kube.client.get(ref)
+        yield* w.kube.client.delete(ref)
+        const restored = yield* w.kube.client.create({
+          apiVersion: "v1",
+          kind: "Secret",
+          metadata: {
+            name: "x-creds",
+            namespace: "shop",
+            labels: before.metadata.labels,
+            ownerReferences: before.metadata.ownerReferences
+          },
+          stringData: { password: "restored" }
+        } as KubeObject)
+        expect(restored.metadata.uid).not.toBe(before.metadata.uid)
+        w.cache.put(restored)
+        const builds = w.plugin.builds.length
+        yield* w.reconciler.reconcile(Key)
+        expect(w.plugin.builds[builds]).toEqual(["config", "db", "svc"])
+        // db is not updated (the plugin does not update it): nothing built from the restored Secret reached it.
+        expect(w.kube.objects("apps/v1", "StatefulSet", "shop")[0]?.metadata.annotations?.creds).toBe(before.metadata.uid)
+        // It carries the controller reference: kept, its uid recorded, and shown from the next reconcile on.
+        expect((yield* statusOf(w))?.inventory?.find((e) => e.id === "creds")?.uid).toBe(restored.metadata.uid)
+        yield* w.reconciler.reconcile(Key)
+        expect(w.plugin.builds.at(-1)).toEqual(["creds", "config", "db", "svc"])
       })
     ))
 
@@ -361,6 +452,93 @@ describe("the Reconciler deletes a Capability's dependents", () => {
     ))
 })
 
+// Two dependents depending only on a common one: one wave, written (and removed) concurrently.
+
+const fanDescription: PluginDescription = {
+  ...description,
+  name: "fan",
+  types: [{ type: "fan", versions: ["1"], defaultVersion: "1" }],
+  dependents: [
+    dependentInfo("base", "v1", "ConfigMap"),
+    dependentInfo("left", "v1", "ConfigMap", { dependsOn: ["base"] }),
+    dependentInfo("right", "v1", "ConfigMap", { dependsOn: ["base"] })
+  ]
+}
+
+const makeFanPlugin = () => {
+  const configMap = (id: string): BuiltDependent => {
+    const object = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: `x-${id}` }, data: { id } }
+    return { id, object, bytes: JSON.stringify(object).length }
+  }
+  const connection: PluginConnection = {
+    describe: Effect.succeed(fanDescription),
+    checkValidity: () => Effect.succeed([]),
+    buildDependents: () => Effect.succeed(["base", "left", "right"].map(configMap)),
+    updateDependent: () => Effect.succeed({ needsUpdate: false, updated: undefined, bytes: 0 }),
+    evaluateConditions: () => Effect.succeed([]),
+    ping: Effect.void,
+    shutdown: Effect.void
+  }
+  return { connection }
+}
+
+/**
+ * Holds the `verb` request for x-left open until the one for x-right has
+ * started, and logs when each starts and when x-left's goes on. Written one
+ * after the other, x-right would never start while x-left is held: then a
+ * bounded number of scheduler turns lets x-left go on, and the log shows the
+ * order.
+ */
+const holdLeftUntilRight = (kube: ReturnType<typeof makeFakeKube>, verb: Request["verb"]) =>
+  Effect.gen(function*() {
+    const rightStarted = yield* Deferred.make<void>()
+    const log: Array<string> = []
+    kube.hold((request) => {
+      if (request.verb !== verb || request.kind !== "ConfigMap") return undefined
+      if (request.name === "x-right") {
+        return Effect.sync(() => log.push("x-right starts")).pipe(Effect.andThen(Deferred.succeed(rightStarted, undefined)))
+      }
+      if (request.name !== "x-left") return Effect.sync(() => void log.push(`${request.name} starts`))
+      return Effect.sync(() => log.push("x-left starts")).pipe(
+        Effect.andThen(Effect.race(Deferred.await(rightStarted), Effect.repeat(Effect.yieldNow, { times: 1_000 }))),
+        Effect.andThen(Effect.sync(() => void log.push("x-left goes on")))
+      )
+    })
+    return log
+  })
+
+describe("a wave's dependents go together", () => {
+  const fanWorld = worldOf(fanDescription, makeFanPlugin)
+  const configMaps = (w: Effect.Success<typeof fanWorld>) => w.kube.objects("v1", "ConfigMap", "shop").map((o) => o.metadata.name).sort()
+
+  test("left and right, depending only on base, are applied concurrently: right starts while left's write is held", () =>
+    runIn(fanWorld, (w) =>
+      Effect.gen(function*() {
+        const log = yield* holdLeftUntilRight(w.kube, "apply")
+        yield* w.reconciler.reconcile(Key)
+        expect(log).toEqual(["x-base starts", "x-left starts", "x-right starts", "x-left goes on"])
+        expect(configMaps(w)).toEqual(["x-base", "x-left", "x-right"])
+        expect((yield* statusOf(w))?.inventory?.map((e) => `${e.id}<-${(e.dependsOn ?? []).join(",")}`)).toEqual([
+          "base<-",
+          "left<-base",
+          "right<-base"
+        ])
+      })))
+
+  test("and deleted concurrently, in one wave before base: right's delete starts while left's is held", () =>
+    runIn(fanWorld, (w) =>
+      Effect.gen(function*() {
+        yield* w.reconciler.reconcile(Key)
+        yield* w.kube.client.delete(capabilityRef)
+        yield* informed(w)
+        const log = yield* holdLeftUntilRight(w.kube, "delete")
+        expect(yield* w.reconciler.reconcile(Key)).toEqual({})
+        expect(log).toEqual(["x-left starts", "x-right starts", "x-left goes on", "x-base starts"])
+        expect(configMaps(w)).toEqual([])
+        expect(w.kube.objects(ApiVersion, "Capability", "shop")).toEqual([])
+      })))
+})
+
 describe("the TypeScript SDK's graph", () => {
   const postgresCapability = (parameters: Array<{ name: string; value: string }>) =>
     decodeCapabilityJson(JSON.stringify({
@@ -377,6 +555,17 @@ describe("the TypeScript SDK's graph", () => {
     expect(policy([])).toBe("delete")
     expect(policy([{ name: "KEEP_SECRET", value: "true" }])).toBe("orphan")
     expect(describePlugin(postgres).dependents.map((d) => d.deletionPolicy)).toEqual([0, 0, 0])
+  })
+
+  test("postgres: the Secret first, then the StatefulSet and the Service together; nothing waits for the database", () => {
+    const declared = describePlugin(postgres).dependents
+    expect(declared.map((d) => [d.id, d.dependsOn, d.waitForReady])).toEqual([
+      ["config-secret", [], false],
+      ["statefulset", ["config-secret"], false],
+      ["service", ["config-secret"], false]
+    ])
+    expect(graphProblem(declared)).toBeUndefined()
+    expect(waves(declared.map((d) => d.id), declared)).toEqual([["config-secret"], ["statefulset", "service"]])
   })
 
   test("postgres builds its Secret from the observed one: a generated password stays", () => {
