@@ -39,9 +39,18 @@ import type { KubeApiError } from "../kube/Errors.ts"
 import { type KubeApi, KubeClient, type ObjectRef } from "../kube/KubeClient.ts"
 import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
 import { kubeTime } from "../kube/Time.ts"
-import { bindMapped, mappingAnnotation, mergePatchOf, PodSpecable, type ResolvedMapping, resolveMapping, unbindMapped } from "./Mapping.ts"
-import { type Binding, intent, type PodTemplate } from "./Projection.ts"
-import { at, nest, selectorQuery, templatePath } from "./Workloads.ts"
+import {
+  bindMapped,
+  mappingAnnotation,
+  mergePatchOf,
+  PodSpecable,
+  refuseMapped,
+  type ResolvedMapping,
+  resolveMapping,
+  unbindMapped
+} from "./Mapping.ts"
+import { type Binding, intent, type PodTemplate, refuseSecret, refuseTemplate } from "./Projection.ts"
+import { at, envOwnedBy, nest, selectorQuery, templatePath } from "./Workloads.ts"
 
 /** On a ServiceBinding: its projection is removed before it goes. */
 export const UnbindFinalizer = "servicebinding.io/halkyon-unbind"
@@ -543,6 +552,18 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
           requeueAfterMs: ResyncMs
         })
       }
+      const bound = { name: service.secret, data: ((secret as { data?: Record<string, string> }).data) ?? {} }
+      const unfit = refuseSecret(binding, bound)
+      if (unfit !== undefined) {
+        // Its change (a type or key added) reconciles this binding again.
+        return yield* report({
+          ready: "False",
+          ...unfit,
+          serviceAvailable: true,
+          secret: service.secret,
+          requeueAfterMs: ResyncMs
+        })
+      }
       const workloads = yield* workloadsOf(namespace, workload)
       if (workloads.length === 0) {
         return yield* report({
@@ -556,10 +577,32 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
           requeueAfterMs: MissingRetryMs
         })
       }
+      // A workload that cannot take the projection (a root set by valueFrom, a variable of someone else's) stops all of
+      // them: nothing is written. Its change (a workload's new generation) reconciles this binding again.
+      const refusalOf = (w: KubeObject) => {
+        if (!("apply" in route)) return refuseMapped(w, route.mapping, binding)
+        // What the binding applied before is its manager's, as the server records it: a user's variable is not.
+        const owned = envOwnedBy(w, manager, route.apply)
+        return refuseTemplate((at(w, route.apply) ?? {}) as PodTemplate, binding, (c, v) => owned.has(`${c}/${v}`))
+      }
+      const refused = workloads.flatMap((w) => {
+        const refusal = refusalOf(w)
+        return refusal === undefined ? [] : [{ workload: w, refusal }]
+      })
+      const firstRefused = refused[0]
+      if (firstRefused !== undefined) {
+        return yield* report({
+          ready: "False",
+          reason: firstRefused.refusal.reason,
+          message: refused.map((r) => `${r.workload.kind} ${r.workload.metadata.name}: ${r.refusal.message}`).join("; "),
+          serviceAvailable: true,
+          secret: service.secret,
+          requeueAfterMs: ResyncMs
+        })
+      }
       if (service.capability !== undefined && !finalizersOf(service.capability).includes(InUseFinalizer)) {
         yield* setFinalizers(service.capability, [...finalizersOf(service.capability), InUseFinalizer])
       }
-      const bound = { name: service.secret, data: ((secret as { data?: Record<string, string> }).data) ?? {} }
       const write = (w: KubeObject) =>
         "apply" in route
           ? applyTo(w, route.apply, intent((at(w, route.apply) ?? {}) as PodTemplate, binding, bound), manager).pipe(Effect.asVoid)
