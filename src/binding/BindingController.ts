@@ -614,7 +614,13 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
         if (applied._tag === "Failure") {
           // Retryable (the server is away, a conflict): retried with backoff; else reported.
           if (applied.failure.code === 0 || applied.failure.code === 409 || applied.failure.code >= 500) return yield* applied.failure
-          failures.push(`${w.kind} ${w.metadata.name}: ${applied.failure.detail}`)
+          // The API server's answer for a Job is its whole template, dumped: what to do says more.
+          const detail = w.kind === "Job" && applied.failure.code === 422
+            ? "Kubernetes refuses any change to a Job's pod template once the Job exists, and halkyon binds existing workloads " +
+              "only (it runs no admission webhook): bind a CronJob instead (its Jobs are made from its bound template), or write " +
+              "the projection into the Job's manifest"
+            : applied.failure.detail
+          failures.push(`${w.kind} ${w.metadata.name}: ${detail}`)
         }
       }
       if (failures.length > 0) {
