@@ -7,7 +7,9 @@
  *   Secret content re-projects at once (its hash annotation rolls the pods).
  * - A binding's reconcile resolves its service (a Capability, which must be
  *   Ready; any resource with status.binding.name; or a Secret), the Secret,
- *   and every workload, all before the first write; then applies each
+ *   and every workload, and checks what the spec requires of them (a type
+ *   entry, the env keys, the roots, no one else's variable: Projection.ts's
+ *   refusals), all before the first write; then applies each
  *   workload's projection by server-side apply under the binding's own field
  *   manager, so the user's fields survive and unbinding (an empty apply)
  *   removes exactly what the binding owned.
