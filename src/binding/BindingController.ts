@@ -579,30 +579,22 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
           requeueAfterMs: MissingRetryMs
         })
       }
-      // A workload that cannot take the projection (a root set by valueFrom, a variable of someone else's) stops all of
-      // them: nothing is written. Its change (a workload's new generation) reconciles this binding again.
+      // A workload that cannot take the projection (a root set by valueFrom, a variable of someone else's) is left as it
+      // is; the others are bound, as the spec asks of each match of a selector ("as if it was specified by name in a
+      // distinct ServiceBinding"), and the refusals reported together. Its change (a new generation) reconciles again.
       const refusalOf = (w: KubeObject) => {
         if (!("apply" in route)) return refuseMapped(w, route.mapping, binding)
         // What the binding applied before is its manager's, as the server records it: a user's variable is not.
         const owned = envOwnedBy(w, manager, route.apply)
         return refuseTemplate((at(w, route.apply) ?? {}) as PodTemplate, binding, (c, v) => owned.has(`${c}/${v}`))
       }
-      const refused = workloads.flatMap((w) => {
+      const refused: Array<{ readonly reason: string; readonly message: string }> = []
+      const writable = workloads.filter((w) => {
         const refusal = refusalOf(w)
-        return refusal === undefined ? [] : [{ workload: w, refusal }]
+        if (refusal !== undefined) refused.push({ reason: refusal.reason, message: `${w.kind} ${w.metadata.name}: ${refusal.message}` })
+        return refusal === undefined
       })
-      const firstRefused = refused[0]
-      if (firstRefused !== undefined) {
-        return yield* report({
-          ready: "False",
-          reason: firstRefused.refusal.reason,
-          message: refused.map((r) => `${r.workload.kind} ${r.workload.metadata.name}: ${r.refusal.message}`).join("; "),
-          serviceAvailable: true,
-          secret: service.secret,
-          requeueAfterMs: ResyncMs
-        })
-      }
-      if (service.capability !== undefined && !finalizersOf(service.capability).includes(InUseFinalizer)) {
+      if (writable.length > 0 && service.capability !== undefined && !finalizersOf(service.capability).includes(InUseFinalizer)) {
         yield* setFinalizers(service.capability, [...finalizersOf(service.capability), InUseFinalizer])
       }
       const write = (w: KubeObject) =>
@@ -610,8 +602,8 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
           ? applyTo(w, route.apply, intent((at(w, route.apply) ?? {}) as PodTemplate, binding, bound), manager).pipe(Effect.asVoid)
           : patchTo(w, bindMapped(w, route.mapping, binding, bound), manager)
       yield* unbindStale(workloads)
-      const failures: Array<string> = []
-      for (const w of workloads) {
+      const failures: Array<{ readonly reason: string; readonly message: string }> = []
+      for (const w of writable) {
         const applied = yield* write(w).pipe(Effect.result)
         if (applied._tag === "Failure") {
           // Retryable (the server is away, a conflict): retried with backoff; else reported.
@@ -622,14 +614,18 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
               "only (it runs no admission webhook): bind a CronJob instead (its Jobs are made from its bound template), or write " +
               "the projection into the Job's manifest"
             : applied.failure.detail
-          failures.push(`${w.kind} ${w.metadata.name}: ${detail}`)
+          failures.push({ reason: "ProjectionFailed", message: `${w.kind} ${w.metadata.name}: ${detail}` })
         }
       }
-      if (failures.length > 0) {
+      const problems = [...refused, ...failures]
+      const first = problems[0]
+      if (first !== undefined) {
+        const projected = writable.length - failures.length
         return yield* report({
           ready: "False",
-          reason: "ProjectionFailed",
-          message: failures.join("; "),
+          reason: first.reason,
+          message: problems.map((p) => p.message).join("; ") +
+            (projected === 0 ? "" : ` (projected into the ${projected} other ${workload.kind}${projected === 1 ? "" : "s"})`),
           serviceAvailable: true,
           secret: service.secret,
           requeueAfterMs: ResyncMs

@@ -422,6 +422,36 @@ describe("what the spec requires and cannot be met: Ready=False with the reason,
     })
   }
 
+  test("of the workloads a selector matches, one refused does not keep the others from being bound (each as if named alone)", async () => {
+    await createDeployment("pick-mine", ["app"], [{ name: "DATABASE_URL", value: "postgresql://mine" }])
+    await createDeployment("pick-free", ["app"])
+    for (const name of ["pick-mine", "pick-free"]) {
+      const labelled = await cluster.api(
+        "PATCH",
+        deploymentPath(name),
+        { metadata: { labels: { pick: "yes" } } },
+        "application/merge-patch+json"
+      )
+      expect(labelled.status).toBe(200)
+    }
+    const mine = await templateOf("pick-mine")
+    await createBinding("pick", {
+      service: { apiVersion: "v1", kind: "Secret", name: "plain" },
+      workload: { apiVersion: "apps/v1", kind: "Deployment", selector: { matchLabels: { pick: "yes" } } },
+      env: [{ name: "DATABASE_URL", key: "uri" }]
+    })
+    await waitBinding("pick", "False", "EnvCollision")
+    expect((await bindingReady("pick"))?.message).toBe(
+      "Deployment pick-mine: spec.env would take over DATABASE_URL in container app, set by someone else, not this binding: " +
+        "rename the variable in spec.env, or remove it from the workload (projected into the 1 other Deployment)"
+    )
+    expect(await templateOf("pick-mine")).toEqual(mine)
+    expect(containerOf((await templateOf("pick-free")).template, "app")?.env).toContainEqual({
+      name: "DATABASE_URL",
+      valueFrom: { secretKeyRef: { name: "plain", key: "uri" } }
+    })
+  })
+
   test("the Secret given a type entry, the binding that lacked it is projected at once (Secrets are watched)", async () => {
     const patched = await cluster.api(
       "PATCH",
