@@ -47,7 +47,10 @@ export const ServiceReference = Schema.Struct({
 
 export const WorkloadReference = Schema.Struct({
   apiVersion: doc(Schema.String, "The workload's API version, e.g. apps/v1."),
-  kind: doc(Schema.String, "The workload's kind: Deployment, StatefulSet, DaemonSet, Job or CronJob."),
+  kind: doc(
+    Schema.String,
+    "The workload's kind: Deployment, StatefulSet, DaemonSet, ReplicaSet, CronJob, or another kind with a pod template (a Job's cannot change once it exists)."
+  ),
   name: Schema.optional(doc(Schema.String, "The workload's name; exclusive with selector.")),
   selector: Schema.optional(doc(LabelSelector, "Selects workloads by label; exclusive with name. Each match is bound.")),
   containers: Schema.optional(doc(Schema.Array(Schema.String), "Only these containers (and init containers) are bound; omitted, all are."))
@@ -55,7 +58,7 @@ export const WorkloadReference = Schema.Struct({
 
 export const EnvMapping = Schema.Struct({
   name: doc(Schema.String, "The environment variable's name."),
-  key: doc(Schema.String, "The binding Secret's entry whose value it takes.")
+  key: doc(Schema.String, "The binding Secret's entry whose value it takes; the Secret must hold it (else Ready=False, MissingKey).")
 }).annotate({ description: "An entry of the binding Secret, also given as an environment variable." })
 export type EnvMapping = typeof EnvMapping.Type
 
