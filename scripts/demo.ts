@@ -16,7 +16,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { dump as dumpYaml, load as loadYaml, loadAll as loadAllYaml } from "js-yaml"
-import { capabilityCrd, capabilityInfoCrd, serviceBindingCrd } from "../src/api/Crds.ts"
+import { capabilityCrd, capabilityInfoCrd, serviceBindingCrd, workloadResourceMappingCrd } from "../src/api/Crds.ts"
 import { buildPlugin } from "./build-plugins.ts"
 import { buildOperator } from "./build.ts"
 import { startControlPlane } from "../test/support/control-plane/start.ts"
@@ -69,11 +69,16 @@ const until = async (what: string, check: () => Promise<boolean>, timeoutMs = 60
 
 try {
   step("installing the CRDs (halkyon manifests prints them with RBAC and a Deployment for a real cluster)")
-  for (const crd of [capabilityCrd(), capabilityInfoCrd(), serviceBindingCrd()]) {
+  // The ServiceBinding controller watches ClusterWorkloadResourceMappings too: without their CRD its list fails, retried.
+  for (const crd of [capabilityCrd(), capabilityInfoCrd(), serviceBindingCrd(), workloadResourceMappingCrd()]) {
     await api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
   }
   await until("the CRDs", async () => (await api("GET", "/apis/halkyon.io/v1beta1/capabilities")).status === 200)
   await until("the ServiceBinding CRD", async () => (await api("GET", "/apis/servicebinding.io/v1/servicebindings")).status === 200)
+  await until(
+    "the ClusterWorkloadResourceMapping CRD",
+    async () => (await api("GET", "/apis/servicebinding.io/v1/clusterworkloadresourcemappings")).status === 200
+  )
 
   step(`starting the operator: ${operatorBinary} run --plugins-dir ${pluginsDir}`)
   copyFileSync(bundle, join(pluginsDir, "postgres.js"))

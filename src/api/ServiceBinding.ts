@@ -47,7 +47,10 @@ export const ServiceReference = Schema.Struct({
 
 export const WorkloadReference = Schema.Struct({
   apiVersion: doc(Schema.String, "The workload's API version, e.g. apps/v1."),
-  kind: doc(Schema.String, "The workload's kind: Deployment, StatefulSet, DaemonSet, Job or CronJob."),
+  kind: doc(
+    Schema.String,
+    "The workload's kind: Deployment, StatefulSet, DaemonSet, ReplicaSet, CronJob, or another kind with a pod template (a Job's cannot change once it exists)."
+  ),
   name: Schema.optional(doc(Schema.String, "The workload's name; exclusive with selector.")),
   selector: Schema.optional(doc(LabelSelector, "Selects workloads by label; exclusive with name. Each match is bound.")),
   containers: Schema.optional(doc(Schema.Array(Schema.String), "Only these containers (and init containers) are bound; omitted, all are."))
@@ -55,12 +58,24 @@ export const WorkloadReference = Schema.Struct({
 
 export const EnvMapping = Schema.Struct({
   name: doc(Schema.String, "The environment variable's name."),
-  key: doc(Schema.String, "The binding Secret's entry whose value it takes.")
+  key: doc(Schema.String, "The binding Secret's entry whose value it takes; the Secret must hold it (else Ready=False, MissingKey).")
 }).annotate({ description: "An entry of the binding Secret, also given as an environment variable." })
 export type EnvMapping = typeof EnvMapping.Type
 
+/**
+ * A binding's name, which names its directory: the spec's `[a-z0-9\-\.]{1,253}`,
+ * and not `.` or `..` (a directory that is no directory of its own). RE2, as
+ * the API server checks it: no lookahead, so the two names are left out by
+ * the alternatives. The `u` flag lets the CRD carry it as its pattern.
+ */
+export const BindingNamePattern = /^([a-z0-9-][a-z0-9.-]{0,252}|\.[a-z0-9-][a-z0-9.-]{0,251}|\.\.[a-z0-9.-]{1,251})$/u
+export const BindingName = Schema.String.check(Schema.isPattern(BindingNamePattern))
+
 export const ServiceBindingSpec = Schema.Struct({
-  name: Schema.optional(doc(Schema.String, "The binding's directory under $SERVICE_BINDING_ROOT; defaults to the ServiceBinding's name.")),
+  name: Schema.optional(doc(
+    BindingName,
+    "The binding's directory under $SERVICE_BINDING_ROOT: lowercase letters, digits, '-' and '.' (1-253, not . or ..); defaults to the ServiceBinding's name."
+  )),
   type: Schema.optional(doc(Schema.String, "Overrides the projected type entry.")),
   provider: Schema.optional(doc(Schema.String, "Overrides the projected provider entry.")),
   service: doc(ServiceReference, "The Provisioned Service: a Capability, any resource with status.binding.name, or a Secret."),
@@ -80,7 +95,9 @@ export const ServiceBinding = Schema.Struct({
   apiVersion: Schema.optional(Schema.String),
   kind: Schema.optional(Schema.String),
   metadata: Schema.Struct({
-    name: Schema.String,
+    // The directory when spec.name is not given. The API server's own name rules (a DNS subdomain) already keep
+    // it within the pattern; checked here too, as the controller reads it.
+    name: BindingName,
     namespace: Schema.optional(Schema.String),
     uid: Schema.optional(Schema.String),
     generation: Schema.optional(Schema.Number),

@@ -7,7 +7,9 @@
  *   Secret content re-projects at once (its hash annotation rolls the pods).
  * - A binding's reconcile resolves its service (a Capability, which must be
  *   Ready; any resource with status.binding.name; or a Secret), the Secret,
- *   and every workload, all before the first write; then applies each
+ *   and every workload, and checks what the spec requires of them (a type
+ *   entry, the env keys, the roots, no one else's variable: Projection.ts's
+ *   refusals), all before the first write; then applies each
  *   workload's projection by server-side apply under the binding's own field
  *   manager, so the user's fields survive and unbinding (an empty apply)
  *   removes exactly what the binding owned.
@@ -39,9 +41,18 @@ import type { KubeApiError } from "../kube/Errors.ts"
 import { type KubeApi, KubeClient, type ObjectRef } from "../kube/KubeClient.ts"
 import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
 import { kubeTime } from "../kube/Time.ts"
-import { bindMapped, mappingAnnotation, mergePatchOf, PodSpecable, type ResolvedMapping, resolveMapping, unbindMapped } from "./Mapping.ts"
-import { type Binding, intent, type PodTemplate } from "./Projection.ts"
-import { at, nest, selectorQuery, templatePath } from "./Workloads.ts"
+import {
+  bindMapped,
+  mappingAnnotation,
+  mergePatchOf,
+  PodSpecable,
+  refuseMapped,
+  type ResolvedMapping,
+  resolveMapping,
+  unbindMapped
+} from "./Mapping.ts"
+import { type Binding, intent, type PodTemplate, refuseSecret, refuseTemplate } from "./Projection.ts"
+import { at, envOwnedBy, nest, selectorQuery, templatePath } from "./Workloads.ts"
 
 /** On a ServiceBinding: its projection is removed before it goes. */
 export const UnbindFinalizer = "servicebinding.io/halkyon-unbind"
@@ -543,6 +554,18 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
           requeueAfterMs: ResyncMs
         })
       }
+      const bound = { name: service.secret, data: ((secret as { data?: Record<string, string> }).data) ?? {} }
+      const unfit = refuseSecret(binding, bound)
+      if (unfit !== undefined) {
+        // Its change (a type or key added) reconciles this binding again.
+        return yield* report({
+          ready: "False",
+          ...unfit,
+          serviceAvailable: true,
+          secret: service.secret,
+          requeueAfterMs: ResyncMs
+        })
+      }
       const workloads = yield* workloadsOf(namespace, workload)
       if (workloads.length === 0) {
         return yield* report({
@@ -556,29 +579,53 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
           requeueAfterMs: MissingRetryMs
         })
       }
-      if (service.capability !== undefined && !finalizersOf(service.capability).includes(InUseFinalizer)) {
+      // A workload that cannot take the projection (a root set by valueFrom, a variable of someone else's) is left as it
+      // is; the others are bound, as the spec asks of each match of a selector ("as if it was specified by name in a
+      // distinct ServiceBinding"), and the refusals reported together. Its change (a new generation) reconciles again.
+      const refusalOf = (w: KubeObject) => {
+        if (!("apply" in route)) return refuseMapped(w, route.mapping, binding)
+        // What the binding applied before is its manager's, as the server records it: a user's variable is not.
+        const owned = envOwnedBy(w, manager, route.apply)
+        return refuseTemplate((at(w, route.apply) ?? {}) as PodTemplate, binding, (c, v) => owned.has(`${c}/${v}`))
+      }
+      const refused: Array<{ readonly reason: string; readonly message: string }> = []
+      const writable = workloads.filter((w) => {
+        const refusal = refusalOf(w)
+        if (refusal !== undefined) refused.push({ reason: refusal.reason, message: `${w.kind} ${w.metadata.name}: ${refusal.message}` })
+        return refusal === undefined
+      })
+      if (writable.length > 0 && service.capability !== undefined && !finalizersOf(service.capability).includes(InUseFinalizer)) {
         yield* setFinalizers(service.capability, [...finalizersOf(service.capability), InUseFinalizer])
       }
-      const bound = { name: service.secret, data: ((secret as { data?: Record<string, string> }).data) ?? {} }
       const write = (w: KubeObject) =>
         "apply" in route
           ? applyTo(w, route.apply, intent((at(w, route.apply) ?? {}) as PodTemplate, binding, bound), manager).pipe(Effect.asVoid)
           : patchTo(w, bindMapped(w, route.mapping, binding, bound), manager)
       yield* unbindStale(workloads)
-      const failures: Array<string> = []
-      for (const w of workloads) {
+      const failures: Array<{ readonly reason: string; readonly message: string }> = []
+      for (const w of writable) {
         const applied = yield* write(w).pipe(Effect.result)
         if (applied._tag === "Failure") {
           // Retryable (the server is away, a conflict): retried with backoff; else reported.
           if (applied.failure.code === 0 || applied.failure.code === 409 || applied.failure.code >= 500) return yield* applied.failure
-          failures.push(`${w.kind} ${w.metadata.name}: ${applied.failure.detail}`)
+          // The API server's answer for a Job is its whole template, dumped: what to do says more.
+          const detail = w.kind === "Job" && applied.failure.code === 422
+            ? "Kubernetes refuses any change to a Job's pod template once the Job exists, and halkyon binds existing workloads " +
+              "only (it runs no admission webhook): bind a CronJob instead (its Jobs are made from its bound template), or write " +
+              "the projection into the Job's manifest"
+            : applied.failure.detail
+          failures.push({ reason: "ProjectionFailed", message: `${w.kind} ${w.metadata.name}: ${detail}` })
         }
       }
-      if (failures.length > 0) {
+      const problems = [...refused, ...failures]
+      const first = problems[0]
+      if (first !== undefined) {
+        const projected = writable.length - failures.length
         return yield* report({
           ready: "False",
-          reason: "ProjectionFailed",
-          message: failures.join("; "),
+          reason: first.reason,
+          message: problems.map((p) => p.message).join("; ") +
+            (projected === 0 ? "" : ` (projected into the ${projected} other ${workload.kind}${projected === 1 ? "" : "s"})`),
           serviceAvailable: true,
           secret: service.secret,
           requeueAfterMs: ResyncMs

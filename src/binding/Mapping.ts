@@ -18,7 +18,17 @@
  *   the spec asks.
  */
 import type { ClusterWorkloadResourceMapping } from "../api/WorkloadResourceMapping.ts"
-import { type Binding, type BoundSecret, type Container, type PodTemplate, project, unproject, volumeName } from "./Projection.ts"
+import {
+  type Binding,
+  type BoundSecret,
+  type Container,
+  type PodTemplate,
+  project,
+  type Refusal,
+  refuseTemplate,
+  unproject,
+  volumeName
+} from "./Projection.ts"
 
 /** A step of a container path: a field, an index, or null for `[*]`. */
 export type Step = string | number | null
@@ -303,6 +313,18 @@ export const bindMapped = <W>(workload: W, mapping: ResolvedMapping, binding: Bi
   const before = boundWith(workload, binding.name)
   const clean = before === undefined ? workload : unprojectMapped(workload, before, binding)
   return withMarker(projectMapped(clean, mapping, binding, secret), binding.name, mapping)
+}
+
+/**
+ * Why the binding may not be projected into the workload through `mapping`
+ * (refuseTemplate), judged once what it projected before is removed: a
+ * variable still there then is someone else's.
+ */
+export const refuseMapped = (workload: unknown, mapping: ResolvedMapping, binding: Binding): Refusal | undefined => {
+  const before = boundWith(workload, binding.name)
+  const clean = before === undefined ? workload : unprojectMapped(workload, before, binding)
+  const { template, fragments } = gather(clean, mapping)
+  return refuseTemplate(template, withUnnamed(binding, fragments), () => false)
 }
 
 /** The workload unbound, through the mapping it was bound with (else `fallback`), its marker gone. */

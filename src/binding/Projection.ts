@@ -19,6 +19,12 @@
  *   the workload), the overrides, and which containers got
  *   `SERVICE_BINDING_ROOT` from this binding (so unprojection removes only
  *   that).
+ *
+ * What the spec requires and the projection cannot give is refused before
+ * anything is written (`refuseSecret`, `refuseTemplate`): a binding without
+ * a `type` entry, an `env` key the Secret lacks, a root set by `valueFrom`
+ * (its value cannot be read to place the mount), and an env var of the
+ * same name that someone else set (taking it over would lose it on unbind).
  */
 import { createHash } from "node:crypto"
 import type { EnvMapping } from "../api/ServiceBinding.ts"
@@ -146,6 +152,86 @@ const rootOf = (container: Container): { readonly set: boolean; readonly value: 
   return { set: variable !== undefined, value: variable?.value }
 }
 
+/** Why a binding is not projected: a condition reason and a message that says what to change. */
+export interface Refusal {
+  readonly reason: "MissingType" | "MissingKey" | "UnreadableRoot" | "EnvCollision"
+  readonly message: string
+}
+
+const quoted = (names: ReadonlyArray<string>) => names.map((n) => `"${n}"`).join(", ")
+
+/**
+ * Whether the Secret can make this binding, as the spec requires: a `type`
+ * entry (the Secret's, or `spec.type`), and every `env` key an entry of the
+ * Secret (or an overridden type/provider). Undefined when it can.
+ */
+export const refuseSecret = (binding: Binding, secret: BoundSecret): Refusal | undefined => {
+  const overridden = new Set<string>(overrides(binding).map((o) => o.entry))
+  const has = (key: string) => overridden.has(key) || Object.hasOwn(secret.data, key)
+  if (!overridden.has("type") && (secret.data.type ?? "") === "") {
+    return {
+      reason: "MissingType",
+      message: `the binding Secret ${secret.name} has no type entry, which the Service Binding spec requires: ` +
+        `add one to the Secret, or set spec.type on the ServiceBinding`
+    }
+  }
+  const missing = [...new Set((binding.env ?? []).map((e) => e.key).filter((k) => !has(k)))]
+  if (missing.length === 0) return undefined
+  return {
+    reason: "MissingKey",
+    message: `spec.env refers to ${missing.length === 1 ? "key" : "keys"} ${quoted(missing)}, which the binding Secret ${secret.name} ` +
+      `does not hold (it has ${Object.keys(secret.data).length === 0 ? "none" : quoted(Object.keys(secret.data).sort())}): ` +
+      `fix spec.env, or add the ${missing.length === 1 ? "key" : "keys"} to the Secret`
+  }
+}
+
+/**
+ * Whether this binding can be projected into the template: no selected
+ * container sets SERVICE_BINDING_ROOT with `valueFrom`, and none has an env
+ * var of a name spec.env projects that someone else set. `owns(container,
+ * variable)` says whether an existing variable is this binding's own earlier
+ * projection; by default, whether `unproject` would remove it. Undefined
+ * when it can.
+ */
+export const refuseTemplate = (
+  template: PodTemplate,
+  binding: Binding,
+  owns: (container: string, variable: string) => boolean = ownedByUnprojection(template, binding)
+): Refusal | undefined => {
+  const containers = [...(template.spec?.containers ?? []), ...(template.spec?.initContainers ?? [])].filter((c) => selected(binding, c))
+  for (const c of containers) {
+    const root = c.env?.find((e) => e.name === RootVariable)
+    if (root !== undefined && root.value === undefined && root.valueFrom !== undefined) {
+      return {
+        reason: "UnreadableRoot",
+        message: `container ${c.name} sets ${RootVariable} with valueFrom, whose value cannot be read to place the binding's mount: ` +
+          `give it a literal value, or leave it out (${DefaultRoot} is then used)`
+      }
+    }
+  }
+  const names = new Set((binding.env ?? []).map((e) => e.name))
+  const taken = containers.flatMap((c) =>
+    (c.env ?? []).filter((e) => names.has(e.name) && !owns(c.name, e.name)).map((e) => `${e.name} in container ${c.name}`)
+  )
+  if (taken.length === 0) return undefined
+  return {
+    reason: "EnvCollision",
+    message: `spec.env would take over ${taken.join(", ")}, set by someone else, not this binding: ` +
+      `rename the variable in spec.env, or remove it from the workload`
+  }
+}
+
+/** Whether a variable is this binding's own projection, as `unproject` tells it: unprojected, it is gone. */
+const ownedByUnprojection = (template: PodTemplate, binding: Binding) => {
+  const clean = unproject(template, binding)
+  const left = new Set(
+    [...(clean.spec?.containers ?? []), ...(clean.spec?.initContainers ?? [])].flatMap((c) =>
+      (c.env ?? []).map((e) => `${c.name}/${e.name}`)
+    )
+  )
+  return (container: string, variable: string) => !left.has(`${container}/${variable}`)
+}
+
 /**
  * The fields this binding owns in the template: what server-side apply sends
  * under the binding's field manager. `template` is the workload's current
@@ -158,7 +244,7 @@ export const intent = (template: PodTemplate, binding: Binding, secret: BoundSec
   const rootAdded: Array<string> = []
   const containerIntent = (container: Container): Container => {
     const root = rootOf(container)
-    // Never reset a root the workload sets; a root set from elsewhere (valueFrom) cannot be read: the default is used.
+    // Never reset a root the workload sets. One set by valueFrom cannot be read: refuseTemplate refuses it first.
     const path = root.value ?? DefaultRoot
     if (!root.set) rootAdded.push(container.name)
     // A literal root is co-owned (same value, so never reset): another binding's unbind then cannot take it away from this one.

@@ -42,3 +42,39 @@ export const selectorQuery = (selector: LabelSelector): string => {
   }
   return terms.join(",")
 }
+
+/**
+ * The env vars ("container/name") a field manager owns in the pod template
+ * at `path`, as the workload's managedFields record them: what a binding
+ * applied before, told apart from a user's variable of the same name.
+ */
+export const envOwnedBy = (workload: unknown, manager: string, path: ReadonlyArray<string>): ReadonlySet<string> => {
+  const entries = (at(workload, ["metadata", "managedFields"]) ?? []) as ReadonlyArray<{ manager?: string; fieldsV1?: unknown }>
+  const owned = new Set<string>()
+  for (const entry of Array.isArray(entries) ? entries : []) {
+    if (entry.manager !== manager) continue
+    const spec = at(entry.fieldsV1, [...path.map((p) => `f:${p}`), "f:spec"])
+    for (const list of ["f:containers", "f:initContainers"]) {
+      for (const [containerKey, fields] of Object.entries((at(spec, [list]) ?? {}) as Record<string, unknown>)) {
+        const container = keyName(containerKey)
+        if (container === undefined) continue
+        for (const envKey of Object.keys((at(fields, ["f:env"]) ?? {}) as Record<string, unknown>)) {
+          const name = keyName(envKey)
+          if (name !== undefined) owned.add(`${container}/${name}`)
+        }
+      }
+    }
+  }
+  return owned
+}
+
+/** The name in a managedFields list key, `k:{"name":"app"}`. */
+const keyName = (key: string): string | undefined => {
+  if (!key.startsWith("k:")) return undefined
+  try {
+    const parsed = JSON.parse(key.slice(2)) as { name?: unknown }
+    return typeof parsed.name === "string" ? parsed.name : undefined
+  } catch {
+    return undefined
+  }
+}

@@ -13,6 +13,7 @@ import { KubeClient } from "../kube/KubeClient.ts"
 import { PluginHost } from "../plugin-host/PluginHost.ts"
 import { startController } from "../reconciler/CapabilityController.ts"
 import { startBindingController } from "../binding/BindingController.ts"
+import { releaseInUse } from "../binding/InUseRelease.ts"
 import { bindingServiceAccountUser } from "../api/BindingRbac.ts"
 import { referencesServiceAccountUser } from "../api/ReferenceRbac.ts"
 import { ParameterReferences } from "../reconciler/ParameterReferences.ts"
@@ -191,6 +192,8 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
       yield* Effect.logInfo(`ServiceBinding controller on (servicebinding.io/v1)${as === kubeClient ? "" : `, as ${as.actingAs}`}`)
     } else {
       yield* Effect.logInfo("ServiceBinding controller off (--service-binding=false)")
+      // Its in-use finalizer, left on Capabilities by a run with it on, must not hold their deletion forever.
+      yield* releaseInUse({ namespace }).pipe(Effect.forkScoped)
     }
     yield* controller.awaitSynced
     yield* readiness.markReady

@@ -27,6 +27,9 @@ test("npm run demo takes the sample Capability to Ready and tears everything dow
     expect(stdout).toContain("DATABASE_URL: {\"secretKeyRef\":{\"name\":\"postgres-db-config\",\"key\":\"uri\"}}")
     expect(stdout).toContain("container sidecar: untouched")
     expect(stdout).toMatch(/servicebinding\/db is Ready: the application reads \/bindings\/db\/uri/)
+    // Every CRD the operator watches is installed: no list of one fails (the operator's log is the demo's output).
+    expect(`${stdout}\n${stderr}`).not.toContain("listing ClusterWorkloadResourceMapping failed")
+    expect(`${stdout}\n${stderr}`).toContain("ServiceBinding controller on")
 
     // What the demo made lived in the scratch folder, so the checks below cover it.
     const planeDir = /export KUBECONFIG=(\S+)\/kubeconfig/.exec(stdout)?.[1]

@@ -5,9 +5,14 @@
  *
  * A Deployment `web` (containers app and sidecar) is bound to a Ready
  * postgres Capability for container app, with DATABASE_URL from `uri`; the
- * projection survives a hand edit, a password change rolls the template
- * once, deleting the Capability waits (InUse) while the binding exists, and
- * deleting the binding removes exactly the projection.
+ * projection survives a hand edit, a change of the Secret the password comes
+ * from rolls the template once, deleting the Capability waits (InUse) while
+ * the binding exists, and deleting the binding removes exactly the
+ * projection. What the spec requires and cannot be met (no type entry, a
+ * missing env key, a root from valueFrom, someone else's variable, a bad
+ * name) is refused before anything is written; each built-in workload kind
+ * is bound; with the controller off, its in-use finalizer does not hold a
+ * Capability's deletion.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import {
@@ -47,7 +52,7 @@ const templateOf = async (name: string) => {
 }
 const containerOf = (t: Template, name: string) => t.spec.containers.find((c) => c.name === name)
 
-const createDeployment = async (name: string, containers: ReadonlyArray<string>) => {
+const createDeployment = async (name: string, containers: ReadonlyArray<string>, env: ReadonlyArray<Record<string, unknown>> = []) => {
   const labels = { app: name }
   const created = await cluster.api("POST", `/apis/apps/v1/namespaces/${ns}/deployments`, {
     apiVersion: "apps/v1",
@@ -57,14 +62,16 @@ const createDeployment = async (name: string, containers: ReadonlyArray<string>)
       selector: { matchLabels: labels },
       template: {
         metadata: { labels },
-        spec: { containers: containers.map((c) => ({ name: c, image: `example.com/${c}:1`, env: [{ name: "LOG_LEVEL", value: "info" }] })) }
+        spec: {
+          containers: containers.map((c) => ({ name: c, image: `example.com/${c}:1`, env: [{ name: "LOG_LEVEL", value: "info" }, ...env] }))
+        }
       }
     }
   })
   expect(created.status).toBe(201)
 }
 
-const createCapability = async (name: string, parameters: ReadonlyArray<{ name: string; value: string }> = []) => {
+const createCapability = async (name: string, parameters: ReadonlyArray<Record<string, unknown>> = []) => {
   const created = await cluster.api("POST", capabilityPath(ns), {
     apiVersion: "halkyon.io/v1beta1",
     kind: "Capability",
@@ -91,8 +98,8 @@ const waitCapability = async (name: string, test: (c: ApiResponse) => boolean | 
 /** Runs the StatefulSet's pod (fake kubelet) until its controller reports it ready. */
 const markStatefulSetReady = (name: string) => markReady(cluster, ns, name)
 
-const readyPostgres = async (name: string) => {
-  await createCapability(name)
+const readyPostgres = async (name: string, parameters: ReadonlyArray<Record<string, unknown>> = []) => {
+  await createCapability(name, parameters)
   await waitCapability(
     name,
     async () => (await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/statefulsets/${name}`)).status === 200,
@@ -116,6 +123,22 @@ const bindingReady = async (name: string) => {
   const b = await cluster.api("GET", bindingsPath(name))
   return dig<Array<{ type: string; status: string; reason: string; message: string }>>(b.body, "status", "conditions")?.find((c) =>
     c.type === "Ready"
+  )
+}
+
+const createSecret = async (name: string, stringData: Record<string, string>) => {
+  const created = await cluster.api("POST", `/api/v1/namespaces/${ns}/secrets`, {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name },
+    stringData
+  })
+  expect(created.status).toBe(201)
+}
+const secretData = async (name: string) => {
+  const secret = await cluster.api("GET", `/api/v1/namespaces/${ns}/secrets/${name}`)
+  return Object.fromEntries(
+    Object.entries(dig<Record<string, string>>(secret.body, "data") ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()])
   )
 }
 
@@ -156,15 +179,15 @@ describe("a ServiceBinding to a postgres Capability", () => {
   let before: Template
 
   test("the Capability is a Provisioned Service: status.binding.name, and the spec's well-known entries in its Secret", async () => {
-    await readyPostgres("orders")
+    // As samples/postgres.yaml: the password comes from a Secret of the user's, by reference.
+    await createSecret("orders-credentials", { password: "first-pass" })
+    await readyPostgres("orders", [{ name: "DB_PASSWORD", valueFrom: { secretKeyRef: { name: "orders-credentials", key: "password" } } }])
     const c = await cluster.api("GET", capabilityPath(ns, "orders"))
     expect(dig(c.body, "status", "binding")).toEqual({ name: "orders-config" })
     expect(dig(c.body, "status", "bindingSecret")).toBe("orders-config")
-    const secret = await cluster.api("GET", `/api/v1/namespaces/${ns}/secrets/orders-config`)
-    const data = Object.fromEntries(
-      Object.entries(dig<Record<string, string>>(secret.body, "data") ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()])
-    )
+    const data = await secretData("orders-config")
     expect(data).toMatchObject({
+      password: "first-pass",
       type: "postgresql",
       provider: "halkyon",
       host: `orders.${ns}.svc`,
@@ -185,6 +208,10 @@ describe("a ServiceBinding to a postgres Capability", () => {
     const b = await cluster.api("GET", bindingsPath("db"))
     expect(dig(b.body, "status", "binding")).toEqual({ name: "orders-config" })
     expect(dig(b.body, "status", "observedGeneration")).toBe(1)
+    expect(dig<Array<Record<string, unknown>>>(b.body, "status", "conditions")?.find((c) => c.type === "ServiceAvailable")).toMatchObject({
+      status: "True",
+      reason: "ResolvedBindingSecret"
+    })
 
     const { template } = await templateOf("web")
     expect(template.spec.volumes).toEqual([{
@@ -214,7 +241,7 @@ describe("a ServiceBinding to a postgres Capability", () => {
     expect(row?.split(/\s+/).slice(0, 3)).toEqual(["db", "True", "Projected"])
   })
 
-  test("a password change rolls the template once, and an env var added to app by hand survives the re-projection", async () => {
+  test("a change of the Secret the password comes from rolls the template exactly once; an env var added to app by hand survives", async () => {
     // By hand: a JSON patch, as another field manager.
     const added = await cluster.api(
       "PATCH",
@@ -227,32 +254,55 @@ describe("a ServiceBinding to a postgres Capability", () => {
     const hash = edited.metadata?.annotations?.["secret-hash.servicebinding.io/svcb-db"]
     expect(hash).toBeDefined()
 
-    const patched = await cluster.api("PATCH", capabilityPath(ns, "orders"), {
-      // DB_PASSWORD is secret (the API server refuses it as a literal value): the user name changes the binding Secret as well.
-      spec: { parameters: [{ name: "DB_USER", value: "rotated_1" }] }
-    }, "application/merge-patch+json")
+    // The user changes their Secret; the Capability is not touched.
+    const patched = await cluster.api(
+      "PATCH",
+      `/api/v1/namespaces/${ns}/secrets/orders-credentials`,
+      { stringData: { password: "second-pass" } },
+      "application/merge-patch+json"
+    )
     expect(patched.status).toBe(200)
+    // The binding Secret follows (its password and uri, in one write), and the template's hash with it.
     let rolled: { template: Template; generation: number } | undefined
-    const changed = await eventually(
+    const followed = await eventually(
       async () => {
+        const data = await secretData("orders-config")
+        if (data.password !== "second-pass" || !(data.uri ?? "").includes(":second-pass@")) return false
         rolled = await templateOf("web")
         return rolled.template.metadata?.annotations?.["secret-hash.servicebinding.io/svcb-db"] !== hash
+      },
+      20_000,
+      50
+    )
+    expect(followed).toBe(true)
+    expect(rolled?.generation).toBe(generation + 1)
+    await waitCapability("orders", (c) => readyOf(c)?.status === "True", "stayed Ready")
+
+    // Settled: a reconcile of the binding that starts after all of the above (a new generation of its spec, which projects
+    // the same: a filter name that matches no container is ignored) reads the final Secret, and rolls nothing more.
+    const touched = await cluster.api(
+      "PATCH",
+      bindingsPath("db"),
+      { spec: { workload: { containers: ["app", "absent"] } } },
+      "application/merge-patch+json"
+    )
+    expect(touched.status).toBe(200)
+    const reconciled = await eventually(
+      async () => {
+        const b = await cluster.api("GET", bindingsPath("db"))
+        return dig(b.body, "status", "observedGeneration") === 2 && (await bindingReady("db"))?.reason === "Projected"
       },
       10_000,
       50
     )
-    expect(changed).toBe(true)
-    expect(rolled?.generation).toBe(generation + 1)
-    // The Capability settles (its status written again, which re-reconciles the binding): no second roll.
-    await waitCapability(
-      "orders",
-      (c) => dig(c.body, "status", "observedGeneration") === 2 && readyOf(c)?.status === "True",
-      "reconciled generation 2"
-    )
-    await waitBinding("db", "True", "Projected")
+    expect(reconciled).toBe(true)
     const settled = await templateOf("web")
     expect(settled.generation).toBe(generation + 1)
+    expect(settled.template.metadata?.annotations?.["secret-hash.servicebinding.io/svcb-db"]).toBe(
+      rolled?.template.metadata?.annotations?.["secret-hash.servicebinding.io/svcb-db"]
+    )
     expect(containerOf(settled.template, "app")?.env).toContainEqual({ name: "FEATURE_X", value: "on" })
+    // The binding's own DATABASE_URL, projected before, is no collision.
     expect(containerOf(settled.template, "app")?.env).toContainEqual({
       name: "DATABASE_URL",
       valueFrom: { secretKeyRef: { name: "orders-config", key: "uri" } }
@@ -306,6 +356,216 @@ describe("a ServiceBinding that cannot be projected", () => {
     })
     await waitBinding("nowhere", "False", "WorkloadNotFound")
     expect((await bindingReady("nowhere"))?.message).toBe("no Deployment matches the selector app=missing")
+  })
+})
+
+describe("what the spec requires and cannot be met: Ready=False with the reason, and nothing written", () => {
+  const cases: ReadonlyArray<{
+    readonly name: string
+    readonly binding: string
+    readonly workloadEnv?: ReadonlyArray<Record<string, unknown>>
+    readonly spec: Record<string, unknown>
+    readonly reason: string
+    readonly says: ReadonlyArray<string>
+  }> = [
+    {
+      name: "a binding Secret without a type entry, and no spec.type",
+      binding: "untyped",
+      spec: { service: { apiVersion: "v1", kind: "Secret", name: "untyped" } },
+      reason: "MissingType",
+      says: ["the binding Secret untyped has no type entry", "set spec.type"]
+    },
+    {
+      name: "an env key the binding Secret does not hold",
+      binding: "nokey",
+      spec: { service: { apiVersion: "v1", kind: "Secret", name: "plain" }, env: [{ name: "DB_HOST", key: "host" }] },
+      reason: "MissingKey",
+      says: ["spec.env refers to key \"host\"", "it has \"type\", \"uri\""]
+    },
+    {
+      name: "SERVICE_BINDING_ROOT set by valueFrom",
+      binding: "rooted",
+      workloadEnv: [{ name: "SERVICE_BINDING_ROOT", valueFrom: { configMapKeyRef: { name: "settings", key: "root" } } }],
+      spec: { service: { apiVersion: "v1", kind: "Secret", name: "plain" } },
+      reason: "UnreadableRoot",
+      says: ["Deployment rooted: container app sets SERVICE_BINDING_ROOT with valueFrom"]
+    },
+    {
+      name: "an env var of spec.env's name that the user set",
+      binding: "taken",
+      workloadEnv: [{ name: "DATABASE_URL", value: "postgresql://mine" }],
+      spec: { service: { apiVersion: "v1", kind: "Secret", name: "plain" }, env: [{ name: "DATABASE_URL", key: "uri" }] },
+      reason: "EnvCollision",
+      says: ["Deployment taken: spec.env would take over DATABASE_URL in container app, set by someone else, not this binding"]
+    }
+  ]
+
+  beforeAll(async () => {
+    await createSecret("plain", { type: "postgresql", uri: "postgresql://plain" })
+    await createSecret("untyped", { uri: "postgresql://untyped" })
+  })
+
+  for (const c of cases) {
+    test(`${c.name}: ${c.reason}`, async () => {
+      await createDeployment(c.binding, ["app"], c.workloadEnv ?? [])
+      const before = await templateOf(c.binding)
+      await createBinding(c.binding, { ...c.spec, workload: { apiVersion: "apps/v1", kind: "Deployment", name: c.binding } })
+      await waitBinding(c.binding, "False", c.reason)
+      const ready = await bindingReady(c.binding)
+      for (const words of c.says) expect(ready?.message).toContain(words)
+      const b = await cluster.api("GET", bindingsPath(c.binding))
+      expect(dig<Array<Record<string, unknown>>>(b.body, "status", "conditions")?.find((x) => x.type === "ServiceAvailable")?.status)
+        .toBe("True")
+      const after = await templateOf(c.binding)
+      expect(after.generation).toBe(before.generation)
+      expect(after.template).toEqual(before.template)
+    })
+  }
+
+  test("of the workloads a selector matches, one refused does not keep the others from being bound (each as if named alone)", async () => {
+    await createDeployment("pick-mine", ["app"], [{ name: "DATABASE_URL", value: "postgresql://mine" }])
+    await createDeployment("pick-free", ["app"])
+    for (const name of ["pick-mine", "pick-free"]) {
+      const labelled = await cluster.api(
+        "PATCH",
+        deploymentPath(name),
+        { metadata: { labels: { pick: "yes" } } },
+        "application/merge-patch+json"
+      )
+      expect(labelled.status).toBe(200)
+    }
+    const mine = await templateOf("pick-mine")
+    await createBinding("pick", {
+      service: { apiVersion: "v1", kind: "Secret", name: "plain" },
+      workload: { apiVersion: "apps/v1", kind: "Deployment", selector: { matchLabels: { pick: "yes" } } },
+      env: [{ name: "DATABASE_URL", key: "uri" }]
+    })
+    await waitBinding("pick", "False", "EnvCollision")
+    expect((await bindingReady("pick"))?.message).toBe(
+      "Deployment pick-mine: spec.env would take over DATABASE_URL in container app, set by someone else, not this binding: " +
+        "rename the variable in spec.env, or remove it from the workload (projected into the 1 other Deployment)"
+    )
+    expect(await templateOf("pick-mine")).toEqual(mine)
+    expect(containerOf((await templateOf("pick-free")).template, "app")?.env).toContainEqual({
+      name: "DATABASE_URL",
+      valueFrom: { secretKeyRef: { name: "plain", key: "uri" } }
+    })
+  })
+
+  test("the Secret given a type entry, the binding that lacked it is projected at once (Secrets are watched)", async () => {
+    const patched = await cluster.api(
+      "PATCH",
+      `/api/v1/namespaces/${ns}/secrets/untyped`,
+      { stringData: { type: "postgresql" } },
+      "application/merge-patch+json"
+    )
+    expect(patched.status).toBe(200)
+    await waitBinding("untyped", "True", "Projected")
+    expect(containerOf((await templateOf("untyped")).template, "app")?.volumeMounts).toEqual([{
+      name: "svcb-untyped",
+      mountPath: "/bindings/untyped",
+      readOnly: true
+    }])
+  })
+
+  test("a binding name that is no directory name (../etc) is refused by the API server, naming the field", async () => {
+    for (const name of ["../etc", "..", "DB"]) {
+      const refused = await cluster.api("POST", bindingsPath(), {
+        apiVersion: "servicebinding.io/v1",
+        kind: "ServiceBinding",
+        metadata: { name: "escape" },
+        spec: {
+          name,
+          service: { apiVersion: "v1", kind: "Secret", name: "plain" },
+          workload: { apiVersion: "apps/v1", kind: "Deployment", name: "rooted" }
+        }
+      })
+      expect(refused.status).toBe(422)
+      expect(dig<string>(refused.body, "message")).toContain("spec.name")
+    }
+  })
+})
+
+describe("each built-in workload kind, bound against the real API server", () => {
+  const labels = (name: string) => ({ app: name })
+  const template = (name: string, restartPolicy?: string) => ({
+    metadata: { labels: labels(name) },
+    spec: { ...(restartPolicy === undefined ? {} : { restartPolicy }), containers: [{ name: "app", image: "example.com/app:1" }] }
+  })
+  const kinds: ReadonlyArray<
+    { readonly kind: string; readonly apiVersion: string; readonly plural: string; readonly spec: (n: string) => unknown }
+  > = [
+    {
+      kind: "StatefulSet",
+      apiVersion: "apps/v1",
+      plural: "statefulsets",
+      spec: (n) => ({ serviceName: n, selector: { matchLabels: labels(n) }, template: template(n) })
+    },
+    {
+      kind: "DaemonSet",
+      apiVersion: "apps/v1",
+      plural: "daemonsets",
+      spec: (n) => ({ selector: { matchLabels: labels(n) }, template: template(n) })
+    },
+    {
+      kind: "ReplicaSet",
+      apiVersion: "apps/v1",
+      plural: "replicasets",
+      spec: (n) => ({ selector: { matchLabels: labels(n) }, template: template(n) })
+    }
+  ]
+  const path = (apiVersion: string, plural: string, name = "") =>
+    `/apis/${apiVersion}/namespaces/${ns}/${plural}${name === "" ? "" : `/${name}`}`
+
+  for (const k of kinds) {
+    test(`${k.kind}: the mount, the root and the env var in its pod template`, async () => {
+      const name = `kind-${k.kind.toLowerCase()}`
+      const created = await cluster.api("POST", path(k.apiVersion, k.plural), {
+        apiVersion: k.apiVersion,
+        kind: k.kind,
+        metadata: { name },
+        spec: k.spec(name)
+      })
+      expect(created.status).toBe(201)
+      await createBinding(name, {
+        service: { apiVersion: "v1", kind: "Secret", name: "plain" },
+        workload: { apiVersion: k.apiVersion, kind: k.kind, name },
+        env: [{ name: "DATABASE_URL", key: "uri" }]
+      })
+      await waitBinding(name, "True", "Projected")
+      const bound = dig<Template>((await cluster.api("GET", path(k.apiVersion, k.plural, name))).body, "spec", "template")!
+      expect(containerOf(bound, "app")).toMatchObject({
+        volumeMounts: [{ name: `svcb-${name}`, mountPath: `/bindings/${name}`, readOnly: true }],
+        env: [
+          { name: "SERVICE_BINDING_ROOT", value: "/bindings" },
+          { name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: "plain", key: "uri" } } }
+        ]
+      })
+      expect(bound.spec.volumes?.map((v) => v.name)).toEqual([`svcb-${name}`])
+    })
+  }
+
+  test("Job: by name before it exists, WorkloadNotFound; created after, its template is immutable: ProjectionFailed says what to do, and it is untouched", async () => {
+    await createBinding("kind-job", {
+      service: { apiVersion: "v1", kind: "Secret", name: "plain" },
+      workload: { apiVersion: "batch/v1", kind: "Job", name: "kind-job" }
+    })
+    await waitBinding("kind-job", "False", "WorkloadNotFound")
+    expect((await bindingReady("kind-job"))?.message).toBe("Job kind-job does not exist")
+    const created = await cluster.api("POST", path("batch/v1", "jobs"), {
+      apiVersion: "batch/v1",
+      kind: "Job",
+      metadata: { name: "kind-job" },
+      spec: { suspend: true, template: template("kind-job", "Never") }
+    })
+    expect(created.status).toBe(201)
+    const before = dig<Template>(created.body, "spec", "template")
+    // The Job's creation reconciles the binding (workloads are watched).
+    await waitBinding("kind-job", "False", "ProjectionFailed")
+    expect((await bindingReady("kind-job"))?.message).toContain(
+      "Job kind-job: Kubernetes refuses any change to a Job's pod template once the Job exists"
+    )
+    expect(dig<Template>((await cluster.api("GET", path("batch/v1", "jobs", "kind-job"))).body, "spec", "template")).toEqual(before)
   })
 })
 
@@ -419,6 +679,18 @@ describe("a binding that changes its workload", () => {
 })
 
 describe("halkyon run --service-binding=false", () => {
+  test("(with the controller on) a bound Capability carries the in-use finalizer", async () => {
+    await readyPostgres("held")
+    await createDeployment("holder", ["app"])
+    await createBinding("holder", {
+      service: { apiVersion: "halkyon.io/v1beta1", kind: "Capability", name: "held" },
+      workload: { apiVersion: "apps/v1", kind: "Deployment", name: "holder" }
+    })
+    await waitBinding("holder", "True", "Projected")
+    const held = await cluster.api("GET", capabilityPath(ns, "held"))
+    expect(dig<Array<string>>(held.body, "metadata", "finalizers")).toContain("servicebinding.io/halkyon-in-use")
+  })
+
   test("leaves ServiceBindings to another implementation: no finalizer, no status, while Capabilities are served", async () => {
     await operator.stop()
     operator = await untilReady(startOperator(cluster, pluginsDir, ["--service-binding=false"]))
@@ -436,5 +708,17 @@ describe("halkyon run --service-binding=false", () => {
     expect(dig(theirs.body, "metadata", "finalizers")).toBeUndefined()
     expect(dig(theirs.body, "status")).toBeUndefined()
     expect((await templateOf("elsewhere")).generation).toBe(1)
+  })
+
+  test("a Capability still carrying the in-use finalizer is deleted all the same: the operator removes it, and says so", async () => {
+    expect((await cluster.api("DELETE", capabilityPath(ns, "held"))).status).toBe(200)
+    await waitCapability("held", (c) => c.status === 404, "was deleted")
+    expect(
+      operator.logs.some((l) =>
+        l.includes("capability bound/held: removed finalizer servicebinding.io/halkyon-in-use") && l.includes("--service-binding=false")
+      )
+    ).toBe(true)
+    // The binding is left to whoever serves ServiceBindings now.
+    expect((await cluster.api("GET", bindingsPath("holder"))).status).toBe(200)
   })
 })

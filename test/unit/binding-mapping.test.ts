@@ -15,6 +15,7 @@ import {
   parsePath,
   PodSpecable,
   projectMapped,
+  refuseMapped,
   type ResolvedMapping,
   resolveMapping,
   unbindMapped,
@@ -317,4 +318,25 @@ describe("mergePatchOf", () => {
     ["the same content in another key order is no change", { l: [{ a: 1, b: 2 }] }, { l: [{ b: 2, a: 1 }] }, {}]
   ]
   for (const [name, before, after, patch] of cases) test(name, () => expect(mergePatchOf(before, after)).toEqual(patch))
+})
+
+describe("what a mapped workload refuses, before anything is written", () => {
+  const cacheUrl = { name: "CACHE_URL", key: "uri" }
+  test("a variable of spec.env's name in a mapped container, set by the user: EnvCollision naming it", () => {
+    const taken = structuredClone(batch)
+    taken.spec.runner.setup.environment.push({ name: "CACHE_URL", value: "redis://mine" })
+    const refusal = refuseMapped(taken, batchMapping, { ...binding, env: [cacheUrl] })
+    expect(refusal?.reason).toBe("EnvCollision")
+    expect(refusal?.message).toContain("CACHE_URL in container migrate")
+  })
+  test("the binding's own earlier projection is not a collision", () => {
+    const boundHere = bindMapped(batch, batchMapping, { ...binding, env: [cacheUrl] }, secret)
+    expect(refuseMapped(boundHere, batchMapping, { ...binding, env: [cacheUrl] })).toBeUndefined()
+  })
+  test("a root set by valueFrom in a mapped container: UnreadableRoot", () => {
+    const rooted = structuredClone(batch)
+    rooted.spec.runner.setup.environment.push({ name: "SERVICE_BINDING_ROOT", valueFrom: { fieldRef: { fieldPath: "x" } } } as never)
+    expect(refuseMapped(rooted, batchMapping, binding)?.reason).toBe("UnreadableRoot")
+    expect(refuseMapped(rooted, batchMapping, { ...binding, containers: ["app"] })).toBeUndefined()
+  })
 })

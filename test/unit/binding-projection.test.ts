@@ -3,7 +3,10 @@
  * against the pure projector: mounts at $SERVICE_BINDING_ROOT/<name>, the
  * root set only where absent and never reset, the containers filter, env
  * mappings as secretKeyRef, type/provider overrides, the rollout hash, and
- * an unprojection that gives back exactly the template it was given.
+ * an unprojection that gives back exactly the template it was given; then
+ * what the spec's MUSTs refuse before anything is written (no type entry, an
+ * env key the Secret lacks, a root set by valueFrom, someone else's
+ * variable of the same name).
  */
 import { describe, expect, test } from "bun:test"
 import {
@@ -14,6 +17,9 @@ import {
   intent,
   type PodTemplate,
   project,
+  type Refusal,
+  refuseSecret,
+  refuseTemplate,
   secretHash,
   unproject,
   volumeName
@@ -92,17 +98,6 @@ describe("projection", () => {
         expect(root(p, "app")).toEqual({ name: "SERVICE_BINDING_ROOT", value: "/etc/svc/" })
         expect(mountsOf(p, "app")[0]?.mountPath).toBe("/etc/svc/db")
         expect(p.metadata?.annotations?.[annotationKeys("db").root]).toBeUndefined()
-      }
-    },
-    {
-      name: "a root set from elsewhere (valueFrom) is left as it is; the mount goes under /bindings",
-      template: template([
-        container("app", { env: [{ name: "SERVICE_BINDING_ROOT", valueFrom: { configMapKeyRef: { name: "cfg", key: "root" } } }] })
-      ]),
-      binding,
-      check: (p) => {
-        expect(envOf(p, "app")).toEqual([{ name: "SERVICE_BINDING_ROOT", valueFrom: { configMapKeyRef: { name: "cfg", key: "root" } } }])
-        expect(mountsOf(p, "app")[0]?.mountPath).toBe("/bindings/db")
       }
     },
     {
@@ -220,5 +215,136 @@ describe("projection, beyond one binding", () => {
       }],
       volumes: [{ name: "svcb-db", projected: { sources: [{ secret: { name: "db-config" } }] } }]
     })
+  })
+})
+
+describe("what the projection refuses, before anything is written", () => {
+  const valueFromRoot = { name: "SERVICE_BINDING_ROOT", valueFrom: { configMapKeyRef: { name: "cfg", key: "root" } } }
+  const noType: BoundSecret = { name: "plain", data: { uri: b64("x://y"), empty: "" } }
+  const secretCases: ReadonlyArray<{
+    readonly name: string
+    readonly binding: Binding
+    readonly secret: BoundSecret
+    readonly refused: Refusal["reason"] | undefined
+    readonly says?: ReadonlyArray<string>
+  }> = [
+    { name: "a Secret with a type entry", binding, secret, refused: undefined },
+    {
+      name: "a Secret without a type entry, and no spec.type",
+      binding,
+      secret: noType,
+      refused: "MissingType",
+      says: ["plain has no type entry", "set spec.type"]
+    },
+    {
+      name: "a Secret with an empty type entry",
+      binding,
+      secret: { ...secret, data: { ...secret.data, type: "" } },
+      refused: "MissingType"
+    },
+    {
+      name: "a Secret without a type entry, given by spec.type",
+      binding: { ...binding, type: "mysql" },
+      secret: noType,
+      refused: undefined
+    },
+    {
+      name: "env keys the Secret lacks are named, with those it has",
+      binding: { ...binding, type: "t", env: [{ name: "A", key: "uri" }, { name: "B", key: "host" }, { name: "C", key: "port" }] },
+      secret: noType,
+      refused: "MissingKey",
+      says: ["keys \"host\", \"port\"", "it has \"empty\", \"uri\"", "fix spec.env"]
+    },
+    {
+      name: "an env key of an empty entry is a key",
+      binding: { ...binding, type: "t", env: [{ name: "E", key: "empty" }] },
+      secret: noType,
+      refused: undefined
+    },
+    {
+      name: "an env key of an overridden entry needs nothing of the Secret",
+      binding: { ...binding, type: "t", provider: "p", env: [{ name: "T", key: "type" }, { name: "P", key: "provider" }] },
+      secret: noType,
+      refused: undefined
+    }
+  ]
+  for (const c of secretCases) {
+    test(`${c.name}: ${c.refused ?? "projected"}`, () => {
+      const refusal = refuseSecret(c.binding, c.secret)
+      expect(refusal?.reason).toBe(c.refused)
+      for (const words of c.says ?? []) expect(refusal?.message).toContain(words)
+    })
+  }
+
+  const dbUrl = { name: "DATABASE_URL", key: "uri" }
+  const templateCases: ReadonlyArray<{
+    readonly name: string
+    readonly template: PodTemplate
+    readonly binding: Binding
+    readonly refused: Refusal["reason"] | undefined
+    readonly says?: ReadonlyArray<string>
+  }> = [
+    {
+      name: "a root set by valueFrom in a selected container",
+      template: template([container("app", { env: [valueFromRoot] })]),
+      binding,
+      refused: "UnreadableRoot",
+      says: ["container app sets SERVICE_BINDING_ROOT with valueFrom", "give it a literal value"]
+    },
+    {
+      name: "a root set by valueFrom in an init container",
+      template: template([container("app")], [container("migrate", { env: [valueFromRoot] })]),
+      binding,
+      refused: "UnreadableRoot"
+    },
+    {
+      name: "a root set by valueFrom in a container the filter leaves out",
+      template: template([container("app"), container("other", { env: [valueFromRoot] })]),
+      binding: { ...binding, containers: ["app"] },
+      refused: undefined
+    },
+    {
+      name: "a variable of spec.env's name that the user set",
+      template: template([container("app", { env: [{ name: "DATABASE_URL", value: "postgresql://mine" }] })]),
+      binding: { ...binding, env: [dbUrl] },
+      refused: "EnvCollision",
+      says: ["DATABASE_URL in container app, set by someone else", "rename the variable in spec.env"]
+    },
+    {
+      name: "a variable of that name in a container the filter leaves out",
+      template: template([container("app"), container("sidecar", { env: [{ name: "DATABASE_URL", value: "x" }] })]),
+      binding: { ...binding, containers: ["app"], env: [dbUrl] },
+      refused: undefined
+    },
+    {
+      name: "the binding's own earlier projection",
+      template: project(web, { ...binding, env: [dbUrl] }, secret),
+      binding: { ...binding, env: [dbUrl] },
+      refused: undefined
+    },
+    {
+      // (A secretKeyRef looks the same whoever set it: the controller asks the server's managedFields, below.)
+      name: "another binding's projection of the same variable, from its type override",
+      template: project(web, { name: "other", directory: "other", type: "t", env: [{ name: "KIND", key: "type" }] }, secret),
+      binding: { ...binding, env: [{ name: "KIND", key: "type" }] },
+      refused: "EnvCollision"
+    }
+  ]
+  for (const c of templateCases) {
+    test(`${c.name}: ${c.refused ?? "projected"}`, () => {
+      const refusal = refuseTemplate(c.template, c.binding)
+      expect(refusal?.reason).toBe(c.refused)
+      for (const words of c.says ?? []) expect(refusal?.message).toContain(words)
+    })
+  }
+
+  test("ownership, when told (the server's managedFields), overrides what unprojection would guess", () => {
+    const mine = template([
+      container("app", { env: [{ name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: "db-config", key: "uri" } } }] })
+    ])
+    const b = { ...binding, env: [dbUrl] }
+    expect(refuseTemplate(mine, b)).toBeUndefined()
+    expect(refuseTemplate(mine, b, () => false)?.reason).toBe("EnvCollision")
+    expect(refuseTemplate(mine, b, (c, v) => c === "app" && v === "DATABASE_URL")).toBeUndefined()
   })
 })
