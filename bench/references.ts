@@ -12,6 +12,7 @@
 import { Effect, Schema } from "effect"
 import { ApiVersion, Capability } from "../src/api/Capability.ts"
 import type { KubeObject } from "../src/kube/KubeObject.ts"
+import { make as makeRedactions } from "../src/plugin-host/Redactions.ts"
 import { make } from "../src/reconciler/ParameterReferences.ts"
 import { makeFakeKube } from "../test/support/FakeKube.ts"
 import { markdownTable, writeMarkdown } from "./support/markdown.ts"
@@ -55,7 +56,7 @@ const shape = (name: string, secretOf: ((i: number) => string) | undefined) =>
       ))
     const decoded = raws.map((raw) => decode(raw))
     const before = heap()
-    const references = yield* make(kube.client)
+    const references = yield* make(kube.client, makeRedactions())
     // As the controller does once its watch has listed.
     references.markSynced("Secret")
     const pass = Effect.gen(function*() {
