@@ -99,7 +99,7 @@ group("the policy's CEL", () => {
     for (const c of single) expect(messages).toContain(c.errors[0] ?? "")
   })
 
-  test("an old plugin's parameters (no type) are any string: only the version and required ones are checked", () => {
+  test("an old plugin's parameters (no type) are any string, a secret one given literally included: only the version and required ones are checked", () => {
     const old: PluginDescription = {
       ...description,
       refuseUnknownParameters: false,
@@ -108,7 +108,6 @@ group("the policy's CEL", () => {
         type: 0,
         pattern: "",
         allowedValues: [],
-        secret: false,
         required: p.name === "DB_NAME"
       }))
         .map(({ minimum: _min, maximum: _max, ...p }) => p)
