@@ -25,19 +25,95 @@ export const MaxBytes = 16 * 1024 * 1024
 /** What a text becomes when more values are registered than the bounds allow. */
 export const Withheld = "[withheld: more secret values than halkyon can search; see docs/security.md]"
 
+/** Up to this many values, a text is searched for each in turn; past it, scanned once (cost independent of their number). */
+const ScanFrom = 16
+
 /**
  * A function removing each of `values` (those of RedactMinLength or more)
- * from a text, longest first so that a value containing another is removed
- * whole.
+ * from a text, a longer value before one it contains. Few values: searched
+ * for in turn. Many: the text is scanned once, each position looked up by
+ * its first RedactMinLength characters (docs/performance.md has the figures).
  */
 export const redactor = (values: Iterable<string>): (text: string) => string => {
   const secrets = [...new Set([...values].filter((v) => v.length >= RedactMinLength))].sort((a, b) => b.length - a.length)
   if (secrets.length === 0) return (text) => text
-  return (text) => {
-    let out = text
-    for (const v of secrets) if (out.includes(v)) out = out.split(v).join(Redacted)
-    return out
+  if (secrets.length < ScanFrom) {
+    return (text) => {
+      let out = text
+      for (const v of secrets) if (out.includes(v)) out = out.split(v).join(Redacted)
+      return out
+    }
   }
+  const byPrefix = byPrefixOf()
+  for (const v of secrets) addByPrefix(byPrefix, v)
+  return (text) => scan(byPrefix, text)
+}
+
+/**
+ * Values indexed by a hash of their start: those of 4 to 7 characters by
+ * their first 4, of 8 to 15 by their first 8, longer ones by their first 16,
+ * so that values sharing a short prefix (tokens all starting `ghp_`) still
+ * spread. Longest first within each bucket. A number key costs no string per
+ * position scanned; a collision only adds a candidate, checked whole.
+ */
+const Tiers = [16, 8, RedactMinLength] as const
+type ByPrefix = ReadonlyArray<Map<number, Array<string>>>
+const byPrefixOf = (): ByPrefix => Tiers.map(() => new Map<number, Array<string>>())
+
+const hashOf = (text: string, at: number, length: number): number => {
+  let h = 0
+  for (let k = 0; k < length; k++) h = (Math.imul(h, 31) + text.charCodeAt(at + k)) | 0
+  return h
+}
+const tierOf = (value: string) => Tiers.findIndex((t) => value.length >= t)
+
+const addByPrefix = (byPrefix: ByPrefix, value: string) => {
+  const tier = tierOf(value)
+  const map = byPrefix[tier] as Map<number, Array<string>>
+  const key = hashOf(value, 0, Tiers[tier] as number)
+  const same = map.get(key)
+  if (same === undefined) return void map.set(key, [value])
+  const at = same.findIndex((v) => v.length < value.length)
+  same.splice(at === -1 ? same.length : at, 0, value)
+}
+
+const removeByPrefix = (byPrefix: ByPrefix, value: string) => {
+  const tier = tierOf(value)
+  const map = byPrefix[tier] as Map<number, Array<string>>
+  const key = hashOf(value, 0, Tiers[tier] as number)
+  const rest = (map.get(key) ?? []).filter((v) => v !== value)
+  if (rest.length === 0) map.delete(key)
+  else map.set(key, rest)
+}
+
+/** The longest value starting at `at`, if any: longer tiers first, as their values are longer. */
+const foundAt = (byPrefix: ByPrefix, text: string, at: number): string | undefined => {
+  for (let t = 0; t < Tiers.length; t++) {
+    const length = Tiers[t] as number
+    const map = byPrefix[t] as Map<number, Array<string>>
+    if (map.size === 0 || at + length > text.length) continue
+    const found = map.get(hashOf(text, at, length))?.find((v) => text.startsWith(v, at))
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
+/** The text scanned once; at each position the longest value found there is replaced. */
+const scan = (byPrefix: ByPrefix, text: string): string => {
+  let out = ""
+  let copied = 0
+  let i = 0
+  while (i <= text.length - RedactMinLength) {
+    const found = foundAt(byPrefix, text, i)
+    if (found === undefined) {
+      i++
+      continue
+    }
+    out += text.slice(copied, i) + Redacted
+    i += found.length
+    copied = i
+  }
+  return copied === 0 ? text : out + text.slice(copied)
 }
 
 /** Strings nested deeper than this in a plugin's log fields are replaced whole. */
@@ -67,17 +143,26 @@ export class Redactions extends Context.Service<Redactions, RedactionsShape>()("
 
 export const make = (bounds: { readonly maxValues: number; readonly maxBytes: number } = { maxValues: MaxValues, maxBytes: MaxBytes }) => {
   const byOwner = new Map<string, ReadonlyArray<string>>()
-  /** Each value and how many owners hold it. */
+  /** Each value and how many owners hold it; the values by prefix, kept in step (a change costs its own values only). */
   const counts = new Map<string, number>()
+  const byPrefix = byPrefixOf()
   let bytes = 0
-  let current: ((text: string) => string) | undefined
+  /** While there are few values: them, longest first, searched for in turn (faster than a scan). */
+  let few: ReadonlyArray<string> | undefined
 
   const add = (value: string, delta: number) => {
     const n = (counts.get(value) ?? 0) + delta
-    if (n > 0 && !counts.has(value)) bytes += value.length
-    if (n <= 0 && counts.has(value)) bytes -= value.length
+    if (n > 0 && !counts.has(value)) {
+      bytes += value.length
+      addByPrefix(byPrefix, value)
+    }
+    if (n <= 0 && counts.has(value)) {
+      bytes -= value.length
+      removeByPrefix(byPrefix, value)
+    }
     if (n > 0) counts.set(value, n)
     else counts.delete(value)
+    few = undefined
   }
 
   const set = (owner: string, values: ReadonlyArray<string>) => {
@@ -88,14 +173,16 @@ export const make = (bounds: { readonly maxValues: number; readonly maxBytes: nu
     for (const v of next) add(v, 1)
     if (next.length === 0) byOwner.delete(owner)
     else byOwner.set(owner, next)
-    current = undefined
   }
 
   const redact = (text: string) => {
     if (counts.size === 0) return text
     if (counts.size > bounds.maxValues || bytes > bounds.maxBytes) return Withheld
-    current ??= redactor(counts.keys())
-    return current(text)
+    if (counts.size >= ScanFrom) return scan(byPrefix, text)
+    few ??= [...counts.keys()].sort((a, b) => b.length - a.length)
+    let out = text
+    for (const v of few) if (out.includes(v)) out = out.split(v).join(Redacted)
+    return out
   }
 
   return Redactions.of({ set, redact, size: () => ({ owners: byOwner.size, values: counts.size }) })

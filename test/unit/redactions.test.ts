@@ -71,3 +71,54 @@ describe("Redactions", () => {
     expect(byBytes.redact("anything")).toBe(Withheld)
   })
 })
+
+describe("redactor over many values", () => {
+  // Past a few values the text is scanned once; it must remove what the search in turn removes.
+  const values = Array.from({ length: 200 }, (_, i) => `secret-${String(i).padStart(4, "0")}-value`)
+  const many = redactor([...values, "secret-0007-value-longer", "abcd"])
+
+  test("every occurrence of each, longest first where one starts another, at the start, the end and side by side", () => {
+    expect(many("secret-0000-value")).toBe(Redacted)
+    expect(many("x secret-0199-value y secret-0042-valuesecret-0042-value z")).toBe(`x ${Redacted} y ${Redacted}${Redacted} z`)
+    expect(many("secret-0007-value-longer and secret-0007-value")).toBe(`${Redacted} and ${Redacted}`)
+    expect(many("abcd abc secret-0200-value")).toBe(`${Redacted} abc secret-0200-value`)
+  })
+
+  test("a text holding none is returned as it is", () => {
+    const text = "plugin applied dependent config-secret for shop/db-42"
+    expect(many(text)).toBe(text)
+  })
+
+  test("the scan and the search in turn agree on random texts", () => {
+    const few = (text: string) => values.reduce((t, v) => t.split(v).join(Redacted), text)
+    let seed = 7
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
+    for (let n = 0; n < 200; n++) {
+      const parts = Array.from({ length: 6 }, () => (random() < 0.5 ? values[Math.floor(random() * values.length)] : "·word·"))
+      const text = parts.join("")
+      expect(redactor(values)(text)).toBe(few(text))
+    }
+  })
+})
+
+test("Redactions keeps its index in step: a value added, shared, dropped, and one inside another", () => {
+  const r = make()
+  for (let i = 0; i < 50; i++) r.set(`ns/c${i}`, [`shared-prefix-${i}`])
+  r.set("ns/long", ["shared-prefix-1-and-more"])
+  expect(r.redact("shared-prefix-1-and-more shared-prefix-1 shared-prefix-49")).toBe(`${Redacted} ${Redacted} ${Redacted}`)
+  r.set("ns/long", [])
+  expect(r.redact("shared-prefix-1-and-more")).toBe(`${Redacted}-and-more`)
+  r.set("ns/c1", [])
+  expect(r.redact("shared-prefix-1-and-more shared-prefix-10")).toBe(`shared-prefix-1-and-more ${Redacted}`)
+  expect(r.size()).toEqual({ owners: 49, values: 49 })
+})
+
+test("values sharing a long start (tokens of one issuer) and of every length tier are each found", () => {
+  const tokens = Array.from({ length: 300 }, (_, i) => `ghp_0000000000000000${i}`)
+  const r = make()
+  r.set("ns/tokens", [...tokens, "abcd", "abcdefgh", "abcdefghijklmnopq"])
+  expect(r.redact(`a ${tokens[0]} b ${tokens[299]} c ${tokens[150]}x`)).toBe(`a ${Redacted} b ${Redacted} c ${Redacted}x`)
+  // Token 3 followed by "0" is token 30: the longest value found at a position wins.
+  expect(r.redact(`${tokens[3]}0`)).toBe(Redacted)
+  expect(r.redact("abcdefghijklmnopq abcdefghij abcdx")).toBe(`${Redacted} ${Redacted}ij ${Redacted}x`)
+})
