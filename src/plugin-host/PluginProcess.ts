@@ -267,7 +267,7 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     return yield* new PluginBadHandshake({
       plugin: file.name,
       kind: "TooLong",
-      line: line.value.tooLong,
+      line: redact(line.value.tooLong),
       detail: `${MaxHandshakeLineBytes} bytes`
     })
   }
@@ -288,19 +288,19 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
       : p._tag === "NoSharedVersion" ?
       `it answered version ${p.got}, this operator offers ${p.offered.join(", ")}`
       : "netrpc"
-    return yield* new PluginBadHandshake({ plugin: file.name, kind: p._tag, line: p.line, detail })
+    return yield* new PluginBadHandshake({ plugin: file.name, kind: p._tag, line: redact(p.line), detail: redact(detail) })
   }
   const handshake = parsed.handshake
   // Checked before anything else about it: the host connects nowhere the plugin was not told to listen.
   const refused = addressProblem(handshake, socketDir, process.platform) ?? socketProblem(handshake)
   if (refused !== undefined) {
-    return yield* new PluginBadHandshake({ plugin: file.name, kind: "Address", line: line.value.line, detail: refused })
+    return yield* new PluginBadHandshake({ plugin: file.name, kind: "Address", line: redact(line.value.line), detail: redact(refused) })
   }
   if (certificate !== undefined && handshake.certificate === undefined) {
     return yield* new PluginBadHandshake({
       plugin: file.name,
       kind: "Certificate",
-      line: line.value.line,
+      line: redact(line.value.line),
       detail: "AutoMTLS is on but the plugin sent no certificate (is it built with an SDK that supports AutoMTLS?)"
     })
   }
@@ -330,7 +330,7 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     })
   )
   const description = yield* connection.describe.pipe(
-    Effect.mapError((e) => new PluginDescribeFailed({ plugin: file.name, detail: e.message }))
+    Effect.mapError((e) => new PluginDescribeFailed({ plugin: file.name, detail: redact(e.message) }))
   )
   yield* Effect.logDebug(`plugin ${file.name} started in ${startMs} ms`).pipe(Effect.annotateLogs({ plugin: file.name }))
   const launched: LaunchedPlugin = {
