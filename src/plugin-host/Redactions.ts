@@ -20,7 +20,7 @@ export const Redacted = "[redacted]"
 /** A value shorter than this is not searched for: it would blank out ordinary words. */
 export const RedactMinLength = 4
 /** How many distinct values, and how many bytes of them, are held at most. */
-export const MaxValues = 10_000
+export const MaxValues = 100_000
 export const MaxBytes = 16 * 1024 * 1024
 /** What a text becomes when more values are registered than the bounds allow. */
 export const Withheld = "[withheld: more secret values than halkyon can search; see docs/security.md]"
@@ -31,8 +31,8 @@ const ScanFrom = 16
 /**
  * A function removing each of `values` (those of RedactMinLength or more)
  * from a text, a longer value before one it contains. Few values: searched
- * for in turn. Many: the text is scanned once, each position looked up by
- * its first RedactMinLength characters (docs/performance.md has the figures).
+ * for in turn. Many: the text is scanned once, each position looked up in
+ * an index of the values' starts (docs/performance.md has the figures).
  */
 export const redactor = (values: Iterable<string>): (text: string) => string => {
   const secrets = [...new Set([...values].filter((v) => v.length >= RedactMinLength))].sort((a, b) => b.length - a.length)
