@@ -89,7 +89,7 @@ export type Resolution =
     readonly _tag: "Resolved"
     /** The Capability as the plugin sees it: references replaced by `{name, value}`. */
     readonly capability: KubeObject
-    /** Removes every resolved value from a text. */
+    /** Removes from a text every value resolved for it, and for any other Capability (Redactions). */
     readonly redact: (text: string) => string
   }
   | { readonly _tag: "NotFound"; readonly message: string }
@@ -226,7 +226,7 @@ export const make = Effect.fnUntraced(function*(client: KubeApi, redactions: Red
       track(key, references)
       if (references.length === 0) {
         redactions.set(key, [])
-        return { _tag: "Resolved", capability: raw, redact: (text: string) => text } satisfies Resolution
+        return { _tag: "Resolved", capability: raw, redact: redactions.redact } satisfies Resolution
       }
       const values = new Map<string, string>()
       for (const r of references) {
@@ -248,10 +248,12 @@ export const make = Effect.fnUntraced(function*(client: KubeApi, redactions: Red
       }
       // Before the plugin sees them: whatever it logs from now on is redacted.
       redactions.set(key, [...values.values()])
+      const own = redactor([...values.values()])
       return {
         _tag: "Resolved",
         capability: withValues(raw, (p) => values.get(p.name)),
-        redact: redactor([...values.values()])
+        // Its own values (short ones included), then every other Capability's: a plugin may echo another's.
+        redact: (text: string) => redactions.redact(own(text))
       } satisfies Resolution
     })
 

@@ -173,6 +173,25 @@ describe("a parameter by reference", () => {
       })
     ))
 
+  test("a plugin that echoes another Capability's value in this one's message: redacted too", () =>
+    run((w) =>
+      Effect.gen(function*() {
+        yield* w.kube.client.create(secret({ password: Password }))
+        yield* w.kube.client.create(capability([fromSecret]))
+        yield* w.reconciler.reconcile("shop/db")
+        // Another Capability, with no reference of its own, whose plugin quotes the first one's password.
+        const other = { ...capability([{ name: "DB_USER", value: "app" }]), metadata: { name: "other", namespace: "shop" } }
+        yield* w.kube.client.create(other)
+        w.plugin.behaviour.validity = [`parameter DB_PASSWORD "${Password}" is already used by shop/db`]
+        yield* w.reconciler.reconcile("shop/other")
+        const status = yield* w.kube.client.get({ ...capabilityRef, name: "other" })
+        const ready = (status as { status?: CapabilityStatus }).status?.conditions?.find((c) => c.type === "Ready")
+        expect(ready?.message).toBe(`parameter DB_PASSWORD "${Redacted}" is already used by shop/db`)
+        expect(JSON.stringify(status)).not.toContain(Password)
+        expect(w.logs.join("\n")).not.toContain(Password)
+      })
+    ))
+
   test("the resolved values go to Redactions (what the plugin host applies to a plugin's output) until no Capability references them", () =>
     run((w) =>
       Effect.gen(function*() {
