@@ -15,6 +15,7 @@ import { classify, type PluginFile } from "../../src/plugin-host/PluginFiles.ts"
 import { attach, launch, type LaunchOptions } from "../../src/plugin-host/PluginProcess.ts"
 import { MagicCookieKey, MagicCookieValue } from "../../src/protocol/Handshake.ts"
 import { PluginLauncher } from "../../src/plugin-host/PluginLauncher.ts"
+import { Redactions } from "../../src/plugin-host/Redactions.ts"
 
 export const percentile = (values: ReadonlyArray<number>, p: number) => {
   const sorted = [...values].sort((a, b) => a - b)
@@ -34,6 +35,7 @@ export const launchOptions = (autoMtls: boolean, pluginJit = false): LaunchOptio
 const services = Layer.mergeAll(
   PluginClient.layer.pipe(Layer.provide(Metrics.layer)),
   PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)),
+  Redactions.layer,
   Logger.layer([])
 )
 

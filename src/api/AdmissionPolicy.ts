@@ -9,7 +9,9 @@
  *
  * It checks the version (listing the served ones), required parameters, each
  * given parameter's type and bounds, secret parameters given as a literal
- * `value`, and unknown names when the plugin refuses them. An update that
+ * `value`, and unknown names when the plugin refuses them. A parameter with
+ * no type comes from a plugin built before typed parameters: any value is
+ * allowed, a secret one given literally included, as before. An update that
  * leaves the spec alone (the operator adding its finalizer) is never checked,
  * so a Capability made before its plugin came stays deletable.
  *
@@ -127,7 +129,8 @@ export const validations = (d: PluginDescription, t: TypeInfo): ReadonlyArray<Va
     })
   }
   for (const p of d.parameters) {
-    if (!p.secret) continue
+    // An old plugin's parameter (no type) took a literal secret before #17: it still may.
+    if (!p.secret || kindOf(p) === undefined) continue
     out.push({ expression: eachNamed(p.name, `!(${given})`), message: secretGivenLiterally(p.name, d.name), reason: "Invalid" })
   }
   if (d.refuseUnknownParameters) {

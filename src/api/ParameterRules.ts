@@ -10,7 +10,8 @@
  * given (the plugin's default applies), so it is never checked. An integer
  * has at most 18 digits, so that CEL's int() can never overflow on it.
  * Patterns are RE2 (CEL's `matches`, Go's regexp); the TypeScript SDK tests
- * them with RegExp, which agrees on the common subset. Pure: no I/O and no
+ * them with RegExp, which agrees on the common subset, and refuses at
+ * definition a pattern outside it (re2Problem). Pure: no I/O and no
  * import, so a plugin loads it before its handshake at no cost (the generated
  * code's ParameterInfo becomes a ParameterRule with `ruleOf`, elsewhere).
  */
@@ -82,3 +83,59 @@ export const unknownParameter = (name: string, plugin: string, declared: Readonl
 /** A secret parameter given as a literal value (said by the admission policy only: a plugin is sent resolved values). */
 export const secretGivenLiterally = (name: string, plugin: string) =>
   `parameter ${name} of plugin ${plugin} is secret: give it with valueFrom (a Secret's key), not value`
+
+/** Escapes of a letter that RE2 and JavaScript read alike (`\b` and `\B` only outside a class, `\x` with two hex digits). */
+const SharedLetterEscapes = "dDwWsSfnrtvbBx"
+/** The largest repeat count RE2 takes (`a{1001}` is refused). */
+export const MaxRepeat = 1000
+
+/**
+ * What in a JavaScript pattern RE2 (the API server's CEL, Go's regexp)
+ * refuses or reads otherwise, named for a person; undefined when the pattern
+ * is in the subset both read alike. It does not check that the pattern is a
+ * regular expression at all: `new RegExp` does. Refused: lookahead and
+ * lookbehind, backreferences (`\1`, `\k<name>`), a repeat count over 1000,
+ * the empty classes `[]` and `[^]`, and an escaped letter the two read apart
+ * (`\u0041`, `\p{L}`, `\A`, `\z`, `\cJ`, `\x{41}`…).
+ */
+export const re2Problem = (pattern: string): string | undefined => {
+  let inClass = false
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]
+    if (c === "\\") {
+      const next = pattern[i + 1] ?? ""
+      i++
+      if (/^[1-9]$/.test(next)) return `a backreference \\${next}`
+      if (next === "k") return "a named backreference \\k<…>"
+      if (next === "x" && !/^[0-9A-Fa-f]{2}$/.test(pattern.slice(i + 1, i + 3))) return "\\x without two hex digits"
+      if ((next === "b" || next === "B") && inClass) return `\\${next} inside a class`
+      if (/^[A-Za-z]$/.test(next) && !SharedLetterEscapes.includes(next)) return `the escape \\${next}`
+      continue
+    }
+    if (inClass) {
+      if (c === "]") inClass = false
+      continue
+    }
+    if (c === "[") {
+      inClass = true
+      const first = pattern[i + 1] === "^" ? i + 2 : i + 1
+      if (pattern[first] === "]") return "an empty class [] or [^]"
+      i = first - 1
+      continue
+    }
+    if (c === "(" && pattern[i + 1] === "?") {
+      const kind = pattern.slice(i + 2, i + 4)
+      if (kind.startsWith("=")) return "a lookahead (?=…)"
+      if (kind.startsWith("!")) return "a negative lookahead (?!…)"
+      if (kind === "<=") return "a lookbehind (?<=…)"
+      if (kind === "<!") return "a negative lookbehind (?<!…)"
+    }
+    if (c === "{") {
+      const repeat = /^\{(\d+)(?:,(\d*))?\}/.exec(pattern.slice(i))
+      if (repeat !== null && (Number(repeat[1]) > MaxRepeat || Number(repeat[2] || 0) > MaxRepeat)) {
+        return `a repeat count over ${MaxRepeat} (${repeat[0]})`
+      }
+    }
+  }
+  return undefined
+}

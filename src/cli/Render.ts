@@ -23,6 +23,7 @@ import { Metrics } from "../metrics/Metrics.ts"
 import { PluginClient, type Observation } from "../plugin-client/PluginClient.ts"
 import { classify } from "../plugin-host/PluginFiles.ts"
 import { PluginLauncher } from "../plugin-host/PluginLauncher.ts"
+import { Redactions } from "../plugin-host/Redactions.ts"
 import { attach, launch, type LaunchOptions } from "../plugin-host/PluginProcess.ts"
 import type { ReattachTarget } from "../protocol/Reattach.ts"
 import { checkBuilt, FieldManager, violationMessage, withOwnership } from "../reconciler/DependentRules.ts"
@@ -225,7 +226,9 @@ export const render = Effect.fn("plugins.render")(function*(options: RenderOptio
     Effect.provide(Layer.mergeAll(
       PluginRegistry.layer,
       PluginClient.layer.pipe(Layer.provide(Metrics.layer)),
-      PluginLauncher.local.pipe(Layer.provide(NodeServices.layer))
+      PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)),
+      // Render passes no resolved value (references show as placeholders): nothing to redact.
+      Redactions.layer
     )),
     Effect.mapError((e) => (e instanceof RenderFailed ? e : new RenderFailed({ detail: e.message })))
   ))

@@ -128,7 +128,8 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
   // reconciles finish), then the Lease is released, then plugins stop, then
   // the probes.
   // With --impersonate=always (in a cluster) Secrets and ConfigMaps that parameters reference are read as their own ServiceAccount.
-  const references = ParameterReferences.layer(
+  // Its values go to the plugin host's Redactions (provided below with the host).
+  const references = ParameterReferences.layerNoDeps(
     options.impersonation.mode === "always"
       ? (client) => client.impersonating(referencesServiceAccountUser(options.impersonation.operatorNamespace))
       : undefined

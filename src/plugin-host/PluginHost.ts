@@ -38,6 +38,7 @@ import { formatBytes } from "../config/HostConfig.ts"
 import { type PluginConnection, wrapCalls } from "../plugin-client/PluginClient.ts"
 import { type PluginCallError, PluginUnavailable } from "../plugin-client/Errors.ts"
 import { PluginLauncher } from "./PluginLauncher.ts"
+import { Redactions } from "./Redactions.ts"
 import { hardenPluginHost } from "./ProcessHardening.ts"
 import { runnerLauncher } from "./RunnerLauncher.ts"
 import { PluginsFolderMissing } from "./Errors.ts"
@@ -83,12 +84,13 @@ export class PluginHost extends Context.Service<PluginHost, {
 }>()("halkyon/plugin-host/PluginHost") {
   /**
    * The host over `settings` with all it needs but metrics, exposing the
-   * registry it fills. Plugins are spawned here, or by the plugin runner the
+   * registry it fills and the Redactions its plugins' output goes through
+   * (the reconciler registers resolved secret values there). Plugins are spawned here, or by the plugin runner the
    * settings name; this process first makes its /proc entries unreadable to them.
    */
   static readonly layer = (settings: HostSettings) =>
     Layer.effect(PluginHost, Effect.suspend(() => make())).pipe(
-      Layer.provideMerge(PluginRegistry.layer),
+      Layer.provideMerge(Layer.merge(PluginRegistry.layer, Redactions.layer)),
       Layer.provide(Layer.effectDiscard(hardenPluginHost(settings))),
       Layer.provide(Layer.mergeAll(
         HostConfig.layer(settings),
@@ -111,7 +113,7 @@ const make = Effect.fn("PluginHost.make")(function*() {
   const reattached = new Set(config.reattach.map((r) => r.name))
   const registry = yield* PluginRegistry
   const metrics = yield* Metrics
-  const services = yield* Effect.context<PluginLauncher | PluginClient>()
+  const services = yield* Effect.context<PluginLauncher | PluginClient | Redactions>()
   const statuses = new Map<string, PluginStatus>()
   const files = new Map<string, PluginFile>()
   let skipped: ReadonlyArray<SkippedEntry> = []

@@ -10,6 +10,11 @@
  * process, no socket folder, no Shutdown on close (the author's debugger owns
  * the process, as go-plugin's reattach leaves it).
  *
+ * Every line a plugin writes (stdout, stderr, go-plugin's stdio stream, the
+ * evidence of a failed start) goes through Redactions before it reaches the
+ * operator's log: a plugin that logs a secret parameter it was given does not
+ * leak it.
+ *
  * It does not restart anything: PluginHost supervises.
  */
 import { accessSync, constants, lstatSync, statSync } from "node:fs"
@@ -33,6 +38,7 @@ import { BoundedLines, type Line, lineText, LogRateLimit, MaxHandshakeLineBytes,
 import type { MemoryKill } from "./MemoryLimit.ts"
 import type { PluginFile } from "./PluginFiles.ts"
 import { PluginLauncher } from "./PluginLauncher.ts"
+import { redactFields, Redactions } from "./Redactions.ts"
 
 export interface LaunchOptions {
   readonly handshakeTimeoutMs: number
@@ -151,6 +157,7 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
   yield* checkRunnable(file)
   const launcher = yield* PluginLauncher
   const client = yield* PluginClient
+  const { redact } = yield* Redactions
   const certificate = options.autoMtls ? yield* Effect.promise(generateCertificate) : undefined
   const started = performance.now()
   // Here, or through the plugin runner: a private socket folder, the process, its pipes.
@@ -170,7 +177,9 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
   const limiter = new LogRateLimit()
   const relay = (stream: "stdout" | "stderr", level: LogLevel, message: string, fields: Readonly<Record<string, unknown>>) =>
     limiter.admit(Date.now())
-      ? Effect.logWithLevel(levelName[level])(message).pipe(Effect.annotateLogs(relayAnnotations(file.name, stream, fields)))
+      ? Effect.logWithLevel(levelName[level])(redact(message)).pipe(
+        Effect.annotateLogs(relayAnnotations(file.name, stream, redactFields(fields, redact) as Record<string, unknown>))
+      )
       : Effect.void
   const reportDropped = Effect.suspend(() => {
     const dropped = limiter.takeDropped()
@@ -215,7 +224,7 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
   const stderrSplitter = new BoundedLines(MaxLogLineBytes)
   const onStderrLine = (line: Line) => {
     // Bun's crash reports hold lines of thousands of spaces: keep evidence short.
-    const text = line.text.trimEnd()
+    const text = redact(line.text.trimEnd())
     stderrTail.push(text.length > MaxEvidenceLine || line.truncatedBytes > 0 ? `${text.slice(0, MaxEvidenceLine)}…` : text)
     if (stderrTail.length > StderrTail) stderrTail.shift()
     const parsed = parseLogLine(line.text)
@@ -248,7 +257,7 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     // Let the stderr relay catch up so the evidence is complete.
     yield* Fiber.await(stderrDone).pipe(Effect.timeoutOption(Duration.millis(200)))
     // A line still unfinished (a flood without newline) shows by its start.
-    const unfinished = stderrSplitter.partial(MaxEvidenceLine).trimEnd()
+    const unfinished = redact(stderrSplitter.partial(MaxEvidenceLine).trimEnd())
     return unfinished === "" ? [...stderrTail] : [...stderrTail, `${unfinished}…`]
   })
   if (Option.isNone(line)) {
@@ -258,7 +267,7 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     return yield* new PluginBadHandshake({
       plugin: file.name,
       kind: "TooLong",
-      line: line.value.tooLong,
+      line: redact(line.value.tooLong),
       detail: `${MaxHandshakeLineBytes} bytes`
     })
   }
@@ -279,19 +288,19 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
       : p._tag === "NoSharedVersion" ?
       `it answered version ${p.got}, this operator offers ${p.offered.join(", ")}`
       : "netrpc"
-    return yield* new PluginBadHandshake({ plugin: file.name, kind: p._tag, line: p.line, detail })
+    return yield* new PluginBadHandshake({ plugin: file.name, kind: p._tag, line: redact(p.line), detail: redact(detail) })
   }
   const handshake = parsed.handshake
   // Checked before anything else about it: the host connects nowhere the plugin was not told to listen.
   const refused = addressProblem(handshake, socketDir, process.platform) ?? socketProblem(handshake)
   if (refused !== undefined) {
-    return yield* new PluginBadHandshake({ plugin: file.name, kind: "Address", line: line.value.line, detail: refused })
+    return yield* new PluginBadHandshake({ plugin: file.name, kind: "Address", line: redact(line.value.line), detail: redact(refused) })
   }
   if (certificate !== undefined && handshake.certificate === undefined) {
     return yield* new PluginBadHandshake({
       plugin: file.name,
       kind: "Certificate",
-      line: line.value.line,
+      line: redact(line.value.line),
       detail: "AutoMTLS is on but the plugin sent no certificate (is it built with an SDK that supports AutoMTLS?)"
     })
   }
@@ -321,7 +330,7 @@ export const launch = Effect.fn("PluginProcess.launch")(function*(file: PluginFi
     })
   )
   const description = yield* connection.describe.pipe(
-    Effect.mapError((e) => new PluginDescribeFailed({ plugin: file.name, detail: e.message }))
+    Effect.mapError((e) => new PluginDescribeFailed({ plugin: file.name, detail: redact(e.message) }))
   )
   yield* Effect.logDebug(`plugin ${file.name} started in ${startMs} ms`).pipe(Effect.annotateLogs({ plugin: file.name }))
   const launched: LaunchedPlugin = {
@@ -364,6 +373,7 @@ export const attach = Effect.fn("PluginProcess.attach")(function*(target: Reatta
     if (!present) return yield* new PluginNotReachable({ plugin: target.name, address: file.path, detail: "no socket is there" })
   }
   const client = yield* PluginClient
+  const { redact } = yield* Redactions
   const handshake: Handshake = {
     coreVersion: 1,
     appVersion: options.protocolVersions[options.protocolVersions.length - 1] ?? 1,
@@ -382,7 +392,7 @@ export const attach = Effect.fn("PluginProcess.attach")(function*(target: Reatta
     onStdio: (channel, data) => {
       const text = new TextDecoder().decode(data).trimEnd()
       if (text !== "") {
-        Effect.runForkWith(services)(Effect.logInfo(text).pipe(Effect.annotateLogs({ plugin: target.name, stream: channel })))
+        Effect.runForkWith(services)(Effect.logInfo(redact(text)).pipe(Effect.annotateLogs({ plugin: target.name, stream: channel })))
       }
     }
   })

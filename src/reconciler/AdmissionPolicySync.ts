@@ -39,6 +39,15 @@ export const desiredPolicies = Effect.fnUntraced(function*(namespace: string | u
 /** Whether an answer means the operator cannot manage policies here at all (no RBAC, or no such API). */
 const unmanageable = (e: KubeApiError) => e.code === 403 || e.code === 404
 
+/** What the operator says, once, when it cannot manage policies: why, and what to do about it. */
+export const unmanageableMessage = (e: KubeApiError): string =>
+  e.code === 404
+    ? `the API server does not serve ${PolicyKind} in ${AdmissionApiVersion} (HTTP 404 on ${e.request}): ` +
+      "Capability parameters are checked by the plugins only, after creation; to have the API server refuse them, " +
+      `run Kubernetes 1.30 or later, which serves ${AdmissionApiVersion} unless its --runtime-config turns it off; ` +
+      "the operator tries again at each plugin change"
+    : `the operator may not manage ValidatingAdmissionPolicies (${e.message}): Capability parameters are checked by the plugins only, after creation; grant it the rules \`halkyon manifests\` prints to have the API server refuse them`
+
 /**
  * Makes the sync, which remembers whether it said it cannot manage policies.
  * `namespace`: the one the operator serves, undefined when it serves all.
@@ -49,9 +58,7 @@ export const makeAdmissionPolicySync = (namespace: string | undefined) => {
     Effect.gen(function*() {
       if (saidUnmanageable) return
       saidUnmanageable = true
-      yield* Effect.logWarning(
-        `the operator may not manage ValidatingAdmissionPolicies (${e.message}): Capability parameters are checked by the plugins only, after creation; grant it the rules \`halkyon manifests\` prints to have the API server refuse them`
-      )
+      yield* Effect.logWarning(unmanageableMessage(e))
     })
 
   const sync = Effect.gen(function*() {

@@ -15,6 +15,9 @@
  *   an object no Capability references any more is dropped.
  * - `redact` removes every resolved value from a text the operator is about to
  *   write to a status, an Event or a log (a plugin's message may echo one).
+ * - It registers each Capability's resolved values in Redactions, which the
+ *   plugin host applies to every line a plugin writes, and drops them when
+ *   the Capability no longer references them.
  *
  * It does not watch (the controller does) and never logs a value.
  */
@@ -23,6 +26,7 @@ import type { Capability, Parameter } from "../api/Capability.ts"
 import type { KubeApiError } from "../kube/Errors.ts"
 import { type KubeApi, KubeClient } from "../kube/KubeClient.ts"
 import type { KubeObject } from "../kube/KubeObject.ts"
+import { Redactions, redactor } from "../plugin-host/Redactions.ts"
 
 export type ReferencedKind = "Secret" | "ConfigMap"
 export const ReferencedKinds: ReadonlyArray<ReferencedKind> = ["Secret", "ConfigMap"]
@@ -85,7 +89,7 @@ export type Resolution =
     readonly _tag: "Resolved"
     /** The Capability as the plugin sees it: references replaced by `{name, value}`. */
     readonly capability: KubeObject
-    /** Removes every resolved value from a text. */
+    /** Removes from a text every value resolved for it, and for any other Capability (Redactions). */
     readonly redact: (text: string) => string
   }
   | { readonly _tag: "NotFound"; readonly message: string }
@@ -106,15 +110,7 @@ const valueIn = (kind: ReferencedKind, object: KubeObject, key: string): string 
   return encoded === undefined ? undefined : Buffer.from(encoded, "base64").toString("utf8")
 }
 
-/** A value shorter than this is not searched for in messages: it would blank out ordinary words. */
-const RedactMinLength = 4
-export const Redacted = "[redacted]"
-
-const redactor = (values: ReadonlyArray<string>) => {
-  const secrets = [...new Set(values.filter((v) => v.length >= RedactMinLength))].sort((a, b) => b.length - a.length)
-  if (secrets.length === 0) return (text: string) => text
-  return (text: string) => secrets.reduce((t, v) => t.split(v).join(Redacted), text)
-}
+export { Redacted } from "../plugin-host/Redactions.ts"
 
 export class ParameterReferences extends Context.Service<ParameterReferences, {
   /**
@@ -139,18 +135,25 @@ export class ParameterReferences extends Context.Service<ParameterReferences, {
   /** How many objects are referenced, and how many of them have their data kept. */
   readonly size: () => { readonly referenced: number; readonly kept: number }
 }>()("halkyon/reconciler/ParameterReferences") {
-  /** Reads with `as` when given (the references' own identity), else with the operator's KubeClient. */
-  static readonly layer = (as?: (kube: KubeApi) => KubeApi) =>
+  /**
+   * Reads with `as` when given (the references' own identity), else with the
+   * operator's KubeClient; registers values in the Redactions it is given
+   * (the operator's: the one its plugin host reads).
+   */
+  static readonly layerNoDeps = (as?: (kube: KubeApi) => KubeApi) =>
     Layer.effect(
       ParameterReferences,
       Effect.gen(function*() {
         const kube = yield* KubeClient
-        return yield* make(as === undefined ? kube : as(kube))
+        return yield* make(as === undefined ? kube : as(kube), yield* Redactions)
       })
     )
+  /** With Redactions of its own (no plugin host reads them): for a reconciler under test. */
+  static readonly layer = (as?: (kube: KubeApi) => KubeApi) =>
+    ParameterReferences.layerNoDeps(as).pipe(Layer.provideMerge(Redactions.layer))
 }
 
-export const make = Effect.fnUntraced(function*(client: KubeApi) {
+export const make = Effect.fnUntraced(function*(client: KubeApi, redactions: Redactions["Service"]) {
   const kindsInUse = yield* Queue.unbounded<ReferencedKind>()
   const started = new Set<ReferencedKind>()
   const synced = new Set<ReferencedKind>()
@@ -221,7 +224,10 @@ export const make = Effect.fnUntraced(function*(client: KubeApi) {
     Effect.gen(function*() {
       const references = referencesOf(capability)
       track(key, references)
-      if (references.length === 0) return { _tag: "Resolved", capability: raw, redact: (text: string) => text } satisfies Resolution
+      if (references.length === 0) {
+        redactions.set(key, [])
+        return { _tag: "Resolved", capability: raw, redact: redactions.redact } satisfies Resolution
+      }
       const values = new Map<string, string>()
       for (const r of references) {
         const object = yield* read(r)
@@ -240,10 +246,14 @@ export const make = Effect.fnUntraced(function*(client: KubeApi) {
         }
         values.set(r.parameter, value)
       }
+      // Before the plugin sees them: whatever it logs from now on is redacted.
+      redactions.set(key, [...values.values()])
+      const own = redactor([...values.values()])
       return {
         _tag: "Resolved",
         capability: withValues(raw, (p) => values.get(p.name)),
-        redact: redactor([...values.values()])
+        // Its own values (short ones included), then every other Capability's: a plugin may echo another's.
+        redact: (text: string) => redactions.redact(own(text))
       } satisfies Resolution
     })
 
@@ -261,7 +271,10 @@ export const make = Effect.fnUntraced(function*(client: KubeApi) {
     return [...users]
   }
 
-  const forget = (key: string) => track(key, [])
+  const forget = (key: string) => {
+    track(key, [])
+    redactions.set(key, [])
+  }
 
   return ParameterReferences.of({
     resolve,

@@ -19,4 +19,12 @@ export const enumWithoutValues = (name: string) => `parameter ${name} is an enum
 export const boundsReversed = (name: string, minimum: number, maximum: number) =>
   `parameter ${name}: minimum ${minimum} is above maximum ${maximum}`
 export const badPattern = (name: string, pattern: string) => `parameter ${name}: pattern ${pattern} is not a regular expression`
+/**
+ * A pattern JavaScript takes and RE2 (the API server's CEL) refuses or reads
+ * otherwise. TypeScript only: the Go SDK compiles patterns with RE2 itself,
+ * so it says badPattern for those RE2 refuses.
+ */
+export const patternNotRe2 = (name: string, pattern: string, what: string) =>
+  `parameter ${name}: pattern ${pattern} uses ${what}, which RE2 does not take as JavaScript does; ` +
+  "the API server checks patterns with RE2 (CEL's matches): write it without lookaround, backreferences or that escape"
 export const defaultNotAllowed = (name: string, value: string, allowed: string) => `parameter ${name}: default "${value}" is not ${allowed}`

@@ -10,7 +10,7 @@
  */
 import type { Capability } from "../api/Capability.ts"
 import type { TypedObject } from "../kube/KubeObject.ts"
-import { allowedValues, invalidValue, type ParameterKind, unknownParameter, valueAllowed } from "../api/ParameterRules.ts"
+import { allowedValues, invalidValue, type ParameterKind, re2Problem, unknownParameter, valueAllowed } from "../api/ParameterRules.ts"
 import { graphProblem } from "../protocol/DependentGraph.ts"
 import * as Messages from "./DefinitionMessages.ts"
 
@@ -78,7 +78,8 @@ export interface ParameterDefinition {
   /**
    * An RE2 regular expression a "string" value must match; it matches
    * anywhere unless anchored with ^ and $. Keep to the syntax RE2 and
-   * JavaScript share (no lookaround, no backreferences).
+   * JavaScript share: definePlugin refuses lookaround, backreferences, a
+   * repeat count over 1000, `[]` and escapes the two read apart (`\u`, `\p`, `\A`…).
    */
   readonly pattern?: string
   /** Inclusive bounds of an "integer". */
@@ -295,6 +296,12 @@ const parameterProblems = (parameters: ReadonlyArray<ParameterDefinition>): Arra
         new RegExp(p.pattern)
       } catch {
         problems.push(Messages.badPattern(p.name, p.pattern))
+        continue
+      }
+      // JavaScript takes more than RE2: such a pattern would pass here and make the admission policy fail to apply.
+      const notRe2 = re2Problem(p.pattern)
+      if (notRe2 !== undefined) {
+        problems.push(Messages.patternNotRe2(p.name, p.pattern, notRe2))
         continue
       }
     }

@@ -23,6 +23,7 @@ import {
   createNamespace
 } from "../support/cluster.ts"
 import { eventually, pluginsFolder, testPlugin } from "../support/paths.ts"
+import { TypedParameterSchema } from "../support/typed-schema.ts"
 
 let cluster: Cluster
 let operator: Operator
@@ -102,16 +103,8 @@ describe("a plugin's declared parameters, enforced by the API server", () => {
     expect(binding.body.spec).toMatchObject({ policyName: "halkyon-database-postgres", validationActions: ["Deny"] })
     const info = await cluster.api("GET", "/apis/halkyon.io/v1beta1/capabilityinfos/database-postgres")
     expect(dig(info.body, "spec", "refuseUnknownParameters")).toBe(true)
-    expect(dig(info.body, "spec", "parameters", 0)).toEqual({
-      name: "DB_PORT",
-      required: false,
-      secret: false,
-      default: "5432",
-      type: "integer",
-      minimum: 1024,
-      maximum: 65535,
-      allowed: "an integer from 1024 to 65535"
-    })
+    // Every parameter's whole schema, as the API server stored it (TIER's values, DB_NAME's pattern, DB_PASSWORD secret…).
+    expect(dig(info.body, "spec", "parameters")).toEqual(TypedParameterSchema)
   })
 
   for (const c of refused) {

@@ -18,6 +18,7 @@ import { Effect, Layer, Logger, References } from "effect"
 import { PluginClient } from "../../src/plugin-client/PluginClient.ts"
 import { Metrics } from "../../src/metrics/Metrics.ts"
 import { launch, type LaunchOptions } from "../../src/plugin-host/PluginProcess.ts"
+import { Redactions } from "../../src/plugin-host/Redactions.ts"
 import { PluginLauncher } from "../../src/plugin-host/PluginLauncher.ts"
 import { launchFailure, launchOptions, pluginFile, withPlugin } from "../support/launch.ts"
 import { addPlugin, builtPlugin, bun, eventually, pluginsFolder, processesMatching, root, testPlugin } from "../support/paths.ts"
@@ -83,6 +84,7 @@ const launchLogging = async (path: string, options: LaunchOptions) => {
         Layer.mergeAll(
           PluginClient.layer.pipe(Layer.provide(Metrics.layer)),
           PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)),
+          Redactions.layer,
           collect
         )
       ),

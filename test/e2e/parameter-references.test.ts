@@ -7,13 +7,18 @@
  * CRD's CEL rule); a password from a secretKeyRef reaches the binding Secret;
  * an update of the referenced Secret reaches it within 5 s; a reference to a
  * Secret that does not exist yet is ParameterReferenceNotFound, naming the
- * parameter, Secret and key, and recovers when it is created; and no
- * password appears in any Capability status, Event or line the operator
- * (and its plugin) logged during the test.
+ * parameter, Secret and key, and recovers when it is created; a
+ * configMapKeyRef value reaches the plugin, and a change of the ConfigMap
+ * reaches the plugin's output within 5 s; and no password appears in any
+ * Capability status, Event or line the operator (and its plugins) logged
+ * during the test, the operator logging at debug level. The `leaky` fixture
+ * plugin logs the secret it was given on every channel it has (hclog JSON
+ * message and fields, plain stderr, stdout): the operator relays those lines
+ * redacted.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test"
 import { capabilityPath, type Cluster, dig, type Operator, readyOf, startWithPostgres } from "../support/cluster.ts"
-import { eventually } from "../support/paths.ts"
+import { eventually, testPlugin } from "../support/paths.ts"
 
 let cluster: Cluster
 let operator: Operator
@@ -21,10 +26,12 @@ let stop: () => Promise<void>
 
 const ns = "refs"
 // Distinct, unguessable-looking values: any occurrence in a status, Event or log is a leak.
-const Passwords = ["pw-first-7d1c9e", "pw-rotated-4b82fa", "pw-late-0e6d33"] as const
+const Passwords = ["pw-first-7d1c9e", "pw-rotated-4b82fa", "pw-late-0e6d33", "tok-leaky-5a90c2"] as const
+const Token = Passwords[3]
 
 beforeAll(async () => {
-  ;({ cluster, operator, stop } = await startWithPostgres(ns))
+  // At debug level, every line a plugin writes is relayed: the strictest check that none carries a value.
+  ;({ cluster, operator, stop } = await startWithPostgres(ns, { plugins: [testPlugin("leaky.js")], debug: true }))
 }, 120_000)
 
 afterAll(async () => {
@@ -139,6 +146,66 @@ test("a Secret that does not exist yet: ParameterReferenceNotFound naming parame
     )
   )
     .toBe(true)
+})
+
+const configMapPath = (name = "") => `/api/v1/namespaces/${ns}/configmaps${name === "" ? "" : `/${name}`}`
+
+/** SETTING in the ConfigMap the leaky plugin wrote; undefined until it exists. */
+const echoedSetting = async (capability: string) => {
+  const c = await cluster.api("GET", configMapPath(`${capability}-echo`))
+  return c.status === 200 ? dig<string>(c.body, "data", "SETTING") : undefined
+}
+
+test("a configMapKeyRef value reaches the plugin; a change of the ConfigMap reaches its output within 5 s", async () => {
+  const settings = await cluster.api("POST", configMapPath(), {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: { name: "leaky-settings" },
+    data: { setting: "first-setting" }
+  })
+  expect(settings.status).toBe(201)
+  await createSecret("leaky-token", Token)
+  const created = await cluster.api("POST", capabilityPath(ns), {
+    apiVersion: "halkyon.io/v1beta1",
+    kind: "Capability",
+    metadata: { name: "echo" },
+    spec: {
+      category: "echo",
+      type: "leaky",
+      version: "1",
+      parameters: [
+        { name: "TOKEN", valueFrom: { secretKeyRef: { name: "leaky-token", key: "password" } } },
+        { name: "SETTING", valueFrom: { configMapKeyRef: { name: "leaky-settings", key: "setting" } } }
+      ]
+    }
+  })
+  expect(created.status).toBe(201)
+  expect(await eventually(async () => (await echoedSetting("echo")) === "first-setting", 20_000)).toBe(true)
+
+  const patched = await cluster.api(
+    "PATCH",
+    configMapPath("leaky-settings"),
+    { data: { setting: "second-setting" } },
+    "application/merge-patch+json"
+  )
+  expect(patched.status).toBe(200)
+  const t0 = performance.now()
+  const reached = await eventually(async () => (await echoedSetting("echo")) === "second-setting", 5_000, 50)
+  console.log(
+    `the updated ConfigMap value reached the plugin's output ${Math.round(performance.now() - t0)} ms after the ConfigMap's update`
+  )
+  expect(reached).toBe(true)
+})
+
+test("the token the leaky plugin logs on every channel reaches the operator's log redacted", async () => {
+  // Each channel's line arrived, relayed, with the value replaced.
+  const relayed = (text: string) => operator.logs.some((l) => l.includes(text) && l.includes("[redacted]"))
+  const channels = ["leaky plugin got token", "leaky plugin plain token=", "leaky plugin debug token=", "leaky plugin stdout token="]
+  expect(await eventually(() => channels.every(relayed), 20_000)).toBe(true)
+  // The hclog line's fields, nested ones included.
+  const fields = operator.logs.find((l) => l.includes("leaky plugin got token")) ?? ""
+  expect(fields).toContain("plugin_fields")
+  expect(operator.logs.join("\n")).not.toContain(Token)
 })
 
 test("no password appears in any Capability's status, any Event, or the operator's log", async () => {

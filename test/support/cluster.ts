@@ -9,7 +9,7 @@ import { adminRequest, type ApiResponse } from "./control-plane/admin-api.ts"
 import { ensureKubectl } from "./control-plane/build.ts"
 import { type ControlPlane, type StartOptions, startControlPlane } from "./control-plane/start.ts"
 import { capabilityCrd, capabilityInfoCrd, serviceBindingCrd, workloadResourceMappingCrd } from "../../src/api/Crds.ts"
-import { builtPlugin, eventually, root } from "./paths.ts"
+import { addPlugin, builtPlugin, eventually, root } from "./paths.ts"
 
 export type { ApiResponse }
 
@@ -258,16 +258,20 @@ export const createNamespace = async (cluster: Cluster, name: string) => {
 /**
  * A control plane with namespace `ns`, and the compiled operator running
  * with the postgres plugin's bundle in a plugins folder of its own
- * (HALKYON_TEST_LOGS=1: debug logs). `stop` undoes all three.
+ * (HALKYON_TEST_LOGS=1 or `debug`: debug logs), beside copies of `plugins`
+ * (paths). `stop` undoes all three.
  */
-export const startWithPostgres = async (ns: string) => {
+export const startWithPostgres = async (
+  ns: string,
+  options: { readonly plugins?: ReadonlyArray<string>; readonly debug?: boolean } = {}
+) => {
   const cluster = await startCluster()
   await createNamespace(cluster, ns)
   const pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-operator-plugins-"))
   copyFileSync(builtPlugin("postgres.js"), join(pluginsDir, "postgres.js"))
-  const operator = await untilReady(
-    startOperator(cluster, pluginsDir, process.env.HALKYON_TEST_LOGS === "1" ? ["--log-level", "debug"] : [])
-  )
+  for (const plugin of options.plugins ?? []) addPlugin(pluginsDir, plugin)
+  const debug = options.debug === true || process.env.HALKYON_TEST_LOGS === "1"
+  const operator = await untilReady(startOperator(cluster, pluginsDir, debug ? ["--log-level", "debug"] : []))
   const stop = async () => {
     await operator.stop()
     await cluster.plane.stop()

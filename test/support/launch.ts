@@ -6,6 +6,7 @@ import { Metrics } from "../../src/metrics/Metrics.ts"
 import { type LaunchedPlugin, type LaunchOptions, launch } from "../../src/plugin-host/PluginProcess.ts"
 import { classify, type PluginFile } from "../../src/plugin-host/PluginFiles.ts"
 import { PluginLauncher } from "../../src/plugin-host/PluginLauncher.ts"
+import { Redactions } from "../../src/plugin-host/Redactions.ts"
 
 export const launchOptions = (overrides: Partial<LaunchOptions> = {}): LaunchOptions => ({
   handshakeTimeoutMs: 5_000,
@@ -32,6 +33,7 @@ export const withPlugin = <A>(path: string, options: LaunchOptions, body: (plugi
         Layer.mergeAll(
           PluginClient.layer.pipe(Layer.provide(Metrics.layer)),
           PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)),
+          Redactions.layer,
           quiet
         )
       )
@@ -46,6 +48,7 @@ export const launchFailure = async (path: string, options: LaunchOptions) => {
         Layer.mergeAll(
           PluginClient.layer.pipe(Layer.provide(Metrics.layer)),
           PluginLauncher.local.pipe(Layer.provide(NodeServices.layer)),
+          Redactions.layer,
           quiet
         )
       ),

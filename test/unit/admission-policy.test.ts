@@ -99,7 +99,7 @@ group("the policy's CEL", () => {
     for (const c of single) expect(messages).toContain(c.errors[0] ?? "")
   })
 
-  test("an old plugin's parameters (no type) are any string: only the version and required ones are checked", () => {
+  test("an old plugin's parameters (no type) are any string, a secret one given literally included: only the version and required ones are checked", () => {
     const old: PluginDescription = {
       ...description,
       refuseUnknownParameters: false,
@@ -108,7 +108,6 @@ group("the policy's CEL", () => {
         type: 0,
         pattern: "",
         allowedValues: [],
-        secret: false,
         required: p.name === "DB_NAME"
       }))
         .map(({ minimum: _min, maximum: _max, ...p }) => p)
@@ -129,11 +128,24 @@ group("the policy's CEL", () => {
   })
 })
 
-/** An API holding objects by kind and name; `forbidden` refuses every call with 403. */
-const fakeApi = (store: Map<string, KubeObject>, forbidden: () => boolean) => {
+/**
+ * An API holding objects by kind and name. `refusing` says how every call is
+ * refused, if it is: 403, as RBAC without the rules; 404, as an API server
+ * that does not serve admissionregistration.k8s.io/v1 (KubeClient's discovery
+ * answers so before any request).
+ */
+const fakeApi = (store: Map<string, KubeObject>, refusing: () => 403 | 404 | undefined) => {
   const unused = () => Effect.die(new Error("not used by the sync"))
   const refusal = (request: string) =>
-    new KubeApiError({ code: 403, reason: "Forbidden", detail: "User \"op\" cannot list resource", request })
+    refusing() === 404
+      ? new KubeApiError({
+        code: 404,
+        reason: "NotFound",
+        detail: "the server has no kind ValidatingAdmissionPolicy in admissionregistration.k8s.io/v1 (is its CRD installed?)",
+        request: "discover admissionregistration.k8s.io/v1"
+      })
+      : new KubeApiError({ code: 403, reason: "Forbidden", detail: "User \"op\" cannot list resource", request })
+  const forbidden = () => refusing() !== undefined
   const api: KubeClient["Service"] = KubeClient.of({
     namespaced: unused,
     impersonating: () => api,
@@ -169,7 +181,7 @@ const plugin = (name: string, category: string, type: string): PluginDescription
 group("the policy sync", () => {
   test("one policy and binding per served type, removed with its plugin; a forbidden API is said once", async () => {
     const store = new Map<string, KubeObject>()
-    let forbidden = false
+    let refusing: 403 | undefined
     const logged: Array<string> = []
     const logger = Logger.make(({ message }) => void logged.push(String(Array.isArray(message) ? message[0] : message)))
     await Effect.runPromise(
@@ -192,11 +204,50 @@ group("the policy sync", () => {
           "ValidatingAdmissionPolicy/halkyon-database-postgres",
           "ValidatingAdmissionPolicyBinding/halkyon-database-postgres"
         ])
-        forbidden = true
+        refusing = 403
         yield* sync
         yield* sync
         expect(logged.filter((l) => l.includes("may not manage ValidatingAdmissionPolicies"))).toHaveLength(1)
-      }).pipe(Effect.provide(Layer.mergeAll(PluginRegistry.layer, fakeApi(store, () => forbidden))), Effect.provide(Logger.layer([logger])))
+        expect(logged.find((l) => l.includes("may not manage"))).toContain("grant it the rules `halkyon manifests` prints")
+      }).pipe(Effect.provide(Layer.mergeAll(PluginRegistry.layer, fakeApi(store, () => refusing))), Effect.provide(Logger.layer([logger])))
+    )
+  })
+
+  test("an API server that does not serve admissionregistration.k8s.io/v1 (404): said once, with what to do; then it recovers", async () => {
+    const store = new Map<string, KubeObject>()
+    let refusing: 404 | undefined = 404
+    const logged: Array<string> = []
+    const logger = Logger.make(({ message }) => void logged.push(String(Array.isArray(message) ? message[0] : message)))
+    await Effect.runPromise(
+      Effect.gen(function*() {
+        const registry = yield* PluginRegistry
+        const sync = makeAdmissionPolicySync(undefined)
+        yield* registry.register("pgfix", plugin("pgfix", "database", "postgres"), {} as PluginConnection)
+        // Not a failure: the plugins' own checks stand in, and the sync completes.
+        yield* sync
+        yield* sync
+        const said = logged.filter((l) => l.includes("ValidatingAdmissionPolic"))
+        expect(said).toEqual([
+          "the API server does not serve ValidatingAdmissionPolicy in admissionregistration.k8s.io/v1 " +
+          "(HTTP 404 on discover admissionregistration.k8s.io/v1): Capability parameters are checked by the plugins only, " +
+          "after creation; to have the API server refuse them, run Kubernetes 1.30 or later, which serves " +
+          "admissionregistration.k8s.io/v1 unless its --runtime-config turns it off; the operator tries again at each plugin change"
+        ])
+        // Not RBAC's advice, nor the discovery's guess about a CRD.
+        expect(said[0]).not.toContain("grant")
+        expect(said[0]).not.toContain("CRD")
+        expect(store.size).toBe(0)
+        // The API server is upgraded: the next sync applies the policy, and a later loss is said again.
+        refusing = undefined
+        yield* sync
+        expect([...store.keys()].sort()).toEqual([
+          "ValidatingAdmissionPolicy/halkyon-database-postgres",
+          "ValidatingAdmissionPolicyBinding/halkyon-database-postgres"
+        ])
+        refusing = 404
+        yield* sync
+        expect(logged.filter((l) => l.includes("does not serve"))).toHaveLength(2)
+      }).pipe(Effect.provide(Layer.mergeAll(PluginRegistry.layer, fakeApi(store, () => refusing))), Effect.provide(Logger.layer([logger])))
     )
   })
 })

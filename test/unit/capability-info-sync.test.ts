@@ -1,9 +1,12 @@
 /**
  * CapabilityInfo sync against an in-memory API (apply, list by label
  * selector, delete): two operators serving different namespaces never delete
- * each other's, and one CapabilityInfo that cannot be applied never stops the others.
+ * each other's, one CapabilityInfo that cannot be applied never stops the
+ * others, and each parameter's whole schema is published.
  */
 import { expect, test } from "bun:test"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
 import { Effect, Layer, Logger } from "effect"
 import type { PluginDescription } from "../../src/gen/halkyon/capability/v1/capability.ts"
 import { KubeApiError } from "../../src/kube/Errors.ts"
@@ -12,6 +15,9 @@ import type { KubeObject } from "../../src/kube/KubeObject.ts"
 import type { PluginConnection } from "../../src/plugin-client/PluginClient.ts"
 import { instanceSelector, syncCapabilityInfos } from "../../src/reconciler/CapabilityInfoSync.ts"
 import { PluginRegistry } from "../../src/registry/PluginRegistry.ts"
+import { describe as describePlugin } from "../../src/sdk/CapabilityService.ts"
+import { definePlugin, type PluginDefinition } from "../../src/sdk/Plugin.ts"
+import { TypedParameterSchema } from "../support/typed-schema.ts"
 
 const description = (category: string, type: string): PluginDescription => ({
   name: type,
@@ -106,4 +112,15 @@ test("one CapabilityInfo the API refuses: the others are applied, and stale ones
     (o) => o.metadata.name === "cache-redis"
   )
   expect([...store.keys()]).toEqual(["database-postgres"])
+})
+
+test("the typed plugin's parameters are published whole: every parameter, its type, values, pattern, bounds, secret, default, allowed", async () => {
+  const typed = (JSON.parse(readFileSync(join(import.meta.dir, "../../go/sdk/testdata/validity.json"), "utf8")) as {
+    typed: { plugin: Omit<PluginDefinition, "dependents"> }
+  }).typed
+  const store = new Map<string, KubeObject>()
+  await operator(store, undefined, [describePlugin(definePlugin({ ...typed.plugin, dependents: [] }))])
+  const spec = store.get("database-postgres")?.spec as { parameters?: unknown; refuseUnknownParameters?: unknown } | undefined
+  expect(spec?.parameters).toEqual(TypedParameterSchema)
+  expect(spec?.refuseUnknownParameters).toBe(true)
 })

@@ -18,6 +18,7 @@ import type { KubeClient } from "../../src/kube/KubeClient.ts"
 import type { KubeObject } from "../../src/kube/KubeObject.ts"
 import { Metrics } from "../../src/metrics/Metrics.ts"
 import type { PluginConnection } from "../../src/plugin-client/PluginClient.ts"
+import { make as makeRedactions, Redactions } from "../../src/plugin-host/Redactions.ts"
 import { startController } from "../../src/reconciler/CapabilityController.ts"
 import {
   make as makeReferences,
@@ -59,7 +60,9 @@ interface World {
   /** The Capabilities the plugin was shown (checkValidity's argument). */
   readonly shown: Array<KubeObject>
   readonly reconciler: Reconciler["Service"]
-  readonly context: Context.Context<Reconciler | ParameterReferences | PluginRegistry | ObjectCache | PluginIdentity | KubeClient>
+  readonly context: Context.Context<
+    Reconciler | ParameterReferences | Redactions | PluginRegistry | ObjectCache | PluginIdentity | KubeClient
+  >
   readonly logs: Array<string>
 }
 
@@ -169,6 +172,67 @@ describe("a parameter by reference", () => {
         expect(w.logs.join("\n")).toContain(Redacted)
       })
     ))
+
+  test("a plugin that echoes another Capability's value in this one's message: redacted too", () =>
+    run((w) =>
+      Effect.gen(function*() {
+        yield* w.kube.client.create(secret({ password: Password }))
+        yield* w.kube.client.create(capability([fromSecret]))
+        yield* w.reconciler.reconcile("shop/db")
+        // Another Capability, with no reference of its own, whose plugin quotes the first one's password.
+        const other = { ...capability([{ name: "DB_USER", value: "app" }]), metadata: { name: "other", namespace: "shop" } }
+        yield* w.kube.client.create(other)
+        w.plugin.behaviour.validity = [`parameter DB_PASSWORD "${Password}" is already used by shop/db`]
+        yield* w.reconciler.reconcile("shop/other")
+        const status = yield* w.kube.client.get({ ...capabilityRef, name: "other" })
+        const ready = (status as { status?: CapabilityStatus }).status?.conditions?.find((c) => c.type === "Ready")
+        expect(ready?.message).toBe(`parameter DB_PASSWORD "${Redacted}" is already used by shop/db`)
+        expect(JSON.stringify(status)).not.toContain(Password)
+        expect(w.logs.join("\n")).not.toContain(Password)
+      })
+    ))
+
+  test("the resolved values go to Redactions (what the plugin host applies to a plugin's output) until no Capability references them", () =>
+    run((w) =>
+      Effect.gen(function*() {
+        const redactions = Context.get(w.context, Redactions)
+        const plugin = `plugin line: the password is ${Password}`
+        yield* w.kube.client.create(secret({ password: Password }))
+        yield* w.kube.client.create(capability([fromSecret]))
+        // Before the Capability is reconciled nothing is known to redact.
+        expect(redactions.redact(plugin)).toBe(plugin)
+        yield* w.reconciler.reconcile("shop/db")
+        expect(redactions.redact(plugin)).toBe(`plugin line: the password is ${Redacted}`)
+        // The Secret changes: the new value replaces the old one.
+        yield* w.kube.client.mergePatch(
+          { apiVersion: "v1", kind: "Secret", namespace: "shop", name: "db-credentials" },
+          { data: { password: b64(NewPassword) } },
+          "kubectl-edit"
+        )
+        yield* w.reconciler.reconcile("shop/db")
+        expect(redactions.redact(`${Password} ${NewPassword}`)).toBe(`${Password} ${Redacted}`)
+        expect(redactions.size()).toEqual({ owners: 1, values: 1 })
+        // The Capability gives up the reference: nothing is held for it.
+        // As the Capability informer would: the reconciler reads the Capability from the cache.
+        const edit = (parameters: ReadonlyArray<Record<string, unknown>>) =>
+          Effect.map(
+            w.kube.client.mergePatch(capabilityRef, { spec: { parameters } }, "kubectl-edit"),
+            (o) => void Context.get(w.context, ObjectCache).put(o)
+          )
+        yield* edit([{ name: "DB_USER", value: "admin" }])
+        yield* w.reconciler.reconcile("shop/db")
+        expect(redactions.size()).toEqual({ owners: 0, values: 0 })
+        // Referenced again, then deleted: dropped too.
+        yield* edit([fromSecret])
+        yield* w.reconciler.reconcile("shop/db")
+        expect(redactions.size()).toEqual({ owners: 1, values: 1 })
+        yield* w.kube.client.delete(capabilityRef)
+        // Its finalizer holds it, marked for deletion: the informer would show that.
+        Context.get(w.context, ObjectCache).put(yield* w.kube.client.get(capabilityRef))
+        yield* w.reconciler.reconcile("shop/db")
+        expect(redactions.size()).toEqual({ owners: 0, values: 0 })
+      })
+    ))
 })
 
 describe("the controller watches what parameters reference", () => {
@@ -211,13 +275,50 @@ describe("the controller watches what parameters reference", () => {
         expect(yield* everythingSaid(w).pipe(Effect.orElseSucceed(() => w.logs.join("\n")))).not.toContain(Password)
       })
     ))
+
+  test("a ConfigMap referenced by configMapKeyRef is watched: created later, then changed, each reaches the plugin", () =>
+    run((w) =>
+      Effect.gen(function*() {
+        const settings = (user: string): KubeObject => ({
+          apiVersion: "v1",
+          kind: "ConfigMap",
+          metadata: { name: "db-settings", namespace: "shop" },
+          data: { user }
+        })
+        const controller = yield* started(w)
+        yield* controller.awaitSynced
+        yield* w.kube.client.create(capability([{ name: "DB_USER", valueFrom: { configMapKeyRef: { name: "db-settings", key: "user" } } }]))
+        yield* until(async () => (await reason(w)) === "ParameterReferenceNotFound", "ParameterReferenceNotFound")
+        expect((yield* readyOf(w))?.message).toContain(
+          "parameter DB_USER: ConfigMap shop/db-settings, key user: the ConfigMap does not exist"
+        )
+        yield* w.kube.client.create(settings("app"))
+        yield* until(async () => (await reason(w)) === "Ready", "Ready once the ConfigMap exists")
+        expect(parametersShown(w)).toEqual([{ name: "DB_USER", value: "app" }])
+        const reconcilesBefore = w.shown.length
+        yield* w.kube.client.mergePatch(
+          { apiVersion: "v1", kind: "ConfigMap", namespace: "shop", name: "db-settings" },
+          { data: { user: "reporting" } },
+          "kubectl-edit"
+        )
+        yield* until(() => JSON.stringify(parametersShown(w)).includes("reporting"), "the new value reaches the plugin")
+        expect(w.shown.length).toBeGreaterThan(reconcilesBefore)
+        // Only the referenced ConfigMap is kept; a change of another one reconciles nothing.
+        const references = Context.get(w.context, ParameterReferences)
+        expect(references.size()).toEqual({ referenced: 1, kept: 1 })
+        const shownBefore = w.shown.length
+        yield* w.kube.client.create({ ...settings("x"), metadata: { name: "unrelated", namespace: "shop" } })
+        expect(references.size()).toEqual({ referenced: 1, kept: 1 })
+        expect(w.shown.length).toBe(shownBefore)
+      })
+    ))
 })
 
 describe("the references' index", () => {
   test("a read older than what the watch last showed is not kept; a watch event drops what was kept", () =>
     Effect.runPromise(Effect.gen(function*() {
       const kube = makeFakeKube()
-      const references = yield* makeReferences(kube.client)
+      const references = yield* makeReferences(kube.client, makeRedactions())
       references.markSynced("Secret")
       const created = yield* kube.client.create(secret({ password: Password }))
       const c = Schema.decodeUnknownSync(Capability)(capability([fromSecret]))
