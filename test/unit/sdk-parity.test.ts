@@ -19,6 +19,7 @@ import {
   type PluginDefinition,
   type TypeDefinition
 } from "../../src/sdk/Plugin.ts"
+import { thrownMessage } from "../support/thrown.ts"
 
 interface Declaration {
   readonly name: string
@@ -61,16 +62,6 @@ const capability = (spec: unknown) =>
     JSON.stringify({ apiVersion: "halkyon.io/v1beta1", kind: "Capability", metadata: { name: "sessions", namespace: "shop" }, spec })
   )
 
-/** The message `f` throws with, exactly. */
-const thrown = (f: () => unknown): string => {
-  try {
-    f()
-  } catch (error) {
-    return error instanceof Error ? error.message : String(error)
-  }
-  return "(nothing was thrown)"
-}
-
 describe("the TypeScript SDK says what the Go SDK says", () => {
   const plugin = definePlugin(toPlugin(fixtures.plugin))
 
@@ -82,13 +73,13 @@ describe("the TypeScript SDK says what the Go SDK says", () => {
 
   for (const u of fixtures.unknownDependents) {
     test(`an unknown dependent "${u.id}" is named with the known ones`, () => {
-      expect(thrown(() => findDependent(plugin, u.id))).toBe(u.message)
+      expect(thrownMessage(() => findDependent(plugin, u.id))).toBe(u.message)
     })
   }
 
   for (const d of fixtures.definitions) {
     test(`a declaration with mistakes: ${d.name}`, () => {
-      expect(thrown(() => definePlugin(toPlugin(d.plugin)))).toBe(d.error)
+      expect(thrownMessage(() => definePlugin(toPlugin(d.plugin)))).toBe(d.error)
     })
   }
 
@@ -122,7 +113,7 @@ describe("the binding entries helpers agree: checkBindingEntries and Go's CheckB
   for (const c of bindingFixtures.cases) {
     test(c.name, () => {
       expect(checkBindingEntries(c.entries)).toEqual([...c.problems])
-      const error = thrown(() => bindingEntries(c.entries as unknown as BindingEntries))
+      const error = thrownMessage(() => bindingEntries(c.entries as unknown as BindingEntries))
       expect(error).toBe(
         c.problems.length === 0 ? "(nothing was thrown)" : `binding entries break the Service Binding spec: ${c.problems.join("; ")}`
       )

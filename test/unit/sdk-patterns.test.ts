@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { re2Problem } from "../../src/api/ParameterRules.ts"
 import { definePlugin } from "../../src/sdk/Plugin.ts"
+import { thrownMessage } from "../support/thrown.ts"
 
 const cases = JSON.parse(readFileSync(join(import.meta.dir, "../../go/sdk/testdata/patterns.json"), "utf8")) as {
   readonly refusedByRe2: ReadonlyArray<string>
@@ -25,22 +26,13 @@ const withPattern = (pattern: string) => () =>
     dependents: []
   })
 
-const thrown = (f: () => unknown): string => {
-  try {
-    f()
-  } catch (error) {
-    return error instanceof Error ? error.message : String(error)
-  }
-  return "(nothing was thrown)"
-}
-
 describe("patterns outside RE2 are refused at definition", () => {
   for (const pattern of [...cases.refusedByRe2, ...cases.readOtherwise]) {
     test(`${pattern}: JavaScript takes it, definePlugin does not`, () => {
       expect(() => new RegExp(pattern)).not.toThrow()
       const what = re2Problem(pattern)
       expect(what).toBeString()
-      expect(thrown(withPattern(pattern))).toBe(
+      expect(thrownMessage(withPattern(pattern))).toBe(
         `invalid plugin definition: parameter P: pattern ${pattern} uses ${what}, which RE2 does not take as JavaScript does; ` +
           "the API server checks patterns with RE2 (CEL's matches): write it without lookaround, backreferences or that escape"
       )
