@@ -52,29 +52,26 @@ export const makeWorkQueue = Effect.fnUntraced(function*(
   const failures = makeKeyedBackoff(backoff.baseMs, backoff.maxMs)
   const scheduled = new Map<string, number>()
   const scope = yield* Effect.scope
-  // A ready key is dirty and not being processed (one added meanwhile is queued when its worker is done).
-  const sizes = (): QueueSizes => {
-    let waiting = 0
-    for (const key of dirty) if (!processing.has(key)) waiting++
-    let pending = dirty.size + processing.size
-    for (const key of processing) if (dirty.has(key)) pending--
-    for (const key of scheduled.keys()) if (!dirty.has(key) && !processing.has(key)) pending++
-    return { waiting, pending }
-  }
+  // Kept per key as it changes, so that sizes cost nothing however many keys there are. A ready key is dirty
+  // and not being processed (one added meanwhile is queued when its worker is done).
+  const waitingKeys = new Set<string>()
+  const unfinished = new Set<string>()
   let last: QueueSizes = { waiting: 0, pending: 0 }
-  const changed = () => {
-    if (onChange === undefined) return
-    const now = sizes()
-    if (now.waiting === last.waiting && now.pending === last.pending) return
-    last = now
-    onChange(now)
+  const touch = (key: string) => {
+    if (dirty.has(key) && !processing.has(key)) waitingKeys.add(key)
+    else waitingKeys.delete(key)
+    if (dirty.has(key) || processing.has(key) || scheduled.has(key)) unfinished.add(key)
+    else unfinished.delete(key)
+    if (onChange === undefined || (waitingKeys.size === last.waiting && unfinished.size === last.pending)) return
+    last = { waiting: waitingKeys.size, pending: unfinished.size }
+    onChange(last)
   }
 
   const add = (key: string) =>
     Effect.suspend(() => {
       if (dirty.has(key)) return Effect.void
       dirty.add(key)
-      changed()
+      touch(key)
       return processing.has(key) ? Effect.void : Queue.offer(ready, key).pipe(Effect.asVoid)
     })
 
@@ -86,7 +83,7 @@ export const makeWorkQueue = Effect.fnUntraced(function*(
       const existing = scheduled.get(key)
       if (existing !== undefined && existing <= at) return
       scheduled.set(key, at)
-      changed()
+      touch(key)
       return yield* Effect.sleep(Duration.millis(delayMs)).pipe(
         Effect.andThen(
           Effect.suspend(() => {
@@ -94,7 +91,7 @@ export const makeWorkQueue = Effect.fnUntraced(function*(
             // Added before it leaves the schedule, so that it never looks finished in between.
             return add(key).pipe(Effect.andThen(Effect.sync(() => {
               scheduled.delete(key)
-              changed()
+              touch(key)
             })))
           })
         ),
@@ -115,7 +112,7 @@ export const makeWorkQueue = Effect.fnUntraced(function*(
       Effect.sync(() => {
         processing.add(key)
         dirty.delete(key)
-        changed()
+        touch(key)
       })
     )
   )
@@ -123,7 +120,7 @@ export const makeWorkQueue = Effect.fnUntraced(function*(
   const done = (key: string) =>
     Effect.suspend(() => {
       processing.delete(key)
-      changed()
+      touch(key)
       return dirty.has(key) ? Queue.offer(ready, key).pipe(Effect.asVoid) : Effect.void
     })
 
@@ -135,6 +132,6 @@ export const makeWorkQueue = Effect.fnUntraced(function*(
     take,
     done,
     depth: Queue.size(ready),
-    pending: Effect.sync(() => sizes().pending)
+    pending: Effect.sync(() => unfinished.size)
   }
 })
