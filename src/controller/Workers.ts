@@ -34,7 +34,6 @@ export interface WorkersOptions<E extends { readonly message: string }> {
   readonly reconcile: (key: string) => Effect.Effect<ReconcileResult, E>
   /** Told of every reconcile, for metrics. */
   readonly onReconciled?: ((outcome: ReconcileOutcome, seconds: number) => void) | undefined
-  readonly onQueueDepth?: ((depth: number) => void) | undefined
 }
 
 /**
@@ -108,7 +107,6 @@ export const runWorkers = Effect.fnUntraced(function*<E extends { readonly messa
         options.onReconciled?.("error", seconds)
       }
       yield* queue.done(key)
-      options.onQueueDepth?.(yield* queue.depth)
     })
   )
   for (let i = 0; i < options.concurrency; i++) yield* Effect.forever(worker).pipe(Effect.forkScoped)

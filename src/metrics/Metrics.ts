@@ -245,6 +245,8 @@ export class Metrics extends Context.Service<Metrics, {
   readonly reconciled: (result: ReconcileResult, seconds: number) => void
   /** Sets how many Capabilities wait in the work queue. */
   readonly queueDepth: (depth: number) => void
+  /** Sets how many Capabilities the work queue has not finished: waiting, being reconciled, or scheduled to be again. */
+  readonly queuePending: (pending: number) => void
   readonly pluginRestarted: (plugin: string) => void
   /** A replaced plugin file that could not start; the previous version kept serving. */
   readonly pluginReplaceFailed: (plugin: string) => void
@@ -283,6 +285,10 @@ export const makeMetrics = (): Metrics["Service"] => {
     reconcileBuckets
   )
   const queueDepth = registry.gauge("halkyon_workqueue_depth", "Capabilities waiting in the work queue.")
+  const queuePending = registry.gauge(
+    "halkyon_workqueue_pending",
+    "Capabilities the work queue has not finished with: waiting, being reconciled, or scheduled to be reconciled again (requeue, retry backoff)."
+  )
   const pluginRestarts = registry.counter(
     "halkyon_plugin_restarts_total",
     "Plugin restarts after the plugin exited or stopped answering.",
@@ -335,6 +341,7 @@ export const makeMetrics = (): Metrics["Service"] => {
       reconcileDuration.observe({}, seconds)
     },
     queueDepth: (depth) => queueDepth.set({}, depth),
+    queuePending: (pending) => queuePending.set({}, pending),
     pluginRestarted: (plugin) => pluginRestarts.inc({ plugin }),
     pluginReplaceFailed: (plugin) => pluginReplaceFailures.inc({ plugin }),
     pluginCall: (plugin, method, seconds) => pluginCallDuration.observe({ plugin, method }, seconds),

@@ -178,7 +178,10 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
       concurrency: options.concurrency,
       shutdownTimeoutMs: options.gracefulShutdownTimeoutMs,
       onReconciled: metrics.reconciled,
-      onQueueDepth: metrics.queueDepth
+      onQueue: (sizes) => {
+        metrics.queueDepth(sizes.waiting)
+        metrics.queuePending(sizes.pending)
+      }
     })
     let bindingFence: Effect.Effect<void> = Effect.void
     if (options.serviceBinding !== false) {

@@ -38,7 +38,7 @@ import { CapabilityLabel, FieldManager } from "./DependentRules.ts"
 import { Reconciler } from "./Reconciler.ts"
 import { ObjectCache } from "../controller/ObjectCache.ts"
 import { type ReconcileOutcome, runWorkers } from "../controller/Workers.ts"
-import { makeWorkQueue } from "../controller/WorkQueue.ts"
+import { makeWorkQueue, type QueueSizes } from "../controller/WorkQueue.ts"
 
 export interface ControllerOptions {
   /** Only this namespace; all namespaces when undefined. */
@@ -48,7 +48,8 @@ export interface ControllerOptions {
   readonly shutdownTimeoutMs: number
   /** Told of every reconcile, for metrics. */
   readonly onReconciled?: (result: ReconcileOutcome, seconds: number) => void
-  readonly onQueueDepth?: (depth: number) => void
+  /** Told of the work queue's sizes whenever they change, for metrics. */
+  readonly onQueue?: (sizes: QueueSizes) => void
 }
 
 export interface RunningController {
@@ -84,7 +85,7 @@ export const startController = Effect.fn("CapabilityController.start")(function*
   const cache = yield* ObjectCache
   const services = yield* Effect.context<KubeClient | PluginRegistry>()
   const identity = yield* PluginIdentity
-  const queue = yield* makeWorkQueue({ baseMs: 200, maxMs: 60_000 })
+  const queue = yield* makeWorkQueue({ baseMs: 200, maxMs: 60_000 }, options.onQueue)
   const synced = yield* Deferred.make<void>()
 
   // Capabilities. Like controller-runtime's GenerationChangedPredicate, an
@@ -226,8 +227,7 @@ export const startController = Effect.fn("CapabilityController.start")(function*
     concurrency: options.concurrency,
     shutdownTimeoutMs: options.shutdownTimeoutMs,
     reconcile: reconciler.reconcile,
-    onReconciled: options.onReconciled,
-    onQueueDepth: options.onQueueDepth
+    onReconciled: options.onReconciled
   })
 
   const running: RunningController = {

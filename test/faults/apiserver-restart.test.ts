@@ -10,17 +10,21 @@
  * counts as reconciled only once the Capability is gone.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test"
-import { capabilityPath, type Cluster, type Operator } from "../support/cluster.ts"
+import { type Cluster, type Operator } from "../support/cluster.ts"
 import type { FaultProxy } from "../support/FaultProxy.ts"
 import {
   changeVersion,
   createCapability,
   deleteCapability,
-  FaultNamespace,
+  deletionWrites,
   type ProxiedOperator,
   startProxiedOperator,
+  untilGone,
   untilReconciled,
-  until
+  untilSettled,
+  until,
+  writesAbout,
+  writesSince
 } from "../support/faults.ts"
 
 // Reconciled within this long of the API server answering again (the informers relist with a backoff of at most 10 s).
@@ -40,14 +44,13 @@ afterAll(async () => {
   await bed?.stop()
 })
 
-const stillThere = async (name: string) => (await cluster.api("GET", capabilityPath(FaultNamespace, name))).status !== 404
-
 test(
   "after a kube-apiserver restart, every Capability created, changed or deleted just after it is reconciled, within a bound",
   async () => {
     for (const name of ["steady", "doomed"]) await createCapability(cluster, name, "16")
     await untilReconciled(cluster, ["steady", "doomed"], 30_000)
 
+    const from = proxy.writes.length
     const down = performance.now()
     await cluster.plane.restartApiServer()
     const back = performance.now()
@@ -56,7 +59,7 @@ test(
     await deleteCapability(cluster, "doomed")
     const reconciled = Math.max(
       await untilReconciled(cluster, ["fresh", "steady"], 60_000),
-      await until("the deleted Capability is released", async () => !(await stillThere("doomed")), 60_000)
+      await untilGone(cluster, "doomed", 60_000)
     )
 
     const recoveryMs = Math.round(reconciled - back)
@@ -67,6 +70,9 @@ test(
     )
     expect(recoveryMs).toBeLessThan(RECOVERY_BOUND_MS)
     expect(operator.logs.filter((l) => l.includes("doomed") && l.includes("failed"))).toEqual([])
+    // Nothing written for the deleted one but its deletion: no apply or status write, its dependents deleted once each.
+    await untilSettled(operator.endpoint("metrics") ?? "")
+    expect(writesAbout(writesSince(proxy, from), "doomed")).toEqual(deletionWrites("doomed"))
   },
   90_000
 )
@@ -92,7 +98,7 @@ test("changes made across a restart before the operator sees the new API server 
   proxy.releaseRequests()
   const reconciled = Math.max(
     await untilReconciled(cluster, ["kept", "changed", "added"], 30_000),
-    await until("the deleted Capability is released", async () => !(await stillThere("removed")), 30_000)
+    await untilGone(cluster, "removed", 30_000)
   )
   console.log(
     `[faults] kube-apiserver restart, changes unseen until the relist: reconciled ${

@@ -2,7 +2,8 @@
  * Faults in plugins, under the compiled operator against a real API server:
  * a plugin that exits at every start (a crash loop with nothing to call), a
  * plugin that crashes in every call for its Capability, and a plugin that
- * hangs in every call while answering health checks. Only their own
+ * hangs in every call while answering health checks (degraded by the call
+ * breaker, then restarted: its process replaced). Only their own
  * Capabilities are affected: a postgres plugin's Capabilities are created,
  * changed and reconciled meanwhile in normal time; and the restarts are
  * backed off (the gaps between them, measured, grow).
@@ -66,7 +67,11 @@ afterAll(async () => {
 })
 
 test("a crash-looping, a crashing and a hung plugin affect only their own Capabilities, and their restarts are backed off", async () => {
+  const stall = join(plugins.dir, "stall")
+  const hungPid = (await processesMatching(stall))[0]
+  expect(hungPid).toBeDefined()
   await testCapability("crashes", "flaky", "crash")
+  const hungSince = performance.now()
   await testCapability("hangs", "stall")
   const healthy = ["db-0", "db-1", "db-2", "db-3"]
   const started = performance.now()
@@ -97,6 +102,19 @@ test("a crash-looping, a crashing and a hung plugin affect only their own Capabi
     async () => (await metric(metrics, "halkyon_plugin_breaker_trips_total", `plugin="stall"`)) > 0,
     30_000
   )
+  // Degraded, it is restarted although it still answers health checks: that process ends, a new one serves.
+  await until("the hung plugin was restarted", () => (restartTimes.get("stall")?.length ?? 0) > 0, 15_000)
+  const restartedPid = await until(
+    "the hung plugin's old process is gone and a new one runs",
+    async () => {
+      const pids = await processesMatching(stall)
+      return pids.length > 0 && !pids.includes(hungPid ?? 0)
+    },
+    15_000,
+    100
+  ).then(async () => (await processesMatching(stall))[0])
+  expect(operator.logs.some((l) => /plugin stall stopped: .*degraded/.test(l))).toBe(true)
+  expect(await metric(metrics, "halkyon_plugin_restarts_total", `plugin="stall"`)).toBeGreaterThan(0)
 
   // The plugin that exits at every start: the gaps between its restarts double (0.5 s, 1 s, 2 s, 4 s, …).
   await until("five restarts of the crash-looping plugin", () => (restartTimes.get("exits")?.length ?? 0) >= 5, 40_000)
@@ -108,7 +126,12 @@ test("a crash-looping, a crashing and a hung plugin affect only their own Capabi
     `[faults] plugins: crash loop restart gaps ${
       gaps.join(", ")
     } ms; the crashing plugin restarted ${crashes} times in ${crashesWindow} ms; ` +
-      `healthy Capabilities reconciled in ${Math.round(firstBatch)} ms (4 new), ${Math.round(secondBatch)} ms (1 changed, 1 new) meanwhile`
+      `healthy Capabilities reconciled in ${Math.round(firstBatch)} ms (4 new), ${
+        Math.round(secondBatch)
+      } ms (1 changed, 1 new) meanwhile; ` +
+      `the hung plugin restarted (pid ${hungPid} → ${restartedPid}) ${
+        Math.round((restartTimes.get("stall")?.[0] ?? 0) - hungSince)
+      } ms after its Capability was created`
   )
   for (let i = 1; i < gaps.length; i++) expect(gaps[i] ?? 0).toBeGreaterThan((gaps[i - 1] ?? 0) * 1.5)
   // The other plugins kept serving: nothing of the healthy one failed.

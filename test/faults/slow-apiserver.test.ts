@@ -8,7 +8,15 @@
 import { afterAll, beforeAll, expect, test } from "bun:test"
 import { type Cluster, type Operator } from "../support/cluster.ts"
 import type { FaultProxy } from "../support/FaultProxy.ts"
-import { createCapability, metric, type ProxiedOperator, startProxiedOperator, untilReconciled, until } from "../support/faults.ts"
+import {
+  createCapability,
+  metric,
+  type ProxiedOperator,
+  startProxiedOperator,
+  untilReconciled,
+  untilSettled,
+  writesSince
+} from "../support/faults.ts"
 
 const BATCH = 12
 const DELAY_MS = 200
@@ -27,7 +35,7 @@ afterAll(async () => {
   await bed?.stop()
 })
 
-/** Creates a batch, waits until all are reconciled and the queue is empty; returns Capabilities per second and the writes made. */
+/** Creates a batch, waits until all are reconciled and the operator settled; returns Capabilities per second and the writes made. */
 const batch = async (prefix: string) => {
   const metrics = operator.endpoint("metrics") ?? ""
   const names = Array.from({ length: BATCH }, (_, i) => `${prefix}-${i}`)
@@ -39,9 +47,8 @@ const batch = async (prefix: string) => {
   await Promise.all(names.map((name) => createCapability(cluster, name, "16")))
   const created = performance.now()
   const done = await untilReconciled(cluster, names, 60_000)
-  await until("the work queue emptied", async () => (await metric(metrics, "halkyon_workqueue_depth")) === 0, 10_000)
-  const counts = new Map<string, number>()
-  for (const w of proxy.writes.slice(from)) counts.set(`${w.method} ${w.path}`, (counts.get(`${w.method} ${w.path}`) ?? 0) + 1)
+  await untilSettled(metrics)
+  const counts = writesSince(proxy, from)
   const pluginSeconds = (await metric(metrics, "halkyon_plugin_call_duration_seconds_sum")) - pluginSecondsBefore
   const batchWrites = proxy.writes.slice(from)
   // From the test's last create to the operator's last write, as the proxy saw it.

@@ -93,6 +93,14 @@ export const until = async (what: string, check: () => boolean | Promise<boolean
   return performance.now()
 }
 
+/** Waits until a Capability is gone from the API server (deleted, its finalizers let go); returns performance.now() then. */
+export const untilGone = (cluster: Cluster, name: string, timeoutMs: number, ns = FaultNamespace) =>
+  until(
+    `the deleted Capability ${name} is released`,
+    async () => (await cluster.api("GET", capabilityPath(ns, name))).status === 404,
+    timeoutMs
+  )
+
 /** A counter or gauge from the operator's /metrics, summed over the series whose labels contain `labels`. */
 export const metric = async (base: string, name: string, labels = ""): Promise<number> => {
   const text = await (await fetch(`${base}/metrics`)).text()
@@ -104,6 +112,48 @@ export const metric = async (base: string, name: string, labels = ""): Promise<n
   }
   return total
 }
+
+/**
+ * Waits until the operator has nothing left to do, so that its writes can be counted: no Capability waiting in its
+ * work queue, being reconciled or scheduled to be again (`halkyon_workqueue_pending` 0; `halkyon_workqueue_depth`
+ * counts only the first), and it stays so, with no reconcile finished, for `quietMs`: long enough for the watch
+ * events of its last writes, already on their way, to start a reconcile if they were to.
+ */
+export const untilSettled = async (metrics: string, timeoutMs = 15_000, quietMs = 1_000) => {
+  const deadline = performance.now() + timeoutMs
+  let quietSince: number | undefined
+  let reconciles = -1
+  let pending = -1
+  while (performance.now() < deadline) {
+    pending = await metric(metrics, "halkyon_workqueue_pending")
+    const finished = await metric(metrics, "halkyon_reconcile_total")
+    if (pending !== 0) quietSince = undefined
+    else if (quietSince === undefined || finished !== reconciles) quietSince = performance.now()
+    else if (performance.now() - quietSince >= quietMs) return performance.now()
+    reconciles = finished
+    await Bun.sleep(50)
+  }
+  throw new Error(`the operator did not settle within ${timeoutMs} ms: ${pending} Capabilities pending, ${reconciles} reconciles`)
+}
+
+/** The writes the proxy forwarded since index `from`, counted by "METHOD path". */
+export const writesSince = (proxy: FaultProxy, from: number) => {
+  const counts = new Map<string, number>()
+  for (const w of proxy.writes.slice(from)) counts.set(`${w.method} ${w.path}`, (counts.get(`${w.method} ${w.path}`) ?? 0) + 1)
+  return counts
+}
+
+/** The writes among `counts` about a postgres Capability: to it, its status, or its dependents (`name`, `name-config`). */
+export const writesAbout = (counts: ReadonlyMap<string, number>, name: string) =>
+  Object.fromEntries([...counts].filter(([k]) => k.endsWith(`/${name}`) || k.endsWith(`/${name}/status`) || k.endsWith(`/${name}-config`)))
+
+/** What deleting a reconciled postgres Capability takes, once each: its three dependents deleted and its finalizer let go. */
+export const deletionWrites = (name: string, ns = FaultNamespace) => ({
+  [`DELETE /api/v1/namespaces/${ns}/secrets/${name}-config`]: 1,
+  [`DELETE /apis/apps/v1/namespaces/${ns}/statefulsets/${name}`]: 1,
+  [`DELETE /api/v1/namespaces/${ns}/services/${name}`]: 1,
+  [`PATCH /apis/halkyon.io/v1beta1/namespaces/${ns}/capabilities/${name}`]: 1
+})
 
 /** A control plane, the fault proxy in front of it, and the operator (postgres bundle) talking through the proxy. */
 export interface ProxiedOperator {

@@ -129,6 +129,9 @@ test("the operator's metrics, as a fresh operator exposes them and after updates
     "# HELP halkyon_workqueue_depth Capabilities waiting in the work queue.",
     "# TYPE halkyon_workqueue_depth gauge",
     "halkyon_workqueue_depth 0",
+    "# HELP halkyon_workqueue_pending Capabilities the work queue has not finished with: waiting, being reconciled, or scheduled to be reconciled again (requeue, retry backoff).",
+    "# TYPE halkyon_workqueue_pending gauge",
+    "halkyon_workqueue_pending 0",
     ""
   ].join("\n")
   expect(metrics.render()).toBe(fresh)
@@ -137,6 +140,7 @@ test("the operator's metrics, as a fresh operator exposes them and after updates
   metrics.reconciled("success", 3)
   metrics.reconciled("requeue", 0.02)
   metrics.queueDepth(4)
+  metrics.queuePending(6)
   metrics.pluginRestarted("postgres")
   metrics.pluginRestarted("postgres")
   metrics.pluginCall("postgres", "BuildDependents", 0.0002)
@@ -161,6 +165,9 @@ test("the operator's metrics, as a fresh operator exposes them and after updates
       "# HELP halkyon_workqueue_depth Capabilities waiting in the work queue.",
       "# TYPE halkyon_workqueue_depth gauge",
       "halkyon_workqueue_depth 4",
+      "# HELP halkyon_workqueue_pending Capabilities the work queue has not finished with: waiting, being reconciled, or scheduled to be reconciled again (requeue, retry backoff).",
+      "# TYPE halkyon_workqueue_pending gauge",
+      "halkyon_workqueue_pending 6",
       "# HELP halkyon_plugin_restarts_total Plugin restarts after the plugin exited or stopped answering.",
       "# TYPE halkyon_plugin_restarts_total counter",
       "halkyon_plugin_restarts_total{plugin=\"postgres\"} 2",

@@ -100,4 +100,30 @@ describe("WorkQueue", () => {
       yield* TestClock.adjust(10_000)
       expect(yield* queue.depth).toBe(0)
     })))
+
+  test("pending counts each key waiting, being processed or scheduled for later once, and every change of either is reported once", () =>
+    run(Effect.gen(function*() {
+      const reported: Array<string> = []
+      const queue = yield* makeWorkQueue(backoff, (s) => reported.push(`${s.waiting}/${s.pending}`))
+      yield* queue.add("ns/a")
+      yield* queue.addAfter("ns/b", 500)
+      expect(yield* queue.pending).toBe(2)
+      expect(yield* queue.take).toBe("ns/a")
+      // Being processed and added again: one key.
+      yield* queue.add("ns/a")
+      expect(yield* queue.depth).toBe(0)
+      expect(yield* queue.pending).toBe(2)
+      yield* queue.done("ns/a")
+      expect(yield* queue.take).toBe("ns/a")
+      yield* queue.done("ns/a")
+      // Only the delayed key is left: the ready queue is empty, the work is not.
+      expect(yield* queue.depth).toBe(0)
+      expect(yield* queue.pending).toBe(1)
+      yield* TestClock.adjust(500)
+      expect(yield* queue.pending).toBe(1)
+      expect(yield* queue.take).toBe("ns/b")
+      yield* queue.done("ns/b")
+      expect(yield* queue.pending).toBe(0)
+      expect(reported).toEqual(["1/1", "1/2", "0/2", "1/2", "0/2", "0/1", "1/1", "0/1", "0/0"])
+    })))
 })
