@@ -30,7 +30,8 @@ import {
   startCluster,
   startOperator,
   untilReady,
-  createNamespace
+  createNamespace,
+  watchDeletions
 } from "../support/cluster.ts"
 import { builtPlugin, eventually, testPlugin } from "../support/paths.ts"
 
@@ -76,42 +77,6 @@ const untilCapability = async (name: string, what: string, check: (c: ApiRespons
     50
   )
   if (!ok) throw new Error(`${name}: ${what} did not happen within ${timeoutMs} ms; last status: ${JSON.stringify(last)}`)
-}
-
-/** A watch of one collection from now on: its DELETED events, by name, with the resourceVersion of the deletion. */
-const watchDeletions = async (collection: string) => {
-  const listed = await cluster.api("GET", collection)
-  const from = dig<string>(listed.body, "metadata", "resourceVersion") ?? ""
-  const deleted = new Map<string, number>()
-  const abort = new AbortController()
-  const response = await fetch(`${cluster.plane.server}${collection}?watch=true&resourceVersion=${from}`, {
-    tls: { ca: cluster.plane.caCertPem, cert: cluster.plane.adminCertPem, key: cluster.plane.adminKeyPem },
-    signal: abort.signal
-  })
-  const reading = (async () => {
-    const decoder = new TextDecoder()
-    let rest = ""
-    try {
-      for await (const chunk of response.body ?? []) {
-        rest += decoder.decode(chunk)
-        const lines = rest.split("\n")
-        rest = lines.pop() ?? ""
-        for (const line of lines.filter((l) => l.trim() !== "")) {
-          const event = JSON.parse(line) as { type: string; object: { metadata: { name: string; resourceVersion: string } } }
-          if (event.type === "DELETED") deleted.set(event.object.metadata.name, Number(event.object.metadata.resourceVersion))
-        }
-      }
-    } catch {
-      // Aborted.
-    }
-  })()
-  return {
-    deleted,
-    stop: async () => {
-      abort.abort()
-      await reading
-    }
-  }
 }
 
 const startTheOperator = () => untilReady(startOperator(cluster, pluginsDir))
@@ -199,8 +164,8 @@ describe("a Capability whose dependents form a graph", () => {
   }, 60_000)
 
   test("deleting it deletes db before config, keeps creds without owner or labels, and completes within 10 s", async () => {
-    const statefulSets = await watchDeletions(`/apis/apps/v1/namespaces/${ns}/statefulsets`)
-    const configMaps = await watchDeletions(`/api/v1/namespaces/${ns}/configmaps`)
+    const statefulSets = await watchDeletions(cluster, `/apis/apps/v1/namespaces/${ns}/statefulsets`)
+    const configMaps = await watchDeletions(cluster, `/api/v1/namespaces/${ns}/configmaps`)
     try {
       const started = Date.now()
       expect((await cluster.api("DELETE", capabilityPath(ns, "shop"))).status).toBe(200)
@@ -231,8 +196,8 @@ describe("a Capability whose dependents form a graph", () => {
       "application/merge-patch+json"
     )
     expect(hold.status).toBe(200)
-    const statefulSets = await watchDeletions(`/apis/apps/v1/namespaces/${ns}/statefulsets`)
-    const configMaps = await watchDeletions(`/api/v1/namespaces/${ns}/configmaps`)
+    const statefulSets = await watchDeletions(cluster, `/apis/apps/v1/namespaces/${ns}/statefulsets`)
+    const configMaps = await watchDeletions(cluster, `/api/v1/namespaces/${ns}/configmaps`)
     try {
       expect((await cluster.api("DELETE", capabilityPath(ns, "held"))).status).toBe(200)
       await untilCapability("held", "Ready=False (Deleting) naming the finalizer", (c) => {
@@ -355,10 +320,10 @@ describe("a plugin version that drops a dependent", () => {
       )
     const before = await uids()
     const watches = await Promise.all([
-      watchDeletions(`/api/v1/namespaces/${ns}/configmaps`),
-      watchDeletions(`/api/v1/namespaces/${ns}/secrets`),
-      watchDeletions(`/apis/apps/v1/namespaces/${ns}/statefulsets`),
-      watchDeletions(`/api/v1/namespaces/${ns}/services`)
+      watchDeletions(cluster, `/api/v1/namespaces/${ns}/configmaps`),
+      watchDeletions(cluster, `/api/v1/namespaces/${ns}/secrets`),
+      watchDeletions(cluster, `/apis/apps/v1/namespaces/${ns}/statefulsets`),
+      watchDeletions(cluster, `/api/v1/namespaces/${ns}/services`)
     ])
     try {
       // As a new release would: the file replaced (renamed over), while the operator runs.

@@ -1,13 +1,25 @@
 /**
  * Two compiled operators with --leader-elect on one cluster: only the leader
  * reconciles; kill it and the other takes over within the lease duration;
- * stop it with SIGTERM and the Lease is released for an immediate takeover.
+ * stop it with SIGTERM and the Lease is released for an immediate takeover;
+ * kill it while a deletion it started is held by someone else's finalizer,
+ * and the one that takes over finishes that deletion, in order.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test"
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator } from "../support/cluster.ts"
+import {
+  type ApiResponse,
+  capabilityPath,
+  type Cluster,
+  dig,
+  type Operator,
+  readyOf,
+  startCluster,
+  startOperator,
+  watchDeletions
+} from "../support/cluster.ts"
 import { eventually, testPlugin } from "../support/paths.ts"
 
 let cluster: Cluster
@@ -64,6 +76,7 @@ beforeAll(async () => {
   cluster = await startCluster()
   pluginsDir = mkdtempSync(join(tmpdir(), "halkyon-election-plugins-"))
   copyFileSync(testPlugin("flaky.js"), join(pluginsDir, "flaky.js"))
+  copyFileSync(testPlugin("graph.js"), join(pluginsDir, "graph.js"))
 }, 30 * 60_000)
 
 afterAll(async () => {
@@ -119,3 +132,86 @@ test("a leader stopped with SIGTERM releases the Lease: the standby takes over a
   expect((await create("three")).status).toBe(201)
   expect(await readyWithin("three", 15_000)).toBe(true)
 }, 120_000)
+
+test(
+  "a leader killed while a deletion it started is held by a foreign finalizer: the standby takes over and finishes it, in order",
+  async () => {
+    const leader = operators.find((o) => o.proc.exitCode === null && o.proc.signalCode === null && leads(o))
+    if (leader === undefined) throw new Error("the tests before left no leader")
+    const standby = start()
+    expect(await eventually(() => standsBy(standby), 30_000)).toBe(true)
+    const path = (kind: "statefulsets" | "configmaps" | "secrets", name = "") =>
+      `${kind === "statefulsets" ? "/apis/apps/v1" : "/api/v1"}/namespaces/default/${kind}${name === "" ? "" : `/${name}`}`
+    const exists = async (p: string) => (await cluster.api("GET", p)).status === 200
+    const capability = () => cluster.api("GET", capabilityPath("default", "held"))
+    const inventoryIds = (c: ApiResponse) => (dig<Array<{ id: string }>>(c.body, "status", "inventory") ?? []).map((e) => e.id)
+
+    // creds (Secret, kept on deletion) -> config (ConfigMap) -> db (StatefulSet): deleted db first, then config.
+    const created = await cluster.api("POST", capabilityPath("default"), {
+      apiVersion: "halkyon.io/v1beta1",
+      kind: "Capability",
+      metadata: { name: "held" },
+      spec: { category: "test", type: "graph", parameters: [{ name: "EXPOSE", value: "false" }] }
+    })
+    expect(created.status).toBe(201)
+    expect(await eventually(async () => inventoryIds(await capability()).includes("db"), 30_000, 50)).toBe(true)
+    const hold = await cluster.api(
+      "PATCH",
+      path("statefulsets", "held-db"),
+      { metadata: { finalizers: ["example.com/hold"] } },
+      "application/merge-patch+json"
+    )
+    expect(hold.status).toBe(200)
+    const statefulSets = await watchDeletions(cluster, path("statefulsets"))
+    const configMaps = await watchDeletions(cluster, path("configmaps"))
+    try {
+      expect((await cluster.api("DELETE", capabilityPath("default", "held"))).status).toBe(200)
+      expect(
+        await eventually(
+          async () => {
+            const ready = readyOf(await capability())
+            return ready?.reason === "Deleting" && ready.message.includes("example.com/hold")
+          },
+          30_000,
+          50
+        )
+      ).toBe(true)
+      // The leader started the deletion and waits: db is held, config (which db depends on) still there.
+      expect(await exists(path("configmaps", "held-config"))).toBe(true)
+      expect(leads(standby)).toBe(false)
+
+      await leader.stop("SIGKILL")
+      const killed = Date.now()
+      const released = await cluster.api(
+        "PATCH",
+        path("statefulsets", "held-db"),
+        { metadata: { finalizers: null } },
+        "application/merge-patch+json"
+      )
+      expect(released.status).toBe(200)
+      expect(await eventually(() => leads(standby), LeaseMs + 5_000, 50)).toBe(true)
+      const takeover = Date.now() - killed
+      expect(await eventually(async () => (await capability()).status === 404, 30_000, 50)).toBe(true)
+      const finished = Date.now() - killed
+      // Finished by the standby, now the Lease's holder: the old leader is dead.
+      const lease = await cluster.api("GET", "/apis/coordination.k8s.io/v1/namespaces/default/leases/halkyon-operator")
+      const holder = dig<string>(lease.body, "spec", "holderIdentity") ?? ""
+      expect(holder).not.toBe("")
+      expect(standby.logs.some((l) => l.includes(`waiting to lead (lease default/halkyon-operator, identity ${holder})`))).toBe(true)
+      expect(await exists(path("configmaps", "held-config"))).toBe(false)
+      expect(await eventually(() => statefulSets.deleted.has("held-db") && configMaps.deleted.has("held-config"), 5_000)).toBe(true)
+      expect(statefulSets.deleted.get("held-db")).toBeLessThan(configMaps.deleted.get("held-config") ?? 0)
+      const creds = await cluster.api("GET", path("secrets", "held-creds"))
+      expect(creds.status).toBe(200)
+      expect(dig(creds.body, "metadata", "ownerReferences")).toBeUndefined()
+      console.log(
+        `[leader-failover] deletion held by a foreign finalizer, leader SIGKILLed: the standby led ${takeover} ms after the kill, ` +
+          `the deletion finished ${finished} ms after it (db before config, creds kept)`
+      )
+    } finally {
+      await statefulSets.stop()
+      await configMaps.stop()
+    }
+  },
+  120_000
+)

@@ -5,30 +5,40 @@
  * Each replica names itself in its User-Agent (`halkyon/<version> (<identity>)`),
  * so the audit log says which replica made every write.
  *
- * The leader is frozen (SIGSTOP) in the middle of reconciles whose plugin
- * calls take 2 s; the other takes the Lease once it has seen it unchanged for
+ * The leader is frozen (SIGSTOP) in the middle of a reconcile whose plugin
+ * call takes 2 s; the other takes the Lease once it has seen it unchanged for
  * the lease duration, and reconciles; the frozen one is then let go (SIGCONT)
- * with the plugin's answers waiting for it. The audit log must show every
+ * with the plugin's answer waiting for it. The audit log must show every
  * write to the Capabilities' status and dependents, Events included, made by
  * one of the two, the first replica's last write answered before the second
  * acquired the Lease, and the second's first write after that: never two
- * replicas writing in overlapping intervals.
+ * replicas writing in overlapping intervals. The thawed replica must have
+ * been stopped at a write: refused by its own check, or interrupted.
+ *
+ * A second case runs without --leader-check-writes, so only the fence stands
+ * between a leader that lost the Lease and its writes: the leader's plugin
+ * call is held (MODE=hold) while it is frozen, still held when it is let go,
+ * and answered only once it has said it lost the Lease. The reconcile must
+ * be interrupted, the replica exit 1, and the audit log show no write by it
+ * after the other acquired.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { capabilityPath, type Cluster, type Operator, readyOf, startCluster, startOperator } from "../support/cluster.ts"
 import { createNamespace, FaultNamespace, until } from "../support/faults.ts"
 import { pluginsFolder, processesMatching, testPlugin } from "../support/paths.ts"
 
 const LeaseNamespace = "default"
 const LeaseName = "halkyon-audit"
-const election = [
+const electionFlags = (lease: string, checkWrites: boolean) => [
   "--leader-elect",
-  "--leader-check-writes",
+  ...(checkWrites ? ["--leader-check-writes"] : []),
   "--leader-election-namespace",
   LeaseNamespace,
   "--leader-election-id",
-  LeaseName,
+  lease,
   "--lease-duration",
   "2s",
   "--renew-deadline",
@@ -42,10 +52,19 @@ const election = [
   "--call-timeout",
   "20s"
 ]
+const election = electionFlags(LeaseName, true)
 
 let cluster: Cluster
 const operators: Array<Operator> = []
-const folders = [pluginsFolder(testPlugin("flaky.js")), pluginsFolder(testPlugin("flaky.js"))]
+const folders = [0, 1, 2, 3].map(() => pluginsFolder(testPlugin("flaky.js")))
+/** Where the flaky plugin marks the builds it started and answered (its MARKS parameter). */
+const marks = mkdtempSync(join(tmpdir(), "halkyon-marks-"))
+/** The pid of each process of the flaky plugin that marked a build of `name` as `what`. */
+const markedBy = (name: string, what: "started" | "answered") =>
+  readdirSync(marks).flatMap((f) => {
+    const match = new RegExp(`^${name}\\.(\\d+)\\.${what}$`).exec(f)
+    return match === null ? [] : [Number(match[1])]
+  })
 
 beforeAll(async () => {
   cluster = await startCluster({ audit: true })
@@ -56,6 +75,7 @@ afterAll(async () => {
   for (const o of operators) if (o.proc.exitCode === null) await o.stop("SIGKILL")
   await cluster?.plane.stop()
   for (const f of folders) f.cleanup()
+  rmSync(marks, { recursive: true, force: true })
 })
 
 interface AuditEvent {
@@ -78,32 +98,41 @@ const micros = (time: string) => {
 const identityOf = (o: Operator) =>
   o.logs.map((l) => /waiting to lead \(lease [^,]+, identity ([^)]+)\)/.exec(l)?.[1]).find((m) => m !== undefined)
 
-const capability = (name: string, mode: string) =>
-  cluster.api("POST", capabilityPath(FaultNamespace), {
+const capability = (name: string, mode: string, ns = FaultNamespace) =>
+  cluster.api("POST", capabilityPath(ns), {
     apiVersion: "halkyon.io/v1beta1",
     kind: "Capability",
     metadata: { name },
-    spec: { category: "test", type: "flaky", version: "1", parameters: [{ name: "MODE", value: mode }] }
+    spec: {
+      category: "test",
+      type: "flaky",
+      version: "1",
+      parameters: [{ name: "MODE", value: mode }, { name: "MARKS", value: marks }]
+    }
   })
 
-const readyAt = async (name: string) => {
-  const object = await cluster.api("GET", capabilityPath(FaultNamespace, name))
+const readyAt = async (name: string, ns = FaultNamespace) => {
+  const object = await cluster.api("GET", capabilityPath(ns, name))
   const ready = readyOf(object)
   return ready?.status === "True"
 }
 
-/** User plus system CPU time of a process, in clock ticks. */
-const cpuTicks = (pid: number) => {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-  return Number(fields[11]) + Number(fields[12])
+/** The audit log as kube-apiserver wrote it so far: its ResponseComplete events. */
+const auditEvents = () => {
+  const auditLog = cluster.plane.auditLogPath
+  if (auditLog === undefined) throw new Error("the control plane was started without audit")
+  expect(existsSync(auditLog)).toBe(true)
+  return readFileSync(auditLog, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as AuditEvent)
+    .filter((e) => e.stage === "ResponseComplete")
 }
+const halkyonUa = /^halkyon\/\S+ \((.+)\)$/
+/** The replica that made a request, from its User-Agent. */
+const replicaOf = (e: AuditEvent) => halkyonUa.exec(e.userAgent ?? "")?.[1]
+const writeVerbs = new Set(["create", "update", "patch", "delete", "deletecollection"])
 
 test(
   "two replicas, one clock 20 s ahead, a leader frozen mid-reconcile: the audit log attributes every write, and no two replicas write in overlapping intervals",
   async () => {
-    const auditLog = cluster.plane.auditLogPath
-    if (auditLog === undefined) throw new Error("the control plane was started without audit")
     const [folderA, folderB] = folders
     if (folderA === undefined || folderB === undefined) throw new Error("no plugins folders")
     const a = startOperator(cluster, folderA.dir, election)
@@ -122,22 +151,43 @@ test(
       20_000
     )
 
-    // Two reconciles in flight in the leader: its plugin spins 2 s on each build.
+    // Two reconciles in the leader; its plugin spins 2 s on each build, one at a time. Freeze the leader once the
+    // second build has started: the first one's answer is read (and written) before, the second one's waits.
     const pluginA = (await processesMatching(`${folderA.dir}/flaky.js`))[0]
     if (pluginA === undefined) throw new Error("the first replica's plugin is not running")
-    const before = cpuTicks(pluginA)
-    for (const name of ["slow-0", "slow-1"]) expect((await capability(name, "slow")).status).toBe(201)
-    await until("the leader's plugin is building", () => cpuTicks(pluginA) - before > 20, 10_000, 20)
+    const slow = ["slow-0", "slow-1"]
+    for (const name of slow) expect((await capability(name, "slow")).status).toBe(201)
+    await until("the leader's plugin has started both builds", () => slow.every((n) => markedBy(n, "started").includes(pluginA)), 20_000, 5)
     process.kill(a.proc.pid, "SIGSTOP")
     const frozen = performance.now()
+    const frozenAt = Date.now()
+    const inFlight = slow.filter((n) => !markedBy(n, "answered").includes(pluginA))
+    expect(inFlight.length).toBe(1)
     await until("the second replica leads", () => b.logs.some((l) => l.includes("operator ready: caches synced")), 20_000)
     const takeover = performance.now() - frozen
-    // Let the plugin's answers arrive while the first replica is still frozen.
-    await Bun.sleep(Math.max(0, 2_500 - (performance.now() - frozen)))
+    // Let the plugin's answer arrive while the first replica is still frozen.
+    await until(
+      "the frozen leader's plugin has its answer ready",
+      () => inFlight.every((n) => markedBy(n, "answered").includes(pluginA)),
+      20_000,
+      20
+    )
+    const answeredAfter = Math.max(...inFlight.map((n) => statSync(join(marks, `${n}.${pluginA}.answered`)).mtimeMs)) - frozenAt
     process.kill(a.proc.pid, "SIGCONT")
     const exitA = await a.proc.exited
     expect(exitA).toBe(1)
     expect(a.logs.some((l) => l.includes("lost leadership"))).toBe(true)
+    // The dangerous window was exercised: the reconcile with its answer waiting was stopped at its write,
+    // refused unsent by the replica's own check or interrupted by the fence.
+    const stoppedAt = (name: string) => {
+      const interrupted = a.logs.some((l) =>
+        l.includes(`reconcile of capability ${FaultNamespace}/${name} interrupted: this replica may no longer write`)
+      )
+      const refused = a.logs.some((l) => l.includes(`reconciling capability ${FaultNamespace}/${name} failed`) && l.includes("not writing"))
+      return interrupted ? "interrupted" : refused ? "refused" : "not stopped"
+    }
+    const stops = inFlight.map(stoppedAt)
+    expect(stops).not.toContain("not stopped")
 
     for (const name of ["ok-3"]) expect((await capability(name, "ok")).status).toBe(201)
     const all = ["ok-0", "ok-1", "ok-2", "ok-3", "slow-0", "slow-1"]
@@ -149,11 +199,7 @@ test(
     expect(await b.stop()).toBe(0)
 
     // The audit log, as kube-apiserver wrote it.
-    expect(existsSync(auditLog)).toBe(true)
-    const events = readFileSync(auditLog, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as AuditEvent)
-      .filter((e) => e.stage === "ResponseComplete")
-    const halkyonUa = /^halkyon\/\S+ \((.+)\)$/
-    const replicaOf = (e: AuditEvent) => halkyonUa.exec(e.userAgent ?? "")?.[1]
+    const events = auditEvents()
     const isLease = (e: AuditEvent) => e.objectRef?.resource === "leases" && e.objectRef.name === LeaseName
     // Every write in the namespace but the test's own Capability creates: status, dependents, Events.
     const operatorWrites = events.filter((e) =>
@@ -181,11 +227,15 @@ test(
     // The first replica's writes all answered before the second acquired; the second's all sent after.
     expect(lastA).toBeLessThan(micros(acquiredByB.requestReceivedTimestamp))
     expect(firstB).toBeGreaterThan(micros(acquiredByB.stageTimestamp))
+    // Nor did the first replica send any write after that, whatever the answer (a conflict is still a write sent too late).
+    const sentLateByA = operatorWrites.filter((e) =>
+      replicaOf(e) === idA && micros(e.requestReceivedTimestamp) >= micros(acquiredByB.requestReceivedTimestamp)
+    )
+    expect(sentLateByA.map((e) => `${e.verb} ${e.objectRef?.resource}/${e.objectRef?.name} (${e.responseStatus?.code})`)).toEqual([])
     // No interleaving at all: sorted by arrival, the writers switch once.
     const order = succeeded.sort((x, y) => micros(x.requestReceivedTimestamp) - micros(y.requestReceivedTimestamp)).map(replicaOf)
     const switches = order.filter((r, i) => i > 0 && r !== order[i - 1]).length
     expect(switches).toBe(1)
-    const refused = a.logs.filter((l) => /WriteRefused|not writing/.test(l)).length
     console.log(
       `[faults] leader audit: ${operatorWrites.length} operator writes audited (${byA.length} by the first replica, ${byB.length} by the second, ` +
         `${operatorWrites.length - succeeded.length} refused by the API server), every one attributed; ` +
@@ -194,7 +244,80 @@ test(
         } s before the second acquired, ` +
         `its last Lease renewal ${((micros(acquiredByB.requestReceivedTimestamp) - lastLeaseA) / 1e6).toFixed(2)} s before; ` +
         `the second's first write ${((firstB - micros(acquiredByB.stageTimestamp)) / 1e6).toFixed(2)} s after acquiring; ` +
-        `takeover ${Math.round(takeover)} ms after the freeze; ${refused} writes refused by the first replica's own check after it thawed`
+        `takeover ${Math.round(takeover)} ms after the freeze, its answer ready ${Math.round(answeredAfter)} ms after it; ` +
+        `after the thaw, the first replica's reconcile with its answer waiting: ${stops.join(", ")}`
+    )
+  },
+  150_000
+)
+
+test(
+  "without --leader-check-writes, a leader that loses the Lease with a plugin call in flight is fenced: the reconcile is interrupted, it exits 1, and it writes nothing after the other acquired",
+  async () => {
+    const ns = "fence"
+    const lease = "halkyon-fence"
+    await createNamespace(cluster, ns)
+    const flags = [...electionFlags(lease, false), "--namespace", ns]
+    const [, , folderC, folderD] = folders
+    if (folderC === undefined || folderD === undefined) throw new Error("no plugins folders")
+    const a = startOperator(cluster, folderC.dir, flags)
+    operators.push(a)
+    await until("the first replica leads", () => a.logs.some((l) => l.includes("operator ready: caches synced")), 30_000)
+    const b = startOperator(cluster, folderD.dir, flags)
+    operators.push(b)
+    await until("the second replica stands by", () => identityOf(b) !== undefined, 30_000)
+    const [idA, idB] = [identityOf(a), identityOf(b)]
+    if (idA === undefined || idB === undefined) throw new Error("a replica logged no identity")
+    expect((await capability("ok", "ok", ns)).status).toBe(201)
+    await until("the first Capability is Ready", () => readyAt("ok", ns), 20_000)
+
+    // The leader's plugin holds its build until the test releases it.
+    expect((await capability("held", "hold", ns)).status).toBe(201)
+    await until("the leader's plugin has started building", () => markedBy("held", "started").length === 1, 10_000, 20)
+    const [pluginA] = markedBy("held", "started")
+    process.kill(a.proc.pid, "SIGSTOP")
+    const frozen = performance.now()
+    await until("the second replica leads", () => b.logs.some((l) => l.includes("operator ready: caches synced")), 20_000)
+    const takeover = performance.now() - frozen
+    // Let go with its call still held: only the fence can keep it from writing once the answer comes.
+    expect(markedBy("held", "answered")).toEqual([])
+    process.kill(a.proc.pid, "SIGCONT")
+    const thawed = performance.now()
+    await until("the thawed replica says it lost the Lease", () => a.logs.some((l) => l.includes("lost leadership")), 10_000, 10)
+    const noticed = performance.now() - thawed
+    writeFileSync(join(marks, "release"), "")
+    expect(await a.proc.exited).toBe(1)
+    const exited = performance.now() - thawed
+    expect(a.logs.some((l) => l.includes(`reconcile of capability ${ns}/held interrupted: this replica may no longer write`))).toBe(true)
+    expect(a.logs.some((l) => l.includes(`lost the leadership of lease ${LeaseNamespace}/${lease}`))).toBe(true)
+    // The second replica finishes it, with its own plugin.
+    await until("held is Ready under the second replica", () => readyAt("held", ns), 30_000)
+    expect(markedBy("held", "answered").filter((pid) => pid !== pluginA).length).toBeGreaterThan(0)
+    expect(await b.stop()).toBe(0)
+
+    const events = auditEvents()
+    const acquiredByB = events.find((e) =>
+      e.objectRef?.resource === "leases" && e.objectRef.name === lease && replicaOf(e) === idB && writeVerbs.has(e.verb) &&
+      (e.responseStatus?.code ?? 0) < 300
+    )
+    if (acquiredByB === undefined) throw new Error("the second replica never wrote the Lease")
+    const acquired = micros(acquiredByB.requestReceivedTimestamp)
+    const writes = events.filter((e) => e.objectRef?.namespace === ns && writeVerbs.has(e.verb))
+    const byA = writes.filter((e) => replicaOf(e) === idA)
+    const byB = writes.filter((e) => replicaOf(e) === idB)
+    // The first replica wrote (ok's dependents and status), then nothing once the second had acquired: not even a refused attempt.
+    expect(byA.length).toBeGreaterThan(0)
+    expect(byB.length).toBeGreaterThan(0)
+    const lateA = byA.filter((e) => micros(e.stageTimestamp) >= acquired)
+    expect(lateA.map((e) => `${e.verb} ${e.objectRef?.resource}/${e.objectRef?.name} (${e.responseStatus?.code})`)).toEqual([])
+    const lastA = Math.max(...byA.map((e) => micros(e.stageTimestamp)))
+    console.log(
+      `[faults] leader fence (no write check): ${byA.length} writes by the first replica, the last answered ${
+        ((acquired - lastA) / 1e6).toFixed(2)
+      } s before the second acquired, none after; ${byB.length} by the second; takeover ${Math.round(takeover)} ms after the freeze; ` +
+        `the thawed replica noticed the loss ${Math.round(noticed)} ms after SIGCONT, its held reconcile interrupted, exit 1 ${
+          Math.round(exited)
+        } ms after SIGCONT`
     )
   },
   150_000

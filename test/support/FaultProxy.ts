@@ -39,11 +39,16 @@ export interface FaultProxy {
   /** While held, new watch requests wait (unanswered) until `releaseWatches`. */
   readonly holdWatches: () => void
   readonly releaseWatches: () => void
-  /** While held, every new request waits (unanswered) until `releaseRequests`: the operator cannot see the API server. */
-  readonly holdRequests: () => void
+  /**
+   * While held, every new request (or every one `match` picks) waits (unanswered) until `releaseRequests`:
+   * the operator cannot see the API server.
+   */
+  readonly holdRequests: (match?: (method: string, path: string) => boolean) => void
   readonly releaseRequests: () => void
   /** Requests waiting while held. */
   readonly heldRequests: () => number
+  /** Those requests, as "METHOD /path". */
+  readonly heldRequestPaths: () => ReadonlyArray<string>
   /** Watch requests waiting while held. */
   readonly heldWatches: () => number
   /** Write requests that `match` picks wait (unanswered) until `releaseWrites`. */
@@ -66,7 +71,8 @@ export const startFaultProxy = (plane: ControlPlane): FaultProxy => {
   const inFlight = new Set<AbortController>()
   const watches = new Set<AbortController>()
   let held: Array<() => void> | undefined
-  let heldAll: Array<() => void> | undefined
+  let heldAll: Array<{ readonly what: string; readonly resume: () => void }> | undefined
+  let holdMatch: ((method: string, path: string) => boolean) | undefined
   let holdWrite: ((method: string, path: string) => boolean) | undefined
   const heldWrites: Array<{ readonly what: string; readonly resume: (forward: boolean) => void }> = []
   // Watches ended by endWatches end cleanly; any other upstream failure breaks the response.
@@ -76,7 +82,9 @@ export const startFaultProxy = (plane: ControlPlane): FaultProxy => {
     const url = new URL(request.url)
     const isWatch = url.searchParams.get("watch") === "true" || url.searchParams.get("watch") === "1"
     if (proxy.delayMs > 0) await Bun.sleep(proxy.delayMs)
-    if (heldAll !== undefined) await new Promise<void>((resolve) => heldAll?.push(resolve))
+    if (heldAll !== undefined && (holdMatch?.(request.method, url.pathname) ?? true)) {
+      await new Promise<void>((resume) => heldAll?.push({ what: `${request.method} ${url.pathname}`, resume }))
+    }
     if (isWatch && held !== undefined) await new Promise<void>((resolve) => held?.push(resolve))
     const headers = new Headers()
     request.headers.forEach((value, key) => {
@@ -198,15 +206,18 @@ export const startFaultProxy = (plane: ControlPlane): FaultProxy => {
       for (const resume of waiting) resume()
     },
     heldWatches: () => held?.length ?? 0,
-    holdRequests: () => {
+    holdRequests: (match) => {
       heldAll ??= []
+      holdMatch = match
     },
     releaseRequests: () => {
       const waiting = heldAll ?? []
       heldAll = undefined
-      for (const resume of waiting) resume()
+      holdMatch = undefined
+      for (const { resume } of waiting) resume()
     },
     heldRequests: () => heldAll?.length ?? 0,
+    heldRequestPaths: () => (heldAll ?? []).map((r) => r.what),
     holdWrites: (match) => {
       holdWrite = match
     },

@@ -242,6 +242,45 @@ export const existedAt = async (cluster: Cluster, collectionPath: string, name: 
  * No kubelet on the local control plane: a fake one runs the StatefulSet's pods and reports them ready,
  * and the statefulset controller then reports the StatefulSet rolled out, as on a cluster once postgres answered.
  */
+/**
+ * A watch of one collection from now on: its DELETED events, by name, with
+ * the resourceVersion of the deletion (etcd's revision, one order for every kind).
+ */
+export const watchDeletions = async (cluster: Cluster, collection: string) => {
+  const listed = await cluster.api("GET", collection)
+  const from = dig<string>(listed.body, "metadata", "resourceVersion") ?? ""
+  const deleted = new Map<string, number>()
+  const abort = new AbortController()
+  const response = await fetch(`${cluster.plane.server}${collection}?watch=true&resourceVersion=${from}`, {
+    tls: { ca: cluster.plane.caCertPem, cert: cluster.plane.adminCertPem, key: cluster.plane.adminKeyPem },
+    signal: abort.signal
+  })
+  const reading = (async () => {
+    const decoder = new TextDecoder()
+    let rest = ""
+    try {
+      for await (const chunk of response.body ?? []) {
+        rest += decoder.decode(chunk)
+        const lines = rest.split("\n")
+        rest = lines.pop() ?? ""
+        for (const line of lines.filter((l) => l.trim() !== "")) {
+          const event = JSON.parse(line) as { type: string; object: { metadata: { name: string; resourceVersion: string } } }
+          if (event.type === "DELETED") deleted.set(event.object.metadata.name, Number(event.object.metadata.resourceVersion))
+        }
+      }
+    } catch {
+      // Aborted.
+    }
+  })()
+  return {
+    deleted,
+    stop: async () => {
+      abort.abort()
+      await reading
+    }
+  }
+}
+
 export const markStatefulSetReady = (cluster: Cluster, namespace: string, name: string) =>
   cluster.plane.rollOut("statefulsets", namespace, name)
 
