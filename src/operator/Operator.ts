@@ -4,7 +4,7 @@
  * taking work, let in-flight reconciles finish, and stop the plugins.
  */
 import { hostname } from "node:os"
-import { Effect, Layer, Option, Result } from "effect"
+import { Effect, Fiber, Layer, Option, Result } from "effect"
 import type { HostSettings } from "../config/HostConfig.ts"
 import { installListed } from "../downloader/InstallListed.ts"
 import { type DownloaderSettings, PluginDownloader } from "../downloader/PluginDownloader.ts"
@@ -197,7 +197,9 @@ export const runOperator = Effect.fn("Operator.run")(function*(options: Operator
     } else {
       yield* Effect.logInfo("ServiceBinding controller off (--service-binding=false)")
       // Its in-use finalizer, left on Capabilities by a run with it on, must not hold their deletion forever.
-      yield* releaseInUse({ namespace }).pipe(Effect.forkScoped)
+      const release = yield* releaseInUse({ namespace }).pipe(Effect.forkScoped)
+      // It writes too: on a loss of the Lease it stops with the controllers.
+      bindingFence = Fiber.interrupt(release).pipe(Effect.asVoid)
     }
     yield* controller.awaitSynced
     yield* readiness.markReady
