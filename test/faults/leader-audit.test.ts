@@ -27,27 +27,14 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { capabilityPath, type Cluster, type Operator, readyOf, startCluster, startOperator } from "../support/cluster.ts"
-import { createNamespace, FaultNamespace, until } from "../support/faults.ts"
+import { createNamespace, FaultNamespace, fastElection, until } from "../support/faults.ts"
 import { pluginsFolder, processesMatching, testPlugin } from "../support/paths.ts"
 
 const LeaseNamespace = "default"
 const LeaseName = "halkyon-audit"
 const electionFlags = (lease: string, checkWrites: boolean) => [
-  "--leader-elect",
+  ...fastElection(lease),
   ...(checkWrites ? ["--leader-check-writes"] : []),
-  "--leader-election-namespace",
-  LeaseNamespace,
-  "--leader-election-id",
-  lease,
-  "--lease-duration",
-  "2s",
-  "--renew-deadline",
-  "1500ms",
-  "--retry-period",
-  "250ms",
-  // Whatever is in flight when leadership is lost is interrupted; this would otherwise let it finish.
-  "--graceful-shutdown-timeout",
-  "60s",
   // The frozen leader's plugin calls must not time out while it is frozen: their answers wait for it.
   "--call-timeout",
   "20s"

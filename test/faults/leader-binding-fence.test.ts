@@ -16,29 +16,12 @@
 import { afterAll, beforeAll, expect, test } from "bun:test"
 import { type Cluster, dig, type Operator, startCluster, startOperator } from "../support/cluster.ts"
 import { type FaultProxy, startFaultProxy } from "../support/FaultProxy.ts"
-import { createNamespace, until } from "../support/faults.ts"
+import { createNamespace, fastElection, until } from "../support/faults.ts"
 import { pluginsFolder, testPlugin } from "../support/paths.ts"
 
 const ns = "bindfence"
 const lease = "halkyon-bindfence"
-const flags = [
-  "--leader-elect",
-  "--leader-election-namespace",
-  "default",
-  "--leader-election-id",
-  lease,
-  "--lease-duration",
-  "2s",
-  "--renew-deadline",
-  "1500ms",
-  "--retry-period",
-  "250ms",
-  // Whatever is in flight when leadership is lost is interrupted; this would otherwise let it finish.
-  "--graceful-shutdown-timeout",
-  "60s",
-  "--namespace",
-  ns
-]
+const flags = [...fastElection(lease), "--namespace", ns]
 
 let cluster: Cluster
 let proxy: FaultProxy
