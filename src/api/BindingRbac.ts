@@ -5,7 +5,8 @@
  * no workload. As the spec's RBAC section asks, its ClusterRole aggregates
  * every ClusterRole labelled `servicebinding.io/controller: "true"`; halkyon's
  * own rules (the default workload kinds, Secrets, Capabilities,
- * ServiceBindings, ClusterWorkloadResourceMappings) are one such labelled
+ * ServiceBindings, ClusterWorkloadResourceMappings, the Job bindings'
+ * MutatingAdmissionPolicies) are one such labelled
  * role, and a cluster operator opts other Provisioned Service or workload
  * kinds (a kind a mapping describes, say) in with another.
  */
@@ -36,5 +37,13 @@ export const bindingRules: ReadonlyArray<V1PolicyRule> = [
     resources: ["deployments", "statefulsets", "daemonsets", "replicasets"],
     verbs: ["get", "list", "watch", "update", "patch"]
   },
-  { apiGroups: ["batch"], resources: ["jobs", "cronjobs"], verbs: ["get", "list", "watch", "update", "patch"] }
+  { apiGroups: ["batch"], resources: ["jobs", "cronjobs"], verbs: ["get", "list", "watch", "update", "patch"] },
+  // A binding of Jobs: one MutatingAdmissionPolicy and its binding each, which project into a Job as it is created (a
+  // Job's template cannot change afterwards). Listed once at start, applied, deleted; cluster-scoped, so bound by the
+  // RoleBinding of a served namespace they grant nothing, and such bindings report ProjectionFailed.
+  {
+    apiGroups: ["admissionregistration.k8s.io"],
+    resources: ["mutatingadmissionpolicies", "mutatingadmissionpolicybindings"],
+    verbs: ["list", "create", "patch", "delete"]
+  }
 ]

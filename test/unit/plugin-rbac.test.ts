@@ -171,6 +171,20 @@ describe("the operator's own role", () => {
     expect(operatorRules.flatMap((r) => r.resources ?? [])).not.toContain("configmaps")
   })
 
+  test("the ServiceBinding controller's own rules: Job bindings' mutating admission policies listed, applied, deleted; nothing else of admissionregistration, and not the operator's", () => {
+    const core = manifests({ namespace: "ops" }).find((m) => m.metadata?.name === "halkyon-service-binding-core") as
+      | { rules?: ReadonlyArray<{ apiGroups?: ReadonlyArray<string>; resources?: ReadonlyArray<string>; verbs?: ReadonlyArray<string> }> }
+      | undefined
+    expect(core?.rules?.filter((r) => r.apiGroups?.includes("admissionregistration.k8s.io"))).toEqual([{
+      apiGroups: ["admissionregistration.k8s.io"],
+      resources: ["mutatingadmissionpolicies", "mutatingadmissionpolicybindings"],
+      verbs: ["list", "create", "patch", "delete"]
+    }])
+    expect(operatorRules.flatMap((r) => r.resources ?? []).filter((r) => r.startsWith("mutating"))).toEqual([])
+    // With the controller off, no one gets them.
+    expect(JSON.stringify(manifests({ namespace: "ops", serviceBinding: false }))).not.toContain("mutatingadmissionpolicies")
+  })
+
   test("manifests bind a plugin's role everywhere, or in the served namespace only", () => {
     const everywhere = manifests({ namespace: "ops", pluginRoles: [{ name: "postgres", dependents: postgres }] })
     expect(everywhere.filter((m) => m.metadata?.name === "halkyon-plugin-postgres").map((m) => m.kind)).toEqual([

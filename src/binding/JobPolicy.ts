@@ -1,0 +1,258 @@
+/**
+ * The projection of a ServiceBinding into Jobs, as a MutatingAdmissionPolicy
+ * (admissionregistration.k8s.io/v1) and its binding: a Job's pod template
+ * cannot change once the Job exists, so the API server itself projects the
+ * binding into each matching Job as it is created. The policy's CEL gives
+ * what Projection.ts's `project` gives (volume, mounts, SERVICE_BINDING_ROOT
+ * only where unset, env entries, type/provider overrides, annotations), as a
+ * JSON Patch computed from the Job: an ApplyConfiguration would be shorter,
+ * but may not set the atomic structs and lists a projection holds
+ * (secretKeyRef, a projected volume's sources). The e2e test compares its
+ * result with the projector's on a real API server. No webhook server is
+ * involved.
+ *
+ * What `refuseTemplate` refuses (a root set by valueFrom, someone else's
+ * variable of a name spec.env projects) is left out by a match condition: such
+ * a Job is created as it is, and the controller reports it.
+ *
+ * Pure: no I/O. BindingController.ts applies what this returns.
+ */
+import { createHash } from "node:crypto"
+import type { LabelSelector } from "../api/ServiceBinding.ts"
+import { annotationKeys, type Binding, type BoundSecret, DefaultRoot, RootVariable, secretHash, volumeName } from "./Projection.ts"
+
+export const MutatingApiVersion = "admissionregistration.k8s.io/v1"
+export const MutatingPolicyKind = "MutatingAdmissionPolicy"
+export const MutatingBindingKind = "MutatingAdmissionPolicyBinding"
+
+/** The workload kind bound at creation. */
+export const JobApiVersion = "batch/v1"
+export const JobKind = "Job"
+
+/** The labels of every policy and binding the ServiceBinding controller keeps; listing by them finds them all. */
+export const JobPolicyLabels: Readonly<Record<string, string>> = {
+  "app.kubernetes.io/managed-by": "halkyon",
+  "app.kubernetes.io/component": "service-binding"
+}
+export const jobPolicySelector = Object.entries(JobPolicyLabels).map(([k, v]) => `${k}=${v}`).join(",")
+/** On the policy: the ServiceBinding it stands for, `namespace/name`. */
+export const BindingAnnotation = "servicebinding.io/binding"
+
+/**
+ * The name of a binding's policy (and of its policy binding):
+ * `halkyon-binding.<namespace>.<name>` (a namespace has no dots, so no two
+ * bindings share one), shortened with a hash past 253 characters.
+ */
+export const jobPolicyName = (namespace: string, name: string): string => {
+  const plain = `halkyon-binding.${namespace}.${name}`
+  if (plain.length <= 253) return plain
+  const hash = createHash("sha256").update(`${namespace}/${name}`).digest("hex").slice(0, 10)
+  return `${plain.slice(0, 242).replace(/[-.]+$/, "")}-${hash}`
+}
+
+/** What the policy needs beyond the projection's input: where, and which Jobs. */
+export interface JobTarget {
+  readonly namespace: string
+  /** The Job's name; exclusive with selector. */
+  readonly name?: string | undefined
+  readonly selector?: LabelSelector | undefined
+}
+
+/** A CEL string literal: JSON's escapes are all CEL escapes. */
+const str = (s: string): string => JSON.stringify(s)
+const list = (items: ReadonlyArray<string>) => `[${items.map(str).join(", ")}]`
+
+/** A CEL expression kept as it is inside `typed`. */
+class Raw {
+  constructor(readonly expression: string) {}
+}
+
+/** A JSON value as CEL, objects constructed as the type at `type` (`Object.spec.template`...). */
+const typed = (value: unknown, type: string): string => {
+  if (value instanceof Raw) return value.expression
+  if (typeof value === "string") return str(value)
+  if (typeof value === "boolean" || typeof value === "number") return String(value)
+  if (Array.isArray(value)) return `[${value.map((v) => typed(v, type)).join(", ")}]`
+  const fields = Object.entries(value as Record<string, unknown>).map(([k, v]) => `${k}: ${typed(v, `${type}.${k}`)}`)
+  return `${type}{${fields.join(", ")}}`
+}
+
+const Template = "object.spec.template.spec"
+
+/** The binding's volume: a projected volume of the Secret, the overridden entries from annotations (Projection.ts bindingVolume). */
+const bindingVolume = (binding: Binding, secret: BoundSecret, overridden: ReadonlyArray<{ entry: string; annotation: string }>) => {
+  const secretSource = overridden.length === 0
+    ? { secret: { name: secret.name } }
+    : {
+      secret: {
+        name: secret.name,
+        items: Object.keys(secret.data).filter((k) => !overridden.some((o) => o.entry === k)).sort().map((key) => ({ key, path: key }))
+      }
+    }
+  const downward = overridden.length === 0
+    ? []
+    : [{
+      downwardAPI: {
+        items: overridden.map((o) => ({ path: o.entry, fieldRef: { fieldPath: `metadata.annotations['${o.annotation}']` } }))
+      }
+    }]
+  return { name: volumeName(binding.name), projected: { sources: [secretSource, ...downward] } }
+}
+
+/**
+ * The CEL pieces about one container `c`: whether it is selected, its root
+ * entries, and the root it is mounted under.
+ */
+const containerCel = (binding: Binding) => {
+  const envOf = "c.?env.orValue([])"
+  const roots = `${envOf}.filter(e, e.name == ${str(RootVariable)})`
+  return {
+    selected: binding.containers === undefined ? "true" : `c.name in ${list(binding.containers)}`,
+    rootSet: `${roots}.size() > 0`,
+    /** A literal root (Projection.ts rootOf: the first entry's value), else the default. */
+    rootPath: `(${roots}.size() > 0 && has(${roots}[0].value) ? ${roots}[0].value : ${str(DefaultRoot)})`,
+    unreadableRoot: `${envOf}.exists(e, e.name == ${str(RootVariable)} && !has(e.value) && has(e.valueFrom))`,
+    collision: (names: ReadonlyArray<string>) => `${envOf}.exists(e, e.name in ${list(names)})`
+  }
+}
+
+/** `add` of `value` (CEL) at `path` (CEL string). */
+const add = (path: string, value: string) => `JSONPatch{op: "add", path: ${path}, value: ${value}}`
+/** Puts `items` into `list`, replacing those of the same name in place, appending the others (Projection.ts mergeByName). */
+const mergeByName = <T extends { readonly name: string }>(items: ReadonlyArray<T>): Array<T> => {
+  const result: Array<T> = []
+  for (const item of items) {
+    const at = result.findIndex((x) => x.name === item.name)
+    if (at === -1) result.push(item)
+    else result[at] = item
+  }
+  return result
+}
+
+/**
+ * The JSON Patch expression: what merging Projection.ts's `intent` into the
+ * Job's template as it is created gives (its `project`). A new Job holds
+ * nothing of the binding, and none of the variables spec.env projects (the
+ * match conditions leave such a Job out), so env entries are appended; the
+ * volume replaces one of its name, the mount one at its path, as there.
+ */
+export const jsonPatch = (binding: Binding, secret: BoundSecret): string => {
+  const keys = annotationKeys(binding.name)
+  const overridden = [
+    ...(binding.type === undefined ? [] : [{ entry: "type", value: binding.type, annotation: keys.type }]),
+    ...(binding.provider === undefined ? [] : [{ entry: "provider", value: binding.provider, annotation: keys.provider }])
+  ]
+  const c = containerCel(binding)
+  const volume = volumeName(binding.name)
+  const rootMarker = "\u0000root"
+  const mappings = (binding.env ?? []).map((m) => {
+    const override = overridden.find((o) => o.entry === m.key)
+    return {
+      name: m.name,
+      valueFrom: override === undefined
+        ? { secretKeyRef: { name: secret.name, key: m.key } }
+        : { fieldRef: { fieldPath: `metadata.annotations['${override.annotation}']` } }
+    }
+  })
+  // intent's env, merged into a container without the root (the one that gets it) and with it (a literal root is the same value again).
+  const withRoot = mergeByName<{ name: string; value?: string; valueFrom?: unknown }>([
+    { name: RootVariable, value: rootMarker },
+    ...mappings
+  ]).map((e) => (e.value === rootMarker ? { name: e.name, value: DefaultRoot } : e))
+  const withoutRoot = mergeByName(mappings)
+  const Spec = "object.spec.template.spec"
+  const containerOps = (listName: string) => {
+    const type = `Object.spec.template.spec.${listName}`
+    const at = `"/spec/template/spec/${listName}/" + string(i)`
+    const envOps = (entries: ReadonlyArray<unknown>) => {
+      if (entries.length === 0) return "[]"
+      const env = typed(entries, `${type}.env`)
+      return `(has(c.env) ? ${env}.map(e, ${add(`${at} + "/env/-"`, "e")}) : [${add(`${at} + "/env"`, env)}])`
+    }
+    // The root without its trailing slashes, as Projection.ts's `replace(/\/+$/, "")`.
+    const mountPath = `${c.rootPath}.find("(?s)^.*[^/]") + ${str(`/${binding.directory}`)}`
+    const mount = typed({ name: volume, mountPath: new Raw("p"), readOnly: true }, `${type}.volumeMounts`)
+    const mountOps = `(has(c.volumeMounts) ? ` +
+      `(c.volumeMounts.map(m, m.mountPath).indexOf(p) >= 0 ? ` +
+      `[JSONPatch{op: "remove", path: ${at} + "/volumeMounts/" + string(c.volumeMounts.map(m, m.mountPath).indexOf(p))}] : []) + ` +
+      `[${add(`${at} + "/volumeMounts/-"`, mount)}] : [${add(`${at} + "/volumeMounts"`, `[${mount}]`)}])`
+    // [x].map(v, ...)[0] binds v to x: CEL here has no cel.bind.
+    const perContainer = `[${Spec}.${listName}[i]].map(c, [${mountPath}].map(p, ` +
+      `(${c.rootSet} ? ${envOps(withoutRoot)} : ${envOps(withRoot)}) + ${mountOps})[0])[0]`
+    return `(has(${Spec}.${listName}) ? lists.range(${Spec}.${listName}.size())` +
+      `.filter(i, [${Spec}.${listName}[i]].all(c, ${c.selected}))` +
+      `.map(i, ${perContainer}).flatten() : [])`
+  }
+  const selectedOf = (listName: string) => `${Spec}.?${listName}.orValue([]).filter(c, ${c.selected})`
+  const rootAdded = `(${selectedOf("containers")} + ${selectedOf("initContainers")}).filter(c, !(${c.rootSet})).map(c, c.name)`
+  const annotations: Array<[string, string]> = [[keys.secretHash, str(secretHash(secret.data))]]
+  for (const o of overridden) annotations.push([o.annotation, str(o.value)])
+  const annotationAt = (key: string) => str(`/spec/template/metadata/annotations/${key.replaceAll("~", "~0").replaceAll("/", "~1")}`)
+  const annotationOps = [
+    `(has(object.spec.template.metadata) ? [] : [${add(str("/spec/template/metadata"), "Object.spec.template.metadata{}")}])`,
+    `(has(object.spec.template.metadata) && has(object.spec.template.metadata.annotations) ? [] : ` +
+    `[${add(str("/spec/template/metadata/annotations"), "{}")}])`,
+    `[${annotations.map(([k, v]) => add(annotationAt(k), v)).join(", ")}]`,
+    `(${rootAdded}.size() > 0 ? [${add(annotationAt(keys.root), `${rootAdded}.join(",")`)}] : [])`
+  ]
+  const volumeValue = typed(bindingVolume(binding, secret, overridden), "Object.spec.template.spec.volumes")
+  const volumeOps = `(has(${Spec}.volumes) ? (${Spec}.volumes.map(v, v.name).indexOf(${str(volume)}) >= 0 ? ` +
+    `[JSONPatch{op: "replace", path: "/spec/template/spec/volumes/" + string(${Spec}.volumes.map(v, v.name).indexOf(${
+      str(volume)
+    })), value: ${volumeValue}}] : ` +
+    `[${add(str("/spec/template/spec/volumes/-"), volumeValue)}]) : [${add(str("/spec/template/spec/volumes"), `[${volumeValue}]`)}])`
+  return [...annotationOps, containerOps("containers"), containerOps("initContainers"), volumeOps].join(" + ")
+}
+
+/** The match conditions: the named Job only; no Job whose projection `refuseTemplate` would refuse. */
+export const matchConditions = (binding: Binding, target: JobTarget): ReadonlyArray<{ name: string; expression: string }> => {
+  const c = containerCel(binding)
+  const all = `(${Template}.containers + ${Template}.?initContainers.orValue([]))`
+  const names = [...new Set((binding.env ?? []).map((e) => e.name))]
+  return [
+    ...(target.name === undefined ? [] : [{ name: "workload-name", expression: `object.metadata.name == ${str(target.name)}` }]),
+    // refuseTemplate's UnreadableRoot: the mount cannot be placed under a root whose value cannot be read.
+    { name: "root-readable", expression: `!${all}.exists(c, (${c.selected}) && ${c.unreadableRoot})` },
+    // refuseTemplate's EnvCollision: a new Job's variable is never the binding's own.
+    ...(names.length === 0 ? [] : [{ name: "no-env-collision", expression: `!${all}.exists(c, (${c.selected}) && ${c.collision(names)})` }])
+  ]
+}
+
+/** The MutatingAdmissionPolicy that projects `binding` into each matching Job at its creation. */
+export const jobPolicy = (binding: Binding, secret: BoundSecret, target: JobTarget) => {
+  const name = jobPolicyName(target.namespace, binding.name)
+  return {
+    apiVersion: MutatingApiVersion,
+    kind: MutatingPolicyKind,
+    metadata: { name, labels: { ...JobPolicyLabels }, annotations: { [BindingAnnotation]: `${target.namespace}/${binding.name}` } },
+    spec: {
+      // A Job the policy cannot project is not created unbound: the API server refuses it, saying why.
+      failurePolicy: "Fail",
+      reinvocationPolicy: "Never",
+      matchConstraints: {
+        resourceRules: [{ apiGroups: ["batch"], apiVersions: ["v1"], operations: ["CREATE"], resources: ["jobs"] }],
+        namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": target.namespace } },
+        ...(target.selector === undefined ? {} : { objectSelector: structuredClone(target.selector) as Record<string, unknown> })
+      },
+      matchConditions: matchConditions(binding, target).map((m) => ({ ...m })),
+      mutations: [{ patchType: "JSONPatch", jsonPatch: { expression: jsonPatch(binding, secret) } }]
+    }
+  }
+}
+
+/** Its binding, of the same name. */
+export const jobPolicyBinding = (namespace: string, bindingName: string) => {
+  const name = jobPolicyName(namespace, bindingName)
+  return {
+    apiVersion: MutatingApiVersion,
+    kind: MutatingBindingKind,
+    metadata: { name, labels: { ...JobPolicyLabels }, annotations: { [BindingAnnotation]: `${namespace}/${bindingName}` } },
+    spec: { policyName: name }
+  }
+}
+
+/** Whether a Job's template carries this binding's projection (its volume): made after the policy, or by hand. */
+export const projectedInto = (job: unknown, bindingName: string): boolean => {
+  const volumes = (job as { spec?: { template?: { spec?: { volumes?: ReadonlyArray<{ name?: string }> } } } }).spec?.template?.spec?.volumes
+  return (volumes ?? []).some((v) => v.name === volumeName(bindingName))
+}
