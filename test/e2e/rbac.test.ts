@@ -339,6 +339,58 @@ test("the ServiceBinding controller acts as its own ServiceAccount: it binds a D
   expect(operator!.logs.filter((l) => l.includes("HTTP 403") || l.includes("Forbidden"))).toEqual([])
 }, 30_000)
 
+const bindingUser = "system:serviceaccount:halkyon-system:halkyon-service-binding"
+const bindingGroups = ["system:serviceaccounts", "system:serviceaccounts:halkyon-system", "system:authenticated"]
+const mutating = "/apis/admissionregistration.k8s.io/v1"
+const jobBinding = (name: string, job: string) =>
+  cluster.api("POST", "/apis/servicebinding.io/v1/namespaces/apps/servicebindings", {
+    apiVersion: "servicebinding.io/v1",
+    kind: "ServiceBinding",
+    metadata: { name },
+    spec: {
+      service: { apiVersion: "v1", kind: "Secret", name: "job-secret" },
+      workload: { apiVersion: "batch/v1", kind: "Job", name: job }
+    }
+  })
+const bindingReadyOf = async (name: string) =>
+  dig<Array<{ type: string; status: string; reason: string; message: string }>>(
+    (await cluster.api("GET", `/apis/servicebinding.io/v1/namespaces/apps/servicebindings/${name}`)).body,
+    "status",
+    "conditions"
+  )?.find((c) => c.type === "Ready")
+
+test("a ServiceBinding of Jobs: the binding identity, not the operator, keeps its MutatingAdmissionPolicy, and removes it", async () => {
+  for (const verb of ["list", "create", "patch", "delete"]) {
+    for (const resource of ["mutatingadmissionpolicies", "mutatingadmissionpolicybindings"]) {
+      expect(await can(bindingUser, bindingGroups, { verb, resource, group: "admissionregistration.k8s.io" })).toBe(true)
+      expect(await asOperator(verb, resource, "", "admissionregistration.k8s.io")).toBe(false)
+    }
+  }
+  expect(
+    await can(bindingUser, bindingGroups, { verb: "update", resource: "mutatingadmissionpolicies", group: "admissionregistration.k8s.io" })
+  )
+    .toBe(false)
+  const secret = await cluster.api("POST", "/api/v1/namespaces/apps/secrets", {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name: "job-secret" },
+    stringData: { type: "postgresql", uri: "postgresql://db" }
+  })
+  expect(secret.status).toBe(201)
+  expect((await jobBinding("nightly", "nightly")).status).toBe(201)
+  expect(await eventually(async () => (await bindingReadyOf("nightly"))?.status === "True", 10_000)).toBe(true)
+  expect((await cluster.api("GET", `${mutating}/mutatingadmissionpolicies/halkyon-binding.apps.nightly`)).status).toBe(200)
+  expect((await cluster.api("DELETE", "/apis/servicebinding.io/v1/namespaces/apps/servicebindings/nightly")).status).toBe(200)
+  expect(
+    await eventually(
+      async () => (await cluster.api("GET", `${mutating}/mutatingadmissionpolicies/halkyon-binding.apps.nightly`)).status === 404,
+      10_000
+    )
+  ).toBe(true)
+  expect((await cluster.api("GET", `${mutating}/mutatingadmissionpolicybindings/halkyon-binding.apps.nightly`)).status).toBe(404)
+  expect(operator!.logs.filter((l) => l.includes("HTTP 403") || l.includes("Forbidden"))).toEqual([])
+}, 30_000)
+
 test("a plugin removed from the folder takes its CapabilityInfo and its admission policy with it", async () => {
   const policies = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
   // Applied under the printed role, which grants exactly list, create, patch and delete on policies and bindings.
@@ -495,3 +547,40 @@ test("an operator whose role lacks admission policies says so once, and the plug
     expect((await apply(role as Manifest, `${rbac}/clusterroles`)).status).toBe(200)
   }
 }, 60_000)
+
+test(
+  "a binding identity whose role lacks mutating admission policies: a Job binding reports ProjectionFailed saying why, logged once",
+  async () => {
+    await operator?.stop()
+    operator = undefined
+    const role = printedRole("halkyon-service-binding-core")
+    const without = { ...role, rules: role?.rules?.filter((r) => !r.apiGroups?.includes("admissionregistration.k8s.io")) } as Manifest
+    expect((await apply(without, `${rbac}/clusterroles`)).status).toBe(200)
+    const job = await cluster.api("POST", "/apis/batch/v1/namespaces/apps/jobs", {
+      apiVersion: "batch/v1",
+      kind: "Job",
+      metadata: { name: "weekly" },
+      spec: { suspend: true, template: { spec: { restartPolicy: "Never", containers: [{ name: "app", image: "example.com/app:1" }] } } }
+    })
+    expect(job.status).toBe(201)
+    const started = await untilReady(
+      startOperator(cluster, pluginsDir, ["--impersonate", "always", "--operator-namespace", "halkyon-system"], kubeconfig.path)
+    )
+    try {
+      for (const name of ["weekly", "weekly-too"]) expect((await jobBinding(name, "weekly")).status).toBe(201)
+      for (const name of ["weekly", "weekly-too"]) {
+        expect(await eventually(async () => (await bindingReadyOf(name))?.reason === "ProjectionFailed", 10_000)).toBe(true)
+        const message = (await bindingReadyOf(name))?.message ?? ""
+        expect(message).toContain("Job weekly: Kubernetes refuses any change to a Job's pod template once the Job exists")
+        expect(message).toContain("the MutatingAdmissionPolicy that projects a Job as it is created could not be kept")
+        expect(message).toContain("grant the ServiceBinding controller the rules `halkyon manifests` prints")
+      }
+      expect(started.logs.filter((l) => l.includes("may not keep MutatingAdmissionPolicies"))).toHaveLength(1)
+      expect((await cluster.api("GET", `${mutating}/mutatingadmissionpolicies/halkyon-binding.apps.weekly`)).status).toBe(404)
+    } finally {
+      await started.stop()
+      expect((await apply(role as Manifest, `${rbac}/clusterroles`)).status).toBe(200)
+    }
+  },
+  60_000
+)
