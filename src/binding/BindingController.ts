@@ -19,6 +19,13 @@
  *   its resourceVersion: a custom resource's lists need not merge by name.
  *   Mappings are watched; a change re-reconciles the bindings of the kinds
  *   of its group, and an invalid one is reported (InvalidMapping).
+ * - A Job's template cannot change once it exists: a binding of Jobs keeps
+ *   a MutatingAdmissionPolicy (JobPolicy.ts) that has the API server project
+ *   into each matching Job as it is created; it is Ready once the policy is
+ *   in place, and reports a matching Job made without the projection. The
+ *   policy goes with the binding, or when it names another kind. Where the
+ *   controller may not keep such policies (403, 404), it says so once, and a
+ *   Job binding fails as any write to a Job does (ProjectionFailed).
  * - A Capability bound by a ServiceBinding carries a finalizer; deleting it
  *   waits with Ready=False, reason InUse, naming the bindings, until they go.
  * - Workloads of the kinds bindings name are watched: a new, deleted,
