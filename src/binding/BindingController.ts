@@ -59,6 +59,7 @@ import {
   unbindMapped
 } from "./Mapping.ts"
 import {
+  BindingAnnotation,
   JobApiVersion,
   JobKind,
   jobPolicy,
@@ -180,6 +181,72 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
   }
   const enqueueAll = (keys: Set<string> | undefined) => Effect.forEach([...(keys ?? [])], (k) => queue.add(`b:${k}`), { discard: true })
 
+  // The MutatingAdmissionPolicies of Job bindings (JobPolicy.ts), by name: listed once, then kept as they are applied and
+  // deleted, so that a binding of any other kind needs no request to know it has none to remove.
+  let policies: Set<string> | undefined
+  let saidNoPolicies = false
+  /** Whether an answer means this controller cannot keep admission policies here at all (no RBAC, or no such API). */
+  const unmanageable = (e: KubeApiError) => e.code === 403 || e.code === 404
+  const knownPolicies = Effect.gen(function*() {
+    if (policies !== undefined) return policies
+    const listed = yield* kube.list(MutatingApiVersion, MutatingPolicyKind, { labelSelector: jobPolicySelector }).pipe(
+      Effect.map(({ items }) => new Set(items.map((i) => i.metadata.name))),
+      // Not allowed, or not served: there is none this controller made and could remove.
+      Effect.catchIf(unmanageable, () => Effect.succeed(new Set<string>()))
+    )
+    policies = listed
+    return listed
+  })
+  /** Removes the binding's policy, if it has one: deleted, or no longer bound to Jobs. */
+  const removePolicy = (namespace: string, bindingName: string) =>
+    Effect.gen(function*() {
+      const name = jobPolicyName(namespace, bindingName)
+      if (!(yield* knownPolicies).has(name)) return
+      // Its binding first, so that none is left pointing at a removed policy.
+      for (const kind of [MutatingBindingKind, MutatingPolicyKind]) {
+        yield* kube.delete({ apiVersion: MutatingApiVersion, kind, name }).pipe(Effect.catchIf((e) => e.notFound, () => Effect.void))
+      }
+      policies?.delete(name)
+      yield* Effect.logInfo(`servicebinding ${namespace}/${bindingName}: MutatingAdmissionPolicy ${name} removed`)
+    })
+  /** Applies a binding's policy, then its binding (a binding to a missing policy does nothing; the reverse would). */
+  const applyPolicy = (policy: ReturnType<typeof jobPolicy>, policyBinding: ReturnType<typeof jobPolicyBinding>) =>
+    Effect.gen(function*() {
+      const known = yield* knownPolicies
+      yield* kube.apply(policy as unknown as KubeObject, PolicyFieldManager)
+      known.add(policy.metadata.name)
+      yield* kube.apply(policyBinding as unknown as KubeObject, PolicyFieldManager)
+      saidNoPolicies = false
+    })
+  const sayNoPolicies = (e: KubeApiError) =>
+    Effect.gen(function*() {
+      if (saidNoPolicies) return
+      saidNoPolicies = true
+      yield* Effect.logWarning(
+        `the ServiceBinding controller may not keep MutatingAdmissionPolicies (${e.message}): a ServiceBinding of Jobs cannot ` +
+          "project into them as they are created, and reports ProjectionFailed; grant its identity the rules `halkyon manifests` " +
+          "prints (cluster-wide), on a cluster that serves admissionregistration.k8s.io/v1 MutatingAdmissionPolicy"
+      )
+    })
+
+  /**
+   * Removes the policies of bindings that are gone without this controller (their finalizer removed by hand while it
+   * did not run), once the bindings are listed: those of namespaces this controller serves only.
+   */
+  const sweepPolicies = Effect.gen(function*() {
+    const listed = yield* kube.list(MutatingApiVersion, MutatingPolicyKind, { labelSelector: jobPolicySelector })
+    for (const policy of listed.items) {
+      const owner = policy.metadata.annotations?.[BindingAnnotation] ?? ""
+      const [namespace = "", name = ""] = owner.split("/")
+      if (bindings.has(owner) || name === "" || (options.namespace !== undefined && namespace !== options.namespace)) continue
+      ;(yield* knownPolicies).add(policy.metadata.name)
+      yield* removePolicy(namespace, name)
+    }
+  }).pipe(
+    Effect.catchIf(unmanageable, () => Effect.void),
+    Effect.catch((e) => Effect.logWarning(`removing the admission policies of deleted ServiceBindings failed: ${e.message}`))
+  )
+
   yield* inform({
     apiVersion: BindingApiVersion,
     kind: "ServiceBinding",
@@ -192,7 +259,8 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       // may have run before this event removed the binding from the cache.
       const used = deleted ? capabilityUsed(object) : undefined
       return queue.add(`b:${key}`).pipe(Effect.andThen(used === undefined ? Effect.void : queue.add(`c:${used}`)))
-    }
+    },
+    onSynced: sweepPolicies
   }).pipe(Effect.forkScoped)
   yield* inform({
     apiVersion: CapabilityApiVersion,
@@ -434,54 +502,6 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       manager
     )
 
-  // The MutatingAdmissionPolicies of Job bindings (JobPolicy.ts), by name: listed once, then kept as they are applied and
-  // deleted, so that a binding of any other kind needs no request to know it has none to remove.
-  let policies: Set<string> | undefined
-  let saidNoPolicies = false
-  /** Whether an answer means this controller cannot keep admission policies here at all (no RBAC, or no such API). */
-  const unmanageable = (e: KubeApiError) => e.code === 403 || e.code === 404
-  const knownPolicies = Effect.gen(function*() {
-    if (policies !== undefined) return policies
-    const listed = yield* kube.list(MutatingApiVersion, MutatingPolicyKind, { labelSelector: jobPolicySelector }).pipe(
-      Effect.map(({ items }) => new Set(items.map((i) => i.metadata.name))),
-      // Not allowed, or not served: there is none this controller made and could remove.
-      Effect.catchIf(unmanageable, () => Effect.succeed(new Set<string>()))
-    )
-    policies = listed
-    return listed
-  })
-  /** Removes the binding's policy, if it has one: deleted, or no longer bound to Jobs. */
-  const removePolicy = (namespace: string, bindingName: string) =>
-    Effect.gen(function*() {
-      const name = jobPolicyName(namespace, bindingName)
-      if (!(yield* knownPolicies).has(name)) return
-      // Its binding first, so that none is left pointing at a removed policy.
-      for (const kind of [MutatingBindingKind, MutatingPolicyKind]) {
-        yield* kube.delete({ apiVersion: MutatingApiVersion, kind, name }).pipe(Effect.catchIf((e) => e.notFound, () => Effect.void))
-      }
-      policies?.delete(name)
-      yield* Effect.logInfo(`servicebinding ${namespace}/${bindingName}: MutatingAdmissionPolicy ${name} removed`)
-    })
-  /** Applies a binding's policy, then its binding (a binding to a missing policy does nothing; the reverse would). */
-  const applyPolicy = (policy: ReturnType<typeof jobPolicy>, policyBinding: ReturnType<typeof jobPolicyBinding>) =>
-    Effect.gen(function*() {
-      const known = yield* knownPolicies
-      yield* kube.apply(policy as unknown as KubeObject, PolicyFieldManager)
-      known.add(policy.metadata.name)
-      yield* kube.apply(policyBinding as unknown as KubeObject, PolicyFieldManager)
-      saidNoPolicies = false
-    })
-  const sayNoPolicies = (e: KubeApiError) =>
-    Effect.gen(function*() {
-      if (saidNoPolicies) return
-      saidNoPolicies = true
-      yield* Effect.logWarning(
-        `the ServiceBinding controller may not keep MutatingAdmissionPolicies (${e.message}): a ServiceBinding of Jobs cannot ` +
-          "project into them as they are created, and reports ProjectionFailed; grant its identity the rules `halkyon manifests` " +
-          "prints (cluster-wide), on a cluster that serves admissionregistration.k8s.io/v1 MutatingAdmissionPolicy"
-      )
-    })
-
   const writeStatus = (raw: KubeObject, generation: number | undefined, verdict: Verdict) =>
     Effect.gen(function*() {
       const previous = (raw as { status?: ServiceBindingStatus }).status
@@ -521,6 +541,9 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       if (raw === undefined) {
         index(byCapability, undefined, key)
         index(bySecret, undefined, key)
+        // Gone without its finalizer's path (removed by hand): its policy goes all the same.
+        const [namespace = "", name = ""] = key.split("/")
+        yield* removePolicy(namespace, name)
         return {}
       }
       const namespace = raw.metadata.namespace ?? ""
@@ -654,7 +677,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
           return refusal === undefined
             ? {
               reason: "ProjectionFailed",
-              message: `Job ${j.metadata.name} was created before this binding's MutatingAdmissionPolicy, and a Job's pod ` +
+              message: `Job ${j.metadata.name} was created before this binding's MutatingAdmissionPolicy took effect, and a Job's pod ` +
                 "template cannot change: delete it and create it again to have it bound"
             }
             : { reason: refusal.reason, message: `Job ${j.metadata.name}: ${refusal.message}` }

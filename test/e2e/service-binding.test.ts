@@ -675,7 +675,7 @@ describe("Jobs: projected as they are created, by a MutatingAdmissionPolicy", ()
     // The spec: each match as if named alone, partial failures aggregated on Ready.
     await waitBinding("job-by-selector", "False", "ProjectionFailed")
     expect((await bindingReady("job-by-selector"))?.message).toBe(
-      "Job early was created before this binding's MutatingAdmissionPolicy, and a Job's pod template cannot change: " +
+      "Job early was created before this binding's MutatingAdmissionPolicy took effect, and a Job's pod template cannot change: " +
         "delete it and create it again to have it bound"
     )
     expect(dig<PodTemplate>((await cluster.api("GET", jobPath("early"))).body, "spec", "template")).toEqual(earlyTemplate)
@@ -733,6 +733,41 @@ describe("Jobs: projected as they are created, by a MutatingAdmissionPolicy", ()
     const again = await cluster.api("POST", jobsPath(), job("migrate", {}))
     expect(again.status).toBe(201)
     expect(comparable(dig<PodTemplate>(again.body, "spec", "template"))).toEqual(comparable(await dryRun(job("unbound-reference", {}))))
+  })
+
+  test("a binding removed by hand (its finalizer taken off) while the operator was away: its policy goes when the operator starts", async () => {
+    for (const name of ["job-orphan", "job-kept"]) {
+      await createBinding(name, {
+        service: { apiVersion: "v1", kind: "Secret", name: "plain" },
+        workload: { apiVersion: "batch/v1", kind: "Job", name: "orphan" }
+      })
+      await waitBinding(name, "True", "Projected")
+    }
+    await operator.stop()
+    const unfinalized = await cluster.api(
+      "PATCH",
+      bindingsPath("job-orphan"),
+      { metadata: { finalizers: null } },
+      "application/merge-patch+json"
+    )
+    expect(unfinalized.status).toBe(200)
+    expect((await cluster.api("DELETE", bindingsPath("job-orphan"))).status).toBe(200)
+    expect((await cluster.api("GET", bindingsPath("job-orphan"))).status).toBe(404)
+    expect((await cluster.api("GET", policiesPath("halkyon-binding.bound.job-orphan"))).status).toBe(200)
+    operator = await untilReady(startOperator(cluster, pluginsDir, []))
+    expect(
+      await eventually(async () => (await cluster.api("GET", policiesPath("halkyon-binding.bound.job-orphan"))).status === 404, 10_000)
+    )
+      .toBe(true)
+    expect((await cluster.api("GET", policyBindingsPath("halkyon-binding.bound.job-orphan"))).status).toBe(404)
+    // That one only: the policy of a binding that is still there stays.
+    expect(operator.logs.filter((l) => l.includes("MutatingAdmissionPolicy halkyon-binding.") && l.includes("removed"))).toEqual([
+      expect.stringContaining("servicebinding bound/job-orphan: MutatingAdmissionPolicy halkyon-binding.bound.job-orphan removed")
+    ])
+    expect((await cluster.api("GET", policiesPath("halkyon-binding.bound.job-kept"))).status).toBe(200)
+    expect((await cluster.api("DELETE", bindingsPath("job-kept"))).status).toBe(200)
+    expect(await eventually(async () => (await cluster.api("GET", policiesPath("halkyon-binding.bound.job-kept"))).status === 404, 10_000))
+      .toBe(true)
   })
 })
 
