@@ -28,6 +28,7 @@ import {
   startWithPostgres,
   untilReady
 } from "../support/cluster.ts"
+import { jobPolicy, jobPolicyBinding } from "../../src/binding/JobPolicy.ts"
 import { type Binding, type PodTemplate, project } from "../../src/binding/Projection.ts"
 import { eventually } from "../support/paths.ts"
 
@@ -768,6 +769,124 @@ describe("Jobs: projected as they are created, by a MutatingAdmissionPolicy", ()
     expect((await cluster.api("DELETE", bindingsPath("job-kept"))).status).toBe(200)
     expect(await eventually(async () => (await cluster.api("GET", policiesPath("halkyon-binding.bound.job-kept"))).status === 404, 10_000))
       .toBe(true)
+  })
+})
+
+describe("the Job policy's CEL against the projector, case by case, on the real API server", () => {
+  // Each case's policy (JobPolicy.ts, applied here directly, no controller) names one Job; the Job the API server
+  // creates through it must equal the projector's output for the same template, as the API server creates that.
+  const jobsPath = `/apis/batch/v1/namespaces/${ns}/jobs?dryRun=All`
+  const admission = "/apis/admissionregistration.k8s.io/v1"
+  const generated = ["batch.kubernetes.io/controller-uid", "controller-uid", "batch.kubernetes.io/job-name", "job-name"]
+  const withoutGenerated = (template: PodTemplate | undefined): PodTemplate => {
+    const labels = Object.fromEntries(
+      Object.entries(template?.metadata?.labels as Record<string, string> | undefined ?? {}).filter(([k]) => !generated.includes(k))
+    )
+    const { labels: _, ...metadata } = template?.metadata ?? {}
+    return { ...template, metadata: { ...metadata, ...(Object.keys(labels).length === 0 ? {} : { labels }) } }
+  }
+  const dryRun = async (name: string, template: PodTemplate) => {
+    const created = await cluster.api("POST", jobsPath, {
+      apiVersion: "batch/v1",
+      kind: "Job",
+      metadata: { name },
+      spec: { suspend: true, template }
+    })
+    expect(created.status, JSON.stringify(created.body)).toBe(201)
+    return withoutGenerated(dig<PodTemplate>(created.body, "spec", "template"))
+  }
+  const c = (name: string, extra: Record<string, unknown> = {}) => ({ name, image: `example.com/${name}:1`, ...extra })
+  const root = (value: string) => ({ name: "SERVICE_BINDING_ROOT", value })
+  const cases: ReadonlyArray<{ readonly name: string; readonly binding: Omit<Binding, "name">; readonly template: PodTemplate }> = [
+    { name: "minimal", binding: { directory: "minimal" }, template: { spec: { restartPolicy: "Never", containers: [c("app")] } } },
+    {
+      name: "annotated",
+      binding: { directory: "annotated", env: [{ name: "DATABASE_URL", key: "uri" }] },
+      template: {
+        metadata: { annotations: { team: "data" }, labels: { app: "x" } },
+        spec: { restartPolicy: "Never", containers: [c("app", { env: [{ name: "A", value: "1" }] }), c("sidecar")] }
+      }
+    },
+    {
+      name: "filtered",
+      binding: { directory: "filtered", containers: ["app", "setup", "absent"], env: [{ name: "URI", key: "uri" }] },
+      template: {
+        spec: {
+          restartPolicy: "Never",
+          containers: [c("app", { env: [root("/custom//")] }), c("sidecar", { env: [{ name: "B", value: "2" }] })],
+          initContainers: [c("setup"), c("other")]
+        }
+      }
+    },
+    {
+      name: "init-only",
+      binding: { directory: "init-only", containers: ["setup"] },
+      template: { spec: { restartPolicy: "Never", containers: [c("app")], initContainers: [c("setup", { env: [root("/r")] })] } }
+    },
+    {
+      name: "taken-places",
+      binding: { directory: "dir" },
+      template: {
+        spec: {
+          restartPolicy: "Never",
+          containers: [c("app", { volumeMounts: [{ name: "old", mountPath: "/bindings/dir" }, { name: "cache", mountPath: "/cache" }] })],
+          volumes: [{ name: "old", emptyDir: {} }, { name: "svcb-taken-places", emptyDir: {} }, { name: "cache", emptyDir: {} }]
+        }
+      }
+    },
+    {
+      name: "overrides",
+      binding: {
+        directory: "overrides",
+        type: "mysql",
+        provider: "acme",
+        env: [{ name: "T", key: "type" }, { name: "P", key: "provider" }, { name: "U", key: "uri" }]
+      },
+      template: { spec: { restartPolicy: "Never", containers: [c("app"), c("worker", { env: [root("/")] })] } }
+    },
+    {
+      name: "empty-root",
+      binding: { directory: "empty-root", env: [{ name: "U", key: "uri" }, { name: "U", key: "type" }] },
+      template: { spec: { restartPolicy: "Never", containers: [c("app", { env: [{ name: "SERVICE_BINDING_ROOT", value: "" }] })] } }
+    }
+  ]
+  const policyName = (name: string) => `halkyon-binding.${ns}.table-${name}`
+
+  test("each case: the API server's result through the policy is the projector's", async () => {
+    const data = dig<Record<string, string>>((await cluster.api("GET", `/api/v1/namespaces/${ns}/secrets/plain`)).body, "data") ?? {}
+    const secret = { name: "plain", data }
+    for (const k of cases) {
+      const binding: Binding = { ...k.binding, name: `table-${k.name}` }
+      const target = { namespace: ns, name: `table-${k.name}` }
+      expect((await cluster.api("POST", `${admission}/mutatingadmissionpolicies`, jobPolicy(binding, secret, target))).status).toBe(201)
+      expect((await cluster.api("POST", `${admission}/mutatingadmissionpolicybindings`, jobPolicyBinding(ns, binding.name))).status).toBe(
+        201
+      )
+    }
+    for (const k of cases) {
+      const binding: Binding = { ...k.binding, name: `table-${k.name}` }
+      // The template as the controller would read it from the API server (defaults filled), projected.
+      const read = await dryRun(`unmatched-${k.name}`, k.template)
+      const expected = await dryRun(`unmatched-${k.name}`, project(read, binding, secret))
+      let got: PodTemplate | undefined
+      const ok = await eventually(
+        async () => {
+          got = await dryRun(binding.name, k.template)
+          return (got.spec?.volumes ?? []).some((v) => v.name === `svcb-${binding.name}`)
+        },
+        10_000,
+        100
+      )
+      expect(ok, `case ${k.name}: the policy never took effect`).toBe(true)
+      expect({ case: k.name, template: got }).toEqual({ case: k.name, template: expected })
+    }
+  })
+
+  afterAll(async () => {
+    for (const k of cases) {
+      await cluster.api("DELETE", `${admission}/mutatingadmissionpolicybindings/${policyName(k.name)}`)
+      await cluster.api("DELETE", `${admission}/mutatingadmissionpolicies/${policyName(k.name)}`)
+    }
   })
 })
 
