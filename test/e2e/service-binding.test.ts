@@ -663,7 +663,7 @@ describe("Jobs: projected as they are created, by a MutatingAdmissionPolicy", ()
     expect((await bindingReady("job-by-name"))?.message).toContain("; projected into Job migrate")
   })
 
-  test("by selector, with a type override: each matching Job is projected as the projector would, another is not; one made before is reported, unchanged", async () => {
+  test("by selector, with a type override: each matching Job is projected as the projector would, another is not; one made before, and one setting a variable spec.env projects (left out), are reported, unchanged", async () => {
     const early = await cluster.api("POST", jobsPath(), job("early", { tier: "nightly" }))
     expect(early.status).toBe(201)
     const earlyTemplate = dig<PodTemplate>(early.body, "spec", "template")
@@ -698,8 +698,25 @@ describe("Jobs: projected as they are created, by a MutatingAdmissionPolicy", ()
     expect(other.status).toBe(201)
     expect(bound(dig<PodTemplate>(other.body, "spec", "template"), "job-by-selector")).toBe(false)
 
-    // Once the early Job is gone, every match is bound.
+    // A matching Job that already sets a variable spec.env projects is created as it is (the policy's match conditions
+    // leave it out, as refuseTemplate refuses it), and reported.
+    const mine: PodTemplate = {
+      spec: {
+        ...input.spec,
+        containers: [{ name: "app", image: "example.com/app:1", env: [{ name: "BINDING_TYPE", value: "mine" }] }]
+      }
+    }
+    const collided = await cluster.api("POST", jobsPath(), job("nightly-mine", { tier: "nightly" }, mine))
+    expect(collided.status).toBe(201)
+    expect(bound(dig<PodTemplate>(collided.body, "spec", "template"), "job-by-selector")).toBe(false)
     expect((await cluster.api("DELETE", jobPath("early"), background)).status).toBe(200)
+    await waitBinding("job-by-selector", "False", "EnvCollision")
+    expect((await bindingReady("job-by-selector"))?.message).toBe(
+      "Job nightly-mine: spec.env would take over BINDING_TYPE in container app, set by someone else, not this binding: " +
+        "rename the variable in spec.env, or remove it from the workload (projected into the 1 other Job)"
+    )
+    // Once those Jobs are gone, every match is bound.
+    expect((await cluster.api("DELETE", jobPath("nightly-mine"), background)).status).toBe(200)
     await waitBinding("job-by-selector", "True", "Projected")
     expect((await bindingReady("job-by-selector"))?.message).toBe(
       "Jobs matching tier=nightly are projected as created, by MutatingAdmissionPolicy halkyon-binding.bound.job-by-selector; " +
