@@ -774,10 +774,11 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
           if (applied.failure.code === 0 || applied.failure.code === 409 || applied.failure.code >= 500) return yield* applied.failure
           // The API server's answer for a Job is its whole template, dumped: what to do says more.
           const detail = w.kind === "Job" && applied.failure.code === 422
-            ? "Kubernetes refuses any change to a Job's pod template once the Job exists, and the MutatingAdmissionPolicy that " +
-              `projects a Job as it is created could not be kept (${noPolicy ?? "none"}): grant the ServiceBinding controller ` +
-              "the rules `halkyon manifests` prints (cluster-wide), or bind a CronJob instead (its Jobs are made from its bound " +
-              "template), or write the projection into the Job's manifest"
+            ? "Kubernetes refuses any change to a Job's pod template once the Job exists, and " + (noPolicy === undefined
+              ? "a ClusterWorkloadResourceMapping names jobs.batch, so Jobs are not projected as they are created: delete it, "
+              : `the MutatingAdmissionPolicy that projects a Job as it is created could not be kept (${noPolicy}): grant the ` +
+                "ServiceBinding controller the rules `halkyon manifests` prints (cluster-wide), ") +
+              "or bind a CronJob instead (its Jobs are made from its bound template), or write the projection into the Job's manifest"
             : applied.failure.detail
           failures.push({ reason: "ProjectionFailed", message: `${w.kind} ${w.metadata.name}: ${detail}` })
         }
