@@ -714,6 +714,23 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       if ("admit" in route) {
         const policy = jobPolicy(binding, bound, { namespace, name: workload.name, selector: workload.selector })
         const applied = yield* applyPolicy(policy, jobPolicyBinding(namespace, binding.name)).pipe(Effect.result)
+        if (applied._tag === "Failure" && applied.failure.code === 422) {
+          // Refused as invalid (its expression too long for a very long spec.env, say): retrying cannot help. The
+          // server's answer quotes the whole expression; its verdict is at the end.
+          const detail = applied.failure.detail
+          const verdict = detail.includes("compilation failed:")
+            ? detail.slice(detail.lastIndexOf("compilation failed:"))
+            : detail.slice(-300)
+          return yield* report({
+            ready: "False",
+            reason: "ProjectionFailed",
+            message: `the API server refused the MutatingAdmissionPolicy that would project this binding into Jobs as they are ` +
+              `created: ${verdict.slice(0, 300)}`,
+            serviceAvailable: true,
+            secret: service.secret,
+            requeueAfterMs: ResyncMs
+          })
+        }
         if (applied._tag === "Failure") {
           if (!unmanageable(applied.failure)) return yield* applied.failure
           yield* sayNoPolicies(applied.failure)

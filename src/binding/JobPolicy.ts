@@ -62,20 +62,27 @@ export interface JobTarget {
 const str = (s: string): string => JSON.stringify(s)
 const list = (items: ReadonlyArray<string>) => `[${items.map(str).join(", ")}]`
 
-/** A CEL expression kept as it is inside `typed`. */
+/** A CEL expression kept as it is inside `plain`. */
 class Raw {
   constructor(readonly expression: string) {}
 }
 
-/** A JSON value as CEL, objects constructed as the type at `type` (`Object.spec.template`...). */
-const typed = (value: unknown, type: string): string => {
+/**
+ * A JSON value as a CEL literal: objects as maps of `dyn` values (a map
+ * literal's values must otherwise share one type), which a JSON Patch takes
+ * as they are. Shorter than typed objects (`Object.spec.template...{}`), so
+ * that many env entries fit the API server's limit on an expression's size.
+ */
+const plain = (value: unknown): string => {
   if (value instanceof Raw) return value.expression
   if (typeof value === "string") return str(value)
   if (typeof value === "boolean" || typeof value === "number") return String(value)
-  if (Array.isArray(value)) return `[${value.map((v) => typed(v, type)).join(", ")}]`
-  const fields = Object.entries(value as Record<string, unknown>).map(([k, v]) => `${k}: ${typed(v, `${type}.${k}`)}`)
-  return `${type}{${fields.join(", ")}}`
+  if (Array.isArray(value)) return `[${value.map(plain).join(", ")}]`
+  return `{${Object.entries(value as Record<string, unknown>).map(([k, v]) => `${str(k)}: dyn(${plain(v)})`).join(", ")}}`
 }
+
+/** `body` with `name` bound to `value`: CEL here has no cel.bind, and `[x].map(v, ...)[0]` is one. */
+const bind = (name: string, value: string, body: string) => `[${value}].map(${name}, ${body})[0]`
 
 const Template = "object.spec.template.spec"
 
@@ -154,7 +161,8 @@ export const jsonPatch = (binding: Binding, secret: BoundSecret): string => {
         : { fieldRef: { fieldPath: `metadata.annotations['${override.annotation}']` } }
     }
   })
-  // intent's env, merged into a container without the root (the one that gets it) and with it (a literal root is the same value again).
+  // intent's env, merged into a container without the root (the one that gets it) and with it (a literal root is the
+  // same value again, left as it is), bound once as `envRoot` and `envSet`.
   const withRoot = mergeByName<{ name: string; value?: string; valueFrom?: unknown }>([
     { name: RootVariable, value: rootMarker },
     ...mappings
@@ -162,23 +170,23 @@ export const jsonPatch = (binding: Binding, secret: BoundSecret): string => {
   const withoutRoot = mergeByName(mappings)
   const Spec = "object.spec.template.spec"
   const containerOps = (listName: string) => {
-    const type = `Object.spec.template.spec.${listName}`
     const at = `"/spec/template/spec/${listName}/" + string(i)`
-    const envOps = (entries: ReadonlyArray<unknown>) => {
-      if (entries.length === 0) return "[]"
-      const env = typed(entries, `${type}.env`)
-      return `(has(c.env) ? ${env}.map(e, ${add(`${at} + "/env/-"`, "e")}) : [${add(`${at} + "/env"`, env)}])`
-    }
+    // The container's env entries: appended, or the list itself where it has none.
+    const envOps = `(has(c.env) ? env.map(e, ${add(`${at} + "/env/-"`, "e")}) : ` +
+      `(env.size() > 0 ? [${add(`${at} + "/env"`, "env")}] : []))`
     // The root without its trailing slashes, as Projection.ts's `replace(/\/+$/, "")`.
     const mountPath = `${c.rootPath}.find("(?s)^.*[^/]") + ${str(`/${binding.directory}`)}`
-    const mount = typed({ name: volume, mountPath: new Raw("p"), readOnly: true }, `${type}.volumeMounts`)
+    const mount = plain({ name: volume, mountPath: new Raw("p"), readOnly: true })
+    // A mount at the same path is replaced (removed, then ours appended), as the projector's merge by path does.
     const mountOps = `(has(c.volumeMounts) ? ` +
       `(c.volumeMounts.map(m, m.mountPath).indexOf(p) >= 0 ? ` +
       `[JSONPatch{op: "remove", path: ${at} + "/volumeMounts/" + string(c.volumeMounts.map(m, m.mountPath).indexOf(p))}] : []) + ` +
       `[${add(`${at} + "/volumeMounts/-"`, mount)}] : [${add(`${at} + "/volumeMounts"`, `[${mount}]`)}])`
-    // [x].map(v, ...)[0] binds v to x: CEL here has no cel.bind.
-    const perContainer = `[${Spec}.${listName}[i]].map(c, [${mountPath}].map(p, ` +
-      `(${c.rootSet} ? ${envOps(withoutRoot)} : ${envOps(withRoot)}) + ${mountOps})[0])[0]`
+    const perContainer = bind(
+      "c",
+      `${Spec}.${listName}[i]`,
+      bind("p", mountPath, bind("env", `(${c.rootSet} ? envSet : envRoot)`, `${envOps} + ${mountOps}`))
+    )
     return `(has(${Spec}.${listName}) ? lists.range(${Spec}.${listName}.size())` +
       `.filter(i, [${Spec}.${listName}[i]].all(c, ${c.selected}))` +
       `.map(i, ${perContainer}).flatten() : [])`
@@ -193,15 +201,19 @@ export const jsonPatch = (binding: Binding, secret: BoundSecret): string => {
     `(has(object.spec.template.metadata) && has(object.spec.template.metadata.annotations) ? [] : ` +
     `[${add(str("/spec/template/metadata/annotations"), "{}")}])`,
     `[${annotations.map(([k, v]) => add(annotationAt(k), v)).join(", ")}]`,
-    `(${rootAdded}.size() > 0 ? [${add(annotationAt(keys.root), `${rootAdded}.join(",")`)}] : [])`
+    bind("added", rootAdded, `(added.size() > 0 ? [${add(annotationAt(keys.root), "added.join(\",\")")}] : [])`)
   ]
-  const volumeValue = typed(bindingVolume(binding, secret, overridden), "Object.spec.template.spec.volumes")
-  const volumeOps = `(has(${Spec}.volumes) ? (${Spec}.volumes.map(v, v.name).indexOf(${str(volume)}) >= 0 ? ` +
-    `[JSONPatch{op: "replace", path: "/spec/template/spec/volumes/" + string(${Spec}.volumes.map(v, v.name).indexOf(${
-      str(volume)
-    })), value: ${volumeValue}}] : ` +
-    `[${add(str("/spec/template/spec/volumes/-"), volumeValue)}]) : [${add(str("/spec/template/spec/volumes"), `[${volumeValue}]`)}])`
-  return [...annotationOps, containerOps("containers"), containerOps("initContainers"), volumeOps].join(" + ")
+  // The volume replaces one of its name, in place, as the projector's merge by name does.
+  const at = `${Spec}.volumes.map(v, v.name).indexOf(${str(volume)})`
+  const volumeOps = `(has(${Spec}.volumes) ? (${at} >= 0 ? ` +
+    `[JSONPatch{op: "replace", path: "/spec/template/spec/volumes/" + string(${at}), value: vol}] : ` +
+    `[${add(str("/spec/template/spec/volumes/-"), "vol")}]) : [${add(str("/spec/template/spec/volumes"), "[vol]")}])`
+  const body = [...annotationOps, containerOps("containers"), containerOps("initContainers"), volumeOps].join(" + ")
+  return bind(
+    "envRoot",
+    plain(withRoot),
+    bind("envSet", plain(withoutRoot), bind("vol", plain(bindingVolume(binding, secret, overridden)), body))
+  )
 }
 
 /** The match conditions: the named Job only; no Job whose projection `refuseTemplate` would refuse. */

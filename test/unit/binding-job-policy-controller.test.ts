@@ -118,4 +118,35 @@ describe("a Job binding's MutatingAdmissionPolicy, kept by the controller", () =
       })
     )
   })
+
+  test("refused as invalid (422): ProjectionFailed with the server's verdict, not the expression it quotes, and not retried as an error", () => {
+    const kube = fake()
+    const logs: Array<string> = []
+    kube.intercept((r) =>
+      r.kind === MutatingPolicyKind && r.verb === "apply"
+        ? new KubeApiError({
+          code: 422,
+          reason: "Invalid",
+          detail: `spec.mutations[0].jsonPatch.expression: Invalid value: "${"x".repeat(5_000)}": compilation failed: ERROR: ` +
+            "<input>:-1:0: expression code point size exceeds limit: size: 104830, limit 100000",
+          request: "PATCH mutatingadmissionpolicies"
+        })
+        : undefined
+    )
+    return run(
+      kube,
+      logs,
+      Effect.gen(function*() {
+        yield* kube.client.create(secret)
+        yield* kube.client.create(jobBinding("long"))
+        yield* start
+        yield* until(() => readyOf(kube, "long")?.reason === "ProjectionFailed", "reported")
+        expect(readyOf(kube, "long")?.message).toBe(
+          "the API server refused the MutatingAdmissionPolicy that would project this binding into Jobs as they are created: " +
+            "compilation failed: ERROR: <input>:-1:0: expression code point size exceeds limit: size: 104830, limit 100000"
+        )
+        expect(kube.objects(MutatingApiVersion, MutatingBindingKind)).toEqual([])
+      })
+    )
+  })
 })
