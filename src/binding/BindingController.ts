@@ -23,9 +23,10 @@
  *   a MutatingAdmissionPolicy (JobPolicy.ts) that has the API server project
  *   into each matching Job as it is created; it is Ready once the policy is
  *   in place, and reports a matching Job made without the projection. The
- *   policy goes with the binding, or when it names another kind. Where the
- *   controller may not keep such policies (403, 404), it says so once, and a
- *   Job binding fails as any write to a Job does (ProjectionFailed).
+ *   policy goes with the binding, or when it names another kind. Keeping
+ *   them is opt-in (`halkyon manifests --bind-jobs`): where the controller
+ *   may not (403) or they are not served (404), it says once what to do, and
+ *   a Job binding reports ProjectionFailed saying it too.
  * - A Capability bound by a ServiceBinding carries a finalizer; deleting it
  *   waits with Ready=False, reason InUse, naming the bindings, until they go.
  * - Workloads of the kinds bindings name are watched: a new, deleted,
@@ -69,6 +70,7 @@ import {
   MutatingApiVersion,
   MutatingBindingKind,
   MutatingPolicyKind,
+  noPolicyAdvice,
   projectedInto
 } from "./JobPolicy.ts"
 import { type Binding, intent, type PodTemplate, refuseSecret, refuseTemplate } from "./Projection.ts"
@@ -224,8 +226,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       saidNoPolicies = true
       yield* Effect.logWarning(
         `the ServiceBinding controller may not keep MutatingAdmissionPolicies (${e.message}): a ServiceBinding of Jobs cannot ` +
-          "project into them as they are created, and reports ProjectionFailed; grant its identity the rules `halkyon manifests` " +
-          "prints (cluster-wide), on a cluster that serves admissionregistration.k8s.io/v1 MutatingAdmissionPolicy"
+          `project into them as they are created, and reports ProjectionFailed; ${noPolicyAdvice(e.code)}`
       )
     })
 
@@ -734,7 +735,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
         if (applied._tag === "Failure") {
           if (!unmanageable(applied.failure)) return yield* applied.failure
           yield* sayNoPolicies(applied.failure)
-          noPolicy = applied.failure.message
+          noPolicy = noPolicyAdvice(applied.failure.code)
         } else {
           if (service.capability !== undefined && !finalizersOf(service.capability).includes(InUseFinalizer)) {
             yield* setFinalizers(service.capability, [...finalizersOf(service.capability), InUseFinalizer])
@@ -745,6 +746,18 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       /** How the workloads are written: a Job without its policy as any built-in kind (which the API server refuses). */
       const written: Route = "admit" in route ? { apply: route.admit } : route
       const workloads = yield* workloadsOf(namespace, workload)
+      if (workloads.length === 0 && noPolicy !== undefined) {
+        // Not "does not exist": once it does, it cannot be bound, and the cluster operator is the one to act.
+        return yield* report({
+          ready: "False",
+          reason: "ProjectionFailed",
+          message: (workload.name !== undefined ? `Job ${workload.name}` : `a Job matching ${selectorQuery(workload.selector ?? {})}`) +
+            ` will not be projected as it is created: ${noPolicy}`,
+          serviceAvailable: true,
+          secret: service.secret,
+          requeueAfterMs: ResyncMs
+        })
+      }
       if (workloads.length === 0) {
         return yield* report({
           ready: "False",
@@ -793,8 +806,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
           const detail = w.kind === "Job" && applied.failure.code === 422
             ? "Kubernetes refuses any change to a Job's pod template once the Job exists, and " + (noPolicy === undefined
               ? "a ClusterWorkloadResourceMapping names jobs.batch, so Jobs are not projected as they are created: delete it, "
-              : `the MutatingAdmissionPolicy that projects a Job as it is created could not be kept (${noPolicy}): grant the ` +
-                "ServiceBinding controller the rules `halkyon manifests` prints (cluster-wide), ") +
+              : `no MutatingAdmissionPolicy projects a Job as it is created: ${noPolicy}; `) +
               "or bind a CronJob instead (its Jobs are made from its bound template), or write the projection into the Job's manifest"
             : applied.failure.detail
           failures.push({ reason: "ProjectionFailed", message: `${w.kind} ${w.metadata.name}: ${detail}` })

@@ -18,6 +18,7 @@
  * Pure: no I/O. BindingController.ts applies what this returns.
  */
 import { createHash } from "node:crypto"
+import { BindingJobsRole, BindingServiceAccount, bindJobsRules } from "../api/BindingRbac.ts"
 import type { LabelSelector } from "../api/ServiceBinding.ts"
 import { annotationKeys, type Binding, type BoundSecret, DefaultRoot, RootVariable, secretHash, volumeName } from "./Projection.ts"
 
@@ -261,6 +262,26 @@ export const jobPolicyBinding = (namespace: string, bindingName: string) => {
     metadata: { name, labels: { ...JobPolicyLabels }, annotations: { [BindingAnnotation]: `${namespace}/${bindingName}` } },
     spec: { policyName: name }
   }
+}
+
+/**
+ * Why no policy can be kept, and what a cluster operator does about it (once,
+ * for every binding): the log's warning and a Job binding's ProjectionFailed
+ * say it. `code` is the API server's answer to applying one: 403, the opt-in
+ * rule is not granted; 404, the kind is not served.
+ */
+export const noPolicyAdvice = (code: number): string => {
+  if (code === 404) {
+    return "the API server serves no admissionregistration.k8s.io/v1 MutatingAdmissionPolicy, which binding Jobs takes: " +
+      "on a cluster that serves it (and with `halkyon manifests --bind-jobs` applied) Jobs are bound"
+  }
+  const rule = bindJobsRules.map((r) =>
+    `apiGroups [${(r.apiGroups ?? []).join(", ")}], resources [${(r.resources ?? []).join(", ")}], verbs [${r.verbs.join(", ")}]`
+  ).join("; ")
+  return "binding Jobs is opt-in, as it lets the ServiceBinding controller's identity mutate any object as it is created, " +
+    "and its identity has not been granted it: once per operator (not per binding), apply the output of " +
+    `\`halkyon manifests --bind-jobs\` (the ClusterRole and ClusterRoleBinding ${BindingJobsRole}), or bind the ServiceAccount ` +
+    `${BindingServiceAccount} cluster-wide to a ClusterRole with the rule ${rule}; Jobs created from then on are bound (within a minute)`
 }
 
 /** Whether a Job's template carries this binding's projection (its volume): made after the policy, or by hand. */

@@ -3,14 +3,15 @@
  * against the in-memory API server: applied (policy, then binding) under its
  * own field manager with the binding Ready, removed when the binding goes
  * (its finalizer's path); and where the API server does not serve such
- * policies (404), no policy, Jobs handled as before (WorkloadNotFound while
- * none exists), and the reason logged once for all bindings.
+ * policies (404) or it may not keep them (403, `--bind-jobs` not applied),
+ * no policy: ProjectionFailed saying what to do, logged once for all
+ * bindings.
  */
 import { describe, expect, test } from "bun:test"
 import { Effect, Logger, type Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { startBindingController } from "../../src/binding/BindingController.ts"
-import { MutatingApiVersion, MutatingBindingKind, MutatingPolicyKind } from "../../src/binding/JobPolicy.ts"
+import { MutatingApiVersion, MutatingBindingKind, MutatingPolicyKind, noPolicyAdvice } from "../../src/binding/JobPolicy.ts"
 import { KubeApiError } from "../../src/kube/Errors.ts"
 import type { KubeClient } from "../../src/kube/KubeClient.ts"
 import { type FakeKube, makeFakeKube } from "../support/FakeKube.ts"
@@ -91,33 +92,36 @@ describe("a Job binding's MutatingAdmissionPolicy, kept by the controller", () =
     )
   })
 
-  test("not served (404): no policy, the Job handled as before (WorkloadNotFound), the reason logged once for all bindings", () => {
-    const kube = fake()
-    const logs: Array<string> = []
-    kube.intercept((r) =>
-      r.kind.startsWith("Mutating")
-        ? new KubeApiError({ code: 404, reason: "NotFound", detail: "the server has no kind", request: `${r.verb} ${r.kind}` })
-        : undefined
-    )
-    return run(
-      kube,
-      logs,
-      Effect.gen(function*() {
-        yield* kube.client.create(secret)
-        yield* kube.client.create(jobBinding("one"))
-        yield* kube.client.create(jobBinding("two"))
-        yield* start
-        yield* until(
-          () => readyOf(kube, "one")?.reason === "WorkloadNotFound" && readyOf(kube, "two")?.reason === "WorkloadNotFound",
-          "both reported"
-        )
-        expect(readyOf(kube, "one")?.message).toBe("Job migrate does not exist")
-        expect(logs.filter((l) => l.includes("may not keep MutatingAdmissionPolicies"))).toHaveLength(1)
-        expect(logs.find((l) => l.includes("may not keep MutatingAdmissionPolicies"))).toContain("reports ProjectionFailed")
-        expect(kube.objects(MutatingApiVersion, MutatingPolicyKind)).toEqual([])
-      })
-    )
-  })
+  for (const code of [403, 404]) {
+    test(`${code}: no policy, ProjectionFailed while the Job does not exist yet, saying what to do; logged once for all bindings`, () => {
+      const kube = fake()
+      const logs: Array<string> = []
+      kube.intercept((r) =>
+        r.kind.startsWith("Mutating")
+          ? new KubeApiError({ code, reason: code === 403 ? "Forbidden" : "NotFound", detail: "no", request: `${r.verb} ${r.kind}` })
+          : undefined
+      )
+      return run(
+        kube,
+        logs,
+        Effect.gen(function*() {
+          yield* kube.client.create(secret)
+          yield* kube.client.create(jobBinding("one"))
+          yield* kube.client.create(jobBinding("two"))
+          yield* start
+          yield* until(
+            () => readyOf(kube, "one")?.reason === "ProjectionFailed" && readyOf(kube, "two")?.reason === "ProjectionFailed",
+            "both reported"
+          )
+          expect(readyOf(kube, "one")?.message).toBe(`Job migrate will not be projected as it is created: ${noPolicyAdvice(code)}`)
+          const warnings = logs.filter((l) => l.includes("may not keep MutatingAdmissionPolicies"))
+          expect(warnings).toHaveLength(1)
+          expect(warnings[0]).toContain(`reports ProjectionFailed; ${noPolicyAdvice(code)}`)
+          expect(kube.objects(MutatingApiVersion, MutatingPolicyKind)).toEqual([])
+        })
+      )
+    })
+  }
 
   test("refused as invalid (422): ProjectionFailed with the server's verdict, not the expression it quotes, and not retried as an error", () => {
     const kube = fake()

@@ -9,7 +9,7 @@
  * test/e2e/service-binding.test.ts's.
  */
 import { describe, expect, test } from "bun:test"
-import { jobPolicy, jobPolicyBinding, jobPolicyName, jsonPatch, projectedInto } from "../../src/binding/JobPolicy.ts"
+import { jobPolicy, jobPolicyBinding, jobPolicyName, jsonPatch, noPolicyAdvice, projectedInto } from "../../src/binding/JobPolicy.ts"
 import { annotationKeys, type Binding, type BoundSecret, secretHash } from "../../src/binding/Projection.ts"
 
 const b64 = (s: string) => Buffer.from(s).toString("base64")
@@ -157,5 +157,140 @@ describe("a Job binding's MutatingAdmissionPolicy", () => {
     expect(projectedInto(job([{ name: "cache" }, { name: "svcb-db" }]), "db")).toBe(true)
     expect(projectedInto(job([{ name: "svcb-other" }]), "db")).toBe(false)
     expect(projectedInto({ spec: {} }, "db")).toBe(false)
+  })
+
+  test("no policy kept: a 403 says to apply `halkyon manifests --bind-jobs` or the rule, once per operator; a 404 that the API is not served", () => {
+    const forbidden = noPolicyAdvice(403)
+    expect(forbidden).toContain("once per operator (not per binding), apply the output of `halkyon manifests --bind-jobs`")
+    expect(forbidden).toContain(
+      "bind the ServiceAccount halkyon-service-binding cluster-wide to a ClusterRole with the rule apiGroups [admissionregistration.k8s.io], " +
+        "resources [mutatingadmissionpolicies, mutatingadmissionpolicybindings], verbs [list, create, patch, delete]"
+    )
+    expect(forbidden).toContain("mutate any object as it is created")
+    expect(noPolicyAdvice(404)).toContain("the API server serves no admissionregistration.k8s.io/v1 MutatingAdmissionPolicy")
+  })
+})
+
+/**
+ * CEL's double-quoted string literals (cel-spec's lexer: no raw newline, the
+ * escapes below), decoded, and the code around them with each literal as "".
+ */
+const celLiterals = (expression: string) => {
+  const escapes: Record<string, string> = {
+    n: "\n",
+    r: "\r",
+    t: "\t",
+    b: "\b",
+    f: "\f",
+    v: "\v",
+    a: "\x07",
+    "\\": "\\",
+    "\"": "\"",
+    "'": "'",
+    "`": "`",
+    "?": "?"
+  }
+  let code = ""
+  const literals: Array<string> = []
+  let i = 0
+  while (i < expression.length) {
+    const ch = expression[i]!
+    if (ch !== "\"") {
+      // A single-quoted literal, or a raw (r"") or bytes (b"") prefix, would read the next quote otherwise.
+      expect(ch).not.toBe("'")
+      code += ch
+      i++
+      continue
+    }
+    expect(code.slice(-1)).not.toMatch(/[A-Za-z0-9_]/)
+    expect(expression.slice(i, i + 3)).not.toBe("\"\"\"")
+    let j = i + 1
+    let value = ""
+    for (;;) {
+      const c = expression[j]
+      if (c === undefined || c === "\n" || c === "\r") throw new Error(`a literal left open at ${i}`)
+      if (c === "\"") break
+      if (c === "\\") {
+        const e = expression[j + 1] ?? ""
+        if (e === "u") {
+          value += String.fromCharCode(Number.parseInt(expression.slice(j + 2, j + 6), 16))
+          j += 6
+          continue
+        }
+        const decoded = escapes[e]
+        if (decoded === undefined) throw new Error(`no such escape \\${e} at ${j}`)
+        value += decoded
+        j += 2
+        continue
+      }
+      value += c
+      j++
+    }
+    literals.push(value)
+    code += "\"\""
+    i = j + 1
+  }
+  return { code, literals }
+}
+
+describe("strings from a ServiceBinding or its Secret in the policy's CEL", () => {
+  // Each a would-be escape from its literal: a quote, a backslash, a CEL operator, a newline, control characters, a
+  // lone surrogate (JSON.stringify writes \ud800, which CEL refuses as a code point: the API server refuses the policy,
+  // reported as ProjectionFailed; the API server's JSON decoding makes one U+FFFD before it reaches halkyon anyway).
+  const hostile = [
+    "app\", \"x",
+    "a\\\" || true || \"",
+    ") || true || (",
+    "line\nbreak",
+    "\u0000nul\u001f\u007f",
+    "\ud800",
+    "sep\u2028\u2029",
+    "'single' `back` ?",
+    "X\") || true || (\"",
+    "k\\\"\n",
+    "post\"gres\n",
+    "d\") + (\"",
+    "migrate\") || true || (\""
+  ]
+  const make = (s: (i: number) => string) => {
+    const withKeys: BoundSecret = {
+      name: "db-config",
+      data: { type: b64("postgresql"), provider: b64("p"), [s(9)]: b64("v"), uri: b64("u") }
+    }
+    const hostileBinding: Binding = {
+      name: "db",
+      directory: s(11),
+      type: s(10),
+      provider: s(7),
+      containers: [s(0), s(1), s(2), s(3), s(4), s(5), s(6)],
+      env: [{ name: s(8), key: s(9) }, { name: "TYPE", key: "type" }]
+    }
+    return jobPolicy(hostileBinding, withKeys, { namespace: "shop", name: s(12) })
+  }
+  const hostilePolicy = make((i) => hostile[i]!)
+  // The same binding with tame strings: the code around the literals must not change.
+  const tamePolicy = make((i) => `tame${i}`)
+  const expressions = (p: Policy) => [expression(p), ...p.spec.matchConditions.map((c) => c.expression)]
+
+  test("each is one escaped literal: the code around the literals is the tame binding's, the literals decode to the strings", () => {
+    const hostileParts = expressions(hostilePolicy).map(celLiterals)
+    const tameParts = expressions(tamePolicy).map(celLiterals)
+    expect(hostileParts.map((p) => p.code)).toEqual(tameParts.map((p) => p.code))
+    const literals = new Set(hostileParts.flatMap((p) => p.literals))
+    for (const s of hostile.filter((h) => h !== "d\") + (\"")) expect(literals.has(s)).toBe(true)
+    // The directory is a path: `/d") + ("`, one literal too.
+    expect(literals.has("/d\") + (\"")).toBe(true)
+    // The Job's name is compared, not evaluated.
+    expect(hostilePolicy.spec.matchConditions.find((c) => c.name === "workload-name")?.expression).toBe(
+      `object.metadata.name == ${JSON.stringify(hostile[12])}`
+    )
+  })
+
+  test("no control character, line break or lone surrogate is written raw", () => {
+    for (const e of expressions(hostilePolicy)) {
+      expect(e).not.toMatch(/[\u0000-\u001f]/)
+      expect(e).not.toMatch(/[\ud800-\udfff]/)
+    }
+    expect(expression(hostilePolicy)).toContain("\"\\ud800\"")
   })
 })
