@@ -279,8 +279,9 @@ export const noPolicyAdvice = (code: number): string => {
     `apiGroups [${(r.apiGroups ?? []).join(", ")}], resources [${(r.resources ?? []).join(", ")}], verbs [${r.verbs.join(", ")}]`
   ).join("; ")
   return "binding Jobs is opt-in, as it lets the ServiceBinding controller's identity mutate any object as it is created, " +
-    "and its identity has not been granted it: once per operator (not per binding), apply the output of " +
-    `\`halkyon manifests --bind-jobs\` (the ClusterRole and ClusterRoleBinding ${BindingJobsRole}), or bind the ServiceAccount ` +
+    "and its identity has not been granted it: once per operator (not per binding), add --bind-jobs to the " +
+    `\`halkyon manifests\` command the operator was installed with and apply its output again (it adds the ClusterRole and ` +
+    `ClusterRoleBinding ${BindingJobsRole}), or bind the ServiceAccount ` +
     `${BindingServiceAccount} cluster-wide to a ClusterRole with the rule ${rule}; Jobs created from then on are bound (within a minute)`
 }
 

@@ -161,7 +161,7 @@ describe("a Job binding's MutatingAdmissionPolicy", () => {
 
   test("no policy kept: a 403 says to apply `halkyon manifests --bind-jobs` or the rule, once per operator; a 404 that the API is not served", () => {
     const forbidden = noPolicyAdvice(403)
-    expect(forbidden).toContain("once per operator (not per binding), apply the output of `halkyon manifests --bind-jobs`")
+    expect(forbidden).toContain("once per operator (not per binding), add --bind-jobs to the `halkyon manifests` command")
     expect(forbidden).toContain(
       "bind the ServiceAccount halkyon-service-binding cluster-wide to a ClusterRole with the rule apiGroups [admissionregistration.k8s.io], " +
         "resources [mutatingadmissionpolicies, mutatingadmissionpolicybindings], verbs [list, create, patch, delete]"
