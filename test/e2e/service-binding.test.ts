@@ -865,6 +865,18 @@ describe("the Job policy's CEL against the projector, case by case, on the real 
       name: "empty-root",
       binding: { directory: "empty-root", env: [{ name: "U", key: "uri" }, { name: "U", key: "type" }] },
       template: { spec: { restartPolicy: "Never", containers: [c("app", { env: [{ name: "SERVICE_BINDING_ROOT", value: "" }] })] } }
+    },
+    {
+      // Strings that would leave a CEL literal were they not escaped (a quote, a backslash, an operator, a newline, a
+      // NUL): the policy compiles, and gives the projector's result, no more.
+      name: "hostile",
+      binding: {
+        directory: "hostile",
+        containers: ["app", "x\") || true || (\"", "b\\\"s", "line\nbreak", "\u0000"],
+        type: "my\"sql\\ \n) || true || (",
+        env: [{ name: "W\"E\\IRD) || true || (", key: "uri" }, { name: "T", key: "type" }]
+      },
+      template: { spec: { restartPolicy: "Never", containers: [c("app"), c("other")] } }
     }
   ]
   const policyName = (name: string) => `halkyon-binding.${ns}.table-${name}`
