@@ -8,6 +8,12 @@
  * ServiceBindings, ClusterWorkloadResourceMappings) are one such labelled
  * role, and a cluster operator opts other Provisioned Service or workload
  * kinds (a kind a mapping describes, say) in with another.
+ *
+ * Binding Jobs takes more: a MutatingAdmissionPolicy per binding, which can
+ * mutate any object the API server admits. That rule is a role of its own,
+ * printed only with `halkyon manifests --bind-jobs` and always bound
+ * cluster-wide (the policies are cluster-scoped), so that the default
+ * identity cannot rewrite what others create.
  */
 import type { V1PolicyRule } from "@kubernetes/client-node"
 
@@ -37,4 +43,22 @@ export const bindingRules: ReadonlyArray<V1PolicyRule> = [
     verbs: ["get", "list", "watch", "update", "patch"]
   },
   { apiGroups: ["batch"], resources: ["jobs", "cronjobs"], verbs: ["get", "list", "watch", "update", "patch"] }
+]
+
+/** The ClusterRole (and ClusterRoleBinding) of the opt-in rule below. */
+export const BindingJobsRole = `${BindingServiceAccount}-jobs`
+
+/**
+ * What binding Jobs adds (`halkyon manifests --bind-jobs`): one
+ * MutatingAdmissionPolicy and its binding per Job binding, which project into
+ * a Job as it is created (a Job's template cannot change afterwards). Listed
+ * once at start, applied, deleted. A policy may mutate any object at its
+ * creation, cluster-wide: hence opt-in.
+ */
+export const bindJobsRules: ReadonlyArray<V1PolicyRule> = [
+  {
+    apiGroups: ["admissionregistration.k8s.io"],
+    resources: ["mutatingadmissionpolicies", "mutatingadmissionpolicybindings"],
+    verbs: ["list", "create", "patch", "delete"]
+  }
 ]

@@ -31,7 +31,7 @@ import {
   serviceBindingCrd,
   workloadResourceMappingCrd
 } from "./Crds.ts"
-import { BindingAggregationLabel, bindingRules, BindingServiceAccount } from "./BindingRbac.ts"
+import { BindingAggregationLabel, BindingJobsRole, bindingRules, BindingServiceAccount, bindJobsRules } from "./BindingRbac.ts"
 import { type DeclaredDependent, pluginRules, pluginServiceAccountName } from "./PluginRbac.ts"
 import { referenceRules, ReferencesServiceAccount } from "./ReferenceRbac.ts"
 
@@ -67,6 +67,14 @@ export interface ManifestOptions {
    * Default: true.
    */
   readonly serviceBinding?: boolean
+  /**
+   * Whether the binding identity may keep the MutatingAdmissionPolicies that
+   * bind Jobs as they are created (`--bind-jobs`): a role of its own, bound
+   * cluster-wide. Off by default, as such a policy may mutate any object at
+   * its creation; without it a Job binding reports ProjectionFailed saying so.
+   * Nothing without serviceBinding. Default: false.
+   */
+  readonly bindJobs?: boolean
 }
 
 /** A plugin by name, with the dependents its Describe declares. */
@@ -189,7 +197,7 @@ const pluginObjects = (plugin: PluginDeclaration, namespace: string, servedNames
  * ClusterRole the spec asks for, halkyon's own rules as one labelled role,
  * and the binding (cluster-wide, or the served namespace only).
  */
-const bindingObjects = (namespace: string, servedNamespace: string | undefined): ReadonlyArray<Manifest> => {
+const bindingObjects = (namespace: string, servedNamespace: string | undefined, bindJobs: boolean): ReadonlyArray<Manifest> => {
   const bindingLabels = { ...labels, "app.kubernetes.io/component": "service-binding" }
   const name = BindingServiceAccount
   const roleRef = { apiGroup: rbacGroup, kind: "ClusterRole", name }
@@ -229,7 +237,26 @@ const bindingObjects = (namespace: string, servedNamespace: string | undefined):
           roleRef: ref,
           subjects
         }
-    })
+    }),
+    // Opt-in (BindingRbac.ts bindJobsRules), unlabelled so that no aggregation adds it, and cluster-wide even for one
+    // served namespace: a RoleBinding grants nothing on cluster-scoped policies.
+    ...(bindJobs
+      ? [
+        {
+          apiVersion: `${rbacGroup}/v1`,
+          kind: "ClusterRole",
+          metadata: { name: BindingJobsRole, labels: bindingLabels },
+          rules: [...bindJobsRules]
+        },
+        {
+          apiVersion: `${rbacGroup}/v1`,
+          kind: "ClusterRoleBinding",
+          metadata: { name: BindingJobsRole, labels: bindingLabels },
+          roleRef: { ...roleRef, name: BindingJobsRole },
+          subjects
+        }
+      ] satisfies ReadonlyArray<Manifest>
+      : [])
   ]
 }
 
@@ -429,7 +456,7 @@ export const manifests = (options: ManifestOptions = {}): ReadonlyArray<Manifest
       subjects: [{ kind: "ServiceAccount", name: operatorName, namespace }]
     },
     ...plugins.flatMap((p) => pluginObjects(p, namespace, options.servedNamespace)),
-    ...(serviceBinding ? bindingObjects(namespace, options.servedNamespace) : []),
+    ...(serviceBinding ? bindingObjects(namespace, options.servedNamespace, options.bindJobs ?? false) : []),
     ...referenceObjects(namespace, options.servedNamespace),
     ...(options.lock === undefined
       ? [deployment(namespace, image, options.plugins, options.servedNamespace, serviceBinding)]

@@ -49,7 +49,7 @@ export const WorkloadReference = Schema.Struct({
   apiVersion: doc(Schema.String, "The workload's API version, e.g. apps/v1."),
   kind: doc(
     Schema.String,
-    "The workload's kind: Deployment, StatefulSet, DaemonSet, ReplicaSet, CronJob, or another kind with a pod template (a Job's cannot change once it exists)."
+    "The workload's kind: Deployment, StatefulSet, DaemonSet, ReplicaSet, CronJob, Job (projected as it is created, its template unchangeable afterwards; needs an operator installed with halkyon manifests --bind-jobs), or another kind with a pod template."
   ),
   name: Schema.optional(doc(Schema.String, "The workload's name; exclusive with selector.")),
   selector: Schema.optional(doc(LabelSelector, "Selects workloads by label; exclusive with name. Each match is bound.")),

@@ -19,6 +19,14 @@
  *   its resourceVersion: a custom resource's lists need not merge by name.
  *   Mappings are watched; a change re-reconciles the bindings of the kinds
  *   of its group, and an invalid one is reported (InvalidMapping).
+ * - A Job's template cannot change once it exists: a binding of Jobs keeps
+ *   a MutatingAdmissionPolicy (JobPolicy.ts) that has the API server project
+ *   into each matching Job as it is created; it is Ready once the policy is
+ *   in place, and reports a matching Job made without the projection. The
+ *   policy goes with the binding, or when it names another kind. Keeping
+ *   them is opt-in (`halkyon manifests --bind-jobs`): where the controller
+ *   may not (403) or they are not served (404), it says once what to do, and
+ *   a Job binding reports ProjectionFailed saying it too.
  * - A Capability bound by a ServiceBinding carries a finalizer; deleting it
  *   waits with Ready=False, reason InUse, naming the bindings, until they go.
  * - Workloads of the kinds bindings name are watched: a new, deleted,
@@ -51,6 +59,20 @@ import {
   resolveMapping,
   unbindMapped
 } from "./Mapping.ts"
+import {
+  BindingAnnotation,
+  JobApiVersion,
+  JobKind,
+  jobPolicy,
+  jobPolicyBinding,
+  jobPolicyName,
+  jobPolicySelector,
+  MutatingApiVersion,
+  MutatingBindingKind,
+  MutatingPolicyKind,
+  noPolicyAdvice,
+  projectedInto
+} from "./JobPolicy.ts"
 import { type Binding, intent, type PodTemplate, refuseSecret, refuseTemplate } from "./Projection.ts"
 import { at, envOwnedBy, nest, selectorQuery, templatePath } from "./Workloads.ts"
 
@@ -70,6 +92,8 @@ export interface BindingControllerOptions {
 }
 
 const ResyncMs = 60_000
+/** The field manager of the Job bindings' admission policies. */
+const PolicyFieldManager = "halkyon-service-binding"
 const MissingRetryMs = 3_000
 
 const decodeBinding = Schema.decodeUnknownExit(ServiceBinding)
@@ -77,12 +101,15 @@ const decodeMapping = Schema.decodeUnknownExit(ClusterWorkloadResourceMapping)
 
 /**
  * How a binding reaches a kind's pod template: server-side apply at a fixed
- * path (the built-in kinds, when no mapping names them), a merge patch
+ * path (the built-in kinds, when no mapping names them), a
+ * MutatingAdmissionPolicy that projects at creation (Jobs, whose template
+ * cannot change afterwards; JobPolicy.ts), a merge patch
  * through a mapping (a ClusterWorkloadResourceMapping, or the PodSpec-able
  * default for any other kind), or why neither can be used.
  */
 type Route =
   | { readonly apply: ReadonlyArray<string> }
+  | { readonly admit: ReadonlyArray<string> }
   | { readonly mapping: ResolvedMapping }
   | { readonly invalid: string }
   | { readonly unknown: string }
@@ -156,6 +183,71 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
   }
   const enqueueAll = (keys: Set<string> | undefined) => Effect.forEach([...(keys ?? [])], (k) => queue.add(`b:${k}`), { discard: true })
 
+  // The MutatingAdmissionPolicies of Job bindings (JobPolicy.ts), by name: listed once, then kept as they are applied and
+  // deleted, so that a binding of any other kind needs no request to know it has none to remove.
+  let policies: Set<string> | undefined
+  let saidNoPolicies = false
+  /** Whether an answer means this controller cannot keep admission policies here at all (no RBAC, or no such API). */
+  const unmanageable = (e: KubeApiError) => e.code === 403 || e.code === 404
+  const knownPolicies = Effect.gen(function*() {
+    if (policies !== undefined) return policies
+    const listed = yield* kube.list(MutatingApiVersion, MutatingPolicyKind, { labelSelector: jobPolicySelector }).pipe(
+      Effect.map(({ items }) => new Set(items.map((i) => i.metadata.name))),
+      // Not allowed, or not served: there is none this controller made and could remove.
+      Effect.catchIf(unmanageable, () => Effect.succeed(new Set<string>()))
+    )
+    policies = listed
+    return listed
+  })
+  /** Removes the binding's policy, if it has one: deleted, or no longer bound to Jobs. */
+  const removePolicy = (namespace: string, bindingName: string) =>
+    Effect.gen(function*() {
+      const name = jobPolicyName(namespace, bindingName)
+      if (!(yield* knownPolicies).has(name)) return
+      // Its binding first, so that none is left pointing at a removed policy.
+      for (const kind of [MutatingBindingKind, MutatingPolicyKind]) {
+        yield* kube.delete({ apiVersion: MutatingApiVersion, kind, name }).pipe(Effect.catchIf((e) => e.notFound, () => Effect.void))
+      }
+      policies?.delete(name)
+      yield* Effect.logInfo(`servicebinding ${namespace}/${bindingName}: MutatingAdmissionPolicy ${name} removed`)
+    })
+  /** Applies a binding's policy, then its binding (a binding to a missing policy does nothing; the reverse would). */
+  const applyPolicy = (policy: ReturnType<typeof jobPolicy>, policyBinding: ReturnType<typeof jobPolicyBinding>) =>
+    Effect.gen(function*() {
+      const known = yield* knownPolicies
+      yield* kube.apply(policy as unknown as KubeObject, PolicyFieldManager)
+      known.add(policy.metadata.name)
+      yield* kube.apply(policyBinding as unknown as KubeObject, PolicyFieldManager)
+      saidNoPolicies = false
+    })
+  const sayNoPolicies = (e: KubeApiError) =>
+    Effect.gen(function*() {
+      if (saidNoPolicies) return
+      saidNoPolicies = true
+      yield* Effect.logWarning(
+        `the ServiceBinding controller may not keep MutatingAdmissionPolicies (${e.message}): a ServiceBinding of Jobs cannot ` +
+          `project into them as they are created, and reports ProjectionFailed; ${noPolicyAdvice(e.code)}`
+      )
+    })
+
+  /**
+   * Removes the policies of bindings that are gone without this controller (their finalizer removed by hand while it
+   * did not run), once the bindings are listed: those of namespaces this controller serves only.
+   */
+  const sweepPolicies = Effect.gen(function*() {
+    const listed = yield* kube.list(MutatingApiVersion, MutatingPolicyKind, { labelSelector: jobPolicySelector })
+    for (const policy of listed.items) {
+      const owner = policy.metadata.annotations?.[BindingAnnotation] ?? ""
+      const [namespace = "", name = ""] = owner.split("/")
+      if (bindings.has(owner) || name === "" || (options.namespace !== undefined && namespace !== options.namespace)) continue
+      ;(yield* knownPolicies).add(policy.metadata.name)
+      yield* removePolicy(namespace, name)
+    }
+  }).pipe(
+    Effect.catchIf(unmanageable, () => Effect.void),
+    Effect.catch((e) => Effect.logWarning(`removing the admission policies of deleted ServiceBindings failed: ${e.message}`))
+  )
+
   yield* inform({
     apiVersion: BindingApiVersion,
     kind: "ServiceBinding",
@@ -168,7 +260,8 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       // may have run before this event removed the binding from the cache.
       const used = deleted ? capabilityUsed(object) : undefined
       return queue.add(`b:${key}`).pipe(Effect.andThen(used === undefined ? Effect.void : queue.add(`c:${used}`)))
-    }
+    },
+    onSynced: sweepPolicies
   }).pipe(Effect.forkScoped)
   yield* inform({
     apiVersion: CapabilityApiVersion,
@@ -221,7 +314,10 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       if (plural === undefined) return { unknown: `the API server serves no ${kind} in ${apiVersion} (is its CRD installed?)` }
       const name = mappingName(apiVersion, plural)
       const raw = mappings.get(name)
-      if (raw === undefined) return builtIn !== undefined ? { apply: builtIn } : { mapping: PodSpecable }
+      if (raw === undefined && builtIn !== undefined) {
+        return apiVersion === JobApiVersion && kind === JobKind ? { admit: builtIn } : { apply: builtIn }
+      }
+      if (raw === undefined) return { mapping: PodSpecable }
       const decoded = decodeMapping(raw)
       if (decoded._tag === "Failure") return { invalid: `ClusterWorkloadResourceMapping ${name} is not valid: ${String(decoded.cause)}` }
       const resolved = resolveMapping(decoded.value, apiVersion.includes("/") ? apiVersion.slice(apiVersion.indexOf("/") + 1) : apiVersion)
@@ -446,6 +542,9 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       if (raw === undefined) {
         index(byCapability, undefined, key)
         index(bySecret, undefined, key)
+        // Gone without its finalizer's path (removed by hand): its policy goes all the same.
+        const [namespace = "", name = ""] = key.split("/")
+        yield* removePolicy(namespace, name)
         return {}
       }
       const namespace = raw.metadata.namespace ?? ""
@@ -454,6 +553,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       if (decoded._tag === "Failure") {
         // Unreadable, it names no workload to unbind: its deletion is not held up.
         if (raw.metadata.deletionTimestamp !== undefined && finalizersOf(raw).includes(UnbindFinalizer)) {
+          yield* removePolicy(namespace, raw.metadata.name)
           yield* setFinalizers(raw, finalizersOf(raw).filter((f) => f !== UnbindFinalizer))
           return {}
         }
@@ -479,6 +579,8 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       /** Unbinds the workloads of the kind this binding projected into, but no longer targets. */
       const unbindStale = (targets: ReadonlyArray<KubeObject>) =>
         Effect.gen(function*() {
+          // A Job's template cannot change: what its creation got stays (the policy is removed by the caller).
+          if ("admit" in route) return
           if ("apply" in route) {
             // An empty apply under the binding's manager drops every field it owned, and only those.
             for (const w of yield* formerlyBound(namespace, workload, manager, targets)) yield* applyTo(w, route.apply, undefined, manager)
@@ -494,6 +596,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       if (raw.metadata.deletionTimestamp !== undefined) {
         if (!finalizersOf(raw).includes(UnbindFinalizer)) return {}
         yield* unbindStale([])
+        yield* removePolicy(namespace, raw.metadata.name)
         yield* setFinalizers(raw, finalizersOf(raw).filter((f) => f !== UnbindFinalizer))
         index(bySecret, undefined, key)
         index(byCapability, undefined, key)
@@ -509,6 +612,8 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       const report = (verdict: Verdict) =>
         writeStatus(raw, raw.metadata.generation, verdict).pipe(Effect.as<ReconcileResult>({ requeueAfterMs: verdict.requeueAfterMs }))
 
+      // No longer bound to Jobs (or never): no policy projects this binding into them any more.
+      if (!("admit" in route)) yield* removePolicy(namespace, raw.metadata.name)
       if (!("unknown" in route)) yield* watchWorkloads(workload.apiVersion, workload.kind)
       if ((workload.name === undefined) === (workload.selector === undefined)) {
         return yield* report({
@@ -566,7 +671,93 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
           requeueAfterMs: ResyncMs
         })
       }
+      const jobsVerdict = (policyName: string, path: ReadonlyArray<string>, jobs: ReadonlyArray<KubeObject>): Verdict => {
+        // A Job made before the policy, or left out by it (what refuseTemplate refuses), is reported: its template cannot change.
+        const problems = jobs.filter((j) => !projectedInto(j, binding.name)).map((j) => {
+          const refusal = refuseTemplate((at(j, path) ?? {}) as PodTemplate, binding, () => false)
+          return refusal === undefined
+            ? {
+              reason: "ProjectionFailed",
+              message: `Job ${j.metadata.name} was created before this binding's MutatingAdmissionPolicy took effect, and a Job's pod ` +
+                "template cannot change: delete it and create it again to have it bound"
+            }
+            : { reason: refusal.reason, message: `Job ${j.metadata.name}: ${refusal.message}` }
+        })
+        const projected = jobs.filter((j) => projectedInto(j, binding.name)).map((j) => j.metadata.name)
+        const which = workload.name !== undefined
+          ? `Job ${workload.name} is`
+          : `Jobs matching ${selectorQuery(workload.selector ?? {})} are`
+        const first = problems[0]
+        if (first !== undefined) {
+          return {
+            ready: "False",
+            reason: first.reason,
+            message: problems.map((p) => p.message).join("; ") +
+              (projected.length === 0 ? "" : ` (projected into the ${projected.length} other Job${projected.length === 1 ? "" : "s"})`),
+            serviceAvailable: true,
+            secret: service.secret,
+            requeueAfterMs: ResyncMs
+          }
+        }
+        return {
+          ready: "True",
+          reason: "Projected",
+          message: `${which} projected as created, by MutatingAdmissionPolicy ${policyName}` +
+            (projected.length === 0 ? "" : `; projected into Job ${projected.join(", ")}`),
+          serviceAvailable: true,
+          secret: service.secret,
+          requeueAfterMs: ResyncMs
+        }
+      }
+      // Jobs: a MutatingAdmissionPolicy projects into each as it is created; where none can be kept, what follows
+      // tries today's apply, which the API server refuses for a Job that exists (ProjectionFailed, saying why).
+      let noPolicy: string | undefined
+      if ("admit" in route) {
+        const policy = jobPolicy(binding, bound, { namespace, name: workload.name, selector: workload.selector })
+        const applied = yield* applyPolicy(policy, jobPolicyBinding(namespace, binding.name)).pipe(Effect.result)
+        if (applied._tag === "Failure" && applied.failure.code === 422) {
+          // Refused as invalid (its expression too long for a very long spec.env, say): retrying cannot help. The
+          // server's answer quotes the whole expression; its verdict is at the end.
+          const detail = applied.failure.detail
+          const verdict = detail.includes("compilation failed:")
+            ? detail.slice(detail.lastIndexOf("compilation failed:"))
+            : detail.slice(-300)
+          return yield* report({
+            ready: "False",
+            reason: "ProjectionFailed",
+            message: `the API server refused the MutatingAdmissionPolicy that would project this binding into Jobs as they are ` +
+              `created: ${verdict.slice(0, 300)}`,
+            serviceAvailable: true,
+            secret: service.secret,
+            requeueAfterMs: ResyncMs
+          })
+        }
+        if (applied._tag === "Failure") {
+          if (!unmanageable(applied.failure)) return yield* applied.failure
+          yield* sayNoPolicies(applied.failure)
+          noPolicy = noPolicyAdvice(applied.failure.code)
+        } else {
+          if (service.capability !== undefined && !finalizersOf(service.capability).includes(InUseFinalizer)) {
+            yield* setFinalizers(service.capability, [...finalizersOf(service.capability), InUseFinalizer])
+          }
+          return yield* report(jobsVerdict(policy.metadata.name, route.admit, yield* workloadsOf(namespace, workload)))
+        }
+      }
+      /** How the workloads are written: a Job without its policy as any built-in kind (which the API server refuses). */
+      const written: Route = "admit" in route ? { apply: route.admit } : route
       const workloads = yield* workloadsOf(namespace, workload)
+      if (workloads.length === 0 && noPolicy !== undefined) {
+        // Not "does not exist": once it does, it cannot be bound, and the cluster operator is the one to act.
+        return yield* report({
+          ready: "False",
+          reason: "ProjectionFailed",
+          message: (workload.name !== undefined ? `Job ${workload.name}` : `a Job matching ${selectorQuery(workload.selector ?? {})}`) +
+            ` will not be projected as it is created: ${noPolicy}`,
+          serviceAvailable: true,
+          secret: service.secret,
+          requeueAfterMs: ResyncMs
+        })
+      }
       if (workloads.length === 0) {
         return yield* report({
           ready: "False",
@@ -583,10 +774,11 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       // is; the others are bound, as the spec asks of each match of a selector ("as if it was specified by name in a
       // distinct ServiceBinding"), and the refusals reported together. Its change (a new generation) reconciles again.
       const refusalOf = (w: KubeObject) => {
-        if (!("apply" in route)) return refuseMapped(w, route.mapping, binding)
+        if ("mapping" in written) return refuseMapped(w, written.mapping, binding)
+        if (!("apply" in written)) return undefined
         // What the binding applied before is its manager's, as the server records it: a user's variable is not.
-        const owned = envOwnedBy(w, manager, route.apply)
-        return refuseTemplate((at(w, route.apply) ?? {}) as PodTemplate, binding, (c, v) => owned.has(`${c}/${v}`))
+        const owned = envOwnedBy(w, manager, written.apply)
+        return refuseTemplate((at(w, written.apply) ?? {}) as PodTemplate, binding, (c, v) => owned.has(`${c}/${v}`))
       }
       const refused: Array<{ readonly reason: string; readonly message: string }> = []
       const writable = workloads.filter((w) => {
@@ -598,9 +790,11 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
         yield* setFinalizers(service.capability, [...finalizersOf(service.capability), InUseFinalizer])
       }
       const write = (w: KubeObject) =>
-        "apply" in route
-          ? applyTo(w, route.apply, intent((at(w, route.apply) ?? {}) as PodTemplate, binding, bound), manager).pipe(Effect.asVoid)
-          : patchTo(w, bindMapped(w, route.mapping, binding, bound), manager)
+        "apply" in written
+          ? applyTo(w, written.apply, intent((at(w, written.apply) ?? {}) as PodTemplate, binding, bound), manager).pipe(Effect.asVoid)
+          : "mapping" in written
+          ? patchTo(w, bindMapped(w, written.mapping, binding, bound), manager)
+          : Effect.void
       yield* unbindStale(workloads)
       const failures: Array<{ readonly reason: string; readonly message: string }> = []
       for (const w of writable) {
@@ -610,9 +804,10 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
           if (applied.failure.code === 0 || applied.failure.code === 409 || applied.failure.code >= 500) return yield* applied.failure
           // The API server's answer for a Job is its whole template, dumped: what to do says more.
           const detail = w.kind === "Job" && applied.failure.code === 422
-            ? "Kubernetes refuses any change to a Job's pod template once the Job exists, and halkyon binds existing workloads " +
-              "only (it runs no admission webhook): bind a CronJob instead (its Jobs are made from its bound template), or write " +
-              "the projection into the Job's manifest"
+            ? "Kubernetes refuses any change to a Job's pod template once the Job exists, and " + (noPolicy === undefined
+              ? "a ClusterWorkloadResourceMapping names jobs.batch, so Jobs are not projected as they are created: delete it, "
+              : `no MutatingAdmissionPolicy projects a Job as it is created: ${noPolicy}; `) +
+              "or bind a CronJob instead (its Jobs are made from its bound template), or write the projection into the Job's manifest"
             : applied.failure.detail
           failures.push({ reason: "ProjectionFailed", message: `${w.kind} ${w.metadata.name}: ${detail}` })
         }

@@ -3,7 +3,9 @@
  * as the API's query string. The kinds are the spec's PodSpec-able defaults
  * with a fixed path (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job) and
  * CronJob, whose template is one level down: these are bound by server-side
- * apply at that path. Any other kind, and a built-in one a
+ * apply at that path, but for Job, whose template cannot change once it
+ * exists: it is projected as it is created (JobPolicy.ts), and the path says
+ * where to look for that projection. Any other kind, and a built-in one a
  * ClusterWorkloadResourceMapping names, goes through Mapping.ts.
  */
 import type { LabelSelector } from "../api/ServiceBinding.ts"

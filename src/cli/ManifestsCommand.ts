@@ -65,6 +65,15 @@ const flags = {
     ),
     Flag.withDefault(true)
   ),
+  bindJobs: Flag.Boolean("bind-jobs").pipe(
+    Flag.withDescription(
+      "let ServiceBindings bind Jobs: grants the binding controller's identity, cluster-wide, list/create/patch/delete on " +
+        "MutatingAdmissionPolicies and their bindings, with which the API server projects a binding into each Job as it is " +
+        "created (a Job's pod template cannot change afterwards). Off by default: such a policy can mutate any object " +
+        "at its creation, in any namespace; without it a ServiceBinding of a Job reports ProjectionFailed"
+    ),
+    Flag.withDefault(false)
+  ),
   crdsOnly: Flag.Boolean("crds-only").pipe(
     Flag.withDescription("print only the CRDs (to run the operator outside the cluster, with halkyon run)"),
     Flag.withDefault(false)
@@ -92,6 +101,10 @@ export const manifestsCommand = Command.make(
     {
       command: "halkyon manifests --plugins acme/redis@v2.1.0 --plugins-dir ./plugins | kubectl apply -f -",
       description: "An operator that installs the redis plugin from its release at start (install it into ./plugins first)"
+    },
+    {
+      command: "halkyon manifests --bind-jobs | kubectl apply -f -",
+      description: "Also let ServiceBindings bind Jobs, through MutatingAdmissionPolicies (docs/security.md says what that grants)"
     },
     {
       command: "halkyon manifests --lock halkyon.lock | kubectl apply -f -",

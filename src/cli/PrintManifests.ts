@@ -24,6 +24,7 @@ export interface ManifestsFlagValues {
   readonly watchNamespace: Option.Option<string>
   readonly lock: Option.Option<string>
   readonly serviceBinding: boolean
+  readonly bindJobs: boolean
   readonly crdsOnly: boolean
 }
 
@@ -98,6 +99,11 @@ const describePlugins = Effect.fn("manifests.describePlugins")(function*(plugins
 /** Prints the manifests the flags ask for. */
 export const printManifests = ({ crdsOnly, pluginsDir, watchNamespace, lock, ...options }: ManifestsFlagValues) =>
   Effect.gen(function*() {
+    if (options.bindJobs && !options.serviceBinding) {
+      return yield* Effect.fail(
+        new Error("--bind-jobs grants the ServiceBinding controller's identity a rule, and --service-binding=false prints none: drop one")
+      )
+    }
     const text = Option.isSome(lock) ? yield* lockText(lock.value, options.plugins) : undefined
     const dir = Option.getOrUndefined(pluginsDir)
     if (dir === undefined && options.plugins !== "") {

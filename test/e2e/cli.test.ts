@@ -89,6 +89,28 @@ for (const host of hosts) {
       expect(without.stdout).toContain("--service-binding=false")
     })
 
+    test("manifests --bind-jobs: the binding identity's role for Jobs, said in --help; absent without it", () => {
+      const help = run([...host.command, "manifests", "--help"])
+      expect(help.code).toBe(0)
+      // The help says what it grants and why it is off.
+      const text = help.stdout.replace(/\s+/g, " ")
+      expect(text).toContain("--bind-jobs")
+      expect(text).toContain("MutatingAdmissionPolicies")
+      expect(text).toContain("can mutate any object at its creation")
+      const withJobs = run([...host.command, "manifests", "--bind-jobs"])
+      expect(withJobs.code).toBe(0)
+      // Right after the binding identity's own objects (its ServiceAccount, two ClusterRoles, two bindings).
+      expect(kindsOf(withJobs.stdout)).toEqual([
+        ...DefaultManifestKinds.slice(0, 15),
+        "ClusterRole",
+        "ClusterRoleBinding",
+        ...DefaultManifestKinds.slice(15)
+      ])
+      expect(withJobs.stdout).toContain("name: halkyon-service-binding-jobs")
+      expect(withJobs.stdout).toContain("- mutatingadmissionpolicies")
+      expect(run([...host.command, "manifests"]).stdout).not.toContain("mutatingadmissionpolicies")
+    })
+
     test("plugins list shows both forms and exits 0", () => {
       const folder = pluginsFolder(builtPlugin("postgres"), builtPlugin("postgres.js"))
       try {

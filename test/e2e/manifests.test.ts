@@ -452,3 +452,62 @@ test("--plugins sets HALKYON_PLUGINS on the operator, normalized; a bad entry is
   expect(bad.exitCode).not.toBe(0)
   expect(bad.stderr.toString()).toContain("invalid plugin \"nonsense\": no @tag; expected org/repo@tag")
 })
+
+test("--bind-jobs adds the MutatingAdmissionPolicy rule as a role of its own, bound cluster-wide, which the API server accepts; the rest unchanged", async () => {
+  const named = (objects: ReadonlyArray<unknown>) =>
+    objects.map((o) => `${(o as KubernetesObject).kind} ${(o as KubernetesObject).metadata?.name}`)
+  const defaults = loadAll(await runManifestsCommand(["--namespace", namespace, "--image", image]))
+  const withJobs = loadAll(await runManifestsCommand(["--namespace", namespace, "--image", image, "--bind-jobs"]))
+  expect(withJobs).toEqual([...manifests({ namespace, image, bindJobs: true })])
+  expect(JSON.stringify(defaults)).not.toContain("mutatingadmissionpolicies")
+  // Only two objects more, after the binding identity's own; the Deployment is the same (the operator tries, a 403 says what to do).
+  expect(withJobs.filter((o) => !named(defaults).includes(named([o])[0]!))).toEqual([
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRole",
+      metadata: {
+        name: "halkyon-service-binding-jobs",
+        labels: { "app.kubernetes.io/name": "halkyon", "app.kubernetes.io/component": "service-binding" }
+      },
+      rules: [{
+        apiGroups: ["admissionregistration.k8s.io"],
+        resources: ["mutatingadmissionpolicies", "mutatingadmissionpolicybindings"],
+        verbs: ["list", "create", "patch", "delete"]
+      }]
+    },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRoleBinding",
+      metadata: {
+        name: "halkyon-service-binding-jobs",
+        labels: { "app.kubernetes.io/name": "halkyon", "app.kubernetes.io/component": "service-binding" }
+      },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "halkyon-service-binding-jobs" },
+      subjects: [{ kind: "ServiceAccount", name: "halkyon-service-binding", namespace }]
+    }
+  ])
+  expect(named(withJobs).filter((n) => !n.endsWith("-jobs"))).toEqual(named(defaults))
+  expect(withJobs.filter((o) => !named([o])[0]!.endsWith("-jobs"))).toEqual(defaults)
+  // With one served namespace, still a ClusterRoleBinding: a RoleBinding would grant nothing on cluster-scoped policies.
+  const served = manifests({ namespace, servedNamespace: "shop", bindJobs: true }).filter((o) =>
+    o.metadata?.name === "halkyon-service-binding-jobs"
+  )
+  expect(served.map((o) => o.kind)).toEqual(["ClusterRole", "ClusterRoleBinding"])
+  for (const object of withJobs.filter((o) => named([o])[0]!.endsWith("-jobs"))) await apply(object as KubernetesObject)
+  const read = await objectApi().read<V1ClusterRole>({
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "ClusterRole",
+    metadata: { name: "halkyon-service-binding-jobs" }
+  })
+  expect(read.rules?.flatMap((r) => r.resources ?? [])).toEqual(["mutatingadmissionpolicies", "mutatingadmissionpolicybindings"])
+  // Nothing to grant it to without the binding controller: refused, saying so.
+  const both = Bun.spawnSync([join(root, "dist/halkyon"), "manifests", "--bind-jobs", "--service-binding=false"], {
+    stdout: "pipe",
+    stderr: "pipe"
+  })
+  expect(both.exitCode).not.toBe(0)
+  expect(both.stderr.toString()).toContain(
+    "--bind-jobs grants the ServiceBinding controller's identity a rule, and --service-binding=false prints none"
+  )
+  expect(both.stdout.toString()).toBe("")
+})

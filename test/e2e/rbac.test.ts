@@ -339,6 +339,138 @@ test("the ServiceBinding controller acts as its own ServiceAccount: it binds a D
   expect(operator!.logs.filter((l) => l.includes("HTTP 403") || l.includes("Forbidden"))).toEqual([])
 }, 30_000)
 
+const bindingUser = "system:serviceaccount:halkyon-system:halkyon-service-binding"
+const bindingGroups = ["system:serviceaccounts", "system:serviceaccounts:halkyon-system", "system:authenticated"]
+const mutating = "/apis/admissionregistration.k8s.io/v1"
+const jobBinding = (name: string, job: string) =>
+  cluster.api("POST", "/apis/servicebinding.io/v1/namespaces/apps/servicebindings", {
+    apiVersion: "servicebinding.io/v1",
+    kind: "ServiceBinding",
+    metadata: { name },
+    spec: {
+      service: { apiVersion: "v1", kind: "Secret", name: "job-secret" },
+      workload: { apiVersion: "batch/v1", kind: "Job", name: job }
+    }
+  })
+const bindingReadyOf = async (name: string) =>
+  dig<Array<{ type: string; status: string; reason: string; message: string }>>(
+    (await cluster.api("GET", `/apis/servicebinding.io/v1/namespaces/apps/servicebindings/${name}`)).body,
+    "status",
+    "conditions"
+  )?.find((c) => c.type === "Ready")
+
+const createJob = (name: string, query = "") =>
+  cluster.api("POST", `/apis/batch/v1/namespaces/apps/jobs${query}`, {
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: { name },
+    spec: { suspend: true, template: { spec: { restartPolicy: "Never", containers: [{ name: "app", image: "example.com/app:1" }] } } }
+  })
+const noPolicyWarning = "may not keep MutatingAdmissionPolicies"
+
+test(
+  "binding Jobs is opt-in: by default the binding identity may not keep MutatingAdmissionPolicies, and a Job binding says what to apply, logged once",
+  async () => {
+    for (const verb of ["list", "create", "patch", "delete"]) {
+      for (const resource of ["mutatingadmissionpolicies", "mutatingadmissionpolicybindings"]) {
+        expect(await can(bindingUser, bindingGroups, { verb, resource, group: "admissionregistration.k8s.io" })).toBe(false)
+        expect(await asOperator(verb, resource, "", "admissionregistration.k8s.io")).toBe(false)
+      }
+    }
+    expect(printed.some((m) => m.metadata?.name === "halkyon-service-binding-jobs")).toBe(false)
+    const secret = await cluster.api("POST", "/api/v1/namespaces/apps/secrets", {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "job-secret" },
+      stringData: { type: "postgresql", uri: "postgresql://db" }
+    })
+    expect(secret.status).toBe(201)
+    expect((await createJob("weekly")).status).toBe(201)
+    for (const name of ["weekly", "weekly-too"]) expect((await jobBinding(name, "weekly")).status).toBe(201)
+    expect((await jobBinding("monthly", "monthly")).status).toBe(201)
+    const opted = "once per operator (not per binding), add --bind-jobs to the `halkyon manifests` command"
+    for (const name of ["weekly", "weekly-too", "monthly"]) {
+      expect(await eventually(async () => (await bindingReadyOf(name))?.reason === "ProjectionFailed", 10_000)).toBe(true)
+    }
+    for (const name of ["weekly", "weekly-too"]) {
+      const message = (await bindingReadyOf(name))?.message ?? ""
+      expect(message).toContain(
+        "Job weekly: Kubernetes refuses any change to a Job's pod template once the Job exists, and no " +
+          "MutatingAdmissionPolicy projects a Job as it is created: binding Jobs is opt-in"
+      )
+      expect(message).toContain(opted)
+    }
+    // Not yet created: said now, not once it exists and can no longer be bound.
+    const monthly = (await bindingReadyOf("monthly"))?.message ?? ""
+    expect(monthly).toStartWith("Job monthly will not be projected as it is created: binding Jobs is opt-in")
+    expect(monthly).toContain(opted)
+    const warnings = operator!.logs.filter((l) => l.includes(noPolicyWarning))
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toContain(opted)
+    expect((await cluster.api("GET", `${mutating}/mutatingadmissionpolicies/halkyon-binding.apps.weekly`)).status).toBe(404)
+    for (const name of ["weekly", "weekly-too", "monthly"]) {
+      const path = `/apis/servicebinding.io/v1/namespaces/apps/servicebindings/${name}`
+      expect((await cluster.api("DELETE", path)).status).toBe(200)
+      expect(await eventually(async () => (await cluster.api("GET", path)).status === 404, 10_000)).toBe(true)
+    }
+  },
+  60_000
+)
+
+test(
+  "with `halkyon manifests --bind-jobs` applied, the binding identity (not the operator) keeps a Job binding's MutatingAdmissionPolicy, and removes it",
+  async () => {
+    const command = Bun.spawnSync([join(root, "dist/halkyon"), "manifests", "--namespace", "halkyon-system", "--bind-jobs"], {
+      stdout: "pipe",
+      stderr: "pipe"
+    })
+    expect(command.exitCode, command.stderr.toString()).toBe(0)
+    const withJobs = loadAllYaml(command.stdout.toString()) as Array<Manifest>
+    const added = withJobs.filter((m) => !printed.some((p) => p.kind === m.kind && p.metadata?.name === m.metadata?.name))
+    expect(added.map((m) => `${m.kind} ${m.metadata?.name}`)).toEqual([
+      "ClusterRole halkyon-service-binding-jobs",
+      "ClusterRoleBinding halkyon-service-binding-jobs"
+    ])
+    // Applied once, to a running operator: no restart, no change to its Deployment.
+    for (const object of added) expect((await apply(object, paths[object.kind ?? ""]!(undefined))).status).toBeLessThan(300)
+    for (const verb of ["list", "create", "patch", "delete"]) {
+      for (const resource of ["mutatingadmissionpolicies", "mutatingadmissionpolicybindings"]) {
+        expect(await can(bindingUser, bindingGroups, { verb, resource, group: "admissionregistration.k8s.io" })).toBe(true)
+        expect(await asOperator(verb, resource, "", "admissionregistration.k8s.io")).toBe(false)
+      }
+    }
+    expect(
+      await can(bindingUser, bindingGroups, {
+        verb: "update",
+        resource: "mutatingadmissionpolicies",
+        group: "admissionregistration.k8s.io"
+      })
+    )
+      .toBe(false)
+    expect((await jobBinding("nightly", "nightly")).status).toBe(201)
+    expect(await eventually(async () => (await bindingReadyOf("nightly"))?.status === "True", 10_000)).toBe(true)
+    expect((await cluster.api("GET", `${mutating}/mutatingadmissionpolicies/halkyon-binding.apps.nightly`)).status).toBe(200)
+    // A Job created now is bound as it is created, once the API server's admission chain has seen the policy.
+    const volumes = (created: { body: unknown }) =>
+      dig<Array<{ name: string }>>(created.body, "spec", "template", "spec", "volumes")?.map((v) => v.name) ?? []
+    expect(await eventually(async () => volumes(await createJob("nightly", "?dryRun=All")).includes("svcb-nightly"), 10_000)).toBe(true)
+    const job = await createJob("nightly")
+    expect(job.status).toBe(201)
+    expect(volumes(job)).toContain("svcb-nightly")
+    expect((await cluster.api("DELETE", "/apis/servicebinding.io/v1/namespaces/apps/servicebindings/nightly")).status).toBe(200)
+    expect(
+      await eventually(
+        async () => (await cluster.api("GET", `${mutating}/mutatingadmissionpolicies/halkyon-binding.apps.nightly`)).status === 404,
+        10_000
+      )
+    ).toBe(true)
+    expect((await cluster.api("GET", `${mutating}/mutatingadmissionpolicybindings/halkyon-binding.apps.nightly`)).status).toBe(404)
+    // The one warning of the test before (no rule then) aside, nothing was refused.
+    expect(operator!.logs.filter((l) => (l.includes("HTTP 403") || l.includes("Forbidden")) && !l.includes(noPolicyWarning))).toEqual([])
+  },
+  60_000
+)
+
 test("a plugin removed from the folder takes its CapabilityInfo and its admission policy with it", async () => {
   const policies = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
   // Applied under the printed role, which grants exactly list, create, patch and delete on policies and bindings.

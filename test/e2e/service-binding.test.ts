@@ -28,6 +28,8 @@ import {
   startWithPostgres,
   untilReady
 } from "../support/cluster.ts"
+import { jobPolicy, jobPolicyBinding } from "../../src/binding/JobPolicy.ts"
+import { type Binding, type PodTemplate, project } from "../../src/binding/Projection.ts"
 import { eventually } from "../support/paths.ts"
 
 let cluster: Cluster
@@ -544,28 +546,376 @@ describe("each built-in workload kind, bound against the real API server", () =>
       expect(bound.spec.volumes?.map((v) => v.name)).toEqual([`svcb-${name}`])
     })
   }
+})
 
-  test("Job: by name before it exists, WorkloadNotFound; created after, its template is immutable: ProjectionFailed says what to do, and it is untouched", async () => {
-    await createBinding("kind-job", {
+describe("Jobs: projected as they are created, by a MutatingAdmissionPolicy", () => {
+  const jobsPath = (query = "") => `/apis/batch/v1/namespaces/${ns}/jobs${query}`
+  const jobPath = (name: string) => `/apis/batch/v1/namespaces/${ns}/jobs/${name}`
+  const policiesPath = (name: string) => `/apis/admissionregistration.k8s.io/v1/mutatingadmissionpolicies/${name}`
+  const policyBindingsPath = (name: string) => `/apis/admissionregistration.k8s.io/v1/mutatingadmissionpolicybindings/${name}`
+  // What the Job controller adds to a Job's template at creation: not the binding's, and different per Job.
+  const generated = ["batch.kubernetes.io/controller-uid", "controller-uid", "batch.kubernetes.io/job-name", "job-name"]
+  const comparable = (template: PodTemplate | undefined) => {
+    const labels = Object.fromEntries(
+      Object.entries(template?.metadata?.labels as Record<string, string> ?? {}).filter(([k]) => !generated.includes(k))
+    )
+    return { ...template, metadata: { ...template?.metadata, labels } }
+  }
+  const input: PodTemplate = {
+    metadata: { labels: { app: "batch" } },
+    spec: {
+      restartPolicy: "Never",
+      containers: [
+        {
+          name: "app",
+          image: "example.com/app:1",
+          env: [{ name: "LOG_LEVEL", value: "info" }],
+          volumeMounts: [{ name: "cache", mountPath: "/cache" }]
+        },
+        { name: "sidecar", image: "example.com/sidecar:1" }
+      ],
+      initContainers: [{ name: "setup", image: "example.com/setup:1", env: [{ name: "SERVICE_BINDING_ROOT", value: "/custom/" }] }],
+      volumes: [{ name: "cache", emptyDir: {} }]
+    }
+  }
+  const job = (name: string, labels: Record<string, string>, template: PodTemplate = input) => ({
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: { name, labels },
+    spec: { suspend: true, template }
+  })
+  /** The Job as the API server would create it now: a dry run, through the admission chain. */
+  const dryRun = async (j: ReturnType<typeof job>) => {
+    const created = await cluster.api("POST", jobsPath("?dryRun=All"), j)
+    expect(created.status).toBe(201)
+    return dig<PodTemplate>(created.body, "spec", "template")
+  }
+  // Without a garbage collector a Job's default (orphan) deletion would wait for it.
+  const background = { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background" }
+  const bound = (template: PodTemplate | undefined, binding: string) =>
+    (template?.spec?.volumes ?? []).some((v) => v.name === `svcb-${binding}`)
+  /** Waits until the API server's admission chain projects (or no longer projects) `binding` into such a Job. */
+  const untilAdmission = async (j: ReturnType<typeof job>, binding: string, projects: boolean) => {
+    expect(await eventually(async () => bound(await dryRun(j), binding) === projects, 10_000, 100)).toBe(true)
+  }
+  /** What the projector (Projection.ts) gives for the same input, as the API server creates it (a Job no policy matches). */
+  const projectorResult = async (template: PodTemplate, binding: Binding) => {
+    const data = dig<Record<string, string>>((await cluster.api("GET", `/api/v1/namespaces/${ns}/secrets/plain`)).body, "data") ?? {}
+    return dryRun(job("projector-reference", {}, project(template, binding, { name: "plain", data })))
+  }
+
+  test("by name: Ready once the policy is in place; `kubectl create` of the Job gives exactly the projector's template; sidecar untouched", async () => {
+    await createBinding("job-by-name", {
       service: { apiVersion: "v1", kind: "Secret", name: "plain" },
-      workload: { apiVersion: "batch/v1", kind: "Job", name: "kind-job" }
+      workload: { apiVersion: "batch/v1", kind: "Job", name: "migrate", containers: ["app", "setup"] },
+      env: [{ name: "DATABASE_URL", key: "uri" }]
     })
-    await waitBinding("kind-job", "False", "WorkloadNotFound")
-    expect((await bindingReady("kind-job"))?.message).toBe("Job kind-job does not exist")
-    const created = await cluster.api("POST", path("batch/v1", "jobs"), {
+    await waitBinding("job-by-name", "True", "Projected")
+    expect((await bindingReady("job-by-name"))?.message).toBe(
+      "Job migrate is projected as created, by MutatingAdmissionPolicy halkyon-binding.bound.job-by-name"
+    )
+    const policy = await cluster.api("GET", policiesPath("halkyon-binding.bound.job-by-name"))
+    expect(dig(policy.body, "metadata", "labels")).toEqual({
+      "app.kubernetes.io/managed-by": "halkyon",
+      "app.kubernetes.io/component": "service-binding"
+    })
+    expect((await cluster.api("GET", policyBindingsPath("halkyon-binding.bound.job-by-name"))).status).toBe(200)
+    // The policy takes effect once the API server's admission chain has seen it.
+    await untilAdmission(job("migrate", {}), "job-by-name", true)
+    // Only the Job of that name.
+    expect(bound(await dryRun(job("migrate-too", {})), "job-by-name")).toBe(false)
+
+    const created = await kubectl(cluster, ["create", "-n", ns, "-f", "-", "-o", "json"], JSON.stringify(job("migrate", {})))
+    expect(created.code).toBe(0)
+    const template = dig<PodTemplate>((await cluster.api("GET", jobPath("migrate"))).body, "spec", "template")
+    const expected = await projectorResult(input, {
+      name: "job-by-name",
+      directory: "job-by-name",
+      env: [{ name: "DATABASE_URL", key: "uri" }],
+      containers: ["app", "setup"]
+    })
+    expect(comparable(template)).toEqual(comparable(expected))
+    // Spelled out: app and setup (its own root kept) bound, sidecar as it was given.
+    const containers = template?.spec?.containers ?? []
+    expect(containers.find((c) => c.name === "app")).toMatchObject({
+      env: [
+        { name: "LOG_LEVEL", value: "info" },
+        { name: "SERVICE_BINDING_ROOT", value: "/bindings" },
+        { name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: "plain", key: "uri" } } }
+      ],
+      volumeMounts: [
+        { name: "cache", mountPath: "/cache" },
+        { name: "svcb-job-by-name", mountPath: "/bindings/job-by-name", readOnly: true }
+      ]
+    })
+    expect(template?.spec?.initContainers?.[0]).toMatchObject({
+      env: [
+        { name: "SERVICE_BINDING_ROOT", value: "/custom/" },
+        { name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: "plain", key: "uri" } } }
+      ],
+      volumeMounts: [{ name: "svcb-job-by-name", mountPath: "/custom/job-by-name", readOnly: true }]
+    })
+    const sidecar = containers.find((c) => c.name === "sidecar")
+    expect(sidecar?.env).toBeUndefined()
+    expect(sidecar?.volumeMounts).toBeUndefined()
+    // The Job's creation reconciles the binding (Jobs are watched).
+    await eventually(async () => (await bindingReady("job-by-name"))?.message.includes("projected into Job migrate") === true, 10_000)
+    expect((await bindingReady("job-by-name"))?.message).toContain("; projected into Job migrate")
+  })
+
+  test("by selector, with a type override: each matching Job is projected as the projector would, another is not; one made before, and one setting a variable spec.env projects (left out), are reported, unchanged", async () => {
+    const early = await cluster.api("POST", jobsPath(), job("early", { tier: "nightly" }))
+    expect(early.status).toBe(201)
+    const earlyTemplate = dig<PodTemplate>(early.body, "spec", "template")
+    await createBinding("job-by-selector", {
+      service: { apiVersion: "v1", kind: "Secret", name: "plain" },
+      workload: { apiVersion: "batch/v1", kind: "Job", selector: { matchLabels: { tier: "nightly" } } },
+      type: "mysql",
+      env: [{ name: "BINDING_TYPE", key: "type" }]
+    })
+    // The spec: each match as if named alone, partial failures aggregated on Ready.
+    await waitBinding("job-by-selector", "False", "ProjectionFailed")
+    expect((await bindingReady("job-by-selector"))?.message).toBe(
+      "Job early was created before this binding's MutatingAdmissionPolicy took effect, and a Job's pod template cannot change: " +
+        "delete it and create it again to have it bound"
+    )
+    expect(dig<PodTemplate>((await cluster.api("GET", jobPath("early"))).body, "spec", "template")).toEqual(earlyTemplate)
+
+    await untilAdmission(job("nightly-1", { tier: "nightly" }), "job-by-selector", true)
+    const created = await cluster.api("POST", jobsPath(), job("nightly-1", { tier: "nightly" }))
+    expect(created.status).toBe(201)
+    const expected = await projectorResult(input, {
+      name: "job-by-selector",
+      directory: "job-by-selector",
+      type: "mysql",
+      env: [{ name: "BINDING_TYPE", key: "type" }]
+    })
+    expect(comparable(dig<PodTemplate>(created.body, "spec", "template"))).toEqual(comparable(expected))
+    expect(dig<Record<string, string>>(created.body, "spec", "template", "metadata", "annotations")).toMatchObject({
+      "type.servicebinding.io/svcb-job-by-selector": "mysql"
+    })
+    const other = await cluster.api("POST", jobsPath(), job("daily-1", { tier: "daily" }))
+    expect(other.status).toBe(201)
+    expect(bound(dig<PodTemplate>(other.body, "spec", "template"), "job-by-selector")).toBe(false)
+
+    // A matching Job that already sets a variable spec.env projects is created as it is (the policy's match conditions
+    // leave it out, as refuseTemplate refuses it), and reported.
+    const mine: PodTemplate = {
+      spec: {
+        ...input.spec,
+        containers: [{ name: "app", image: "example.com/app:1", env: [{ name: "BINDING_TYPE", value: "mine" }] }]
+      }
+    }
+    const collided = await cluster.api("POST", jobsPath(), job("nightly-mine", { tier: "nightly" }, mine))
+    expect(collided.status).toBe(201)
+    expect(bound(dig<PodTemplate>(collided.body, "spec", "template"), "job-by-selector")).toBe(false)
+    expect((await cluster.api("DELETE", jobPath("early"), background)).status).toBe(200)
+    await waitBinding("job-by-selector", "False", "EnvCollision")
+    expect((await bindingReady("job-by-selector"))?.message).toBe(
+      "Job nightly-mine: spec.env would take over BINDING_TYPE in container app, set by someone else, not this binding: " +
+        "rename the variable in spec.env, or remove it from the workload (projected into the 1 other Job)"
+    )
+    // Once those Jobs are gone, every match is bound.
+    expect((await cluster.api("DELETE", jobPath("nightly-mine"), background)).status).toBe(200)
+    await waitBinding("job-by-selector", "True", "Projected")
+    expect((await bindingReady("job-by-selector"))?.message).toBe(
+      "Jobs matching tier=nightly are projected as created, by MutatingAdmissionPolicy halkyon-binding.bound.job-by-selector; " +
+        "projected into Job nightly-1"
+    )
+  })
+
+  test("a binding that no longer names Jobs loses its policy; a deleted binding too, and a Job created afterwards is not projected", async () => {
+    const patched = await cluster.api(
+      "PATCH",
+      bindingsPath("job-by-selector"),
+      { spec: { workload: { apiVersion: "apps/v1", kind: "Deployment", name: "nowhere", selector: null } } },
+      "application/merge-patch+json"
+    )
+    expect(patched.status).toBe(200)
+    await waitBinding("job-by-selector", "False", "WorkloadNotFound")
+    expect(
+      await eventually(async () => (await cluster.api("GET", policiesPath("halkyon-binding.bound.job-by-selector"))).status === 404, 10_000)
+    )
+      .toBe(true)
+    expect((await cluster.api("GET", policyBindingsPath("halkyon-binding.bound.job-by-selector"))).status).toBe(404)
+
+    expect((await cluster.api("DELETE", bindingsPath("job-by-name"))).status).toBe(200)
+    expect(await eventually(async () => (await cluster.api("GET", bindingsPath("job-by-name"))).status === 404, 10_000)).toBe(true)
+    // The finalizer's path removed the policy and its binding before the binding went.
+    expect((await cluster.api("GET", policiesPath("halkyon-binding.bound.job-by-name"))).status).toBe(404)
+    expect((await cluster.api("GET", policyBindingsPath("halkyon-binding.bound.job-by-name"))).status).toBe(404)
+    // What the first Job got at its creation stays: a Job's template cannot change.
+    expect(bound(dig<PodTemplate>((await cluster.api("GET", jobPath("migrate"))).body, "spec", "template"), "job-by-name")).toBe(true)
+    expect((await cluster.api("DELETE", jobPath("migrate"), background)).status).toBe(200)
+    await untilAdmission(job("migrate", {}), "job-by-name", false)
+    const again = await cluster.api("POST", jobsPath(), job("migrate", {}))
+    expect(again.status).toBe(201)
+    expect(comparable(dig<PodTemplate>(again.body, "spec", "template"))).toEqual(comparable(await dryRun(job("unbound-reference", {}))))
+  })
+
+  test("a binding removed by hand (its finalizer taken off) while the operator was away: its policy goes when the operator starts", async () => {
+    for (const name of ["job-orphan", "job-kept"]) {
+      await createBinding(name, {
+        service: { apiVersion: "v1", kind: "Secret", name: "plain" },
+        workload: { apiVersion: "batch/v1", kind: "Job", name: "orphan" }
+      })
+      await waitBinding(name, "True", "Projected")
+    }
+    await operator.stop()
+    const unfinalized = await cluster.api(
+      "PATCH",
+      bindingsPath("job-orphan"),
+      { metadata: { finalizers: null } },
+      "application/merge-patch+json"
+    )
+    expect(unfinalized.status).toBe(200)
+    expect((await cluster.api("DELETE", bindingsPath("job-orphan"))).status).toBe(200)
+    expect((await cluster.api("GET", bindingsPath("job-orphan"))).status).toBe(404)
+    expect((await cluster.api("GET", policiesPath("halkyon-binding.bound.job-orphan"))).status).toBe(200)
+    operator = await untilReady(startOperator(cluster, pluginsDir, []))
+    expect(
+      await eventually(async () => (await cluster.api("GET", policiesPath("halkyon-binding.bound.job-orphan"))).status === 404, 10_000)
+    )
+      .toBe(true)
+    expect((await cluster.api("GET", policyBindingsPath("halkyon-binding.bound.job-orphan"))).status).toBe(404)
+    // That one only: the policy of a binding that is still there stays.
+    expect(operator.logs.filter((l) => l.includes("MutatingAdmissionPolicy halkyon-binding.") && l.includes("removed"))).toEqual([
+      expect.stringContaining("servicebinding bound/job-orphan: MutatingAdmissionPolicy halkyon-binding.bound.job-orphan removed")
+    ])
+    expect((await cluster.api("GET", policiesPath("halkyon-binding.bound.job-kept"))).status).toBe(200)
+    expect((await cluster.api("DELETE", bindingsPath("job-kept"))).status).toBe(200)
+    expect(await eventually(async () => (await cluster.api("GET", policiesPath("halkyon-binding.bound.job-kept"))).status === 404, 10_000))
+      .toBe(true)
+  })
+})
+
+describe("the Job policy's CEL against the projector, case by case, on the real API server", () => {
+  // Each case's policy (JobPolicy.ts, applied here directly, no controller) names one Job; the Job the API server
+  // creates through it must equal the projector's output for the same template, as the API server creates that.
+  const jobsPath = `/apis/batch/v1/namespaces/${ns}/jobs?dryRun=All`
+  const admission = "/apis/admissionregistration.k8s.io/v1"
+  const generated = ["batch.kubernetes.io/controller-uid", "controller-uid", "batch.kubernetes.io/job-name", "job-name"]
+  const withoutGenerated = (template: PodTemplate | undefined): PodTemplate => {
+    const labels = Object.fromEntries(
+      Object.entries(template?.metadata?.labels as Record<string, string> | undefined ?? {}).filter(([k]) => !generated.includes(k))
+    )
+    const { labels: _, ...metadata } = template?.metadata ?? {}
+    return { ...template, metadata: { ...metadata, ...(Object.keys(labels).length === 0 ? {} : { labels }) } }
+  }
+  const dryRun = async (name: string, template: PodTemplate) => {
+    const created = await cluster.api("POST", jobsPath, {
       apiVersion: "batch/v1",
       kind: "Job",
-      metadata: { name: "kind-job" },
-      spec: { suspend: true, template: template("kind-job", "Never") }
+      metadata: { name },
+      spec: { suspend: true, template }
     })
-    expect(created.status).toBe(201)
-    const before = dig<Template>(created.body, "spec", "template")
-    // The Job's creation reconciles the binding (workloads are watched).
-    await waitBinding("kind-job", "False", "ProjectionFailed")
-    expect((await bindingReady("kind-job"))?.message).toContain(
-      "Job kind-job: Kubernetes refuses any change to a Job's pod template once the Job exists"
-    )
-    expect(dig<Template>((await cluster.api("GET", path("batch/v1", "jobs", "kind-job"))).body, "spec", "template")).toEqual(before)
+    expect(created.status, JSON.stringify(created.body)).toBe(201)
+    return withoutGenerated(dig<PodTemplate>(created.body, "spec", "template"))
+  }
+  const c = (name: string, extra: Record<string, unknown> = {}) => ({ name, image: `example.com/${name}:1`, ...extra })
+  const root = (value: string) => ({ name: "SERVICE_BINDING_ROOT", value })
+  const cases: ReadonlyArray<{ readonly name: string; readonly binding: Omit<Binding, "name">; readonly template: PodTemplate }> = [
+    { name: "minimal", binding: { directory: "minimal" }, template: { spec: { restartPolicy: "Never", containers: [c("app")] } } },
+    {
+      name: "annotated",
+      binding: { directory: "annotated", env: [{ name: "DATABASE_URL", key: "uri" }] },
+      template: {
+        metadata: { annotations: { team: "data" }, labels: { app: "x" } },
+        spec: { restartPolicy: "Never", containers: [c("app", { env: [{ name: "A", value: "1" }] }), c("sidecar")] }
+      }
+    },
+    {
+      name: "filtered",
+      binding: { directory: "filtered", containers: ["app", "setup", "absent"], env: [{ name: "URI", key: "uri" }] },
+      template: {
+        spec: {
+          restartPolicy: "Never",
+          containers: [c("app", { env: [root("/custom//")] }), c("sidecar", { env: [{ name: "B", value: "2" }] })],
+          initContainers: [c("setup"), c("other")]
+        }
+      }
+    },
+    {
+      name: "init-only",
+      binding: { directory: "init-only", containers: ["setup"] },
+      template: { spec: { restartPolicy: "Never", containers: [c("app")], initContainers: [c("setup", { env: [root("/r")] })] } }
+    },
+    {
+      name: "taken-places",
+      binding: { directory: "dir" },
+      template: {
+        spec: {
+          restartPolicy: "Never",
+          containers: [c("app", { volumeMounts: [{ name: "old", mountPath: "/bindings/dir" }, { name: "cache", mountPath: "/cache" }] })],
+          volumes: [{ name: "old", emptyDir: {} }, { name: "svcb-taken-places", emptyDir: {} }, { name: "cache", emptyDir: {} }]
+        }
+      }
+    },
+    {
+      name: "overrides",
+      binding: {
+        directory: "overrides",
+        type: "mysql",
+        provider: "acme",
+        env: [{ name: "T", key: "type" }, { name: "P", key: "provider" }, { name: "U", key: "uri" }]
+      },
+      template: { spec: { restartPolicy: "Never", containers: [c("app"), c("worker", { env: [root("/")] })] } }
+    },
+    {
+      name: "empty-root",
+      binding: { directory: "empty-root", env: [{ name: "U", key: "uri" }, { name: "U", key: "type" }] },
+      template: { spec: { restartPolicy: "Never", containers: [c("app", { env: [{ name: "SERVICE_BINDING_ROOT", value: "" }] })] } }
+    },
+    {
+      // Strings that would leave a CEL literal were they not escaped (a quote, a backslash, an operator, a newline, a
+      // NUL): the policy compiles, and gives the projector's result, no more.
+      name: "hostile",
+      binding: {
+        directory: "hostile",
+        containers: ["app", "x\") || true || (\"", "b\\\"s", "line\nbreak", "\u0000"],
+        type: "my\"sql\\ \n) || true || (",
+        env: [{ name: "W\"E\\IRD) || true || (", key: "uri" }, { name: "T", key: "type" }]
+      },
+      template: { spec: { restartPolicy: "Never", containers: [c("app"), c("other")] } }
+    }
+  ]
+  const policyName = (name: string) => `halkyon-binding.${ns}.table-${name}`
+
+  test("each case: the API server's result through the policy is the projector's", async () => {
+    const data = dig<Record<string, string>>((await cluster.api("GET", `/api/v1/namespaces/${ns}/secrets/plain`)).body, "data") ?? {}
+    const secret = { name: "plain", data }
+    for (const k of cases) {
+      const binding: Binding = { ...k.binding, name: `table-${k.name}` }
+      const target = { namespace: ns, name: `table-${k.name}` }
+      expect((await cluster.api("POST", `${admission}/mutatingadmissionpolicies`, jobPolicy(binding, secret, target))).status).toBe(201)
+      expect((await cluster.api("POST", `${admission}/mutatingadmissionpolicybindings`, jobPolicyBinding(ns, binding.name))).status).toBe(
+        201
+      )
+    }
+    for (const k of cases) {
+      const binding: Binding = { ...k.binding, name: `table-${k.name}` }
+      // The template as the controller would read it from the API server (defaults filled), projected.
+      const read = await dryRun(`unmatched-${k.name}`, k.template)
+      const expected = await dryRun(`unmatched-${k.name}`, project(read, binding, secret))
+      let got: PodTemplate | undefined
+      const ok = await eventually(
+        async () => {
+          got = await dryRun(binding.name, k.template)
+          return (got.spec?.volumes ?? []).some((v) => v.name === `svcb-${binding.name}`)
+        },
+        10_000,
+        100
+      )
+      expect(ok, `case ${k.name}: the policy never took effect`).toBe(true)
+      expect({ case: k.name, template: got }).toEqual({ case: k.name, template: expected })
+    }
+  })
+
+  afterAll(async () => {
+    for (const k of cases) {
+      await cluster.api("DELETE", `${admission}/mutatingadmissionpolicybindings/${policyName(k.name)}`)
+      await cluster.api("DELETE", `${admission}/mutatingadmissionpolicies/${policyName(k.name)}`)
+    }
   })
 })
 

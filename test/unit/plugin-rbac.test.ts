@@ -171,6 +171,43 @@ describe("the operator's own role", () => {
     expect(operatorRules.flatMap((r) => r.resources ?? [])).not.toContain("configmaps")
   })
 
+  test("binding Jobs is opt-in: no mutating admission policy rule by default; --bind-jobs adds a role of its own, bound cluster-wide", () => {
+    type Rules = {
+      rules?: ReadonlyArray<{ apiGroups?: ReadonlyArray<string>; resources?: ReadonlyArray<string>; verbs?: ReadonlyArray<string> }>
+    }
+    const admission = (objects: ReadonlyArray<{ metadata?: { name?: string } }>) =>
+      objects.flatMap((m) =>
+        ((m as Rules).rules ?? []).filter((r) => r.apiGroups?.includes("admissionregistration.k8s.io")).map((r) => ({
+          name: m.metadata?.name,
+          ...r
+        }))
+      )
+    expect(admission(manifests({ namespace: "ops" })).filter((r) => r.name !== "halkyon")).toEqual([])
+    expect(JSON.stringify(manifests({ namespace: "ops" }))).not.toContain("mutatingadmissionpolicies")
+    const rule = {
+      apiGroups: ["admissionregistration.k8s.io"],
+      resources: ["mutatingadmissionpolicies", "mutatingadmissionpolicybindings"],
+      verbs: ["list", "create", "patch", "delete"]
+    }
+    for (const servedNamespace of [undefined, "shop"]) {
+      const objects = manifests({ namespace: "ops", bindJobs: true, ...(servedNamespace === undefined ? {} : { servedNamespace }) })
+      expect(admission(objects).filter((r) => r.name !== "halkyon")).toEqual([{ name: "halkyon-service-binding-jobs", ...rule }])
+      const jobs = objects.filter((m) => m.metadata?.name === "halkyon-service-binding-jobs")
+      expect(jobs.map((m) => m.kind)).toEqual(["ClusterRole", "ClusterRoleBinding"])
+      // Not aggregated: nothing labelled servicebinding.io/controller carries it.
+      expect(jobs[0]?.metadata?.labels?.["servicebinding.io/controller"]).toBeUndefined()
+      expect(jobs[1]).toMatchObject({
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "halkyon-service-binding-jobs" },
+        subjects: [{ kind: "ServiceAccount", name: "halkyon-service-binding", namespace: "ops" }]
+      })
+    }
+    expect(operatorRules.flatMap((r) => r.resources ?? []).filter((r) => r.startsWith("mutating"))).toEqual([])
+    // With the controller off, no one gets them.
+    expect(JSON.stringify(manifests({ namespace: "ops", serviceBinding: false, bindJobs: true }))).not.toContain(
+      "mutatingadmissionpolicies"
+    )
+  })
+
   test("manifests bind a plugin's role everywhere, or in the served namespace only", () => {
     const everywhere = manifests({ namespace: "ops", pluginRoles: [{ name: "postgres", dependents: postgres }] })
     expect(everywhere.filter((m) => m.metadata?.name === "halkyon-plugin-postgres").map((m) => m.kind)).toEqual([
