@@ -73,7 +73,8 @@ test(
         apiVersion: "v1",
         kind: "Secret",
         metadata: { name: "creds" },
-        data: password("one")
+        // The spec's binding carries a type entry; without one the binding is refused (MissingType).
+        data: { type: Buffer.from("postgresql").toString("base64"), ...password("one") }
       })).status
     ).toBe(201)
     expect(
