@@ -524,8 +524,9 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
 
   /**
    * Unbinds every workload of the kinds the binding recorded (its annotation) but no longer names. A kind this
-   * controller may not list, or that is no longer served, holds nothing it could unbind: it is skipped, said once per
-   * reconcile, so that a hand-edited record cannot stop the binding.
+   * controller may not list, or that is no longer served, holds nothing it could unbind: it is skipped with a warning
+   * (and then pruned like the others), so that a hand-edited record cannot stop the binding. A kind served in another
+   * version of the current one's group is the current kind: not unbound, only recorded under the current version.
    */
   const unbindFormerKinds = (namespace: string, kinds: ReadonlyArray<WorkloadKind>, binding: Binding, bindingKey: string) =>
     Effect.forEach(kinds, (k) =>
