@@ -35,6 +35,10 @@
  *   minute. Workloads of its kind
  *   that hold fields of its manager but are no longer its targets (a name
  *   changed in the spec, labels that no longer match) are unbound.
+ * - The kinds a binding projects into are recorded on it (an annotation)
+ *   before the first write to each: when its workload kind changes, every
+ *   workload of the former kinds is unbound before the record is pruned, and
+ *   its deletion unbinds every recorded kind.
  *
  * The worker loop, the queue and the watches are src/controller/'s.
  */
@@ -74,7 +78,18 @@ import {
   projectedInto
 } from "./JobPolicy.ts"
 import { type Binding, intent, type PodTemplate, refuseSecret, refuseTemplate } from "./Projection.ts"
-import { at, envOwnedBy, nest, selectorQuery, templatePath } from "./Workloads.ts"
+import {
+  at,
+  envOwnedBy,
+  nest,
+  ProjectedKindsAnnotation,
+  projectedKinds,
+  projectedKindsValue,
+  sameKind,
+  selectorQuery,
+  templatePath,
+  type WorkloadKind
+} from "./Workloads.ts"
 
 /** On a ServiceBinding: its projection is removed before it goes. */
 export const UnbindFinalizer = "servicebinding.io/halkyon-unbind"
@@ -452,7 +467,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
    */
   const formerlyBound = (
     namespace: string,
-    workload: ServiceBinding["spec"]["workload"],
+    workload: WorkloadKind,
     manager: string,
     targets: ReadonlyArray<KubeObject>
   ) =>
@@ -467,7 +482,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
   /** Workloads of the kind that carry this binding's mapping marker but are no longer its targets. */
   const formerlyMapped = (
     namespace: string,
-    workload: ServiceBinding["spec"]["workload"],
+    workload: WorkloadKind,
     bindingName: string,
     targets: ReadonlyArray<KubeObject>
   ) =>
@@ -479,6 +494,52 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
         )
       )
     )
+
+  /**
+   * Unbinds the workloads of a kind, reached by `route`, that this binding projected into but that are not among
+   * `targets` (all of them for none).
+   */
+  const unbindKind = (
+    namespace: string,
+    workload: WorkloadKind,
+    route: Route,
+    binding: Binding,
+    targets: ReadonlyArray<KubeObject>
+  ) =>
+    Effect.gen(function*() {
+      const manager = bindingFieldManager(binding.name)
+      // A Job's template cannot change: what its creation got stays (the policy is removed by the caller).
+      if ("admit" in route) return
+      if ("apply" in route) {
+        // An empty apply under the binding's manager drops every field it owned, and only those.
+        for (const w of yield* formerlyBound(namespace, workload, manager, targets)) yield* applyTo(w, route.apply, undefined, manager)
+      } else if (!("unknown" in route)) {
+        // Through the mapping each was bound with (kept on it); an invalid mapping now does not stop an unbind.
+        const fallback = "mapping" in route ? route.mapping : PodSpecable
+        for (const w of yield* formerlyMapped(namespace, workload, binding.name, targets)) {
+          yield* patchTo(w, unbindMapped(w, binding, fallback), manager)
+        }
+      }
+    })
+
+  /**
+   * Unbinds every workload of the kinds the binding recorded (its annotation) but no longer names. A kind this
+   * controller may not list, or that is no longer served, holds nothing it could unbind: it is skipped with a warning
+   * (and then pruned like the others), so that a hand-edited record cannot stop the binding. A kind served in another
+   * version of the current one's group is the current kind: not unbound, only recorded under the current version.
+   */
+  const unbindFormerKinds = (namespace: string, kinds: ReadonlyArray<WorkloadKind>, binding: Binding, bindingKey: string) =>
+    Effect.forEach(kinds, (k) =>
+      routeOf(k.apiVersion, k.kind).pipe(
+        Effect.flatMap((route) => unbindKind(namespace, k, route, binding, [])),
+        Effect.catchIf(
+          (e) => e.code === 403 || e.code === 404,
+          (e) =>
+            Effect.logWarning(
+              `servicebinding ${bindingKey}: the ${k.kind} (${k.apiVersion}) it projected into before was not unbound: ${e.message}`
+            )
+        )
+      ), { discard: true })
 
   /** The workload changed to `after`, as a merge patch guarded by the resourceVersion read (a conflict is retried). */
   const patchTo = (workload: KubeObject, after: KubeObject, manager: string) => {
@@ -577,25 +638,17 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       }
       const route = yield* routeOf(workload.apiVersion, workload.kind)
       /** Unbinds the workloads of the kind this binding projected into, but no longer targets. */
-      const unbindStale = (targets: ReadonlyArray<KubeObject>) =>
-        Effect.gen(function*() {
-          // A Job's template cannot change: what its creation got stays (the policy is removed by the caller).
-          if ("admit" in route) return
-          if ("apply" in route) {
-            // An empty apply under the binding's manager drops every field it owned, and only those.
-            for (const w of yield* formerlyBound(namespace, workload, manager, targets)) yield* applyTo(w, route.apply, undefined, manager)
-          } else if (!("unknown" in route)) {
-            // Through the mapping each was bound with (kept on it); an invalid mapping now does not stop an unbind.
-            const fallback = "mapping" in route ? route.mapping : PodSpecable
-            for (const w of yield* formerlyMapped(namespace, workload, binding.name, targets)) {
-              yield* patchTo(w, unbindMapped(w, binding, fallback), manager)
-            }
-          }
-        })
+      const unbindStale = (targets: ReadonlyArray<KubeObject>) => unbindKind(namespace, workload, route, binding, targets)
+      // The kinds it projected into before (recorded before the first write to each): those it no longer names are
+      // unbound whole, then pruned from the record; the current one is recorded before anything is written to it.
+      const kindsValue = raw.metadata.annotations?.[ProjectedKindsAnnotation]
+      const formerKinds = projectedKinds(kindsValue).filter((k) => !sameKind(k, workload))
+      const recorded = projectedKindsValue([{ apiVersion: workload.apiVersion, kind: workload.kind }])
 
       if (raw.metadata.deletionTimestamp !== undefined) {
         if (!finalizersOf(raw).includes(UnbindFinalizer)) return {}
         yield* unbindStale([])
+        yield* unbindFormerKinds(namespace, formerKinds, binding, key)
         yield* removePolicy(namespace, raw.metadata.name)
         yield* setFinalizers(raw, finalizersOf(raw).filter((f) => f !== UnbindFinalizer))
         index(bySecret, undefined, key)
@@ -604,9 +657,20 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
         if (sb.spec.service.kind === "Capability") yield* queue.add(`c:${namespace}/${sb.spec.service.name}`)
         return {}
       }
-      if (!finalizersOf(raw).includes(UnbindFinalizer)) {
-        // The echo of this patch reconciles again.
-        yield* setFinalizers(raw, [...finalizersOf(raw), UnbindFinalizer])
+      yield* unbindFormerKinds(namespace, formerKinds, binding, key)
+      if (!finalizersOf(raw).includes(UnbindFinalizer) || kindsValue !== recorded) {
+        // One patch (the finalizer, the record of kinds); its echo reconciles again.
+        yield* kube.mergePatch(
+          refOf(raw),
+          {
+            metadata: {
+              finalizers: finalizersOf(raw).includes(UnbindFinalizer) ? finalizersOf(raw) : [...finalizersOf(raw), UnbindFinalizer],
+              annotations: { [ProjectedKindsAnnotation]: recorded },
+              resourceVersion: raw.metadata.resourceVersion
+            }
+          },
+          "halkyon-binding"
+        )
         return {}
       }
       const report = (verdict: Verdict) =>

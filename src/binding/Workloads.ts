@@ -6,8 +6,10 @@
  * apply at that path, but for Job, whose template cannot change once it
  * exists: it is projected as it is created (JobPolicy.ts), and the path says
  * where to look for that projection. Any other kind, and a built-in one a
- * ClusterWorkloadResourceMapping names, goes through Mapping.ts.
+ * ClusterWorkloadResourceMapping names, goes through Mapping.ts. Also the
+ * record, on a ServiceBinding, of the kinds it has projected into.
  */
+import { Schema } from "effect"
 import type { LabelSelector } from "../api/ServiceBinding.ts"
 
 const TemplatePaths: Readonly<Record<string, ReadonlyArray<string>>> = {
@@ -80,3 +82,38 @@ const keyName = (key: string): string | undefined => {
     return undefined
   }
 }
+
+/**
+ * On a ServiceBinding, the workload kinds it has projected into (a sorted JSON list of `apiVersion/kind`): recorded
+ * before the first write to a kind, so that a binding whose `workload.kind` changes unbinds the old kind's workloads.
+ */
+export const ProjectedKindsAnnotation = "servicebinding.io/halkyon-projected-kinds"
+
+export interface WorkloadKind {
+  readonly apiVersion: string
+  readonly kind: string
+}
+
+const ProjectedKinds = Schema.fromJsonString(
+  Schema.Array(Schema.String.check(Schema.isPattern(/^([a-z0-9.-]{1,253}\/)?[a-z0-9]{1,63}\/[A-Za-z][A-Za-z0-9]{0,62}$/))).check(
+    Schema.isMaxLength(16)
+  )
+)
+const decodeProjectedKinds = Schema.decodeUnknownExit(ProjectedKinds)
+
+/** The kinds recorded in the annotation's value; none for a missing, garbled or oversized one (a hand edit must not stop a reconcile). */
+export const projectedKinds = (value: string | undefined): ReadonlyArray<WorkloadKind> => {
+  if (value === undefined || value.length > 8_192) return []
+  const decoded = decodeProjectedKinds(value)
+  if (decoded._tag === "Failure") return []
+  return decoded.value.map((k) => ({ apiVersion: k.slice(0, k.lastIndexOf("/")), kind: k.slice(k.lastIndexOf("/") + 1) }))
+}
+
+/** The annotation's value for these kinds: each once, sorted, so that an unchanged set writes the same string. */
+export const projectedKindsValue = (kinds: ReadonlyArray<WorkloadKind>): string =>
+  JSON.stringify([...new Set(kinds.map((k) => `${k.apiVersion}/${k.kind}`))].sort())
+
+/** Whether two kinds are one (a version apart at most): the same objects, served in another version. */
+export const sameKind = (a: WorkloadKind, b: WorkloadKind): boolean => a.kind === b.kind && groupOf(a.apiVersion) === groupOf(b.apiVersion)
+
+const groupOf = (apiVersion: string): string => (apiVersion.includes("/") ? apiVersion.slice(0, apiVersion.indexOf("/")) : "")

@@ -11,7 +11,8 @@
  * projection. What the spec requires and cannot be met (no type entry, a
  * missing env key, a root from valueFrom, someone else's variable, a bad
  * name) is refused before anything is written; each built-in workload kind
- * is bound; with the controller off, its in-use finalizer does not hold a
+ * is bound; a binding moved to another workload kind unbinds the old
+ * kind's workload exactly (and, deleted, the new one's); with the controller off, its in-use finalizer does not hold a
  * Capability's deletion.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
@@ -1025,6 +1026,64 @@ describe("a binding that changes its workload", () => {
     const first = (await templateOf("first")).template
     expect(containerOf(first, "app")).toEqual(containerOf(original, "app")!)
     expect(first.spec.volumes).toBeUndefined()
+  })
+
+  test("to another kind (Deployment x to StatefulSet y): x's template is back to what it was, y is projected; deleting the binding unbinds y", async () => {
+    await createSecret("kind-moving", { type: "t", uri: "x://y" })
+    await createDeployment("x", ["app"])
+    const statefulSetPath = (name = "") => `/apis/apps/v1/namespaces/${ns}/statefulsets${name === "" ? "" : `/${name}`}`
+    const created = await cluster.api("POST", statefulSetPath(), {
+      apiVersion: "apps/v1",
+      kind: "StatefulSet",
+      metadata: { name: "y" },
+      spec: {
+        serviceName: "y",
+        selector: { matchLabels: { app: "y" } },
+        template: { metadata: { labels: { app: "y" } }, spec: { containers: [{ name: "app", image: "example.com/app:1" }] } }
+      }
+    })
+    expect(created.status).toBe(201)
+    const yTemplate = async () => dig<Template>((await cluster.api("GET", statefulSetPath("y"))).body, "spec", "template")!
+    const xBefore = (await templateOf("x")).template
+    const yBefore = await yTemplate()
+    await createBinding("kind-mover", {
+      service: { apiVersion: "v1", kind: "Secret", name: "kind-moving" },
+      workload: { apiVersion: "apps/v1", kind: "Deployment", name: "x" }
+    })
+    await waitBinding("kind-mover", "True", "Projected")
+    expect((await templateOf("x")).template.spec.volumes?.map((v) => v.name)).toEqual(["svcb-kind-mover"])
+    const recorded = async () =>
+      dig<string>(
+        (await cluster.api("GET", bindingsPath("kind-mover"))).body,
+        "metadata",
+        "annotations",
+        "servicebinding.io/halkyon-projected-kinds"
+      )
+    expect(await recorded()).toBe("[\"apps/v1/Deployment\"]")
+
+    const moved = await cluster.api(
+      "PATCH",
+      bindingsPath("kind-mover"),
+      { spec: { workload: { kind: "StatefulSet", name: "y" } } },
+      "application/merge-patch+json"
+    )
+    expect(moved.status).toBe(200)
+    expect(await eventually(async () => (await yTemplate()).spec.volumes?.map((v) => v.name).join() === "svcb-kind-mover", 5_000, 50))
+      .toBe(true)
+    expect(containerOf(await yTemplate(), "app")).toMatchObject({
+      volumeMounts: [{ name: "svcb-kind-mover", mountPath: "/bindings/kind-mover", readOnly: true }],
+      env: [{ name: "SERVICE_BINDING_ROOT", value: "/bindings" }]
+    })
+    // Exactly what it was, the rollout annotation included (the binding leaves none behind).
+    expect(await eventually(async () => Bun.deepEquals((await templateOf("x")).template, xBefore), 5_000, 50)).toBe(true)
+    expect((await templateOf("x")).template).toEqual(xBefore)
+    await waitBinding("kind-mover", "True", "Projected")
+    expect(await recorded()).toBe("[\"apps/v1/StatefulSet\"]")
+
+    expect((await cluster.api("DELETE", bindingsPath("kind-mover"))).status).toBe(200)
+    expect(await eventually(async () => (await cluster.api("GET", bindingsPath("kind-mover"))).status === 404, 10_000, 50)).toBe(true)
+    expect(await yTemplate()).toEqual(yBefore)
+    expect((await templateOf("x")).template).toEqual(xBefore)
   })
 })
 

@@ -6,7 +6,8 @@
  * projects a Secret into it. What is checked is the custom object as the API
  * server holds it: the projection where the mapping says, a changed mapping
  * moving it, an invalid one reported, and the unbind giving back exactly the
- * object it found. A kind without a mapping is bound as PodSpec-able.
+ * object it found, also when the binding moves to a built-in kind. A kind
+ * without a mapping is bound as PodSpec-able.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { type Cluster, dig, kubectl, startWithPostgres } from "../support/cluster.ts"
@@ -207,6 +208,66 @@ describe("a custom workload kind bound through a ClusterWorkloadResourceMapping"
     const { spec, annotations } = await specOf("batches", "nightly")
     expect(spec).toEqual(batchSpec)
     expect(annotations).toBeUndefined()
+  })
+})
+
+describe("a binding moved from a mapped kind to a built-in one", () => {
+  test("Batch to Deployment: the Batch is the object it found again, the Deployment is projected; deleting the binding unbinds it", async () => {
+    const created = await cluster.api("POST", objectPath("batches"), {
+      apiVersion: `${group}/v1`,
+      kind: "Batch",
+      metadata: { name: "moving" },
+      spec: batchSpec
+    })
+    expect(created.status).toBe(201)
+    const labels = { app: "after" }
+    const deployment = await cluster.api("POST", `/apis/apps/v1/namespaces/${ns}/deployments`, {
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name: "after", labels },
+      spec: {
+        selector: { matchLabels: labels },
+        template: { metadata: { labels }, spec: { containers: [{ name: "app", image: "example.com/app:1" }] } }
+      }
+    })
+    expect(deployment.status).toBe(201)
+    const deploymentTemplate = async () =>
+      dig<{ spec: { volumes?: ReadonlyArray<{ name: string }> } }>(
+        (await cluster.api("GET", `/apis/apps/v1/namespaces/${ns}/deployments/after`)).body,
+        "spec",
+        "template"
+      )!
+    const before = await deploymentTemplate()
+    const binding = await cluster.api("POST", bindingsPath(), {
+      apiVersion: "servicebinding.io/v1",
+      kind: "ServiceBinding",
+      metadata: { name: "mover" },
+      spec: {
+        service: { apiVersion: "v1", kind: "Secret", name: "cache-config" },
+        workload: { apiVersion: `${group}/v1`, kind: "Batch", name: "moving" }
+      }
+    })
+    expect(binding.status).toBe(201)
+    await waitBinding("mover", "True", "Projected")
+    expect((await specOf("batches", "moving")).annotations).toHaveProperty(["mapping.servicebinding.io/svcb-mover"])
+
+    const moved = await cluster.api(
+      "PATCH",
+      bindingsPath("mover"),
+      { spec: { workload: { apiVersion: "apps/v1", kind: "Deployment", name: "after" } } },
+      "application/merge-patch+json"
+    )
+    expect(moved.status).toBe(200)
+    expect(await eventually(async () => (await deploymentTemplate()).spec.volumes?.map((v) => v.name).join() === "svcb-mover", 5_000, 50))
+      .toBe(true)
+    expect(await eventually(async () => (await specOf("batches", "moving")).annotations === undefined, 5_000, 50)).toBe(true)
+    expect((await specOf("batches", "moving")).spec).toEqual(batchSpec)
+    await waitBinding("mover", "True", "Projected")
+
+    expect((await cluster.api("DELETE", bindingsPath("mover"))).status).toBe(200)
+    expect(await eventually(async () => (await cluster.api("GET", bindingsPath("mover"))).status === 404, 10_000, 50)).toBe(true)
+    expect(await deploymentTemplate()).toEqual(before)
+    expect((await specOf("batches", "moving")).spec).toEqual(batchSpec)
   })
 })
 
