@@ -5,13 +5,13 @@
  * finalizer, logged, and retried when the server is away.
  */
 import { describe, expect, test } from "bun:test"
-import { Effect, Logger, type Scope } from "effect"
+import { Effect } from "effect"
 import { TestClock } from "effect/testing"
 import { ApiVersion, DependentsFinalizer, InUseFinalizer } from "../../src/api/Capability.ts"
 import { releaseInUse } from "../../src/binding/InUseRelease.ts"
 import { KubeApiError } from "../../src/kube/Errors.ts"
-import type { KubeClient } from "../../src/kube/KubeClient.ts"
 import { type FakeKube, makeFakeKube } from "../support/FakeKube.ts"
+import { runWithFakeKube, untilTurns } from "../support/fake-run.ts"
 
 const ref = (name: string) => ({ apiVersion: ApiVersion, kind: "Capability", namespace: "shop", name })
 const capability = (name: string) => ({
@@ -22,25 +22,9 @@ const capability = (name: string) => ({
 const finalizers = (kube: FakeKube, name: string) =>
   kube.objects(ApiVersion, "Capability", "shop").find((c) => c.metadata.name === name)?.metadata.finalizers
 
-/** Waits, without time passing, until `condition` holds. */
-const until = (condition: () => boolean, what: string) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 10_000; i++) {
-      if (condition()) return
-      yield* Effect.yieldNow
-    }
-    return yield* Effect.die(new Error(`never happened: ${what}`))
-  })
+const until = (condition: () => boolean | Promise<boolean>, what: string) => untilTurns(condition, what, 10_000)
 
-const run = (kube: FakeKube, logs: Array<string>, body: Effect.Effect<void, unknown, Scope.Scope | KubeClient>) =>
-  Effect.runPromise(
-    body.pipe(
-      Effect.provide(kube.layer),
-      Effect.provide(Logger.layer([Logger.make((o) => void logs.push(String(o.message)))])),
-      Effect.scoped,
-      Effect.provide(TestClock.layer())
-    )
-  )
+const run = runWithFakeKube
 
 describe("releaseInUse (--service-binding=false)", () => {
   test("removes the in-use finalizer from a Capability being deleted, and only that, and logs it; one not being deleted keeps it", () => {

@@ -7,33 +7,17 @@
  * stop the reconcile.
  */
 import { describe, expect, test } from "bun:test"
-import { Effect, Logger, type Scope } from "effect"
-import { TestClock } from "effect/testing"
+import { Effect } from "effect"
 import { startBindingController } from "../../src/binding/BindingController.ts"
 import { ProjectedKindsAnnotation, projectedKinds, projectedKindsValue } from "../../src/binding/Workloads.ts"
 import { KubeApiError } from "../../src/kube/Errors.ts"
-import type { KubeClient } from "../../src/kube/KubeClient.ts"
 import type { KubeObject } from "../../src/kube/KubeObject.ts"
 import { type FakeKube, makeFakeKube } from "../support/FakeKube.ts"
+import { runWithFakeKube, untilTurns } from "../support/fake-run.ts"
 
-const until = (condition: () => boolean, what: string) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 20_000; i++) {
-      if (condition()) return
-      yield* Effect.yieldNow
-    }
-    return yield* Effect.die(new Error(`never happened: ${what}`))
-  })
+const until = (condition: () => boolean | Promise<boolean>, what: string) => untilTurns(condition, what)
 
-const run = (kube: FakeKube, logs: Array<string>, body: Effect.Effect<void, unknown, Scope.Scope | KubeClient>) =>
-  Effect.runPromise(
-    body.pipe(
-      Effect.provide(kube.layer),
-      Effect.provide(Logger.layer([Logger.make((o) => void logs.push(String(o.message)))])),
-      Effect.scoped,
-      Effect.provide(TestClock.layer())
-    )
-  )
+const run = runWithFakeKube
 
 const bindingRef = { apiVersion: "servicebinding.io/v1", kind: "ServiceBinding", namespace: "shop", name: "db" }
 const binding = (workload: { apiVersion: string; kind: string; name: string }, annotations?: Record<string, string>) => ({

@@ -20,6 +20,7 @@ import { Reconciler } from "../../src/reconciler/Reconciler.ts"
 import { PluginRegistry } from "../../src/registry/PluginRegistry.ts"
 import { type FakeKube, makeFakeKube, withoutImpersonation } from "../support/FakeKube.ts"
 import { databaseDescription, type FakePlugin, makeFakePlugin } from "../support/FakePlugin.ts"
+import { untilTurns } from "../support/fake-run.ts"
 
 const capabilityRef = { apiVersion: ApiVersion, kind: "Capability", namespace: "shop", name: "db" }
 const statefulSetRef = { apiVersion: "apps/v1", kind: "StatefulSet", namespace: "shop", name: "db" }
@@ -31,15 +32,7 @@ interface Harness {
   readonly reconciles: Array<ReconcileOutcome>
 }
 
-/** Waits, without time passing, until `condition` holds. */
-const until = (condition: () => boolean | Promise<boolean>, what: string) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 20_000; i++) {
-      if (yield* Effect.promise(async () => condition())) return
-      yield* Effect.yieldNow
-    }
-    return yield* Effect.die(new Error(`never happened: ${what}`))
-  })
+const until = (condition: () => boolean | Promise<boolean>, what: string) => untilTurns(condition, what)
 
 /** Lets every fiber run what it can now (no time passes): events delivered, queues drained. */
 const settle = Effect.gen(function*() {

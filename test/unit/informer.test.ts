@@ -12,6 +12,7 @@ import { KubeApiError } from "../../src/kube/Errors.ts"
 import type { KubeClient } from "../../src/kube/KubeClient.ts"
 import type { KubeObject } from "../../src/kube/KubeObject.ts"
 import { type FakeKube, makeFakeKube } from "../support/FakeKube.ts"
+import { untilTurns } from "../support/fake-run.ts"
 
 interface Seen {
   readonly name: string
@@ -29,14 +30,7 @@ const configMap = (name: string, value: string, labels?: Record<string, string>)
 const ref = (name: string) => ({ apiVersion: "v1", kind: "ConfigMap", namespace: "ns", name })
 
 /** Waits, without time passing, until `condition` holds (the informer's fiber gets to run in between). */
-const until = (condition: () => boolean, what: string) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 10_000; i++) {
-      if (condition()) return
-      yield* Effect.yieldNow
-    }
-    return yield* Effect.die(new Error(`never happened: ${what}`))
-  })
+const until = (condition: () => boolean | Promise<boolean>, what: string) => untilTurns(condition, what, 10_000)
 
 const lists = (kube: FakeKube) => kube.requests.filter((r) => r.verb === "list").length
 

@@ -32,6 +32,7 @@ import { Reconciler } from "../../src/reconciler/Reconciler.ts"
 import { PluginRegistry } from "../../src/registry/PluginRegistry.ts"
 import { type FakeKube, makeFakeKube, withoutImpersonation } from "../support/FakeKube.ts"
 import { databaseDescription, type FakePlugin, makeFakePlugin } from "../support/FakePlugin.ts"
+import { untilTurns } from "../support/fake-run.ts"
 
 const Password = "correct-horse-battery"
 const NewPassword = "staple-9f3a-rotated"
@@ -236,14 +237,7 @@ describe("a parameter by reference", () => {
 })
 
 describe("the controller watches what parameters reference", () => {
-  const until = (condition: () => boolean | Promise<boolean>, what: string) =>
-    Effect.gen(function*() {
-      for (let i = 0; i < 20_000; i++) {
-        if (yield* Effect.promise(async () => condition())) return
-        yield* Effect.yieldNow
-      }
-      return yield* Effect.die(new Error(`never happened: ${what}`))
-    })
+  const until = (condition: () => boolean | Promise<boolean>, what: string) => untilTurns(condition, what)
   const started = (w: World) =>
     startController({ namespace: undefined, concurrency: 2, shutdownTimeoutMs: 1_000 }).pipe(Effect.provideContext(w.context))
   const reason = (w: World) => Effect.runPromise(readyOf(w)).then((r) => r?.reason)
