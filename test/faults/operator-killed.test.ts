@@ -1,7 +1,7 @@
 /**
- * Fault: the operator is SIGKILLed in the middle of a reconcile (its
- * StatefulSet apply held in the fault proxy, the Secret before it written,
- * the Service after it not) and in the middle of a status write (held, then
+ * Fault: the operator is SIGKILLed in the middle of a reconcile (the Secret
+ * written, its StatefulSet and Service applies, which go together after it,
+ * held in the fault proxy and dropped) and in the middle of a status write (held, then
  * dropped: the status still names the previous generation while no operator
  * runs). The next start converges: every Capability reconciled at its
  * generation, with all its dependents and a status that lists them.
@@ -62,8 +62,8 @@ const complete = async (name: string) => {
   return { owners: owners.map((o) => o === uid), listed }
 }
 
-const killMidWrite = async (operator: Operator, what: string) => {
-  await until(`the operator is in the middle of ${what}`, () => proxy.heldWrites().length > 0, 15_000)
+const killMidWrite = async (operator: Operator, what: string, writes = 1) => {
+  await until(`the operator is in the middle of ${what}`, () => proxy.heldWrites().length >= writes, 15_000)
   const held = proxy.heldWrites()
   operator.proc.kill("SIGKILL")
   await operator.proc.exited
@@ -75,14 +75,19 @@ test("SIGKILL in the middle of a reconcile and of a status write: the next start
   await createCapability(cluster, "settled", "16")
   await untilReconciled(cluster, ["settled"], 30_000)
 
-  // 1. Mid-reconcile: the Secret is written, the StatefulSet apply is on its way, the Service not yet.
-  proxy.holdWrites((method, path) => method === "PATCH" && path.endsWith("/statefulsets/midway"))
+  // 1. Mid-reconcile: the Secret is written; the StatefulSet and the Service, which depend on it alone and so are
+  // applied together after it, are on their way.
+  proxy.holdWrites((method, path) => method === "PATCH" && /\/(statefulsets|services)\/midway$/.test(path))
   await createCapability(cluster, "midway", "16")
-  const heldReconcile = await killMidWrite(operator, "a reconcile")
+  const heldReconcile = await killMidWrite(operator, "a reconcile", 2)
   proxy.releaseWrites(false)
-  expect(heldReconcile).toEqual([`PATCH /apis/apps/v1/namespaces/${FaultNamespace}/statefulsets/midway`])
+  expect([...heldReconcile].sort()).toEqual([
+    `PATCH /api/v1/namespaces/${FaultNamespace}/services/midway`,
+    `PATCH /apis/apps/v1/namespaces/${FaultNamespace}/statefulsets/midway`
+  ])
   expect((await cluster.api("GET", `/api/v1/namespaces/${FaultNamespace}/secrets/midway-config`)).status).toBe(200)
   expect((await cluster.api("GET", `/api/v1/namespaces/${FaultNamespace}/services/midway`)).status).toBe(404)
+  expect((await cluster.api("GET", `/apis/apps/v1/namespaces/${FaultNamespace}/statefulsets/midway`)).status).toBe(404)
   const restarted = performance.now()
   operator = await start()
   await untilReconciled(cluster, ["settled", "midway"], 30_000)
