@@ -20,7 +20,19 @@
 import { createHash } from "node:crypto"
 import { BindingJobsRole, BindingServiceAccount, bindJobsRules } from "../api/BindingRbac.ts"
 import type { LabelSelector } from "../api/ServiceBinding.ts"
-import { annotationKeys, type Binding, type BoundSecret, DefaultRoot, RootVariable, secretHash, volumeName } from "./Projection.ts"
+import {
+  annotationKeys,
+  type Binding,
+  bindingEnv,
+  bindingVolume,
+  type BoundSecret,
+  DefaultRoot,
+  mergeByName,
+  overrides,
+  RootVariable,
+  secretHash,
+  volumeName
+} from "./Projection.ts"
 
 export const MutatingApiVersion = "admissionregistration.k8s.io/v1"
 export const MutatingPolicyKind = "MutatingAdmissionPolicy"
@@ -87,26 +99,6 @@ const bind = (name: string, value: string, body: string) => `[${value}].map(${na
 
 const Template = "object.spec.template.spec"
 
-/** The binding's volume: a projected volume of the Secret, the overridden entries from annotations (Projection.ts bindingVolume). */
-const bindingVolume = (binding: Binding, secret: BoundSecret, overridden: ReadonlyArray<{ entry: string; annotation: string }>) => {
-  const secretSource = overridden.length === 0
-    ? { secret: { name: secret.name } }
-    : {
-      secret: {
-        name: secret.name,
-        items: Object.keys(secret.data).filter((k) => !overridden.some((o) => o.entry === k)).sort().map((key) => ({ key, path: key }))
-      }
-    }
-  const downward = overridden.length === 0
-    ? []
-    : [{
-      downwardAPI: {
-        items: overridden.map((o) => ({ path: o.entry, fieldRef: { fieldPath: `metadata.annotations['${o.annotation}']` } }))
-      }
-    }]
-  return { name: volumeName(binding.name), projected: { sources: [secretSource, ...downward] } }
-}
-
 /**
  * The CEL pieces about one container `c`: whether it is selected, its root
  * entries, and the root it is mounted under.
@@ -126,17 +118,6 @@ const containerCel = (binding: Binding) => {
 
 /** `add` of `value` (CEL) at `path` (CEL string). */
 const add = (path: string, value: string) => `JSONPatch{op: "add", path: ${path}, value: ${value}}`
-/** Puts `items` into `list`, replacing those of the same name in place, appending the others (Projection.ts mergeByName). */
-const mergeByName = <T extends { readonly name: string }>(items: ReadonlyArray<T>): Array<T> => {
-  const result: Array<T> = []
-  for (const item of items) {
-    const at = result.findIndex((x) => x.name === item.name)
-    if (at === -1) result.push(item)
-    else result[at] = item
-  }
-  return result
-}
-
 /**
  * The JSON Patch expression: what merging Projection.ts's `intent` into the
  * Job's template as it is created gives (its `project`). A new Job holds
@@ -146,29 +127,17 @@ const mergeByName = <T extends { readonly name: string }>(items: ReadonlyArray<T
  */
 export const jsonPatch = (binding: Binding, secret: BoundSecret): string => {
   const keys = annotationKeys(binding.name)
-  const overridden = [
-    ...(binding.type === undefined ? [] : [{ entry: "type", value: binding.type, annotation: keys.type }]),
-    ...(binding.provider === undefined ? [] : [{ entry: "provider", value: binding.provider, annotation: keys.provider }])
-  ]
+  const overridden = overrides(binding)
   const c = containerCel(binding)
   const volume = volumeName(binding.name)
   const rootMarker = "\u0000root"
-  const mappings = (binding.env ?? []).map((m) => {
-    const override = overridden.find((o) => o.entry === m.key)
-    return {
-      name: m.name,
-      valueFrom: override === undefined
-        ? { secretKeyRef: { name: secret.name, key: m.key } }
-        : { fieldRef: { fieldPath: `metadata.annotations['${override.annotation}']` } }
-    }
-  })
+  const mappings = bindingEnv(binding, secret)
   // intent's env, merged into a container without the root (the one that gets it) and with it (a literal root is the
   // same value again, left as it is), bound once as `envRoot` and `envSet`.
-  const withRoot = mergeByName<{ name: string; value?: string; valueFrom?: unknown }>([
-    { name: RootVariable, value: rootMarker },
-    ...mappings
-  ]).map((e) => (e.value === rootMarker ? { name: e.name, value: DefaultRoot } : e))
-  const withoutRoot = mergeByName(mappings)
+  const withRoot = mergeByName([], [{ name: RootVariable, value: rootMarker }, ...mappings]).map((e) =>
+    e.value === rootMarker ? { name: e.name, value: DefaultRoot } : e
+  )
+  const withoutRoot = mergeByName([], mappings)
   const Spec = "object.spec.template.spec"
   const containerOps = (listName: string) => {
     const at = `"/spec/template/spec/${listName}/" + string(i)`
@@ -213,7 +182,7 @@ export const jsonPatch = (binding: Binding, secret: BoundSecret): string => {
   return bind(
     "envRoot",
     plain(withRoot),
-    bind("envSet", plain(withoutRoot), bind("vol", plain(bindingVolume(binding, secret, overridden)), body))
+    bind("envSet", plain(withoutRoot), bind("vol", plain(bindingVolume(binding, secret)), body))
   )
 }
 

@@ -110,7 +110,7 @@ const selected = (binding: Binding, container: Container) => binding.containers 
 const annotationRef = (key: string) => ({ fieldRef: { fieldPath: `metadata.annotations['${key}']` } })
 
 /** The overridden entries (type, provider) and the annotation each is read from. */
-const overrides = (binding: Binding) => {
+export const overrides = (binding: Binding) => {
   const keys = annotationKeys(binding.name)
   const result: Array<{ entry: "type" | "provider"; value: string; annotation: string }> = []
   if (binding.type !== undefined) result.push({ entry: "type", value: binding.type, annotation: keys.type })
@@ -118,7 +118,8 @@ const overrides = (binding: Binding) => {
   return result
 }
 
-const bindingVolume = (binding: Binding, secret: BoundSecret): Volume => {
+/** The binding's volume: a projected volume of the Secret, and of the overridden entries from annotations. */
+export const bindingVolume = (binding: Binding, secret: BoundSecret): Volume => {
   const overridden = overrides(binding)
   const secretSource = overridden.length === 0
     ? { secret: { name: secret.name } }
@@ -232,6 +233,18 @@ const ownedByUnprojection = (template: PodTemplate, binding: Binding) => {
   return (container: string, variable: string) => !left.has(`${container}/${variable}`)
 }
 
+/** spec.env's variables: each from its Secret entry, or from the annotation of an overridden one (type, provider). */
+export const bindingEnv = (binding: Binding, secret: BoundSecret): Array<EnvVar> => {
+  const overridden = overrides(binding)
+  return (binding.env ?? []).map((mapping) => {
+    const override = overridden.find((o) => o.entry === mapping.key)
+    return {
+      name: mapping.name,
+      valueFrom: override === undefined ? { secretKeyRef: { name: secret.name, key: mapping.key } } : annotationRef(override.annotation)
+    }
+  })
+}
+
 /**
  * The fields this binding owns in the template: what server-side apply sends
  * under the binding's field manager. `template` is the workload's current
@@ -248,14 +261,10 @@ export const intent = (template: PodTemplate, binding: Binding, secret: BoundSec
     const path = root.value ?? DefaultRoot
     if (!root.set) rootAdded.push(container.name)
     // A literal root is co-owned (same value, so never reset): another binding's unbind then cannot take it away from this one.
-    const env: Array<EnvVar> = root.set && root.value === undefined ? [] : [{ name: RootVariable, value: path }]
-    for (const mapping of binding.env ?? []) {
-      const override = overridden.find((o) => o.entry === mapping.key)
-      env.push({
-        name: mapping.name,
-        valueFrom: override === undefined ? { secretKeyRef: { name: secret.name, key: mapping.key } } : annotationRef(override.annotation)
-      })
-    }
+    const env: Array<EnvVar> = [
+      ...(root.set && root.value === undefined ? [] : [{ name: RootVariable, value: path }]),
+      ...bindingEnv(binding, secret)
+    ]
     return {
       name: container.name,
       ...(env.length === 0 ? {} : { env }),
@@ -278,7 +287,7 @@ export const intent = (template: PodTemplate, binding: Binding, secret: BoundSec
 }
 
 /** Puts `items` into `list`, replacing those of the same name in place, appending the others. */
-const mergeByName = <T extends { readonly name: string }>(list: ReadonlyArray<T> | undefined, items: ReadonlyArray<T>): Array<T> => {
+export const mergeByName = <T extends { readonly name: string }>(list: ReadonlyArray<T> | undefined, items: ReadonlyArray<T>): Array<T> => {
   const result = [...(list ?? [])]
   for (const item of items) {
     const at = result.findIndex((x) => x.name === item.name)
