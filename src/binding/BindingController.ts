@@ -99,6 +99,9 @@ export { InUseFinalizer }
 /** The field manager of one binding's projection: its own, so that two bindings of one workload never take each other's fields. */
 export const bindingFieldManager = (name: string): string => `halkyon-binding.${name}`.slice(0, 128)
 
+/** The field manager of the controller's own writes to bindings and Capabilities (finalizers, the record of kinds). */
+export const ControllerFieldManager = "halkyon-binding"
+
 export interface BindingControllerOptions {
   /** Only this namespace; all namespaces when undefined. */
   readonly namespace: string | undefined
@@ -137,6 +140,31 @@ interface Verdict {
   readonly serviceAvailable: boolean
   readonly secret?: string | undefined
   readonly requeueAfterMs?: number | undefined
+}
+
+/**
+ * A binding's verdict once the service is resolved: Projected (`projected` says where), or, with problems, the first
+ * one's reason and every message, and how many workloads of the kind did take the projection (`bound`).
+ */
+const projectionVerdict = (
+  secret: string,
+  problems: ReadonlyArray<{ readonly reason: string; readonly message: string }>,
+  bound: number,
+  kind: string,
+  projected: string
+): Verdict => {
+  const first = problems[0]
+  return {
+    ready: first === undefined ? "True" : "False",
+    reason: first === undefined ? "Projected" : first.reason,
+    message: first === undefined
+      ? projected
+      : problems.map((p) => p.message).join("; ") +
+        (bound === 0 ? "" : ` (projected into the ${bound} other ${kind}${bound === 1 ? "" : "s"})`),
+    serviceAvailable: true,
+    secret,
+    requeueAfterMs: ResyncMs
+  }
 }
 
 const refOf = (o: KubeObject): ObjectRef => ({
@@ -203,7 +231,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
   let policies: Set<string> | undefined
   let saidNoPolicies = false
   /** Whether an answer means this controller cannot keep admission policies here at all (no RBAC, or no such API). */
-  const unmanageable = (e: KubeApiError) => e.code === 403 || e.code === 404
+  const unmanageable = (e: KubeApiError) => e.forbiddenOrNotServed
   const knownPolicies = Effect.gen(function*() {
     if (policies !== undefined) return policies
     const listed = yield* kube.list(MutatingApiVersion, MutatingPolicyKind, { labelSelector: jobPolicySelector }).pipe(
@@ -370,7 +398,13 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
 
   /** Patches metadata.finalizers, guarded by the resourceVersion read. */
   const setFinalizers = (o: KubeObject, finalizers: ReadonlyArray<string>) =>
-    kube.mergePatch(refOf(o), { metadata: { finalizers, resourceVersion: o.metadata.resourceVersion } }, "halkyon-binding")
+    kube.mergePatch(refOf(o), { metadata: { finalizers, resourceVersion: o.metadata.resourceVersion } }, ControllerFieldManager)
+
+  /** Puts the in-use finalizer on a bound Capability (none for another kind of service), once. */
+  const markInUse = (capability: KubeObject | undefined) =>
+    capability === undefined || finalizersOf(capability).includes(InUseFinalizer)
+      ? Effect.void
+      : setFinalizers(capability, [...finalizersOf(capability), InUseFinalizer]).pipe(Effect.asVoid)
 
   /** The bindings (keys) that name this Capability as their service, but for those already unbound and going. */
   const usersOf = (capability: KubeObject) =>
@@ -533,7 +567,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
       routeOf(k.apiVersion, k.kind).pipe(
         Effect.flatMap((route) => unbindKind(namespace, k, route, binding, [])),
         Effect.catchIf(
-          (e) => e.code === 403 || e.code === 404,
+          (e) => e.forbiddenOrNotServed,
           (e) =>
             Effect.logWarning(
               `servicebinding ${bindingKey}: the ${k.kind} (${k.apiVersion}) it projected into before was not unbound: ${e.message}`
@@ -669,7 +703,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
               resourceVersion: raw.metadata.resourceVersion
             }
           },
-          "halkyon-binding"
+          ControllerFieldManager
         )
         return {}
       }
@@ -751,27 +785,14 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
         const which = workload.name !== undefined
           ? `Job ${workload.name} is`
           : `Jobs matching ${selectorQuery(workload.selector ?? {})} are`
-        const first = problems[0]
-        if (first !== undefined) {
-          return {
-            ready: "False",
-            reason: first.reason,
-            message: problems.map((p) => p.message).join("; ") +
-              (projected.length === 0 ? "" : ` (projected into the ${projected.length} other Job${projected.length === 1 ? "" : "s"})`),
-            serviceAvailable: true,
-            secret: service.secret,
-            requeueAfterMs: ResyncMs
-          }
-        }
-        return {
-          ready: "True",
-          reason: "Projected",
-          message: `${which} projected as created, by MutatingAdmissionPolicy ${policyName}` +
-            (projected.length === 0 ? "" : `; projected into Job ${projected.join(", ")}`),
-          serviceAvailable: true,
-          secret: service.secret,
-          requeueAfterMs: ResyncMs
-        }
+        return projectionVerdict(
+          service.secret,
+          problems,
+          projected.length,
+          "Job",
+          `${which} projected as created, by MutatingAdmissionPolicy ${policyName}` +
+            (projected.length === 0 ? "" : `; projected into Job ${projected.join(", ")}`)
+        )
       }
       // Jobs: a MutatingAdmissionPolicy projects into each as it is created; where none can be kept, what follows
       // tries today's apply, which the API server refuses for a Job that exists (ProjectionFailed, saying why).
@@ -801,9 +822,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
           yield* sayNoPolicies(applied.failure)
           noPolicy = noPolicyAdvice(applied.failure.code)
         } else {
-          if (service.capability !== undefined && !finalizersOf(service.capability).includes(InUseFinalizer)) {
-            yield* setFinalizers(service.capability, [...finalizersOf(service.capability), InUseFinalizer])
-          }
+          yield* markInUse(service.capability)
           return yield* report(jobsVerdict(policy.metadata.name, route.admit, yield* workloadsOf(namespace, workload)))
         }
       }
@@ -850,9 +869,7 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
         if (refusal !== undefined) refused.push({ reason: refusal.reason, message: `${w.kind} ${w.metadata.name}: ${refusal.message}` })
         return refusal === undefined
       })
-      if (writable.length > 0 && service.capability !== undefined && !finalizersOf(service.capability).includes(InUseFinalizer)) {
-        yield* setFinalizers(service.capability, [...finalizersOf(service.capability), InUseFinalizer])
-      }
+      if (writable.length > 0) yield* markInUse(service.capability)
       const write = (w: KubeObject) =>
         "apply" in written
           ? applyTo(w, written.apply, intent((at(w, written.apply) ?? {}) as PodTemplate, binding, bound), manager).pipe(Effect.asVoid)
@@ -876,29 +893,15 @@ export const startBindingController = Effect.fn("BindingController.start")(funct
           failures.push({ reason: "ProjectionFailed", message: `${w.kind} ${w.metadata.name}: ${detail}` })
         }
       }
-      const problems = [...refused, ...failures]
-      const first = problems[0]
-      if (first !== undefined) {
-        const projected = writable.length - failures.length
-        return yield* report({
-          ready: "False",
-          reason: first.reason,
-          message: problems.map((p) => p.message).join("; ") +
-            (projected === 0 ? "" : ` (projected into the ${projected} other ${workload.kind}${projected === 1 ? "" : "s"})`),
-          serviceAvailable: true,
-          secret: service.secret,
-          requeueAfterMs: ResyncMs
-        })
-      }
-      const names = workloads.map((w) => w.metadata.name).join(", ")
-      return yield* report({
-        ready: "True",
-        reason: "Projected",
-        message: `projected into ${workload.kind} ${names}`,
-        serviceAvailable: true,
-        secret: service.secret,
-        requeueAfterMs: ResyncMs
-      })
+      return yield* report(
+        projectionVerdict(
+          service.secret,
+          [...refused, ...failures],
+          writable.length - failures.length,
+          workload.kind,
+          `projected into ${workload.kind} ${workloads.map((w) => w.metadata.name).join(", ")}`
+        )
+      )
     })
 
   return yield* runWorkers({

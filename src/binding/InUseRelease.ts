@@ -12,11 +12,9 @@
 import { Duration, Effect, Schedule } from "effect"
 import { ApiVersion as CapabilityApiVersion, InUseFinalizer } from "../api/Capability.ts"
 import { inform } from "../controller/Informer.ts"
+import { ControllerFieldManager } from "./BindingController.ts"
 import { KubeClient } from "../kube/KubeClient.ts"
 import { type KubeObject, objectKey } from "../kube/KubeObject.ts"
-
-/** The field manager of the removal. */
-const Manager = "halkyon-binding"
 
 /** Retries a failed removal (the server away): 200 ms doubling, five times; a conflict waits for the next event instead. */
 const retry = Schedule.exponential(Duration.millis(200), 2)
@@ -30,7 +28,7 @@ export const releaseInUse = Effect.fn("InUseRelease.run")(function*(options: { r
       { apiVersion: CapabilityApiVersion, kind: "Capability", namespace: capability.metadata.namespace, name: capability.metadata.name },
       // Guarded by the resourceVersion read: a concurrent change fails it, and its own event brings this back.
       { metadata: { finalizers: rest.length === 0 ? null : rest, resourceVersion: capability.metadata.resourceVersion } },
-      Manager
+      ControllerFieldManager
     ).pipe(
       Effect.andThen(Effect.logInfo(
         `capability ${objectKey(capability)}: removed finalizer ${InUseFinalizer}, so that its deletion goes on: the ServiceBinding ` +

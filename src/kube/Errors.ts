@@ -28,4 +28,8 @@ export class KubeApiError extends Schema.TaggedError<KubeApiError>()("KubeApiErr
   get notFound() {
     return this.code === 404
   }
+  /** Refused to this identity (403) or not served (404): asking again changes nothing until RBAC or the cluster does. */
+  get forbiddenOrNotServed() {
+    return this.code === 403 || this.code === 404
+  }
 }

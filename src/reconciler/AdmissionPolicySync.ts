@@ -37,7 +37,7 @@ export const desiredPolicies = Effect.fnUntraced(function*(namespace: string | u
 })
 
 /** Whether an answer means the operator cannot manage policies here at all (no RBAC, or no such API). */
-const unmanageable = (e: KubeApiError) => e.code === 403 || e.code === 404
+const unmanageable = (e: KubeApiError) => e.forbiddenOrNotServed
 
 /** What the operator says, once, when it cannot manage policies: why, and what to do about it. */
 export const unmanageableMessage = (e: KubeApiError): string =>
