@@ -37,16 +37,17 @@ const ScanFrom = 16
 export const redactor = (values: Iterable<string>): (text: string) => string => {
   const secrets = [...new Set([...values].filter((v) => v.length >= RedactMinLength))].sort((a, b) => b.length - a.length)
   if (secrets.length === 0) return (text) => text
-  if (secrets.length < ScanFrom) {
-    return (text) => {
-      let out = text
-      for (const v of secrets) if (out.includes(v)) out = out.split(v).join(Redacted)
-      return out
-    }
-  }
+  if (secrets.length < ScanFrom) return (text) => searchEach(secrets, text)
   const byPrefix = byPrefixOf()
   for (const v of secrets) addByPrefix(byPrefix, v)
   return (text) => scan(byPrefix, text)
+}
+
+/** The text with each of `longestFirst` replaced, searched for in turn: faster than a scan for a few values. */
+const searchEach = (longestFirst: ReadonlyArray<string>, text: string): string => {
+  let out = text
+  for (const v of longestFirst) if (out.includes(v)) out = out.split(v).join(Redacted)
+  return out
 }
 
 /**
@@ -180,9 +181,7 @@ export const make = (bounds: { readonly maxValues: number; readonly maxBytes: nu
     if (counts.size > bounds.maxValues || bytes > bounds.maxBytes) return Withheld
     if (counts.size >= ScanFrom) return scan(byPrefix, text)
     few ??= [...counts.keys()].sort((a, b) => b.length - a.length)
-    let out = text
-    for (const v of few) if (out.includes(v)) out = out.split(v).join(Redacted)
-    return out
+    return searchEach(few, text)
   }
 
   return Redactions.of({ set, redact, size: () => ({ owners: byOwner.size, values: counts.size }) })

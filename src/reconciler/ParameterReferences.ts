@@ -252,7 +252,8 @@ export const make = Effect.fnUntraced(function*(client: KubeApi, redactions: Red
       return {
         _tag: "Resolved",
         capability: withValues(raw, (p) => values.get(p.name)),
-        // Its own values (short ones included), then every other Capability's: a plugin may echo another's.
+        // Its own values (still redacted should the Capability be forgotten meanwhile), then every other Capability's: a
+        // plugin may echo another's.
         redact: (text: string) => redactions.redact(own(text))
       } satisfies Resolution
     })
