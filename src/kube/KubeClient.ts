@@ -241,22 +241,22 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, clientOptions: KubeClie
         }
         resume(effect)
       }
-      const refused = method === "GET" || beforeWrite === undefined ? undefined : beforeWrite()
-      if (refused !== undefined) {
-        clearTimeout(timer)
-        outer?.removeEventListener("abort", stop)
-        resume(Effect.fail(new KubeApiError({ code: 0, reason: "WriteRefused", detail: refused, request: label })))
-        return
-      }
       const unreachable = (e: unknown) =>
         Effect.fail(
           new KubeApiError({ code: 0, reason: "Unreachable", detail: e instanceof Error ? e.message : String(e), request: label })
         )
       fetchInit()
-        .then(({ tls, headers }) =>
-          fetch(`${server}${path}`, {
+        .then(({ tls, headers }): Promise<Response | KubeApiError> => {
+          const body = options.body === undefined ? undefined : JSON.stringify(options.body)
+          // Asked last, with nothing left to wait on before the request goes
+          // out: deriving credentials above (an exec plugin) can take seconds.
+          const refused = method === "GET" || beforeWrite === undefined ? undefined : beforeWrite()
+          if (refused !== undefined) {
+            return Promise.resolve(new KubeApiError({ code: 0, reason: "WriteRefused", detail: refused, request: label }))
+          }
+          return fetch(`${server}${path}`, {
             tls,
-            headers: options.body === undefined
+            headers: body === undefined
               ? { ...headers, ...impersonation, "User-Agent": userAgent, Accept: options.accept ?? "application/json" }
               : {
                 ...headers,
@@ -266,12 +266,13 @@ const make = Effect.fnUntraced(function*(kc: KubeConfig, clientOptions: KubeClie
                 "Content-Type": options.contentType ?? "application/json"
               },
             method,
-            ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+            ...(body === undefined ? {} : { body }),
             signal: controller.signal
           })
-        )
+        })
         .then(
           (response) => {
+            if (response instanceof KubeApiError) return settle(Effect.fail(response))
             if (!response.ok) {
               return response.text().then(
                 (text) => settle(Effect.fail(refusal(response, text, label))),

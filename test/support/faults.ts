@@ -190,17 +190,19 @@ export const startProxiedOperator = async (
 }
 
 /**
- * `halkyon run` flags of a fast election on Lease `lease` in namespace default (2 s lease, 1.5 s renew
- * deadline), whose loser must be interrupted rather than finish: a graceful shutdown time far beyond the lease.
+ * `halkyon run` flags of a fast election on Lease `lease` in namespace default (2 s lease unless told,
+ * 1.5 s renew deadline), whose loser must be interrupted rather than finish: a graceful shutdown time far
+ * beyond the lease. The lease duration less the renew deadline is the margin a leader's last write has to
+ * be answered in before another may take over.
  */
-export const fastElection = (lease: string): Array<string> => [
+export const fastElection = (lease: string, leaseDuration = "2s"): Array<string> => [
   "--leader-elect",
   "--leader-election-namespace",
   "default",
   "--leader-election-id",
   lease,
   "--lease-duration",
-  "2s",
+  leaseDuration,
   "--renew-deadline",
   "1500ms",
   "--retry-period",
