@@ -15,6 +15,7 @@ import {
   capabilityPath,
   type Cluster,
   dig,
+  eventsAbout,
   markStatefulSetReady,
   type Operator,
   readyOf,
@@ -154,10 +155,7 @@ describe("a hostile plugin", () => {
       }
       expect(await exists("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/hostile-admin")).toBe(false)
       expect(await exists("/api/v1/namespaces/kube-system/configmaps/ks")).toBe(false)
-      const events = await cluster.api("GET", `/api/v1/namespaces/${ns}/events?fieldSelector=involvedObject.name%3Dadmin`)
-      expect((dig<Array<{ reason: string; type: string }>>(events.body, "items") ?? []).map((e) => `${e.type}/${e.reason}`)).toContain(
-        "Warning/PluginViolation"
-      )
+      expect(await eventsAbout(cluster, ns, "admin")).toContain("Warning/PluginViolation")
     },
     120_000
   )

@@ -12,6 +12,7 @@ import {
   capabilityPath,
   type Cluster,
   dig,
+  eventsAbout,
   existedAt,
   type Operator,
   readyOf,
@@ -140,12 +141,7 @@ describe("a postgres Capability", () => {
       observedGeneration: dig<number>(ready.body, "metadata", "generation")
     })
     expect(dig(ready.body, "status", "observedGeneration")).toBe(dig<number>(ready.body, "metadata", "generation"))
-    const events = await cluster.api(
-      "GET",
-      `/api/v1/namespaces/${ns}/events?fieldSelector=involvedObject.kind%3DCapability,involvedObject.name%3Dorders`
-    )
-    const reasons = (dig<Array<{ reason: string; type: string }>>(events.body, "items") ?? []).map((e) => `${e.type}/${e.reason}`)
-    expect(reasons).toEqual(["Normal/Ready"])
+    expect(await eventsAbout(cluster, ns, "orders", "Capability")).toEqual(["Normal/Ready"])
   })
 
   test("changed parameters update the dependents", async () => {
@@ -232,10 +228,7 @@ describe("a Capability no plugin serves", () => {
     expect(readyOf(failed)?.message).toBe(
       "no plugin serves category \"test\", type \"flaky\"; available: database/postgres (14, 15, 16, 17, 18) from plugin postgres.js"
     )
-    const events = await cluster.api("GET", `/api/v1/namespaces/${ns}/events?fieldSelector=involvedObject.name%3Dqueue`)
-    expect((dig<Array<{ reason: string; type: string }>>(events.body, "items") ?? []).map((e) => `${e.type}/${e.reason}`)).toContain(
-      "Warning/NoPlugin"
-    )
+    expect(await eventsAbout(cluster, ns, "queue")).toContain("Warning/NoPlugin")
     copyFileSync(testPlugin("flaky.js"), join(pluginsDir, "flaky.js"))
     const ready = await waitReady("queue", "True", "Ready")
     expect(dig(ready.body, "status", "plugin")).toBe("flaky.js")

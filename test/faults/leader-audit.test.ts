@@ -26,7 +26,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test"
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { capabilityPath, type Cluster, dig, type Operator, readyOf, startCluster, startOperator } from "../support/cluster.ts"
+import { capabilityPath, type Cluster, eventsAbout, type Operator, readyOf, startCluster, startOperator } from "../support/cluster.ts"
 import { createNamespace, FaultNamespace, fastElection, until } from "../support/faults.ts"
 import { pluginsFolder, processesMatching, testPlugin } from "../support/paths.ts"
 
@@ -106,13 +106,6 @@ const readyAt = async (name: string, ns = FaultNamespace) => {
   return ready?.status === "True"
 }
 
-/** How many Events with reason Ready are recorded about Capability `name`. */
-const readyEvents = async (name: string, ns = FaultNamespace) => {
-  const selector = encodeURIComponent(`involvedObject.name=${name},reason=Ready`)
-  const list = await cluster.api("GET", `/api/v1/namespaces/${ns}/events?fieldSelector=${selector}`)
-  return (dig<Array<unknown>>(list.body, "items") ?? []).length
-}
-
 /** The audit log as kube-apiserver wrote it so far: its ResponseComplete events. */
 const auditEvents = () => {
   const auditLog = cluster.plane.auditLogPath
@@ -162,7 +155,10 @@ test(
     const written = slow.filter((n) => !inFlight.includes(n))
     await until(
       "the leader has written the first build's Capability, its Event last",
-      async () => (await Promise.all(written.map(async (n) => (await readyAt(n)) && (await readyEvents(n)) > 0))).every(Boolean),
+      async () =>
+        (await Promise.all(
+          written.map(async (n) => (await readyAt(n)) && (await eventsAbout(cluster, FaultNamespace, n)).includes("Normal/Ready"))
+        )).every(Boolean),
       10_000,
       5
     )

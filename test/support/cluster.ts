@@ -162,6 +162,16 @@ export const readyOf = (capability: ApiResponse) =>
     (c) => c.type === "Ready"
   )
 
+/**
+ * The Events recorded about the object `name` in `namespace` (of `kind`, when given), each as `type/reason`,
+ * as `kubectl describe` lists them.
+ */
+export const eventsAbout = async (cluster: Cluster, namespace: string, name: string, kind?: string) => {
+  const selector = encodeURIComponent(`${kind === undefined ? "" : `involvedObject.kind=${kind},`}involvedObject.name=${name}`)
+  const events = await cluster.api("GET", `/api/v1/namespaces/${namespace}/events?fieldSelector=${selector}`)
+  return (dig<Array<{ reason: string; type: string }>>(events.body, "items") ?? []).map((e) => `${e.type}/${e.reason}`)
+}
+
 export const capabilityPath = (namespace: string, name = "") =>
   `/apis/halkyon.io/v1beta1/namespaces/${namespace}/capabilities${name === "" ? "" : `/${name}`}`
 
