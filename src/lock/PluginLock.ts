@@ -9,8 +9,8 @@
  * moves and the new lock, then the moves, the lock and the cleanup happen.
  * Whoever finds a journal finishes it first.
  */
-import { createReadStream, existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs"
-import { closeSync, fsyncSync, openSync, writeSync } from "node:fs"
+import { createReadStream, existsSync, lstatSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs"
+import { closeSync, fsyncSync, linkSync, openSync, writeSync } from "node:fs"
 import { createHash } from "node:crypto"
 import { basename, dirname, join, resolve, sep } from "node:path"
 import { Duration, Effect, Schema } from "effect"
@@ -115,6 +115,48 @@ const inside = (dir: string, name: string) => {
 }
 
 /**
+ * Creates the mutex naming this process, whole: written under a temporary
+ * name and linked into place, so that no one ever reads it half-written (and
+ * takes an empty mutex for a stale one). False if another holds it.
+ */
+const takeMutex = (path: string): boolean => {
+  const temp = join(dirname(path), `${TempPrefix}${basename(path)}-${formatIdentity(thisProcess)}`)
+  const fd = openSync(temp, "w", 0o644)
+  try {
+    writeSync(fd, formatIdentity(thisProcess))
+  } finally {
+    closeSync(fd)
+  }
+  try {
+    linkSync(temp, path)
+    return true
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false
+    throw e
+  } finally {
+    rmSync(temp, { force: true })
+  }
+}
+
+/**
+ * Who holds the mutex at `path`: its owner, undefined if it names no process
+ * (stale), or "released" if it is gone, let go since this process found it.
+ */
+export const mutexOwner = (path: string): ProcessIdentity | undefined | "released" => {
+  try {
+    return parseIdentity(readFileSync(path, "utf8"))
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e
+    // A symbolic link to nowhere is no halkyon's mutex (those are files): stale, not let go.
+    try {
+      return lstatSync(path).isSymbolicLink() ? undefined : "released"
+    } catch {
+      return "released"
+    }
+  }
+}
+
+/**
  * Runs `effect` while this process alone may change the folder's lock: two
  * installs at once (a user's `plugins install` beside `run`) must not each
  * write a lock without the other's entry. A mutex left by a killed process
@@ -130,21 +172,16 @@ export const exclusively = <A, E, R>(
     for (;;) {
       const holder = yield* Effect.try({
         try: () => {
-          try {
-            const fd = openSync(path, "wx", 0o644)
-            writeSync(fd, formatIdentity(thisProcess))
-            closeSync(fd)
-            return undefined
-          } catch (e) {
-            if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
-            // A mutex of a process that is gone, or of this pid's previous life (a restarted container), is stale.
-            const owner = parseIdentity(readFileSync(path, "utf8"))
-            if (owner === undefined || !isRunning(owner) || owner.pid === thisProcess.pid) {
-              rmSync(path, { force: true })
-              return 0
-            }
-            return owner.pid
+          if (takeMutex(path)) return undefined
+          const owner = mutexOwner(path)
+          // Let go between our try and our read: try again at once.
+          if (owner === "released") return 0
+          // A mutex of a process that is gone, or of this pid's previous life (a restarted container), is stale.
+          if (owner === undefined || !isRunning(owner) || owner.pid === thisProcess.pid) {
+            rmSync(path, { force: true })
+            return 0
           }
+          return owner.pid
         },
         catch: (e) => new LockWriteFailed({ dir, detail: describe(e) })
       })

@@ -5,11 +5,11 @@
  * container) are recognised as stale at once.
  */
 import { afterEach, describe, expect, test } from "bun:test"
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Effect } from "effect"
-import { exclusively, readLock, recover } from "../../src/lock/PluginLock.ts"
+import { exclusively, mutexOwner, readLock, recover } from "../../src/lock/PluginLock.ts"
 import { formatIdentity, isRunning, parseIdentity, startTimeOf, thisProcess } from "../../src/lock/ProcessIdentity.ts"
 
 const roots: Array<string> = []
@@ -98,6 +98,25 @@ describe("a restarted process with the same pid", () => {
     expect(existsSync(join(dir, stale))).toBe(false)
     expect(existsSync(join(dir, oldForm))).toBe(false)
     expect(existsSync(join(dir, mine))).toBe(true)
+  })
+
+  test("a mutex let go between the try to take it and the read of its owner is tried again, not an error", async () => {
+    const dir = tempRoot()
+    const path = join(dir, ".plugins.lock.mutex")
+    // What the reader sees when the holder removed it in between: nothing there.
+    expect(mutexOwner(path)).toBe("released")
+    writeFileSync(path, formatIdentity(thisProcess))
+    expect(mutexOwner(path)).toEqual(thisProcess)
+    // A link to nowhere exists (so the mutex cannot be made) yet cannot be read: taken over as stale, where the
+    // read's ENOENT used to fail the install with LockWriteFailed.
+    rmSync(path)
+    symlinkSync(join(dir, "nowhere"), path)
+    expect(mutexOwner(path)).toBeUndefined()
+    const held = await Effect.runPromise(exclusively(dir, Effect.sync(() => readFileSync(path, "utf8"))))
+    expect(held).toBe(formatIdentity(thisProcess))
+    expect(existsSync(path)).toBe(false)
+    // Made whole under a temporary name and linked into place: none is left behind.
+    expect(readdirSync(dir).filter((f) => f.startsWith(".tmp-"))).toEqual([])
   })
 
   test("a mutex left by this pid's previous life is taken over at once, not waited on", async () => {
