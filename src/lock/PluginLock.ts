@@ -114,19 +114,27 @@ const inside = (dir: string, name: string) => {
   return path
 }
 
+/** Writes `text` to disk beside `path`, under a name of its own, to be moved or linked into place; returns that name. */
+const writeTemporary = (path: string, text: string) => {
+  // Dot-named and pid-tagged: the plugin host ignores it, and recover() removes it if its writer died.
+  const temp = join(dirname(path), `${TempPrefix}${basename(path)}-${formatIdentity(thisProcess)}`)
+  const fd = openSync(temp, "w", 0o644)
+  try {
+    writeSync(fd, text)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  return temp
+}
+
 /**
  * Creates the mutex naming this process, whole: written under a temporary
  * name and linked into place, so that no one ever reads it half-written (and
  * takes an empty mutex for a stale one). False if another holds it.
  */
 const takeMutex = (path: string): boolean => {
-  const temp = join(dirname(path), `${TempPrefix}${basename(path)}-${formatIdentity(thisProcess)}`)
-  const fd = openSync(temp, "w", 0o644)
-  try {
-    writeSync(fd, formatIdentity(thisProcess))
-  } finally {
-    closeSync(fd)
-  }
+  const temp = writeTemporary(path, formatIdentity(thisProcess))
   try {
     linkSync(temp, path)
     return true
@@ -195,18 +203,7 @@ export const exclusively = <A, E, R>(
 }
 
 /** Writes a file so that readers see the old or the new content, never a part. */
-const writeAtomically = (path: string, text: string) => {
-  // Dot-named and pid-tagged: the plugin host ignores it, and recover() removes it if its writer died.
-  const temp = join(dirname(path), `${TempPrefix}${basename(path)}-${formatIdentity(thisProcess)}`)
-  const fd = openSync(temp, "w", 0o644)
-  try {
-    writeSync(fd, text)
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
-  renameSync(temp, path)
-}
+const writeAtomically = (path: string, text: string) => renameSync(writeTemporary(path, text), path)
 
 /** The top-level names a release's files occupy in the plugins folder. */
 export const topLevelNames = (files: ReadonlyArray<{ readonly path: string }>): ReadonlyArray<string> => [
